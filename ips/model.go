@@ -1,0 +1,265 @@
+package ips
+
+// Caseload is the content of a caseload JSON file: one program's clients.
+type Caseload struct {
+	Program *Program  `json:"program,omitempty"`
+	Clients []*Client `json:"clients"`
+}
+
+// Program names the IPS program a caseload belongs to.
+type Program struct {
+	ID   string `json:"id"`
+	Name string `json:"name,omitempty"`
+}
+
+// DefaultProgramID scopes business identifiers when a caseload names no program.
+const DefaultProgramID = "local"
+
+// ProgramID returns the program's id, or DefaultProgramID when none is set.
+func (c *Caseload) ProgramID() string {
+	if c.Program == nil || c.Program.ID == "" {
+		return DefaultProgramID
+	}
+	return c.Program.ID
+}
+
+// Identifier is an identifier in a namespace, such as a patient's MRN in the
+// clinic EHR. Both parts are patient data.
+type Identifier struct {
+	System string `json:"system"`
+	Value  string `json:"value"`
+}
+
+// Coding is a code from a code system, as in FHIR.
+type Coding struct {
+	System  string `json:"system"`
+	Code    string `json:"code"`
+	Display string `json:"display,omitempty"`
+}
+
+// Client is one person's enrollment in the IPS program. IPS has zero exclusion:
+// anyone who wants to work is eligible, so there is no eligibility field.
+type Client struct {
+	ID          string               `json:"id"`
+	Patient     Identifier           `json:"patient"`
+	EnrolledOn  Date                 `json:"enrolledOn"`
+	ReferredOn  Date                 `json:"referredOn,omitzero"`
+	ClosedOn    Date                 `json:"closedOn,omitzero"`
+	Status      ClientStatus         `json:"status,omitempty"`
+	Specialist  string               `json:"specialist,omitempty"`
+	Consent     *Consent             `json:"consent,omitempty"`
+	Disclosure  Disclosure           `json:"disclosure,omitempty"`
+	Preferences *WorkPreferences     `json:"preferences,omitempty"`
+	Goals       []*Goal              `json:"goals,omitempty"`
+	Supports    []*Support           `json:"supports,omitempty"`
+	Jobs        []*Job               `json:"jobs,omitempty"`
+	Employment  []EmploymentSnapshot `json:"employmentStatus,omitempty"`
+}
+
+// EffectiveStatus is the client's status with the documented default applied:
+// closed when a closing date is set, active otherwise.
+func (c *Client) EffectiveStatus() ClientStatus {
+	if c.Status != "" {
+		return c.Status
+	}
+	if !c.ClosedOn.IsZero() {
+		return ClientClosed
+	}
+	return ClientActive
+}
+
+// Goal finds the client's goal with the given id, or nil.
+func (c *Client) Goal(id string) *Goal {
+	for _, g := range c.Goals {
+		if g.ID == id {
+			return g
+		}
+	}
+	return nil
+}
+
+// ClientStatus is where a client stands in the program.
+type ClientStatus string
+
+// Client statuses.
+const (
+	ClientReferred ClientStatus = "referred"
+	ClientActive   ClientStatus = "active"
+	ClientOnHold   ClientStatus = "on-hold"
+	ClientClosed   ClientStatus = "closed"
+)
+
+// Consent records what the client agreed to share. A nil field means the
+// program's configured default applies.
+type Consent struct {
+	EHR *bool `json:"ehr,omitempty"`
+	HIE *bool `json:"hie,omitempty"`
+}
+
+// Disclosure is the client's choice about telling employers of the condition.
+type Disclosure string
+
+// Disclosure preferences.
+const (
+	DisclosureNone      Disclosure = "none"
+	DisclosurePartial   Disclosure = "partial"
+	DisclosureFull      Disclosure = "full"
+	DisclosureUndecided Disclosure = "undecided"
+)
+
+// WorkPreferences are the client's own preferences, which IPS job search follows.
+type WorkPreferences struct {
+	JobTypes     []string `json:"jobTypes,omitempty"`
+	HoursPerWeek *float64 `json:"hoursPerWeek,omitempty"`
+	Schedule     string   `json:"schedule,omitempty"`
+	Location     string   `json:"location,omitempty"`
+}
+
+// Goal is an employment goal in the client's own words.
+type Goal struct {
+	ID                 string          `json:"id"`
+	Description        string          `json:"description"`
+	Status             GoalStatus      `json:"status"`
+	Achievement        GoalAchievement `json:"achievement,omitempty"`
+	TargetHoursPerWeek *float64        `json:"targetHoursPerWeek,omitempty"`
+	Start              Date            `json:"start"`
+	Due                Date            `json:"due,omitzero"`
+	Notes              []Note          `json:"notes,omitempty"`
+}
+
+// Note is free text about a record, such as a clinician's comment on a goal.
+type Note struct {
+	Text string `json:"text"`
+	Date Date   `json:"date,omitzero"`
+}
+
+// GoalStatus is a FHIR Goal lifecycleStatus code.
+type GoalStatus string
+
+// Goal lifecycle statuses (http://hl7.org/fhir/goal-status).
+const (
+	GoalProposed       GoalStatus = "proposed"
+	GoalPlanned        GoalStatus = "planned"
+	GoalAccepted       GoalStatus = "accepted"
+	GoalActive         GoalStatus = "active"
+	GoalOnHold         GoalStatus = "on-hold"
+	GoalCompleted      GoalStatus = "completed"
+	GoalCancelled      GoalStatus = "cancelled"
+	GoalEnteredInError GoalStatus = "entered-in-error"
+	GoalRejected       GoalStatus = "rejected"
+)
+
+// GoalStatuses lists every GoalStatus.
+var GoalStatuses = []GoalStatus{GoalProposed, GoalPlanned, GoalAccepted, GoalActive, GoalOnHold, GoalCompleted, GoalCancelled, GoalEnteredInError, GoalRejected}
+
+// GoalAchievement is a FHIR Goal achievementStatus code
+// (http://terminology.hl7.org/CodeSystem/goal-achievement).
+type GoalAchievement string
+
+// GoalAchievements lists every GoalAchievement.
+var GoalAchievements = []GoalAchievement{"in-progress", "improving", "worsening", "no-change", "achieved", "sustaining", "not-achieved", "no-progress", "not-attainable"}
+
+// Support is one IPS service given to, or planned with, the client.
+type Support struct {
+	ID     string        `json:"id"`
+	Type   SupportType   `json:"type"`
+	Status SupportStatus `json:"status"`
+	Date   Date          `json:"date"`
+	Goal   string        `json:"goal,omitempty"`
+	Note   string        `json:"note,omitempty"`
+}
+
+// SupportType is a code of the project's IPS support-type CodeSystem.
+type SupportType string
+
+// IPS support types.
+const (
+	SupportCareerProfile        SupportType = "career-profile"
+	SupportJobDevelopment       SupportType = "job-development"
+	SupportEmployerContact      SupportType = "employer-contact"
+	SupportBenefitsPlanning     SupportType = "benefits-planning"
+	SupportDisclosurePlanning   SupportType = "disclosure-planning"
+	SupportInterviewPreparation SupportType = "interview-preparation"
+	SupportFollowAlongOnJob     SupportType = "follow-along-on-job"
+	SupportFollowAlongOffJob    SupportType = "follow-along-off-job"
+	SupportTransportation       SupportType = "transportation"
+	SupportEducation            SupportType = "education-support"
+	SupportTeamMeeting          SupportType = "team-meeting"
+)
+
+// SupportTypes lists every SupportType.
+var SupportTypes = []SupportType{SupportCareerProfile, SupportJobDevelopment, SupportEmployerContact, SupportBenefitsPlanning, SupportDisclosurePlanning, SupportInterviewPreparation, SupportFollowAlongOnJob, SupportFollowAlongOffJob, SupportTransportation, SupportEducation, SupportTeamMeeting}
+
+// SupportStatus is where a support stands.
+type SupportStatus string
+
+// Support statuses.
+const (
+	SupportPlanned    SupportStatus = "planned"
+	SupportInProgress SupportStatus = "in-progress"
+	SupportCompleted  SupportStatus = "completed"
+	SupportCancelled  SupportStatus = "cancelled"
+)
+
+// SupportStatuses lists every SupportStatus.
+var SupportStatuses = []SupportStatus{SupportPlanned, SupportInProgress, SupportCompleted, SupportCancelled}
+
+// Job is a job the client holds or held.
+type Job struct {
+	ID           string       `json:"id"`
+	Employer     string       `json:"employer"`
+	Title        string       `json:"title"`
+	Occupation   *Coding      `json:"occupation,omitempty"`
+	Industry     *Coding      `json:"industry,omitempty"`
+	Start        Date         `json:"start"`
+	End          Date         `json:"end,omitzero"`
+	EndReason    JobEndReason `json:"endReason,omitempty"`
+	HoursPerWeek float64      `json:"hoursPerWeek"`
+	DaysPerWeek  int          `json:"daysPerWeek,omitempty"`
+	HourlyWage   Money        `json:"hourlyWage"`
+	Competitive  bool         `json:"competitive"`
+	Disclosed    *bool        `json:"disclosed,omitempty"`
+}
+
+// Current reports whether the job has not ended.
+func (j *Job) Current() bool { return j.End.IsZero() }
+
+// Overlaps reports whether the job was held on any day from from to to inclusive.
+func (j *Job) Overlaps(from, to Date) bool {
+	if to.Before(j.Start) {
+		return false
+	}
+	return j.Current() || !j.End.Before(from)
+}
+
+// Money is an amount in an ISO 4217 currency.
+type Money struct {
+	Value    float64 `json:"value"`
+	Currency string  `json:"currency"`
+}
+
+// JobEndReason says why a job ended.
+type JobEndReason string
+
+// JobEndReasons lists every JobEndReason.
+var JobEndReasons = []JobEndReason{"quit-with-plan", "quit-without-plan", "fired", "laid-off", "temporary-job-ended", "hospitalized", "other"}
+
+// EmploymentSnapshot is the client's employment status as of a date; it holds
+// until the next snapshot.
+type EmploymentSnapshot struct {
+	Date   Date             `json:"date"`
+	Status EmploymentStatus `json:"status"`
+}
+
+// EmploymentStatus is the labour-force status of a client.
+type EmploymentStatus string
+
+// Employment statuses.
+const (
+	Employed        EmploymentStatus = "employed"
+	Unemployed      EmploymentStatus = "unemployed"
+	NotInLaborForce EmploymentStatus = "not-in-labor-force"
+)
+
+// EmploymentStatuses lists every EmploymentStatus.
+var EmploymentStatuses = []EmploymentStatus{Employed, Unemployed, NotInLaborForce}
