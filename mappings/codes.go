@@ -1,0 +1,143 @@
+package mappings
+
+import "github.com/ipsfhir/ipsfhir/ips"
+
+// Every code ipsfhir emits is in this file, so a wrong one is corrected in one
+// place. Codes marked [unconfirmed] in ../shared/DOMAIN.md were either checked
+// (noted) or avoided. The project's own codes are published as CodeSystems
+// under conformance/ and a test keeps the two in step.
+
+// CanonicalBase is the root of the canonical URLs of ipsfhir's own profiles,
+// code systems and extensions.
+const CanonicalBase = "https://ipsfhir.org/fhir"
+
+// The project's own code systems and extensions.
+const (
+	SystemSupportType    = CanonicalBase + "/CodeSystem/ips-support-type"
+	SystemIPSObservation = CanonicalBase + "/CodeSystem/ips-observation"
+	SystemJobEndReason   = CanonicalBase + "/CodeSystem/ips-job-end-reason"
+	SystemTags           = CanonicalBase + "/CodeSystem/ips-tags"
+	ExtSupportIdentifier = CanonicalBase + "/StructureDefinition/ips-support-identifier"
+
+	TagAuthored = "ipsfhir-authored"
+
+	CodeWorkHoursPerWeek = "work-hours-per-week"
+	CodeHourlyWage       = "hourly-wage"
+	CodeCompetitive      = "competitive-employment"
+	CodeDisclosed        = "disclosed-to-employer"
+	CodeJobEndReason     = "job-end-reason"
+)
+
+// The project's profiles.
+const (
+	ProfileGoal             = CanonicalBase + "/StructureDefinition/ips-goal"
+	ProfileCarePlan         = CanonicalBase + "/StructureDefinition/ips-careplan"
+	ProfileJob              = CanonicalBase + "/StructureDefinition/ips-job-observation"
+	ProfileEmploymentStatus = CanonicalBase + "/StructureDefinition/ips-employment-status"
+	ProfilePlanNote         = CanonicalBase + "/StructureDefinition/ips-plan-note"
+	ProfilePRAPARE          = CanonicalBase + "/StructureDefinition/ips-prapare-employment"
+)
+
+// External code systems.
+const (
+	SystemLOINC            = "http://loinc.org"
+	SystemSNOMED           = "http://snomed.info/sct"
+	SystemUCUM             = "http://unitsofmeasure.org"
+	SystemISO4217          = "urn:iso:std:iso:4217"
+	SystemObsCategory      = "http://terminology.hl7.org/CodeSystem/observation-category"
+	SystemSDOHCCTemporary  = "http://hl7.org/fhir/us/sdoh-clinicalcare/CodeSystem/SDOHCC-CodeSystemTemporaryCodes"
+	SystemUSCoreCategory   = "http://hl7.org/fhir/us/core/CodeSystem/us-core-category"
+	SystemCarePlanCategory = "http://hl7.org/fhir/us/core/CodeSystem/careplan-category"
+	SystemDocRefCategory   = "http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category"
+	SystemGoalAchievement  = "http://terminology.hl7.org/CodeSystem/goal-achievement"
+	SystemConfidentiality  = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+	SystemActCode          = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+
+	ExtODHEmployer     = "http://hl7.org/fhir/us/odh/StructureDefinition/odh-Employer-extension"
+	ExtODHIsCurrentJob = "http://hl7.org/fhir/us/odh/StructureDefinition/odh-isCurrentJob-extension"
+)
+
+// LOINC codes (all [C] in DOMAIN.md, except 11506-3, checked against the
+// clinical-note types Epic publishes).
+const (
+	LOINCPastOrPresentJob = "11341-5" // History of Occupation (ODH PastOrPresentJob, US Core Occupation)
+	LOINCIndustry         = "86188-0" // History of Occupation industry
+	LOINCWorkDaysPerWeek  = "74160-3" // Work days per week
+	LOINCWorkHoursPerDay  = "87512-0" // Work hours per day
+	LOINCEmploymentStatus = "74165-2" // History of employment status NIOSH
+	LOINCPRAPARE          = "67875-5" // Employment status - current (PRAPARE)
+	LOINCProgressNote     = "11506-3" // Progress note
+)
+
+// Display texts, for readers of the emitted JSON.
+var loincDisplay = map[string]string{
+	LOINCPastOrPresentJob: "History of Occupation",
+	LOINCIndustry:         "History of Occupation industry",
+	LOINCWorkDaysPerWeek:  "Work days per week",
+	LOINCWorkHoursPerDay:  "Work hours per day",
+	LOINCEmploymentStatus: "History of employment status NIOSH",
+	LOINCPRAPARE:          "Employment status - current",
+	LOINCProgressNote:     "Progress note",
+}
+
+// employmentStatusSNOMED maps IPS employment status to the SNOMED CT findings
+// of the THO NIOSHEmploymentStatusODH value set [C].
+var employmentStatusSNOMED = map[ips.EmploymentStatus]struct{ Code, Display string }{
+	ips.Employed:        {"224363007", "Employed"},
+	ips.Unemployed:      {"73438004", "Unemployed"},
+	ips.NotInLaborForce: {"741062008", "Not in labor force"},
+}
+
+// PRAPARE answers (LOINC answer list for 67875-5) [C].
+const (
+	PRAPAREUnemployed    = "LA17956-6"
+	PRAPAREPartTime      = "LA30138-4"
+	PRAPAREFullTime      = "LA30136-8"
+	PRAPARENotSeeking    = "LA30137-6"
+	FullTimeHoursPerWeek = 35 // BLS and the Colorado BHA code system both draw full time at 35 hours
+)
+
+var prapareDisplay = map[string]string{
+	PRAPAREUnemployed: "Unemployed",
+	PRAPAREPartTime:   "Part-time or temporary work",
+	PRAPAREFullTime:   "Full-time work",
+	PRAPARENotSeeking: "Otherwise unemployed but not seeking work (ex: student, retired, disabled, unpaid primary care giver)",
+}
+
+// SupportTypeDisplay is the display text of each IPS support-type code.
+var SupportTypeDisplay = map[ips.SupportType]string{
+	ips.SupportCareerProfile:        "Career profile",
+	ips.SupportJobDevelopment:       "Job search and job development",
+	ips.SupportEmployerContact:      "Employer contact",
+	ips.SupportBenefitsPlanning:     "Benefits (work incentives) planning",
+	ips.SupportDisclosurePlanning:   "Disclosure planning",
+	ips.SupportInterviewPreparation: "Interview preparation",
+	ips.SupportFollowAlongOnJob:     "Follow-along support on the job",
+	ips.SupportFollowAlongOffJob:    "Follow-along support off the job",
+	ips.SupportTransportation:       "Transportation",
+	ips.SupportEducation:            "Education support",
+	ips.SupportTeamMeeting:          "Mental health team meeting",
+}
+
+// IPSObservationDisplay is the display text of each ips-observation code.
+var IPSObservationDisplay = map[string]string{
+	CodeWorkHoursPerWeek: "Work hours per week",
+	CodeHourlyWage:       "Hourly wage",
+	CodeCompetitive:      "Competitive employment",
+	CodeDisclosed:        "Disclosed condition to employer",
+	CodeJobEndReason:     "Job end reason",
+}
+
+// JobEndReasonDisplay is the display text of each ips-job-end-reason code.
+var JobEndReasonDisplay = map[ips.JobEndReason]string{
+	"quit-with-plan":      "Quit with a plan",
+	"quit-without-plan":   "Quit without a plan",
+	"fired":               "Fired",
+	"laid-off":            "Laid off",
+	"temporary-job-ended": "Temporary job ended",
+	"hospitalized":        "Hospitalized",
+	"other":               "Other",
+}
+
+// SDOHEmploymentStatus is the Gravity SDOH category for the employment domain [C].
+const SDOHEmploymentStatus = "employment-status"
