@@ -1,0 +1,149 @@
+package mappings
+
+import (
+	"fmt"
+	"html"
+	"slices"
+	"strings"
+
+	"github.com/ipsfhir/ipsfhir/ips"
+
+	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
+	dtpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
+	cppb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/care_plan_go_proto"
+	vspb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/valuesets_go_proto"
+)
+
+// PlanTitle is the CarePlan title clinicians see in the chart.
+const PlanTitle = "IPS supported employment plan"
+
+// PlanKey is the identity of a client's IPS plan.
+func (o Options) PlanKey(c *ips.Client) Key { return o.key(KindPlan, c.ID, "") }
+
+// SupportKey is the identity of one support within the plan.
+func (o Options) SupportKey(c *ips.Client, s *ips.Support) Key {
+	return o.key(KindSupport, c.ID, s.ID)
+}
+
+var clientToPlanStatus = map[ips.ClientStatus]cpb.RequestStatusCode_Value{
+	ips.ClientReferred: cpb.RequestStatusCode_DRAFT,
+	ips.ClientActive:   cpb.RequestStatusCode_ACTIVE,
+	ips.ClientOnHold:   cpb.RequestStatusCode_ON_HOLD,
+	ips.ClientClosed:   cpb.RequestStatusCode_COMPLETED,
+}
+
+var supportToActivityStatus = map[ips.SupportStatus]cpb.CarePlanActivityStatusCode_Value{
+	ips.SupportPlanned:    cpb.CarePlanActivityStatusCode_SCHEDULED,
+	ips.SupportInProgress: cpb.CarePlanActivityStatusCode_IN_PROGRESS,
+	ips.SupportCompleted:  cpb.CarePlanActivityStatusCode_COMPLETED,
+	ips.SupportCancelled:  cpb.CarePlanActivityStatusCode_CANCELLED,
+}
+
+// CarePlan maps a client's IPS plan to a FHIR CarePlan (profile ips-careplan,
+// on US Core CarePlan): the goals it pursues, one activity per support, and a
+// narrative a clinician can read in the chart. Goals are referenced by their
+// Bundle fullUrl, which a FHIR server rewrites to its own ids in a transaction.
+func CarePlan(c *ips.Client, o Options) *cppb.CarePlan {
+	k := o.PlanKey(c)
+	out := &cppb.CarePlan{
+		Meta:       o.meta(ProfileCarePlan),
+		Text:       &dtpb.Narrative{Status: &dtpb.Narrative_StatusCode{Value: cpb.NarrativeStatusCode_GENERATED}, Div: &dtpb.Xhtml{Value: planNarrative(c)}},
+		Identifier: []*dtpb.Identifier{fidentifier(k.System(), k.Value())},
+		Status:     &cppb.CarePlan_StatusCode{Value: clientToPlanStatus[c.EffectiveStatus()]},
+		Intent:     &cppb.CarePlan_IntentCode{Value: vspb.CarePlanIntentValueSet_PLAN},
+		Category: []*dtpb.CodeableConcept{
+			fconcept(SystemCarePlanCategory, "assess-plan", "Assessment and Plan of Treatment"),
+			sdohEmploymentCategory(),
+		},
+		Title:   fstr(PlanTitle),
+		Subject: o.subject(c),
+		Period:  fperiod(c.EnrolledOn, c.ClosedOn),
+	}
+	if c.Specialist != "" {
+		out.Contributor = []*dtpb.Reference{{Display: fstr(c.Specialist)}}
+	}
+	for _, g := range c.Goals {
+		out.Goal = append(out.Goal, fref(o.GoalKey(c, g).FullURL()))
+	}
+	for _, s := range c.Supports {
+		sk := o.SupportKey(c, s)
+		d := &cppb.CarePlan_Activity_Detail{
+			Extension: []*dtpb.Extension{{
+				Url:   furi(ExtSupportIdentifier),
+				Value: &dtpb.Extension_ValueX{Choice: &dtpb.Extension_ValueX_Identifier{Identifier: fidentifier(sk.System(), sk.Value())}},
+			}},
+			Code:        fconcept(SystemSupportType, string(s.Type), SupportTypeDisplay[s.Type]),
+			Status:      &cppb.CarePlan_Activity_Detail_StatusCode{Value: supportToActivityStatus[s.Status]},
+			Scheduled:   &cppb.CarePlan_Activity_Detail_ScheduledX{Choice: &cppb.CarePlan_Activity_Detail_ScheduledX_Period{Period: fperiod(s.Date, ips.Date{})}},
+			Description: fstr(s.Note),
+		}
+		if s.Goal != "" {
+			if g := c.Goal(s.Goal); g != nil {
+				d.Goal = []*dtpb.Reference{fref(o.GoalKey(c, g).FullURL())}
+			}
+		}
+		out.Activity = append(out.Activity, &cppb.CarePlan_Activity{Detail: d})
+	}
+	return out
+}
+
+// planNarrative renders the plan as XHTML for CarePlan.text. Every value is
+// escaped: descriptions and notes are free text typed by people.
+func planNarrative(c *ips.Client) string {
+	var b strings.Builder
+	e := html.EscapeString
+	b.WriteString(`<div xmlns="http://www.w3.org/1999/xhtml">`)
+	fmt.Fprintf(&b, "<p><b>%s</b> (%s since %s", PlanTitle, e(string(c.EffectiveStatus())), c.EnrolledOn)
+	if c.Specialist != "" {
+		fmt.Fprintf(&b, "; employment specialist %s", e(c.Specialist))
+	}
+	b.WriteString(")</p>")
+	if len(c.Goals) > 0 {
+		b.WriteString("<p>Employment goals:</p><ul>")
+		for _, g := range c.Goals {
+			fmt.Fprintf(&b, "<li>%s (%s", e(g.Description), e(string(g.Status)))
+			if g.TargetHoursPerWeek != nil {
+				fmt.Fprintf(&b, "; %s hours a week", formatHours(*g.TargetHoursPerWeek))
+			}
+			if !g.Due.IsZero() {
+				fmt.Fprintf(&b, "; by %s", g.Due)
+			}
+			b.WriteString(")</li>")
+		}
+		b.WriteString("</ul>")
+	}
+	if jobs := currentJobs(c); len(jobs) > 0 {
+		b.WriteString("<p>Current work:</p><ul>")
+		for _, j := range jobs {
+			fmt.Fprintf(&b, "<li>%s at %s since %s, %s hours a week</li>", e(j.Title), e(j.Employer), j.Start, formatHours(j.HoursPerWeek))
+		}
+		b.WriteString("</ul>")
+	}
+	if len(c.Supports) > 0 {
+		b.WriteString("<p>IPS supports:</p><ul>")
+		for _, s := range c.Supports {
+			fmt.Fprintf(&b, "<li>%s: %s, %s", e(SupportTypeDisplay[s.Type]), e(string(s.Status)), s.Date)
+			if s.Note != "" {
+				fmt.Fprintf(&b, " (%s)", e(s.Note))
+			}
+			b.WriteString("</li>")
+		}
+		b.WriteString("</ul>")
+	}
+	b.WriteString("</div>")
+	return b.String()
+}
+
+// currentJobs lists jobs not yet ended, newest first.
+func currentJobs(c *ips.Client) []*ips.Job {
+	var out []*ips.Job
+	for _, j := range c.Jobs {
+		if j.Current() {
+			out = append(out, j)
+		}
+	}
+	slices.SortFunc(out, func(a, b *ips.Job) int { return b.Start.Compare(a.Start) })
+	return out
+}
+
+func formatHours(h float64) string { return fdecimal(h).GetValue() }

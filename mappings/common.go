@@ -1,0 +1,53 @@
+package mappings
+
+import (
+	"github.com/google/fhir/go/jsonformat"
+
+	"github.com/ipsfhir/ipsfhir/ips"
+
+	dtpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
+)
+
+// meta marks every emitted resource with its profile, the adapter's
+// authorship tag and the configured security labels.
+func (o Options) meta(profile string) *dtpb.Meta {
+	m := &dtpb.Meta{
+		Profile: []*dtpb.Canonical{{Value: profile}},
+		Tag:     []*dtpb.Coding{fcoding(SystemTags, TagAuthored, "Written by the ipsfhir adapter")},
+	}
+	for _, s := range o.security() {
+		m.Security = append(m.Security, fcoding(s.System, s.Code, s.Display))
+	}
+	return m
+}
+
+// subject refers to the client's patient by EHR identifier, and also by the
+// EHR's literal id once the caller knows it, so the resource resolves on EHRs
+// that insist on literal references and can still be matched back by identifier.
+func (o Options) subject(c *ips.Client) *dtpb.Reference {
+	r := &dtpb.Reference{Identifier: fidentifier(c.Patient.System, c.Patient.Value)}
+	if o.PatientReference != nil {
+		if lit := o.PatientReference(c.Patient); lit != "" {
+			r.Reference = &dtpb.Reference_Uri{Uri: &dtpb.String{Value: lit}}
+			// Literal "Patient/123" is stored typed by google/fhir/go; keep one form.
+			_ = jsonformat.NormalizeReference(r)
+		}
+	}
+	return r
+}
+
+// patientOf reads the patient identifier a subject Reference carries.
+func patientOf(r *dtpb.Reference) ips.Identifier {
+	id := r.GetIdentifier()
+	return ips.Identifier{System: id.GetSystem().GetValue(), Value: id.GetValue().GetValue()}
+}
+
+// identifierIn returns the value of the first identifier in system, or "".
+func identifierIn(ids []*dtpb.Identifier, system string) string {
+	for _, id := range ids {
+		if id.GetSystem().GetValue() == system {
+			return id.GetValue().GetValue()
+		}
+	}
+	return ""
+}

@@ -1,0 +1,167 @@
+package mappings
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/ipsfhir/ipsfhir/ips"
+
+	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
+	dtpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
+	drpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/document_reference_go_proto"
+)
+
+// PlanNoteKey is the identity of a client's chart note. There is one per
+// client, updated in place, so the chart never fills with copies.
+func (o Options) PlanNoteKey(c *ips.Client) Key { return o.key(KindPlanNote, c.ID, "") }
+
+// PlanNote maps the client's IPS plan to a DocumentReference chart note
+// (profile ips-plan-note): the fallback for EHRs that refuse Goal and CarePlan
+// writes but accept clinical notes.
+func PlanNote(c *ips.Client, o Options) *drpb.DocumentReference {
+	k := o.PlanNoteKey(c)
+	out := &drpb.DocumentReference{
+		Meta:        o.meta(ProfilePlanNote),
+		Identifier:  []*dtpb.Identifier{fidentifier(k.System(), k.Value())},
+		Status:      &drpb.DocumentReference_StatusCode{Value: cpb.DocumentReferenceStatusCode_CURRENT},
+		DocStatus:   &drpb.DocumentReference_DocStatusCode{Value: cpb.CompositionStatusCode_FINAL},
+		Type:        loinc(LOINCProgressNote),
+		Category:    []*dtpb.CodeableConcept{fconcept(SystemDocRefCategory, "clinical-note", "Clinical Note")},
+		Subject:     o.subject(c),
+		Description: fstr(PlanTitle),
+		Content: []*drpb.DocumentReference_Content{{Attachment: &dtpb.Attachment{
+			ContentType: &dtpb.Attachment_ContentTypeCode{Value: "text/plain; charset=utf-8"},
+			Data:        &dtpb.Base64Binary{Value: []byte(RenderPlan(c))},
+			Title:       fstr(PlanTitle),
+		}}},
+		Context: &drpb.DocumentReference_Context{Period: fperiod(c.EnrolledOn, c.ClosedOn)},
+	}
+	if !o.Now.IsZero() {
+		out.Date = finstant(o.Now)
+	}
+	return out
+}
+
+// RenderPlan writes the client's IPS plan as plain text for the chart: the
+// goals, current work, next steps, supports given and the client's
+// preferences. It is what a clinician reads when the EHR takes only notes.
+func RenderPlan(c *ips.Client) string {
+	var b strings.Builder
+	line := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
+	line("%s", strings.ToUpper(PlanTitle))
+	line("Individual Placement and Support: evidence-based supported employment.")
+	line("Status: %s since %s", c.EffectiveStatus(), c.EnrolledOn)
+	if !c.ClosedOn.IsZero() {
+		line("Closed: %s", c.ClosedOn)
+	}
+	if c.Specialist != "" {
+		line("Employment specialist: %s", c.Specialist)
+	}
+
+	line("")
+	line("EMPLOYMENT GOALS")
+	if len(c.Goals) == 0 {
+		line("- none recorded yet")
+	}
+	for _, g := range sortedGoals(c) {
+		s := fmt.Sprintf("- %q (%s", g.Description, g.Status)
+		if g.Achievement != "" {
+			s += ", " + string(g.Achievement)
+		}
+		if g.TargetHoursPerWeek != nil {
+			s += fmt.Sprintf(", target %s hours a week", formatHours(*g.TargetHoursPerWeek))
+		}
+		s += ", since " + g.Start.String()
+		if !g.Due.IsZero() {
+			s += ", due " + g.Due.String()
+		}
+		line("%s)", s)
+	}
+
+	line("")
+	line("CURRENT WORK")
+	jobs := currentJobs(c)
+	if len(jobs) == 0 {
+		line("- not working at present")
+	}
+	for _, j := range jobs {
+		kind := "competitive"
+		if !j.Competitive {
+			kind = "not competitive"
+		}
+		line("- %s at %s since %s: %s hours a week, %s %s an hour, %s", j.Title, j.Employer, j.Start,
+			formatHours(j.HoursPerWeek), fdecimal(j.HourlyWage.Value).GetValue(), j.HourlyWage.Currency, kind)
+	}
+
+	next, done := splitSupports(c)
+	line("")
+	line("NEXT STEPS")
+	if len(next) == 0 {
+		line("- none planned")
+	}
+	for _, s := range next {
+		line("- %s", supportLine(s))
+	}
+	if len(done) > 0 {
+		line("")
+		line("SUPPORTS GIVEN")
+		for _, s := range done {
+			line("- %s", supportLine(s))
+		}
+	}
+
+	if p := c.Preferences; p != nil || c.Disclosure != "" {
+		line("")
+		line("CLIENT PREFERENCES")
+		if p != nil {
+			if len(p.JobTypes) > 0 {
+				line("- Job types: %s", strings.Join(p.JobTypes, ", "))
+			}
+			if p.HoursPerWeek != nil {
+				line("- Hours: %s a week", formatHours(*p.HoursPerWeek))
+			}
+			if p.Schedule != "" {
+				line("- Schedule: %s", p.Schedule)
+			}
+			if p.Location != "" {
+				line("- Location: %s", p.Location)
+			}
+		}
+		if c.Disclosure != "" {
+			line("- Disclosure to employers: %s", c.Disclosure)
+		}
+	}
+	return b.String()
+}
+
+func supportLine(s *ips.Support) string {
+	out := fmt.Sprintf("%s, %s, %s", SupportTypeDisplay[s.Type], s.Status, s.Date)
+	if s.Note != "" {
+		out += ": " + s.Note
+	}
+	return out
+}
+
+// splitSupports separates what is still to happen (planned, in progress;
+// soonest first) from what happened (completed; newest first). Cancelled
+// supports are left out of the note: they are noise to a clinician.
+func splitSupports(c *ips.Client) (next, done []*ips.Support) {
+	for _, s := range c.Supports {
+		switch s.Status {
+		case ips.SupportPlanned, ips.SupportInProgress:
+			next = append(next, s)
+		case ips.SupportCompleted:
+			done = append(done, s)
+		}
+	}
+	slices.SortStableFunc(next, func(a, b *ips.Support) int { return a.Date.Compare(b.Date) })
+	slices.SortStableFunc(done, func(a, b *ips.Support) int { return b.Date.Compare(a.Date) })
+	return next, done
+}
+
+func sortedGoals(c *ips.Client) []*ips.Goal {
+	gs := slices.Clone(c.Goals)
+	slices.SortStableFunc(gs, func(a, b *ips.Goal) int { return a.Start.Compare(b.Start) })
+	return gs
+}

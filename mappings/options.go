@@ -1,0 +1,112 @@
+package mappings
+
+import (
+	"net/url"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/ipsfhir/ipsfhir/ips"
+)
+
+// Options configure a mapping. The zero value is usable: program "local",
+// default security labels, no PRAPARE answer, no dated chart note.
+type Options struct {
+	// Program scopes business identifiers (urn:ipsfhir:{Program}:…). Empty
+	// means the caseload's program, or ips.DefaultProgramID.
+	Program string
+	// Security labels for meta.security of every resource. nil means
+	// DefaultSecurity; an empty, non-nil slice means none.
+	Security []ips.Coding
+	// PRAPARE adds the PRAPARE "Employment status - current" answer next to
+	// each ODH employment status.
+	PRAPARE bool
+	// PatientReference returns the EHR's literal reference for a patient
+	// identifier ("Patient/123"), or "" when it is not known yet. nil: never known.
+	PatientReference func(ips.Identifier) string
+	// Now dates the chart note. Mappings have no clock of their own, so the
+	// same input always gives the same output; zero leaves the date out.
+	Now time.Time
+}
+
+// DefaultSecurity labels IPS records as restricted psychiatric information:
+// enrollment in IPS reveals that a person receives mental health services, and
+// state behavioral-health laws are typically more protective than HIPAA
+// (DOMAIN.md §5, DS4P).
+var DefaultSecurity = []ips.Coding{
+	{System: SystemConfidentiality, Code: "R", Display: "restricted"},
+	{System: SystemActCode, Code: "PSY", Display: "psychiatry information sensitivity"},
+}
+
+func (o Options) security() []ips.Coding {
+	if o.Security == nil {
+		return DefaultSecurity
+	}
+	return o.Security
+}
+
+func (o Options) program() string {
+	if o.Program == "" {
+		return ips.DefaultProgramID
+	}
+	return o.Program
+}
+
+// Kind names a kind of IPS record that has its own business identifier.
+type Kind string
+
+// Record kinds.
+const (
+	KindGoal             Kind = "goal"
+	KindPlan             Kind = "plan"
+	KindSupport          Kind = "support"
+	KindJob              Kind = "job"
+	KindEmploymentStatus Kind = "employment-status"
+	KindPRAPARE          Kind = "prapare-employment"
+	KindPlanNote         Kind = "plan-note"
+)
+
+// IdentifierSystem is the business-identifier namespace of a kind of record
+// in a program: urn:ipsfhir:{program}:{kind}.
+func IdentifierSystem(program string, k Kind) string {
+	return "urn:ipsfhir:" + program + ":" + string(k)
+}
+
+// Key identifies one IPS record across systems: the program, the kind, the
+// client and (except for per-client records) the record within the client.
+type Key struct {
+	Program string
+	Kind    Kind
+	Client  string
+	Record  string
+}
+
+// System is the key's identifier.system.
+func (k Key) System() string { return IdentifierSystem(k.Program, k.Kind) }
+
+// Value is the key's identifier.value: {client} or {client}/{record}.
+func (k Key) Value() string {
+	if k.Record == "" {
+		return k.Client
+	}
+	return k.Client + "/" + k.Record
+}
+
+// fullURLNamespace seeds the UUIDv5 fullUrls; changing it would change every
+// fullUrl ipsfhir has ever emitted.
+var fullURLNamespace = uuid.MustParse("7d1d5c0e-2f4a-5b8e-9c3a-1e6f0b2d4a97")
+
+// FullURL is the stable urn:uuid a record has inside Bundles.
+func (k Key) FullURL() string {
+	return "urn:uuid:" + uuid.NewSHA1(fullURLNamespace, []byte(k.System()+"|"+k.Value())).String()
+}
+
+// ConditionalURL is the conditional-update URL that addresses the record on a
+// FHIR server by its business identifier: Goal?identifier=system|value.
+func (k Key) ConditionalURL(resourceType string) string {
+	return resourceType + "?identifier=" + url.QueryEscape(k.System()+"|"+k.Value())
+}
+
+func (o Options) key(k Kind, client, record string) Key {
+	return Key{Program: o.program(), Kind: k, Client: client, Record: record}
+}
