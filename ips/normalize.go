@@ -12,7 +12,8 @@ import (
 // trip promises. cl is not modified.
 func Normalize(cl *Caseload) *Caseload {
 	out := &Caseload{}
-	if cl.Program != nil {
+	// A program named only by the default id means the same as no program.
+	if cl.Program != nil && (cl.Program.ID != DefaultProgramID || cl.Program.Name != "") {
 		p := *cl.Program
 		out.Program = &p
 	}
