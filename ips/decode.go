@@ -48,7 +48,7 @@ func Decode(r io.Reader) (*Caseload, error) {
 		return nil, fmt.Errorf("read caseload: %w", err)
 	}
 	if len(data) > MaxCaseloadBytes {
-		return nil, &ValidationError{Problems: []Problem{{Message: fmt.Sprintf("caseload is larger than %d bytes", MaxCaseloadBytes)}}}
+		return nil, &ValidationError{Problems: []Problem{{Message: fmt.Sprintf("caseload is larger than %d bytes", MaxCaseloadBytes)}}, Err: ErrTooLarge}
 	}
 	sch, err := compiledSchema()
 	if err != nil {
@@ -56,7 +56,7 @@ func Decode(r io.Reader) (*Caseload, error) {
 	}
 	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
 	if err != nil {
-		return nil, &ValidationError{Problems: []Problem{{Message: "not valid JSON: " + jsonSyntaxMessage(data)}}}
+		return nil, &ValidationError{Problems: []Problem{{Message: "not valid JSON: " + jsonSyntaxMessage(data)}}, Err: ErrNotJSON}
 	}
 	if err := sch.Validate(inst); err != nil {
 		var ve *jsonschema.ValidationError

@@ -1,6 +1,7 @@
 package ips
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -24,7 +25,19 @@ func (p Problem) String() string {
 // ValidationError rejects an input as a whole and lists every problem found.
 type ValidationError struct {
 	Problems []Problem
+	// Err is a sentinel for inputs that could not be read at all (ErrNotJSON,
+	// ErrTooLarge), so callers can tell unreadable from invalid.
+	Err error
 }
+
+// Unwrap lets errors.Is find ErrNotJSON and ErrTooLarge.
+func (e *ValidationError) Unwrap() error { return e.Err }
+
+// Sentinels wrapped by ValidationError for inputs that cannot be read.
+var (
+	ErrNotJSON  = errors.New("not valid JSON")
+	ErrTooLarge = errors.New("input too large")
+)
 
 func (e *ValidationError) Error() string {
 	var b strings.Builder

@@ -88,4 +88,3 @@ func EntriesBundle(entries []Entry, t BundleType) (*bpb.Bundle, error) {
 	}
 	return b, nil
 }
-

@@ -1,0 +1,68 @@
+package mappings
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/google/fhir/go/fhirversion"
+	"github.com/google/fhir/go/jsonformat"
+	"google.golang.org/protobuf/proto"
+
+	bpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
+)
+
+// The jsonformat codecs are built once: they hold only configuration and are
+// safe for concurrent use.
+var (
+	prettyMarshaller = sync.OnceValues(func() (*jsonformat.Marshaller, error) {
+		return jsonformat.NewPrettyMarshaller(fhirversion.R4)
+	})
+	compactMarshaller = sync.OnceValues(func() (*jsonformat.Marshaller, error) {
+		return jsonformat.NewMarshaller(false, "", "", fhirversion.R4)
+	})
+	validatingUnmarshaller = sync.OnceValues(func() (*jsonformat.Unmarshaller, error) {
+		return jsonformat.NewUnmarshaller("UTC", fhirversion.R4)
+	})
+)
+
+// MarshalPretty writes a resource as indented FHIR JSON with keys in a stable
+// order, for files people read and golden tests.
+func MarshalPretty(r proto.Message) ([]byte, error) {
+	m, err := prettyMarshaller()
+	if err != nil {
+		return nil, err
+	}
+	return m.MarshalResource(r)
+}
+
+// MarshalCompact writes a resource as compact FHIR JSON, for the wire.
+func MarshalCompact(r proto.Message) ([]byte, error) {
+	m, err := compactMarshaller()
+	if err != nil {
+		return nil, err
+	}
+	return m.MarshalResource(r)
+}
+
+// ErrNotBundle is returned by ParseBundle for valid FHIR that is not a Bundle.
+var ErrNotBundle = errors.New("FHIR resource is not a Bundle")
+
+// ParseBundle reads a Bundle from FHIR JSON, checking it against base R4 on
+// the way in. The error says where the JSON is wrong without quoting values.
+func ParseBundle(data []byte) (*bpb.Bundle, error) {
+	u, err := validatingUnmarshaller()
+	if err != nil {
+		return nil, err
+	}
+	m, err := u.Unmarshal(data)
+	if err != nil {
+		// jsonformat keeps values out of Error(): path and details only.
+		return nil, fmt.Errorf("parse FHIR JSON: %w", err)
+	}
+	b := m.(*bpb.ContainedResource).GetBundle()
+	if b == nil {
+		return nil, ErrNotBundle
+	}
+	return b, nil
+}
