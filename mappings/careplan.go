@@ -68,10 +68,6 @@ func CarePlan(c *ips.Client, o Options) *cppb.CarePlan {
 	for _, s := range c.Supports {
 		sk := o.SupportKey(c, s)
 		d := &cppb.CarePlan_Activity_Detail{
-			Extension: []*dtpb.Extension{{
-				Url:   furi(ExtSupportIdentifier),
-				Value: &dtpb.Extension_ValueX{Choice: &dtpb.Extension_ValueX_Identifier{Identifier: fidentifier(sk.System(), sk.Value())}},
-			}},
 			Code:        fconcept(SystemSupportType, string(s.Type), SupportTypeDisplay[s.Type]),
 			Status:      &cppb.CarePlan_Activity_Detail_StatusCode{Value: supportToActivityStatus[s.Status]},
 			Scheduled:   &cppb.CarePlan_Activity_Detail_ScheduledX{Choice: &cppb.CarePlan_Activity_Detail_ScheduledX_Period{Period: fperiod(s.Date, ips.Date{})}},
@@ -82,7 +78,15 @@ func CarePlan(c *ips.Client, o Options) *cppb.CarePlan {
 				d.Goal = []*dtpb.Reference{fref(o.GoalKey(c, g).FullURL())}
 			}
 		}
-		out.Activity = append(out.Activity, &cppb.CarePlan_Activity{Detail: d})
+		out.Activity = append(out.Activity, &cppb.CarePlan_Activity{
+			// The identifier sits on the activity (not its detail): it names
+			// the whole planned support, as the ips-careplan profile says.
+			Extension: []*dtpb.Extension{{
+				Url:   furi(ExtSupportIdentifier),
+				Value: &dtpb.Extension_ValueX{Choice: &dtpb.Extension_ValueX_Identifier{Identifier: fidentifier(sk.System(), sk.Value())}},
+			}},
+			Detail: d,
+		})
 	}
 	return out
 }

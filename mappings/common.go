@@ -41,13 +41,3 @@ func patientOf(r *dtpb.Reference) ips.Identifier {
 	id := r.GetIdentifier()
 	return ips.Identifier{System: id.GetSystem().GetValue(), Value: id.GetValue().GetValue()}
 }
-
-// identifierIn returns the value of the first identifier in system, or "".
-func identifierIn(ids []*dtpb.Identifier, system string) string {
-	for _, id := range ids {
-		if id.GetSystem().GetValue() == system {
-			return id.GetValue().GetValue()
-		}
-	}
-	return ""
-}

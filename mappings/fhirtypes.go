@@ -79,8 +79,6 @@ func fref(uri string) *dtpb.Reference {
 
 // Reading back.
 
-func dateOf(us int64) ips.Date { return ips.DateOf(time.UnixMicro(us).UTC()) }
-
 // dateFromDateTime reads the calendar date a FHIR dateTime names. A dateTime
 // with a time of day is read in its own zone, so 2026-03-01T23:00:00-05:00 is
 // 1 March, as the writer meant.

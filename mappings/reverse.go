@@ -203,17 +203,17 @@ func readPlan(cp *cppb.CarePlan, goals GoalResolver, r reader) (Key, *ips.Client
 		c.Specialist = cs[0].GetDisplay().GetValue()
 	}
 	for i, a := range cp.GetActivity() {
-		if s := readSupport(a.GetDetail(), goals, r.at(fmt.Sprintf("activity[%d].detail", i))); s != nil {
+		if s := readSupport(a, goals, r.at(fmt.Sprintf("activity[%d]", i))); s != nil {
 			c.Supports = append(c.Supports, s)
 		}
 	}
 	return k, c
 }
 
-func readSupport(d *cppb.CarePlan_Activity_Detail, goals GoalResolver, r reader) *ips.Support {
+func readSupport(a *cppb.CarePlan_Activity, goals GoalResolver, r reader) *ips.Support {
 	s := &ips.Support{}
 	found := false
-	for _, e := range d.GetExtension() {
+	for _, e := range a.GetExtension() {
 		if e.GetUrl().GetValue() != ExtSupportIdentifier {
 			continue
 		}
@@ -225,6 +225,8 @@ func readSupport(d *cppb.CarePlan_Activity_Detail, goals GoalResolver, r reader)
 	if !found {
 		r.fail("extension", "has no ipsfhir support identifier (%s)", ExtSupportIdentifier)
 	}
+	d := a.GetDetail()
+	r = r.at("detail")
 	if c := codingIn(d.GetCode(), SystemSupportType); c != nil && slices.Contains(ips.SupportTypes, ips.SupportType(c.GetCode().GetValue())) {
 		s.Type = ips.SupportType(c.GetCode().GetValue())
 	} else {

@@ -1,6 +1,7 @@
 package mappings
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -14,8 +15,8 @@ import (
 // client. Derived resources (PRAPARE answers, chart notes) are skipped; an
 // active referral to IPS for a patient with no plan in the Bundle becomes a
 // new client. Anything else, and any record whose client has no plan in the
-// Bundle, is a problem: nothing is dropped silently. The result passes
-// ips.Validate or an error lists why not.
+// Bundle, is a problem: nothing is dropped silently. The result is a
+// valid caseload file (schema and rules), or an error lists why not.
 func CaseloadFromBundle(b *bpb.Bundle, ro ReferralOptions) (*ips.Caseload, error) {
 	root := newReader("Bundle")
 	type goalAt struct {
@@ -164,14 +165,22 @@ func CaseloadFromBundle(b *bpb.Bundle, ro ReferralOptions) (*ips.Caseload, error
 			planned[c.Patient] = true
 		}
 	}
-	if err := ips.Validate(cl); err != nil {
+	// Check the result as a caseload file, schema included: an EHR may hold
+	// identifiers or codes no caseload file could, and what we return must
+	// be storable and writable as a file.
+	var buf bytes.Buffer
+	if err := ips.Encode(&buf, cl); err != nil {
+		return nil, err
+	}
+	checked, err := ips.Decode(&buf)
+	if err != nil {
 		var ve *ips.ValidationError
 		if errors.As(err, &ve) {
 			return nil, &ReadError{Problems: ve.Problems}
 		}
 		return nil, err
 	}
-	return cl, nil
+	return checked, nil
 }
 
 // InFHIR returns the part of a caseload that the FHIR mapping carries: a copy

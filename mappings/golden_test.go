@@ -1,0 +1,86 @@
+package mappings
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files under testdata/golden/ with current output")
+
+// golden compares a resource's pretty FHIR JSON with testdata/golden/NAME.json.
+// Review any diff: these files are what EHRs receive.
+func golden(t *testing.T, name string, r proto.Message) []byte {
+	t.Helper()
+	got, err := MarshalPretty(r)
+	if err != nil {
+		t.Fatalf("marshal %s: %v", name, err)
+	}
+	got = append(got, '\n')
+	path := filepath.Join("..", "testdata", "golden", name+".json")
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read golden file (run go test ./mappings -update to create it): %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from %s; if the change is intended, run go test ./mappings -run %s -update and review the diff\ngot:\n%s", name, path, t.Name(), got)
+	}
+	return got
+}
+
+func TestGolden(t *testing.T) {
+	c, o := fixtureClient(), fixtureOptions()
+	cases := []struct {
+		name string
+		res  proto.Message
+	}{
+		{"goal-active", Goal(c, c.Goals[0], o)},
+		{"goal-proposed", Goal(c, c.Goals[1], o)},
+		{"careplan", CarePlan(c, o)},
+		{"job-ended", JobObservation(c, c.Jobs[0], o)},
+		{"job-current", JobObservation(c, c.Jobs[1], o)},
+		{"employment-status-closed", EmploymentStatusObservation(c, c.Employment[0], o)},
+		{"employment-status-current", EmploymentStatusObservation(c, c.Employment[3], o)},
+		{"prapare-employment", PRAPAREObservation(c, c.Employment[3], o)},
+		{"plan-note", PlanNote(c, o)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			js := golden(t, tc.name, tc.res)
+			issues, err := mappingTestValidator(t).ValidateJSON(js)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if HasErrors(issues) {
+				t.Errorf("golden %s does not validate: %+v", tc.name, issues)
+			}
+		})
+	}
+}
+
+var testValidator *Validator
+
+// mappingTestValidator builds the profile validator once per test binary.
+func mappingTestValidator(t testing.TB) *Validator {
+	t.Helper()
+	if testValidator == nil {
+		v, err := NewValidator()
+		if err != nil {
+			t.Fatalf("NewValidator: %v", err)
+		}
+		testValidator = v
+	}
+	return testValidator
+}
