@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -41,7 +43,9 @@ const MaxCaseloadBytes = 256 << 20
 
 // Decode reads a caseload JSON document, checks it against the caseload schema
 // and the rules in Validate, and returns it only if nothing is wrong. On any
-// problem it returns a *ValidationError listing all of them.
+// problem it returns a *ValidationError listing all of them: duplicate keys,
+// schema problems, numbers Go cannot hold, and rule problems, so one pass
+// over a file shows everything to fix.
 func Decode(r io.Reader) (*Caseload, error) {
 	data, err := io.ReadAll(io.LimitReader(r, MaxCaseloadBytes+1))
 	if err != nil {
@@ -58,17 +62,33 @@ func Decode(r io.Reader) (*Caseload, error) {
 	if err != nil {
 		return nil, &ValidationError{Problems: []Problem{{Message: "not valid JSON: " + jsonSyntaxMessage(data)}}, Err: ErrNotJSON}
 	}
+	// A key given twice is ambiguous: the schema would see one value and a
+	// struct decoder merge both. Refuse rather than guess.
+	ps := duplicateKeys(data)
 	if err := sch.Validate(inst); err != nil {
 		var ve *jsonschema.ValidationError
 		if !errors.As(err, &ve) {
 			return nil, fmt.Errorf("validate caseload: %w", err)
 		}
-		var ps problems
 		schemaProblems(ve, &ps)
-		return nil, dedupe(ps).err()
+	}
+	numberProblems(inst, nil, &ps)
+
+	// Decode the struct from the very document the schema checked, with
+	// numbers in the forms Go accepts (3.0 → 3 for integer fields). With
+	// problems already found this is best effort: fields that do not fit are
+	// left zero, and the rule checks still run on the rest.
+	canonical, err := json.Marshal(canonicalNumbers(inst))
+	if err != nil {
+		return nil, fmt.Errorf("decode caseload: %T", err)
 	}
 	var cl Caseload
-	dec := json.NewDecoder(bytes.NewReader(data))
+	if len(ps) > 0 {
+		_ = json.Unmarshal(canonical, &cl) // best effort, see above
+		ps = append(ps, ruleProblems(&cl, ps)...)
+		return nil, dedupe(ps).err()
+	}
+	dec := json.NewDecoder(bytes.NewReader(canonical))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&cl); err != nil {
 		// The schema admits only what the structs accept, so this is a
@@ -79,6 +99,149 @@ func Decode(r io.Reader) (*Caseload, error) {
 		return nil, err
 	}
 	return &cl, nil
+}
+
+// ruleProblems runs Validate on a best-effort decode and keeps the problems
+// that do not sit on, or under, a path that already has one: a field the
+// schema rejected was left zero, and its rule problems would be noise.
+func ruleProblems(cl *Caseload, found problems) problems {
+	err := Validate(cl)
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		return nil
+	}
+	var out problems
+	for _, p := range ve.Problems {
+		covered := false
+		for _, f := range found {
+			if p.Path == f.Path || strings.HasPrefix(p.Path, f.Path+".") || strings.HasPrefix(p.Path, f.Path+"[") {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// duplicateKeys walks the JSON tokens and reports every object key that
+// appears twice in the same object.
+func duplicateKeys(data []byte) problems {
+	var ps problems
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	type frame struct {
+		path   string
+		object bool
+		keys   map[string]bool
+		index  int
+		key    string // the key whose value comes next (objects)
+		expect bool   // the next string token is a key (objects)
+	}
+	var stack []*frame
+	valuePath := func() string {
+		if len(stack) == 0 {
+			return ""
+		}
+		top := stack[len(stack)-1]
+		if top.object {
+			return child(top.path, top.key)
+		}
+		return index(top.path, top.index)
+	}
+	afterValue := func() {
+		if len(stack) == 0 {
+			return
+		}
+		top := stack[len(stack)-1]
+		if top.object {
+			top.key, top.expect = "", true
+		} else {
+			top.index++
+		}
+	}
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return ps // EOF, or syntax already reported by the caller
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{', '[':
+				stack = append(stack, &frame{path: valuePath(), object: t == '{', keys: map[string]bool{}, expect: t == '{'})
+			case '}', ']':
+				stack = stack[:len(stack)-1]
+				afterValue()
+			}
+		case string:
+			top := stack[len(stack)-1]
+			if top.object && top.expect {
+				if top.keys[t] {
+					ps.add(child(top.path, t), "is given more than once in the same object")
+				}
+				top.keys[t] = true
+				top.key, top.expect = t, false
+				continue
+			}
+			afterValue()
+		default:
+			afterValue()
+		}
+	}
+}
+
+// numberProblems finds numbers that Go's float64 cannot hold: too large
+// (they would fail to decode) or so small they would silently become zero.
+func numberProblems(v any, path []string, ps *problems) {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			numberProblems(e, append(path, k), ps)
+		}
+	case []any:
+		for i, e := range x {
+			numberProblems(e, append(path, strconv.Itoa(i)), ps)
+		}
+	case json.Number:
+		f, err := strconv.ParseFloat(string(x), 64)
+		switch {
+		case err != nil:
+			ps.add(joinPath(path), "is too large a number")
+		case f == 0 && !isZeroLiteral(string(x)):
+			ps.add(joinPath(path), "is too small a number to store")
+		}
+	}
+}
+
+func isZeroLiteral(s string) bool {
+	mant, _, _ := strings.Cut(strings.ToLower(s), "e")
+	return strings.Trim(mant, "-+0.") == ""
+}
+
+// canonicalNumbers rewrites integral numbers written with a fraction or an
+// exponent (3.0, 3e0) as plain integers, which Go's int fields accept; the
+// schema already allowed them where an integer is wanted.
+func canonicalNumbers(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = canonicalNumbers(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = canonicalNumbers(e)
+		}
+	case json.Number:
+		if strings.ContainsAny(string(x), ".eE") {
+			if r, ok := new(big.Rat).SetString(string(x)); ok && r.IsInt() && r.Num().IsInt64() {
+				return json.Number(r.Num().String())
+			}
+		}
+	}
+	return v
 }
 
 // jsonSyntaxMessage says where JSON syntax breaks, by byte offset only.
@@ -129,7 +292,11 @@ func schemaProblems(ve *jsonschema.ValidationError, ps *problems) {
 			ps.add(child(path, p), "unknown field")
 		}
 	case *kind.Type:
-		ps.add(path, "must be %s, not %s", strings.Join(k.Want, " or "), k.Got)
+		want := make([]string, len(k.Want))
+		for i, w := range k.Want {
+			want[i] = withArticle(w)
+		}
+		ps.add(path, "must be %s, not %s", strings.Join(want, " or "), withArticle(k.Got))
 	case *kind.Enum:
 		want := make([]string, len(k.Want))
 		for i, w := range k.Want {
@@ -155,6 +322,17 @@ func schemaProblems(ve *jsonschema.ValidationError, ps *problems) {
 	default:
 		ps.add(path, "is not allowed here (%s)", strings.Join(ve.ErrorKind.KeywordPath(), "/"))
 	}
+}
+
+// withArticle turns a JSON type name into words: "an integer", "a string", "null".
+func withArticle(t string) string {
+	switch t {
+	case "null":
+		return "null"
+	case "integer", "object", "array":
+		return "an " + t
+	}
+	return "a " + t
 }
 
 func patternMessage(re string) string {
@@ -276,6 +454,12 @@ func validateJobs(c *Client, cp string, ps *problems) {
 
 // Encode writes a caseload as indented JSON in the documented format.
 func Encode(w io.Writer, cl *Caseload) error {
+	if cl.Clients == nil {
+		// The format requires an array; a caseload built in code may have nil.
+		c := *cl
+		c.Clients = []*Client{}
+		cl = &c
+	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(cl)

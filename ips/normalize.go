@@ -17,6 +17,10 @@ func Normalize(cl *Caseload) *Caseload {
 		p := *cl.Program
 		out.Program = &p
 	}
+	// Clients is never nil, so a normalized empty caseload encodes as
+	// "clients": [] (the schema requires an array); every inner empty list
+	// becomes nil, so [] and an absent list normalize alike.
+	out.Clients = make([]*Client, 0, len(cl.Clients))
 	for _, c := range cl.Clients {
 		out.Clients = append(out.Clients, normalizeClient(c))
 	}
@@ -33,7 +37,7 @@ func normalizeClient(c *Client) *Client {
 	}
 	if c.Preferences != nil {
 		p := *c.Preferences
-		p.JobTypes = slices.Clone(p.JobTypes)
+		p.JobTypes = nilIfEmpty(slices.Clone(p.JobTypes))
 		p.HoursPerWeek = clonePtr(p.HoursPerWeek)
 		n.Preferences = &p
 	}
@@ -41,7 +45,7 @@ func normalizeClient(c *Client) *Client {
 	for _, g := range c.Goals {
 		gc := *g
 		gc.TargetHoursPerWeek = clonePtr(g.TargetHoursPerWeek)
-		gc.Notes = slices.Clone(g.Notes)
+		gc.Notes = nilIfEmpty(slices.Clone(g.Notes))
 		n.Goals = append(n.Goals, &gc)
 	}
 	slices.SortFunc(n.Goals, func(a, b *Goal) int { return cmp.Compare(a.ID, b.ID) })
@@ -66,7 +70,7 @@ func normalizeClient(c *Client) *Client {
 		n.Jobs = append(n.Jobs, &jc)
 	}
 	slices.SortFunc(n.Jobs, func(a, b *Job) int { return cmp.Compare(a.ID, b.ID) })
-	n.Employment = slices.Clone(c.Employment)
+	n.Employment = nilIfEmpty(slices.Clone(c.Employment))
 	slices.SortFunc(n.Employment, func(a, b EmploymentSnapshot) int { return a.Date.Compare(b.Date) })
 	return &n
 }
@@ -77,4 +81,11 @@ func clonePtr[T any](p *T) *T {
 	}
 	v := *p
 	return &v
+}
+
+func nilIfEmpty[S ~[]E, E any](s S) S {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
 }

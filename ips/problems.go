@@ -1,9 +1,11 @@
 package ips
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -66,7 +68,7 @@ func (ps problems) err() error {
 		return nil
 	}
 	sorted := append([]Problem(nil), ps...)
-	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Path < sorted[j].Path })
+	sort.SliceStable(sorted, func(i, j int) bool { return comparePaths(sorted[i].Path, sorted[j].Path) < 0 })
 	return &ValidationError{Problems: sorted}
 }
 
@@ -106,3 +108,39 @@ func child(path, field string) string {
 }
 
 func index(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }
+
+// comparePaths orders paths as a reader expects: clients[2] before
+// clients[10], then field names alphabetically.
+func comparePaths(a, b string) int {
+	for a != "" && b != "" {
+		ta, ra := nextToken(a)
+		tb, rb := nextToken(b)
+		if ta != tb {
+			na, errA := strconv.Atoi(ta)
+			nb, errB := strconv.Atoi(tb)
+			if errA == nil && errB == nil {
+				return cmp.Compare(na, nb)
+			}
+			return cmp.Compare(ta, tb)
+		}
+		a, b = ra, rb
+	}
+	return cmp.Compare(len(a), len(b))
+}
+
+// nextToken splits "a.b[2].c" into "a" and "b[2].c", and "[2].c" into "2" and ".c".
+func nextToken(p string) (tok, rest string) {
+	p = strings.TrimPrefix(p, ".")
+	if strings.HasPrefix(p, "[") {
+		end := strings.IndexByte(p, ']')
+		if end < 0 {
+			return p, ""
+		}
+		return p[1:end], p[end+1:]
+	}
+	end := strings.IndexAny(p, ".[")
+	if end < 0 {
+		return p, ""
+	}
+	return p[:end], p[end:]
+}

@@ -2,6 +2,7 @@ package mappings
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -301,5 +302,28 @@ func TestSecurityLabels(t *testing.T) {
 	}
 	if n := len(Goal(c, c.Goals[0], Options{Security: []ips.Coding{}}).GetMeta().GetSecurity()); n != 0 {
 		t.Errorf("empty Security option still gave %d labels", n)
+	}
+}
+
+func TestPlanNoteShowsRecentSupportsAndATally(t *testing.T) {
+	c := fixtureClient()
+	c.Supports = nil
+	for i := range 10 {
+		typ := ips.SupportJobDevelopment
+		if i%3 == 0 {
+			typ = ips.SupportEmployerContact
+		}
+		c.Supports = append(c.Supports, &ips.Support{ID: fmt.Sprintf("s%d", i), Type: typ, Status: ips.SupportCompleted,
+			Date: ips.MustDate("2026-01-01").AddDays(i), Note: fmt.Sprintf("visit number %d", i)})
+	}
+	text := RenderPlan(c)
+	if !strings.Contains(text, "SUPPORTS GIVEN (the 6 most recent of 10)") {
+		t.Errorf("note does not say how many supports it shows:\n%s", text)
+	}
+	if !strings.Contains(text, "visit number 9") || strings.Contains(text, "visit number 3") {
+		t.Errorf("note should show the newest six (9 … 4), not older ones:\n%s", text)
+	}
+	if !strings.Contains(text, "in all: job search and job development 6, employer contact 4") {
+		t.Errorf("note lacks the tally by type:\n%s", text)
 	}
 }

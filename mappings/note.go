@@ -105,9 +105,17 @@ func RenderPlan(c *ips.Client) string {
 	}
 	if len(done) > 0 {
 		line("")
-		line("SUPPORTS GIVEN")
-		for _, s := range done {
+		shown := done[:min(len(done), recentSupportsShown)]
+		if len(shown) == len(done) {
+			line("SUPPORTS GIVEN")
+		} else {
+			line("SUPPORTS GIVEN (the %d most recent of %d)", len(shown), len(done))
+		}
+		for _, s := range shown {
 			line("- %s", supportLine(s))
+		}
+		if len(shown) < len(done) {
+			line("- in all: %s", supportTally(done))
 		}
 	}
 
@@ -133,6 +141,34 @@ func RenderPlan(c *ips.Client) string {
 		}
 	}
 	return b.String()
+}
+
+// recentSupportsShown caps the list of supports given: a long-running client
+// has dozens, and a clinician reading the chart needs the recent ones and the
+// overall pattern (the tally), not a log.
+const recentSupportsShown = 6
+
+// supportTally counts supports by type, most frequent first.
+func supportTally(ss []*ips.Support) string {
+	counts := map[ips.SupportType]int{}
+	for _, s := range ss {
+		counts[s.Type]++
+	}
+	types := make([]ips.SupportType, 0, len(counts))
+	for t := range counts {
+		types = append(types, t)
+	}
+	slices.SortFunc(types, func(a, b ips.SupportType) int {
+		if counts[a] != counts[b] {
+			return counts[b] - counts[a]
+		}
+		return strings.Compare(string(a), string(b))
+	})
+	parts := make([]string, len(types))
+	for i, t := range types {
+		parts[i] = fmt.Sprintf("%s %d", strings.ToLower(SupportTypeDisplay[t]), counts[t])
+	}
+	return strings.Join(parts, ", ")
 }
 
 func supportLine(s *ips.Support) string {

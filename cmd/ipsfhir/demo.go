@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ipsfhir/ipsfhir/ips"
+	"github.com/ipsfhir/ipsfhir/ips/synth"
+	"github.com/ipsfhir/ipsfhir/mappings"
+
+	bpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
+)
+
+func runDemo(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlags("demo", "[--out DIR] [--clients N] [--seed N]",
+		`Builds a synthetic IPS caseload (no real patients), maps it to FHIR R4,
+validates every resource against base R4 and the ipsfhir profiles, and shows
+what an EHR and a clinician would receive. Writes the caseload and the Bundle
+to --out (default: a new temporary directory).`, stderr)
+	out := fs.String("out", "", "directory for caseload.json and bundle.json (default: a new temporary directory)")
+	n := fs.Int("clients", synth.SampleClients, "number of synthetic clients")
+	seed := fs.Uint64("seed", synth.SampleSeed, "random seed; with the default seed and client count the demo uses testdata/caseload-sample.json's caseload")
+	if code, done := parseFlags(fs, args, stdout); done {
+		return code
+	}
+	if *n < 1 || *n > 100000 || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "ipsfhir demo: --clients must be from 1 to 100000, and no arguments are taken")
+		return exitUsage
+	}
+	dir := *out
+	if dir == "" {
+		d, err := os.MkdirTemp("", "ipsfhir-demo-")
+		if err != nil {
+			fmt.Fprintf(stderr, "ipsfhir demo: %s\n", fileError(err))
+			return exitUsage
+		}
+		dir = d
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		fmt.Fprintf(stderr, "ipsfhir demo: %s\n", fileError(err))
+		return exitUsage
+	}
+
+	cl := synth.GenerateSample()
+	if *seed != synth.SampleSeed || *n != synth.SampleClients {
+		cl = synth.Generate(rand.New(rand.NewPCG(*seed, *seed)), *n)
+	}
+	var caseJSON strings.Builder
+	if err := ips.Encode(&caseJSON, cl); err != nil {
+		fmt.Fprintf(stderr, "ipsfhir demo: %v\n", err)
+		return exitFindings
+	}
+	bundle, err := mappings.CaseloadBundle(cl, mappings.Options{Now: time.Now()}, mappings.Collection)
+	if err != nil {
+		fmt.Fprintf(stderr, "ipsfhir demo: %v\n", err)
+		return exitFindings
+	}
+	bundleJSON, err := mappings.MarshalPretty(bundle)
+	if err != nil {
+		fmt.Fprintf(stderr, "ipsfhir demo: %v\n", err)
+		return exitFindings
+	}
+	v, err := mappings.NewValidator()
+	if err != nil {
+		fmt.Fprintf(stderr, "ipsfhir demo: %v\n", err)
+		return exitFindings
+	}
+	issues, err := v.ValidateJSON(bundleJSON)
+	if err != nil {
+		fmt.Fprintf(stderr, "ipsfhir demo: %v\n", err)
+		return exitFindings
+	}
+	casePath, bundlePath := filepath.Join(dir, "caseload.json"), filepath.Join(dir, "bundle.json")
+	for _, f := range []struct {
+		path string
+		data []byte
+	}{{casePath, []byte(caseJSON.String())}, {bundlePath, append(bundleJSON, '\n')}} {
+		if err := writeOutput(f.path, f.data, nil); err != nil {
+			fmt.Fprintf(stderr, "ipsfhir demo: %s\n", fileError(err))
+			return exitFindings
+		}
+	}
+
+	w := func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }
+	name := cl.ProgramID()
+	if cl.Program != nil && cl.Program.Name != "" {
+		name = cl.Program.Name
+	}
+	w("ipsfhir demo: IPS supported employment → FHIR R4 (synthetic data, no real patients)")
+	w("")
+	w("Caseload: %s, %d clients", name, len(cl.Clients))
+	w("  %s", caseloadSummary(cl))
+	w("")
+	w("Mapped to %d FHIR R4 resources: %s", len(bundle.GetEntry()), resourceCounts(bundle.GetEntry()))
+	if mappings.HasErrors(issues) {
+		w("Validation: %d problems (see: ipsfhir validate %s)", len(issues), bundlePath)
+	} else {
+		w("Validation: every resource passes base FHIR R4 and its ipsfhir profile.")
+	}
+	if c := showcaseClient(cl); c != nil {
+		w("")
+		w("What a clinician reads in the chart for client %s (the chart-note fallback;", c.ID)
+		w("EHRs that accept Goal and CarePlan show the same as native resources):")
+		w("")
+		for _, line := range strings.Split(strings.TrimRight(mappings.RenderPlan(c), "\n"), "\n") {
+			w("    %s", line)
+		}
+	}
+	w("")
+	w("Written: %s", casePath)
+	w("         %s", bundlePath)
+	w("Try:     go run ./cmd/ipsfhir validate %s", bundlePath)
+	w("         go run ./cmd/ipsfhir map --reverse --in %s", bundlePath)
+	if mappings.HasErrors(issues) {
+		return exitFindings
+	}
+	return exitOK
+}
+
+func caseloadSummary(cl *ips.Caseload) string {
+	var goals, supports, jobs, current, competitive, twenty int
+	for _, c := range cl.Clients {
+		goals += len(c.Goals)
+		supports += len(c.Supports)
+		for _, j := range c.Jobs {
+			jobs++
+			if j.Current() {
+				current++
+				if j.HoursPerWeek >= 20 {
+					twenty++
+				}
+			}
+			if j.Competitive {
+				competitive++
+			}
+		}
+	}
+	return fmt.Sprintf("%d goals, %d supports, %d jobs (%d current, %d of them 20+ hours a week; %d competitive in all)",
+		goals, supports, jobs, current, twenty, competitive)
+}
+
+// resourceCounts says how many resources of each type a Bundle holds.
+func resourceCounts(entries []*bpb.Bundle_Entry) string {
+	m := map[string]int{}
+	for _, e := range entries {
+		r := e.GetResource().ProtoReflect()
+		if fd := r.WhichOneof(r.Descriptor().Oneofs().ByName("oneof_resource")); fd != nil {
+			m[string(fd.Message().Name())]++
+		}
+	}
+	return sortedCounts(m)
+}
+
+// showcaseClient picks a client whose plan shows the most: a current job and
+// supports still to come.
+func showcaseClient(cl *ips.Caseload) *ips.Client {
+	var best *ips.Client
+	score := -1
+	for _, c := range cl.Clients {
+		s := len(c.Goals)
+		for _, j := range c.Jobs {
+			if j.Current() {
+				s += 100
+			}
+		}
+		for _, sp := range c.Supports {
+			if sp.Status == ips.SupportPlanned || sp.Status == ips.SupportInProgress {
+				s += 10
+			}
+		}
+		if s > score {
+			best, score = c, s
+		}
+	}
+	return best
+}
+
+func sortedCounts(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
+}

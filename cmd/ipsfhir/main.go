@@ -1,0 +1,82 @@
+// Command ipsfhir connects an IPS (Individual Placement and Support)
+// supported-employment program to clinic EHRs through FHIR R4.
+//
+// main only sets up a signal-aware context and hands over to run; each
+// subcommand parses its own flags and returns an exit code: 0 success,
+// 1 findings or failures, 2 usage, configuration or unreadable input.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// Exit codes, part of the CLI contract users script against.
+const (
+	exitOK       = 0
+	exitFindings = 1
+	exitUsage    = 2
+)
+
+// command is one subcommand.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int
+}
+
+func commands() []command {
+	return []command{
+		{"demo", "map a synthetic caseload and show what clinicians and EHRs would receive", runDemo},
+		{"map", "map a caseload JSON file to a FHIR R4 Bundle, or a Bundle back (--reverse)", runMap},
+		{"validate", "check FHIR JSON files against base R4 and the ipsfhir profiles", runValidate},
+	}
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(ctx, args[1:], stdin, stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "ipsfhir: unknown command %q\n\n", args[0])
+	usage(stderr)
+	return exitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `ipsfhir puts an IPS supported-employment program's work (employment goals,
+supports, job outcomes) into clinic EHRs as FHIR R4, so employment shows in the
+mental health treatment plan. IPS here is Individual Placement and Support, not
+the International Patient Summary.
+
+Usage: ipsfhir <command> [flags]
+
+Commands:
+`)
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, `
+Run 'ipsfhir <command> --help' for a command's flags.
+Exit codes: 0 success, 1 findings or failures, 2 usage error or unreadable input.
+`)
+}

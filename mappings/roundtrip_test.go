@@ -1,0 +1,64 @@
+package mappings
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ipsfhir/ipsfhir/ips"
+	"github.com/ipsfhir/ipsfhir/ips/synth"
+)
+
+// TestRoundTripProperty: caseload → FHIR Bundle (JSON) → caseload is the
+// identity on every field FHIR carries, for many generated caseloads, both
+// Bundle types and with or without PRAPARE answers. It goes through JSON so
+// that what an EHR would store, not only the protos, is tested.
+func TestRoundTripProperty(t *testing.T) {
+	seeds := 60
+	if testing.Short() {
+		seeds = 10
+	}
+	for seed := range uint64(seeds) {
+		r := rand.New(rand.NewPCG(seed, 0x1f5))
+		cl := synth.Generate(r, 1+r.IntN(12))
+		bt := []BundleType{Collection, Transaction}[seed%2]
+		o := Options{PRAPARE: seed%3 == 0}
+		b, err := CaseloadBundle(cl, o, bt)
+		if err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		js, err := MarshalCompact(b)
+		if err != nil {
+			t.Fatalf("seed %d: marshal: %v", seed, err)
+		}
+		parsed, err := ParseBundle(js)
+		if err != nil {
+			t.Fatalf("seed %d: the Bundle we wrote does not parse: %v", seed, err)
+		}
+		back, err := CaseloadFromBundle(parsed, ReferralOptions{})
+		if err != nil {
+			t.Fatalf("seed %d: read back: %v", seed, err)
+		}
+		if d := cmp.Diff(InFHIR(cl), ips.Normalize(back)); d != "" {
+			t.Fatalf("seed %d (%s bundle): round trip changed the caseload (-in +out):\n%s", seed, bt, d)
+		}
+	}
+}
+
+// TestRoundTripSample does the same for the published sample, the file users
+// try first.
+func TestRoundTripSample(t *testing.T) {
+	cl := synth.GenerateSample()
+	b, err := CaseloadBundle(cl, Options{}, Collection)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := CaseloadFromBundle(b, ReferralOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(InFHIR(cl), ips.Normalize(back)); d != "" {
+		t.Fatalf("round trip changed the sample (-in +out):\n%s", d)
+	}
+}
