@@ -1,0 +1,207 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ipsfhir/ipsfhir/adapter/store"
+	"github.com/ipsfhir/ipsfhir/ips"
+)
+
+// GetClient returns a client and its version, or store.ErrNotFound.
+func (s *Store) GetClient(ctx context.Context, id string) (*ips.Client, store.Version, error) {
+	var (
+		v   int64
+		doc []byte
+	)
+	err := s.pool.QueryRow(ctx, `SELECT version, doc FROM clients WHERE id = $1`, id).Scan(&v, &doc)
+	if isNoRows(err) {
+		// The id is not echoed: it names no client, so it may be anything
+		// a caller typed, such as a medical record number.
+		return nil, 0, fmt.Errorf("store: get client: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: get client: %w", err)
+	}
+	c, err := decodeClient(id, doc)
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: get client: %w", err)
+	}
+	return c, store.Version(v), nil
+}
+
+// ListClients returns up to limit clients with ids greater than after, in
+// id order (byte order: the column is COLLATE "C").
+func (s *Store) ListClients(ctx context.Context, after string, limit int) ([]store.Stored, error) {
+	if limit <= 0 {
+		return nil, errors.New("store: list clients: limit must be positive")
+	}
+	rows, _ := s.pool.Query(ctx, `SELECT id, version, doc FROM clients WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Stored, error) {
+		var (
+			id  string
+			v   int64
+			doc []byte
+		)
+		if err := row.Scan(&id, &v, &doc); err != nil {
+			return store.Stored{}, err
+		}
+		c, err := decodeClient(id, doc)
+		return store.Stored{Client: c, Version: store.Version(v)}, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: list clients: %w", err)
+	}
+	return out, nil
+}
+
+// saveChunk is how many clients go to the server in one round trip.
+const saveChunk = 200
+
+// SaveClients writes clients and enqueues an outbox item for each client on
+// each connection, in one transaction. Clients are written in id order, so
+// two overlapping saves lock rows in the same order and cannot deadlock;
+// versions come back in input order.
+func (s *Store) SaveClients(ctx context.Context, clients []store.Stored, connections []string) ([]store.Version, error) {
+	docs, order, err := prepareSave(clients)
+	if err != nil {
+		return nil, fmt.Errorf("store: save clients: %w", err)
+	}
+	conns, err := cleanConnections(connections)
+	if err != nil {
+		return nil, fmt.Errorf("store: save clients: %w", err)
+	}
+	versions := make([]store.Version, len(clients))
+	err = s.write(ctx, "save clients", func(tx pgx.Tx) error {
+		for chunk := range slices.Chunk(order, saveChunk) {
+			b := &pgx.Batch{}
+			for _, i := range chunk {
+				c := clients[i]
+				id := c.Client.ID
+				if c.Version == 0 {
+					// DO NOTHING, not an error, so that the conflict is
+					// told apart from other failures by RETURNING no row.
+					b.Queue(`INSERT INTO clients (id, version, doc, updated_at) VALUES ($1, 1, $2, now())
+						ON CONFLICT (id) DO NOTHING RETURNING version`, id, docs[i]).
+						QueryRow(func(row pgx.Row) error {
+							var v int64
+							if err := row.Scan(&v); isNoRows(err) {
+								return fmt.Errorf("client %s exists: %w", id, store.ErrConflict)
+							} else if err != nil {
+								return fmt.Errorf("client %s: %w", id, err)
+							}
+							versions[i] = store.Version(v)
+							return nil
+						})
+					b.Queue(`INSERT INTO client_leases (client_id) VALUES ($1) ON CONFLICT DO NOTHING`, id)
+				} else {
+					b.Queue(`UPDATE clients SET version = version + 1, doc = $2, updated_at = now()
+						WHERE id = $1 AND version = $3 RETURNING version`, id, docs[i], int64(c.Version)).
+						QueryRow(func(row pgx.Row) error {
+							var v int64
+							if err := row.Scan(&v); isNoRows(err) {
+								return fmt.Errorf("client %s is not at version %d: %w", id, c.Version, store.ErrConflict)
+							} else if err != nil {
+								return fmt.Errorf("client %s: %w", id, err)
+							}
+							versions[i] = store.Version(v)
+							return nil
+						})
+				}
+				for _, conn := range conns {
+					b.Queue(enqueueSQL, conn, id)
+				}
+			}
+			// Close runs the callbacks in order and returns the first error;
+			// the transaction then rolls back everything, earlier chunks too.
+			if err := tx.SendBatch(ctx, b).Close(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return versions, nil
+}
+
+// enqueueSQL adds the outbox item for (connection, client), or coalesces
+// into the pending one: a new generation, whose failures have not been
+// counted yet, due no later than now (an item backing off is retried at once
+// with the new content; one already due keeps its place in the queue).
+// Arguments: connection, client id.
+const enqueueSQL = `INSERT INTO outbox AS o (connection, client_id, due_at, created_at)
+VALUES ($1, $2, now(), now())
+ON CONFLICT (connection, client_id) DO UPDATE SET
+	generation = o.generation + 1,
+	attempts = 0,
+	due_at = LEAST(o.due_at, excluded.due_at)`
+
+// prepareSave checks a SaveClients batch and encodes it. It returns the JSON
+// documents in input order and the input indexes in client-id order.
+func prepareSave(clients []store.Stored) (docs [][]byte, order []int, err error) {
+	seen := make(map[string]bool, len(clients))
+	docs = make([][]byte, len(clients))
+	order = make([]int, len(clients))
+	for i, c := range clients {
+		if c.Client == nil {
+			return nil, nil, fmt.Errorf("client %d of %d is nil", i+1, len(clients))
+		}
+		id := c.Client.ID
+		if id == "" {
+			return nil, nil, fmt.Errorf("client %d of %d has no id", i+1, len(clients))
+		}
+		if c.Version < 0 {
+			return nil, nil, fmt.Errorf("client %s: negative version", id)
+		}
+		if seen[id] {
+			return nil, nil, fmt.Errorf("client %s appears twice in one save", id)
+		}
+		seen[id] = true
+		b, err := json.Marshal(c.Client)
+		if err != nil {
+			// json's messages name types and unsupported values such as
+			// NaN, never field content.
+			return nil, nil, fmt.Errorf("client %s: encode: %w", id, err)
+		}
+		docs[i] = b
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(clients[a].Client.ID, clients[b].Client.ID) })
+	return docs, order, nil
+}
+
+// cleanConnections drops duplicate connection names and refuses empty ones.
+func cleanConnections(connections []string) ([]string, error) {
+	var out []string
+	for _, c := range connections {
+		if c == "" {
+			return nil, errors.New("empty connection name")
+		}
+		if !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// decodeClient decodes a stored document. Its error names the client and at
+// most the JSON field, never the content.
+func decodeClient(id string, doc []byte) (*ips.Client, error) {
+	var c ips.Client
+	if err := json.Unmarshal(doc, &c); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return nil, fmt.Errorf("client %s: stored document does not decode at field %q", id, te.Field)
+		}
+		return nil, fmt.Errorf("client %s: stored document does not decode", id)
+	}
+	return &c, nil
+}

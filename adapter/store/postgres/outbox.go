@@ -1,0 +1,232 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ipsfhir/ipsfhir/adapter/store"
+)
+
+// leaseSQL picks due items of a connection whose client holds no live lease,
+// and locks both the item and the client's lease row. SKIP LOCKED makes a
+// concurrent Lease, in this process or another replica, pass over the rows
+// this one has locked instead of waiting for them. A lease row that another
+// Lease locked and committed after this statement's snapshot was taken is
+// locked in its new version and the WHERE clause is checked again against
+// it (READ COMMITTED re-check), so a lease just taken is never taken twice.
+// Locking the item too makes an item completed in the meantime drop out.
+// Arguments: connection, n.
+const leaseSQL = `SELECT o.id, o.client_id, o.attempts, o.generation
+FROM outbox o JOIN client_leases l ON l.client_id = o.client_id
+WHERE o.connection = $1 AND o.due_at <= now()
+  AND (l.leased_until IS NULL OR l.leased_until <= now())
+ORDER BY o.due_at, o.id
+LIMIT $2
+FOR UPDATE OF o, l SKIP LOCKED`
+
+// Lease claims up to n due items of connection for owner. The database's
+// clock decides when items are due and when leases end, so replicas whose
+// clocks disagree still agree on who holds what.
+func (s *Store) Lease(ctx context.Context, connection, owner string, n int, lease time.Duration) ([]store.OutboxItem, error) {
+	if err := checkLeaseArgs(connection, owner, n, lease); err != nil {
+		return nil, fmt.Errorf("store: lease: %w", err)
+	}
+	var items []store.OutboxItem
+	err := s.write(ctx, "lease", func(tx pgx.Tx) error {
+		rows, _ := tx.Query(ctx, leaseSQL, connection, n)
+		var err error
+		items, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.OutboxItem, error) {
+			it := store.OutboxItem{Connection: connection, Owner: owner}
+			err := row.Scan(&it.ID, &it.ClientID, &it.Attempts, &it.Generation)
+			return it, err
+		})
+		if err != nil || len(items) == 0 {
+			return err
+		}
+		ids := make([]int64, len(items))
+		clients := make([]string, len(items))
+		for i, it := range items {
+			ids[i], clients[i] = it.ID, it.ClientID
+		}
+		_, err = tx.Exec(ctx, `UPDATE client_leases l
+			SET item_id = x.id, owner = $3, leased_until = now() + $4 * interval '1 microsecond'
+			FROM unnest($1::bigint[], $2::text[]) AS x(id, client_id)
+			WHERE l.client_id = x.client_id`, ids, clients, owner, lease.Microseconds())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+func checkLeaseArgs(connection, owner string, n int, lease time.Duration) error {
+	switch {
+	case connection == "":
+		return errors.New("empty connection name")
+	case owner == "":
+		return errors.New("empty owner")
+	case n <= 0:
+		return errors.New("n must be positive")
+	case lease < time.Microsecond:
+		return errors.New("lease must be at least a microsecond")
+	}
+	return nil
+}
+
+// outboxRow is an outbox row as Complete and Fail see it.
+type outboxRow struct {
+	connection, clientID string
+	generation           int64
+	attempts             int
+}
+
+// heldItem locks item's row and its client's lease row and checks that
+// item.Owner still holds the lease: ErrNotFound if the row is gone,
+// ErrConflict if the lease was lost (it expired and another owner took the
+// item). Rows are locked item first, then lease, in every operation that
+// waits for both (Lease never waits), so they cannot deadlock.
+func heldItem(ctx context.Context, tx pgx.Tx, item store.OutboxItem) (outboxRow, error) {
+	var r outboxRow
+	err := tx.QueryRow(ctx, `SELECT connection, client_id, generation, attempts FROM outbox WHERE id = $1 FOR UPDATE`, item.ID).
+		Scan(&r.connection, &r.clientID, &r.generation, &r.attempts)
+	if isNoRows(err) {
+		return r, fmt.Errorf("item %d: %w", item.ID, store.ErrNotFound)
+	}
+	if err != nil {
+		return r, err
+	}
+	var (
+		leased *int64
+		owner  *string
+	)
+	if err := tx.QueryRow(ctx, `SELECT item_id, owner FROM client_leases WHERE client_id = $1 FOR UPDATE`, r.clientID).
+		Scan(&leased, &owner); err != nil {
+		return r, err
+	}
+	if leased == nil || *leased != item.ID || owner == nil || *owner != item.Owner {
+		return r, fmt.Errorf("item %d: lease not held by this owner: %w", item.ID, store.ErrConflict)
+	}
+	return r, nil
+}
+
+func release(ctx context.Context, tx pgx.Tx, clientID string) error {
+	_, err := tx.Exec(ctx, `UPDATE client_leases SET item_id = NULL, owner = NULL, leased_until = NULL WHERE client_id = $1`, clientID)
+	return err
+}
+
+// Complete removes a leased item, or, when the client was saved during the
+// lease (a newer generation), leaves it pending for the newer content; the
+// save already made it due and reset its attempts.
+func (s *Store) Complete(ctx context.Context, item store.OutboxItem) error {
+	return s.write(ctx, "complete", func(tx pgx.Tx) error {
+		r, err := heldItem(ctx, tx, item)
+		if err != nil {
+			return err
+		}
+		if r.generation == item.Generation {
+			if _, err := tx.Exec(ctx, `DELETE FROM outbox WHERE id = $1`, item.ID); err != nil {
+				return err
+			}
+		}
+		return release(ctx, tx, r.clientID)
+	})
+}
+
+// Fail records a failed attempt. Attempts count failures of the current
+// content: when the client was saved during the lease, the failed push was
+// of stale content, so it is not counted and the item cannot die of it.
+func (s *Store) Fail(ctx context.Context, item store.OutboxItem, reason string, retryAt time.Time, maxAttempts int) (bool, error) {
+	if maxAttempts <= 0 {
+		return false, errors.New("store: fail: maxAttempts must be positive")
+	}
+	dead := false
+	err := s.write(ctx, "fail", func(tx pgx.Tx) error {
+		dead = false
+		r, err := heldItem(ctx, tx, item)
+		if err != nil {
+			return err
+		}
+		attempts := r.attempts
+		if r.generation == item.Generation {
+			attempts++
+		}
+		if attempts >= maxAttempts {
+			if _, err := tx.Exec(ctx, `INSERT INTO dead_letters (id, connection, client_id, attempts, reason, failed_at) VALUES ($1, $2, $3, $4, $5, now())`,
+				item.ID, r.connection, r.clientID, attempts, reason); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `DELETE FROM outbox WHERE id = $1`, item.ID); err != nil {
+				return err
+			}
+			dead = true
+		} else if _, err := tx.Exec(ctx, `UPDATE outbox SET attempts = $1, due_at = $2, last_error = $3 WHERE id = $4`,
+			attempts, micros(retryAt), reason, item.ID); err != nil {
+			return err
+		}
+		return release(ctx, tx, r.clientID)
+	})
+	if err != nil {
+		return false, err
+	}
+	return dead, nil
+}
+
+// OutboxDepth counts items not yet done (pending, leased or backing off)
+// per connection; connections with none are absent.
+func (s *Store) OutboxDepth(ctx context.Context) (map[string]int, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT connection, count(*) FROM outbox GROUP BY connection`)
+	out := map[string]int{}
+	var (
+		c string
+		n int
+	)
+	_, err := pgx.ForEachRow(rows, []any{&c, &n}, func() error {
+		out[c] = n
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: outbox depth: %w", err)
+	}
+	return out, nil
+}
+
+// DeadLetters lists a connection's dead letters ("" for all), oldest first.
+func (s *Store) DeadLetters(ctx context.Context, connection string) ([]store.DeadLetter, error) {
+	rows, _ := s.pool.Query(ctx, `
+		SELECT id, connection, client_id, attempts, reason, failed_at FROM dead_letters
+		WHERE $1 = '' OR connection = $1
+		ORDER BY failed_at, id`, connection)
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.DeadLetter, error) {
+		var d store.DeadLetter
+		err := row.Scan(&d.ID, &d.Connection, &d.ClientID, &d.Attempts, &d.Reason, &d.FailedAt)
+		d.FailedAt = d.FailedAt.UTC()
+		return d, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: dead letters: %w", err)
+	}
+	return out, nil
+}
+
+// Replay turns a dead letter back into a pending item with no failures
+// counted, due now; if the client already has a pending item on that
+// connection (it was saved since), the dead letter coalesces into it.
+func (s *Store) Replay(ctx context.Context, id int64) error {
+	return s.write(ctx, "replay", func(tx pgx.Tx) error {
+		var conn, clientID string
+		err := tx.QueryRow(ctx, `DELETE FROM dead_letters WHERE id = $1 RETURNING connection, client_id`, id).Scan(&conn, &clientID)
+		if isNoRows(err) {
+			return fmt.Errorf("dead letter %d: %w", id, store.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, enqueueSQL, conn, clientID)
+		return err
+	})
+}

@@ -1,0 +1,222 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ipsfhir/ipsfhir/adapter/store"
+	"github.com/ipsfhir/ipsfhir/ips"
+)
+
+// GetClient returns a client and its version, or store.ErrNotFound.
+func (s *Store) GetClient(ctx context.Context, id string) (*ips.Client, store.Version, error) {
+	var (
+		v   int64
+		doc []byte
+	)
+	err := s.r.QueryRowContext(ctx, `SELECT version, doc FROM clients WHERE id = ?`, id).Scan(&v, &doc)
+	if errors.Is(err, sql.ErrNoRows) {
+		// The id is not echoed: it names no client, so it may be anything
+		// a caller typed, such as a medical record number.
+		return nil, 0, fmt.Errorf("store: get client: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: get client: %w", err)
+	}
+	c, err := decodeClient(id, doc)
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: get client: %w", err)
+	}
+	return c, store.Version(v), nil
+}
+
+// ListClients returns up to limit clients with ids greater than after, in
+// id order (byte order, as in the PostgreSQL store).
+func (s *Store) ListClients(ctx context.Context, after string, limit int) ([]store.Stored, error) {
+	if limit <= 0 {
+		return nil, errors.New("store: list clients: limit must be positive")
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT id, version, doc FROM clients WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: list clients: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Stored
+	for rows.Next() {
+		var (
+			id  string
+			v   int64
+			doc []byte
+		)
+		if err := rows.Scan(&id, &v, &doc); err != nil {
+			return nil, fmt.Errorf("store: list clients: %w", err)
+		}
+		c, err := decodeClient(id, doc)
+		if err != nil {
+			return nil, fmt.Errorf("store: list clients: %w", err)
+		}
+		out = append(out, store.Stored{Client: c, Version: store.Version(v)})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: list clients: %w", err)
+	}
+	return out, nil
+}
+
+// SaveClients writes clients and enqueues an outbox item for each client on
+// each connection, in one transaction. Clients are written in id order, as
+// in the PostgreSQL store; versions come back in input order.
+func (s *Store) SaveClients(ctx context.Context, clients []store.Stored, connections []string) ([]store.Version, error) {
+	docs, order, err := prepareSave(clients)
+	if err != nil {
+		return nil, fmt.Errorf("store: save clients: %w", err)
+	}
+	conns, err := cleanConnections(connections)
+	if err != nil {
+		return nil, fmt.Errorf("store: save clients: %w", err)
+	}
+	versions := make([]store.Version, len(clients))
+	err = s.write(ctx, "save clients", func(tx *sql.Tx) error {
+		now := micros(time.Now())
+		insert, err := tx.PrepareContext(ctx, `INSERT INTO clients (id, version, doc, updated_at) VALUES (?, 1, ?, ?) ON CONFLICT (id) DO NOTHING`)
+		if err != nil {
+			return err
+		}
+		defer insert.Close()
+		update, err := tx.PrepareContext(ctx, `UPDATE clients SET version = version + 1, doc = ?, updated_at = ? WHERE id = ? AND version = ? RETURNING version`)
+		if err != nil {
+			return err
+		}
+		defer update.Close()
+		lease, err := tx.PrepareContext(ctx, `INSERT INTO client_leases (client_id) VALUES (?)`)
+		if err != nil {
+			return err
+		}
+		defer lease.Close()
+		enqueue, err := tx.PrepareContext(ctx, enqueueSQL)
+		if err != nil {
+			return err
+		}
+		defer enqueue.Close()
+
+		for _, i := range order {
+			c := clients[i]
+			id := c.Client.ID
+			if c.Version == 0 {
+				res, err := insert.ExecContext(ctx, id, string(docs[i]), now)
+				if err != nil {
+					return fmt.Errorf("client %s: %w", id, err)
+				}
+				if n, err := res.RowsAffected(); err != nil {
+					return fmt.Errorf("client %s: %w", id, err)
+				} else if n == 0 {
+					return fmt.Errorf("client %s exists: %w", id, store.ErrConflict)
+				}
+				if _, err := lease.ExecContext(ctx, id); err != nil {
+					return fmt.Errorf("client %s: %w", id, err)
+				}
+				versions[i] = 1
+			} else {
+				var v int64
+				err := update.QueryRowContext(ctx, string(docs[i]), now, id, int64(c.Version)).Scan(&v)
+				if errors.Is(err, sql.ErrNoRows) {
+					return fmt.Errorf("client %s is not at version %d: %w", id, c.Version, store.ErrConflict)
+				}
+				if err != nil {
+					return fmt.Errorf("client %s: %w", id, err)
+				}
+				versions[i] = store.Version(v)
+			}
+			for _, conn := range conns {
+				if _, err := enqueue.ExecContext(ctx, conn, id, now, now); err != nil {
+					return fmt.Errorf("client %s: enqueue: %w", id, err)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return versions, nil
+}
+
+// enqueueSQL adds the outbox item for (connection, client), or coalesces
+// into the pending one: a new generation, whose failures have not been
+// counted yet, due no later than now (an item backing off is retried at once
+// with the new content; one already due keeps its place in the queue).
+// Arguments: connection, client id, now, now.
+const enqueueSQL = `INSERT INTO outbox (connection, client_id, generation, attempts, due_at, created_at)
+VALUES (?, ?, 1, 0, ?, ?)
+ON CONFLICT (connection, client_id) DO UPDATE SET
+	generation = generation + 1,
+	attempts = 0,
+	due_at = MIN(due_at, excluded.due_at)`
+
+// prepareSave checks a SaveClients batch and encodes it. It returns the JSON
+// documents in input order and the input indexes in client-id order.
+func prepareSave(clients []store.Stored) (docs [][]byte, order []int, err error) {
+	seen := make(map[string]bool, len(clients))
+	docs = make([][]byte, len(clients))
+	order = make([]int, len(clients))
+	for i, c := range clients {
+		if c.Client == nil {
+			return nil, nil, fmt.Errorf("client %d of %d is nil", i+1, len(clients))
+		}
+		id := c.Client.ID
+		if id == "" {
+			return nil, nil, fmt.Errorf("client %d of %d has no id", i+1, len(clients))
+		}
+		if c.Version < 0 {
+			return nil, nil, fmt.Errorf("client %s: negative version", id)
+		}
+		if seen[id] {
+			return nil, nil, fmt.Errorf("client %s appears twice in one save", id)
+		}
+		seen[id] = true
+		b, err := json.Marshal(c.Client)
+		if err != nil {
+			// json's messages name types and unsupported values such as
+			// NaN, never field content.
+			return nil, nil, fmt.Errorf("client %s: encode: %w", id, err)
+		}
+		docs[i] = b
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(clients[a].Client.ID, clients[b].Client.ID) })
+	return docs, order, nil
+}
+
+// cleanConnections drops duplicate connection names and refuses empty ones.
+func cleanConnections(connections []string) ([]string, error) {
+	var out []string
+	for _, c := range connections {
+		if c == "" {
+			return nil, errors.New("empty connection name")
+		}
+		if !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// decodeClient decodes a stored document. Its error names the client and at
+// most the JSON field, never the content.
+func decodeClient(id string, doc []byte) (*ips.Client, error) {
+	var c ips.Client
+	if err := json.Unmarshal(doc, &c); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return nil, fmt.Errorf("client %s: stored document does not decode at field %q", id, te.Field)
+		}
+		return nil, fmt.Errorf("client %s: stored document does not decode", id)
+	}
+	return &c, nil
+}

@@ -1,0 +1,244 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ipsfhir/ipsfhir/adapter/store"
+)
+
+// Lease claims up to n due items of connection for owner. It runs in a write
+// transaction, and this process has one write connection whose transactions
+// BEGIN IMMEDIATE: no other lease, in this process or another on the same
+// file, can read the same free clients before this one has marked them taken.
+func (s *Store) Lease(ctx context.Context, connection, owner string, n int, lease time.Duration) ([]store.OutboxItem, error) {
+	if err := checkLeaseArgs(connection, owner, n, lease); err != nil {
+		return nil, fmt.Errorf("store: lease: %w", err)
+	}
+	var items []store.OutboxItem
+	err := s.write(ctx, "lease", func(tx *sql.Tx) error {
+		items = nil
+		// Read the clock only once the write lock is held, so time spent
+		// waiting for it does not eat into the lease.
+		now := time.Now()
+		rows, err := tx.QueryContext(ctx, `
+			SELECT o.id, o.client_id, o.attempts, o.generation
+			FROM outbox o JOIN client_leases l ON l.client_id = o.client_id
+			WHERE o.connection = ? AND o.due_at <= ?
+			  AND (l.leased_until IS NULL OR l.leased_until <= ?)
+			ORDER BY o.due_at, o.id
+			LIMIT ?`, connection, micros(now), micros(now), n)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			it := store.OutboxItem{Connection: connection, Owner: owner}
+			if err := rows.Scan(&it.ID, &it.ClientID, &it.Attempts, &it.Generation); err != nil {
+				rows.Close()
+				return err
+			}
+			items = append(items, it)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		rows.Close()
+		until := micros(now.Add(lease))
+		for _, it := range items {
+			if _, err := tx.ExecContext(ctx, `UPDATE client_leases SET item_id = ?, owner = ?, leased_until = ? WHERE client_id = ?`,
+				it.ID, owner, until, it.ClientID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+func checkLeaseArgs(connection, owner string, n int, lease time.Duration) error {
+	switch {
+	case connection == "":
+		return errors.New("empty connection name")
+	case owner == "":
+		return errors.New("empty owner")
+	case n <= 0:
+		return errors.New("n must be positive")
+	case lease < time.Microsecond:
+		return errors.New("lease must be at least a microsecond")
+	}
+	return nil
+}
+
+// outboxRow is an outbox row as Complete and Fail see it.
+type outboxRow struct {
+	connection, clientID string
+	generation           int64
+	attempts             int
+}
+
+// heldItem reads item's row and checks that item.Owner still holds its
+// lease: ErrNotFound if the row is gone, ErrConflict if the lease was lost
+// (it expired and another owner took the item).
+func heldItem(ctx context.Context, tx *sql.Tx, item store.OutboxItem) (outboxRow, error) {
+	var r outboxRow
+	err := tx.QueryRowContext(ctx, `SELECT connection, client_id, generation, attempts FROM outbox WHERE id = ?`, item.ID).
+		Scan(&r.connection, &r.clientID, &r.generation, &r.attempts)
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("item %d: %w", item.ID, store.ErrNotFound)
+	}
+	if err != nil {
+		return r, err
+	}
+	var (
+		leased sql.NullInt64
+		owner  sql.NullString
+	)
+	if err := tx.QueryRowContext(ctx, `SELECT item_id, owner FROM client_leases WHERE client_id = ?`, r.clientID).
+		Scan(&leased, &owner); err != nil {
+		return r, err
+	}
+	if !leased.Valid || leased.Int64 != item.ID || owner.String != item.Owner {
+		return r, fmt.Errorf("item %d: lease not held by this owner: %w", item.ID, store.ErrConflict)
+	}
+	return r, nil
+}
+
+func release(ctx context.Context, tx *sql.Tx, clientID string) error {
+	_, err := tx.ExecContext(ctx, `UPDATE client_leases SET item_id = NULL, owner = NULL, leased_until = NULL WHERE client_id = ?`, clientID)
+	return err
+}
+
+// Complete removes a leased item, or, when the client was saved during the
+// lease (a newer generation), leaves it pending for the newer content; the
+// save already made it due and reset its attempts.
+func (s *Store) Complete(ctx context.Context, item store.OutboxItem) error {
+	return s.write(ctx, "complete", func(tx *sql.Tx) error {
+		r, err := heldItem(ctx, tx, item)
+		if err != nil {
+			return err
+		}
+		if r.generation == item.Generation {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE id = ?`, item.ID); err != nil {
+				return err
+			}
+		}
+		return release(ctx, tx, r.clientID)
+	})
+}
+
+// Fail records a failed attempt. Attempts count failures of the current
+// content: when the client was saved during the lease, the failed push was
+// of stale content, so it is not counted and the item cannot die of it.
+func (s *Store) Fail(ctx context.Context, item store.OutboxItem, reason string, retryAt time.Time, maxAttempts int) (bool, error) {
+	if maxAttempts <= 0 {
+		return false, errors.New("store: fail: maxAttempts must be positive")
+	}
+	dead := false
+	err := s.write(ctx, "fail", func(tx *sql.Tx) error {
+		dead = false
+		r, err := heldItem(ctx, tx, item)
+		if err != nil {
+			return err
+		}
+		attempts := r.attempts
+		if r.generation == item.Generation {
+			attempts++
+		}
+		if attempts >= maxAttempts {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO dead_letters (id, connection, client_id, attempts, reason, failed_at) VALUES (?, ?, ?, ?, ?, ?)`,
+				item.ID, r.connection, r.clientID, attempts, reason, micros(time.Now())); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE id = ?`, item.ID); err != nil {
+				return err
+			}
+			dead = true
+		} else if _, err := tx.ExecContext(ctx, `UPDATE outbox SET attempts = ?, due_at = ?, last_error = ? WHERE id = ?`,
+			attempts, micros(retryAt), reason, item.ID); err != nil {
+			return err
+		}
+		return release(ctx, tx, r.clientID)
+	})
+	if err != nil {
+		return false, err
+	}
+	return dead, nil
+}
+
+// OutboxDepth counts items not yet done (pending, leased or backing off)
+// per connection; connections with none are absent.
+func (s *Store) OutboxDepth(ctx context.Context) (map[string]int, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT connection, count(*) FROM outbox GROUP BY connection`)
+	if err != nil {
+		return nil, fmt.Errorf("store: outbox depth: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var (
+			c string
+			n int
+		)
+		if err := rows.Scan(&c, &n); err != nil {
+			return nil, fmt.Errorf("store: outbox depth: %w", err)
+		}
+		out[c] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: outbox depth: %w", err)
+	}
+	return out, nil
+}
+
+// DeadLetters lists a connection's dead letters ("" for all), oldest first.
+func (s *Store) DeadLetters(ctx context.Context, connection string) ([]store.DeadLetter, error) {
+	rows, err := s.r.QueryContext(ctx, `
+		SELECT id, connection, client_id, attempts, reason, failed_at FROM dead_letters
+		WHERE ?1 = '' OR connection = ?1
+		ORDER BY failed_at, id`, connection)
+	if err != nil {
+		return nil, fmt.Errorf("store: dead letters: %w", err)
+	}
+	defer rows.Close()
+	var out []store.DeadLetter
+	for rows.Next() {
+		var (
+			d  store.DeadLetter
+			at int64
+		)
+		if err := rows.Scan(&d.ID, &d.Connection, &d.ClientID, &d.Attempts, &d.Reason, &at); err != nil {
+			return nil, fmt.Errorf("store: dead letters: %w", err)
+		}
+		d.FailedAt = fromMicros(at)
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: dead letters: %w", err)
+	}
+	return out, nil
+}
+
+// Replay turns a dead letter back into a pending item with no failures
+// counted, due now; if the client already has a pending item on that
+// connection (it was saved since), the dead letter coalesces into it.
+func (s *Store) Replay(ctx context.Context, id int64) error {
+	return s.write(ctx, "replay", func(tx *sql.Tx) error {
+		var conn, clientID string
+		err := tx.QueryRowContext(ctx, `DELETE FROM dead_letters WHERE id = ? RETURNING connection, client_id`, id).Scan(&conn, &clientID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("dead letter %d: %w", id, store.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		now := micros(time.Now())
+		_, err = tx.ExecContext(ctx, enqueueSQL, conn, clientID, now, now)
+		return err
+	})
+}

@@ -1,0 +1,203 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ipsfhir/ipsfhir/adapter/store"
+)
+
+const ledgerColumns = `connection, key, client_id, resource_type, resource_id, version_id, content_hash, updated_at`
+
+func scanLedger(row *sql.Row) (store.LedgerEntry, error) {
+	var (
+		e  store.LedgerEntry
+		at int64
+	)
+	err := row.Scan(&e.Connection, &e.Key, &e.ClientID, &e.ResourceType, &e.ResourceID, &e.VersionID, &e.ContentHash, &at)
+	e.UpdatedAt = fromMicros(at)
+	return e, err
+}
+
+// LedgerGet returns the entry for a business identifier, or store.ErrNotFound.
+func (s *Store) LedgerGet(ctx context.Context, connection, key string) (store.LedgerEntry, error) {
+	e, err := scanLedger(s.r.QueryRowContext(ctx, `SELECT `+ledgerColumns+` FROM ledger WHERE connection = ? AND key = ?`, connection, key))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.LedgerEntry{}, fmt.Errorf("store: ledger get: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return store.LedgerEntry{}, fmt.Errorf("store: ledger get: %w", err)
+	}
+	return e, nil
+}
+
+// LedgerByResource finds the entry for an EHR resource, or
+// store.ErrNotFound. Should two keys name the same resource, the most
+// recently updated entry wins.
+func (s *Store) LedgerByResource(ctx context.Context, connection, resourceType, resourceID string) (store.LedgerEntry, error) {
+	e, err := scanLedger(s.r.QueryRowContext(ctx, `SELECT `+ledgerColumns+` FROM ledger
+		WHERE connection = ? AND resource_type = ? AND resource_id = ?
+		ORDER BY updated_at DESC, key LIMIT 1`, connection, resourceType, resourceID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.LedgerEntry{}, fmt.Errorf("store: ledger by resource: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return store.LedgerEntry{}, fmt.Errorf("store: ledger by resource: %w", err)
+	}
+	return e, nil
+}
+
+// LedgerPut inserts or replaces the entry for (connection, key). A zero
+// UpdatedAt means now.
+func (s *Store) LedgerPut(ctx context.Context, e store.LedgerEntry) error {
+	if e.Connection == "" || e.Key == "" {
+		return errors.New("store: ledger put: connection and key are required")
+	}
+	if e.UpdatedAt.IsZero() {
+		e.UpdatedAt = time.Now()
+	}
+	return s.write(ctx, "ledger put", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO ledger (`+ledgerColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (connection, key) DO UPDATE SET
+				client_id = excluded.client_id,
+				resource_type = excluded.resource_type,
+				resource_id = excluded.resource_id,
+				version_id = excluded.version_id,
+				content_hash = excluded.content_hash,
+				updated_at = excluded.updated_at`,
+			e.Connection, e.Key, e.ClientID, e.ResourceType, e.ResourceID, e.VersionID, e.ContentHash, micros(e.UpdatedAt))
+		return err
+	})
+}
+
+// Watermark returns how far polling of a resource type has read on a
+// connection, or the zero time.
+func (s *Store) Watermark(ctx context.Context, connection, resourceType string) (time.Time, error) {
+	var at int64
+	err := s.r.QueryRowContext(ctx, `SELECT at FROM watermarks WHERE connection = ? AND resource_type = ?`, connection, resourceType).Scan(&at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("store: watermark: %w", err)
+	}
+	return fromMicros(at), nil
+}
+
+// SetWatermark moves a watermark forward; an earlier time is ignored. It
+// keeps microseconds, truncating, so a poller may re-read an instant but
+// never skips one.
+func (s *Store) SetWatermark(ctx context.Context, connection, resourceType string, at time.Time) error {
+	if connection == "" || resourceType == "" {
+		return errors.New("store: set watermark: connection and resource type are required")
+	}
+	if at.IsZero() {
+		return nil
+	}
+	return s.write(ctx, "set watermark", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO watermarks (connection, resource_type, at) VALUES (?, ?, ?)
+			ON CONFLICT (connection, resource_type) DO UPDATE SET at = MAX(at, excluded.at)`,
+			connection, resourceType, micros(at))
+		return err
+	})
+}
+
+// AddConflict records a conflict and returns its id. A zero CreatedAt means
+// now. It is normally open (no Resolution); one recorded already resolved
+// gets ResolvedAt now unless given.
+func (s *Store) AddConflict(ctx context.Context, c store.Conflict) (int64, error) {
+	if err := checkConflict(c); err != nil {
+		return 0, fmt.Errorf("store: add conflict: %w", err)
+	}
+	now := time.Now()
+	if c.CreatedAt.IsZero() {
+		c.CreatedAt = now
+	}
+	var resolvedAt sql.NullInt64
+	if c.Resolution != "" {
+		if c.ResolvedAt.IsZero() {
+			c.ResolvedAt = now
+		}
+		resolvedAt = sql.NullInt64{Int64: micros(c.ResolvedAt), Valid: true}
+	}
+	var id int64
+	err := s.write(ctx, "add conflict", func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, `INSERT INTO conflicts
+			(connection, client_id, key, field, ips_value, ehr_value, winner, resolution, created_at, resolved_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			c.Connection, c.ClientID, c.Key, c.Field, c.IPSValue, c.EHRValue, c.Winner, c.Resolution,
+			micros(c.CreatedAt), resolvedAt).Scan(&id)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return id, nil
+}
+
+func checkConflict(c store.Conflict) error {
+	if c.Connection == "" || c.ClientID == "" || c.Key == "" || c.Field == "" {
+		return errors.New("connection, client, key and field are required")
+	}
+	if c.Winner != "ips" && c.Winner != "ehr" {
+		return errors.New(`winner must be "ips" or "ehr"`)
+	}
+	return nil
+}
+
+// Conflicts lists a connection's conflicts ("" for all connections), open
+// ones only unless all, oldest first.
+func (s *Store) Conflicts(ctx context.Context, connection string, all bool) ([]store.Conflict, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, connection, client_id, key, field, ips_value, ehr_value, winner, resolution, created_at, resolved_at
+		FROM conflicts
+		WHERE (?1 = '' OR connection = ?1) AND (?2 OR resolution = '')
+		ORDER BY id`, connection, all)
+	if err != nil {
+		return nil, fmt.Errorf("store: conflicts: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Conflict
+	for rows.Next() {
+		var (
+			c        store.Conflict
+			created  int64
+			resolved sql.NullInt64
+		)
+		if err := rows.Scan(&c.ID, &c.Connection, &c.ClientID, &c.Key, &c.Field, &c.IPSValue, &c.EHRValue, &c.Winner, &c.Resolution, &created, &resolved); err != nil {
+			return nil, fmt.Errorf("store: conflicts: %w", err)
+		}
+		c.CreatedAt = fromMicros(created)
+		c.ResolvedAt = fromNullMicros(resolved)
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: conflicts: %w", err)
+	}
+	return out, nil
+}
+
+// ResolveConflict closes an open conflict: store.ErrNotFound if there is
+// none with id, store.ErrConflict if it was resolved already (another
+// administrator got there first).
+func (s *Store) ResolveConflict(ctx context.Context, id int64, resolution string) error {
+	if resolution == "" {
+		return errors.New("store: resolve conflict: empty resolution")
+	}
+	return s.write(ctx, "resolve conflict", func(tx *sql.Tx) error {
+		var current string
+		err := tx.QueryRowContext(ctx, `SELECT resolution FROM conflicts WHERE id = ?`, id).Scan(&current)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("conflict %d: %w", id, store.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if current != "" {
+			return fmt.Errorf("conflict %d is already resolved: %w", id, store.ErrConflict)
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE conflicts SET resolution = ?, resolved_at = ? WHERE id = ?`, resolution, micros(time.Now()), id)
+		return err
+	})
+}

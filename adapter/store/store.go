@@ -1,0 +1,139 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/ipsfhir/ipsfhir/ips"
+)
+
+// Store is the contract both implementations fulfil and storetest checks.
+// Consumers declare the smaller interfaces they need.
+type Store interface {
+	// GetClient returns a client and its version, or ErrNotFound.
+	GetClient(ctx context.Context, id string) (*ips.Client, Version, error)
+	// ListClients returns up to limit clients with ids greater than after,
+	// in byte order of id (keyset paging).
+	ListClients(ctx context.Context, after string, limit int) ([]Stored, error)
+	// SaveClients writes clients and enqueues an outbox item for each client
+	// and each of connections, all in one transaction: all are saved or none.
+	// A save makes the client's pending items due now with attempts reset.
+	// A Stored with Version 0 must be new (ErrConflict if it exists); any
+	// other Version must match the stored one (optimistic concurrency,
+	// ErrConflict otherwise). It returns the new versions in input order.
+	SaveClients(ctx context.Context, clients []Stored, connections []string) ([]Version, error)
+
+	// Lease claims up to n due outbox items of a connection for owner until
+	// now+lease, oldest due first. One client never has two items leased at
+	// once, across all connections; expired leases are claimable again. The
+	// owner names one worker and must be unique among live workers (Complete
+	// and Fail recognise the lease by item and owner).
+	Lease(ctx context.Context, connection, owner string, n int, lease time.Duration) ([]OutboxItem, error)
+	// Complete removes a leased item, unless the client was saved again after
+	// the lease was taken (then the item stays pending for the new change).
+	// ErrConflict if the lease was lost to another owner, ErrNotFound if the
+	// item is gone.
+	Complete(ctx context.Context, item OutboxItem) error
+	// Fail records a failed attempt with a patient-free reason. The item is
+	// retried at retryAt, or becomes a dead letter when it has now failed
+	// maxAttempts times; dead reports which.
+	Fail(ctx context.Context, item OutboxItem, reason string, retryAt time.Time, maxAttempts int) (dead bool, err error)
+	// OutboxDepth counts pending items per connection (for metrics).
+	OutboxDepth(ctx context.Context) (map[string]int, error)
+
+	// DeadLetters lists a connection's dead letters ("" for all), oldest first.
+	DeadLetters(ctx context.Context, connection string) ([]DeadLetter, error)
+	// Replay turns a dead letter back into a pending outbox item, or ErrNotFound.
+	Replay(ctx context.Context, id int64) error
+
+	// LedgerGet returns the ledger entry for a business identifier, or ErrNotFound.
+	LedgerGet(ctx context.Context, connection, key string) (LedgerEntry, error)
+	// LedgerByResource finds the entry for an EHR resource, or ErrNotFound.
+	LedgerByResource(ctx context.Context, connection, resourceType, resourceID string) (LedgerEntry, error)
+	// LedgerPut inserts or replaces the entry for (connection, key).
+	LedgerPut(ctx context.Context, e LedgerEntry) error
+
+	// Watermark returns how far polling of a resource type has read on a
+	// connection; zero time if never.
+	Watermark(ctx context.Context, connection, resourceType string) (time.Time, error)
+	// SetWatermark moves it; it never moves backwards.
+	SetWatermark(ctx context.Context, connection, resourceType string, at time.Time) error
+
+	// AddConflict records both sides of a field changed on both sides.
+	AddConflict(ctx context.Context, c Conflict) (int64, error)
+	// Conflicts lists a connection's conflicts ("" for all connections),
+	// open ones only unless all.
+	Conflicts(ctx context.Context, connection string, all bool) ([]Conflict, error)
+	// ResolveConflict closes a conflict with the resolution an administrator
+	// chose; ErrConflict if it was already resolved.
+	ResolveConflict(ctx context.Context, id int64, resolution string) error
+
+	// Close releases the database.
+	Close() error
+}
+
+// Version is a client's optimistic-concurrency version: 1 on first save,
+// incremented on every save.
+type Version int64
+
+// Stored is a client with the version it was read at (0 for a new client).
+type Stored struct {
+	Client  *ips.Client
+	Version Version
+}
+
+// OutboxItem is a leased unit of push work: bring one client's resources on
+// one connection up to date.
+type OutboxItem struct {
+	ID         int64
+	Connection string
+	ClientID   string
+	Attempts   int
+	Owner      string
+	// Generation lets Complete tell whether the client changed during the lease.
+	Generation int64
+}
+
+// DeadLetter is an outbox item that kept failing.
+type DeadLetter struct {
+	ID         int64
+	Connection string
+	ClientID   string
+	Attempts   int
+	Reason     string // patient-free by contract
+	FailedAt   time.Time
+}
+
+// LedgerEntry is what the adapter knows of one record's resource in one EHR.
+type LedgerEntry struct {
+	Connection   string
+	Key          string // business identifier, "system|value"
+	ClientID     string
+	ResourceType string
+	ResourceID   string
+	VersionID    string // opaque: EHRs use integers, UUIDs or anything
+	ContentHash  string // of what the adapter last wrote
+	UpdatedAt    time.Time
+}
+
+// Conflict is a field both sides changed since the last sync.
+type Conflict struct {
+	ID         int64
+	Connection string
+	ClientID   string
+	Key        string // business identifier of the record
+	Field      string // e.g. "status"
+	IPSValue   string
+	EHRValue   string
+	Winner     string // "ips" or "ehr": the configured winner that was applied
+	Resolution string // empty while open
+	CreatedAt  time.Time
+	ResolvedAt time.Time
+}
+
+// Errors with stable kinds, mapped once to HTTP status by the API.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("version conflict")
+)

@@ -1,0 +1,424 @@
+package storetest
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ipsfhir/ipsfhir/adapter/store"
+)
+
+func testOutboxCoalesces(t *testing.T, s *suite) {
+	ctx := t.Context()
+	st := s.openStore(t)
+	c := minimalClient("c1")
+	save(t, st, []string{"a", "b"}, c)
+	wantDepth(t, st, map[string]int{"a": 1, "b": 1})
+	v := resave(t, st, []string{"a", "b"}, c, 1)
+	resave(t, st, []string{"a", "a"}, c, v)
+	wantDepth(t, st, map[string]int{"a": 1, "b": 1})
+
+	it := leaseOne(t, st, "a", "w1")
+	want := store.OutboxItem{ID: it.ID, Connection: "a", ClientID: "c1", Attempts: 0, Owner: "w1", Generation: it.Generation}
+	if diff := cmp.Diff(want, it); diff != "" {
+		t.Errorf("leased item (-want +got):\n%s", diff)
+	}
+	if err := st.Complete(ctx, it); err != nil {
+		t.Fatalf("Complete: %v", err)
+	}
+	wantDepth(t, st, map[string]int{"b": 1})
+
+	// A save with no connections enqueues nothing.
+	resave(t, st, nil, c, 3)
+	wantDepth(t, st, map[string]int{"b": 1})
+}
+
+func testCompleteKeepsItemSavedDuringLease(t *testing.T, s *suite) {
+	ctx := t.Context()
+	st := s.openStore(t)
+	c := minimalClient("c1")
+	save(t, st, []string{"a"}, c)
+	it := leaseOne(t, st, "a", "w1")
+	c.Specialist = "changed during the push"
+	resave(t, st, []string{"a"}, c, 1)
+	if got := lease(t, st, "a", "w2", 10, time.Minute); len(got) != 0 {
+		t.Fatalf("a save released the lease: w2 leased %+v", got)
+	}
+	if err := st.Complete(ctx, it); err != nil {
+		t.Fatalf("Complete: %v", err)
+	}
+	wantDepth(t, st, map[string]int{"a": 1})
+
+	it2 := leaseOne(t, st, "a", "w2")
+	if it2.ClientID != "c1" || it2.Generation <= it.Generation || it2.Attempts != 0 {
+		t.Errorf("item after a save during the lease: %+v; want client c1, generation above %d, no attempts", it2, it.Generation)
+	}
+	if err := st.Complete(ctx, it2); err != nil {
+		t.Fatalf("Complete: %v", err)
+	}
+	wantDepth(t, st, map[string]int{})
+	wantErrIs(t, "second Complete", st.Complete(ctx, it2), store.ErrNotFound)
+}
+
+// testLeaseOneItemPerClient: a client with items on two connections has
+// only one of them leased at a time.
+func testLeaseOneItemPerClient(t *testing.T, s *suite) {
+	ctx := t.Context()
+	st := s.openStore(t)
+	save(t, st, []string{"a", "b"}, minimalClient("c1"))
+	save(t, st, []string{"b"}, minimalClient("c2"))
+	ia := leaseOne(t, st, "a", "w1")
+	if ia.ClientID != "c1" {
+		t.Fatalf("leased %s on a, want c1", ia.ClientID)
+	}
+	ib := leaseOne(t, st, "b", "w2")
+	if ib.ClientID != "c2" {
+		t.Fatalf("leased %s on b while c1 is leased on a, want only c2", ib.ClientID)
+	}
+	if err := st.Complete(ctx, ia); err != nil {
+		t.Fatalf("Complete: %v", err)
+	}
+	ib2 := leaseOne(t, st, "b", "w2")
+	if ib2.ClientID != "c1" {
+		t.Errorf("leased %s on b, want c1 once its item on a is done", ib2.ClientID)
+	}
+}
+
+// testLeaseOrderAndLimit: oldest due first, at most n.
+func testLeaseOrderAndLimit(t *testing.T, s *suite) {
+	ctx := t.Context()
+	st := s.openStore(t)
+	for _, id := range []string{"c5", "c3", "c1", "c4", "c2"} {
+		save(t, st, []string{"a"}, minimalClient(id))
+	}
+	var got []string
+	for _, n := range []int{2, 10} {
+		for _, it := range lease(t, st, "a", "w1", n, time.Minute) {
+			got = append(got, it.ClientID)
+		}
+	}
+	if diff := cmp.Diff([]string{"c5", "c3", "c1", "c4", "c2"}, got); diff != "" {
+		t.Errorf("lease order (-want +got):\n%s", diff)
+	}
+	if got := lease(t, st, "nowhere", "w1", 10, time.Minute); len(got) != 0 {
+		t.Errorf("lease on a connection with no items: %+v", got)
+	}
+	for _, bad := range []struct {
+		conn, owner string
+		n           int
+		d           time.Duration
+	}{{"a", "w1", 0, time.Minute}, {"a", "w1", 1, 0}, {"a", "", 1, time.Minute}, {"", "w1", 1, time.Minute}} {
+		if _, err := st.Lease(ctx, bad.conn, bad.owner, bad.n, bad.d); err == nil {
+			t.Errorf("Lease(%q, %q, %d, %v): no error", bad.conn, bad.owner, bad.n, bad.d)
+		}
+	}
+}
+
+func testLeaseExpiry(t *testing.T, s *suite) {
+	ctx := t.Context()
+	st := s.openStore(t)
+	save(t, st, []string{"a"}, minimalClient("c1"))
+	const d = 1500 * time.Millisecond
+	start := time.Now()
+	items := lease(t, st, "a", "w1", 1, d)
+	if len(items) != 1 {
+		t.Fatalf("leased %d items, want 1", len(items))
+	}
+	it := items[0]
+	other := lease(t, st, "a", "w2", 1, time.Minute)
+	if time.Since(start) < d && len(other) != 0 {
+		t.Fatalf("w2 leased %+v while w1's lease runs", other)
+	}
+	time.Sleep(time.Until(start.Add(d + 200*time.Millisecond)))
+	it2 := leaseOne(t, st, "a", "w2")
+	if it2.ID != it.ID || it2.Owner != "w2" {
+		t.Fatalf("after expiry w2 leased %+v, want item %d", it2, it.ID)
+	}
+	wantErrIs(t, "Complete by the owner of an expired, re-leased lease", st.Complete(ctx, it), store.ErrConflict)
+	_, err := st.Fail(ctx, it, "too late", time.Now(), 3)
+	wantErrIs(t, "Fail by the owner of an expired, re-leased lease", err, store.ErrConflict)
+	if err := st.Complete(ctx, it2); err != nil {
+		t.Fatalf("Complete by the new owner: %v", err)
+	}
+	wantDepth(t, st, map[string]int{})
+
+	// A lease that expired but was not taken over can still be completed.
+	save(t, st, []string{"a"}, minimalClient("c2"))
+	items = lease(t, st, "a", "w3", 1, 50*time.Millisecond)
+	if len(items) != 1 {
+		t.Fatalf("leased %d items, want 1", len(items))
+	}
+	time.Sleep(100 * time.Millisecond)
+	if err := st.Complete(ctx, items[0]); err != nil {
+		t.Errorf("Complete after an expiry nobody acted on: %v", err)
+	}
+	wantDepth(t, st, map[string]int{})
+}
+
+func testLeaseConcurrent(t *testing.T, s *suite) {
+	LeaseFromReplicas(t, []store.Store{s.openStore(t)})
+}
+
+// LeaseFromReplicas has 8 workers, spread over stores (one database seen
+// through several Store values, as adapter replicas see it), lease from 200
+// items (50 clients on 4 connections) at once. It checks that each item is
+// leased and completed exactly once and that no two items of one client are
+// ever out at the same time. The database must be empty.
+func LeaseFromReplicas(t *testing.T, stores []store.Store) {
+	ctx := t.Context()
+	connections := []string{"a", "b", "c", "d"}
+	const clients, workers = 50, 8
+	const total = clients * 4
+	var batch []store.Stored
+	for i := range clients {
+		batch = append(batch, store.Stored{Client: minimalClient(fmt.Sprintf("c%02d", i))})
+	}
+	if _, err := stores[0].SaveClients(ctx, batch, connections); err != nil {
+		t.Fatalf("SaveClients: %v", err)
+	}
+	wantDepth(t, stores[len(stores)-1], map[string]int{"a": clients, "b": clients, "c": clients, "d": clients})
+
+	var (
+		mu        sync.Mutex
+		out       = map[string]string{} // client → owner holding one of its items
+		leased    = map[int64]int{}
+		completed = map[int64]int{}
+		done      atomic.Int64
+		wg        sync.WaitGroup
+	)
+	deadline := time.Now().Add(2 * time.Minute)
+	for w := range workers {
+		st := stores[w%len(stores)]
+		owner := fmt.Sprintf("store%d/w%d", w%len(stores), w)
+		wg.Go(func() {
+			for i := 0; done.Load() < total; i++ {
+				if time.Now().After(deadline) {
+					t.Errorf("%s: gave up with %d of %d items done", owner, done.Load(), total)
+					return
+				}
+				items, err := st.Lease(ctx, connections[(w+i)%len(connections)], owner, 3, time.Minute)
+				if err != nil {
+					t.Errorf("%s: Lease: %v", owner, err)
+					return
+				}
+				if len(items) == 0 {
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				mu.Lock()
+				for _, it := range items {
+					if holder, ok := out[it.ClientID]; ok {
+						t.Errorf("%s leased item %d of client %s, which %s holds an item of", owner, it.ID, it.ClientID, holder)
+					}
+					out[it.ClientID] = owner
+					leased[it.ID]++
+				}
+				mu.Unlock()
+				time.Sleep(200 * time.Microsecond) // the push
+				for _, it := range items {
+					// Give the client up before Complete: once Complete
+					// commits, another worker may lease its next item.
+					mu.Lock()
+					delete(out, it.ClientID)
+					mu.Unlock()
+					if err := st.Complete(ctx, it); err != nil {
+						t.Errorf("%s: Complete(%d): %v", owner, it.ID, err)
+						return
+					}
+					mu.Lock()
+					completed[it.ID]++
+					mu.Unlock()
+					done.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(leased) != total || len(completed) != total {
+		t.Errorf("%d items leased and %d completed, want %d", len(leased), len(completed), total)
+	}
+	for id, n := range leased {
+		if n != 1 || completed[id] != 1 {
+			t.Errorf("item %d leased %d times and completed %d times, want once", id, n, completed[id])
+		}
+	}
+	for _, st := range stores {
+		wantDepth(t, st, map[string]int{})
+	}
+}
+
+func testFailRetryDeadLetterReplay(t *testing.T, s *suite) {
+	ctx := t.Context()
+	st := s.openStore(t)
+	start := time.Now()
+	save(t, st, []string{"a"}, minimalClient("c1"))
+	var id int64
+	for attempt := 1; attempt <= 3; attempt++ {
+		it := leaseOne(t, st, "a", "w1")
+		id = it.ID
+		if it.Attempts != attempt-1 {
+			t.Errorf("attempt %d: item has Attempts %d, want %d", attempt, it.Attempts, attempt-1)
+		}
+		dead, err := st.Fail(ctx, it, fmt.Sprintf("EHR answered 503 (attempt %d)", attempt), time.Now().Add(-time.Second), 3)
+		if err != nil {
+			t.Fatalf("Fail: %v", err)
+		}
+		if dead != (attempt == 3) {
+			t.Errorf("attempt %d of 3: dead = %v", attempt, dead)
+		}
+	}
+	wantDepth(t, st, map[string]int{})
+	if got := lease(t, st, "a", "w1", 10, time.Minute); len(got) != 0 {
+		t.Fatalf("leased a dead letter: %+v", got)
+	}
+
+	// A second dead letter, later, on another connection.
+	save(t, st, []string{"b"}, minimalClient("c2"))
+	if dead, err := st.Fail(ctx, leaseOne(t, st, "b", "w1"), "HTTP 400", time.Now(), 1); err != nil || !dead {
+		t.Fatalf("Fail with maxAttempts 1 = %v, %v; want dead", dead, err)
+	}
+
+	dls, err := st.DeadLetters(ctx, "")
+	if err != nil {
+		t.Fatalf("DeadLetters: %v", err)
+	}
+	if len(dls) != 2 {
+		t.Fatalf("DeadLetters(\"\") = %+v, want 2", dls)
+	}
+	want := store.DeadLetter{ID: id, Connection: "a", ClientID: "c1", Attempts: 3, Reason: "EHR answered 503 (attempt 3)", FailedAt: dls[0].FailedAt}
+	if diff := cmp.Diff(want, dls[0]); diff != "" {
+		t.Errorf("first dead letter (-want +got):\n%s", diff)
+	}
+	if dls[0].FailedAt.Before(start.Add(-time.Second)) || dls[0].FailedAt.After(time.Now().Add(time.Second)) {
+		t.Errorf("FailedAt %v is not the time of the failure", dls[0].FailedAt)
+	}
+	if dls[1].ClientID != "c2" || dls[1].Connection != "b" || dls[1].Attempts != 1 || dls[1].FailedAt.Before(dls[0].FailedAt) {
+		t.Errorf("second dead letter %+v; want c2 on b, 1 attempt, not before the first", dls[1])
+	}
+	for conn, n := range map[string]int{"a": 1, "b": 1, "c": 0} {
+		got, err := st.DeadLetters(ctx, conn)
+		if err != nil || len(got) != n {
+			t.Errorf("DeadLetters(%q) = %d, %v; want %d", conn, len(got), err, n)
+		}
+	}
+
+	if err := st.Replay(ctx, id); err != nil {
+		t.Fatalf("Replay: %v", err)
+	}
+	wantErrIs(t, "second Replay", st.Replay(ctx, id), store.ErrNotFound)
+	wantDepth(t, st, map[string]int{"a": 1})
+	it := leaseOne(t, st, "a", "w1")
+	if it.ClientID != "c1" || it.Attempts != 0 {
+		t.Errorf("replayed item %+v; want c1 with no attempts", it)
+	}
+	if err := st.Complete(ctx, it); err != nil {
+		t.Fatalf("Complete: %v", err)
+	}
+
+	// Replaying a dead letter of a client that has a pending item again
+	// coalesces into it.
+	resave(t, st, []string{"b"}, minimalClient("c2"), 1)
+	if err := st.Replay(ctx, dls[1].ID); err != nil {
+		t.Fatalf("Replay: %v", err)
+	}
+	wantDepth(t, st, map[string]int{"b": 1})
+	if got, err := st.DeadLetters(ctx, ""); err != nil || len(got) != 0 {
+		t.Errorf("DeadLetters after replays = %+v, %v; want none", got, err)
+	}
+}
+
+// testFailBackoffAndSave: a failed item waits for retryAt, unless the client
+// is saved again: new content is pushed at once, with its own attempts.
+func testFailBackoffAndSave(t *testing.T, s *suite) {
+	ctx := t.Context()
+	st := s.openStore(t)
+	c := minimalClient("c1")
+	save(t, st, []string{"a"}, c)
+	it := leaseOne(t, st, "a", "w1")
+	if dead, err := st.Fail(ctx, it, "timeout", time.Now().Add(time.Hour), 5); err != nil || dead {
+		t.Fatalf("Fail = %v, %v", dead, err)
+	}
+	if got := lease(t, st, "a", "w1", 10, time.Minute); len(got) != 0 {
+		t.Fatalf("leased an item before its retry time: %+v", got)
+	}
+	wantDepth(t, st, map[string]int{"a": 1})
+	resave(t, st, []string{"a"}, c, 1)
+	it2 := leaseOne(t, st, "a", "w1")
+	if it2.Attempts != 0 || it2.Generation <= it.Generation {
+		t.Errorf("item after a save during backoff: %+v; want no attempts, generation above %d", it2, it.Generation)
+	}
+}
+
+// testFailOfStaleGenerationNotCounted: a push that failed while the client
+// was saved again was of old content; it does not count against the new.
+func testFailOfStaleGenerationNotCounted(t *testing.T, s *suite) {
+	ctx := t.Context()
+	st := s.openStore(t)
+	c := minimalClient("c1")
+	save(t, st, []string{"a"}, c)
+	it := leaseOne(t, st, "a", "w1")
+	resave(t, st, []string{"a"}, c, 1)
+	dead, err := st.Fail(ctx, it, "HTTP 422", time.Now().Add(-time.Second), 1)
+	if err != nil || dead {
+		t.Fatalf("Fail of a stale generation = %v, %v; want not dead", dead, err)
+	}
+	it2 := leaseOne(t, st, "a", "w1")
+	if it2.Attempts != 0 {
+		t.Errorf("Attempts = %d after a failure of stale content, want 0", it2.Attempts)
+	}
+	dead, err = st.Fail(ctx, it2, "HTTP 422", time.Now().Add(-time.Second), 1)
+	if err != nil || !dead {
+		t.Errorf("Fail of the current generation with maxAttempts 1 = %v, %v; want dead", dead, err)
+	}
+}
+
+func testOutboxNotFound(t *testing.T, s *suite) {
+	ctx := t.Context()
+	st := s.openStore(t)
+	ghost := store.OutboxItem{ID: 987654, Connection: "a", ClientID: "c1", Owner: "w1", Generation: 1}
+	wantErrIs(t, "Complete of a missing item", st.Complete(ctx, ghost), store.ErrNotFound)
+	_, err := st.Fail(ctx, ghost, "x", time.Now(), 3)
+	wantErrIs(t, "Fail of a missing item", err, store.ErrNotFound)
+	wantErrIs(t, "Replay of a missing dead letter", st.Replay(ctx, 987654), store.ErrNotFound)
+	dls, err := st.DeadLetters(ctx, "")
+	if err != nil || len(dls) != 0 {
+		t.Errorf("DeadLetters of an empty store = %+v, %v", dls, err)
+	}
+
+	save(t, st, []string{"a"}, minimalClient("c1"))
+	it := leaseOne(t, st, "a", "w1")
+	if err := st.Complete(ctx, it); err != nil {
+		t.Fatalf("Complete: %v", err)
+	}
+	_, err = st.Fail(ctx, it, "x", time.Now(), 3)
+	wantErrIs(t, "Fail of a completed item", err, store.ErrNotFound)
+
+	// An item that is pending but not leased by the caller is not its to complete.
+	save(t, st, []string{"b"}, minimalClient("c2"))
+	it = leaseOne(t, st, "b", "w1")
+	notMine := it
+	notMine.Owner = "w2"
+	wantErrIs(t, "Complete by another owner", st.Complete(ctx, notMine), store.ErrConflict)
+	if _, err := st.Fail(ctx, it, "x", time.Now(), 0); err == nil {
+		t.Error("Fail with maxAttempts 0: no error")
+	}
+}
+
+func testOutboxDepth(t *testing.T, s *suite) {
+	ctx := t.Context()
+	st := s.openStore(t)
+	wantDepth(t, st, map[string]int{})
+	save(t, st, []string{"a", "b"}, minimalClient("c1"), minimalClient("c2"))
+	save(t, st, []string{"b"}, minimalClient("c3"))
+	wantDepth(t, st, map[string]int{"a": 2, "b": 3})
+	it := lease(t, st, "a", "w1", 1, time.Minute)[0]
+	wantDepth(t, st, map[string]int{"a": 2, "b": 3}) // leased items are not done
+	if err := st.Complete(ctx, it); err != nil {
+		t.Fatalf("Complete: %v", err)
+	}
+	wantDepth(t, st, map[string]int{"a": 1, "b": 3})
+}
