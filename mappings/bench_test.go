@@ -15,14 +15,14 @@ import (
 
 const benchClients = 1000
 
-func benchCaseloadEntries(b *testing.B) ([]Entry, Options) {
+func benchCaseloadEntries() []Entry {
 	cl := synth.Generate(rand.New(rand.NewPCG(7, 7)), benchClients)
 	o := Options{Program: cl.ProgramID(), Now: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)}
 	var entries []Entry
 	for _, c := range cl.Clients {
 		entries = append(entries, ClientEntries(c, o)...)
 	}
-	return entries, o
+	return entries
 }
 
 // BenchmarkMapAndMarshal1000Clients maps a 1,000-client caseload and writes
@@ -49,7 +49,7 @@ func BenchmarkMapAndMarshal1000Clients(b *testing.B) {
 // BenchmarkMarshalOnly1000Clients is the ceiling: the same resources, built
 // beforehand, written by google/fhir/go's marshaller alone.
 func BenchmarkMarshalOnly1000Clients(b *testing.B) {
-	entries, _ := benchCaseloadEntries(b)
+	entries := benchCaseloadEntries()
 	b.ReportAllocs()
 	for b.Loop() {
 		for _, e := range entries {
