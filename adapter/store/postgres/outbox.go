@@ -32,7 +32,7 @@ FOR UPDATE OF o, l SKIP LOCKED`
 // clock decides when items are due and when leases end, so replicas whose
 // clocks disagree still agree on who holds what.
 func (s *Store) Lease(ctx context.Context, connection, owner string, n int, lease time.Duration) ([]store.OutboxItem, error) {
-	if err := checkLeaseArgs(connection, owner, n, lease); err != nil {
+	if err := store.CheckLease(connection, owner, n, lease); err != nil {
 		return nil, fmt.Errorf("store: lease: %w", err)
 	}
 	var items []store.OutboxItem
@@ -62,20 +62,6 @@ func (s *Store) Lease(ctx context.Context, connection, owner string, n int, leas
 		return nil, err
 	}
 	return items, nil
-}
-
-func checkLeaseArgs(connection, owner string, n int, lease time.Duration) error {
-	switch {
-	case connection == "":
-		return errors.New("empty connection name")
-	case owner == "":
-		return errors.New("empty owner")
-	case n <= 0:
-		return errors.New("n must be positive")
-	case lease < time.Microsecond:
-		return errors.New("lease must be at least a microsecond")
-	}
-	return nil
 }
 
 // outboxRow is an outbox row as Complete and Fail see it.

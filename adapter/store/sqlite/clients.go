@@ -3,11 +3,8 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/ipsfhir/ipsfhir/adapter/store"
@@ -29,7 +26,7 @@ func (s *Store) GetClient(ctx context.Context, id string) (*ips.Client, store.Ve
 	if err != nil {
 		return nil, 0, fmt.Errorf("store: get client: %w", err)
 	}
-	c, err := decodeClient(id, doc)
+	c, err := store.DecodeClient(id, doc)
 	if err != nil {
 		return nil, 0, fmt.Errorf("store: get client: %w", err)
 	}
@@ -57,7 +54,7 @@ func (s *Store) ListClients(ctx context.Context, after string, limit int) ([]sto
 		if err := rows.Scan(&id, &v, &doc); err != nil {
 			return nil, fmt.Errorf("store: list clients: %w", err)
 		}
-		c, err := decodeClient(id, doc)
+		c, err := store.DecodeClient(id, doc)
 		if err != nil {
 			return nil, fmt.Errorf("store: list clients: %w", err)
 		}
@@ -73,11 +70,11 @@ func (s *Store) ListClients(ctx context.Context, after string, limit int) ([]sto
 // each connection, in one transaction. Clients are written in id order, as
 // in the PostgreSQL store; versions come back in input order.
 func (s *Store) SaveClients(ctx context.Context, clients []store.Stored, connections []string) ([]store.Version, error) {
-	docs, order, err := prepareSave(clients)
+	docs, order, err := store.EncodeBatch(clients)
 	if err != nil {
 		return nil, fmt.Errorf("store: save clients: %w", err)
 	}
-	conns, err := cleanConnections(connections)
+	conns, err := store.Connections(connections)
 	if err != nil {
 		return nil, fmt.Errorf("store: save clients: %w", err)
 	}
@@ -158,65 +155,3 @@ ON CONFLICT (connection, client_id) DO UPDATE SET
 	generation = generation + 1,
 	attempts = 0,
 	due_at = MIN(due_at, excluded.due_at)`
-
-// prepareSave checks a SaveClients batch and encodes it. It returns the JSON
-// documents in input order and the input indexes in client-id order.
-func prepareSave(clients []store.Stored) (docs [][]byte, order []int, err error) {
-	seen := make(map[string]bool, len(clients))
-	docs = make([][]byte, len(clients))
-	order = make([]int, len(clients))
-	for i, c := range clients {
-		if c.Client == nil {
-			return nil, nil, fmt.Errorf("client %d of %d is nil", i+1, len(clients))
-		}
-		id := c.Client.ID
-		if id == "" {
-			return nil, nil, fmt.Errorf("client %d of %d has no id", i+1, len(clients))
-		}
-		if c.Version < 0 {
-			return nil, nil, fmt.Errorf("client %s: negative version", id)
-		}
-		if seen[id] {
-			return nil, nil, fmt.Errorf("client %s appears twice in one save", id)
-		}
-		seen[id] = true
-		b, err := json.Marshal(c.Client)
-		if err != nil {
-			// json's messages name types and unsupported values such as
-			// NaN, never field content.
-			return nil, nil, fmt.Errorf("client %s: encode: %w", id, err)
-		}
-		docs[i] = b
-		order[i] = i
-	}
-	slices.SortFunc(order, func(a, b int) int { return strings.Compare(clients[a].Client.ID, clients[b].Client.ID) })
-	return docs, order, nil
-}
-
-// cleanConnections drops duplicate connection names and refuses empty ones.
-func cleanConnections(connections []string) ([]string, error) {
-	var out []string
-	for _, c := range connections {
-		if c == "" {
-			return nil, errors.New("empty connection name")
-		}
-		if !slices.Contains(out, c) {
-			out = append(out, c)
-		}
-	}
-	return out, nil
-}
-
-// decodeClient decodes a stored document. Its error names the client and at
-// most the JSON field, never the content.
-func decodeClient(id string, doc []byte) (*ips.Client, error) {
-	var c ips.Client
-	if err := json.Unmarshal(doc, &c); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return nil, fmt.Errorf("client %s: stored document does not decode at field %q", id, te.Field)
-		}
-		return nil, fmt.Errorf("client %s: stored document does not decode", id)
-	}
-	return &c, nil
-}

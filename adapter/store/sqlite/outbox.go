@@ -15,7 +15,7 @@ import (
 // BEGIN IMMEDIATE: no other lease, in this process or another on the same
 // file, can read the same free clients before this one has marked them taken.
 func (s *Store) Lease(ctx context.Context, connection, owner string, n int, lease time.Duration) ([]store.OutboxItem, error) {
-	if err := checkLeaseArgs(connection, owner, n, lease); err != nil {
+	if err := store.CheckLease(connection, owner, n, lease); err != nil {
 		return nil, fmt.Errorf("store: lease: %w", err)
 	}
 	var items []store.OutboxItem
@@ -59,20 +59,6 @@ func (s *Store) Lease(ctx context.Context, connection, owner string, n int, leas
 		return nil, err
 	}
 	return items, nil
-}
-
-func checkLeaseArgs(connection, owner string, n int, lease time.Duration) error {
-	switch {
-	case connection == "":
-		return errors.New("empty connection name")
-	case owner == "":
-		return errors.New("empty owner")
-	case n <= 0:
-		return errors.New("n must be positive")
-	case lease < time.Microsecond:
-		return errors.New("lease must be at least a microsecond")
-	}
-	return nil
 }
 
 // outboxRow is an outbox row as Complete and Fail see it.

@@ -109,7 +109,7 @@ func (s *Store) SetWatermark(ctx context.Context, connection, resourceType strin
 // now. It is normally open (no Resolution); one recorded already resolved
 // gets ResolvedAt now unless given.
 func (s *Store) AddConflict(ctx context.Context, c store.Conflict) (int64, error) {
-	if err := checkConflict(c); err != nil {
+	if err := store.CheckConflict(c); err != nil {
 		return 0, fmt.Errorf("store: add conflict: %w", err)
 	}
 	now := time.Now()
@@ -135,16 +135,6 @@ func (s *Store) AddConflict(ctx context.Context, c store.Conflict) (int64, error
 		return 0, err
 	}
 	return id, nil
-}
-
-func checkConflict(c store.Conflict) error {
-	if c.Connection == "" || c.ClientID == "" || c.Key == "" || c.Field == "" {
-		return errors.New("connection, client, key and field are required")
-	}
-	if c.Winner != "ips" && c.Winner != "ehr" {
-		return errors.New(`winner must be "ips" or "ehr"`)
-	}
-	return nil
 }
 
 // Conflicts lists a connection's conflicts ("" for all connections), open

@@ -6,11 +6,8 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/url"
-	"path"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -162,44 +159,11 @@ func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error)
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// loadMigrations returns the embedded migrations in version order. File
-// names are NNNN_name.sql.
-func loadMigrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrations, "migrations")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, e := range entries {
-		num, _, ok := strings.Cut(e.Name(), "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration %s: name must start with a positive number and '_'", e.Name())
-		}
-		b, err := migrations.ReadFile(path.Join("migrations", e.Name()))
-		if err != nil {
-			return nil, err
-		}
-		if len(ms) > 0 && ms[len(ms)-1].version == v {
-			return nil, fmt.Errorf("migration %s: version %d used twice", e.Name(), v)
-		}
-		ms = append(ms, migration{version: v, name: e.Name(), sql: string(b)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	return ms, nil
-}
-
 // migrate applies the migrations not yet recorded in schema_migrations, all
 // in one IMMEDIATE transaction: another process opening the same file waits
 // for it and then finds nothing left to do.
 func migrate(ctx context.Context, w *sql.DB) error {
-	ms, err := loadMigrations()
+	ms, err := store.LoadMigrations(migrations, "migrations")
 	if err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
 	}
@@ -233,15 +197,15 @@ func migrate(ctx context.Context, w *sql.DB) error {
 	}
 	rows.Close()
 	for _, m := range ms {
-		if applied[m.version] {
+		if applied[m.Version] {
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-			return fmt.Errorf("store: migrate %s: %w", m.name, err)
+		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+			return fmt.Errorf("store: migrate %s: %w", m.Name, err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-			m.version, m.name, micros(time.Now())); err != nil {
-			return fmt.Errorf("store: migrate %s: %w", m.name, err)
+			m.Version, m.Name, micros(time.Now())); err != nil {
+			return fmt.Errorf("store: migrate %s: %w", m.Name, err)
 		}
 	}
 	if err := tx.Commit(); err != nil {

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -199,8 +200,8 @@ func testConflicts(t *testing.T, s *suite) {
 	if err := st.ResolveConflict(ctx, cs[2].ID, ""); err == nil {
 		t.Error("ResolveConflict with an empty resolution: no error")
 	}
-	if _, err := st.AddConflict(ctx, store.Conflict{Connection: "a", ClientID: "c1", Key: "k", Field: "f", Winner: "nobody"}); err == nil {
-		t.Error("AddConflict with winner \"nobody\": no error")
+	if _, err := st.AddConflict(ctx, store.Conflict{Connection: "a", ClientID: "c1", Key: "k", Field: "f", Winner: "nobody"}); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("AddConflict with winner \"nobody\": %v, want store.ErrInvalid", err)
 	}
 }
 
