@@ -1,0 +1,284 @@
+package plan
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Options adjust a plan. The zero value builds the best plan the statement allows.
+type Options struct {
+	// Overrides force a concept's path: chart-note or none for the written
+	// concepts, native for chart-note (always write the note), none for
+	// referral intake. An override the EHR cannot honour is an error.
+	Overrides map[Concept]Path
+}
+
+// capabilityStatement is the part of a FHIR R4 CapabilityStatement a plan
+// reads. Unknown fields are ignored: statements are large and vendor-extended.
+type capabilityStatement struct {
+	ResourceType string `json:"resourceType"`
+	FHIRVersion  string `json:"fhirVersion"`
+	Software     struct {
+		Name    string `json:"name"`
+		Version string `json:"version"`
+	} `json:"software"`
+	Rest []capRest `json:"rest"`
+}
+
+type capRest struct {
+	Mode        string        `json:"mode"`
+	Interaction []capCode     `json:"interaction"`
+	Resource    []capResource `json:"resource"`
+}
+
+type capResource struct {
+	Type              string    `json:"type"`
+	Interaction       []capCode `json:"interaction"`
+	Versioning        string    `json:"versioning"`
+	ConditionalCreate bool      `json:"conditionalCreate"`
+	ConditionalUpdate bool      `json:"conditionalUpdate"`
+	SearchParam       []struct {
+		Name string `json:"name"`
+	} `json:"searchParam"`
+}
+
+type capCode struct {
+	Code string `json:"code"`
+}
+
+// ErrNotCapabilityStatement is returned for JSON that is not an R4
+// CapabilityStatement with a server part.
+var ErrNotCapabilityStatement = errors.New("not a FHIR R4 server CapabilityStatement")
+
+// dateParams are date search parameters that move with new records of the
+// type, so polling them finds what is new (not what changed).
+var dateParams = map[string]string{"ServiceRequest": "authored"}
+
+// Build reads a CapabilityStatement (JSON) and returns the sync plan.
+func Build(statement []byte, o Options) (*Plan, error) {
+	var cs capabilityStatement
+	if err := json.Unmarshal(statement, &cs); err != nil {
+		return nil, fmt.Errorf("plan: %w: not JSON", ErrNotCapabilityStatement)
+	}
+	if cs.ResourceType != "CapabilityStatement" {
+		return nil, fmt.Errorf("plan: %w: resourceType is not CapabilityStatement", ErrNotCapabilityStatement)
+	}
+	if !strings.HasPrefix(cs.FHIRVersion, "4.0") {
+		return nil, fmt.Errorf("plan: %w: the server declares FHIR %q; ipsfhir speaks R4 (4.0.1)", ErrNotCapabilityStatement, cs.FHIRVersion)
+	}
+	ri := slices.IndexFunc(cs.Rest, func(r capRest) bool { return r.Mode == "server" })
+	if ri < 0 {
+		return nil, fmt.Errorf("plan: %w: no rest entry with mode server", ErrNotCapabilityStatement)
+	}
+	rest := cs.Rest[ri]
+
+	p := &Plan{FHIRVersion: cs.FHIRVersion, Bundles: "none", types: map[string]*ResourcePlan{}}
+	if cs.Software.Name != "" {
+		p.Software = strings.TrimSpace(cs.Software.Name + " " + cs.Software.Version)
+	}
+	for _, i := range rest.Interaction {
+		switch {
+		case i.Code == "transaction":
+			p.Bundles = "transaction"
+		case i.Code == "batch" && p.Bundles == "none":
+			p.Bundles = "batch"
+		}
+	}
+	for _, r := range rest.Resource {
+		rp := ResourcePlan{Type: r.Type}
+		for _, i := range r.Interaction {
+			rp.Interactions = append(rp.Interactions, i.Code)
+		}
+		for _, s := range r.SearchParam {
+			rp.SearchParams = append(rp.SearchParams, s.Name)
+		}
+		searchable := slices.Contains(rp.Interactions, "search-type")
+		_, byID := rp.Searches("identifier")
+		_, byPatient := rp.Searches("patient")
+		byID, byPatient = byID && searchable, byPatient && searchable
+		if slices.Contains(rp.Interactions, "create") || slices.Contains(rp.Interactions, "update") {
+			switch {
+			case r.ConditionalUpdate && byID && slices.Contains(rp.Interactions, "update"):
+				rp.Idempotency = ConditionalUpdate
+			case r.ConditionalCreate && byID && slices.Contains(rp.Interactions, "create"):
+				rp.Idempotency = ConditionalCreate
+			case byID:
+				rp.Idempotency = SearchByID
+			case byPatient:
+				rp.Idempotency = SearchByPatient
+			default:
+				rp.Idempotency = LedgerOnly
+			}
+			rp.Concurrency = ReadCompareWrite
+			if r.Versioning == "versioned-update" {
+				rp.Concurrency = IfMatch
+			}
+		}
+		rp.Detection = NotDetected
+		if searchable {
+			if lu, ok := rp.Searches("_lastUpdated"); ok {
+				rp.Detection, rp.LastUpdatedParam = LastUpdated, lu
+			} else if dp, ok := rp.Searches(dateParams[r.Type]); ok && dateParams[r.Type] != "" {
+				rp.Detection, rp.DateParam = DateParameter, dp
+			} else if byPatient {
+				rp.Detection = FullReconcile
+			}
+		}
+		p.Types = append(p.Types, rp)
+	}
+	slices.SortFunc(p.Types, func(a, b ResourcePlan) int { return strings.Compare(a.Type, b.Type) })
+	for i := range p.Types {
+		p.types[p.Types[i].Type] = &p.Types[i]
+	}
+	if err := p.choosePaths(o); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// writable: the type can be created and then updated in place. Both are
+// needed: a record changes over time, and re-creating would pile up copies.
+func (p *Plan) writable(t string) bool { return p.Allows(t, "create") && p.Allows(t, "update") }
+
+func (p *Plan) interactionsOf(t string) string {
+	rp := p.types[t]
+	if rp == nil || len(rp.Interactions) == 0 {
+		return "nothing"
+	}
+	return strings.Join(rp.Interactions, ", ")
+}
+
+var nativeType = map[Concept]string{
+	Goal:             "Goal",
+	IPSPlan:          "CarePlan",
+	JobOutcome:       "Observation",
+	EmploymentStatus: "Observation",
+}
+
+func (p *Plan) choosePaths(o Options) error {
+	noteWritable := p.writable("DocumentReference")
+	var errs []string
+	needNote := false
+	for _, c := range []Concept{Goal, IPSPlan, JobOutcome, EmploymentStatus} {
+		t := nativeType[c]
+		cp := ConceptPlan{Concept: c}
+		switch {
+		case p.writable(t):
+			cp.Path, cp.ResourceType = Native, t
+			cp.Why = fmt.Sprintf("%s declares create and update", t)
+			cp.Change = "override to chart-note (keep it out of " + t + ") or none"
+		case noteWritable:
+			cp.Path, cp.ResourceType = InNote, "DocumentReference"
+			cp.Why = fmt.Sprintf("%s is not writable here (declares %s); it goes into the chart note", t, p.interactionsOf(t))
+			cp.Change = "override to none to leave it out of the note"
+		default:
+			cp.Path = NoPath
+			cp.Why = fmt.Sprintf("neither %s (declares %s) nor DocumentReference (declares %s) can be written", t, p.interactionsOf(t), p.interactionsOf("DocumentReference"))
+			cp.Change = "ask the EHR vendor to enable " + t + " or DocumentReference create and update"
+		}
+		if want, ok := o.Overrides[c]; ok && want != cp.Path {
+			switch {
+			case want == NoPath:
+				cp.Path, cp.ResourceType = NoPath, ""
+			case want == InNote && noteWritable:
+				cp.Path, cp.ResourceType = InNote, "DocumentReference"
+			case want == Native && p.writable(t):
+				cp.Path, cp.ResourceType = Native, t
+			default:
+				errs = append(errs, fmt.Sprintf("override %s: %s is not possible: %s", c, want, cp.Why))
+			}
+			cp.Overridden = true
+			cp.Why = "set by the administrator; the EHR would allow: " + cp.Why
+		}
+		if cp.Path == InNote {
+			needNote = true
+		}
+		p.Concepts = append(p.Concepts, cp)
+	}
+
+	note := ConceptPlan{Concept: ChartNote, Path: NoPath}
+	switch {
+	case needNote && noteWritable:
+		note.Path, note.ResourceType = Native, "DocumentReference"
+		note.Why = "some concepts fall back to the note; DocumentReference declares create and update, so one note per client is updated in place"
+	case noteWritable:
+		note.Why = "every concept is written natively; no note is needed"
+		note.Change = "override to native to also write the note"
+	default:
+		note.Why = fmt.Sprintf("DocumentReference declares %s; a note needs create and update", p.interactionsOf("DocumentReference"))
+	}
+	if want, ok := o.Overrides[ChartNote]; ok && want != note.Path {
+		switch {
+		case want == Native && noteWritable:
+			note.Path, note.ResourceType = Native, "DocumentReference"
+		case want == NoPath:
+			note.Path, note.ResourceType = NoPath, ""
+			if needNote {
+				errs = append(errs, "override chart-note: none leaves concepts that fall back to the note with no path; override those to none too")
+			}
+		default:
+			errs = append(errs, fmt.Sprintf("override chart-note: %s is not possible: %s", want, note.Why))
+		}
+		note.Overridden = true
+	}
+	p.Concepts = append(p.Concepts, note)
+
+	ref := ConceptPlan{Concept: Referral, Path: NoPath}
+	if rp := p.types["ServiceRequest"]; rp != nil && p.Allows("ServiceRequest", "search-type") && rp.Detection != NotDetected {
+		ref.Path, ref.ResourceType = ReadOnly, "ServiceRequest"
+		ref.Why = fmt.Sprintf("ServiceRequest can be searched (%s): new referrals to IPS enroll clients", rp.Detection)
+		ref.Change = "override to none to enroll only through the API and imports"
+	} else {
+		ref.Why = "ServiceRequest cannot be searched here; clients are enrolled through the API and imports"
+	}
+	if want, ok := o.Overrides[Referral]; ok && want != ref.Path {
+		if want == NoPath {
+			ref.Path, ref.ResourceType = NoPath, ""
+		} else {
+			errs = append(errs, fmt.Sprintf("override %s: %s is not possible: %s", Referral, want, ref.Why))
+		}
+		ref.Overridden = true
+	}
+	p.Concepts = append(p.Concepts, ref)
+
+	for c := range o.Overrides {
+		if !slices.Contains(Concepts, c) {
+			errs = append(errs, fmt.Sprintf("override %s: no such concept (want one of %s)", c, joinConcepts()))
+		}
+	}
+	if len(errs) > 0 {
+		slices.Sort(errs)
+		return fmt.Errorf("plan: %s", strings.Join(errs, "; "))
+	}
+	p.warn()
+	return nil
+}
+
+func joinConcepts() string {
+	s := make([]string, len(Concepts))
+	for i, c := range Concepts {
+		s[i] = string(c)
+	}
+	return strings.Join(s, ", ")
+}
+
+// warn notes what an administrator should know before enabling sync.
+func (p *Plan) warn() {
+	if !p.Writes() {
+		p.Warnings = append(p.Warnings, "read-only connection: no IPS concept can be written to this EHR")
+	}
+	for _, cp := range p.Concepts {
+		if cp.Path != Native || cp.ResourceType == "" {
+			continue
+		}
+		rp := p.types[cp.ResourceType]
+		if rp != nil && rp.Idempotency == LedgerOnly {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("%s cannot be searched by identifier or patient: a create whose answer is lost cannot be checked, and may be duplicated", cp.ResourceType))
+		}
+	}
+	slices.Sort(p.Warnings)
+	p.Warnings = slices.Compact(p.Warnings)
+}

@@ -1,0 +1,175 @@
+package plan
+
+// Concept is a kind of IPS information the adapter puts into the chart or
+// reads from it.
+type Concept string
+
+// The IPS concepts a plan covers.
+const (
+	Goal             Concept = "employment-goal"
+	IPSPlan          Concept = "ips-plan"
+	JobOutcome       Concept = "job-outcome"
+	EmploymentStatus Concept = "employment-status"
+	ChartNote        Concept = "chart-note"
+	Referral         Concept = "referral-intake"
+)
+
+// Concepts lists every concept in the order plans print them.
+var Concepts = []Concept{Goal, IPSPlan, JobOutcome, EmploymentStatus, ChartNote, Referral}
+
+// Path is the route a concept's data takes.
+type Path string
+
+// Paths, best first.
+const (
+	Native   Path = "native"     // written as its own FHIR resource
+	InNote   Path = "chart-note" // rendered into the client's chart note
+	ReadOnly Path = "read"       // read from the EHR (referral intake)
+	NoPath   Path = "none"       // neither written nor read
+)
+
+// Idempotency is how a write is kept from creating duplicates.
+type Idempotency string
+
+// Idempotency strategies, best first.
+const (
+	ConditionalUpdate Idempotency = "conditional-update"       // PUT Type?identifier=… creates or updates
+	ConditionalCreate Idempotency = "conditional-create"       // POST with If-None-Exist, then updates by id
+	SearchByID        Idempotency = "ledger+search-identifier" // ledger; before a create, search by identifier
+	SearchByPatient   Idempotency = "ledger+search-patient"    // ledger; before a create, search by patient and match the identifier locally
+	LedgerOnly        Idempotency = "ledger-only"              // ledger alone: a create whose answer is lost cannot be checked
+)
+
+// Concurrency is how the adapter avoids overwriting a clinician's edit.
+type Concurrency string
+
+// Concurrency strategies.
+const (
+	IfMatch          Concurrency = "if-match"           // update with If-Match: the known version
+	ReadCompareWrite Concurrency = "read-compare-write" // read, compare with the ledger, then write
+)
+
+// Detection is how changes in the EHR are found.
+type Detection string
+
+// Change detection strategies, best first. Notifications (subscriptions) are
+// only ever hints, so every plan ends in polling.
+const (
+	LastUpdated   Detection = "_lastUpdated"   // poll with _lastUpdated=gt{watermark - overlap}
+	DateParameter Detection = "date-parameter" // poll a date parameter that moves with new records
+	FullReconcile Detection = "full-reconcile" // search by patient for every client, periodically
+	NotDetected   Detection = "none"           // cannot be searched at all
+)
+
+// Plan is the sync plan of one connection.
+type Plan struct {
+	FHIRVersion string `json:"fhirVersion"`
+	// Software names the EHR, as its statement does.
+	Software string `json:"software,omitempty"`
+	// Bundles is "transaction", "batch" or "none": how writes may be grouped.
+	Bundles  string         `json:"bundles"`
+	Concepts []ConceptPlan  `json:"concepts"`
+	Types    []ResourcePlan `json:"resourceTypes"`
+	Warnings []string       `json:"warnings,omitempty"`
+	types    map[string]*ResourcePlan
+}
+
+// ConceptPlan is one concept's path and why it was chosen.
+type ConceptPlan struct {
+	Concept      Concept `json:"concept"`
+	Path         Path    `json:"path"`
+	ResourceType string  `json:"resourceType,omitempty"`
+	// Why says, for a person, what in the statement led here.
+	Why string `json:"why"`
+	// Change says what the administrator can do about it.
+	Change     string `json:"change,omitempty"`
+	Overridden bool   `json:"overridden,omitempty"`
+}
+
+// ResourcePlan is what the plan does with one FHIR resource type.
+type ResourcePlan struct {
+	Type         string      `json:"type"`
+	Interactions []string    `json:"interactions"`
+	Idempotency  Idempotency `json:"idempotency,omitempty"`
+	Concurrency  Concurrency `json:"concurrency,omitempty"`
+	Detection    Detection   `json:"changeDetection"`
+	// DateParam is the parameter polled when Detection is DateParameter.
+	DateParam string `json:"dateParameter,omitempty"`
+	// LastUpdatedParam is the parameter's name as the EHR spells it.
+	LastUpdatedParam string `json:"lastUpdatedParameter,omitempty"`
+	// SearchParams the EHR declares for the type, in its spelling.
+	SearchParams []string `json:"searchParameters,omitempty"`
+}
+
+// Concept returns the plan of a concept.
+func (p *Plan) Concept(c Concept) ConceptPlan {
+	for _, cp := range p.Concepts {
+		if cp.Concept == c {
+			return cp
+		}
+	}
+	return ConceptPlan{Concept: c, Path: NoPath}
+}
+
+// Type returns the plan for a resource type, or nil when the EHR does not
+// offer the type at all.
+func (p *Plan) Type(t string) *ResourcePlan { return p.types[t] }
+
+// Allows reports whether the EHR declared interaction (read, vread, update,
+// create, search-type, …) on resource type t. The engine asks before every
+// request: it never sends an undeclared interaction.
+func (p *Plan) Allows(t, interaction string) bool {
+	rp := p.types[t]
+	if rp == nil {
+		return false
+	}
+	for _, i := range rp.Interactions {
+		if i == interaction {
+			return true
+		}
+	}
+	return false
+}
+
+// Writes reports whether any concept is written (the connection is not read-only).
+func (p *Plan) Writes() bool {
+	for _, c := range p.Concepts {
+		if c.Path == Native || c.Path == InNote {
+			return true
+		}
+	}
+	return false
+}
+
+// Searches reports whether the EHR declares search parameter name for type t,
+// ignoring case (Epic writes _lastupdated).
+func (rp *ResourcePlan) Searches(name string) (spelled string, ok bool) {
+	if rp == nil {
+		return "", false
+	}
+	for _, s := range rp.SearchParams {
+		if equalFold(s, name) {
+			return s, true
+		}
+	}
+	return "", false
+}
+
+func equalFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range len(a) {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}

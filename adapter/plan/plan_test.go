@@ -1,0 +1,215 @@
+package plan
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/plans/*.json")
+
+func statement(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "ehr-capabilities", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestGoldenPlans pins the plans for the EHRs whose statements we hold. A
+// change here changes what ipsfhir writes into real charts: review the diff.
+func TestGoldenPlans(t *testing.T) {
+	for name, file := range map[string]string{
+		"epic":   "epic-r4-sandbox-2026-07.json",
+		"oracle": "oracle-health-millennium-r4-2026-08.json",
+	} {
+		t.Run(name, func(t *testing.T) {
+			p, err := Build(statement(t, file), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := json.MarshalIndent(p, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, '\n')
+			path := filepath.Join("..", "..", "testdata", "plans", name+".json")
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test ./adapter/plan -update)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("plan for %s differs from %s; review and run go test ./adapter/plan -update\n%s", name, path, got)
+			}
+		})
+	}
+}
+
+func TestEpicAndOracleRefuseGoalAndCarePlan(t *testing.T) {
+	for _, file := range []string{"epic-r4-sandbox-2026-07.json", "oracle-health-millennium-r4-2026-08.json"} {
+		p, err := Build(statement(t, file), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []Concept{Goal, IPSPlan} {
+			if got := p.Concept(c); got.Path != InNote {
+				t.Errorf("%s: %s path %s, want chart-note", file, c, got.Path)
+			}
+		}
+		if got := p.Concept(ChartNote); got.Path != Native || got.ResourceType != "DocumentReference" {
+			t.Errorf("%s: chart note %+v, want written as DocumentReference", file, got)
+		}
+		if p.Allows("Goal", "create") || p.Allows("CarePlan", "update") {
+			t.Errorf("%s: plan allows a write the statement does not declare", file)
+		}
+		if p.Concept(JobOutcome).Path != Native {
+			t.Errorf("%s: jobs not written as Observations although both declare create and update", file)
+		}
+	}
+	epic, _ := Build(statement(t, "epic-r4-sandbox-2026-07.json"), Options{})
+	if epic.Bundles != "none" {
+		t.Errorf("Epic declares no batch or transaction, plan says %s", epic.Bundles)
+	}
+	if rp := epic.Type("DocumentReference"); rp.Detection != LastUpdated || rp.LastUpdatedParam != "_lastupdated" {
+		t.Errorf("Epic DocumentReference: %s via %q, want _lastUpdated in Epic's spelling _lastupdated", rp.Detection, rp.LastUpdatedParam)
+	}
+	if rp := epic.Type("Goal"); rp.Detection != FullReconcile {
+		t.Errorf("Epic Goal has no _lastUpdated: detection %s, want full reconcile", rp.Detection)
+	}
+	oracle, _ := Build(statement(t, "oracle-health-millennium-r4-2026-08.json"), Options{})
+	if oracle.Bundles != "batch" {
+		t.Errorf("Oracle declares batch, plan says %s", oracle.Bundles)
+	}
+	if rp := oracle.Type("Observation"); rp.Idempotency != SearchByPatient {
+		t.Errorf("Oracle Observation has no identifier search: idempotency %s, want %s", rp.Idempotency, SearchByPatient)
+	}
+}
+
+// A fully capable server, such as the peer in full mode or HAPI.
+const fullStatement = `{"resourceType":"CapabilityStatement","fhirVersion":"4.0.1","status":"active","kind":"instance",
+ "rest":[{"mode":"server","interaction":[{"code":"transaction"},{"code":"batch"}],"resource":[
+  %s
+ ]}]}`
+
+func fullResource(t string) string {
+	return `{"type":"` + t + `","versioning":"versioned-update","conditionalCreate":true,"conditionalUpdate":true,
+	 "interaction":[{"code":"read"},{"code":"create"},{"code":"update"},{"code":"search-type"}],
+	 "searchParam":[{"name":"identifier"},{"name":"patient"},{"name":"_lastUpdated"}]}`
+}
+
+func full(types ...string) []byte {
+	var rs []string
+	for _, t := range types {
+		rs = append(rs, fullResource(t))
+	}
+	return []byte(strings.Replace(fullStatement, "%s", strings.Join(rs, ","), 1))
+}
+
+func TestFullyWritableServer(t *testing.T) {
+	p, err := Build(full("Goal", "CarePlan", "Observation", "DocumentReference", "ServiceRequest"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []Concept{Goal, IPSPlan, JobOutcome, EmploymentStatus} {
+		if p.Concept(c).Path != Native {
+			t.Errorf("%s: %s, want native", c, p.Concept(c).Path)
+		}
+	}
+	if p.Concept(ChartNote).Path != NoPath {
+		t.Error("chart note written although every concept is native")
+	}
+	if rp := p.Type("Goal"); rp.Idempotency != ConditionalUpdate || rp.Concurrency != IfMatch || rp.Detection != LastUpdated {
+		t.Errorf("Goal plan %+v", rp)
+	}
+	if p.Bundles != "transaction" || len(p.Warnings) != 0 {
+		t.Errorf("bundles %s, warnings %v", p.Bundles, p.Warnings)
+	}
+}
+
+func TestReadOnlyConnectionSaysSo(t *testing.T) {
+	ro := []byte(`{"resourceType":"CapabilityStatement","fhirVersion":"4.0.1","rest":[{"mode":"server","resource":[
+	 {"type":"Goal","interaction":[{"code":"read"},{"code":"search-type"}],"searchParam":[{"name":"patient"}]}]}]}`)
+	p, err := Build(ro, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Writes() || len(p.Warnings) == 0 || !strings.Contains(p.Warnings[0], "read-only") {
+		t.Errorf("read-only server: writes %v, warnings %v", p.Writes(), p.Warnings)
+	}
+	for _, c := range []Concept{Goal, IPSPlan, JobOutcome, EmploymentStatus, ChartNote, Referral} {
+		if got := p.Concept(c).Path; got != NoPath {
+			t.Errorf("%s: %s, want none", c, got)
+		}
+	}
+}
+
+func TestLedgerOnlyIsWarned(t *testing.T) {
+	st := []byte(`{"resourceType":"CapabilityStatement","fhirVersion":"4.0.1","rest":[{"mode":"server","resource":[
+	 {"type":"Observation","interaction":[{"code":"create"},{"code":"update"}]}]}]}`)
+	p, err := Build(st, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Type("Observation").Idempotency != LedgerOnly || len(p.Warnings) == 0 || !strings.Contains(strings.Join(p.Warnings, " "), "duplicated") {
+		t.Errorf("idempotency %s, warnings %v", p.Type("Observation").Idempotency, p.Warnings)
+	}
+}
+
+func TestOverrides(t *testing.T) {
+	all := full("Goal", "CarePlan", "Observation", "DocumentReference", "ServiceRequest")
+	p, err := Build(all, Options{Overrides: map[Concept]Path{Goal: InNote, EmploymentStatus: NoPath, Referral: NoPath}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := p.Concept(Goal); g.Path != InNote || !g.Overridden {
+		t.Errorf("forced note: %+v", g)
+	}
+	if p.Concept(ChartNote).Path != Native {
+		t.Error("a concept forced into the note, but the note is not written")
+	}
+	if p.Concept(EmploymentStatus).Path != NoPath || p.Concept(Referral).Path != NoPath {
+		t.Error("disable overrides not applied")
+	}
+
+	epic := statement(t, "epic-r4-sandbox-2026-07.json")
+	for name, o := range map[string]map[Concept]Path{
+		"native goal on Epic":       {Goal: Native},
+		"note off while needed":     {ChartNote: NoPath},
+		"unknown concept":           {"favourite-colour": NoPath},
+		"referral written natively": {Referral: Native},
+	} {
+		if _, err := Build(epic, Options{Overrides: o}); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, err := Build(epic, Options{Overrides: map[Concept]Path{Goal: NoPath, IPSPlan: NoPath, ChartNote: NoPath}}); err != nil {
+		t.Errorf("turning the note off with nothing falling back to it: %v", err)
+	}
+}
+
+func TestBuildRefusesWhatIsNotAnR4Statement(t *testing.T) {
+	for name, doc := range map[string]string{
+		"not JSON":       `{`,
+		"other resource": `{"resourceType":"Patient"}`,
+		"STU3":           `{"resourceType":"CapabilityStatement","fhirVersion":"3.0.2","rest":[{"mode":"server"}]}`,
+		"client only":    `{"resourceType":"CapabilityStatement","fhirVersion":"4.0.1","rest":[{"mode":"client"}]}`,
+	} {
+		if _, err := Build([]byte(doc), Options{}); !errors.Is(err, ErrNotCapabilityStatement) {
+			t.Errorf("%s: %v, want ErrNotCapabilityStatement", name, err)
+		}
+	}
+}
