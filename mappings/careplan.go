@@ -63,7 +63,7 @@ func CarePlan(c *ips.Client, o Options) *cppb.CarePlan {
 		out.Contributor = []*dtpb.Reference{{Display: fstr(c.Specialist)}}
 	}
 	for _, g := range c.Goals {
-		out.Goal = append(out.Goal, fref(o.GoalKey(c, g).FullURL()))
+		out.Goal = append(out.Goal, literalRef(o.ref(o.GoalKey(c, g))))
 	}
 	for _, s := range c.Supports {
 		sk := o.SupportKey(c, s)
@@ -75,7 +75,7 @@ func CarePlan(c *ips.Client, o Options) *cppb.CarePlan {
 		}
 		if s.Goal != "" {
 			if g := c.Goal(s.Goal); g != nil {
-				d.Goal = []*dtpb.Reference{fref(o.GoalKey(c, g).FullURL())}
+				d.Goal = []*dtpb.Reference{literalRef(o.ref(o.GoalKey(c, g)))}
 			}
 		}
 		out.Activity = append(out.Activity, &cppb.CarePlan_Activity{

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/fhir/go/jsonformat"
+
 	"github.com/ipsfhir/ipsfhir/ips"
 
 	dtpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
@@ -75,6 +77,17 @@ func fidentifier(system, value string) *dtpb.Identifier {
 // literal EHR resource.
 func fref(uri string) *dtpb.Reference {
 	return &dtpb.Reference{Reference: &dtpb.Reference_Uri{Uri: &dtpb.String{Value: uri}}}
+}
+
+// literalRef is fref for a reference that may be relative ("Goal/123"),
+// stored the way google/fhir/go stores parsed references so that mapped and
+// parsed resources compare equal.
+func literalRef(ref string) *dtpb.Reference {
+	r := fref(ref)
+	if !strings.HasPrefix(ref, "urn:") {
+		_ = jsonformat.NormalizeReference(r)
+	}
+	return r
 }
 
 // Reading back.

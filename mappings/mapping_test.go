@@ -329,3 +329,27 @@ func TestPlanNoteShowsRecentSupportsAndATally(t *testing.T) {
 		t.Errorf("note lacks the tally by type:\n%s", text)
 	}
 }
+
+func TestLiteralReferencesWhenKnown(t *testing.T) {
+	c, o := fixtureClient(), fixtureOptions()
+	o.Reference = func(k Key) string {
+		if k == o.GoalKey(c, c.Goals[0]) {
+			return "Goal/ehr-77"
+		}
+		return ""
+	}
+	cp := CarePlan(c, o)
+	if got := referenceString(cp.GetGoal()[0]); got != "Goal/ehr-77" {
+		t.Errorf("known goal referenced as %s, want Goal/ehr-77", got)
+	}
+	if got := referenceString(cp.GetGoal()[1]); got != o.GoalKey(c, c.Goals[1]).FullURL() {
+		t.Errorf("unknown goal referenced as %s, want its fullUrl", got)
+	}
+	// The reverse mapping resolves the literal reference back to the goal.
+	_, back, err := PlanFromFHIR(cp, func(ref string) (string, bool) {
+		return map[string]string{"Goal/ehr-77": "g1", o.GoalKey(c, c.Goals[1]).FullURL(): "g2"}[ref], true
+	})
+	if err != nil || back.Supports[0].Goal != "g1" {
+		t.Errorf("read back: %v, support s1 goal %q", err, back.Supports[0].Goal)
+	}
+}

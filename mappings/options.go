@@ -24,6 +24,10 @@ type Options struct {
 	// PatientReference returns the EHR's literal reference for a patient
 	// identifier ("Patient/123"), or "" when it is not known yet. nil: never known.
 	PatientReference func(ips.Identifier) string
+	// Reference returns the EHR's literal reference ("Goal/123") for a record
+	// already written there, or "" to refer by Bundle fullUrl. Single
+	// requests need literal references; transactions rewrite fullUrls.
+	Reference func(Key) string
 	// Now dates the chart note. Mappings have no clock of their own, so the
 	// same input always gives the same output; zero leaves the date out.
 	Now time.Time
@@ -105,6 +109,16 @@ func (k Key) FullURL() string {
 // FHIR server by its business identifier: Goal?identifier=system|value.
 func (k Key) ConditionalURL(resourceType string) string {
 	return resourceType + "?identifier=" + url.QueryEscape(k.System()+"|"+k.Value())
+}
+
+// ref is how a mapped resource refers to another IPS record.
+func (o Options) ref(k Key) string {
+	if o.Reference != nil {
+		if lit := o.Reference(k); lit != "" {
+			return lit
+		}
+	}
+	return k.FullURL()
 }
 
 func (o Options) key(k Kind, client, record string) Key {
