@@ -26,21 +26,32 @@ var (
 	})
 )
 
-// MarshalPretty writes a resource as indented FHIR JSON with keys in a stable
-// order, for files people read and golden tests.
+// MarshalPretty writes a resource (or a ContainedResource) as indented FHIR
+// JSON with keys in a stable order, for files people read and golden tests.
 func MarshalPretty(r proto.Message) ([]byte, error) {
 	m, err := prettyMarshaller()
 	if err != nil {
 		return nil, err
 	}
-	return m.MarshalResource(r)
+	return marshal(m, r)
 }
 
-// MarshalCompact writes a resource as compact FHIR JSON, for the wire.
+// MarshalCompact writes a resource (or a ContainedResource) as compact FHIR
+// JSON, for the wire.
 func MarshalCompact(r proto.Message) ([]byte, error) {
 	m, err := compactMarshaller()
 	if err != nil {
 		return nil, err
+	}
+	return marshal(m, r)
+}
+
+// marshal picks jsonformat's entry point: MarshalResource given a
+// ContainedResource would write the oneof wrapper ({"goal": {…}}) with no
+// resourceType, which no FHIR server accepts.
+func marshal(m *jsonformat.Marshaller, r proto.Message) ([]byte, error) {
+	if cr, ok := r.(*bpb.ContainedResource); ok {
+		return m.Marshal(cr)
 	}
 	return m.MarshalResource(r)
 }

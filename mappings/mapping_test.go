@@ -11,6 +11,7 @@ import (
 
 	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
 	obspb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/observation_go_proto"
+	"google.golang.org/protobuf/proto"
 )
 
 func TestGoalStatusEveryLifecycleCode(t *testing.T) {
@@ -351,5 +352,21 @@ func TestLiteralReferencesWhenKnown(t *testing.T) {
 	})
 	if err != nil || back.Supports[0].Goal != "g1" {
 		t.Errorf("read back: %v, support s1 goal %q", err, back.Supports[0].Goal)
+	}
+}
+
+func TestMarshalContainedResourceIsPlainFHIR(t *testing.T) {
+	c := fixtureClient()
+	for _, e := range ClientEntries(c, Options{}) {
+		for _, marshal := range []func(proto.Message) ([]byte, error){MarshalCompact, MarshalPretty} {
+			b, err := marshal(e.Resource)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var m map[string]any
+			if err := json.Unmarshal(b, &m); err != nil || m["resourceType"] != e.ResourceType {
+				t.Errorf("%s marshals with resourceType %v, want %s", e.ResourceType, m["resourceType"], e.ResourceType)
+			}
+		}
 	}
 }
