@@ -77,3 +77,17 @@ func ParseBundle(data []byte) (*bpb.Bundle, error) {
 	}
 	return b, nil
 }
+
+// ParseResource reads one FHIR resource from JSON, checking it against base
+// R4. The error names the path and problem, never values.
+func ParseResource(data []byte) (*bpb.ContainedResource, error) {
+	u, err := validatingUnmarshaller()
+	if err != nil {
+		return nil, err
+	}
+	m, err := u.Unmarshal(data)
+	if err != nil {
+		return nil, fmt.Errorf("parse FHIR JSON: %w", err)
+	}
+	return m.(*bpb.ContainedResource), nil
+}
