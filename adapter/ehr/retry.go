@@ -1,0 +1,185 @@
+package ehr
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// attemptTransport sits under retryablehttp, so it sees every attempt: it
+// counts them, remembers how the last one ended (for the error kind), and
+// logs each one without its URL, headers or body.
+type attemptTransport struct {
+	next http.RoundTripper
+	c    *Client
+}
+
+func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	cs := stateFrom(req.Context())
+	if cs == nil {
+		return t.next.RoundTrip(req)
+	}
+	if err := req.Context().Err(); err != nil {
+		return nil, err // not sent
+	}
+	cs.attempts++
+	start := time.Now()
+	resp, err := t.next.RoundTrip(req)
+	attrs := []slog.Attr{
+		slog.String("connection", t.c.conn),
+		slog.String("method", cs.method),
+		slog.String("resource_type", cs.resourceType),
+		slog.Int("attempt", cs.attempts),
+	}
+	if err != nil {
+		cs.status, cs.transportErr = 0, err
+		cs.ambiguous = !notSent(err) && !isCertError(err) && !isProtocolError(err)
+		attrs = append(attrs, slog.String("error", transportClass(err)))
+	} else {
+		cs.status, cs.transportErr = resp.StatusCode, nil
+		cs.ambiguous = resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusGatewayTimeout
+		attrs = append(attrs, slog.Int("status", resp.StatusCode))
+	}
+	attrs = append(attrs, slog.Duration("duration", time.Since(start)))
+	t.c.log.LogAttrs(req.Context(), slog.LevelDebug, "ehr attempt", attrs...)
+	return resp, err
+}
+
+// checkRetry is retryablehttp's CheckRetry. It retries only what is safe to
+// repeat and worth repeating:
+//   - transport failures, for requests safe to repeat, or for any request
+//     when the connection was never made (nothing was sent);
+//   - 429 and 503, for any request: the server says it did not process it;
+//   - 502 and 504, for requests safe to repeat only: a gateway answered and
+//     the EHR behind it may have applied the request.
+//
+// A Retry-After beyond MaxRetryAfter, or beyond the context's deadline,
+// stops the retries instead of being waited out.
+func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	if ctx.Err() != nil {
+		return false, ctx.Err()
+	}
+	cs := stateFrom(ctx)
+	if cs == nil {
+		return false, nil
+	}
+	if err != nil {
+		if isCertError(err) || isProtocolError(err) {
+			return false, nil
+		}
+		return cs.idempotent || notSent(err), nil
+	}
+	switch resp.StatusCode {
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+		if d, ok := retryAfter(resp.Header, time.Now()); ok {
+			if d > c.maxRetryAfter {
+				cs.retryAfter = d
+				return false, nil
+			}
+			if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < d {
+				cs.retryAfter = d
+				return false, nil
+			}
+		}
+		return true, nil
+	case http.StatusBadGateway, http.StatusGatewayTimeout:
+		return cs.idempotent, nil
+	}
+	return false, nil
+}
+
+// backoff is retryablehttp's Backoff: the server's Retry-After when it sent
+// one (checkRetry has already refused those above the cap), otherwise
+// capped exponential backoff with jitter. retryablehttp stops waiting when
+// the request's context ends.
+func (c *Client) backoff(lo, hi time.Duration, attempt int, resp *http.Response) time.Duration {
+	if resp != nil {
+		if d, ok := retryAfter(resp.Header, time.Now()); ok {
+			return min(d, c.maxRetryAfter)
+		}
+	}
+	d := hi
+	if attempt < 30 && lo<<attempt < hi {
+		d = lo << attempt
+	}
+	// "Equal jitter": half fixed, half random, so waits grow but replicas
+	// that failed together do not come back together.
+	half := d / 2
+	return half + rand.N(half+1)
+}
+
+// retryAfter parses Retry-After: delay-seconds or an HTTP date.
+func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs < 0 {
+			return 0, false
+		}
+		if secs > int64(24*time.Hour/time.Second) {
+			secs = int64(24 * time.Hour / time.Second)
+		}
+		return time.Duration(secs) * time.Second, true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	if d := t.Sub(now); d > 0 {
+		return d, true
+	}
+	return 0, true
+}
+
+// notSent reports whether err happened before a connection existed, so the
+// server cannot have seen the request.
+func notSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// isCertError reports a failed TLS verification: a configuration problem
+// (missing CA, wrong host) that retrying cannot fix.
+func isCertError(err error) bool {
+	if err == nil {
+		return false
+	}
+	var cv *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var ci x509.CertificateInvalidError
+	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci)
+}
+
+// isProtocolError reports a server that does not speak TLS where we expect
+// it (an http:// server behind an https:// base URL).
+func isProtocolError(err error) bool {
+	var rh tls.RecordHeaderError
+	return errors.As(err, &rh)
+}
+
+// transportClass names a transport failure for logs and spans.
+func transportClass(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case isCertError(err), isProtocolError(err):
+		return "tls"
+	case notSent(err):
+		return "connect"
+	}
+	return "connection"
+}

@@ -1,0 +1,366 @@
+package syncer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ipsfhir/ipsfhir/adapter/ehr"
+	"github.com/ipsfhir/ipsfhir/adapter/plan"
+	"github.com/ipsfhir/ipsfhir/adapter/store"
+	"github.com/ipsfhir/ipsfhir/ips"
+	"github.com/ipsfhir/ipsfhir/mappings"
+)
+
+// Winners says which side's value is applied when both the program and the
+// clinic changed a goal field since the last sync. The defaults follow the
+// design: the clinical side owns clinical status (status, achievement,
+// notes); the IPS side owns what the client said (description, target).
+type Winners struct {
+	Status, Achievement, Notes, Description, Target string // "ips" or "ehr"
+}
+
+// DefaultWinners is the policy when a connection configures none.
+var DefaultWinners = Winners{Status: "ehr", Achievement: "ehr", Notes: "ehr", Description: "ips", Target: "ips"}
+
+// PullSummary counts what a pull pass did.
+type PullSummary struct {
+	Seen, Echoes, Applied, Conflicts, Enrolled, Unreadable int
+}
+
+// PullSearcher is the part of an EHR client pull needs.
+type PullSearcher interface {
+	Search(ctx context.Context, resourceType string, query url.Values) ([]ehr.Entry, error)
+}
+
+// Overlap is how far before the watermark each poll starts again: EHR
+// clocks and commit order are not exact, and a change committed late with an
+// early timestamp must not be missed. Seen changes are recognised by version.
+const Overlap = 2 * time.Minute
+
+// PullOnce reads each connection's changes since its watermark: clinicians'
+// changes to goals the adapter wrote, and new referrals to IPS.
+func (e *Engine) PullOnce(ctx context.Context) (PullSummary, error) {
+	var total PullSummary
+	for _, conn := range e.Connections {
+		s, err := e.pullGoals(ctx, conn)
+		total.add(s)
+		if err != nil {
+			return total, fmt.Errorf("pull %s: %w", conn.Name, err)
+		}
+		s, err = e.pullReferrals(ctx, conn)
+		total.add(s)
+		if err != nil {
+			return total, fmt.Errorf("pull %s: %w", conn.Name, err)
+		}
+	}
+	return total, nil
+}
+
+func (s *PullSummary) add(o PullSummary) {
+	s.Seen += o.Seen
+	s.Echoes += o.Echoes
+	s.Applied += o.Applied
+	s.Conflicts += o.Conflicts
+	s.Enrolled += o.Enrolled
+	s.Unreadable += o.Unreadable
+}
+
+// changedSince searches resourceType for what changed after the watermark,
+// the way the plan says changes can be found. It returns the entries and the
+// new watermark; full reconcile returns everything for the given patients.
+func (e *Engine) changedSince(ctx context.Context, conn *Connection, typ string, patients func() ([]string, error)) ([]ehr.Entry, time.Time, error) {
+	rp := conn.Plan.Type(typ)
+	wm, err := e.Store.Watermark(ctx, conn.Name, typ)
+	if err != nil {
+		return nil, wm, fmt.Errorf("%w: watermark: %w", errStore, err)
+	}
+	since := wm.Add(-Overlap)
+	started := e.now()
+	searcher, ok := conn.EHR.(PullSearcher)
+	if !ok {
+		return nil, wm, errors.New("EHR client cannot search")
+	}
+	switch rp.Detection {
+	case plan.LastUpdated, plan.DateParameter:
+		param := rp.LastUpdatedParam
+		if rp.Detection == plan.DateParameter {
+			param = rp.DateParam
+		}
+		q := url.Values{}
+		if !wm.IsZero() {
+			q.Set(param, "gt"+since.UTC().Format(time.RFC3339))
+		}
+		entries, err := searcher.Search(ctx, typ, q)
+		return entries, started, err
+	case plan.FullReconcile:
+		ids, err := patients()
+		if err != nil {
+			return nil, wm, err
+		}
+		name, _ := rp.Searches("patient")
+		var all []ehr.Entry
+		for _, id := range ids {
+			entries, err := searcher.Search(ctx, typ, url.Values{name: {id}})
+			if err != nil {
+				return nil, wm, err
+			}
+			all = append(all, entries...)
+		}
+		return all, started, nil
+	}
+	return nil, wm, nil
+}
+
+// pullGoals brings back clinicians' changes to goals the adapter wrote.
+func (e *Engine) pullGoals(ctx context.Context, conn *Connection) (PullSummary, error) {
+	var s PullSummary
+	if conn.Plan.Concept(plan.Goal).Path != plan.Native || !conn.Plan.Allows("Goal", "search-type") {
+		return s, nil
+	}
+	entries, newWM, err := e.changedSince(ctx, conn, "Goal", func() ([]string, error) { return e.knownPatients(ctx, conn) })
+	if err != nil {
+		return s, err
+	}
+	program := conn.Mapping.Program
+	for _, en := range entries {
+		if en.Mode != "" && en.Mode != "match" {
+			continue
+		}
+		cr, err := mappings.ParseResource(en.Resource)
+		if err != nil || cr.GetGoal() == nil {
+			s.Unreadable++
+			continue
+		}
+		g := cr.GetGoal()
+		key, ehrGoal, err := mappings.GoalFromFHIR(g)
+		if err != nil || key.Program != program {
+			continue // not one of ours (a clinician's own goal), or unreadable
+		}
+		s.Seen++
+		version := g.GetMeta().GetVersionId().GetValue()
+		le, err := e.Store.LedgerGet(ctx, conn.Name, ledgerKey(key))
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return s, fmt.Errorf("%w: ledger: %w", errStore, err)
+		}
+		if err == nil && le.VersionID == version {
+			s.Echoes++ // the adapter's own write, or a change already applied
+			continue
+		}
+		applied, conflicts, err := e.applyGoalChange(ctx, conn, key, ehrGoal, le, version, g.GetId().GetValue())
+		if err != nil {
+			return s, err
+		}
+		if applied {
+			s.Applied++
+		}
+		s.Conflicts += conflicts
+	}
+	if err := e.Store.SetWatermark(ctx, conn.Name, "Goal", newWM); err != nil {
+		return s, fmt.Errorf("%w: watermark: %w", errStore, err)
+	}
+	return s, nil
+}
+
+// applyGoalChange merges the EHR's version of a goal into the IPS store. A
+// field that only the clinic changed takes the clinic's value; a field both
+// sides changed since the last sync becomes a conflict record, with the
+// configured winner applied. The ledger then records the EHR version and the
+// merged content, so the next push sends only what the IPS side won.
+func (e *Engine) applyGoalChange(ctx context.Context, conn *Connection, key mappings.Key, ehrGoal *ips.Goal, le store.LedgerEntry, version, resourceID string) (bool, int, error) {
+	c, ver, err := e.Store.GetClient(ctx, key.Client)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, 0, nil
+	}
+	if err != nil {
+		return false, 0, fmt.Errorf("%w: get client: %w", errStore, err)
+	}
+	g := c.Goal(key.Record)
+	if g == nil {
+		return false, 0, nil // deleted on the IPS side since
+	}
+	o := conn.Mapping
+	o.Now = time.Time{}
+	ipsHash, err := contentHash(wrap(mappings.Goal(c, g, o)))
+	if err != nil {
+		return false, 0, &pushError{"pull: encode Goal"}
+	}
+	ipsChanged := le.ContentHash != "" && ipsHash != le.ContentHash
+	w := conn.winners()
+	conflicts := 0
+	merge := func(field string, differ bool, winner string, takeEHR func(), ipsVal, ehrVal string) error {
+		if !differ {
+			return nil
+		}
+		if ipsChanged {
+			if _, err := e.Store.AddConflict(ctx, store.Conflict{Connection: conn.Name, ClientID: c.ID, Key: ledgerKey(key), Field: field,
+				IPSValue: ipsVal, EHRValue: ehrVal, Winner: winner, CreatedAt: e.now()}); err != nil {
+				return fmt.Errorf("%w: conflict: %w", errStore, err)
+			}
+			conflicts++
+			if winner != "ehr" {
+				return nil
+			}
+		}
+		takeEHR()
+		return nil
+	}
+	fields := []struct {
+		name   string
+		differ bool
+		winner string
+		take   func()
+		iv, ev string
+	}{
+		{"status", g.Status != ehrGoal.Status, w.Status, func() { g.Status = ehrGoal.Status }, string(g.Status), string(ehrGoal.Status)},
+		{"achievement", g.Achievement != ehrGoal.Achievement, w.Achievement, func() { g.Achievement = ehrGoal.Achievement }, string(g.Achievement), string(ehrGoal.Achievement)},
+		{"notes", !slices.Equal(g.Notes, ehrGoal.Notes), w.Notes, func() { g.Notes = ehrGoal.Notes }, notesText(g.Notes), notesText(ehrGoal.Notes)},
+		{"description", g.Description != ehrGoal.Description, w.Description, func() { g.Description = ehrGoal.Description }, g.Description, ehrGoal.Description},
+		{"target", !sameTarget(g, ehrGoal), w.Target, func() { g.TargetHoursPerWeek, g.Due = ehrGoal.TargetHoursPerWeek, ehrGoal.Due }, targetText(g), targetText(ehrGoal)},
+	}
+	for _, f := range fields {
+		if err := merge(f.name, f.differ, f.winner, f.take, f.iv, f.ev); err != nil {
+			return false, conflicts, err
+		}
+	}
+	// The ledger learns the EHR's version and what the EHR now holds, so
+	// this change is not echoed back and a later push sends only IPS wins.
+	ehrHash, err := contentHash(wrap(mappings.Goal(c, ehrGoal, o)))
+	if err != nil {
+		return false, conflicts, &pushError{"pull: encode Goal"}
+	}
+	if _, err := e.Store.SaveClients(ctx, []store.Stored{{Client: c, Version: ver}}, e.connectionNames()); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return false, conflicts, nil // saved meanwhile; the next pull sees the version again
+		}
+		return false, conflicts, fmt.Errorf("%w: save client: %w", errStore, err)
+	}
+	if err := e.Store.LedgerPut(ctx, store.LedgerEntry{Connection: conn.Name, Key: ledgerKey(key), ClientID: c.ID,
+		ResourceType: "Goal", ResourceID: resourceID, VersionID: version, ContentHash: ehrHash, UpdatedAt: e.now()}); err != nil {
+		return false, conflicts, fmt.Errorf("%w: ledger: %w", errStore, err)
+	}
+	return true, conflicts, nil
+}
+
+func sameTarget(a, b *ips.Goal) bool {
+	if (a.TargetHoursPerWeek == nil) != (b.TargetHoursPerWeek == nil) {
+		return false
+	}
+	if a.TargetHoursPerWeek != nil && *a.TargetHoursPerWeek != *b.TargetHoursPerWeek {
+		return false
+	}
+	return a.Due == b.Due
+}
+
+func targetText(g *ips.Goal) string {
+	s := ""
+	if g.TargetHoursPerWeek != nil {
+		s = fmt.Sprintf("%g h/wk", *g.TargetHoursPerWeek)
+	}
+	if !g.Due.IsZero() {
+		s += " by " + g.Due.String()
+	}
+	return strings.TrimSpace(s)
+}
+
+func notesText(ns []ips.Note) string {
+	b, _ := json.Marshal(ns)
+	return string(b)
+}
+
+func (c *Connection) winners() Winners {
+	if c.Winners != (Winners{}) {
+		return c.Winners
+	}
+	return DefaultWinners
+}
+
+func (e *Engine) connectionNames() []string {
+	names := make([]string, len(e.Connections))
+	for i, c := range e.Connections {
+		names[i] = c.Name
+	}
+	return names
+}
+
+// knownPatients lists the EHR patient references the adapter has resolved on
+// a connection, for full-reconcile searches.
+func (e *Engine) knownPatients(ctx context.Context, conn *Connection) ([]string, error) {
+	var out []string
+	after := ""
+	for {
+		page, err := e.Store.ListClients(ctx, after, 200)
+		if err != nil {
+			return nil, fmt.Errorf("%w: list clients: %w", errStore, err)
+		}
+		if len(page) == 0 {
+			return out, nil
+		}
+		for _, st := range page {
+			p := st.Client.Patient
+			le, err := e.Store.LedgerGet(ctx, conn.Name, "Patient|"+p.System+"|"+p.Value)
+			if err == nil && le.ResourceID != "" {
+				out = append(out, "Patient/"+le.ResourceID)
+			}
+		}
+		after = page[len(page)-1].Client.ID
+	}
+}
+
+// pullReferrals enrolls clients referred to IPS in the EHR. IPS has zero
+// exclusion: every referral enrolls, with no eligibility check.
+func (e *Engine) pullReferrals(ctx context.Context, conn *Connection) (PullSummary, error) {
+	var s PullSummary
+	if conn.Plan.Concept(plan.Referral).Path != plan.ReadOnly {
+		return s, nil
+	}
+	entries, newWM, err := e.changedSince(ctx, conn, "ServiceRequest", func() ([]string, error) { return e.knownPatients(ctx, conn) })
+	if err != nil {
+		return s, err
+	}
+	for _, en := range entries {
+		if en.Mode != "" && en.Mode != "match" {
+			continue
+		}
+		cr, err := mappings.ParseResource(en.Resource)
+		if err != nil || cr.GetServiceRequest() == nil {
+			s.Unreadable++
+			continue
+		}
+		sr := cr.GetServiceRequest()
+		if !mappings.IsIPSReferral(sr, conn.ReferralCodes) {
+			continue
+		}
+		s.Seen++
+		lk := "ServiceRequest|" + sr.GetId().GetValue()
+		if _, err := e.Store.LedgerGet(ctx, conn.Name, lk); err == nil {
+			continue // already enrolled from this referral
+		}
+		c, err := mappings.ReferralFromFHIR(sr, mappings.ReferralOptions{PatientSystem: conn.PatientSystem})
+		if errors.Is(err, mappings.ErrNotActiveReferral) {
+			continue
+		}
+		if err != nil {
+			s.Unreadable++
+			continue
+		}
+		if _, err := e.Store.SaveClients(ctx, []store.Stored{{Client: c}}, e.connectionNames()); err != nil && !errors.Is(err, store.ErrConflict) {
+			return s, fmt.Errorf("%w: enroll: %w", errStore, err)
+		} else if err == nil {
+			s.Enrolled++
+		}
+		if err := e.Store.LedgerPut(ctx, store.LedgerEntry{Connection: conn.Name, Key: lk, ClientID: c.ID, ResourceType: "ServiceRequest",
+			ResourceID: sr.GetId().GetValue(), VersionID: sr.GetMeta().GetVersionId().GetValue(), UpdatedAt: e.now()}); err != nil {
+			return s, fmt.Errorf("%w: ledger: %w", errStore, err)
+		}
+	}
+	if err := e.Store.SetWatermark(ctx, conn.Name, "ServiceRequest", newWM); err != nil {
+		return s, fmt.Errorf("%w: watermark: %w", errStore, err)
+	}
+	return s, nil
+}

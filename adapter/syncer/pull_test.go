@@ -1,0 +1,161 @@
+package syncer
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"testing"
+
+	"github.com/ipsfhir/ipsfhir/adapter/store"
+	"github.com/ipsfhir/ipsfhir/ips"
+	"github.com/ipsfhir/ipsfhir/mappings"
+)
+
+// ehrGoal fetches the EHR's copy of a goal by business identifier.
+func (r *rig) ehrGoal(t *testing.T, k mappings.Key) map[string]any {
+	t.Helper()
+	es, err := r.client.Search(t.Context(), "Goal", url.Values{"identifier": {k.System() + "|" + k.Value()}})
+	if err != nil || len(es) != 1 {
+		t.Fatalf("search goal: %d found, %v", len(es), err)
+	}
+	var g map[string]any
+	if err := json.Unmarshal(es[0].Resource, &g); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// clinicianEdits changes a goal in the EHR as a clinician would.
+func (r *rig) clinicianEdits(t *testing.T, k mappings.Key, edit func(g map[string]any)) {
+	t.Helper()
+	g := r.ehrGoal(t, k)
+	edit(g)
+	body, _ := json.Marshal(g)
+	if _, err := r.client.Update(t.Context(), "Goal", g["id"].(string), body, ""); err != nil {
+		t.Fatalf("clinician's update: %v", err)
+	}
+}
+
+func versionOf(g map[string]any) string { return g["meta"].(map[string]any)["versionId"].(string) }
+
+func TestClinicianGoalChangeComesBackAndIsNotEchoed(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	r.enqueueAll(t)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+		t.Fatalf("push: %+v %v", s, err)
+	}
+	// A first pull sees only the adapter's own writes.
+	s, err := r.engine.PullOnce(ctx)
+	if err != nil || s.Applied != 0 || s.Echoes == 0 || s.Echoes != s.Seen {
+		t.Fatalf("first pull: %+v %v; want only echoes", s, err)
+	}
+
+	var c *ips.Client
+	for _, cc := range consenting(r.cl) {
+		if len(cc.Goals) > 0 && cc.Goals[0].Status != ips.GoalCompleted {
+			c = cc
+			break
+		}
+	}
+	k := r.conn.Mapping.GoalKey(c, c.Goals[0])
+	r.clinicianEdits(t, k, func(g map[string]any) {
+		g["lifecycleStatus"] = "completed"
+		g["note"] = append(asList(g["note"]), map[string]any{"text": "Started at the bakery; goal met", "time": "2026-10-01"})
+	})
+	s, err = r.engine.PullOnce(ctx)
+	if err != nil || s.Applied != 1 || s.Conflicts != 0 {
+		t.Fatalf("pull after the clinician's change: %+v %v; want 1 applied, no conflict", s, err)
+	}
+	got, _, err := r.store.GetClient(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := got.Goal(c.Goals[0].ID)
+	if g.Status != ips.GoalCompleted || len(g.Notes) == 0 || g.Notes[len(g.Notes)-1].Text != "Started at the bakery; goal met" {
+		t.Errorf("IPS goal after pull: status %s, notes %+v", g.Status, g.Notes)
+	}
+
+	// The change is not echoed back: the next push leaves the EHR's goal as
+	// the clinician left it.
+	before := versionOf(r.ehrGoal(t, k))
+	if _, err := r.engine.PushOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if after := versionOf(r.ehrGoal(t, k)); after != before {
+		t.Errorf("push rewrote the goal the clinician changed (version %s → %s): an echo", before, after)
+	}
+	if s, err := r.engine.PullOnce(ctx); err != nil || s.Applied != 0 {
+		t.Errorf("pull after push: %+v %v; want nothing new", s, err)
+	}
+}
+
+func TestBothSidesChangedIsAConflictWithTheConfiguredWinner(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	r.enqueueAll(t)
+	if _, err := r.engine.PushOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := consenting(r.cl)[0]
+	k := r.conn.Mapping.GoalKey(c, c.Goals[0])
+	// The specialist puts the goal on hold; the clinician cancels it.
+	stored, v, _ := r.store.GetClient(ctx, c.ID)
+	stored.Goal(c.Goals[0].ID).Status = ips.GoalOnHold
+	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: stored, Version: v}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	r.clinicianEdits(t, k, func(g map[string]any) { g["lifecycleStatus"] = "cancelled" })
+
+	s, err := r.engine.PullOnce(ctx)
+	if err != nil || s.Conflicts != 1 {
+		t.Fatalf("pull: %+v %v; want one conflict", s, err)
+	}
+	cs, err := r.store.Conflicts(ctx, "clinic", false)
+	if err != nil || len(cs) != 1 {
+		t.Fatalf("conflicts: %+v %v", cs, err)
+	}
+	if cs[0].Field != "status" || cs[0].IPSValue != "on-hold" || cs[0].EHRValue != "cancelled" || cs[0].Winner != "ehr" {
+		t.Errorf("conflict record %+v; want both sides of status kept, EHR winning", cs[0])
+	}
+	got, _, _ := r.store.GetClient(ctx, c.ID)
+	if st := got.Goal(c.Goals[0].ID).Status; st != ips.GoalCancelled {
+		t.Errorf("goal status %s, want the clinical side's cancelled", st)
+	}
+}
+
+func TestReferralEnrollsOnce(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	r.conn.PatientSystem = "https://ehr.example/Patient"
+	resp, err := r.client.Create(ctx, "Patient", []byte(`{"resourceType":"Patient","identifier":[{"system":"urn:oid:2.16.840.1.113883.3.9999.1","value":"MRN-NEW-1"}]}`), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr := fmt.Sprintf(`{"resourceType":"ServiceRequest","status":"active","intent":"order",
+	 "category":[{"coding":[{"system":%q,"code":"employment-status"}]}],
+	 "subject":{"reference":"Patient/%s"},"authoredOn":"2026-11-02"}`, mappings.SystemSDOHCCTemporary, resp.ResourceID)
+	if _, err := r.client.Create(ctx, "ServiceRequest", []byte(sr), ""); err != nil {
+		t.Fatal(err)
+	}
+	other := `{"resourceType":"ServiceRequest","status":"active","intent":"order","code":{"text":"chest CT"},"subject":{"reference":"Patient/x"},"authoredOn":"2026-11-02"}`
+	if _, err := r.client.Create(ctx, "ServiceRequest", []byte(other), ""); err != nil {
+		t.Fatal(err)
+	}
+	s, err := r.engine.PullOnce(ctx)
+	if err != nil || s.Enrolled != 1 {
+		t.Fatalf("pull: %+v %v; want one enrollment", s, err)
+	}
+	list, _ := r.store.ListClients(ctx, "", 10)
+	if len(list) != 1 || list[0].Client.Patient.Value != resp.ResourceID || list[0].Client.EnrolledOn != ips.MustDate("2026-11-02") {
+		t.Errorf("enrolled %+v", list)
+	}
+	if s, err := r.engine.PullOnce(ctx); err != nil || s.Enrolled != 0 {
+		t.Errorf("second pull: %+v %v; the referral enrolled twice", s, err)
+	}
+}
+
+func asList(v any) []any {
+	l, _ := v.([]any)
+	return l
+}

@@ -1,0 +1,516 @@
+package syncer
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/ipsfhir/ipsfhir/adapter/ehr"
+	"github.com/ipsfhir/ipsfhir/adapter/plan"
+	"github.com/ipsfhir/ipsfhir/adapter/store"
+	"github.com/ipsfhir/ipsfhir/ips"
+	"github.com/ipsfhir/ipsfhir/mappings"
+
+	dtpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
+	bpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
+)
+
+// EHR is what the engine needs from an EHR client (adapter/ehr.Client).
+type EHR interface {
+	Search(ctx context.Context, resourceType string, query url.Values) ([]ehr.Entry, error)
+	Create(ctx context.Context, resourceType string, body []byte, ifNoneExist string) (*ehr.Response, error)
+	Update(ctx context.Context, resourceType, target string, body []byte, ifMatch string) (*ehr.Response, error)
+}
+
+// Connection is one EHR the engine syncs with.
+type Connection struct {
+	Name string
+	Plan *plan.Plan
+	EHR  EHR
+	// Mapping carries the program, security labels and PRAPARE choice.
+	Mapping mappings.Options
+	// ConsentDefault applies to clients whose consent does not say whether
+	// their records may go to the EHR.
+	ConsentDefault bool
+	// Winners decide fields both sides changed; zero means DefaultWinners.
+	Winners Winners
+	// ReferralCodes mark a ServiceRequest as a referral to IPS; nil means
+	// mappings.DefaultReferralCodes.
+	ReferralCodes []ips.Coding
+	// PatientSystem names the EHR's Patient id namespace, for referrals whose
+	// subject is only Patient/{id}.
+	PatientSystem string
+}
+
+// Engine runs push (and pull) for a set of connections over one store.
+type Engine struct {
+	Store       store.Store
+	Connections []*Connection
+	// Owner names this worker in leases; unique per running worker.
+	Owner       string
+	Lease       time.Duration
+	MaxAttempts int
+	Logger      *slog.Logger
+	// Now is the clock (tests set it); nil means time.Now.
+	Now func() time.Time
+}
+
+// PushSummary counts what a push pass did.
+type PushSummary struct {
+	Items, Written, Unchanged, Skipped, Failed, DeadLettered, Conflicts int
+}
+
+func (s *PushSummary) add(o PushSummary) {
+	s.Items += o.Items
+	s.Written += o.Written
+	s.Unchanged += o.Unchanged
+	s.Skipped += o.Skipped
+	s.Failed += o.Failed
+	s.DeadLettered += o.DeadLettered
+	s.Conflicts += o.Conflicts
+}
+
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
+}
+
+func (e *Engine) log() *slog.Logger {
+	if e.Logger != nil {
+		return e.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// PushOnce drains every connection's outbox once: it leases due items in
+// batches until none are left and pushes each. It returns what it did; an
+// error only for a store failure (EHR failures are recorded on the items).
+func (e *Engine) PushOnce(ctx context.Context) (PushSummary, error) {
+	var total PushSummary
+	for _, conn := range e.Connections {
+		for {
+			items, err := e.Store.Lease(ctx, conn.Name, e.Owner, 16, e.Lease)
+			if err != nil {
+				return total, fmt.Errorf("push %s: lease: %w", conn.Name, err)
+			}
+			if len(items) == 0 {
+				break
+			}
+			for _, it := range items {
+				s, err := e.pushItem(ctx, conn, it)
+				if err != nil {
+					return total, err
+				}
+				total.add(s)
+			}
+		}
+	}
+	return total, nil
+}
+
+// pushItem pushes one client and settles its outbox item. Only store errors
+// are returned; an EHR failure fails the item (retried later, dead-lettered
+// after MaxAttempts) with a patient-free reason.
+func (e *Engine) pushItem(ctx context.Context, conn *Connection, it store.OutboxItem) (PushSummary, error) {
+	s := PushSummary{Items: 1}
+	w, err := e.pushClient(ctx, conn, it.ClientID)
+	s.add(w)
+	if err == nil {
+		return s, e.settle(ctx, e.Store.Complete(ctx, it))
+	}
+	if errors.Is(err, errStore) {
+		return s, err
+	}
+	s.Failed++
+	if errors.Is(err, ehr.ErrConflict) {
+		s.Conflicts++
+	}
+	reason := reasonOf(err)
+	retry := e.now().Add(backoff(it.Attempts + 1))
+	dead, ferr := e.Store.Fail(ctx, it, reason, retry, e.MaxAttempts)
+	if ferr != nil {
+		return s, e.settle(ctx, ferr)
+	}
+	if dead {
+		s.DeadLettered++
+	}
+	e.log().WarnContext(ctx, "push failed", "connection", conn.Name, "error_kind", reason, "attempt", it.Attempts+1, "dead", dead)
+	return s, nil
+}
+
+// settle tolerates losing a lease (another worker took the item over after it
+// expired: that worker will settle it) and reports any other store error.
+func (e *Engine) settle(_ context.Context, err error) error {
+	if err == nil || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", errStore, err)
+}
+
+var errStore = errors.New("store")
+
+// reasonOf is the patient-free reason recorded on a failed item: the
+// operation and the EHR error kind and status, never diagnostics.
+func reasonOf(err error) string {
+	var ee *ehr.Error
+	if errors.As(err, &ee) {
+		return ee.Error()
+	}
+	var pe *pushError
+	if errors.As(err, &pe) {
+		return pe.Error()
+	}
+	return "push failed"
+}
+
+// pushError is a failure with a message safe to store and log.
+type pushError struct{ msg string }
+
+func (e *pushError) Error() string { return e.msg }
+
+// backoff spaces retries of a failing item: 30 s, 1 min, 2 min … capped at 1 h.
+func backoff(attempt int) time.Duration {
+	d := 30 * time.Second
+	for i := 1; i < attempt && d < time.Hour; i++ {
+		d *= 2
+	}
+	return min(d, time.Hour)
+}
+
+// pushClient writes every resource of one client that the plan allows and
+// that changed since the ledger last saw it.
+func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID string) (PushSummary, error) {
+	var s PushSummary
+	c, _, err := e.Store.GetClient(ctx, clientID)
+	if errors.Is(err, store.ErrNotFound) {
+		return s, nil // nothing left to push
+	}
+	if err != nil {
+		return s, fmt.Errorf("%w: get client: %w", errStore, err)
+	}
+	if !consentsToEHR(c, conn.ConsentDefault) {
+		s.Skipped++
+		return s, nil
+	}
+	patientRef, err := e.patientReference(ctx, conn, c.Patient)
+	if err != nil {
+		return s, err
+	}
+
+	o := conn.Mapping
+	o.Now = e.now()
+	o.PatientReference = func(ips.Identifier) string { return patientRef }
+	o.Reference = func(k mappings.Key) string {
+		le, err := e.Store.LedgerGet(ctx, conn.Name, ledgerKey(k))
+		if err != nil || le.ResourceID == "" {
+			return ""
+		}
+		return le.ResourceType + "/" + le.ResourceID
+	}
+	canon := conn.Mapping // for hashing: no EHR ids, no clock
+	canon.Now = time.Time{}
+
+	p := conn.Plan
+	native := func(cpt plan.Concept) bool { return p.Concept(cpt).Path == plan.Native }
+	// Goals first: the plan refers to them.
+	if native(plan.Goal) {
+		for _, g := range c.Goals {
+			w, err := e.write(ctx, conn, o.GoalKey(c, g), "Goal", wrap(mappings.Goal(c, g, o)), wrap(mappings.Goal(c, g, canon)), clientID)
+			s.add(w)
+			if err != nil {
+				return s, err
+			}
+		}
+	}
+	var rest []mappings.Entry
+	if native(plan.IPSPlan) {
+		rest = append(rest, mappings.Entry{Key: o.PlanKey(c), ResourceType: "CarePlan", Resource: wrap(mappings.CarePlan(c, o))})
+	}
+	if native(plan.JobOutcome) {
+		for _, j := range c.Jobs {
+			rest = append(rest, mappings.Entry{Key: o.JobKey(c, j), ResourceType: "Observation", Resource: wrap(mappings.JobObservation(c, j, o))})
+		}
+	}
+	if native(plan.EmploymentStatus) {
+		for _, st := range c.Employment {
+			rest = append(rest, mappings.Entry{Key: o.EmploymentStatusKey(c, st), ResourceType: "Observation", Resource: wrap(mappings.EmploymentStatusObservation(c, st, o))})
+			if o.PRAPARE {
+				rest = append(rest, mappings.Entry{Key: o.PRAPAREKey(c, st), ResourceType: "Observation", Resource: wrap(mappings.PRAPAREObservation(c, st, o))})
+			}
+		}
+	}
+	if native(plan.ChartNote) {
+		rest = append(rest, mappings.Entry{Key: o.PlanNoteKey(c), ResourceType: "DocumentReference", Resource: wrap(mappings.PlanNote(c, o))})
+	}
+	canonical := canonicalEntries(c, canon)
+	for _, en := range rest {
+		w, err := e.write(ctx, conn, en.Key, en.ResourceType, en.Resource, canonical[en.Key], clientID)
+		s.add(w)
+		if err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
+// canonicalEntries maps the non-goal resources with no EHR-specific parts,
+// for hashing.
+func canonicalEntries(c *ips.Client, canon mappings.Options) map[mappings.Key]*bpb.ContainedResource {
+	out := map[mappings.Key]*bpb.ContainedResource{}
+	for _, en := range mappings.ClientEntries(c, canon) {
+		out[en.Key] = en.Resource
+	}
+	return out
+}
+
+func consentsToEHR(c *ips.Client, def bool) bool {
+	if c.Consent != nil && c.Consent.EHR != nil {
+		return *c.Consent.EHR
+	}
+	return def
+}
+
+// write sends one resource if its canonical content changed since the
+// ledger's record of it.
+func (e *Engine) write(ctx context.Context, conn *Connection, k mappings.Key, typ string, res, canonical *bpb.ContainedResource, clientID string) (PushSummary, error) {
+	var s PushSummary
+	if canonical == nil {
+		canonical = res
+	}
+	hash, err := contentHash(canonical)
+	if err != nil {
+		return s, &pushError{"push: encode " + typ}
+	}
+	lk := ledgerKey(k)
+	le, err := e.Store.LedgerGet(ctx, conn.Name, lk)
+	known := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return s, fmt.Errorf("%w: ledger: %w", errStore, err)
+	}
+	if known && le.ContentHash == hash {
+		s.Unchanged++
+		return s, nil
+	}
+	rp := conn.Plan.Type(typ)
+	if rp == nil {
+		return s, &pushError{"push: plan has no " + typ}
+	}
+	ifMatch := ""
+	if known && rp.Concurrency == plan.IfMatch {
+		ifMatch = le.VersionID
+	}
+	criteria := "identifier=" + url.QueryEscape(k.System()+"|"+k.Value())
+
+	var resp *ehr.Response
+	switch {
+	case rp.Idempotency == plan.ConditionalUpdate && conn.Plan.Allows(typ, "update"):
+		body, err := mappings.MarshalCompact(res)
+		if err != nil {
+			return s, &pushError{"push: encode " + typ}
+		}
+		resp, err = conn.EHR.Update(ctx, typ, criteria, body, ifMatch)
+		if err != nil {
+			return s, err
+		}
+	default:
+		id := ""
+		if known {
+			id = le.ResourceID
+		} else if id, err = e.findExisting(ctx, conn, rp, typ, k, res); err != nil {
+			return s, err
+		}
+		if id != "" {
+			if !conn.Plan.Allows(typ, "update") {
+				return s, &pushError{"push: " + typ + " exists but the EHR does not allow update"}
+			}
+			setID(res, id)
+			body, err := mappings.MarshalCompact(res)
+			if err != nil {
+				return s, &pushError{"push: encode " + typ}
+			}
+			resp, err = conn.EHR.Update(ctx, typ, id, body, ifMatch)
+			if err != nil {
+				return s, err
+			}
+		} else {
+			if !conn.Plan.Allows(typ, "create") {
+				return s, &pushError{"push: " + typ + " is new but the EHR does not allow create"}
+			}
+			body, err := mappings.MarshalCompact(res)
+			if err != nil {
+				return s, &pushError{"push: encode " + typ}
+			}
+			ifNoneExist := ""
+			if rp.Idempotency == plan.ConditionalCreate {
+				ifNoneExist = criteria
+			}
+			resp, err = conn.EHR.Create(ctx, typ, body, ifNoneExist)
+			if err != nil {
+				return s, err
+			}
+		}
+	}
+	id := resp.ResourceID
+	if id == "" && known {
+		id = le.ResourceID
+	}
+	if err := e.Store.LedgerPut(ctx, store.LedgerEntry{
+		Connection: conn.Name, Key: lk, ClientID: clientID, ResourceType: typ,
+		ResourceID: id, VersionID: resp.VersionID, ContentHash: hash, UpdatedAt: e.now(),
+	}); err != nil {
+		return s, fmt.Errorf("%w: ledger: %w", errStore, err)
+	}
+	s.Written++
+	return s, nil
+}
+
+// findExisting looks for a resource the ledger does not know (a first sync,
+// or a create whose answer was lost): by identifier where the EHR can search
+// it, else by patient with the identifier matched here.
+func (e *Engine) findExisting(ctx context.Context, conn *Connection, rp *plan.ResourcePlan, typ string, k mappings.Key, res *bpb.ContainedResource) (string, error) {
+	if !conn.Plan.Allows(typ, "search-type") {
+		return "", nil
+	}
+	q := url.Values{}
+	if name, ok := rp.Searches("identifier"); ok {
+		q.Set(name, k.System()+"|"+k.Value())
+	} else if name, ok := rp.Searches("patient"); ok {
+		pat := subjectOf(res)
+		if pat == "" {
+			return "", nil
+		}
+		q.Set(name, pat)
+	} else {
+		return "", nil
+	}
+	entries, err := conn.EHR.Search(ctx, typ, q)
+	if err != nil {
+		return "", err
+	}
+	for _, en := range entries {
+		if en.Mode != "" && en.Mode != "match" {
+			continue
+		}
+		var r struct {
+			ID         string `json:"id"`
+			Identifier []struct {
+				System string `json:"system"`
+				Value  string `json:"value"`
+			} `json:"identifier"`
+		}
+		if json.Unmarshal(en.Resource, &r) != nil {
+			continue
+		}
+		for _, id := range r.Identifier {
+			if id.System == k.System() && id.Value == k.Value() {
+				return r.ID, nil
+			}
+		}
+	}
+	return "", nil
+}
+
+// patientReference finds the client's Patient in the EHR by identifier and
+// remembers it in the ledger. Without Patient search the resources refer to
+// the patient by identifier alone.
+func (e *Engine) patientReference(ctx context.Context, conn *Connection, pid ips.Identifier) (string, error) {
+	lk := "Patient|" + pid.System + "|" + pid.Value
+	if le, err := e.Store.LedgerGet(ctx, conn.Name, lk); err == nil && le.ResourceID != "" {
+		return "Patient/" + le.ResourceID, nil
+	}
+	rp := conn.Plan.Type("Patient")
+	name, ok := rp.Searches("identifier")
+	if !ok || !conn.Plan.Allows("Patient", "search-type") {
+		return "", nil
+	}
+	entries, err := conn.EHR.Search(ctx, "Patient", url.Values{name: {pid.System + "|" + pid.Value}})
+	if err != nil {
+		return "", err
+	}
+	var ids []string
+	for _, en := range entries {
+		var r struct {
+			ID string `json:"id"`
+		}
+		if (en.Mode == "" || en.Mode == "match") && json.Unmarshal(en.Resource, &r) == nil && r.ID != "" {
+			ids = append(ids, r.ID)
+		}
+	}
+	switch len(ids) {
+	case 0:
+		return "", &pushError{"push: patient not found in the EHR by identifier"}
+	case 1:
+	default:
+		return "", &pushError{"push: patient identifier matches several EHR patients"}
+	}
+	if err := e.Store.LedgerPut(ctx, store.LedgerEntry{Connection: conn.Name, Key: lk, ResourceType: "Patient", ResourceID: ids[0], UpdatedAt: e.now()}); err != nil {
+		return "", fmt.Errorf("%w: ledger: %w", errStore, err)
+	}
+	return "Patient/" + ids[0], nil
+}
+
+// ledgerKey is the ledger's key for a record: its business identifier.
+func ledgerKey(k mappings.Key) string { return k.System() + "|" + k.Value() }
+
+func wrap[T interface{ ProtoReflect() protoreflect.Message }](r T) *bpb.ContainedResource {
+	cr := &bpb.ContainedResource{}
+	m := cr.ProtoReflect()
+	od := m.Descriptor().Oneofs().ByName("oneof_resource")
+	name := r.ProtoReflect().Descriptor().FullName()
+	for i := range od.Fields().Len() {
+		f := od.Fields().Get(i)
+		if f.Message().FullName() == name {
+			m.Set(f, protoreflect.ValueOfMessage(r.ProtoReflect()))
+			return cr
+		}
+	}
+	panic("syncer: not a resource type") // only reached for a programming error
+}
+
+// resource returns the resource message inside a ContainedResource.
+func resource(cr *bpb.ContainedResource) protoreflect.Message {
+	m := cr.ProtoReflect()
+	fd := m.WhichOneof(m.Descriptor().Oneofs().ByName("oneof_resource"))
+	return m.Get(fd).Message()
+}
+
+// setID gives the resource its EHR id, needed in the body of PUT Type/id.
+func setID(cr *bpb.ContainedResource, id string) {
+	r := resource(cr)
+	fd := r.Descriptor().Fields().ByName("id")
+	r.Set(fd, protoreflect.ValueOfMessage((&dtpb.Id{Value: id}).ProtoReflect()))
+}
+
+// subjectOf returns the literal subject reference of a resource, if any.
+func subjectOf(cr *bpb.ContainedResource) string {
+	r := resource(cr)
+	fd := r.Descriptor().Fields().ByName("subject")
+	if fd == nil || !r.Has(fd) {
+		return ""
+	}
+	ref, ok := r.Get(fd).Message().Interface().(*dtpb.Reference)
+	if !ok || ref.GetPatientId() == nil {
+		return ""
+	}
+	return "Patient/" + ref.GetPatientId().GetValue()
+}
+
+// contentHash is the SHA-256 of the resource's canonical FHIR JSON.
+func contentHash(cr *bpb.ContainedResource) (string, error) {
+	b, err := mappings.MarshalCompact(cr)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}

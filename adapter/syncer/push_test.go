@@ -1,0 +1,234 @@
+package syncer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipsfhir/ipsfhir/adapter/ehr"
+	"github.com/ipsfhir/ipsfhir/adapter/plan"
+	"github.com/ipsfhir/ipsfhir/adapter/store"
+	"github.com/ipsfhir/ipsfhir/adapter/store/sqlite"
+	"github.com/ipsfhir/ipsfhir/conformance/peer"
+	"github.com/ipsfhir/ipsfhir/ips"
+	"github.com/ipsfhir/ipsfhir/ips/synth"
+	"github.com/ipsfhir/ipsfhir/mappings"
+)
+
+// rig is a store, a peer FHIR server acting as the clinic EHR, and an engine
+// connected to it.
+type rig struct {
+	store  store.Store
+	client *ehr.Client
+	engine *Engine
+	conn   *Connection
+	cl     *ips.Caseload
+}
+
+func newRig(t *testing.T, capability string) *rig {
+	t.Helper()
+	ctx := t.Context()
+	srv := peer.StartForTest(t, peer.Options{Capability: capability})
+	c, err := ehr.New(ehr.Options{BaseURL: srv.BaseURL, Connection: "clinic"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ips.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	meta, err := c.Metadata(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Build(meta, plan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := synth.GenerateSample()
+	conn := &Connection{Name: "clinic", Plan: p, EHR: c, Mapping: mappings.Options{Program: cl.ProgramID()}, ConsentDefault: true}
+	r := &rig{store: st, client: c, conn: conn, cl: cl,
+		engine: &Engine{Store: st, Connections: []*Connection{conn}, Owner: "test-worker", Lease: time.Minute, MaxAttempts: 3, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))}}
+	// The clinic EHR knows its patients; the adapter finds them by MRN.
+	for _, cli := range cl.Clients {
+		body := fmt.Sprintf(`{"resourceType":"Patient","identifier":[{"system":%q,"value":%q}]}`, cli.Patient.System, cli.Patient.Value)
+		if p.Allows("Patient", "create") {
+			if _, err := c.Create(ctx, "Patient", []byte(body), ""); err != nil {
+				t.Fatalf("seed patient: %v", err)
+			}
+		}
+	}
+	return r
+}
+
+func (r *rig) enqueueAll(t *testing.T) {
+	t.Helper()
+	var batch []store.Stored
+	for _, c := range r.cl.Clients {
+		_, v, err := r.store.GetClient(t.Context(), c.ID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			t.Fatal(err)
+		}
+		batch = append(batch, store.Stored{Client: c, Version: v})
+	}
+	if _, err := r.store.SaveClients(t.Context(), batch, []string{"clinic"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// countByIdentifier counts resources in the EHR carrying each of the
+// program's business identifiers of a kind.
+func (r *rig) countByIdentifier(t *testing.T, typ string, k mappings.Kind) map[string]int {
+	t.Helper()
+	entries, err := r.client.Search(t.Context(), typ, url.Values{"_count": {"1000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := mappings.IdentifierSystem(r.cl.ProgramID(), k)
+	out := map[string]int{}
+	for _, e := range entries {
+		var res struct {
+			Identifier []struct{ System, Value string } `json:"identifier"`
+		}
+		if err := json.Unmarshal(e.Resource, &res); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range res.Identifier {
+			if id.System == sys {
+				out[id.Value]++
+			}
+		}
+	}
+	return out
+}
+
+func consenting(cl *ips.Caseload) []*ips.Client {
+	var out []*ips.Client
+	for _, c := range cl.Clients {
+		if c.Consent == nil || c.Consent.EHR == nil || *c.Consent.EHR {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func TestFullSyncWritesEachRecordOnceThenNothing(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	r.enqueueAll(t)
+	first, err := r.engine.PushOnce(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Failed != 0 || first.Written == 0 {
+		t.Fatalf("first push: %+v", first)
+	}
+
+	// Every consenting client's goals, plan, jobs and statuses are in the
+	// EHR exactly once; nobody else's are.
+	want := map[mappings.Kind]map[string]int{mappings.KindGoal: {}, mappings.KindPlan: {}, mappings.KindJob: {}, mappings.KindEmploymentStatus: {}}
+	o := r.conn.Mapping
+	for _, c := range consenting(r.cl) {
+		for _, g := range c.Goals {
+			want[mappings.KindGoal][o.GoalKey(c, g).Value()] = 1
+		}
+		want[mappings.KindPlan][o.PlanKey(c).Value()] = 1
+		for _, j := range c.Jobs {
+			want[mappings.KindJob][o.JobKey(c, j).Value()] = 1
+		}
+		for _, s := range c.Employment {
+			want[mappings.KindEmploymentStatus][o.EmploymentStatusKey(c, s).Value()] = 1
+		}
+	}
+	types := map[mappings.Kind]string{mappings.KindGoal: "Goal", mappings.KindPlan: "CarePlan", mappings.KindJob: "Observation", mappings.KindEmploymentStatus: "Observation"}
+	total := 0
+	for k, w := range want {
+		got := r.countByIdentifier(t, types[k], k)
+		if fmt.Sprint(got) != fmt.Sprint(w) {
+			t.Errorf("%s in the EHR by identifier: %d distinct (want %d), counts %v", k, len(got), len(w), got)
+		}
+		total += len(w)
+	}
+	if first.Written != total {
+		t.Errorf("first push wrote %d resources, want %d", first.Written, total)
+	}
+	if n := len(r.cl.Clients) - len(consenting(r.cl)); first.Skipped != n || n == 0 {
+		t.Errorf("skipped %d clients without EHR consent, want %d (sample must have some)", first.Skipped, n)
+	}
+
+	// Enqueue everything again: nothing changed, nothing is written.
+	r.enqueueAll(t)
+	second, err := r.engine.PushOnce(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Written != 0 || second.Unchanged != total || second.Failed != 0 {
+		t.Errorf("second push: %+v, want nothing written and %d unchanged", second, total)
+	}
+
+	// A changed goal is written again, alone.
+	c := consenting(r.cl)[0]
+	c.Goals[0].Description = "Work afternoons at the library"
+	r.enqueueAll(t)
+	third, err := r.engine.PushOnce(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if third.Written < 1 || third.Written > 2 { // the goal, and the plan whose narrative names it
+		t.Errorf("after one goal changed: %+v, want the goal (and its plan) written", third)
+	}
+	if got := r.countByIdentifier(t, "Goal", mappings.KindGoal)[o.GoalKey(c, c.Goals[0]).Value()]; got != 1 {
+		t.Errorf("changed goal is in the EHR %d times, want 1 (updated in place)", got)
+	}
+}
+
+func TestEpicModeWritesOnlyWhatEpicDeclares(t *testing.T) {
+	r := newRig(t, filepath.Join("..", "..", "testdata", "ehr-capabilities", "epic-r4-sandbox-2026-07.json"))
+	ctx := t.Context()
+	r.enqueueAll(t)
+	s, err := r.engine.PushOnce(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Epic allows Patient create, so the rig seeded patients; Goal and
+	// CarePlan are read-only, so they travel in the chart note.
+	if s.Failed != 0 {
+		dl, _ := r.store.DeadLetters(ctx, "")
+		t.Fatalf("push in Epic mode: %+v; dead letters %+v", s, dl)
+	}
+	if n := len(r.countByIdentifier(t, "Goal", mappings.KindGoal)); n != 0 {
+		t.Errorf("%d Goals written to an EHR that declares Goal read-only", n)
+	}
+	notes := r.countByIdentifier(t, "DocumentReference", mappings.KindPlanNote)
+	if len(notes) != len(consenting(r.cl)) {
+		t.Errorf("%d chart notes, want one per consenting client (%d)", len(notes), len(consenting(r.cl)))
+	}
+	for v, n := range notes {
+		if n != 1 {
+			t.Errorf("note %s written %d times", v, n)
+		}
+	}
+	if n := len(r.countByIdentifier(t, "Observation", mappings.KindJob)); n == 0 {
+		t.Error("no job Observations written although Epic declares Observation create")
+	}
+	// The plan changes: the note is updated in place, not piled up.
+	c := consenting(r.cl)[0]
+	c.Supports = append(c.Supports, &ips.Support{ID: "s-new", Type: ips.SupportTeamMeeting, Status: ips.SupportPlanned, Date: ips.MustDate("2026-10-20")})
+	r.enqueueAll(t)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 || s.Written != 1 {
+		t.Errorf("after a plan change: %+v, %v; want exactly the note rewritten", s, err)
+	}
+	if n := r.countByIdentifier(t, "DocumentReference", mappings.KindPlanNote)[r.conn.Mapping.PlanNoteKey(c).Value()]; n != 1 {
+		t.Errorf("changed note is in the EHR %d times, want 1", n)
+	}
+	_ = strings.TrimSpace
+	_ = context.Background
+}
