@@ -403,6 +403,16 @@ func LoadPrivateKey(path string) (crypto.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ehr: private key: %w", err)
 	}
+	return parsePrivateKey(data, path)
+}
+
+// ParsePrivateKey is LoadPrivateKey for PEM held in memory (a key given
+// through an environment variable). Errors never include key material.
+func ParsePrivateKey(data []byte) (crypto.Signer, error) {
+	return parsePrivateKey(data, "(from memory)")
+}
+
+func parsePrivateKey(data []byte, path string) (crypto.Signer, error) {
 	for rest := data; ; {
 		var block *pem.Block
 		block, rest = pem.Decode(rest)
@@ -410,6 +420,7 @@ func LoadPrivateKey(path string) (crypto.Signer, error) {
 			return nil, fmt.Errorf("ehr: private key %s: no PEM private key block", path)
 		}
 		var key any
+		var err error
 		switch block.Type {
 		case "PRIVATE KEY":
 			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)

@@ -61,6 +61,9 @@ type Engine struct {
 	Logger      *slog.Logger
 	// Now is the clock (tests set it); nil means time.Now.
 	Now func() time.Time
+	// Progress, when set, is called after each outbox item with the pass's
+	// running totals (the CLI draws a progress line on a terminal).
+	Progress func(PushSummary)
 }
 
 // PushSummary counts what a push pass did.
@@ -112,6 +115,9 @@ func (e *Engine) PushOnce(ctx context.Context) (PushSummary, error) {
 					return total, err
 				}
 				total.add(s)
+				if e.Progress != nil {
+					e.Progress(total)
+				}
 			}
 		}
 	}
