@@ -38,10 +38,18 @@ type PullSearcher interface {
 	Search(ctx context.Context, resourceType string, query url.Values) ([]ehr.Entry, error)
 }
 
-// Overlap is how far before the watermark each poll starts again: EHR
-// clocks and commit order are not exact, and a change committed late with an
-// early timestamp must not be missed. Seen changes are recognised by version.
-const Overlap = 2 * time.Minute
+// DefaultOverlap is how far before the watermark each poll starts again
+// unless Engine.Overlap says otherwise: EHR clocks and commit order are not
+// exact, and a change committed late with an early timestamp must not be
+// missed. Changes seen twice are recognised by version.
+const DefaultOverlap = 2 * time.Minute
+
+func (e *Engine) overlap() time.Duration {
+	if e.Overlap > 0 {
+		return e.Overlap
+	}
+	return DefaultOverlap
+}
 
 // PullOnce reads each connection's changes since its watermark: clinicians'
 // changes to goals the adapter wrote, and new referrals to IPS.
@@ -80,7 +88,7 @@ func (e *Engine) changedSince(ctx context.Context, conn *Connection, typ string,
 	if err != nil {
 		return nil, wm, fmt.Errorf("%w: watermark: %w", errStore, err)
 	}
-	since := wm.Add(-Overlap)
+	since := wm.Add(-e.overlap())
 	started := e.now()
 	searcher, ok := conn.EHR.(PullSearcher)
 	if !ok {

@@ -58,7 +58,9 @@ type Engine struct {
 	Owner       string
 	Lease       time.Duration
 	MaxAttempts int
-	Logger      *slog.Logger
+	// Overlap re-reads this far behind each watermark; zero means DefaultOverlap.
+	Overlap time.Duration
+	Logger  *slog.Logger
 	// Now is the clock (tests set it); nil means time.Now.
 	Now func() time.Time
 	// Progress, when set, is called after each outbox item with the pass's

@@ -39,8 +39,10 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"demo", "map a synthetic caseload and show what clinicians and EHRs would receive", runDemo},
+		{"import", "store a caseload JSON file's clients in the IPS store and queue them for the EHRs", runImport},
 		{"map", "map a caseload JSON file to a FHIR R4 Bundle, or a Bundle back (--reverse)", runMap},
 		{"validate", "check FHIR JSON files against base R4 and the ipsfhir profiles", runValidate},
+		{"sync", "sync the IPS store with the configured EHRs (pull clinicians' changes, push IPS work)", runSync},
 	}
 }
 

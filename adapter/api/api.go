@@ -1,0 +1,124 @@
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+
+	"github.com/gorilla/mux"
+
+	"github.com/ipsfhir/ipsfhir/adapter/store"
+	"github.com/ipsfhir/ipsfhir/ips"
+)
+
+// Store is what the API needs of the IPS store: store.Store satisfies it.
+type Store interface {
+	GetClient(ctx context.Context, id string) (*ips.Client, store.Version, error)
+	ListClients(ctx context.Context, after string, limit int) ([]store.Stored, error)
+	SaveClients(ctx context.Context, clients []store.Stored, connections []string) ([]store.Version, error)
+}
+
+// Role is what an API key's holder is allowed to do.
+type Role string
+
+// Roles, as in the configuration's apiKeys[].role.
+const (
+	RoleSpecialist Role = "specialist" // reads and writes IPS records
+	RoleClinician  Role = "clinician"  // reads IPS records
+	RoleAdmin      Role = "admin"      // reads IPS records
+	RoleHIE        Role = "hie"        // no IPS records: de-identified outcomes only, served elsewhere
+)
+
+// Key is one caller: its name (for the access log), role, and the SHA-256
+// of its key. The key itself is never held.
+type Key struct {
+	Name   string
+	Role   Role
+	SHA256 []byte
+}
+
+// Options configure the API handler.
+type Options struct {
+	// Store holds the records; required.
+	Store Store
+	// Connections returns the names of the enabled EHR connections. Every
+	// write enqueues an outbox item for each, in the same transaction as
+	// the record. It is called on each write, so a connection enabled or
+	// disabled while the server runs takes effect at once. nil means none.
+	Connections func() []string
+	// Keys are the callers let in. With none, every request gets 401.
+	Keys []Key
+	// Logger receives one access-log line per request and the causes of
+	// 500s, all patient-free. nil discards them.
+	Logger *slog.Logger
+}
+
+// Limits of the API.
+const (
+	// MaxBodyBytes bounds a request body: one client with years of notes
+	// is well under 1 MiB.
+	MaxBodyBytes = 4 << 20
+	// DefaultPageSize and MaxPageSize bound GET /api/v1/clients.
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+	// writeAttempts is how often an unconditional write is tried when
+	// another write to the same client lands between its read and its save.
+	writeAttempts = 3
+)
+
+// api holds the handler's dependencies; handlers are its methods.
+type api struct {
+	store       Store
+	connections func() []string
+	keys        []Key
+	log         *slog.Logger
+}
+
+// New returns the handler of the records API, /api/v1/… . Every request
+// needs an API key (Authorization: Bearer KEY) whose role allows it.
+func New(o Options) http.Handler {
+	a := &api{store: o.Store, connections: o.Connections, keys: o.Keys, log: o.Logger}
+	if a.connections == nil {
+		a.connections = func() []string { return nil }
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+
+	r := mux.NewRouter()
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeIssues(w, http.StatusNotFound, issue("not-found", "", "no such resource in the records API"))
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeIssues(w, http.StatusMethodNotAllowed, issue("not-supported", "", "this method is not allowed on this resource"))
+	})
+
+	a.handle(r, http.MethodGet, "/api/v1/clients", permRead, a.listClients)
+	a.handle(r, http.MethodPost, "/api/v1/clients", permWrite, a.createClient)
+	a.handle(r, http.MethodGet, "/api/v1/clients/{id}", permRead, a.getClient)
+	a.handle(r, http.MethodPut, "/api/v1/clients/{id}", permWrite, a.putClient)
+	for _, k := range kinds {
+		a.handle(r, http.MethodGet, "/api/v1/clients/{id}/"+k.plural, permRead, a.listRecords(k))
+		a.handle(r, http.MethodPost, "/api/v1/clients/{id}/"+k.plural, permWrite, a.createRecord(k))
+		a.handle(r, http.MethodGet, "/api/v1/clients/{id}/"+k.plural+"/{rid}", permRead, a.getRecord(k))
+		a.handle(r, http.MethodPut, "/api/v1/clients/{id}/"+k.plural+"/{rid}", permWrite, a.putRecord(k))
+	}
+	// Authentication comes before routing, so that without a key nobody
+	// learns which paths exist; authorization is per route.
+	return a.accessLog(a.authenticate(r))
+}
+
+// handle registers a route. The wrapper records the route template for the
+// access log (the path itself holds client ids) and checks that the
+// caller's role has the permission the route needs.
+func (a *api) handle(r *mux.Router, method, tpl string, need permission, h http.HandlerFunc) {
+	r.HandleFunc(tpl, func(w http.ResponseWriter, req *http.Request) {
+		rec := recordOf(req.Context())
+		rec.route = tpl
+		if !rec.caller.Role.may(need) {
+			writeIssues(w, http.StatusForbidden, issue("forbidden", "", "this API key's role may not "+need.verb()+" IPS records"))
+			return
+		}
+		h(w, req)
+	}).Methods(method)
+}

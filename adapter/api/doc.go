@@ -1,0 +1,67 @@
+// Package api serves the records API, /api/v1: the JSON interface through
+// which employment specialists and their scripts keep IPS records (clients,
+// employment goals, supports, jobs), and clinicians and administrators read
+// them.
+//
+// # Resources
+//
+//	GET  /api/v1/clients?after=ID&limit=N        a page of clients, in id order
+//	POST /api/v1/clients                          a new client (201; 409 if the id is taken)
+//	GET  /api/v1/clients/{id}                     one client
+//	PUT  /api/v1/clients/{id}                     the whole client, replaced (or created: 201)
+//	GET  /api/v1/clients/{id}/goals               {"goals": [...]}
+//	POST /api/v1/clients/{id}/goals               a new goal (201)
+//	GET  /api/v1/clients/{id}/goals/{gid}         one goal
+//	PUT  /api/v1/clients/{id}/goals/{gid}         the goal, replaced (or added: 201)
+//	…and the same for supports and jobs.
+//
+// Bodies are in the caseload JSON format (docs/CASELOAD.md): a client is
+// exactly a caseload file's client, a goal a client's goal. They are checked
+// by the same code that checks a caseload file (ips.Decode on a caseload of
+// one client), so the API and a file accept and refuse the same things, with
+// the same messages. A page of GET /api/v1/clients is itself a caseload
+// document; the next page's URL is in the Link header (rel="next").
+//
+// # Writes
+//
+// A client is an aggregate: every write reads the client, applies the
+// change, checks the whole client, and saves it with one store.SaveClients
+// call, which also enqueues one outbox item per enabled connection in the
+// same transaction (the transactional outbox: the record and the work of
+// sending it commit together or not at all). Consent is not decided here:
+// the push worker checks each client's consent when it maps the client,
+// because consent can change while an item waits, and an item carries no
+// data of its own.
+//
+// The client's version is its ETag (records have none of their own: they
+// share the client's). With If-Match a write happens only if the client is
+// still at that version, else 412. Without it, a write that loses a race to
+// another is redone on the fresh client, which is what an unconditional
+// write asks for (409 only if the client keeps changing).
+//
+// # Errors
+//
+// Every error is {"issues": [{"severity", "code", "path", "message"}]}, the
+// issue list of a FHIR OperationOutcome with code from the issue-type value
+// set: 400 a body that is not one JSON value, a bad query; 401 no or an
+// unknown API key; 403 a role that may not do this; 404; 409 a create whose
+// id is taken; 412 If-Match failed; 413; 415; 422 a body that is not a valid
+// client or record, listing every problem with its path relative to the
+// body; 500 with a message that says nothing about the request. Nothing is
+// stored on any error.
+//
+// # Who may call
+//
+// Every request needs an API key, "Authorization: Bearer KEY". Only the
+// keys' SHA-256 sums are configured; a presented key is hashed and compared
+// with each in constant time. Roles: specialist reads and writes records;
+// clinician and admin read; hie may not touch records (403). A missing or
+// unknown key is 401, a known key whose role does not allow the request 403.
+//
+// # Logs
+//
+// One access-log line per request: method, route template
+// (/api/v1/clients/{id}, never the path, which holds ids), status, duration
+// and the caller's key name. Query strings, bodies, keys and ids are never
+// logged; a 500's cause is logged with the request's ids replaced by {id}.
+package api

@@ -1,0 +1,712 @@
+package config
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ipsfhir/ipsfhir/ips"
+	"github.com/ipsfhir/ipsfhir/mappings"
+)
+
+// Config is the whole configuration of one ipsfhir deployment. The yaml
+// tags are the key names of the file (see doc.go and docs/CONFIG.md).
+type Config struct {
+	Program     Program      `yaml:"program"`
+	Store       Store        `yaml:"store"`
+	Consent     Consent      `yaml:"consent"`
+	Server      Server       `yaml:"server"`
+	APIKeys     []APIKey     `yaml:"apiKeys"`
+	Telemetry   Telemetry    `yaml:"telemetry"`
+	Sync        Sync         `yaml:"sync"`
+	Connections []Connection `yaml:"connections"`
+}
+
+// Program names the IPS program this deployment serves.
+type Program struct {
+	// ID scopes the business identifiers of every FHIR resource the adapter
+	// writes (urn:ipsfhir:{id}:goal …). Changing it orphans what was synced.
+	ID   string `yaml:"id"`
+	Name string `yaml:"name"`
+}
+
+// Store drivers.
+const (
+	DriverSQLite   = "sqlite"
+	DriverPostgres = "postgres"
+)
+
+// Store says which IPS store to open.
+type Store struct {
+	Driver string `yaml:"driver"`
+	// DSN is a file name for sqlite; a PostgreSQL URL or key=value string
+	// for postgres, given by reference when it holds a password.
+	DSN Value `yaml:"dsn"`
+}
+
+// Consent holds the program's defaults for clients whose consent omits a
+// field (ips.Consent: a nil field means "the program's default").
+type Consent struct {
+	EHR bool `yaml:"ehr"`
+	HIE bool `yaml:"hie"`
+}
+
+// AllowsEHR reports whether c's data may go to clinic EHRs: the client's
+// own answer, or the program's default when the client gave none.
+func (d Consent) AllowsEHR(c *ips.Client) bool {
+	if c.Consent != nil && c.Consent.EHR != nil {
+		return *c.Consent.EHR
+	}
+	return d.EHR
+}
+
+// AllowsHIE reports whether c's de-identified outcomes may go to HIEs.
+func (d Consent) AllowsHIE(c *ips.Client) bool {
+	if c.Consent != nil && c.Consent.HIE != nil {
+		return *c.Consent.HIE
+	}
+	return d.HIE
+}
+
+// Server configures the HTTP listener.
+type Server struct {
+	Listen string `yaml:"listen"`
+}
+
+// API key roles.
+const (
+	RoleSpecialist = "specialist" // reads and writes IPS records
+	RoleClinician  = "clinician"  // reads IPS records
+	RoleAdmin      = "admin"      // reads records; runs connections, plans, dead letters
+	RoleHIE        = "hie"        // de-identified outcomes only, never records
+)
+
+// APIKey is one caller of the API. Only the SHA-256 of the key is kept, so
+// the file (and anything that prints it) cannot be used to call the API.
+type APIKey struct {
+	Name string `yaml:"name"`
+	Role string `yaml:"role"`
+	// SHA256 is the key's SHA-256, 64 hexadecimal digits.
+	SHA256 string `yaml:"sha256"`
+}
+
+// Sum returns the key's SHA-256 as bytes, or nil when SHA256 is not 64
+// hexadecimal digits (Validate refuses that).
+func (k APIKey) Sum() []byte {
+	b, err := hex.DecodeString(k.SHA256)
+	if err != nil || len(b) != 32 {
+		return nil
+	}
+	return b
+}
+
+// Telemetry configures traces, metrics and logs.
+type Telemetry struct {
+	// OTLPEndpoint is an OTLP/HTTP collector URL; empty exports nothing.
+	OTLPEndpoint string `yaml:"otlpEndpoint"`
+	ServiceName  string `yaml:"serviceName"`
+	LogLevel     string `yaml:"logLevel"`
+}
+
+// SlogLevel returns LogLevel as a slog level (info for an unknown name,
+// which Validate refuses).
+func (t Telemetry) SlogLevel() slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(t.LogLevel)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+// Sync tunes the sync engine.
+type Sync struct {
+	// PollInterval is how often each connection is polled for changes.
+	PollInterval time.Duration `yaml:"pollInterval"`
+	// Overlap re-reads this far behind the last watermark, for EHR clocks
+	// and commits that land late.
+	Overlap time.Duration `yaml:"overlap"`
+	// MaxAttempts failed pushes make an outbox item a dead letter.
+	MaxAttempts int `yaml:"maxAttempts"`
+	// Workers push outbox items in parallel per replica.
+	Workers int `yaml:"workers"`
+	// LeaseFor is how long a worker holds an outbox item before another
+	// replica may take it over.
+	LeaseFor time.Duration `yaml:"leaseFor"`
+}
+
+// Connection is one clinic EHR.
+type Connection struct {
+	Name        string `yaml:"name"`
+	FHIRBaseURL string `yaml:"fhirBaseUrl"`
+	// Enabled connections get outbox items and are synced; a disabled one
+	// is configured (and checkable) but left alone.
+	Enabled bool `yaml:"enabled"`
+	Auth    Auth `yaml:"auth"`
+	// CAFile is a PEM bundle of CAs to trust for this EHR, added to the
+	// system's; empty trusts the system's only.
+	CAFile string `yaml:"caFile"`
+	// PatientSystem is the EHR's Patient identifier system, used to turn a
+	// referral whose subject is Patient/{id} into a client identifier.
+	PatientSystem string `yaml:"patientSystem"`
+	// ReferralCodes mark a ServiceRequest as a referral to IPS.
+	ReferralCodes []Coding `yaml:"referralCodes"`
+	// PRAPARE adds the PRAPARE employment answer to each employment status.
+	PRAPARE bool    `yaml:"prapare"`
+	Winners Winners `yaml:"winners"`
+}
+
+// setDefaults gives a connection read from a file its defaults before the
+// file's keys are applied.
+func (c *Connection) setDefaults() {
+	c.Winners = DefaultWinners
+	c.ReferralCodes = defaultReferralCodes()
+}
+
+// ReferralCodings returns ReferralCodes as domain codings.
+func (c Connection) ReferralCodings() []ips.Coding {
+	out := make([]ips.Coding, len(c.ReferralCodes))
+	for i, rc := range c.ReferralCodes {
+		out[i] = ips.Coding{System: rc.System, Code: rc.Code, Display: rc.Display}
+	}
+	return out
+}
+
+// Auth types.
+const (
+	AuthNone         = "none"
+	AuthBearer       = "bearer"
+	AuthSMARTBackend = "smart-backend"
+)
+
+// Auth says how the adapter authenticates to an EHR.
+type Auth struct {
+	Type string `yaml:"type"`
+	// Token is the bearer token (type bearer).
+	Token Secret `yaml:"token"`
+	// The rest is SMART Backend Services (type smart-backend): a signed JWT
+	// assertion exchanged for an access token.
+	ClientID   string   `yaml:"clientId"`
+	PrivateKey Secret   `yaml:"privateKey"` // PEM
+	KeyID      string   `yaml:"keyId"`      // "kid" of the JWT header; empty: the key's JWK thumbprint (RFC 7638)
+	Alg        string   `yaml:"alg"`        // RS384 or ES384, the two SMART requires servers to accept
+	Scopes     []string `yaml:"scopes"`
+	// TokenURL overrides the token endpoint found in the EHR's
+	// .well-known/smart-configuration.
+	TokenURL string `yaml:"tokenUrl"`
+}
+
+// Coding is a code in a code system.
+type Coding struct {
+	System  string `yaml:"system"`
+	Code    string `yaml:"code"`
+	Display string `yaml:"display"`
+}
+
+func defaultReferralCodes() []Coding {
+	out := make([]Coding, len(mappings.DefaultReferralCodes))
+	for i, c := range mappings.DefaultReferralCodes {
+		out[i] = Coding{System: c.System, Code: c.Code, Display: c.Display}
+	}
+	return out
+}
+
+// Side names a side of a sync: the IPS program or the clinic EHR.
+type Side string
+
+// Sides.
+const (
+	SideIPS Side = "ips"
+	SideEHR Side = "ehr"
+)
+
+// Winners says which side's value is applied when both sides changed a
+// goal field since the last sync. Either way both values are kept in a
+// conflict record for an administrator; the winner only decides what takes
+// effect meanwhile.
+type Winners struct {
+	GoalStatus      Side `yaml:"goalStatus"`
+	GoalAchievement Side `yaml:"goalAchievement"`
+	GoalNotes       Side `yaml:"goalNotes"`
+	GoalDescription Side `yaml:"goalDescription"`
+	GoalTarget      Side `yaml:"goalTarget"`
+}
+
+// DefaultWinners gives the clinical side the clinical status (lifecycle and
+// achievement) and the notes clinicians write, and the IPS side the goal in
+// the client's words and its target, which the specialist records with the
+// client.
+var DefaultWinners = Winners{GoalStatus: SideEHR, GoalAchievement: SideEHR, GoalNotes: SideEHR, GoalDescription: SideIPS, GoalTarget: SideIPS}
+
+// Defaults of keys the file may leave out.
+const (
+	DefaultListen       = "127.0.0.1:8080" // loopback: nothing is exposed until someone decides to
+	DefaultSQLiteDSN    = "ipsfhir.db"
+	DefaultServiceName  = "ipsfhir"
+	DefaultLogLevel     = "info"
+	DefaultPollInterval = 5 * time.Minute
+	DefaultOverlap      = 2 * time.Minute
+	DefaultMaxAttempts  = 8
+	DefaultWorkers      = 2
+	DefaultLeaseFor     = 2 * time.Minute
+)
+
+// Default returns the configuration an empty file gives: program "local",
+// an SQLite store in ipsfhir.db, consent to EHR sharing but not HIE sharing
+// by default, the API on loopback, no API keys (so no caller is let in), no
+// telemetry export and no connections.
+func Default() *Config {
+	c := defaults()
+	c.fill()
+	return c
+}
+
+// defaults are the defaults that do not depend on other keys.
+func defaults() *Config {
+	return &Config{
+		Program:   Program{ID: ips.DefaultProgramID},
+		Store:     Store{Driver: DriverSQLite},
+		Consent:   Consent{EHR: true, HIE: false},
+		Server:    Server{Listen: DefaultListen},
+		Telemetry: Telemetry{ServiceName: DefaultServiceName, LogLevel: DefaultLogLevel},
+		Sync: Sync{PollInterval: DefaultPollInterval, Overlap: DefaultOverlap, MaxAttempts: DefaultMaxAttempts,
+			Workers: DefaultWorkers, LeaseFor: DefaultLeaseFor},
+	}
+}
+
+// fill applies defaults that depend on other keys: only SQLite has a
+// default DSN (a PostgreSQL store must be named).
+func (c *Config) fill() {
+	if c.Store.Driver == DriverSQLite && c.Store.DSN.IsZero() {
+		c.Store.DSN = Value{Plain: DefaultSQLiteDSN}
+	}
+}
+
+// Load reads and checks the configuration file at path. Relative file names
+// in it (the SQLite file, secret files, CA files) are taken relative to the
+// file's directory, so the service finds them whatever its working
+// directory. On any problem it returns a *ValidationError listing all.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read configuration: %w", err)
+	}
+	c, err := Parse(data)
+	var ve *ValidationError
+	if errors.As(err, &ve) {
+		ve.File = path
+		return nil, ve
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.relativeTo(filepath.Dir(path))
+	return c, nil
+}
+
+// Parse decodes and checks a configuration. Unknown keys, values of the
+// wrong type, inline secrets and every rule Validate checks are problems;
+// on any it returns a *ValidationError listing all of them with their key
+// paths and lines. Relative file names stay relative to the working
+// directory.
+func Parse(data []byte) (*Config, error) {
+	c := defaults()
+	d := decodeDocument(data, c)
+	c.fill()
+	ps := d.ps
+	for _, p := range c.problems() {
+		if !d.ps.covered(p.Path) {
+			ps = append(ps, p)
+		}
+	}
+	for i := range ps {
+		ps[i].Line = d.lineOf(ps[i].Path)
+	}
+	if err := ps.err(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// lineOf finds the line of path's key, or of its nearest enclosing key.
+func (d *decoder) lineOf(path string) int {
+	for path != "" {
+		if l, ok := d.lines[path]; ok {
+			return l
+		}
+		cut := strings.LastIndexAny(path, ".[")
+		if cut < 0 {
+			return 0
+		}
+		path = path[:cut]
+	}
+	return 0
+}
+
+// relativeTo makes relative file names relative to dir.
+func (c *Config) relativeTo(dir string) {
+	abs := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	if c.Store.Driver == DriverSQLite {
+		c.Store.DSN.Plain = abs(c.Store.DSN.Plain)
+	}
+	c.Store.DSN.Ref.File = abs(c.Store.DSN.Ref.File)
+	for i := range c.Connections {
+		cn := &c.Connections[i]
+		cn.CAFile = abs(cn.CAFile)
+		cn.Auth.Token.File = abs(cn.Auth.Token.File)
+		cn.Auth.PrivateKey.File = abs(cn.Auth.PrivateKey.File)
+	}
+}
+
+// EnabledConnections returns the names of the enabled connections, in file
+// order: the connections a change to a client is queued for.
+func (c *Config) EnabledConnections() []string {
+	var out []string
+	for _, cn := range c.Connections {
+		if cn.Enabled {
+			out = append(out, cn.Name)
+		}
+	}
+	return out
+}
+
+// Connection returns the connection named name, or nil.
+func (c *Config) Connection(name string) *Connection {
+	for i := range c.Connections {
+		if c.Connections[i].Name == name {
+			return &c.Connections[i]
+		}
+	}
+	return nil
+}
+
+// Validate checks the rules of a configuration built in code or read from a
+// file, and returns a *ValidationError listing every problem with its key
+// path, or nil. (Parse also checks what only a file can get wrong: unknown
+// keys, wrong types, inline secrets.)
+func (c *Config) Validate() error { return c.problems().err() }
+
+var (
+	programIDPattern      = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
+	connectionNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+	envNamePattern        = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	hexSHA256Pattern      = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+	// A key=value PostgreSQL DSN names its password as password=…
+	kvPasswordPattern = regexp.MustCompile(`(?i)(^|\s)password\s*=`)
+)
+
+func (c *Config) problems() problems {
+	var ps problems
+	if !programIDPattern.MatchString(c.Program.ID) {
+		ps.add("program.id", "must be 1 to 64 letters, digits, '-' or '.'")
+	}
+	c.storeProblems(&ps)
+	c.serverProblems(&ps)
+	c.apiKeyProblems(&ps)
+	c.telemetryProblems(&ps)
+	c.syncProblems(&ps)
+	names := map[string]int{}
+	for i := range c.Connections {
+		p := index("connections", i)
+		cn := &c.Connections[i]
+		if j, dup := names[cn.Name]; dup && cn.Name != "" {
+			ps.add(child(p, "name"), "is the name of connections[%d] too; names must be unique", j)
+		} else {
+			names[cn.Name] = i
+		}
+		cn.problems(p, &ps)
+	}
+	return ps
+}
+
+func (c *Config) storeProblems(ps *problems) {
+	dsn := c.Store.DSN
+	secretProblems(ps, "store.dsn", dsn.Ref, false)
+	switch c.Store.Driver {
+	case DriverSQLite:
+		p := dsn.Plain
+		if dsn.Ref.IsZero() && (p == "" || p == ":memory:" || strings.HasPrefix(p, "file:") || strings.Contains(p, "?")) {
+			ps.add("store.dsn", "must be a plain file name for sqlite (no file: URI, ?options or :memory:)")
+		}
+	case DriverPostgres:
+		switch {
+		case dsn.IsZero():
+			ps.add("store.dsn", "is required for postgres: a DSN without a password, or {env: NAME} or {file: PATH}")
+		case dsn.Ref.IsZero():
+			has, ok := dsnHasPassword(dsn.Plain)
+			if !ok {
+				ps.add("store.dsn", "is not a valid PostgreSQL URL")
+			} else if has {
+				ps.add("store.dsn", "holds a password, which is refused in the file: give the DSN by reference as {env: NAME} or {file: PATH}")
+			}
+		}
+	default:
+		ps.add("store.driver", "must be one of: sqlite, postgres")
+	}
+}
+
+// dsnHasPassword reports whether a PostgreSQL DSN (URL or key=value) holds
+// a password; ok is false for a URL that does not parse.
+func dsnHasPassword(dsn string) (has, ok bool) {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return false, false // url's error quotes the DSN: not passed on
+		}
+		if _, set := u.User.Password(); set {
+			return true, true
+		}
+		return u.Query().Has("password"), true
+	}
+	return kvPasswordPattern.MatchString(dsn), true
+}
+
+func (c *Config) serverProblems(ps *problems) {
+	host, port, err := net.SplitHostPort(c.Server.Listen)
+	if err != nil {
+		ps.add("server.listen", "must be host:port, such as 127.0.0.1:8080 or :8080")
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		ps.add("server.listen", "must end in a port number from 0 to 65535")
+	}
+	if host != "" && strings.ContainsAny(host, " /") {
+		ps.add("server.listen", "must be host:port, such as 127.0.0.1:8080 or :8080")
+	}
+}
+
+func (c *Config) apiKeyProblems(ps *problems) {
+	names := map[string]int{}
+	sums := map[string]int{}
+	for i, k := range c.APIKeys {
+		p := index("apiKeys", i)
+		if k.Name == "" {
+			ps.add(child(p, "name"), "is required: it names the caller in the access log")
+		} else if j, dup := names[k.Name]; dup {
+			ps.add(child(p, "name"), "is the name of apiKeys[%d] too; names must be unique", j)
+		} else {
+			names[k.Name] = i
+		}
+		switch k.Role {
+		case RoleSpecialist, RoleClinician, RoleAdmin, RoleHIE:
+		case "":
+			ps.add(child(p, "role"), "is required: one of specialist, clinician, admin, hie")
+		default:
+			ps.add(child(p, "role"), "must be one of: specialist, clinician, admin, hie")
+		}
+		switch {
+		case k.SHA256 == "":
+			ps.add(child(p, "sha256"), "is required: the key's SHA-256 as 64 hexadecimal digits")
+		case !hexSHA256Pattern.MatchString(k.SHA256):
+			// Someone may have pasted the key itself: say how to hash it.
+			ps.add(child(p, "sha256"), "must be the key's SHA-256 as 64 hexadecimal digits (printf %%s \"$KEY\" | sha256sum); the key itself never goes in the file")
+		default:
+			sum := strings.ToLower(k.SHA256)
+			if j, dup := sums[sum]; dup {
+				ps.add(child(p, "sha256"), "is the same key as apiKeys[%d]; give each caller a key of its own", j)
+			} else {
+				sums[sum] = i
+			}
+		}
+	}
+}
+
+func (c *Config) telemetryProblems(ps *problems) {
+	t := c.Telemetry
+	if t.OTLPEndpoint != "" {
+		// Plain http is allowed: telemetry carries no patient data (a rule
+		// the telemetry package enforces), and collectors commonly listen
+		// on http inside a pod or compose network.
+		u, err := url.Parse(t.OTLPEndpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			ps.add("telemetry.otlpEndpoint", "must be an http or https URL of an OTLP/HTTP collector, or empty for no export")
+		} else if u.User != nil {
+			ps.add("telemetry.otlpEndpoint", "must not hold a user name or password")
+		}
+	}
+	if t.ServiceName == "" {
+		ps.add("telemetry.serviceName", "must not be empty")
+	}
+	switch t.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		ps.add("telemetry.logLevel", "must be one of: debug, info, warn, error")
+	}
+}
+
+func (c *Config) syncProblems(ps *problems) {
+	s := c.Sync
+	if s.PollInterval < time.Second {
+		ps.add("sync.pollInterval", "must be at least 1s")
+	}
+	if s.Overlap < 0 {
+		ps.add("sync.overlap", "must not be negative")
+	}
+	if s.MaxAttempts < 1 {
+		ps.add("sync.maxAttempts", "must be at least 1")
+	}
+	if s.Workers < 1 {
+		ps.add("sync.workers", "must be at least 1")
+	}
+	if s.LeaseFor < time.Second {
+		ps.add("sync.leaseFor", "must be at least 1s")
+	}
+}
+
+func (cn *Connection) problems(p string, ps *problems) {
+	switch {
+	case cn.Name == "":
+		ps.add(child(p, "name"), "is required")
+	case !connectionNamePattern.MatchString(cn.Name):
+		ps.add(child(p, "name"), "must be 1 to 63 lower-case letters, digits or '-', starting with a letter or digit")
+	}
+	if cn.FHIRBaseURL == "" {
+		ps.add(child(p, "fhirBaseUrl"), "is required: the EHR's FHIR R4 base URL")
+	} else {
+		urlProblems(ps, child(p, "fhirBaseUrl"), cn.FHIRBaseURL)
+	}
+	cn.Auth.problems(child(p, "auth"), ps)
+	if cn.PatientSystem != "" && !isAbsoluteURI(cn.PatientSystem) {
+		ps.add(child(p, "patientSystem"), "must be an absolute URI, such as urn:oid:… or https://…")
+	}
+	if len(cn.ReferralCodes) == 0 {
+		ps.add(child(p, "referralCodes"), "must list at least one code; leave the key out for the default")
+	}
+	for i, rc := range cn.ReferralCodes {
+		rp := index(child(p, "referralCodes"), i)
+		if rc.System == "" {
+			ps.add(child(rp, "system"), "is required")
+		} else if !isAbsoluteURI(rc.System) {
+			ps.add(child(rp, "system"), "must be an absolute URI")
+		}
+		if rc.Code == "" {
+			ps.add(child(rp, "code"), "is required")
+		}
+	}
+	wp := child(p, "winners")
+	for _, w := range []struct {
+		key  string
+		side Side
+	}{{"goalStatus", cn.Winners.GoalStatus}, {"goalAchievement", cn.Winners.GoalAchievement}, {"goalNotes", cn.Winners.GoalNotes},
+		{"goalDescription", cn.Winners.GoalDescription}, {"goalTarget", cn.Winners.GoalTarget}} {
+		if w.side != SideIPS && w.side != SideEHR {
+			ps.add(child(wp, w.key), "must be ips or ehr")
+		}
+	}
+}
+
+func (a *Auth) problems(p string, ps *problems) {
+	notUsed := func(key string, given bool) {
+		if given {
+			ps.add(child(p, key), "is not used with auth type %s", a.Type)
+		}
+	}
+	secretProblems(ps, child(p, "token"), a.Token, a.Type == AuthBearer)
+	secretProblems(ps, child(p, "privateKey"), a.PrivateKey, a.Type == AuthSMARTBackend)
+	switch a.Type {
+	case AuthNone, AuthBearer:
+		if a.Type == AuthNone {
+			notUsed("token", !a.Token.IsZero())
+		}
+		notUsed("clientId", a.ClientID != "")
+		notUsed("privateKey", !a.PrivateKey.IsZero())
+		notUsed("keyId", a.KeyID != "")
+		notUsed("alg", a.Alg != "")
+		notUsed("scopes", len(a.Scopes) > 0)
+		notUsed("tokenUrl", a.TokenURL != "")
+	case AuthSMARTBackend:
+		notUsed("token", !a.Token.IsZero())
+		if a.ClientID == "" {
+			ps.add(child(p, "clientId"), "is required for smart-backend: the client id the EHR registered")
+		}
+		switch a.Alg {
+		case "RS384", "ES384":
+		case "":
+			ps.add(child(p, "alg"), "is required for smart-backend: RS384 or ES384")
+		default:
+			ps.add(child(p, "alg"), "must be RS384 or ES384")
+		}
+		if len(a.Scopes) == 0 {
+			ps.add(child(p, "scopes"), "must list the scopes to request, such as system/Goal.rs")
+		}
+		for i, s := range a.Scopes {
+			if s == "" || strings.ContainsAny(s, " \t\n") {
+				ps.add(index(child(p, "scopes"), i), "must be one scope, without spaces")
+			}
+		}
+		if a.TokenURL != "" {
+			urlProblems(ps, child(p, "tokenUrl"), a.TokenURL)
+		}
+	case "":
+		ps.add(child(p, "type"), "is required: none, bearer or smart-backend")
+	default:
+		ps.add(child(p, "type"), "must be one of: none, bearer, smart-backend")
+	}
+}
+
+// secretProblems checks a secret reference; required says it must be given.
+func secretProblems(ps *problems, path string, s Secret, required bool) {
+	switch {
+	case s.IsZero():
+		if required {
+			ps.add(path, "is required: give it by reference as {env: NAME} or {file: PATH}")
+		}
+	case s.Env != "" && s.File != "":
+		ps.add(path, "must give env or file, not both")
+	case s.Env != "" && !envNamePattern.MatchString(s.Env):
+		ps.add(child(path, "env"), "must be an environment variable name (letters, digits, '_')")
+	}
+}
+
+// urlProblems checks a URL the adapter sends patient data or credentials
+// to: absolute, no credentials in it, and https unless the host is this
+// machine (plain http elsewhere would put both on the network in clear).
+func urlProblems(ps *problems, path, s string) {
+	u, err := url.Parse(s)
+	if err != nil || !u.IsAbs() || u.Host == "" {
+		ps.add(path, "must be an absolute URL, such as https://ehr.example.org/fhir/R4")
+		return
+	}
+	if u.User != nil {
+		ps.add(path, "must not hold a user name or password: credentials go in auth")
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		ps.add(path, "must not have a query or fragment")
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !isLoopback(u.Hostname()) {
+			ps.add(path, "must use https: plain http is allowed only to a loopback host (localhost, 127.0.0.0/8, [::1])")
+		}
+	default:
+		ps.add(path, "must be an https URL (or http to a loopback host)")
+	}
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+func isAbsoluteURI(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && u.Scheme != "" && !strings.ContainsAny(s, " \t\n")
+}

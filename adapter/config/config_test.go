@@ -1,0 +1,401 @@
+package config_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ipsfhir/ipsfhir/adapter/config"
+	"github.com/ipsfhir/ipsfhir/ips"
+)
+
+const examplePath = "../../testdata/config/example.yaml"
+
+func TestExampleValidates(t *testing.T) {
+	c, err := config.Load(examplePath)
+	if err != nil {
+		t.Fatalf("the example configuration does not validate:\n%v", err)
+	}
+	if c.Program.ID != "riverside-ips" || len(c.Connections) != 3 || len(c.APIKeys) != 2 {
+		t.Errorf("example read wrongly: %+v", c)
+	}
+	if got := c.EnabledConnections(); !cmp.Equal(got, []string{"clinic-a"}) {
+		t.Errorf("EnabledConnections = %v, want [clinic-a]", got)
+	}
+	epic := c.Connection("riverside-epic")
+	if epic == nil || epic.Auth.Type != config.AuthSMARTBackend || epic.Auth.Alg != "RS384" || len(epic.ReferralCodes) != 2 {
+		t.Fatalf("riverside-epic read wrongly: %+v", epic)
+	}
+	// Relative file names are relative to the configuration file.
+	dir, _ := filepath.Abs(filepath.Dir(examplePath))
+	if got, _ := filepath.Abs(epic.Auth.PrivateKey.File); got != filepath.Join(dir, "secrets", "riverside-epic.pem") {
+		t.Errorf("privateKey file = %s, want it under %s", epic.Auth.PrivateKey.File, dir)
+	}
+	if got, _ := filepath.Abs(c.Store.DSN.Plain); got != filepath.Join(dir, "ipsfhir.db") {
+		t.Errorf("sqlite dsn = %s, want it under %s", c.Store.DSN.Plain, dir)
+	}
+	// A connection that says nothing of winners or referral codes gets the defaults.
+	a := c.Connection("clinic-a")
+	if a.Winners != config.DefaultWinners || len(a.ReferralCodings()) != 1 || a.ReferralCodings()[0].Code != "employment-status" {
+		t.Errorf("clinic-a defaults: %+v", a)
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate of a loaded configuration: %v", err)
+	}
+	if len(c.APIKeys[0].Sum()) != 32 {
+		t.Error("APIKey.Sum is not 32 bytes")
+	}
+}
+
+func TestEmptyFileGivesDefaults(t *testing.T) {
+	for _, doc := range []string{"", "# nothing but a comment\n", "---\n"} {
+		c, err := config.Parse([]byte(doc))
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", doc, err)
+		}
+		if d := cmp.Diff(config.Default(), c); d != "" {
+			t.Errorf("Parse(%q) differs from Default (-want +got):\n%s", doc, d)
+		}
+	}
+	d := config.Default()
+	if err := d.Validate(); err != nil {
+		t.Fatalf("Default does not validate: %v", err)
+	}
+	if d.Server.Listen != "127.0.0.1:8080" || d.Program.ID != "local" || !d.Consent.EHR || d.Consent.HIE ||
+		d.Store.Driver != "sqlite" || d.Sync.PollInterval != 5*time.Minute || d.Sync.MaxAttempts != 8 {
+		t.Errorf("unexpected defaults: %+v", d)
+	}
+	// A key given as null keeps its default.
+	c, err := config.Parse([]byte("server:\n  listen:\nsync: {workers: null}\n"))
+	if err != nil || c.Server.Listen != config.DefaultListen || c.Sync.Workers != config.DefaultWorkers {
+		t.Errorf("null keys: %v %+v", err, c)
+	}
+}
+
+// problemsOf parses doc and returns its problems, failing t if it is valid.
+func problemsOf(t *testing.T, doc string) []config.Problem {
+	t.Helper()
+	_, err := config.Parse([]byte(doc))
+	var ve *config.ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("Parse accepted (or failed otherwise: %v):\n%s", err, doc)
+	}
+	return ve.Problems
+}
+
+func hasProblem(ps []config.Problem, path, msg string) bool {
+	for _, p := range ps {
+		if p.Path == path && strings.Contains(p.Message, msg) {
+			return true
+		}
+	}
+	return false
+}
+
+// conn is a valid connection to build broken ones from.
+const conn = `connections:
+  - name: clinic-a
+    fhirBaseUrl: https://ehr.example.org/fhir/R4
+    auth: {type: none}
+`
+
+func TestEveryKindOfMistakeNamesItsKey(t *testing.T) {
+	cases := []struct {
+		name, doc, path, msg string
+	}{
+		// Unknown keys at several depths.
+		{"unknown top-level key", "programme: {id: x}\n", "programme", "unknown key (did you mean program?)"},
+		{"unknown key depth 2", "store: {drvier: sqlite}\n", "store.drvier", "unknown key"},
+		{"unknown key depth 3", conn + "    tls: {}\n", "connections[0].tls", "unknown key"},
+		{"unknown key depth 4", strings.Replace(conn, "{type: none}", "{tpye: none}", 1), "connections[0].auth.tpye", "unknown key (did you mean type?)"},
+		{"unknown key depth 5", conn + "    referralCodes: [{sytem: 'urn:x', code: a}]\n", "connections[0].referralCodes[0].sytem", "unknown key (did you mean system?)"},
+		{"unknown key in a secret", strings.Replace(conn, "{type: none}", "{type: bearer, token: {environment: TOKEN}}", 1), "connections[0].auth.token.environment", "unknown key"},
+		{"key given twice", "sync:\n  workers: 2\n  workers: 3\n", "sync.workers", "more than once"},
+		{"merge key", "base: &b {type: none}\n", "base", "unknown key"},
+		{"merge key in a mapping", conn + "    winners: {<<: {goalStatus: ips}}\n", "connections[0].winners", "merge key"},
+
+		// Wrong types.
+		{"string for an int", "sync: {workers: two}\n", "sync.workers", "must be a whole number, not a string"},
+		{"fraction for an int", "sync: {maxAttempts: 2.5}\n", "sync.maxAttempts", "must be a whole number"},
+		{"number for a duration", "sync: {pollInterval: 300}\n", "sync.pollInterval", "must be a duration"},
+		{"bad duration", "sync: {leaseFor: 2 minutes}\n", "sync.leaseFor", "must be a duration"},
+		{"yes for a bool", conn + "    enabled: yes\n", "connections[0].enabled", "must be true or false"},
+		{"list for a mapping", "server: [127.0.0.1]\n", "server", "must be a mapping"},
+		{"mapping for a list", "connections: {name: a}\n", "connections", "must be a list"},
+		{"number for a string", "program: {id: 42}\n", "program.id", "must be a string, not a whole number (put it in quotes"},
+		{"list for a string", conn + "    caFile: [a, b]\n", "connections[0].caFile", "must be a string, not a list"},
+		{"root not a mapping", "- a\n- b\n", "", "must be a mapping"},
+
+		// Bad enums.
+		{"driver", "store: {driver: mysql, dsn: x}\n", "store.driver", "must be one of: sqlite, postgres"},
+		{"role", "apiKeys: [{name: a, role: superuser, sha256: " + strings.Repeat("ab", 32) + "}]\n", "apiKeys[0].role", "must be one of"},
+		{"auth type", strings.Replace(conn, "{type: none}", "{type: basic}", 1), "connections[0].auth.type", "must be one of: none, bearer, smart-backend"},
+		{"alg", strings.Replace(conn, "{type: none}", "{type: smart-backend, clientId: c, privateKey: {file: k.pem}, keyId: k, alg: HS256, scopes: [system/Goal.rs]}", 1), "connections[0].auth.alg", "must be RS384 or ES384"},
+		{"winner", conn + "    winners: {goalStatus: clinic}\n", "connections[0].winners.goalStatus", "must be ips or ehr"},
+		{"log level", "telemetry: {logLevel: verbose}\n", "telemetry.logLevel", "must be one of"},
+
+		// Duplicates.
+		{"duplicate connection name", conn + "  - {name: clinic-a, fhirBaseUrl: 'https://b.example/fhir', auth: {type: none}}\n", "connections[1].name", "names must be unique"},
+		{"duplicate API key", "apiKeys:\n  - {name: a, role: admin, sha256: " + strings.Repeat("ab", 32) + "}\n  - {name: b, role: admin, sha256: " + strings.Repeat("AB", 32) + "}\n", "apiKeys[1].sha256", "same key as apiKeys[0]"},
+		{"duplicate API key name", "apiKeys:\n  - {name: a, role: admin, sha256: " + strings.Repeat("ab", 32) + "}\n  - {name: a, role: admin, sha256: " + strings.Repeat("cd", 32) + "}\n", "apiKeys[1].name", "names must be unique"},
+
+		// Bad values.
+		{"bad connection name", strings.Replace(conn, "clinic-a", "Clinic_A", 1), "connections[0].name", "lower-case"},
+		{"not a URL", strings.Replace(conn, "https://ehr.example.org/fhir/R4", "ehr.example.org/fhir", 1), "connections[0].fhirBaseUrl", "must be an absolute URL"},
+		{"ftp URL", strings.Replace(conn, "https://", "ftp://", 1), "connections[0].fhirBaseUrl", "must be an https URL"},
+		{"http to a remote host", strings.Replace(conn, "https://", "http://", 1), "connections[0].fhirBaseUrl", "must use https"},
+		{"http token URL to a remote host", strings.Replace(conn, "{type: none}", "{type: smart-backend, clientId: c, privateKey: {file: k.pem}, keyId: k, alg: ES384, scopes: [system/Goal.rs], tokenUrl: 'http://auth.example.org/token'}", 1), "connections[0].auth.tokenUrl", "must use https"},
+		{"URL with a query", strings.Replace(conn, "/fhir/R4", "/fhir/R4?x=1", 1), "connections[0].fhirBaseUrl", "query"},
+		{"listen", "server: {listen: 'localhost'}\n", "server.listen", "host:port"},
+		{"negative overlap", "sync: {overlap: -1m}\n", "sync.overlap", "must not be negative"},
+		{"zero workers", "sync: {workers: 0}\n", "sync.workers", "at least 1"},
+		{"program id", "program: {id: 'river side'}\n", "program.id", "letters, digits"},
+		{"sqlite memory", "store: {driver: sqlite, dsn: ':memory:'}\n", "store.dsn", "plain file name"},
+		{"empty referral codes", conn + "    referralCodes: []\n", "connections[0].referralCodes", "at least one code"},
+		{"scope with a space", strings.Replace(conn, "{type: none}", "{type: smart-backend, clientId: c, privateKey: {file: k.pem}, keyId: k, alg: RS384, scopes: ['system/Goal.rs system/Patient.rs']}", 1), "connections[0].auth.scopes[0]", "without spaces"},
+		{"both env and file", strings.Replace(conn, "{type: none}", "{type: bearer, token: {env: A, file: b}}", 1), "connections[0].auth.token", "not both"},
+		{"env name", strings.Replace(conn, "{type: none}", "{type: bearer, token: {env: 'MY-TOKEN'}}", 1), "connections[0].auth.token.env", "environment variable name"},
+		{"key for another auth type", strings.Replace(conn, "{type: none}", "{type: bearer, token: {env: T}, clientId: c}", 1), "connections[0].auth.clientId", "not used with auth type bearer"},
+		{"not a hash", "apiKeys: [{name: a, role: admin, sha256: my-secret-key}]\n", "apiKeys[0].sha256", "64 hexadecimal digits"},
+
+		// Inline secrets.
+		{"inline token", strings.Replace(conn, "{type: none}", "{type: bearer, token: abc}", 1), "connections[0].auth.token", "inline secret"},
+		{"inline private key", strings.Replace(conn, "{type: none}", "{type: smart-backend, clientId: c, privateKey: '-----BEGIN', keyId: k, alg: RS384, scopes: [s]}", 1), "connections[0].auth.privateKey", "inline secret"},
+		{"password in a postgres URL", "store: {driver: postgres, dsn: 'postgres://ips:pw@db/ips'}\n", "store.dsn", "holds a password"},
+		{"password in a postgres key=value DSN", "store: {driver: postgres, dsn: 'host=db user=ips password=pw'}\n", "store.dsn", "holds a password"},
+		{"password in a URL query", "store: {driver: postgres, dsn: 'postgres://db/ips?password=pw'}\n", "store.dsn", "holds a password"},
+		{"credentials in an EHR URL", strings.Replace(conn, "https://", "https://u:p@", 1), "connections[0].fhirBaseUrl", "must not hold a user name or password"},
+
+		// Missing required keys.
+		{"missing connection name", "connections:\n  - {fhirBaseUrl: 'https://a.example/fhir', auth: {type: none}}\n", "connections[0].name", "is required"},
+		{"missing base URL", "connections:\n  - {name: a, auth: {type: none}}\n", "connections[0].fhirBaseUrl", "is required"},
+		{"missing auth", "connections:\n  - {name: a, fhirBaseUrl: 'https://a.example/fhir'}\n", "connections[0].auth.type", "is required"},
+		{"missing bearer token", strings.Replace(conn, "{type: none}", "{type: bearer}", 1), "connections[0].auth.token", "is required"},
+		{"missing smart key", strings.Replace(conn, "{type: none}", "{type: smart-backend, clientId: c, keyId: k, alg: RS384, scopes: [s]}", 1), "connections[0].auth.privateKey", "is required"},
+		{"missing smart client id", strings.Replace(conn, "{type: none}", "{type: smart-backend, privateKey: {file: k}, keyId: k, alg: RS384, scopes: [s]}", 1), "connections[0].auth.clientId", "is required"},
+		{"missing postgres dsn", "store: {driver: postgres}\n", "store.dsn", "is required for postgres"},
+		{"missing API key hash", "apiKeys: [{name: a, role: admin}]\n", "apiKeys[0].sha256", "is required"},
+		{"missing API key role", "apiKeys: [{name: a, sha256: " + strings.Repeat("ab", 32) + "}]\n", "apiKeys[0].role", "is required"},
+
+		// Not YAML, or not one document.
+		{"syntax", "program: {id: x\n", "", "not valid YAML"},
+		{"two documents", "program: {id: x}\n---\nprogram: {id: y}\n", "", "more than one YAML document"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ps := problemsOf(t, tc.doc)
+			if !hasProblem(ps, tc.path, tc.msg) {
+				t.Errorf("want a problem at %q saying %q; got:\n%s", tc.path, tc.msg, list(ps))
+			}
+		})
+	}
+}
+
+func list(ps []config.Problem) string {
+	var b strings.Builder
+	for _, p := range ps {
+		b.WriteString("  " + p.String() + "\n")
+	}
+	return b.String()
+}
+
+func TestLoopbackHTTPIsAllowed(t *testing.T) {
+	for _, u := range []string{"http://127.0.0.1:8103/fhir/R4", "http://localhost/fhir", "http://[::1]:8080/fhir", "http://127.9.9.9/fhir"} {
+		if _, err := config.Parse([]byte(strings.Replace(conn, "https://ehr.example.org/fhir/R4", u, 1))); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+	// keyId may be left out (the key's thumbprint is used).
+	if _, err := config.Parse([]byte(strings.Replace(conn, "{type: none}", "{type: smart-backend, clientId: c, privateKey: {env: K}, alg: ES384, scopes: [system/Goal.rs]}", 1))); err != nil {
+		t.Errorf("smart-backend without keyId: %v", err)
+	}
+	// A postgres DSN without a password may be written out.
+	for _, dsn := range []string{"postgres://ipsfhir@db.internal:5432/ipsfhir?sslmode=verify-full", "host=db user=ipsfhir dbname=ipsfhir"} {
+		if _, err := config.Parse([]byte("store: {driver: postgres, dsn: '" + dsn + "'}\n")); err != nil {
+			t.Errorf("%s: %v", dsn, err)
+		}
+	}
+}
+
+// TestEveryProblemAtOnce checks that one pass reports all problems, with
+// the line of each key, rather than stopping at the first.
+func TestEveryProblemAtOnce(t *testing.T) {
+	doc := `program: {id: riverside}
+store: {driver: mysql}
+sync:
+  workers: two
+  pollIntervall: 5m
+connections:
+  - name: a
+    fhirBaseUrl: http://ehr.example.org/fhir
+    auth:
+      tpye: bearer
+  - name: a
+    fhirBaseUrl: https://b.example.org/fhir
+    auth: {type: bearer, token: {env: B}}
+`
+	ps := problemsOf(t, doc)
+	want := []struct {
+		path string
+		line int
+	}{
+		{"connections[0].auth.tpye", 10},
+		{"connections[0].auth.type", 9},
+		{"connections[0].fhirBaseUrl", 8},
+		{"connections[1].name", 11},
+		{"store.driver", 2},
+		{"sync.pollIntervall", 5},
+		{"sync.workers", 4},
+	}
+	if len(ps) != len(want) {
+		t.Errorf("got %d problems, want %d:\n%s", len(ps), len(want), list(ps))
+	}
+	for i, w := range want {
+		if i < len(ps) && (ps[i].Path != w.path || ps[i].Line != w.line) {
+			t.Errorf("problem %d is %s, want %s at line %d", i, ps[i], w.path, w.line)
+		}
+	}
+	_, err := config.Parse([]byte(doc))
+	if !strings.Contains(err.Error(), "connections[0].auth.tpye: unknown key") || !strings.Contains(err.Error(), "7 problems") {
+		t.Errorf("error text:\n%v", err)
+	}
+}
+
+// TestSecretsNeverInErrors plants secret-looking values wherever someone
+// might paste a secret by mistake and checks that no message repeats them.
+func TestSecretsNeverInErrors(t *testing.T) {
+	const s1, s2, s3, s4, s5, s6 = "sk-PLANTED-11111", "PLANTEDPASS22222", "PLANTED-KEY-33333", "PLANTED-TOKEN-44444", "PLANTEDURLPW55555", "PLANTED-API-KEY-66666"
+	doc := `store: {driver: postgres, dsn: 'postgres://ips:` + s2 + `@db/ips'}
+apiKeys: [{name: a, role: specialist, sha256: ` + s6 + `}]
+connections:
+  - name: a
+    fhirBaseUrl: https://u:` + s5 + `@ehr.example.org/fhir
+    auth: {type: bearer, token: ` + s1 + `}
+  - name: b
+    fhirBaseUrl: https://ehr.example.org/fhir
+    auth: {type: smart-backend, clientId: c, keyId: k, alg: RS384, scopes: [s], privateKey: "-----BEGIN PRIVATE KEY-----\n` + s3 + `\n-----END"}
+  - name: c
+    fhirBaseUrl: https://ehr.example.org/fhir
+    auth: {type: none, token: [` + s4 + `]}
+    enabled: ` + s4 + `
+    caFile: {x: ` + s4 + `}
+    prapare: ` + s1 + `
+sync: {workers: ` + s2 + `, pollInterval: ` + s3 + `}
+`
+	_, err := config.Parse([]byte(doc))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, s := range []string{s1, s2, s3, s4, s5, s6} {
+		if strings.Contains(err.Error(), s) {
+			t.Errorf("the error repeats the planted secret %q:\n%v", s, err)
+		}
+	}
+	ps := problemsOf(t, doc)
+	for _, p := range []string{"store.dsn", "apiKeys[0].sha256", "connections[0].fhirBaseUrl", "connections[0].auth.token", "connections[1].auth.privateKey", "connections[2].auth.token", "connections[2].enabled", "sync.workers", "sync.pollInterval"} {
+		if !hasProblem(ps, p, "") {
+			t.Errorf("no problem at %s:\n%s", p, list(ps))
+		}
+	}
+	// A YAML syntax error near a secret does not quote it either.
+	_, err = config.Parse([]byte("connections:\n  - auth: {token: \"" + s1 + "\n"))
+	if err == nil || strings.Contains(err.Error(), s1) {
+		t.Errorf("syntax error: %v", err)
+	}
+}
+
+func TestSecretResolve(t *testing.T) {
+	t.Setenv("IPSFHIR_TEST_TOKEN", "tok-PLANTED-777")
+	t.Setenv("IPSFHIR_TEST_EMPTY", "")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "token")
+	if err := os.WriteFile(file, []byte("file-PLANTED-888\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := (config.Secret{Env: "IPSFHIR_TEST_TOKEN"}).Resolve(); err != nil || v != "tok-PLANTED-777" {
+		t.Errorf("env: %q, %v", v, err)
+	}
+	if v, err := (config.Secret{File: file}).Resolve(); err != nil || v != "file-PLANTED-888" {
+		t.Errorf("file (the trailing newline is not part of it): %q, %v", v, err)
+	}
+	if v, err := (config.Value{Plain: "ipsfhir.db"}).Resolve(); err != nil || v != "ipsfhir.db" {
+		t.Errorf("plain value: %q, %v", v, err)
+	}
+	for _, s := range []config.Secret{{Env: "IPSFHIR_TEST_UNSET_VARIABLE"}, {Env: "IPSFHIR_TEST_EMPTY"}, {File: filepath.Join(dir, "missing")}, {File: empty}, {}} {
+		v, err := s.Resolve()
+		if err == nil || v != "" {
+			t.Errorf("%v: want an error, got %q", s, v)
+			continue
+		}
+		if s.Env != "" && !strings.Contains(err.Error(), s.Env) || s.File != "" && !strings.Contains(err.Error(), s.File) {
+			t.Errorf("%v: the error does not name the reference: %v", s, err)
+		}
+	}
+	// Printing a configuration prints references, never values.
+	c, err := config.Parse([]byte("connections:\n  - {name: a, fhirBaseUrl: 'https://a.example/fhir', auth: {type: bearer, token: {env: IPSFHIR_TEST_TOKEN}}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := c.Connections[0].Auth.Token.String(); s != "env IPSFHIR_TEST_TOKEN" {
+		t.Errorf("Secret.String = %q", s)
+	}
+}
+
+func TestValidateConfigBuiltInCode(t *testing.T) {
+	c := config.Default()
+	c.Connections = []config.Connection{{Name: "a", FHIRBaseURL: "https://a.example/fhir", Auth: config.Auth{Type: config.AuthBearer}}}
+	c.Sync.Workers = 0
+	err := c.Validate()
+	var ve *config.ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("Validate: %v", err)
+	}
+	for _, p := range []string{"sync.workers", "connections[0].auth.token", "connections[0].referralCodes", "connections[0].winners.goalStatus", "connections[0].winners.goalAchievement"} {
+		if !hasProblem(ve.Problems, p, "") {
+			t.Errorf("no problem at %s:\n%s", p, list(ve.Problems))
+		}
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := config.Load(filepath.Join(dir, "missing.yaml")); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
+		t.Errorf("missing file: %v", err)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("sync: {wrokers: 2}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := config.Load(bad)
+	var ve *config.ValidationError
+	if !errors.As(err, &ve) || ve.File != bad || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "sync.wrokers: unknown key (did you mean workers?) (line 1)") {
+		t.Errorf("bad file: %v", err)
+	}
+}
+
+func TestConsentDefaults(t *testing.T) {
+	yes, no := true, false
+	d := config.Consent{EHR: true, HIE: false}
+	for _, tc := range []struct {
+		consent  *ips.Consent
+		ehr, hie bool
+	}{
+		{nil, true, false},
+		{&ips.Consent{}, true, false},
+		{&ips.Consent{EHR: &no, HIE: &yes}, false, true},
+	} {
+		c := &ips.Client{Consent: tc.consent}
+		if d.AllowsEHR(c) != tc.ehr || d.AllowsHIE(c) != tc.hie {
+			t.Errorf("consent %+v: ehr %v hie %v", tc.consent, d.AllowsEHR(c), d.AllowsHIE(c))
+		}
+	}
+}

@@ -1,0 +1,254 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ipsfhir/ipsfhir/adapter/ehr"
+	"github.com/ipsfhir/ipsfhir/conformance/peer"
+	"github.com/ipsfhir/ipsfhir/ips"
+	"github.com/ipsfhir/ipsfhir/ips/synth"
+	"github.com/ipsfhir/ipsfhir/mappings"
+)
+
+// buildBinary compiles ipsfhir once per test, so the test can kill a real
+// process as an operator's crash would.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "ipsfhir")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// countIdentifiers counts, per business identifier of kind k, the resources
+// of type typ in the EHR.
+func countIdentifiers(t *testing.T, c *ehr.Client, typ, program string, k mappings.Kind) map[string]int {
+	t.Helper()
+	entries, err := c.Search(t.Context(), typ, url.Values{"_count": {"1000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := mappings.IdentifierSystem(program, k)
+	out := map[string]int{}
+	for _, e := range entries {
+		var r struct {
+			Identifier []struct{ System, Value string } `json:"identifier"`
+		}
+		_ = json.Unmarshal(e.Resource, &r)
+		for _, id := range r.Identifier {
+			if id.System == sys {
+				out[id.Value]++
+			}
+		}
+	}
+	return out
+}
+
+// syncRig is a built binary, a peer EHR with the caseload's patients, and a
+// config whose store holds the imported caseload.
+type syncRig struct {
+	bin, cfg string
+	client   *ehr.Client
+	cl       *ips.Caseload
+}
+
+func newSyncRig(t *testing.T, clients int, storeYAML, lease string) *syncRig {
+	t.Helper()
+	srv := peer.StartForTest(t, peer.Options{Args: []string{"--quiet"}})
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	ctx := t.Context()
+
+	cl := synth.Generate(rand.New(rand.NewPCG(42, 42)), clients)
+	cl.Program = &ips.Program{ID: "crash-test"}
+	consentAll := true
+	for _, c := range cl.Clients {
+		c.Consent = &ips.Consent{EHR: &consentAll}
+	}
+	var buf bytes.Buffer
+	if err := ips.Encode(&buf, cl); err != nil {
+		t.Fatal(err)
+	}
+	caseload := filepath.Join(dir, "caseload.json")
+	if err := os.WriteFile(caseload, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "ipsfhir.yaml")
+	if storeYAML == "" {
+		storeYAML = fmt.Sprintf("{driver: sqlite, dsn: %s}", filepath.Join(dir, "ips.db"))
+	}
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`program: {id: crash-test}
+store: %s
+sync: {leaseFor: %s, maxAttempts: 8}
+connections:
+  - name: clinic
+    fhirBaseUrl: %s
+    enabled: true
+    auth: {type: none}
+`, storeYAML, lease, srv.BaseURL)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	client, err := ehr.New(ehr.Options{BaseURL: srv.BaseURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cl.Clients {
+		body := fmt.Sprintf(`{"resourceType":"Patient","identifier":[{"system":%q,"value":%q}]}`, c.Patient.System, c.Patient.Value)
+		if _, err := client.Create(ctx, "Patient", []byte(body), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command(bin, "import", "--config", cfg, caseload).CombinedOutput(); err != nil {
+		t.Fatalf("import: %v\n%s", err, out)
+	}
+	return &syncRig{bin: bin, cfg: cfg, client: client, cl: cl}
+}
+
+// wantExactlyOnce checks every record of the caseload is in the EHR once.
+func (r *syncRig) wantExactlyOnce(t *testing.T) map[mappings.Kind]int {
+	t.Helper()
+	want := map[mappings.Kind]int{}
+	for _, c := range r.cl.Clients {
+		want[mappings.KindGoal] += len(c.Goals)
+		want[mappings.KindPlan]++
+		want[mappings.KindJob] += len(c.Jobs)
+		want[mappings.KindEmploymentStatus] += len(c.Employment)
+	}
+	types := map[mappings.Kind]string{mappings.KindGoal: "Goal", mappings.KindPlan: "CarePlan", mappings.KindJob: "Observation", mappings.KindEmploymentStatus: "Observation"}
+	for k, n := range want {
+		got := countIdentifiers(t, r.client, types[k], "crash-test", k)
+		if len(got) != n {
+			t.Errorf("%s: %d distinct in the EHR, want %d (missing records)", k, len(got), n)
+		}
+		for v, c := range got {
+			if c != 1 {
+				t.Errorf("%s %s is in the EHR %d times (a duplicate)", k, v, c)
+			}
+		}
+	}
+	return want
+}
+
+func TestSyncKilledHalfwayConverges(t *testing.T) {
+	// A short lease, so the restart can take over the dead worker's items.
+	r := newSyncRig(t, 400, "", "1s")
+	bin, cfg, client := r.bin, r.cfg, r.client
+
+	// Start a sync and kill it with SIGKILL once part of the work is done.
+	cmd := exec.Command(bin, "sync", "--config", cfg, "--once")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if n := len(countIdentifiers(t, client, "Observation", "crash-test", mappings.KindJob)); n >= 40 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sync made no progress in 60 s:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	partial := len(countIdentifiers(t, client, "Goal", "crash-test", mappings.KindGoal))
+	if partial == 0 {
+		t.Fatal("no goal written before the kill")
+	}
+
+	// Restart after the dead worker's leases expire; run until done.
+	time.Sleep(1500 * time.Millisecond)
+	out, err := exec.Command(bin, "sync", "--config", cfg, "--once").CombinedOutput()
+	if err != nil {
+		t.Fatalf("sync after the crash: %v\n%s", err, out)
+	}
+
+	want := r.wantExactlyOnce(t)
+	// The kill must have landed mid-way, or the test proved nothing.
+	if partial == 0 || partial >= want[mappings.KindGoal] {
+		t.Errorf("the kill landed with %d of %d goals written; want it part-way", partial, want[mappings.KindGoal])
+	}
+	t.Logf("killed with %d of %d goals written; the restart completed the rest", partial, want[mappings.KindGoal])
+}
+
+// TestTwoProcessesOnOnePostgres runs two sync processes at once on one
+// PostgreSQL database, as two replicas would: leases split the work and no
+// record is written twice.
+func TestTwoProcessesOnOnePostgres(t *testing.T) {
+	dsn := os.Getenv("IPSFHIR_TEST_POSTGRES_DSN")
+	if dsn == "" {
+		t.Skip("set IPSFHIR_TEST_POSTGRES_DSN (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable) to run the two-replica test; .ci/run sets it")
+	}
+	schema := fmt.Sprintf("ipsfhir_cli_%d", time.Now().UnixNano())
+	pg(t, dsn, "CREATE SCHEMA "+schema)
+	t.Cleanup(func() { pg(t, dsn, "DROP SCHEMA "+schema+" CASCADE") })
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	// A lease longer than the run: each item is leased once, by one replica.
+	r := newSyncRig(t, 150, fmt.Sprintf("{driver: postgres, dsn: %q}", u.String()), "5m")
+
+	procs := make([]*exec.Cmd, 2)
+	outs := make([]*bytes.Buffer, 2)
+	for i := range procs {
+		outs[i] = &bytes.Buffer{}
+		procs[i] = exec.Command(r.bin, "sync", "--config", r.cfg, "--once", "--json")
+		procs[i].Stdout, procs[i].Stderr = outs[i], outs[i]
+		if err := procs[i].Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	items := 0
+	for i, p := range procs {
+		if err := p.Wait(); err != nil {
+			t.Fatalf("replica %d: %v\n%s", i, err, outs[i])
+		}
+		var sum struct {
+			Push struct{ Items int }
+		}
+		if err := json.Unmarshal(outs[i].Bytes(), &sum); err != nil {
+			t.Fatalf("replica %d summary: %v\n%s", i, err, outs[i])
+		}
+		t.Logf("replica %d pushed %d clients", i, sum.Push.Items)
+		items += sum.Push.Items
+	}
+	if items != len(r.cl.Clients) {
+		t.Errorf("the replicas pushed %d clients between them, want each of the %d once", items, len(r.cl.Clients))
+	}
+	r.wantExactlyOnce(t)
+}
+
+func pg(t *testing.T, dsn, sql string) {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), sql); err != nil {
+		t.Fatal(err)
+	}
+}

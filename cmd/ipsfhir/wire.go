@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/ipsfhir/ipsfhir/adapter/config"
+	"github.com/ipsfhir/ipsfhir/adapter/ehr"
+	"github.com/ipsfhir/ipsfhir/adapter/plan"
+	"github.com/ipsfhir/ipsfhir/adapter/store"
+	"github.com/ipsfhir/ipsfhir/adapter/store/postgres"
+	"github.com/ipsfhir/ipsfhir/adapter/store/sqlite"
+	"github.com/ipsfhir/ipsfhir/adapter/syncer"
+	"github.com/ipsfhir/ipsfhir/adapter/telemetry"
+	"github.com/ipsfhir/ipsfhir/mappings"
+)
+
+// system is the running adapter, wired from one config. All wiring happens
+// in wire, explicitly, so what depends on what can be read in one place.
+type system struct {
+	cfg    *config.Config
+	logger *slog.Logger
+	tel    *telemetry.Telemetry
+	store  store.Store
+	engine *syncer.Engine
+}
+
+// wire builds the system a config describes. With connect, it also reads
+// each enabled EHR's CapabilityStatement and builds its sync plan.
+func wire(ctx context.Context, cfg *config.Config, logOut io.Writer, connect bool) (*system, error) {
+	s := &system{cfg: cfg, logger: telemetry.NewLogger(logOut, cfg.Telemetry.SlogLevel(), "text")}
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: cfg.Telemetry.ServiceName, OTLPEndpoint: cfg.Telemetry.OTLPEndpoint})
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: %w", err)
+	}
+	s.tel = tel
+	st, err := storeFor(ctx, cfg.Store)
+	if err != nil {
+		s.close(ctx)
+		return nil, err
+	}
+	s.store = st
+	s.engine = &syncer.Engine{
+		Store: st, Owner: workerName(), Lease: cfg.Sync.LeaseFor, MaxAttempts: cfg.Sync.MaxAttempts, Overlap: cfg.Sync.Overlap, Logger: s.logger,
+	}
+	if !connect {
+		return s, nil
+	}
+	for i := range cfg.Connections {
+		cn := &cfg.Connections[i]
+		if !cn.Enabled {
+			continue
+		}
+		conn, err := connectEHR(ctx, cfg, cn, s)
+		if err != nil {
+			s.close(ctx)
+			return nil, fmt.Errorf("connection %s: %w", cn.Name, err)
+		}
+		s.engine.Connections = append(s.engine.Connections, conn)
+	}
+	return s, nil
+}
+
+func (s *system) close(ctx context.Context) {
+	if s.store != nil {
+		s.store.Close()
+	}
+	if s.tel != nil {
+		_ = s.tel.Shutdown(ctx)
+	}
+}
+
+// storeFor opens the store a config names.
+func storeFor(ctx context.Context, c config.Store) (store.Store, error) {
+	dsn, err := c.DSN.Resolve()
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	switch c.Driver {
+	case config.DriverPostgres:
+		return postgres.Open(ctx, dsn)
+	case config.DriverSQLite, "":
+		return sqlite.Open(ctx, dsn)
+	}
+	return nil, fmt.Errorf("store: unknown driver %q", c.Driver)
+}
+
+// connectEHR builds the EHR client, reads the EHR's CapabilityStatement and
+// derives the connection's sync plan from it.
+func connectEHR(ctx context.Context, cfg *config.Config, cn *config.Connection, s *system) (*syncer.Connection, error) {
+	auth, err := ehrAuth(cn.Auth)
+	if err != nil {
+		return nil, err
+	}
+	client, err := ehr.New(ehr.Options{
+		BaseURL: cn.FHIRBaseURL, Connection: cn.Name, Auth: auth, CAFile: cn.CAFile, Logger: s.logger,
+		TracerProvider: s.tel.TracerProvider(), MeterProvider: s.tel.MeterProvider(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	meta, err := client.Metadata(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the EHR's CapabilityStatement: %w", err)
+	}
+	p, err := plan.Build(meta, plan.Options{})
+	if err != nil {
+		return nil, err
+	}
+	w := cn.Winners
+	return &syncer.Connection{
+		Name: cn.Name, Plan: p, EHR: client,
+		Mapping:        mappings.Options{Program: cfg.Program.ID, PRAPARE: cn.PRAPARE},
+		ConsentDefault: cfg.Consent.EHR,
+		Winners: syncer.Winners{Status: string(w.GoalStatus), Achievement: string(w.GoalAchievement), Notes: string(w.GoalNotes),
+			Description: string(w.GoalDescription), Target: string(w.GoalTarget)},
+		ReferralCodes: cn.ReferralCodings(),
+		PatientSystem: cn.PatientSystem,
+	}, nil
+}
+
+func ehrAuth(a config.Auth) (ehr.Auth, error) {
+	switch a.Type {
+	case config.AuthNone, "":
+		return nil, nil
+	case config.AuthBearer:
+		tok, err := a.Token.Resolve()
+		if err != nil {
+			return nil, err
+		}
+		return ehr.Bearer(tok), nil
+	case config.AuthSMARTBackend:
+		var key ehr.SigningKey
+		key.ID = a.KeyID
+		var err error
+		if a.PrivateKey.File != "" {
+			key.Key, err = ehr.LoadPrivateKey(a.PrivateKey.File)
+		} else {
+			var pemText string
+			if pemText, err = a.PrivateKey.Resolve(); err == nil {
+				key.Key, err = ehr.ParsePrivateKey([]byte(pemText))
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		return ehr.NewSMARTBackend(ehr.SMARTOptions{ClientID: a.ClientID, Key: key, TokenURL: a.TokenURL, Scopes: a.Scopes})
+	}
+	return nil, errors.New("unknown auth type")
+}
+
+// workerName names this process's outbox leases: unique per running worker.
+func workerName() string {
+	host, _ := os.Hostname()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
+}
