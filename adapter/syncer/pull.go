@@ -13,6 +13,7 @@ import (
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
 	"github.com/ipsfhir/ipsfhir/adapter/plan"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
+	"github.com/ipsfhir/ipsfhir/adapter/telemetry"
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/mappings"
 )
@@ -58,11 +59,11 @@ func (e *Engine) PullOnce(ctx context.Context) (PullSummary, error) {
 	for _, conn := range e.Connections {
 		s, err := e.pullGoals(ctx, conn)
 		total.add(s)
-		if err != nil {
-			return total, fmt.Errorf("pull %s: %w", conn.Name, err)
+		if err == nil {
+			s, err = e.pullReferrals(ctx, conn)
+			total.add(s)
 		}
-		s, err = e.pullReferrals(ctx, conn)
-		total.add(s)
+		e.recordRun(ctx, conn.Name, telemetry.DirectionPull, err)
 		if err != nil {
 			return total, fmt.Errorf("pull %s: %w", conn.Name, err)
 		}
@@ -168,6 +169,9 @@ func (e *Engine) pullGoals(ctx context.Context, conn *Connection) (PullSummary, 
 			s.Applied++
 		}
 		s.Conflicts += conflicts
+		if conflicts > 0 {
+			e.record(ctx, conn.Name, "Goal", telemetry.OutcomeConflict, nil)
+		}
 	}
 	if err := e.Store.SetWatermark(ctx, conn.Name, "Goal", newWM); err != nil {
 		return s, fmt.Errorf("%w: watermark: %w", errStore, err)

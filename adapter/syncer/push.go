@@ -16,6 +16,7 @@ import (
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
 	"github.com/ipsfhir/ipsfhir/adapter/plan"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
+	"github.com/ipsfhir/ipsfhir/adapter/telemetry"
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/mappings"
 
@@ -66,6 +67,45 @@ type Engine struct {
 	// Progress, when set, is called after each outbox item with the pass's
 	// running totals (the CLI draws a progress line on a terminal).
 	Progress func(PushSummary)
+	// Metrics, when set, count resources and runs per connection.
+	Metrics *telemetry.SyncMetrics
+}
+
+// record counts one resource's outcome; err decides the blame of a failure.
+func (e *Engine) record(ctx context.Context, conn, typ string, o telemetry.Outcome, err error) {
+	if e.Metrics != nil {
+		e.Metrics.RecordResource(ctx, conn, typ, o, blameOf(err))
+	}
+}
+
+func (e *Engine) recordRun(ctx context.Context, conn string, d telemetry.Direction, err error) {
+	if e.Metrics == nil {
+		return
+	}
+	r := telemetry.ResultOK
+	if err != nil {
+		r = telemetry.ResultError
+	}
+	e.Metrics.RecordRun(ctx, conn, d, r, blameOf(err))
+}
+
+// blameOf says whose side a failure is on: the EHR refusing what we sent is
+// ours (client), the EHR failing or unreachable is external, anything else
+// (the store, a bug) is the adapter's own (server).
+func blameOf(err error) telemetry.Blame {
+	var ee *ehr.Error
+	switch {
+	case err == nil:
+		return telemetry.BlameNone
+	case errors.As(err, &ee):
+		switch ee.Kind {
+		case ehr.KindTransient, ehr.KindOutcomeUnknown:
+			return telemetry.BlameExternal
+		case ehr.KindInvalid, ehr.KindNotAllowed, ehr.KindAuth, ehr.KindConflict, ehr.KindNotFound:
+			return telemetry.BlameClient
+		}
+	}
+	return telemetry.BlameServer
 }
 
 // PushSummary counts what a push pass did.
@@ -106,6 +146,7 @@ func (e *Engine) PushOnce(ctx context.Context) (PushSummary, error) {
 		for {
 			items, err := e.Store.Lease(ctx, conn.Name, e.Owner, 16, e.Lease)
 			if err != nil {
+				e.recordRun(ctx, conn.Name, telemetry.DirectionPush, err)
 				return total, fmt.Errorf("push %s: lease: %w", conn.Name, err)
 			}
 			if len(items) == 0 {
@@ -114,6 +155,7 @@ func (e *Engine) PushOnce(ctx context.Context) (PushSummary, error) {
 			for _, it := range items {
 				s, err := e.pushItem(ctx, conn, it)
 				if err != nil {
+					e.recordRun(ctx, conn.Name, telemetry.DirectionPush, err)
 					return total, err
 				}
 				total.add(s)
@@ -122,6 +164,7 @@ func (e *Engine) PushOnce(ctx context.Context) (PushSummary, error) {
 				}
 			}
 		}
+		e.recordRun(ctx, conn.Name, telemetry.DirectionPush, nil)
 	}
 	return total, nil
 }
@@ -290,7 +333,21 @@ func consentsToEHR(c *ips.Client, def bool) bool {
 
 // write sends one resource if its canonical content changed since the
 // ledger's record of it.
-func (e *Engine) write(ctx context.Context, conn *Connection, k mappings.Key, typ string, res, canonical *bpb.ContainedResource, clientID string) (PushSummary, error) {
+func (e *Engine) write(ctx context.Context, conn *Connection, k mappings.Key, typ string, res, canonical *bpb.ContainedResource, clientID string) (s PushSummary, err error) {
+	defer func() {
+		switch {
+		case err != nil && errors.Is(err, ehr.ErrConflict):
+			e.record(ctx, conn.Name, typ, telemetry.OutcomeConflict, err)
+		case err != nil:
+			e.record(ctx, conn.Name, typ, telemetry.OutcomeFailed, err)
+		case s.Written > 0:
+			e.record(ctx, conn.Name, typ, telemetry.OutcomeWritten, nil)
+		}
+	}()
+	return e.writeResource(ctx, conn, k, typ, res, canonical, clientID)
+}
+
+func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings.Key, typ string, res, canonical *bpb.ContainedResource, clientID string) (PushSummary, error) {
 	var s PushSummary
 	if canonical == nil {
 		canonical = res
@@ -307,6 +364,7 @@ func (e *Engine) write(ctx context.Context, conn *Connection, k mappings.Key, ty
 	}
 	if known && le.ContentHash == hash {
 		s.Unchanged++
+		e.record(ctx, conn.Name, typ, telemetry.OutcomeUnchanged, nil)
 		return s, nil
 	}
 	rp := conn.Plan.Type(typ)

@@ -32,7 +32,7 @@ type rig struct {
 	cl     *ips.Caseload
 }
 
-func newRig(t *testing.T, capability string) *rig {
+func newRig(t *testing.T, capability string, edit ...func(*ips.Caseload)) *rig {
 	t.Helper()
 	ctx := t.Context()
 	srv := peer.StartForTest(t, peer.Options{Capability: capability})
@@ -54,6 +54,9 @@ func newRig(t *testing.T, capability string) *rig {
 		t.Fatal(err)
 	}
 	cl := synth.GenerateSample()
+	for _, f := range edit {
+		f(cl)
+	}
 	conn := &Connection{Name: "clinic", Plan: p, EHR: c, Mapping: mappings.Options{Program: cl.ProgramID()}, ConsentDefault: true}
 	r := &rig{store: st, client: c, conn: conn, cl: cl,
 		engine: &Engine{Store: st, Connections: []*Connection{conn}, Owner: "test-worker", Lease: time.Minute, MaxAttempts: 3, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))}}

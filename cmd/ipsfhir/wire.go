@@ -24,11 +24,12 @@ import (
 // system is the running adapter, wired from one config. All wiring happens
 // in wire, explicitly, so what depends on what can be read in one place.
 type system struct {
-	cfg    *config.Config
-	logger *slog.Logger
-	tel    *telemetry.Telemetry
-	store  store.Store
-	engine *syncer.Engine
+	cfg     *config.Config
+	logger  *slog.Logger
+	tel     *telemetry.Telemetry
+	store   store.Store
+	engine  *syncer.Engine
+	metrics *telemetry.SyncMetrics
 }
 
 // wire builds the system a config describes. With connect, it also reads
@@ -49,6 +50,13 @@ func wire(ctx context.Context, cfg *config.Config, logOut io.Writer, connect boo
 	s.engine = &syncer.Engine{
 		Store: st, Owner: workerName(), Lease: cfg.Sync.LeaseFor, MaxAttempts: cfg.Sync.MaxAttempts, Overlap: cfg.Sync.Overlap, Logger: s.logger,
 	}
+	sm, err := telemetry.NewSyncMetrics(tel.MeterProvider(), telemetry.SyncObservers{OutboxDepth: st.OutboxDepth})
+	if err != nil {
+		s.close(ctx)
+		return nil, fmt.Errorf("telemetry: %w", err)
+	}
+	s.metrics = sm
+	s.engine.Metrics = sm
 	if !connect {
 		return s, nil
 	}
@@ -68,6 +76,9 @@ func wire(ctx context.Context, cfg *config.Config, logOut io.Writer, connect boo
 }
 
 func (s *system) close(ctx context.Context) {
+	if s.metrics != nil {
+		_ = s.metrics.Close() // before the store its observer reads
+	}
 	if s.store != nil {
 		s.store.Close()
 	}
