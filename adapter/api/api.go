@@ -51,6 +51,12 @@ type Options struct {
 	// Logger receives one access-log line per request and the causes of
 	// 500s, all patient-free. nil discards them.
 	Logger *slog.Logger
+	// Admin, when set, serves /admin/… for the admin role: connections and
+	// their sync plans, dead letters and their replay, conflicts.
+	Admin *Admin
+	// Metrics, when set, is served at /metrics for the admin role (a
+	// Prometheus scraper authenticates with an admin key).
+	Metrics http.Handler
 }
 
 // Limits of the API.
@@ -72,12 +78,13 @@ type api struct {
 	connections func() []string
 	keys        []Key
 	log         *slog.Logger
+	admin       *Admin
 }
 
 // New returns the handler of the records API, /api/v1/… . Every request
 // needs an API key (Authorization: Bearer KEY) whose role allows it.
 func New(o Options) http.Handler {
-	a := &api{store: o.Store, connections: o.Connections, keys: o.Keys, log: o.Logger}
+	a := &api{store: o.Store, connections: o.Connections, keys: o.Keys, log: o.Logger, admin: o.Admin}
 	if a.connections == nil {
 		a.connections = func() []string { return nil }
 	}
@@ -103,6 +110,12 @@ func New(o Options) http.Handler {
 		a.handle(r, http.MethodGet, "/api/v1/clients/{id}/"+k.plural+"/{rid}", permRead, a.getRecord(k))
 		a.handle(r, http.MethodPut, "/api/v1/clients/{id}/"+k.plural+"/{rid}", permWrite, a.putRecord(k))
 	}
+	if o.Admin != nil {
+		a.adminRoutes(r)
+	}
+	if o.Metrics != nil {
+		a.handle(r, http.MethodGet, "/metrics", permAdmin, o.Metrics.ServeHTTP)
+	}
 	// Authentication comes before routing, so that without a key nobody
 	// learns which paths exist; authorization is per route.
 	return a.accessLog(a.authenticate(r))
@@ -116,7 +129,7 @@ func (a *api) handle(r *mux.Router, method, tpl string, need permission, h http.
 		rec := recordOf(req.Context())
 		rec.route = tpl
 		if !rec.caller.Role.may(need) {
-			writeIssues(w, http.StatusForbidden, issue("forbidden", "", "this API key's role may not "+need.verb()+" IPS records"))
+			writeIssues(w, http.StatusForbidden, issue("forbidden", "", "this API key's role may not "+need.verb()))
 			return
 		}
 		h(w, req)

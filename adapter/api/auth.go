@@ -13,13 +13,17 @@ type permission int
 const (
 	permRead permission = iota + 1
 	permWrite
+	permAdmin // connections, plans, dead letters, conflicts, metrics
 )
 
 func (p permission) verb() string {
-	if p == permWrite {
-		return "change"
+	switch p {
+	case permWrite:
+		return "change IPS records"
+	case permAdmin:
+		return "administer the adapter"
 	}
-	return "read"
+	return "read IPS records"
 }
 
 // may reports whether a role has a permission. Records are patient data:
@@ -29,8 +33,10 @@ func (r Role) may(p permission) bool {
 	switch r {
 	case RoleSpecialist:
 		return p == permRead || p == permWrite
-	case RoleClinician, RoleAdmin:
+	case RoleClinician:
 		return p == permRead
+	case RoleAdmin:
+		return p == permRead || p == permAdmin
 	}
 	return false
 }

@@ -42,6 +42,7 @@ func commands() []command {
 		{"import", "store a caseload JSON file's clients in the IPS store and queue them for the EHRs", runImport},
 		{"map", "map a caseload JSON file to a FHIR R4 Bundle, or a Bundle back (--reverse)", runMap},
 		{"validate", "check FHIR JSON files against base R4 and the ipsfhir profiles", runValidate},
+		{"serve", "run the service: records API, admin, metrics and the sync workers", runServe},
 		{"sync", "sync the IPS store with the configured EHRs (pull clinicians' changes, push IPS work)", runSync},
 	}
 }

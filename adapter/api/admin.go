@@ -1,0 +1,146 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sort"
+	"strconv"
+
+	"github.com/gorilla/mux"
+
+	"github.com/ipsfhir/ipsfhir/adapter/plan"
+	"github.com/ipsfhir/ipsfhir/adapter/store"
+)
+
+// AdminStore is what /admin needs of the store.
+type AdminStore interface {
+	DeadLetters(ctx context.Context, connection string) ([]store.DeadLetter, error)
+	Replay(ctx context.Context, id int64) error
+	Conflicts(ctx context.Context, connection string, all bool) ([]store.Conflict, error)
+	ResolveConflict(ctx context.Context, id int64, resolution string) error
+	OutboxDepth(ctx context.Context) (map[string]int, error)
+}
+
+// Admin is what the /admin endpoints serve.
+type Admin struct {
+	Store AdminStore
+	// Plans returns each connected EHR's sync plan by connection name.
+	Plans func() map[string]*plan.Plan
+}
+
+func (a *api) adminRoutes(r *mux.Router) {
+	a.handle(r, http.MethodGet, "/admin/connections", permAdmin, a.adminConnections)
+	a.handle(r, http.MethodGet, "/admin/connections/{name}/plan", permAdmin, a.adminPlan)
+	a.handle(r, http.MethodGet, "/admin/dead-letters", permAdmin, a.adminDeadLetters)
+	a.handle(r, http.MethodPost, "/admin/dead-letters/{id}/replay", permAdmin, a.adminReplay)
+	a.handle(r, http.MethodGet, "/admin/conflicts", permAdmin, a.adminConflicts)
+	a.handle(r, http.MethodPost, "/admin/conflicts/{id}/resolve", permAdmin, a.adminResolve)
+}
+
+func (a *api) adminConnections(w http.ResponseWriter, r *http.Request) {
+	depth, err := a.admin.Store.OutboxDepth(r.Context())
+	if err != nil {
+		a.storeError(w, r, err)
+		return
+	}
+	type conn struct {
+		Name         string   `json:"name"`
+		Writes       bool     `json:"writes"`
+		Bundles      string   `json:"bundles"`
+		OutboxDepth  int      `json:"outboxDepth"`
+		PlanWarnings []string `json:"warnings,omitempty"`
+	}
+	var out []conn
+	for name, p := range a.plans() {
+		out = append(out, conn{Name: name, Writes: p.Writes(), Bundles: p.Bundles, OutboxDepth: depth[name], PlanWarnings: p.Warnings})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	writeJSON(w, http.StatusOK, map[string]any{"connections": out})
+}
+
+func (a *api) plans() map[string]*plan.Plan {
+	if a.admin.Plans == nil {
+		return nil
+	}
+	return a.admin.Plans()
+}
+
+func (a *api) adminPlan(w http.ResponseWriter, r *http.Request) {
+	p := a.plans()[mux.Vars(r)["name"]]
+	if p == nil {
+		writeIssues(w, http.StatusNotFound, issue("not-found", "name", "no connected EHR by that name"))
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (a *api) adminDeadLetters(w http.ResponseWriter, r *http.Request) {
+	dl, err := a.admin.Store.DeadLetters(r.Context(), r.URL.Query().Get("connection"))
+	if err != nil {
+		a.storeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"deadLetters": dl})
+}
+
+func (a *api) adminReplay(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	if err := a.admin.Store.Replay(r.Context(), id); err != nil {
+		a.storeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *api) adminConflicts(w http.ResponseWriter, r *http.Request) {
+	cs, err := a.admin.Store.Conflicts(r.Context(), r.URL.Query().Get("connection"), r.URL.Query().Get("all") == "true")
+	if err != nil {
+		a.storeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"conflicts": cs})
+}
+
+func (a *api) adminResolve(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	resolution := r.URL.Query().Get("resolution")
+	if resolution == "" {
+		writeIssues(w, http.StatusBadRequest, issue("required", "resolution", "say how the conflict was resolved: ?resolution=kept-ips, kept-ehr or a short note"))
+		return
+	}
+	if err := a.admin.Store.ResolveConflict(r.Context(), id, resolution); err != nil {
+		a.storeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	id, err := strconv.ParseInt(mux.Vars(r)["id"], 10, 64)
+	if err != nil || id <= 0 {
+		writeIssues(w, http.StatusBadRequest, issue("value", "id", "must be a positive number"))
+		return 0, false
+	}
+	return id, true
+}
+
+// storeError maps the store's error kinds to HTTP once.
+func (a *api) storeError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeIssues(w, http.StatusNotFound, issue("not-found", "", "not found"))
+	case errors.Is(err, store.ErrConflict):
+		writeIssues(w, http.StatusConflict, issue("conflict", "", "already done, or changed meanwhile"))
+	case errors.Is(err, store.ErrInvalid):
+		writeIssues(w, http.StatusBadRequest, issue("invalid", "", "invalid request"))
+	default:
+		a.internalError(w, r, "admin", err)
+	}
+}

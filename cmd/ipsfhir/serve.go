@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/ipsfhir/ipsfhir/adapter/api"
+	"github.com/ipsfhir/ipsfhir/adapter/config"
+	"github.com/ipsfhir/ipsfhir/adapter/plan"
+)
+
+// pushEvery is how often the workers look for new outbox items. Pulls run
+// every sync.pollInterval.
+const pushEvery = 5 * time.Second
+
+func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlags("serve", "--config FILE",
+		`Runs the adapter as a service: the records API (/api/v1), administration
+(/admin: connections and their sync plans, dead letters, conflicts), metrics
+(/metrics, Prometheus format), /healthz and /readyz, and the sync workers
+that push IPS changes to every enabled EHR and pull clinicians' changes.
+Every endpoint except /healthz needs an API key (see apiKeys in the config).
+Stops cleanly on SIGINT or SIGTERM.`, stderr)
+	cfgPath := fs.String("config", "", "configuration file (required)")
+	if code, done := parseFlags(fs, args, stdout); done {
+		return code
+	}
+	if *cfgPath == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "ipsfhir serve: --config FILE is required, and no other arguments are taken")
+		return exitUsage
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "ipsfhir serve: %v\n", err)
+		return exitUsage
+	}
+	sys, err := wire(ctx, cfg, stderr, true)
+	if err != nil {
+		fmt.Fprintf(stderr, "ipsfhir serve: %v\n", err)
+		return exitFindings
+	}
+	defer sys.close(context.WithoutCancel(ctx))
+
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "ipsfhir serve: listen on server.listen: %v\n", err)
+		return exitFindings
+	}
+	srv := &http.Server{Handler: sys.handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
+	fmt.Fprintf(stdout, "ipsfhir serving on http://%s (API /api/v1, admin /admin, /metrics, /healthz)\n", ln.Addr())
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sys.workers(ctx)
+	}()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	code := exitOK
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		fmt.Fprintf(stderr, "ipsfhir serve: %v\n", err)
+		code = exitFindings
+	}
+	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		fmt.Fprintf(stderr, "ipsfhir serve: shutdown: %v\n", err)
+	}
+	wg.Wait()
+	return code
+}
+
+// handler routes the service's endpoints.
+func (s *system) handler() http.Handler {
+	keys := make([]api.Key, 0, len(s.cfg.APIKeys))
+	for _, k := range s.cfg.APIKeys {
+		keys = append(keys, api.Key{Name: k.Name, Role: api.Role(k.Role), SHA256: k.Sum()})
+	}
+	plans := map[string]*plan.Plan{}
+	for _, c := range s.engine.Connections {
+		plans[c.Name] = c.Plan
+	}
+	records := api.New(api.Options{
+		Store: s.store, Connections: s.cfg.EnabledConnections, Keys: keys, Logger: s.logger,
+		Admin:   &api.Admin{Store: s.store, Plans: func() map[string]*plan.Plan { return plans }},
+		Metrics: s.tel.MetricsHandler(),
+	})
+	mux := http.NewServeMux()
+	// Liveness needs no key: orchestrators probe it, and it says nothing.
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.Handle("/", records)
+	return mux
+}
+
+// workers push the outbox every few seconds and pull every poll interval
+// until ctx ends. Failures are logged (patient-free) and retried next round.
+func (s *system) workers(ctx context.Context) {
+	push := time.NewTicker(pushEvery)
+	defer push.Stop()
+	pull := time.NewTicker(s.cfg.Sync.PollInterval)
+	defer pull.Stop()
+	s.syncRound(ctx, true)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-push.C:
+			s.syncRound(ctx, false)
+		case <-pull.C:
+			s.syncRound(ctx, true)
+		}
+	}
+}
+
+func (s *system) syncRound(ctx context.Context, withPull bool) {
+	if withPull {
+		if _, err := s.engine.PullOnce(ctx); err != nil && ctx.Err() == nil {
+			s.logger.LogAttrs(ctx, slog.LevelWarn, "pull failed", slog.String("component", "sync"))
+		}
+	}
+	if _, err := s.engine.PushOnce(ctx); err != nil && ctx.Err() == nil {
+		s.logger.LogAttrs(ctx, slog.LevelWarn, "push failed", slog.String("component", "sync"))
+	}
+}
