@@ -2,15 +2,22 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
-	"math/rand/v2"
+	mrand "math/rand/v2"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/ipsfhir/ipsfhir/adapter/config"
+	"github.com/ipsfhir/ipsfhir/adapter/ehr"
+	"github.com/ipsfhir/ipsfhir/adapter/store"
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/ips/synth"
 	"github.com/ipsfhir/ipsfhir/mappings"
@@ -18,15 +25,23 @@ import (
 	bpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
 )
 
-func runDemo(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlags("demo", "[--out DIR] [--clients N] [--seed N]",
+func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlags("demo", "[--out DIR] [--clients N] [--seed N] [--serve=false] [--ehr URL]",
 		`Builds a synthetic IPS caseload (no real patients), maps it to FHIR R4,
 validates every resource against base R4 and the ipsfhir profiles, and shows
 what an EHR and a clinician would receive. Writes the caseload and the Bundle
-to --out (default: a new temporary directory).`, stderr)
+to --out (default: a new temporary directory).
+
+Then, unless --serve=false, it loads the caseload into an SQLite store in
+that directory and runs the service (records API, admin, metrics) on a free
+loopback port with a one-time demo API key, until Ctrl-C. With --ehr URL (a
+test FHIR R4 server such as HAPI, never a production EHR) it also creates the
+synthetic patients there and syncs the caseload to it.`, stderr)
 	out := fs.String("out", "", "directory for caseload.json and bundle.json (default: a new temporary directory)")
 	n := fs.Int("clients", synth.SampleClients, "number of synthetic clients")
 	seed := fs.Uint64("seed", synth.SampleSeed, "random seed; with the default seed and client count the demo uses testdata/caseload-sample.json's caseload")
+	serve := fs.Bool("serve", true, "run the service on the demo store until interrupted")
+	ehrURL := fs.String("ehr", "", "base URL of a test FHIR R4 server to sync the demo caseload to")
 	if code, done := parseFlags(fs, args, stdout); done {
 		return code
 	}
@@ -49,7 +64,7 @@ to --out (default: a new temporary directory).`, stderr)
 
 	cl := synth.GenerateSample()
 	if *seed != synth.SampleSeed || *n != synth.SampleClients {
-		cl = synth.Generate(rand.New(rand.NewPCG(*seed, *seed)), *n)
+		cl = synth.Generate(mrand.New(mrand.NewPCG(*seed, *seed)), *n)
 	}
 	var caseJSON strings.Builder
 	if err := ips.Encode(&caseJSON, cl); err != nil {
@@ -120,7 +135,79 @@ to --out (default: a new temporary directory).`, stderr)
 	if mappings.HasErrors(issues) {
 		return exitFindings
 	}
-	return exitOK
+	if !*serve {
+		return exitOK
+	}
+	return demoService(ctx, cl, dir, *ehrURL, stdout, stderr)
+}
+
+// demoService loads the demo caseload into a fresh SQLite store and runs the
+// service on it, with a random API key printed once for the person trying it.
+func demoService(ctx context.Context, cl *ips.Caseload, dir, ehrURL string, stdout, stderr io.Writer) int {
+	keyBytes := make([]byte, 16)
+	if _, err := rand.Read(keyBytes); err != nil {
+		fmt.Fprintf(stderr, "ipsfhir demo: %v\n", err)
+		return exitFindings
+	}
+	key := hex.EncodeToString(keyBytes)
+	sum := sha256.Sum256([]byte(key))
+	cfg := config.Default()
+	cfg.Program.ID = cl.ProgramID()
+	cfg.Store.DSN = config.Value{Plain: filepath.Join(dir, "ipsfhir.db")}
+	cfg.Server.Listen = "127.0.0.1:0"
+	cfg.APIKeys = []config.APIKey{{Name: "demo", Role: config.RoleSpecialist, SHA256: hex.EncodeToString(sum[:])}}
+	var connections []string
+	if ehrURL != "" {
+		cfg.Connections = []config.Connection{{Name: "demo-ehr", FHIRBaseURL: ehrURL, Enabled: true, Auth: config.Auth{Type: config.AuthNone}, Winners: config.DefaultWinners,
+			ReferralCodes: []config.Coding{{System: mappings.SystemSDOHCCTemporary, Code: mappings.SDOHEmploymentStatus}}}}
+		connections = []string{"demo-ehr"}
+		if err := seedPatients(ctx, ehrURL, cl); err != nil {
+			fmt.Fprintf(stderr, "ipsfhir demo: create the synthetic patients on %s: %v\n", ehrURL, err)
+			return exitFindings
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "ipsfhir demo: %v\n", err)
+		return exitUsage
+	}
+	sys, err := wire(ctx, cfg, stderr, true)
+	if err != nil {
+		fmt.Fprintf(stderr, "ipsfhir demo: %v\n", err)
+		return exitFindings
+	}
+	defer sys.close(context.WithoutCancel(ctx))
+	batch := make([]store.Stored, len(cl.Clients))
+	for i, c := range cl.Clients {
+		batch[i] = store.Stored{Client: c}
+	}
+	if _, err := sys.store.SaveClients(ctx, batch, connections); err != nil {
+		fmt.Fprintf(stderr, "ipsfhir demo: load the caseload: %v\n", err)
+		return exitFindings
+	}
+	fmt.Fprintf(stdout, "\nThe service runs on the demo store (%d clients). Demo API key, shown once: %s\n", len(cl.Clients), key)
+	fmt.Fprintf(stdout, "Try:     curl -H 'Authorization: Bearer %s' http://ADDRESS/api/v1/clients?limit=2   (ADDRESS: printed below)\n", key)
+	if ehrURL != "" {
+		fmt.Fprintf(stdout, "Syncing to %s; its sync plan: see the log, or 'ipsfhir check' when it lands.\n", ehrURL)
+	}
+	fmt.Fprintln(stdout, "Stop with Ctrl-C.")
+	return sys.serve(ctx, stdout, stderr)
+}
+
+// seedPatients creates the demo's synthetic patients on a test FHIR server,
+// as a clinic EHR would already hold them, unless they are there.
+func seedPatients(ctx context.Context, base string, cl *ips.Caseload) error {
+	c, err := ehr.New(ehr.Options{BaseURL: base, Connection: "demo-ehr"})
+	if err != nil {
+		return err
+	}
+	for _, cli := range cl.Clients {
+		body := fmt.Sprintf(`{"resourceType":"Patient","identifier":[{"system":%q,"value":%q}]}`, cli.Patient.System, cli.Patient.Value)
+		criteria := "identifier=" + url.QueryEscape(cli.Patient.System+"|"+cli.Patient.Value)
+		if _, err := c.Create(ctx, "Patient", []byte(body), criteria); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func caseloadSummary(cl *ips.Caseload) string {

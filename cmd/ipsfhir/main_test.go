@@ -182,7 +182,7 @@ func TestHelpAndUsage(t *testing.T) {
 
 func TestDemo(t *testing.T) {
 	dir := t.TempDir()
-	code, stdout, stderr := ipsfhir(t, "", "demo", "--out", dir)
+	code, stdout, stderr := ipsfhir(t, "", "demo", "--out", dir, "--serve=false")
 	if code != exitOK {
 		t.Fatalf("demo: exit %d\n%s\n%s", code, stdout, stderr)
 	}

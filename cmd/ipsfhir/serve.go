@@ -48,19 +48,24 @@ Stops cleanly on SIGINT or SIGTERM.`, stderr)
 	}
 	defer sys.close(context.WithoutCancel(ctx))
 
-	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	return sys.serve(ctx, stdout, stderr)
+}
+
+// serve runs the HTTP service and the sync workers until ctx ends.
+func (s *system) serve(ctx context.Context, stdout, stderr io.Writer) int {
+	ln, err := net.Listen("tcp", s.cfg.Server.Listen)
 	if err != nil {
 		fmt.Fprintf(stderr, "ipsfhir serve: listen on server.listen: %v\n", err)
 		return exitFindings
 	}
-	srv := &http.Server{Handler: sys.handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
 	fmt.Fprintf(stdout, "ipsfhir serving on http://%s (API /api/v1, admin /admin, /metrics, /healthz)\n", ln.Addr())
 
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		sys.workers(ctx)
+		s.workers(ctx)
 	}()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

@@ -116,3 +116,35 @@ connections:
 		t.Errorf("service log holds patient data:\n%s", stderr.String())
 	}
 }
+
+// TestDemoSyncsToAnEHR runs the README's demo with --ehr against the peer:
+// the service comes up and the sample caseload reaches the EHR.
+func TestDemoSyncsToAnEHR(t *testing.T) {
+	srv := peer.StartForTest(t, peer.Options{Args: []string{"--quiet"}})
+	client, err := ehr.New(ehr.Options{BaseURL: srv.BaseURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	var stdout, stderr lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"demo", "--out", t.TempDir(), "--ehr", srv.BaseURL}, strings.NewReader(""), &stdout, &stderr)
+	}()
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		if n := len(countIdentifiers(t, client, "CarePlan", "riverside-ips", mappings.KindPlan)); n > 0 && strings.Contains(stdout.String(), "serving on") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("demo --ehr never synced:\n%s\n%s", stdout.String(), stderr.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(stdout.String(), "Demo API key") {
+		t.Errorf("demo output lacks the API key line:\n%s", stdout.String())
+	}
+	cancel()
+	if code := <-done; code != exitOK {
+		t.Errorf("demo exited %d:\n%s", code, stderr.String())
+	}
+}
