@@ -159,3 +159,49 @@ func asList(v any) []any {
 	l, _ := v.([]any)
 	return l
 }
+
+// TestStaleIPSOwnedResourceIsAConflictTheIPSSideWins: someone edits a job
+// Observation in the EHR; the next push of that job meets 412, records a
+// conflict, and writes the IPS content (job data is the IPS side's).
+func TestStaleIPSOwnedResourceIsAConflictTheIPSSideWins(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	r.enqueueAll(t)
+	if _, err := r.engine.PushOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var c *ips.Client
+	for _, cc := range consenting(r.cl) {
+		if len(cc.Jobs) > 0 {
+			c = cc
+			break
+		}
+	}
+	k := r.conn.Mapping.JobKey(c, c.Jobs[0])
+	es, err := r.client.Search(ctx, "Observation", url.Values{"identifier": {k.System() + "|" + k.Value()}})
+	if err != nil || len(es) != 1 {
+		t.Fatalf("find job: %d %v", len(es), err)
+	}
+	var obs map[string]any
+	_ = json.Unmarshal(es[0].Resource, &obs)
+	obs["status"] = "amended"
+	body, _ := json.Marshal(obs)
+	if _, err := r.client.Update(ctx, "Observation", obs["id"].(string), body, ""); err != nil {
+		t.Fatal(err)
+	}
+	c.Jobs[0].HoursPerWeek += 5
+	r.enqueueAll(t)
+	s, err := r.engine.PushOnce(ctx)
+	if err != nil || s.Failed != 0 || s.Conflicts != 1 {
+		t.Fatalf("push over a stale job: %+v %v; want one conflict, no failure", s, err)
+	}
+	cs, _ := r.store.Conflicts(ctx, "clinic", false)
+	if len(cs) != 1 || cs[0].Winner != "ips" || cs[0].Key != k.System()+"|"+k.Value() {
+		t.Errorf("conflict records %+v", cs)
+	}
+	es, _ = r.client.Search(ctx, "Observation", url.Values{"identifier": {k.System() + "|" + k.Value()}})
+	_ = json.Unmarshal(es[0].Resource, &obs)
+	if obs["status"] != "final" {
+		t.Errorf("EHR job status %v after push, want the IPS content (final)", obs["status"])
+	}
+}

@@ -386,7 +386,12 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 		}
 		resp, err = conn.EHR.Update(ctx, typ, criteria, body, ifMatch)
 		if err != nil {
-			return s, err
+			if resp, err = e.resolveStale(ctx, conn, k, typ, le, hash, clientID, err, func() (*ehr.Response, error) {
+				return conn.EHR.Update(ctx, typ, criteria, body, "")
+			}); err != nil {
+				return s, err
+			}
+			s.Conflicts++
 		}
 	default:
 		id := ""
@@ -406,7 +411,12 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 			}
 			resp, err = conn.EHR.Update(ctx, typ, id, body, ifMatch)
 			if err != nil {
-				return s, err
+				if resp, err = e.resolveStale(ctx, conn, k, typ, le, hash, clientID, err, func() (*ehr.Response, error) {
+					return conn.EHR.Update(ctx, typ, id, body, "")
+				}); err != nil {
+					return s, err
+				}
+				s.Conflicts++
 			}
 		} else {
 			if !conn.Plan.Allows(typ, "create") {
@@ -438,6 +448,27 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 	}
 	s.Written++
 	return s, nil
+}
+
+// resolveStale handles an update refused because the EHR's copy changed
+// since the adapter last wrote it (409/412). For resources the IPS side owns
+// (jobs, employment status, the plan and its note) the IPS content wins: the
+// conflict is recorded for the administrator and the update is sent again
+// without If-Match. A Goal is different: clinicians own its status, so the
+// push fails and the next pull merges their change first. Any other error is
+// returned as it is.
+func (e *Engine) resolveStale(ctx context.Context, conn *Connection, k mappings.Key, typ string, le store.LedgerEntry, hash, clientID string, err error, overwrite func() (*ehr.Response, error)) (*ehr.Response, error) {
+	if !errors.Is(err, ehr.ErrConflict) || typ == "Goal" {
+		return nil, err
+	}
+	if _, cerr := e.Store.AddConflict(ctx, store.Conflict{
+		Connection: conn.Name, ClientID: clientID, Key: ledgerKey(k), Field: "resource",
+		IPSValue: "ipsfhir content " + hash[:12], EHRValue: "changed in the EHR after version " + le.VersionID,
+		Winner: "ips", CreatedAt: e.now(),
+	}); cerr != nil {
+		return nil, fmt.Errorf("%w: conflict: %w", errStore, cerr)
+	}
+	return overwrite()
 }
 
 // findExisting looks for a resource the ledger does not know (a first sync,
