@@ -7,14 +7,18 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
 	"github.com/ipsfhir/ipsfhir/adapter/plan"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
+	"github.com/ipsfhir/ipsfhir/adapter/store/postgres"
 	"github.com/ipsfhir/ipsfhir/adapter/store/sqlite"
 	"github.com/ipsfhir/ipsfhir/conformance/peer"
 	"github.com/ipsfhir/ipsfhir/ips"
@@ -32,6 +36,67 @@ type rig struct {
 	cl     *ips.Caseload
 }
 
+// storeUnderTest says which store the integration tests use:
+// IPSFHIR_TEST_SYNC_STORE=postgres runs them on PostgreSQL (with
+// IPSFHIR_TEST_POSTGRES_DSN); TestOnPostgres does that for the main cases.
+var storeUnderTest = "sqlite"
+
+func openTestStore(t *testing.T) store.Store {
+	t.Helper()
+	ctx := t.Context()
+	if storeUnderTest == "postgres" {
+		dsn := os.Getenv("IPSFHIR_TEST_POSTGRES_DSN")
+		schema := fmt.Sprintf("ipsfhir_sync_%d", time.Now().UnixNano())
+		pgExec(t, dsn, "CREATE SCHEMA "+schema)
+		t.Cleanup(func() { pgExec(t, dsn, "DROP SCHEMA "+schema+" CASCADE") })
+		u, err := url.Parse(dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := u.Query()
+		q.Set("search_path", schema)
+		u.RawQuery = q.Encode()
+		st, err := postgres.Open(ctx, u.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ips.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func pgExec(t *testing.T, dsn, sql string) {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), sql); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOnPostgres runs the main integration cases with the PostgreSQL store.
+func TestOnPostgres(t *testing.T) {
+	if os.Getenv("IPSFHIR_TEST_POSTGRES_DSN") == "" {
+		t.Skip("set IPSFHIR_TEST_POSTGRES_DSN to run the sync tests on PostgreSQL too; .ci/run sets it")
+	}
+	storeUnderTest = "postgres"
+	defer func() { storeUnderTest = "sqlite" }()
+	t.Run("FullSync", TestFullSyncWritesEachRecordOnceThenNothing)
+	t.Run("EpicMode", TestEpicModeWritesOnlyWhatEpicDeclares)
+	t.Run("ClinicianChange", TestClinicianGoalChangeComesBackAndIsNotEchoed)
+	t.Run("Conflict", TestBothSidesChangedIsAConflictWithTheConfiguredWinner)
+	t.Run("Referral", TestReferralEnrollsOnce)
+}
+
 func newRig(t *testing.T, capability string, edit ...func(*ips.Caseload)) *rig {
 	t.Helper()
 	ctx := t.Context()
@@ -40,11 +105,7 @@ func newRig(t *testing.T, capability string, edit ...func(*ips.Caseload)) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ips.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openTestStore(t)
 	meta, err := c.Metadata(ctx)
 	if err != nil {
 		t.Fatal(err)
