@@ -13,6 +13,7 @@ import (
 
 	"github.com/ipsfhir/ipsfhir/adapter/api"
 	"github.com/ipsfhir/ipsfhir/adapter/config"
+	"github.com/ipsfhir/ipsfhir/adapter/ehr"
 	"github.com/ipsfhir/ipsfhir/adapter/plan"
 )
 
@@ -104,6 +105,18 @@ func (s *system) handler() http.Handler {
 	mux := http.NewServeMux()
 	// Liveness needs no key: orchestrators probe it, and it says nothing.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	// The public keys EHRs verify our SMART client assertions with: public
+	// by nature, and fetched by the EHR without credentials.
+	if len(s.signingKeys) > 0 {
+		if jwks, err := ehr.JWKS(s.signingKeys...); err == nil {
+			mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = w.Write(jwks)
+			})
+		} else {
+			s.logger.LogAttrs(context.Background(), slog.LevelError, "cannot build the JWKS", slog.String("component", "serve"))
+		}
+	}
 	mux.Handle("/", records)
 	return mux
 }

@@ -3,10 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipsfhir/ipsfhir/adapter/config"
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
 	"github.com/ipsfhir/ipsfhir/conformance/peer"
 	"github.com/ipsfhir/ipsfhir/mappings"
@@ -146,5 +153,28 @@ func TestDemoSyncsToAnEHR(t *testing.T) {
 	cancel()
 	if code := <-done; code != exitOK {
 		t.Errorf("demo exited %d:\n%s", code, stderr.String())
+	}
+}
+
+func TestServesJWKSForSMARTKeys(t *testing.T) {
+	cfg := config.Default()
+	cfg.Store.DSN = config.Value{Plain: filepath.Join(t.TempDir(), "ips.db")}
+	sys, err := wire(t.Context(), cfg, io.Discard, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys.close(context.Background())
+	k, err := ecdsa.GenerateKey(elliptic.P384(), crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys.signingKeys = []ehr.SigningKey{{ID: "k1", Key: k}}
+	rec := httptest.NewRecorder()
+	sys.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/.well-known/jwks.json", nil))
+	var set struct {
+		Keys []map[string]any `json:"keys"`
+	}
+	if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &set) != nil || len(set.Keys) != 1 || set.Keys[0]["kid"] != "k1" || set.Keys[0]["d"] != nil {
+		t.Errorf("JWKS: %d %s; want one public key, no private part", rec.Code, rec.Body)
 	}
 }

@@ -30,6 +30,9 @@ type system struct {
 	store   store.Store
 	engine  *syncer.Engine
 	metrics *telemetry.SyncMetrics
+	// signingKeys are the SMART Backend Services keys of the connections;
+	// their public halves are served at /.well-known/jwks.json.
+	signingKeys []ehr.SigningKey
 }
 
 // wire builds the system a config describes. With connect, it also reads
@@ -105,9 +108,12 @@ func storeFor(ctx context.Context, c config.Store) (store.Store, error) {
 // connectEHR builds the EHR client, reads the EHR's CapabilityStatement and
 // derives the connection's sync plan from it.
 func connectEHR(ctx context.Context, cfg *config.Config, cn *config.Connection, s *system) (*syncer.Connection, error) {
-	auth, err := ehrAuth(cn.Auth)
+	auth, key, err := ehrAuth(cn.Auth)
 	if err != nil {
 		return nil, err
+	}
+	if key.Key != nil {
+		s.signingKeys = append(s.signingKeys, key)
 	}
 	client, err := ehr.New(ehr.Options{
 		BaseURL: cn.FHIRBaseURL, Connection: cn.Name, Auth: auth, CAFile: cn.CAFile, Logger: s.logger,
@@ -136,16 +142,18 @@ func connectEHR(ctx context.Context, cfg *config.Config, cn *config.Connection, 
 	}, nil
 }
 
-func ehrAuth(a config.Auth) (ehr.Auth, error) {
+// ehrAuth builds a connection's authentication, and returns the signing key
+// when it is SMART Backend Services.
+func ehrAuth(a config.Auth) (ehr.Auth, ehr.SigningKey, error) {
 	switch a.Type {
 	case config.AuthNone, "":
-		return nil, nil
+		return nil, ehr.SigningKey{}, nil
 	case config.AuthBearer:
 		tok, err := a.Token.Resolve()
 		if err != nil {
-			return nil, err
+			return nil, ehr.SigningKey{}, err
 		}
-		return ehr.Bearer(tok), nil
+		return ehr.Bearer(tok), ehr.SigningKey{}, nil
 	case config.AuthSMARTBackend:
 		var key ehr.SigningKey
 		key.ID = a.KeyID
@@ -159,11 +167,12 @@ func ehrAuth(a config.Auth) (ehr.Auth, error) {
 			}
 		}
 		if err != nil {
-			return nil, err
+			return nil, ehr.SigningKey{}, err
 		}
-		return ehr.NewSMARTBackend(ehr.SMARTOptions{ClientID: a.ClientID, Key: key, TokenURL: a.TokenURL, Scopes: a.Scopes})
+		sb, err := ehr.NewSMARTBackend(ehr.SMARTOptions{ClientID: a.ClientID, Key: key, TokenURL: a.TokenURL, Scopes: a.Scopes})
+		return sb, key, err
 	}
-	return nil, errors.New("unknown auth type")
+	return nil, ehr.SigningKey{}, errors.New("unknown auth type")
 }
 
 // workerName names this process's outbox leases: unique per running worker.
