@@ -68,7 +68,7 @@ func (ps problems) err() error {
 		return nil
 	}
 	sorted := append([]Problem(nil), ps...)
-	sort.SliceStable(sorted, func(i, j int) bool { return comparePaths(sorted[i].Path, sorted[j].Path) < 0 })
+	sort.SliceStable(sorted, func(i, j int) bool { return ComparePaths(sorted[i].Path, sorted[j].Path) < 0 })
 	return &ValidationError{Problems: sorted}
 }
 
@@ -109,9 +109,10 @@ func child(path, field string) string {
 
 func index(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }
 
-// comparePaths orders paths as a reader expects: clients[2] before
-// clients[10], then field names alphabetically.
-func comparePaths(a, b string) int {
+// ComparePaths orders problem paths as a reader expects: clients[2] before
+// clients[10], then field names alphabetically. Configuration problems use
+// the same order.
+func ComparePaths(a, b string) int {
 	for a != "" && b != "" {
 		ta, ra := nextToken(a)
 		tb, rb := nextToken(b)

@@ -2,33 +2,24 @@ package api_test
 
 import (
 	"bytes"
-	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/ipsfhir/ipsfhir/adapter/api"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
 	"github.com/ipsfhir/ipsfhir/adapter/store/postgres"
 	"github.com/ipsfhir/ipsfhir/adapter/store/sqlite"
+	"github.com/ipsfhir/ipsfhir/adapter/store/storetest"
 )
-
-const dsnEnv = "IPSFHIR_TEST_POSTGRES_DSN"
 
 // forEachStore runs f against a fresh SQLite store and, when
 // IPSFHIR_TEST_POSTGRES_DSN is set, a fresh PostgreSQL schema.
@@ -42,57 +33,13 @@ func forEachStore(t *testing.T, f func(t *testing.T, st store.Store)) {
 		f(t, st)
 	})
 	t.Run("postgres", func(t *testing.T) {
-		dsn := os.Getenv(dsnEnv)
-		if dsn == "" {
-			t.Skipf("PostgreSQL skipped: set %s, e.g. %s='postgres://postgres@127.0.0.1:5432/test?sslmode=disable'", dsnEnv, dsnEnv)
-		}
-		st, err := postgres.Open(t.Context(), freshSchema(t, dsn))
+		st, err := postgres.Open(t.Context(), storetest.PostgresDSN(t))
 		if err != nil {
 			t.Fatalf("open postgres: %v", err)
 		}
 		t.Cleanup(func() { st.Close() })
 		f(t, st)
 	})
-}
-
-// freshSchema creates a schema for t, drops it when t ends, and returns a
-// DSN whose connections work in it, so tests never see each other's rows.
-func freshSchema(t *testing.T, dsn string) string {
-	t.Helper()
-	var b [6]byte
-	rand.Read(b[:])
-	schema := fmt.Sprintf("ipsfhir_api_test_%d_%s", os.Getpid(), hex.EncodeToString(b[:]))
-	admin := func(ctx context.Context, sql string) error {
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	ident := pgx.Identifier{schema}.Sanitize()
-	if err := admin(t.Context(), "CREATE SCHEMA "+ident); err != nil {
-		t.Fatalf("create test schema: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := admin(ctx, "DROP SCHEMA "+ident+" CASCADE"); err != nil {
-			t.Errorf("drop test schema: %v", err)
-		}
-	})
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		u, err := url.Parse(dsn)
-		if err != nil {
-			t.Fatalf("%s is not a valid URL", dsnEnv)
-		}
-		q := u.Query()
-		q.Set("search_path", schema)
-		u.RawQuery = q.Encode()
-		return u.String()
-	}
-	return dsn + " search_path=" + schema
 }
 
 // API keys of the test callers, one per role.

@@ -1,11 +1,12 @@
 package config
 
 import (
-	"cmp"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/ipsfhir/ipsfhir/ips"
 )
 
 // Problem is one thing wrong with a configuration, at a key path such as
@@ -76,7 +77,7 @@ func (ps problems) err() error {
 			out = append(out, p)
 		}
 	}
-	slices.SortStableFunc(out, func(a, b Problem) int { return comparePaths(a.Path, b.Path) })
+	slices.SortStableFunc(out, func(a, b Problem) int { return ips.ComparePaths(a.Path, b.Path) })
 	return &ValidationError{Problems: out}
 }
 
@@ -106,39 +107,3 @@ func child(path, key string) string {
 }
 
 func index(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }
-
-// comparePaths orders paths as a reader expects: connections[2] before
-// connections[10], then keys alphabetically.
-func comparePaths(a, b string) int {
-	for a != "" && b != "" {
-		ta, ra := nextToken(a)
-		tb, rb := nextToken(b)
-		if ta != tb {
-			na, errA := strconv.Atoi(ta)
-			nb, errB := strconv.Atoi(tb)
-			if errA == nil && errB == nil {
-				return cmp.Compare(na, nb)
-			}
-			return cmp.Compare(ta, tb)
-		}
-		a, b = ra, rb
-	}
-	return cmp.Compare(len(a), len(b))
-}
-
-// nextToken splits "a.b[2].c" into "a" and "b[2].c", and "[2].c" into "2" and ".c".
-func nextToken(p string) (tok, rest string) {
-	p = strings.TrimPrefix(p, ".")
-	if strings.HasPrefix(p, "[") {
-		end := strings.IndexByte(p, ']')
-		if end < 0 {
-			return p, ""
-		}
-		return p[1:end], p[end+1:]
-	}
-	end := strings.IndexAny(p, ".[")
-	if end < 0 {
-		return p, ""
-	}
-	return p[:end], p[end:]
-}

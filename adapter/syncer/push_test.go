@@ -7,19 +7,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
 	"github.com/ipsfhir/ipsfhir/adapter/plan"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
 	"github.com/ipsfhir/ipsfhir/adapter/store/postgres"
 	"github.com/ipsfhir/ipsfhir/adapter/store/sqlite"
+	"github.com/ipsfhir/ipsfhir/adapter/store/storetest"
 	"github.com/ipsfhir/ipsfhir/conformance/peer"
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/ips/synth"
@@ -45,18 +43,7 @@ func openTestStore(t *testing.T) store.Store {
 	t.Helper()
 	ctx := t.Context()
 	if storeUnderTest == "postgres" {
-		dsn := os.Getenv("IPSFHIR_TEST_POSTGRES_DSN")
-		schema := fmt.Sprintf("ipsfhir_sync_%d", time.Now().UnixNano())
-		pgExec(t, dsn, "CREATE SCHEMA "+schema)
-		t.Cleanup(func() { pgExec(t, dsn, "DROP SCHEMA "+schema+" CASCADE") })
-		u, err := url.Parse(dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q := u.Query()
-		q.Set("search_path", schema)
-		u.RawQuery = q.Encode()
-		st, err := postgres.Open(ctx, u.String())
+		st, err := postgres.Open(ctx, storetest.PostgresDSN(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -71,23 +58,10 @@ func openTestStore(t *testing.T) store.Store {
 	return st
 }
 
-func pgExec(t *testing.T, dsn, sql string) {
-	t.Helper()
-	conn, err := pgx.Connect(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(context.Background(), sql); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestOnPostgres runs the main integration cases with the PostgreSQL store.
 func TestOnPostgres(t *testing.T) {
-	if os.Getenv("IPSFHIR_TEST_POSTGRES_DSN") == "" {
-		t.Skip("set IPSFHIR_TEST_POSTGRES_DSN to run the sync tests on PostgreSQL too; .ci/run sets it")
-	}
+	storetest.PostgresServer(t) // skips without a server
+
 	storeUnderTest = "postgres"
 	defer func() { storeUnderTest = "sqlite" }()
 	t.Run("FullSync", TestFullSyncWritesEachRecordOnceThenNothing)

@@ -1,24 +1,18 @@
 package main
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
-	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/ipsfhir/ipsfhir/adapter/store"
 	"github.com/ipsfhir/ipsfhir/adapter/store/postgres"
 	"github.com/ipsfhir/ipsfhir/adapter/store/sqlite"
+	"github.com/ipsfhir/ipsfhir/adapter/store/storetest"
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/ips/ipstest"
 )
@@ -268,12 +262,7 @@ func TestImportUsage(t *testing.T) {
 // TestImportPostgres imports into PostgreSQL with the DSN given by
 // reference, as a production configuration does.
 func TestImportPostgres(t *testing.T) {
-	const dsnEnv = "IPSFHIR_TEST_POSTGRES_DSN"
-	dsn := os.Getenv(dsnEnv)
-	if dsn == "" {
-		t.Skipf("PostgreSQL skipped: set %s, e.g. %s='postgres://postgres@127.0.0.1:5432/test?sslmode=disable'", dsnEnv, dsnEnv)
-	}
-	schemaDSN := freshSchema(t, dsn)
+	schemaDSN := storetest.PostgresDSN(t)
 	t.Setenv("IPSFHIR_TEST_IMPORT_DSN", schemaDSN)
 	cfg := filepath.Join(t.TempDir(), "pg.yaml")
 	doc := `program: {id: riverside-ips}
@@ -302,44 +291,4 @@ connections:
 	if d, err := st.OutboxDepth(t.Context()); err != nil || d["clinic-a"] != 30 {
 		t.Errorf("outbox depth %v, %v", d, err)
 	}
-}
-
-// freshSchema creates a schema of its own for t, dropped when t ends, and
-// returns a DSN whose connections work in it.
-func freshSchema(t *testing.T, dsn string) string {
-	t.Helper()
-	var b [6]byte
-	rand.Read(b[:])
-	schema := fmt.Sprintf("ipsfhir_cmd_test_%d_%s", os.Getpid(), hex.EncodeToString(b[:]))
-	admin := func(ctx context.Context, sql string) error {
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	ident := pgx.Identifier{schema}.Sanitize()
-	if err := admin(t.Context(), "CREATE SCHEMA "+ident); err != nil {
-		t.Fatalf("create test schema: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := admin(ctx, "DROP SCHEMA "+ident+" CASCADE"); err != nil {
-			t.Errorf("drop test schema: %v", err)
-		}
-	})
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		u, err := url.Parse(dsn)
-		if err != nil {
-			t.Fatal("IPSFHIR_TEST_POSTGRES_DSN is not a valid URL")
-		}
-		q := u.Query()
-		q.Set("search_path", schema)
-		u.RawQuery = q.Encode()
-		return u.String()
-	}
-	return dsn + " search_path=" + schema
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -14,9 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
+	"github.com/ipsfhir/ipsfhir/adapter/store/storetest"
 	"github.com/ipsfhir/ipsfhir/conformance/peer"
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/ips/synth"
@@ -194,22 +192,9 @@ func TestSyncKilledHalfwayConverges(t *testing.T) {
 // PostgreSQL database, as two replicas would: leases split the work and no
 // record is written twice.
 func TestTwoProcessesOnOnePostgres(t *testing.T) {
-	dsn := os.Getenv("IPSFHIR_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		t.Skip("set IPSFHIR_TEST_POSTGRES_DSN (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable) to run the two-replica test; .ci/run sets it")
-	}
-	schema := fmt.Sprintf("ipsfhir_cli_%d", time.Now().UnixNano())
-	pg(t, dsn, "CREATE SCHEMA "+schema)
-	t.Cleanup(func() { pg(t, dsn, "DROP SCHEMA "+schema+" CASCADE") })
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
+	dsn := storetest.PostgresDSN(t)
 	// A lease longer than the run: each item is leased once, by one replica.
-	r := newSyncRig(t, 150, fmt.Sprintf("{driver: postgres, dsn: %q}", u.String()), "5m")
+	r := newSyncRig(t, 150, fmt.Sprintf("{driver: postgres, dsn: %q}", dsn), "5m")
 
 	procs := make([]*exec.Cmd, 2)
 	outs := make([]*bytes.Buffer, 2)
@@ -239,16 +224,4 @@ func TestTwoProcessesOnOnePostgres(t *testing.T) {
 		t.Errorf("the replicas pushed %d clients between them, want each of the %d once", items, len(r.cl.Clients))
 	}
 	r.wantExactlyOnce(t)
-}
-
-func pg(t *testing.T, dsn, sql string) {
-	t.Helper()
-	conn, err := pgx.Connect(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(context.Background(), sql); err != nil {
-		t.Fatal(err)
-	}
 }

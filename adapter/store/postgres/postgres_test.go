@@ -2,10 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -20,68 +16,6 @@ import (
 	"github.com/ipsfhir/ipsfhir/ips"
 )
 
-const dsnEnv = "IPSFHIR_TEST_POSTGRES_DSN"
-
-// testDSN returns the test server's DSN, or skips t.
-func testDSN(t *testing.T) string {
-	t.Helper()
-	dsn := os.Getenv(dsnEnv)
-	if dsn == "" {
-		t.Skipf("PostgreSQL tests skipped: set %s to a database they may create schemas in, e.g.\n"+
-			"\t%s='postgres://postgres@127.0.0.1:5432/test?sslmode=disable' go test -race ./adapter/store/postgres/", dsnEnv, dsnEnv)
-	}
-	return dsn
-}
-
-// freshSchema creates a schema of its own for t, drops it when t ends, and
-// returns a DSN whose connections work in it (search_path), so that tests,
-// parallel packages and reruns never see each other's tables.
-func freshSchema(t *testing.T) string {
-	t.Helper()
-	dsn := testDSN(t)
-	var b [6]byte
-	rand.Read(b[:])
-	schema := fmt.Sprintf("ipsfhir_test_%d_%s", os.Getpid(), hex.EncodeToString(b[:]))
-	admin := func(ctx context.Context, sql string) error {
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	ident := pgx.Identifier{schema}.Sanitize()
-	if err := admin(t.Context(), "CREATE SCHEMA "+ident); err != nil {
-		t.Fatalf("create test schema: %v", err)
-	}
-	t.Cleanup(func() {
-		// t.Context is already cancelled when cleanups run.
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := admin(ctx, "DROP SCHEMA "+ident+" CASCADE"); err != nil {
-			t.Errorf("drop test schema: %v", err)
-		}
-	})
-	return withSearchPath(t, dsn, schema)
-}
-
-// withSearchPath adds search_path to a URL or key=value DSN; pgx sends
-// parameters it does not know as run-time settings.
-func withSearchPath(t *testing.T, dsn, schema string) string {
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		u, err := url.Parse(dsn)
-		if err != nil {
-			t.Fatalf("%s is not a valid URL", dsnEnv)
-		}
-		q := u.Query()
-		q.Set("search_path", schema)
-		u.RawQuery = q.Encode()
-		return u.String()
-	}
-	return dsn + " search_path=" + schema
-}
-
 func open(t *testing.T, dsn string) *postgres.Store {
 	t.Helper()
 	s, err := postgres.Open(t.Context(), dsn)
@@ -92,7 +26,7 @@ func open(t *testing.T, dsn string) *postgres.Store {
 }
 
 func TestStore(t *testing.T) {
-	testDSN(t)
+	storetest.PostgresServer(t)
 	var (
 		mu   sync.Mutex
 		dsns = map[*testing.T]string{} // each test's schema
@@ -102,7 +36,7 @@ func TestStore(t *testing.T) {
 		mu.Lock()
 		dsn, ok := dsns[t]
 		if !ok {
-			dsn = freshSchema(t)
+			dsn = storetest.PostgresDSN(t)
 			dsns[t] = dsn
 		}
 		mu.Unlock()
@@ -114,7 +48,7 @@ func TestStore(t *testing.T) {
 // starting together would (the migration runs once, under the advisory
 // lock), then has workers on two of them lease from one outbox.
 func TestReplicas(t *testing.T) {
-	dsn := freshSchema(t)
+	dsn := storetest.PostgresDSN(t)
 	stores := make([]*postgres.Store, 4)
 	errs := make([]error, len(stores))
 	var wg sync.WaitGroup
@@ -154,7 +88,7 @@ func TestReplicas(t *testing.T) {
 // Lease passes over it at once rather than waiting.
 func TestLeaseSkipsLockedRows(t *testing.T) {
 	ctx := t.Context()
-	dsn := freshSchema(t)
+	dsn := storetest.PostgresDSN(t)
 	s := open(t, dsn)
 	defer s.Close()
 	var batch []store.Stored
