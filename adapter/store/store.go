@@ -41,6 +41,11 @@ type Store interface {
 	Fail(ctx context.Context, item OutboxItem, reason string, retryAt time.Time, maxAttempts int) (dead bool, err error)
 	// OutboxDepth counts pending items per connection (for metrics).
 	OutboxDepth(ctx context.Context) (map[string]int, error)
+	// OldestPending returns, per connection with pending items, when the
+	// oldest of them was first enqueued: the sync lag's start. A client saved
+	// again keeps its item's first enqueue time, so the lag never hides a
+	// client that keeps changing.
+	OldestPending(ctx context.Context) (map[string]time.Time, error)
 
 	// DeadLetters lists a connection's dead letters ("" for all), oldest first.
 	DeadLetters(ctx context.Context, connection string) ([]DeadLetter, error)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/ipsfhir/ipsfhir/adapter/config"
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
@@ -53,7 +54,20 @@ func wire(ctx context.Context, cfg *config.Config, logOut io.Writer, connect boo
 	s.engine = &syncer.Engine{
 		Store: st, Owner: workerName(), Lease: cfg.Sync.LeaseFor, MaxAttempts: cfg.Sync.MaxAttempts, Overlap: cfg.Sync.Overlap, Logger: s.logger,
 	}
-	sm, err := telemetry.NewSyncMetrics(tel.MeterProvider(), telemetry.SyncObservers{OutboxDepth: st.OutboxDepth})
+	sm, err := telemetry.NewSyncMetrics(tel.MeterProvider(), telemetry.SyncObservers{
+		OutboxDepth: st.OutboxDepth,
+		OldestPending: func(ctx context.Context) (map[string]time.Duration, error) {
+			oldest, err := st.OldestPending(ctx)
+			if err != nil {
+				return nil, err
+			}
+			lag := make(map[string]time.Duration, len(oldest))
+			for c, at := range oldest {
+				lag[c] = time.Since(at)
+			}
+			return lag, nil
+		},
+	})
 	if err != nil {
 		s.close(ctx)
 		return nil, fmt.Errorf("telemetry: %w", err)

@@ -181,6 +181,24 @@ func (s *Store) OutboxDepth(ctx context.Context) (map[string]int, error) {
 	return out, nil
 }
 
+// OldestPending returns when each connection's oldest pending item was enqueued.
+func (s *Store) OldestPending(ctx context.Context) (map[string]time.Time, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT connection, min(created_at) FROM outbox GROUP BY connection`)
+	out := map[string]time.Time{}
+	var (
+		c  string
+		at time.Time
+	)
+	_, err := pgx.ForEachRow(rows, []any{&c, &at}, func() error {
+		out[c] = at.UTC()
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: oldest pending: %w", err)
+	}
+	return out, nil
+}
+
 // DeadLetters lists a connection's dead letters ("" for all), oldest first.
 func (s *Store) DeadLetters(ctx context.Context, connection string) ([]store.DeadLetter, error) {
 	rows, _ := s.pool.Query(ctx, `

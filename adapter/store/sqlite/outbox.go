@@ -182,6 +182,30 @@ func (s *Store) OutboxDepth(ctx context.Context) (map[string]int, error) {
 	return out, nil
 }
 
+// OldestPending returns when each connection's oldest pending item was enqueued.
+func (s *Store) OldestPending(ctx context.Context) (map[string]time.Time, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT connection, min(created_at) FROM outbox GROUP BY connection`)
+	if err != nil {
+		return nil, fmt.Errorf("store: oldest pending: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]time.Time{}
+	for rows.Next() {
+		var (
+			c  string
+			us int64
+		)
+		if err := rows.Scan(&c, &us); err != nil {
+			return nil, fmt.Errorf("store: oldest pending: %w", err)
+		}
+		out[c] = fromMicros(us)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: oldest pending: %w", err)
+	}
+	return out, nil
+}
+
 // DeadLetters lists a connection's dead letters ("" for all), oldest first.
 func (s *Store) DeadLetters(ctx context.Context, connection string) ([]store.DeadLetter, error) {
 	rows, err := s.r.QueryContext(ctx, `

@@ -422,3 +422,38 @@ func testOutboxDepth(t *testing.T, s *suite) {
 	}
 	wantDepth(t, st, map[string]int{"a": 1, "b": 3})
 }
+
+func testOldestPending(t *testing.T, s *suite) {
+	ctx := t.Context()
+	st := s.openStore(t)
+	got, err := st.OldestPending(ctx)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("empty outbox: %v, %v; want nothing pending", got, err)
+	}
+	before := time.Now().Add(-time.Second) // store clocks (PostgreSQL's) may lag ours a little
+	save(t, st, []string{"a", "b"}, minimalClient("c1"))
+	first, err := st.OldestPending(ctx)
+	if err != nil || len(first) != 2 || first["a"].Before(before) || first["a"].After(time.Now().Add(time.Second)) {
+		t.Fatalf("after one save: %v, %v", first, err)
+	}
+	// Saving the client again coalesces into the same item, which keeps
+	// its first enqueue time: the lag keeps growing for a client that
+	// keeps changing but never gets delivered.
+	time.Sleep(20 * time.Millisecond)
+	c, v, _ := st.GetClient(ctx, "c1")
+	if _, err := st.SaveClients(ctx, []store.Stored{{Client: c, Version: v}}, []string{"a", "b"}); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := st.OldestPending(ctx)
+	if !again["a"].Equal(first["a"]) {
+		t.Errorf("oldest pending moved from %v to %v on a re-save", first["a"], again["a"])
+	}
+	it := lease(t, st, "a", "w1", 1, time.Minute)[0]
+	if err := st.Complete(ctx, it); err != nil {
+		t.Fatal(err)
+	}
+	done, _ := st.OldestPending(ctx)
+	if _, ok := done["a"]; ok || len(done) != 1 {
+		t.Errorf("after delivering a's item: %v, want only b pending", done)
+	}
+}

@@ -45,6 +45,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"FailOfStaleGenerationNotCounted", testFailOfStaleGenerationNotCounted},
 		{"OutboxNotFound", testOutboxNotFound},
 		{"OutboxDepth", testOutboxDepth},
+		{"OldestPending", testOldestPending},
 		{"Ledger", testLedger},
 		{"Watermarks", testWatermarks},
 		{"Conflicts", testConflicts},
