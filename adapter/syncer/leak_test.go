@@ -51,6 +51,7 @@ func TestSyncLeaksNoPatientData(t *testing.T) {
 	}
 	t.Cleanup(func() { sm.Close() })
 	r.engine.Metrics = sm
+	r.engine.Tracer = capt.TracerProvider.Tracer("test")
 
 	r.enqueueAll(t)
 	if s, err := r.engine.PushOnce(ctx); err != nil || s.Written == 0 {
@@ -78,6 +79,15 @@ func TestSyncLeaksNoPatientData(t *testing.T) {
 	capt.Collect(t)
 	if len(capt.Logs()) == 0 || len(capt.Spans.GetSpans()) == 0 {
 		t.Fatal("nothing captured: the test would pass vacuously")
+	}
+	runs := 0
+	for _, sp := range capt.Spans.GetSpans() {
+		if sp.Name == "sync push" || sp.Name == "sync pull" {
+			runs++
+		}
+	}
+	if runs < 3 {
+		t.Errorf("%d sync-run spans, want one per push and pull run", runs)
 	}
 	capt.AssertNoneOf(t, planted...)
 }

@@ -57,13 +57,15 @@ func (e *Engine) overlap() time.Duration {
 func (e *Engine) PullOnce(ctx context.Context) (PullSummary, error) {
 	var total PullSummary
 	for _, conn := range e.Connections {
-		s, err := e.pullGoals(ctx, conn)
+		cctx, end := e.runSpan(ctx, conn.Name, telemetry.DirectionPull)
+		s, err := e.pullGoals(cctx, conn)
 		total.add(s)
 		if err == nil {
-			s, err = e.pullReferrals(ctx, conn)
+			s, err = e.pullReferrals(cctx, conn)
 			total.add(s)
 		}
 		e.recordRun(ctx, conn.Name, telemetry.DirectionPull, err)
+		end(err)
 		if err != nil {
 			return total, fmt.Errorf("pull %s: %w", conn.Name, err)
 		}

@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
@@ -69,6 +71,26 @@ type Engine struct {
 	Progress func(PushSummary)
 	// Metrics, when set, count resources and runs per connection.
 	Metrics *telemetry.SyncMetrics
+	// Tracer, when set, makes a span per sync run and connection; the EHR
+	// client's spans nest under it.
+	Tracer trace.Tracer
+}
+
+// runSpan starts the span of one push or pull run on a connection. Its
+// attributes are the connection name and direction, never record data.
+func (e *Engine) runSpan(ctx context.Context, conn string, d telemetry.Direction) (context.Context, func(err error)) {
+	if e.Tracer == nil {
+		return ctx, func(error) {}
+	}
+	ctx, span := e.Tracer.Start(ctx, "sync "+string(d), trace.WithAttributes(
+		telemetry.KeyConnection.String(telemetry.ConnectionLabel(conn)),
+		attribute.String("ipsfhir.sync.direction", string(d))))
+	return ctx, func(err error) {
+		if err != nil {
+			telemetry.RecordSpanError(span, err)
+		}
+		span.End()
+	}
 }
 
 // record counts one resource's outcome; err decides the blame of a failure.
@@ -143,30 +165,40 @@ func (e *Engine) log() *slog.Logger {
 func (e *Engine) PushOnce(ctx context.Context) (PushSummary, error) {
 	var total PushSummary
 	for _, conn := range e.Connections {
-		for {
-			items, err := e.Store.Lease(ctx, conn.Name, e.Owner, 16, e.Lease)
-			if err != nil {
-				e.recordRun(ctx, conn.Name, telemetry.DirectionPush, err)
-				return total, fmt.Errorf("push %s: lease: %w", conn.Name, err)
-			}
-			if len(items) == 0 {
-				break
-			}
-			for _, it := range items {
-				s, err := e.pushItem(ctx, conn, it)
-				if err != nil {
-					e.recordRun(ctx, conn.Name, telemetry.DirectionPush, err)
-					return total, err
-				}
-				total.add(s)
-				if e.Progress != nil {
-					e.Progress(total)
-				}
-			}
+		if err := e.pushConnection(ctx, conn, &total); err != nil {
+			return total, err
 		}
-		e.recordRun(ctx, conn.Name, telemetry.DirectionPush, nil)
 	}
 	return total, nil
+}
+
+// pushConnection drains one connection's outbox, in one span.
+func (e *Engine) pushConnection(ctx context.Context, conn *Connection, total *PushSummary) (err error) {
+	ctx, end := e.runSpan(ctx, conn.Name, telemetry.DirectionPush)
+	defer func() { end(err) }()
+	for {
+		items, err := e.Store.Lease(ctx, conn.Name, e.Owner, 16, e.Lease)
+		if err != nil {
+			e.recordRun(ctx, conn.Name, telemetry.DirectionPush, err)
+			return fmt.Errorf("push %s: lease: %w", conn.Name, err)
+		}
+		if len(items) == 0 {
+			break
+		}
+		for _, it := range items {
+			s, err := e.pushItem(ctx, conn, it)
+			if err != nil {
+				e.recordRun(ctx, conn.Name, telemetry.DirectionPush, err)
+				return err
+			}
+			total.add(s)
+			if e.Progress != nil {
+				e.Progress(*total)
+			}
+		}
+	}
+	e.recordRun(ctx, conn.Name, telemetry.DirectionPush, nil)
+	return nil
 }
 
 // pushItem pushes one client and settles its outbox item. Only store errors

@@ -74,6 +74,7 @@ func wire(ctx context.Context, cfg *config.Config, logOut io.Writer, connect boo
 	}
 	s.metrics = sm
 	s.engine.Metrics = sm
+	s.engine.Tracer = tel.TracerProvider().Tracer("github.com/ipsfhir/ipsfhir/adapter/syncer")
 	if !connect {
 		return s, nil
 	}
