@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -642,4 +643,51 @@ func contentHash(cr *bpb.ContainedResource) (string, error) {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:]), nil
+}
+
+// PushParallel runs PushOnce in n workers at once, each leasing under its own
+// owner name, and adds up what they did. Leases keep them off each other's
+// clients; several workers help when the EHR answers slowly. Progress, if
+// set, sees the running totals of all workers together, one call at a time.
+func (e *Engine) PushParallel(ctx context.Context, n int) (PushSummary, error) {
+	if n <= 1 {
+		return e.PushOnce(ctx)
+	}
+	var (
+		mu     sync.Mutex
+		total  PushSummary
+		first  error
+		wg     sync.WaitGroup
+		latest = make([]PushSummary, n)
+	)
+	for i := range n {
+		w := *e
+		w.Owner = fmt.Sprintf("%s-%d", e.Owner, i)
+		w.Progress = nil
+		if e.Progress != nil {
+			w.Progress = func(s PushSummary) {
+				mu.Lock()
+				defer mu.Unlock()
+				latest[i] = s
+				var all PushSummary
+				for _, l := range latest {
+					all.add(l)
+				}
+				e.Progress(all)
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := w.PushOnce(ctx)
+			mu.Lock()
+			defer mu.Unlock()
+			total.add(s)
+			if err != nil && first == nil {
+				first = err
+			}
+		}()
+	}
+	wg.Wait()
+	return total, first
 }

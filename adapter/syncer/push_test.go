@@ -270,3 +270,24 @@ func TestEpicModeWritesOnlyWhatEpicDeclares(t *testing.T) {
 	_ = strings.TrimSpace
 	_ = context.Background
 }
+
+func TestParallelWorkersWriteEachRecordOnce(t *testing.T) {
+	r := newRig(t, "")
+	r.enqueueAll(t)
+	var last PushSummary
+	r.engine.Progress = func(s PushSummary) { last = s } // calls are serialized
+	s, err := r.engine.PushParallel(t.Context(), 3)
+	if err != nil || s.Failed != 0 || s.Items != len(r.cl.Clients) {
+		t.Fatalf("parallel push: %+v %v; want every client once", s, err)
+	}
+	if last != s {
+		t.Errorf("last progress report %+v, want the final totals %+v", last, s)
+	}
+	for k, typ := range map[mappings.Kind]string{mappings.KindGoal: "Goal", mappings.KindPlan: "CarePlan", mappings.KindJob: "Observation"} {
+		for v, n := range r.countByIdentifier(t, typ, k) {
+			if n != 1 {
+				t.Errorf("%s %s written %d times", k, v, n)
+			}
+		}
+	}
+}

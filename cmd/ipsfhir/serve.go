@@ -147,7 +147,7 @@ func (s *system) syncRound(ctx context.Context, withPull bool) {
 			s.logger.LogAttrs(ctx, slog.LevelWarn, "pull failed", slog.String("component", "sync"))
 		}
 	}
-	if _, err := s.engine.PushOnce(ctx); err != nil && ctx.Err() == nil {
+	if _, err := s.engine.PushParallel(ctx, s.cfg.Sync.Workers); err != nil && ctx.Err() == nil {
 		s.logger.LogAttrs(ctx, slog.LevelWarn, "push failed", slog.String("component", "sync"))
 	}
 }

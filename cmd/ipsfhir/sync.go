@@ -54,7 +54,7 @@ to dead letters in the pass (replay them once the cause is fixed).`, stderr)
 		}
 	}
 	for {
-		pull, push, err := pass(ctx, sys.engine)
+		pull, push, err := pass(ctx, sys.engine, cfg.Sync.Workers)
 		if sys.engine.Progress != nil {
 			fmt.Fprintln(stderr)
 		}
@@ -79,12 +79,12 @@ to dead letters in the pass (replay them once the cause is fixed).`, stderr)
 
 // pass pulls first, so a clinician's change is merged before the IPS side
 // pushes, then pushes.
-func pass(ctx context.Context, e *syncer.Engine) (syncer.PullSummary, syncer.PushSummary, error) {
+func pass(ctx context.Context, e *syncer.Engine, workers int) (syncer.PullSummary, syncer.PushSummary, error) {
 	pull, err := e.PullOnce(ctx)
 	if err != nil {
 		return pull, syncer.PushSummary{}, err
 	}
-	push, err := e.PushOnce(ctx)
+	push, err := e.PushParallel(ctx, workers)
 	return pull, push, err
 }
 
