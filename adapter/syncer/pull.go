@@ -16,6 +16,8 @@ import (
 	"github.com/ipsfhir/ipsfhir/adapter/telemetry"
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/mappings"
+
+	dtpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
 )
 
 // Winners says which side's value is applied when both the program and the
@@ -355,6 +357,19 @@ func (e *Engine) pullReferrals(ctx context.Context, conn *Connection) (PullSumma
 		if _, err := e.Store.LedgerGet(ctx, conn.Name, lk); err == nil {
 			continue // already enrolled from this referral
 		}
+		enrolled, err := e.alreadyEnrolled(ctx, conn, sr.GetSubject())
+		if err != nil {
+			return s, err
+		}
+		if enrolled {
+			// A new referral for a client already in the program: IPS
+			// supports continue; nothing to enroll. Remember the referral.
+			if err := e.Store.LedgerPut(ctx, store.LedgerEntry{Connection: conn.Name, Key: lk, ResourceType: "ServiceRequest",
+				ResourceID: sr.GetId().GetValue(), VersionID: sr.GetMeta().GetVersionId().GetValue(), UpdatedAt: e.now()}); err != nil {
+				return s, fmt.Errorf("%w: ledger: %w", errStore, err)
+			}
+			continue
+		}
 		c, err := mappings.ReferralFromFHIR(sr, mappings.ReferralOptions{PatientSystem: conn.PatientSystem})
 		if errors.Is(err, mappings.ErrNotActiveReferral) {
 			continue
@@ -377,4 +392,26 @@ func (e *Engine) pullReferrals(ctx context.Context, conn *Connection) (PullSumma
 		return s, fmt.Errorf("%w: watermark: %w", errStore, err)
 	}
 	return s, nil
+}
+
+// alreadyEnrolled reports whether a referral's patient is already a client
+// the adapter has synced on this connection: the ledger maps each client's
+// patient identifier to the EHR's Patient id, which is how referrals name
+// the patient. (A client imported but not yet pushed is not seen here.)
+func (e *Engine) alreadyEnrolled(ctx context.Context, conn *Connection, subject *dtpb.Reference) (bool, error) {
+	var err error
+	if id := subject.GetPatientId().GetValue(); id != "" {
+		_, err = e.Store.LedgerByResource(ctx, conn.Name, "Patient", id)
+	} else if ident := subject.GetIdentifier(); ident.GetValue().GetValue() != "" {
+		_, err = e.Store.LedgerGet(ctx, conn.Name, "Patient|"+ident.GetSystem().GetValue()+"|"+ident.GetValue().GetValue())
+	} else {
+		return false, nil
+	}
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	}
+	return false, fmt.Errorf("%w: ledger: %w", errStore, err)
 }

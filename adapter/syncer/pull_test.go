@@ -205,3 +205,36 @@ func TestStaleIPSOwnedResourceIsAConflictTheIPSSideWins(t *testing.T) {
 		t.Errorf("EHR job status %v after push, want the IPS content (final)", obs["status"])
 	}
 }
+
+// TestReferralForAnEnrolledClientDoesNotEnrollAgain: a clinician refers a
+// patient who is already in the program (its records were pushed); no second
+// client appears.
+func TestReferralForAnEnrolledClientDoesNotEnrollAgain(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	r.conn.PatientSystem = "https://ehr.example/Patient"
+	r.enqueueAll(t)
+	if _, err := r.engine.PushOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := consenting(r.cl)[0]
+	pid, err := r.store.LedgerGet(ctx, "clinic", "Patient|"+c.Patient.System+"|"+c.Patient.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr := fmt.Sprintf(`{"resourceType":"ServiceRequest","status":"active","intent":"order",
+	 "category":[{"coding":[{"system":%q,"code":"employment-status"}]}],
+	 "subject":{"reference":"Patient/%s"},"authoredOn":"2026-11-02"}`, mappings.SystemSDOHCCTemporary, pid.ResourceID)
+	if _, err := r.client.Create(ctx, "ServiceRequest", []byte(sr), ""); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := r.store.ListClients(ctx, "", 1000)
+	s, err := r.engine.PullOnce(ctx)
+	if err != nil || s.Enrolled != 0 {
+		t.Fatalf("pull: %+v %v; want no new enrollment", s, err)
+	}
+	after, _ := r.store.ListClients(ctx, "", 1000)
+	if len(after) != len(before) {
+		t.Errorf("%d clients before, %d after a referral of an enrolled client", len(before), len(after))
+	}
+}
