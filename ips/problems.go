@@ -41,13 +41,18 @@ var (
 	ErrTooLarge = errors.New("input too large")
 )
 
-func (e *ValidationError) Error() string {
+func (e *ValidationError) Error() string { return ProblemReport("invalid caseload", e.Problems) }
+
+// ProblemReport renders a heading, the number of problems and one indented
+// line per problem: the shape every "rejected whole" error in ipsfhir uses
+// (caseloads, configuration, FHIR read back).
+func ProblemReport[P fmt.Stringer](heading string, problems []P) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "invalid caseload: %d problem", len(e.Problems))
-	if len(e.Problems) != 1 {
+	fmt.Fprintf(&b, "%s: %d problem", heading, len(problems))
+	if len(problems) != 1 {
 		b.WriteByte('s')
 	}
-	for _, p := range e.Problems {
+	for _, p := range problems {
 		b.WriteString("\n  ")
 		b.WriteString(p.String())
 	}

@@ -21,15 +21,7 @@ type ReadError struct {
 }
 
 func (e *ReadError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "cannot read FHIR as IPS records: %d problem", len(e.Problems))
-	if len(e.Problems) != 1 {
-		b.WriteByte('s')
-	}
-	for _, p := range e.Problems {
-		b.WriteString("\n  " + p.String())
-	}
-	return b.String()
+	return ips.ProblemReport("cannot read FHIR as IPS records", e.Problems)
 }
 
 // reader collects problems while a resource is read, under a path prefix

@@ -40,20 +40,11 @@ type ValidationError struct {
 }
 
 func (e *ValidationError) Error() string {
-	var b strings.Builder
-	b.WriteString("invalid configuration")
+	heading := "invalid configuration"
 	if e.File != "" {
-		b.WriteString(" " + e.File)
+		heading += " " + e.File
 	}
-	fmt.Fprintf(&b, ": %d problem", len(e.Problems))
-	if len(e.Problems) != 1 {
-		b.WriteByte('s')
-	}
-	for _, p := range e.Problems {
-		b.WriteString("\n  ")
-		b.WriteString(p.String())
-	}
-	return b.String()
+	return ips.ProblemReport(heading, e.Problems)
 }
 
 // problems collects Problems while walking a configuration.

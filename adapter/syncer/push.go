@@ -306,10 +306,12 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 
 	p := conn.Plan
 	native := func(cpt plan.Concept) bool { return p.Concept(cpt).Path == plan.Native }
+	canonical := canonicalEntries(c, canon)
 	// Goals first: the plan refers to them.
 	if native(plan.Goal) {
 		for _, g := range c.Goals {
-			w, err := e.write(ctx, conn, o.GoalKey(c, g), "Goal", wrap(mappings.Goal(c, g, o)), wrap(mappings.Goal(c, g, canon)), clientID)
+			k := o.GoalKey(c, g)
+			w, err := e.write(ctx, conn, k, "Goal", wrap(mappings.Goal(c, g, o)), canonical[k], clientID)
 			s.add(w)
 			if err != nil {
 				return s, err
@@ -336,7 +338,6 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 	if native(plan.ChartNote) {
 		rest = append(rest, mappings.Entry{Key: o.PlanNoteKey(c), ResourceType: "DocumentReference", Resource: wrap(mappings.PlanNote(c, o))})
 	}
-	canonical := canonicalEntries(c, canon)
 	for _, en := range rest {
 		w, err := e.write(ctx, conn, en.Key, en.ResourceType, en.Resource, canonical[en.Key], clientID)
 		s.add(w)
@@ -347,8 +348,8 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 	return s, nil
 }
 
-// canonicalEntries maps the non-goal resources with no EHR-specific parts,
-// for hashing.
+// canonicalEntries maps every resource of the client with no EHR-specific
+// parts (no literal references, no note date), for hashing.
 func canonicalEntries(c *ips.Client, canon mappings.Options) map[mappings.Key]*bpb.ContainedResource {
 	out := map[mappings.Key]*bpb.ContainedResource{}
 	for _, en := range mappings.ClientEntries(c, canon) {
