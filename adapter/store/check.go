@@ -112,3 +112,20 @@ func CheckConflict(c Conflict) error {
 	}
 	return nil
 }
+
+// PatientKey is the key under which a store keeps a client's patient
+// identifier unique ("system|value"), or nil when the client has none.
+func PatientKey(c *ips.Client) *string {
+	if c.Patient.Value == "" {
+		return nil
+	}
+	k := c.Patient.System + "|" + c.Patient.Value
+	return &k
+}
+
+// PatientConflict is the error for a client whose patient identifier another
+// client holds. It names both clients by their program ids, never the
+// patient identifier.
+func PatientConflict(id, other string) error {
+	return fmt.Errorf("client %s: client %s already has this patient identifier: %w", id, other, ErrConflict)
+}

@@ -23,6 +23,11 @@ type Store interface {
 	// other Version must match the stored one (optimistic concurrency,
 	// ErrConflict otherwise). It returns the new versions in input order.
 	SaveClients(ctx context.Context, clients []Stored, connections []string) ([]Version, error)
+	// ClientByPatient returns the client whose patient identifier is
+	// system|value, or ErrNotFound. A patient is at most one client:
+	// SaveClients refuses, with ErrConflict, a client whose patient
+	// identifier another client already has.
+	ClientByPatient(ctx context.Context, system, value string) (Stored, error)
 
 	// Lease claims up to n due outbox items of a connection for owner until
 	// now+lease, oldest due first. One client never has two items leased at
@@ -86,6 +91,9 @@ type Version int64
 type Stored struct {
 	Client  *ips.Client
 	Version Version
+	// UpdatedAt is when the store last saved the client (set on reads,
+	// ignored by SaveClients).
+	UpdatedAt time.Time
 }
 
 // OutboxItem is a leased unit of push work: bring one client's resources on

@@ -394,24 +394,40 @@ func (e *Engine) pullReferrals(ctx context.Context, conn *Connection) (PullSumma
 	return s, nil
 }
 
-// alreadyEnrolled reports whether a referral's patient is already a client
-// the adapter has synced on this connection: the ledger maps each client's
-// patient identifier to the EHR's Patient id, which is how referrals name
-// the patient. (A client imported but not yet pushed is not seen here.)
+// alreadyEnrolled reports whether a referral's patient is already a client:
+// one the adapter has synced on this connection (the ledger maps each
+// client's patient identifier to the EHR's Patient id, which is how
+// referrals usually name the patient), or one whose patient identifier the
+// referral names, pushed or not (the store keeps one client per patient).
 func (e *Engine) alreadyEnrolled(ctx context.Context, conn *Connection, subject *dtpb.Reference) (bool, error) {
-	var err error
+	var (
+		err           error
+		system, value string
+	)
 	if id := subject.GetPatientId().GetValue(); id != "" {
 		_, err = e.Store.LedgerByResource(ctx, conn.Name, "Patient", id)
+		system, value = conn.PatientSystem, id
 	} else if ident := subject.GetIdentifier(); ident.GetValue().GetValue() != "" {
-		_, err = e.Store.LedgerGet(ctx, conn.Name, "Patient|"+ident.GetSystem().GetValue()+"|"+ident.GetValue().GetValue())
+		system, value = ident.GetSystem().GetValue(), ident.GetValue().GetValue()
+		_, err = e.Store.LedgerGet(ctx, conn.Name, "Patient|"+system+"|"+value)
 	} else {
 		return false, nil
 	}
 	switch {
 	case err == nil:
 		return true, nil
+	case !errors.Is(err, store.ErrNotFound):
+		return false, fmt.Errorf("%w: ledger: %w", errStore, err)
+	}
+	if system == "" {
+		return false, nil
+	}
+	_, err = e.Store.ClientByPatient(ctx, system, value)
+	switch {
+	case err == nil:
+		return true, nil
 	case errors.Is(err, store.ErrNotFound):
 		return false, nil
 	}
-	return false, fmt.Errorf("%w: ledger: %w", errStore, err)
+	return false, fmt.Errorf("%w: client by patient: %w", errStore, err)
 }

@@ -238,3 +238,35 @@ func TestReferralForAnEnrolledClientDoesNotEnrollAgain(t *testing.T) {
 		t.Errorf("%d clients before, %d after a referral of an enrolled client", len(before), len(after))
 	}
 }
+
+// TestReferralForAnUnpushedClientDoesNotEnroll: a client entered in the
+// program (imported, never pushed to this EHR) is referred in the EHR; the
+// store knows the patient, so no second client appears.
+func TestReferralForAnUnpushedClientDoesNotEnroll(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	c := &ips.Client{ID: "c-unpushed", EnrolledOn: ips.MustDate("2026-10-01"),
+		Patient: ips.Identifier{System: "https://ehr.example/mrn", Value: "MRN-UNPUSHED-7"}}
+	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: c}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	sr := fmt.Sprintf(`{"resourceType":"ServiceRequest","status":"active","intent":"order",
+	 "category":[{"coding":[{"system":%q,"code":"employment-status"}]}],
+	 "subject":{"identifier":{"system":%q,"value":%q}},"authoredOn":"2026-11-02"}`,
+		mappings.SystemSDOHCCTemporary, c.Patient.System, c.Patient.Value)
+	if _, err := r.client.Create(ctx, "ServiceRequest", []byte(sr), ""); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := r.store.ListClients(ctx, "", 1000)
+	s, err := r.engine.PullOnce(ctx)
+	if err != nil || s.Enrolled != 0 || s.Seen != 1 {
+		t.Fatalf("pull: %+v %v; want the referral seen and no new enrollment", s, err)
+	}
+	after, _ := r.store.ListClients(ctx, "", 1000)
+	if len(after) != len(before) {
+		t.Errorf("%d clients before, %d after a referral of a client not yet pushed", len(before), len(after))
+	}
+	if s, err := r.engine.PullOnce(ctx); err != nil || s.Enrolled != 0 {
+		t.Errorf("second pull: %+v %v", s, err)
+	}
+}

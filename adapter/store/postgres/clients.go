@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -40,23 +41,40 @@ func (s *Store) ListClients(ctx context.Context, after string, limit int) ([]sto
 	if limit <= 0 {
 		return nil, errors.New("store: list clients: limit must be positive")
 	}
-	rows, _ := s.pool.Query(ctx, `SELECT id, version, doc FROM clients WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Stored, error) {
-		var (
-			id  string
-			v   int64
-			doc []byte
-		)
-		if err := row.Scan(&id, &v, &doc); err != nil {
-			return store.Stored{}, err
-		}
-		c, err := store.DecodeClient(id, doc)
-		return store.Stored{Client: c, Version: store.Version(v)}, err
-	})
+	rows, _ := s.pool.Query(ctx, `SELECT id, version, doc, updated_at FROM clients WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
+	out, err := pgx.CollectRows(rows, scanStored)
 	if err != nil {
 		return nil, fmt.Errorf("store: list clients: %w", err)
 	}
 	return out, nil
+}
+
+// scanStored reads a row of id, version, doc, updated_at.
+func scanStored(row pgx.CollectableRow) (store.Stored, error) {
+	var (
+		id  string
+		v   int64
+		doc []byte
+		at  time.Time
+	)
+	if err := row.Scan(&id, &v, &doc, &at); err != nil {
+		return store.Stored{}, err
+	}
+	c, err := store.DecodeClient(id, doc)
+	return store.Stored{Client: c, Version: store.Version(v), UpdatedAt: at.UTC()}, err
+}
+
+// ClientByPatient returns the client with patient identifier system|value.
+func (s *Store) ClientByPatient(ctx context.Context, system, value string) (store.Stored, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT id, version, doc, updated_at FROM clients WHERE patient_key = $1`, system+"|"+value)
+	st, err := pgx.CollectExactlyOneRow(rows, scanStored)
+	if isNoRows(err) {
+		return store.Stored{}, fmt.Errorf("store: client by patient: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Stored{}, fmt.Errorf("store: client by patient: %w", err)
+	}
+	return st, nil
 }
 
 // saveChunk is how many clients go to the server in one round trip.
@@ -82,11 +100,24 @@ func (s *Store) SaveClients(ctx context.Context, clients []store.Stored, connect
 			for _, i := range chunk {
 				c := clients[i]
 				id := c.Client.ID
+				key := store.PatientKey(c.Client)
+				if key != nil {
+					b.Queue(`SELECT id FROM clients WHERE patient_key = $1 AND id <> $2`, *key, id).
+						QueryRow(func(row pgx.Row) error {
+							var other string
+							if err := row.Scan(&other); isNoRows(err) {
+								return nil
+							} else if err != nil {
+								return fmt.Errorf("client %s: %w", id, err)
+							}
+							return store.PatientConflict(id, other)
+						})
+				}
 				if c.Version == 0 {
 					// DO NOTHING, not an error, so that the conflict is
 					// told apart from other failures by RETURNING no row.
-					b.Queue(`INSERT INTO clients (id, version, doc, updated_at) VALUES ($1, 1, $2, now())
-						ON CONFLICT (id) DO NOTHING RETURNING version`, id, docs[i]).
+					b.Queue(`INSERT INTO clients (id, version, doc, updated_at, patient_key) VALUES ($1, 1, $2, now(), $3)
+						ON CONFLICT (id) DO NOTHING RETURNING version`, id, docs[i], key).
 						QueryRow(func(row pgx.Row) error {
 							var v int64
 							if err := row.Scan(&v); isNoRows(err) {
@@ -99,8 +130,8 @@ func (s *Store) SaveClients(ctx context.Context, clients []store.Stored, connect
 						})
 					b.Queue(`INSERT INTO client_leases (client_id) VALUES ($1) ON CONFLICT DO NOTHING`, id)
 				} else {
-					b.Queue(`UPDATE clients SET version = version + 1, doc = $2, updated_at = now()
-						WHERE id = $1 AND version = $3 RETURNING version`, id, docs[i], int64(c.Version)).
+					b.Queue(`UPDATE clients SET version = version + 1, doc = $2, updated_at = now(), patient_key = $4
+						WHERE id = $1 AND version = $3 RETURNING version`, id, docs[i], int64(c.Version), key).
 						QueryRow(func(row pgx.Row) error {
 							var v int64
 							if err := row.Scan(&v); isNoRows(err) {
@@ -119,6 +150,11 @@ func (s *Store) SaveClients(ctx context.Context, clients []store.Stored, connect
 			// Close runs the callbacks in order and returns the first error;
 			// the transaction then rolls back everything, earlier chunks too.
 			if err := tx.SendBatch(ctx, b).Close(); err != nil {
+				if isUniqueViolation(err, "clients_patient_key") {
+					// Another replica saved a client for the same
+					// patient between the check and the write.
+					return fmt.Errorf("a client already has a patient identifier in this save: %w", store.ErrConflict)
+				}
 				return err
 			}
 		}

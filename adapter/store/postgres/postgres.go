@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ipsfhir/ipsfhir/adapter/store"
@@ -130,6 +131,13 @@ func utc(t *time.Time) time.Time {
 		return time.Time{}
 	}
 	return t.UTC()
+}
+
+// isUniqueViolation reports whether err is a unique-constraint violation of
+// the named index.
+func isUniqueViolation(err error, index string) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == index
 }
 
 // isNoRows reports whether err is pgx's "no rows".

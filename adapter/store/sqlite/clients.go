@@ -39,7 +39,7 @@ func (s *Store) ListClients(ctx context.Context, after string, limit int) ([]sto
 	if limit <= 0 {
 		return nil, errors.New("store: list clients: limit must be positive")
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT id, version, doc FROM clients WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
+	rows, err := s.r.QueryContext(ctx, `SELECT id, version, doc, updated_at FROM clients WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: list clients: %w", err)
 	}
@@ -50,20 +50,43 @@ func (s *Store) ListClients(ctx context.Context, after string, limit int) ([]sto
 			id  string
 			v   int64
 			doc []byte
+			at  int64
 		)
-		if err := rows.Scan(&id, &v, &doc); err != nil {
+		if err := rows.Scan(&id, &v, &doc, &at); err != nil {
 			return nil, fmt.Errorf("store: list clients: %w", err)
 		}
 		c, err := store.DecodeClient(id, doc)
 		if err != nil {
 			return nil, fmt.Errorf("store: list clients: %w", err)
 		}
-		out = append(out, store.Stored{Client: c, Version: store.Version(v)})
+		out = append(out, store.Stored{Client: c, Version: store.Version(v), UpdatedAt: fromMicros(at)})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: list clients: %w", err)
 	}
 	return out, nil
+}
+
+// ClientByPatient returns the client with patient identifier system|value.
+func (s *Store) ClientByPatient(ctx context.Context, system, value string) (store.Stored, error) {
+	var (
+		id  string
+		v   int64
+		doc []byte
+		at  int64
+	)
+	err := s.r.QueryRowContext(ctx, `SELECT id, version, doc, updated_at FROM clients WHERE patient_key = ?`, system+"|"+value).Scan(&id, &v, &doc, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Stored{}, fmt.Errorf("store: client by patient: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Stored{}, fmt.Errorf("store: client by patient: %w", err)
+	}
+	c, err := store.DecodeClient(id, doc)
+	if err != nil {
+		return store.Stored{}, fmt.Errorf("store: client by patient: %w", err)
+	}
+	return store.Stored{Client: c, Version: store.Version(v), UpdatedAt: fromMicros(at)}, nil
 }
 
 // SaveClients writes clients and enqueues an outbox item for each client on
@@ -81,16 +104,21 @@ func (s *Store) SaveClients(ctx context.Context, clients []store.Stored, connect
 	versions := make([]store.Version, len(clients))
 	err = s.write(ctx, "save clients", func(tx *sql.Tx) error {
 		now := micros(time.Now())
-		insert, err := tx.PrepareContext(ctx, `INSERT INTO clients (id, version, doc, updated_at) VALUES (?, 1, ?, ?) ON CONFLICT (id) DO NOTHING`)
+		insert, err := tx.PrepareContext(ctx, `INSERT INTO clients (id, version, doc, updated_at, patient_key) VALUES (?, 1, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
 		if err != nil {
 			return err
 		}
 		defer insert.Close()
-		update, err := tx.PrepareContext(ctx, `UPDATE clients SET version = version + 1, doc = ?, updated_at = ? WHERE id = ? AND version = ? RETURNING version`)
+		update, err := tx.PrepareContext(ctx, `UPDATE clients SET version = version + 1, doc = ?, updated_at = ?, patient_key = ? WHERE id = ? AND version = ? RETURNING version`)
 		if err != nil {
 			return err
 		}
 		defer update.Close()
+		holder, err := tx.PrepareContext(ctx, `SELECT id FROM clients WHERE patient_key = ? AND id <> ?`)
+		if err != nil {
+			return err
+		}
+		defer holder.Close()
 		lease, err := tx.PrepareContext(ctx, `INSERT INTO client_leases (client_id) VALUES (?)`)
 		if err != nil {
 			return err
@@ -105,8 +133,19 @@ func (s *Store) SaveClients(ctx context.Context, clients []store.Stored, connect
 		for _, i := range order {
 			c := clients[i]
 			id := c.Client.ID
+			key := store.PatientKey(c.Client)
+			if key != nil {
+				var other string
+				err := holder.QueryRowContext(ctx, *key, id).Scan(&other)
+				if err == nil {
+					return store.PatientConflict(id, other)
+				}
+				if !errors.Is(err, sql.ErrNoRows) {
+					return fmt.Errorf("client %s: %w", id, err)
+				}
+			}
 			if c.Version == 0 {
-				res, err := insert.ExecContext(ctx, id, string(docs[i]), now)
+				res, err := insert.ExecContext(ctx, id, string(docs[i]), now, key)
 				if err != nil {
 					return fmt.Errorf("client %s: %w", id, err)
 				}
@@ -121,7 +160,7 @@ func (s *Store) SaveClients(ctx context.Context, clients []store.Stored, connect
 				versions[i] = 1
 			} else {
 				var v int64
-				err := update.QueryRowContext(ctx, string(docs[i]), now, id, int64(c.Version)).Scan(&v)
+				err := update.QueryRowContext(ctx, string(docs[i]), now, key, id, int64(c.Version)).Scan(&v)
 				if errors.Is(err, sql.ErrNoRows) {
 					return fmt.Errorf("client %s is not at version %d: %w", id, c.Version, store.ErrConflict)
 				}

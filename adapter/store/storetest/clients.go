@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -45,8 +46,11 @@ func testClientRoundTrip(t *testing.T, s *suite) {
 	if err != nil {
 		t.Fatalf("ListClients: %v", err)
 	}
-	if diff := cmp.Diff([]store.Stored{{Client: c, Version: 1}}, list); diff != "" {
+	if diff := cmp.Diff([]store.Stored{{Client: c, Version: 1}}, list, cmpopts.IgnoreFields(store.Stored{}, "UpdatedAt")); diff != "" {
 		t.Errorf("ListClients (-want +got):\n%s", diff)
+	}
+	if len(list) == 1 && (list[0].UpdatedAt.IsZero() || time.Since(list[0].UpdatedAt) > time.Minute || list[0].UpdatedAt.Location() != time.UTC) {
+		t.Errorf("ListClients UpdatedAt = %v, want a recent UTC time", list[0].UpdatedAt)
 	}
 
 	// What GetClient returns is the caller's to change.
@@ -302,4 +306,73 @@ func testErrorsArePatientFree(t *testing.T, s *suite) {
 	noPatientData(t, "ledger get", err)
 	_, err = st.LedgerByResource(ctx, "a", "Patient", richMRN)
 	noPatientData(t, "ledger by resource", err)
+	twin := richClient("c2")
+	_, err = st.SaveClients(ctx, []store.Stored{{Client: twin}}, nil)
+	noPatientData(t, "save of a second client for the same patient", err)
+	_, err = st.ClientByPatient(ctx, "urn:oid:2.16.840.1.113883.3.9999.1", richMRN+"0")
+	noPatientData(t, "client by an unknown patient", err)
+}
+
+// testOnePatientOneClient: a patient is at most one client, whatever path
+// the second client takes (a new save, an update, one batch), and the
+// refused save stores nothing.
+func testOnePatientOneClient(t *testing.T, s *suite) {
+	ctx := t.Context()
+	st := s.openStore(t)
+	a := minimalClient("a")
+	b := minimalClient("b")
+	save(t, st, []string{"x"}, a, b)
+
+	got, err := st.ClientByPatient(ctx, a.Patient.System, a.Patient.Value)
+	if err != nil {
+		t.Fatalf("ClientByPatient: %v", err)
+	}
+	if got.Client.ID != "a" || got.Version != 1 || got.UpdatedAt.IsZero() {
+		t.Errorf("ClientByPatient = %s at %d (updated %v), want a at 1 with a time", got.Client.ID, got.Version, got.UpdatedAt)
+	}
+	if _, err := st.ClientByPatient(ctx, "urn:other", a.Patient.Value); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("ClientByPatient with another system: %v, want ErrNotFound", err)
+	}
+
+	// A new client for a's patient.
+	dup := minimalClient("c")
+	dup.Patient = a.Patient
+	if _, err := st.SaveClients(ctx, []store.Stored{{Client: dup}}, []string{"x"}); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("second client for one patient: %v, want ErrConflict", err)
+	}
+	if _, _, err := st.GetClient(ctx, "c"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the refused client was stored: %v", err)
+	}
+	// b changed to a's patient.
+	b2 := minimalClient("b")
+	b2.Patient = a.Patient
+	if _, err := st.SaveClients(ctx, []store.Stored{{Client: b2, Version: 1}}, nil); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("update taking another client's patient: %v, want ErrConflict", err)
+	}
+	if _, v, err := st.GetClient(ctx, "b"); err != nil || v != 1 {
+		t.Errorf("b after the refused update: version %d, %v; want 1", v, err)
+	}
+	// Two new clients for one patient in one batch: neither is stored.
+	d, e := minimalClient("d"), minimalClient("e")
+	e.Patient = d.Patient
+	if _, err := st.SaveClients(ctx, []store.Stored{{Client: d}, {Client: e}}, nil); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("one batch, one patient twice: %v, want ErrConflict", err)
+	}
+	if _, err := st.ClientByPatient(ctx, d.Patient.System, d.Patient.Value); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a client of the refused batch was stored: %v", err)
+	}
+	// A client may be re-saved with its own identifier, and an identifier
+	// given up (corrected) may be taken by another client.
+	a.Patient.Value = "MRN-corrected"
+	if v := resave(t, st, nil, a, 1); v != 2 {
+		t.Errorf("a re-saved at version %d, want 2", v)
+	}
+	b2.Patient = minimalClient("a").Patient
+	if v := resave(t, st, nil, b2, 1); v != 2 {
+		t.Errorf("b took the freed identifier at version %d, want 2", v)
+	}
+	got, err = st.ClientByPatient(ctx, b2.Patient.System, b2.Patient.Value)
+	if err != nil || got.Client.ID != "b" {
+		t.Errorf("ClientByPatient after the move: %v, %v; want b", got.Client, err)
+	}
 }

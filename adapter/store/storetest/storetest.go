@@ -34,6 +34,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SaveRejectsBadInput", testSaveRejectsBadInput},
 		{"ListClientsPages", testListClientsPages},
 		{"ErrorsArePatientFree", testErrorsArePatientFree},
+		{"OnePatientOneClient", testOnePatientOneClient},
 		{"OutboxCoalesces", testOutboxCoalesces},
 		{"CompleteKeepsItemSavedDuringLease", testCompleteKeepsItemSavedDuringLease},
 		{"LeaseOneItemPerClient", testLeaseOneItemPerClient},
