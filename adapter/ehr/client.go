@@ -502,6 +502,10 @@ func VersionFromETag(etag string) string {
 	return v
 }
 
+// ParseLocation reads the logical id and version id from a Location header
+// or a Bundle entry's response.location: [base/]Type/id[/_history/vid].
+func ParseLocation(loc string) (id, vid string) { return parseLocation(loc) }
+
 // parseLocation reads [base/]Type/id[/_history/vid] from a Location header.
 func parseLocation(loc string) (id, vid string) {
 	if loc == "" {

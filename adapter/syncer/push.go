@@ -32,6 +32,7 @@ type EHR interface {
 	Search(ctx context.Context, resourceType string, query url.Values) ([]ehr.Entry, error)
 	Create(ctx context.Context, resourceType string, body []byte, ifNoneExist string) (*ehr.Response, error)
 	Update(ctx context.Context, resourceType, target string, body []byte, ifMatch string) (*ehr.Response, error)
+	Transaction(ctx context.Context, bundle []byte, idempotent bool) (*ehr.Response, error)
 }
 
 // Connection is one EHR the engine syncs with.
@@ -308,37 +309,41 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 	native := func(cpt plan.Concept) bool { return p.Concept(cpt).Path == plan.Native }
 	canonical := canonicalEntries(c, canon)
 	// Goals first: the plan refers to them.
+	var all []mappings.Entry
 	if native(plan.Goal) {
 		for _, g := range c.Goals {
-			k := o.GoalKey(c, g)
-			w, err := e.write(ctx, conn, k, "Goal", wrap(mappings.Goal(c, g, o)), canonical[k], clientID)
-			s.add(w)
-			if err != nil {
-				return s, err
-			}
+			all = append(all, mappings.Entry{Key: o.GoalKey(c, g), ResourceType: "Goal", Resource: wrap(mappings.Goal(c, g, o))})
 		}
 	}
-	var rest []mappings.Entry
 	if native(plan.IPSPlan) {
-		rest = append(rest, mappings.Entry{Key: o.PlanKey(c), ResourceType: "CarePlan", Resource: wrap(mappings.CarePlan(c, o))})
+		all = append(all, mappings.Entry{Key: o.PlanKey(c), ResourceType: "CarePlan", Resource: wrap(mappings.CarePlan(c, o))})
 	}
 	if native(plan.JobOutcome) {
 		for _, j := range c.Jobs {
-			rest = append(rest, mappings.Entry{Key: o.JobKey(c, j), ResourceType: "Observation", Resource: wrap(mappings.JobObservation(c, j, o))})
+			all = append(all, mappings.Entry{Key: o.JobKey(c, j), ResourceType: "Observation", Resource: wrap(mappings.JobObservation(c, j, o))})
 		}
 	}
 	if native(plan.EmploymentStatus) {
 		for _, st := range c.Employment {
-			rest = append(rest, mappings.Entry{Key: o.EmploymentStatusKey(c, st), ResourceType: "Observation", Resource: wrap(mappings.EmploymentStatusObservation(c, st, o))})
+			all = append(all, mappings.Entry{Key: o.EmploymentStatusKey(c, st), ResourceType: "Observation", Resource: wrap(mappings.EmploymentStatusObservation(c, st, o))})
 			if o.PRAPARE {
-				rest = append(rest, mappings.Entry{Key: o.PRAPAREKey(c, st), ResourceType: "Observation", Resource: wrap(mappings.PRAPAREObservation(c, st, o))})
+				all = append(all, mappings.Entry{Key: o.PRAPAREKey(c, st), ResourceType: "Observation", Resource: wrap(mappings.PRAPAREObservation(c, st, o))})
 			}
 		}
 	}
 	if native(plan.ChartNote) {
-		rest = append(rest, mappings.Entry{Key: o.PlanNoteKey(c), ResourceType: "DocumentReference", Resource: wrap(mappings.PlanNote(c, o))})
+		all = append(all, mappings.Entry{Key: o.PlanNoteKey(c), ResourceType: "DocumentReference", Resource: wrap(mappings.PlanNote(c, o))})
 	}
-	for _, en := range rest {
+	if e.canTransact(conn, all) {
+		w, done, err := e.pushTransaction(ctx, conn, all, canonical, clientID)
+		s.add(w)
+		if done || err != nil {
+			return s, err
+		}
+		// The EHR refused the Bundle: push one by one, which finds
+		// what the Bundle wrote and says which resource is refused.
+	}
+	for _, en := range all {
 		w, err := e.write(ctx, conn, en.Key, en.ResourceType, en.Resource, canonical[en.Key], clientID)
 		s.add(w)
 		if err != nil {

@@ -1,0 +1,154 @@
+package syncer
+
+import (
+	"context"
+	"encoding/json"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ipsfhir/ipsfhir/adapter/ehr"
+	"github.com/ipsfhir/ipsfhir/ips"
+	"github.com/ipsfhir/ipsfhir/mappings"
+)
+
+// countingEHR counts the writes the engine sends, by kind.
+type countingEHR struct {
+	EHR
+	mu sync.Mutex
+	writeCounts
+}
+
+type writeCounts struct{ creates, updates, bundles int }
+
+func (c *countingEHR) Create(ctx context.Context, t string, body []byte, ifNoneExist string) (*ehr.Response, error) {
+	c.mu.Lock()
+	c.creates++
+	c.mu.Unlock()
+	return c.EHR.Create(ctx, t, body, ifNoneExist)
+}
+
+func (c *countingEHR) Update(ctx context.Context, t, target string, body []byte, ifMatch string) (*ehr.Response, error) {
+	c.mu.Lock()
+	c.updates++
+	c.mu.Unlock()
+	return c.EHR.Update(ctx, t, target, body, ifMatch)
+}
+
+func (c *countingEHR) Transaction(ctx context.Context, bundle []byte, idempotent bool) (*ehr.Response, error) {
+	c.mu.Lock()
+	c.bundles++
+	c.mu.Unlock()
+	return c.EHR.Transaction(ctx, bundle, idempotent)
+}
+
+// TestFullModePushesEachClientInOneTransaction: where the EHR declares
+// transaction and conditional update, each client's changed resources go in
+// one Bundle, every record exactly once; a second pass sends nothing.
+func TestFullModePushesEachClientInOneTransaction(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	if r.conn.Plan.Bundles != "transaction" {
+		t.Fatalf("peer plan bundles = %q, want transaction", r.conn.Plan.Bundles)
+	}
+	cnt := &countingEHR{EHR: r.conn.EHR}
+	r.conn.EHR = cnt
+	r.enqueueAll(t)
+	s, err := r.engine.PushOnce(ctx)
+	if err != nil || s.Failed != 0 {
+		t.Fatalf("push: %+v %v", s, err)
+	}
+	clients := len(consenting(r.cl))
+	if cnt.bundles != clients {
+		t.Errorf("%d transaction Bundles for %d consenting clients, want one each", cnt.bundles, clients)
+	}
+	if cnt.creates+cnt.updates != 0 {
+		t.Errorf("%d single creates and %d updates besides the Bundles, want none", cnt.creates, cnt.updates)
+	}
+	for _, k := range []struct {
+		typ  string
+		kind mappings.Kind
+	}{{"Goal", mappings.KindGoal}, {"CarePlan", mappings.KindPlan}, {"Observation", mappings.KindJob}} {
+		for v, n := range r.countByIdentifier(t, k.typ, k.kind) {
+			if n != 1 {
+				t.Errorf("%s %s written %d times", k.typ, v, n)
+			}
+		}
+	}
+	// The CarePlan refers to the Goals as the EHR stored them, not by the
+	// Bundle's urn:uuid.
+	es, err := r.client.Search(ctx, "CarePlan", url.Values{"_count": {"1"}})
+	if err != nil || len(es) == 0 {
+		t.Fatalf("CarePlan search: %d %v", len(es), err)
+	}
+	if got := string(es[0].Resource); strings.Contains(got, `"reference":"urn:uuid:`) {
+		t.Errorf("stored CarePlan still refers to urn:uuid fullUrls: %s", got)
+	}
+
+	before := cnt.writeCounts
+	s, err = r.engine.PushOnce(ctx)
+	if err != nil || s.Written != 0 {
+		t.Fatalf("second push: %+v %v; want nothing written", s, err)
+	}
+	if cnt.bundles != before.bundles || cnt.updates != before.updates || cnt.creates != before.creates {
+		t.Errorf("second push sent requests: %d Bundles, %d updates, %d creates", cnt.bundles-before.bundles, cnt.updates-before.updates, cnt.creates-before.creates)
+	}
+}
+
+// TestStaleResourceInATransactionFallsBackToSingleWrites: a job Observation
+// edited in the EHR makes the Bundle's If-Match stale; the EHR refuses the
+// Bundle, the engine pushes one by one, records the conflict (IPS wins) and
+// writes the other change too.
+func TestStaleResourceInATransactionFallsBackToSingleWrites(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	cnt := &countingEHR{EHR: r.conn.EHR}
+	r.conn.EHR = cnt
+	r.enqueueAll(t)
+	if _, err := r.engine.PushOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var c *ips.Client
+	for _, cc := range consenting(r.cl) {
+		if len(cc.Jobs) > 0 && len(cc.Goals) > 0 {
+			c = cc
+			break
+		}
+	}
+	k := r.conn.Mapping.JobKey(c, c.Jobs[0])
+	es, err := r.client.Search(ctx, "Observation", url.Values{"identifier": {k.System() + "|" + k.Value()}})
+	if err != nil || len(es) != 1 {
+		t.Fatalf("find job: %d %v", len(es), err)
+	}
+	var obs map[string]any
+	_ = json.Unmarshal(es[0].Resource, &obs)
+	obs["status"] = "amended"
+	body, _ := json.Marshal(obs)
+	if _, err := r.client.Update(ctx, "Observation", obs["id"].(string), body, ""); err != nil {
+		t.Fatal(err)
+	}
+	c.Jobs[0].HoursPerWeek += 5
+	c.Goals[0].Description += " (revised)"
+	before := cnt.writeCounts
+	r.enqueueAll(t)
+	s, err := r.engine.PushOnce(ctx)
+	if err != nil || s.Failed != 0 || s.Conflicts != 1 || s.Written < 2 {
+		t.Fatalf("push: %+v %v; want the goal and the job written, one conflict, no failure", s, err)
+	}
+	if cnt.bundles != before.bundles+1 {
+		t.Errorf("%d Bundles sent, want the one refused", cnt.bundles-before.bundles)
+	}
+	if cnt.updates-before.updates < 2 {
+		t.Errorf("%d single updates after the refused Bundle, want at least the goal and the job", cnt.updates-before.updates)
+	}
+	cs, _ := r.store.Conflicts(ctx, "clinic", false)
+	if len(cs) != 1 || cs[0].Winner != "ips" || cs[0].Key != k.System()+"|"+k.Value() {
+		t.Errorf("conflict records %+v", cs)
+	}
+	es, _ = r.client.Search(ctx, "Observation", url.Values{"identifier": {k.System() + "|" + k.Value()}})
+	_ = json.Unmarshal(es[0].Resource, &obs)
+	if obs["status"] != "final" {
+		t.Errorf("EHR job status %v after push, want the IPS content (final)", obs["status"])
+	}
+}
