@@ -20,6 +20,7 @@ type AdminStore interface {
 	Conflicts(ctx context.Context, connection string, all bool) ([]store.Conflict, error)
 	ResolveConflict(ctx context.Context, id int64, resolution string) error
 	OutboxDepth(ctx context.Context) (map[string]int, error)
+	EnqueueAll(ctx context.Context, connection string) (int, error)
 }
 
 // Admin is what the /admin endpoints serve.
@@ -32,6 +33,7 @@ type Admin struct {
 func (a *api) adminRoutes(r *mux.Router) {
 	a.handle(r, http.MethodGet, "/admin/connections", permAdmin, a.adminConnections)
 	a.handle(r, http.MethodGet, "/admin/connections/{name}/plan", permAdmin, a.adminPlan)
+	a.handle(r, http.MethodPost, "/admin/connections/{name}/reconcile", permAdmin, a.adminReconcile)
 	a.handle(r, http.MethodGet, "/admin/dead-letters", permAdmin, a.adminDeadLetters)
 	a.handle(r, http.MethodPost, "/admin/dead-letters/{id}/replay", permAdmin, a.adminReplay)
 	a.handle(r, http.MethodGet, "/admin/conflicts", permAdmin, a.adminConflicts)
@@ -73,6 +75,23 @@ func (a *api) adminPlan(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, p)
+}
+
+// adminReconcile queues every client for one connection: after an EHR was
+// restored from a backup, or resources were deleted there, the next push
+// finds and rewrites what is missing (unchanged records cost a ledger read).
+func (a *api) adminReconcile(w http.ResponseWriter, r *http.Request) {
+	name := mux.Vars(r)["name"]
+	if a.plans()[name] == nil {
+		writeIssues(w, http.StatusNotFound, issue("not-found", "name", "no connected EHR by that name"))
+		return
+	}
+	n, err := a.admin.Store.EnqueueAll(r.Context(), name)
+	if err != nil {
+		a.storeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]any{"connection": name, "queued": n})
 }
 
 func (a *api) adminDeadLetters(w http.ResponseWriter, r *http.Request) {

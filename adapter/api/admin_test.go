@@ -86,6 +86,27 @@ func TestAdminEndpoints(t *testing.T) {
 	if rec := call("GET", "/admin/connections/nope/plan", "admin-key"); rec.Code != http.StatusNotFound {
 		t.Errorf("unknown connection: %d", rec.Code)
 	}
+
+	// Reconcile queues every client not already pending: the replayed c1
+	// is pending, c2 is not.
+	c2 := &ips.Client{ID: "c2", Patient: ips.Identifier{System: "s", Value: "v2"}, EnrolledOn: ips.MustDate("2026-01-05")}
+	if _, err := st.SaveClients(ctx, []store.Stored{{Client: c2}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if rec := call("POST", "/admin/connections/epic/reconcile", "es-key"); rec.Code != http.StatusForbidden {
+		t.Errorf("specialist reconciling: %d, want 403", rec.Code)
+	}
+	if rec := call("POST", "/admin/connections/nope/reconcile", "admin-key"); rec.Code != http.StatusNotFound {
+		t.Errorf("reconcile of an unknown connection: %d, want 404", rec.Code)
+	}
+	rec = call("POST", "/admin/connections/epic/reconcile", "admin-key")
+	var rc struct{ Queued int }
+	if err := json.Unmarshal(rec.Body.Bytes(), &rc); rec.Code != http.StatusAccepted || err != nil || rc.Queued != 1 {
+		t.Errorf("reconcile: %d %s; want 202 with one client queued", rec.Code, rec.Body)
+	}
+	if depth, _ := st.OutboxDepth(ctx); depth["epic"] != 2 {
+		t.Errorf("after reconcile the outbox holds %v, want both clients", depth)
+	}
 }
 
 func itoa(i int64) string { b, _ := json.Marshal(i); return string(b) }

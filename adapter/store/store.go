@@ -56,6 +56,15 @@ type Store interface {
 	DeadLetters(ctx context.Context, connection string) ([]DeadLetter, error)
 	// Replay turns a dead letter back into a pending outbox item, or ErrNotFound.
 	Replay(ctx context.Context, id int64) error
+	// SeedConnection queues every client for a connection the first time
+	// it is called for that connection (the connection was just enabled)
+	// and returns how many it queued; later calls queue nothing. Replicas
+	// starting together seed once.
+	SeedConnection(ctx context.Context, connection string) (int, error)
+	// EnqueueAll queues every client for a connection (a full reconcile),
+	// leaving items already pending as they are; it returns how many it
+	// queued.
+	EnqueueAll(ctx context.Context, connection string) (int, error)
 
 	// LedgerGet returns the ledger entry for a business identifier, or ErrNotFound.
 	LedgerGet(ctx context.Context, connection, key string) (LedgerEntry, error)

@@ -67,6 +67,13 @@ type syncRig struct {
 
 func newSyncRig(t *testing.T, clients int, storeYAML, lease string) *syncRig {
 	t.Helper()
+	return newSyncRigEnabled(t, clients, storeYAML, lease, true)
+}
+
+// newSyncRigEnabled is newSyncRig with the connection enabled or not at
+// import time.
+func newSyncRigEnabled(t *testing.T, clients int, storeYAML, lease string, enabled bool) *syncRig {
+	t.Helper()
 	srv := peer.StartForTest(t, peer.Options{Args: []string{"--quiet"}})
 	bin := buildBinary(t)
 	dir := t.TempDir()
@@ -96,9 +103,9 @@ sync: {leaseFor: %s, maxAttempts: 8}
 connections:
   - name: clinic
     fhirBaseUrl: %s
-    enabled: true
+    enabled: %t
     auth: {type: none}
-`, storeYAML, lease, srv.BaseURL)), 0o644); err != nil {
+`, storeYAML, lease, srv.BaseURL, enabled)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	client, err := ehr.New(ehr.Options{BaseURL: srv.BaseURL})
@@ -115,6 +122,45 @@ connections:
 		t.Fatalf("import: %v\n%s", err, out)
 	}
 	return &syncRig{bin: bin, cfg: cfg, client: client, cl: cl}
+}
+
+// TestConnectionEnabledLaterGetsTheWholeCaseload: clients imported while the
+// connection was disabled reach the EHR once it is enabled, exactly once.
+func TestConnectionEnabledLaterGetsTheWholeCaseload(t *testing.T) {
+	r := newSyncRigEnabled(t, 12, "", "1m", false)
+	out, err := exec.Command(r.bin, "sync", "--config", r.cfg, "--once", "--json").CombinedOutput()
+	if err != nil {
+		t.Fatalf("sync with the connection disabled: %v\n%s", err, out)
+	}
+	if got := countIdentifiers(t, r.client, "CarePlan", "crash-test", mappings.KindPlan); len(got) != 0 {
+		t.Fatalf("a disabled connection was written to: %d plans", len(got))
+	}
+	b, err := os.ReadFile(r.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(r.cfg, bytes.Replace(b, []byte("enabled: false"), []byte("enabled: true"), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second pass must not queue the caseload again
+		if out, err := exec.Command(r.bin, "sync", "--config", r.cfg, "--once", "--json").CombinedOutput(); err != nil {
+			t.Fatalf("sync after enabling: %v\n%s", err, out)
+		}
+	}
+	r.wantExactlyOnce(t)
+	out, err = exec.Command(r.bin, "sync", "--config", r.cfg, "--once", "--json").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum struct {
+		Push struct{ Items int } `json:"push"`
+	}
+	if err := json.Unmarshal(out, &sum); err != nil {
+		t.Fatalf("sync --json: %v\n%s", err, out)
+	}
+	if sum.Push.Items != 0 {
+		t.Errorf("a later pass pushed %d items; enabling must queue the caseload once", sum.Push.Items)
+	}
 }
 
 // wantExactlyOnce checks every record of the caseload is in the EHR once.

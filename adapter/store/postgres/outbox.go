@@ -234,3 +234,43 @@ func (s *Store) Replay(ctx context.Context, id int64) error {
 		return err
 	})
 }
+
+// SeedConnection queues every client the first time connection is seen.
+func (s *Store) SeedConnection(ctx context.Context, connection string) (int, error) {
+	if _, err := store.Connections([]string{connection}); err != nil {
+		return 0, fmt.Errorf("store: seed connection: %w", err)
+	}
+	var n int
+	err := s.write(ctx, "seed connection", func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO connections (name, seeded_at) VALUES ($1, now()) ON CONFLICT (name) DO NOTHING`, connection)
+		if err != nil || tag.RowsAffected() == 0 {
+			return err
+		}
+		n, err = enqueueAll(ctx, tx, connection)
+		return err
+	})
+	return n, err
+}
+
+// EnqueueAll queues every client for connection.
+func (s *Store) EnqueueAll(ctx context.Context, connection string) (int, error) {
+	if _, err := store.Connections([]string{connection}); err != nil {
+		return 0, fmt.Errorf("store: enqueue all: %w", err)
+	}
+	var n int
+	err := s.write(ctx, "enqueue all", func(tx pgx.Tx) (err error) {
+		n, err = enqueueAll(ctx, tx, connection)
+		return err
+	})
+	return n, err
+}
+
+func enqueueAll(ctx context.Context, tx pgx.Tx, connection string) (int, error) {
+	tag, err := tx.Exec(ctx, `INSERT INTO outbox (connection, client_id, due_at, created_at)
+		SELECT $1, id, now(), now() FROM clients
+		ON CONFLICT (connection, client_id) DO NOTHING`, connection)
+	if err != nil {
+		return 0, err
+	}
+	return int(tag.RowsAffected()), nil
+}

@@ -252,3 +252,48 @@ func (s *Store) Replay(ctx context.Context, id int64) error {
 		return err
 	})
 }
+
+// SeedConnection queues every client the first time connection is seen.
+func (s *Store) SeedConnection(ctx context.Context, connection string) (int, error) {
+	if _, err := store.Connections([]string{connection}); err != nil {
+		return 0, fmt.Errorf("store: seed connection: %w", err)
+	}
+	var n int
+	err := s.write(ctx, "seed connection", func(tx *sql.Tx) error {
+		now := micros(time.Now())
+		res, err := tx.ExecContext(ctx, `INSERT INTO connections (name, seeded_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`, connection, now)
+		if err != nil {
+			return err
+		}
+		if k, err := res.RowsAffected(); err != nil || k == 0 {
+			return err
+		}
+		n, err = enqueueAll(ctx, tx, connection, now)
+		return err
+	})
+	return n, err
+}
+
+// EnqueueAll queues every client for connection.
+func (s *Store) EnqueueAll(ctx context.Context, connection string) (int, error) {
+	if _, err := store.Connections([]string{connection}); err != nil {
+		return 0, fmt.Errorf("store: enqueue all: %w", err)
+	}
+	var n int
+	err := s.write(ctx, "enqueue all", func(tx *sql.Tx) (err error) {
+		n, err = enqueueAll(ctx, tx, connection, micros(time.Now()))
+		return err
+	})
+	return n, err
+}
+
+func enqueueAll(ctx context.Context, tx *sql.Tx, connection string, now int64) (int, error) {
+	res, err := tx.ExecContext(ctx, `INSERT INTO outbox (connection, client_id, generation, attempts, due_at, created_at)
+		SELECT ?, id, 1, 0, ?, ? FROM clients WHERE true
+		ON CONFLICT (connection, client_id) DO NOTHING`, connection, now, now)
+	if err != nil {
+		return 0, err
+	}
+	k, err := res.RowsAffected()
+	return int(k), err
+}

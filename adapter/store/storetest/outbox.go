@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -455,5 +456,45 @@ func testOldestPending(t *testing.T, s *suite) {
 	done, _ := st.OldestPending(ctx)
 	if _, ok := done["a"]; ok || len(done) != 1 {
 		t.Errorf("after delivering a's item: %v, want only b pending", done)
+	}
+}
+
+// testSeedConnection: a connection enabled after clients were saved gets
+// all of them once; EnqueueAll queues every client not already pending.
+func testSeedConnection(t *testing.T, s *suite) {
+	ctx := t.Context()
+	st := s.openStore(t)
+	save(t, st, nil, minimalClient("a"), minimalClient("b"), minimalClient("c"))
+
+	n, err := st.SeedConnection(ctx, "late")
+	if err != nil || n != 3 {
+		t.Fatalf("SeedConnection first time = %d, %v; want 3", n, err)
+	}
+	if n, err := st.SeedConnection(ctx, "late"); err != nil || n != 0 {
+		t.Errorf("SeedConnection again = %d, %v; want 0", n, err)
+	}
+	items, err := st.Lease(ctx, "late", "w", 10, time.Minute)
+	if err != nil || len(items) != 3 {
+		t.Fatalf("Lease after seeding: %d items, %v; want 3", len(items), err)
+	}
+	for _, it := range items[:2] {
+		if err := st.Complete(ctx, it); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// c is still leased (pending); a and b are done.
+	n, err = st.EnqueueAll(ctx, "late")
+	if err != nil || n != 2 {
+		t.Errorf("EnqueueAll with one item pending = %d, %v; want 2", n, err)
+	}
+	depth, err := st.OutboxDepth(ctx)
+	if err != nil || depth["late"] != 3 {
+		t.Errorf("outbox depth after EnqueueAll = %v, %v; want 3 on late", depth, err)
+	}
+	if _, err := st.SeedConnection(ctx, ""); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("SeedConnection(\"\") = %v, want ErrInvalid", err)
+	}
+	if _, err := st.EnqueueAll(ctx, ""); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("EnqueueAll(\"\") = %v, want ErrInvalid", err)
 	}
 }

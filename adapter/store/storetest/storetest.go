@@ -46,6 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"FailOfStaleGenerationNotCounted", testFailOfStaleGenerationNotCounted},
 		{"OutboxNotFound", testOutboxNotFound},
 		{"OutboxDepth", testOutboxDepth},
+		{"SeedConnection", testSeedConnection},
 		{"OldestPending", testOldestPending},
 		{"Ledger", testLedger},
 		{"Watermarks", testWatermarks},

@@ -1,0 +1,8 @@
+-- Connections the store has seen enabled. The first time a connection is
+-- enabled every client already in the store is queued for it, so that an EHR
+-- switched on after the program has been running receives the whole
+-- caseload, not only what changes from then on.
+CREATE TABLE connections (
+    name      TEXT    NOT NULL PRIMARY KEY,
+    seeded_at INTEGER NOT NULL
+) STRICT;
