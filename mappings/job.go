@@ -26,7 +26,7 @@ func JobObservation(c *ips.Client, j *ips.Job, o Options) *obspb.Observation {
 		Identifier: []*dtpb.Identifier{fidentifier(k.System(), k.Value())},
 		Status:     &obspb.Observation_StatusCode{Value: cpb.ObservationStatusCode_FINAL},
 		Category:   []*dtpb.CodeableConcept{socialHistory()},
-		Code:       fconcept(SystemLOINC, LOINCPastOrPresentJob, loincDisplay[LOINCPastOrPresentJob]),
+		Code:       o.observationCode(KindJob, LOINCPastOrPresentJob),
 		Subject:    o.subject(c),
 		Effective:  &obspb.Observation_EffectiveX{Choice: &obspb.Observation_EffectiveX_Period{Period: fperiod(j.Start, j.End)}},
 		Value:      &obspb.Observation_ValueX{Choice: &obspb.Observation_ValueX_CodeableConcept{CodeableConcept: value}},

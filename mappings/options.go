@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"time"
 
+	dtpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
 	"github.com/google/uuid"
 
 	"github.com/ipsfhir/ipsfhir/ips"
@@ -28,6 +29,11 @@ type Options struct {
 	// already written there, or "" to refer by Bundle fullUrl. Single
 	// requests need literal references; transactions rewrite fullUrls.
 	Reference func(Key) string
+	// SiteCodes add a site's local code (an Epic flowsheet row, say) to the
+	// standard LOINC code of the observations of a kind (KindJob,
+	// KindEmploymentStatus): some EHRs take Observation writes only under
+	// codes the site configured. The LOINC coding stays first.
+	SiteCodes map[Kind]ips.Coding
 	// Now dates the chart note. Mappings have no clock of their own, so the
 	// same input always gives the same output; zero leaves the date out.
 	Now time.Time
@@ -109,6 +115,16 @@ func (k Key) FullURL() string {
 // FHIR server by its business identifier: Goal?identifier=system|value.
 func (k Key) ConditionalURL(resourceType string) string {
 	return resourceType + "?identifier=" + url.QueryEscape(k.System()+"|"+k.Value())
+}
+
+// observationCode is the code of an observation of kind k: the LOINC code,
+// then the site's code when one is mapped.
+func (o Options) observationCode(k Kind, loincCode string) *dtpb.CodeableConcept {
+	cc := loinc(loincCode)
+	if sc, ok := o.SiteCodes[k]; ok && sc.Code != "" {
+		cc.Coding = append(cc.Coding, fcoding(sc.System, sc.Code, sc.Display))
+	}
+	return cc
 }
 
 // ref is how a mapped resource refers to another IPS record.

@@ -29,7 +29,7 @@ func EmploymentStatusObservation(c *ips.Client, s ips.EmploymentSnapshot, o Opti
 		Identifier: []*dtpb.Identifier{fidentifier(k.System(), k.Value())},
 		Status:     &obspb.Observation_StatusCode{Value: cpb.ObservationStatusCode_FINAL},
 		Category:   []*dtpb.CodeableConcept{socialHistory()},
-		Code:       loinc(LOINCEmploymentStatus),
+		Code:       o.observationCode(KindEmploymentStatus, LOINCEmploymentStatus),
 		Subject:    o.subject(c),
 		Effective:  &obspb.Observation_EffectiveX{Choice: &obspb.Observation_EffectiveX_Period{Period: fperiod(s.Date, nextSnapshot(c, s.Date))}},
 		Value:      &obspb.Observation_ValueX{Choice: &obspb.Observation_ValueX_CodeableConcept{CodeableConcept: fconcept(SystemSNOMED, sn.Code, sn.Display)}},

@@ -5,16 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/ipsfhir/ipsfhir/adapter/plan"
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/mappings"
 )
@@ -163,6 +166,57 @@ type Connection struct {
 	// PRAPARE adds the PRAPARE employment answer to each employment status.
 	PRAPARE bool    `yaml:"prapare"`
 	Winners Winners `yaml:"winners"`
+	// Overrides force an IPS concept's path in the sync plan: concept
+	// (employment-goal, ips-plan, job-outcome, employment-status,
+	// chart-note, referral-intake) → native, chart-note or none. A path the
+	// EHR cannot take is refused when the plan is built.
+	Overrides map[string]string `yaml:"overrides"`
+	// Codes are the site's local codes for the employment observations
+	// (job-outcome, employment-status), added to the standard LOINC code:
+	// EHRs such as Epic take Observation writes only under codes the site
+	// configured (a flowsheet row).
+	Codes map[string]Coding `yaml:"codes"`
+	// SiteCodedObservations says whether the EHR takes Observation writes
+	// only under site-configured codes; left out, ipsfhir decides from the
+	// EHR's CapabilityStatement (Epic, Oracle Health and athenahealth do).
+	SiteCodedObservations *bool `yaml:"siteCodedObservations"`
+	// TestPatient is the EHR Patient id that `ipsfhir check --write-tests`
+	// writes to and cleans up; never a real patient's.
+	TestPatient string `yaml:"testPatient"`
+}
+
+// Concepts whose observations take a site code (Connection.Codes).
+var codedConcepts = []plan.Concept{plan.JobOutcome, plan.EmploymentStatus}
+
+// PlanOptions returns the plan options the connection's keys give.
+// Validate has checked them.
+func (c Connection) PlanOptions() plan.Options {
+	o := plan.Options{SiteCodedObservations: c.SiteCodedObservations}
+	for k, v := range c.Overrides {
+		if o.Overrides == nil {
+			o.Overrides = map[plan.Concept]plan.Path{}
+		}
+		o.Overrides[plan.Concept(k)] = plan.Path(v)
+	}
+	for k := range c.Codes {
+		if o.SiteCodes == nil {
+			o.SiteCodes = map[plan.Concept]bool{}
+		}
+		o.SiteCodes[plan.Concept(k)] = true
+	}
+	return o
+}
+
+// SiteCodings returns Codes as domain codings by concept.
+func (c Connection) SiteCodings() map[plan.Concept]ips.Coding {
+	if len(c.Codes) == 0 {
+		return nil
+	}
+	out := map[plan.Concept]ips.Coding{}
+	for k, v := range c.Codes {
+		out[plan.Concept(k)] = ips.Coding{System: v.System, Code: v.Code, Display: v.Display}
+	}
+	return out
 }
 
 // setDefaults gives a connection read from a file its defaults before the
@@ -597,6 +651,37 @@ func (cn *Connection) problems(p string, ps *problems) {
 			ps.add(child(rp, "code"), "is required")
 		}
 	}
+	for _, k := range slices.Sorted(maps.Keys(cn.Overrides)) {
+		kp := child(child(p, "overrides"), k)
+		if !slices.Contains(plan.Concepts, plan.Concept(k)) {
+			ps.add(kp, "is not an IPS concept; use one of %s", joinConcepts(plan.Concepts))
+			continue
+		}
+		switch plan.Path(cn.Overrides[k]) {
+		case plan.Native, plan.InNote, plan.NoPath:
+		default:
+			ps.add(kp, "must be native, chart-note or none")
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(cn.Codes)) {
+		kp := child(child(p, "codes"), k)
+		if !slices.Contains(codedConcepts, plan.Concept(k)) {
+			ps.add(kp, "takes no site code; codes are for %s", joinConcepts(codedConcepts))
+			continue
+		}
+		c := cn.Codes[k]
+		if c.System == "" {
+			ps.add(child(kp, "system"), "is required: the code system of the site's code (e.g. its flowsheet row system)")
+		} else if !isAbsoluteURI(c.System) {
+			ps.add(child(kp, "system"), "must be an absolute URI, such as urn:oid:… or https://…")
+		}
+		if c.Code == "" {
+			ps.add(child(kp, "code"), "is required")
+		}
+	}
+	if cn.TestPatient != "" && !fhirIDPattern.MatchString(cn.TestPatient) {
+		ps.add(child(p, "testPatient"), "must be a FHIR Patient id: 1 to 64 letters, digits, '-' or '.'")
+	}
 	wp := child(p, "winners")
 	for _, w := range []struct {
 		key  string
@@ -607,6 +692,16 @@ func (cn *Connection) problems(p string, ps *problems) {
 			ps.add(child(wp, w.key), "must be ips or ehr")
 		}
 	}
+}
+
+var fhirIDPattern = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
+
+func joinConcepts(cs []plan.Concept) string {
+	s := make([]string, len(cs))
+	for i, c := range cs {
+		s[i] = string(c)
+	}
+	return strings.Join(s, ", ")
 }
 
 func (a *Auth) problems(p string, ps *problems) {

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ipsfhir/ipsfhir/adapter/config"
+	"github.com/ipsfhir/ipsfhir/adapter/plan"
 	"github.com/ipsfhir/ipsfhir/ips"
 )
 
@@ -138,6 +139,14 @@ func TestEveryKindOfMistakeNamesItsKey(t *testing.T) {
 		{"alg", strings.Replace(conn, "{type: none}", "{type: smart-backend, clientId: c, privateKey: {file: k.pem}, keyId: k, alg: HS256, scopes: [system/Goal.rs]}", 1), "connections[0].auth.alg", "must be RS384 or ES384"},
 		{"winner", conn + "    winners: {goalStatus: clinic}\n", "connections[0].winners.goalStatus", "must be ips or ehr"},
 		{"log level", "telemetry: {logLevel: verbose}\n", "telemetry.logLevel", "must be one of"},
+		{"override of an unknown concept", conn + "    overrides: {employment-goals: none}\n", "connections[0].overrides.employment-goals", "not an IPS concept"},
+		{"override to an unknown path", conn + "    overrides: {employment-goal: note}\n", "connections[0].overrides.employment-goal", "native, chart-note or none"},
+		{"site code for a concept without one", conn + "    codes: {employment-goal: {system: 'urn:x', code: a}}\n", "connections[0].codes.employment-goal", "takes no site code"},
+		{"site code without a system", conn + "    codes: {employment-status: {code: '1234'}}\n", "connections[0].codes.employment-status.system", "is required"},
+		{"site code with a relative system", conn + "    codes: {job-outcome: {system: flowsheet, code: '1'}}\n", "connections[0].codes.job-outcome.system", "absolute URI"},
+		{"site code without a code", conn + "    codes: {job-outcome: {system: 'urn:oid:1.2.840.114350', display: x}}\n", "connections[0].codes.job-outcome.code", "is required"},
+		{"test patient id", conn + "    testPatient: 'Jane Doe'\n", "connections[0].testPatient", "FHIR Patient id"},
+		{"yes for siteCodedObservations", conn + "    siteCodedObservations: yes\n", "connections[0].siteCodedObservations", "must be true or false"},
 
 		// Duplicates.
 		{"duplicate connection name", conn + "  - {name: clinic-a, fhirBaseUrl: 'https://b.example/fhir', auth: {type: none}}\n", "connections[1].name", "names must be unique"},
@@ -193,6 +202,34 @@ func TestEveryKindOfMistakeNamesItsKey(t *testing.T) {
 				t.Errorf("want a problem at %q saying %q; got:\n%s", tc.path, tc.msg, list(ps))
 			}
 		})
+	}
+}
+
+// TestPlanKeys: overrides, site codes and the test patient reach the plan
+// options and the mapping.
+func TestPlanKeys(t *testing.T) {
+	c, err := config.Parse([]byte(conn + `    overrides: {employment-goal: chart-note, referral-intake: none}
+    codes:
+      employment-status: {system: 'urn:oid:1.2.840.114350.1.13.0.1.7.2.707679', code: '1570000123', display: Employment status (flowsheet)}
+    siteCodedObservations: true
+    testPatient: eTestPat.123
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn := c.Connections[0]
+	o := cn.PlanOptions()
+	if o.Overrides[plan.Goal] != plan.InNote || o.Overrides[plan.Referral] != plan.NoPath || len(o.Overrides) != 2 {
+		t.Errorf("overrides %v", o.Overrides)
+	}
+	if !o.SiteCodes[plan.EmploymentStatus] || o.SiteCodes[plan.JobOutcome] || o.SiteCodedObservations == nil || !*o.SiteCodedObservations {
+		t.Errorf("site codes %v, restricted %v", o.SiteCodes, o.SiteCodedObservations)
+	}
+	if sc := cn.SiteCodings()[plan.EmploymentStatus]; sc.Code != "1570000123" || sc.System != "urn:oid:1.2.840.114350.1.13.0.1.7.2.707679" {
+		t.Errorf("site coding %+v", sc)
+	}
+	if cn.TestPatient != "eTestPat.123" {
+		t.Errorf("test patient %q", cn.TestPatient)
 	}
 }
 

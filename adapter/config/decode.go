@@ -141,6 +141,13 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		v.SetInt(int64(i))
 	case reflect.Struct:
 		d.mapping(n, v, path)
+	case reflect.Pointer:
+		// An optional value: nil when the key is left out.
+		e := reflect.New(v.Type().Elem())
+		d.value(n, e.Elem(), path)
+		v.Set(e)
+	case reflect.Map:
+		d.stringMap(n, v, path)
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			d.ps.add(path, "must be a list, not %s", describe(n))
@@ -202,6 +209,33 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 		}
 		d.value(val, v.Field(f), kp)
 	}
+}
+
+// stringMap decodes a YAML mapping with free key names (concept names,
+// say) into a map keyed by string; Validate checks the names.
+func (d *decoder) stringMap(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.MappingNode {
+		d.ps.add(path, "must be a mapping of keys to values, not %s", describe(n))
+		return
+	}
+	out := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := resolveAlias(n.Content[i]), n.Content[i+1]
+		if k.Kind != yaml.ScalarNode || k.Tag != "!!str" {
+			d.ps.add(path, "has a key that is not a plain name")
+			continue
+		}
+		kp := child(path, k.Value)
+		if out.MapIndex(reflect.ValueOf(k.Value)).IsValid() {
+			d.ps.add(kp, "is given more than once")
+			continue
+		}
+		d.lines[kp] = k.Line
+		e := reflect.New(v.Type().Elem()).Elem()
+		d.value(val, e, kp)
+		out.SetMapIndex(reflect.ValueOf(k.Value).Convert(v.Type().Key()), e)
+	}
+	v.Set(out)
 }
 
 // resolveAlias follows *anchor references to the anchored node.

@@ -14,6 +14,29 @@ type Options struct {
 	// concepts, native for chart-note (always write the note), none for
 	// referral intake. An override the EHR cannot honour is an error.
 	Overrides map[Concept]Path
+	// SiteCodedObservations says the EHR takes Observation writes only
+	// under codes the site has configured (Epic flowsheet rows, Oracle
+	// Health's mapped codes), so an employment observation is written only
+	// when the administrator mapped a site code for it (SiteCodes). nil
+	// decides from the statement: Epic, Oracle Health (Cerner) and
+	// athenahealth restrict; other servers are taken at their word.
+	SiteCodedObservations *bool
+	// SiteCodes marks the concepts (job-outcome, employment-status) the
+	// administrator mapped to a site code.
+	SiteCodes map[Concept]bool
+}
+
+// restrictsObservationCodes recognises the EHRs known to accept Observation
+// writes only under site-configured codes. Their statements cannot say so:
+// FHIR has no element for it.
+func restrictsObservationCodes(cs capabilityStatement) bool {
+	who := strings.ToLower(cs.Software.Name + " " + cs.Publisher + " " + cs.Name)
+	for _, v := range []string{"epic", "oracle health", "cerner", "millennium", "athena"} {
+		if strings.Contains(who, v) {
+			return true
+		}
+	}
+	return false
 }
 
 // capabilityStatement is the part of a FHIR R4 CapabilityStatement a plan
@@ -21,6 +44,8 @@ type Options struct {
 type capabilityStatement struct {
 	ResourceType string `json:"resourceType"`
 	FHIRVersion  string `json:"fhirVersion"`
+	Publisher    string `json:"publisher"`
+	Name         string `json:"name"`
 	Software     struct {
 		Name    string `json:"name"`
 		Version string `json:"version"`
@@ -133,6 +158,10 @@ func Build(statement []byte, o Options) (*Plan, error) {
 	for i := range p.Types {
 		p.types[p.Types[i].Type] = &p.Types[i]
 	}
+	p.SiteCodedObservations = restrictsObservationCodes(cs)
+	if o.SiteCodedObservations != nil {
+		p.SiteCodedObservations = *o.SiteCodedObservations
+	}
 	if err := p.choosePaths(o); err != nil {
 		return nil, err
 	}
@@ -165,7 +194,20 @@ func (p *Plan) choosePaths(o Options) error {
 	for _, c := range []Concept{Goal, IPSPlan, JobOutcome, EmploymentStatus} {
 		t := nativeType[c]
 		cp := ConceptPlan{Concept: c}
+		siteCoded := t == "Observation" && p.SiteCodedObservations
 		switch {
+		case p.writable(t) && siteCoded && o.SiteCodes[c]:
+			cp.Path, cp.ResourceType = Native, t
+			cp.Why = fmt.Sprintf("%s declares create and update; written under the site code the administrator mapped", t)
+			cp.Change = "override to chart-note (keep it out of " + t + ") or none"
+		case p.writable(t) && siteCoded && noteWritable:
+			cp.Path, cp.ResourceType = InNote, "DocumentReference"
+			cp.Why = fmt.Sprintf("this EHR takes %s writes only under codes the site configured, and no site code is mapped for %s; it goes into the chart note", t, c)
+			cp.Change = fmt.Sprintf("map the site's code in connections[].codes.%s to write it as %s", c, t)
+		case p.writable(t) && siteCoded:
+			cp.Path = NoPath
+			cp.Why = fmt.Sprintf("this EHR takes %s writes only under codes the site configured, and no site code is mapped for %s; DocumentReference (declares %s) cannot hold it either", t, c, p.interactionsOf("DocumentReference"))
+			cp.Change = fmt.Sprintf("map the site's code in connections[].codes.%s", c)
 		case p.writable(t):
 			cp.Path, cp.ResourceType = Native, t
 			cp.Why = fmt.Sprintf("%s declares create and update", t)
@@ -185,7 +227,7 @@ func (p *Plan) choosePaths(o Options) error {
 				cp.Path, cp.ResourceType = NoPath, ""
 			case want == InNote && noteWritable:
 				cp.Path, cp.ResourceType = InNote, "DocumentReference"
-			case want == Native && p.writable(t):
+			case want == Native && p.writable(t) && (!siteCoded || o.SiteCodes[c]):
 				cp.Path, cp.ResourceType = Native, t
 			default:
 				errs = append(errs, fmt.Sprintf("override %s: %s is not possible: %s", c, want, cp.Why))

@@ -67,11 +67,14 @@ type Plan struct {
 	// Software names the EHR, as its statement does.
 	Software string `json:"software,omitempty"`
 	// Bundles is "transaction", "batch" or "none": how writes may be grouped.
-	Bundles  string         `json:"bundles"`
-	Concepts []ConceptPlan  `json:"concepts"`
-	Types    []ResourcePlan `json:"resourceTypes"`
-	Warnings []string       `json:"warnings,omitempty"`
-	types    map[string]*ResourcePlan
+	Bundles string `json:"bundles"`
+	// SiteCodedObservations: Observation writes are accepted only under
+	// codes the site configured (see Options.SiteCodedObservations).
+	SiteCodedObservations bool           `json:"siteCodedObservations,omitempty"`
+	Concepts              []ConceptPlan  `json:"concepts"`
+	Types                 []ResourcePlan `json:"resourceTypes"`
+	Warnings              []string       `json:"warnings,omitempty"`
+	types                 map[string]*ResourcePlan
 }
 
 // ConceptPlan is one concept's path and why it was chosen.

@@ -76,8 +76,23 @@ func TestEpicAndOracleRefuseGoalAndCarePlan(t *testing.T) {
 		if p.Allows("Goal", "create") || p.Allows("CarePlan", "update") {
 			t.Errorf("%s: plan allows a write the statement does not declare", file)
 		}
-		if p.Concept(JobOutcome).Path != Native {
-			t.Errorf("%s: jobs not written as Observations although both declare create and update", file)
+		// Both take Observation writes only under site-configured codes;
+		// with none mapped, employment data goes into the note.
+		if !p.SiteCodedObservations {
+			t.Errorf("%s: not recognised as taking Observations only under site codes", file)
+		}
+		for _, c := range []Concept{JobOutcome, EmploymentStatus} {
+			if got := p.Concept(c); got.Path != InNote || !strings.Contains(got.Change, "connections[].codes."+string(c)) {
+				t.Errorf("%s: %s with no site code: %+v, want the note and how to map a code", file, c, got)
+			}
+		}
+		coded, err := Build(statement(t, file), Options{SiteCodes: map[Concept]bool{EmploymentStatus: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if coded.Concept(EmploymentStatus).Path != Native || coded.Concept(JobOutcome).Path != InNote {
+			t.Errorf("%s: with a site code for employment status only: status %s, jobs %s; want native, chart-note",
+				file, coded.Concept(EmploymentStatus).Path, coded.Concept(JobOutcome).Path)
 		}
 	}
 	epic, _ := Build(statement(t, "epic-r4-sandbox-2026-07.json"), Options{})
@@ -191,13 +206,43 @@ func TestOverrides(t *testing.T) {
 		"note off while needed":     {ChartNote: NoPath},
 		"unknown concept":           {"favourite-colour": NoPath},
 		"referral written natively": {Referral: Native},
+		"jobs native, no site code": {JobOutcome: Native},
 	} {
 		if _, err := Build(epic, Options{Overrides: o}); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	if _, err := Build(epic, Options{Overrides: map[Concept]Path{Goal: NoPath, IPSPlan: NoPath, ChartNote: NoPath}}); err != nil {
+	if _, err := Build(epic, Options{Overrides: map[Concept]Path{Goal: NoPath, IPSPlan: NoPath, JobOutcome: NoPath, EmploymentStatus: NoPath, ChartNote: NoPath}}); err != nil {
 		t.Errorf("turning the note off with nothing falling back to it: %v", err)
+	}
+}
+
+// TestSiteCodedObservations: the administrator can say a server restricts
+// Observation codes (or does not), whatever its name.
+func TestSiteCodedObservations(t *testing.T) {
+	all := full("Goal", "CarePlan", "Observation", "DocumentReference")
+	yes, no := true, false
+	p, err := Build(all, Options{SiteCodedObservations: &yes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Concept(JobOutcome).Path != InNote || p.Concept(ChartNote).Path != Native {
+		t.Errorf("restricted, no code: jobs %s, note %s; want the note written", p.Concept(JobOutcome).Path, p.Concept(ChartNote).Path)
+	}
+	p, err = Build(statement(t, "epic-r4-sandbox-2026-07.json"), Options{SiteCodedObservations: &no})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Concept(JobOutcome).Path != Native {
+		t.Errorf("Epic declared unrestricted by the administrator: jobs %s, want native", p.Concept(JobOutcome).Path)
+	}
+	// Only Observation rows: no DocumentReference at all.
+	p, err = Build(full("Observation"), Options{SiteCodedObservations: &yes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Concept(EmploymentStatus); got.Path != NoPath || !strings.Contains(got.Why, "no site code") {
+		t.Errorf("restricted, no code, no note: %+v; want none with the reason", got)
 	}
 }
 

@@ -1,7 +1,7 @@
 package syncer
 
 import (
-	"context"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,6 +33,38 @@ type rig struct {
 	engine *Engine
 	conn   *Connection
 	cl     *ips.Caseload
+	// peerLog is the peer's access log: one line per request with the
+	// interaction and status, never bodies or queries.
+	peerLog *lockedBuffer
+}
+
+// lockedBuffer is a bytes.Buffer safe for the peer's log writer and the test.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// refused returns the peer's log lines of requests it answered status.
+func (r *rig) refused(status string) []string {
+	var out []string
+	for _, l := range strings.Split(r.peerLog.String(), "\n") {
+		if f := strings.Fields(l); len(f) >= 5 && f[0] == "peer:" && f[4] == status {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // storeUnderTest says which store the integration tests use:
@@ -74,7 +107,8 @@ func TestOnPostgres(t *testing.T) {
 func newRig(t *testing.T, capability string, edit ...func(*ips.Caseload)) *rig {
 	t.Helper()
 	ctx := t.Context()
-	srv := peer.StartForTest(t, peer.Options{Capability: capability})
+	peerLog := &lockedBuffer{}
+	srv := peer.StartForTest(t, peer.Options{Capability: capability, Stderr: peerLog})
 	c, err := ehr.New(ehr.Options{BaseURL: srv.BaseURL, Connection: "clinic"})
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +127,7 @@ func newRig(t *testing.T, capability string, edit ...func(*ips.Caseload)) *rig {
 		f(cl)
 	}
 	conn := &Connection{Name: "clinic", Plan: p, EHR: c, Mapping: mappings.Options{Program: cl.ProgramID()}, ConsentDefault: true}
-	r := &rig{store: st, client: c, conn: conn, cl: cl,
+	r := &rig{store: st, client: c, conn: conn, cl: cl, peerLog: peerLog,
 		engine: &Engine{Store: st, Connections: []*Connection{conn}, Owner: "test-worker", Lease: time.Minute, MaxAttempts: 3, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))}}
 	// The clinic EHR knows its patients; the adapter finds them by MRN.
 	for _, cli := range cl.Clients {
@@ -254,8 +288,11 @@ func TestEpicModeWritesOnlyWhatEpicDeclares(t *testing.T) {
 			t.Errorf("note %s written %d times", v, n)
 		}
 	}
-	if n := len(r.countByIdentifier(t, "Observation", mappings.KindJob)); n == 0 {
-		t.Error("no job Observations written although Epic declares Observation create")
+	// Epic takes Observations only under site-configured codes and none
+	// is mapped: jobs and employment status are in the note, not
+	// Observations.
+	if n := len(r.countByIdentifier(t, "Observation", mappings.KindJob)) + len(r.countByIdentifier(t, "Observation", mappings.KindEmploymentStatus)); n != 0 {
+		t.Errorf("%d employment Observations written to Epic with no site code mapped", n)
 	}
 	// The plan changes: the note is updated in place, not piled up.
 	c := consenting(r.cl)[0]
@@ -267,8 +304,57 @@ func TestEpicModeWritesOnlyWhatEpicDeclares(t *testing.T) {
 	if n := r.countByIdentifier(t, "DocumentReference", mappings.KindPlanNote)[r.conn.Mapping.PlanNoteKey(c).Value()]; n != 1 {
 		t.Errorf("changed note is in the EHR %d times, want 1", n)
 	}
-	_ = strings.TrimSpace
-	_ = context.Background
+	if _, err := r.engine.PullOnce(ctx); err != nil {
+		t.Fatalf("pull in Epic mode: %v", err)
+	}
+	// Only declared interactions: the enforcing peer answered nothing 405,
+	// so nothing was sent that Epic does not declare (and nothing retried).
+	if l := r.refused("405"); len(l) != 0 {
+		t.Errorf("requests Epic does not declare were sent:\n%s", strings.Join(l, "\n"))
+	}
+}
+
+// TestEpicModeWithASiteCodeWritesEmploymentStatus: with the site's flowsheet
+// code mapped for employment status, those Observations are written with
+// it; jobs, unmapped, stay in the note.
+func TestEpicModeWithASiteCodeWritesEmploymentStatus(t *testing.T) {
+	r := newRig(t, filepath.Join("..", "..", "testdata", "ehr-capabilities", "epic-r4-sandbox-2026-07.json"))
+	ctx := t.Context()
+	meta, err := r.client.Metadata(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.conn.Plan, err = plan.Build(meta, plan.Options{SiteCodes: map[plan.Concept]bool{plan.EmploymentStatus: true}}); err != nil {
+		t.Fatal(err)
+	}
+	flowsheet := ips.Coding{System: "urn:oid:1.2.840.114350.1.13.0.1.7.2.707679", Code: "1570000123"}
+	r.conn.Mapping.SiteCodes = map[mappings.Kind]ips.Coding{mappings.KindEmploymentStatus: flowsheet}
+	r.enqueueAll(t)
+	s, err := r.engine.PushOnce(ctx)
+	if err != nil || s.Failed != 0 {
+		t.Fatalf("push: %+v %v", s, err)
+	}
+	want := 0
+	for _, c := range consenting(r.cl) {
+		want += len(c.Employment)
+	}
+	got := r.countByIdentifier(t, "Observation", mappings.KindEmploymentStatus)
+	if len(got) != want || want == 0 {
+		t.Errorf("%d employment status Observations, want %d", len(got), want)
+	}
+	if n := len(r.countByIdentifier(t, "Observation", mappings.KindJob)); n != 0 {
+		t.Errorf("%d job Observations written with no site code for jobs", n)
+	}
+	es, err := r.client.Search(ctx, "Observation", url.Values{"code": {flowsheet.System + "|" + flowsheet.Code}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != want {
+		t.Errorf("%d Observations carry the site code, want %d", len(es), want)
+	}
+	if l := r.refused("405"); len(l) != 0 {
+		t.Errorf("requests Epic does not declare were sent:\n%s", strings.Join(l, "\n"))
+	}
 }
 
 func TestParallelWorkersWriteEachRecordOnce(t *testing.T) {

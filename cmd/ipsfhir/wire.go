@@ -19,6 +19,7 @@ import (
 	"github.com/ipsfhir/ipsfhir/adapter/store/sqlite"
 	"github.com/ipsfhir/ipsfhir/adapter/syncer"
 	"github.com/ipsfhir/ipsfhir/adapter/telemetry"
+	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/mappings"
 )
 
@@ -151,20 +152,42 @@ func connectEHR(ctx context.Context, cfg *config.Config, cn *config.Connection, 
 	if err != nil {
 		return nil, fmt.Errorf("read the EHR's CapabilityStatement: %w", err)
 	}
-	p, err := plan.Build(meta, plan.Options{})
+	p, err := plan.Build(meta, cn.PlanOptions())
 	if err != nil {
 		return nil, err
+	}
+	prapare := cn.PRAPARE
+	if prapare && p.SiteCodedObservations {
+		// The PRAPARE answer has no site code of its own: an EHR that
+		// takes only site-coded Observations would refuse it.
+		prapare = false
+		s.logger.WarnContext(ctx, "prapare is ignored: this EHR takes Observation writes only under site-configured codes", "connection", cn.Name)
 	}
 	w := cn.Winners
 	return &syncer.Connection{
 		Name: cn.Name, Plan: p, EHR: client,
-		Mapping:        mappings.Options{Program: cfg.Program.ID, PRAPARE: cn.PRAPARE},
+		Mapping:        mappings.Options{Program: cfg.Program.ID, PRAPARE: prapare, SiteCodes: siteCodes(cn)},
 		ConsentDefault: cfg.Consent.EHR,
 		Winners: syncer.Winners{Status: string(w.GoalStatus), Achievement: string(w.GoalAchievement), Notes: string(w.GoalNotes),
 			Description: string(w.GoalDescription), Target: string(w.GoalTarget)},
 		ReferralCodes: cn.ReferralCodings(),
 		PatientSystem: cn.PatientSystem,
 	}, nil
+}
+
+// siteCodes maps a connection's site codes to the mapping's record kinds.
+func siteCodes(cn *config.Connection) map[mappings.Kind]ips.Coding {
+	kinds := map[plan.Concept]mappings.Kind{plan.JobOutcome: mappings.KindJob, plan.EmploymentStatus: mappings.KindEmploymentStatus}
+	var out map[mappings.Kind]ips.Coding
+	for c, coding := range cn.SiteCodings() {
+		if k, ok := kinds[c]; ok {
+			if out == nil {
+				out = map[mappings.Kind]ips.Coding{}
+			}
+			out[k] = coding
+		}
+	}
+	return out
 }
 
 // ehrAuth builds a connection's authentication, and returns the signing key
