@@ -377,3 +377,55 @@ func TestParallelWorkersWriteEachRecordOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestOracleModeSync: Oracle Health declares DocumentReference and
+// Observation create and update, batch but not transaction, no conditional
+// operations and no identifier search on the types written: the note goes
+// in once per client, found again by patient, updated in place, and nothing
+// undeclared is sent.
+func TestOracleModeSync(t *testing.T) {
+	r := newRig(t, filepath.Join("..", "..", "testdata", "ehr-capabilities", "oracle-health-millennium-r4-2026-08.json"))
+	ctx := t.Context()
+	if r.conn.Plan.Bundles != "batch" || r.conn.Plan.Type("DocumentReference").Idempotency != plan.SearchByPatient {
+		t.Fatalf("Oracle plan: bundles %s, note idempotency %s", r.conn.Plan.Bundles, r.conn.Plan.Type("DocumentReference").Idempotency)
+	}
+	r.enqueueAll(t)
+	s, err := r.engine.PushOnce(ctx)
+	if err != nil || s.Failed != 0 {
+		dl, _ := r.store.DeadLetters(ctx, "")
+		t.Fatalf("push in Oracle mode: %+v %v; dead letters %+v", s, err, dl)
+	}
+	notes := r.countByIdentifier(t, "DocumentReference", mappings.KindPlanNote)
+	if len(notes) != len(consenting(r.cl)) {
+		t.Errorf("%d chart notes, want one per consenting client (%d)", len(notes), len(consenting(r.cl)))
+	}
+	for v, n := range notes {
+		if n != 1 {
+			t.Errorf("note %s written %d times", v, n)
+		}
+	}
+	for _, typ := range []string{"Goal", "CarePlan"} {
+		if es, err := r.client.Search(ctx, typ, url.Values{"_count": {"1"}}); err == nil && len(es) != 0 {
+			t.Errorf("%s written to an EHR that declares it read-only", typ)
+		}
+	}
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Written != 0 {
+		t.Errorf("second push: %+v %v; want nothing written", s, err)
+	}
+	// A plan change updates the note in place.
+	c := consenting(r.cl)[0]
+	c.Supports = append(c.Supports, &ips.Support{ID: "s-oracle", Type: ips.SupportBenefitsPlanning, Status: ips.SupportPlanned, Date: ips.MustDate("2026-10-21")})
+	r.enqueueAll(t)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 || s.Written != 1 {
+		t.Errorf("after a plan change: %+v, %v; want exactly the note rewritten", s, err)
+	}
+	if n := r.countByIdentifier(t, "DocumentReference", mappings.KindPlanNote)[r.conn.Mapping.PlanNoteKey(c).Value()]; n != 1 {
+		t.Errorf("changed note is in the EHR %d times, want 1", n)
+	}
+	if _, err := r.engine.PullOnce(ctx); err != nil {
+		t.Fatalf("pull in Oracle mode: %v", err)
+	}
+	if l := r.refused("405"); len(l) != 0 {
+		t.Errorf("requests Oracle Health does not declare were sent:\n%s", strings.Join(l, "\n"))
+	}
+}
