@@ -25,13 +25,19 @@ func newFlags(name, synopsis, about string, stderr io.Writer) *flag.FlagSet {
 // parseFlags parses args; done reports that the command should stop now with
 // code (after --help, or on a usage error).
 func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) (code int, done bool) {
+	// flag.Parse prints the usage itself, to the error output, also for
+	// --help; print it once, and where it belongs, here instead.
+	usage := fs.Usage
+	fs.Usage = func() {}
 	err := fs.Parse(args)
+	fs.Usage = usage
 	if errors.Is(err, flag.ErrHelp) {
 		fs.SetOutput(stdout)
-		fs.Usage()
+		usage()
 		return exitOK, true
 	}
 	if err != nil {
+		usage()
 		return exitUsage, true
 	}
 	return 0, false

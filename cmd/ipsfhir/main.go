@@ -43,6 +43,7 @@ func commands() []command {
 		{"map", "map a caseload JSON file to a FHIR R4 Bundle, or a Bundle back (--reverse)", runMap},
 		{"validate", "check FHIR JSON files against base R4 and the ipsfhir profiles", runValidate},
 		{"serve", "run the service: records API, admin, metrics and the sync workers", runServe},
+		{"check", "check an EHR's readiness for sync (or a saved CapabilityStatement) and print its sync plan", runCheck},
 		{"sync", "sync the IPS store with the configured EHRs (pull clinicians' changes, push IPS work)", runSync},
 	}
 }

@@ -1,0 +1,94 @@
+package check
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/ipsfhir/ipsfhir/adapter/plan"
+)
+
+// Counts tallies a report's results by status, and the blocking failures.
+type Counts struct {
+	ByStatus map[Status]int
+	Blocking []string // ids of blocking results that failed or erred
+}
+
+// Count tallies rep.
+func (rep *Report) Count() Counts {
+	c := Counts{ByStatus: map[Status]int{}}
+	for _, r := range rep.Results {
+		c.ByStatus[r.Status]++
+		if r.Blocks() {
+			c.Blocking = append(c.Blocking, r.ID)
+		}
+	}
+	return c
+}
+
+// WriteText prints the report for a person: the results by group, the
+// sync plan's concepts (path and why), its warnings, and the verdict.
+func WriteText(w io.Writer, rep *Report) error {
+	bw := bufio.NewWriter(w)
+	width := 0
+	for _, r := range rep.Results {
+		width = max(width, len(r.ID))
+	}
+	group := ""
+	for _, r := range rep.Results {
+		if r.Group != group {
+			if group != "" {
+				fmt.Fprintln(bw)
+			}
+			group = r.Group
+			fmt.Fprintln(bw, group)
+		}
+		mark := strings.ToUpper(string(r.Status))
+		if r.Status == Pass || r.Status == Skip || r.Status == Omit {
+			mark = string(r.Status)
+		}
+		reason := r.Reason
+		if r.Blocks() {
+			reason += " [blocks sync]"
+		}
+		fmt.Fprintf(bw, "  %-5s  %-*s  %s\n", mark, width, r.ID, reason)
+	}
+	fmt.Fprintln(bw)
+	writePlan(bw, rep.Plan)
+	fmt.Fprintln(bw)
+	c := rep.Count()
+	tally := fmt.Sprintf("%d pass, %d fail, %d error, %d skip, %d omit",
+		c.ByStatus[Pass], c.ByStatus[Fail], c.ByStatus[Error], c.ByStatus[Skip], c.ByStatus[Omit])
+	if rep.Ready {
+		fmt.Fprintf(bw, "ready: sync can run (%s; no failure blocks sync)\n", tally)
+	} else {
+		fmt.Fprintf(bw, "not ready: %s blocks sync (%s)\n", strings.Join(c.Blocking, ", "), tally)
+	}
+	return bw.Flush()
+}
+
+func writePlan(w io.Writer, p *plan.Plan) {
+	if p == nil {
+		fmt.Fprintln(w, "sync plan: none (no usable R4 CapabilityStatement)")
+		return
+	}
+	who := ""
+	if p.Software != "" {
+		who = " for " + p.Software
+	}
+	fmt.Fprintf(w, "sync plan%s (FHIR %s, bundles: %s)\n", who, p.FHIRVersion, p.Bundles)
+	for _, c := range p.Concepts {
+		path := string(c.Path)
+		if c.ResourceType != "" {
+			path += " (" + c.ResourceType + ")"
+		}
+		if c.Overridden {
+			path += ", overridden"
+		}
+		fmt.Fprintf(w, "  %-17s  %-30s  %s\n", c.Concept, path, c.Why)
+	}
+	for _, warn := range p.Warnings {
+		fmt.Fprintf(w, "  warning: %s\n", warn)
+	}
+}
