@@ -25,18 +25,22 @@ import (
 // server, then posts the same resources as pre-built transaction Bundles of
 // 100 to a second, fresh peer: the ceiling, what the server itself accepts.
 // It also times an incremental pass after 1% of the clients changed.
+// IPSFHIR_BENCH_WORKERS sets the push workers (default 1, as sync.workers).
 // Run: go test -run '^$' -bench SyncCaseload -benchtime 1x ./adapter/syncer
 func BenchmarkSyncCaseload(b *testing.B) {
-	n := 10000
+	n, workers := 10000, 1
 	if v := os.Getenv("IPSFHIR_BENCH_CLIENTS"); v != "" {
 		n, _ = strconv.Atoi(v)
 	}
+	if v := os.Getenv("IPSFHIR_BENCH_WORKERS"); v != "" {
+		workers, _ = strconv.Atoi(v)
+	}
 	for b.Loop() {
-		benchSync(b, n)
+		benchSync(b, n, workers)
 	}
 }
 
-func benchSync(b *testing.B, n int) {
+func benchSync(b *testing.B, n, workers int) {
 	ctx := b.Context()
 	cl := synth.Generate(rand.New(rand.NewPCG(99, 99)), n)
 	cl.Program = &ips.Program{ID: "bench"}
@@ -92,7 +96,7 @@ func benchSync(b *testing.B, n int) {
 	}
 	save(cl.Clients)
 	start := time.Now()
-	s, err := e.PushOnce(ctx)
+	s, err := e.PushParallel(ctx, workers)
 	syncWall := time.Since(start)
 	if err != nil || s.Failed != 0 {
 		b.Fatalf("sync: %+v %v", s, err)
@@ -108,7 +112,7 @@ func benchSync(b *testing.B, n int) {
 	}
 	save(changed)
 	start = time.Now()
-	inc, err := e.PushOnce(ctx)
+	inc, err := e.PushParallel(ctx, workers)
 	incWall := time.Since(start)
 	if err != nil || inc.Failed != 0 {
 		b.Fatalf("incremental: %+v %v", inc, err)
@@ -149,6 +153,7 @@ func benchSync(b *testing.B, n int) {
 	ceilWall := time.Since(start)
 
 	b.ReportMetric(float64(n), "clients")
+	b.ReportMetric(float64(workers), "workers")
 	b.ReportMetric(float64(s.Written), "resources")
 	b.ReportMetric(syncWall.Seconds(), "sync-s")
 	b.ReportMetric(float64(s.Written)/syncWall.Seconds(), "sync-resources/s")
