@@ -286,6 +286,8 @@ func loadProfiles(fsys fs.FS) (*profileSet, error) {
 			} else {
 				ps.profiles[sd.url] = sd
 			}
+		case "Measure", "Questionnaire", "CapabilityStatement":
+			// Published for readers, not rules the validator applies.
 		default:
 			return nil, fmt.Errorf("%s: resource type %q is not a conformance artifact the validator reads", a.Path, a.ResourceType)
 		}

@@ -91,7 +91,66 @@ func (v *Validator) ValidateJSON(data []byte) ([]Issue, error) {
 	}
 	issues := v.baseR4(data, obj)
 	issues = append(issues, v.profiled(obj, "")...)
-	return issues, nil
+	rt, _ := obj["resourceType"].(string)
+	issues = append(issues, v.ps.publishedExtensions(obj, rt, true)...)
+	return dedupe(issues), nil
+}
+
+// publishedExtensions checks every extension the project publishes wherever
+// it appears, also where no profile slices it in (a MeasureReport's
+// suppression threshold, say). It walks the resource at root and, for a
+// Bundle, the resources of its entries.
+func (ps *profileSet) publishedExtensions(v any, path string, root bool) []Issue {
+	var issues []Issue
+	switch x := v.(type) {
+	case map[string]any:
+		if _, nested := x["resourceType"]; nested && !root {
+			// A Bundle entry or contained resource: named by its own type.
+			rt, _ := x["resourceType"].(string)
+			path = fmt.Sprintf("%s.ofType(%s)", path, rt)
+		}
+		for _, k := range sortedKeys(x) {
+			val := x[k]
+			if k == "extension" || k == "modifierExtension" {
+				list, _ := val.([]any)
+				for i, e := range list {
+					em, _ := e.(map[string]any)
+					url, _ := em["url"].(string)
+					ep := fmt.Sprintf("%s.%s[%d]", path, k, i)
+					if sd := ps.exts[url]; sd != nil {
+						c := &checker{ps: ps, profile: sd.id}
+						c.children(sd.root, em, ep)
+						issues = append(issues, c.issues...)
+					}
+					issues = append(issues, ps.publishedExtensions(em, ep, false)...)
+				}
+				continue
+			}
+			issues = append(issues, ps.publishedExtensions(val, path+"."+k, false)...)
+		}
+	case []any:
+		for i, e := range x {
+			issues = append(issues, ps.publishedExtensions(e, fmt.Sprintf("%s[%d]", path, i), false)...)
+		}
+	}
+	return issues
+}
+
+// dedupe drops repeated issues (an extension a profile slices in is also
+// checked where it appears), keeping the first of each.
+func dedupe(issues []Issue) []Issue {
+	seen := map[Issue]bool{}
+	out := issues[:0]
+	for _, is := range issues {
+		if !seen[is] {
+			seen[is] = true
+			out = append(out, is)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // HasErrors reports whether any issue is an error, as opposed to a warning.

@@ -173,6 +173,16 @@ func expectedIssues() map[string][]want {
 			{"required", "CarePlan.activity[2].extension[0].valueIdentifier.value", ""},
 		},
 
+		// Published extensions are checked where no profile slices them in.
+		"measurereport-extensions.json": {
+			{"structure", "MeasureReport.extension[0].valueString", "ips-suppression-threshold (allowed: positiveInt)"},
+			{"structure", "MeasureReport.extension[1].extension", "not allowed by profile ips-suppression-threshold"},
+			{"required", "MeasureReport.extension[1].value[x]", "ips-suppression-threshold"},
+			{"structure", "MeasureReport.group[0].population[0]._count.extension[0].valueString", "ips-lower-bound (allowed: integer, Quantity)"},
+			{"structure", "MeasureReport.group[0].population[0]._count.extension[1].extension", "not allowed by profile ips-lower-bound"},
+			{"required", "MeasureReport.group[0].population[0]._count.extension[1].value[x]", "ips-lower-bound"},
+		},
+
 		"job-missing-required.json": {
 			{"required", "Observation.identifier", ""},
 			{"required", "Observation.extension", "slice employer"},

@@ -10,7 +10,7 @@ import (
 	"strings"
 )
 
-//go:embed codesystems/*.json valuesets/*.json profiles/*.json extensions/*.json
+//go:embed codesystems/*.json valuesets/*.json profiles/*.json extensions/*.json questionnaires/*.json measures/*.json capabilities/*.json
 var files embed.FS
 
 // Directories of FS, by kind of artifact.
@@ -19,12 +19,23 @@ const (
 	DirValueSets   = "valuesets"
 	DirProfiles    = "profiles"
 	DirExtensions  = "extensions"
+	// DirQuestionnaires holds Questionnaires (the IPS-25 fidelity scale).
+	DirQuestionnaires = "questionnaires"
+	// DirMeasures holds the Measures of the quarterly IPS outcome reports
+	// (package outcomes computes their MeasureReports).
+	DirMeasures = "measures"
+	// DirCapabilities holds the adapter's own CapabilityStatements:
+	// ipsfhir-server.json (what /fhir serves) and ipsfhir-client.json (what
+	// the adapter uses of an EHR).
+	DirCapabilities = "capabilities"
 )
 
 // Dirs lists the artifact directories in the order a loader should read them:
 // code systems before the value sets that include them, value sets before the
-// profiles that bind to them, extensions before the profiles that use them.
-var Dirs = []string{DirCodeSystems, DirValueSets, DirExtensions, DirProfiles}
+// profiles that bind to them, extensions before the profiles that use them;
+// then the artifacts that use all of those (the profile validator reads the
+// first four and passes over the rest).
+var Dirs = []string{DirCodeSystems, DirValueSets, DirExtensions, DirProfiles, DirQuestionnaires, DirMeasures, DirCapabilities}
 
 // FS is the read-only tree of published artifacts (see the package doc for
 // its layout).

@@ -21,10 +21,13 @@ func TestAllArtifactsAreWellFormed(t *testing.T) {
 		t.Fatal("no artifacts embedded")
 	}
 	dirType := map[string]string{
-		DirCodeSystems: "CodeSystem",
-		DirValueSets:   "ValueSet",
-		DirProfiles:    "StructureDefinition",
-		DirExtensions:  "StructureDefinition",
+		DirCodeSystems:    "CodeSystem",
+		DirValueSets:      "ValueSet",
+		DirProfiles:       "StructureDefinition",
+		DirExtensions:     "StructureDefinition",
+		DirQuestionnaires: "Questionnaire",
+		DirMeasures:       "Measure",
+		DirCapabilities:   "CapabilityStatement",
 	}
 	seen := map[string]bool{}
 	for _, a := range all {

@@ -13,6 +13,17 @@
 //	profiles/     StructureDefinition, kind resource: the profiles of what the
 //	              adapter emits (differential only)
 //	extensions/   StructureDefinition, type Extension: the project's extensions
+//	questionnaires/ Questionnaire: forms such as the IPS-25 fidelity review
+//	              (package outcomes/fidelity scores its responses)
+//	measures/     Measure: the quarterly IPS outcome measures (package
+//	              outcomes computes their MeasureReports)
+//	capabilities/ CapabilityStatement: the adapter as a server (its /fhir
+//	              facade, served at /fhir/metadata) and as a client (what it
+//	              uses of an EHR)
+//
+// The profile validator reads the code systems, value sets and
+// StructureDefinitions; the rest is published for readers and checked
+// against base R4.
 //
 // Every canonical URL is {base}/{resourceType}/{id} with base
 // https://ipsfhir.org/fhir (mappings.CanonicalBase); version is the
