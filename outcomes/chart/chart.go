@@ -1,0 +1,216 @@
+// Package chart renders the quarterly competitive-employment rate of an IPS
+// (Individual Placement and Support) program for people who are not going to
+// read a table: a PNG trend chart sized for a slide (WritePNG), and a
+// self-contained, accessible HTML page that embeds that chart next to the
+// numbers it was drawn from (WriteHTML).
+//
+// Both outputs set the rate against the published IPS quarterly benchmarks:
+// 31% minimal, 41% average and 50% excellent. Quarters whose figures were
+// withheld by small-cell suppression are shown as gaps and labelled
+// "withheld", never as zero.
+//
+// Output is deterministic: the same input produces byte-identical PNG and
+// HTML, so reports can be diffed and cached.
+package chart
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"unicode"
+)
+
+// Point is one quarter of a program's employment outcome.
+//
+// A nil field was withheld by small-cell suppression; it is shown as
+// "withheld" (a gap in the chart), never as zero.
+//
+// Rate is the competitive-employment rate, Working ÷ Served, either as the
+// proportion 0–1 that the ips-competitive-employment measure scores (0.415)
+// or as a percentage 0–100 (41.5). Which one is recognised per series: from
+// Working ÷ Served where both counts are present, otherwise a series in which
+// no rate exceeds 1 is taken as proportions. Both are drawn and tabled as
+// percentages.
+type Point struct {
+	Quarter         string
+	Served, Working *int
+	Rate            *float64
+}
+
+// DefaultThreshold is the small-cell threshold N quoted in the "withheld:
+// fewer than N" notes unless Threshold says otherwise: the measures'
+// default (counts of 1 to 10 withheld).
+const DefaultThreshold = 11
+
+// Option adjusts a chart or page.
+type Option func(*settings)
+
+// Threshold sets the small-cell threshold the notes quote; it should be the
+// one the reports were suppressed with.
+func Threshold(n int) Option { return func(s *settings) { s.threshold = n } }
+
+type settings struct{ threshold int }
+
+func settingsOf(opts []Option) settings {
+	s := settings{threshold: DefaultThreshold}
+	for _, o := range opts {
+		o(&s)
+	}
+	if s.threshold < 1 {
+		s.threshold = DefaultThreshold
+	}
+	return s
+}
+
+// benchmark is one published IPS quarterly competitive-employment benchmark.
+type benchmark struct {
+	Percent float64
+	Name    string // "minimal", "average", "excellent"
+	Meaning string // for the HTML explanation
+}
+
+// Label is the text drawn on the reference line, e.g. "41% average".
+func (b benchmark) Label() string { return fmt.Sprintf("%g%% %s", b.Percent, b.Name) }
+
+// benchmarks are the published IPS benchmarks, lowest first.
+var benchmarks = []benchmark{
+	{31, "minimal", "meets the minimal IPS benchmark."},
+	{41, "average", "meets the average IPS benchmark, the rate a typical IPS program reaches."},
+	{50, "excellent", "meets the excellent IPS benchmark, the rate high-performing IPS programs reach."},
+}
+
+// level names the highest benchmark a percentage reaches, for the HTML table.
+func level(pct float64) string {
+	name := "Below minimal"
+	for _, b := range benchmarks {
+		if pct >= b.Percent {
+			name = strings.ToUpper(b.Name[:1]) + b.Name[1:]
+		}
+	}
+	return name
+}
+
+// quarter is a Point after validation, with the rate in percent.
+type quarter struct {
+	Label           string
+	Served, Working *int
+	Pct             float64 // valid only when HasRate
+	HasRate         bool
+}
+
+// prepare validates pts and converts rates to percent.
+func prepare(pts []Point) ([]quarter, error) {
+	scale := rateScale(pts)
+	qs := make([]quarter, len(pts))
+	for i, p := range pts {
+		q := quarter{Label: cleanLabel(p.Quarter), Served: p.Served, Working: p.Working}
+		if q.Label == "" {
+			return nil, fmt.Errorf("chart: point %d has no quarter label", i)
+		}
+		for _, c := range []struct {
+			name string
+			v    *int
+		}{{"served", p.Served}, {"working", p.Working}} {
+			if c.v != nil && *c.v < 0 {
+				return nil, fmt.Errorf("chart: quarter %q: negative %s count %d", q.Label, c.name, *c.v)
+			}
+		}
+		if p.Rate != nil {
+			r := *p.Rate * scale
+			if math.IsNaN(r) || r < 0 || r > 100+1e-9 {
+				return nil, fmt.Errorf("chart: quarter %q: rate %v is not a percentage between 0 and 100", q.Label, *p.Rate)
+			}
+			q.Pct, q.HasRate = math.Min(r, 100), true
+		}
+		qs[i] = q
+	}
+	return qs, nil
+}
+
+// rateScale returns 100 when the rates in pts are fractions (0–1) and 1 when
+// they are already percentages. Quarters with both counts settle it: a rate
+// that matches Working ÷ Served (to two decimals) is a fraction, one that
+// matches it ×100 (to a whole percent) is a percentage. Without that evidence
+// a series in which no rate exceeds 1 is taken as fractions: an IPS program
+// employing at most 1% of its caseload in every quarter is not plausible.
+func rateScale(pts []Point) float64 {
+	var frac, pct int
+	maxRate := math.Inf(-1)
+	for _, p := range pts {
+		if p.Rate == nil {
+			continue
+		}
+		r := *p.Rate
+		maxRate = math.Max(maxRate, r)
+		if p.Served == nil || p.Working == nil || *p.Served <= 0 || *p.Working <= 0 {
+			continue
+		}
+		f := float64(*p.Working) / float64(*p.Served)
+		switch {
+		case math.Abs(r-f) <= 0.0051:
+			frac++
+		case math.Abs(r-100*f) <= 0.51:
+			pct++
+		}
+	}
+	switch {
+	case frac > pct:
+		return 100
+	case pct > frac:
+		return 1
+	case maxRate >= 0 && maxRate <= 1:
+		return 100
+	default:
+		return 1
+	}
+}
+
+// cleanLabel makes caller-supplied text safe to draw on one line: control
+// characters (newlines included) become spaces, runs of space collapse.
+func cleanLabel(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || unicode.IsSpace(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// formatPct formats a percentage for display: whole numbers without a
+// decimal, others to one decimal place.
+func formatPct(v float64) string {
+	r := math.Round(v*10) / 10
+	if r == math.Trunc(r) {
+		return fmt.Sprintf("%.0f%%", r)
+	}
+	return fmt.Sprintf("%.1f%%", r)
+}
+
+// withheld counts the quarters with no rate to plot.
+func withheld(qs []quarter) int {
+	n := 0
+	for _, q := range qs {
+		if !q.HasRate {
+			n++
+		}
+	}
+	return n
+}
+
+func withheldNote(s settings) string {
+	return fmt.Sprintf("withheld: fewer than %d", s.threshold)
+}
+
+// span describes the quarters covered: "2024 Q1 to 2025 Q4", or the one
+// quarter, or "" when there are none.
+func span(qs []quarter) string {
+	switch {
+	case len(qs) == 0:
+		return ""
+	case qs[0].Label == qs[len(qs)-1].Label:
+		return qs[0].Label
+	default:
+		return qs[0].Label + " to " + qs[len(qs)-1].Label
+	}
+}

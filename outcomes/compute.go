@@ -1,0 +1,265 @@
+package outcomes
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ipsfhir/ipsfhir/ips"
+)
+
+// DefaultThreshold is the default small-cell threshold: counts from 1 to 10
+// are withheld.
+const DefaultThreshold = 11
+
+// Options configure Compute.
+type Options struct {
+	// Program is the reporting program's id (config program.id). It names
+	// the program stratum and scopes the specialist codes. Required.
+	Program string
+	// Threshold is the small-cell threshold: counts from 1 to Threshold-1
+	// are withheld. 0 means DefaultThreshold; 1 withholds nothing (for a
+	// program's own eyes only).
+	Threshold int
+	// Consents reports whether a client's de-identified outcomes may go to
+	// HIEs (config.Consent.AllowsHIE). Clients for whom it returns false
+	// are not counted anywhere. Required.
+	Consents func(*ips.Client) bool
+}
+
+// Errors of Compute. None quotes client data.
+var (
+	ErrNoProgram     = errors.New("outcomes: the program id is required (1 to 64 letters, digits, '-' or '.')")
+	ErrNoConsent     = errors.New("outcomes: Options.Consents is required: only clients whose consent allows HIE reporting may be counted")
+	ErrBadThreshold  = errors.New("outcomes: the suppression threshold must be at least 1")
+	ErrBadQuarter    = errors.New("outcomes: the quarter is not valid")
+	ErrMixedCurrency = errors.New("outcomes: competitive jobs held in the quarter are paid in more than one currency; earnings cannot be added up")
+)
+
+var programPattern = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
+
+// SpecialistCode is the stable pseudonymous code that stands for an
+// employment specialist in reports: "es-" and the first 10 hex digits of
+// SHA-256 of the program id, a newline, and the specialist as recorded
+// (spaces trimmed and collapsed, lower-cased), or "unassigned" when none is
+// recorded. Staff names never appear in reports; a program that knows its
+// specialists can compute their codes.
+func SpecialistCode(program, specialist string) string {
+	s := strings.ToLower(strings.Join(strings.Fields(specialist), " "))
+	if s == "" {
+		return "unassigned"
+	}
+	sum := sha256.Sum256([]byte(program + "\n" + s))
+	return "es-" + hex.EncodeToString(sum[:5])
+}
+
+// tally is what one stratum (or the whole program) contributes.
+type tally struct {
+	n        [cellEarn]int // counts of the cells D to J
+	earnings float64
+	wages    []float64 // one per N1 client: hourly wage in the quarter
+	days     []int     // one per C client: days to first employer contact
+}
+
+func (t *tally) add(o *tally) {
+	for i := range t.n {
+		t.n[i] += o.n[i]
+	}
+	t.earnings += o.earnings
+	t.wages = append(t.wages, o.wages...)
+	t.days = append(t.days, o.days...)
+}
+
+// computed is one quarter of one program, before it becomes reports.
+type computed struct {
+	quarter   Quarter
+	program   string
+	threshold int
+	currency  string   // of the wages; "" when nobody worked competitively
+	strata    []string // specialist codes, sorted
+	levels    []*tally // [0] the program, [1+i] strata[i]
+	hidden    withheld
+}
+
+// Compute counts a program's clients for a quarter and returns its summary
+// MeasureReports, one per measure in Measures order, with small cells
+// withheld. It reads only its arguments: no clock, no I/O.
+func Compute(clients []*ips.Client, q Quarter, o Options) ([]*Report, error) {
+	c, err := compute(clients, q, o)
+	if err != nil {
+		return nil, err
+	}
+	return c.reports(), nil
+}
+
+func compute(clients []*ips.Client, q Quarter, o Options) (*computed, error) {
+	if !programPattern.MatchString(o.Program) {
+		return nil, ErrNoProgram
+	}
+	if o.Consents == nil {
+		return nil, ErrNoConsent
+	}
+	if o.Threshold == 0 {
+		o.Threshold = DefaultThreshold
+	}
+	if o.Threshold < 1 {
+		return nil, ErrBadThreshold
+	}
+	if !q.Valid() {
+		return nil, ErrBadQuarter
+	}
+	byStratum := map[string]*tally{}
+	currencies := map[string]bool{}
+	for i, cl := range clients {
+		if cl == nil || !active(cl, q) || !o.Consents(cl) {
+			continue
+		}
+		if cl.EnrolledOn.IsZero() {
+			return nil, fmt.Errorf("outcomes: client #%d has no enrollment date", i)
+		}
+		code := SpecialistCode(o.Program, cl.Specialist)
+		t := byStratum[code]
+		if t == nil {
+			t = &tally{}
+			byStratum[code] = t
+		}
+		count(t, cl, q, currencies)
+	}
+	if len(currencies) > 1 {
+		return nil, ErrMixedCurrency
+	}
+	c := &computed{quarter: q, program: o.Program, threshold: o.Threshold, levels: []*tally{{}}}
+	for cur := range currencies {
+		c.currency = cur
+	}
+	for code := range byStratum {
+		c.strata = append(c.strata, code)
+	}
+	slices.Sort(c.strata)
+	for _, code := range c.strata {
+		c.levels = append(c.levels, byStratum[code])
+		c.levels[0].add(byStratum[code])
+	}
+	hidden, err := suppress(c.levels, c.threshold)
+	c.hidden = hidden
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// active reports whether a client was on the caseload in the quarter:
+// enrolled on or before its last day and not closed before its first.
+func active(c *ips.Client, q Quarter) bool {
+	if c.EnrolledOn.IsZero() || q.End().Before(c.EnrolledOn) {
+		return false
+	}
+	return c.ClosedOn.IsZero() || !c.ClosedOn.Before(q.Start())
+}
+
+// count adds one active, consenting client to t.
+func count(t *tally, c *ips.Client, q Quarter, currencies map[string]bool) {
+	t.n[cellD]++
+
+	var (
+		competitive, twenty bool
+		earnings, hours     float64
+		wages               []float64
+		firstJob            ips.Date
+	)
+	for _, j := range c.Jobs {
+		if j == nil || j.Start.IsZero() {
+			continue
+		}
+		if q.Contains(j.Start) {
+			t.n[cellJ]++
+		}
+		if !j.Start.Before(c.EnrolledOn) && (firstJob.IsZero() || j.Start.Before(firstJob)) {
+			firstJob = j.Start
+		}
+		if !j.Competitive || !j.Overlaps(q.Start(), q.End()) {
+			continue
+		}
+		competitive = true
+		if j.HoursPerWeek >= 20 {
+			twenty = true
+		}
+		weeks := float64(daysInQuarter(j, q)) / 7
+		earnings += j.HoursPerWeek * j.HourlyWage.Value * weeks
+		hours += j.HoursPerWeek * weeks
+		wages = append(wages, j.HourlyWage.Value)
+		currencies[j.HourlyWage.Currency] = true
+	}
+	if q.Contains(firstJob) {
+		t.n[cellF]++
+	}
+	if competitive {
+		t.n[cellN1]++
+		t.earnings += earnings
+		wage := 0.0
+		if hours > 0 {
+			wage = earnings / hours
+		} else { // no hours recorded: the plain mean of the wages
+			for _, w := range wages {
+				wage += w
+			}
+			wage /= float64(len(wages))
+		}
+		t.wages = append(t.wages, wage)
+	}
+	if twenty {
+		t.n[cellN2]++
+	}
+
+	if !q.Contains(c.EnrolledOn) {
+		return
+	}
+	t.n[cellE]++
+	var first ips.Date
+	for _, s := range c.Supports {
+		if s == nil || s.Type != ips.SupportEmployerContact || s.Date.IsZero() || s.Date.Before(c.EnrolledOn) {
+			continue
+		}
+		if s.Status != ips.SupportCompleted && s.Status != ips.SupportInProgress {
+			continue
+		}
+		if first.IsZero() || s.Date.Before(first) {
+			first = s.Date
+		}
+	}
+	if first.IsZero() {
+		return
+	}
+	d := daysBetween(c.EnrolledOn, first)
+	t.n[cellC]++
+	t.days = append(t.days, d)
+	if d <= 30 {
+		t.n[cellW]++
+	}
+}
+
+// daysInQuarter counts the days of the quarter the job was held, both ends
+// included.
+func daysInQuarter(j *ips.Job, q Quarter) int {
+	from, to := j.Start, q.End()
+	if from.Before(q.Start()) {
+		from = q.Start()
+	}
+	if !j.Current() && j.End.Before(to) {
+		to = j.End
+	}
+	if to.Before(from) {
+		return 0
+	}
+	return daysBetween(from, to) + 1
+}
+
+// daysBetween is the number of days from a to b.
+func daysBetween(a, b ips.Date) int {
+	return int(b.Time().Sub(a.Time()) / (24 * time.Hour))
+}

@@ -1,0 +1,345 @@
+package outcomes
+
+import (
+	"errors"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/ipsfhir/ipsfhir/ips"
+)
+
+const program = "riverside-ips"
+
+func computeT(t *testing.T, clients []*ips.Client, q Quarter, threshold int) []*Report {
+	t.Helper()
+	rs, err := Compute(clients, q, Options{Program: program, Threshold: threshold, Consents: hieDefaultYes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+func reportOf(t *testing.T, rs []*Report, measure string) *Report {
+	t.Helper()
+	for _, r := range rs {
+		if r.Measure == measure {
+			return r
+		}
+	}
+	t.Fatalf("no report of %s", measure)
+	return nil
+}
+
+// at returns a group's populations and score for the whole report
+// (stratum "") or a specialist's stratum.
+func at(t *testing.T, rs []*Report, measure, group, specialist string) ([]Count, Score) {
+	t.Helper()
+	g := reportOf(t, rs, measure).Group(group)
+	if g == nil {
+		t.Fatalf("%s has no group %s", measure, group)
+	}
+	if specialist == "" {
+		return g.Populations, g.Score
+	}
+	code := SpecialistCode(program, specialist)
+	for _, st := range g.Stratifier(StratifierSpecialist).Strata {
+		if st.Code == code {
+			if st.System != SpecialistSystem(program) {
+				t.Errorf("stratum system %s", st.System)
+			}
+			return st.Populations, st.Score
+		}
+	}
+	t.Fatalf("%s/%s: no stratum for %s", measure, group, specialist)
+	return nil, Score{}
+}
+
+func exact(n int) Count { return Count{Value: n, State: Exact} }
+
+var withheldCount = Count{State: Masked}
+
+func checkCounts(t *testing.T, where string, got []Count, want ...Count) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d populations, want %d", where, len(got), len(want))
+	}
+	for i := range want {
+		if got[i].State != want[i].State || got[i].Value != want[i].Value {
+			t.Errorf("%s: %s = %v %d, want %v %d", where, got[i].Population, got[i].State, got[i].Value, want[i].State, want[i].Value)
+		}
+	}
+}
+
+func checkScore(t *testing.T, where string, got Score, state State, value float64, unit string) {
+	t.Helper()
+	if got.State != state || math.Abs(got.Value-value) > 1e-9 || got.Unit != unit {
+		t.Errorf("%s: score %v %v %q, want %v %v %q", where, got.State, got.Value, got.Unit, state, value, unit)
+	}
+}
+
+// With threshold 1 nothing is withheld, so every number of the constructed
+// caseload can be checked against the hand count in caseload_test.go.
+func TestComputeCountsByConstruction(t *testing.T) {
+	rs := computeT(t, constructed().Clients, q3, 1)
+	if len(rs) != 6 {
+		t.Fatalf("%d reports", len(rs))
+	}
+	type row struct {
+		who                              string
+		d, n1, n2, e, c, w, f, j         int
+		rate, rate20, rate30, earn, wage float64
+		days                             float64
+	}
+	for _, r := range []row{
+		{"", 40, 17, 12, 15, 12, 8, 6, 9, 0.425, 0.3, 0.5333, 62540.00, 16, 17},
+		{alex, 32, 14, 10, 12, 10, 7, 5, 7, 0.4375, 0.3125, 0.5833, 49791.43, 16, 17},
+		{sam, 8, 3, 2, 3, 2, 1, 1, 2, 0.375, 0.25, 0.3333, 12748.57, 16, 22.5},
+	} {
+		who := r.who
+		if who == "" {
+			who = "all"
+		}
+		p, s := at(t, rs, MeasureCompetitiveEmployment, GroupCompetitiveEmployment, r.who)
+		checkCounts(t, who+" competitive", p, exact(r.d), exact(r.d), exact(r.n1))
+		checkScore(t, who+" competitive", s, Exact, r.rate, "")
+		p, s = at(t, rs, MeasureCompetitiveEmployment20h, GroupCompetitiveEmployment20h, r.who)
+		checkCounts(t, who+" 20h", p, exact(r.d), exact(r.d), exact(r.n2))
+		checkScore(t, who+" 20h", s, Exact, r.rate20, "")
+		p, s = at(t, rs, MeasureJobStarts, GroupJobStarts, r.who)
+		checkCounts(t, who+" job starts", p, exact(r.j))
+		checkScore(t, who+" job starts", s, NoValue, 0, "")
+		p, _ = at(t, rs, MeasureJobStarts, GroupClientsFirstJob, r.who)
+		checkCounts(t, who+" first jobs", p, exact(r.f))
+		p, s = at(t, rs, MeasureEarnings, GroupMedianHourlyWage, r.who)
+		checkCounts(t, who+" wage", p, exact(r.d), exact(r.n1))
+		checkScore(t, who+" wage", s, Exact, r.wage, "USD/h")
+		p, s = at(t, rs, MeasureEarnings, GroupTotalEarnings, r.who)
+		checkCounts(t, who+" earnings", p, exact(r.d), exact(r.n1))
+		checkScore(t, who+" earnings", s, Exact, r.earn, "USD")
+		p, s = at(t, rs, MeasureEmployerContact30d, GroupEmployerContact30d, r.who)
+		checkCounts(t, who+" contact 30d", p, exact(r.e), exact(r.e), exact(r.w))
+		checkScore(t, who+" contact 30d", s, Exact, r.rate30, "")
+		p, s = at(t, rs, MeasureDaysToEmployerContact, GroupMedianDaysToContact, r.who)
+		checkCounts(t, who+" days", p, exact(r.e), exact(r.c))
+		checkScore(t, who+" days", s, Exact, r.days, "d")
+	}
+	// One program stratum, equal to the whole; two specialist strata,
+	// sorted by code, named by code only.
+	for _, r := range rs {
+		for _, g := range r.Groups {
+			ps := g.Stratifier(StratifierProgram)
+			if ps == nil || len(ps.Strata) != 1 || ps.Strata[0].Code != program || ps.Strata[0].System != SystemProgram {
+				t.Fatalf("%s/%s: program stratifier %+v", r.Measure, g.Code, ps)
+			}
+			checkCounts(t, r.Measure+" program stratum", ps.Strata[0].Populations, g.Populations...)
+			ss := g.Stratifier(StratifierSpecialist)
+			if ss == nil || len(ss.Strata) != 2 || ss.Strata[0].Code > ss.Strata[1].Code {
+				t.Fatalf("%s/%s: specialist stratifier %+v", r.Measure, g.Code, ss)
+			}
+		}
+		if r.Program != program || r.Quarter != q3 || r.Threshold != 1 {
+			t.Errorf("report %s: program %q quarter %v threshold %d", r.Measure, r.Program, r.Quarter, r.Threshold)
+		}
+	}
+}
+
+// With the default threshold, the constructed caseload shows exactly the
+// program's served (40), working (17) and enrolled (15) counts, the rate
+// 17/40, the median wage and the total earnings of the 17; the rest is
+// small or would reveal a small count:
+//   - Sam Chen's counts are all 1 to 10, so Alex Rivera's are withheld too
+//     (each is the total minus Sam Chen's);
+//   - N1−N2 = 5 works under 20 hours, so N2 (12) is withheld;
+//   - E−C = 3 enrolled clients have no contact yet, so C (12) is withheld;
+//   - W (8), F (6) and J (9) are small.
+func TestComputeSuppressesByConstruction(t *testing.T) {
+	rs := computeT(t, constructed().Clients, q3, 0)
+	p, s := at(t, rs, MeasureCompetitiveEmployment, GroupCompetitiveEmployment, "")
+	checkCounts(t, "all competitive", p, exact(40), exact(40), exact(17))
+	checkScore(t, "all competitive", s, Exact, 0.425, "")
+	p, s = at(t, rs, MeasureCompetitiveEmployment20h, GroupCompetitiveEmployment20h, "")
+	checkCounts(t, "all 20h", p, exact(40), exact(40), withheldCount)
+	checkScore(t, "all 20h", s, Masked, 0, "")
+	p, _ = at(t, rs, MeasureJobStarts, GroupJobStarts, "")
+	checkCounts(t, "all job starts", p, withheldCount)
+	p, _ = at(t, rs, MeasureJobStarts, GroupClientsFirstJob, "")
+	checkCounts(t, "all first jobs", p, withheldCount)
+	p, s = at(t, rs, MeasureEarnings, GroupMedianHourlyWage, "")
+	checkCounts(t, "all wage", p, exact(40), exact(17))
+	checkScore(t, "all wage", s, Exact, 16, "USD/h")
+	p, s = at(t, rs, MeasureEarnings, GroupTotalEarnings, "")
+	checkCounts(t, "all earnings", p, exact(40), exact(17))
+	checkScore(t, "all earnings", s, Exact, 62540, "USD")
+	p, s = at(t, rs, MeasureEmployerContact30d, GroupEmployerContact30d, "")
+	checkCounts(t, "all contact", p, exact(15), exact(15), withheldCount)
+	checkScore(t, "all contact", s, Masked, 0, "")
+	p, s = at(t, rs, MeasureDaysToEmployerContact, GroupMedianDaysToContact, "")
+	checkCounts(t, "all days", p, exact(15), withheldCount)
+	checkScore(t, "all days", s, Masked, 0, "")
+	for _, who := range []string{alex, sam} {
+		for _, r := range rs {
+			for _, g := range r.Groups {
+				p, s := at(t, rs, r.Measure, g.Code, who)
+				for _, c := range p {
+					if c.State != Masked {
+						t.Errorf("%s %s/%s: %s shown", who, r.Measure, g.Code, c.Population)
+					}
+				}
+				if s.State != Masked && s.State != NoValue {
+					t.Errorf("%s %s/%s: score %v", who, r.Measure, g.Code, s.State)
+				}
+				if (s.State == NoValue) != (r.Measure == MeasureJobStarts) {
+					t.Errorf("%s %s/%s: score %v", who, r.Measure, g.Code, s.State)
+				}
+			}
+		}
+	}
+}
+
+func TestComputeCountsOnlyConsentingActiveClients(t *testing.T) {
+	cl := constructed()
+	base := computeT(t, cl.Clients, q3, 1)
+	d := func(rs []*Report) int {
+		p, _ := at(t, rs, MeasureCompetitiveEmployment, GroupCompetitiveEmployment, "")
+		return p[0].Value
+	}
+	if d(base) != 40 {
+		t.Fatalf("served %d", d(base))
+	}
+	// The program default decides for clients who gave no answer.
+	rs, err := Compute(cl.Clients, q3, Options{Program: program, Threshold: 1, Consents: func(c *ips.Client) bool {
+		return c.Consent != nil && c.Consent.HIE != nil && *c.Consent.HIE
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d(rs); got != 1 { // a32 alone said yes
+		t.Errorf("default no: served %d, want 1", got)
+	}
+	// The quarter before: a01–a12, b4–b6 were not enrolled yet, x1 was
+	// still open, x2 not yet enrolled; a31 (closed 1 July) was active.
+	if got := d(computeT(t, cl.Clients, q3.Add(-1), 1)); got != 40-12-3+1 {
+		t.Errorf("2026Q2: served %d, want %d", got, 40-12-3+1)
+	}
+	// The quarter after: a31 closed in Q3 is gone; x2 enrolled on 1 October is in.
+	if got := d(computeT(t, cl.Clients, q3.Add(1), 1)); got != 40-1+1 {
+		t.Errorf("2026Q4: served %d, want %d", got, 40)
+	}
+}
+
+func TestComputeErrors(t *testing.T) {
+	cl := constructed()
+	ok := Options{Program: program, Consents: hieDefaultYes}
+	for _, tc := range []struct {
+		name string
+		o    Options
+		q    Quarter
+		want error
+	}{
+		{"no program", Options{Consents: hieDefaultYes}, q3, ErrNoProgram},
+		{"bad program", Options{Program: "a b", Consents: hieDefaultYes}, q3, ErrNoProgram},
+		{"no consent filter", Options{Program: program}, q3, ErrNoConsent},
+		{"negative threshold", Options{Program: program, Consents: hieDefaultYes, Threshold: -1}, q3, ErrBadThreshold},
+		{"bad quarter", ok, Quarter{Year: 2026, Q: 5}, ErrBadQuarter},
+	} {
+		if _, err := Compute(cl.Clients, tc.q, tc.o); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	// Wages in two currencies cannot be added; the error names none.
+	cl.Clients[20].Jobs[0].HourlyWage.Currency = "CAD"
+	_, err := Compute(cl.Clients, q3, ok)
+	if !errors.Is(err, ErrMixedCurrency) {
+		t.Fatalf("mixed currencies: %v", err)
+	}
+	for _, c := range cl.Clients {
+		if strings.Contains(err.Error(), c.Patient.Value) || strings.Contains(err.Error(), c.ID) {
+			t.Errorf("error names a client: %v", err)
+		}
+	}
+	// A job outside the quarter in another currency is not added, so fine.
+	cl = constructed()
+	cl.Clients[27].Jobs[0].HourlyWage.Currency = "CAD" // a28: starts in October
+	if _, err := Compute(cl.Clients, q3, ok); err != nil {
+		t.Errorf("a currency outside the quarter: %v", err)
+	}
+}
+
+func TestComputeDoesNotChangeItsInput(t *testing.T) {
+	cl := constructed()
+	before := Table(computeT(t, cl.Clients, q3, 1))
+	again := constructed()
+	computeT(t, cl.Clients, q3, 0)
+	if after := Table(computeT(t, cl.Clients, q3, 1)); after != before {
+		t.Error("a second run differs")
+	}
+	for i := range cl.Clients {
+		if cl.Clients[i].ID != again.Clients[i].ID || len(cl.Clients[i].Jobs) != len(again.Clients[i].Jobs) {
+			t.Fatal("Compute changed the clients")
+		}
+	}
+}
+
+func TestSpecialistCode(t *testing.T) {
+	a := SpecialistCode(program, "Dana Whitfield")
+	if len(a) != len("es-")+10 || !strings.HasPrefix(a, "es-") || strings.Contains(a, "Dana") {
+		t.Errorf("code %q", a)
+	}
+	if b := SpecialistCode(program, "  dana   WHITFIELD "); b != a {
+		t.Errorf("spacing and case change the code: %s, %s", a, b)
+	}
+	if b := SpecialistCode("other-program", "Dana Whitfield"); b == a {
+		t.Error("codes are not scoped by program")
+	}
+	if SpecialistCode(program, "Marcus Ortega") == a {
+		t.Error("two specialists share a code")
+	}
+	if got := SpecialistCode(program, " "); got != "unassigned" {
+		t.Errorf("no specialist: %q", got)
+	}
+}
+
+func TestQuarter(t *testing.T) {
+	for _, s := range []string{"2026Q3", "2026q3", "2026-Q3"} {
+		q, err := ParseQuarter(s)
+		if err != nil || q != q3 {
+			t.Errorf("ParseQuarter(%q) = %v, %v", s, q, err)
+		}
+	}
+	for _, s := range []string{"", "2026Q5", "2026Q0", "26Q3", "2026 Q3", "Q3 2026", "0000Q1"} {
+		if _, err := ParseQuarter(s); err == nil {
+			t.Errorf("ParseQuarter(%q) accepted", s)
+		}
+	}
+	if q3.String() != "2026Q3" || q3.Start() != d("2026-07-01") || q3.End() != d("2026-09-30") {
+		t.Errorf("%s: %s to %s", q3, q3.Start(), q3.End())
+	}
+	q1 := Quarter{Year: 2026, Q: 1}
+	if q1.End() != d("2026-03-31") || q1.Add(-1) != (Quarter{Year: 2025, Q: 4}) || q1.Add(-5) != (Quarter{Year: 2024, Q: 4}) || q1.Add(7) != (Quarter{Year: 2027, Q: 4}) {
+		t.Errorf("quarter arithmetic: %s %s %s %s", q1.End(), q1.Add(-1), q1.Add(-5), q1.Add(7))
+	}
+	if !q3.Contains(d("2026-07-01")) || !q3.Contains(d("2026-09-30")) || q3.Contains(d("2026-06-30")) || q3.Contains(d("2026-10-01")) || q3.Contains(ips.Date{}) {
+		t.Error("Contains")
+	}
+	if QuarterOf(d("2026-12-31")) != (Quarter{Year: 2026, Q: 4}) || !q1.Before(q3) || q3.Before(q1) {
+		t.Error("QuarterOf or Before")
+	}
+}
+
+func TestComputeNobody(t *testing.T) {
+	rs := computeT(t, nil, q3, 0)
+	p, s := at(t, rs, MeasureCompetitiveEmployment, GroupCompetitiveEmployment, "")
+	checkCounts(t, "nobody", p, exact(0), exact(0), exact(0))
+	checkScore(t, "nobody", s, NoValue, 0, "")
+	_, s = at(t, rs, MeasureEarnings, GroupMedianHourlyWage, "")
+	checkScore(t, "nobody's wage", s, NoValue, 0, "")
+	b, err := BundleJSON(rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	validate(t, newValidator(t), "nobody", b)
+	if !strings.Contains(string(b), `"not-applicable"`) {
+		t.Error("an empty rate is not marked not-applicable")
+	}
+}

@@ -1,0 +1,91 @@
+// Package outcomes computes the quarterly outcome measures of an IPS
+// (Individual Placement and Support: supported employment for people with
+// serious mental illness; not the HL7 International Patient Summary)
+// program as FHIR R4 summary MeasureReports, withholds small cells before
+// anything leaves, and adds up the reports of several programs.
+//
+// It is pure: no I/O, no clock, no logging. The CLI (ipsfhir report) reads
+// the store and writes files; this package only computes.
+//
+// # Data flow
+//
+//	[]*ips.Client, Quarter, Options ──Compute──▶ []*Report ──JSON / BundleJSON──▶ FHIR JSON
+//	FHIR JSON of several programs ──ParseJSON──▶ []*Report ──AggregateReports──▶ *Report
+//
+// Compute counts the clients whose consent allows HIE reporting
+// (Options.Consents, the semantics of config.Consent.AllowsHIE) and who
+// were on the active caseload in the quarter: enrolled on or before its
+// last day and not closed before its first. Per specialist stratum it
+// counts D (active caseload), N1 (held a competitive job on a day of the
+// quarter), N2 (held one of 20+ hours a week), E (enrolled in the quarter),
+// C (E with a first employer contact recorded), W (C within 30 days of
+// enrollment), F (first job since enrollment started in the quarter) and J
+// (jobs started in the quarter), plus earnings, wages and days to first
+// contact. Six Measures use them (conformance/artifacts/measures; the
+// definitions and formulas are in docs/OUTCOMES.md):
+//
+//	ips-competitive-employment      proportion N1/D
+//	ips-competitive-employment-20h  proportion N2/D
+//	ips-job-starts                  cohort: J (jobs), F (clients)
+//	ips-earnings                    continuous: median hourly wage, total earnings of N1
+//	ips-employer-contact-30d        proportion W/E
+//	ips-days-to-employer-contact    continuous: median days over C
+//
+// Every group is stratified by program and by employment specialist. A
+// specialist appears only as SpecialistCode: "es-" and 10 hex digits of a
+// SHA-256 over the program id and the specialist as recorded, or
+// "unassigned". Specialists are staff, not patients, but the field holds
+// whatever a program types, usually a person's name, so it is never
+// published; the code is stable across quarters, scoped by program, and a
+// program can compute it for its own staff. Reports carry no client
+// identifier, name, date of birth, date or free text: only counts, rates,
+// medians, sums and the quarter.
+//
+// # Small-cell suppression
+//
+// The threshold t (Options.Threshold, default 11) withholds every count
+// from 1 to t-1. Zero is shown: it discloses no one. Withholding a cell
+// alone is not enough, because the cells shown are linked: a stratum is
+// the total minus the other strata, the clients not working are the
+// served minus the working, and the same counts appear in several reports
+// (D is the denominator of two measures and the initial population of a
+// third). So the rule is:
+//
+//  1. Primary: every count from 1 to t-1 is withheld, in every report,
+//     stratum and total.
+//  2. Complementary: no small count may be derivable from the counts
+//     shown. "Small count" includes those no report shows but subtraction
+//     would give: every difference of two nested counts (D−N1 the active
+//     clients not working, N1−N2 those working under 20 hours, E−C those
+//     not yet contacted, C−W those contacted late, J−F the job starts
+//     that were not a first job, and the rest: W ⊆ C ⊆ E ⊆ D, N2 ⊆ N1 ⊆ D,
+//     F ⊆ D, F ⊆ J). "Derivable" means any linear combination of the
+//     counts shown, across strata, the total and all six reports together,
+//     checked exactly (rational arithmetic over the leaves every count is a
+//     sum of). While a small count is derivable, one more count of its
+//     derivation is withheld: a specialist's before the program's total, a
+//     non-zero before a zero, the smallest first. Then every complement
+//     that can be shown again without revealing anything is.
+//  3. Derived values: a rate is withheld when its numerator or denominator
+//     is; a median when its group has fewer than t clients or its count is
+//     withheld; total earnings whenever the count of working clients they
+//     belong to is withheld (that count's pattern protects the sums too).
+//
+// A withheld cell is marked the same way whatever the reason (count
+// omitted, _count carrying data-absent-reason "masked"; a score without a
+// value and the same marker), so a reader cannot tell a small cell from a
+// complement: telling would say the complement is large, and bounds would
+// follow. The guarantee is against exact derivation; a reader still knows a
+// withheld cell lies between 0 and the shown totals around it.
+//
+// # Aggregation
+//
+// Aggregate and AggregateReports add up reports of one measure and one
+// quarter from several programs. Counts add; a sum that includes a
+// withheld cell is reported withheld with the ips-lower-bound extension
+// holding the most it is known to be at least (the cells shown, strata
+// included), never as an exact count; rates are recomputed from exact sums
+// only; medians are unsupported; each input's strata are kept. Everything
+// in an aggregate is computed from what the inputs already published, so it
+// discloses nothing they did not.
+package outcomes

@@ -1,0 +1,171 @@
+package outcomes
+
+import "github.com/ipsfhir/ipsfhir/mappings"
+
+// Measure ids: the published Measures
+// (conformance/artifacts/measures/{id}.json), in the order Compute reports
+// them.
+const (
+	MeasureCompetitiveEmployment    = "ips-competitive-employment"
+	MeasureCompetitiveEmployment20h = "ips-competitive-employment-20h"
+	MeasureJobStarts                = "ips-job-starts"
+	MeasureEarnings                 = "ips-earnings"
+	MeasureEmployerContact30d       = "ips-employer-contact-30d"
+	MeasureDaysToEmployerContact    = "ips-days-to-employer-contact"
+)
+
+// Group codes, from the ips-outcome CodeSystem.
+const (
+	GroupCompetitiveEmployment    = "competitive-employment"
+	GroupCompetitiveEmployment20h = "competitive-employment-20h"
+	GroupJobStarts                = "job-starts"
+	GroupClientsFirstJob          = "clients-first-job"
+	GroupMedianHourlyWage         = "median-hourly-wage"
+	GroupTotalEarnings            = "total-earnings"
+	GroupEmployerContact30d       = "employer-contact-30d"
+	GroupMedianDaysToContact      = "median-days-to-employer-contact"
+)
+
+// Stratifier codes, from the ips-outcome CodeSystem.
+const (
+	StratifierProgram    = "program"
+	StratifierSpecialist = "specialist"
+)
+
+// Population codes (http://terminology.hl7.org/CodeSystem/measure-population).
+const (
+	PopulationInitial     = "initial-population"
+	PopulationDenominator = "denominator"
+	PopulationNumerator   = "numerator"
+	PopulationMeasure     = "measure-population"
+)
+
+// Code systems and other URIs reports use.
+const (
+	SystemOutcome             = mappings.CanonicalBase + "/CodeSystem/ips-outcome"
+	SystemMeasurePopulation   = "http://terminology.hl7.org/CodeSystem/measure-population"
+	SystemImprovementNotation = "http://terminology.hl7.org/CodeSystem/measure-improvement-notation"
+	SystemProgram             = "urn:ipsfhir:program"
+	ExtDataAbsentReason       = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
+	ExtSuppressionThreshold   = mappings.CanonicalBase + "/StructureDefinition/ips-suppression-threshold"
+	ExtLowerBound             = mappings.CanonicalBase + "/StructureDefinition/ips-lower-bound"
+	systemCurrency            = "urn:iso:std:iso:4217"
+	systemUCUM                = "http://unitsofmeasure.org"
+)
+
+// MeasureVersion is the version of the published Measures reports refer to.
+const MeasureVersion = "0.1.0"
+
+// MeasureURL is the canonical URL of a Measure id.
+func MeasureURL(id string) string { return mappings.CanonicalBase + "/Measure/" + id }
+
+// SpecialistSystem is the code system of a program's specialist strata.
+func SpecialistSystem(program string) string { return "urn:ipsfhir:" + program + ":specialist" }
+
+// cell names a count (or amount) of one stratum; see cells.go.
+type cell int
+
+// The counts a report shows. Their sets are nested: W ⊆ C ⊆ E ⊆ D,
+// N2 ⊆ N1 ⊆ D, F ⊆ D, and F's first jobs are among the J job starts.
+const (
+	cellD    cell = iota // active caseload
+	cellN1               // held a competitive job in the quarter
+	cellN2               // held a competitive job of 20+ hours a week
+	cellE                // enrolled in the quarter
+	cellC                // enrolled in the quarter, first employer contact recorded
+	cellW                // enrolled in the quarter, first employer contact within 30 days
+	cellF                // first job since enrollment started in the quarter
+	cellJ                // jobs started in the quarter (a count of jobs)
+	cellEarn             // earnings of the N1 clients (an amount)
+	numShown
+)
+
+// score says how a group's measureScore is computed.
+type score int
+
+const (
+	scoreNone score = iota // cohort: counts only
+	scoreRate              // numerator ÷ denominator
+	scoreMedianWage
+	scoreTotalEarnings
+	scoreMedianDays
+)
+
+type populationDef struct {
+	code  string
+	cell  cell
+	label string // column heading in the text table; "" leaves it out
+}
+
+type groupDef struct {
+	code        string
+	title       string
+	populations []populationDef
+	score       score
+	scoreLabel  string
+	// rate: the numerator and denominator cells; medians and sums: the
+	// population the score describes.
+	num, den cell
+}
+
+type measureDef struct {
+	id          string
+	title       string
+	scoring     string
+	improvement string
+	groups      []groupDef
+}
+
+func (m *measureDef) group(code string) *groupDef {
+	for i := range m.groups {
+		if m.groups[i].code == code {
+			return &m.groups[i]
+		}
+	}
+	return nil
+}
+
+var measureDefs = []measureDef{
+	{id: MeasureCompetitiveEmployment, title: "Competitive employment rate", scoring: "proportion", improvement: "increase",
+		groups: []groupDef{{code: GroupCompetitiveEmployment, title: "clients who worked competitively", score: scoreRate, scoreLabel: "rate", num: cellN1, den: cellD,
+			populations: []populationDef{{PopulationInitial, cellD, ""}, {PopulationDenominator, cellD, "served"}, {PopulationNumerator, cellN1, "working"}}}}},
+	{id: MeasureCompetitiveEmployment20h, title: "Competitive employment of 20+ hours a week", scoring: "proportion", improvement: "increase",
+		groups: []groupDef{{code: GroupCompetitiveEmployment20h, title: "clients who worked competitively 20+ hours a week", score: scoreRate, scoreLabel: "rate", num: cellN2, den: cellD,
+			populations: []populationDef{{PopulationInitial, cellD, ""}, {PopulationDenominator, cellD, "served"}, {PopulationNumerator, cellN2, "working 20h+"}}}}},
+	{id: MeasureJobStarts, title: "Job starts", scoring: "cohort", improvement: "increase",
+		groups: []groupDef{
+			{code: GroupJobStarts, title: "jobs started", populations: []populationDef{{PopulationInitial, cellJ, "jobs"}}},
+			{code: GroupClientsFirstJob, title: "clients whose first job since enrollment started", populations: []populationDef{{PopulationInitial, cellF, "clients"}}},
+		}},
+	{id: MeasureEarnings, title: "Earnings of competitively employed clients", scoring: "continuous-variable", improvement: "increase",
+		groups: []groupDef{
+			{code: GroupMedianHourlyWage, title: "median hourly wage", score: scoreMedianWage, scoreLabel: "median wage", num: cellN1,
+				populations: []populationDef{{PopulationInitial, cellD, "served"}, {PopulationMeasure, cellN1, "working"}}},
+			{code: GroupTotalEarnings, title: "total earnings", score: scoreTotalEarnings, scoreLabel: "earnings", num: cellN1,
+				populations: []populationDef{{PopulationInitial, cellD, ""}, {PopulationMeasure, cellN1, "working"}}},
+		}},
+	{id: MeasureEmployerContact30d, title: "First employer contact within 30 days of enrollment", scoring: "proportion", improvement: "increase",
+		groups: []groupDef{{code: GroupEmployerContact30d, title: "clients enrolled in the quarter", score: scoreRate, scoreLabel: "rate", num: cellW, den: cellE,
+			populations: []populationDef{{PopulationInitial, cellE, ""}, {PopulationDenominator, cellE, "enrolled"}, {PopulationNumerator, cellW, "within 30d"}}}}},
+	{id: MeasureDaysToEmployerContact, title: "Days from enrollment to first employer contact", scoring: "continuous-variable", improvement: "decrease",
+		groups: []groupDef{{code: GroupMedianDaysToContact, title: "clients enrolled in the quarter", score: scoreMedianDays, scoreLabel: "median days", num: cellC,
+			populations: []populationDef{{PopulationInitial, cellE, "enrolled"}, {PopulationMeasure, cellC, "contacted"}}}}},
+}
+
+func measureByID(id string) *measureDef {
+	for i := range measureDefs {
+		if measureDefs[i].id == id {
+			return &measureDefs[i]
+		}
+	}
+	return nil
+}
+
+// Measures lists the ids of the measures Compute reports, in its order.
+func Measures() []string {
+	out := make([]string, len(measureDefs))
+	for i, m := range measureDefs {
+		out[i] = m.id
+	}
+	return out
+}
