@@ -49,7 +49,16 @@ type Option func(*settings)
 // one the reports were suppressed with.
 func Threshold(n int) Option { return func(s *settings) { s.threshold = n } }
 
-type settings struct{ threshold int }
+// Section adds a section after the figures on the HTML page (the program's
+// fidelity review, say): a heading and paragraphs of plain text, escaped.
+func Section(heading string, paragraphs ...string) Option {
+	return func(s *settings) { s.sections = append(s.sections, htmlSection{Heading: heading, Paragraphs: paragraphs}) }
+}
+
+type settings struct {
+	threshold int
+	sections  []htmlSection
+}
 
 func settingsOf(opts []Option) settings {
 	s := settings{threshold: DefaultThreshold}

@@ -644,3 +644,22 @@ func TestThresholdOption(t *testing.T) {
 		t.Error("Threshold(5) page does not quote 5")
 	}
 }
+
+// TestSectionOption: extra sections appear after the figures, escaped.
+func TestSectionOption(t *testing.T) {
+	pts := []Point{{Quarter: "2026 Q3", Served: ip(40), Working: ip(17), Rate: fp(0.425)}}
+	var page bytes.Buffer
+	if err := WriteHTML(&page, "t", pts, nil, Section("Program fidelity", "IPS-25 fidelity 104/125, Good fidelity", "<script>x</script>")); err != nil {
+		t.Fatal(err)
+	}
+	s := page.String()
+	if !strings.Contains(s, "<h2>Program fidelity</h2>") || !strings.Contains(s, "IPS-25 fidelity 104/125, Good fidelity") {
+		t.Error("section missing")
+	}
+	if strings.Contains(s, "<script>x") {
+		t.Error("section text not escaped")
+	}
+	if strings.Index(s, "Program fidelity") < strings.Index(s, "Quarterly figures") {
+		t.Error("section comes before the figures")
+	}
+}

@@ -53,6 +53,7 @@ func WriteHTML(w io.Writer, title string, pts []Point, pngData []byte, opts ...O
 		Withheld:     withheld(qs),
 		MinCell:      s.threshold,
 		MinCellLess1: s.threshold - 1,
+		Sections:     s.sections,
 	}
 	if page.Title == "" {
 		page.Title = "Competitive employment rate"
@@ -94,6 +95,12 @@ type htmlPage struct {
 	MinCellLess1  int
 	Bands         []htmlBand
 	Below         string
+	Sections      []htmlSection
+}
+
+type htmlSection struct {
+	Heading    string
+	Paragraphs []string
 }
 
 type htmlRow struct{ Quarter, Served, Working, Rate, Level string }
@@ -250,6 +257,12 @@ dd { margin-left: 1.5rem; }
 <dt>{{.Label}}</dt><dd>{{.Range}}: {{.Meaning}}</dd>
 {{- end}}
 </dl>
+{{- range .Sections}}
+<h2>{{.Heading}}</h2>
+{{- range .Paragraphs}}
+<p>{{.}}</p>
+{{- end}}
+{{- end}}
 </main>
 </body>
 </html>

@@ -1,0 +1,349 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/ipsfhir/ipsfhir/adapter/config"
+	"github.com/ipsfhir/ipsfhir/adapter/store"
+	"github.com/ipsfhir/ipsfhir/ips"
+	"github.com/ipsfhir/ipsfhir/outcomes"
+	"github.com/ipsfhir/ipsfhir/outcomes/chart"
+	"github.com/ipsfhir/ipsfhir/outcomes/fidelity"
+)
+
+const reportAbout = `Computes a quarter's IPS (Individual Placement and Support) outcome measures
+for the program the configuration names, from the clients in its store whose
+consent allows HIE reporting (consent.hie, or the client's own answer):
+
+  ips-competitive-employment      clients working competitively ÷ active caseload
+  ips-competitive-employment-20h  the same, counting jobs of 20+ hours a week
+  ips-job-starts                  jobs started; clients whose first job started
+  ips-earnings                    median hourly wage, total earnings of those working
+  ips-employer-contact-30d        new clients with a first employer contact within 30 days
+  ips-days-to-employer-contact    median days from enrollment to that contact
+
+Each is broken down by program and by employment specialist (as a code such
+as es-3f9a1c20b7, never a name). Definitions: docs/OUTCOMES.md.
+
+Small cells are withheld before anything is printed: every count from 1 to
+the threshold minus 1, and every cell from which such a count could be
+worked out. They read "withheld" in the table, and carry no count and a
+data-absent-reason of "masked" in the FHIR output. Reports name no client.
+
+By default a table is printed; --json prints a FHIR R4 Bundle (collection)
+of summary MeasureReports instead, the form HIEs and --aggregate read.
+--html and --png also write the competitive-employment trend of the last 4
+to 8 quarters up to --quarter, with the same suppression.
+
+--fidelity FILE adds the program's IPS-25 fidelity review (a FHIR
+QuestionnaireResponse to the ips-fidelity-25 Questionnaire; docs/FIDELITY.md):
+its score and band are printed under the table and on the HTML page, and
+with --json the review itself joins the Bundle.
+
+With --aggregate, the files named (MeasureReports or Bundles that
+'ipsfhir report --json' wrote, one per program, all for one quarter) are
+added up instead: counts add, rates are recomputed, and a sum that includes
+a withheld cell is reported as "at least" that sum, never as exact.
+
+Exit 0 reported; 1 the store failed, the data cannot be reported (wages in
+two currencies) or the aggregated files disagree (quarter, measures, a
+program twice); 2 usage, a bad configuration or an unreadable file.`
+
+func runReport(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlags("report", "--config FILE --quarter YYYYQn [--json] [--threshold N] [--html FILE] [--png FILE]\n       ipsfhir report --aggregate [--json] REPORT.json...", reportAbout, stderr)
+	cfgPath := fs.String("config", "", "configuration file (required, except with --aggregate)")
+	quarter := fs.String("quarter", "", "the quarter to report, e.g. 2026Q3 (required, except with --aggregate)")
+	asJSON := fs.Bool("json", false, "print a FHIR R4 Bundle of the MeasureReports instead of a table")
+	threshold := fs.Int("threshold", outcomes.DefaultThreshold, "small-cell threshold: counts from 1 to N-1 are withheld (1 withholds nothing: not for release)")
+	aggregate := fs.Bool("aggregate", false, "add up the MeasureReport files named (one per program, one quarter)")
+	htmlOut := fs.String("html", "", "also write an HTML page with the competitive-employment trend to `FILE`")
+	pngOut := fs.String("png", "", "also write the competitive-employment trend chart as a PNG to `FILE`")
+	fidelityPath := fs.String("fidelity", "", "the program's IPS-25 fidelity review, a QuestionnaireResponse JSON `FILE`, reported next to the outcomes")
+	if code, done := parseFlags(fs, args, stdout); done {
+		return code
+	}
+	// Flags may also follow the files (report --aggregate a.json --json).
+	var files []string
+	for fs.NArg() > 0 {
+		files = append(files, fs.Arg(0))
+		if code, done := parseFlags(fs, fs.Args()[1:], stdout); done {
+			return code
+		}
+	}
+	usage := func(msg string) int {
+		fmt.Fprintln(stderr, "ipsfhir report: "+msg)
+		fs.Usage()
+		return exitUsage
+	}
+	if *aggregate {
+		if *cfgPath != "" || *quarter != "" || *htmlOut != "" || *pngOut != "" || *fidelityPath != "" {
+			return usage("--aggregate reads report files: --config, --quarter, --html, --png and --fidelity do not apply")
+		}
+		if len(files) == 0 {
+			return usage("--aggregate needs one or more report files")
+		}
+		return runAggregate(files, *asJSON, stdin, stdout, stderr)
+	}
+	switch {
+	case *cfgPath == "" || *quarter == "":
+		return usage("--config FILE and --quarter YYYYQn are required")
+	case len(files) > 0:
+		return usage("report files are read only with --aggregate")
+	case *threshold < 1:
+		return usage("--threshold must be at least 1")
+	}
+	q, err := outcomes.ParseQuarter(*quarter)
+	if err != nil {
+		return usage("--quarter: " + err.Error())
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "ipsfhir report: %v\n", err)
+		return exitUsage
+	}
+	var review *fidelityReview
+	if *fidelityPath != "" {
+		var code int
+		if review, code = readFidelity(*fidelityPath, cfg.Program.ID, stdin, stderr); review == nil {
+			return code
+		}
+	}
+	st, code := openStore(ctx, cfg, "report", stderr)
+	if st == nil {
+		return code
+	}
+	defer st.Close()
+	clients, err := allClients(ctx, st)
+	if err != nil {
+		fmt.Fprintf(stderr, "ipsfhir report: read the store: %v\n", err)
+		return exitFindings
+	}
+	opts := outcomes.Options{Program: cfg.Program.ID, Threshold: *threshold, Consents: cfg.Consent.AllowsHIE}
+	reports, err := outcomes.Compute(clients, q, opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "ipsfhir report: %v\n", err)
+		return exitFindings
+	}
+	if *threshold < outcomes.DefaultThreshold {
+		fmt.Fprintf(stderr, "ipsfhir report: note: threshold %d is below the default %d; do not release these figures outside the program\n", *threshold, outcomes.DefaultThreshold)
+	}
+	if *htmlOut != "" || *pngOut != "" {
+		name := cfg.Program.Name
+		if name == "" {
+			name = cfg.Program.ID
+		}
+		var extra []chart.Option
+		if review != nil {
+			extra = append(extra, chart.Section("Program fidelity (IPS-25)", review.summary.String(), fidelity.Caveat))
+		}
+		if err := writeTrend(clients, q, opts, name, *htmlOut, *pngOut, stdout, extra...); err != nil {
+			fmt.Fprintf(stderr, "ipsfhir report: %v\n", err)
+			return exitFindings
+		}
+	}
+	return printReports(reports, *asJSON, stdout, stderr, review)
+}
+
+// fidelityReview is a checked fidelity review: as entered, and scored.
+type fidelityReview struct {
+	raw     json.RawMessage
+	summary fidelity.Summary
+}
+
+// readFidelity reads and scores a fidelity review of program; on a problem
+// it says what and returns nil with the exit code.
+func readFidelity(name, program string, stdin io.Reader, stderr io.Writer) (*fidelityReview, int) {
+	data, err := readInput(name, stdin)
+	if err != nil {
+		fmt.Fprintf(stderr, "ipsfhir report: --fidelity: %s\n", fileError(err))
+		return nil, exitUsage
+	}
+	s, err := fidelity.Score(data)
+	if err != nil {
+		// The problems name linkIds and paths, never answers.
+		fmt.Fprintf(stderr, "ipsfhir report: --fidelity %s: %v\n", name, err)
+		return nil, exitUsage
+	}
+	if s.ProgramID != program {
+		fmt.Fprintf(stderr, "ipsfhir report: --fidelity %s: the review is of program %q, not %q\n", name, s.ProgramID, program)
+		return nil, exitFindings
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, data); err != nil {
+		fmt.Fprintf(stderr, "ipsfhir report: --fidelity %s: %v\n", name, err)
+		return nil, exitUsage
+	}
+	return &fidelityReview{raw: compact.Bytes(), summary: s}, exitOK
+}
+
+// allClients reads every client of the store, a page at a time.
+func allClients(ctx context.Context, st store.Store) ([]*ips.Client, error) {
+	const page = 500
+	var out []*ips.Client
+	after := ""
+	for {
+		batch, err := st.ListClients(ctx, after, page)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range batch {
+			out = append(out, s.Client)
+		}
+		if len(batch) < page {
+			return out, nil
+		}
+		after = batch[len(batch)-1].Client.ID
+	}
+}
+
+func printReports(reports []*outcomes.Report, asJSON bool, stdout, stderr io.Writer, review *fidelityReview) int {
+	if !asJSON {
+		fmt.Fprint(stdout, outcomes.Table(reports))
+		if review != nil {
+			fmt.Fprintf(stdout, "\nProgram fidelity\n  %s\n", review.summary)
+		}
+		return exitOK
+	}
+	data, err := outcomes.BundleJSON(reports)
+	if err == nil && review != nil {
+		data, err = withEntry(data, review.raw)
+	}
+	if err == nil {
+		_, err = stdout.Write(data)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "ipsfhir report: %v\n", err)
+		return exitFindings
+	}
+	return exitOK
+}
+
+func runAggregate(files []string, asJSON bool, stdin io.Reader, stdout, stderr io.Writer) int {
+	docs := make([][]byte, len(files))
+	for i, name := range files {
+		data, err := readInput(name, stdin)
+		if err != nil {
+			fmt.Fprintf(stderr, "ipsfhir report: %s\n", fileError(err))
+			return exitUsage
+		}
+		docs[i] = data
+	}
+	reports, err := outcomes.AggregateBundles(docs)
+	if err != nil {
+		var ie *outcomes.InputError
+		if !errors.As(err, &ie) {
+			fmt.Fprintf(stderr, "ipsfhir report: %v\n", err)
+			return exitFindings
+		}
+		fmt.Fprintf(stderr, "ipsfhir report: %s: %v\n", files[ie.Index], ie.Err)
+		if errors.Is(err, outcomes.ErrNotReport) {
+			return exitUsage
+		}
+		return exitFindings
+	}
+	return printReports(reports, asJSON, stdout, stderr, nil)
+}
+
+// withEntry adds a resource to a Bundle's entries.
+func withEntry(bundle []byte, resource json.RawMessage) ([]byte, error) {
+	var b map[string]any
+	if err := json.Unmarshal(bundle, &b); err != nil {
+		return nil, err
+	}
+	entries, _ := b["entry"].([]any)
+	b["entry"] = append(entries, map[string]any{"resource": resource})
+	out, err := json.MarshalIndent(b, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(out, '\n'), nil
+}
+
+// trendQuarters is how far back the trend goes: 8 quarters up to the one
+// reported, from the program's first client on, and never fewer than 4.
+func trendQuarters(clients []*ips.Client, last outcomes.Quarter) []outcomes.Quarter {
+	first := last.Add(-7)
+	var earliest ips.Date
+	for _, c := range clients {
+		if !c.EnrolledOn.IsZero() && (earliest.IsZero() || c.EnrolledOn.Before(earliest)) {
+			earliest = c.EnrolledOn
+		}
+	}
+	if !earliest.IsZero() && first.Before(outcomes.QuarterOf(earliest)) {
+		first = outcomes.QuarterOf(earliest)
+	}
+	if last.Add(-3).Before(first) {
+		first = last.Add(-3)
+	}
+	var qs []outcomes.Quarter
+	for q := first; !last.Before(q); q = q.Add(1) {
+		qs = append(qs, q)
+	}
+	return qs
+}
+
+// trendPoints computes the competitive-employment rate of each quarter,
+// suppressed as the reports are: a withheld figure is nil.
+func trendPoints(clients []*ips.Client, last outcomes.Quarter, opts outcomes.Options) ([]chart.Point, error) {
+	var pts []chart.Point
+	for _, q := range trendQuarters(clients, last) {
+		reports, err := outcomes.Compute(clients, q, opts)
+		if err != nil {
+			return nil, err
+		}
+		pt := chart.Point{Quarter: q.String()}
+		for _, r := range reports {
+			if r.Measure != outcomes.MeasureCompetitiveEmployment {
+				continue
+			}
+			g := r.Group(outcomes.GroupCompetitiveEmployment)
+			if c := g.Count(outcomes.PopulationDenominator); c.State == outcomes.Exact {
+				pt.Served = &c.Value
+			}
+			if c := g.Count(outcomes.PopulationNumerator); c.State == outcomes.Exact {
+				pt.Working = &c.Value
+			}
+			if g.Score.State == outcomes.Exact {
+				rate := g.Score.Value
+				pt.Rate = &rate
+			}
+		}
+		pts = append(pts, pt)
+	}
+	return pts, nil
+}
+
+// writeTrend writes the trend chart as a PNG and/or an HTML page embedding it.
+func writeTrend(clients []*ips.Client, last outcomes.Quarter, opts outcomes.Options, program, htmlOut, pngOut string, stdout io.Writer, extra ...chart.Option) error {
+	pts, err := trendPoints(clients, last, opts)
+	if err != nil {
+		return err
+	}
+	title := fmt.Sprintf("Competitive employment, %s, %s to %s", program, pts[0].Quarter, pts[len(pts)-1].Quarter)
+	// The chart quotes the threshold in its "withheld" notes.
+	th := chart.Threshold(opts.Threshold)
+	var png bytes.Buffer
+	if err := chart.WritePNG(&png, title, pts, th); err != nil {
+		return fmt.Errorf("trend chart: %w", err)
+	}
+	if pngOut != "" {
+		if err := writeOutput(pngOut, png.Bytes(), stdout); err != nil {
+			return errors.New(fileError(err))
+		}
+	}
+	if htmlOut != "" {
+		var page bytes.Buffer
+		if err := chart.WriteHTML(&page, title, pts, png.Bytes(), append([]chart.Option{th}, extra...)...); err != nil {
+			return fmt.Errorf("trend page: %w", err)
+		}
+		if err := writeOutput(htmlOut, page.Bytes(), stdout); err != nil {
+			return errors.New(fileError(err))
+		}
+	}
+	return nil
+}

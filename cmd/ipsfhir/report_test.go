@@ -1,0 +1,316 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/ipsfhir/ipsfhir/ips"
+	"github.com/ipsfhir/ipsfhir/outcomes"
+)
+
+// The caseload outcomes' tests construct, with every count worked out by
+// hand (outcomes/caseload_test.go): in 2026Q3, 40 active consenting
+// clients, 17 working competitively; Alex Rivera's 32 and 14, Sam Chen's 8
+// and 3.
+var outcomesCaseload = repoFile("testdata", "outcomes", "caseload-2026q3.json")
+
+// reportStore writes a configuration for program and imports the caseload
+// file into its SQLite store (relabelled as program's); it returns the
+// configuration's path.
+func reportStore(t *testing.T, program, consent string) string {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "ipsfhir.yaml")
+	doc := "program: {id: " + program + ", name: " + program + " IPS}\nstore: {driver: sqlite, dsn: ips.db}\n" + consent
+	if err := os.WriteFile(cfg, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(outcomesCaseload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := ips.Decode(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl.Program.ID = program
+	var buf bytes.Buffer
+	if err := ips.Encode(&buf, cl); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := ipsfhir(t, buf.String(), "import", "--config", cfg, "-"); code != exitOK {
+		t.Fatalf("import: exit %d: %s", code, stderr)
+	}
+	return cfg
+}
+
+// row finds a table row: its label, then its cells separated by spaces.
+func row(t *testing.T, table, label string, cells ...string) {
+	t.Helper()
+	pattern := `(?m)^\s*` + regexp.QuoteMeta(label) + `\s+` + strings.Join(quoteAll(cells), `\s+`) + `\s*$`
+	if !regexp.MustCompile(pattern).MatchString(table) {
+		t.Errorf("no row %q %q in:\n%s", label, cells, table)
+	}
+}
+
+func quoteAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = regexp.QuoteMeta(s)
+	}
+	return out
+}
+
+func TestReportTable(t *testing.T) {
+	cfg := reportStore(t, "riverside-ips", "consent: {hie: true}\n")
+	code, stdout, stderr := ipsfhir(t, "", "report", "--config", cfg, "--quarter", "2026Q3")
+	if code != exitOK || stderr != "" {
+		t.Fatalf("report: exit %d\n%s", code, stderr)
+	}
+	// Threshold 11: the program's totals that reveal nothing small; Sam
+	// Chen's 8 clients are withheld, and Alex Rivera's with them.
+	alex, sam := outcomes.SpecialistCode("riverside-ips", "Alex Rivera"), outcomes.SpecialistCode("riverside-ips", "Sam Chen")
+	row(t, stdout, "all", "40", "17", "42.5%")
+	row(t, stdout, "specialist "+sam, "withheld", "withheld", "withheld")
+	row(t, stdout, "specialist "+alex, "withheld", "withheld", "withheld")
+	row(t, stdout, "all", "17", "62540.00 USD")
+	for _, s := range []string{"Alex", "Rivera", "Sam Chen", "MRN-", "Employer "} {
+		if strings.Contains(stdout, s) {
+			t.Errorf("the report shows %q", s)
+		}
+	}
+
+	// Threshold 1: everything, with a warning.
+	code, stdout, stderr = ipsfhir(t, "", "report", "--config", cfg, "--quarter", "2026q3", "--threshold", "1")
+	if code != exitOK || !strings.Contains(stderr, "do not release") {
+		t.Fatalf("--threshold 1: exit %d\n%s", code, stderr)
+	}
+	row(t, stdout, "specialist "+sam, "8", "3", "37.5%")
+	row(t, stdout, "specialist "+alex, "32", "14", "43.8%")
+	row(t, stdout, "all", "15", "8", "53.3%")
+
+	// The program's default consent is "no": only the one client who said
+	// yes counts; a count of 1 is withheld, her 0 jobs are not.
+	cfgNo := reportStore(t, "riverside-ips", "")
+	code, stdout, _ = ipsfhir(t, "", "report", "--config", cfgNo, "--quarter", "2026Q3")
+	if code != exitOK {
+		t.Fatalf("default consent: exit %d", code)
+	}
+	row(t, stdout, "all", "withheld", "0", "withheld")
+}
+
+func TestReportJSONValidates(t *testing.T) {
+	cfg := reportStore(t, "riverside-ips", "consent: {hie: true}\n")
+	code, stdout, stderr := ipsfhir(t, "", "report", "--json", "--config", cfg, "--quarter", "2026Q3")
+	if code != exitOK {
+		t.Fatalf("report --json: exit %d\n%s", code, stderr)
+	}
+	file := filepath.Join(t.TempDir(), "report.json")
+	if err := os.WriteFile(file, []byte(stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, stderr := ipsfhir(t, "", "validate", file); code != exitOK {
+		t.Fatalf("validate: exit %d\n%s%s", code, stderr, out)
+	}
+	// So are the Measures they report on.
+	measures, err := filepath.Glob(repoFile("conformance", "artifacts", "measures", "*.json"))
+	if err != nil || len(measures) != 6 {
+		t.Fatalf("measures: %v %v", measures, err)
+	}
+	if code, out, stderr := ipsfhir(t, "", append([]string{"validate"}, measures...)...); code != exitOK {
+		t.Fatalf("validate the Measures: exit %d\n%s%s", code, stderr, out)
+	}
+	rs, err := outcomes.ParseJSON([]byte(stdout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 6 || rs[0].Measure != outcomes.MeasureCompetitiveEmployment || rs[0].Program != "riverside-ips" || rs[0].Threshold != 11 {
+		t.Fatalf("reports %+v", rs)
+	}
+	g := rs[0].Group(outcomes.GroupCompetitiveEmployment)
+	if d, n := g.Count(outcomes.PopulationDenominator), g.Count(outcomes.PopulationNumerator); d.Value != 40 || n.Value != 17 || g.Score.Value != 0.425 {
+		t.Errorf("served %+v, working %+v, rate %+v", d, n, g.Score)
+	}
+}
+
+func TestReportTrend(t *testing.T) {
+	cfg := reportStore(t, "riverside-ips", "consent: {hie: true}\n")
+	dir := t.TempDir()
+	html, png := filepath.Join(dir, "trend.html"), filepath.Join(dir, "trend.png")
+	code, _, stderr := ipsfhir(t, "", "report", "--config", cfg, "--quarter", "2026Q3", "--html", html, "--png", png)
+	if code != exitOK {
+		t.Fatalf("report --html --png: exit %d\n%s", code, stderr)
+	}
+	p, err := os.ReadFile(png)
+	if err != nil || !bytes.HasPrefix(p, []byte("\x89PNG\r\n\x1a\n")) {
+		t.Fatalf("png: %v, %.8q", err, p)
+	}
+	h, err := os.ReadFile(html)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := string(h)
+	// The caseload starts in 2025Q1: seven quarters; 2026Q3 at 42.5%.
+	for _, s := range []string{"riverside-ips IPS, 2025Q1 to 2026Q3", "2025Q1", "42.5", "data:image/png;base64,"} {
+		if !strings.Contains(page, s) {
+			t.Errorf("the page lacks %q", s)
+		}
+	}
+	if strings.Contains(page, "2024Q4") || strings.Contains(page, "Alex") {
+		t.Error("the page goes back too far or names a specialist")
+	}
+}
+
+func TestTrendQuarters(t *testing.T) {
+	q := outcomes.Quarter{Year: 2026, Q: 3}
+	client := func(enrolled string) *ips.Client { return &ips.Client{EnrolledOn: ips.MustDate(enrolled)} }
+	for _, tc := range []struct {
+		enrolled string
+		first    string
+		n        int
+	}{
+		{"2020-01-01", "2024Q4", 8}, // at most 8
+		{"2025-05-01", "2025Q2", 6}, // from the first client
+		{"2026-08-01", "2025Q4", 4}, // at least 4
+	} {
+		qs := trendQuarters([]*ips.Client{client(tc.enrolled), client("2026-09-01")}, q)
+		if len(qs) != tc.n || qs[0].String() != tc.first || qs[len(qs)-1] != q {
+			t.Errorf("first client %s: %v", tc.enrolled, qs)
+		}
+	}
+}
+
+func TestReportAggregate(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, program, quarter string) string {
+		cfg := reportStore(t, program, "consent: {hie: true}\n")
+		code, stdout, stderr := ipsfhir(t, "", "report", "--json", "--threshold", "1", "--config", cfg, "--quarter", quarter)
+		if code != exitOK {
+			t.Fatalf("report %s: exit %d\n%s", program, code, stderr)
+		}
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(stdout), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	river, east := write("river.json", "riverside-ips", "2026Q3"), write("east.json", "eastside-ips", "2026Q3")
+	code, stdout, stderr := ipsfhir(t, "", "report", "--aggregate", river, east)
+	if code != exitOK {
+		t.Fatalf("aggregate: exit %d\n%s", code, stderr)
+	}
+	row(t, stdout, "all", "80", "34", "42.5%")
+	row(t, stdout, "program eastside-ips", "40", "17", "42.5%")
+	row(t, stdout, "all", "80", "34", "n/a") // the median wage cannot be added up
+	if !strings.Contains(stdout, "2 programs, 2026Q3") {
+		t.Errorf("heading:\n%s", stdout)
+	}
+
+	// --json writes valid FHIR; flags may follow the files.
+	code, stdout, stderr = ipsfhir(t, "", "report", "--aggregate", river, east, "--json")
+	if code != exitOK {
+		t.Fatalf("aggregate --json: exit %d\n%s", code, stderr)
+	}
+	agg := filepath.Join(dir, "agg.json")
+	if err := os.WriteFile(agg, []byte(stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, stderr := ipsfhir(t, "", "validate", agg); code != exitOK {
+		t.Fatalf("validate the aggregate: exit %d\n%s%s", code, stderr, out)
+	}
+
+	// Inputs that disagree are findings, and the message names the file.
+	old := write("old.json", "northside-ips", "2026Q2")
+	code, _, stderr = ipsfhir(t, "", "report", "--aggregate", river, old)
+	if code != exitFindings || !strings.Contains(stderr, old+": ") || !strings.Contains(stderr, "2026Q2") {
+		t.Errorf("another quarter: exit %d\n%s", code, stderr)
+	}
+	code, _, stderr = ipsfhir(t, "", "report", "--aggregate", river, river)
+	if code != exitFindings || !strings.Contains(stderr, "riverside-ips") {
+		t.Errorf("a program twice: exit %d\n%s", code, stderr)
+	}
+	// A file that is not a report, or not there, is unreadable input.
+	code, _, stderr = ipsfhir(t, "", "report", "--aggregate", river, outcomesCaseload)
+	if code != exitUsage || !strings.Contains(stderr, outcomesCaseload) {
+		t.Errorf("a caseload: exit %d\n%s", code, stderr)
+	}
+	if code, _, _ := ipsfhir(t, "", "report", "--aggregate", river, filepath.Join(dir, "missing.json")); code != exitUsage {
+		t.Errorf("a missing file: exit %d", code)
+	}
+}
+
+func TestReportUsage(t *testing.T) {
+	cfg := reportStore(t, "riverside-ips", "")
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		say  string
+	}{
+		{"help", []string{"--help"}, exitOK, "small cells are withheld"},
+		{"no quarter", []string{"--config", cfg}, exitUsage, "--quarter"},
+		{"bad quarter", []string{"--config", cfg, "--quarter", "2026-07"}, exitUsage, "2026Q3"},
+		{"bad threshold", []string{"--config", cfg, "--quarter", "2026Q3", "--threshold", "0"}, exitUsage, "--threshold"},
+		{"files without --aggregate", []string{"--config", cfg, "--quarter", "2026Q3", "x.json"}, exitUsage, "--aggregate"},
+		{"aggregate with config", []string{"--aggregate", "--config", cfg, "x.json"}, exitUsage, "do not apply"},
+		{"aggregate nothing", []string{"--aggregate"}, exitUsage, "one or more"},
+		{"missing config", []string{"--config", filepath.Join(t.TempDir(), "none.yaml"), "--quarter", "2026Q3"}, exitUsage, "none.yaml"},
+	} {
+		code, stdout, stderr := ipsfhir(t, "", append([]string{"report"}, tc.args...)...)
+		if code != tc.code || !strings.Contains(strings.ToLower(stdout+stderr), strings.ToLower(tc.say)) {
+			t.Errorf("%s: exit %d, want %d saying %q\n%s%s", tc.name, code, tc.code, tc.say, stdout, stderr)
+		}
+	}
+}
+
+// TestReportFidelity: a program's IPS-25 review is scored next to its
+// outcomes, joins the FHIR Bundle as entered, and is refused when it is
+// another program's or incomplete.
+func TestReportFidelity(t *testing.T) {
+	review := repoFile("testdata", "fidelity", "review-good.json") // program ips-east-county, 104: Good
+	cfg := reportStore(t, "ips-east-county", "consent: {hie: true}\n")
+	code, stdout, stderr := ipsfhir(t, "", "report", "--config", cfg, "--quarter", "2026Q3", "--fidelity", review)
+	if code != exitOK {
+		t.Fatalf("report --fidelity: exit %d\n%s", code, stderr)
+	}
+	if !strings.Contains(stdout, "IPS-25 fidelity 104/125, Good fidelity") {
+		t.Errorf("no fidelity line under the table:\n%s", stdout)
+	}
+
+	code, stdout, stderr = ipsfhir(t, "", "report", "--json", "--config", cfg, "--quarter", "2026Q3", "--fidelity", review)
+	if code != exitOK {
+		t.Fatalf("report --json --fidelity: exit %d\n%s", code, stderr)
+	}
+	if !strings.Contains(stdout, `"resourceType": "QuestionnaireResponse"`) {
+		t.Error("the review is not in the Bundle")
+	}
+	file := filepath.Join(t.TempDir(), "report.json")
+	if err := os.WriteFile(file, []byte(stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, stderr := ipsfhir(t, "", "validate", file); code != exitOK {
+		t.Fatalf("validate: exit %d\n%s%s", code, stderr, out)
+	}
+
+	dir := t.TempDir()
+	html := filepath.Join(dir, "trend.html")
+	if code, _, stderr := ipsfhir(t, "", "report", "--config", cfg, "--quarter", "2026Q3", "--fidelity", review, "--html", html); code != exitOK {
+		t.Fatalf("--html --fidelity: exit %d\n%s", code, stderr)
+	}
+	if h, err := os.ReadFile(html); err != nil || !strings.Contains(string(h), "Program fidelity (IPS-25)") || !strings.Contains(string(h), "104/125") {
+		t.Errorf("the page lacks the fidelity section (%v)", err)
+	}
+
+	other := reportStore(t, "riverside-ips", "consent: {hie: true}\n")
+	if code, _, stderr := ipsfhir(t, "", "report", "--config", other, "--quarter", "2026Q3", "--fidelity", review); code != exitFindings || !strings.Contains(stderr, `program "ips-east-county"`) {
+		t.Errorf("another program's review: exit %d %s", code, stderr)
+	}
+	bad := repoFile("testdata", "fidelity", "invalid-in-progress.json")
+	if code, _, stderr := ipsfhir(t, "", "report", "--config", cfg, "--quarter", "2026Q3", "--fidelity", bad); code != exitUsage || !strings.Contains(stderr, "invalid review") {
+		t.Errorf("an unfinished review: exit %d %s", code, stderr)
+	}
+}
