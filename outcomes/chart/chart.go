@@ -52,7 +52,9 @@ func Threshold(n int) Option { return func(s *settings) { s.threshold = n } }
 // Section adds a section after the figures on the HTML page (the program's
 // fidelity review, say): a heading and paragraphs of plain text, escaped.
 func Section(heading string, paragraphs ...string) Option {
-	return func(s *settings) { s.sections = append(s.sections, htmlSection{Heading: heading, Paragraphs: paragraphs}) }
+	return func(s *settings) {
+		s.sections = append(s.sections, htmlSection{Heading: heading, Paragraphs: paragraphs})
+	}
 }
 
 type settings struct {
