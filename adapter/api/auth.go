@@ -42,32 +42,51 @@ func (r Role) may(p permission) bool {
 }
 
 // authenticate lets a request through only with a known API key, and notes
-// the caller for authorization and the access log. Keys are compared as
-// SHA-256 sums in constant time, against every configured key (no early
-// exit), so timing tells nothing about which keys exist.
+// the caller for authorization and the access log.
 func (a *api) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		presented, ok := bearer(r.Header.Get("Authorization"))
-		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="ipsfhir"`)
-			writeIssues(w, http.StatusUnauthorized, issue("login", "", "an API key is required: Authorization: Bearer KEY"))
+		found, aerr := Authenticate(a.keys, r)
+		if aerr != nil {
+			w.Header().Set("WWW-Authenticate", aerr.Challenge)
+			writeIssues(w, http.StatusUnauthorized, issue("login", "", aerr.Message))
 			return
 		}
-		sum := sha256.Sum256([]byte(presented))
-		var found *Key
-		for i := range a.keys {
-			if subtle.ConstantTimeCompare(sum[:], a.keys[i].SHA256) == 1 {
-				found = &a.keys[i]
-			}
-		}
-		if found == nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="ipsfhir", error="invalid_token"`)
-			writeIssues(w, http.StatusUnauthorized, issue("login", "", "the API key is not valid"))
-			return
-		}
-		recordOf(r.Context()).caller = *found
+		recordOf(r.Context()).caller = found
 		next.ServeHTTP(w, r)
 	})
+}
+
+// AuthError is why Authenticate turned a request away. Both fields are
+// patient-free: Message is for the 401 response body, Challenge for its
+// WWW-Authenticate header.
+type AuthError struct {
+	Challenge string
+	Message   string
+}
+
+func (e *AuthError) Error() string { return e.Message }
+
+// Authenticate returns the caller whose API key the request presents
+// ("Authorization: Bearer KEY"), or why there is none. Keys are compared as
+// SHA-256 sums in constant time, against every configured key (no early
+// exit), so timing tells nothing about which keys exist. The records API and
+// the /fhir facade both use it, so one set of keys lets callers into both.
+func Authenticate(keys []Key, r *http.Request) (Key, *AuthError) {
+	presented, ok := bearer(r.Header.Get("Authorization"))
+	if !ok {
+		return Key{}, &AuthError{Challenge: `Bearer realm="ipsfhir"`, Message: "an API key is required: Authorization: Bearer KEY"}
+	}
+	sum := sha256.Sum256([]byte(presented))
+	var found *Key
+	for i := range keys {
+		if subtle.ConstantTimeCompare(sum[:], keys[i].SHA256) == 1 {
+			found = &keys[i]
+		}
+	}
+	if found == nil {
+		return Key{}, &AuthError{Challenge: `Bearer realm="ipsfhir", error="invalid_token"`, Message: "the API key is not valid"}
+	}
+	return *found, nil
 }
 
 // bearer extracts the token of "Authorization: Bearer TOKEN" (the scheme

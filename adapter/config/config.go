@@ -30,6 +30,7 @@ type Config struct {
 	Consent     Consent      `yaml:"consent"`
 	Server      Server       `yaml:"server"`
 	APIKeys     []APIKey     `yaml:"apiKeys"`
+	Export      Export       `yaml:"export"`
 	Telemetry   Telemetry    `yaml:"telemetry"`
 	Sync        Sync         `yaml:"sync"`
 	Connections []Connection `yaml:"connections"`
@@ -111,6 +112,37 @@ func (k APIKey) Sum() []byte {
 		return nil
 	}
 	return b
+}
+
+// Export configures the FHIR Bulk Data export (/fhir/$export).
+type Export struct {
+	// PseudonymKey is the secret key of the de-identified export HIE
+	// operators (role hie) get: patient pseudonyms and resource ids are
+	// HMAC-SHA256 under it. Keep it secret and keep it: the same key gives
+	// the same pseudonyms in every export, a new key new ones. Not given:
+	// hie exports are refused. At least MinPseudonymKeyBytes once read.
+	PseudonymKey Secret `yaml:"pseudonymKey"`
+}
+
+// MinPseudonymKeyBytes is the shortest export.pseudonymKey accepted: 32
+// bytes, such as the 64 hex digits of openssl rand -hex 32.
+const MinPseudonymKeyBytes = 32
+
+// Key reads the pseudonymization key: nil when none is configured, an
+// error naming the reference (never the key) when it cannot be read or is
+// shorter than MinPseudonymKeyBytes.
+func (e Export) Key() ([]byte, error) {
+	if e.PseudonymKey.IsZero() {
+		return nil, nil
+	}
+	v, err := e.PseudonymKey.Resolve()
+	if err != nil {
+		return nil, fmt.Errorf("export.pseudonymKey: %w", err)
+	}
+	if len(v) < MinPseudonymKeyBytes {
+		return nil, fmt.Errorf("export.pseudonymKey: %s is shorter than %d bytes; make one with openssl rand -hex 32", e.PseudonymKey, MinPseudonymKeyBytes)
+	}
+	return []byte(v), nil
 }
 
 // Telemetry configures traces, metrics and logs.
@@ -418,6 +450,7 @@ func (c *Config) relativeTo(dir string) {
 		c.Store.DSN.Plain = abs(c.Store.DSN.Plain)
 	}
 	c.Store.DSN.Ref.File = abs(c.Store.DSN.Ref.File)
+	c.Export.PseudonymKey.File = abs(c.Export.PseudonymKey.File)
 	for i := range c.Connections {
 		cn := &c.Connections[i]
 		cn.CAFile = abs(cn.CAFile)
@@ -471,6 +504,7 @@ func (c *Config) problems() problems {
 	c.storeProblems(&ps)
 	c.serverProblems(&ps)
 	c.apiKeyProblems(&ps)
+	secretProblems(&ps, "export.pseudonymKey", c.Export.PseudonymKey, false)
 	c.telemetryProblems(&ps)
 	c.syncProblems(&ps)
 	names := map[string]int{}

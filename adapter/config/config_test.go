@@ -168,6 +168,9 @@ func TestEveryKindOfMistakeNamesItsKey(t *testing.T) {
 		{"empty referral codes", conn + "    referralCodes: []\n", "connections[0].referralCodes", "at least one code"},
 		{"scope with a space", strings.Replace(conn, "{type: none}", "{type: smart-backend, clientId: c, privateKey: {file: k.pem}, keyId: k, alg: RS384, scopes: ['system/Goal.rs system/Patient.rs']}", 1), "connections[0].auth.scopes[0]", "without spaces"},
 		{"both env and file", strings.Replace(conn, "{type: none}", "{type: bearer, token: {env: A, file: b}}", 1), "connections[0].auth.token", "not both"},
+		{"pseudonym key env and file", "export: {pseudonymKey: {env: K, file: k}}\n", "export.pseudonymKey", "not both"},
+		{"pseudonym key env name", "export: {pseudonymKey: {env: 'PSEUDO-KEY'}}\n", "export.pseudonymKey.env", "environment variable name"},
+		{"unknown export key", "export: {pseudonymkey: {env: K}}\n", "export.pseudonymkey", "unknown key (did you mean pseudonymKey?)"},
 		{"env name", strings.Replace(conn, "{type: none}", "{type: bearer, token: {env: 'MY-TOKEN'}}", 1), "connections[0].auth.token.env", "environment variable name"},
 		{"key for another auth type", strings.Replace(conn, "{type: none}", "{type: bearer, token: {env: T}, clientId: c}", 1), "connections[0].auth.clientId", "not used with auth type bearer"},
 		{"not a hash", "apiKeys: [{name: a, role: admin, sha256: my-secret-key}]\n", "apiKeys[0].sha256", "64 hexadecimal digits"},
@@ -175,6 +178,7 @@ func TestEveryKindOfMistakeNamesItsKey(t *testing.T) {
 		// Inline secrets.
 		{"inline token", strings.Replace(conn, "{type: none}", "{type: bearer, token: abc}", 1), "connections[0].auth.token", "inline secret"},
 		{"inline private key", strings.Replace(conn, "{type: none}", "{type: smart-backend, clientId: c, privateKey: '-----BEGIN', keyId: k, alg: RS384, scopes: [s]}", 1), "connections[0].auth.privateKey", "inline secret"},
+		{"inline pseudonym key", "export: {pseudonymKey: 0123456789abcdef0123456789abcdef}\n", "export.pseudonymKey", "inline secret"},
 		{"password in a postgres URL", "store: {driver: postgres, dsn: 'postgres://ips:pw@db/ips'}\n", "store.dsn", "holds a password"},
 		{"password in a postgres key=value DSN", "store: {driver: postgres, dsn: 'host=db user=ips password=pw'}\n", "store.dsn", "holds a password"},
 		{"password in a URL query", "store: {driver: postgres, dsn: 'postgres://db/ips?password=pw'}\n", "store.dsn", "holds a password"},
@@ -433,6 +437,54 @@ func TestConsentDefaults(t *testing.T) {
 		c := &ips.Client{Consent: tc.consent}
 		if d.AllowsEHR(c) != tc.ehr || d.AllowsHIE(c) != tc.hie {
 			t.Errorf("consent %+v: ehr %v hie %v", tc.consent, d.AllowsEHR(c), d.AllowsHIE(c))
+		}
+	}
+}
+
+func TestExportPseudonymKey(t *testing.T) {
+	// Not given: no key, no problem (hie exports are then refused).
+	c, err := config.Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, err := c.Export.Key(); k != nil || err != nil {
+		t.Errorf("no key configured: %q, %v", k, err)
+	}
+
+	const planted = "PLANTED-pseudonym-key-0123456789abcdef"
+	t.Setenv("IPSFHIR_TEST_PSEUDONYM_KEY", planted)
+	t.Setenv("IPSFHIR_TEST_SHORT_KEY", "PLANTED-short")
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "pseudonym.key"), []byte(planted+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "ipsfhir.yaml")
+	if err := os.WriteFile(cfg, []byte("export: {pseudonymKey: {file: pseudonym.key}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err = config.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The file is relative to the configuration file, and read on demand.
+	if k, err := c.Export.Key(); err != nil || string(k) != planted {
+		t.Errorf("file key: %q, %v", k, err)
+	}
+	if k, err := (config.Export{PseudonymKey: config.Secret{Env: "IPSFHIR_TEST_PSEUDONYM_KEY"}}).Key(); err != nil || string(k) != planted {
+		t.Errorf("env key: %q, %v", k, err)
+	}
+	for _, e := range []config.Export{
+		{PseudonymKey: config.Secret{Env: "IPSFHIR_TEST_SHORT_KEY"}},
+		{PseudonymKey: config.Secret{Env: "IPSFHIR_TEST_UNSET_PSEUDONYM_KEY"}},
+		{PseudonymKey: config.Secret{File: filepath.Join(dir, "missing.key")}},
+	} {
+		k, err := e.Key()
+		if err == nil || k != nil {
+			t.Errorf("%v: want an error, got %q", e.PseudonymKey, k)
+			continue
+		}
+		if !strings.Contains(err.Error(), "export.pseudonymKey") || strings.Contains(err.Error(), "PLANTED") {
+			t.Errorf("%v: the error should name the key and never its value: %v", e.PseudonymKey, err)
 		}
 	}
 }

@@ -21,9 +21,9 @@
 // # Secrets
 //
 // A secret is never written in the file. Keys that hold one (auth.token,
-// auth.privateKey, and a PostgreSQL store.dsn with a password) take a
-// reference, {env: NAME} or {file: PATH}; an inline value is refused with a
-// message saying so. A Secret holds only the reference, so a Config can be
+// auth.privateKey, export.pseudonymKey, and a PostgreSQL store.dsn with a
+// password) take a reference, {env: NAME} or {file: PATH}; an inline value
+// is refused with a message saying so. A Secret holds only the reference, so a Config can be
 // printed or logged safely; Secret.Resolve reads the value when it is needed
 // and logs nothing. Relative file names (secret files, caFile, the SQLite
 // file) are relative to the configuration file's directory when it is read
@@ -49,6 +49,8 @@
 //	  .name                  string   required, unique; the caller's name in the access log
 //	  .role                  enum     required: specialist | clinician | admin | hie
 //	  .sha256                hex      required: SHA-256 of the key, 64 hex digits, unique
+//	export.pseudonymKey      {env}/{file}  the HMAC key of the de-identified export hie keys get;
+//	                                  at least 32 bytes; not given: hie exports are refused
 //	telemetry.otlpEndpoint   URL      OTLP/HTTP collector; empty (default) exports nothing
 //	telemetry.serviceName    string   default ipsfhir
 //	telemetry.logLevel       enum     debug | info (default) | warn | error

@@ -186,6 +186,7 @@ func demoService(ctx context.Context, cl *ips.Caseload, dir, ehrURL string, stdo
 	}
 	fmt.Fprintf(stdout, "\nThe service runs on the demo store (%d clients). Demo API key, shown once: %s\n", len(cl.Clients), key)
 	fmt.Fprintf(stdout, "Try:     curl -H 'Authorization: Bearer %s' http://ADDRESS/api/v1/clients?limit=2   (ADDRESS: printed below)\n", key)
+	fmt.Fprintf(stdout, "FHIR:    curl http://ADDRESS/fhir/metadata; curl -H 'Authorization: Bearer %s' 'http://ADDRESS/fhir/Goal?patient=%s'\n", key, cl.Clients[0].ID)
 	if ehrURL != "" {
 		fmt.Fprintf(stdout, "Syncing to %s; its sync plan: see the log, or 'ipsfhir check' when it lands.\n", ehrURL)
 	}

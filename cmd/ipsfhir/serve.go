@@ -2,19 +2,25 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/ipsfhir/ipsfhir/adapter/api"
 	"github.com/ipsfhir/ipsfhir/adapter/config"
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
+	"github.com/ipsfhir/ipsfhir/adapter/fhirapi"
 	"github.com/ipsfhir/ipsfhir/adapter/plan"
+	"github.com/ipsfhir/ipsfhir/ips"
+	"github.com/ipsfhir/ipsfhir/mappings"
+	"github.com/ipsfhir/ipsfhir/outcomes"
 )
 
 // pushEvery is how often the workers look for new outbox items. Pulls run
@@ -23,12 +29,13 @@ const pushEvery = 5 * time.Second
 
 func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlags("serve", "--config FILE",
-		`Runs the adapter as a service: the records API (/api/v1), administration
+		`Runs the adapter as a service: the records API (/api/v1), the FHIR R4
+read facade with Bulk Data export (/fhir, docs/FHIR-API.md), administration
 (/admin: connections and their sync plans, dead letters, conflicts), metrics
 (/metrics, Prometheus format), /healthz and /readyz, and the sync workers
 that push IPS changes to every enabled EHR and pull clinicians' changes.
-Every endpoint except /healthz needs an API key (see apiKeys in the config).
-Stops cleanly on SIGINT or SIGTERM.`, stderr)
+Every endpoint except /healthz and /fhir/metadata needs an API key (see
+apiKeys in the config). Stops cleanly on SIGINT or SIGTERM.`, stderr)
 	cfgPath := fs.String("config", "", "configuration file (required)")
 	if code, done := parseFlags(fs, args, stdout); done {
 		return code
@@ -54,13 +61,21 @@ Stops cleanly on SIGINT or SIGTERM.`, stderr)
 
 // serve runs the HTTP service and the sync workers until ctx ends.
 func (s *system) serve(ctx context.Context, stdout, stderr io.Writer) int {
+	// A pseudonymization key that is configured but unreadable stops the
+	// service here, rather than leaving HIE exports refused.
+	key, err := s.cfg.Export.Key()
+	if err != nil {
+		fmt.Fprintf(stderr, "ipsfhir serve: %v\n", err)
+		return exitFindings
+	}
+	s.pseudonymKey = key
 	ln, err := net.Listen("tcp", s.cfg.Server.Listen)
 	if err != nil {
 		fmt.Fprintf(stderr, "ipsfhir serve: listen on server.listen: %v\n", err)
 		return exitFindings
 	}
 	srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
-	fmt.Fprintf(stdout, "ipsfhir serving on http://%s (API /api/v1, admin /admin, /metrics, /healthz)\n", ln.Addr())
+	fmt.Fprintf(stdout, "ipsfhir serving on http://%s (API /api/v1, FHIR /fhir, admin /admin, /metrics, /healthz)\n", ln.Addr())
 
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -103,6 +118,22 @@ func (s *system) handler() http.Handler {
 		Metrics: s.tel.MetricsHandler(),
 	})
 	mux := http.NewServeMux()
+	// The FHIR facade authenticates with the same keys; its /fhir/metadata
+	// is public, as on any FHIR server.
+	facade, err := fhirapi.New(fhirapi.Options{
+		Store: s.store, Keys: keys, Mapping: mappings.Options{Program: s.cfg.Program.ID},
+		AllowsEHR: s.cfg.Consent.AllowsEHR, AllowsHIE: s.cfg.Consent.AllowsHIE, Logger: s.logger,
+		PseudonymKey: s.pseudonymKey, Reports: s.measureReports,
+	})
+	if err == nil {
+		if s.facade != nil {
+			s.facade.Close()
+		}
+		s.facade = facade
+		mux.Handle("/fhir/", facade)
+	} else {
+		s.logger.LogAttrs(context.Background(), slog.LevelError, "cannot build the FHIR facade", slog.String("component", "serve"))
+	}
 	// Liveness needs no key: orchestrators probe it, and it says nothing.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	// The public keys EHRs verify our SMART client assertions with: public
@@ -150,4 +181,47 @@ func (s *system) syncRound(ctx context.Context, withPull bool) {
 	if _, err := s.engine.PushParallel(ctx, s.cfg.Sync.Workers); err != nil && ctx.Err() == nil {
 		s.logger.LogAttrs(ctx, slog.LevelWarn, "push failed", slog.String("component", "sync"))
 	}
+}
+
+// measureReports computes the program's quarterly MeasureReports for
+// /fhir/MeasureReport: period is a quarter (2026Q3) or a date in it
+// (2026-08-15, with an optional eq prefix); "" is the last complete quarter.
+// Suppression is the default threshold's, as a report for release.
+func (s *system) measureReports(ctx context.Context, period string) ([]json.RawMessage, error) {
+	q, err := reportingQuarter(period, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	clients, err := allClients(ctx, s.store)
+	if err != nil {
+		return nil, err
+	}
+	reports, err := outcomes.Compute(clients, q, outcomes.Options{Program: s.cfg.Program.ID, Threshold: outcomes.DefaultThreshold, Consents: s.cfg.Consent.AllowsHIE})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]json.RawMessage, 0, len(reports))
+	for _, r := range reports {
+		b, err := r.JSON()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// reportingQuarter reads a MeasureReport period parameter.
+func reportingQuarter(period string, now time.Time) (outcomes.Quarter, error) {
+	if period == "" {
+		return outcomes.QuarterOf(ips.DateOf(now)).Add(-1), nil
+	}
+	if q, err := outcomes.ParseQuarter(period); err == nil {
+		return q, nil
+	}
+	d, err := ips.ParseDate(strings.TrimPrefix(period, "eq"))
+	if err != nil {
+		return outcomes.Quarter{}, fhirapi.ErrBadPeriod
+	}
+	return outcomes.QuarterOf(d), nil
 }

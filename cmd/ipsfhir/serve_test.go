@@ -178,3 +178,95 @@ func TestServesJWKSForSMARTKeys(t *testing.T) {
 		t.Errorf("JWKS: %d %s; want one public key, no private part", rec.Code, rec.Body)
 	}
 }
+
+// TestServeFHIRFacade: serve mounts the FHIR facade: a public
+// CapabilityStatement, records by patient for the program's staff, the
+// quarter's MeasureReports (and no records) for an HIE key, and a
+// de-identification key that cannot be read stops the service at start.
+func TestServeFHIRFacade(t *testing.T) {
+	dir := t.TempDir()
+	keyOf := func(k string) string { s := sha256.Sum256([]byte(k)); return hex.EncodeToString(s[:]) }
+	if err := os.WriteFile(filepath.Join(dir, "pseudonym.key"), []byte(strings.Repeat("k", 40)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgText := fmt.Sprintf(`program: {id: facade-test}
+store: {driver: sqlite, dsn: ips.db}
+server: {listen: "127.0.0.1:0"}
+consent: {hie: true}
+export: {pseudonymKey: {file: pseudonym.key}}
+apiKeys:
+  - {name: jordan, role: specialist, sha256: %s}
+  - {name: state-hie, role: hie, sha256: %s}
+`, keyOf("spec-key"), keyOf("hie-key"))
+	cfg := filepath.Join(dir, "ipsfhir.yaml")
+	if err := os.WriteFile(cfg, []byte(cfgText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var stdout, stderr lockedBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"serve", "--config", cfg}, strings.NewReader(""), &stdout, &stderr) }()
+	var base string
+	for deadline := time.Now().Add(20 * time.Second); base == ""; {
+		if m := regexp.MustCompile(`http://127\.0\.0\.1:\d+`).FindString(stdout.String()); m != "" {
+			base = m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not start:\n%s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	call := func(method, path, key, body string) (int, string) {
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := call("GET", "/fhir/metadata", "", ""); code != 200 || !strings.Contains(body, `"CapabilityStatement"`) {
+		t.Fatalf("/fhir/metadata without a key: %d %.200s", code, body)
+	}
+	client := `{"id":"c1","patient":{"system":"urn:oid:2.16.840.1.113883.3.9999.1","value":"MRN777"},"enrolledOn":"2026-07-02",
+	 "goals":[{"id":"g1","description":"Work in a bakery","status":"active","start":"2026-07-03"}]}`
+	if code, body := call("POST", "/api/v1/clients", "spec-key", client); code != http.StatusCreated {
+		t.Fatalf("create client: %d %s", code, body)
+	}
+	code, body := call("GET", "/fhir/Goal?patient:identifier="+"urn:oid:2.16.840.1.113883.3.9999.1%7CMRN777", "spec-key", "")
+	if code != 200 || !strings.Contains(body, `"total":1`) && !strings.Contains(body, `"total": 1`) {
+		t.Errorf("Goal by patient: %d %.300s", code, body)
+	}
+	if code, _ := call("GET", "/fhir/Goal", "hie-key", ""); code != http.StatusForbidden {
+		t.Errorf("an HIE key reading records: %d, want 403", code)
+	}
+	code, body = call("GET", "/fhir/MeasureReport?period=2026Q3", "hie-key", "")
+	if code != 200 || strings.Count(body, `"resourceType":"MeasureReport"`)+strings.Count(body, `"resourceType": "MeasureReport"`) != 6 {
+		t.Errorf("MeasureReports for 2026Q3: %d %.300s", code, body)
+	}
+	if strings.Contains(body, "MRN777") || strings.Contains(body, "bakery") {
+		t.Error("a MeasureReport carries patient data")
+	}
+	if code, _ := call("GET", "/fhir/MeasureReport?period=summer", "hie-key", ""); code != http.StatusBadRequest {
+		t.Errorf("a period that is not one: %d, want 400", code)
+	}
+	cancel()
+	if code := <-done; code != exitOK {
+		t.Errorf("serve exited %d:\n%s", code, stderr.String())
+	}
+
+	// A key too short to protect the pseudonyms: the service does not start.
+	if err := os.WriteFile(filepath.Join(dir, "pseudonym.key"), []byte("short"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut lockedBuffer
+	if code := run(t.Context(), []string{"serve", "--config", cfg}, strings.NewReader(""), &out, &errOut); code != exitFindings || !strings.Contains(errOut.String(), "export.pseudonymKey") {
+		t.Errorf("serve with a short pseudonym key: exit %d\n%s", code, errOut.String())
+	}
+}

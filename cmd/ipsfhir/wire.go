@@ -13,6 +13,7 @@ import (
 
 	"github.com/ipsfhir/ipsfhir/adapter/config"
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
+	"github.com/ipsfhir/ipsfhir/adapter/fhirapi"
 	"github.com/ipsfhir/ipsfhir/adapter/plan"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
 	"github.com/ipsfhir/ipsfhir/adapter/store/postgres"
@@ -35,6 +36,12 @@ type system struct {
 	// signingKeys are the SMART Backend Services keys of the connections;
 	// their public halves are served at /.well-known/jwks.json.
 	signingKeys []ehr.SigningKey
+	// facade is the /fhir handler, once handler built it; its export jobs
+	// stop on close.
+	facade *fhirapi.Server
+	// pseudonymKey is the export's pseudonymization key (export.pseudonymKey),
+	// read by serve; nil when none is configured.
+	pseudonymKey []byte
 }
 
 // wire builds the system a config describes. With connect, it also reads
@@ -105,6 +112,9 @@ func wire(ctx context.Context, cfg *config.Config, logOut io.Writer, connect boo
 }
 
 func (s *system) close(ctx context.Context) {
+	if s.facade != nil {
+		s.facade.Close() // before the store its export jobs read
+	}
 	if s.metrics != nil {
 		_ = s.metrics.Close() // before the store its observer reads
 	}

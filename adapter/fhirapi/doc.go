@@ -1,0 +1,97 @@
+// Package fhirapi serves /fhir: a read-only FHIR R4 facade over the IPS
+// store, for EHRs and tools that would rather read FHIR than the records
+// API, FHIR Bulk Data export for HIE operators, and the program's outcome
+// Measures and MeasureReports. (IPS is Individual Placement and Support,
+// supported employment for people with serious mental illness, not the HL7
+// International Patient Summary.) docs/FHIR-API.md is the user's guide.
+//
+// # What is served
+//
+//	GET  /fhir/metadata                           the CapabilityStatement (no API key needed)
+//	GET  /fhir/{type}/{id}                        read: Goal, CarePlan, Observation, DocumentReference
+//	GET  /fhir/{type}?patient=…&_lastUpdated=…    search (also POST /fhir/{type}/_search)
+//	GET  /fhir/$export, /fhir/Group/{id}/$export  Bulk Data kick-off (Prefer: respond-async)
+//	GET  /fhir/bulk-status/{job}                  202 while running, 200 with the manifest when done
+//	DELETE /fhir/bulk-status/{job}                cancel, or free the files
+//	GET  /fhir/bulk-files/{job}/{file}            one output file, application/fhir+ndjson
+//	GET  /fhir/Measure[/{id}], /fhir/MeasureReport the outcome measures and reports
+//
+// The routes are one table (routes.go). It drives the router, the
+// parameters each search accepts, and a test that holds the published
+// CapabilityStatement (conformance/artifacts/capabilities/ipsfhir-server.json)
+// to exactly what the table serves, so the two cannot drift.
+//
+// # Resources and their ids
+//
+// Nothing is stored for the facade: every resource is mapped on request from
+// the client it belongs to, by the same pure mappings the sync uses
+// (mappings.ClientEntries), so the facade shows exactly what an EHR receives,
+// security labels included. A resource's id is the UUID of its business
+// identifier (mappings.Key.FullURL without "urn:uuid:"): stable, the same on
+// every replica and after a restart, and the same UUID as the record's
+// fullUrl in ipsfhir's own Bundles. References between resources
+// (CarePlan.goal) are literal, "Goal/{id}", so they resolve here. Subjects
+// refer to the patient by identifier only: the facade serves no Patient.
+// meta.lastUpdated of every resource is when the store last saved its client
+// (records share their client's version, as in the records API), and
+// meta.versionId is the client's version.
+//
+// A read must find the client from a UUID, which cannot be reversed: an
+// in-memory index from resource id to client id answers it, checked against
+// the client on every hit, and rebuilt by a scan of the store on a miss
+// (concurrent misses share one scan).
+//
+// # Search
+//
+// patient=Patient/{id} names the IPS client id (the id of /api/v1/clients);
+// patient:identifier=system|value names the patient's EHR identifier;
+// identifier=system|value the business identifier. _lastUpdated takes the
+// prefixes eq, gt, ge, lt and le, at any precision from a year to an instant,
+// and may repeat (a range). Results are in client id order, then in the order
+// mappings.ClientEntries gives; paging is keyset on the client id (the next
+// link carries an opaque _cursor), so it stays correct while clients are
+// added. A search that names no patient reads every client to count the
+// total; the store has no index to do better.
+//
+// # Consent and roles
+//
+// Read and search leave out every client whose consent does not allow EHR
+// sharing (Options.AllowsEHR): to the caller, such a client's resources do
+// not exist. Export includes only clients whose consent allows HIE sharing
+// (Options.AllowsHIE). Callers authenticate with the records API's keys
+// (api.Authenticate). specialist, clinician and admin may read and search
+// records; hie may not (403) but may export, as may admin; every role may read
+// Measure and MeasureReport.
+//
+// # De-identified export
+//
+// Only an admin's export is identified (for the program's own use). Every
+// other caller's (hie) is a HIPAA limited data set (deid.go): subjects,
+// business identifiers and ids become HMAC-SHA256 pseudonyms under
+// Options.PseudonymKey, stable across exports; each exported kind of
+// resource has an allowlist of the elements kept (codes, statuses, dates,
+// quantities), so free text, and anything a later mapping adds, is dropped
+// rather than leaked; chart notes (DocumentReference) are never exported;
+// meta.security gains v3-ObservationValue#PSEUDED, and meta.profile keeps
+// only the profiles the copy still meets. Without a key, such an export is
+// refused (501), never sent identified.
+//
+// # Bulk export
+//
+// Jobs run in the process that accepted them and keep their output in
+// memory: at most Limits.MaxJobs at once, each at most Limits.MaxJobBytes, and
+// a finished job's files are dropped after Limits.JobTTL. That suits one
+// replica; behind a load balancer, polls must reach the same replica, and
+// a restart loses every job (the client starts again). The export reads the
+// store client by client and is not a snapshot: a client saved after the
+// kick-off (transactionTime) is left out, so the next export with
+// _since=transactionTime picks it up.
+//
+// # Errors and logs
+//
+// Every error is an OperationOutcome (application/fhir+json). A bad request
+// names the parameter, never its value: search values are patient data. The
+// access log has one line per request with the method, the route template,
+// the status, the duration and the caller's key name, never the path (it holds
+// ids) or the query.
+package fhirapi

@@ -1,0 +1,532 @@
+package fhirapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/ipsfhir/ipsfhir/adapter/api"
+	"github.com/ipsfhir/ipsfhir/adapter/store"
+	"github.com/ipsfhir/ipsfhir/mappings"
+)
+
+// FHIR Bulk Data export (HL7 FHIR Bulk Data Access IG): kick-off, status
+// polling, deletion and output files. See the package doc for where jobs
+// live and what bounds them.
+
+// ndjson is the content type of output files.
+const ndjson = "application/fhir+ndjson"
+
+// pollAfter is the Retry-After a running job's status suggests.
+const pollAfter = 2 * time.Second
+
+type jobState int
+
+const (
+	jobRunning jobState = iota
+	jobComplete
+	jobFailed
+)
+
+// exportJob is one export. Fields above mu are set at kick-off and then
+// only read.
+type exportJob struct {
+	id        string
+	ownerName string
+	ownerSum  []byte // the SHA-256 of the caller's key: names could repeat
+	request   string
+	types     []string // in output order; nil means every type the export holds
+	// deidentified exports are the limited data set hie callers get (see
+	// deid.go); only an admin's export is identified.
+	deidentified bool
+	since        time.Time
+	txTime       time.Time
+	notes        []mappings.Issue // what a lenient kick-off ignored
+	cancel       context.CancelFunc
+
+	mu       sync.Mutex
+	state    jobState
+	read     int // clients read so far
+	outputs  []output
+	failure  mappings.Issue
+	finished time.Time
+}
+
+// output is one file: its resource type, name in URLs, lines and count.
+// A de-identified file gathers its lines in keyed first, and sorts them
+// when the export finishes.
+type output struct {
+	typ, name string
+	data      []byte
+	count     int
+	keyed     []deidLine
+}
+
+func (j *exportJob) wants(typ string) bool { return j.types == nil || slices.Contains(j.types, typ) }
+
+// errTooLarge fails a job whose output would exceed Limits.MaxJobBytes.
+var errTooLarge = errors.New("export larger than the configured limit")
+
+// kickOff serves GET /fhir/$export and /fhir/Group/{id}/$export. The
+// program is the only Group, and both export the same clients.
+func kickOff(group bool) func(*Server, http.ResponseWriter, *http.Request) {
+	return func(s *Server, w http.ResponseWriter, r *http.Request) {
+		if group && mux.Vars(r)["id"] != s.mapping.Program {
+			writeOutcome(w, http.StatusNotFound, oo("not-found", "no Group with this id; the only Group is the program's, Group/{program id}"))
+			return
+		}
+		caller := recordOf(r.Context()).caller
+		// Only an admin's export is identified; every other caller's is
+		// de-identified, and without a key it cannot be.
+		deidentified := caller.Role != api.RoleAdmin
+		if deidentified && s.deid == nil {
+			writeOutcome(w, http.StatusNotImplemented, oo("not-supported",
+				"de-identified export is not configured on this server: an administrator must set export.pseudonymKey (see docs/CONFIG.md); nothing was exported"))
+			return
+		}
+		async, lenient := prefer(r.Header.Values("Prefer"))
+		if !async {
+			writeOutcome(w, http.StatusBadRequest, oo("required", "Prefer: respond-async is required: a Bulk Data export runs asynchronously"))
+			return
+		}
+		q, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			writeOutcome(w, http.StatusBadRequest, oo("invalid", "the query string is not valid URL encoding"))
+			return
+		}
+		j, issues := parseExport(q, lenient, deidentified)
+		if len(issues) > 0 {
+			writeOutcome(w, http.StatusBadRequest, issues...)
+			return
+		}
+		j.deidentified = deidentified
+		base := s.base(r)
+		j.id = newJobID()
+		j.ownerName, j.ownerSum = caller.Name, caller.SHA256
+		j.request = base + strings.TrimPrefix(r.URL.Path, prefix)
+		if r.URL.RawQuery != "" {
+			j.request += "?" + r.URL.RawQuery
+		}
+		j.txTime = s.now()
+
+		s.jobsMu.Lock()
+		if s.closed {
+			s.jobsMu.Unlock()
+			writeOutcome(w, http.StatusServiceUnavailable, oo("transient", "the server is shutting down; try again"))
+			return
+		}
+		s.expireLocked()
+		if msg := s.refuseLocked(caller); msg != "" {
+			s.jobsMu.Unlock()
+			w.Header().Set("Retry-After", "60")
+			writeOutcome(w, http.StatusTooManyRequests, oo("throttled", msg))
+			return
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		j.cancel = cancel
+		s.jobs[j.id] = j
+		s.jobsWG.Add(1)
+		s.jobsMu.Unlock()
+
+		go s.runExport(ctx, j)
+		w.Header().Set("Content-Location", base+"/bulk-status/"+j.id)
+		writeFHIR(w, http.StatusAccepted, mappings.OperationOutcomeJSON([]mappings.Issue{{Severity: "information", Code: "informational",
+			Message: "export started; poll the Content-Location URL for its manifest"}}))
+	}
+}
+
+// prefer reads the Prefer header(s): respond-async, and handling=lenient.
+func prefer(values []string) (async, lenient bool) {
+	for _, v := range values {
+		for _, p := range strings.Split(v, ",") {
+			p, _, _ = strings.Cut(p, ";") // a preference's parameters (RFC 7240) do not matter here
+			switch strings.ToLower(strings.Join(strings.Fields(p), "")) {
+			case "respond-async":
+				async = true
+			case "handling=lenient":
+				lenient = true
+			}
+		}
+	}
+	return async, lenient
+}
+
+// exportParams are the kick-off parameters the facade supports.
+var exportParams = []string{"_outputFormat", "_since", "_type"}
+
+// deidTypeNames are the resource types of a de-identified export, in
+// output order: no DocumentReference (chart notes are free text).
+var deidTypeNames = []string{"Goal", "CarePlan", "Observation"}
+
+// parseExport reads the kick-off parameters. What the facade does not
+// support is an error, or with Prefer: handling=lenient a note in the
+// manifest's error file.
+func parseExport(q url.Values, lenient, deidentified bool) (*exportJob, []mappings.Issue) {
+	j := &exportJob{}
+	types := recordTypes
+	if deidentified {
+		types = deidTypeNames
+	}
+	var issues []mappings.Issue
+	refuse := func(i mappings.Issue) {
+		if lenient {
+			i.Severity = "warning"
+			i.Message += "; ignored (Prefer: handling=lenient)"
+			j.notes = append(j.notes, i)
+			return
+		}
+		issues = append(issues, i)
+	}
+	for _, name := range sortedKeys(q) {
+		if !slices.Contains(exportParams, name) {
+			if paramName.MatchString(name) {
+				refuse(oo("not-supported", name+": not supported; the parameters are "+strings.Join(exportParams, ", ")))
+			} else {
+				refuse(oo("not-supported", "a query parameter is not supported; the parameters are "+strings.Join(exportParams, ", ")))
+			}
+		}
+	}
+	if v, ok := once(q, "_outputFormat", &issues); ok {
+		switch v {
+		case ndjson, "application/ndjson", "ndjson":
+		default:
+			issues = append(issues, oo("not-supported", "_outputFormat: only application/fhir+ndjson (also written application/ndjson or ndjson)"))
+		}
+	}
+	if v, ok := once(q, "_since", &issues); ok {
+		t, ok := parseInstant(v)
+		if !ok {
+			issues = append(issues, oo("invalid", "_since: must be a FHIR instant, with seconds and a time zone (2025-03-31T12:00:00Z)"))
+		}
+		j.since = t
+	}
+	if vs, ok := q["_type"]; ok {
+		j.types = []string{}
+		for _, v := range vs {
+			for _, t := range strings.Split(v, ",") {
+				t = strings.TrimSpace(t)
+				switch {
+				case slices.Contains(types, t):
+					if !slices.Contains(j.types, t) {
+						j.types = append(j.types, t)
+					}
+				case t == "":
+				case deidentified && slices.Contains(recordTypes, t):
+					refuse(oo("not-supported", "_type: "+t+" is not in a de-identified export; it holds "+strings.Join(types, ", ")))
+				default:
+					refuse(oo("not-supported", "_type: only "+strings.Join(types, ", ")+" are exported"))
+				}
+			}
+		}
+		slices.SortFunc(j.types, func(a, b string) int { return slices.Index(recordTypes, a) - slices.Index(recordTypes, b) })
+		if len(j.types) == 0 && len(j.notes) == 0 && len(issues) == 0 {
+			issues = append(issues, oo("required", "_type: name at least one of "+strings.Join(types, ", ")+", or leave it out for all"))
+		}
+	}
+	return j, issues
+}
+
+func newJobID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // crypto/rand never fails (Go 1.24+)
+	return hex.EncodeToString(b)
+}
+
+// refuseLocked says why a kick-off cannot start now, or "".
+func (s *Server) refuseLocked(caller api.Key) string {
+	for _, j := range s.jobs {
+		j.mu.Lock()
+		running := j.state == jobRunning
+		j.mu.Unlock()
+		if running && j.ownedBy(caller) {
+			return "your previous export is still running; poll it, or DELETE it, before starting another"
+		}
+	}
+	if len(s.jobs) >= s.limits.MaxJobs {
+		return fmt.Sprintf("this server keeps at most %d exports at once; DELETE finished ones, or try again later", s.limits.MaxJobs)
+	}
+	return ""
+}
+
+func (j *exportJob) ownedBy(k api.Key) bool {
+	return j.ownerName == k.Name && bytes.Equal(j.ownerSum, k.SHA256)
+}
+
+// expireLocked drops finished jobs past their TTL.
+func (s *Server) expireLocked() {
+	now := s.now()
+	for id, j := range s.jobs {
+		j.mu.Lock()
+		expired := j.state != jobRunning && now.After(j.finished.Add(s.limits.JobTTL))
+		j.mu.Unlock()
+		if expired {
+			delete(s.jobs, id)
+		}
+	}
+}
+
+// runExport writes every exported resource, one NDJSON line each, a file
+// per type. Clients saved after the kick-off are left out: transactionTime
+// promises nothing later, and the next export with _since picks them up.
+func (s *Server) runExport(ctx context.Context, j *exportJob) {
+	defer s.jobsWG.Done()
+	files := map[string]*output{}
+	var size int64
+	err := s.eachClient(ctx, "", func(st store.Stored) (bool, error) {
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		j.mu.Lock()
+		j.read++
+		j.mu.Unlock()
+		if st.UpdatedAt.After(j.txTime) || (!j.since.IsZero() && !st.UpdatedAt.After(j.since)) || !s.allowsHIE(st.Client) {
+			return true, nil
+		}
+		es, err := s.entries(st)
+		if err != nil {
+			return false, err
+		}
+		if j.deidentified {
+			return true, s.addDeidentified(j, es, files, &size)
+		}
+		for _, e := range es {
+			if !j.wants(e.ResourceType) {
+				continue
+			}
+			line, err := mappings.MarshalCompact(e.Resource)
+			if err != nil {
+				return false, err
+			}
+			if size += int64(len(line)) + 1; size > s.limits.MaxJobBytes {
+				return false, errTooLarge
+			}
+			f := files[e.ResourceType]
+			if f == nil {
+				f = &output{typ: e.ResourceType, name: e.ResourceType + ".ndjson"}
+				files[e.ResourceType] = f
+			}
+			f.data = append(append(f.data, line...), '\n')
+			f.count++
+		}
+		return true, nil
+	})
+	if ctx.Err() != nil {
+		return // deleted, or the server is closing: nobody will ask
+	}
+
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.finished = s.now()
+	switch {
+	case errors.Is(err, errTooLarge):
+		j.state = jobFailed
+		j.failure = oo("too-costly", fmt.Sprintf("the export is larger than this server keeps (%d MiB); narrow it with _type or _since", s.limits.MaxJobBytes>>20))
+		return
+	case err != nil:
+		j.state = jobFailed
+		j.failure = internalOutcome()
+		s.log.LogAttrs(context.Background(), slog.LevelError, "export failed", slog.String("op", "export"), slog.String("error", err.Error()))
+		return
+	}
+	for _, t := range recordTypes {
+		if f := files[t]; f != nil {
+			f.sort()
+			j.outputs = append(j.outputs, *f)
+		}
+	}
+	if len(j.notes) > 0 {
+		// One OperationOutcome per ignored parameter, as the IG asks.
+		var data []byte
+		for _, n := range j.notes {
+			data = append(data, compactJSON(mappings.OperationOutcomeJSON([]mappings.Issue{n}))...)
+			data = append(data, '\n')
+		}
+		j.outputs = append(j.outputs, output{typ: "OperationOutcome", name: "errors.ndjson", data: data, count: len(j.notes)})
+	}
+	j.state = jobComplete
+}
+
+// addDeidentified adds a client's de-identified resources to the files
+// (deid.go), within the job's size limit.
+func (s *Server) addDeidentified(j *exportJob, es []mappings.Entry, files map[string]*output, size *int64) error {
+	lines, err := s.deid.entries(es)
+	if err != nil {
+		return err
+	}
+	for _, l := range lines {
+		if !j.wants(l.typ) {
+			continue
+		}
+		if *size += int64(len(l.data)) + 1; *size > s.limits.MaxJobBytes {
+			return errTooLarge
+		}
+		f := files[l.typ]
+		if f == nil {
+			f = &output{typ: l.typ, name: l.typ + ".ndjson"}
+			files[l.typ] = f
+		}
+		f.keyed = append(f.keyed, l)
+		f.count++
+	}
+	return nil
+}
+
+// sort writes a de-identified file's lines in the order of their keys
+// (patient pseudonym, then id), so that the order says nothing of the
+// program's client ids. Other files are already written.
+func (o *output) sort() {
+	if o.keyed == nil {
+		return
+	}
+	slices.SortFunc(o.keyed, func(a, b deidLine) int { return strings.Compare(a.sortKey, b.sortKey) })
+	n := 0
+	for _, l := range o.keyed {
+		n += len(l.data) + 1
+	}
+	o.data = make([]byte, 0, n)
+	for _, l := range o.keyed {
+		o.data = append(append(o.data, l.data...), '\n')
+	}
+	o.keyed = nil
+}
+
+func compactJSON(b []byte) []byte {
+	var out bytes.Buffer
+	if err := json.Compact(&out, b); err != nil {
+		return bytes.TrimSpace(b)
+	}
+	return out.Bytes()
+}
+
+// jobFor finds the job a status or file request names, if the caller may
+// see it: the caller that started it, or an admin. Anyone else is told it
+// does not exist.
+func (s *Server) jobFor(r *http.Request) *exportJob {
+	caller := recordOf(r.Context()).caller
+	s.jobsMu.Lock()
+	defer s.jobsMu.Unlock()
+	s.expireLocked()
+	j := s.jobs[mux.Vars(r)["job"]]
+	if j == nil || (!j.ownedBy(caller) && caller.Role != api.RoleAdmin) {
+		return nil
+	}
+	return j
+}
+
+func noSuchJob(w http.ResponseWriter) {
+	writeOutcome(w, http.StatusNotFound, oo("not-found", "no export with this id: it never existed, was deleted, expired, was started by another caller, or was lost when the server restarted"))
+}
+
+type manifest struct {
+	TransactionTime     string         `json:"transactionTime"`
+	Request             string         `json:"request"`
+	RequiresAccessToken bool           `json:"requiresAccessToken"`
+	Output              []manifestFile `json:"output"`
+	Error               []manifestFile `json:"error"`
+}
+
+type manifestFile struct {
+	Type  string `json:"type"`
+	URL   string `json:"url"`
+	Count int    `json:"count"`
+}
+
+// exportStatus serves GET /fhir/bulk-status/{job}: 202 while the job runs,
+// the manifest when it is done, an OperationOutcome if it failed.
+func (s *Server) exportStatus(w http.ResponseWriter, r *http.Request) {
+	j := s.jobFor(r)
+	if j == nil {
+		noSuchJob(w)
+		return
+	}
+	j.mu.Lock()
+	state, read, failure, finished := j.state, j.read, j.failure, j.finished
+	outputs := slices.Clone(j.outputs)
+	j.mu.Unlock()
+	switch state {
+	case jobRunning:
+		h := w.Header()
+		h.Set("X-Progress", fmt.Sprintf("in progress: %d clients read", read))
+		h.Set("Retry-After", strconv.Itoa(int(pollAfter/time.Second)))
+		h.Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusAccepted)
+		return
+	case jobFailed:
+		writeOutcome(w, http.StatusInternalServerError, failure)
+		return
+	}
+	base := s.base(r)
+	m := manifest{TransactionTime: instant(j.txTime), Request: j.request, RequiresAccessToken: true,
+		Output: []manifestFile{}, Error: []manifestFile{}}
+	for _, o := range outputs {
+		f := manifestFile{Type: o.typ, URL: base + "/bulk-files/" + j.id + "/" + o.name, Count: o.count}
+		if o.typ == "OperationOutcome" {
+			m.Error = append(m.Error, f)
+		} else {
+			m.Output = append(m.Output, f)
+		}
+	}
+	body, err := marshalFHIR(m)
+	if err != nil {
+		s.internalError(w, r, "marshal the export manifest", err)
+		return
+	}
+	w.Header().Set("Expires", finished.Add(s.limits.JobTTL).UTC().Format(http.TimeFormat))
+	writeBody(w, http.StatusOK, "application/json", body)
+}
+
+// exportDelete serves DELETE /fhir/bulk-status/{job}: cancels a running
+// job, or frees a finished one's files.
+func (s *Server) exportDelete(w http.ResponseWriter, r *http.Request) {
+	j := s.jobFor(r)
+	if j == nil {
+		noSuchJob(w)
+		return
+	}
+	s.jobsMu.Lock()
+	delete(s.jobs, j.id)
+	s.jobsMu.Unlock()
+	j.cancel()
+	writeFHIR(w, http.StatusAccepted, mappings.OperationOutcomeJSON([]mappings.Issue{{Severity: "information", Code: "informational",
+		Message: "export deleted: cancelled if it was running, its files freed"}}))
+}
+
+// exportFile serves GET /fhir/bulk-files/{job}/{file}.
+func (s *Server) exportFile(w http.ResponseWriter, r *http.Request) {
+	j := s.jobFor(r)
+	if j == nil {
+		noSuchJob(w)
+		return
+	}
+	name := mux.Vars(r)["file"]
+	j.mu.Lock()
+	var data []byte
+	found := false
+	if j.state == jobComplete {
+		for _, o := range j.outputs {
+			if o.name == name {
+				data, found = o.data, true
+			}
+		}
+	}
+	j.mu.Unlock()
+	if !found {
+		writeOutcome(w, http.StatusNotFound, oo("not-found", "this export has no such file (yet)"))
+		return
+	}
+	writeBody(w, http.StatusOK, ndjson, data)
+}

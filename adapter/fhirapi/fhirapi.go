@@ -1,0 +1,475 @@
+package fhirapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/ipsfhir/ipsfhir/adapter/api"
+	"github.com/ipsfhir/ipsfhir/adapter/store"
+	"github.com/ipsfhir/ipsfhir/ips"
+	"github.com/ipsfhir/ipsfhir/mappings"
+)
+
+// Store is what the facade needs of the IPS store: store.Store satisfies it.
+type Store interface {
+	GetClient(ctx context.Context, id string) (*ips.Client, store.Version, error)
+	ListClients(ctx context.Context, after string, limit int) ([]store.Stored, error)
+	ClientByPatient(ctx context.Context, system, value string) (store.Stored, error)
+}
+
+var _ Store = (store.Store)(nil)
+
+// ErrBadPeriod is what Options.Reports wraps when it does not understand the
+// period it was given; the caller gets 400.
+var ErrBadPeriod = errors.New("fhirapi: reporting period not understood")
+
+// Options configure the facade.
+type Options struct {
+	// Store holds the records; required.
+	Store Store
+	// Keys are the callers let in: the records API's keys.
+	Keys []api.Key
+	// Mapping configures how records become FHIR. Program (the business
+	// identifiers' namespace and the Group id of the program; "" means
+	// ips.DefaultProgramID), Security and PRAPARE are used as given;
+	// Reference and Now are set by the facade, and PatientReference is not
+	// used (subjects refer to patients by identifier).
+	Mapping mappings.Options
+	// AllowsEHR reports whether a client's records may be shown to EHR-side
+	// callers (config.Consent.AllowsEHR). nil: no client's.
+	AllowsEHR func(*ips.Client) bool
+	// AllowsHIE reports whether a client may be in a Bulk Data export
+	// (config.Consent.AllowsHIE). nil: no client may.
+	AllowsHIE func(*ips.Client) bool
+	// Reports computes the program's MeasureReports for a period, given as
+	// the caller wrote it ("" when not given); it wraps ErrBadPeriod for a
+	// period it does not understand. nil: /fhir/MeasureReport answers 404.
+	Reports func(ctx context.Context, period string) ([]json.RawMessage, error)
+	// BaseURL is the absolute URL of /fhir as callers reach it
+	// ("https://ips.example.org/fhir"), for fullUrls, links and the export's
+	// file URLs. "" derives it from each request's Host (http, or https
+	// when the connection is TLS); set it behind a proxy.
+	BaseURL string
+	// Limits bound Bulk Data export; zero fields take the defaults.
+	Limits Limits
+	// PseudonymKey is the secret HMAC key of the de-identified export that
+	// hie callers get (config export.pseudonymKey): patient pseudonyms and
+	// resource ids are HMAC-SHA256 under it, so the same key gives the same
+	// pseudonyms in every export. At least MinPseudonymKeyBytes long. nil:
+	// hie callers' exports are refused (501) rather than sent identified or
+	// under a made-up key; admins' exports, which are identified, still run.
+	PseudonymKey []byte
+	// Logger receives the access log and the causes of 500s, all
+	// patient-free. nil discards them.
+	Logger *slog.Logger
+	// SoftwareVersion is reported in the CapabilityStatement; "" uses the
+	// module version the binary was built with.
+	SoftwareVersion string
+	// Now is the clock; nil means time.Now. Tests set it.
+	Now func() time.Time
+}
+
+// Limits bound Bulk Data export, which keeps its jobs in memory.
+type Limits struct {
+	// MaxJobs is how many jobs are kept at once, running or finished and
+	// not yet expired or deleted (default 4). A kick-off beyond it, or by
+	// a caller whose previous job still runs, gets 429.
+	MaxJobs int
+	// MaxJobBytes bounds one job's output (default 256 MiB); a job that
+	// would exceed it fails, and the caller narrows it with _type or _since.
+	MaxJobBytes int64
+	// JobTTL is how long a finished job's manifest and files stay
+	// (default 1 h); the manifest's Expires header says until when.
+	JobTTL time.Duration
+}
+
+// Defaults of Limits and of search paging.
+const (
+	DefaultMaxJobs     = 4
+	DefaultMaxJobBytes = 256 << 20
+	DefaultJobTTL      = time.Hour
+	DefaultCount       = 50
+	MaxCount           = 500
+)
+
+// maxFormBytes bounds the body of a POST _search: parameters, not data.
+const maxFormBytes = 64 << 10
+
+// Server is the /fhir handler. Close it to stop running export jobs.
+type Server struct {
+	store     Store
+	keys      []api.Key
+	mapping   mappings.Options
+	allowsEHR func(*ips.Client) bool
+	allowsHIE func(*ips.Client) bool
+	reports   func(ctx context.Context, period string) ([]json.RawMessage, error)
+	baseURL   string
+	limits    Limits
+	deid      *deidentifier // nil: no pseudonymization key configured
+	log       *slog.Logger
+	version   string
+	now       func() time.Time
+
+	statement []byte // the published server CapabilityStatement
+	measures  []measure
+	index     locator
+	root      http.Handler
+
+	jobsMu sync.Mutex
+	jobs   map[string]*exportJob
+	closed bool
+	jobsWG sync.WaitGroup
+}
+
+var _ http.Handler = (*Server)(nil)
+
+// New returns the facade. It fails when a pseudonymization key is given
+// but is shorter than MinPseudonymKeyBytes, or when the published
+// CapabilityStatement or Measures embedded in the binary cannot be read.
+func New(o Options) (*Server, error) {
+	if n := len(o.PseudonymKey); n > 0 && n < MinPseudonymKeyBytes {
+		return nil, fmt.Errorf("fhirapi: the pseudonymization key is too short: at least %d bytes", MinPseudonymKeyBytes)
+	}
+	s := &Server{
+		store: o.Store, keys: o.Keys, mapping: o.Mapping, allowsEHR: o.AllowsEHR, allowsHIE: o.AllowsHIE,
+		reports: o.Reports, baseURL: strings.TrimSuffix(o.BaseURL, "/"), limits: o.Limits, log: o.Logger,
+		version: o.SoftwareVersion, now: o.Now, jobs: map[string]*exportJob{},
+	}
+	if s.mapping.Program == "" {
+		s.mapping.Program = ips.DefaultProgramID
+	}
+	s.mapping.Reference = reference
+	s.mapping.PatientReference = nil
+	if len(o.PseudonymKey) > 0 {
+		s.deid = newDeidentifier(s.mapping.Program, o.PseudonymKey)
+	}
+	if s.allowsEHR == nil {
+		s.allowsEHR = func(*ips.Client) bool { return false }
+	}
+	if s.allowsHIE == nil {
+		s.allowsHIE = func(*ips.Client) bool { return false }
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.version == "" {
+		s.version = buildVersion()
+	}
+	if s.limits.MaxJobs <= 0 {
+		s.limits.MaxJobs = DefaultMaxJobs
+	}
+	if s.limits.MaxJobBytes <= 0 {
+		s.limits.MaxJobBytes = DefaultMaxJobBytes
+	}
+	if s.limits.JobTTL <= 0 {
+		s.limits.JobTTL = DefaultJobTTL
+	}
+	var err error
+	if s.statement, err = serverStatement(); err != nil {
+		return nil, err
+	}
+	if s.measures, err = loadMeasures(); err != nil {
+		return nil, err
+	}
+
+	r := mux.NewRouter()
+	r.NotFoundHandler = http.HandlerFunc(s.notFound)
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeOutcome(w, http.StatusMethodNotAllowed, oo("not-supported", "this method is not allowed here; the facade is read-only"))
+	})
+	for _, rt := range routes() {
+		s.handle(r, rt)
+	}
+	// Authentication comes before routing, so that without a key nobody
+	// learns which paths exist; only the CapabilityStatement is public.
+	authed := s.authenticate(r)
+	s.root = s.accessLog(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == metadataPath {
+			r.ServeHTTP(w, req)
+			return
+		}
+		authed.ServeHTTP(w, req)
+	}))
+	return s, nil
+}
+
+// ServeHTTP serves /fhir/… .
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.root.ServeHTTP(w, r) }
+
+// Close cancels running export jobs, waits for them to stop and drops every
+// job. Requests after Close get no new jobs.
+func (s *Server) Close() {
+	s.jobsMu.Lock()
+	s.closed = true
+	for id, j := range s.jobs {
+		j.cancel()
+		delete(s.jobs, id)
+	}
+	s.jobsMu.Unlock()
+	s.jobsWG.Wait()
+}
+
+// handle registers a route; the wrapper notes the route template for the
+// access log and checks the caller's role.
+func (s *Server) handle(r *mux.Router, rt route) {
+	h := rt.handler
+	r.HandleFunc(rt.path, func(w http.ResponseWriter, req *http.Request) {
+		rec := recordOf(req.Context())
+		rec.route = rt.path
+		if rt.access != public && !rt.access.allows(rec.caller.Role) {
+			writeOutcome(w, http.StatusForbidden, oo("forbidden", "this API key's role may not "+rt.access.verb()))
+			return
+		}
+		h(s, w, req)
+	}).Methods(rt.method)
+}
+
+// notFound answers paths no route serves: 400 for a resource type the facade
+// does not serve (as FHIR servers do), 404 otherwise. The path is never
+// echoed: it may hold ids or worse.
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	rest, _ := strings.CutPrefix(r.URL.Path, prefix+"/")
+	typ, _, _ := strings.Cut(rest, "/")
+	if looksLikeType(typ) && !servedType(typ) {
+		writeOutcome(w, http.StatusBadRequest, oo("not-supported",
+			"this resource type is not served here; the facade serves "+strings.Join(servedTypes(), ", ")+" (see /fhir/metadata)"))
+		return
+	}
+	writeOutcome(w, http.StatusNotFound, oo("not-found", "nothing is served at this path; see /fhir/metadata"))
+}
+
+func looksLikeType(s string) bool {
+	if s == "" || s[0] < 'A' || s[0] > 'Z' || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if (c < 'A' || c > 'Z') && (c < 'a' || c > 'z') {
+			return false
+		}
+	}
+	return true
+}
+
+// ---------------------------------------------------------------- access
+
+// access is what a route needs of the caller's role.
+type access int
+
+const (
+	public   access = iota + 1 // the CapabilityStatement
+	records                    // IPS records: specialist, clinician, admin
+	bulk                       // Bulk Data export: hie, admin
+	outcomes                   // Measure and MeasureReport: every role
+)
+
+func (a access) allows(r api.Role) bool {
+	switch a {
+	case public:
+		return true
+	case records:
+		return r == api.RoleSpecialist || r == api.RoleClinician || r == api.RoleAdmin
+	case bulk:
+		return r == api.RoleHIE || r == api.RoleAdmin
+	case outcomes:
+		return r == api.RoleSpecialist || r == api.RoleClinician || r == api.RoleAdmin || r == api.RoleHIE
+	}
+	return false
+}
+
+func (a access) verb() string {
+	switch a {
+	case records:
+		return "read IPS records; HIE operators use $export and MeasureReport"
+	case bulk:
+		return "run a Bulk Data export"
+	}
+	return "read outcomes"
+}
+
+// authenticate lets a request through only with a known API key.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k, aerr := api.Authenticate(s.keys, r)
+		if aerr != nil {
+			w.Header().Set("WWW-Authenticate", aerr.Challenge)
+			writeOutcome(w, http.StatusUnauthorized, oo("login", aerr.Message))
+			return
+		}
+		recordOf(r.Context()).caller = k
+		next.ServeHTTP(w, r)
+	})
+}
+
+// ---------------------------------------------------------------- access log
+
+// requestRecord collects what the access log may say about a request.
+type requestRecord struct {
+	route  string
+	caller api.Key
+}
+
+type recordKey struct{}
+
+func recordOf(ctx context.Context) *requestRecord {
+	if rec, ok := ctx.Value(recordKey{}).(*requestRecord); ok {
+		return rec
+	}
+	return &requestRecord{}
+}
+
+// accessLog writes one line per request: method, route template, status,
+// duration and the caller's key name; never the path or the query. A panic
+// becomes a 500 without its value reaching any log.
+func (s *Server) accessLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &requestRecord{}
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.log.LogAttrs(r.Context(), slog.LevelError, "panic in FHIR handler", routeAttr(rec))
+				if !sw.wrote {
+					writeOutcome(sw, http.StatusInternalServerError, internalOutcome())
+				}
+			}
+			s.log.LogAttrs(r.Context(), slog.LevelInfo, "fhir request",
+				slog.String("method", r.Method),
+				routeAttr(rec),
+				slog.Int("status", sw.status()),
+				slog.Duration("duration", time.Since(start)),
+				slog.String("caller", rec.caller.Name))
+		}()
+		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), recordKey{}, rec)))
+	})
+}
+
+func routeAttr(rec *requestRecord) slog.Attr {
+	if rec.route == "" {
+		return slog.String("route", "unmatched")
+	}
+	return slog.String("route", rec.route)
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code  int
+	wrote bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.code, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.code, w.wrote = http.StatusOK, true
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) status() int {
+	if !w.wrote {
+		return http.StatusOK
+	}
+	return w.code
+}
+
+// internalError logs the cause of a 500 and answers with a message that
+// says nothing about the request. ids the request carried are replaced in
+// the logged error, as in the records API.
+func (s *Server) internalError(w http.ResponseWriter, r *http.Request, op string, err error, ids ...string) {
+	level := slog.LevelError
+	if errors.Is(err, context.Canceled) {
+		level = slog.LevelInfo
+	}
+	s.log.LogAttrs(r.Context(), level, "FHIR request failed",
+		slog.String("op", op), routeAttr(recordOf(r.Context())), slog.String("error", redact(err, ids...)))
+	writeOutcome(w, http.StatusInternalServerError, internalOutcome())
+}
+
+func redact(err error, ids ...string) string {
+	msg := err.Error()
+	for _, id := range ids {
+		if id != "" {
+			msg = strings.ReplaceAll(msg, id, "{id}")
+		}
+	}
+	return msg
+}
+
+// ---------------------------------------------------------------- responses
+
+// oo is one error issue; message names what is wrong, never a value.
+func oo(code, message string) mappings.Issue {
+	return mappings.Issue{Severity: "error", Code: code, Message: message}
+}
+
+func internalOutcome() mappings.Issue {
+	return oo("exception", "internal error; the server log has the cause")
+}
+
+// writeOutcome writes an OperationOutcome.
+func writeOutcome(w http.ResponseWriter, status int, issues ...mappings.Issue) {
+	writeFHIR(w, status, mappings.OperationOutcomeJSON(issues))
+}
+
+// writeFHIR writes FHIR JSON. Every response may hold patient data, so none
+// is cached by browsers or proxies.
+func writeFHIR(w http.ResponseWriter, status int, body []byte) {
+	writeBody(w, status, "application/fhir+json; charset=utf-8", body)
+}
+
+func writeBody(w http.ResponseWriter, status int, contentType string, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// marshalFHIR marshals a value the facade built itself; a failure is a bug.
+// Links keep their & as it is: FHIR JSON is not HTML.
+func marshalFHIR(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("marshal %T: %w", v, err)
+	}
+	return b.Bytes(), nil
+}
+
+// base is the absolute URL of /fhir for this request.
+func (s *Server) base(r *http.Request) string {
+	if s.baseURL != "" {
+		return s.baseURL
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + prefix
+}

@@ -1,0 +1,110 @@
+package fhirapi
+
+import (
+	"net/http"
+	"slices"
+)
+
+// prefix is where the facade is mounted.
+const prefix = "/fhir"
+
+const metadataPath = prefix + "/metadata"
+
+// A route is one thing the facade serves. The table drives the router and
+// the parameters each search accepts, and the CapabilityStatement test checks
+// the published statement against it: add a route here and the test says what
+// to declare.
+type route struct {
+	method string
+	path   string // gorilla/mux template
+	access access
+	// What the route is in CapabilityStatement terms: resource ("" at
+	// system level), and an interaction code (read, search-type) or an
+	// operation name (export). Routes with neither (status polling, file
+	// downloads, the statement itself) are part of another's protocol.
+	resource    string
+	interaction string
+	operation   string
+	// params are the search parameters a search-type route accepts.
+	params  []param
+	handler func(*Server, http.ResponseWriter, *http.Request)
+}
+
+// param is a search parameter: its name, FHIR search type and definition.
+type param struct {
+	name, typ, definition string
+}
+
+// The record types the facade serves, in the order of the statement.
+var recordTypes = []string{"Goal", "CarePlan", "Observation", "DocumentReference"}
+
+// recordParams are the search parameters of every record type.
+var recordParams = []param{
+	{"patient", "reference", "http://hl7.org/fhir/SearchParameter/clinical-patient"},
+	{"identifier", "token", "http://hl7.org/fhir/SearchParameter/clinical-identifier"},
+	{"_lastUpdated", "date", "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"},
+}
+
+var measureParams = []param{
+	{"url", "uri", "http://hl7.org/fhir/SearchParameter/Measure-url"},
+}
+
+var measureReportParams = []param{
+	{"period", "date", "http://hl7.org/fhir/SearchParameter/MeasureReport-period"},
+	{"subject", "reference", "http://hl7.org/fhir/SearchParameter/MeasureReport-subject"},
+	{"measure", "reference", "http://hl7.org/fhir/SearchParameter/MeasureReport-measure"},
+}
+
+// Result parameters every search accepts besides its search parameters.
+// They shape the result and are not declared as searchParam.
+const (
+	paramCount  = "_count"
+	paramCursor = "_cursor" // the next link's opaque position
+	paramFormat = "_format" // JSON only
+)
+
+// Paths of the Bulk Data protocol after the kick-off.
+const (
+	statusPath = prefix + "/bulk-status/{job}"
+	filePath   = prefix + "/bulk-files/{job}/{file}"
+)
+
+func routes() []route {
+	rs := []route{
+		{method: http.MethodGet, path: metadataPath, access: public, handler: (*Server).metadata},
+	}
+	for _, t := range recordTypes {
+		rs = append(rs,
+			route{method: http.MethodGet, path: prefix + "/" + t + "/{id}", access: records, resource: t, interaction: "read", handler: readRecord(t)},
+			route{method: http.MethodGet, path: prefix + "/" + t, access: records, resource: t, interaction: "search-type", params: recordParams, handler: searchRecords(t)},
+			route{method: http.MethodPost, path: prefix + "/" + t + "/_search", access: records, resource: t, interaction: "search-type", params: recordParams, handler: searchRecords(t)},
+		)
+	}
+	rs = append(rs,
+		route{method: http.MethodGet, path: prefix + "/$export", access: bulk, operation: "export", handler: kickOff(false)},
+		route{method: http.MethodGet, path: prefix + "/Group/{id}/$export", access: bulk, resource: "Group", operation: "export", handler: kickOff(true)},
+		route{method: http.MethodGet, path: statusPath, access: bulk, handler: (*Server).exportStatus},
+		route{method: http.MethodDelete, path: statusPath, access: bulk, handler: (*Server).exportDelete},
+		route{method: http.MethodGet, path: filePath, access: bulk, handler: (*Server).exportFile},
+
+		route{method: http.MethodGet, path: prefix + "/Measure/{id}", access: outcomes, resource: "Measure", interaction: "read", handler: (*Server).readMeasure},
+		route{method: http.MethodGet, path: prefix + "/Measure", access: outcomes, resource: "Measure", interaction: "search-type", params: measureParams, handler: (*Server).searchMeasures},
+		route{method: http.MethodPost, path: prefix + "/Measure/_search", access: outcomes, resource: "Measure", interaction: "search-type", params: measureParams, handler: (*Server).searchMeasures},
+		route{method: http.MethodGet, path: prefix + "/MeasureReport", access: outcomes, resource: "MeasureReport", interaction: "search-type", params: measureReportParams, handler: (*Server).searchMeasureReports},
+		route{method: http.MethodPost, path: prefix + "/MeasureReport/_search", access: outcomes, resource: "MeasureReport", interaction: "search-type", params: measureReportParams, handler: (*Server).searchMeasureReports},
+	)
+	return rs
+}
+
+// servedTypes lists the resource types some route serves.
+func servedTypes() []string {
+	var out []string
+	for _, rt := range routes() {
+		if rt.resource != "" && !slices.Contains(out, rt.resource) {
+			out = append(out, rt.resource)
+		}
+	}
+	return out
+}
+
+func servedType(t string) bool { return slices.Contains(servedTypes(), t) }
