@@ -159,6 +159,34 @@ func TestValidateExitCodesAndOutcome(t *testing.T) {
 	}
 }
 
+// TestValidateNDJSON: Bulk Data output is checked line by line, each line
+// named by its number.
+func TestValidateNDJSON(t *testing.T) {
+	var lines []string
+	for _, f := range []string{repoFile("testdata", "golden", "goal-active.json"), repoFile("testdata", "fhir", "invalid", "careplan-no-subject.json")} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c bytes.Buffer
+		if err := json.Compact(&c, data); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, c.String())
+	}
+	file := filepath.Join(t.TempDir(), "Goal.ndjson")
+	if err := os.WriteFile(file, []byte(lines[0]+"\n\n"+lines[1]+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := ipsfhir(t, "", "validate", file)
+	if code != exitFindings || !strings.Contains(stderr, file+":1: valid") || !strings.Contains(stderr, file+":3: invalid") {
+		t.Errorf("NDJSON with one bad line: exit %d\n%s", code, stderr)
+	}
+	if code, _, stderr := ipsfhir(t, lines[0]+"\n", "validate", "--ndjson", "-"); code != exitOK || !strings.Contains(stderr, "-:1: valid") {
+		t.Errorf("--ndjson from stdin: exit %d\n%s", code, stderr)
+	}
+}
+
 func TestHelpAndUsage(t *testing.T) {
 	for _, cmd := range []string{"demo", "map", "validate"} {
 		code, stdout, _ := ipsfhir(t, "", cmd, "--help")

@@ -256,6 +256,53 @@ apiKeys:
 	if code, _ := call("GET", "/fhir/MeasureReport?period=summer", "hie-key", ""); code != http.StatusBadRequest {
 		t.Errorf("a period that is not one: %d, want 400", code)
 	}
+
+	// The HIE's bulk export: kick off, poll, download; every line passes
+	// ipsfhir validate, and none carries the patient's MRN or words.
+	req, _ := http.NewRequest("GET", base+"/fhir/$export", nil)
+	req.Header.Set("Authorization", "Bearer hie-key")
+	req.Header.Set("Prefer", "respond-async")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("$export kick-off: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	status := strings.TrimPrefix(resp.Header.Get("Content-Location"), base)
+	var manifest struct {
+		Output []struct{ Type, URL string }
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		code, body := call("GET", status, "hie-key", "")
+		if code == http.StatusOK {
+			if err := json.Unmarshal([]byte(body), &manifest); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		if code != http.StatusAccepted || time.Now().After(deadline) {
+			t.Fatalf("$export status: %d %s", code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(manifest.Output) == 0 {
+		t.Fatal("the export has no output")
+	}
+	for _, o := range manifest.Output {
+		code, body := call("GET", strings.TrimPrefix(o.URL, base), "hie-key", "")
+		if code != 200 || body == "" {
+			t.Fatalf("download %s: %d", o.Type, code)
+		}
+		if strings.Contains(body, "MRN777") || strings.Contains(body, "bakery") || o.Type == "DocumentReference" {
+			t.Errorf("the HIE export of %s is not de-identified", o.Type)
+		}
+		file := filepath.Join(dir, o.Type+".ndjson")
+		if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if code, out, errOut := ipsfhir(t, "", "validate", file); code != exitOK {
+			t.Errorf("ipsfhir validate %s: exit %d\n%s%s", o.Type, code, errOut, out)
+		}
+	}
 	cancel()
 	if code := <-done; code != exitOK {
 		t.Errorf("serve exited %d:\n%s", code, stderr.String())

@@ -1,23 +1,30 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/ipsfhir/ipsfhir/mappings"
 )
 
 func runValidate(_ context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlags("validate", "[--json] FILE...",
+	fs := newFlags("validate", "[--json] [--ndjson] FILE...",
 		`Checks FHIR R4 JSON files (a resource or a Bundle) against base R4 and, for
 resources that name an ipsfhir profile in meta.profile, against that profile.
-For each invalid file it prints a FHIR OperationOutcome naming every problem
-and its path; a one-line verdict per file goes to standard error.
+A file whose name ends in .ndjson (FHIR Bulk Data output), or any file with
+--ndjson, holds one resource per line, and each line is checked on its own
+and named FILE:LINE.
+For each invalid file or line it prints a FHIR OperationOutcome naming every
+problem and its path; a one-line verdict per file or line goes to standard
+error.
 Exit 0 when every file is valid, 1 when any is invalid, 2 when any cannot be
 read or is not FHIR JSON at all.`, stderr)
 	asJSON := fs.Bool("json", false, "print one JSON array of {file, valid, outcome} for all files instead")
+	ndjson := fs.Bool("ndjson", false, "read every FILE as NDJSON, one resource per line (implied by a .ndjson name)")
 	if code, done := parseFlags(fs, args, stdout); done {
 		return code
 	}
@@ -39,6 +46,7 @@ read or is not FHIR JSON at all.`, stderr)
 	}
 	var results []result
 	code := exitOK
+	var units []unit
 	for _, name := range fs.Args() {
 		data, err := readInput(name, stdin)
 		if err != nil {
@@ -47,6 +55,18 @@ read or is not FHIR JSON at all.`, stderr)
 			code = exitUsage
 			continue
 		}
+		if *ndjson || strings.HasSuffix(name, ".ndjson") {
+			lines := ndjsonLines(name, data)
+			if len(lines) == 0 {
+				fmt.Fprintf(stderr, "%s: valid (no resources)\n", name)
+			}
+			units = append(units, lines...)
+			continue
+		}
+		units = append(units, unit{name, data})
+	}
+	for _, u := range units {
+		name, data := u.name, u.data
 		issues, err := v.ValidateJSON(data)
 		if err != nil {
 			results = append(results, result{File: name, Error: err.Error()})
@@ -78,6 +98,24 @@ read or is not FHIR JSON at all.`, stderr)
 		}
 	}
 	return code
+}
+
+// unit is one document to validate: a file, or a line of an NDJSON file.
+type unit struct {
+	name string
+	data []byte
+}
+
+// ndjsonLines splits NDJSON into its non-blank lines, named FILE:LINE.
+func ndjsonLines(name string, data []byte) []unit {
+	var out []unit
+	for i, line := range bytes.Split(data, []byte("\n")) {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		out = append(out, unit{fmt.Sprintf("%s:%d", name, i+1), line})
+	}
+	return out
 }
 
 func countIssues(issues []mappings.Issue) string {
