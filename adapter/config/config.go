@@ -85,6 +85,11 @@ func (d Consent) AllowsHIE(c *ips.Client) bool {
 // Server configures the HTTP listener.
 type Server struct {
 	Listen string `yaml:"listen"`
+	// PublicURL is the service's address as callers reach it (through a
+	// TLS proxy, say): https://ips.example.org. The FHIR facade's links,
+	// fullUrls and export file URLs start with it. Empty: taken from each
+	// request's Host.
+	PublicURL string `yaml:"publicUrl"`
 }
 
 // API key roles.
@@ -574,6 +579,9 @@ func (c *Config) serverProblems(ps *problems) {
 	}
 	if host != "" && strings.ContainsAny(host, " /") {
 		ps.add("server.listen", "must be host:port, such as 127.0.0.1:8080 or :8080")
+	}
+	if c.Server.PublicURL != "" {
+		urlProblems(ps, "server.publicUrl", c.Server.PublicURL)
 	}
 }
 

@@ -161,6 +161,8 @@ func TestEveryKindOfMistakeNamesItsKey(t *testing.T) {
 		{"http token URL to a remote host", strings.Replace(conn, "{type: none}", "{type: smart-backend, clientId: c, privateKey: {file: k.pem}, keyId: k, alg: ES384, scopes: [system/Goal.rs], tokenUrl: 'http://auth.example.org/token'}", 1), "connections[0].auth.tokenUrl", "must use https"},
 		{"URL with a query", strings.Replace(conn, "/fhir/R4", "/fhir/R4?x=1", 1), "connections[0].fhirBaseUrl", "query"},
 		{"listen", "server: {listen: 'localhost'}\n", "server.listen", "host:port"},
+		{"public URL over http", "server: {publicUrl: 'http://ips.example.org'}\n", "server.publicUrl", "must use https"},
+		{"public URL with a path query", "server: {publicUrl: 'https://ips.example.org/?a=1'}\n", "server.publicUrl", "query"},
 		{"negative overlap", "sync: {overlap: -1m}\n", "sync.overlap", "must not be negative"},
 		{"zero workers", "sync: {workers: 0}\n", "sync.workers", "at least 1"},
 		{"program id", "program: {id: 'river side'}\n", "program.id", "letters, digits"},

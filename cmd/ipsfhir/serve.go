@@ -124,6 +124,7 @@ func (s *system) handler() http.Handler {
 		Store: s.store, Keys: keys, Mapping: mappings.Options{Program: s.cfg.Program.ID},
 		AllowsEHR: s.cfg.Consent.AllowsEHR, AllowsHIE: s.cfg.Consent.AllowsHIE, Logger: s.logger,
 		PseudonymKey: s.pseudonymKey, Reports: s.measureReports,
+		BaseURL: publicFHIRBase(s.cfg.Server.PublicURL),
 	})
 	if err == nil {
 		if s.facade != nil {
@@ -224,4 +225,13 @@ func reportingQuarter(period string, now time.Time) (outcomes.Quarter, error) {
 		return outcomes.Quarter{}, fhirapi.ErrBadPeriod
 	}
 	return outcomes.QuarterOf(d), nil
+}
+
+// publicFHIRBase is the facade's base URL under the configured public URL,
+// or "" to take it from each request.
+func publicFHIRBase(public string) string {
+	if public == "" {
+		return ""
+	}
+	return strings.TrimSuffix(public, "/") + "/fhir"
 }

@@ -191,7 +191,7 @@ func TestServeFHIRFacade(t *testing.T) {
 	}
 	cfgText := fmt.Sprintf(`program: {id: facade-test}
 store: {driver: sqlite, dsn: ips.db}
-server: {listen: "127.0.0.1:0"}
+server: {listen: "127.0.0.1:0", publicUrl: "https://ips.example.org"}
 consent: {hie: true}
 export: {pseudonymKey: {file: pseudonym.key}}
 apiKeys:
@@ -243,6 +243,10 @@ apiKeys:
 	if code != 200 || !strings.Contains(body, `"total":1`) && !strings.Contains(body, `"total": 1`) {
 		t.Errorf("Goal by patient: %d %.300s", code, body)
 	}
+	// Behind a proxy, links name the public address, not the listener.
+	if !strings.Contains(body, `"https://ips.example.org/fhir/Goal`) || strings.Contains(body, base) {
+		t.Errorf("links do not use server.publicUrl: %.500s", body)
+	}
 	if code, _ := call("GET", "/fhir/Goal", "hie-key", ""); code != http.StatusForbidden {
 		t.Errorf("an HIE key reading records: %d, want 403", code)
 	}
@@ -267,7 +271,8 @@ apiKeys:
 		t.Fatalf("$export kick-off: %v %v", resp, err)
 	}
 	resp.Body.Close()
-	status := strings.TrimPrefix(resp.Header.Get("Content-Location"), base)
+	const public = "https://ips.example.org"
+	status := strings.TrimPrefix(resp.Header.Get("Content-Location"), public)
 	var manifest struct {
 		Output []struct{ Type, URL string }
 	}
@@ -288,7 +293,7 @@ apiKeys:
 		t.Fatal("the export has no output")
 	}
 	for _, o := range manifest.Output {
-		code, body := call("GET", strings.TrimPrefix(o.URL, base), "hie-key", "")
+		code, body := call("GET", strings.TrimPrefix(o.URL, public), "hie-key", "")
 		if code != 200 || body == "" {
 			t.Fatalf("download %s: %d", o.Type, code)
 		}
