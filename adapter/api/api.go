@@ -118,7 +118,10 @@ func New(o Options) http.Handler {
 	}
 	// Authentication comes before routing, so that without a key nobody
 	// learns which paths exist; authorization is per route.
-	return a.accessLog(a.authenticate(r))
+	accessLog := AccessLog(a.log, "http request", "panic in API handler", func(w http.ResponseWriter) {
+		writeIssues(w, http.StatusInternalServerError, internalIssue())
+	})
+	return accessLog(a.authenticate(r))
 }
 
 // handle registers a route. The wrapper records the route template for the
@@ -126,9 +129,9 @@ func New(o Options) http.Handler {
 // caller's role has the permission the route needs.
 func (a *api) handle(r *mux.Router, method, tpl string, need permission, h http.HandlerFunc) {
 	r.HandleFunc(tpl, func(w http.ResponseWriter, req *http.Request) {
-		rec := recordOf(req.Context())
-		rec.route = tpl
-		if !rec.caller.Role.may(need) {
+		rec := RecordOf(req.Context())
+		rec.Route = tpl
+		if !rec.Caller.Role.may(need) {
 			writeIssues(w, http.StatusForbidden, issue("forbidden", "", "this API key's role may not "+need.verb()))
 			return
 		}

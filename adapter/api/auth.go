@@ -51,7 +51,7 @@ func (a *api) authenticate(next http.Handler) http.Handler {
 			writeIssues(w, http.StatusUnauthorized, issue("login", "", aerr.Message))
 			return
 		}
-		recordOf(r.Context()).caller = found
+		RecordOf(r.Context()).Caller = found
 		next.ServeHTTP(w, r)
 	})
 }

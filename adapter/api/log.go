@@ -9,63 +9,77 @@ import (
 	"time"
 )
 
-// requestRecord collects what the access log may say about a request. The
+// RequestRecord collects what an access log may say about a request. The
 // route template is filled in by the matched route, the caller by
 // authentication; nothing else about the request is kept.
-type requestRecord struct {
-	route  string
-	caller Key
+type RequestRecord struct {
+	// Route is the matched route's template ("/api/v1/clients/{id}"),
+	// never the path; "" until a route matches.
+	Route string
+	// Caller is the authenticated caller; zero until authentication.
+	Caller Key
 }
 
 type recordKey struct{}
 
-// recordOf returns the request's record; a request that did not come
-// through accessLog (none does) gets a throwaway one.
-func recordOf(ctx context.Context) *requestRecord {
-	if rec, ok := ctx.Value(recordKey{}).(*requestRecord); ok {
+// RecordOf returns the record of a request served through AccessLog, for
+// routes and authentication to fill in. A request that did not come
+// through AccessLog gets a throwaway record.
+func RecordOf(ctx context.Context) *RequestRecord {
+	if rec, ok := ctx.Value(recordKey{}).(*RequestRecord); ok {
 		return rec
 	}
-	return &requestRecord{}
+	return &RequestRecord{}
 }
 
-// accessLog writes one line per request: method, route template, status,
-// duration and the caller's name. It never logs the path (it holds client
-// ids), the query (keyset cursors are client ids) or any body. It also
-// turns a panic into a 500, so that net/http does not log the panic value,
-// which could hold anything.
-func (a *api) accessLog(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rec := &requestRecord{}
-		sw := &statusWriter{ResponseWriter: w}
-		defer func() {
-			if p := recover(); p != nil {
-				if p == http.ErrAbortHandler {
-					panic(p)
-				}
-				a.log.LogAttrs(r.Context(), slog.LevelError, "panic in API handler", routeAttr(rec))
-				if !sw.wrote {
-					writeIssues(sw, http.StatusInternalServerError, internalIssue())
-				}
-			}
-			a.log.LogAttrs(r.Context(), slog.LevelInfo, "http request",
-				slog.String("method", r.Method),
-				routeAttr(rec),
-				slog.Int("status", sw.status()),
-				slog.Duration("duration", time.Since(start)),
-				slog.String("caller", rec.caller.Name))
-		}()
-		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), recordKey{}, rec)))
-	})
-}
-
-func routeAttr(rec *requestRecord) slog.Attr {
-	if rec.route == "" {
-		// Unauthenticated requests and paths no route matches: the path
-		// could be anything a caller typed, so it is not logged either.
+// RouteAttr is the record's route as a log attribute: the template, or
+// "unmatched" when no route matched (unauthenticated requests and paths no
+// route serves: the path could be anything a caller typed, so it is not
+// logged either).
+func (rec *RequestRecord) RouteAttr() slog.Attr {
+	if rec.Route == "" {
 		return slog.String("route", "unmatched")
 	}
-	return slog.String("route", rec.route)
+	return slog.String("route", rec.Route)
+}
+
+// AccessLog returns middleware that logs one line per request at Info,
+// with message: method, route template, status, duration and the caller's
+// name (from the request's RequestRecord, which it puts in the context).
+// It never logs the path (it holds client ids), the query (keyset cursors
+// are client ids) or any body.
+//
+// It also recovers a handler's panic, so that net/http does not log the
+// panic value, which could hold anything: it logs panicMessage at Error
+// with the route only, and, unless the handler already wrote the headers,
+// calls onPanic to answer 500. http.ErrAbortHandler is panicked again, as
+// net/http expects.
+func AccessLog(log *slog.Logger, message, panicMessage string, onPanic func(w http.ResponseWriter)) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			rec := &RequestRecord{}
+			sw := &statusWriter{ResponseWriter: w}
+			defer func() {
+				if p := recover(); p != nil {
+					if p == http.ErrAbortHandler {
+						panic(p)
+					}
+					log.LogAttrs(r.Context(), slog.LevelError, panicMessage, rec.RouteAttr())
+					if !sw.wrote {
+						onPanic(sw)
+					}
+				}
+				log.LogAttrs(r.Context(), slog.LevelInfo, message,
+					slog.String("method", r.Method),
+					rec.RouteAttr(),
+					slog.Int("status", sw.status()),
+					slog.Duration("duration", time.Since(start)),
+					slog.String("caller", rec.Caller.Name))
+			}()
+			next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), recordKey{}, rec)))
+		})
+	}
 }
 
 // statusWriter remembers the status a handler wrote.
@@ -114,6 +128,6 @@ func (a *api) internalError(w http.ResponseWriter, r *http.Request, op string, e
 		level = slog.LevelInfo // the caller went away; nothing is wrong here
 	}
 	a.log.LogAttrs(r.Context(), level, "API request failed",
-		slog.String("op", op), routeAttr(recordOf(r.Context())), slog.String("error", msg))
+		slog.String("op", op), RecordOf(r.Context()).RouteAttr(), slog.String("error", msg))
 	writeIssues(w, http.StatusInternalServerError, internalIssue())
 }

@@ -91,7 +91,7 @@ func (a *api) save(w http.ResponseWriter, r *http.Request, id string, want exist
 		case errors.Is(err, store.ErrInvalid):
 			// The API checks everything the store checks, so this is a bug;
 			// the store's message may name the client and is not passed on.
-			a.log.LogAttrs(ctx, slog.LevelError, "store refused a write as invalid", routeAttr(recordOf(ctx)))
+			a.log.LogAttrs(ctx, slog.LevelError, "store refused a write as invalid", RecordOf(ctx).RouteAttr())
 			writeIssues(w, http.StatusBadRequest, issue("invalid", "", "the store refused the record as invalid"))
 		default:
 			a.internalError(w, r, "save client", err, id)

@@ -89,7 +89,7 @@ func kickOff(group bool) func(*Server, http.ResponseWriter, *http.Request) {
 			writeOutcome(w, http.StatusNotFound, oo("not-found", "no Group with this id; the only Group is the program's, Group/{program id}"))
 			return
 		}
-		caller := recordOf(r.Context()).caller
+		caller := api.RecordOf(r.Context()).Caller
 		// Only an admin's export is identified; every other caller's is
 		// de-identified, and without a key it cannot be.
 		deidentified := caller.Role != api.RoleAdmin
@@ -416,7 +416,7 @@ func compactJSON(b []byte) []byte {
 // see it: the caller that started it, or an admin. Anyone else is told it
 // does not exist.
 func (s *Server) jobFor(r *http.Request) *exportJob {
-	caller := recordOf(r.Context()).caller
+	caller := api.RecordOf(r.Context()).Caller
 	s.jobsMu.Lock()
 	defer s.jobsMu.Unlock()
 	s.expireLocked()

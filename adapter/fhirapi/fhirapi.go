@@ -196,7 +196,10 @@ func New(o Options) (*Server, error) {
 	// Authentication comes before routing, so that without a key nobody
 	// learns which paths exist; only the CapabilityStatement is public.
 	authed := s.authenticate(r)
-	s.root = s.accessLog(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	accessLog := api.AccessLog(s.log, "fhir request", "panic in FHIR handler", func(w http.ResponseWriter) {
+		writeOutcome(w, http.StatusInternalServerError, internalOutcome())
+	})
+	s.root = accessLog(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if req.URL.Path == metadataPath {
 			r.ServeHTTP(w, req)
 			return
@@ -227,9 +230,9 @@ func (s *Server) Close() {
 func (s *Server) handle(r *mux.Router, rt route) {
 	h := rt.handler
 	r.HandleFunc(rt.path, func(w http.ResponseWriter, req *http.Request) {
-		rec := recordOf(req.Context())
-		rec.route = rt.path
-		if rt.access != public && !rt.access.allows(rec.caller.Role) {
+		rec := api.RecordOf(req.Context())
+		rec.Route = rt.path
+		if rt.access != public && !rt.access.allows(rec.Caller.Role) {
 			writeOutcome(w, http.StatusForbidden, oo("forbidden", "this API key's role may not "+rt.access.verb()))
 			return
 		}
@@ -308,92 +311,9 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			writeOutcome(w, http.StatusUnauthorized, oo("login", aerr.Message))
 			return
 		}
-		recordOf(r.Context()).caller = k
+		api.RecordOf(r.Context()).Caller = k
 		next.ServeHTTP(w, r)
 	})
-}
-
-// ---------------------------------------------------------------- access log
-
-// requestRecord collects what the access log may say about a request.
-type requestRecord struct {
-	route  string
-	caller api.Key
-}
-
-type recordKey struct{}
-
-func recordOf(ctx context.Context) *requestRecord {
-	if rec, ok := ctx.Value(recordKey{}).(*requestRecord); ok {
-		return rec
-	}
-	return &requestRecord{}
-}
-
-// accessLog writes one line per request: method, route template, status,
-// duration and the caller's key name; never the path or the query. A panic
-// becomes a 500 without its value reaching any log.
-func (s *Server) accessLog(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rec := &requestRecord{}
-		sw := &statusWriter{ResponseWriter: w}
-		defer func() {
-			if p := recover(); p != nil {
-				if p == http.ErrAbortHandler {
-					panic(p)
-				}
-				s.log.LogAttrs(r.Context(), slog.LevelError, "panic in FHIR handler", routeAttr(rec))
-				if !sw.wrote {
-					writeOutcome(sw, http.StatusInternalServerError, internalOutcome())
-				}
-			}
-			s.log.LogAttrs(r.Context(), slog.LevelInfo, "fhir request",
-				slog.String("method", r.Method),
-				routeAttr(rec),
-				slog.Int("status", sw.status()),
-				slog.Duration("duration", time.Since(start)),
-				slog.String("caller", rec.caller.Name))
-		}()
-		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), recordKey{}, rec)))
-	})
-}
-
-func routeAttr(rec *requestRecord) slog.Attr {
-	if rec.route == "" {
-		return slog.String("route", "unmatched")
-	}
-	return slog.String("route", rec.route)
-}
-
-type statusWriter struct {
-	http.ResponseWriter
-	code  int
-	wrote bool
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if !w.wrote {
-		w.code, w.wrote = code, true
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if !w.wrote {
-		w.code, w.wrote = http.StatusOK, true
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-func (w *statusWriter) status() int {
-	if !w.wrote {
-		return http.StatusOK
-	}
-	return w.code
 }
 
 // internalError logs the cause of a 500 and answers with a message that
@@ -405,7 +325,7 @@ func (s *Server) internalError(w http.ResponseWriter, r *http.Request, op string
 		level = slog.LevelInfo
 	}
 	s.log.LogAttrs(r.Context(), level, "FHIR request failed",
-		slog.String("op", op), routeAttr(recordOf(r.Context())), slog.String("error", redact(err, ids...)))
+		slog.String("op", op), api.RecordOf(r.Context()).RouteAttr(), slog.String("error", redact(err, ids...)))
 	writeOutcome(w, http.StatusInternalServerError, internalOutcome())
 }
 
