@@ -199,7 +199,7 @@ func (p *Plan) choosePaths(o Options) error {
 		case p.writable(t) && siteCoded && o.SiteCodes[c]:
 			cp.Path, cp.ResourceType = Native, t
 			cp.Why = fmt.Sprintf("%s declares create and update; written under the site code the administrator mapped", t)
-			cp.Change = "override to chart-note (keep it out of " + t + ") or none"
+			cp.Change = fmt.Sprintf("set connections[].overrides.%s to chart-note (to keep it out of %s) or none", c, t)
 		case p.writable(t) && siteCoded && noteWritable:
 			cp.Path, cp.ResourceType = InNote, "DocumentReference"
 			cp.Why = fmt.Sprintf("this EHR takes %s writes only under codes the site configured, and no site code is mapped for %s; it goes into the chart note", t, c)
@@ -211,11 +211,11 @@ func (p *Plan) choosePaths(o Options) error {
 		case p.writable(t):
 			cp.Path, cp.ResourceType = Native, t
 			cp.Why = fmt.Sprintf("%s declares create and update", t)
-			cp.Change = "override to chart-note (keep it out of " + t + ") or none"
+			cp.Change = fmt.Sprintf("set connections[].overrides.%s to chart-note (to keep it out of %s) or none", c, t)
 		case noteWritable:
 			cp.Path, cp.ResourceType = InNote, "DocumentReference"
 			cp.Why = fmt.Sprintf("%s is not writable here (declares %s); it goes into the chart note", t, p.interactionsOf(t))
-			cp.Change = "override to none to leave it out of the note"
+			cp.Change = fmt.Sprintf("set connections[].overrides.%s to none to leave it out of the note", c)
 		default:
 			cp.Path = NoPath
 			cp.Why = fmt.Sprintf("neither %s (declares %s) nor DocumentReference (declares %s) can be written", t, p.interactionsOf(t), p.interactionsOf("DocumentReference"))
@@ -248,7 +248,7 @@ func (p *Plan) choosePaths(o Options) error {
 		note.Why = "some concepts fall back to the note; DocumentReference declares create and update, so one note per client is updated in place"
 	case noteWritable:
 		note.Why = "every concept is written natively; no note is needed"
-		note.Change = "override to native to also write the note"
+		note.Change = "set connections[].overrides.chart-note to native to also write the note"
 	default:
 		note.Why = fmt.Sprintf("DocumentReference declares %s; a note needs create and update", p.interactionsOf("DocumentReference"))
 	}
@@ -272,7 +272,7 @@ func (p *Plan) choosePaths(o Options) error {
 	if rp := p.types["ServiceRequest"]; rp != nil && p.Allows("ServiceRequest", "search-type") && rp.Detection != NotDetected {
 		ref.Path, ref.ResourceType = ReadOnly, "ServiceRequest"
 		ref.Why = fmt.Sprintf("ServiceRequest can be searched (%s): new referrals to IPS enroll clients", rp.Detection)
-		ref.Change = "override to none to enroll only through the API and imports"
+		ref.Change = "set connections[].overrides.referral-intake to none to enroll only through the API and imports"
 	} else {
 		ref.Why = "ServiceRequest cannot be searched here; clients are enrolled through the API and imports"
 	}

@@ -58,6 +58,19 @@ func TestCheckOffline(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^  employment-goal\s+chart-note \(DocumentReference\)\s+Goal is not writable here`).MatchString(plan) {
 		t.Errorf("the plan summary does not show the goal's path and why:\n%s", plan)
 	}
+	// What the administrator can change, and how each type is kept from
+	// duplicates and overwrites and how changes are found.
+	for _, want := range []string{
+		"you can: map the site's code in connections[].codes.job-outcome to write it as Observation",
+		"you can: set connections[].overrides.referral-intake to none",
+		"strategies:",
+		"DocumentReference  idempotency ledger+search-identifier; concurrency read-compare-write; changes found by _lastUpdated (_lastupdated)",
+		"ServiceRequest     changes found by date-parameter (authored)",
+	} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("the plan summary lacks %q:\n%s", want, plan)
+		}
+	}
 	if !strings.Contains(out, "\nready: sync can run") {
 		t.Errorf("no verdict:\n%s", out)
 	}

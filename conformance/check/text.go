@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/ipsfhir/ipsfhir/adapter/plan"
@@ -87,6 +88,46 @@ func writePlan(w io.Writer, p *plan.Plan) {
 			path += ", overridden"
 		}
 		fmt.Fprintf(w, "  %-17s  %-30s  %s\n", c.Concept, path, c.Why)
+		if c.Change != "" {
+			fmt.Fprintf(w, "  %-17s  %-30s  you can: %s\n", "", "", c.Change)
+		}
+	}
+	// How each resource type the plan uses is kept from duplicates and
+	// from overwriting a clinician's edit, and how changes are found.
+	var used []string
+	written := map[string]bool{}
+	for _, c := range p.Concepts {
+		if c.ResourceType != "" && !slices.Contains(used, c.ResourceType) {
+			used = append(used, c.ResourceType)
+		}
+		if c.Path == plan.Native || c.Path == plan.InNote {
+			written[c.ResourceType] = true
+		}
+	}
+	if len(used) > 0 {
+		fmt.Fprintln(w, "  strategies:")
+	}
+	for _, t := range used {
+		rp := p.Type(t)
+		if rp == nil {
+			continue
+		}
+		var parts []string
+		if written[t] && rp.Idempotency != "" {
+			parts = append(parts, "idempotency "+string(rp.Idempotency))
+		}
+		if written[t] && rp.Concurrency != "" {
+			parts = append(parts, "concurrency "+string(rp.Concurrency))
+		}
+		detect := "changes found by " + string(rp.Detection)
+		switch {
+		case rp.Detection == plan.LastUpdated && rp.LastUpdatedParam != "":
+			detect += " (" + rp.LastUpdatedParam + ")"
+		case rp.Detection == plan.DateParameter && rp.DateParam != "":
+			detect += " (" + rp.DateParam + ")"
+		}
+		parts = append(parts, detect)
+		fmt.Fprintf(w, "    %-17s  %s\n", t, strings.Join(parts, "; "))
 	}
 	for _, warn := range p.Warnings {
 		fmt.Fprintf(w, "  warning: %s\n", warn)
