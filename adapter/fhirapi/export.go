@@ -284,46 +284,7 @@ func (s *Server) expireLocked() {
 // promises nothing later, and the next export with _since picks them up.
 func (s *Server) runExport(ctx context.Context, j *exportJob) {
 	defer s.jobsWG.Done()
-	files := map[string]*output{}
-	var size int64
-	err := s.eachClient(ctx, "", func(st store.Stored) (bool, error) {
-		if err := ctx.Err(); err != nil {
-			return false, err
-		}
-		j.mu.Lock()
-		j.read++
-		j.mu.Unlock()
-		if st.UpdatedAt.After(j.txTime) || (!j.since.IsZero() && !st.UpdatedAt.After(j.since)) || !s.allowsHIE(st.Client) {
-			return true, nil
-		}
-		es, err := s.entries(st)
-		if err != nil {
-			return false, err
-		}
-		if j.deidentified {
-			return true, s.addDeidentified(j, es, files, &size)
-		}
-		for _, e := range es {
-			if !j.wants(e.ResourceType) {
-				continue
-			}
-			line, err := mappings.MarshalCompact(e.Resource)
-			if err != nil {
-				return false, err
-			}
-			if size += int64(len(line)) + 1; size > s.limits.MaxJobBytes {
-				return false, errTooLarge
-			}
-			f := files[e.ResourceType]
-			if f == nil {
-				f = &output{typ: e.ResourceType, name: e.ResourceType + ".ndjson"}
-				files[e.ResourceType] = f
-			}
-			f.data = append(append(f.data, line...), '\n')
-			f.count++
-		}
-		return true, nil
-	})
+	outs, err := s.collectExport(ctx, j, s.limits.MaxJobBytes)
 	if ctx.Err() != nil {
 		return // deleted, or the server is closing: nobody will ask
 	}
@@ -342,12 +303,7 @@ func (s *Server) runExport(ctx context.Context, j *exportJob) {
 		s.log.LogAttrs(context.Background(), slog.LevelError, "export failed", slog.String("op", "export"), slog.String("error", err.Error()))
 		return
 	}
-	for _, t := range recordTypes {
-		if f := files[t]; f != nil {
-			f.sort()
-			j.outputs = append(j.outputs, *f)
-		}
-	}
+	j.outputs = outs
 	if len(j.notes) > 0 {
 		// One OperationOutcome per ignored parameter, as the IG asks.
 		var data []byte
@@ -360,9 +316,119 @@ func (s *Server) runExport(ctx context.Context, j *exportJob) {
 	j.state = jobComplete
 }
 
+// collectExport reads the clients j covers and returns the export's files, in
+// recordTypes order, within maxBytes (0: no limit).
+func (s *Server) collectExport(ctx context.Context, j *exportJob, maxBytes int64) ([]output, error) {
+	files := map[string]*output{}
+	var size int64
+	err := s.eachClient(ctx, "", func(st store.Stored) (bool, error) {
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		j.mu.Lock()
+		j.read++
+		j.mu.Unlock()
+		if st.UpdatedAt.After(j.txTime) || (!j.since.IsZero() && !st.UpdatedAt.After(j.since)) || !s.allowsHIE(st.Client) {
+			return true, nil
+		}
+		es, err := s.entries(st)
+		if err != nil {
+			return false, err
+		}
+		if j.deidentified {
+			return true, s.addDeidentified(j, es, files, &size, maxBytes)
+		}
+		for _, e := range es {
+			if !j.wants(e.ResourceType) {
+				continue
+			}
+			line, err := mappings.MarshalCompact(e.Resource)
+			if err != nil {
+				return false, err
+			}
+			if size += int64(len(line)) + 1; maxBytes > 0 && size > maxBytes {
+				return false, errTooLarge
+			}
+			f := files[e.ResourceType]
+			if f == nil {
+				f = &output{typ: e.ResourceType, name: e.ResourceType + ".ndjson"}
+				files[e.ResourceType] = f
+			}
+			f.data = append(append(f.data, line...), '\n')
+			f.count++
+		}
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var outs []output
+	for _, t := range recordTypes {
+		if f := files[t]; f != nil {
+			f.sort()
+			outs = append(outs, *f)
+		}
+	}
+	return outs, nil
+}
+
+// ExportOptions choose what Export writes.
+type ExportOptions struct {
+	// Since leaves out clients not saved after it (zero: everything).
+	Since time.Time
+	// Types limits the resource types (nil: all the export holds).
+	Types []string
+	// Identified exports the records as they are, for the program's own
+	// use; otherwise the de-identified limited data set HIEs get, which
+	// needs Options.PseudonymKey.
+	Identified bool
+}
+
+// ExportFile is one NDJSON file of an export.
+type ExportFile struct {
+	Type  string // resource type
+	Name  string // {Type}.ndjson
+	Count int    // resources (lines)
+	Data  []byte
+}
+
+// Export runs a Bulk Data export at once, with no job and no size limit,
+// and returns its files: the same files $export would serve a caller of
+// the matching role, from clients whose consent allows HIE sharing
+// (ipsfhir export writes them to a directory).
+func (s *Server) Export(ctx context.Context, o ExportOptions) ([]ExportFile, error) {
+	if !o.Identified && s.deid == nil {
+		return nil, ErrNoPseudonymKey
+	}
+	for _, t := range o.Types {
+		if !slices.Contains(recordTypes, t) {
+			return nil, fmt.Errorf("%w: %q is not a resource type the export holds (%s)", ErrExportRequest, t, strings.Join(recordTypes, ", "))
+		}
+		if !o.Identified && t == "DocumentReference" {
+			return nil, fmt.Errorf("%w: chart notes (DocumentReference) are free text and never leave de-identified", ErrExportRequest)
+		}
+	}
+	j := &exportJob{types: o.Types, deidentified: !o.Identified, since: o.Since, txTime: s.now()}
+	outs, err := s.collectExport(ctx, j, 0)
+	if err != nil {
+		return nil, err
+	}
+	files := make([]ExportFile, len(outs))
+	for i, f := range outs {
+		files[i] = ExportFile{Type: f.typ, Name: f.name, Count: f.count, Data: f.data}
+	}
+	return files, nil
+}
+
+// ErrExportRequest wraps what is wrong with ExportOptions.
+var ErrExportRequest = errors.New("fhirapi: export")
+
+// ErrNoPseudonymKey: a de-identified export needs export.pseudonymKey.
+var ErrNoPseudonymKey = errors.New("fhirapi: a de-identified export needs a pseudonym key (export.pseudonymKey)")
+
 // addDeidentified adds a client's de-identified resources to the files
 // (deid.go), within the job's size limit.
-func (s *Server) addDeidentified(j *exportJob, es []mappings.Entry, files map[string]*output, size *int64) error {
+func (s *Server) addDeidentified(j *exportJob, es []mappings.Entry, files map[string]*output, size *int64, maxBytes int64) error {
 	lines, err := s.deid.entries(es)
 	if err != nil {
 		return err
@@ -371,7 +437,7 @@ func (s *Server) addDeidentified(j *exportJob, es []mappings.Entry, files map[st
 		if !j.wants(l.typ) {
 			continue
 		}
-		if *size += int64(len(l.data)) + 1; *size > s.limits.MaxJobBytes {
+		if *size += int64(len(l.data)) + 1; maxBytes > 0 && *size > maxBytes {
 			return errTooLarge
 		}
 		f := files[l.typ]
