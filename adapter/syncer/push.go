@@ -308,33 +308,43 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 	p := conn.Plan
 	native := func(cpt plan.Concept) bool { return p.Concept(cpt).Path == plan.Native }
 	canonical := canonicalEntries(c, canon)
-	// Goals first: the plan refers to them.
-	var all []mappings.Entry
-	if native(plan.Goal) {
-		for _, g := range c.Goals {
-			all = append(all, mappings.Entry{Key: o.GoalKey(c, g), ResourceType: "Goal", Resource: wrap(mappings.Goal(c, g, o))})
-		}
-	}
-	if native(plan.IPSPlan) {
-		all = append(all, mappings.Entry{Key: o.PlanKey(c), ResourceType: "CarePlan", Resource: wrap(mappings.CarePlan(c, o))})
-	}
-	if native(plan.JobOutcome) {
-		for _, j := range c.Jobs {
-			all = append(all, mappings.Entry{Key: o.JobKey(c, j), ResourceType: "Observation", Resource: wrap(mappings.JobObservation(c, j, o))})
-		}
-	}
-	if native(plan.EmploymentStatus) {
-		for _, st := range c.Employment {
-			all = append(all, mappings.Entry{Key: o.EmploymentStatusKey(c, st), ResourceType: "Observation", Resource: wrap(mappings.EmploymentStatusObservation(c, st, o))})
-			if o.PRAPARE {
-				all = append(all, mappings.Entry{Key: o.PRAPAREKey(c, st), ResourceType: "Observation", Resource: wrap(mappings.PRAPAREObservation(c, st, o))})
+	// Goals first: the plan refers to them. The rest is mapped when it is
+	// written, so that it refers to goals by the ids the EHR gave them.
+	goals := func() []mappings.Entry {
+		var out []mappings.Entry
+		if native(plan.Goal) {
+			for _, g := range c.Goals {
+				out = append(out, mappings.Entry{Key: o.GoalKey(c, g), ResourceType: "Goal", Resource: wrap(mappings.Goal(c, g, o))})
 			}
 		}
+		return out
 	}
-	if native(plan.ChartNote) {
-		all = append(all, mappings.Entry{Key: o.PlanNoteKey(c), ResourceType: "DocumentReference", Resource: wrap(mappings.PlanNote(c, o))})
+	rest := func() []mappings.Entry {
+		var out []mappings.Entry
+		if native(plan.IPSPlan) {
+			out = append(out, mappings.Entry{Key: o.PlanKey(c), ResourceType: "CarePlan", Resource: wrap(mappings.CarePlan(c, o))})
+		}
+		if native(plan.JobOutcome) {
+			for _, j := range c.Jobs {
+				out = append(out, mappings.Entry{Key: o.JobKey(c, j), ResourceType: "Observation", Resource: wrap(mappings.JobObservation(c, j, o))})
+			}
+		}
+		if native(plan.EmploymentStatus) {
+			for _, st := range c.Employment {
+				out = append(out, mappings.Entry{Key: o.EmploymentStatusKey(c, st), ResourceType: "Observation", Resource: wrap(mappings.EmploymentStatusObservation(c, st, o))})
+				if o.PRAPARE {
+					out = append(out, mappings.Entry{Key: o.PRAPAREKey(c, st), ResourceType: "Observation", Resource: wrap(mappings.PRAPAREObservation(c, st, o))})
+				}
+			}
+		}
+		if native(plan.ChartNote) {
+			out = append(out, mappings.Entry{Key: o.PlanNoteKey(c), ResourceType: "DocumentReference", Resource: wrap(mappings.PlanNote(c, o))})
+		}
+		return out
 	}
-	if e.canTransact(conn, all) {
+	if all := append(goals(), rest()...); e.canTransact(conn, all) {
+		// In a transaction, references to new goals are their urn:uuid
+		// fullUrls, which the EHR resolves inside the Bundle.
 		w, done, err := e.pushTransaction(ctx, conn, all, canonical, clientID)
 		s.add(w)
 		if done || err != nil {
@@ -343,11 +353,13 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 		// The EHR refused the Bundle: push one by one, which finds
 		// what the Bundle wrote and says which resource is refused.
 	}
-	for _, en := range all {
-		w, err := e.write(ctx, conn, en.Key, en.ResourceType, en.Resource, canonical[en.Key], clientID)
-		s.add(w)
-		if err != nil {
-			return s, err
+	for _, batch := range []func() []mappings.Entry{goals, rest} {
+		for _, en := range batch() {
+			w, err := e.write(ctx, conn, en.Key, en.ResourceType, en.Resource, canonical[en.Key], clientID)
+			s.add(w)
+			if err != nil {
+				return s, err
+			}
 		}
 	}
 	return s, nil

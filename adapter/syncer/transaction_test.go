@@ -152,3 +152,33 @@ func TestStaleResourceInATransactionFallsBackToSingleWrites(t *testing.T) {
 		t.Errorf("EHR job status %v after push, want the IPS content (final)", obs["status"])
 	}
 }
+
+// TestSingleWritesReferToGoalsTheEHRStored: without Bundles, goals are
+// written first and the plan then refers to them by the ids the EHR gave,
+// never by a Bundle-only urn:uuid.
+func TestSingleWritesReferToGoalsTheEHRStored(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	r.conn.Plan.Bundles = "none" // an EHR with conditional update but no transaction
+	r.enqueueAll(t)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+		t.Fatalf("push: %+v %v", s, err)
+	}
+	es, err := r.client.Search(ctx, "CarePlan", url.Values{"_count": {"1000"}})
+	if err != nil || len(es) == 0 {
+		t.Fatalf("CarePlan search: %d %v", len(es), err)
+	}
+	withGoals := 0
+	for _, e := range es {
+		if strings.Contains(string(e.Resource), `"reference":"urn:uuid:`) {
+			t.Errorf("a stored CarePlan refers to a urn:uuid: %.300s", e.Resource)
+			break
+		}
+		if strings.Contains(string(e.Resource), `"reference":"Goal/`) {
+			withGoals++
+		}
+	}
+	if withGoals == 0 {
+		t.Error("no stored CarePlan refers to a Goal at all: the test proves nothing")
+	}
+}
