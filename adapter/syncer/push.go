@@ -33,6 +33,7 @@ type EHR interface {
 	Create(ctx context.Context, resourceType string, body []byte, ifNoneExist string) (*ehr.Response, error)
 	Update(ctx context.Context, resourceType, target string, body []byte, ifMatch string) (*ehr.Response, error)
 	Transaction(ctx context.Context, bundle []byte, idempotent bool) (*ehr.Response, error)
+	Batch(ctx context.Context, bundle []byte, idempotent bool) (*ehr.Response, error)
 }
 
 // Connection is one EHR the engine syncs with.
@@ -342,10 +343,11 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 		}
 		return out
 	}
-	if all := append(goals(), rest()...); e.canTransact(conn, all) {
+	if all := append(goals(), rest()...); e.bundleKind(conn, all) != "" {
 		// In a transaction, references to new goals are their urn:uuid
-		// fullUrls, which the EHR resolves inside the Bundle.
-		w, done, err := e.pushTransaction(ctx, conn, all, canonical, clientID)
+		// fullUrls, which the EHR resolves inside the Bundle; a batch
+		// carries only updates of resources the EHR already holds.
+		w, done, err := e.pushBundle(ctx, conn, e.bundleKind(conn, all), all, canonical, clientID)
 		s.add(w)
 		if done || err != nil {
 			return s, err

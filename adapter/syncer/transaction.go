@@ -16,21 +16,35 @@ import (
 	"github.com/ipsfhir/ipsfhir/mappings"
 )
 
-// canTransact reports whether a client's resources may go to the EHR in one
-// transaction Bundle: the EHR declares transaction, and every type written
-// is updated conditionally by identifier, so the Bundle is idempotent (safe
-// to send again after a lost answer) and needs no ids from the ledger.
-func (e *Engine) canTransact(conn *Connection, entries []mappings.Entry) bool {
-	if conn.Plan.Bundles != "transaction" || len(entries) < 2 {
-		return false
+// bundleKind says how a client's resources may go to the EHR together:
+// "transaction" when the EHR declares transaction and every type written is
+// updated conditionally by identifier (the Bundle is idempotent, safe to
+// send again after a lost answer, and needs no ids from the ledger);
+// "batch" when the EHR declares batch (and not transaction) and update on
+// every type, for updates of resources the ledger knows (PUT Type/id is
+// idempotent too; creates still go one by one, each searched for first);
+// "" otherwise.
+func (e *Engine) bundleKind(conn *Connection, entries []mappings.Entry) string {
+	if len(entries) < 2 {
+		return ""
 	}
+	conditional, updatable := true, true
 	for _, en := range entries {
 		rp := conn.Plan.Type(en.ResourceType)
-		if rp == nil || rp.Idempotency != plan.ConditionalUpdate || !conn.Plan.Allows(en.ResourceType, "update") {
-			return false
+		if rp == nil || !conn.Plan.Allows(en.ResourceType, "update") {
+			updatable = false
+		}
+		if rp == nil || rp.Idempotency != plan.ConditionalUpdate {
+			conditional = false
 		}
 	}
-	return true
+	switch {
+	case conn.Plan.Bundles == "transaction" && conditional && updatable:
+		return "transaction"
+	case conn.Plan.Bundles == "batch" && updatable:
+		return "batch"
+	}
+	return ""
 }
 
 // txEntry is one changed resource of a transaction.
@@ -41,14 +55,15 @@ type txEntry struct {
 	known bool
 }
 
-// pushTransaction writes the client's changed resources in one transaction
-// Bundle of conditional updates. Resources refer to each other by their
+// pushBundle writes the client's changed resources in one Bundle of kind
+// (see bundleKind). In a transaction, resources refer to each other by their
 // urn:uuid fullUrls, which the EHR resolves inside the Bundle. done is false
-// when the EHR refused the Bundle (a stale If-Match, a resource it rejects,
-// an answer the adapter cannot read): the caller then pushes one resource at
-// a time, which settles conflicts and names the refused resource. Store
-// errors are returned.
-func (e *Engine) pushTransaction(ctx context.Context, conn *Connection, entries []mappings.Entry, canonical map[mappings.Key]*bpb.ContainedResource, clientID string) (s PushSummary, done bool, err error) {
+// when the Bundle did not write everything (a stale If-Match, a resource the
+// EHR rejects, an answer the adapter cannot read, or, for a batch, a
+// resource new to the EHR): the caller then pushes one resource at a time,
+// which settles conflicts, names the refused resource and skips what the
+// Bundle wrote. Store errors are returned.
+func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, entries []mappings.Entry, canonical map[mappings.Key]*bpb.ContainedResource, clientID string) (s PushSummary, done bool, err error) {
 	var changed []txEntry
 	for _, en := range entries {
 		can := canonical[en.Key]
@@ -73,24 +88,43 @@ func (e *Engine) pushTransaction(ctx context.Context, conn *Connection, entries 
 		// Nothing, or one resource: the single request says more.
 		return s, false, nil
 	}
-	body, err := transactionBundle(conn, changed)
+	if kind == "batch" {
+		for _, ch := range changed {
+			if !ch.known || ch.le.ResourceID == "" {
+				// A create: one by one, each searched for first.
+				return s, false, nil
+			}
+		}
+	}
+	body, err := bundleBody(conn, kind, changed)
 	if err != nil {
 		return s, false, nil
 	}
-	resp, err := conn.EHR.Transaction(ctx, body, true)
+	send := conn.EHR.Transaction
+	if kind == "batch" {
+		send = conn.EHR.Batch
+	}
+	resp, err := send(ctx, body, true)
 	if err != nil {
 		if ctx.Err() != nil {
 			return s, false, ctx.Err()
 		}
-		e.log().InfoContext(ctx, "transaction refused; pushing resources one by one", "connection", conn.Name, "error_kind", reasonOf(err))
+		e.log().InfoContext(ctx, kind+" refused; pushing resources one by one", "connection", conn.Name, "error_kind", reasonOf(err))
 		return s, false, nil
 	}
-	results, ok := transactionResults(resp.Body, len(changed))
+	results, ok := bundleResults(resp.Body, len(changed))
 	if !ok {
-		e.log().InfoContext(ctx, "transaction answer unreadable; pushing resources one by one", "connection", conn.Name)
+		e.log().InfoContext(ctx, kind+" answer unreadable; pushing resources one by one", "connection", conn.Name)
 		return s, false, nil
 	}
+	done = true
 	for i, ch := range changed {
+		if !strings.HasPrefix(results[i].Status, "2") {
+			// Only a batch answers entry by entry; the one-by-one
+			// pass writes this one and says why it is refused.
+			done = false
+			continue
+		}
 		id, vid := ehr.ParseLocation(results[i].Location)
 		if v := ehr.VersionFromETag(results[i].Etag); v != "" {
 			vid = v
@@ -106,6 +140,9 @@ func (e *Engine) pushTransaction(ctx context.Context, conn *Connection, entries 
 		}
 		s.Written++
 		e.record(ctx, conn.Name, ch.en.ResourceType, telemetry.OutcomeWritten, nil)
+	}
+	if !done {
+		return s, false, nil
 	}
 	// The unchanged rest (the one-by-one path counts its own).
 	s.Unchanged += len(entries) - len(changed)
@@ -126,16 +163,17 @@ func containsKey(changed []txEntry, k mappings.Key) bool {
 	return false
 }
 
-// transactionBundle builds the Bundle: PUT Type?identifier=… per resource,
-// If-Match with the ledger's version where the plan uses it.
-func transactionBundle(conn *Connection, changed []txEntry) ([]byte, error) {
+// bundleBody builds the Bundle: in a transaction PUT Type?identifier=…, in
+// a batch PUT Type/id; If-Match with the ledger's version where the plan
+// uses it.
+func bundleBody(conn *Connection, kind string, changed []txEntry) ([]byte, error) {
 	type request struct {
 		Method  string `json:"method"`
 		URL     string `json:"url"`
 		IfMatch string `json:"ifMatch,omitempty"`
 	}
 	type entry struct {
-		FullURL  string          `json:"fullUrl"`
+		FullURL  string          `json:"fullUrl,omitempty"`
 		Resource json.RawMessage `json:"resource"`
 		Request  request         `json:"request"`
 	}
@@ -143,17 +181,22 @@ func transactionBundle(conn *Connection, changed []txEntry) ([]byte, error) {
 		ResourceType string  `json:"resourceType"`
 		Type         string  `json:"type"`
 		Entry        []entry `json:"entry"`
-	}{ResourceType: "Bundle", Type: "transaction"}
+	}{ResourceType: "Bundle", Type: kind}
 	for _, ch := range changed {
+		fullURL, url := ch.en.Key.FullURL(), ch.en.Key.ConditionalURL(ch.en.ResourceType)
+		if kind == "batch" {
+			setID(ch.en.Resource, ch.le.ResourceID)
+			fullURL, url = "", ch.en.ResourceType+"/"+ch.le.ResourceID
+		}
 		raw, err := mappings.MarshalCompact(ch.en.Resource)
 		if err != nil {
 			return nil, err
 		}
-		req := request{Method: "PUT", URL: ch.en.Key.ConditionalURL(ch.en.ResourceType)}
+		req := request{Method: "PUT", URL: url}
 		if ch.known && ch.le.VersionID != "" && conn.Plan.Type(ch.en.ResourceType).Concurrency == plan.IfMatch {
 			req.IfMatch = `W/"` + ch.le.VersionID + `"`
 		}
-		b.Entry = append(b.Entry, entry{FullURL: ch.en.Key.FullURL(), Resource: raw, Request: req})
+		b.Entry = append(b.Entry, entry{FullURL: fullURL, Resource: raw, Request: req})
 	}
 	return json.Marshal(b)
 }
@@ -164,9 +207,9 @@ type entryResponse struct {
 	Etag     string `json:"etag"`
 }
 
-// transactionResults reads a transaction-response Bundle: one successful
-// response per entry, in order.
-func transactionResults(body []byte, n int) ([]entryResponse, bool) {
+// bundleResults reads a transaction- or batch-response Bundle: one response
+// per entry, in order (a transaction's are all successes).
+func bundleResults(body []byte, n int) ([]entryResponse, bool) {
 	var b struct {
 		ResourceType string `json:"resourceType"`
 		Entry        []struct {
@@ -178,7 +221,7 @@ func transactionResults(body []byte, n int) ([]entryResponse, bool) {
 	}
 	out := make([]entryResponse, n)
 	for i, en := range b.Entry {
-		if en.Response == nil || !strings.HasPrefix(en.Response.Status, "2") {
+		if en.Response == nil {
 			return nil, false
 		}
 		out[i] = *en.Response

@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
+	"github.com/ipsfhir/ipsfhir/adapter/plan"
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/mappings"
 )
@@ -20,7 +22,14 @@ type countingEHR struct {
 	writeCounts
 }
 
-type writeCounts struct{ creates, updates, bundles int }
+type writeCounts struct{ creates, updates, bundles, batches int }
+
+func (c *countingEHR) Batch(ctx context.Context, bundle []byte, idempotent bool) (*ehr.Response, error) {
+	c.mu.Lock()
+	c.batches++
+	c.mu.Unlock()
+	return c.EHR.Batch(ctx, bundle, idempotent)
+}
 
 func (c *countingEHR) Create(ctx context.Context, t string, body []byte, ifNoneExist string) (*ehr.Response, error) {
 	c.mu.Lock()
@@ -180,5 +189,70 @@ func TestSingleWritesReferToGoalsTheEHRStored(t *testing.T) {
 	}
 	if withGoals == 0 {
 		t.Error("no stored CarePlan refers to a Goal at all: the test proves nothing")
+	}
+}
+
+// TestOracleModeBatchesUpdates: Oracle Health declares batch but no
+// transaction or conditional operations. New resources go one by one (each
+// searched for first); a later change to resources the EHR already holds
+// goes as one batch of PUT Type/id, updated in place.
+func TestOracleModeBatchesUpdates(t *testing.T) {
+	r := newRig(t, filepath.Join("..", "..", "testdata", "ehr-capabilities", "oracle-health-millennium-r4-2026-08.json"))
+	ctx := t.Context()
+	meta, err := r.client.Metadata(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// With a site code for employment status, a client has several
+	// resources in the EHR: status Observations and the note.
+	if r.conn.Plan, err = plan.Build(meta, plan.Options{SiteCodes: map[plan.Concept]bool{plan.EmploymentStatus: true}}); err != nil {
+		t.Fatal(err)
+	}
+	r.conn.Mapping.SiteCodes = map[mappings.Kind]ips.Coding{mappings.KindEmploymentStatus: {System: "urn:oid:2.16.840.1.113883.6.1000", Code: "IPS-EMP"}}
+	cnt := &countingEHR{EHR: r.conn.EHR}
+	r.conn.EHR = cnt
+	r.enqueueAll(t)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+		t.Fatalf("first push: %+v %v", s, err)
+	}
+	if cnt.batches != 0 {
+		t.Errorf("%d batches on the first push; creates must go one by one", cnt.batches)
+	}
+	var c *ips.Client
+	for _, cc := range consenting(r.cl) {
+		if len(cc.Employment) > 0 {
+			c = cc
+			break
+		}
+	}
+	last := &c.Employment[len(c.Employment)-1]
+	if last.Status == ips.Employed {
+		last.Status = ips.Unemployed
+	} else {
+		last.Status = ips.Employed
+	}
+	c.Supports = append(c.Supports, &ips.Support{ID: "s-batch", Type: ips.SupportTeamMeeting, Status: ips.SupportPlanned, Date: ips.MustDate("2026-10-22")})
+	before := cnt.writeCounts
+	r.enqueueAll(t)
+	s, err := r.engine.PushOnce(ctx)
+	if err != nil || s.Failed != 0 || s.Written != 2 {
+		t.Fatalf("push after a change: %+v %v; want the status and the note written", s, err)
+	}
+	if cnt.batches != before.batches+1 || cnt.updates != before.updates || cnt.creates != before.creates {
+		t.Errorf("after the change: %d batches, %d single updates, %d creates; want one batch and nothing else",
+			cnt.batches-before.batches, cnt.updates-before.updates, cnt.creates-before.creates)
+	}
+	st := r.conn.Mapping.EmploymentStatusKey(c, *last)
+	if n := r.countByIdentifier(t, "Observation", mappings.KindEmploymentStatus)[st.Value()]; n != 1 {
+		t.Errorf("the changed status is in the EHR %d times, want 1 (updated in place)", n)
+	}
+	if n := r.countByIdentifier(t, "DocumentReference", mappings.KindPlanNote)[r.conn.Mapping.PlanNoteKey(c).Value()]; n != 1 {
+		t.Errorf("the changed note is in the EHR %d times, want 1", n)
+	}
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Written != 0 {
+		t.Errorf("third push: %+v %v; want nothing written", s, err)
+	}
+	if l := r.refused("405"); len(l) != 0 {
+		t.Errorf("requests Oracle Health does not declare were sent:\n%s", strings.Join(l, "\n"))
 	}
 }
