@@ -9,7 +9,6 @@ import (
 	"image/color"
 	"image/png"
 	"math"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -44,19 +43,6 @@ func renderPNG(t *testing.T, title string, pts []Point) []byte {
 		t.Fatalf("WritePNG: %v", err)
 	}
 	return buf.Bytes()
-}
-
-// TestRenderSample writes the sample chart to $CHART_SAMPLE, for eyeballing
-// layout changes: CHART_SAMPLE=/tmp/chart-sample.png go test -run RenderSample
-func TestRenderSample(t *testing.T) {
-	out := os.Getenv("CHART_SAMPLE")
-	if out == "" {
-		t.Skip("set CHART_SAMPLE to a file name to render the sample chart")
-	}
-	data := renderPNG(t, "Riverside Community Mental Health — IPS program", samplePoints())
-	if err := os.WriteFile(out, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func TestWritePNGSizeAndBenchmarkLines(t *testing.T) {
@@ -610,21 +596,6 @@ func rateText(r *float64) string {
 		return "withheld"
 	}
 	return formatPct(*r)
-}
-
-// TestRenderSampleHTML writes the sample page to $CHART_SAMPLE_HTML.
-func TestRenderSampleHTML(t *testing.T) {
-	out := os.Getenv("CHART_SAMPLE_HTML")
-	if out == "" {
-		t.Skip("set CHART_SAMPLE_HTML to a file name to render the sample page")
-	}
-	var buf bytes.Buffer
-	if err := WriteHTML(&buf, "Riverside Community Mental Health — IPS program", samplePoints(), nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestThresholdOption: the notes quote the threshold the reports used.
