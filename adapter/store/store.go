@@ -56,11 +56,13 @@ type Store interface {
 	DeadLetters(ctx context.Context, connection string) ([]DeadLetter, error)
 	// Replay turns a dead letter back into a pending outbox item, or ErrNotFound.
 	Replay(ctx context.Context, id int64) error
-	// SeedConnection queues every client for a connection the first time
-	// it is called for that connection (the connection was just enabled)
-	// and returns how many it queued; later calls queue nothing. Replicas
-	// starting together seed once.
-	SeedConnection(ctx context.Context, connection string) (int, error)
+	// SeedConnections is told, at start, which connections are enabled. A
+	// connection enabled now but not the last time (new, or disabled in
+	// between, when saves queued nothing for it) gets every client queued;
+	// it returns how many per connection. A connection no longer enabled is
+	// forgotten, so that enabling it again queues everything again. Replicas
+	// starting together queue once.
+	SeedConnections(ctx context.Context, enabled []string) (map[string]int, error)
 	// EnqueueAll queues every client for a connection (a full reconcile),
 	// leaving items already pending as they are; it returns how many it
 	// queued.

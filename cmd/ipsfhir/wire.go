@@ -97,15 +97,17 @@ func wire(ctx context.Context, cfg *config.Config, logOut io.Writer, connect boo
 			return nil, fmt.Errorf("connection %s: %w", cn.Name, err)
 		}
 		s.engine.Connections = append(s.engine.Connections, conn)
-		// An EHR enabled after the program started gets the whole
-		// caseload, not only what changes from now on.
-		n, err := st.SeedConnection(ctx, cn.Name)
-		if err != nil {
-			s.close(ctx)
-			return nil, fmt.Errorf("connection %s: %w", cn.Name, err)
-		}
-		if n > 0 {
-			s.logger.InfoContext(ctx, "connection enabled: every client queued for it", "connection", cn.Name, "clients", n)
+	}
+	// An EHR enabled after the program started, or enabled again after a
+	// pause, gets the whole caseload, not only what changes from now on.
+	seeded, err := st.SeedConnections(ctx, cfg.EnabledConnections())
+	if err != nil {
+		s.close(ctx)
+		return nil, err
+	}
+	for _, name := range cfg.EnabledConnections() {
+		if n := seeded[name]; n > 0 {
+			s.logger.InfoContext(ctx, "connection enabled: every client queued for it", "connection", name, "clients", n)
 		}
 	}
 	return s, nil

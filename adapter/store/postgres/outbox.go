@@ -235,21 +235,43 @@ func (s *Store) Replay(ctx context.Context, id int64) error {
 	})
 }
 
-// SeedConnection queues every client the first time connection is seen.
-func (s *Store) SeedConnection(ctx context.Context, connection string) (int, error) {
-	if _, err := store.Connections([]string{connection}); err != nil {
-		return 0, fmt.Errorf("store: seed connection: %w", err)
+// SeedConnections queues every client for each connection newly enabled
+// and forgets the connections no longer enabled. The table lock makes
+// replicas starting together take turns: the second finds nothing new.
+func (s *Store) SeedConnections(ctx context.Context, enabled []string) (map[string]int, error) {
+	conns, err := store.Connections(enabled)
+	if err != nil {
+		return nil, fmt.Errorf("store: seed connections: %w", err)
 	}
-	var n int
-	err := s.write(ctx, "seed connection", func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO connections (name, seeded_at) VALUES ($1, now()) ON CONFLICT (name) DO NOTHING`, connection)
-		if err != nil || tag.RowsAffected() == 0 {
+	if conns == nil {
+		conns = []string{}
+	}
+	out := map[string]int{}
+	err = s.write(ctx, "seed connections", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `LOCK TABLE connections IN SHARE ROW EXCLUSIVE MODE`); err != nil {
 			return err
 		}
-		n, err = enqueueAll(ctx, tx, connection)
-		return err
+		if _, err := tx.Exec(ctx, `DELETE FROM connections WHERE NOT (name = ANY($1))`, conns); err != nil {
+			return err
+		}
+		for _, c := range conns {
+			tag, err := tx.Exec(ctx, `INSERT INTO connections (name, seeded_at) VALUES ($1, now()) ON CONFLICT (name) DO NOTHING`, c)
+			if err != nil {
+				return err
+			}
+			if tag.RowsAffected() == 0 {
+				continue
+			}
+			if out[c], err = enqueueAll(ctx, tx, c); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
-	return n, err
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // EnqueueAll queues every client for connection.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/ipsfhir/ipsfhir/adapter/store"
@@ -253,25 +254,56 @@ func (s *Store) Replay(ctx context.Context, id int64) error {
 	})
 }
 
-// SeedConnection queues every client the first time connection is seen.
-func (s *Store) SeedConnection(ctx context.Context, connection string) (int, error) {
-	if _, err := store.Connections([]string{connection}); err != nil {
-		return 0, fmt.Errorf("store: seed connection: %w", err)
+// SeedConnections queues every client for each connection newly enabled
+// and forgets the connections no longer enabled.
+func (s *Store) SeedConnections(ctx context.Context, enabled []string) (map[string]int, error) {
+	conns, err := store.Connections(enabled)
+	if err != nil {
+		return nil, fmt.Errorf("store: seed connections: %w", err)
 	}
-	var n int
-	err := s.write(ctx, "seed connection", func(tx *sql.Tx) error {
-		now := micros(time.Now())
-		res, err := tx.ExecContext(ctx, `INSERT INTO connections (name, seeded_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`, connection, now)
+	out := map[string]int{}
+	err = s.write(ctx, "seed connections", func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT name FROM connections`)
 		if err != nil {
 			return err
 		}
-		if k, err := res.RowsAffected(); err != nil || k == 0 {
+		var known []string
+		for rows.Next() {
+			var n string
+			if err := rows.Scan(&n); err != nil {
+				rows.Close()
+				return err
+			}
+			known = append(known, n)
+		}
+		if err := rows.Close(); err != nil {
 			return err
 		}
-		n, err = enqueueAll(ctx, tx, connection, now)
-		return err
+		for _, n := range known {
+			if !slices.Contains(conns, n) {
+				if _, err := tx.ExecContext(ctx, `DELETE FROM connections WHERE name = ?`, n); err != nil {
+					return err
+				}
+			}
+		}
+		now := micros(time.Now())
+		for _, c := range conns {
+			if slices.Contains(known, c) {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO connections (name, seeded_at) VALUES (?, ?)`, c, now); err != nil {
+				return err
+			}
+			if out[c], err = enqueueAll(ctx, tx, c, now); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
-	return n, err
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // EnqueueAll queues every client for connection.

@@ -460,18 +460,20 @@ func testOldestPending(t *testing.T, s *suite) {
 }
 
 // testSeedConnection: a connection enabled after clients were saved gets
-// all of them once; EnqueueAll queues every client not already pending.
+// all of them once; one disabled and enabled again gets them all again (the
+// saves in between queued nothing for it); EnqueueAll queues every client
+// not already pending.
 func testSeedConnection(t *testing.T, s *suite) {
 	ctx := t.Context()
 	st := s.openStore(t)
 	save(t, st, nil, minimalClient("a"), minimalClient("b"), minimalClient("c"))
 
-	n, err := st.SeedConnection(ctx, "late")
-	if err != nil || n != 3 {
-		t.Fatalf("SeedConnection first time = %d, %v; want 3", n, err)
+	seeded, err := st.SeedConnections(ctx, []string{"late", "early"})
+	if err != nil || seeded["late"] != 3 || seeded["early"] != 3 {
+		t.Fatalf("SeedConnections first time = %v, %v; want 3 each", seeded, err)
 	}
-	if n, err := st.SeedConnection(ctx, "late"); err != nil || n != 0 {
-		t.Errorf("SeedConnection again = %d, %v; want 0", n, err)
+	if seeded, err := st.SeedConnections(ctx, []string{"late", "early"}); err != nil || seeded["late"] != 0 || seeded["early"] != 0 {
+		t.Errorf("SeedConnections again = %v, %v; want nothing queued", seeded, err)
 	}
 	items, err := st.Lease(ctx, "late", "w", 10, time.Minute)
 	if err != nil || len(items) != 3 {
@@ -483,7 +485,7 @@ func testSeedConnection(t *testing.T, s *suite) {
 		}
 	}
 	// c is still leased (pending); a and b are done.
-	n, err = st.EnqueueAll(ctx, "late")
+	n, err := st.EnqueueAll(ctx, "late")
 	if err != nil || n != 2 {
 		t.Errorf("EnqueueAll with one item pending = %d, %v; want 2", n, err)
 	}
@@ -491,8 +493,37 @@ func testSeedConnection(t *testing.T, s *suite) {
 	if err != nil || depth["late"] != 3 {
 		t.Errorf("outbox depth after EnqueueAll = %v, %v; want 3 on late", depth, err)
 	}
-	if _, err := st.SeedConnection(ctx, ""); !errors.Is(err, store.ErrInvalid) {
-		t.Errorf("SeedConnection(\"\") = %v, want ErrInvalid", err)
+
+	// "early" is disabled for a while (a start without it), then enabled
+	// again: everything is queued again.
+	drain := func(conn string) {
+		t.Helper()
+		items, err := st.Lease(ctx, conn, "w2", 10, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range items {
+			if err := st.Complete(ctx, it); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// c's lease on late blocks its other items (one lease per client):
+	// settle it first.
+	if err := st.Complete(ctx, items[2]); err != nil {
+		t.Fatal(err)
+	}
+	drain("early")
+	if _, err := st.SeedConnections(ctx, []string{"late"}); err != nil {
+		t.Fatal(err)
+	}
+	save(t, st, []string{"late"}, minimalClient("d")) // queued for late only
+	seeded, err = st.SeedConnections(ctx, []string{"late", "early"})
+	if err != nil || seeded["early"] != 4 || seeded["late"] != 0 {
+		t.Errorf("re-enabling early = %v, %v; want all 4 clients queued for it and nothing new for late", seeded, err)
+	}
+	if _, err := st.SeedConnections(ctx, []string{""}); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("SeedConnections with an empty name = %v, want ErrInvalid", err)
 	}
 	if _, err := st.EnqueueAll(ctx, ""); !errors.Is(err, store.ErrInvalid) {
 		t.Errorf("EnqueueAll(\"\") = %v, want ErrInvalid", err)
