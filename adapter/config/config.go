@@ -31,6 +31,7 @@ type Config struct {
 	Server      Server       `yaml:"server"`
 	APIKeys     []APIKey     `yaml:"apiKeys"`
 	Export      Export       `yaml:"export"`
+	Reports     Reports      `yaml:"reports"`
 	Telemetry   Telemetry    `yaml:"telemetry"`
 	Sync        Sync         `yaml:"sync"`
 	Connections []Connection `yaml:"connections"`
@@ -118,6 +119,19 @@ func (k APIKey) Sum() []byte {
 	}
 	return b
 }
+
+// Reports configures the quarterly outcome reports (ipsfhir report and
+// /fhir/MeasureReport).
+type Reports struct {
+	// Threshold is the small-cell threshold: counts from 1 to Threshold-1
+	// are withheld, with their complements. At least DefaultThreshold, the
+	// CMS rule; a program may withhold more.
+	Threshold int `yaml:"threshold"`
+}
+
+// DefaultThreshold is the least small-cell threshold reports.threshold
+// accepts, and its default: counts of 1 to 10 are never released.
+const DefaultThreshold = 11
 
 // Export configures the FHIR Bulk Data export (/fhir/$export).
 type Export struct {
@@ -369,6 +383,7 @@ func defaults() *Config {
 		Consent:   Consent{EHR: true, HIE: false},
 		Server:    Server{Listen: DefaultListen},
 		Telemetry: Telemetry{ServiceName: DefaultServiceName, LogLevel: DefaultLogLevel},
+		Reports:   Reports{Threshold: DefaultThreshold},
 		Sync: Sync{PollInterval: DefaultPollInterval, Overlap: DefaultOverlap, MaxAttempts: DefaultMaxAttempts,
 			Workers: DefaultWorkers, LeaseFor: DefaultLeaseFor},
 	}
@@ -512,6 +527,9 @@ func (c *Config) problems() problems {
 	secretProblems(&ps, "export.pseudonymKey", c.Export.PseudonymKey, false)
 	c.telemetryProblems(&ps)
 	c.syncProblems(&ps)
+	if c.Reports.Threshold < DefaultThreshold {
+		ps.add("reports.threshold", "must be at least %d: counts of 1 to %d are never released (ipsfhir report --threshold can go lower for a program's own eyes)", DefaultThreshold, DefaultThreshold-1)
+	}
 	names := map[string]int{}
 	for i := range c.Connections {
 		p := index("connections", i)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 
@@ -59,7 +60,7 @@ func runReport(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	cfgPath := fs.String("config", "", "configuration file (required, except with --aggregate)")
 	quarter := fs.String("quarter", "", "the quarter to report, e.g. 2026Q3 (required, except with --aggregate)")
 	asJSON := fs.Bool("json", false, "print a FHIR R4 Bundle of the MeasureReports instead of a table")
-	threshold := fs.Int("threshold", outcomes.DefaultThreshold, "small-cell threshold: counts from 1 to N-1 are withheld (1 withholds nothing: not for release)")
+	threshold := fs.Int("threshold", 0, "small-cell threshold: counts from 1 to N-1 are withheld (default: the configuration's reports.threshold, 11 unless set; below 11 is not for release, 1 withholds nothing)")
 	aggregate := fs.Bool("aggregate", false, "add up the MeasureReport files named (one per program, one quarter)")
 	htmlOut := fs.String("html", "", "also write an HTML page with the competitive-employment trend to `FILE`")
 	pngOut := fs.String("png", "", "also write the competitive-employment trend chart as a PNG to `FILE`")
@@ -94,7 +95,7 @@ func runReport(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return usage("--config FILE and --quarter YYYYQn are required")
 	case len(files) > 0:
 		return usage("report files are read only with --aggregate")
-	case *threshold < 1:
+	case *threshold < 0 || (*threshold == 0 && flagSet(fs, "threshold")):
 		return usage("--threshold must be at least 1")
 	}
 	q, err := outcomes.ParseQuarter(*quarter)
@@ -122,6 +123,9 @@ func runReport(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if err != nil {
 		fmt.Fprintf(stderr, "ipsfhir report: read the store: %v\n", err)
 		return exitFindings
+	}
+	if *threshold == 0 {
+		*threshold = cfg.Reports.Threshold
 	}
 	opts := outcomes.Options{Program: cfg.Program.ID, Threshold: *threshold, Consents: cfg.Consent.AllowsHIE}
 	reports, err := outcomes.Compute(clients, q, opts)
@@ -346,4 +350,11 @@ func writeTrend(clients []*ips.Client, last outcomes.Quarter, opts outcomes.Opti
 		}
 	}
 	return nil
+}
+
+// flagSet reports whether the command line gave flag name.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

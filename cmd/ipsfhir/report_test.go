@@ -314,3 +314,32 @@ func TestReportFidelity(t *testing.T) {
 		t.Errorf("an unfinished review: exit %d %s", code, stderr)
 	}
 }
+
+// TestReportThresholdFromConfig: reports.threshold sets the release
+// threshold (17 working is withheld under 20); --threshold overrides it.
+func TestReportThresholdFromConfig(t *testing.T) {
+	cfg := reportStore(t, "riverside-ips", "consent: {hie: true}\nreports: {threshold: 20}\n")
+	code, stdout, stderr := ipsfhir(t, "", "report", "--config", cfg, "--quarter", "2026Q3")
+	if code != exitOK {
+		t.Fatalf("report: exit %d\n%s", code, stderr)
+	}
+	row(t, stdout, "all", "40", "withheld", "withheld")
+	if !strings.Contains(stdout, "Counts from 1 to 19 are withheld") {
+		t.Errorf("the table does not state the threshold:\n%.300s", stdout)
+	}
+	code, stdout, _ = ipsfhir(t, "", "report", "--config", cfg, "--quarter", "2026Q3", "--threshold", "11")
+	if code != exitOK {
+		t.Fatalf("--threshold 11: exit %d", code)
+	}
+	row(t, stdout, "all", "40", "17", "42.5%")
+	if code, _, _ := ipsfhir(t, "", "report", "--config", cfg, "--quarter", "2026Q3", "--threshold", "0"); code != exitUsage {
+		t.Errorf("--threshold 0: exit %d, want 2", code)
+	}
+	low := filepath.Join(t.TempDir(), "low.yaml")
+	if err := os.WriteFile(low, []byte("program: {id: riverside-ips}\nstore: {driver: sqlite, dsn: ips.db}\nreports: {threshold: 5}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := ipsfhir(t, "", "report", "--config", low, "--quarter", "2026Q3"); code != exitUsage || !strings.Contains(stderr, "reports.threshold") {
+		t.Errorf("reports.threshold 5: exit %d %s", code, stderr)
+	}
+}

@@ -187,7 +187,7 @@ func (s *system) syncRound(ctx context.Context, withPull bool) {
 // measureReports computes the program's quarterly MeasureReports for
 // /fhir/MeasureReport: period is a quarter (2026Q3) or a date in it
 // (2026-08-15, with an optional eq prefix); "" is the last complete quarter.
-// Suppression is the default threshold's, as a report for release.
+// Suppression uses reports.threshold, as a report for release.
 func (s *system) measureReports(ctx context.Context, period string) ([]json.RawMessage, error) {
 	q, err := reportingQuarter(period, time.Now())
 	if err != nil {
@@ -197,7 +197,7 @@ func (s *system) measureReports(ctx context.Context, period string) ([]json.RawM
 	if err != nil {
 		return nil, err
 	}
-	reports, err := outcomes.Compute(clients, q, outcomes.Options{Program: s.cfg.Program.ID, Threshold: outcomes.DefaultThreshold, Consents: s.cfg.Consent.AllowsHIE})
+	reports, err := outcomes.Compute(clients, q, outcomes.Options{Program: s.cfg.Program.ID, Threshold: s.cfg.Reports.Threshold, Consents: s.cfg.Consent.AllowsHIE})
 	if err != nil {
 		return nil, err
 	}
