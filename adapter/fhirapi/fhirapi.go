@@ -16,6 +16,7 @@ import (
 
 	"github.com/ipsfhir/ipsfhir/adapter/api"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
+	"github.com/ipsfhir/ipsfhir/conformance/artifacts"
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/mappings"
 )
@@ -120,8 +121,8 @@ type Server struct {
 	version   string
 	now       func() time.Time
 
-	statement []byte // the published server CapabilityStatement
-	measures  []measure
+	statement []byte               // the published server CapabilityStatement
+	measures  []artifacts.Artifact // the published Measures, by id
 	index     locator
 	root      http.Handler
 
@@ -181,7 +182,7 @@ func New(o Options) (*Server, error) {
 	if s.statement, err = serverStatement(); err != nil {
 		return nil, err
 	}
-	if s.measures, err = loadMeasures(); err != nil {
+	if s.measures, err = artifacts.Measures(); err != nil {
 		return nil, err
 	}
 

@@ -3,63 +3,22 @@ package fhirapi
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io/fs"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 
 	"github.com/google/uuid"
 	"github.com/gorilla/mux"
 
-	"github.com/ipsfhir/ipsfhir/conformance/artifacts"
 	"github.com/ipsfhir/ipsfhir/mappings"
 )
-
-// measure is one published Measure.
-type measure struct {
-	id, url, version string
-	data             json.RawMessage
-}
-
-// loadMeasures finds every published artifact whose resourceType is
-// Measure, wherever in the artifacts tree it lives.
-func loadMeasures() ([]measure, error) {
-	fsys := artifacts.FS()
-	names, err := fs.Glob(fsys, "*/*.json")
-	if err != nil {
-		return nil, fmt.Errorf("fhirapi: list artifacts: %w", err)
-	}
-	var out []measure
-	for _, name := range names {
-		data, err := fs.ReadFile(fsys, name)
-		if err != nil {
-			return nil, fmt.Errorf("fhirapi: read %s: %w", name, err)
-		}
-		var head struct {
-			ResourceType string `json:"resourceType"`
-			ID           string `json:"id"`
-			URL          string `json:"url"`
-			Version      string `json:"version"`
-		}
-		if err := json.Unmarshal(data, &head); err != nil {
-			return nil, fmt.Errorf("fhirapi: %s: %w", name, err)
-		}
-		if head.ResourceType == "Measure" {
-			out = append(out, measure{id: head.ID, url: head.URL, version: head.Version, data: data})
-		}
-	}
-	slices.SortFunc(out, func(a, b measure) int { return strings.Compare(a.id, b.id) })
-	return out, nil
-}
 
 // readMeasure serves GET /fhir/Measure/{id}.
 func (s *Server) readMeasure(w http.ResponseWriter, r *http.Request) {
 	id := mux.Vars(r)["id"]
 	for _, m := range s.measures {
-		if m.id == id {
-			writeFHIR(w, http.StatusOK, m.data)
+		if m.ID == id {
+			writeFHIR(w, http.StatusOK, m.Data)
 			return
 		}
 	}
@@ -87,10 +46,10 @@ func (s *Server) searchMeasures(w http.ResponseWriter, r *http.Request) {
 	base := s.base(r)
 	b := searchset(s.now())
 	for _, m := range s.measures {
-		if byURL && (m.url != wantURL || (wantVersion != "" && m.version != wantVersion)) {
+		if byURL && (m.URL != wantURL || (wantVersion != "" && m.Version != wantVersion)) {
 			continue
 		}
-		b.Entry = append(b.Entry, bundleEntry{FullURL: base + "/Measure/" + m.id, Resource: m.data, Search: &entrySearch{Mode: "match"}})
+		b.Entry = append(b.Entry, bundleEntry{FullURL: base + "/Measure/" + m.ID, Resource: m.Data, Search: &entrySearch{Mode: "match"}})
 	}
 	total := len(b.Entry)
 	b.Total = &total
