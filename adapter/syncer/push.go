@@ -343,20 +343,27 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 		}
 		return out
 	}
-	if all := append(goals(), rest()...); e.bundleKind(conn, all) != "" {
+	var bundled map[mappings.Key]bool
+	all := append(goals(), rest()...)
+	if kind := e.bundleKind(conn, all); kind != "" {
 		// In a transaction, references to new goals are their urn:uuid
 		// fullUrls, which the EHR resolves inside the Bundle; a batch
 		// carries only updates of resources the EHR already holds.
-		w, done, err := e.pushBundle(ctx, conn, e.bundleKind(conn, all), all, canonical, clientID)
+		w, written, done, err := e.pushBundle(ctx, conn, kind, all, canonical, clientID)
 		s.add(w)
 		if done || err != nil {
 			return s, err
 		}
-		// The EHR refused the Bundle: push one by one, which finds
-		// what the Bundle wrote and says which resource is refused.
+		// The Bundle did not write everything: push the rest one by one,
+		// which finds what a refused transaction may have written and
+		// says which resource is refused.
+		bundled = written
 	}
 	for _, batch := range []func() []mappings.Entry{goals, rest} {
 		for _, en := range batch() {
+			if bundled[en.Key] {
+				continue
+			}
 			w, err := e.write(ctx, conn, en.Key, en.ResourceType, en.Resource, canonical[en.Key], clientID)
 			s.add(w)
 			if err != nil {

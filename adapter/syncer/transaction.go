@@ -61,9 +61,10 @@ type txEntry struct {
 // when the Bundle did not write everything (a stale If-Match, a resource the
 // EHR rejects, an answer the adapter cannot read, or, for a batch, a
 // resource new to the EHR): the caller then pushes one resource at a time,
-// which settles conflicts, names the refused resource and skips what the
-// Bundle wrote. Store errors are returned.
-func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, entries []mappings.Entry, canonical map[mappings.Key]*bpb.ContainedResource, clientID string) (s PushSummary, done bool, err error) {
+// which settles conflicts and names the refused resource; written lists
+// what the Bundle did write, for that pass to leave alone. Store errors are
+// returned.
+func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, entries []mappings.Entry, canonical map[mappings.Key]*bpb.ContainedResource, clientID string) (s PushSummary, written map[mappings.Key]bool, done bool, err error) {
 	var changed []txEntry
 	for _, en := range entries {
 		can := canonical[en.Key]
@@ -72,12 +73,12 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 		}
 		hash, err := contentHash(can)
 		if err != nil {
-			return s, false, nil
+			return s, nil, false, nil
 		}
 		le, err := e.Store.LedgerGet(ctx, conn.Name, ledgerKey(en.Key))
 		known := err == nil
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return s, false, fmt.Errorf("%w: ledger: %w", errStore, err)
+			return s, nil, false, fmt.Errorf("%w: ledger: %w", errStore, err)
 		}
 		if known && le.ContentHash == hash {
 			continue
@@ -86,19 +87,19 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 	}
 	if len(changed) < 2 {
 		// Nothing, or one resource: the single request says more.
-		return s, false, nil
+		return s, nil, false, nil
 	}
 	if kind == "batch" {
 		for _, ch := range changed {
 			if !ch.known || ch.le.ResourceID == "" {
 				// A create: one by one, each searched for first.
-				return s, false, nil
+				return s, nil, false, nil
 			}
 		}
 	}
 	body, err := bundleBody(conn, kind, changed)
 	if err != nil {
-		return s, false, nil
+		return s, nil, false, nil
 	}
 	send := conn.EHR.Transaction
 	if kind == "batch" {
@@ -107,15 +108,15 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 	resp, err := send(ctx, body, true)
 	if err != nil {
 		if ctx.Err() != nil {
-			return s, false, ctx.Err()
+			return s, nil, false, ctx.Err()
 		}
 		e.log().InfoContext(ctx, kind+" refused; pushing resources one by one", "connection", conn.Name, "error_kind", reasonOf(err))
-		return s, false, nil
+		return s, nil, false, nil
 	}
 	results, ok := bundleResults(resp.Body, len(changed))
 	if !ok {
 		e.log().InfoContext(ctx, kind+" answer unreadable; pushing resources one by one", "connection", conn.Name)
-		return s, false, nil
+		return s, nil, false, nil
 	}
 	done = true
 	for i, ch := range changed {
@@ -136,13 +137,17 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 			Connection: conn.Name, Key: ledgerKey(ch.en.Key), ClientID: clientID, ResourceType: ch.en.ResourceType,
 			ResourceID: id, VersionID: vid, ContentHash: ch.hash, UpdatedAt: e.now(),
 		}); err != nil {
-			return s, false, fmt.Errorf("%w: ledger: %w", errStore, err)
+			return s, nil, false, fmt.Errorf("%w: ledger: %w", errStore, err)
 		}
 		s.Written++
 		e.record(ctx, conn.Name, ch.en.ResourceType, telemetry.OutcomeWritten, nil)
+		if written == nil {
+			written = map[mappings.Key]bool{}
+		}
+		written[ch.en.Key] = true
 	}
 	if !done {
-		return s, false, nil
+		return s, written, false, nil
 	}
 	// The unchanged rest (the one-by-one path counts its own).
 	s.Unchanged += len(entries) - len(changed)
@@ -151,7 +156,7 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 			e.record(ctx, conn.Name, en.ResourceType, telemetry.OutcomeUnchanged, nil)
 		}
 	}
-	return s, true, nil
+	return s, written, true, nil
 }
 
 func containsKey(changed []txEntry, k mappings.Key) bool {
