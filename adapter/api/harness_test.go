@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/json"
 	"io"
@@ -19,6 +18,7 @@ import (
 	"github.com/ipsfhir/ipsfhir/adapter/store/postgres"
 	"github.com/ipsfhir/ipsfhir/adapter/store/sqlite"
 	"github.com/ipsfhir/ipsfhir/adapter/store/storetest"
+	"github.com/ipsfhir/ipsfhir/adapter/telemetry/telemetrytest"
 )
 
 // forEachStore runs f against a fresh SQLite store and, when
@@ -55,30 +55,12 @@ func sum(key string) []byte {
 	return s[:]
 }
 
-// lockedBuffer is a log sink the server's goroutines may share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // harness is the API over a real store, served by httptest.
 type harness struct {
 	t     *testing.T
 	st    store.Store
 	srv   *httptest.Server
-	logs  *lockedBuffer
+	logs  *telemetrytest.Buffer
 	mu    sync.Mutex
 	conns []string
 }
@@ -90,7 +72,7 @@ func newHarness(t *testing.T, st store.Store) *harness {
 // newHarnessOver serves the API over s (which may wrap st) and keeps st for
 // checks.
 func newHarnessOver(t *testing.T, st store.Store, s api.Store) *harness {
-	h := &harness{t: t, st: st, logs: &lockedBuffer{}, conns: []string{"clinic-a", "clinic-b"}}
+	h := &harness{t: t, st: st, logs: &telemetrytest.Buffer{}, conns: []string{"clinic-a", "clinic-b"}}
 	handler := api.New(api.Options{
 		Store: s,
 		Connections: func() []string {

@@ -177,33 +177,14 @@ func TestStaleIPSOwnedResourceIsAConflictTheIPSSideWins(t *testing.T) {
 			break
 		}
 	}
-	k := r.conn.Mapping.JobKey(c, c.Jobs[0])
-	es, err := r.client.Search(ctx, "Observation", url.Values{"identifier": {k.System() + "|" + k.Value()}})
-	if err != nil || len(es) != 1 {
-		t.Fatalf("find job: %d %v", len(es), err)
-	}
-	var obs map[string]any
-	_ = json.Unmarshal(es[0].Resource, &obs)
-	obs["status"] = "amended"
-	body, _ := json.Marshal(obs)
-	if _, err := r.client.Update(ctx, "Observation", obs["id"].(string), body, ""); err != nil {
-		t.Fatal(err)
-	}
+	k := r.amendJobInEHR(t, c)
 	c.Jobs[0].HoursPerWeek += 5
 	r.enqueueAll(t)
 	s, err := r.engine.PushOnce(ctx)
 	if err != nil || s.Failed != 0 || s.Conflicts != 1 {
 		t.Fatalf("push over a stale job: %+v %v; want one conflict, no failure", s, err)
 	}
-	cs, _ := r.store.Conflicts(ctx, "clinic", false)
-	if len(cs) != 1 || cs[0].Winner != "ips" || cs[0].Key != k.System()+"|"+k.Value() {
-		t.Errorf("conflict records %+v", cs)
-	}
-	es, _ = r.client.Search(ctx, "Observation", url.Values{"identifier": {k.System() + "|" + k.Value()}})
-	_ = json.Unmarshal(es[0].Resource, &obs)
-	if obs["status"] != "final" {
-		t.Errorf("EHR job status %v after push, want the IPS content (final)", obs["status"])
-	}
+	r.wantJobConflictIPSWon(t, k)
 }
 
 // TestReferralForAnEnrolledClientDoesNotEnrollAgain: a clinician refers a
@@ -268,5 +249,43 @@ func TestReferralForAnUnpushedClientDoesNotEnroll(t *testing.T) {
 	}
 	if s, err := r.engine.PullOnce(ctx); err != nil || s.Enrolled != 0 {
 		t.Errorf("second pull: %+v %v", s, err)
+	}
+}
+
+// amendJobInEHR edits c's first job Observation in the EHR, as someone
+// there would (status amended), and returns the job's key.
+func (r *rig) amendJobInEHR(t *testing.T, c *ips.Client) mappings.Key {
+	t.Helper()
+	k := r.conn.Mapping.JobKey(c, c.Jobs[0])
+	es, err := r.client.Search(t.Context(), "Observation", url.Values{"identifier": {k.System() + "|" + k.Value()}})
+	if err != nil || len(es) != 1 {
+		t.Fatalf("find job: %d %v", len(es), err)
+	}
+	var obs map[string]any
+	_ = json.Unmarshal(es[0].Resource, &obs)
+	obs["status"] = "amended"
+	body, _ := json.Marshal(obs)
+	if _, err := r.client.Update(t.Context(), "Observation", obs["id"].(string), body, ""); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// wantJobConflictIPSWon checks the one open conflict is on job k, won by
+// the IPS side, and the EHR holds the IPS content again (status final).
+func (r *rig) wantJobConflictIPSWon(t *testing.T, k mappings.Key) {
+	t.Helper()
+	cs, _ := r.store.Conflicts(t.Context(), "clinic", false)
+	if len(cs) != 1 || cs[0].Winner != "ips" || cs[0].Key != k.System()+"|"+k.Value() {
+		t.Errorf("conflict records %+v", cs)
+	}
+	es, err := r.client.Search(t.Context(), "Observation", url.Values{"identifier": {k.System() + "|" + k.Value()}})
+	if err != nil || len(es) != 1 {
+		t.Fatalf("find job: %d %v", len(es), err)
+	}
+	var obs map[string]any
+	_ = json.Unmarshal(es[0].Resource, &obs)
+	if obs["status"] != "final" {
+		t.Errorf("EHR job status %v after push, want the IPS content (final)", obs["status"])
 	}
 }

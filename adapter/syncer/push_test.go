@@ -1,7 +1,6 @@
 package syncer
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 	"github.com/ipsfhir/ipsfhir/adapter/store/postgres"
 	"github.com/ipsfhir/ipsfhir/adapter/store/sqlite"
 	"github.com/ipsfhir/ipsfhir/adapter/store/storetest"
+	"github.com/ipsfhir/ipsfhir/adapter/telemetry/telemetrytest"
 	"github.com/ipsfhir/ipsfhir/conformance/peer"
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/ips/synth"
@@ -35,25 +34,7 @@ type rig struct {
 	cl     *ips.Caseload
 	// peerLog is the peer's access log: one line per request with the
 	// interaction and status, never bodies or queries.
-	peerLog *lockedBuffer
-}
-
-// lockedBuffer is a bytes.Buffer safe for the peer's log writer and the test.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	peerLog *telemetrytest.Buffer
 }
 
 // refused returns the peer's log lines of requests it answered status.
@@ -107,7 +88,7 @@ func TestOnPostgres(t *testing.T) {
 func newRig(t *testing.T, capability string, edit ...func(*ips.Caseload)) *rig {
 	t.Helper()
 	ctx := t.Context()
-	peerLog := &lockedBuffer{}
+	peerLog := &telemetrytest.Buffer{}
 	srv := peer.StartForTest(t, peer.Options{Capability: capability, Stderr: peerLog})
 	c, err := ehr.New(ehr.Options{BaseURL: srv.BaseURL, Connection: "clinic"})
 	if err != nil {
@@ -295,15 +276,7 @@ func TestEpicModeWritesOnlyWhatEpicDeclares(t *testing.T) {
 		t.Errorf("%d employment Observations written to Epic with no site code mapped", n)
 	}
 	// The plan changes: the note is updated in place, not piled up.
-	c := consenting(r.cl)[0]
-	c.Supports = append(c.Supports, &ips.Support{ID: "s-new", Type: ips.SupportTeamMeeting, Status: ips.SupportPlanned, Date: ips.MustDate("2026-10-20")})
-	r.enqueueAll(t)
-	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 || s.Written != 1 {
-		t.Errorf("after a plan change: %+v, %v; want exactly the note rewritten", s, err)
-	}
-	if n := r.countByIdentifier(t, "DocumentReference", mappings.KindPlanNote)[r.conn.Mapping.PlanNoteKey(c).Value()]; n != 1 {
-		t.Errorf("changed note is in the EHR %d times, want 1", n)
-	}
+	r.wantNoteRewrittenInPlace(t, consenting(r.cl)[0])
 	if _, err := r.engine.PullOnce(ctx); err != nil {
 		t.Fatalf("pull in Epic mode: %v", err)
 	}
@@ -412,20 +385,26 @@ func TestOracleModeSync(t *testing.T) {
 	if s, err := r.engine.PushOnce(ctx); err != nil || s.Written != 0 {
 		t.Errorf("second push: %+v %v; want nothing written", s, err)
 	}
-	// A plan change updates the note in place.
-	c := consenting(r.cl)[0]
-	c.Supports = append(c.Supports, &ips.Support{ID: "s-oracle", Type: ips.SupportBenefitsPlanning, Status: ips.SupportPlanned, Date: ips.MustDate("2026-10-21")})
-	r.enqueueAll(t)
-	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 || s.Written != 1 {
-		t.Errorf("after a plan change: %+v, %v; want exactly the note rewritten", s, err)
-	}
-	if n := r.countByIdentifier(t, "DocumentReference", mappings.KindPlanNote)[r.conn.Mapping.PlanNoteKey(c).Value()]; n != 1 {
-		t.Errorf("changed note is in the EHR %d times, want 1", n)
-	}
+	// The plan changes: the note is updated in place, not piled up.
+	r.wantNoteRewrittenInPlace(t, consenting(r.cl)[0])
 	if _, err := r.engine.PullOnce(ctx); err != nil {
 		t.Fatalf("pull in Oracle mode: %v", err)
 	}
 	if l := r.refused("405"); len(l) != 0 {
 		t.Errorf("requests Oracle Health does not declare were sent:\n%s", strings.Join(l, "\n"))
+	}
+}
+
+// wantNoteRewrittenInPlace adds a support to c's plan and pushes: exactly
+// the chart note is written, and the EHR still holds one note for c.
+func (r *rig) wantNoteRewrittenInPlace(t *testing.T, c *ips.Client) {
+	t.Helper()
+	c.Supports = append(c.Supports, &ips.Support{ID: "s-note-change", Type: ips.SupportTeamMeeting, Status: ips.SupportPlanned, Date: ips.MustDate("2026-10-20")})
+	r.enqueueAll(t)
+	if s, err := r.engine.PushOnce(t.Context()); err != nil || s.Failed != 0 || s.Written != 1 {
+		t.Errorf("after a plan change: %+v, %v; want exactly the note rewritten", s, err)
+	}
+	if n := r.countByIdentifier(t, "DocumentReference", mappings.KindPlanNote)[r.conn.Mapping.PlanNoteKey(c).Value()]; n != 1 {
+		t.Errorf("changed note is in the EHR %d times, want 1", n)
 	}
 }

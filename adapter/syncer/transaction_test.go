@@ -2,7 +2,6 @@ package syncer
 
 import (
 	"context"
-	"encoding/json"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -125,18 +124,7 @@ func TestStaleResourceInATransactionFallsBackToSingleWrites(t *testing.T) {
 			break
 		}
 	}
-	k := r.conn.Mapping.JobKey(c, c.Jobs[0])
-	es, err := r.client.Search(ctx, "Observation", url.Values{"identifier": {k.System() + "|" + k.Value()}})
-	if err != nil || len(es) != 1 {
-		t.Fatalf("find job: %d %v", len(es), err)
-	}
-	var obs map[string]any
-	_ = json.Unmarshal(es[0].Resource, &obs)
-	obs["status"] = "amended"
-	body, _ := json.Marshal(obs)
-	if _, err := r.client.Update(ctx, "Observation", obs["id"].(string), body, ""); err != nil {
-		t.Fatal(err)
-	}
+	k := r.amendJobInEHR(t, c)
 	c.Jobs[0].HoursPerWeek += 5
 	c.Goals[0].Description += " (revised)"
 	before := cnt.writeCounts
@@ -151,15 +139,7 @@ func TestStaleResourceInATransactionFallsBackToSingleWrites(t *testing.T) {
 	if cnt.updates-before.updates < 2 {
 		t.Errorf("%d single updates after the refused Bundle, want at least the goal and the job", cnt.updates-before.updates)
 	}
-	cs, _ := r.store.Conflicts(ctx, "clinic", false)
-	if len(cs) != 1 || cs[0].Winner != "ips" || cs[0].Key != k.System()+"|"+k.Value() {
-		t.Errorf("conflict records %+v", cs)
-	}
-	es, _ = r.client.Search(ctx, "Observation", url.Values{"identifier": {k.System() + "|" + k.Value()}})
-	_ = json.Unmarshal(es[0].Resource, &obs)
-	if obs["status"] != "final" {
-		t.Errorf("EHR job status %v after push, want the IPS content (final)", obs["status"])
-	}
+	r.wantJobConflictIPSWon(t, k)
 }
 
 // TestSingleWritesReferToGoalsTheEHRStored: without Bundles, goals are

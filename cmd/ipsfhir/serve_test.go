@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -17,33 +16,15 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ipsfhir/ipsfhir/adapter/config"
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
+	"github.com/ipsfhir/ipsfhir/adapter/telemetry/telemetrytest"
 	"github.com/ipsfhir/ipsfhir/conformance/peer"
 	"github.com/ipsfhir/ipsfhir/mappings"
 )
-
-// lockedBuffer is written by the server goroutine and read by the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func TestServePushesWhatTheAPIStores(t *testing.T) {
 	srv := peer.StartForTest(t, peer.Options{Args: []string{"--quiet"}})
@@ -69,19 +50,7 @@ connections:
 	}
 
 	ctx, cancel := context.WithCancel(t.Context())
-	var stdout, stderr lockedBuffer
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"serve", "--config", cfg}, strings.NewReader(""), &stdout, &stderr) }()
-	var base string
-	for deadline := time.Now().Add(20 * time.Second); base == ""; {
-		if m := regexp.MustCompile(`http://127\.0\.0\.1:\d+`).FindString(stdout.String()); m != "" {
-			base = m
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve did not start:\n%s", stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	base, stderr, done := startServe(t, ctx, cfg)
 
 	if resp, err := http.Get(base + "/healthz"); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("healthz: %v %v", resp, err)
@@ -133,7 +102,7 @@ func TestDemoSyncsToAnEHR(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
-	var stdout, stderr lockedBuffer
+	var stdout, stderr telemetrytest.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"demo", "--out", t.TempDir(), "--ehr", srv.BaseURL}, strings.NewReader(""), &stdout, &stderr)
@@ -204,19 +173,7 @@ apiKeys:
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var stdout, stderr lockedBuffer
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"serve", "--config", cfg}, strings.NewReader(""), &stdout, &stderr) }()
-	var base string
-	for deadline := time.Now().Add(20 * time.Second); base == ""; {
-		if m := regexp.MustCompile(`http://127\.0\.0\.1:\d+`).FindString(stdout.String()); m != "" {
-			base = m
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve did not start:\n%s", stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	base, stderr, done := startServe(t, ctx, cfg)
 	call := func(method, path, key, body string) (int, string) {
 		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
 		if key != "" {
@@ -317,8 +274,26 @@ apiKeys:
 	if err := os.WriteFile(filepath.Join(dir, "pseudonym.key"), []byte("short"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var out, errOut lockedBuffer
+	var out, errOut telemetrytest.Buffer
 	if code := run(t.Context(), []string{"serve", "--config", cfg}, strings.NewReader(""), &out, &errOut); code != exitFindings || !strings.Contains(errOut.String(), "export.pseudonymKey") {
 		t.Errorf("serve with a short pseudonym key: exit %d\n%s", code, errOut.String())
+	}
+}
+
+// startServe runs `ipsfhir serve --config cfg` until ctx ends and returns
+// the address it serves on, its stderr, and its exit code once it stops.
+func startServe(t *testing.T, ctx context.Context, cfg string) (base string, stderr *telemetrytest.Buffer, done <-chan int) {
+	t.Helper()
+	stdout, stderr := &telemetrytest.Buffer{}, &telemetrytest.Buffer{}
+	exit := make(chan int, 1)
+	go func() { exit <- run(ctx, []string{"serve", "--config", cfg}, strings.NewReader(""), stdout, stderr) }()
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if base = regexp.MustCompile(`http://127\.0\.0\.1:\d+`).FindString(stdout.String()); base != "" {
+			return base, stderr, exit
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not start:\n%s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

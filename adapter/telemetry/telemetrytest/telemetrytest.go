@@ -38,13 +38,13 @@ type Capture struct {
 	// Reader collects on demand; see Collect.
 	Reader *sdkmetric.ManualReader
 
-	logs *lockedBuffer
+	logs *Buffer
 }
 
 // New returns a Capture whose providers are shut down when t ends.
 func New(t testing.TB) *Capture {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &Buffer{}
 	spans := tracetest.NewInMemoryExporter()
 	reader := sdkmetric.NewManualReader()
 	// A fixed, empty resource: the default one reads the environment and
@@ -267,20 +267,20 @@ func (n needle) in(hay string) bool {
 	return false
 }
 
-// lockedBuffer lets the code under test log from several goroutines while
-// the test reads.
-type lockedBuffer struct {
+// Buffer is a bytes.Buffer that the code under test may write from several
+// goroutines (a log, a server's output) while the test reads it.
+type Buffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
+func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *lockedBuffer) String() string {
+func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
