@@ -55,22 +55,42 @@ func (e *Engine) overlap() time.Duration {
 }
 
 // PullOnce reads each connection's changes since its watermark: clinicians'
-// changes to goals the adapter wrote, and new referrals to IPS.
+// changes to goals the adapter wrote, and new referrals to IPS. A failing
+// connection does not stop the others: every connection is pulled, and the
+// error joins each failed connection's error (see ConnectionError).
 func (e *Engine) PullOnce(ctx context.Context) (PullSummary, error) {
-	var total PullSummary
+	var (
+		total PullSummary
+		errs  []error
+	)
 	for _, conn := range e.Connections {
-		cctx, end := e.runSpan(ctx, conn.Name, telemetry.DirectionPull)
-		s, err := e.pullGoals(cctx, conn)
+		s, err := e.PullConnection(ctx, conn)
 		total.add(s)
-		if err == nil {
-			s, err = e.pullReferrals(cctx, conn)
-			total.add(s)
-		}
-		e.recordRun(ctx, conn.Name, telemetry.DirectionPull, err)
-		end(err)
 		if err != nil {
-			return total, fmt.Errorf("pull %s: %w", conn.Name, err)
+			if ctx.Err() != nil {
+				return total, err
+			}
+			errs = append(errs, err)
 		}
+	}
+	return total, errors.Join(errs...)
+}
+
+// PullConnection pulls one connection, in one span. Its error is a
+// *ConnectionError naming the connection.
+func (e *Engine) PullConnection(ctx context.Context, conn *Connection) (PullSummary, error) {
+	var total PullSummary
+	cctx, end := e.runSpan(ctx, conn.Name, telemetry.DirectionPull)
+	s, err := e.pullGoals(cctx, conn)
+	total.add(s)
+	if err == nil {
+		s, err = e.pullReferrals(cctx, conn)
+		total.add(s)
+	}
+	e.recordRun(ctx, conn.Name, telemetry.DirectionPull, err)
+	end(err)
+	if err != nil {
+		return total, &ConnectionError{Connection: conn.Name, Direction: telemetry.DirectionPull, Err: err}
 	}
 	return total, nil
 }

@@ -165,15 +165,45 @@ func (e *Engine) log() *slog.Logger {
 // PushOnce drains every connection's outbox once: it leases due items in
 // batches until none are left and pushes each. It returns what it did; an
 // error only for a store failure (EHR failures are recorded on the items).
+// A connection whose push fails does not stop the others; the error joins
+// each failed connection's *ConnectionError.
 func (e *Engine) PushOnce(ctx context.Context) (PushSummary, error) {
-	var total PushSummary
+	var (
+		total PushSummary
+		errs  []error
+	)
 	for _, conn := range e.Connections {
 		if err := e.pushConnection(ctx, conn, &total); err != nil {
-			return total, err
+			if ctx.Err() != nil {
+				return total, err
+			}
+			errs = append(errs, &ConnectionError{Connection: conn.Name, Direction: telemetry.DirectionPush, Err: err})
 		}
 	}
-	return total, nil
+	return total, errors.Join(errs...)
 }
+
+// PushConnection drains one connection's outbox with n workers at once
+// (see PushParallel).
+func (e *Engine) PushConnection(ctx context.Context, conn *Connection, n int) (PushSummary, error) {
+	one := *e
+	one.Connections = []*Connection{conn}
+	return one.PushParallel(ctx, n)
+}
+
+// ConnectionError is a push or pull failure of one connection. Its message
+// names the connection and direction and the cause's patient-free text.
+type ConnectionError struct {
+	Connection string
+	Direction  telemetry.Direction
+	Err        error
+}
+
+func (e *ConnectionError) Error() string {
+	return string(e.Direction) + " " + e.Connection + ": " + e.Err.Error()
+}
+
+func (e *ConnectionError) Unwrap() error { return e.Err }
 
 // pushConnection drains one connection's outbox, in one span.
 func (e *Engine) pushConnection(ctx context.Context, conn *Connection, total *PushSummary) (err error) {
