@@ -33,7 +33,12 @@ var DefaultWinners = Winners{Status: "ehr", Achievement: "ehr", Notes: "ehr", De
 
 // PullSummary counts what a pull pass did.
 type PullSummary struct {
-	Seen, Echoes, Applied, Conflicts, Enrolled, Unreadable int
+	Seen       int `json:"seen"`
+	Echoes     int `json:"echoes"`
+	Applied    int `json:"applied"`
+	Conflicts  int `json:"conflicts"`
+	Enrolled   int `json:"enrolled"`
+	Unreadable int `json:"unreadable"`
 }
 
 // PullSearcher is the part of an EHR client pull needs.

@@ -54,6 +54,9 @@ type Connection struct {
 	// PatientSystem names the EHR's Patient id namespace, for referrals whose
 	// subject is only Patient/{id}.
 	PatientSystem string
+	// Retry spaces the retries of this connection's failing outbox items;
+	// zero means DefaultRetry.
+	Retry RetrySchedule
 }
 
 // Engine runs push (and pull) for a set of connections over one store.
@@ -133,9 +136,19 @@ func blameOf(err error) telemetry.Blame {
 	return telemetry.BlameServer
 }
 
-// PushSummary counts what a push pass did.
+// PushSummary counts what a push pass did. Failures counts the failed items
+// by their patient-free reason (the same text stored on the outbox item),
+// so a pass can end with "60 failed: patient not found in the EHR by
+// identifier".
 type PushSummary struct {
-	Items, Written, Unchanged, Skipped, Failed, DeadLettered, Conflicts int
+	Items        int            `json:"items"`
+	Written      int            `json:"written"`
+	Unchanged    int            `json:"unchanged"`
+	Skipped      int            `json:"skipped"`
+	Failed       int            `json:"failed"`
+	DeadLettered int            `json:"deadLettered"`
+	Conflicts    int            `json:"conflicts"`
+	Failures     map[string]int `json:"failures,omitempty"`
 }
 
 func (s *PushSummary) add(o PushSummary) {
@@ -146,6 +159,12 @@ func (s *PushSummary) add(o PushSummary) {
 	s.Failed += o.Failed
 	s.DeadLettered += o.DeadLettered
 	s.Conflicts += o.Conflicts
+	for r, n := range o.Failures {
+		if s.Failures == nil {
+			s.Failures = map[string]int{}
+		}
+		s.Failures[r] += n
+	}
 }
 
 func (e *Engine) now() time.Time {
@@ -252,7 +271,8 @@ func (e *Engine) pushItem(ctx context.Context, conn *Connection, it store.Outbox
 		s.Conflicts++
 	}
 	reason := reasonOf(err)
-	retry := e.now().Add(backoff(it.Attempts + 1))
+	s.Failures = map[string]int{reason: 1}
+	retry := e.now().Add(conn.Retry.Delay(it.Attempts+1, retryAfterOf(err)))
 	dead, ferr := e.Store.Fail(ctx, it, reason, retry, e.MaxAttempts)
 	if ferr != nil {
 		return s, e.settle(ctx, ferr)
@@ -262,6 +282,15 @@ func (e *Engine) pushItem(ctx context.Context, conn *Connection, it store.Outbox
 	}
 	e.log().WarnContext(ctx, "push failed", "connection", conn.Name, "error_kind", reason, "attempt", it.Attempts+1, "dead", dead)
 	return s, nil
+}
+
+// retryAfterOf is how long the EHR asked us to wait, if it said.
+func retryAfterOf(err error) time.Duration {
+	var ee *ehr.Error
+	if errors.As(err, &ee) {
+		return ee.RetryAfter
+	}
+	return 0
 }
 
 // settle tolerates losing a lease (another worker took the item over after it
@@ -293,15 +322,6 @@ func reasonOf(err error) string {
 type pushError struct{ msg string }
 
 func (e *pushError) Error() string { return e.msg }
-
-// backoff spaces retries of a failing item: 30 s, 1 min, 2 min … capped at 1 h.
-func backoff(attempt int) time.Duration {
-	d := 30 * time.Second
-	for i := 1; i < attempt && d < time.Hour; i++ {
-		d *= 2
-	}
-	return min(d, time.Hour)
-}
 
 // pushClient writes every resource of one client that the plan allows and
 // that changed since the ledger last saw it.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/url"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -339,7 +340,7 @@ func TestParallelWorkersWriteEachRecordOnce(t *testing.T) {
 	if err != nil || s.Failed != 0 || s.Items != len(r.cl.Clients) {
 		t.Fatalf("parallel push: %+v %v; want every client once", s, err)
 	}
-	if last != s {
+	if !reflect.DeepEqual(last, s) {
 		t.Errorf("last progress report %+v, want the final totals %+v", last, s)
 	}
 	for k, typ := range map[mappings.Kind]string{mappings.KindGoal: "Goal", mappings.KindPlan: "CarePlan", mappings.KindJob: "Observation"} {
