@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/ipsfhir/ipsfhir/ips"
@@ -139,6 +140,42 @@ type LedgerEntry struct {
 	VersionID    string // opaque: EHRs use integers, UUIDs or anything
 	ContentHash  string // of what the adapter last wrote
 	UpdatedAt    time.Time
+	// Attempted holds the content hashes of writes sent since the last one
+	// whose answer was read (a lost reply, a timeout, a crash mid-request),
+	// oldest first, at most MaxAttempted. The EHR may hold any of them: one
+	// that shows up under an unknown version is the adapter's own write.
+	Attempted []string
+}
+
+// MaxAttempted bounds LedgerEntry.Attempted; older hashes are dropped.
+const MaxAttempted = 4
+
+// WithAttempt returns the attempts with hash added last, keeping at most
+// MaxAttempted and no duplicates.
+func WithAttempt(attempted []string, hash string) []string {
+	out := make([]string, 0, MaxAttempted)
+	for _, h := range attempted {
+		if h != hash && h != "" {
+			out = append(out, h)
+		}
+	}
+	out = append(out, hash)
+	if len(out) > MaxAttempted {
+		out = out[len(out)-MaxAttempted:]
+	}
+	return out
+}
+
+// JoinAttempted and SplitAttempted are the stores' column encoding of
+// LedgerEntry.Attempted: hex hashes separated by spaces.
+func JoinAttempted(hashes []string) string { return strings.Join(hashes, " ") }
+
+// SplitAttempted reads what JoinAttempted wrote; "" is none.
+func SplitAttempted(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Fields(s)
 }
 
 // Conflict is a field both sides changed since the last sync.

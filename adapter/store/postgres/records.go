@@ -11,12 +11,16 @@ import (
 	"github.com/ipsfhir/ipsfhir/adapter/store"
 )
 
-const ledgerColumns = `connection, key, client_id, resource_type, resource_id, version_id, content_hash, updated_at`
+const ledgerColumns = `connection, key, client_id, resource_type, resource_id, version_id, content_hash, updated_at, attempted`
 
 func scanLedger(row pgx.Row) (store.LedgerEntry, error) {
-	var e store.LedgerEntry
-	err := row.Scan(&e.Connection, &e.Key, &e.ClientID, &e.ResourceType, &e.ResourceID, &e.VersionID, &e.ContentHash, &e.UpdatedAt)
+	var (
+		e         store.LedgerEntry
+		attempted string
+	)
+	err := row.Scan(&e.Connection, &e.Key, &e.ClientID, &e.ResourceType, &e.ResourceID, &e.VersionID, &e.ContentHash, &e.UpdatedAt, &attempted)
 	e.UpdatedAt = e.UpdatedAt.UTC()
+	e.Attempted = store.SplitAttempted(attempted)
 	return e, err
 }
 
@@ -57,15 +61,16 @@ func (s *Store) LedgerPut(ctx context.Context, e store.LedgerEntry) error {
 	if e.UpdatedAt.IsZero() {
 		e.UpdatedAt = time.Now()
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO ledger (`+ledgerColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+	_, err := s.pool.Exec(ctx, `INSERT INTO ledger (`+ledgerColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		ON CONFLICT (connection, key) DO UPDATE SET
 			client_id = excluded.client_id,
 			resource_type = excluded.resource_type,
 			resource_id = excluded.resource_id,
 			version_id = excluded.version_id,
 			content_hash = excluded.content_hash,
-			updated_at = excluded.updated_at`,
-		e.Connection, e.Key, e.ClientID, e.ResourceType, e.ResourceID, e.VersionID, e.ContentHash, micros(e.UpdatedAt))
+			updated_at = excluded.updated_at,
+			attempted = excluded.attempted`,
+		e.Connection, e.Key, e.ClientID, e.ResourceType, e.ResourceID, e.VersionID, e.ContentHash, micros(e.UpdatedAt), store.JoinAttempted(e.Attempted))
 	if err != nil {
 		return fmt.Errorf("store: ledger put: %w", err)
 	}
