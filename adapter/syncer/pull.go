@@ -52,6 +52,11 @@ type PullSearcher interface {
 // missed. Changes seen twice are recognised by version.
 const DefaultOverlap = 2 * time.Minute
 
+// pullPageSize is the _count of change polls. With the EHR client's default
+// of 100 pages, one poll reads up to 50,000 changed resources; servers cap
+// _count at their own maximum and page on.
+const pullPageSize = "500"
+
 func (e *Engine) overlap() time.Duration {
 	if e.Overlap > 0 {
 		return e.Overlap
@@ -130,7 +135,9 @@ func (e *Engine) changedSince(ctx context.Context, conn *Connection, typ string,
 		if rp.Detection == plan.DateParameter {
 			param = rp.DateParam
 		}
-		q := url.Values{}
+		// Large pages: the client follows at most its page limit, and a
+		// first poll reads every resource of the type.
+		q := url.Values{"_count": {pullPageSize}}
 		if !wm.IsZero() {
 			q.Set(param, "gt"+since.UTC().Format(time.RFC3339))
 		}
@@ -186,19 +193,38 @@ func (e *Engine) pullGoals(ctx context.Context, conn *Connection) (PullSummary, 
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return s, fmt.Errorf("%w: ledger: %w", errStore, err)
 		}
-		if err == nil && le.VersionID == version {
+		known := err == nil
+		if known && version != "" && le.VersionID == version {
 			s.Echoes++ // the adapter's own write, or a change already applied
 			continue
 		}
-		applied, conflicts, err := e.applyGoalChange(ctx, conn, key, ehrGoal, le, version, g.GetId().GetValue())
+		if known {
+			// A version the ledger does not know may still hold the
+			// adapter's own content: a write answered without a version,
+			// or one whose answer was lost.
+			h, err := e.canonicalHash(ctx, conn, "Goal", en.Resource)
+			if errors.Is(err, errStore) {
+				return s, err
+			}
+			if err == nil && ours(le, h) {
+				le.VersionID, le.ContentHash, le.ResourceID, le.UpdatedAt = version, h, g.GetId().GetValue(), e.now()
+				if err := e.Store.LedgerPut(ctx, le); err != nil {
+					return s, fmt.Errorf("%w: ledger: %w", errStore, err)
+				}
+				s.Echoes++
+				continue
+			}
+		}
+		r, err := e.applyGoalChange(ctx, conn, key, ehrGoal, le, version, g.GetId().GetValue())
 		if err != nil {
+			// The watermark stays: the next pull reads this change again.
 			return s, err
 		}
-		if applied {
+		if r.saved {
 			s.Applied++
 		}
-		s.Conflicts += conflicts
-		if conflicts > 0 {
+		s.Conflicts += r.conflicts
+		if r.conflicts > 0 {
 			e.record(ctx, conn.Name, "Goal", telemetry.OutcomeConflict, nil)
 		}
 	}
@@ -208,84 +234,121 @@ func (e *Engine) pullGoals(ctx context.Context, conn *Connection) (PullSummary, 
 	return s, nil
 }
 
+// goalMerge is what applyGoalChange did.
+type goalMerge struct {
+	// saved: the client was saved with values taken from the EHR (or, from
+	// a pull, to queue the IPS side's winning values for the EHR).
+	saved     bool
+	conflicts int
+}
+
+// mergeAttempts bounds how often applyGoalChange re-reads a client that
+// was saved by someone else between its read and its save.
+const mergeAttempts = 5
+
 // applyGoalChange merges the EHR's version of a goal into the IPS store. A
 // field that only the clinic changed takes the clinic's value; a field both
 // sides changed since the last sync becomes a conflict record, with the
-// configured winner applied. The ledger then records the EHR version and the
-// merged content, so the next push sends only what the IPS side won.
-func (e *Engine) applyGoalChange(ctx context.Context, conn *Connection, key mappings.Key, ehrGoal *ips.Goal, le store.LedgerEntry, version, resourceID string) (bool, int, error) {
-	c, ver, err := e.Store.GetClient(ctx, key.Client)
-	if errors.Is(err, store.ErrNotFound) {
-		return false, 0, nil
-	}
-	if err != nil {
-		return false, 0, fmt.Errorf("%w: get client: %w", errStore, err)
-	}
-	g := c.Goal(key.Record)
-	if g == nil {
-		return false, 0, nil // deleted on the IPS side since
-	}
+// configured winner applied. The ledger then records the EHR version and
+// the EHR's content, so this change is not echoed back and a later push
+// sends only what the IPS side won.
+//
+// When a concurrent save wins (the specialist edits the client meanwhile),
+// the client is read again and the merge redone, so the clinician's change
+// is never dropped; if it keeps losing, the error leaves the pull's
+// watermark where it was. A merge that takes nothing from the EHR saves
+// nothing, unless the IPS side's values must go back to the EHR (a pull
+// then saves to queue that push).
+func (e *Engine) applyGoalChange(ctx context.Context, conn *Connection, key mappings.Key, ehrGoal *ips.Goal, le store.LedgerEntry, version, resourceID string) (goalMerge, error) {
 	o := conn.Mapping
 	o.Now = time.Time{}
-	ipsHash, err := contentHash(wrap(mappings.Goal(c, g, o)))
-	if err != nil {
-		return false, 0, &pushError{"pull: encode Goal"}
-	}
-	ipsChanged := le.ContentHash != "" && ipsHash != le.ContentHash
 	w := conn.winners()
-	conflicts := 0
-	merge := func(field string, differ bool, winner string, takeEHR func(), ipsVal, ehrVal string) error {
-		if !differ {
-			return nil
+	for attempt := 1; ; attempt++ {
+		var r goalMerge
+		c, ver, err := e.Store.GetClient(ctx, key.Client)
+		if errors.Is(err, store.ErrNotFound) {
+			return r, nil
 		}
-		if ipsChanged {
-			if _, err := e.Store.AddConflict(ctx, store.Conflict{Connection: conn.Name, ClientID: c.ID, Key: ledgerKey(key), Field: field,
-				IPSValue: ipsVal, EHRValue: ehrVal, Winner: winner, CreatedAt: e.now()}); err != nil {
-				return fmt.Errorf("%w: conflict: %w", errStore, err)
+		if err != nil {
+			return r, fmt.Errorf("%w: get client: %w", errStore, err)
+		}
+		g := c.Goal(key.Record)
+		if g == nil {
+			return r, nil // deleted on the IPS side since
+		}
+		ipsHash, err := contentHash(wrap(mappings.Goal(c, g, o)))
+		if err != nil {
+			return r, &pushError{"pull: encode Goal"}
+		}
+		ehrHash, err := contentHash(wrap(mappings.Goal(c, ehrGoal, o)))
+		if err != nil {
+			return r, &pushError{"pull: encode Goal"}
+		}
+		ipsChanged := le.ContentHash != "" && ipsHash != le.ContentHash
+		fields := []struct {
+			name   string
+			differ bool
+			winner string
+			take   func()
+			iv, ev string
+		}{
+			{"status", g.Status != ehrGoal.Status, w.Status, func() { g.Status = ehrGoal.Status }, string(g.Status), string(ehrGoal.Status)},
+			{"achievement", g.Achievement != ehrGoal.Achievement, w.Achievement, func() { g.Achievement = ehrGoal.Achievement }, string(g.Achievement), string(ehrGoal.Achievement)},
+			{"notes", !slices.Equal(g.Notes, ehrGoal.Notes), w.Notes, func() { g.Notes = ehrGoal.Notes }, notesText(g.Notes), notesText(ehrGoal.Notes)},
+			{"description", g.Description != ehrGoal.Description, w.Description, func() { g.Description = ehrGoal.Description }, g.Description, ehrGoal.Description},
+			{"target", !sameTarget(g, ehrGoal), w.Target, func() { g.TargetHoursPerWeek, g.Due = ehrGoal.TargetHoursPerWeek, ehrGoal.Due }, targetText(g), targetText(ehrGoal)},
+		}
+		var conflicts []store.Conflict
+		took := false
+		for _, f := range fields {
+			if !f.differ {
+				continue
 			}
-			conflicts++
-			if winner != "ehr" {
-				return nil
+			if ipsChanged {
+				conflicts = append(conflicts, store.Conflict{Connection: conn.Name, ClientID: c.ID, Key: ledgerKey(key), Field: f.name,
+					IPSValue: f.iv, EHRValue: f.ev, Winner: f.winner, CreatedAt: e.now()})
+				if f.winner != "ehr" {
+					continue
+				}
+			}
+			f.take()
+			took = true
+		}
+		mergedHash := ipsHash
+		if took {
+			if mergedHash, err = contentHash(wrap(mappings.Goal(c, g, o))); err != nil {
+				return r, &pushError{"pull: encode Goal"}
 			}
 		}
-		takeEHR()
-		return nil
-	}
-	fields := []struct {
-		name   string
-		differ bool
-		winner string
-		take   func()
-		iv, ev string
-	}{
-		{"status", g.Status != ehrGoal.Status, w.Status, func() { g.Status = ehrGoal.Status }, string(g.Status), string(ehrGoal.Status)},
-		{"achievement", g.Achievement != ehrGoal.Achievement, w.Achievement, func() { g.Achievement = ehrGoal.Achievement }, string(g.Achievement), string(ehrGoal.Achievement)},
-		{"notes", !slices.Equal(g.Notes, ehrGoal.Notes), w.Notes, func() { g.Notes = ehrGoal.Notes }, notesText(g.Notes), notesText(ehrGoal.Notes)},
-		{"description", g.Description != ehrGoal.Description, w.Description, func() { g.Description = ehrGoal.Description }, g.Description, ehrGoal.Description},
-		{"target", !sameTarget(g, ehrGoal), w.Target, func() { g.TargetHoursPerWeek, g.Due = ehrGoal.TargetHoursPerWeek, ehrGoal.Due }, targetText(g), targetText(ehrGoal)},
-	}
-	for _, f := range fields {
-		if err := merge(f.name, f.differ, f.winner, f.take, f.iv, f.ev); err != nil {
-			return false, conflicts, err
+		if took || mergedHash != ehrHash {
+			_, err := e.Store.SaveClients(ctx, []store.Stored{{Client: c, Version: ver}}, e.connectionNames())
+			if errors.Is(err, store.ErrConflict) {
+				if attempt < mergeAttempts {
+					continue // saved meanwhile: merge into what is there now
+				}
+				return r, &pushError{"pull: the client kept changing during the merge"}
+			}
+			if err != nil {
+				return r, fmt.Errorf("%w: save client: %w", errStore, err)
+			}
+			r.saved = true
 		}
-	}
-	// The ledger learns the EHR's version and what the EHR now holds, so
-	// this change is not echoed back and a later push sends only IPS wins.
-	ehrHash, err := contentHash(wrap(mappings.Goal(c, ehrGoal, o)))
-	if err != nil {
-		return false, conflicts, &pushError{"pull: encode Goal"}
-	}
-	if _, err := e.Store.SaveClients(ctx, []store.Stored{{Client: c, Version: ver}}, e.connectionNames()); err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			return false, conflicts, nil // saved meanwhile; the next pull sees the version again
+		for _, cf := range conflicts {
+			if _, err := e.Store.AddConflict(ctx, cf); err != nil {
+				return r, fmt.Errorf("%w: conflict: %w", errStore, err)
+			}
 		}
-		return false, conflicts, fmt.Errorf("%w: save client: %w", errStore, err)
+		r.conflicts = len(conflicts)
+		// The ledger learns the EHR's version and what the EHR now holds,
+		// so this change is not echoed back and a later push sends only
+		// what the IPS side won.
+		if err := e.Store.LedgerPut(ctx, store.LedgerEntry{Connection: conn.Name, Key: ledgerKey(key), ClientID: c.ID,
+			ResourceType: "Goal", ResourceID: resourceID, VersionID: version, ContentHash: ehrHash, UpdatedAt: e.now(),
+			Attempted: le.Attempted}); err != nil {
+			return r, fmt.Errorf("%w: ledger: %w", errStore, err)
+		}
+		return r, nil
 	}
-	if err := e.Store.LedgerPut(ctx, store.LedgerEntry{Connection: conn.Name, Key: ledgerKey(key), ClientID: c.ID,
-		ResourceType: "Goal", ResourceID: resourceID, VersionID: version, ContentHash: ehrHash, UpdatedAt: e.now()}); err != nil {
-		return false, conflicts, fmt.Errorf("%w: ledger: %w", errStore, err)
-	}
-	return true, conflicts, nil
 }
 
 func sameTarget(a, b *ips.Goal) bool {

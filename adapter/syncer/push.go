@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +30,7 @@ import (
 
 // EHR is what the engine needs from an EHR client (adapter/ehr.Client).
 type EHR interface {
+	Read(ctx context.Context, resourceType, id string) (*ehr.Response, error)
 	Search(ctx context.Context, resourceType string, query url.Values) ([]ehr.Entry, error)
 	Create(ctx context.Context, resourceType string, body []byte, ifNoneExist string) (*ehr.Response, error)
 	Update(ctx context.Context, resourceType, target string, body []byte, ifMatch string) (*ehr.Response, error)
@@ -57,6 +59,9 @@ type Connection struct {
 	// Retry spaces the retries of this connection's failing outbox items;
 	// zero means DefaultRetry.
 	Retry RetrySchedule
+
+	// bundles is what the engine learned about this EHR's Bundles.
+	bundles bundleMemory
 }
 
 // Engine runs push (and pull) for a set of connections over one store.
@@ -280,8 +285,17 @@ func (e *Engine) pushItem(ctx context.Context, conn *Connection, it store.Outbox
 	if dead {
 		s.DeadLettered++
 	}
-	e.log().WarnContext(ctx, "push failed", "connection", conn.Name, "error_kind", reason, "attempt", it.Attempts+1, "dead", dead)
+	e.log().WarnContext(ctx, "push failed", "connection", conn.Name, "error_kind", errorToken(err), "status", statusOf(err), "attempt", it.Attempts+1, "dead", dead)
 	return s, nil
+}
+
+// statusOf is the EHR's HTTP status in err, or 0.
+func statusOf(err error) int {
+	var ee *ehr.Error
+	if errors.As(err, &ee) {
+		return ee.Status
+	}
+	return 0
 }
 
 // retryAfterOf is how long the EHR asked us to wait, if it said.
@@ -304,18 +318,53 @@ func (e *Engine) settle(_ context.Context, err error) error {
 
 var errStore = errors.New("store")
 
-// reasonOf is the patient-free reason recorded on a failed item: the
-// operation and the EHR error kind and status, never diagnostics.
+// reasonOf is the patient-free reason recorded on a failed item and
+// counted in PushSummary.Failures: the operation, a short kind, the HTTP
+// status and the EHR's issue codes, never diagnostics or addresses, so
+// that the same failure reads the same for every item and can be grouped.
 func reasonOf(err error) string {
 	var ee *ehr.Error
 	if errors.As(err, &ee) {
-		return ee.Error()
+		var b strings.Builder
+		b.WriteString(ee.Op)
+		b.WriteString(": ")
+		b.WriteString(errorToken(ee))
+		if ee.Status != 0 {
+			fmt.Fprintf(&b, " (HTTP %d)", ee.Status)
+		}
+		if len(ee.IssueCodes) > 0 {
+			b.WriteString(" issues ")
+			b.WriteString(strings.Join(ee.IssueCodes, ","))
+		}
+		return b.String()
 	}
 	var pe *pushError
 	if errors.As(err, &pe) {
 		return pe.Error()
 	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return "push: interrupted"
+	}
 	return "push failed"
+}
+
+// errorToken is one short word for an error, for logs and grouping.
+func errorToken(err error) string {
+	var ee *ehr.Error
+	var pe *pushError
+	switch {
+	case err == nil:
+		return "none"
+	case errors.As(err, &ee):
+		return ee.Kind.String()
+	case errors.Is(err, errStore):
+		return "store"
+	case errors.As(err, &pe):
+		return "push"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return "canceled"
+	}
+	return "other"
 }
 
 // pushError is a failure with a message safe to store and log.
@@ -325,8 +374,7 @@ func (e *pushError) Error() string { return e.msg }
 
 // pushClient writes every resource of one client that the plan allows and
 // that changed since the ledger last saw it.
-func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID string) (PushSummary, error) {
-	var s PushSummary
+func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID string) (s PushSummary, err error) {
 	c, _, err := e.Store.GetClient(ctx, clientID)
 	if errors.Is(err, store.ErrNotFound) {
 		return s, nil // nothing left to push
@@ -408,6 +456,11 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 		// which finds what a refused transaction may have written and
 		// says which resource is refused.
 		bundled = written
+		defer func() {
+			if conn.bundles.settled(kind, err == nil, e.now()) {
+				e.log().InfoContext(ctx, "the EHR refuses these Bundles; writing one by one for a while", "connection", conn.Name, "mode", kind)
+			}
+		}()
 	}
 	for _, batch := range []func() []mappings.Entry{goals, rest} {
 		for _, en := range batch() {
@@ -485,6 +538,55 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 	if known && rp.Concurrency == plan.IfMatch {
 		ifMatch = le.VersionID
 	}
+	if known && le.ResourceID != "" && rp.Concurrency == plan.ReadCompareWrite {
+		// No versioned updates: read, compare with what the adapter wrote,
+		// and only then write, so a clinician's edit is never overwritten
+		// without a trace.
+		cur, err := e.readCurrent(ctx, conn, typ, k, le.ResourceID, res)
+		if err != nil {
+			return s, err
+		}
+		switch {
+		case cur == nil:
+			// Deleted in the EHR: written again as new (found by search
+			// first, should it come back).
+			known, le = false, store.LedgerEntry{}
+		case cur.hash == hash:
+			// Already there (an earlier write whose answer was lost).
+			le.VersionID, le.ContentHash = cur.version, hash
+			if err := e.ledgerWritten(ctx, conn, le, k, typ, clientID, cur.id, cur.version, hash); err != nil {
+				return s, err
+			}
+			s.Unchanged++
+			return s, nil
+		case !ours(le, cur.hash):
+			if typ == "Goal" {
+				merged, err := e.mergeEHRGoal(ctx, conn, k, le, cur)
+				if err != nil || merged {
+					s.Conflicts++
+					return s, err
+				}
+				// Merged without a change on the IPS side: the ledger
+				// now holds the EHR's version of the goal.
+				if le, err = e.Store.LedgerGet(ctx, conn.Name, lk); err != nil {
+					return s, fmt.Errorf("%w: ledger: %w", errStore, err)
+				}
+			} else if err := e.recordResourceConflict(ctx, conn, k, le, cur, hash, clientID); err != nil {
+				return s, err
+			}
+			s.Conflicts++
+		}
+	}
+	if known {
+		// Remember what is about to be sent before sending it: if the
+		// answer is lost (or the process dies), the EHR may hold this
+		// content under a version the ledger never learns, and it must
+		// not pass for someone else's change later.
+		le.Attempted = store.WithAttempt(le.Attempted, hash)
+		if err := e.Store.LedgerPut(ctx, le); err != nil {
+			return s, fmt.Errorf("%w: ledger: %w", errStore, err)
+		}
+	}
 	criteria := "identifier=" + url.QueryEscape(k.System()+"|"+k.Value())
 
 	var resp *ehr.Response
@@ -495,19 +597,21 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 			return s, &pushError{"push: encode " + typ}
 		}
 		resp, err = conn.EHR.Update(ctx, typ, criteria, body, ifMatch)
-		if err != nil {
-			if resp, err = e.resolveStale(ctx, conn, k, typ, le, hash, clientID, err, func() (*ehr.Response, error) {
-				return conn.EHR.Update(ctx, typ, criteria, body, "")
-			}); err != nil {
-				return s, err
-			}
-			s.Conflicts++
+		if errors.Is(err, ehr.ErrConflict) {
+			var w PushSummary
+			resp, w, err = e.settleStale(ctx, conn, k, typ, le, hash, clientID, res, func(v string) (*ehr.Response, error) {
+				return conn.EHR.Update(ctx, typ, criteria, body, v)
+			})
+			s.add(w)
+		}
+		if err != nil || resp == nil {
+			return s, err
 		}
 	default:
 		id := ""
 		if known {
 			id = le.ResourceID
-		} else if id, err = e.findExisting(ctx, conn, rp, typ, k, res); err != nil {
+		} else if id, err = e.findExisting(ctx, conn, typ, k, res); err != nil {
 			return s, err
 		}
 		if id != "" {
@@ -520,13 +624,18 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 				return s, &pushError{"push: encode " + typ}
 			}
 			resp, err = conn.EHR.Update(ctx, typ, id, body, ifMatch)
-			if err != nil {
-				if resp, err = e.resolveStale(ctx, conn, k, typ, le, hash, clientID, err, func() (*ehr.Response, error) {
-					return conn.EHR.Update(ctx, typ, id, body, "")
-				}); err != nil {
-					return s, err
-				}
-				s.Conflicts++
+			if errors.Is(err, ehr.ErrConflict) {
+				var w PushSummary
+				resp, w, err = e.settleStale(ctx, conn, k, typ, le, hash, clientID, res, func(v string) (*ehr.Response, error) {
+					if rp.Concurrency != plan.IfMatch {
+						v = ""
+					}
+					return conn.EHR.Update(ctx, typ, id, body, v)
+				})
+				s.add(w)
+			}
+			if err != nil || resp == nil {
+				return s, err
 			}
 		} else {
 			if !conn.Plan.Allows(typ, "create") {
@@ -550,81 +659,49 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 	if id == "" && known {
 		id = le.ResourceID
 	}
-	if err := e.Store.LedgerPut(ctx, store.LedgerEntry{
-		Connection: conn.Name, Key: lk, ClientID: clientID, ResourceType: typ,
-		ResourceID: id, VersionID: resp.VersionID, ContentHash: hash, UpdatedAt: e.now(),
-	}); err != nil {
-		return s, fmt.Errorf("%w: ledger: %w", errStore, err)
+	version := resp.VersionID
+	if version == "" && id != "" && rp.Concurrency == plan.IfMatch && conn.Plan.Allows(typ, "read") {
+		// The EHR answered without a version (no ETag, no versioned
+		// Location, no body): read it back, or the next update would go
+		// without If-Match.
+		if r, err := conn.EHR.Read(ctx, typ, id); err == nil {
+			version = r.VersionID
+		}
+	}
+	if err := e.ledgerWritten(ctx, conn, le, k, typ, clientID, id, version, hash); err != nil {
+		return s, err
 	}
 	s.Written++
 	return s, nil
 }
 
-// resolveStale handles an update refused because the EHR's copy changed
-// since the adapter last wrote it (409/412). For resources the IPS side owns
-// (jobs, employment status, the plan and its note) the IPS content wins: the
-// conflict is recorded for the administrator and the update is sent again
-// without If-Match. A Goal is different: clinicians own its status, so the
-// push fails and the next pull merges their change first. Any other error is
-// returned as it is.
-func (e *Engine) resolveStale(ctx context.Context, conn *Connection, k mappings.Key, typ string, le store.LedgerEntry, hash, clientID string, err error, overwrite func() (*ehr.Response, error)) (*ehr.Response, error) {
-	if !errors.Is(err, ehr.ErrConflict) || typ == "Goal" {
-		return nil, err
+// ledgerWritten records that the EHR holds content hash under id and
+// version. The attempts stay: an older one may still show up in a stale read.
+func (e *Engine) ledgerWritten(ctx context.Context, conn *Connection, le store.LedgerEntry, k mappings.Key, typ, clientID, id, version, hash string) error {
+	if err := e.Store.LedgerPut(ctx, store.LedgerEntry{
+		Connection: conn.Name, Key: ledgerKey(k), ClientID: clientID, ResourceType: typ,
+		ResourceID: id, VersionID: version, ContentHash: hash, UpdatedAt: e.now(),
+		Attempted: store.WithAttempt(le.Attempted, hash),
+	}); err != nil {
+		return fmt.Errorf("%w: ledger: %w", errStore, err)
 	}
-	if _, cerr := e.Store.AddConflict(ctx, store.Conflict{
-		Connection: conn.Name, ClientID: clientID, Key: ledgerKey(k), Field: "resource",
-		IPSValue: "ipsfhir content " + hash[:12], EHRValue: "changed in the EHR after version " + le.VersionID,
-		Winner: "ips", CreatedAt: e.now(),
-	}); cerr != nil {
-		return nil, fmt.Errorf("%w: conflict: %w", errStore, cerr)
-	}
-	return overwrite()
+	return nil
 }
 
 // findExisting looks for a resource the ledger does not know (a first sync,
-// or a create whose answer was lost): by identifier where the EHR can search
-// it, else by patient with the identifier matched here.
-func (e *Engine) findExisting(ctx context.Context, conn *Connection, rp *plan.ResourcePlan, typ string, k mappings.Key, res *bpb.ContainedResource) (string, error) {
-	if !conn.Plan.Allows(typ, "search-type") {
-		return "", nil
-	}
-	q := url.Values{}
-	if name, ok := rp.Searches("identifier"); ok {
-		q.Set(name, k.System()+"|"+k.Value())
-	} else if name, ok := rp.Searches("patient"); ok {
-		pat := subjectOf(res)
-		if pat == "" {
-			return "", nil
-		}
-		q.Set(name, pat)
-	} else {
-		return "", nil
-	}
-	entries, err := conn.EHR.Search(ctx, typ, q)
-	if err != nil {
+// or a create whose answer was lost) and returns its EHR id, or "".
+func (e *Engine) findExisting(ctx context.Context, conn *Connection, typ string, k mappings.Key, res *bpb.ContainedResource) (string, error) {
+	raw, err := e.searchRecord(ctx, conn, typ, k, res)
+	if err != nil || raw == nil {
 		return "", err
 	}
-	for _, en := range entries {
-		if en.Mode != "" && en.Mode != "match" {
-			continue
-		}
-		var r struct {
-			ID         string `json:"id"`
-			Identifier []struct {
-				System string `json:"system"`
-				Value  string `json:"value"`
-			} `json:"identifier"`
-		}
-		if json.Unmarshal(en.Resource, &r) != nil {
-			continue
-		}
-		for _, id := range r.Identifier {
-			if id.System == k.System() && id.Value == k.Value() {
-				return r.ID, nil
-			}
-		}
+	var r struct {
+		ID string `json:"id"`
 	}
-	return "", nil
+	if json.Unmarshal(raw, &r) != nil {
+		return "", nil
+	}
+	return r.ID, nil
 }
 
 // patientReference finds the client's Patient in the EHR by identifier and

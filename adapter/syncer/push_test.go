@@ -88,9 +88,16 @@ func TestOnPostgres(t *testing.T) {
 
 func newRig(t *testing.T, capability string, edit ...func(*ips.Caseload)) *rig {
 	t.Helper()
+	return newRigWith(t, peer.Options{Capability: capability}, edit...)
+}
+
+// newRigWith is newRig with the peer started as po says.
+func newRigWith(t *testing.T, po peer.Options, edit ...func(*ips.Caseload)) *rig {
+	t.Helper()
 	ctx := t.Context()
 	peerLog := &telemetrytest.Buffer{}
-	srv := peer.StartForTest(t, peer.Options{Capability: capability, Stderr: peerLog})
+	po.Stderr = peerLog
+	srv := peer.StartForTest(t, po)
 	c, err := ehr.New(ehr.Options{BaseURL: srv.BaseURL, Connection: "clinic"})
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 
 	bpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
 
@@ -39,12 +41,68 @@ func (e *Engine) bundleKind(conn *Connection, entries []mappings.Entry) string {
 		}
 	}
 	switch {
-	case conn.Plan.Bundles == "transaction" && conditional && updatable:
+	case conn.Plan.Bundles == "transaction" && conditional && updatable && conn.bundles.allowed("transaction", e.now()):
 		return "transaction"
-	case conn.Plan.Bundles == "batch" && updatable:
+	case conn.Plan.Bundles == "batch" && updatable && conn.bundles.allowed("batch", e.now()):
 		return "batch"
 	}
 	return ""
+}
+
+// bundleMemory remembers, per connection, that the EHR refuses the Bundles
+// the adapter sends (a server's limit on entries, or on conditional
+// entries in one transaction), so that later clients go one by one at once
+// instead of each sending a Bundle first. A refusal counts once the
+// one-by-one pass then wrote the same resources: it was the Bundle, not
+// the content, that the EHR refused. Bundles are tried again after
+// bundleRetryAfter, since a limit may be lifted.
+type bundleMemory struct {
+	mu        sync.Mutex
+	suspected map[string]bool      // refused, not yet confirmed by the one-by-one pass
+	until     map[string]time.Time // confirmed: no Bundles of this kind until then
+}
+
+const bundleRetryAfter = time.Hour
+
+func (b *bundleMemory) allowed(kind string, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !now.Before(b.until[kind])
+}
+
+func (b *bundleMemory) suspect(kind string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.suspected == nil {
+		b.suspected = map[string]bool{}
+	}
+	b.suspected[kind] = true
+}
+
+// settled is told how the one-by-one pass after a refused Bundle of kind
+// went; it reports whether the refusal is now remembered.
+func (b *bundleMemory) settled(kind string, singlesOK bool, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.suspected[kind] {
+		return false
+	}
+	delete(b.suspected, kind)
+	if !singlesOK {
+		return false
+	}
+	if b.until == nil {
+		b.until = map[string]time.Time{}
+	}
+	b.until[kind] = now.Add(bundleRetryAfter)
+	return true
+}
+
+// refusesBundle: the EHR refused the Bundle as such (too large, not
+// supported, invalid as a whole), not because it was stale, throttled or
+// unreachable.
+func refusesBundle(err error) bool {
+	return errors.Is(err, ehr.ErrInvalid) || errors.Is(err, ehr.ErrNotAllowed) || errors.Is(err, ehr.ErrOther)
 }
 
 // txEntry is one changed resource of a transaction.
@@ -101,6 +159,15 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 	if err != nil {
 		return s, nil, false, nil
 	}
+	// What is about to be sent is remembered first (see writeResource).
+	for i, ch := range changed {
+		if ch.known {
+			changed[i].le.Attempted = store.WithAttempt(ch.le.Attempted, ch.hash)
+			if err := e.Store.LedgerPut(ctx, changed[i].le); err != nil {
+				return s, nil, false, fmt.Errorf("%w: ledger: %w", errStore, err)
+			}
+		}
+	}
 	send := conn.EHR.Transaction
 	if kind == "batch" {
 		send = conn.EHR.Batch
@@ -110,7 +177,10 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 		if ctx.Err() != nil {
 			return s, nil, false, ctx.Err()
 		}
-		e.log().InfoContext(ctx, kind+" refused; pushing resources one by one", "connection", conn.Name, "error_kind", reasonOf(err))
+		e.log().InfoContext(ctx, "bundle refused; pushing resources one by one", "connection", conn.Name, "mode", kind, "error_kind", errorToken(err))
+		if refusesBundle(err) {
+			conn.bundles.suspect(kind)
+		}
 		return s, nil, false, nil
 	}
 	results, ok := bundleResults(resp.Body, len(changed))
@@ -126,18 +196,25 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 			done = false
 			continue
 		}
+		// The version: the entry's etag, else a versioned location, else
+		// the returned resource's meta.versionId. An EHR may give none of
+		// them (FHIR allows it); the ledger then has no version, and pull
+		// recognises the content by its hash.
 		id, vid := ehr.ParseLocation(results[i].Location)
 		if v := ehr.VersionFromETag(results[i].Etag); v != "" {
 			vid = v
 		}
+		if vid == "" {
+			vid = results[i].resourceVersion
+		}
+		if id == "" {
+			id = results[i].resourceID
+		}
 		if id == "" && ch.known {
 			id = ch.le.ResourceID
 		}
-		if err := e.Store.LedgerPut(ctx, store.LedgerEntry{
-			Connection: conn.Name, Key: ledgerKey(ch.en.Key), ClientID: clientID, ResourceType: ch.en.ResourceType,
-			ResourceID: id, VersionID: vid, ContentHash: ch.hash, UpdatedAt: e.now(),
-		}); err != nil {
-			return s, nil, false, fmt.Errorf("%w: ledger: %w", errStore, err)
+		if err := e.ledgerWritten(ctx, conn, ch.le, ch.en.Key, ch.en.ResourceType, clientID, id, vid, ch.hash); err != nil {
+			return s, nil, false, err
 		}
 		s.Written++
 		e.record(ctx, conn.Name, ch.en.ResourceType, telemetry.OutcomeWritten, nil)
@@ -210,6 +287,8 @@ type entryResponse struct {
 	Status   string `json:"status"`
 	Location string `json:"location"`
 	Etag     string `json:"etag"`
+	// From the entry's resource, when the EHR returns it.
+	resourceID, resourceVersion string
 }
 
 // bundleResults reads a transaction- or batch-response Bundle: one response
@@ -219,6 +298,12 @@ func bundleResults(body []byte, n int) ([]entryResponse, bool) {
 		ResourceType string `json:"resourceType"`
 		Entry        []struct {
 			Response *entryResponse `json:"response"`
+			Resource *struct {
+				ID   string `json:"id"`
+				Meta struct {
+					VersionID string `json:"versionId"`
+				} `json:"meta"`
+			} `json:"resource"`
 		} `json:"entry"`
 	}
 	if json.Unmarshal(body, &b) != nil || b.ResourceType != "Bundle" || len(b.Entry) != n {
@@ -230,6 +315,9 @@ func bundleResults(body []byte, n int) ([]entryResponse, bool) {
 			return nil, false
 		}
 		out[i] = *en.Response
+		if en.Resource != nil {
+			out[i].resourceID, out[i].resourceVersion = en.Resource.ID, en.Resource.Meta.VersionID
+		}
 	}
 	return out, true
 }

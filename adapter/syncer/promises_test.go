@@ -1,0 +1,263 @@
+package syncer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ipsfhir/ipsfhir/adapter/plan"
+	"github.com/ipsfhir/ipsfhir/adapter/store"
+	"github.com/ipsfhir/ipsfhir/conformance/peer"
+	"github.com/ipsfhir/ipsfhir/ips"
+	"github.com/ipsfhir/ipsfhir/mappings"
+)
+
+// The tests here hold the engine to what its docs and plans promise: a
+// strategy the plan prints is the one the engine follows, and no change on
+// either side is lost or reverted.
+
+var oracleCapability = filepath.Join("..", "..", "testdata", "ehr-capabilities", "oracle-health-millennium-r4-2026-08.json")
+
+// TestWhatTheEHRHoldsHashesLikeWhatWasWritten: read back from the EHR,
+// every resource the adapter wrote has the canonical hash the ledger
+// recorded, whatever ids, versions and references the EHR gave it. This is
+// what lets the engine recognise its own writes without versions.
+func TestWhatTheEHRHoldsHashesLikeWhatWasWritten(t *testing.T) {
+	for name, capability := range map[string]string{"full": "", "oracle": oracleCapability} {
+		t.Run(name, func(t *testing.T) {
+			r := newRig(t, capability)
+			ctx := t.Context()
+			r.enqueueAll(t)
+			if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+				t.Fatalf("push: %+v %v", s, err)
+			}
+			checked := 0
+			for _, c := range consenting(r.cl) {
+				for _, en := range mappings.ClientEntries(c, r.conn.Mapping) {
+					le, err := r.store.LedgerGet(ctx, "clinic", ledgerKey(en.Key))
+					if err != nil {
+						continue // not written to this EHR (the plan says so)
+					}
+					resp, err := r.client.Read(ctx, le.ResourceType, le.ResourceID)
+					if err != nil {
+						t.Fatalf("read %s: %v", le.ResourceType, err)
+					}
+					h, err := r.engine.canonicalHash(ctx, r.conn, le.ResourceType, resp.Body)
+					if err != nil || h != le.ContentHash {
+						t.Errorf("%s %s: canonical hash of the EHR's copy %q (%v), ledger %q", le.ResourceType, en.Key.Value(), h, err, le.ContentHash)
+					}
+					checked++
+				}
+			}
+			if checked == 0 {
+				t.Fatal("nothing checked")
+			}
+		})
+	}
+}
+
+// TestReadCompareWriteKeepsTraceOfAClinicianNoteEdit: Oracle Health offers
+// no versioned update, so the plan says read-compare-write for the chart
+// note. A note edited in the EHR is then not overwritten silently: the push
+// reads it, finds content the adapter never wrote, records a conflict, and
+// writes the program's plan (the IPS side owns it).
+func TestReadCompareWriteKeepsTraceOfAClinicianNoteEdit(t *testing.T) {
+	r := newRig(t, oracleCapability)
+	ctx := t.Context()
+	if got := r.conn.Plan.Type("DocumentReference").Concurrency; got != plan.ReadCompareWrite {
+		t.Fatalf("Oracle plan: note concurrency %s, want read-compare-write", got)
+	}
+	r.enqueueAll(t)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+		t.Fatalf("push: %+v %v", s, err)
+	}
+	c := consenting(r.cl)[0]
+	k := r.conn.Mapping.PlanNoteKey(c)
+	le, err := r.store.LedgerGet(ctx, "clinic", ledgerKey(k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A clinician edits the note's description in the EHR.
+	resp, err := r.client.Read(ctx, "DocumentReference", le.ResourceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var note map[string]any
+	_ = json.Unmarshal(resp.Body, &note)
+	note["description"] = "Edited by the treating psychiatrist"
+	body, _ := json.Marshal(note)
+	if _, err := r.client.Update(ctx, "DocumentReference", le.ResourceID, body, ""); err != nil {
+		t.Fatal(err)
+	}
+	// The program changes the plan.
+	c.Supports = append(c.Supports, &ips.Support{ID: "s-rcw", Type: ips.SupportTeamMeeting, Status: ips.SupportPlanned, Date: ips.MustDate("2026-10-20")})
+	r.enqueueAll(t)
+	s, err := r.engine.PushOnce(ctx)
+	if err != nil || s.Failed != 0 || s.Conflicts != 1 {
+		t.Fatalf("push over an edited note: %+v %v; want one conflict, no failure", s, err)
+	}
+	cs, _ := r.store.Conflicts(ctx, "clinic", false)
+	if len(cs) != 1 || cs[0].Key != ledgerKey(k) || cs[0].Winner != "ips" {
+		t.Fatalf("conflicts %+v; want one on the note, the IPS side winning", cs)
+	}
+	resp, err = r.client.Read(ctx, "DocumentReference", le.ResourceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(resp.Body), "treating psychiatrist") {
+		t.Error("the EHR's note still holds the clinician's edit after the IPS side won")
+	}
+	// An unedited note is written without a conflict.
+	c.Supports = append(c.Supports, &ips.Support{ID: "s-rcw-2", Type: ips.SupportTeamMeeting, Status: ips.SupportPlanned, Date: ips.MustDate("2026-10-27")})
+	r.enqueueAll(t)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 || s.Conflicts != 0 || s.Written != 1 {
+		t.Errorf("push of an unedited note: %+v %v; want it written, no conflict", s, err)
+	}
+}
+
+// racingStore lets a specialist's save land between a pull's read of a
+// client and its save, once.
+type racingStore struct {
+	store.Store
+	mu    sync.Mutex
+	race  func(ctx context.Context) error
+	raced bool
+}
+
+func (s *racingStore) SaveClients(ctx context.Context, cs []store.Stored, conns []string) ([]store.Version, error) {
+	s.mu.Lock()
+	race := s.race
+	if s.raced {
+		race = nil
+	}
+	s.raced = true
+	s.mu.Unlock()
+	if race != nil {
+		if err := race(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return s.Store.SaveClients(ctx, cs, conns)
+}
+
+// TestPullRetriesAMergeThatLostToAConcurrentSave: a specialist saves the
+// client while a pull merges a clinician's change into it. The pull reads
+// the client again and merges once more: both changes are kept.
+func TestPullRetriesAMergeThatLostToAConcurrentSave(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	r.enqueueAll(t)
+	if _, err := r.engine.PushOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.engine.PullOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var c *ips.Client
+	for _, cc := range consenting(r.cl) {
+		if len(cc.Goals) > 0 && len(cc.Jobs) > 0 && cc.Goals[0].Status != ips.GoalCompleted {
+			c = cc
+			break
+		}
+	}
+	k := r.conn.Mapping.GoalKey(c, c.Goals[0])
+	r.clinicianEdits(t, k, func(g map[string]any) { g["lifecycleStatus"] = "completed" })
+
+	rs := &racingStore{Store: r.store, race: func(ctx context.Context) error {
+		st, v, err := r.store.GetClient(ctx, c.ID)
+		if err != nil {
+			return err
+		}
+		st.Jobs[0].HoursPerWeek = 31
+		_, err = r.store.SaveClients(ctx, []store.Stored{{Client: st, Version: v}}, []string{"clinic"})
+		return err
+	}}
+	r.engine.Store = rs
+	s, err := r.engine.PullOnce(ctx)
+	if err != nil || s.Applied != 1 {
+		t.Fatalf("pull racing a save: %+v %v; want the change applied", s, err)
+	}
+	got, _, err := r.store.GetClient(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Goal(c.Goals[0].ID).Status != ips.GoalCompleted {
+		t.Errorf("goal status %s: the clinician's change was lost to the concurrent save", got.Goal(c.Goals[0].ID).Status)
+	}
+	if got.Jobs[0].HoursPerWeek != 31 {
+		t.Errorf("job hours %v: the specialist's save was lost", got.Jobs[0].HoursPerWeek)
+	}
+}
+
+// TestPullOfUnchangedContentSavesNothing: an EHR that stores a goal again
+// without changing it (a new version, the same content) changes nothing in
+// the program: no client version, no outbox item.
+func TestPullOfUnchangedContentSavesNothing(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	r.enqueueAll(t)
+	if _, err := r.engine.PushOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := consenting(r.cl)[0]
+	k := r.conn.Mapping.GoalKey(c, c.Goals[0])
+	_, before, _ := r.store.GetClient(ctx, c.ID)
+	r.clinicianEdits(t, k, func(map[string]any) {}) // saved again, unchanged
+	s, err := r.engine.PullOnce(ctx)
+	if err != nil || s.Applied != 0 || s.Echoes != s.Seen {
+		t.Fatalf("pull: %+v %v; want only echoes", s, err)
+	}
+	if _, after, _ := r.store.GetClient(ctx, c.ID); after != before {
+		t.Errorf("client version %d → %d after a pull that changed nothing", before, after)
+	}
+	if d, err := r.store.OutboxDepth(ctx); err != nil || d["clinic"] != 0 {
+		t.Errorf("outbox %v %v after a pull that changed nothing; want empty", d, err)
+	}
+}
+
+// TestBundleRefusalIsLearned: an EHR that refuses the adapter's
+// transactions (Medplum's limit of 8 conditional entries) gets one, not
+// one per client, before the adapter writes one by one.
+func TestBundleRefusalIsLearned(t *testing.T) {
+	r := newRigWith(t, peer.Options{Args: []string{"--medplum-transaction-limits"}}, func(cl *ips.Caseload) {
+		for _, c := range cl.Clients {
+			for i := len(c.Goals); i < 9; i++ {
+				c.Goals = append(c.Goals, &ips.Goal{ID: fmt.Sprintf("g-extra-%d", i), Description: "Extra goal", Status: ips.GoalActive, Start: ips.MustDate("2026-09-01")})
+			}
+		}
+	})
+	cnt := &countingEHR{EHR: r.conn.EHR}
+	r.conn.EHR = cnt
+	r.enqueueAll(t)
+	s, err := r.engine.PushOnce(t.Context())
+	if err != nil || s.Failed != 0 {
+		t.Fatalf("push: %+v %v", s, err)
+	}
+	if cnt.bundles != 1 {
+		t.Errorf("%d transactions sent to an EHR that refuses them; want 1, then one by one", cnt.bundles)
+	}
+	for v, n := range r.countByIdentifier(t, "Goal", mappings.KindGoal) {
+		if n != 1 {
+			t.Errorf("goal %s written %d times", v, n)
+		}
+	}
+	if !r.conn.bundles.allowed("transaction", time.Now().Add(bundleRetryAfter+time.Minute)) {
+		t.Error("transactions are never tried again")
+	}
+}
+
+// searchGoal is the EHR's goal k, read by identifier.
+func (r *rig) searchGoal(t *testing.T, k mappings.Key) []byte {
+	t.Helper()
+	es, err := r.client.Search(t.Context(), "Goal", url.Values{"identifier": {k.System() + "|" + k.Value()}})
+	if err != nil || len(es) != 1 {
+		t.Fatalf("search goal: %d %v", len(es), err)
+	}
+	return es[0].Resource
+}

@@ -1,0 +1,318 @@
+package syncer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+
+	bpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
+
+	"github.com/ipsfhir/ipsfhir/adapter/ehr"
+	"github.com/ipsfhir/ipsfhir/adapter/plan"
+	"github.com/ipsfhir/ipsfhir/adapter/store"
+	"github.com/ipsfhir/ipsfhir/mappings"
+)
+
+// This file is how the engine learns what an EHR holds of a record and
+// whether that is the adapter's own content. Versions alone cannot tell: an
+// EHR may answer a write without a version (no ETag, an unversioned
+// Location), and a write whose answer was lost leaves the EHR on a version
+// the ledger never saw. Content can tell: the canonical hash of what the
+// EHR holds is compared with the hashes the ledger keeps of what the adapter
+// wrote (ContentHash) and sent without reading the answer (Attempted).
+
+// current is what the EHR holds of one record now.
+type current struct {
+	id, version string
+	// hash is the canonical content hash (see canonicalHash); "" when the
+	// resource cannot be read back into a canonical form, which then never
+	// passes for the adapter's own content.
+	hash string
+	raw  []byte
+}
+
+// ours reports whether content with this canonical hash is something the
+// adapter itself wrote or sent to the EHR.
+func ours(le store.LedgerEntry, hash string) bool {
+	return hash != "" && (hash == le.ContentHash || slices.Contains(le.Attempted, hash))
+}
+
+// readCurrent reads what the EHR holds for record k: by the EHR id where the
+// EHR allows read, else by the search that finds records the ledger does not
+// know. It returns nil when the EHR has no such resource.
+func (e *Engine) readCurrent(ctx context.Context, conn *Connection, typ string, k mappings.Key, id string, res *bpb.ContainedResource) (*current, error) {
+	var raw []byte
+	if id != "" && conn.Plan.Allows(typ, "read") {
+		resp, err := conn.EHR.Read(ctx, typ, id)
+		if errors.Is(err, ehr.ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		raw = resp.Body
+	} else {
+		found, err := e.searchRecord(ctx, conn, typ, k, res)
+		if err != nil || found == nil {
+			return nil, err
+		}
+		raw = found
+	}
+	var r struct {
+		ID   string `json:"id"`
+		Meta struct {
+			VersionID string `json:"versionId"`
+		} `json:"meta"`
+	}
+	if err := json.Unmarshal(raw, &r); err != nil || r.ID == "" {
+		return nil, &pushError{"push: the EHR's copy of " + typ + " is unreadable"}
+	}
+	cur := &current{id: r.ID, version: r.Meta.VersionID, raw: raw}
+	if h, err := e.canonicalHash(ctx, conn, typ, raw); err == nil {
+		cur.hash = h
+	}
+	return cur, nil
+}
+
+// searchRecord finds record k among the EHR's resources of typ: by its
+// business identifier where the EHR can search it, else by patient with the
+// identifier matched here. It returns the resource JSON, or nil.
+func (e *Engine) searchRecord(ctx context.Context, conn *Connection, typ string, k mappings.Key, res *bpb.ContainedResource) ([]byte, error) {
+	rp := conn.Plan.Type(typ)
+	if rp == nil || !conn.Plan.Allows(typ, "search-type") {
+		return nil, nil
+	}
+	q := url.Values{}
+	if name, ok := rp.Searches("identifier"); ok {
+		q.Set(name, k.System()+"|"+k.Value())
+	} else if name, ok := rp.Searches("patient"); ok && res != nil {
+		pat := subjectOf(res)
+		if pat == "" {
+			return nil, nil
+		}
+		q.Set(name, pat)
+	} else {
+		return nil, nil
+	}
+	entries, err := conn.EHR.Search(ctx, typ, q)
+	if err != nil {
+		return nil, err
+	}
+	for _, en := range entries {
+		if en.Mode != "" && en.Mode != "match" {
+			continue
+		}
+		var r struct {
+			Identifier []struct {
+				System string `json:"system"`
+				Value  string `json:"value"`
+			} `json:"identifier"`
+		}
+		if json.Unmarshal(en.Resource, &r) != nil {
+			continue
+		}
+		for _, id := range r.Identifier {
+			if id.System == k.System() && id.Value == k.Value() {
+				return en.Resource, nil
+			}
+		}
+	}
+	return nil, nil
+}
+
+// canonicalHash is the content hash of a resource as the EHR holds it, in
+// the form push hashes what it writes: without what the EHR adds or assigns
+// (id, meta.versionId, lastUpdated and source), without the literal references that only this EHR
+// understands (a reference that also carries an identifier keeps the
+// identifier; one to a record the ledger knows becomes that record's
+// urn:uuid), and without the chart note's date. Content the adapter wrote
+// therefore hashes to the ledger's hash whatever version the EHR gave it.
+func (e *Engine) canonicalHash(ctx context.Context, conn *Connection, typ string, raw []byte) (string, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return "", err
+	}
+	if m["resourceType"] != typ {
+		return "", errors.New("unexpected resource type")
+	}
+	delete(m, "id")
+	if meta, ok := m["meta"].(map[string]any); ok {
+		// What the server keeps about its copy; profiles, security labels
+		// and tags are the adapter's content.
+		for _, f := range []string{"versionId", "lastUpdated", "source"} {
+			delete(meta, f)
+		}
+		if len(meta) == 0 {
+			delete(m, "meta")
+		}
+	}
+	if typ == "DocumentReference" {
+		delete(m, "date")
+	}
+	if err := e.canonicalReferences(ctx, conn, m); err != nil {
+		return "", err
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return "", err
+	}
+	cr, err := mappings.ParseResource(b)
+	if err != nil {
+		return "", err
+	}
+	return contentHash(cr)
+}
+
+// canonicalReferences rewrites the references inside v in place (see
+// canonicalHash). Only store errors are returned.
+func (e *Engine) canonicalReferences(ctx context.Context, conn *Connection, v any) error {
+	switch x := v.(type) {
+	case map[string]any:
+		if ref, ok := x["reference"].(string); ok {
+			if _, byIdentifier := x["identifier"]; byIdentifier {
+				delete(x, "reference")
+			} else if typ, id := splitReference(ref); typ != "" {
+				le, err := e.Store.LedgerByResource(ctx, conn.Name, typ, id)
+				switch {
+				case err == nil:
+					if sys, val, ok := strings.Cut(le.Key, "|"); ok {
+						if k, ok := mappings.ParseKey(sys, val); ok {
+							x["reference"] = k.FullURL()
+						}
+					}
+				case !errors.Is(err, store.ErrNotFound):
+					return fmt.Errorf("%w: ledger: %w", errStore, err)
+				}
+			}
+		}
+		for _, child := range x {
+			if err := e.canonicalReferences(ctx, conn, child); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for _, child := range x {
+			if err := e.canonicalReferences(ctx, conn, child); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// splitReference reads a literal reference, relative (Goal/1) or absolute
+// ([base]/Goal/1, with or without _history/v).
+func splitReference(ref string) (typ, id string) {
+	if strings.HasPrefix(ref, "urn:") || strings.HasPrefix(ref, "#") {
+		return "", ""
+	}
+	segs := strings.Split(strings.Trim(ref, "/"), "/")
+	if n := len(segs); n >= 4 && segs[n-2] == "_history" {
+		segs = segs[:n-2]
+	}
+	n := len(segs)
+	if n < 2 || segs[n-2] == "" || segs[n-1] == "" {
+		return "", ""
+	}
+	if c := segs[n-2][0]; c < 'A' || c > 'Z' {
+		return "", ""
+	}
+	return segs[n-2], segs[n-1]
+}
+
+// settleStale handles a write the EHR refused as stale (409/412: the
+// version the adapter sent is not the EHR's). It reads what the EHR holds:
+//   - the adapter's own content (a retried write whose first answer was
+//     lost, or a write acknowledged without a version): the ledger learns the
+//     EHR's version and nothing is written again;
+//   - content the adapter sent earlier: nobody else changed it; the write
+//     is sent again with the version just read;
+//   - anything else is a change made in the EHR: a Goal's change is merged
+//     into the IPS record first, as a pull would (clinicians own its
+//     status), and any other type keeps the IPS content (the program owns
+//     jobs, the plan and its note) with a conflict recorded. The write then
+//     goes again, with the version just read, so a clinician who changes it
+//     once more meanwhile is not overwritten blindly either.
+//
+// retry sends the write again with the given If-Match. settled reports the
+// record is now up to date in the EHR as far as this push is concerned
+// (written, or handed to the merged client's next push).
+func (e *Engine) settleStale(ctx context.Context, conn *Connection, k mappings.Key, typ string, le store.LedgerEntry, hash, clientID string, res *bpb.ContainedResource, retry func(ifMatch string) (*ehr.Response, error)) (resp *ehr.Response, s PushSummary, err error) {
+	cur, err := e.readCurrent(ctx, conn, typ, k, le.ResourceID, res)
+	if err != nil {
+		return nil, s, err
+	}
+	if cur == nil {
+		return nil, s, &pushError{"push: " + typ + " was deleted in the EHR"}
+	}
+	switch {
+	case cur.hash == hash:
+		// Already there: the adapter's own write.
+		return &ehr.Response{ResourceID: cur.id, VersionID: cur.version}, s, nil
+	case ours(le, cur.hash):
+	default:
+		if typ == "Goal" {
+			merged, err := e.mergeEHRGoal(ctx, conn, k, le, cur)
+			if err != nil || merged {
+				// The merged client is saved, and its pending item pushes
+				// the merged goal next.
+				s.Conflicts++
+				return nil, s, err
+			}
+		} else if err := e.recordResourceConflict(ctx, conn, k, le, cur, hash, clientID); err != nil {
+			return nil, s, err
+		} else {
+			s.Conflicts++
+		}
+	}
+	resp, err = retry(cur.version)
+	return resp, s, err
+}
+
+// recordResourceConflict records that a resource the IPS side owns was
+// changed in the EHR, and that the IPS content is applied.
+func (e *Engine) recordResourceConflict(ctx context.Context, conn *Connection, k mappings.Key, le store.LedgerEntry, cur *current, hash, clientID string) error {
+	ehrValue := "changed in the EHR"
+	if cur.version != "" {
+		ehrValue += " (version " + cur.version + ")"
+	}
+	if _, err := e.Store.AddConflict(ctx, store.Conflict{
+		Connection: conn.Name, ClientID: clientID, Key: ledgerKey(k), Field: "resource",
+		IPSValue: "ipsfhir content " + hash[:12], EHRValue: ehrValue, Winner: "ips", CreatedAt: e.now(),
+	}); err != nil {
+		return fmt.Errorf("%w: conflict: %w", errStore, err)
+	}
+	return nil
+}
+
+// mergeEHRGoal merges a Goal as the EHR holds it into the IPS client, as a
+// pull does. merged reports that the client was saved with the EHR's
+// changes (its outbox item then carries them back).
+func (e *Engine) mergeEHRGoal(ctx context.Context, conn *Connection, k mappings.Key, le store.LedgerEntry, cur *current) (bool, error) {
+	cr, err := mappings.ParseResource(cur.raw)
+	if err != nil || cr.GetGoal() == nil {
+		return false, &pushError{"push: the EHR's copy of Goal is unreadable"}
+	}
+	key, ehrGoal, err := mappings.GoalFromFHIR(cr.GetGoal())
+	if err != nil || key != k {
+		return false, &pushError{"push: the EHR's copy of Goal is unreadable"}
+	}
+	r, err := e.applyGoalChange(ctx, conn, key, ehrGoal, le, cur.version, cur.id)
+	if err != nil {
+		return false, err
+	}
+	return r.saved, nil
+}
+
+// usesIfMatch says whether writes of typ carry the known version.
+func usesIfMatch(conn *Connection, typ string) bool {
+	rp := conn.Plan.Type(typ)
+	return rp != nil && rp.Concurrency == plan.IfMatch
+}
