@@ -9,7 +9,9 @@
 // Last-Modified headers, an identifier index, an "enforce" mode that behaves
 // like a given EHR's CapabilityStatement (405 for undeclared interactions,
 // 400 for undeclared search parameters), and fault injection. README.md in this
-// directory has the details and the known gaps.
+// directory has the details and the known gaps. Options.NoVersionHeaders
+// drops the ETag and versioned Locations, as stock Medplum does.
+// conformance/faultproxy injects faults the client does not ask for.
 //
 // A test starts one with
 //

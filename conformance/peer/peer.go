@@ -48,6 +48,13 @@ type Options struct {
 	// Faults makes the server honour the X-Peer-Fault request header (see
 	// README.md). Without it the header is ignored.
 	Faults bool
+	// NoVersionHeaders makes the server answer writes the way stock Medplum
+	// does: no ETag header and an unversioned Location (base/T/id) on
+	// single-resource answers, and Bundle response entries without
+	// response.etag and with an unversioned response.location. Bodies still
+	// carry meta.versionId and If-Match still works. FHIR allows this, so an
+	// adapter must cope with it.
+	NoVersionHeaders bool
 	// Dir is the directory holding server.mjs and package-lock.json. Default:
 	// this package's source directory.
 	Dir string
@@ -109,6 +116,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	if opts.Faults {
 		args = append(args, "--faults")
+	}
+	if opts.NoVersionHeaders {
+		args = append(args, "--no-version-headers")
 	}
 	args = append(args, opts.Args...)
 

@@ -742,6 +742,135 @@ func TestFaults(t *testing.T) {
 	c.expectOutcome(c.call("GET", "metadata", nil, "X-Peer-Fault", "explode"), 400, "X-Peer-Fault", "malformed fault")
 }
 
+// TestNoVersionHeaders runs the same writes against a server with
+// --no-version-headers (stock Medplum's answers) and one without: the first
+// sends no ETag, unversioned Locations and Bundle entries without etag, the
+// second all of them versioned; both keep meta.versionId in bodies and honour
+// If-Match.
+func TestNoVersionHeaders(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []struct {
+		name      string
+		versioned bool
+	}{{"default", true}, {"no-version-headers", false}} {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			srv := StartForTest(t, Options{NoVersionHeaders: !mode.versioned, Args: []string{"--quiet"}})
+			c := newClient(t, srv)
+			pat := c.createPatient("NoVersionHeaders")
+
+			// checkHeaders checks a single-resource answer whose body is the
+			// resource; wantLocation is the unversioned Location of a 201, or
+			// "" when there must be none.
+			checkHeaders := func(what string, r reply, wantLocation string) {
+				t.Helper()
+				vid := str(r.body, "meta", "versionId")
+				if !uuidPattern.MatchString(vid) {
+					t.Fatalf("%s: body meta.versionId %q", what, vid)
+				}
+				_, hasETag := r.header["Etag"]
+				switch {
+				case mode.versioned && r.header.Get("ETag") != `W/"`+vid+`"`:
+					t.Errorf("%s: ETag = %q, want W/%q", what, r.header.Get("ETag"), vid)
+				case !mode.versioned && hasETag:
+					t.Errorf("%s: ETag %q present", what, r.header.Get("ETag"))
+				}
+				want := wantLocation
+				if want != "" && mode.versioned {
+					want += "/_history/" + vid
+				}
+				if got := r.header.Get("Location"); got != want {
+					t.Errorf("%s: Location = %q, want %q", what, got, want)
+				}
+				if _, err := http.ParseTime(r.header.Get("Last-Modified")); err != nil {
+					t.Errorf("%s: Last-Modified %q: %v", what, r.header.Get("Last-Modified"), err)
+				}
+			}
+
+			created := c.call("POST", "Goal", goal(pat, "nvh-1", "active"))
+			c.expect(created, 201, "create")
+			id := str(created.body, "id")
+			checkHeaders("create", created, srv.BaseURL+"/Goal/"+id)
+			v1 := str(created.body, "meta", "versionId")
+
+			read := c.call("GET", "Goal/"+id, nil)
+			c.expect(read, 200, "read")
+			checkHeaders("read", read, "")
+			notModified := c.call("GET", "Goal/"+id, nil, "If-None-Match", `W/"`+v1+`"`)
+			c.expect(notModified, 304, "read If-None-Match")
+			if _, has := notModified.header["Etag"]; has == !mode.versioned {
+				t.Errorf("304: ETag %q", notModified.header.Get("ETag"))
+			}
+
+			changed := read.body
+			changed["lifecycleStatus"] = "on-hold"
+			updated := c.call("PUT", "Goal/"+id, changed, "If-Match", `W/"`+v1+`"`)
+			c.expect(updated, 200, "update with current If-Match")
+			checkHeaders("update", updated, "")
+			changed["lifecycleStatus"] = "cancelled"
+			c.expectOutcome(c.call("PUT", "Goal/"+id, changed, "If-Match", `W/"`+v1+`"`), 412, "", "update with stale If-Match")
+
+			condCreated := c.call("PUT", "Goal?identifier="+url.QueryEscape(idSystem+"|nvh-2"), goal(pat, "nvh-2", "active"))
+			c.expect(condCreated, 201, "conditional update that creates")
+			checkHeaders("conditional create by PUT", condCreated, srv.BaseURL+"/Goal/"+str(condCreated.body, "id"))
+
+			for _, kind := range []string{"transaction", "batch"} {
+				bundle := map[string]any{
+					"resourceType": "Bundle", "type": kind,
+					"entry": []any{
+						map[string]any{"resource": goal(pat, "nvh-"+kind, "active"), "request": map[string]any{"method": "POST", "url": "Goal"}},
+						map[string]any{
+							"resource": goal(pat, "nvh-"+kind+"-cond", "active"),
+							"request":  map[string]any{"method": "PUT", "url": "Goal?identifier=" + url.QueryEscape(idSystem+"|nvh-"+kind+"-cond")},
+						},
+						map[string]any{
+							"resource": goal(pat, "nvh-1", "completed"),
+							"request":  map[string]any{"method": "PUT", "url": "Goal?identifier=" + url.QueryEscape(idSystem+"|nvh-1")},
+						},
+					},
+				}
+				if kind == "transaction" { // the batch updates nvh-1 once more
+					bundle["entry"].([]any)[2].(map[string]any)["resource"].(map[string]any)["lifecycleStatus"] = "on-hold"
+				}
+				r := c.call("POST", "", bundle)
+				c.expect(r, 200, kind)
+				got := entries(r.body)
+				if len(got) != 3 {
+					t.Fatalf("%s: %d response entries: %v", kind, len(got), r.body)
+				}
+				for i, e := range got {
+					res, _ := e["resource"].(map[string]any)
+					resp, _ := e["response"].(map[string]any)
+					vid := str(res, "meta", "versionId")
+					if !uuidPattern.MatchString(vid) {
+						t.Fatalf("%s entry %d: meta.versionId %q", kind, i, vid)
+					}
+					// The engine gives updates a location too.
+					wantStatus, wantLocation := "201", "Goal/"+str(res, "id")
+					if i == 2 {
+						wantStatus = "200"
+					}
+					if resp["status"] != wantStatus {
+						t.Errorf("%s entry %d: status %v, want %s", kind, i, resp["status"], wantStatus)
+					}
+					_, hasETag := resp["etag"]
+					if mode.versioned {
+						wantLocation += "/_history/" + vid
+						if str(resp, "etag") != `W/"`+vid+`"` {
+							t.Errorf("%s entry %d: etag %v, want W/%q", kind, i, resp["etag"], vid)
+						}
+					} else if hasETag {
+						t.Errorf("%s entry %d: etag %v present", kind, i, resp["etag"])
+					}
+					if got := str(resp, "location"); got != wantLocation {
+						t.Errorf("%s entry %d: location %q, want %q", kind, i, got, wantLocation)
+					}
+				}
+			}
+		})
+	}
+}
+
 func TestStartStop(t *testing.T) {
 	t.Parallel()
 	if _, err := Start(t.Context(), Options{Capability: filepath.Join(t.TempDir(), "missing.json")}); err == nil {

@@ -31,6 +31,10 @@ const USAGE = `usage: node --experimental-websocket server.mjs [flags]
   --faults                  honour the X-Peer-Fault request header (see README.md)
   --default-count N         page size when a search has no _count (default 20)
   --max-count N             largest _count honoured (default 1000)
+  --no-version-headers      act like stock Medplum on writes: no ETag header, an
+                            unversioned Location on 201, and Bundle response entries
+                            without response.etag and with an unversioned
+                            response.location (bodies still carry meta.versionId)
   --no-identifier-index     search identifier=system|value by linear scan (benchmarks)
   --no-expression-pruning   evaluate stock multi-type search expressions (benchmarks)
   --medplum-transaction-limits
@@ -52,6 +56,7 @@ function parseArgs(argv) {
     faults: false,
     defaultCount: 20,
     maxCount: 1000,
+    versionHeaders: true,
     identifierIndex: true,
     expressionPruning: true,
     medplumTransactionLimits: false,
@@ -93,6 +98,9 @@ function parseArgs(argv) {
         break;
       case '--max-count':
         opts.maxCount = intFlag(arg, next());
+        break;
+      case '--no-version-headers':
+        opts.versionHeaders = false;
         break;
       case '--no-identifier-index':
         opts.identifierIndex = false;
@@ -1305,15 +1313,20 @@ function main() {
         if (entry.resource?.id) entry.fullUrl = `${base}/${entry.resource.resourceType}/${entry.resource.id}`;
       }
     } else if (resource?.meta?.versionId && resource.id) {
-      const etag = etagOf(resource);
-      out.headers.ETag = etag;
+      // --no-version-headers: FHIR makes ETag and a versioned Location a
+      // SHOULD, and stock Medplum sends neither; a client must then take the
+      // version from meta.versionId in the body (or do without).
+      const etag = options.versionHeaders ? etagOf(resource) : undefined;
+      if (etag) out.headers.ETag = etag;
       const lm = httpDate(resource.meta.lastUpdated);
       if (lm) out.headers['Last-Modified'] = lm;
       if (status === 201) {
-        out.headers.Location = `${base}/${resource.resourceType}/${resource.id}/_history/${resource.meta.versionId}`;
+        out.headers.Location = options.versionHeaders
+          ? `${base}/${resource.resourceType}/${resource.id}/_history/${resource.meta.versionId}`
+          : `${base}/${resource.resourceType}/${resource.id}`;
       }
       if ((op.interaction === 'read' || op.interaction === 'vread') && ifNoneMatchHits(req.headers['if-none-match'], resource)) {
-        return { status: 304, body: undefined, headers: { ETag: etag } };
+        return { status: 304, body: undefined, headers: etag ? { ETag: etag } : {} };
       }
       if (['create', 'update', 'patch'].includes(op.interaction)) {
         if (/return=minimal/i.test(prefer)) out.body = undefined;
@@ -1417,9 +1430,15 @@ function main() {
       const r = entry.resource;
       if (r?.id && r.meta?.versionId && entry.response) {
         entry.fullUrl = `${base}/${r.resourceType}/${r.id}`;
-        entry.response.etag = etagOf(r);
         entry.response.lastModified = r.meta.lastUpdated;
-        if (entry.response.location) entry.response.location = `${r.resourceType}/${r.id}/_history/${r.meta.versionId}`;
+        if (options.versionHeaders) {
+          entry.response.etag = etagOf(r);
+          if (entry.response.location) entry.response.location = `${r.resourceType}/${r.id}/_history/${r.meta.versionId}`;
+        } else {
+          // Stock Medplum: no etag, and the engine's own unversioned "T/id".
+          delete entry.response.etag;
+          if (entry.response.location) entry.response.location = `${r.resourceType}/${r.id}`;
+        }
       }
       if (entry.response && /return=minimal/i.test(prefer)) delete entry.resource;
     }
@@ -1515,7 +1534,7 @@ function main() {
     process.stderr.write(
       `peer: @medplum/fhir-router ${MEDPLUM_VERSION} MemoryRepository, ${mode}, ` +
         `${pruned} search expressions pruned, identifier index ${options.identifierIndex ? 'on' : 'off'}, ` +
-        `faults ${options.faults ? 'on' : 'off'}, ready in ${Math.round(performance.now() - startedAt)}ms\n`
+        `faults ${options.faults ? 'on' : 'off'}, version headers ${options.versionHeaders ? 'on' : 'off'}, ready in ${Math.round(performance.now() - startedAt)}ms\n`
     );
     process.stdout.write(`LISTENING ${base}\n`);
   });
