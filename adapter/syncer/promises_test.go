@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipsfhir/ipsfhir/adapter/ehr"
 	"github.com/ipsfhir/ipsfhir/adapter/plan"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
+	"github.com/ipsfhir/ipsfhir/conformance/faultproxy"
 	"github.com/ipsfhir/ipsfhir/conformance/peer"
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/mappings"
@@ -260,4 +262,160 @@ func (r *rig) searchGoal(t *testing.T, k mappings.Key) []byte {
 		t.Fatalf("search goal: %d %v", len(es), err)
 	}
 	return es[0].Resource
+}
+
+// TestOnPeerWithoutVersions runs the main sync cases against an EHR that
+// answers writes with neither an ETag nor a versioned Location (stock
+// Medplum's transaction answers; FHIR allows it).
+func TestOnPeerWithoutVersions(t *testing.T) {
+	peerWithoutVersions = true
+	defer func() { peerWithoutVersions = false }()
+	t.Run("FullSync", TestFullSyncWritesEachRecordOnceThenNothing)
+	t.Run("ClinicianChange", TestClinicianGoalChangeComesBackAndIsNotEchoed)
+	t.Run("Conflict", TestBothSidesChangedIsAConflictWithTheConfiguredWinner)
+	t.Run("IPSEditKept", TestIPSEditIsNotRevertedByTheNextPull)
+	t.Run("UnchangedPull", TestPullOfUnchangedContentSavesNothing)
+	t.Run("LostReply", TestLostReplyOnAnUpdateIsRecognisedAsOurs)
+}
+
+// TestIPSEditIsNotRevertedByTheNextPull: a specialist changes a goal; the
+// push writes it; the next pull sees the adapter's own write and leaves the
+// specialist's edit alone (observed reverted when the EHR's answers carried
+// no version).
+func TestIPSEditIsNotRevertedByTheNextPull(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	r.enqueueAll(t)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+		t.Fatalf("push: %+v %v", s, err)
+	}
+	if _, err := r.engine.PullOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := consenting(r.cl)[0]
+	g := c.Goals[0]
+	st, v, _ := r.store.GetClient(ctx, c.ID)
+	st.Goal(g.ID).Status = ips.GoalOnHold
+	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: st, Version: v}}, []string{"clinic"}); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 || s.Written == 0 {
+		t.Fatalf("push of the edit: %+v %v", s, err)
+	}
+	s, err := r.engine.PullOnce(ctx)
+	if err != nil || s.Applied != 0 || s.Conflicts != 0 {
+		t.Errorf("pull after the push: %+v %v; want only echoes", s, err)
+	}
+	got, _, _ := r.store.GetClient(ctx, c.ID)
+	if st := got.Goal(g.ID).Status; st != ips.GoalOnHold {
+		t.Errorf("goal status %s after the pull: the specialist's edit was reverted", st)
+	}
+	if cs, _ := r.store.Conflicts(ctx, "clinic", false); len(cs) != 0 {
+		t.Errorf("false conflicts: %+v", cs)
+	}
+}
+
+// peerWithoutVersions makes newRig's peer answer without version headers.
+var peerWithoutVersions bool
+
+// proxied puts a fault proxy between the rig's engine and its peer. The
+// EHR client makes one attempt per call, so each armed fault fails a call.
+func (r *rig) proxied(t *testing.T) *faultproxy.Proxy {
+	t.Helper()
+	p, err := faultproxy.New(r.client.BaseURL(), faultproxy.Options{Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := p.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	c, err := ehr.New(ehr.Options{BaseURL: base, Connection: "clinic", MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.conn.EHR = c
+	return p
+}
+
+// TestLostReplyOnAnUpdateIsRecognisedAsOurs: the EHR applies an If-Match
+// update of a goal and the answer is lost. The next attempt meets 412 (the
+// version moved on); the adapter reads the goal, recognises its own
+// content, learns the version and goes on: no conflict, nothing stuck. The
+// same holds when the program changed the goal again before that attempt.
+func TestLostReplyOnAnUpdateIsRecognisedAsOurs(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	r.conn.Plan.Bundles = "none" // one If-Match PUT per resource
+	r.enqueueAll(t)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+		t.Fatalf("push: %+v %v", s, err)
+	}
+	p := r.proxied(t)
+	c := consenting(r.cl)[0]
+	g := c.Goals[0]
+	k := r.conn.Mapping.GoalKey(c, g)
+	edit := func(desc string) {
+		st, v, _ := r.store.GetClient(ctx, c.ID)
+		st.Goal(g.ID).Description = desc
+		if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: st, Version: v}}, []string{"clinic"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	goalUpdate := faultproxy.Match{Method: "PUT", PathPrefix: "Goal"}
+
+	// The reply of the update is lost; the item fails and is retried.
+	edit("Find a job near the bus line")
+	lost := p.Once(goalUpdate, faultproxy.KindLostReply)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 1 {
+		t.Fatalf("push with a lost reply: %+v %v; want the item failed", s, err)
+	}
+	<-lost.Done()
+	makeDue(t, r)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 || s.Conflicts != 0 {
+		t.Fatalf("retry after the lost reply: %+v %v; want it settled without a conflict", s, err)
+	}
+
+	// Lost again, and the program edits the goal once more before the retry.
+	edit("Find a job near the library")
+	lost = p.Once(goalUpdate, faultproxy.KindLostReply)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 1 {
+		t.Fatalf("second push with a lost reply: %+v %v", s, err)
+	}
+	<-lost.Done()
+	edit("Find a job near the river")
+	makeDue(t, r)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 || s.Conflicts != 0 {
+		t.Fatalf("push of the newer edit: %+v %v; want it written without a conflict", s, err)
+	}
+	if cs, _ := r.store.Conflicts(ctx, "clinic", false); len(cs) != 0 {
+		t.Errorf("conflicts recorded though only the adapter wrote: %+v", cs)
+	}
+	var eg map[string]any
+	_ = json.Unmarshal(r.searchGoal(t, k), &eg)
+	if d := eg["description"].(map[string]any)["text"]; d != "Find a job near the river" {
+		t.Errorf("EHR goal description %q, want the last edit", d)
+	}
+	if s, err := r.engine.PullOnce(ctx); err != nil || s.Applied != 0 || s.Conflicts != 0 {
+		t.Errorf("pull: %+v %v; want only echoes", s, err)
+	}
+	got, _, _ := r.store.GetClient(ctx, c.ID)
+	if d := got.Goal(g.ID).Description; d != "Find a job near the river" {
+		t.Errorf("store description %q after the pull", d)
+	}
+}
+
+// makeDue makes every failed outbox item due now, as the passing of its
+// retry delay would.
+func makeDue(t *testing.T, r *rig) {
+	t.Helper()
+	// A save makes the client's pending items due, attempts reset.
+	page, err := r.store.ListClients(t.Context(), "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.store.SaveClients(t.Context(), page, []string{"clinic"}); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -97,6 +97,7 @@ func newRigWith(t *testing.T, po peer.Options, edit ...func(*ips.Caseload)) *rig
 	ctx := t.Context()
 	peerLog := &telemetrytest.Buffer{}
 	po.Stderr = peerLog
+	po.NoVersionHeaders = po.NoVersionHeaders || peerWithoutVersions
 	srv := peer.StartForTest(t, po)
 	c, err := ehr.New(ehr.Options{BaseURL: srv.BaseURL, Connection: "clinic"})
 	if err != nil {
