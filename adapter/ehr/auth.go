@@ -2,7 +2,6 @@ package ehr
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/http"
 	"net/url"
@@ -42,7 +41,7 @@ type bearer string
 
 func (b bearer) Authorization(context.Context, AuthEnv) (string, error) {
 	if b == "" {
-		return "", errors.New("empty bearer token")
+		return "", because("empty bearer token")
 	}
 	return "Bearer " + string(b), nil
 }

@@ -121,6 +121,9 @@ type Request struct {
 	op     string // the operation named in errors; default "METHOD Type"
 	label  string // a fixed resource-type label set by this package
 	noAuth bool   // public endpoints (metadata, SMART configuration)
+	// read marks a POST that only reads (a search via POST [type]/_search):
+	// retried on any 5xx like a GET.
+	read bool
 }
 
 // Response is a successful (2xx or 304) answer.
@@ -255,11 +258,14 @@ type callState struct {
 	method       string
 	resourceType string
 	idempotent   bool
+	// read: the request changes nothing (GET, HEAD, a search via POST), so
+	// a 5xx is retried too.
+	read         bool
 	attempts     int
 	status       int  // of the last attempt's response; 0 if it had none
 	ambiguous    bool // the last attempt may have been applied, its answer lost
 	transportErr error
-	// retryAfter is a Retry-After the client would not wait out.
+	// retryAfter is the last answer's Retry-After, if it was a 429 or 503.
 	retryAfter time.Duration
 	// local: the failure is ours (a request we could not build).
 	local bool
@@ -290,13 +296,17 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 
 func (c *Client) do(ctx context.Context, op string, r Request, cs *callState) (*Response, error) {
 	switch cs.method {
-	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete:
+	case http.MethodGet, http.MethodHead:
+		cs.idempotent, cs.read = true, true
+	case http.MethodPut, http.MethodDelete:
 		cs.idempotent = true
-	case http.MethodPost, http.MethodPatch:
+	case http.MethodPost:
+		cs.idempotent, cs.read = r.Idempotent || r.read, r.read
+	case http.MethodPatch:
 		cs.idempotent = r.Idempotent
 	default:
 		cs.local = true
-		return nil, &Error{Op: op, Kind: KindInvalid, Err: errors.New("unsupported HTTP method")}
+		return nil, &Error{Op: op, Kind: KindInvalid, Err: because("unsupported HTTP method")}
 	}
 	target, err := c.resolve(r.Path, r.Query)
 	if err != nil {
@@ -325,7 +335,7 @@ func (c *Client) do(ctx context.Context, op string, r Request, cs *callState) (*
 		if err != nil {
 			// url.Parse errors quote the URL, and with it the query.
 			cs.local = true
-			return nil, &Error{Op: op, Kind: KindInvalid, Err: errors.New("malformed request URL")}
+			return nil, &Error{Op: op, Kind: KindInvalid, Err: because("malformed request URL")}
 		}
 		req.Header.Set("Accept", mimeFHIRJSON)
 		if body != nil {
@@ -353,7 +363,7 @@ func (c *Client) do(ctx context.Context, op string, r Request, cs *callState) (*
 			return nil, c.transportError(op, cs, err)
 		}
 		if len(data) > maxBodyBytes {
-			return nil, &Error{Op: op, Status: hresp.StatusCode, Kind: KindOther, Attempts: cs.attempts, Err: fmt.Errorf("response larger than %d bytes", maxBodyBytes)}
+			return nil, &Error{Op: op, Status: hresp.StatusCode, Kind: KindOther, Attempts: cs.attempts, Err: because(fmt.Sprintf("response larger than %d bytes", maxBodyBytes))}
 		}
 		status := hresp.StatusCode
 		if status == http.StatusUnauthorized && authValue != "" && !refreshed && c.auth.Rejected(authValue) {
@@ -374,11 +384,11 @@ func (c *Client) do(ctx context.Context, op string, r Request, cs *callState) (*
 func (c *Client) resolve(path string, query url.Values) (string, error) {
 	p, rawQuery, _ := strings.Cut(path, "?")
 	if strings.HasPrefix(p, "/") || strings.Contains(p, ":") || strings.ContainsAny(path, "#\\") {
-		return "", errors.New("request path must be relative to the base URL")
+		return "", because("request path must be relative to the base URL")
 	}
 	for _, seg := range strings.Split(p, "/") {
 		if seg == "." || seg == ".." {
-			return "", errors.New("request path must not have dot segments")
+			return "", because("request path must not have dot segments")
 		}
 	}
 	target := c.baseStr
@@ -427,7 +437,8 @@ func (c *Client) resourceLabel(r Request) string {
 // transportError classifies a call that ended without a usable response:
 // a transport failure on the last attempt, or the context ending.
 func (c *Client) transportError(op string, cs *callState, err error) *Error {
-	e := &Error{Op: op, Status: cs.status, Attempts: cs.attempts, RetryAfter: cs.retryAfter, Err: stripURL(err)}
+	err = stripURL(err)
+	e := &Error{Op: op, Status: cs.status, Attempts: cs.attempts, RetryAfter: cs.retryAfter, Err: err, cause: transportCause(err)}
 	switch {
 	case isCertError(cs.transportErr), isProtocolError(cs.transportErr):
 		e.Kind = KindOther

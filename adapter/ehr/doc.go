@@ -29,9 +29,18 @@
 // KindOutcomeUnknown (errors.Is(err, ErrOutcomeUnknown)): the caller must look
 // the resource up by its business identifier before deciding to create it
 // again. The same holds when the caller's context ends while such a request
-// is in flight. 500 is not retried here (it is often this request's fault
-// and would fail again); it is KindTransient, for the outbox to retry later
-// with its slower schedule.
+// is in flight.
+//
+// Reads (GET, HEAD, and the POST [type]/_search that Search sends for a
+// long query; a POST sent through Do counts as a write even when marked
+// Idempotent) are also retried on every other 5xx, 500 included, but not
+// 501 (the EHR does not do this at all: KindNotAllowed). A read changes
+// nothing, and an EHR under load answers the odd 500 to a read that
+// succeeds a moment later; failing the call would stop a readiness check
+// or cost a sync pass the outbox's 30 s wait. A write that meets a 500 (a
+// POST, conditional or not, a PUT, a DELETE, a PATCH) is not retried here:
+// a 500 is often that request's fault and would fail again. It is
+// KindTransient, for the outbox to retry later with its slower schedule.
 //
 // An If-Match PUT that was applied but whose answer was lost answers 412 on
 // the retry, because the version moved on: our own write, seen as a
@@ -44,9 +53,11 @@
 // to at most 15 s, with jitter (half of each wait is random) so replicas that
 // failed together do not come back together. A Retry-After longer than
 // Options.MaxRetryAfter (default 60 s) or than the time left before the
-// context's deadline is not waited out: the call ends with KindTransient and
-// Error.RetryAfter set, so the outbox reschedules the work instead of a
-// worker sleeping for an hour on one EHR's say-so. Attempts are bounded
+// context's deadline is not waited out: the call ends with KindTransient, so
+// the outbox reschedules the work instead of a worker sleeping for an hour
+// on one EHR's say-so. Whenever the final answer is a 429 or 503 with a
+// Retry-After, waited out before or not, Error.RetryAfter holds it, so the
+// outbox does not come back sooner than the EHR asked. Attempts are bounded
 // (Options.MaxAttempts, default 5); the wait ends as soon as the context
 // does. When the attempts run out the last response is kept (retryablehttp
 // would drop it), so the Error carries the EHR's status and its
@@ -85,8 +96,9 @@
 // FHIR URLs name patients (Goal?patient=..., identifier=...), and bodies and
 // OperationOutcome diagnostics hold patient data. So retryablehttp's logger
 // is off (it logs URLs), and the client logs through Options.Logger only the
-// connection name, method, resource type, status, attempt and duration, at
-// Debug per attempt and per call, Warn for a failed call. Each call is one
+// connection name, method, resource type, status, attempt, duration and the
+// cause token of a transport failure, at Debug per attempt and per call,
+// Warn for a failed call. Each call is one
 // OpenTelemetry span ("ehr read Goal") with http.request.method,
 // fhir.resource_type, http.response.status_code, http.request.resend_count
 // and error.type (the kind); metrics are the ipsfhir.ehr.request.duration
@@ -95,7 +107,16 @@
 // (client: a 4xx we caused; external: the EHR's 5xx, 408, 429, timeouts,
 // connection and TLS failures; server: a request this package refused to
 // build; none: success or a cancelled context). Error messages carry the
-// operation, status, kind and OperationOutcome issue codes; the
-// OperationOutcome itself is in Error.Outcome for an authorized reader and
-// never in Error().
+// operation, status, kind, OperationOutcome issue codes and, for a transport
+// failure, a one-word cause (Error.Cause: "reset", "refused", "timeout",
+// ...), never the cause's own text, which quotes socket addresses
+// ("read tcp 10.0.0.5:41822->10.0.0.9:443: ..."): an address names the
+// EHR's host, and makes every stored failure reason unique. Error.Token is
+// one word for the whole failure ("http-5xx", "throttled", "reset",
+// "conflict", ...) to group failures by and to log under a token key;
+// Error.LogSafe ("update Goal: http-5xx") is what telemetry.ErrorSummary
+// prints for an *Error. Attempt and call log lines name a transport
+// failure by the same cause token, under "cause". The OperationOutcome
+// itself is in Error.Outcome for an authorized reader and never in
+// Error().
 package ehr

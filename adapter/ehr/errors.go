@@ -82,9 +82,13 @@ func (k Kind) String() string {
 func (k Kind) Error() string { return "ehr: " + k.String() }
 
 // Error is the one error type of this package. Everything in Error() is free
-// of patient data: the operation (verb and resource type), the HTTP status,
-// the kind, the FHIR issue codes, and the cause for transport failures
-// (never a URL: the query string of a FHIR search names the patient).
+// of patient data and of addresses: the operation (verb and resource type),
+// the HTTP status, the kind, the FHIR issue codes, and for a transport
+// failure a one-word cause ("reset", "refused", ...), never the cause's own
+// text. A URL carries the search query that names the patient, and a
+// socket address ("read tcp 10.0.0.5:41822->10.0.0.9:443") names the EHR's
+// host and makes every failure reason unique, so the outbox and /admin
+// could not group them.
 type Error struct {
 	// Op is the operation, e.g. "create Goal", "search Observation",
 	// "transaction", "token".
@@ -104,14 +108,35 @@ type Error struct {
 	IssueCodes []string
 	// Attempts is how many times the request was sent (0 if never).
 	Attempts int
-	// RetryAfter is how long the EHR asked us to wait (Retry-After) when it
-	// exceeded Options.MaxRetryAfter, so the client stopped instead of
-	// sleeping. The caller should not try again sooner.
+	// RetryAfter is how long the EHR asked us to wait (its Retry-After
+	// header) when the final answer was 429 or 503, whether the client
+	// waited out earlier ones or stopped because this one exceeded
+	// Options.MaxRetryAfter or the context's deadline. Zero when the final
+	// answer was anything else or carried no Retry-After. The caller should
+	// not try again sooner.
 	RetryAfter time.Duration
 	// Err is the underlying cause, if any (a transport error, a context
-	// error, a token endpoint failure). It never carries a URL.
+	// error, a token endpoint failure), for errors.Is and errors.As. Its
+	// text is never part of Error(): transport errors quote socket
+	// addresses. Cause names it instead.
 	Err error
+
+	// cause is the transport cause token, set by this package when Err is a
+	// transport failure; Cause falls back on classifying Err.
+	cause string
 }
+
+// Transport cause tokens, as Cause returns them.
+const (
+	causeTimeout    = "timeout"    // an attempt or the context's deadline ran out
+	causeReset      = "reset"      // the EHR (or something between) reset or broke the connection
+	causeRefused    = "refused"    // nothing listens at the EHR's address
+	causeDNS        = "dns"        // the EHR's host name did not resolve
+	causeTLS        = "tls"        // TLS verification or handshake failed
+	causeEOF        = "eof"        // the connection closed before a whole answer arrived
+	causeCanceled   = "canceled"   // the caller's context was cancelled
+	causeConnection = "connection" // any other transport failure
+)
 
 func (e *Error) Error() string {
 	var b strings.Builder
@@ -132,12 +157,111 @@ func (e *Error) Error() string {
 	if e.RetryAfter > 0 {
 		fmt.Fprintf(&b, "; EHR asks to retry after %s", e.RetryAfter.Round(time.Second))
 	}
-	if e.Err != nil {
+	if s := e.causeText(); s != "" {
 		b.WriteString(": ")
-		b.WriteString(e.Err.Error())
+		b.WriteString(s)
 	}
 	return b.String()
 }
+
+// causeText is what Error() says about Err: a nested *Error's own message
+// (as free of addresses as this one), the fixed text of a failure this
+// package described itself, or the cause token. Any other text is left
+// out: an Auth implementation's error or a library's may quote anything.
+func (e *Error) causeText() string {
+	switch err := e.Err.(type) {
+	case nil:
+		return ""
+	case *Error:
+		return err.Error()
+	case *detail:
+		return err.msg
+	}
+	return e.Cause()
+}
+
+// Cause is the transport cause as one token, or "" when the call did not
+// fail in transport (the EHR answered, or the request was refused before it
+// was sent):
+//
+//   - "timeout": an attempt or the context's deadline ran out;
+//   - "reset": the connection was reset (ECONNRESET, EPIPE);
+//   - "refused": the connection was refused (ECONNREFUSED);
+//   - "dns": the EHR's host name did not resolve;
+//   - "tls": TLS verification or the handshake failed;
+//   - "eof": the connection closed before a whole answer arrived;
+//   - "canceled": the caller's context was cancelled;
+//   - "connection": any other transport failure.
+//
+// A failure to get a token (Err is the token endpoint's *Error) has that
+// call's cause.
+func (e *Error) Cause() string {
+	if e.cause != "" {
+		return e.cause
+	}
+	switch err := e.Err.(type) {
+	case nil, *detail:
+		return ""
+	case *Error:
+		return err.Cause()
+	}
+	return knownCause(e.Err)
+}
+
+// Token is one short constant-like word for grouping failures (the
+// outbox's stored reason, /admin) and for logs under a token key such as
+// error_kind:
+//
+//   - "outcome-unknown" for KindOutcomeUnknown;
+//   - the transport cause (see Cause) when no HTTP error status came back;
+//   - "throttled" for 429;
+//   - "http-5xx" for a 5xx (except 501, which is "not-allowed");
+//   - otherwise the kind's name: "invalid", "auth", "not-found",
+//     "not-allowed", "conflict", "transient" (408) or "other".
+//
+// A call that failed getting its token has the token call's Token.
+func (e *Error) Token() string {
+	if e.Kind == KindOutcomeUnknown {
+		return KindOutcomeUnknown.String()
+	}
+	if e.Status == 0 {
+		if inner, ok := e.Err.(*Error); ok {
+			return inner.Token()
+		}
+	}
+	if e.Status < 300 {
+		// No status, or a 2xx whose body could not be read.
+		if c := e.Cause(); c != "" {
+			return c
+		}
+	}
+	switch {
+	case e.Status == http.StatusTooManyRequests:
+		return "throttled"
+	case e.Status >= 500 && e.Kind != KindNotAllowed:
+		return "http-5xx"
+	}
+	return e.Kind.String()
+}
+
+// LogSafe is "<op>: <token>", e.g. "update Goal: http-5xx", for
+// telemetry.ErrorSummary: what a log line may say about the failure.
+func (e *Error) LogSafe() string { return e.Op + ": " + e.Token() }
+
+// detail is a cause this package wrote itself ("not a FHIR id"): fixed text
+// that holds no data, so Error() may quote it. err, if set, is what it
+// stands for (a sentinel, a library's error), for errors.Is and errors.As;
+// its text is not used.
+type detail struct {
+	msg string
+	err error
+}
+
+func (d *detail) Error() string { return d.msg }
+func (d *detail) Unwrap() error { return d.err }
+
+// because returns a detail with the fixed text msg.
+func because(msg string) error { return &detail{msg: msg} }
 
 // Unwrap returns the cause, so errors.Is(err, context.Canceled) works.
 func (e *Error) Unwrap() error { return e.Err }

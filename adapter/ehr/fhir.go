@@ -3,7 +3,6 @@ package ehr
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -14,11 +13,11 @@ import (
 // ErrPageLimit is wrapped by a Search that would follow more than
 // Options.MaxPages pages. No partial result is returned: a reconcile that
 // saw half the resources would take the rest for deleted.
-var ErrPageLimit = errors.New("search has more pages than MaxPages")
+var ErrPageLimit = because("search has more pages than MaxPages")
 
 // ErrForeignLink is wrapped by a Search whose next link leaves the base URL.
 // The client refuses to follow it: it would carry our token elsewhere.
-var ErrForeignLink = errors.New("search next link leaves the base URL")
+var ErrForeignLink = because("search next link leaves the base URL")
 
 // fhirID is FHIR's id datatype.
 var fhirID = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
@@ -54,7 +53,7 @@ func (c *Client) Read(ctx context.Context, resourceType, id string) (*Response, 
 		return nil, err
 	}
 	if !fhirID.MatchString(id) {
-		return nil, &Error{Op: op, Kind: KindInvalid, Err: errors.New("not a FHIR id")}
+		return nil, &Error{Op: op, Kind: KindInvalid, Err: because("not a FHIR id")}
 	}
 	return c.Do(ctx, Request{Method: http.MethodGet, Path: resourceType + "/" + id, ResourceType: resourceType, op: op})
 }
@@ -102,7 +101,7 @@ func (c *Client) Update(ctx context.Context, resourceType, target string, body [
 	case fhirID.MatchString(target):
 		path = resourceType + "/" + target
 	default:
-		return nil, &Error{Op: op, Kind: KindInvalid, Err: errors.New("target is neither a FHIR id nor search criteria")}
+		return nil, &Error{Op: op, Kind: KindInvalid, Err: because("target is neither a FHIR id nor search criteria")}
 	}
 	h := http.Header{"Prefer": {"return=representation"}}
 	if ifMatch != "" {
@@ -140,7 +139,7 @@ func (c *Client) postBundle(ctx context.Context, kind string, bundle []byte, ide
 		Type         string `json:"type"`
 	}
 	if err := json.Unmarshal(bundle, &b); err != nil || b.ResourceType != "Bundle" || b.Type != kind {
-		return nil, &Error{Op: kind, Kind: KindInvalid, Err: fmt.Errorf("not a Bundle of type %s", kind)}
+		return nil, &Error{Op: kind, Kind: KindInvalid, Err: because("not a Bundle of type " + kind)}
 	}
 	return c.Do(ctx, Request{Method: http.MethodPost, Body: bundle, Idempotent: idempotent, op: kind, label: "Bundle"})
 }
@@ -171,7 +170,7 @@ func (c *Client) Search(ctx context.Context, resourceType string, query url.Valu
 		req = Request{
 			Method: http.MethodPost, Path: resourceType + "/_search", Body: []byte(enc),
 			Header:     http.Header{"Content-Type": {"application/x-www-form-urlencoded"}},
-			Idempotent: true, ResourceType: resourceType, op: op,
+			Idempotent: true, ResourceType: resourceType, op: op, read: true,
 		}
 	}
 	var out []Entry
@@ -195,7 +194,7 @@ func (c *Client) Search(ctx context.Context, resourceType string, query url.Valu
 			} `json:"entry"`
 		}
 		if err := json.Unmarshal(resp.Body, &b); err != nil || b.ResourceType != "Bundle" {
-			return nil, &Error{Op: op, Status: resp.Status, Kind: KindOther, Err: errors.New("search answer is not a Bundle")}
+			return nil, &Error{Op: op, Status: resp.Status, Kind: KindOther, Err: because("search answer is not a Bundle")}
 		}
 		for _, e := range b.Entry {
 			out = append(out, Entry{FullURL: e.FullURL, Mode: e.Search.Mode, Resource: e.Resource})
@@ -210,7 +209,7 @@ func (c *Client) Search(ctx context.Context, resourceType string, query url.Valu
 			return out, nil
 		}
 		if page >= c.maxPages {
-			return nil, &Error{Op: op, Kind: KindOther, Err: fmt.Errorf("%w (%d)", ErrPageLimit, c.maxPages)}
+			return nil, &Error{Op: op, Kind: KindOther, Err: &detail{msg: fmt.Sprintf("%s (%d)", ErrPageLimit, c.maxPages), err: ErrPageLimit}}
 		}
 		rel, ok := c.underBase(next)
 		if !ok {
@@ -259,7 +258,7 @@ func port(u *url.URL) string {
 // error that does not quote a resourceType that is not one.
 func checkType(verb, resourceType string) (string, error) {
 	if !typeName.MatchString(resourceType) {
-		return verb, &Error{Op: verb, Kind: KindInvalid, Err: errors.New("not a FHIR resource type")}
+		return verb, &Error{Op: verb, Kind: KindInvalid, Err: because("not a FHIR resource type")}
 	}
 	return verb + " " + resourceType, nil
 }

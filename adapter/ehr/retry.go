@@ -5,12 +5,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -42,7 +44,7 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if err != nil {
 		cs.status, cs.transportErr = 0, err
 		cs.ambiguous = !notSent(err) && !isCertError(err) && !isProtocolError(err)
-		attrs = append(attrs, slog.String("error", transportClass(err)))
+		attrs = append(attrs, slog.String("cause", transportCause(err)))
 	} else {
 		cs.status, cs.transportErr = resp.StatusCode, nil
 		cs.ambiguous = resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusGatewayTimeout
@@ -58,18 +60,29 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 //   - transport failures, for requests safe to repeat, or for any request
 //     when the connection was never made (nothing was sent);
 //   - 429 and 503, for any request: the server says it did not process it;
-//   - 502 and 504, for requests safe to repeat only: a gateway answered and
+//   - any other 5xx but 501, for reads (GET, HEAD, a search via POST): a
+//     read changes nothing, and one 500 from a busy EHR should cost a
+//     backoff, not the call;
+//   - 502 and 504, for writes safe to repeat only: a gateway answered and
 //     the EHR behind it may have applied the request.
 //
 // A Retry-After beyond MaxRetryAfter, or beyond the context's deadline,
-// stops the retries instead of being waited out.
+// stops the retries instead of being waited out. Either way the last 429
+// or 503's Retry-After is kept for the Error.
 func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
-	if ctx.Err() != nil {
-		return false, ctx.Err()
-	}
 	cs := stateFrom(ctx)
 	if cs == nil {
-		return false, nil
+		return false, ctx.Err()
+	}
+	// Only the final answer's Retry-After reaches the caller.
+	cs.retryAfter = 0
+	if err == nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
+		if d, ok := retryAfter(resp.Header, time.Now()); ok {
+			cs.retryAfter = d
+		}
+	}
+	if ctx.Err() != nil {
+		return false, ctx.Err()
 	}
 	if err != nil {
 		if isCertError(err) || isProtocolError(err) {
@@ -77,20 +90,21 @@ func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error)
 		}
 		return cs.idempotent || notSent(err), nil
 	}
-	switch resp.StatusCode {
-	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
-		if d, ok := retryAfter(resp.Header, time.Now()); ok {
+	switch code := resp.StatusCode; {
+	case code == http.StatusTooManyRequests, code == http.StatusServiceUnavailable:
+		if d := cs.retryAfter; d > 0 {
 			if d > c.maxRetryAfter {
-				cs.retryAfter = d
 				return false, nil
 			}
 			if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < d {
-				cs.retryAfter = d
 				return false, nil
 			}
 		}
 		return true, nil
-	case http.StatusBadGateway, http.StatusGatewayTimeout:
+	case cs.read && code >= 500 && code != http.StatusNotImplemented:
+		// 501: the EHR does not do this at all (KindNotAllowed).
+		return true, nil
+	case code == http.StatusBadGateway, code == http.StatusGatewayTimeout:
 		return cs.idempotent, nil
 	}
 	return false, nil
@@ -168,18 +182,40 @@ func isProtocolError(err error) bool {
 	return errors.As(err, &rh)
 }
 
-// transportClass names a transport failure for logs and spans.
-func transportClass(err error) string {
-	var ne net.Error
-	switch {
-	case errors.Is(err, context.Canceled):
-		return "canceled"
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return "timeout"
-	case isCertError(err), isProtocolError(err):
-		return "tls"
-	case notSent(err):
-		return "connect"
+// transportCause is the cause token of a transport failure: knownCause's,
+// or "connection" for one it does not recognise.
+func transportCause(err error) string {
+	if c := knownCause(err); c != "" {
+		return c
 	}
-	return "connection"
+	return causeConnection
+}
+
+// knownCause classifies err as one of the transport cause tokens (see
+// Error.Cause), or "" when it is none of them.
+func knownCause(err error) string {
+	var ne net.Error
+	var dns *net.DNSError
+	var alert tls.AlertError
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, context.Canceled):
+		return causeCanceled
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return causeTimeout
+	case isCertError(err), isProtocolError(err), errors.As(err, &alert):
+		return causeTLS
+	case errors.As(err, &dns):
+		return causeDNS
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return causeRefused
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNABORTED):
+		return causeReset
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return causeEOF
+	case errors.As(err, &ne):
+		return causeConnection
+	}
+	return ""
 }

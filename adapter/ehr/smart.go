@@ -218,24 +218,24 @@ func (s *SMARTBackend) endpoint(ctx context.Context, env AuthEnv) (string, error
 	const op = "smart-configuration"
 	body, status, err := get(ctx, env.HTTP, strings.TrimRight(env.BaseURL, "/")+"/.well-known/smart-configuration")
 	if err != nil {
-		return "", &Error{Op: op, Kind: KindTransient, Err: err}
+		return "", transportFailure(op, status, err)
 	}
 	if status != http.StatusOK {
 		k := KindAuth // no discovery document: the connection cannot authorize
 		if status == http.StatusTooManyRequests || status >= 500 {
 			k = KindTransient
 		}
-		return "", &Error{Op: op, Status: status, Kind: k, Err: errors.New("no SMART configuration")}
+		return "", &Error{Op: op, Status: status, Kind: k, Err: because("no SMART configuration")}
 	}
 	var conf struct {
 		TokenEndpoint string `json:"token_endpoint"`
 	}
 	if err := json.Unmarshal(body, &conf); err != nil || conf.TokenEndpoint == "" {
-		return "", &Error{Op: op, Status: status, Kind: KindAuth, Err: errors.New("SMART configuration has no token_endpoint")}
+		return "", &Error{Op: op, Status: status, Kind: KindAuth, Err: because("SMART configuration has no token_endpoint")}
 	}
 	u, err := url.Parse(conf.TokenEndpoint)
 	if err != nil || !u.IsAbs() || !secureEnough(u) {
-		return "", &Error{Op: op, Status: status, Kind: KindAuth, Err: errors.New("SMART token_endpoint is not an https URL")}
+		return "", &Error{Op: op, Status: status, Kind: KindAuth, Err: because("SMART token_endpoint is not an https URL")}
 	}
 	s.mu.Lock()
 	s.discovered = conf.TokenEndpoint
@@ -253,7 +253,7 @@ func (s *SMARTBackend) requestToken(ctx context.Context, hc *http.Client, endpoi
 	const op = "token"
 	assertion, err := s.assertion(endpoint)
 	if err != nil {
-		return "", 0, &Error{Op: op, Kind: KindOther, Err: err}
+		return "", 0, &Error{Op: op, Kind: KindOther, Err: &detail{msg: "cannot sign the client assertion", err: err}}
 	}
 	form := url.Values{
 		"grant_type":            {"client_credentials"},
@@ -265,18 +265,18 @@ func (s *SMARTBackend) requestToken(ctx context.Context, hc *http.Client, endpoi
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
-		return "", 0, &Error{Op: op, Kind: KindOther, Err: errors.New("bad token endpoint URL")}
+		return "", 0, &Error{Op: op, Kind: KindOther, Err: because("bad token endpoint URL")}
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
 	resp, err := hc.Do(req)
 	if err != nil {
-		return "", 0, &Error{Op: op, Kind: KindTransient, Err: stripURL(err)}
+		return "", 0, transportFailure(op, 0, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, tokenBodyLimit))
 	if err != nil {
-		return "", 0, &Error{Op: op, Status: resp.StatusCode, Kind: KindTransient, Err: stripURL(err)}
+		return "", 0, transportFailure(op, resp.StatusCode, err)
 	}
 	var tr struct {
 		AccessToken string  `json:"access_token"`
@@ -292,12 +292,12 @@ func (s *SMARTBackend) requestToken(ctx context.Context, hc *http.Client, endpoi
 		}
 		e := &Error{Op: op, Status: resp.StatusCode, Kind: k}
 		if oauthError.MatchString(tr.Error) {
-			e.Err = errors.New("token endpoint says " + tr.Error)
+			e.Err = because("token endpoint says " + tr.Error)
 		}
 		return "", 0, e
 	}
 	if tr.AccessToken == "" || !strings.EqualFold(tr.TokenType, "bearer") {
-		return "", 0, &Error{Op: op, Status: resp.StatusCode, Kind: KindAuth, Err: errors.New("token response has no bearer access_token")}
+		return "", 0, &Error{Op: op, Status: resp.StatusCode, Kind: KindAuth, Err: because("token response has no bearer access_token")}
 	}
 	ttl = time.Duration(tr.ExpiresIn * float64(time.Second))
 	if ttl <= 0 {
@@ -323,21 +323,33 @@ func (s *SMARTBackend) assertion(aud string) (string, error) {
 	}).Serialize()
 }
 
+// transportFailure is the *Error of a token or discovery request that got
+// no usable answer: KindTransient with err's cause token, and err without
+// the *url.Error that quotes the URL. A detail (a request we could not
+// build) is KindOther.
+func transportFailure(op string, status int, err error) *Error {
+	if _, ok := err.(*detail); ok {
+		return &Error{Op: op, Status: status, Kind: KindOther, Err: err}
+	}
+	err = stripURL(err)
+	return &Error{Op: op, Status: status, Kind: KindTransient, Err: err, cause: transportCause(err)}
+}
+
 // get fetches url with a plain GET and returns a bounded body.
 func get(ctx context.Context, hc *http.Client, u string) ([]byte, int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, 0, errors.New("bad URL")
+		return nil, 0, because("bad URL")
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, 0, stripURL(err)
+		return nil, 0, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, tokenBodyLimit))
 	if err != nil {
-		return nil, resp.StatusCode, stripURL(err)
+		return nil, resp.StatusCode, err
 	}
 	return body, resp.StatusCode, nil
 }

@@ -134,7 +134,7 @@ func (c *Client) finish(ctx context.Context, span trace.Span, start time.Time, c
 	}
 	attrs = append(attrs, slog.String("kind", kind.String()), slog.String("blame", blame))
 	if cs.transportErr != nil {
-		attrs = append(attrs, slog.String("error", transportClass(cs.transportErr)))
+		attrs = append(attrs, slog.String("cause", transportCause(cs.transportErr)))
 	}
 	c.log.LogAttrs(ctx, slog.LevelWarn, "ehr request failed", attrs...)
 }

@@ -273,7 +273,7 @@ func TestErrorString(t *testing.T) {
 		t.Fatalf("Error() = %q, want %q", got, want)
 	}
 	e = &ehr.Error{Op: "GET Goal", Status: 429, Kind: ehr.KindTransient, Attempts: 3, RetryAfter: 2 * time.Minute, Err: context.Canceled}
-	if got, want := e.Error(), "ehr: GET Goal: transient (HTTP 429) after 3 attempts; EHR asks to retry after 2m0s: context canceled"; got != want {
+	if got, want := e.Error(), "ehr: GET Goal: transient (HTTP 429) after 3 attempts; EHR asks to retry after 2m0s: canceled"; got != want {
 		t.Fatalf("Error() = %q, want %q", got, want)
 	}
 	if !errors.Is(e, context.Canceled) || !errors.Is(e, ehr.ErrTransient) || errors.Is(e, ehr.ErrConflict) {

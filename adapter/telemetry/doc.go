@@ -21,15 +21,22 @@
 //     dangerous as a string. A key that is not a plain word (it could itself
 //     be data, e.g. from a map) is replaced by "redacted_key".
 //   - Each allowed key has a rule for its values. Numbers, durations and bools
-//     pass only under numeric keys (attempt, count, duration, …). Strings pass
+//     pass only under numeric keys (attempt, count, duration, …), and bools
+//     under flag keys (dead), where nothing else does. Strings pass
 //     only when they match the narrow shape expected for that key: an enum
 //     value for blame/outcome/direction/result/method, a FHIR R4 resource type
 //     name for resource_type, a route template for route, HashID's output for
-//     hashed_id, a lowercase token for op/connection/kind/…. Tokens may not
+//     hashed_id, a lowercase token for op/connection/kind/caller/cause/….
+//     Tokens may not
 //     contain spaces, '@', '?', '=', '|', and may not hold more than two
 //     digits, which is where identifiers, dates, emails, URLs with queries
 //     and FHIR search strings fail.
-//   - time.Time values never pass: a date of birth is a time.
+//   - time.Time values pass only under "since" (when a failure or a run
+//     began), and only when they look like the adapter's own clock: from
+//     2000 on and not exactly midnight, which is what a date of birth looks
+//     like once parsed into a time. They print as RFC 3339 in UTC, to the
+//     second. Under any other key a time never passes, and a string never
+//     passes as a time.
 //   - Values of other kinds (structs, maps, slices, byte slices, JSON) never
 //     pass: they are how request and response bodies get logged.
 //   - Errors (under "error" or "err") print only a patient-free summary, see

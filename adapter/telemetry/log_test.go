@@ -55,6 +55,8 @@ func (v valuer) LogValue() slog.Value { return slog.StringValue(v.s) }
 
 type namedString string
 
+type namedBool bool
+
 // ways passes one planted value to a logger in every way we could think
 // of a caller doing it.
 func ways(p string) map[string]func(l *slog.Logger) {
@@ -102,8 +104,13 @@ func ways(p string) map[string]func(l *slog.Logger) {
 		"bytes":             func(l *slog.Logger) { l.Info("sync finished", "body", []byte(p)) },
 		"raw json":          func(l *slog.Logger) { l.Info("sync finished", "route", json.RawMessage(`"`+p+`"`)) },
 		"time":              func(l *slog.Logger) { l.Info("sync finished", "duration", dob, "birth_date", dob) },
-		"debug level":       func(l *slog.Logger) { l.Debug("sync finished", "op", p) },
-		"log attrs":         func(l *slog.Logger) { l.LogAttrs(context.Background(), slog.LevelWarn, p, slog.String("op", p)) },
+		// "since" takes times, but not one shaped like a date of birth, in
+		// UTC or local, nor a date in a string.
+		"time under since": func(l *slog.Logger) {
+			l.Info("sync finished", "since", dob, slog.Time("since", dob.In(time.FixedZone("east", 5*3600))), "since", "1984-03-12T10:11:12Z")
+		},
+		"debug level": func(l *slog.Logger) { l.Debug("sync finished", "op", p) },
+		"log attrs":   func(l *slog.Logger) { l.LogAttrs(context.Background(), slog.LevelWarn, p, slog.String("op", p)) },
 		"with then group": func(l *slog.Logger) {
 			l.With("kind", p).WithGroup("ehr").With("status", p).Info("sync finished", "hashed_id", p)
 		},
@@ -185,6 +192,12 @@ func TestLoggerPrintsSafeValues(t *testing.T) {
 				"outcome", "conflict",
 				"hashed_id", hid,
 				"version", "v1.2.3",
+				"attempts", 2,
+				"failed", 4,
+				"dead", true,
+				"caller", "sync-bot",
+				"cause", "reset",
+				"since", time.Date(2026, 10, 1, 14, 30, 5, 123456789, time.FixedZone("CEST", 2*3600)),
 				"error", fmt.Errorf("push: %w", &safeError{"ehr.write", "conflict", "MRN-PLANTED-7731"}),
 			)
 	}
@@ -205,6 +218,8 @@ func TestLoggerPrintsSafeValues(t *testing.T) {
 			"resource_type": "CarePlan", "status": float64(412), "attempt": float64(3),
 			"duration": float64(1500 * time.Millisecond), "blame": "external", "outcome": "conflict",
 			"hashed_id": hid, "version": "v1.2.3", "error": "ehr.write: conflict",
+			"attempts": float64(2), "failed": float64(4), "dead": true, "caller": "sync-bot",
+			"cause": "reset", "since": "2026-10-01T12:30:05Z",
 		},
 	}
 	delete(got, "time")
@@ -218,6 +233,7 @@ func TestLoggerPrintsSafeValues(t *testing.T) {
 		`msg="EHR write failed, will retry"`, "component=sync", "ehr.connection=epic-sandbox",
 		"req.op=ehr.write", "req.route=/fhir/{type}/{id}", "req.status=412", "req.duration=1.5s",
 		"req.hashed_id=" + hid, `req.error="ehr.write: conflict"`,
+		"req.dead=true", "req.caller=sync-bot", "req.since=2026-10-01T12:30:05Z", "req.attempts=2",
 	} {
 		if !strings.Contains(buf.String(), s) {
 			t.Errorf("text record lacks %s:\n%s", s, buf.String())
@@ -327,6 +343,36 @@ func TestRules(t *testing.T) {
 		{"worker", "outbox", true},
 		{"error", "context canceled", true},
 		{"error", "lookup MRN-1 failed", false},
+		{"attempts", 3, true},
+		{"attempts", "3", false},
+		{"failed", 12, true},
+		{"failed", "MRN-7731", false},
+		{"dead", true, true},
+		{"dead", false, true},
+		{"dead", namedBool(true), true},
+		{"dead", 1, false},
+		{"dead", "true", false},
+		{"dead", 7731, false},
+		{"caller", "jordan", true},
+		{"caller", "sync-bot", true},
+		{"caller", "Jane Doe 1980-01-02", false},
+		{"caller", "Jane", false},
+		{"caller", "jane.doe@example.org", false},
+		{"caller", "mrn-7731", false},
+		{"cause", "reset", true},
+		{"cause", "timeout", true},
+		{"cause", "read tcp 127.0.0.1:34710->127.0.0.1:8080: connection reset by peer", false},
+		{"cause", "connection reset", false},
+		{"since", time.Date(2026, 10, 1, 14, 30, 5, 0, time.UTC), true},
+		{"since", time.Date(2026, 10, 1, 0, 0, 0, 1, time.UTC), true},
+		{"since", time.Date(1984, 3, 12, 0, 0, 0, 0, time.UTC), false},
+		{"since", time.Date(2005, 3, 12, 0, 0, 0, 0, time.UTC), false},
+		{"since", time.Date(1984, 3, 12, 9, 30, 0, 0, time.UTC), false},
+		{"since", "2026-10-01T14:30:05Z", false},
+		{"since", time.Hour, false},
+		{"error_kind", "http-5xx", true},
+		{"error_kind", "outcome-unknown", true},
+		{"error_kind", "ehr: update Goal: transient (HTTP 500) after 3 attempts: reset", false},
 	}
 	for _, tc := range tests {
 		a := sanitize(slog.Any(tc.key, tc.val))
@@ -348,6 +394,9 @@ func TestSafeText(t *testing.T) {
 		{"listening on /metrics", true},
 		{"retry 3 of 5", true},
 		{"ehr.write: conflict", true},
+		{"update Goal: http-5xx", true},
+		{"GET Goal: reset", true},
+		{"POST system: outcome-unknown", true},
 		{"", true},
 		{"Starting server", false},
 		{"wrote goal for Jane", false},

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 
 	bcrpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
 )
@@ -71,9 +72,17 @@ var allowList = map[string]rule{
 	"trace_id":      hexDigits(32),
 	"span_id":       hexDigits(16),
 
+	// caller is the configured name of the API key that made a request
+	// ("sync-bot", "jordan"): an account, not a client of the program.
+	"caller": token,
+	// cause is a transport failure's cause ("reset", "timeout").
+	"cause": token,
+
 	// How much and how long. Counts of patient records are not patient
 	// data; a count under any other key might be an MRN.
 	"attempt":      number,
+	"attempts":     number,
+	"failed":       number,
 	"max_attempts": number,
 	"count":        number,
 	"total":        number,
@@ -93,6 +102,11 @@ var allowList = map[string]rule{
 	"interval":     number,
 	"wait":         number,
 	"enabled":      number,
+
+	// Whether an outbox item was dead-lettered.
+	"dead": boolean,
+	// When a failure or a run began.
+	"since": instant,
 
 	"error": errorValue,
 	"err":   errorValue,
@@ -256,6 +270,41 @@ func number(v slog.Value) (slog.Value, bool) {
 		}
 	}
 	return slog.Value{}, false
+}
+
+// boolean accepts true and false only, as a bool (slog.Bool, or slog.Any
+// of a bool type), so a flag key cannot carry a count or a string.
+func boolean(v slog.Value) (slog.Value, bool) {
+	switch v.Kind() {
+	case slog.KindBool:
+		return v, true
+	case slog.KindAny:
+		if a := v.Any(); a != nil {
+			if rv := reflect.ValueOf(a); rv.Kind() == reflect.Bool {
+				return slog.BoolValue(rv.Bool()), true
+			}
+		}
+	}
+	return slog.Value{}, false
+}
+
+// instant accepts a time.Time that reads like the adapter's own clock (when
+// an item started failing, when a run began) and prints it RFC 3339 in UTC
+// to the second. A date of birth is a time too, and one parsed from a
+// record sits exactly at midnight, usually before 2000: those are refused.
+// Strings are refused, since a string is how a date arrives from a record.
+func instant(v slog.Value) (slog.Value, bool) {
+	if v.Kind() != slog.KindTime {
+		return slog.Value{}, false
+	}
+	t := v.Time()
+	if h, m, s := t.Clock(); h == 0 && m == 0 && s == 0 && t.Nanosecond() == 0 {
+		return slog.Value{}, false
+	}
+	if t.Year() < 2000 || t.Year() > 9999 {
+		return slog.Value{}, false
+	}
+	return slog.StringValue(t.UTC().Format(time.RFC3339)), true
 }
 
 func oneOf(rules ...rule) rule {
@@ -425,6 +474,9 @@ var acronyms = map[string]bool{
 	"API": true, "CLI": true, "CSV": true, "EHR": true, "FHIR": true,
 	"HIE": true, "HTTP": true, "HTTPS": true, "ID": true, "IPS": true,
 	"JSON": true, "JWT": true, "NDJSON": true, "OK": true, "OTLP": true,
+	// HTTP methods, as in the default operation name of an EHR call
+	// ("GET Goal: http-5xx").
+	"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true,
 	"SMART": true, "SQL": true, "SQLite": true, "PostgreSQL": true,
 	"TLS": true, "URL": true, "YAML": true, "R4": true,
 }
