@@ -356,7 +356,7 @@ func errorToken(err error) string {
 	case err == nil:
 		return "none"
 	case errors.As(err, &ee):
-		return ee.Kind.String()
+		return ee.Token()
 	case errors.Is(err, errStore):
 		return "store"
 	case errors.As(err, &pe):

@@ -295,8 +295,10 @@ func describe(err error) string {
 		return fmt.Sprintf("HTTP %d (%s, issues %s)", e.Status, e.Kind.String(), strings.Join(e.IssueCodes, ","))
 	case e.Status != 0:
 		return fmt.Sprintf("HTTP %d (%s)", e.Status, e.Kind.String())
-	case e.Err != nil:
-		return e.Err.Error()
+	case e.Cause() != "":
+		// A transport failure: its token, never the socket addresses
+		// the underlying error quotes.
+		return e.Token()
 	}
 	return e.Kind.String()
 }
