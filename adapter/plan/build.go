@@ -137,9 +137,13 @@ func Build(statement []byte, o Options) (*Plan, error) {
 			default:
 				rp.Idempotency = LedgerOnly
 			}
-			rp.Concurrency = ReadCompareWrite
-			if r.Versioning == "versioned-update" {
+			switch {
+			case r.Versioning == "versioned-update":
 				rp.Concurrency = IfMatch
+			case slices.Contains(rp.Interactions, "read") || searchable:
+				rp.Concurrency = ReadCompareWrite
+			default:
+				rp.Concurrency = Overwrite
 			}
 		}
 		rp.Detection = NotDetected

@@ -47,6 +47,10 @@ type Concurrency string
 const (
 	IfMatch          Concurrency = "if-match"           // update with If-Match: the known version
 	ReadCompareWrite Concurrency = "read-compare-write" // read, compare with the ledger, then write
+	// Overwrite: the EHR offers neither versioned updates nor a read or
+	// search of the type, so nothing can be checked before a write: the
+	// adapter's content replaces whatever the EHR holds.
+	Overwrite Concurrency = "overwrite"
 )
 
 // Detection is how changes in the EHR are found.

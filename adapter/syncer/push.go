@@ -538,7 +538,7 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 	if known && rp.Concurrency == plan.IfMatch {
 		ifMatch = le.VersionID
 	}
-	if known && le.ResourceID != "" && rp.Concurrency == plan.ReadCompareWrite {
+	if known && le.ResourceID != "" && rp.Concurrency == plan.ReadCompareWrite && (conn.Plan.Allows(typ, "read") || conn.Plan.Allows(typ, "search-type")) {
 		// No versioned updates: read, compare with what the adapter wrote,
 		// and only then write, so a clinician's edit is never overwritten
 		// without a trace.
