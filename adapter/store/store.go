@@ -30,10 +30,14 @@ type Store interface {
 	ClientByPatient(ctx context.Context, system, value string) (Stored, error)
 
 	// Lease claims up to n due outbox items of a connection for owner until
-	// now+lease, oldest due first. One client never has two items leased at
-	// once, across all connections; expired leases are claimable again. The
-	// owner names one worker and must be unique among live workers (Complete
-	// and Fail recognise the lease by item and owner).
+	// now+lease, oldest due first. A lease is exclusive, over all owners and
+	// replicas, until it expires; expired leases are claimable again. A
+	// client has at most one item per connection, so at most one leased
+	// there; its items on other connections are leased, completed and
+	// failed independently, so that a slow or failing EHR does not hold up
+	// the client's push to the others. The owner names one worker and must
+	// be unique among live workers (Complete and Fail recognise the lease by
+	// item and owner).
 	Lease(ctx context.Context, connection, owner string, n int, lease time.Duration) ([]OutboxItem, error)
 	// Complete removes a leased item, unless the client was saved again after
 	// the lease was taken (then the item stays pending for the new change).

@@ -128,7 +128,6 @@ func (s *Store) SaveClients(ctx context.Context, clients []store.Stored, connect
 							versions[i] = store.Version(v)
 							return nil
 						})
-					b.Queue(`INSERT INTO client_leases (client_id) VALUES ($1) ON CONFLICT DO NOTHING`, id)
 				} else {
 					b.Queue(`UPDATE clients SET version = version + 1, doc = $2, updated_at = now(), patient_key = $4
 						WHERE id = $1 AND version = $3 RETURNING version`, id, docs[i], int64(c.Version), key).

@@ -119,11 +119,6 @@ func (s *Store) SaveClients(ctx context.Context, clients []store.Stored, connect
 			return err
 		}
 		defer holder.Close()
-		lease, err := tx.PrepareContext(ctx, `INSERT INTO client_leases (client_id) VALUES (?)`)
-		if err != nil {
-			return err
-		}
-		defer lease.Close()
 		enqueue, err := tx.PrepareContext(ctx, enqueueSQL)
 		if err != nil {
 			return err
@@ -153,9 +148,6 @@ func (s *Store) SaveClients(ctx context.Context, clients []store.Stored, connect
 					return fmt.Errorf("client %s: %w", id, err)
 				} else if n == 0 {
 					return fmt.Errorf("client %s exists: %w", id, store.ErrConflict)
-				}
-				if _, err := lease.ExecContext(ctx, id); err != nil {
-					return fmt.Errorf("client %s: %w", id, err)
 				}
 				versions[i] = 1
 			} else {

@@ -14,7 +14,7 @@ import (
 // Lease claims up to n due items of connection for owner. It runs in a write
 // transaction, and this process has one write connection whose transactions
 // BEGIN IMMEDIATE: no other lease, in this process or another on the same
-// file, can read the same free clients before this one has marked them taken.
+// file, can read the same free items before this one has marked them taken.
 func (s *Store) Lease(ctx context.Context, connection, owner string, n int, lease time.Duration) ([]store.OutboxItem, error) {
 	if err := store.CheckLease(connection, owner, n, lease); err != nil {
 		return nil, fmt.Errorf("store: lease: %w", err)
@@ -26,11 +26,11 @@ func (s *Store) Lease(ctx context.Context, connection, owner string, n int, leas
 		// waiting for it does not eat into the lease.
 		now := time.Now()
 		rows, err := tx.QueryContext(ctx, `
-			SELECT o.id, o.client_id, o.attempts, o.generation
-			FROM outbox o JOIN client_leases l ON l.client_id = o.client_id
-			WHERE o.connection = ? AND o.due_at <= ?
-			  AND (l.leased_until IS NULL OR l.leased_until <= ?)
-			ORDER BY o.due_at, o.id
+			SELECT id, client_id, attempts, generation
+			FROM outbox
+			WHERE connection = ? AND due_at <= ?
+			  AND (leased_until IS NULL OR leased_until <= ?)
+			ORDER BY due_at, id
 			LIMIT ?`, connection, micros(now), micros(now), n)
 		if err != nil {
 			return err
@@ -49,8 +49,8 @@ func (s *Store) Lease(ctx context.Context, connection, owner string, n int, leas
 		rows.Close()
 		until := micros(now.Add(lease))
 		for _, it := range items {
-			if _, err := tx.ExecContext(ctx, `UPDATE client_leases SET item_id = ?, owner = ?, leased_until = ? WHERE client_id = ?`,
-				it.ID, owner, until, it.ClientID); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE outbox SET owner = ?, leased_until = ? WHERE id = ?`,
+				owner, until, it.ID); err != nil {
 				return err
 			}
 		}
@@ -71,34 +71,24 @@ type outboxRow struct {
 
 // heldItem reads item's row and checks that item.Owner still holds its
 // lease: ErrNotFound if the row is gone, ErrConflict if the lease was lost
-// (it expired and another owner took the item).
+// (it expired and another owner took the item) or already given back.
 func heldItem(ctx context.Context, tx *sql.Tx, item store.OutboxItem) (outboxRow, error) {
-	var r outboxRow
-	err := tx.QueryRowContext(ctx, `SELECT connection, client_id, generation, attempts FROM outbox WHERE id = ?`, item.ID).
-		Scan(&r.connection, &r.clientID, &r.generation, &r.attempts)
+	var (
+		r     outboxRow
+		owner sql.NullString
+	)
+	err := tx.QueryRowContext(ctx, `SELECT connection, client_id, generation, attempts, owner FROM outbox WHERE id = ?`, item.ID).
+		Scan(&r.connection, &r.clientID, &r.generation, &r.attempts, &owner)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, fmt.Errorf("item %d: %w", item.ID, store.ErrNotFound)
 	}
 	if err != nil {
 		return r, err
 	}
-	var (
-		leased sql.NullInt64
-		owner  sql.NullString
-	)
-	if err := tx.QueryRowContext(ctx, `SELECT item_id, owner FROM client_leases WHERE client_id = ?`, r.clientID).
-		Scan(&leased, &owner); err != nil {
-		return r, err
-	}
-	if !leased.Valid || leased.Int64 != item.ID || owner.String != item.Owner {
+	if !owner.Valid || owner.String != item.Owner {
 		return r, fmt.Errorf("item %d: lease not held by this owner: %w", item.ID, store.ErrConflict)
 	}
 	return r, nil
-}
-
-func release(ctx context.Context, tx *sql.Tx, clientID string) error {
-	_, err := tx.ExecContext(ctx, `UPDATE client_leases SET item_id = NULL, owner = NULL, leased_until = NULL WHERE client_id = ?`, clientID)
-	return err
 }
 
 // Complete removes a leased item, or, when the client was saved during the
@@ -111,11 +101,11 @@ func (s *Store) Complete(ctx context.Context, item store.OutboxItem) error {
 			return err
 		}
 		if r.generation == item.Generation {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE id = ?`, item.ID); err != nil {
-				return err
-			}
+			_, err = tx.ExecContext(ctx, `DELETE FROM outbox WHERE id = ?`, item.ID)
+		} else {
+			_, err = tx.ExecContext(ctx, `UPDATE outbox SET owner = NULL, leased_until = NULL WHERE id = ?`, item.ID)
 		}
-		return release(ctx, tx, r.clientID)
+		return err
 	})
 }
 
@@ -146,11 +136,11 @@ func (s *Store) Fail(ctx context.Context, item store.OutboxItem, reason string, 
 				return err
 			}
 			dead = true
-		} else if _, err := tx.ExecContext(ctx, `UPDATE outbox SET attempts = ?, due_at = ?, last_error = ? WHERE id = ?`,
+		} else if _, err := tx.ExecContext(ctx, `UPDATE outbox SET attempts = ?, due_at = ?, last_error = ?, owner = NULL, leased_until = NULL WHERE id = ?`,
 			attempts, micros(retryAt), reason, item.ID); err != nil {
 			return err
 		}
-		return release(ctx, tx, r.clientID)
+		return nil
 	})
 	if err != nil {
 		return false, err

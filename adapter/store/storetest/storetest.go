@@ -37,7 +37,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OnePatientOneClient", testOnePatientOneClient},
 		{"OutboxCoalesces", testOutboxCoalesces},
 		{"CompleteKeepsItemSavedDuringLease", testCompleteKeepsItemSavedDuringLease},
-		{"LeaseOneItemPerClient", testLeaseOneItemPerClient},
+		{"LeasePerConnection", testLeasePerConnection},
 		{"LeaseOrderAndLimit", testLeaseOrderAndLimit},
 		{"LeaseExpiry", testLeaseExpiry},
 		{"LeaseConcurrent", testLeaseConcurrent},
