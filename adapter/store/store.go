@@ -164,4 +164,12 @@ type Conflict struct {
 var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("version conflict")
+	// ErrUnavailable is wrapped by every error that says the database
+	// cannot be reached right now (connection refused or reset, server
+	// shutting down, file locked by another process past the busy wait,
+	// file no longer openable): nothing is wrong with the request, and it
+	// may succeed later. The API answers 503. Such errors carry a short
+	// reason in place of the driver's message, which may name the server's
+	// address, user, database or file.
+	ErrUnavailable = errors.New("store unavailable")
 )

@@ -32,7 +32,7 @@ FOR UPDATE SKIP LOCKED`
 // clocks disagree still agree on who holds what.
 func (s *Store) Lease(ctx context.Context, connection, owner string, n int, lease time.Duration) ([]store.OutboxItem, error) {
 	if err := store.CheckLease(connection, owner, n, lease); err != nil {
-		return nil, fmt.Errorf("store: lease: %w", err)
+		return nil, storeErr(ctx, "lease", err)
 	}
 	var items []store.OutboxItem
 	err := s.write(ctx, "lease", func(tx pgx.Tx) error {
@@ -162,7 +162,7 @@ func (s *Store) OutboxDepth(ctx context.Context) (map[string]int, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: outbox depth: %w", err)
+		return nil, storeErr(ctx, "outbox depth", err)
 	}
 	return out, nil
 }
@@ -180,7 +180,7 @@ func (s *Store) OldestPending(ctx context.Context) (map[string]time.Time, error)
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: oldest pending: %w", err)
+		return nil, storeErr(ctx, "oldest pending", err)
 	}
 	return out, nil
 }
@@ -198,7 +198,7 @@ func (s *Store) DeadLetters(ctx context.Context, connection string) ([]store.Dea
 		return d, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: dead letters: %w", err)
+		return nil, storeErr(ctx, "dead letters", err)
 	}
 	return out, nil
 }
@@ -227,7 +227,7 @@ func (s *Store) Replay(ctx context.Context, id int64) error {
 func (s *Store) SeedConnections(ctx context.Context, enabled []string) (map[string]int, error) {
 	conns, err := store.Connections(enabled)
 	if err != nil {
-		return nil, fmt.Errorf("store: seed connections: %w", err)
+		return nil, storeErr(ctx, "seed connections", err)
 	}
 	if conns == nil {
 		conns = []string{}
@@ -263,7 +263,7 @@ func (s *Store) SeedConnections(ctx context.Context, enabled []string) (map[stri
 // EnqueueAll queues every client for connection.
 func (s *Store) EnqueueAll(ctx context.Context, connection string) (int, error) {
 	if _, err := store.Connections([]string{connection}); err != nil {
-		return 0, fmt.Errorf("store: enqueue all: %w", err)
+		return 0, storeErr(ctx, "enqueue all", err)
 	}
 	var n int
 	err := s.write(ctx, "enqueue all", func(tx pgx.Tx) (err error) {

@@ -17,7 +17,7 @@ import (
 // file, can read the same free items before this one has marked them taken.
 func (s *Store) Lease(ctx context.Context, connection, owner string, n int, lease time.Duration) ([]store.OutboxItem, error) {
 	if err := store.CheckLease(connection, owner, n, lease); err != nil {
-		return nil, fmt.Errorf("store: lease: %w", err)
+		return nil, storeErr("lease", err)
 	}
 	var items []store.OutboxItem
 	err := s.write(ctx, "lease", func(tx *sql.Tx) error {
@@ -153,7 +153,7 @@ func (s *Store) Fail(ctx context.Context, item store.OutboxItem, reason string, 
 func (s *Store) OutboxDepth(ctx context.Context) (map[string]int, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT connection, count(*) FROM outbox GROUP BY connection`)
 	if err != nil {
-		return nil, fmt.Errorf("store: outbox depth: %w", err)
+		return nil, storeErr("outbox depth", err)
 	}
 	defer rows.Close()
 	out := map[string]int{}
@@ -163,12 +163,12 @@ func (s *Store) OutboxDepth(ctx context.Context) (map[string]int, error) {
 			n int
 		)
 		if err := rows.Scan(&c, &n); err != nil {
-			return nil, fmt.Errorf("store: outbox depth: %w", err)
+			return nil, storeErr("outbox depth", err)
 		}
 		out[c] = n
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: outbox depth: %w", err)
+		return nil, storeErr("outbox depth", err)
 	}
 	return out, nil
 }
@@ -177,7 +177,7 @@ func (s *Store) OutboxDepth(ctx context.Context) (map[string]int, error) {
 func (s *Store) OldestPending(ctx context.Context) (map[string]time.Time, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT connection, min(created_at) FROM outbox GROUP BY connection`)
 	if err != nil {
-		return nil, fmt.Errorf("store: oldest pending: %w", err)
+		return nil, storeErr("oldest pending", err)
 	}
 	defer rows.Close()
 	out := map[string]time.Time{}
@@ -187,12 +187,12 @@ func (s *Store) OldestPending(ctx context.Context) (map[string]time.Time, error)
 			us int64
 		)
 		if err := rows.Scan(&c, &us); err != nil {
-			return nil, fmt.Errorf("store: oldest pending: %w", err)
+			return nil, storeErr("oldest pending", err)
 		}
 		out[c] = fromMicros(us)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: oldest pending: %w", err)
+		return nil, storeErr("oldest pending", err)
 	}
 	return out, nil
 }
@@ -204,7 +204,7 @@ func (s *Store) DeadLetters(ctx context.Context, connection string) ([]store.Dea
 		WHERE ?1 = '' OR connection = ?1
 		ORDER BY failed_at, id`, connection)
 	if err != nil {
-		return nil, fmt.Errorf("store: dead letters: %w", err)
+		return nil, storeErr("dead letters", err)
 	}
 	defer rows.Close()
 	var out []store.DeadLetter
@@ -214,13 +214,13 @@ func (s *Store) DeadLetters(ctx context.Context, connection string) ([]store.Dea
 			at int64
 		)
 		if err := rows.Scan(&d.ID, &d.Connection, &d.ClientID, &d.Attempts, &d.Reason, &at); err != nil {
-			return nil, fmt.Errorf("store: dead letters: %w", err)
+			return nil, storeErr("dead letters", err)
 		}
 		d.FailedAt = fromMicros(at)
 		out = append(out, d)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: dead letters: %w", err)
+		return nil, storeErr("dead letters", err)
 	}
 	return out, nil
 }
@@ -249,7 +249,7 @@ func (s *Store) Replay(ctx context.Context, id int64) error {
 func (s *Store) SeedConnections(ctx context.Context, enabled []string) (map[string]int, error) {
 	conns, err := store.Connections(enabled)
 	if err != nil {
-		return nil, fmt.Errorf("store: seed connections: %w", err)
+		return nil, storeErr("seed connections", err)
 	}
 	out := map[string]int{}
 	err = s.write(ctx, "seed connections", func(tx *sql.Tx) error {
@@ -299,7 +299,7 @@ func (s *Store) SeedConnections(ctx context.Context, enabled []string) (map[stri
 // EnqueueAll queues every client for connection.
 func (s *Store) EnqueueAll(ctx context.Context, connection string) (int, error) {
 	if _, err := store.Connections([]string{connection}); err != nil {
-		return 0, fmt.Errorf("store: enqueue all: %w", err)
+		return 0, storeErr("enqueue all", err)
 	}
 	var n int
 	err := s.write(ctx, "enqueue all", func(tx *sql.Tx) (err error) {

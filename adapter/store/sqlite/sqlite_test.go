@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/ipsfhir/ipsfhir/adapter/store"
 	"github.com/ipsfhir/ipsfhir/adapter/store/sqlite"
 	"github.com/ipsfhir/ipsfhir/adapter/store/storetest"
+	"github.com/ipsfhir/ipsfhir/ips"
 )
 
 func TestStore(t *testing.T) {
@@ -176,5 +178,57 @@ func TestLeasesSurviveItemLeaseMigration(t *testing.T) {
 	}
 	if _, err := s.Fail(ctx, store.OutboxItem{ID: 9, Connection: "a", ClientID: "c2", Owner: "w9", Generation: 1}, "x", time.Now(), 3); !errors.Is(err, store.ErrConflict) {
 		t.Errorf("Fail by the owner of an expired lease taken over since: %v, want ErrConflict", err)
+	}
+}
+
+// TestBusyIsUnavailable holds the file's write lock from another
+// connection, as another process writing would, past the store's busy
+// wait: the store's write fails with store.ErrUnavailable, without the
+// file's name, and succeeds once the lock is let go.
+func TestBusyIsUnavailable(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ips.db")
+	s, err := sqlite.OpenWithBusyTimeout(ctx, path, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		t.Fatal(err)
+	}
+	batch := []store.Stored{{Client: &ips.Client{ID: "c1"}}}
+	_, err = s.SaveClients(ctx, batch, []string{"a"})
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("SaveClients while another connection holds the write lock: %v, want ErrUnavailable", err)
+	}
+	if strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "database busy") {
+		t.Errorf("error %q: want the reason, not the file", err)
+	}
+	if _, err := conn.ExecContext(ctx, `ROLLBACK`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SaveClients(ctx, batch, []string{"a"}); err != nil {
+		t.Errorf("SaveClients once the lock is let go: %v", err)
+	}
+}
+
+// TestUnopenableIsUnavailable opens a file in a directory that does not
+// exist: store.ErrUnavailable, without the file's name.
+func TestUnopenableIsUnavailable(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "gone")
+	_, err := sqlite.Open(t.Context(), filepath.Join(dir, "ips.db"))
+	if !errors.Is(err, store.ErrUnavailable) || strings.Contains(err.Error(), dir) {
+		t.Errorf("Open in a missing directory: %v, want ErrUnavailable without the path", err)
 	}
 }
