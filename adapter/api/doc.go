@@ -47,8 +47,9 @@
 // unknown API key; 403 a role that may not do this; 404; 409 a create whose
 // id is taken; 412 If-Match failed; 413; 415; 422 a body that is not a valid
 // client or record, listing every problem with its path relative to the
-// body; 500 with a message that says nothing about the request. Nothing is
-// stored on any error.
+// body; 500 with a message that says nothing about the request; 503 "store
+// unavailable", with Retry-After, while the database cannot be reached.
+// Nothing is stored on any error.
 //
 // # Who may call
 //
