@@ -58,6 +58,12 @@ type Store interface {
 
 	// DeadLetters lists a connection's dead letters ("" for all), oldest first.
 	DeadLetters(ctx context.Context, connection string) ([]DeadLetter, error)
+	// FailureReasons groups what is failing by connection and reason: the
+	// pending items whose last attempt failed (attempts > 0; a save since
+	// resets them, so its new content has not failed yet) and the dead
+	// letters. Largest group (Pending+Dead) first, ties in byte order of
+	// connection, then reason; connection "" means all.
+	FailureReasons(ctx context.Context, connection string) ([]ReasonCount, error)
 	// Replay turns a dead letter back into a pending outbox item, or ErrNotFound.
 	Replay(ctx context.Context, id int64) error
 	// SeedConnections is told, at start, which connections are enabled. A
@@ -131,6 +137,15 @@ type DeadLetter struct {
 	Attempts   int
 	Reason     string // patient-free by contract
 	FailedAt   time.Time
+}
+
+// ReasonCount is how many items of one connection failed for one reason:
+// Pending are still retried, Dead are dead letters.
+type ReasonCount struct {
+	Connection string `json:"connection"`
+	Reason     string `json:"reason"` // patient-free by contract, as Fail's reason
+	Pending    int    `json:"pending"`
+	Dead       int    `json:"dead"`
 }
 
 // LedgerEntry is what the adapter knows of one record's resource in one EHR.

@@ -203,6 +203,31 @@ func (s *Store) DeadLetters(ctx context.Context, connection string) ([]store.Dea
 	return out, nil
 }
 
+// FailureReasons groups failing items and dead letters by connection and
+// reason, largest group first; ties are ordered COLLATE "C", bytewise as
+// in the SQLite store, whatever the database's collation.
+func (s *Store) FailureReasons(ctx context.Context, connection string) ([]store.ReasonCount, error) {
+	rows, _ := s.pool.Query(ctx, `
+		SELECT connection, reason, sum(pending)::int, sum(dead)::int FROM (
+			SELECT connection, last_error AS reason, 1 AS pending, 0 AS dead FROM outbox
+			WHERE attempts > 0 AND ($1 = '' OR connection = $1)
+			UNION ALL
+			SELECT connection, reason, 0, 1 FROM dead_letters
+			WHERE $1 = '' OR connection = $1
+		) f
+		GROUP BY connection, reason
+		ORDER BY sum(pending) + sum(dead) DESC, connection COLLATE "C", reason COLLATE "C"`, connection)
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.ReasonCount, error) {
+		var r store.ReasonCount
+		err := row.Scan(&r.Connection, &r.Reason, &r.Pending, &r.Dead)
+		return r, err
+	})
+	if err != nil {
+		return nil, storeErr(ctx, "failure reasons", err)
+	}
+	return out, nil
+}
+
 // Replay turns a dead letter back into a pending item with no failures
 // counted, due now; if the client already has a pending item on that
 // connection (it was saved since), the dead letter coalesces into it.

@@ -273,11 +273,12 @@ func TestServerGone(t *testing.T) {
 			_, err := s.SaveClients(ctx, []store.Stored{{Client: c, Version: 1}}, []string{"a"})
 			return err
 		},
-		"Lease":       func() error { _, err := s.Lease(ctx, "a", "w2", 1, time.Minute); return err },
-		"Complete":    func() error { return s.Complete(ctx, it[0]) },
-		"OutboxDepth": func() error { _, err := s.OutboxDepth(ctx); return err },
-		"DeadLetters": func() error { _, err := s.DeadLetters(ctx, ""); return err },
-		"LedgerGet":   func() error { _, err := s.LedgerGet(ctx, "a", "k"); return err },
+		"Lease":          func() error { _, err := s.Lease(ctx, "a", "w2", 1, time.Minute); return err },
+		"Complete":       func() error { return s.Complete(ctx, it[0]) },
+		"OutboxDepth":    func() error { _, err := s.OutboxDepth(ctx); return err },
+		"DeadLetters":    func() error { _, err := s.DeadLetters(ctx, ""); return err },
+		"FailureReasons": func() error { _, err := s.FailureReasons(ctx, ""); return err },
+		"LedgerGet":      func() error { _, err := s.LedgerGet(ctx, "a", "k"); return err },
 	}
 	for name, op := range ops {
 		err := op()

@@ -225,6 +225,38 @@ func (s *Store) DeadLetters(ctx context.Context, connection string) ([]store.Dea
 	return out, nil
 }
 
+// FailureReasons groups failing items and dead letters by connection and
+// reason, largest group first (SQLite compares text bytewise, as the
+// PostgreSQL store does with COLLATE "C").
+func (s *Store) FailureReasons(ctx context.Context, connection string) ([]store.ReasonCount, error) {
+	rows, err := s.r.QueryContext(ctx, `
+		SELECT connection, reason, sum(pending), sum(dead) FROM (
+			SELECT connection, last_error AS reason, 1 AS pending, 0 AS dead FROM outbox
+			WHERE attempts > 0 AND (?1 = '' OR connection = ?1)
+			UNION ALL
+			SELECT connection, reason, 0, 1 FROM dead_letters
+			WHERE ?1 = '' OR connection = ?1
+		)
+		GROUP BY connection, reason
+		ORDER BY sum(pending) + sum(dead) DESC, connection, reason`, connection)
+	if err != nil {
+		return nil, storeErr("failure reasons", err)
+	}
+	defer rows.Close()
+	var out []store.ReasonCount
+	for rows.Next() {
+		var r store.ReasonCount
+		if err := rows.Scan(&r.Connection, &r.Reason, &r.Pending, &r.Dead); err != nil {
+			return nil, storeErr("failure reasons", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, storeErr("failure reasons", err)
+	}
+	return out, nil
+}
+
 // Replay turns a dead letter back into a pending item with no failures
 // counted, due now; if the client already has a pending item on that
 // connection (it was saved since), the dead letter coalesces into it.

@@ -22,6 +22,9 @@
 //     lease: store.ErrConflict once another owner took the item over,
 //     store.ErrNotFound when the item is gone. Items are leased oldest due
 //     first.
+//   - FailureReasons counts items whose current content failed (a save
+//     since a failure takes the item out) and dead letters; groups come
+//     largest first, ties in byte order of connection and reason.
 //   - Lease exclusivity is tested under concurrency with -race in mind:
 //     eight workers, 200 items of 50 clients; LeaseFromReplicas runs the
 //     same check over several Store values on one database, as replicas

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ipsfhir/ipsfhir/adapter/store"
+	"github.com/ipsfhir/ipsfhir/ips"
 )
 
 func testOutboxCoalesces(t *testing.T, s *suite) {
@@ -563,5 +564,90 @@ func testSeedConnection(t *testing.T, s *suite) {
 	}
 	if _, err := st.EnqueueAll(ctx, ""); !errors.Is(err, store.ErrInvalid) {
 		t.Errorf("EnqueueAll(\"\") = %v, want ErrInvalid", err)
+	}
+}
+
+// testFailureReasons: failing items and dead letters grouped by connection
+// and reason, largest group first, ties in byte order; items whose client
+// was saved since their failure, and items that never failed, do not count.
+func testFailureReasons(t *testing.T, s *suite) {
+	ctx := t.Context()
+	st := s.openStore(t)
+	reasons := func(connection string) []store.ReasonCount {
+		t.Helper()
+		got, err := st.FailureReasons(ctx, connection)
+		if err != nil {
+			t.Fatalf("FailureReasons(%q): %v", connection, err)
+		}
+		return got
+	}
+	if got := reasons(""); len(got) != 0 {
+		t.Errorf("FailureReasons of an empty store = %+v", got)
+	}
+
+	ids := []string{"c1", "c2", "c3", "c4", "c5"}
+	var clients []*ips.Client
+	for _, id := range ids {
+		clients = append(clients, minimalClient(id))
+	}
+	save(t, st, []string{"a", "b"}, clients...)
+	type failure struct {
+		reason string
+		max    int
+	}
+	// Per connection and client: how its item fails (max 1: it dies), or
+	// nothing (it is completed).
+	plan := map[string]map[string]failure{
+		"a": {"c1": {"HTTP 503", 5}, "c2": {"HTTP 503", 5}, "c3": {"HTTP 400", 1}, "c4": {"HTTP 503", 5}, "c5": {"HTTP 400", 5}},
+		"b": {"c1": {"HTTP 503", 1}, "c2": {"connect timeout", 5}},
+	}
+	for _, conn := range []string{"a", "b"} {
+		items := lease(t, st, conn, "w1", 10, time.Minute)
+		if len(items) != len(ids) {
+			t.Fatalf("leased %d items on %s, want %d", len(items), conn, len(ids))
+		}
+		for _, it := range items {
+			f, ok := plan[conn][it.ClientID]
+			if !ok {
+				if err := st.Complete(ctx, it); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			dead, err := st.Fail(ctx, it, f.reason, time.Now().Add(time.Hour), f.max)
+			if err != nil || dead != (f.max == 1) {
+				t.Fatalf("Fail(%s on %s) = %v, %v", it.ClientID, conn, dead, err)
+			}
+		}
+	}
+	// c4 is saved again: its new content has not failed yet.
+	resave(t, st, []string{"a"}, clients[3], 1)
+
+	all := []store.ReasonCount{
+		{Connection: "a", Reason: "HTTP 400", Pending: 1, Dead: 1},
+		{Connection: "a", Reason: "HTTP 503", Pending: 2},
+		{Connection: "b", Reason: "HTTP 503", Dead: 1},
+		{Connection: "b", Reason: "connect timeout", Pending: 1},
+	}
+	if diff := cmp.Diff(all, reasons("")); diff != "" {
+		t.Errorf("FailureReasons(\"\") (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(all[2:], reasons("b")); diff != "" {
+		t.Errorf("FailureReasons(\"b\") (-want +got):\n%s", diff)
+	}
+	if got := reasons("nowhere"); len(got) != 0 {
+		t.Errorf("FailureReasons(\"nowhere\") = %+v", got)
+	}
+
+	// A replayed dead letter is pending again with no failures counted.
+	dls, err := st.DeadLetters(ctx, "b")
+	if err != nil || len(dls) != 1 {
+		t.Fatalf("DeadLetters(\"b\") = %+v, %v", dls, err)
+	}
+	if err := st.Replay(ctx, dls[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(all[3:], reasons("b")); diff != "" {
+		t.Errorf("FailureReasons(\"b\") after a replay (-want +got):\n%s", diff)
 	}
 }
