@@ -51,6 +51,20 @@
 // unavailable", with Retry-After, while the database cannot be reached.
 // Nothing is stored on any error.
 //
+// # Admin
+//
+// With Options.Admin set, the admin role also gets:
+//
+//	GET  /admin/connections                       connected EHRs, their write mode and outbox depth
+//	GET  /admin/connections/{name}/plan           one connection's sync plan
+//	POST /admin/connections/{name}/reconcile      queue every client for it (202)
+//	GET  /admin/dead-letters?connection=NAME      dead letters, oldest first
+//	POST /admin/dead-letters/{id}/replay          a dead letter back to the outbox (204)
+//	GET  /admin/failures?connection=NAME          {"failures": [{"connection", "reason", "pending", "dead"}]}:
+//	                                              what is failing, per connection and reason, largest first
+//	GET  /admin/conflicts?connection=NAME&all=true  open (or all) conflicts
+//	POST /admin/conflicts/{id}/resolve?resolution=…  close one (204)
+//
 // # Who may call
 //
 // Every request needs an API key, "Authorization: Bearer KEY". Only the
