@@ -16,6 +16,7 @@ import (
 // AdminStore is what /admin needs of the store.
 type AdminStore interface {
 	DeadLetters(ctx context.Context, connection string) ([]store.DeadLetter, error)
+	FailureReasons(ctx context.Context, connection string) ([]store.ReasonCount, error)
 	Replay(ctx context.Context, id int64) error
 	Conflicts(ctx context.Context, connection string, all bool) ([]store.Conflict, error)
 	ResolveConflict(ctx context.Context, id int64, resolution string) error
@@ -36,6 +37,7 @@ func (a *api) adminRoutes(r *mux.Router) {
 	a.handle(r, http.MethodPost, "/admin/connections/{name}/reconcile", permAdmin, a.adminReconcile)
 	a.handle(r, http.MethodGet, "/admin/dead-letters", permAdmin, a.adminDeadLetters)
 	a.handle(r, http.MethodPost, "/admin/dead-letters/{id}/replay", permAdmin, a.adminReplay)
+	a.handle(r, http.MethodGet, "/admin/failures", permAdmin, a.adminFailures)
 	a.handle(r, http.MethodGet, "/admin/conflicts", permAdmin, a.adminConflicts)
 	a.handle(r, http.MethodPost, "/admin/conflicts/{id}/resolve", permAdmin, a.adminResolve)
 }
@@ -101,6 +103,22 @@ func (a *api) adminDeadLetters(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"deadLetters": dl})
+}
+
+// adminFailures says what is failing, grouped by connection and reason,
+// largest group first: items still retried and dead letters. One EHR
+// refusing one kind of write shows up as one line, not as hundreds of dead
+// letters to read through.
+func (a *api) adminFailures(w http.ResponseWriter, r *http.Request) {
+	rs, err := a.admin.Store.FailureReasons(r.Context(), r.URL.Query().Get("connection"))
+	if err != nil {
+		a.storeError(w, r, err)
+		return
+	}
+	if rs == nil {
+		rs = []store.ReasonCount{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"failures": rs})
 }
 
 func (a *api) adminReplay(w http.ResponseWriter, r *http.Request) {

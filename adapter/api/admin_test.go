@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,6 +75,18 @@ func TestAdminEndpoints(t *testing.T) {
 		t.Fatalf("dead letters: %d %s", rec.Code, rec.Body)
 	}
 	id := dl.DeadLetters[0].ID
+
+	// What is failing, grouped by reason: here the one dead letter.
+	rec = call("GET", "/admin/failures", "admin-key")
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `{"connection":"epic","reason":"ehr: update Goal: not-allowed (HTTP 405)","pending":0,"dead":1}`) {
+		t.Errorf("failures: %d %s", rec.Code, rec.Body)
+	}
+	if rec := call("GET", "/admin/failures?connection=other", "admin-key"); rec.Code != http.StatusOK || strings.TrimSpace(rec.Body.String()) != `{"failures":[]}` {
+		t.Errorf("failures of a connection with none: %d %s", rec.Code, rec.Body)
+	}
+	if rec := call("GET", "/admin/failures", "es-key"); rec.Code != http.StatusForbidden {
+		t.Errorf("specialist reading failures: %d, want 403", rec.Code)
+	}
 	if rec := call("POST", "/admin/dead-letters/"+itoa(id)+"/replay", "admin-key"); rec.Code != http.StatusNoContent {
 		t.Errorf("replay: %d %s", rec.Code, rec.Body)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/gorilla/mux"
 
@@ -70,6 +71,9 @@ const (
 	// writeAttempts is how often an unconditional write is tried when
 	// another write to the same client lands between its read and its save.
 	writeAttempts = 3
+	// storeRetryAfter is the Retry-After of a 503 while the store cannot
+	// be reached: about as long as a database restart or failover takes.
+	storeRetryAfter = 5 * time.Second
 )
 
 // api holds the handler's dependencies; handlers are its methods.

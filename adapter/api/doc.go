@@ -47,8 +47,23 @@
 // unknown API key; 403 a role that may not do this; 404; 409 a create whose
 // id is taken; 412 If-Match failed; 413; 415; 422 a body that is not a valid
 // client or record, listing every problem with its path relative to the
-// body; 500 with a message that says nothing about the request. Nothing is
-// stored on any error.
+// body; 500 with a message that says nothing about the request; 503 "store
+// unavailable", with Retry-After, while the database cannot be reached.
+// Nothing is stored on any error.
+//
+// # Admin
+//
+// With Options.Admin set, the admin role also gets:
+//
+//	GET  /admin/connections                       connected EHRs, their write mode and outbox depth
+//	GET  /admin/connections/{name}/plan           one connection's sync plan
+//	POST /admin/connections/{name}/reconcile      queue every client for it (202)
+//	GET  /admin/dead-letters?connection=NAME      dead letters, oldest first
+//	POST /admin/dead-letters/{id}/replay          a dead letter back to the outbox (204)
+//	GET  /admin/failures?connection=NAME          {"failures": [{"connection", "reason", "pending", "dead"}]}:
+//	                                              what is failing, per connection and reason, largest first
+//	GET  /admin/conflicts?connection=NAME&all=true  open (or all) conflicts
+//	POST /admin/conflicts/{id}/resolve?resolution=…  close one (204)
 //
 // # Who may call
 //

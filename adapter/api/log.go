@@ -5,8 +5,11 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ipsfhir/ipsfhir/adapter/store"
 )
 
 // RequestRecord collects what an access log may say about a request. The
@@ -113,9 +116,12 @@ func (w *statusWriter) status() int {
 	return w.code
 }
 
-// internalError logs the cause of a 500 and answers with a message that
-// says nothing about the request. Store errors may name the client being
-// written; the ids the request carried are replaced before logging.
+// internalError logs the cause of a failure the caller cannot fix and
+// answers with a message that says nothing about the request: 503 with
+// Retry-After when the store cannot be reached (store.ErrUnavailable), so
+// that callers retry and an outage reads as one, else 500. Store errors may
+// name the client being written; the ids the request carried are replaced
+// before logging.
 func (a *api) internalError(w http.ResponseWriter, r *http.Request, op string, err error, ids ...string) {
 	msg := err.Error()
 	for _, id := range ids {
@@ -129,5 +135,10 @@ func (a *api) internalError(w http.ResponseWriter, r *http.Request, op string, e
 	}
 	a.log.LogAttrs(r.Context(), level, "API request failed",
 		slog.String("op", op), RecordOf(r.Context()).RouteAttr(), slog.String("error", msg))
+	if errors.Is(err, store.ErrUnavailable) {
+		w.Header().Set("Retry-After", strconv.Itoa(int(storeRetryAfter/time.Second)))
+		writeIssues(w, http.StatusServiceUnavailable, issue("transient", "", "store unavailable"))
+		return
+	}
 	writeIssues(w, http.StatusInternalServerError, internalIssue())
 }

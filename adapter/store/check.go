@@ -87,6 +87,21 @@ func DecodeClient(id string, doc []byte) (*ips.Client, error) {
 	return &c, nil
 }
 
+// Unavailable returns an error that is ErrUnavailable for errors.Is, with
+// reason, a short constant phrase such as "connection refused", as all of
+// its text: implementations use it in place of a driver's error, whose
+// message may name the server's address, user, database or file.
+func Unavailable(reason string) error { return &unavailableError{reason: reason} }
+
+type unavailableError struct{ reason string }
+
+func (e *unavailableError) Error() string        { return ErrUnavailable.Error() + ": " + e.reason }
+func (e *unavailableError) Is(target error) bool { return target == ErrUnavailable }
+
+// LogSafe lets the log handler print the reason (telemetry.LogSafer): it
+// is a constant phrase, never data.
+func (e *unavailableError) LogSafe() string { return e.Error() }
+
 // CheckLease checks Lease's arguments.
 func CheckLease(connection, owner string, n int, lease time.Duration) error {
 	switch {

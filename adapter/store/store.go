@@ -31,10 +31,14 @@ type Store interface {
 	ClientByPatient(ctx context.Context, system, value string) (Stored, error)
 
 	// Lease claims up to n due outbox items of a connection for owner until
-	// now+lease, oldest due first. One client never has two items leased at
-	// once, across all connections; expired leases are claimable again. The
-	// owner names one worker and must be unique among live workers (Complete
-	// and Fail recognise the lease by item and owner).
+	// now+lease, oldest due first. A lease is exclusive, over all owners and
+	// replicas, until it expires; expired leases are claimable again. A
+	// client has at most one item per connection, so at most one leased
+	// there; its items on other connections are leased, completed and
+	// failed independently, so that a slow or failing EHR does not hold up
+	// the client's push to the others. The owner names one worker and must
+	// be unique among live workers (Complete and Fail recognise the lease by
+	// item and owner).
 	Lease(ctx context.Context, connection, owner string, n int, lease time.Duration) ([]OutboxItem, error)
 	// Complete removes a leased item, unless the client was saved again after
 	// the lease was taken (then the item stays pending for the new change).
@@ -55,6 +59,12 @@ type Store interface {
 
 	// DeadLetters lists a connection's dead letters ("" for all), oldest first.
 	DeadLetters(ctx context.Context, connection string) ([]DeadLetter, error)
+	// FailureReasons groups what is failing by connection and reason: the
+	// pending items whose last attempt failed (attempts > 0; a save since
+	// resets them, so its new content has not failed yet) and the dead
+	// letters. Largest group (Pending+Dead) first, ties in byte order of
+	// connection, then reason; connection "" means all.
+	FailureReasons(ctx context.Context, connection string) ([]ReasonCount, error)
 	// Replay turns a dead letter back into a pending outbox item, or ErrNotFound.
 	Replay(ctx context.Context, id int64) error
 	// SeedConnections is told, at start, which connections are enabled. A
@@ -130,6 +140,15 @@ type DeadLetter struct {
 	FailedAt   time.Time
 }
 
+// ReasonCount is how many items of one connection failed for one reason:
+// Pending are still retried, Dead are dead letters.
+type ReasonCount struct {
+	Connection string `json:"connection"`
+	Reason     string `json:"reason"` // patient-free by contract, as Fail's reason
+	Pending    int    `json:"pending"`
+	Dead       int    `json:"dead"`
+}
+
 // LedgerEntry is what the adapter knows of one record's resource in one EHR.
 type LedgerEntry struct {
 	Connection   string
@@ -197,4 +216,12 @@ type Conflict struct {
 var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("version conflict")
+	// ErrUnavailable is wrapped by every error that says the database
+	// cannot be reached right now (connection refused or reset, server
+	// shutting down, file locked by another process past the busy wait,
+	// file no longer openable): nothing is wrong with the request, and it
+	// may succeed later. The API answers 503. Such errors carry a short
+	// reason in place of the driver's message, which may name the server's
+	// address, user, database or file.
+	ErrUnavailable = errors.New("store unavailable")
 )

@@ -26,11 +26,11 @@ func (s *Store) GetClient(ctx context.Context, id string) (*ips.Client, store.Ve
 		return nil, 0, fmt.Errorf("store: get client: %w", store.ErrNotFound)
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("store: get client: %w", err)
+		return nil, 0, storeErr(ctx, "get client", err)
 	}
 	c, err := store.DecodeClient(id, doc)
 	if err != nil {
-		return nil, 0, fmt.Errorf("store: get client: %w", err)
+		return nil, 0, storeErr(ctx, "get client", err)
 	}
 	return c, store.Version(v), nil
 }
@@ -44,7 +44,7 @@ func (s *Store) ListClients(ctx context.Context, after string, limit int) ([]sto
 	rows, _ := s.pool.Query(ctx, `SELECT id, version, doc, updated_at FROM clients WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
 	out, err := pgx.CollectRows(rows, scanStored)
 	if err != nil {
-		return nil, fmt.Errorf("store: list clients: %w", err)
+		return nil, storeErr(ctx, "list clients", err)
 	}
 	return out, nil
 }
@@ -72,7 +72,7 @@ func (s *Store) ClientByPatient(ctx context.Context, system, value string) (stor
 		return store.Stored{}, fmt.Errorf("store: client by patient: %w", store.ErrNotFound)
 	}
 	if err != nil {
-		return store.Stored{}, fmt.Errorf("store: client by patient: %w", err)
+		return store.Stored{}, storeErr(ctx, "client by patient", err)
 	}
 	return st, nil
 }
@@ -87,11 +87,11 @@ const saveChunk = 200
 func (s *Store) SaveClients(ctx context.Context, clients []store.Stored, connections []string) ([]store.Version, error) {
 	docs, order, err := store.EncodeBatch(clients)
 	if err != nil {
-		return nil, fmt.Errorf("store: save clients: %w", err)
+		return nil, storeErr(ctx, "save clients", err)
 	}
 	conns, err := store.Connections(connections)
 	if err != nil {
-		return nil, fmt.Errorf("store: save clients: %w", err)
+		return nil, storeErr(ctx, "save clients", err)
 	}
 	versions := make([]store.Version, len(clients))
 	err = s.write(ctx, "save clients", func(tx pgx.Tx) error {
@@ -128,7 +128,6 @@ func (s *Store) SaveClients(ctx context.Context, clients []store.Stored, connect
 							versions[i] = store.Version(v)
 							return nil
 						})
-					b.Queue(`INSERT INTO client_leases (client_id) VALUES ($1) ON CONFLICT DO NOTHING`, id)
 				} else {
 					b.Queue(`UPDATE clients SET version = version + 1, doc = $2, updated_at = now(), patient_key = $4
 						WHERE id = $1 AND version = $3 RETURNING version`, id, docs[i], int64(c.Version), key).

@@ -3,19 +3,18 @@
 // store.Store and passes storetest, like the embedded SQLite store.
 //
 // Leasing. Replicas split the outbox between them without talking to each
-// other. Lease selects due items whose client holds no live lease, and locks
-// both the outbox row and the client's row in client_leases with FOR UPDATE
-// SKIP LOCKED, then records the lease (owner, item, expiry) on the
-// client_leases row and commits. Another replica leasing at the same moment
-// skips the rows this one has locked instead of queueing behind them; if it
+// other. Lease selects due items that hold no live lease and locks them with
+// FOR UPDATE SKIP LOCKED, then records the lease (owner, expiry) on the
+// outbox rows and commits. Another replica leasing at the same moment skips
+// the rows this one has locked instead of queueing behind them; if it
 // reaches a row this one has already committed, PostgreSQL locks the new
 // version and re-checks the WHERE clause against it (READ COMMITTED), which
-// now sees the lease and drops the row. So an item is never leased twice,
-// and since the lease is kept per client, not per item, no two items of one
-// client (on different connections) are out at once either. Expiry is
-// measured on the database's clock, which all replicas share. A worker
-// whose lease expired and was taken over gets store.ErrConflict from
-// Complete and Fail, which lock the item and then the lease row and check
+// now sees the lease and drops the row. So an item is never leased twice.
+// There is one item per (connection, client), so a client has at most one
+// item out per connection, and its items on different connections are
+// leased independently. Expiry is measured on the database's clock, which
+// all replicas share. A worker whose lease expired and was taken over gets
+// store.ErrConflict from Complete and Fail, which lock the item and check
 // that the caller still holds it.
 //
 // Transactions. Every operation is one READ COMMITTED transaction.

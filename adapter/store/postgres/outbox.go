@@ -11,29 +11,28 @@ import (
 	"github.com/ipsfhir/ipsfhir/adapter/store"
 )
 
-// leaseSQL picks due items of a connection whose client holds no live lease,
-// and locks both the item and the client's lease row. SKIP LOCKED makes a
-// concurrent Lease, in this process or another replica, pass over the rows
-// this one has locked instead of waiting for them. A lease row that another
-// Lease locked and committed after this statement's snapshot was taken is
-// locked in its new version and the WHERE clause is checked again against
-// it (READ COMMITTED re-check), so a lease just taken is never taken twice.
-// Locking the item too makes an item completed in the meantime drop out.
-// Arguments: connection, n.
-const leaseSQL = `SELECT o.id, o.client_id, o.attempts, o.generation
-FROM outbox o JOIN client_leases l ON l.client_id = o.client_id
-WHERE o.connection = $1 AND o.due_at <= now()
-  AND (l.leased_until IS NULL OR l.leased_until <= now())
-ORDER BY o.due_at, o.id
+// leaseSQL picks due items of a connection that hold no live lease and
+// locks them. SKIP LOCKED makes a concurrent Lease, in this process or
+// another replica, pass over the rows this one has locked instead of
+// waiting for them. An item that another Lease locked and committed after
+// this statement's snapshot was taken is locked in its new version and the
+// WHERE clause is checked again against it (READ COMMITTED re-check), so a
+// lease just taken is never taken twice, and an item completed in the
+// meantime drops out. Arguments: connection, n.
+const leaseSQL = `SELECT id, client_id, attempts, generation
+FROM outbox
+WHERE connection = $1 AND due_at <= now()
+  AND (leased_until IS NULL OR leased_until <= now())
+ORDER BY due_at, id
 LIMIT $2
-FOR UPDATE OF o, l SKIP LOCKED`
+FOR UPDATE SKIP LOCKED`
 
 // Lease claims up to n due items of connection for owner. The database's
 // clock decides when items are due and when leases end, so replicas whose
 // clocks disagree still agree on who holds what.
 func (s *Store) Lease(ctx context.Context, connection, owner string, n int, lease time.Duration) ([]store.OutboxItem, error) {
 	if err := store.CheckLease(connection, owner, n, lease); err != nil {
-		return nil, fmt.Errorf("store: lease: %w", err)
+		return nil, storeErr(ctx, "lease", err)
 	}
 	var items []store.OutboxItem
 	err := s.write(ctx, "lease", func(tx pgx.Tx) error {
@@ -48,14 +47,12 @@ func (s *Store) Lease(ctx context.Context, connection, owner string, n int, leas
 			return err
 		}
 		ids := make([]int64, len(items))
-		clients := make([]string, len(items))
 		for i, it := range items {
-			ids[i], clients[i] = it.ID, it.ClientID
+			ids[i] = it.ID
 		}
-		_, err = tx.Exec(ctx, `UPDATE client_leases l
-			SET item_id = x.id, owner = $3, leased_until = now() + $4 * interval '1 microsecond'
-			FROM unnest($1::bigint[], $2::text[]) AS x(id, client_id)
-			WHERE l.client_id = x.client_id`, ids, clients, owner, lease.Microseconds())
+		_, err = tx.Exec(ctx, `UPDATE outbox
+			SET owner = $2, leased_until = now() + $3 * interval '1 microsecond'
+			WHERE id = ANY($1)`, ids, owner, lease.Microseconds())
 		return err
 	})
 	if err != nil {
@@ -71,38 +68,27 @@ type outboxRow struct {
 	attempts             int
 }
 
-// heldItem locks item's row and its client's lease row and checks that
-// item.Owner still holds the lease: ErrNotFound if the row is gone,
-// ErrConflict if the lease was lost (it expired and another owner took the
-// item). Rows are locked item first, then lease, in every operation that
-// waits for both (Lease never waits), so they cannot deadlock.
+// heldItem locks item's row and checks that item.Owner still holds its
+// lease: ErrNotFound if the row is gone, ErrConflict if the lease was lost
+// (it expired and another owner took the item) or already given back. The
+// lease lives on the row, so one row lock covers both.
 func heldItem(ctx context.Context, tx pgx.Tx, item store.OutboxItem) (outboxRow, error) {
-	var r outboxRow
-	err := tx.QueryRow(ctx, `SELECT connection, client_id, generation, attempts FROM outbox WHERE id = $1 FOR UPDATE`, item.ID).
-		Scan(&r.connection, &r.clientID, &r.generation, &r.attempts)
+	var (
+		r     outboxRow
+		owner *string
+	)
+	err := tx.QueryRow(ctx, `SELECT connection, client_id, generation, attempts, owner FROM outbox WHERE id = $1 FOR UPDATE`, item.ID).
+		Scan(&r.connection, &r.clientID, &r.generation, &r.attempts, &owner)
 	if isNoRows(err) {
 		return r, fmt.Errorf("item %d: %w", item.ID, store.ErrNotFound)
 	}
 	if err != nil {
 		return r, err
 	}
-	var (
-		leased *int64
-		owner  *string
-	)
-	if err := tx.QueryRow(ctx, `SELECT item_id, owner FROM client_leases WHERE client_id = $1 FOR UPDATE`, r.clientID).
-		Scan(&leased, &owner); err != nil {
-		return r, err
-	}
-	if leased == nil || *leased != item.ID || owner == nil || *owner != item.Owner {
+	if owner == nil || *owner != item.Owner {
 		return r, fmt.Errorf("item %d: lease not held by this owner: %w", item.ID, store.ErrConflict)
 	}
 	return r, nil
-}
-
-func release(ctx context.Context, tx pgx.Tx, clientID string) error {
-	_, err := tx.Exec(ctx, `UPDATE client_leases SET item_id = NULL, owner = NULL, leased_until = NULL WHERE client_id = $1`, clientID)
-	return err
 }
 
 // Complete removes a leased item, or, when the client was saved during the
@@ -115,11 +101,11 @@ func (s *Store) Complete(ctx context.Context, item store.OutboxItem) error {
 			return err
 		}
 		if r.generation == item.Generation {
-			if _, err := tx.Exec(ctx, `DELETE FROM outbox WHERE id = $1`, item.ID); err != nil {
-				return err
-			}
+			_, err = tx.Exec(ctx, `DELETE FROM outbox WHERE id = $1`, item.ID)
+		} else {
+			_, err = tx.Exec(ctx, `UPDATE outbox SET owner = NULL, leased_until = NULL WHERE id = $1`, item.ID)
 		}
-		return release(ctx, tx, r.clientID)
+		return err
 	})
 }
 
@@ -150,11 +136,11 @@ func (s *Store) Fail(ctx context.Context, item store.OutboxItem, reason string, 
 				return err
 			}
 			dead = true
-		} else if _, err := tx.Exec(ctx, `UPDATE outbox SET attempts = $1, due_at = $2, last_error = $3 WHERE id = $4`,
+		} else if _, err := tx.Exec(ctx, `UPDATE outbox SET attempts = $1, due_at = $2, last_error = $3, owner = NULL, leased_until = NULL WHERE id = $4`,
 			attempts, micros(retryAt), reason, item.ID); err != nil {
 			return err
 		}
-		return release(ctx, tx, r.clientID)
+		return nil
 	})
 	if err != nil {
 		return false, err
@@ -176,7 +162,7 @@ func (s *Store) OutboxDepth(ctx context.Context) (map[string]int, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: outbox depth: %w", err)
+		return nil, storeErr(ctx, "outbox depth", err)
 	}
 	return out, nil
 }
@@ -194,7 +180,7 @@ func (s *Store) OldestPending(ctx context.Context) (map[string]time.Time, error)
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: oldest pending: %w", err)
+		return nil, storeErr(ctx, "oldest pending", err)
 	}
 	return out, nil
 }
@@ -212,7 +198,32 @@ func (s *Store) DeadLetters(ctx context.Context, connection string) ([]store.Dea
 		return d, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: dead letters: %w", err)
+		return nil, storeErr(ctx, "dead letters", err)
+	}
+	return out, nil
+}
+
+// FailureReasons groups failing items and dead letters by connection and
+// reason, largest group first; ties are ordered COLLATE "C", bytewise as
+// in the SQLite store, whatever the database's collation.
+func (s *Store) FailureReasons(ctx context.Context, connection string) ([]store.ReasonCount, error) {
+	rows, _ := s.pool.Query(ctx, `
+		SELECT connection, reason, sum(pending)::int, sum(dead)::int FROM (
+			SELECT connection, last_error AS reason, 1 AS pending, 0 AS dead FROM outbox
+			WHERE attempts > 0 AND ($1 = '' OR connection = $1)
+			UNION ALL
+			SELECT connection, reason, 0, 1 FROM dead_letters
+			WHERE $1 = '' OR connection = $1
+		) f
+		GROUP BY connection, reason
+		ORDER BY sum(pending) + sum(dead) DESC, connection COLLATE "C", reason COLLATE "C"`, connection)
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.ReasonCount, error) {
+		var r store.ReasonCount
+		err := row.Scan(&r.Connection, &r.Reason, &r.Pending, &r.Dead)
+		return r, err
+	})
+	if err != nil {
+		return nil, storeErr(ctx, "failure reasons", err)
 	}
 	return out, nil
 }
@@ -241,7 +252,7 @@ func (s *Store) Replay(ctx context.Context, id int64) error {
 func (s *Store) SeedConnections(ctx context.Context, enabled []string) (map[string]int, error) {
 	conns, err := store.Connections(enabled)
 	if err != nil {
-		return nil, fmt.Errorf("store: seed connections: %w", err)
+		return nil, storeErr(ctx, "seed connections", err)
 	}
 	if conns == nil {
 		conns = []string{}
@@ -277,7 +288,7 @@ func (s *Store) SeedConnections(ctx context.Context, enabled []string) (map[stri
 // EnqueueAll queues every client for connection.
 func (s *Store) EnqueueAll(ctx context.Context, connection string) (int, error) {
 	if _, err := store.Connections([]string{connection}); err != nil {
-		return 0, fmt.Errorf("store: enqueue all: %w", err)
+		return 0, storeErr(ctx, "enqueue all", err)
 	}
 	var n int
 	err := s.write(ctx, "enqueue all", func(tx pgx.Tx) (err error) {

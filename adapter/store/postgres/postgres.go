@@ -31,16 +31,17 @@ type Store struct {
 func Open(ctx context.Context, dsn string) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		// pgx redacts the password from its parse errors.
-		return nil, fmt.Errorf("store: open postgres: %w", err)
+		// pgx's parse errors quote the DSN, host and all, redacting only
+		// what it recognises as a password.
+		return nil, errors.New("store: open postgres: the DSN does not parse (see the pgx and libpq connection string formats)")
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("store: open postgres: %w", err)
+		return nil, storeErr(ctx, "open postgres", err)
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("store: open postgres: %w", err)
+		return nil, storeErr(ctx, "open postgres", err)
 	}
 	if err := migrate(ctx, pool); err != nil {
 		pool.Close()
@@ -60,7 +61,7 @@ func (s *Store) Close() error {
 // returns nil. Errors are wrapped with the operation name.
 func (s *Store) write(ctx context.Context, op string, fn func(tx pgx.Tx) error) error {
 	if err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{}, fn); err != nil {
-		return fmt.Errorf("store: %s: %w", op, err)
+		return storeErr(ctx, op, err)
 	}
 	return nil
 }
@@ -76,7 +77,7 @@ var migrations embed.FS
 func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	ms, err := store.LoadMigrations(migrations, "migrations")
 	if err != nil {
-		return fmt.Errorf("store: migrate: %w", err)
+		return storeErr(ctx, "migrate", err)
 	}
 	err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		// The lock is per schema, so that stores in other schemas of the
@@ -116,7 +117,7 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("store: migrate: %w", err)
+		return storeErr(ctx, "migrate", err)
 	}
 	return nil
 }

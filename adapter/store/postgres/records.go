@@ -31,7 +31,7 @@ func (s *Store) LedgerGet(ctx context.Context, connection, key string) (store.Le
 		return store.LedgerEntry{}, fmt.Errorf("store: ledger get: %w", store.ErrNotFound)
 	}
 	if err != nil {
-		return store.LedgerEntry{}, fmt.Errorf("store: ledger get: %w", err)
+		return store.LedgerEntry{}, storeErr(ctx, "ledger get", err)
 	}
 	return e, nil
 }
@@ -47,7 +47,7 @@ func (s *Store) LedgerByResource(ctx context.Context, connection, resourceType, 
 		return store.LedgerEntry{}, fmt.Errorf("store: ledger by resource: %w", store.ErrNotFound)
 	}
 	if err != nil {
-		return store.LedgerEntry{}, fmt.Errorf("store: ledger by resource: %w", err)
+		return store.LedgerEntry{}, storeErr(ctx, "ledger by resource", err)
 	}
 	return e, nil
 }
@@ -72,7 +72,7 @@ func (s *Store) LedgerPut(ctx context.Context, e store.LedgerEntry) error {
 			attempted = excluded.attempted`,
 		e.Connection, e.Key, e.ClientID, e.ResourceType, e.ResourceID, e.VersionID, e.ContentHash, micros(e.UpdatedAt), store.JoinAttempted(e.Attempted))
 	if err != nil {
-		return fmt.Errorf("store: ledger put: %w", err)
+		return storeErr(ctx, "ledger put", err)
 	}
 	return nil
 }
@@ -86,7 +86,7 @@ func (s *Store) Watermark(ctx context.Context, connection, resourceType string) 
 		return time.Time{}, nil
 	}
 	if err != nil {
-		return time.Time{}, fmt.Errorf("store: watermark: %w", err)
+		return time.Time{}, storeErr(ctx, "watermark", err)
 	}
 	return at.UTC(), nil
 }
@@ -105,7 +105,7 @@ func (s *Store) SetWatermark(ctx context.Context, connection, resourceType strin
 		ON CONFLICT (connection, resource_type) DO UPDATE SET at = GREATEST(w.at, excluded.at)`,
 		connection, resourceType, micros(at))
 	if err != nil {
-		return fmt.Errorf("store: set watermark: %w", err)
+		return storeErr(ctx, "set watermark", err)
 	}
 	return nil
 }
@@ -115,7 +115,7 @@ func (s *Store) SetWatermark(ctx context.Context, connection, resourceType strin
 // gets ResolvedAt now unless given.
 func (s *Store) AddConflict(ctx context.Context, c store.Conflict) (int64, error) {
 	if err := store.CheckConflict(c); err != nil {
-		return 0, fmt.Errorf("store: add conflict: %w", err)
+		return 0, storeErr(ctx, "add conflict", err)
 	}
 	now := time.Now()
 	if c.CreatedAt.IsZero() {
@@ -136,7 +136,7 @@ func (s *Store) AddConflict(ctx context.Context, c store.Conflict) (int64, error
 		c.Connection, c.ClientID, c.Key, c.Field, c.IPSValue, c.EHRValue, c.Winner, c.Resolution,
 		micros(c.CreatedAt), resolvedAt).Scan(&id)
 	if err != nil {
-		return 0, fmt.Errorf("store: add conflict: %w", err)
+		return 0, storeErr(ctx, "add conflict", err)
 	}
 	return id, nil
 }
@@ -159,7 +159,7 @@ func (s *Store) Conflicts(ctx context.Context, connection string, all bool) ([]s
 		return c, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: conflicts: %w", err)
+		return nil, storeErr(ctx, "conflicts", err)
 	}
 	return out, nil
 }

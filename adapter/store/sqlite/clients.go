@@ -24,11 +24,11 @@ func (s *Store) GetClient(ctx context.Context, id string) (*ips.Client, store.Ve
 		return nil, 0, fmt.Errorf("store: get client: %w", store.ErrNotFound)
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("store: get client: %w", err)
+		return nil, 0, storeErr("get client", err)
 	}
 	c, err := store.DecodeClient(id, doc)
 	if err != nil {
-		return nil, 0, fmt.Errorf("store: get client: %w", err)
+		return nil, 0, storeErr("get client", err)
 	}
 	return c, store.Version(v), nil
 }
@@ -41,7 +41,7 @@ func (s *Store) ListClients(ctx context.Context, after string, limit int) ([]sto
 	}
 	rows, err := s.r.QueryContext(ctx, `SELECT id, version, doc, updated_at FROM clients WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
 	if err != nil {
-		return nil, fmt.Errorf("store: list clients: %w", err)
+		return nil, storeErr("list clients", err)
 	}
 	defer rows.Close()
 	var out []store.Stored
@@ -53,16 +53,16 @@ func (s *Store) ListClients(ctx context.Context, after string, limit int) ([]sto
 			at  int64
 		)
 		if err := rows.Scan(&id, &v, &doc, &at); err != nil {
-			return nil, fmt.Errorf("store: list clients: %w", err)
+			return nil, storeErr("list clients", err)
 		}
 		c, err := store.DecodeClient(id, doc)
 		if err != nil {
-			return nil, fmt.Errorf("store: list clients: %w", err)
+			return nil, storeErr("list clients", err)
 		}
 		out = append(out, store.Stored{Client: c, Version: store.Version(v), UpdatedAt: fromMicros(at)})
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list clients: %w", err)
+		return nil, storeErr("list clients", err)
 	}
 	return out, nil
 }
@@ -80,11 +80,11 @@ func (s *Store) ClientByPatient(ctx context.Context, system, value string) (stor
 		return store.Stored{}, fmt.Errorf("store: client by patient: %w", store.ErrNotFound)
 	}
 	if err != nil {
-		return store.Stored{}, fmt.Errorf("store: client by patient: %w", err)
+		return store.Stored{}, storeErr("client by patient", err)
 	}
 	c, err := store.DecodeClient(id, doc)
 	if err != nil {
-		return store.Stored{}, fmt.Errorf("store: client by patient: %w", err)
+		return store.Stored{}, storeErr("client by patient", err)
 	}
 	return store.Stored{Client: c, Version: store.Version(v), UpdatedAt: fromMicros(at)}, nil
 }
@@ -95,11 +95,11 @@ func (s *Store) ClientByPatient(ctx context.Context, system, value string) (stor
 func (s *Store) SaveClients(ctx context.Context, clients []store.Stored, connections []string) ([]store.Version, error) {
 	docs, order, err := store.EncodeBatch(clients)
 	if err != nil {
-		return nil, fmt.Errorf("store: save clients: %w", err)
+		return nil, storeErr("save clients", err)
 	}
 	conns, err := store.Connections(connections)
 	if err != nil {
-		return nil, fmt.Errorf("store: save clients: %w", err)
+		return nil, storeErr("save clients", err)
 	}
 	versions := make([]store.Version, len(clients))
 	err = s.write(ctx, "save clients", func(tx *sql.Tx) error {
@@ -119,11 +119,6 @@ func (s *Store) SaveClients(ctx context.Context, clients []store.Stored, connect
 			return err
 		}
 		defer holder.Close()
-		lease, err := tx.PrepareContext(ctx, `INSERT INTO client_leases (client_id) VALUES (?)`)
-		if err != nil {
-			return err
-		}
-		defer lease.Close()
 		enqueue, err := tx.PrepareContext(ctx, enqueueSQL)
 		if err != nil {
 			return err
@@ -153,9 +148,6 @@ func (s *Store) SaveClients(ctx context.Context, clients []store.Stored, connect
 					return fmt.Errorf("client %s: %w", id, err)
 				} else if n == 0 {
 					return fmt.Errorf("client %s exists: %w", id, store.ErrConflict)
-				}
-				if _, err := lease.ExecContext(ctx, id); err != nil {
-					return fmt.Errorf("client %s: %w", id, err)
 				}
 				versions[i] = 1
 			} else {

@@ -17,11 +17,11 @@
 // block nor wait for the writer.
 //
 // Leasing. Every write transaction, Lease included, runs alone, so a Lease
-// reads which clients are free and marks them taken with no other lease in
+// reads which items are free and marks them taken with no other lease in
 // between: exclusivity follows from the single writer and the IMMEDIATE
-// lock, with no row locks needed (SQLite has none). The lease of a client
-// lives in client_leases, one row per client, so that a client with items on
-// several connections has at most one of them out at a time.
+// lock, with no row locks needed (SQLite has none). The lease (owner,
+// expiry) lives on the outbox row, one per (connection, client), so a
+// client's items on different connections are leased independently.
 //
 // Storage. Clients are JSON documents in the ips.Client encoding, checked
 // with json_valid; tables are STRICT, so a value of the wrong type is an

@@ -14,10 +14,10 @@ import (
 // Lease claims up to n due items of connection for owner. It runs in a write
 // transaction, and this process has one write connection whose transactions
 // BEGIN IMMEDIATE: no other lease, in this process or another on the same
-// file, can read the same free clients before this one has marked them taken.
+// file, can read the same free items before this one has marked them taken.
 func (s *Store) Lease(ctx context.Context, connection, owner string, n int, lease time.Duration) ([]store.OutboxItem, error) {
 	if err := store.CheckLease(connection, owner, n, lease); err != nil {
-		return nil, fmt.Errorf("store: lease: %w", err)
+		return nil, storeErr("lease", err)
 	}
 	var items []store.OutboxItem
 	err := s.write(ctx, "lease", func(tx *sql.Tx) error {
@@ -26,11 +26,11 @@ func (s *Store) Lease(ctx context.Context, connection, owner string, n int, leas
 		// waiting for it does not eat into the lease.
 		now := time.Now()
 		rows, err := tx.QueryContext(ctx, `
-			SELECT o.id, o.client_id, o.attempts, o.generation
-			FROM outbox o JOIN client_leases l ON l.client_id = o.client_id
-			WHERE o.connection = ? AND o.due_at <= ?
-			  AND (l.leased_until IS NULL OR l.leased_until <= ?)
-			ORDER BY o.due_at, o.id
+			SELECT id, client_id, attempts, generation
+			FROM outbox
+			WHERE connection = ? AND due_at <= ?
+			  AND (leased_until IS NULL OR leased_until <= ?)
+			ORDER BY due_at, id
 			LIMIT ?`, connection, micros(now), micros(now), n)
 		if err != nil {
 			return err
@@ -49,8 +49,8 @@ func (s *Store) Lease(ctx context.Context, connection, owner string, n int, leas
 		rows.Close()
 		until := micros(now.Add(lease))
 		for _, it := range items {
-			if _, err := tx.ExecContext(ctx, `UPDATE client_leases SET item_id = ?, owner = ?, leased_until = ? WHERE client_id = ?`,
-				it.ID, owner, until, it.ClientID); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE outbox SET owner = ?, leased_until = ? WHERE id = ?`,
+				owner, until, it.ID); err != nil {
 				return err
 			}
 		}
@@ -71,34 +71,24 @@ type outboxRow struct {
 
 // heldItem reads item's row and checks that item.Owner still holds its
 // lease: ErrNotFound if the row is gone, ErrConflict if the lease was lost
-// (it expired and another owner took the item).
+// (it expired and another owner took the item) or already given back.
 func heldItem(ctx context.Context, tx *sql.Tx, item store.OutboxItem) (outboxRow, error) {
-	var r outboxRow
-	err := tx.QueryRowContext(ctx, `SELECT connection, client_id, generation, attempts FROM outbox WHERE id = ?`, item.ID).
-		Scan(&r.connection, &r.clientID, &r.generation, &r.attempts)
+	var (
+		r     outboxRow
+		owner sql.NullString
+	)
+	err := tx.QueryRowContext(ctx, `SELECT connection, client_id, generation, attempts, owner FROM outbox WHERE id = ?`, item.ID).
+		Scan(&r.connection, &r.clientID, &r.generation, &r.attempts, &owner)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, fmt.Errorf("item %d: %w", item.ID, store.ErrNotFound)
 	}
 	if err != nil {
 		return r, err
 	}
-	var (
-		leased sql.NullInt64
-		owner  sql.NullString
-	)
-	if err := tx.QueryRowContext(ctx, `SELECT item_id, owner FROM client_leases WHERE client_id = ?`, r.clientID).
-		Scan(&leased, &owner); err != nil {
-		return r, err
-	}
-	if !leased.Valid || leased.Int64 != item.ID || owner.String != item.Owner {
+	if !owner.Valid || owner.String != item.Owner {
 		return r, fmt.Errorf("item %d: lease not held by this owner: %w", item.ID, store.ErrConflict)
 	}
 	return r, nil
-}
-
-func release(ctx context.Context, tx *sql.Tx, clientID string) error {
-	_, err := tx.ExecContext(ctx, `UPDATE client_leases SET item_id = NULL, owner = NULL, leased_until = NULL WHERE client_id = ?`, clientID)
-	return err
 }
 
 // Complete removes a leased item, or, when the client was saved during the
@@ -111,11 +101,11 @@ func (s *Store) Complete(ctx context.Context, item store.OutboxItem) error {
 			return err
 		}
 		if r.generation == item.Generation {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE id = ?`, item.ID); err != nil {
-				return err
-			}
+			_, err = tx.ExecContext(ctx, `DELETE FROM outbox WHERE id = ?`, item.ID)
+		} else {
+			_, err = tx.ExecContext(ctx, `UPDATE outbox SET owner = NULL, leased_until = NULL WHERE id = ?`, item.ID)
 		}
-		return release(ctx, tx, r.clientID)
+		return err
 	})
 }
 
@@ -146,11 +136,11 @@ func (s *Store) Fail(ctx context.Context, item store.OutboxItem, reason string, 
 				return err
 			}
 			dead = true
-		} else if _, err := tx.ExecContext(ctx, `UPDATE outbox SET attempts = ?, due_at = ?, last_error = ? WHERE id = ?`,
+		} else if _, err := tx.ExecContext(ctx, `UPDATE outbox SET attempts = ?, due_at = ?, last_error = ?, owner = NULL, leased_until = NULL WHERE id = ?`,
 			attempts, micros(retryAt), reason, item.ID); err != nil {
 			return err
 		}
-		return release(ctx, tx, r.clientID)
+		return nil
 	})
 	if err != nil {
 		return false, err
@@ -163,7 +153,7 @@ func (s *Store) Fail(ctx context.Context, item store.OutboxItem, reason string, 
 func (s *Store) OutboxDepth(ctx context.Context) (map[string]int, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT connection, count(*) FROM outbox GROUP BY connection`)
 	if err != nil {
-		return nil, fmt.Errorf("store: outbox depth: %w", err)
+		return nil, storeErr("outbox depth", err)
 	}
 	defer rows.Close()
 	out := map[string]int{}
@@ -173,12 +163,12 @@ func (s *Store) OutboxDepth(ctx context.Context) (map[string]int, error) {
 			n int
 		)
 		if err := rows.Scan(&c, &n); err != nil {
-			return nil, fmt.Errorf("store: outbox depth: %w", err)
+			return nil, storeErr("outbox depth", err)
 		}
 		out[c] = n
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: outbox depth: %w", err)
+		return nil, storeErr("outbox depth", err)
 	}
 	return out, nil
 }
@@ -187,7 +177,7 @@ func (s *Store) OutboxDepth(ctx context.Context) (map[string]int, error) {
 func (s *Store) OldestPending(ctx context.Context) (map[string]time.Time, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT connection, min(created_at) FROM outbox GROUP BY connection`)
 	if err != nil {
-		return nil, fmt.Errorf("store: oldest pending: %w", err)
+		return nil, storeErr("oldest pending", err)
 	}
 	defer rows.Close()
 	out := map[string]time.Time{}
@@ -197,12 +187,12 @@ func (s *Store) OldestPending(ctx context.Context) (map[string]time.Time, error)
 			us int64
 		)
 		if err := rows.Scan(&c, &us); err != nil {
-			return nil, fmt.Errorf("store: oldest pending: %w", err)
+			return nil, storeErr("oldest pending", err)
 		}
 		out[c] = fromMicros(us)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: oldest pending: %w", err)
+		return nil, storeErr("oldest pending", err)
 	}
 	return out, nil
 }
@@ -214,7 +204,7 @@ func (s *Store) DeadLetters(ctx context.Context, connection string) ([]store.Dea
 		WHERE ?1 = '' OR connection = ?1
 		ORDER BY failed_at, id`, connection)
 	if err != nil {
-		return nil, fmt.Errorf("store: dead letters: %w", err)
+		return nil, storeErr("dead letters", err)
 	}
 	defer rows.Close()
 	var out []store.DeadLetter
@@ -224,13 +214,45 @@ func (s *Store) DeadLetters(ctx context.Context, connection string) ([]store.Dea
 			at int64
 		)
 		if err := rows.Scan(&d.ID, &d.Connection, &d.ClientID, &d.Attempts, &d.Reason, &at); err != nil {
-			return nil, fmt.Errorf("store: dead letters: %w", err)
+			return nil, storeErr("dead letters", err)
 		}
 		d.FailedAt = fromMicros(at)
 		out = append(out, d)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: dead letters: %w", err)
+		return nil, storeErr("dead letters", err)
+	}
+	return out, nil
+}
+
+// FailureReasons groups failing items and dead letters by connection and
+// reason, largest group first (SQLite compares text bytewise, as the
+// PostgreSQL store does with COLLATE "C").
+func (s *Store) FailureReasons(ctx context.Context, connection string) ([]store.ReasonCount, error) {
+	rows, err := s.r.QueryContext(ctx, `
+		SELECT connection, reason, sum(pending), sum(dead) FROM (
+			SELECT connection, last_error AS reason, 1 AS pending, 0 AS dead FROM outbox
+			WHERE attempts > 0 AND (?1 = '' OR connection = ?1)
+			UNION ALL
+			SELECT connection, reason, 0, 1 FROM dead_letters
+			WHERE ?1 = '' OR connection = ?1
+		)
+		GROUP BY connection, reason
+		ORDER BY sum(pending) + sum(dead) DESC, connection, reason`, connection)
+	if err != nil {
+		return nil, storeErr("failure reasons", err)
+	}
+	defer rows.Close()
+	var out []store.ReasonCount
+	for rows.Next() {
+		var r store.ReasonCount
+		if err := rows.Scan(&r.Connection, &r.Reason, &r.Pending, &r.Dead); err != nil {
+			return nil, storeErr("failure reasons", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, storeErr("failure reasons", err)
 	}
 	return out, nil
 }
@@ -259,7 +281,7 @@ func (s *Store) Replay(ctx context.Context, id int64) error {
 func (s *Store) SeedConnections(ctx context.Context, enabled []string) (map[string]int, error) {
 	conns, err := store.Connections(enabled)
 	if err != nil {
-		return nil, fmt.Errorf("store: seed connections: %w", err)
+		return nil, storeErr("seed connections", err)
 	}
 	out := map[string]int{}
 	err = s.write(ctx, "seed connections", func(tx *sql.Tx) error {
@@ -309,7 +331,7 @@ func (s *Store) SeedConnections(ctx context.Context, enabled []string) (map[stri
 // EnqueueAll queues every client for connection.
 func (s *Store) EnqueueAll(ctx context.Context, connection string) (int, error) {
 	if _, err := store.Connections([]string{connection}); err != nil {
-		return 0, fmt.Errorf("store: enqueue all: %w", err)
+		return 0, storeErr("enqueue all", err)
 	}
 	var n int
 	err := s.write(ctx, "enqueue all", func(tx *sql.Tx) (err error) {

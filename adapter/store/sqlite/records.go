@@ -31,7 +31,7 @@ func (s *Store) LedgerGet(ctx context.Context, connection, key string) (store.Le
 		return store.LedgerEntry{}, fmt.Errorf("store: ledger get: %w", store.ErrNotFound)
 	}
 	if err != nil {
-		return store.LedgerEntry{}, fmt.Errorf("store: ledger get: %w", err)
+		return store.LedgerEntry{}, storeErr("ledger get", err)
 	}
 	return e, nil
 }
@@ -47,7 +47,7 @@ func (s *Store) LedgerByResource(ctx context.Context, connection, resourceType, 
 		return store.LedgerEntry{}, fmt.Errorf("store: ledger by resource: %w", store.ErrNotFound)
 	}
 	if err != nil {
-		return store.LedgerEntry{}, fmt.Errorf("store: ledger by resource: %w", err)
+		return store.LedgerEntry{}, storeErr("ledger by resource", err)
 	}
 	return e, nil
 }
@@ -85,7 +85,7 @@ func (s *Store) Watermark(ctx context.Context, connection, resourceType string) 
 		return time.Time{}, nil
 	}
 	if err != nil {
-		return time.Time{}, fmt.Errorf("store: watermark: %w", err)
+		return time.Time{}, storeErr("watermark", err)
 	}
 	return fromMicros(at), nil
 }
@@ -113,7 +113,7 @@ func (s *Store) SetWatermark(ctx context.Context, connection, resourceType strin
 // gets ResolvedAt now unless given.
 func (s *Store) AddConflict(ctx context.Context, c store.Conflict) (int64, error) {
 	if err := store.CheckConflict(c); err != nil {
-		return 0, fmt.Errorf("store: add conflict: %w", err)
+		return 0, storeErr("add conflict", err)
 	}
 	now := time.Now()
 	if c.CreatedAt.IsZero() {
@@ -148,7 +148,7 @@ func (s *Store) Conflicts(ctx context.Context, connection string, all bool) ([]s
 		WHERE (?1 = '' OR connection = ?1) AND (?2 OR resolution = '')
 		ORDER BY id`, connection, all)
 	if err != nil {
-		return nil, fmt.Errorf("store: conflicts: %w", err)
+		return nil, storeErr("conflicts", err)
 	}
 	defer rows.Close()
 	var out []store.Conflict
@@ -159,14 +159,14 @@ func (s *Store) Conflicts(ctx context.Context, connection string, all bool) ([]s
 			resolved sql.NullInt64
 		)
 		if err := rows.Scan(&c.ID, &c.Connection, &c.ClientID, &c.Key, &c.Field, &c.IPSValue, &c.EHRValue, &c.Winner, &c.Resolution, &created, &resolved); err != nil {
-			return nil, fmt.Errorf("store: conflicts: %w", err)
+			return nil, storeErr("conflicts", err)
 		}
 		c.CreatedAt = fromMicros(created)
 		c.ResolvedAt = fromNullMicros(resolved)
 		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: conflicts: %w", err)
+		return nil, storeErr("conflicts", err)
 	}
 	return out, nil
 }

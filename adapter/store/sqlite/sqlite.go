@@ -44,13 +44,19 @@ const busyTimeout = 10 * time.Second
 // schema up to date. path is a file name; in-memory databases are refused
 // because the store keeps separate reader and writer connections.
 func Open(ctx context.Context, path string) (*Store, error) {
+	return open(ctx, path, busyTimeout)
+}
+
+// open is Open with the busy wait as a parameter, so that tests can see it
+// run out without waiting for the real one.
+func open(ctx context.Context, path string, busy time.Duration) (*Store, error) {
 	// The driver reads its settings from a query after '?' and would treat
 	// "file:" names as SQLite URIs, so only plain names are accepted.
 	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file:") || strings.Contains(path, "?") {
 		return nil, errors.New("store: open sqlite: path must be a plain file name")
 	}
 	pragmas := url.Values{}
-	pragmas.Add("_pragma", "busy_timeout("+strconv.FormatInt(busyTimeout.Milliseconds(), 10)+")")
+	pragmas.Add("_pragma", "busy_timeout("+strconv.FormatInt(busy.Milliseconds(), 10)+")")
 	pragmas.Add("_pragma", "foreign_keys(1)")
 	// NORMAL is durable across application crashes in WAL mode; a power
 	// loss may lose the last commits, never corrupt the file.
@@ -62,7 +68,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	w, err := sql.Open("sqlite", path+"?"+wq.Encode())
 	if err != nil {
-		return nil, fmt.Errorf("store: open sqlite: %w", err)
+		return nil, storeErr("open sqlite", err)
 	}
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
@@ -70,9 +76,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	w.SetConnMaxIdleTime(0)
 	if err := w.PingContext(ctx); err != nil {
 		w.Close()
-		return nil, fmt.Errorf("store: open sqlite: %w", err)
+		return nil, storeErr("open sqlite", err)
 	}
-	if err := walMode(ctx, w); err != nil {
+	if err := walMode(ctx, w, busy); err != nil {
 		w.Close()
 		return nil, err
 	}
@@ -89,13 +95,13 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	r, err := sql.Open("sqlite", path+"?"+rq.Encode())
 	if err != nil {
 		w.Close()
-		return nil, fmt.Errorf("store: open sqlite: %w", err)
+		return nil, storeErr("open sqlite", err)
 	}
 	r.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
 	if err := r.PingContext(ctx); err != nil {
 		w.Close()
 		r.Close()
-		return nil, fmt.Errorf("store: open sqlite: %w", err)
+		return nil, storeErr("open sqlite", err)
 	}
 	return &Store{w: w, r: r}, nil
 }
@@ -116,8 +122,8 @@ func (s *Store) Close() error {
 // SQLITE_BUSY at once, without the busy handler, when another process is
 // switching the same new file at the same moment, so this retries for as
 // long as busy_timeout would have waited.
-func walMode(ctx context.Context, w *sql.DB) error {
-	deadline := time.Now().Add(busyTimeout)
+func walMode(ctx context.Context, w *sql.DB, busy time.Duration) error {
+	deadline := time.Now().Add(busy)
 	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
 		var mode string
 		err := w.QueryRowContext(ctx, `PRAGMA journal_mode = WAL`).Scan(&mode)
@@ -129,7 +135,7 @@ func walMode(ctx context.Context, w *sql.DB) error {
 		}
 		var se *msqlite.Error
 		if !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
-			return fmt.Errorf("store: open sqlite: set WAL mode: %w", err)
+			return storeErr("open sqlite: set WAL mode", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -144,14 +150,14 @@ func walMode(ctx context.Context, w *sql.DB) error {
 func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("store: %s: %w", op, err)
+		return storeErr(op, err)
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
-		return fmt.Errorf("store: %s: %w", op, err)
+		return storeErr(op, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("store: %s: %w", op, err)
+		return storeErr(op, err)
 	}
 	return nil
 }
@@ -165,11 +171,11 @@ var migrations embed.FS
 func migrate(ctx context.Context, w *sql.DB) error {
 	ms, err := store.LoadMigrations(migrations, "migrations")
 	if err != nil {
-		return fmt.Errorf("store: migrate: %w", err)
+		return storeErr("migrate", err)
 	}
 	tx, err := w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("store: migrate: %w", err)
+		return storeErr("migrate", err)
 	}
 	defer tx.Rollback()
 	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -177,23 +183,23 @@ func migrate(ctx context.Context, w *sql.DB) error {
 		name       TEXT    NOT NULL,
 		applied_at INTEGER NOT NULL
 	) STRICT`); err != nil {
-		return fmt.Errorf("store: migrate: %w", err)
+		return storeErr("migrate", err)
 	}
 	applied := map[int]bool{}
 	rows, err := tx.QueryContext(ctx, `SELECT version FROM schema_migrations`)
 	if err != nil {
-		return fmt.Errorf("store: migrate: %w", err)
+		return storeErr("migrate", err)
 	}
 	for rows.Next() {
 		var v int
 		if err := rows.Scan(&v); err != nil {
 			rows.Close()
-			return fmt.Errorf("store: migrate: %w", err)
+			return storeErr("migrate", err)
 		}
 		applied[v] = true
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("store: migrate: %w", err)
+		return storeErr("migrate", err)
 	}
 	rows.Close()
 	for _, m := range ms {
@@ -201,15 +207,15 @@ func migrate(ctx context.Context, w *sql.DB) error {
 			continue
 		}
 		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
-			return fmt.Errorf("store: migrate %s: %w", m.Name, err)
+			return storeErr("migrate "+m.Name, err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
 			m.Version, m.Name, micros(time.Now())); err != nil {
-			return fmt.Errorf("store: migrate %s: %w", m.Name, err)
+			return storeErr("migrate "+m.Name, err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("store: migrate: %w", err)
+		return storeErr("migrate", err)
 	}
 	return nil
 }

@@ -16,11 +16,15 @@
 //     item's generation, resets its attempts (new content has not failed
 //     yet) and makes it due at once; Complete of an older generation leaves
 //     the item pending, and a Fail of an older generation is not counted.
-//   - A client has at most one item leased at a time, over all connections,
-//     and leases are exclusive until they expire. Complete and Fail need the
+//   - Leases are exclusive until they expire, so a client has at most one
+//     item leased per connection; its items on different connections are
+//     leased, failed and completed independently. Complete and Fail need the
 //     lease: store.ErrConflict once another owner took the item over,
 //     store.ErrNotFound when the item is gone. Items are leased oldest due
 //     first.
+//   - FailureReasons counts items whose current content failed (a save
+//     since a failure takes the item out) and dead letters; groups come
+//     largest first, ties in byte order of connection and reason.
 //   - Lease exclusivity is tested under concurrency with -race in mind:
 //     eight workers, 200 items of 50 clients; LeaseFromReplicas runs the
 //     same check over several Store values on one database, as replicas

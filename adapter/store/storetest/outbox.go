@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ipsfhir/ipsfhir/adapter/store"
+	"github.com/ipsfhir/ipsfhir/ips"
 )
 
 func testOutboxCoalesces(t *testing.T, s *suite) {
@@ -65,28 +66,65 @@ func testCompleteKeepsItemSavedDuringLease(t *testing.T, s *suite) {
 	wantErrIs(t, "second Complete", st.Complete(ctx, it2), store.ErrNotFound)
 }
 
-// testLeaseOneItemPerClient: a client with items on two connections has
-// only one of them leased at a time.
-func testLeaseOneItemPerClient(t *testing.T, s *suite) {
+// testLeasePerConnection: a client's items on different connections are
+// leased, failed and completed independently, so that a slow or failing EHR
+// does not hold up the client's push to the others; within one connection
+// the item stays exclusive until its lease expires.
+func testLeasePerConnection(t *testing.T, s *suite) {
 	ctx := t.Context()
 	st := s.openStore(t)
 	save(t, st, []string{"a", "b"}, minimalClient("c1"))
-	save(t, st, []string{"b"}, minimalClient("c2"))
-	ia := leaseOne(t, st, "a", "w1")
-	if ia.ClientID != "c1" {
-		t.Fatalf("leased %s on a, want c1", ia.ClientID)
+	const d = 1500 * time.Millisecond
+	start := time.Now()
+	items := lease(t, st, "a", "w1", 10, d)
+	if len(items) != 1 || items[0].ClientID != "c1" {
+		t.Fatalf("Lease on a = %+v, want c1", items)
 	}
+	ia := items[0]
 	ib := leaseOne(t, st, "b", "w2")
-	if ib.ClientID != "c2" {
-		t.Fatalf("leased %s on b while c1 is leased on a, want only c2", ib.ClientID)
+	if ib.ClientID != "c1" || ib.ID == ia.ID {
+		t.Fatalf("leased %+v on b while c1 is leased on a, want c1's item on b", ib)
 	}
-	if err := st.Complete(ctx, ia); err != nil {
-		t.Fatalf("Complete: %v", err)
+	if other := lease(t, st, "a", "w3", 10, time.Minute); time.Since(start) < d && len(other) != 0 {
+		t.Fatalf("w3 leased %+v on a while w1's lease runs", other)
 	}
-	ib2 := leaseOne(t, st, "b", "w2")
-	if ib2.ClientID != "c1" {
-		t.Errorf("leased %s on b, want c1 once its item on a is done", ib2.ClientID)
+
+	// b's item fails and is retried while a's stays out.
+	if dead, err := st.Fail(ctx, ib, "HTTP 503", time.Now().Add(-time.Second), 5); err != nil || dead {
+		t.Fatalf("Fail on b while a is leased = %v, %v", dead, err)
 	}
+	ib = leaseOne(t, st, "b", "w2")
+	if ib.ClientID != "c1" || ib.Attempts != 1 {
+		t.Fatalf("b after a failure: %+v, want c1 with one attempt", ib)
+	}
+
+	// a's lease expires: another owner takes it over, and its first owner
+	// has lost it; b's lease is untouched by either.
+	var ia2 store.OutboxItem
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		if got := lease(t, st, "a", "w3", 10, time.Minute); len(got) > 0 {
+			if len(got) != 1 || got[0].ID != ia.ID {
+				t.Fatalf("after expiry w3 leased %+v, want item %d", got, ia.ID)
+			}
+			ia2 = got[0]
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("w1's lease of %v on a never expired", d)
+		}
+	}
+	wantErrIs(t, "Complete by the owner of an expired, re-leased lease", st.Complete(ctx, ia), store.ErrConflict)
+	if got := lease(t, st, "b", "w4", 10, time.Minute); len(got) != 0 {
+		t.Fatalf("w4 leased %+v on b while w2's lease runs", got)
+	}
+	if err := st.Complete(ctx, ib); err != nil {
+		t.Fatalf("Complete on b while a is leased: %v", err)
+	}
+	wantDepth(t, st, map[string]int{"a": 1})
+	if err := st.Complete(ctx, ia2); err != nil {
+		t.Fatalf("Complete on a: %v", err)
+	}
+	wantDepth(t, st, map[string]int{})
 }
 
 // testLeaseOrderAndLimit: oldest due first, at most n.
@@ -167,8 +205,8 @@ func testLeaseConcurrent(t *testing.T, s *suite) {
 // LeaseFromReplicas has 8 workers, spread over stores (one database seen
 // through several Store values, as adapter replicas see it), lease from 200
 // items (50 clients on 4 connections) at once. It checks that each item is
-// leased and completed exactly once and that no two items of one client are
-// ever out at the same time. The database must be empty.
+// leased and completed exactly once and that a client never has two items
+// out at the same time on one connection. The database must be empty.
 func LeaseFromReplicas(t *testing.T, stores []store.Store) {
 	ctx := t.Context()
 	connections := []string{"a", "b", "c", "d"}
@@ -185,7 +223,7 @@ func LeaseFromReplicas(t *testing.T, stores []store.Store) {
 
 	var (
 		mu        sync.Mutex
-		out       = map[string]string{} // client → owner holding one of its items
+		out       = map[[2]string]string{} // (connection, client) → owner holding its item
 		leased    = map[int64]int{}
 		completed = map[int64]int{}
 		done      atomic.Int64
@@ -212,10 +250,11 @@ func LeaseFromReplicas(t *testing.T, stores []store.Store) {
 				}
 				mu.Lock()
 				for _, it := range items {
-					if holder, ok := out[it.ClientID]; ok {
-						t.Errorf("%s leased item %d of client %s, which %s holds an item of", owner, it.ID, it.ClientID, holder)
+					k := [2]string{it.Connection, it.ClientID}
+					if holder, ok := out[k]; ok {
+						t.Errorf("%s leased item %d of client %s on %s, which %s holds an item of there", owner, it.ID, it.ClientID, it.Connection, holder)
 					}
-					out[it.ClientID] = owner
+					out[k] = owner
 					leased[it.ID]++
 				}
 				mu.Unlock()
@@ -224,7 +263,7 @@ func LeaseFromReplicas(t *testing.T, stores []store.Store) {
 					// Give the client up before Complete: once Complete
 					// commits, another worker may lease its next item.
 					mu.Lock()
-					delete(out, it.ClientID)
+					delete(out, [2]string{it.Connection, it.ClientID})
 					mu.Unlock()
 					if err := st.Complete(ctx, it); err != nil {
 						t.Errorf("%s: Complete(%d): %v", owner, it.ID, err)
@@ -508,12 +547,10 @@ func testSeedConnection(t *testing.T, s *suite) {
 			}
 		}
 	}
-	// c's lease on late blocks its other items (one lease per client):
-	// settle it first.
-	if err := st.Complete(ctx, items[2]); err != nil {
-		t.Fatal(err)
-	}
+	// c is still leased on late: that does not hold up its item on early,
+	// so draining early leaves nothing there.
 	drain("early")
+	wantDepth(t, st, map[string]int{"late": 3})
 	if _, err := st.SeedConnections(ctx, []string{"late"}); err != nil {
 		t.Fatal(err)
 	}
@@ -527,5 +564,90 @@ func testSeedConnection(t *testing.T, s *suite) {
 	}
 	if _, err := st.EnqueueAll(ctx, ""); !errors.Is(err, store.ErrInvalid) {
 		t.Errorf("EnqueueAll(\"\") = %v, want ErrInvalid", err)
+	}
+}
+
+// testFailureReasons: failing items and dead letters grouped by connection
+// and reason, largest group first, ties in byte order; items whose client
+// was saved since their failure, and items that never failed, do not count.
+func testFailureReasons(t *testing.T, s *suite) {
+	ctx := t.Context()
+	st := s.openStore(t)
+	reasons := func(connection string) []store.ReasonCount {
+		t.Helper()
+		got, err := st.FailureReasons(ctx, connection)
+		if err != nil {
+			t.Fatalf("FailureReasons(%q): %v", connection, err)
+		}
+		return got
+	}
+	if got := reasons(""); len(got) != 0 {
+		t.Errorf("FailureReasons of an empty store = %+v", got)
+	}
+
+	ids := []string{"c1", "c2", "c3", "c4", "c5"}
+	var clients []*ips.Client
+	for _, id := range ids {
+		clients = append(clients, minimalClient(id))
+	}
+	save(t, st, []string{"a", "b"}, clients...)
+	type failure struct {
+		reason string
+		max    int
+	}
+	// Per connection and client: how its item fails (max 1: it dies), or
+	// nothing (it is completed).
+	plan := map[string]map[string]failure{
+		"a": {"c1": {"HTTP 503", 5}, "c2": {"HTTP 503", 5}, "c3": {"HTTP 400", 1}, "c4": {"HTTP 503", 5}, "c5": {"HTTP 400", 5}},
+		"b": {"c1": {"HTTP 503", 1}, "c2": {"connect timeout", 5}},
+	}
+	for _, conn := range []string{"a", "b"} {
+		items := lease(t, st, conn, "w1", 10, time.Minute)
+		if len(items) != len(ids) {
+			t.Fatalf("leased %d items on %s, want %d", len(items), conn, len(ids))
+		}
+		for _, it := range items {
+			f, ok := plan[conn][it.ClientID]
+			if !ok {
+				if err := st.Complete(ctx, it); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			dead, err := st.Fail(ctx, it, f.reason, time.Now().Add(time.Hour), f.max)
+			if err != nil || dead != (f.max == 1) {
+				t.Fatalf("Fail(%s on %s) = %v, %v", it.ClientID, conn, dead, err)
+			}
+		}
+	}
+	// c4 is saved again: its new content has not failed yet.
+	resave(t, st, []string{"a"}, clients[3], 1)
+
+	all := []store.ReasonCount{
+		{Connection: "a", Reason: "HTTP 400", Pending: 1, Dead: 1},
+		{Connection: "a", Reason: "HTTP 503", Pending: 2},
+		{Connection: "b", Reason: "HTTP 503", Dead: 1},
+		{Connection: "b", Reason: "connect timeout", Pending: 1},
+	}
+	if diff := cmp.Diff(all, reasons("")); diff != "" {
+		t.Errorf("FailureReasons(\"\") (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(all[2:], reasons("b")); diff != "" {
+		t.Errorf("FailureReasons(\"b\") (-want +got):\n%s", diff)
+	}
+	if got := reasons("nowhere"); len(got) != 0 {
+		t.Errorf("FailureReasons(\"nowhere\") = %+v", got)
+	}
+
+	// A replayed dead letter is pending again with no failures counted.
+	dls, err := st.DeadLetters(ctx, "b")
+	if err != nil || len(dls) != 1 {
+		t.Fatalf("DeadLetters(\"b\") = %+v, %v", dls, err)
+	}
+	if err := st.Replay(ctx, dls[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(all[3:], reasons("b")); diff != "" {
+		t.Errorf("FailureReasons(\"b\") after a replay (-want +got):\n%s", diff)
 	}
 }

@@ -1,0 +1,4 @@
+package sqlite
+
+// OpenWithBusyTimeout is Open with a busy wait of the test's choosing.
+var OpenWithBusyTimeout = open
