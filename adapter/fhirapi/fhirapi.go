@@ -327,6 +327,13 @@ func (s *Server) internalError(w http.ResponseWriter, r *http.Request, op string
 	}
 	s.log.LogAttrs(r.Context(), level, "FHIR request failed",
 		slog.String("op", op), api.RecordOf(r.Context()).RouteAttr(), slog.String("error", redact(err, ids...)))
+	if errors.Is(err, store.ErrUnavailable) {
+		// The database is down or unreachable: a client should come back,
+		// not report a bug.
+		w.Header().Set("Retry-After", "5")
+		writeOutcome(w, http.StatusServiceUnavailable, oo("transient", "store unavailable"))
+		return
+	}
 	writeOutcome(w, http.StatusInternalServerError, internalOutcome())
 }
 
