@@ -21,6 +21,36 @@
 // references, no note date), so a record's hash changes only when the IPS
 // record does, however the EHR assigned ids.
 //
+// Knowing what the EHR holds. Versions alone cannot tell whose content a
+// resource holds: an EHR may answer a write without a version, and a write
+// whose answer was lost leaves the EHR on a version the ledger never saw.
+// So the ledger also keeps the hashes of writes sent but not confirmed
+// (LedgerEntry.Attempted, recorded before each update is sent), and the
+// engine can hash what the EHR holds in the same canonical form (settle.go:
+// server-assigned id and meta dropped, literal references turned back into
+// the records' urn:uuids). A 409/412 on an update is settled by reading:
+// the adapter's own content is recorded and nothing is written again;
+// content it sent earlier is overwritten with the version just read; a
+// change made in the EHR is merged (a Goal, as a pull would) or, for what
+// the program owns, recorded as a conflict and then overwritten with the
+// version just read. Where the EHR has no versioned update the plan says
+// read-compare-write, and push reads and compares before every update.
+//
+// Pull. Each connection's changes are polled the way the plan says. A
+// pulled resource whose version or content is the adapter's own is an
+// echo. A clinician's change to a goal is merged field by field (the
+// configured winner decides fields both sides changed, with a conflict
+// record); a merge that loses a race with a specialist's save is redone on
+// the fresh client, and a pull never moves its watermark past a change it
+// did not apply. A pull that changes nothing saves nothing.
+//
+// Failures. A failed item is retried on its connection's RetrySchedule
+// (doubling, with jitter; an EHR's Retry-After can lengthen a delay, never
+// shorten it) and dead-lettered after MaxAttempts. Its stored reason is
+// short and the same for every item that failed the same way (operation,
+// kind, HTTP status, issue codes; never addresses), so failures can be
+// grouped. One connection's failure never stops another's push or pull.
+//
 // Consent: nothing about a client is written to an EHR unless the client's
 // consent (or the program default) allows it.
 package syncer
