@@ -23,10 +23,6 @@ import (
 	"github.com/ipsfhir/ipsfhir/outcomes"
 )
 
-// pushEvery is how often the workers look for new outbox items. Pulls run
-// every sync.pollInterval.
-const pushEvery = 5 * time.Second
-
 func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlags("serve", "--config FILE",
 		`Runs the adapter as a service: the records API (/api/v1), the FHIR R4
@@ -156,7 +152,7 @@ func (s *system) handler() http.Handler {
 // workers push the outbox every few seconds and pull every poll interval
 // until ctx ends. Failures are logged (patient-free) and retried next round.
 func (s *system) workers(ctx context.Context) {
-	push := time.NewTicker(pushEvery)
+	push := time.NewTicker(s.cfg.Sync.PushInterval)
 	defer push.Stop()
 	pull := time.NewTicker(s.cfg.Sync.PollInterval)
 	defer pull.Stop()

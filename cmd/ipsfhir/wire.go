@@ -154,7 +154,7 @@ func connectEHR(ctx context.Context, cfg *config.Config, cn *config.Connection, 
 		s.signingKeys = append(s.signingKeys, key)
 	}
 	client, err := ehr.New(ehr.Options{
-		BaseURL: cn.FHIRBaseURL, Connection: cn.Name, Auth: auth, CAFile: cn.CAFile, Logger: s.logger,
+		BaseURL: cn.FHIRBaseURL, Connection: cn.Name, Auth: auth, CAFile: cn.CAFile, Timeout: cn.Timeout, Logger: s.logger,
 		TracerProvider: s.tel.TracerProvider(), MeterProvider: s.tel.MeterProvider(),
 	})
 	if err != nil {
@@ -184,6 +184,7 @@ func connectEHR(ctx context.Context, cfg *config.Config, cn *config.Connection, 
 			Description: string(w.GoalDescription), Target: string(w.GoalTarget)},
 		ReferralCodes: cn.ReferralCodings(),
 		PatientSystem: cn.PatientSystem,
+		Retry:         syncer.RetrySchedule(cn.Retry),
 	}, nil
 }
 
