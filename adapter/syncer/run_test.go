@@ -202,7 +202,10 @@ func TestRunnerRetriesConnectUntilTheEHRRecovers(t *testing.T) {
 	go func() { r.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
 
-	dump := func() string { b, _ := json.MarshalIndent(r.Snapshot(), "", " "); return string(b) + "\n" + rr.log.String() }
+	dump := func() string {
+		b, _ := json.MarshalIndent(r.Snapshot(), "", " ")
+		return string(b) + "\n" + rr.log.String()
+	}
 	// The healthy connection pushes its whole outbox while the other fails.
 	waitFor(t, "clinic pushed while flaky is down", func() bool {
 		return rr.depth(t, "clinic") == 0 && !statusOf(r, "clinic").LastPush.IsZero() && metadataCalls.Load() > 3
@@ -262,7 +265,10 @@ func TestRunnerFailingPullDoesNotStopPushes(t *testing.T) {
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	dump := func() string { b, _ := json.MarshalIndent(r.Snapshot(), "", " "); return string(b) + "\n" + rr.log.String() }
+	dump := func() string {
+		b, _ := json.MarshalIndent(r.Snapshot(), "", " ")
+		return string(b) + "\n" + rr.log.String()
+	}
 
 	waitFor(t, "pull failing twice", func() bool {
 		s := statusOf(r, "clinic")
@@ -306,7 +312,10 @@ func TestRunnerStopsWhenTheContextEnds(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
-	dump := func() string { b, _ := json.MarshalIndent(r.Snapshot(), "", " "); return string(b) + "\n" + rr.log.String() }
+	dump := func() string {
+		b, _ := json.MarshalIndent(r.Snapshot(), "", " ")
+		return string(b) + "\n" + rr.log.String()
+	}
 	waitFor(t, "clinic ready and dead failing", func() bool {
 		return statusOf(r, "clinic").State == StateReady && !statusOf(r, "clinic").LastPush.IsZero() && statusOf(r, "dead").State == StateFailing
 	}, dump)
