@@ -168,6 +168,17 @@ type Result struct {
 	Failures []Failure `json:"failures,omitempty"`
 }
 
+// Totals adds up what Once did across connections.
+func Totals(results []Result) (PullSummary, PushSummary) {
+	var pull PullSummary
+	var push PushSummary
+	for _, r := range results {
+		pull.add(r.Pull)
+		push.add(r.Push)
+	}
+	return pull, push
+}
+
 // connState is the Runner's record of one connection.
 type connState struct {
 	conn     *Connection

@@ -353,6 +353,9 @@ func TestRunnerOnce(t *testing.T) {
 	if res[1].Failures != nil || res[1].Push.Items != 2 || res[1].Push.Written == 0 {
 		t.Errorf("clinic: %+v", res[1])
 	}
+	if pull, push := Totals(res); push.Items != 2 || push.Written != res[1].Push.Written || pull != res[1].Pull {
+		t.Errorf("totals: %+v %+v", pull, push)
+	}
 	if progress.Load() != 2 {
 		t.Errorf("progress called %d times, want once per item", progress.Load())
 	}
