@@ -402,7 +402,10 @@ func (r *Runner) succeeded(name string, step Step) {
 }
 
 // failed records and logs a failed step; wait is the backoff before the
-// next attempt (0: none follows).
+// next attempt (0: none follows). Every key logged is on the telemetry
+// allow-list, and the error goes under "error", which the project's log
+// handler prints as telemetry.ErrorSummary(err), never err.Error(): store
+// and driver errors quote values.
 func (r *Runner) failed(ctx context.Context, name string, step Step, err error, attempt int, wait time.Duration) {
 	reason := reasonFor(step, err)
 	r.mu.Lock()
