@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -196,6 +197,10 @@ type Sync struct {
 	// LeaseFor is how long a worker holds an outbox item before another
 	// replica may take it over.
 	LeaseFor time.Duration `yaml:"leaseFor"`
+	// PushInterval is how often each connection's outbox is looked at for
+	// new items, independently of PollInterval: a slow pull does not hold
+	// back pushes.
+	PushInterval time.Duration `yaml:"pushInterval"`
 }
 
 // Connection is one clinic EHR.
@@ -234,7 +239,31 @@ type Connection struct {
 	// TestPatient is the EHR Patient id that `ipsfhir check --write-tests`
 	// writes to and cleans up; never a real patient's.
 	TestPatient string `yaml:"testPatient"`
+	// Timeout bounds each request attempt to the EHR, from sending it to
+	// reading the whole answer (ehr.Options.Timeout). A file that leaves it
+	// out gets DefaultTimeout; a Connection built in code must set it.
+	Timeout time.Duration `yaml:"timeout"`
+	// Retry spaces the retries of this connection's failing outbox items
+	// (syncer.RetrySchedule). A file that leaves it, or any of its keys,
+	// out gets DefaultRetry's values; a Connection built in code must set it.
+	Retry Retry `yaml:"retry"`
 }
+
+// Retry spaces the retries of a connection's failing outbox items: Initial
+// after the first failure, doubling up to Max, each delay spread by up to
+// ±Jitter (a fraction: 0.2 is ±20%) so items that failed together do not
+// come back together. An EHR's Retry-After can lengthen a delay, never
+// shorten it.
+type Retry struct {
+	Initial time.Duration `yaml:"initial"`
+	Max     time.Duration `yaml:"max"`
+	Jitter  float64       `yaml:"jitter"`
+}
+
+// DefaultRetry is the retry schedule of a connection that configures none:
+// 30 s, 1 min, 2 min … up to 1 h, ±20%. It is syncer.DefaultRetry (a test
+// holds the two together; config does not import the sync engine).
+var DefaultRetry = Retry{Initial: 30 * time.Second, Max: time.Hour, Jitter: 0.2}
 
 // Concepts whose observations take a site code (Connection.Codes).
 var codedConcepts = []plan.Concept{plan.JobOutcome, plan.EmploymentStatus}
@@ -275,6 +304,8 @@ func (c Connection) SiteCodings() map[plan.Concept]ips.Coding {
 func (c *Connection) setDefaults() {
 	c.Winners = DefaultWinners
 	c.ReferralCodes = defaultReferralCodes()
+	c.Timeout = DefaultTimeout
+	c.Retry = DefaultRetry
 }
 
 // ReferralCodings returns ReferralCodes as domain codings.
@@ -363,6 +394,10 @@ const (
 	DefaultMaxAttempts  = 8
 	DefaultWorkers      = 2
 	DefaultLeaseFor     = 2 * time.Minute
+	DefaultPushInterval = 5 * time.Second
+	// DefaultTimeout bounds each EHR request attempt: the ehr package's
+	// own default.
+	DefaultTimeout = 30 * time.Second
 )
 
 // Default returns the configuration an empty file gives: program "local",
@@ -385,7 +420,7 @@ func defaults() *Config {
 		Telemetry: Telemetry{ServiceName: DefaultServiceName, LogLevel: DefaultLogLevel},
 		Reports:   Reports{Threshold: DefaultThreshold},
 		Sync: Sync{PollInterval: DefaultPollInterval, Overlap: DefaultOverlap, MaxAttempts: DefaultMaxAttempts,
-			Workers: DefaultWorkers, LeaseFor: DefaultLeaseFor},
+			Workers: DefaultWorkers, LeaseFor: DefaultLeaseFor, PushInterval: DefaultPushInterval},
 	}
 }
 
@@ -679,6 +714,9 @@ func (c *Config) syncProblems(ps *problems) {
 	if s.LeaseFor < time.Second {
 		ps.add("sync.leaseFor", "must be at least 1s")
 	}
+	if s.PushInterval < time.Second {
+		ps.add("sync.pushInterval", "must be at least 1s")
+	}
 }
 
 func (cn *Connection) problems(p string, ps *problems) {
@@ -739,6 +777,10 @@ func (cn *Connection) problems(p string, ps *problems) {
 			ps.add(child(kp, "code"), "is required")
 		}
 	}
+	if cn.Timeout < time.Second {
+		ps.add(child(p, "timeout"), "must be at least 1s: it bounds each request to the EHR")
+	}
+	cn.Retry.problems(child(p, "retry"), ps)
 	if cn.TestPatient != "" && !fhirIDPattern.MatchString(cn.TestPatient) {
 		ps.add(child(p, "testPatient"), "must be a FHIR Patient id: 1 to 64 letters, digits, '-' or '.'")
 	}
@@ -751,6 +793,18 @@ func (cn *Connection) problems(p string, ps *problems) {
 		if w.side != SideIPS && w.side != SideEHR {
 			ps.add(child(wp, w.key), "must be ips or ehr")
 		}
+	}
+}
+
+func (r Retry) problems(p string, ps *problems) {
+	if r.Initial <= 0 {
+		ps.add(child(p, "initial"), "must be more than 0s: the delay after an item's first failure")
+	}
+	if r.Max < r.Initial {
+		ps.add(child(p, "max"), "must be at least retry.initial")
+	}
+	if r.Jitter < 0 || r.Jitter >= 1 || math.IsNaN(r.Jitter) {
+		ps.add(child(p, "jitter"), "must be a fraction from 0 up to (not including) 1, such as 0.2 for ±20%%")
 	}
 }
 

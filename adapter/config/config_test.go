@@ -12,6 +12,7 @@ import (
 
 	"github.com/ipsfhir/ipsfhir/adapter/config"
 	"github.com/ipsfhir/ipsfhir/adapter/plan"
+	"github.com/ipsfhir/ipsfhir/adapter/syncer"
 	"github.com/ipsfhir/ipsfhir/ips"
 )
 
@@ -147,6 +148,17 @@ func TestEveryKindOfMistakeNamesItsKey(t *testing.T) {
 		{"site code without a code", conn + "    codes: {job-outcome: {system: 'urn:oid:1.2.840.114350', display: x}}\n", "connections[0].codes.job-outcome.code", "is required"},
 		{"test patient id", conn + "    testPatient: 'Jane Doe'\n", "connections[0].testPatient", "FHIR Patient id"},
 		{"yes for siteCodedObservations", conn + "    siteCodedObservations: yes\n", "connections[0].siteCodedObservations", "must be true or false"},
+		{"zero timeout", conn + "    timeout: 0s\n", "connections[0].timeout", "at least 1s"},
+		{"number for a timeout", conn + "    timeout: 30\n", "connections[0].timeout", "must be a duration"},
+		{"zero first retry", conn + "    retry: {initial: 0s}\n", "connections[0].retry.initial", "more than 0s"},
+		{"retry max below initial", conn + "    retry: {initial: 2h}\n", "connections[0].retry.max", "at least retry.initial"},
+		{"jitter of 1", conn + "    retry: {jitter: 1}\n", "connections[0].retry.jitter", "fraction from 0 up to"},
+		{"negative jitter", conn + "    retry: {jitter: -0.1}\n", "connections[0].retry.jitter", "fraction from 0 up to"},
+		{"jitter not a number", conn + "    retry: {jitter: .nan}\n", "connections[0].retry.jitter", "fraction from 0 up to"},
+		{"string for a jitter", conn + "    retry: {jitter: '0.2'}\n", "connections[0].retry.jitter", "must be a number, not a string"},
+		{"unknown retry key", conn + "    retry: {intial: 1s}\n", "connections[0].retry.intial", "unknown key (did you mean initial?)"},
+		{"retry not a mapping", conn + "    retry: 30s\n", "connections[0].retry", "must be a mapping"},
+		{"push interval", "sync: {pushInterval: 100ms}\n", "sync.pushInterval", "at least 1s"},
 
 		// Duplicates.
 		{"duplicate connection name", conn + "  - {name: clinic-a, fhirBaseUrl: 'https://b.example/fhir', auth: {type: none}}\n", "connections[1].name", "names must be unique"},
@@ -402,7 +414,10 @@ func TestValidateConfigBuiltInCode(t *testing.T) {
 	if !errors.As(err, &ve) {
 		t.Fatalf("Validate: %v", err)
 	}
-	for _, p := range []string{"sync.workers", "connections[0].auth.token", "connections[0].referralCodes", "connections[0].winners.goalStatus", "connections[0].winners.goalAchievement"} {
+	// Defaults a file gets are not filled in for a connection built in
+	// code: it sets them, as demo does with DefaultTimeout and DefaultRetry.
+	for _, p := range []string{"sync.workers", "connections[0].auth.token", "connections[0].referralCodes", "connections[0].winners.goalStatus", "connections[0].winners.goalAchievement",
+		"connections[0].timeout", "connections[0].retry.initial"} {
 		if !hasProblem(ve.Problems, p, "") {
 			t.Errorf("no problem at %s:\n%s", p, list(ve.Problems))
 		}
@@ -488,5 +503,49 @@ func TestExportPseudonymKey(t *testing.T) {
 		if !strings.Contains(err.Error(), "export.pseudonymKey") || strings.Contains(err.Error(), "PLANTED") {
 			t.Errorf("%v: the error should name the key and never its value: %v", e.PseudonymKey, err)
 		}
+	}
+}
+
+// TestTimeoutRetryAndPushInterval: a connection's EHR timeout and outbox
+// retry schedule, and the push interval, read from the file or defaulted
+// key by key.
+func TestTimeoutRetryAndPushInterval(t *testing.T) {
+	c, err := config.Parse([]byte(conn + `    timeout: 10s
+    retry: {initial: 5s, max: 10m, jitter: 0.1}
+  - name: clinic-b
+    fhirBaseUrl: https://b.example.org/fhir
+    auth: {type: none}
+    retry: {initial: 1m, jitter: 0}
+  - name: clinic-c
+    fhirBaseUrl: https://c.example.org/fhir
+    auth: {type: none}
+sync: {pushInterval: 2s}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []struct {
+		timeout time.Duration
+		retry   config.Retry
+	}{
+		{10 * time.Second, config.Retry{Initial: 5 * time.Second, Max: 10 * time.Minute, Jitter: 0.1}},
+		{config.DefaultTimeout, config.Retry{Initial: time.Minute, Max: time.Hour, Jitter: 0}},
+		{config.DefaultTimeout, config.DefaultRetry},
+	} {
+		cn := c.Connections[i]
+		if cn.Timeout != want.timeout || cn.Retry != want.retry {
+			t.Errorf("%s: timeout %v retry %+v, want %v %+v", cn.Name, cn.Timeout, cn.Retry, want.timeout, want.retry)
+		}
+	}
+	if c.Sync.PushInterval != 2*time.Second {
+		t.Errorf("sync.pushInterval = %v", c.Sync.PushInterval)
+	}
+	d := config.Default()
+	if d.Sync.PushInterval != 5*time.Second || config.DefaultTimeout != 30*time.Second {
+		t.Errorf("defaults: push interval %v, timeout %v", d.Sync.PushInterval, config.DefaultTimeout)
+	}
+	// The documented default is the sync engine's.
+	if r := config.DefaultRetry; syncer.RetrySchedule(r) != syncer.DefaultRetry {
+		t.Errorf("config.DefaultRetry %+v differs from syncer.DefaultRetry %+v", r, syncer.DefaultRetry)
 	}
 }

@@ -139,6 +139,18 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		v.SetInt(int64(i))
+	case reflect.Float64:
+		// A whole number is a number too (jitter: 0); a string is not.
+		if n.Kind != yaml.ScalarNode || (n.Tag != "!!float" && n.Tag != "!!int") {
+			d.ps.add(path, "must be a number, not %s", describe(n))
+			return
+		}
+		var f float64
+		if err := n.Decode(&f); err != nil {
+			d.ps.add(path, "must be a number")
+			return
+		}
+		v.SetFloat(f)
 	case reflect.Struct:
 		d.mapping(n, v, path)
 	case reflect.Pointer:

@@ -59,6 +59,7 @@
 //	sync.maxAttempts         int      default 8, at least 1
 //	sync.workers             int      default 2, at least 1
 //	sync.leaseFor            duration default 2m, at least 1s
+//	sync.pushInterval        duration default 5s, at least 1s
 //	connections[]                     clinic EHRs
 //	  .name                  string   required, unique, [a-z0-9-], at most 63
 //	  .fhirBaseUrl           URL      required; https, or http to a loopback host only
@@ -80,6 +81,10 @@
 //	  .winners.goalNotes     ips|ehr  default ehr
 //	  .winners.goalDescription ips|ehr default ips (the client's own words, as the specialist recorded them)
 //	  .winners.goalTarget    ips|ehr  default ips
+//	  .timeout               duration default 30s (DefaultTimeout), at least 1s: each EHR request attempt
+//	  .retry.initial         duration default 30s, more than 0: outbox retry after an item's first failure
+//	  .retry.max             duration default 1h, at least retry.initial
+//	  .retry.jitter          number   default 0.2, from 0 up to (not including) 1
 //
 // docs/CONFIG.md explains each key for administrators, and
 // testdata/config/example.yaml is a commented example that validates.

@@ -17,25 +17,42 @@ import (
 	"github.com/ipsfhir/ipsfhir/adapter/config"
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
 	"github.com/ipsfhir/ipsfhir/adapter/fhirapi"
-	"github.com/ipsfhir/ipsfhir/adapter/plan"
+	"github.com/ipsfhir/ipsfhir/adapter/syncer"
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/mappings"
 	"github.com/ipsfhir/ipsfhir/outcomes"
 )
 
-// pushEvery is how often the workers look for new outbox items. Pulls run
-// every sync.pollInterval.
-const pushEvery = 5 * time.Second
-
 func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlags("serve", "--config FILE",
-		`Runs the adapter as a service: the records API (/api/v1), the FHIR R4
-read facade with Bulk Data export (/fhir, docs/FHIR-API.md), administration
-(/admin: connections and their sync plans, dead letters, conflicts), metrics
-(/metrics, Prometheus format), /healthz and /readyz, and the sync workers
-that push IPS changes to every enabled EHR and pull clinicians' changes.
-Every endpoint except /healthz and /fhir/metadata needs an API key (see
-apiKeys in the config). Stops cleanly on SIGINT or SIGTERM.`, stderr)
+		`Runs the adapter as a service until SIGINT or SIGTERM. It serves:
+
+  /api/v1      the records API (clients, goals, supports, jobs …)
+  /fhir        the FHIR R4 read facade with Bulk Data export (docs/FHIR-API.md)
+  /admin       connected EHRs and their sync plans, reconcile, dead letters,
+               conflicts
+  /metrics     Prometheus metrics
+  /healthz     200 while the process runs
+  /readyz      200 when the store answers, 503 when it does not; the JSON
+               body lists each connection's state: starting (no sync plan
+               yet), ready, or failing (since when, at which step: connect,
+               pull or push, and why, as a short reason such as
+               ehr-unreachable)
+  /.well-known/jwks.json  the public keys of smart-backend connections
+
+/healthz, /readyz, /fhir/metadata and /.well-known/jwks.json need no key;
+every other endpoint needs an API key (apiKeys in the config).
+
+Each enabled EHR connection runs on its own. It reads the EHR's
+CapabilityStatement and builds its sync plan, retrying with backoff (5 s
+doubling to 5 min) while the EHR is unreachable or failing; then it pushes
+IPS changes every sync.pushInterval and pulls clinicians' changes every
+sync.pollInterval, push and pull each retrying on its own backoff. An EHR
+that is down stops neither the service nor the other connections: it shows
+as failing in /readyz and the log, and /readyz stays 200, because
+readiness is about the store (an EHR outage is not cured by restarting or
+by taking this replica out of a load balancer). A connection whose
+credentials or CA file cannot be read stops serve at start.`, stderr)
 	cfgPath := fs.String("config", "", "configuration file (required)")
 	if code, done := parseFlags(fs, args, stdout); done {
 		return code
@@ -75,14 +92,10 @@ func (s *system) serve(ctx context.Context, stdout, stderr io.Writer) int {
 		return exitFindings
 	}
 	srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
-	fmt.Fprintf(stdout, "ipsfhir serving on http://%s (API /api/v1, FHIR /fhir, admin /admin, /metrics, /healthz)\n", ln.Addr())
+	fmt.Fprintf(stdout, "ipsfhir serving on http://%s (API /api/v1, FHIR /fhir, admin /admin, /metrics, /healthz, /readyz)\n", ln.Addr())
 
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		s.workers(ctx)
-	}()
+	wg.Go(func() { s.runner.Run(ctx) })
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
@@ -108,13 +121,10 @@ func (s *system) handler() http.Handler {
 	for _, k := range s.cfg.APIKeys {
 		keys = append(keys, api.Key{Name: k.Name, Role: api.Role(k.Role), SHA256: k.Sum()})
 	}
-	plans := map[string]*plan.Plan{}
-	for _, c := range s.engine.Connections {
-		plans[c.Name] = c.Plan
-	}
 	records := api.New(api.Options{
 		Store: s.store, Connections: s.cfg.EnabledConnections, Keys: keys, Logger: s.logger,
-		Admin:   &api.Admin{Store: s.store, Plans: func() map[string]*plan.Plan { return plans }},
+		// Plans appear as connections connect.
+		Admin:   &api.Admin{Store: s.store, Plans: s.runner.Plans},
 		Metrics: s.tel.MetricsHandler(),
 	})
 	mux := http.NewServeMux()
@@ -137,6 +147,9 @@ func (s *system) handler() http.Handler {
 	}
 	// Liveness needs no key: orchestrators probe it, and it says nothing.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	// Readiness needs no key either: it says whether the store answers and
+	// how each connection stands, by name, state, time and reason token.
+	mux.HandleFunc("GET /readyz", s.readyz)
 	// The public keys EHRs verify our SMART client assertions with: public
 	// by nature, and fetched by the EHR without credentials.
 	if len(s.signingKeys) > 0 {
@@ -153,35 +166,37 @@ func (s *system) handler() http.Handler {
 	return mux
 }
 
-// workers push the outbox every few seconds and pull every poll interval
-// until ctx ends. Failures are logged (patient-free) and retried next round.
-func (s *system) workers(ctx context.Context) {
-	push := time.NewTicker(pushEvery)
-	defer push.Stop()
-	pull := time.NewTicker(s.cfg.Sync.PollInterval)
-	defer pull.Stop()
-	s.syncRound(ctx, true)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-push.C:
-			s.syncRound(ctx, false)
-		case <-pull.C:
-			s.syncRound(ctx, true)
-		}
-	}
+// readyTimeout bounds the store query of /readyz: a store that takes
+// longer is not ready to serve requests.
+const readyTimeout = 2 * time.Second
+
+// readiness is the body of /readyz.
+type readiness struct {
+	// Status is ready or unavailable, as the HTTP status says.
+	Status string `json:"status"`
+	// Store is ok or unavailable.
+	Store       string                    `json:"store"`
+	Connections []syncer.ConnectionStatus `json:"connections"`
 }
 
-func (s *system) syncRound(ctx context.Context, withPull bool) {
-	if withPull {
-		if _, err := s.engine.PullOnce(ctx); err != nil && ctx.Err() == nil {
-			s.logger.LogAttrs(ctx, slog.LevelWarn, "pull failed", slog.String("component", "sync"))
-		}
+// readyz answers 200 when the store answers a cheap query, 503 otherwise,
+// with each connection's state in the body either way. A failing EHR shows
+// there but does not make the service unready: the API, the FHIR facade and
+// the other connections still work, and no restart or load balancer can
+// bring the EHR back.
+func (s *system) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+	defer cancel()
+	body := readiness{Status: "ready", Store: "ok", Connections: s.runner.Snapshot()}
+	code := http.StatusOK
+	if _, err := s.store.OutboxDepth(ctx); err != nil {
+		body.Status, body.Store, code = "unavailable", "unavailable", http.StatusServiceUnavailable
+		s.logger.LogAttrs(ctx, slog.LevelWarn, "not ready: the store did not answer", slog.String("component", "serve"), slog.Any("error", err))
 	}
-	if _, err := s.engine.PushParallel(ctx, s.cfg.Sync.Workers); err != nil && ctx.Err() == nil {
-		s.logger.LogAttrs(ctx, slog.LevelWarn, "push failed", slog.String("component", "sync"))
-	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(body)
 }
 
 // measureReports computes the program's quarterly MeasureReports for

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -295,5 +296,177 @@ func startServe(t *testing.T, ctx context.Context, cfg string) (base string, std
 			t.Fatalf("serve did not start:\n%s", stderr.String())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// closedPortURL is a loopback FHIR base URL nothing listens on: an EHR
+// that is down.
+func closedPortURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "http://" + addr + "/fhir/R4"
+}
+
+// readyzBody is /readyz's body.
+type readyzBody struct {
+	Status      string `json:"status"`
+	Store       string `json:"store"`
+	Connections []struct {
+		Name     string `json:"name"`
+		State    string `json:"state"`
+		Since    string `json:"since"`
+		LastPush string `json:"lastPush"`
+		Failures []struct {
+			Step, Reason, Since string
+			Attempts            int
+		} `json:"failures"`
+	} `json:"connections"`
+}
+
+func getReadyz(t *testing.T, base string) (int, readyzBody, string) {
+	t.Helper()
+	resp, err := http.Get(base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var r readyzBody
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatalf("/readyz body is not JSON: %v\n%s", err, b)
+	}
+	return resp.StatusCode, r, string(b)
+}
+
+// TestServeStaysUpWhileAnEHRIsDown: an enabled EHR that cannot be reached
+// neither stops serve nor the other connection: the API and /readyz answer,
+// /readyz shows the dead one failing, and the live one gets its clients.
+func TestServeStaysUpWhileAnEHRIsDown(t *testing.T) {
+	srv := peer.StartForTest(t, peer.Options{Args: []string{"--quiet"}})
+	dir := t.TempDir()
+	keyOf := func(k string) string { s := sha256.Sum256([]byte(k)); return hex.EncodeToString(s[:]) }
+	cfg := filepath.Join(dir, "ipsfhir.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`program: {id: serve-test}
+store: {driver: sqlite, dsn: ips.db}
+server: {listen: "127.0.0.1:0"}
+sync: {pushInterval: 1s}
+apiKeys:
+  - {name: jordan, role: specialist, sha256: %s}
+  - {name: ops, role: admin, sha256: %s}
+connections:
+  - {name: down-clinic, fhirBaseUrl: %q, enabled: true, auth: {type: none}}
+  - {name: clinic, fhirBaseUrl: %q, enabled: true, auth: {type: none}, timeout: 10s, retry: {initial: 1s, max: 5s}}
+`, keyOf("spec-key"), keyOf("admin-key"), closedPortURL(t), srv.BaseURL)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	client, err := ehr.New(ehr.Options{BaseURL: srv.BaseURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Create(t.Context(), "Patient", []byte(`{"resourceType":"Patient","identifier":[{"system":"urn:oid:2.16.840.1.113883.3.9999.1","value":"MRN556"}]}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	base, stderr, done := startServe(t, ctx, cfg)
+	call := func(method, path, key, body string) (int, string) {
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := call("GET", "/api/v1/clients", "spec-key", ""); code != 200 {
+		t.Fatalf("the API with one EHR down: %d %s\n%s", code, body, stderr.String())
+	}
+	body := `{"id":"c1","patient":{"system":"urn:oid:2.16.840.1.113883.3.9999.1","value":"MRN556"},"enrolledOn":"2026-11-02",
+	 "goals":[{"id":"g1","description":"Work in a library","status":"active","start":"2026-11-03"}]}`
+	if code, b := call("POST", "/api/v1/clients", "spec-key", body); code != http.StatusCreated {
+		t.Fatalf("create client: %d %s", code, b)
+	}
+	key := mappings.Key{Program: "serve-test", Kind: mappings.KindPlan, Client: "c1"}
+	var ready readyzBody
+	var raw string
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		var code int
+		code, ready, raw = getReadyz(t, base)
+		if code != 200 {
+			t.Fatalf("/readyz with the store up: %d %s", code, raw)
+		}
+		if len(ready.Connections) == 2 && ready.Connections[0].State == "failing" && ready.Connections[1].State == "ready" &&
+			countIdentifiers(t, client, "CarePlan", "serve-test", mappings.KindPlan)[key.Value()] == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never: down-clinic failing, clinic ready and its client pushed; /readyz %s\n%s", raw, stderr.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	d, c := ready.Connections[0], ready.Connections[1]
+	if ready.Status != "ready" || ready.Store != "ok" || d.Name != "down-clinic" || c.Name != "clinic" || d.Since == "" ||
+		len(d.Failures) != 1 || d.Failures[0].Step != "connect" || d.Failures[0].Reason != "ehr-unreachable" || d.Failures[0].Attempts < 1 ||
+		len(c.Failures) != 0 || c.LastPush == "" {
+		t.Errorf("/readyz: %s", raw)
+	}
+	if strings.Contains(raw, "127.0.0.1") || strings.Contains(raw, "MRN556") {
+		t.Errorf("/readyz names an address or a patient: %s", raw)
+	}
+	// /admin sees the plan of the connection that connected, not the other.
+	if code, b := call("GET", "/admin/connections/clinic/plan", "admin-key", ""); code != 200 {
+		t.Errorf("clinic's plan: %d %.200s", code, b)
+	}
+	if code, _ := call("GET", "/admin/connections/down-clinic/plan", "admin-key", ""); code != http.StatusNotFound {
+		t.Errorf("the plan of a connection that never connected: %d, want 404", code)
+	}
+	logs := stderr.String()
+	if !strings.Contains(logs, `msg="connect failed" connection=down-clinic state=failing step=connect error_kind=ehr-unreachable`) {
+		t.Errorf("the dead EHR's failure is not logged with its reason:\n%s", logs)
+	}
+	if strings.Contains(logs, "MRN556") || strings.Contains(logs, "library") {
+		t.Errorf("service log holds patient data:\n%s", logs)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != exitOK {
+			t.Errorf("serve exited %d:\n%s", code, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop within 30 s of cancel while an EHR is down")
+	}
+}
+
+// TestReadyzIsAboutTheStore: /readyz is 200 while the store answers and
+// 503 once it does not, without a key, and says so in JSON.
+func TestReadyzIsAboutTheStore(t *testing.T) {
+	cfg := config.Default()
+	cfg.Store.DSN = config.Value{Plain: filepath.Join(t.TempDir(), "ips.db")}
+	sys, err := wire(t.Context(), cfg, io.Discard, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys.close(context.Background())
+	h := sys.handler()
+	get := func() (int, string, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+		return rec.Code, rec.Header().Get("Content-Type"), rec.Body.String()
+	}
+	if code, ct, body := get(); code != 200 || ct != "application/json" || body != `{"status":"ready","store":"ok","connections":[]}`+"\n" {
+		t.Errorf("/readyz with the store up: %d %s %s", code, ct, body)
+	}
+	sys.store.Close()
+	if code, _, body := get(); code != http.StatusServiceUnavailable || body != `{"status":"unavailable","store":"unavailable","connections":[]}`+"\n" {
+		t.Errorf("/readyz with the store closed: %d %s", code, body)
 	}
 }

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"time"
 
 	"golang.org/x/term"
@@ -14,18 +17,40 @@ import (
 	"github.com/ipsfhir/ipsfhir/adapter/syncer"
 )
 
+// onceAttempts is how often sync --once tries to connect an EHR before it
+// gives up on it for this pass, and onceConnectRetry spaces the tries. The
+// EHR client already retries each request a few times, so this is short.
+const onceAttempts = 3
+
+var onceConnectRetry = syncer.RetrySchedule{Initial: time.Second, Max: 4 * time.Second, Jitter: 0.2}
+
 func runSync(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlags("sync", "--config FILE [--once] [--json]",
 		`Syncs the IPS store with every enabled EHR connection: pulls clinicians'
-changes and referrals, then pushes what changed on the IPS side. Each EHR is
+changes and referrals, and pushes what changed on the IPS side. Each EHR is
 used only the way its CapabilityStatement allows (see 'ipsfhir check').
+Connections are synced side by side: one that is down or failing does not
+stop the others.
 
-With --once it runs one pull-and-push pass and prints a summary; otherwise it
-repeats every sync.pollInterval until interrupted. Exit 1 when anything went
-to dead letters in the pass (replay them once the cause is fixed).`, stderr)
+With --once it makes one pass: it connects each connection (reads its
+CapabilityStatement and builds its sync plan, up to 3 tries with backoff,
+then gives up on that connection for this pass), pulls and then pushes each
+connected one, and prints a summary: the totals, the failed outbox items
+grouped by reason ("60 failed: push: patient not found in the EHR by
+identifier"; they are retried later), and each connection that failed to
+connect, pull or push, by name and reason (ehr-unreachable, ehr-auth, plan,
+store …). --json prints the same as JSON, with each connection's own
+summary and failures under "connections". Exit 1 when a connection failed
+or anything went to dead letters in the pass (replay them once the cause is
+fixed), 0 otherwise.
+
+Without --once it runs the sync workers of 'ipsfhir serve' (without the
+HTTP service) until interrupted: each connection connects on its own,
+retrying while its EHR is down, then pushes every sync.pushInterval and
+pulls every sync.pollInterval. Failures are logged with their reason.`, stderr)
 	cfgPath := fs.String("config", "", "configuration file (required)")
 	once := fs.Bool("once", false, "run one pass and exit")
-	asJSON := fs.Bool("json", false, "print the summary as JSON")
+	asJSON := fs.Bool("json", false, "print the summary as JSON (with --once)")
 	if code, done := parseFlags(fs, args, stdout); done {
 		return code
 	}
@@ -44,8 +69,12 @@ to dead letters in the pass (replay them once the cause is fixed).`, stderr)
 		return exitFindings
 	}
 	defer sys.close(context.WithoutCancel(ctx))
-	if len(sys.engine.Connections) == 0 {
+	if len(sys.connectors) == 0 {
 		fmt.Fprintln(stderr, "ipsfhir sync: no enabled connections in the config; nothing to do")
+		return exitOK
+	}
+	if !*once {
+		sys.runner.Run(ctx)
 		return exitOK
 	}
 	if isTerminal(stderr) && !*asJSON {
@@ -53,50 +82,80 @@ to dead letters in the pass (replay them once the cause is fixed).`, stderr)
 			fmt.Fprintf(stderr, "\rpushing: %d clients, %d resources written, %d unchanged, %d failed ", s.Items, s.Written, s.Unchanged, s.Failed)
 		}
 	}
-	for {
-		pull, push, err := pass(ctx, sys.engine, cfg.Sync.Workers)
-		if sys.engine.Progress != nil {
-			fmt.Fprintln(stderr)
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "ipsfhir sync: %v\n", err)
-			return exitFindings
-		}
-		report(stdout, *asJSON, pull, push)
-		if *once {
-			if push.DeadLettered > 0 {
-				return exitFindings
-			}
-			return exitOK
-		}
-		select {
-		case <-ctx.Done():
-			return exitOK
-		case <-time.After(cfg.Sync.PollInterval):
-		}
+	sched := sys.schedule()
+	sched.ConnectRetry = onceConnectRetry
+	results := syncer.NewRunner(sys.engine, sched, sys.connectors...).Once(ctx, onceAttempts)
+	if sys.engine.Progress != nil {
+		fmt.Fprintln(stderr)
 	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, "ipsfhir sync: interrupted")
+		return exitFindings
+	}
+	pass := summarize(results)
+	report(stdout, *asJSON, pass)
+	if pass.failed() {
+		return exitFindings
+	}
+	return exitOK
 }
 
-// pass pulls first, so a clinician's change is merged before the IPS side
-// pushes, then pushes.
-func pass(ctx context.Context, e *syncer.Engine, workers int) (syncer.PullSummary, syncer.PushSummary, error) {
-	pull, err := e.PullOnce(ctx)
-	if err != nil {
-		return pull, syncer.PushSummary{}, err
-	}
-	push, err := e.PushParallel(ctx, workers)
-	return pull, push, err
+// passSummary is what sync --once did: the totals, and each connection's
+// own (with its failures).
+type passSummary struct {
+	Pull        syncer.PullSummary `json:"pull"`
+	Push        syncer.PushSummary `json:"push"`
+	Connections []syncer.Result    `json:"connections"`
 }
 
-func report(w io.Writer, asJSON bool, pull syncer.PullSummary, push syncer.PushSummary) {
+func summarize(results []syncer.Result) passSummary {
+	s := passSummary{Connections: results}
+	s.Pull, s.Push = syncer.Totals(results)
+	return s
+}
+
+// failed reports whether the pass should exit 1: a connection failed a
+// step, or an item went to dead letters.
+func (s passSummary) failed() bool {
+	if s.Push.DeadLettered > 0 {
+		return true
+	}
+	for _, r := range s.Connections {
+		if len(r.Failures) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func report(w io.Writer, asJSON bool, s passSummary) {
 	if asJSON {
-		_ = json.NewEncoder(w).Encode(map[string]any{"pull": pull, "push": push})
+		_ = json.NewEncoder(w).Encode(s)
 		return
 	}
+	pull, push := s.Pull, s.Push
 	fmt.Fprintf(w, "pull: %d changed resources seen, %d applied, %d conflicts, %d echoes of our own writes, %d clients enrolled from referrals\n",
 		pull.Seen, pull.Applied, pull.Conflicts, pull.Echoes, pull.Enrolled)
 	fmt.Fprintf(w, "push: %d clients, %d resources written, %d unchanged, %d clients without EHR consent, %d failed, %d to dead letters\n",
 		push.Items, push.Written, push.Unchanged, push.Skipped, push.Failed, push.DeadLettered)
+	// The reasons are the patient-free texts stored on the outbox items,
+	// most frequent first.
+	reasons := slices.SortedFunc(maps.Keys(push.Failures), func(a, b string) int {
+		return cmp.Or(cmp.Compare(push.Failures[b], push.Failures[a]), cmp.Compare(a, b))
+	})
+	for _, r := range reasons {
+		fmt.Fprintf(w, "%d failed: %s\n", push.Failures[r], r)
+	}
+	for _, r := range s.Connections {
+		for _, f := range r.Failures {
+			switch f.Step {
+			case syncer.StepConnect:
+				fmt.Fprintf(w, "%s: connect failed (%s) after %d attempts; not synced\n", r.Connection, f.Reason, f.Attempts)
+			default:
+				fmt.Fprintf(w, "%s: %s failed (%s)\n", r.Connection, f.Step, f.Reason)
+			}
+		}
+	}
 }
 
 func isTerminal(w io.Writer) bool {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -9,12 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
 	"github.com/ipsfhir/ipsfhir/adapter/store/storetest"
+	"github.com/ipsfhir/ipsfhir/adapter/telemetry/telemetrytest"
 	"github.com/ipsfhir/ipsfhir/conformance/peer"
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/ips/synth"
@@ -268,6 +271,130 @@ func TestTwoProcessesOnOnePostgres(t *testing.T) {
 	}
 	if items != len(r.cl.Clients) {
 		t.Errorf("the replicas pushed %d clients between them, want each of the %d once", items, len(r.cl.Clients))
+	}
+	r.wantExactlyOnce(t)
+}
+
+// TestSyncOnceWithADeadConnection: with one EHR down and one up, sync
+// --once pushes to the live one, ends with its failures grouped by reason
+// and the dead connection named with its reason, and exits 1.
+func TestSyncOnceWithADeadConnection(t *testing.T) {
+	srv := peer.StartForTest(t, peer.Options{Args: []string{"--quiet"}})
+	dir := t.TempDir()
+	cl := synth.Generate(rand.New(rand.NewPCG(9, 9)), 4)
+	cl.Program = &ips.Program{ID: "once-test"}
+	yes := true
+	client, err := ehr.New(ehr.Options{BaseURL: srv.BaseURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range cl.Clients {
+		c.Consent = &ips.Consent{EHR: &yes}
+		if i == 0 {
+			continue // the EHR does not know this patient: the push fails
+		}
+		body := fmt.Sprintf(`{"resourceType":"Patient","identifier":[{"system":%q,"value":%q}]}`, c.Patient.System, c.Patient.Value)
+		if _, err := client.Create(t.Context(), "Patient", []byte(body), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	if err := ips.Encode(&buf, cl); err != nil {
+		t.Fatal(err)
+	}
+	caseload := filepath.Join(dir, "caseload.json")
+	cfg := filepath.Join(dir, "ipsfhir.yaml")
+	if err := os.WriteFile(caseload, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`program: {id: once-test}
+store: {driver: sqlite, dsn: ips.db}
+connections:
+  - {name: down-clinic, fhirBaseUrl: %q, enabled: true, auth: {type: none}}
+  - {name: clinic, fhirBaseUrl: %q, enabled: true, auth: {type: none}}
+`, closedPortURL(t), srv.BaseURL)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := ipsfhir(t, "", "import", "--config", cfg, caseload); code != exitOK {
+		t.Fatalf("import: %d\n%s%s", code, out, errOut)
+	}
+
+	code, out, errOut := ipsfhir(t, "", "sync", "--config", cfg, "--once")
+	if code != exitFindings {
+		t.Errorf("sync --once with a connection down: exit %d, want 1\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{
+		"push: 4 clients,",
+		"1 failed: push: patient not found in the EHR by identifier\n",
+		"down-clinic: connect failed (ehr-unreachable) after 3 attempts; not synced\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("sync --once output lacks %q:\n%s", want, out)
+		}
+	}
+	if got := countIdentifiers(t, client, "CarePlan", "once-test", mappings.KindPlan); len(got) != 3 {
+		t.Errorf("the live EHR got %d plans, want the 3 whose patients it knows", len(got))
+	}
+	if strings.Contains(out+errOut, "127.0.0.1") {
+		t.Errorf("sync output names an address:\n%s%s", out, errOut)
+	}
+
+	// The same as JSON, per connection, in lowerCamel.
+	code, out, errOut = ipsfhir(t, "", "sync", "--config", cfg, "--once", "--json")
+	if code != exitFindings {
+		t.Errorf("sync --once --json: exit %d, want 1\n%s", code, errOut)
+	}
+	var sum struct {
+		Push        struct{ Items int }
+		Connections []struct {
+			Connection string `json:"connection"`
+			Push       struct {
+				Items    int            `json:"items"`
+				Failures map[string]int `json:"failures"`
+			} `json:"push"`
+			Failures []struct {
+				Step     string `json:"step"`
+				Reason   string `json:"reason"`
+				Attempts int    `json:"attempts"`
+			} `json:"failures"`
+		} `json:"connections"`
+	}
+	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+		t.Fatalf("sync --json: %v\n%s", err, out)
+	}
+	if len(sum.Connections) != 2 || sum.Connections[0].Connection != "down-clinic" || len(sum.Connections[0].Failures) != 1 ||
+		sum.Connections[0].Failures[0].Step != "connect" || sum.Connections[0].Failures[0].Reason != "ehr-unreachable" ||
+		sum.Connections[1].Connection != "clinic" || len(sum.Connections[1].Failures) != 0 {
+		t.Errorf("sync --json connections:\n%s", out)
+	}
+	if !strings.Contains(out, `"deadLettered"`) {
+		t.Errorf("sync --json is not lowerCamel:\n%s", out)
+	}
+}
+
+// TestSyncRunsUntilInterrupted: sync without --once runs the per-connection
+// workers until interrupted, and exits 0.
+func TestSyncRunsUntilInterrupted(t *testing.T) {
+	r := newSyncRig(t, 5, "", "1m")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var stdout, stderr telemetrytest.Buffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"sync", "--config", r.cfg}, strings.NewReader(""), &stdout, &stderr) }()
+	for deadline := time.Now().Add(60 * time.Second); len(countIdentifiers(t, r.client, "CarePlan", "crash-test", mappings.KindPlan)) < 5; {
+		if time.Now().After(deadline) {
+			t.Fatalf("sync never pushed the caseload:\n%s", stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != exitOK {
+			t.Errorf("sync exited %d after an interrupt:\n%s", code, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("sync did not stop within 30 s of the interrupt")
 	}
 	r.wantExactlyOnce(t)
 }

@@ -33,6 +33,11 @@ type system struct {
 	store   store.Store
 	engine  *syncer.Engine
 	metrics *telemetry.SyncMetrics
+	// connectors connect the enabled connections, one each; runner runs
+	// them (serve, and sync without --once). Neither touches an EHR until
+	// the runner starts.
+	connectors []syncer.Connector
+	runner     *syncer.Runner
 	// signingKeys are the SMART Backend Services keys of the connections;
 	// their public halves are served at /.well-known/jwks.json.
 	signingKeys []ehr.SigningKey
@@ -44,9 +49,14 @@ type system struct {
 	pseudonymKey []byte
 }
 
-// wire builds the system a config describes. With connect, it also reads
-// each enabled EHR's CapabilityStatement and builds its sync plan.
-func wire(ctx context.Context, cfg *config.Config, logOut io.Writer, connect bool) (*system, error) {
+// wire builds the system a config describes. With connections, it also
+// builds the EHR client of each enabled connection (reading its
+// credentials: a connection whose credentials or CA file cannot be read is
+// a deployment mistake and fails wire) and queues the caseload for
+// connections enabled since the last start. No EHR is contacted: each
+// connection connects on its own once the runner starts, so an EHR that is
+// down cannot stop the others or the service.
+func wire(ctx context.Context, cfg *config.Config, logOut io.Writer, connections bool) (*system, error) {
 	s := &system{cfg: cfg, logger: telemetry.NewLogger(logOut, cfg.Telemetry.SlogLevel(), "text")}
 	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: cfg.Telemetry.ServiceName, OTLPEndpoint: cfg.Telemetry.OTLPEndpoint})
 	if err != nil {
@@ -83,21 +93,22 @@ func wire(ctx context.Context, cfg *config.Config, logOut io.Writer, connect boo
 	s.metrics = sm
 	s.engine.Metrics = sm
 	s.engine.Tracer = tel.TracerProvider().Tracer("github.com/ipsfhir/ipsfhir/adapter/syncer")
-	if !connect {
+	s.runner = syncer.NewRunner(s.engine, s.schedule())
+	if !connections {
 		return s, nil
 	}
-	for i := range cfg.Connections {
-		cn := &cfg.Connections[i]
+	for _, cn := range cfg.Connections {
 		if !cn.Enabled {
 			continue
 		}
-		conn, err := connectEHR(ctx, cfg, cn, s)
+		c, err := s.connector(cn)
 		if err != nil {
 			s.close(ctx)
 			return nil, fmt.Errorf("connection %s: %w", cn.Name, err)
 		}
-		s.engine.Connections = append(s.engine.Connections, conn)
+		s.connectors = append(s.connectors, c)
 	}
+	s.runner = syncer.NewRunner(s.engine, s.schedule(), s.connectors...)
 	// An EHR enabled after the program started, or enabled again after a
 	// pause, gets the whole caseload, not only what changes from now on.
 	seeded, err := st.SeedConnections(ctx, cfg.EnabledConnections())
@@ -143,48 +154,61 @@ func storeFor(ctx context.Context, c config.Store) (store.Store, error) {
 	return nil, fmt.Errorf("store: unknown driver %q", c.Driver)
 }
 
-// connectEHR builds the EHR client, reads the EHR's CapabilityStatement and
-// derives the connection's sync plan from it.
-func connectEHR(ctx context.Context, cfg *config.Config, cn *config.Connection, s *system) (*syncer.Connection, error) {
+// schedule is the runner's schedule the config gives.
+func (s *system) schedule() syncer.Schedule {
+	return syncer.Schedule{PushInterval: s.cfg.Sync.PushInterval, PollInterval: s.cfg.Sync.PollInterval, Workers: s.cfg.Sync.Workers}
+}
+
+// connector builds a connection's EHR client now, and returns how to
+// connect it later: read the EHR's CapabilityStatement and derive the
+// connection's sync plan from it.
+func (s *system) connector(cn config.Connection) (syncer.Connector, error) {
 	auth, key, err := ehrAuth(cn.Auth)
 	if err != nil {
-		return nil, err
+		return syncer.Connector{}, err
 	}
 	if key.Key != nil {
 		s.signingKeys = append(s.signingKeys, key)
 	}
 	client, err := ehr.New(ehr.Options{
-		BaseURL: cn.FHIRBaseURL, Connection: cn.Name, Auth: auth, CAFile: cn.CAFile, Logger: s.logger,
+		BaseURL: cn.FHIRBaseURL, Connection: cn.Name, Auth: auth, CAFile: cn.CAFile, Timeout: cn.Timeout, Logger: s.logger,
 		TracerProvider: s.tel.TracerProvider(), MeterProvider: s.tel.MeterProvider(),
 	})
 	if err != nil {
-		return nil, err
+		return syncer.Connector{}, err
 	}
-	meta, err := client.Metadata(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read the EHR's CapabilityStatement: %w", err)
+	cfg := s.cfg
+	connect := func(ctx context.Context) (*syncer.Connection, error) {
+		meta, err := client.Metadata(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read the EHR's CapabilityStatement: %w", err)
+		}
+		p, err := plan.Build(meta, cn.PlanOptions())
+		if err != nil {
+			// The statement does not allow what the config asks (an
+			// override, say): the EHR must change, or the config.
+			return nil, syncer.WithReason("plan", err)
+		}
+		prapare := cn.PRAPARE
+		if prapare && p.SiteCodedObservations {
+			// The PRAPARE answer has no site code of its own: an EHR that
+			// takes only site-coded Observations would refuse it.
+			prapare = false
+			s.logger.WarnContext(ctx, "prapare is ignored: this EHR takes Observation writes only under site-configured codes", "connection", cn.Name)
+		}
+		w := cn.Winners
+		return &syncer.Connection{
+			Name: cn.Name, Plan: p, EHR: client,
+			Mapping:        mappings.Options{Program: cfg.Program.ID, PRAPARE: prapare, SiteCodes: siteCodes(&cn)},
+			ConsentDefault: cfg.Consent.EHR,
+			Winners: syncer.Winners{Status: string(w.GoalStatus), Achievement: string(w.GoalAchievement), Notes: string(w.GoalNotes),
+				Description: string(w.GoalDescription), Target: string(w.GoalTarget)},
+			ReferralCodes: cn.ReferralCodings(),
+			PatientSystem: cn.PatientSystem,
+			Retry:         syncer.RetrySchedule(cn.Retry),
+		}, nil
 	}
-	p, err := plan.Build(meta, cn.PlanOptions())
-	if err != nil {
-		return nil, err
-	}
-	prapare := cn.PRAPARE
-	if prapare && p.SiteCodedObservations {
-		// The PRAPARE answer has no site code of its own: an EHR that
-		// takes only site-coded Observations would refuse it.
-		prapare = false
-		s.logger.WarnContext(ctx, "prapare is ignored: this EHR takes Observation writes only under site-configured codes", "connection", cn.Name)
-	}
-	w := cn.Winners
-	return &syncer.Connection{
-		Name: cn.Name, Plan: p, EHR: client,
-		Mapping:        mappings.Options{Program: cfg.Program.ID, PRAPARE: prapare, SiteCodes: siteCodes(cn)},
-		ConsentDefault: cfg.Consent.EHR,
-		Winners: syncer.Winners{Status: string(w.GoalStatus), Achievement: string(w.GoalAchievement), Notes: string(w.GoalNotes),
-			Description: string(w.GoalDescription), Target: string(w.GoalTarget)},
-		ReferralCodes: cn.ReferralCodings(),
-		PatientSystem: cn.PatientSystem,
-	}, nil
+	return syncer.Connector{Name: cn.Name, Connect: connect}, nil
 }
 
 // siteCodes maps a connection's site codes to the mapping's record kinds.
