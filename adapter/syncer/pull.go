@@ -385,6 +385,9 @@ func (c *Connection) winners() Winners {
 }
 
 func (e *Engine) connectionNames() []string {
+	if e.QueueFor != nil {
+		return e.QueueFor
+	}
 	names := make([]string, len(e.Connections))
 	for i, c := range e.Connections {
 		names[i] = c.Name

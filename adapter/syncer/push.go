@@ -68,6 +68,11 @@ type Connection struct {
 type Engine struct {
 	Store       store.Store
 	Connections []*Connection
+	// QueueFor names the connections a client saved by a pull (a
+	// clinician's change, a referral) is queued for; nil means those of
+	// Connections. A Runner sets it to every configured connection,
+	// connected yet or not.
+	QueueFor []string
 	// Owner names this worker in leases; unique per running worker.
 	Owner       string
 	Lease       time.Duration

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
 	"github.com/ipsfhir/ipsfhir/adapter/plan"
+	"github.com/ipsfhir/ipsfhir/adapter/store"
 	"github.com/ipsfhir/ipsfhir/adapter/telemetry"
 )
 
@@ -190,16 +191,17 @@ type connState struct {
 }
 
 // NewRunner makes a Runner for the connectors, which must have unique
-// names, over e's store. The Runner works on its own copy of e: its
-// Connections become the connectors' names, so that a client that a pull
-// saves (a clinician's change, a referral) is queued for every connection,
-// connected yet or not.
+// names, over e's store. The Runner works on its own copy of e, whose
+// QueueFor names every connector, so that a client that a pull saves (a
+// clinician's change, a referral) is queued for every connection, connected
+// yet or not.
 func NewRunner(e *Engine, sched Schedule, connectors ...Connector) *Runner {
 	r := &Runner{engine: *e, connectors: slices.Clone(connectors), sched: sched.withDefaults(), conns: map[string]*connState{}}
-	r.engine.Connections = make([]*Connection, len(connectors))
+	r.engine.Connections = nil
+	r.engine.QueueFor = make([]string, len(connectors))
 	now := r.engine.now()
 	for i, c := range connectors {
-		r.engine.Connections[i] = &Connection{Name: c.Name}
+		r.engine.QueueFor[i] = c.Name
 		r.conns[c.Name] = &connState{state: StateStarting, since: now, failures: map[Step]*Failure{}}
 	}
 	return r
@@ -528,7 +530,11 @@ func Reason(err error) string {
 		case ee.Kind == ehr.KindTransient && ee.Status == 0:
 			return "ehr-unreachable"
 		}
-		return "ehr-" + ee.Kind.String()
+		// The EHR error's own token: ehr-http-5xx, ehr-throttled,
+		// ehr-auth, ehr-not-allowed, ehr-invalid, …
+		return "ehr-" + ee.Token()
+	case errors.Is(err, store.ErrUnavailable):
+		return "store-unavailable"
 	case errors.Is(err, errStore):
 		return "store"
 	case errors.Is(err, context.Canceled):

@@ -211,7 +211,7 @@ func TestRunnerRetriesConnectUntilTheEHRRecovers(t *testing.T) {
 		return rr.depth(t, "clinic") == 0 && !connStatus(r, "clinic").LastPush.IsZero() && metadataCalls.Load() > 3
 	}, dump)
 	s := connStatus(r, "flaky")
-	if s.State != StateFailing || len(s.Failures) != 1 || s.Failures[0].Step != StepConnect || s.Failures[0].Reason != "ehr-transient" || s.Failures[0].Attempts < 3 {
+	if s.State != StateFailing || len(s.Failures) != 1 || s.Failures[0].Step != StepConnect || s.Failures[0].Reason != "ehr-http-5xx" || s.Failures[0].Attempts < 3 {
 		t.Errorf("flaky while /metadata answers 500: %+v", s)
 	}
 	if rr.depth(t, "flaky") != len(rr.cl.Clients) {
@@ -230,7 +230,7 @@ func TestRunnerRetriesConnectUntilTheEHRRecovers(t *testing.T) {
 		t.Error("flaky's plan is not published once it connected")
 	}
 	logs := rr.log.String()
-	for _, want := range []string{`msg="connect failed" connection=flaky state=failing step=connect error_kind=ehr-transient attempt=1`, "backoff=", `msg="connection ready" connection=flaky`} {
+	for _, want := range []string{`msg="connect failed" connection=flaky state=failing step=connect error_kind=ehr-http-5xx attempt=1`, "backoff=", `msg="connection ready" connection=flaky`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %q:\n%s", want, logs)
 		}
@@ -392,7 +392,9 @@ func TestReason(t *testing.T) {
 		want string
 	}{
 		{nil, ""},
-		{&ehr.Error{Op: "metadata", Kind: ehr.KindTransient, Status: 503}, "ehr-transient"},
+		{&ehr.Error{Op: "metadata", Kind: ehr.KindTransient, Status: 503}, "ehr-http-5xx"},
+		{&ehr.Error{Op: "search Goal", Kind: ehr.KindTransient, Status: 429}, "ehr-throttled"},
+		{fmt.Errorf("%w: lease: %w", errStore, store.Unavailable("connection")), "store-unavailable"},
 		{&ehr.Error{Op: "metadata", Kind: ehr.KindTransient, Err: errors.New("connection refused")}, "ehr-unreachable"},
 		{&ehr.Error{Op: "metadata", Kind: ehr.KindTransient, Err: timeout}, "ehr-timeout"},
 		{fmt.Errorf("read: %w", &ehr.Error{Op: "search Goal", Kind: ehr.KindAuth, Status: 401}), "ehr-auth"},
