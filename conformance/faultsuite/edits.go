@@ -57,6 +57,8 @@ type expectation struct {
 	unconfirmed         int
 	editErrors          map[string]int // edits refused for a reason other than a race
 
+	log []journalEntry // confirmed edits, in order
+
 	locks sync.Map // per client (IPS side) or goal (clinician side): *sync.Mutex
 }
 
@@ -110,6 +112,7 @@ type ipsChange struct {
 	field   string
 	apply   func(c *ips.Client) any // changes c, returns the record to send
 	present func(c *ips.Client) bool
+	token   string // for the journal
 }
 
 // planIPSEdit picks an IPS-owned field of a random client and a new value
@@ -130,19 +133,19 @@ func (e *expectation) planIPSEdit(rng *rand.Rand, n int) ipsChange {
 	}
 	kinds = append(kinds, editSupportAdd)
 	kind := kinds[rng.IntN(len(kinds))]
-	ch := ipsChange{kind: kind, client: id}
+	ch := ipsChange{kind: kind, client: id, token: kind}
 	switch kind {
 	case editGoalDescription, editGoalTarget:
 		g := c.Goals[rng.IntN(len(c.Goals))]
 		ch.plural, ch.record = "goals", g.ID
 		if kind == editGoalDescription {
 			words := fmt.Sprintf("Find steady work I can keep, revision %d", n)
-			ch.field = "description"
+			ch.field, ch.token = "description", fmt.Sprintf("description rev %d", n)
 			ch.apply = func(c *ips.Client) any { g := c.Goal(ch.record); g.Description = words; return g }
 			ch.present = func(c *ips.Client) bool { g := c.Goal(ch.record); return g != nil && g.Description == words }
 		} else {
 			hours := float64(10 + n%25)
-			ch.field = "target"
+			ch.field, ch.token = "target", fmt.Sprintf("target %g", hours)
 			ch.apply = func(c *ips.Client) any { g := c.Goal(ch.record); g.TargetHoursPerWeek = &hours; return g }
 			ch.present = func(c *ips.Client) bool {
 				g := c.Goal(ch.record)
@@ -152,13 +155,13 @@ func (e *expectation) planIPSEdit(rng *rand.Rand, n int) ipsChange {
 	case editJobHours:
 		j := c.Jobs[rng.IntN(len(c.Jobs))]
 		hours := float64(8+n%30) + 0.5
-		ch.plural, ch.record, ch.field = "jobs", j.ID, "hoursPerWeek"
+		ch.plural, ch.record, ch.field, ch.token = "jobs", j.ID, "hoursPerWeek", fmt.Sprintf("hours %g", hours)
 		ch.apply = func(c *ips.Client) any { j := jobOf(c, ch.record); j.HoursPerWeek = hours; return j }
 		ch.present = func(c *ips.Client) bool { j := jobOf(c, ch.record); return j != nil && j.HoursPerWeek == hours }
 	case editSupportNote:
 		s := c.Supports[rng.IntN(len(c.Supports))]
 		note := fmt.Sprintf("Plan reviewed with the team, revision %d", n)
-		ch.plural, ch.record, ch.field = "supports", s.ID, "note"
+		ch.plural, ch.record, ch.field, ch.token = "supports", s.ID, "note", fmt.Sprintf("note rev %d", n)
 		ch.apply = func(c *ips.Client) any { s := supportOf(c, ch.record); s.Note = note; return s }
 		ch.present = func(c *ips.Client) bool { s := supportOf(c, ch.record); return s != nil && s.Note == note }
 	case editSupportAdd:
@@ -252,6 +255,7 @@ func (r *run) ipsEdit(until context.Context, rng *rand.Rand, n int) {
 	e.mu.Lock()
 	ch.apply(e.clients[ch.client])
 	e.apiSet[fieldKey(ch.client, ch.plural, ch.record, ch.field)] = true
+	e.journal("ips", fieldKey(ch.client, ch.plural, ch.record, ch.field), ch.token)
 	e.ipsKinds[ch.kind]++
 	e.mu.Unlock()
 }
@@ -347,9 +351,11 @@ func (r *run) clinicianEdit(ctx context.Context, rng *rand.Rand, n int) {
 		case editGoalStatus:
 			eg.Status = ehrGoal.Status
 			e.clinSet[fieldKey(cid, "goals", gid, "status")] = true
+			e.journal("clinician", fieldKey(cid, "goals", gid, "status"), "status "+string(ehrGoal.Status))
 		case editGoalNote:
 			eg.Notes = ehrGoal.Notes
 			e.clinSet[fieldKey(cid, "goals", gid, "notes")] = true
+			e.journal("clinician", fieldKey(cid, "goals", gid, "notes"), fmt.Sprintf("notes %d", len(ehrGoal.Notes)))
 		}
 		e.clinKinds[kind]++
 		e.mu.Unlock()

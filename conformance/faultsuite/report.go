@@ -64,6 +64,9 @@ type Report struct {
 	StoreDrift        int // other store fields that differ from what was imported and edited
 	ConsentViolations int // records of a non-consenting client found in the EHR
 	Mismatches        []Mismatch
+	// Stories explain a few of the goal mismatches: the edits of both
+	// sides to the goal, the store's value, the EHR's version history.
+	Stories []string
 
 	// Failures lists every failed assertion, each saying what was
 	// observed. Empty means the run passed.
@@ -171,6 +174,9 @@ func (r *Report) String() string {
 		if s := r.mismatchSummary(c); s != "none" {
 			w("    %s: %s", c, s)
 		}
+	}
+	for _, s := range r.Stories {
+		w("  story: %s", s)
 	}
 	w("  elapsed %v", r.Elapsed.Round(time.Second))
 	for _, f := range r.Failures {

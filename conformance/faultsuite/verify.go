@@ -33,6 +33,7 @@ func (r *run) verify(ctx context.Context) error {
 	rep := r.report
 	index := map[mappings.Key][]ehrCopy{}
 	goalByRef := map[string]mappings.Key{}
+	goalIDs := map[string]string{} // client/goal → EHR id, for stories
 	for _, typ := range ehrTypes {
 		list, err := r.peerFHIR.searchAll(ctx, typ, nil)
 		if err != nil {
@@ -48,6 +49,7 @@ func (r *run) verify(ctx context.Context) error {
 				index[k] = append(index[k], ehrCopy{typ, id, raw})
 				if typ == "Goal" {
 					goalByRef["Goal/"+id] = k
+					goalIDs[k.Value()] = id
 				}
 			}
 		}
@@ -151,7 +153,8 @@ func (r *run) verify(ctx context.Context) error {
 
 	// Conflicts and dead letters, from the admin API.
 	api := r.api(0)
-	if cs, err := api.conflicts(ctx); err != nil {
+	cs, err := api.conflicts(ctx)
+	if err != nil {
 		rep.fail("cannot read conflicts: %v", err)
 	} else {
 		rep.Conflicts = len(cs)
@@ -160,6 +163,7 @@ func (r *run) verify(ctx context.Context) error {
 			rep.ConflictFields[c.Field]++
 		}
 	}
+	r.stories(ctx, stored, goalIDs, cs)
 	if dl, err := api.deadLetters(ctx); err != nil {
 		rep.fail("cannot read dead letters: %v", err)
 	} else {
