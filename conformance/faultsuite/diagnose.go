@@ -1,0 +1,153 @@
+package faultsuite
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ipsfhir/ipsfhir/ips"
+	"github.com/ipsfhir/ipsfhir/mappings"
+)
+
+// A failed check is easier to act on with its story: the edits each side
+// made to the field, what the store holds, and the EHR's version history
+// of the resource. Stories use tokens only (a status code, "rev 17" for
+// the harness's own numbered descriptions, counts), never free text.
+
+// journalEntry is one confirmed edit.
+type journalEntry struct {
+	at    time.Time
+	side  string // ips or clinician
+	key   string // fieldKey
+	token string
+}
+
+func (e *expectation) journal(side, key, token string) {
+	e.log = append(e.log, journalEntry{at: time.Now(), side: side, key: key, token: token})
+}
+
+var revision = regexp.MustCompile(`revision (\d+)$`)
+
+// textToken stands for a description or note the harness may have
+// written: "rev N" for its own, "original" for the caseload's.
+func textToken(s string) string {
+	if s == "" {
+		return "none"
+	}
+	if m := revision.FindStringSubmatch(s); m != nil {
+		return "rev " + m[1]
+	}
+	return "original"
+}
+
+func goalToken(g *ips.Goal) string {
+	if g == nil {
+		return "absent"
+	}
+	t := "none"
+	if g.TargetHoursPerWeek != nil {
+		t = fmt.Sprintf("%g", *g.TargetHoursPerWeek)
+	}
+	return fmt.Sprintf("status %s, description %s, target %s, %d notes", g.Status, textToken(g.Description), t, len(g.Notes))
+}
+
+const maxStories = 6
+
+// stories explains up to maxStories goal mismatches and conflicts.
+func (r *run) stories(ctx context.Context, stored map[string]*ips.Client, goalIDs map[string]string, conflicts []Conflict) {
+	rep := r.report
+	seen := map[string]bool{}
+	all := slices.Clone(rep.Mismatches)
+	for _, c := range conflicts {
+		system, value, _ := strings.Cut(c.Key, "|")
+		if k, ok := mappings.ParseKey(system, value); ok && k.Kind == mappings.KindGoal {
+			all = append(all, Mismatch{Check: "conflict", Kind: "goal", Field: c.Field, Client: k.Client, Record: k.Record})
+		}
+	}
+	for _, m := range all {
+		if len(rep.Stories) >= maxStories {
+			return
+		}
+		if m.Kind != "goal" || (m.Check != "stale" && m.Check != "reverted" && m.Check != "clinician-missing" && m.Check != "conflict") {
+			continue
+		}
+		id := m.Client + "/" + m.Record
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		var b strings.Builder
+		fmt.Fprintf(&b, "goal %s (%s %s):", id, m.Check, m.Field)
+		prefix := fieldKey(m.Client, "goals", m.Record, "")
+		var edits []string
+		for _, j := range r.exp.log {
+			if strings.HasPrefix(j.key, prefix) {
+				edits = append(edits, fmt.Sprintf("%s %s %s", j.at.Format("15:04:05.000"), j.side, j.token))
+			}
+		}
+		fmt.Fprintf(&b, "\n      edits: %s", orNone(edits))
+		fmt.Fprintf(&b, "\n      expected: %s", goalToken(r.exp.clients[m.Client].Goal(m.Record)))
+		if c := stored[m.Client]; c != nil {
+			fmt.Fprintf(&b, "\n      store: %s", goalToken(c.Goal(m.Record)))
+		}
+		if rid := goalIDs[id]; rid != "" {
+			fmt.Fprintf(&b, "\n      EHR history: %s", r.goalHistory(ctx, rid))
+		}
+		rep.Stories = append(rep.Stories, b.String())
+	}
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, "; ")
+}
+
+// goalHistory summarises a Goal's versions on the peer, oldest first.
+func (r *run) goalHistory(ctx context.Context, id string) string {
+	rep, err := r.peerFHIR.do(ctx, http.MethodGet, "Goal/"+url.PathEscape(id)+"/_history", nil, nil)
+	if err != nil || rep.Status != http.StatusOK {
+		return "unavailable"
+	}
+	var b struct {
+		Entry []struct {
+			Resource struct {
+				Meta struct {
+					VersionID   string `json:"versionId"`
+					LastUpdated string `json:"lastUpdated"`
+				} `json:"meta"`
+				LifecycleStatus string `json:"lifecycleStatus"`
+				Description     struct {
+					Text string `json:"text"`
+				} `json:"description"`
+				Note []json.RawMessage `json:"note"`
+			} `json:"resource"`
+		} `json:"entry"`
+	}
+	if json.Unmarshal(rep.Body, &b) != nil {
+		return "unreadable"
+	}
+	type version struct{ at, text string }
+	var vs []version
+	for _, e := range b.Entry {
+		x := e.Resource
+		at := x.Meta.LastUpdated
+		if t, err := time.Parse(time.RFC3339Nano, at); err == nil {
+			at = t.Local().Format("15:04:05.000")
+		}
+		vs = append(vs, version{x.Meta.LastUpdated, fmt.Sprintf("%s status %s, description %s, %d notes", at, x.LifecycleStatus, textToken(x.Description.Text), len(x.Note))})
+	}
+	slices.SortStableFunc(vs, func(a, b version) int { return strings.Compare(a.at, b.at) })
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = v.text
+	}
+	return "\n        " + strings.Join(out, "\n        ")
+}
