@@ -13,7 +13,6 @@ import (
 	bpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
 
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
-	"github.com/ipsfhir/ipsfhir/adapter/plan"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
 	"github.com/ipsfhir/ipsfhir/mappings"
 )
@@ -309,10 +308,4 @@ func (e *Engine) mergeEHRGoal(ctx context.Context, conn *Connection, k mappings.
 		return false, err
 	}
 	return r.saved, nil
-}
-
-// usesIfMatch says whether writes of typ carry the known version.
-func usesIfMatch(conn *Connection, typ string) bool {
-	rp := conn.Plan.Type(typ)
-	return rp != nil && rp.Concurrency == plan.IfMatch
 }
