@@ -419,3 +419,83 @@ func makeDue(t *testing.T, r *rig) {
 		t.Fatal(err)
 	}
 }
+
+// TestLostCreateIsNotRepeatedWhileItMayStillLand: on an EHR that takes only
+// plain POST creates (Epic), a create held by a slow EHR past the client's
+// timeout may land after the next attempt searched and found nothing. The
+// adapter waits out CreateSettle before creating again, so the late create
+// is found, not duplicated.
+func TestLostCreateIsNotRepeatedWhileItMayStillLand(t *testing.T) {
+	r := newRig(t, filepath.Join("..", "..", "testdata", "ehr-capabilities", "epic-r4-sandbox-2026-07.json"))
+	ctx := t.Context()
+	meta, err := r.client.Metadata(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.conn.Plan, err = plan.Build(meta, plan.Options{SiteCodes: map[plan.Concept]bool{plan.EmploymentStatus: true}}); err != nil {
+		t.Fatal(err)
+	}
+	r.conn.Mapping.SiteCodes = map[mappings.Kind]ips.Coding{mappings.KindEmploymentStatus: {System: "urn:oid:1.2.840.114350.1.13.0.1.7.2.707679", Code: "1570000123"}}
+	clock := time.Now()
+	r.engine.Now = func() time.Time { return clock }
+	r.conn.CreateSettle = 10 * time.Second
+
+	p, err := faultproxy.New(r.client.BaseURL(), faultproxy.Options{Seed: 1, Hang: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := p.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	c, err := ehr.New(ehr.Options{BaseURL: base, Connection: "clinic", MaxAttempts: 1, Timeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.conn.EHR = c
+
+	var cl *ips.Client
+	for _, cc := range consenting(r.cl) {
+		if len(cc.Employment) > 0 {
+			cl = cc
+			break
+		}
+	}
+	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: cl}}, []string{"clinic"}); err != nil {
+		t.Fatal(err)
+	}
+	key := r.conn.Mapping.EmploymentStatusKey(cl, cl.Employment[0]).Value()
+	count := func() int { return r.countByIdentifier(t, "Observation", mappings.KindEmploymentStatus)[key] }
+
+	p.Once(faultproxy.Match{Method: "POST", PathPrefix: "Observation"}, faultproxy.KindHang)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 1 {
+		t.Fatalf("push with a create held past the timeout: %+v %v; want the item failed", s, err)
+	}
+	makeDue(t, r)
+	s, err := r.engine.PushOnce(ctx)
+	if err != nil || s.Failed != 1 {
+		t.Fatalf("retry while the held create may still land: %+v %v; want it to wait", s, err)
+	}
+	for reason := range s.Failures {
+		if !strings.Contains(reason, "may still land") {
+			t.Errorf("failure reason %q", reason)
+		}
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("%d copies before the held create landed", n)
+	}
+	p.ReleaseHung()
+	deadline := time.Now().Add(30 * time.Second)
+	for count() == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	clock = clock.Add(11 * time.Second)
+	makeDue(t, r)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+		t.Fatalf("push after the settle time: %+v %v", s, err)
+	}
+	if n := count(); n != 1 {
+		t.Errorf("employment status written %d times, want once", n)
+	}
+}

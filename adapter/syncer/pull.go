@@ -278,11 +278,11 @@ func (e *Engine) applyGoalChange(ctx context.Context, conn *Connection, key mapp
 		}
 		ipsHash, err := contentHash(wrap(mappings.Goal(c, g, o)))
 		if err != nil {
-			return r, &pushError{"pull: encode Goal"}
+			return r, &pushError{msg: "pull: encode Goal"}
 		}
 		ehrHash, err := contentHash(wrap(mappings.Goal(c, ehrGoal, o)))
 		if err != nil {
-			return r, &pushError{"pull: encode Goal"}
+			return r, &pushError{msg: "pull: encode Goal"}
 		}
 		ipsChanged := le.ContentHash != "" && ipsHash != le.ContentHash
 		fields := []struct {
@@ -317,7 +317,7 @@ func (e *Engine) applyGoalChange(ctx context.Context, conn *Connection, key mapp
 		mergedHash := ipsHash
 		if took {
 			if mergedHash, err = contentHash(wrap(mappings.Goal(c, g, o))); err != nil {
-				return r, &pushError{"pull: encode Goal"}
+				return r, &pushError{msg: "pull: encode Goal"}
 			}
 		}
 		if took || mergedHash != ehrHash {
@@ -326,7 +326,7 @@ func (e *Engine) applyGoalChange(ctx context.Context, conn *Connection, key mapp
 				if attempt < mergeAttempts {
 					continue // saved meanwhile: merge into what is there now
 				}
-				return r, &pushError{"pull: the client kept changing during the merge"}
+				return r, &pushError{msg: "pull: the client kept changing during the merge"}
 			}
 			if err != nil {
 				return r, fmt.Errorf("%w: save client: %w", errStore, err)

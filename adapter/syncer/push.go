@@ -59,6 +59,12 @@ type Connection struct {
 	// Retry spaces the retries of this connection's failing outbox items;
 	// zero means DefaultRetry.
 	Retry RetrySchedule
+	// CreateSettle is how long a plain create whose answer was lost may
+	// still land in the EHR (a request held by a slow EHR or a gateway
+	// after the client gave up). Until it has passed, a search that finds
+	// nothing does not let the same record be created again; zero means
+	// DefaultCreateSettle. Set it well above the EHR request timeout.
+	CreateSettle time.Duration
 
 	// bundles is what the engine learned about this EHR's Bundles.
 	bundles bundleMemory
@@ -306,8 +312,12 @@ func statusOf(err error) int {
 // retryAfterOf is how long the EHR asked us to wait, if it said.
 func retryAfterOf(err error) time.Duration {
 	var ee *ehr.Error
-	if errors.As(err, &ee) {
+	var pe *pushError
+	switch {
+	case errors.As(err, &ee):
 		return ee.RetryAfter
+	case errors.As(err, &pe):
+		return pe.wait
 	}
 	return 0
 }
@@ -373,7 +383,12 @@ func errorToken(err error) string {
 }
 
 // pushError is a failure with a message safe to store and log.
-type pushError struct{ msg string }
+type pushError struct {
+	msg string
+	// wait, when set, is how long the item must wait before its next
+	// attempt can succeed.
+	wait time.Duration
+}
 
 func (e *pushError) Error() string { return e.msg }
 
@@ -522,7 +537,7 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 	}
 	hash, err := contentHash(canonical)
 	if err != nil {
-		return s, &pushError{"push: encode " + typ}
+		return s, &pushError{msg: "push: encode " + typ}
 	}
 	lk := ledgerKey(k)
 	le, err := e.Store.LedgerGet(ctx, conn.Name, lk)
@@ -537,7 +552,7 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 	}
 	rp := conn.Plan.Type(typ)
 	if rp == nil {
-		return s, &pushError{"push: plan has no " + typ}
+		return s, &pushError{msg: "push: plan has no " + typ}
 	}
 	ifMatch := ""
 	if known && rp.Concurrency == plan.IfMatch {
@@ -599,7 +614,7 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 	case rp.Idempotency == plan.ConditionalUpdate && conn.Plan.Allows(typ, "update"):
 		body, err := mappings.MarshalCompact(res)
 		if err != nil {
-			return s, &pushError{"push: encode " + typ}
+			return s, &pushError{msg: "push: encode " + typ}
 		}
 		resp, err = conn.EHR.Update(ctx, typ, criteria, body, ifMatch)
 		if errors.Is(err, ehr.ErrConflict) {
@@ -614,19 +629,19 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 		}
 	default:
 		id := ""
-		if known {
+		if known && le.ResourceID != "" {
 			id = le.ResourceID
 		} else if id, err = e.findExisting(ctx, conn, typ, k, res); err != nil {
 			return s, err
 		}
 		if id != "" {
 			if !conn.Plan.Allows(typ, "update") {
-				return s, &pushError{"push: " + typ + " exists but the EHR does not allow update"}
+				return s, &pushError{msg: "push: " + typ + " exists but the EHR does not allow update"}
 			}
 			setID(res, id)
 			body, err := mappings.MarshalCompact(res)
 			if err != nil {
-				return s, &pushError{"push: encode " + typ}
+				return s, &pushError{msg: "push: encode " + typ}
 			}
 			resp, err = conn.EHR.Update(ctx, typ, id, body, ifMatch)
 			if errors.Is(err, ehr.ErrConflict) {
@@ -644,15 +659,32 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 			}
 		} else {
 			if !conn.Plan.Allows(typ, "create") {
-				return s, &pushError{"push: " + typ + " is new but the EHR does not allow create"}
+				return s, &pushError{msg: "push: " + typ + " is new but the EHR does not allow create"}
 			}
 			body, err := mappings.MarshalCompact(res)
 			if err != nil {
-				return s, &pushError{"push: encode " + typ}
+				return s, &pushError{msg: "push: encode " + typ}
 			}
 			ifNoneExist := ""
 			if rp.Idempotency == plan.ConditionalCreate {
 				ifNoneExist = criteria
+			} else {
+				// A plain create cannot be repeated safely. An earlier one
+				// whose answer was lost may still land: until it has had
+				// time to, the search above finding nothing proves nothing.
+				if known && le.ResourceID == "" {
+					if wait := e.createSettle(conn) - e.now().Sub(le.UpdatedAt); wait > 0 {
+						return s, &pushError{msg: "push: an earlier create of " + typ + " may still land; waiting before creating again", wait: wait}
+					}
+				}
+				// Remember the attempt before sending it, so a crash or
+				// a lost answer leaves that mark behind.
+				if err := e.Store.LedgerPut(ctx, store.LedgerEntry{
+					Connection: conn.Name, Key: lk, ClientID: clientID, ResourceType: typ,
+					Attempted: store.WithAttempt(le.Attempted, hash), UpdatedAt: e.now(),
+				}); err != nil {
+					return s, fmt.Errorf("%w: ledger: %w", errStore, err)
+				}
 			}
 			resp, err = conn.EHR.Create(ctx, typ, body, ifNoneExist)
 			if err != nil {
@@ -678,6 +710,17 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 	}
 	s.Written++
 	return s, nil
+}
+
+// DefaultCreateSettle is Connection.CreateSettle when unset: four times the
+// EHR client's default request timeout.
+const DefaultCreateSettle = 2 * time.Minute
+
+func (e *Engine) createSettle(conn *Connection) time.Duration {
+	if conn.CreateSettle > 0 {
+		return conn.CreateSettle
+	}
+	return DefaultCreateSettle
 }
 
 // ledgerWritten records that the EHR holds content hash under id and
@@ -737,10 +780,10 @@ func (e *Engine) patientReference(ctx context.Context, conn *Connection, pid ips
 	}
 	switch len(ids) {
 	case 0:
-		return "", &pushError{"push: patient not found in the EHR by identifier"}
+		return "", &pushError{msg: "push: patient not found in the EHR by identifier"}
 	case 1:
 	default:
-		return "", &pushError{"push: patient identifier matches several EHR patients"}
+		return "", &pushError{msg: "push: patient identifier matches several EHR patients"}
 	}
 	if err := e.Store.LedgerPut(ctx, store.LedgerEntry{Connection: conn.Name, Key: lk, ResourceType: "Patient", ResourceID: ids[0], UpdatedAt: e.now()}); err != nil {
 		return "", fmt.Errorf("%w: ledger: %w", errStore, err)

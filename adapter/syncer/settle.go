@@ -69,7 +69,7 @@ func (e *Engine) readCurrent(ctx context.Context, conn *Connection, typ string, 
 		} `json:"meta"`
 	}
 	if err := json.Unmarshal(raw, &r); err != nil || r.ID == "" {
-		return nil, &pushError{"push: the EHR's copy of " + typ + " is unreadable"}
+		return nil, &pushError{msg: "push: the EHR's copy of " + typ + " is unreadable"}
 	}
 	cur := &current{id: r.ID, version: r.Meta.VersionID, raw: raw}
 	if h, err := e.canonicalHash(ctx, conn, typ, raw); err == nil {
@@ -249,7 +249,7 @@ func (e *Engine) settleStale(ctx context.Context, conn *Connection, k mappings.K
 		return nil, s, err
 	}
 	if cur == nil {
-		return nil, s, &pushError{"push: " + typ + " was deleted in the EHR"}
+		return nil, s, &pushError{msg: "push: " + typ + " was deleted in the EHR"}
 	}
 	switch {
 	case cur.hash == hash:
@@ -297,11 +297,11 @@ func (e *Engine) recordResourceConflict(ctx context.Context, conn *Connection, k
 func (e *Engine) mergeEHRGoal(ctx context.Context, conn *Connection, k mappings.Key, le store.LedgerEntry, cur *current) (bool, error) {
 	cr, err := mappings.ParseResource(cur.raw)
 	if err != nil || cr.GetGoal() == nil {
-		return false, &pushError{"push: the EHR's copy of Goal is unreadable"}
+		return false, &pushError{msg: "push: the EHR's copy of Goal is unreadable"}
 	}
 	key, ehrGoal, err := mappings.GoalFromFHIR(cr.GetGoal())
 	if err != nil || key != k {
-		return false, &pushError{"push: the EHR's copy of Goal is unreadable"}
+		return false, &pushError{msg: "push: the EHR's copy of Goal is unreadable"}
 	}
 	r, err := e.applyGoalChange(ctx, conn, key, ehrGoal, le, cur.version, cur.id)
 	if err != nil {

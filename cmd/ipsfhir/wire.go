@@ -206,6 +206,10 @@ func (s *system) connector(cn config.Connection) (syncer.Connector, error) {
 			ReferralCodes: cn.ReferralCodings(),
 			PatientSystem: cn.PatientSystem,
 			Retry:         syncer.RetrySchedule(cn.Retry),
+			// A create held by a slow EHR can land well after the
+			// client's timeout; four timeouts is the wait before the
+			// same record is created again.
+			CreateSettle: 4 * cn.Timeout,
 		}, nil
 	}
 	return syncer.Connector{Name: cn.Name, Connect: connect}, nil
