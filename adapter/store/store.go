@@ -74,6 +74,13 @@ type Store interface {
 	// forgotten, so that enabling it again queues everything again. Replicas
 	// starting together queue once.
 	SeedConnections(ctx context.Context, enabled []string) (map[string]int, error)
+	// Enqueue queues one client for one connection again, as a save does
+	// for that connection alone (a pending item is due now with attempts
+	// reset and a new generation), without a new client version: a pull
+	// that finds the EHR holding something other than what the adapter
+	// wrote asks for the record to be pushed again. A missing client is
+	// ignored.
+	Enqueue(ctx context.Context, connection, clientID string) error
 	// EnqueueAll queues every client for a connection (a full reconcile),
 	// leaving items already pending as they are; it returns how many it
 	// queued.

@@ -499,3 +499,65 @@ func TestLostCreateIsNotRepeatedWhileItMayStillLand(t *testing.T) {
 		t.Errorf("employment status written %d times, want once", n)
 	}
 }
+
+// TestPullRepairsWhatTheEHRDoesNotHoldAsWritten: the adapter's older
+// CarePlan lands late, over the newer one (a write held by a slow EHR past
+// the client's timeout); a job Observation is edited in the EHR. The pull
+// notices both, records a conflict only for the edit, and the next push
+// writes the program's content again.
+func TestPullRepairsWhatTheEHRDoesNotHoldAsWritten(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	r.enqueueAll(t)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+		t.Fatalf("push: %+v %v", s, err)
+	}
+	if _, err := r.engine.PullOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var c *ips.Client
+	for _, cc := range consenting(r.cl) {
+		if len(cc.Jobs) > 0 {
+			c = cc
+			break
+		}
+	}
+	pk := r.conn.Mapping.PlanKey(c)
+	le, err := r.store.LedgerGet(ctx, "clinic", ledgerKey(pk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := r.client.Read(ctx, "CarePlan", le.ResourceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Supports = append(c.Supports, &ips.Support{ID: "s-late", Type: ips.SupportTeamMeeting, Status: ips.SupportPlanned, Date: ips.MustDate("2026-10-20")})
+	r.enqueueAll(t)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 || s.Written != 1 {
+		t.Fatalf("push of the new support: %+v %v", s, err)
+	}
+	// The older write lands late, without If-Match.
+	if _, err := r.client.Update(ctx, "CarePlan", le.ResourceID, old.Body, ""); err != nil {
+		t.Fatal(err)
+	}
+	jk := r.amendJobInEHR(t, c)
+
+	s, err := r.engine.PullOnce(ctx)
+	if err != nil || s.Requeued != 2 || s.Conflicts != 1 {
+		t.Fatalf("pull: %+v %v; want the plan and the job queued again, one conflict (the job's edit)", s, err)
+	}
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 || s.Written != 2 {
+		t.Fatalf("push after the pull: %+v %v; want the plan and the job written again", s, err)
+	}
+	cur, err := r.client.Read(ctx, "CarePlan", le.ResourceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(cur.Body), "s-late") {
+		t.Error("the EHR's CarePlan still lacks the support the late write removed")
+	}
+	r.wantJobConflictIPSWon(t, jk)
+	if s, err := r.engine.PullOnce(ctx); err != nil || s.Requeued != 0 || s.Conflicts != 0 {
+		t.Errorf("pull after the repair: %+v %v; want nothing", s, err)
+	}
+}

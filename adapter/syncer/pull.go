@@ -39,6 +39,10 @@ type PullSummary struct {
 	Conflicts  int `json:"conflicts"`
 	Enrolled   int `json:"enrolled"`
 	Unreadable int `json:"unreadable"`
+	// Requeued counts records the EHR did not hold as the adapter last
+	// wrote them (a late write, an edit made in the EHR): queued to be
+	// written again.
+	Requeued int `json:"requeued"`
 }
 
 // PullSearcher is the part of an EHR client pull needs.
@@ -93,6 +97,13 @@ func (e *Engine) PullConnection(ctx context.Context, conn *Connection) (PullSumm
 	cctx, end := e.runSpan(ctx, conn.Name, telemetry.DirectionPull)
 	s, err := e.pullGoals(cctx, conn)
 	total.add(s)
+	for _, typ := range []string{"CarePlan", "Observation", "DocumentReference"} {
+		if err != nil {
+			break
+		}
+		s, err = e.pullWritten(cctx, conn, typ)
+		total.add(s)
+	}
 	if err == nil {
 		s, err = e.pullReferrals(cctx, conn)
 		total.add(s)
@@ -112,6 +123,7 @@ func (s *PullSummary) add(o PullSummary) {
 	s.Conflicts += o.Conflicts
 	s.Enrolled += o.Enrolled
 	s.Unreadable += o.Unreadable
+	s.Requeued += o.Requeued
 }
 
 // changedSince searches resourceType for what changed after the watermark,
@@ -232,6 +244,118 @@ func (e *Engine) pullGoals(ctx context.Context, conn *Connection) (PullSummary, 
 		return s, fmt.Errorf("%w: watermark: %w", errStore, err)
 	}
 	return s, nil
+}
+
+// pullWritten checks what changed in the EHR among the resources of typ
+// the adapter writes there (the plan, job and status Observations, the
+// chart note), against what the ledger says the EHR holds. The program owns
+// these, so nothing flows back into the IPS record; but when the EHR holds
+// something else (an older write of the adapter's that landed late, or an
+// edit made in the EHR), the record is queued to be written again, and an
+// edit made in the EHR is recorded as a conflict the IPS side wins. Polled
+// only where the EHR can say what changed since a time.
+func (e *Engine) pullWritten(ctx context.Context, conn *Connection, typ string) (PullSummary, error) {
+	var s PullSummary
+	rp := conn.Plan.Type(typ)
+	if rp == nil || !conn.Plan.Allows(typ, "search-type") || !writesNatively(conn.Plan, typ) ||
+		(rp.Detection != plan.LastUpdated && rp.Detection != plan.DateParameter) {
+		return s, nil
+	}
+	entries, newWM, err := e.changedSince(ctx, conn, typ, nil)
+	if err != nil {
+		return s, err
+	}
+	for _, en := range entries {
+		if en.Mode != "" && en.Mode != "match" {
+			continue
+		}
+		var r struct {
+			ID   string `json:"id"`
+			Meta struct {
+				VersionID string `json:"versionId"`
+			} `json:"meta"`
+			Identifier []struct {
+				System string `json:"system"`
+				Value  string `json:"value"`
+			} `json:"identifier"`
+		}
+		if json.Unmarshal(en.Resource, &r) != nil {
+			s.Unreadable++
+			continue
+		}
+		var lk string
+		for _, id := range r.Identifier {
+			if k, ok := mappings.ParseKey(id.System, id.Value); ok && k.Program == conn.Mapping.Program {
+				lk = ledgerKey(k)
+				break
+			}
+		}
+		if lk == "" {
+			continue // not the adapter's
+		}
+		le, err := e.Store.LedgerGet(ctx, conn.Name, lk)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return s, fmt.Errorf("%w: ledger: %w", errStore, err)
+		}
+		s.Seen++
+		if r.Meta.VersionID != "" && le.VersionID == r.Meta.VersionID && le.ResourceID == r.ID {
+			s.Echoes++
+			continue
+		}
+		h, err := e.canonicalHash(ctx, conn, typ, en.Resource)
+		if errors.Is(err, errStore) {
+			return s, err
+		}
+		if err != nil {
+			h = ""
+		}
+		if h != "" && h == le.ContentHash {
+			// The adapter's own write, under a version the ledger had
+			// not learned (an answer without one, or a lost answer).
+			s.Echoes++
+		} else {
+			if !ours(le, h) {
+				if err := e.recordResourceConflict(ctx, conn, keyOfLedger(lk), le, &current{id: r.ID, version: r.Meta.VersionID}, le.ContentHash, le.ClientID); err != nil {
+					return s, err
+				}
+				s.Conflicts++
+				e.record(ctx, conn.Name, typ, telemetry.OutcomeConflict, nil)
+			}
+			if err := e.Store.Enqueue(ctx, conn.Name, le.ClientID); err != nil {
+				return s, fmt.Errorf("%w: enqueue: %w", errStore, err)
+			}
+			s.Requeued++
+		}
+		le.ResourceID, le.VersionID, le.ContentHash, le.UpdatedAt = r.ID, r.Meta.VersionID, h, e.now()
+		if err := e.Store.LedgerPut(ctx, le); err != nil {
+			return s, fmt.Errorf("%w: ledger: %w", errStore, err)
+		}
+	}
+	if err := e.Store.SetWatermark(ctx, conn.Name, typ, newWM); err != nil {
+		return s, fmt.Errorf("%w: watermark: %w", errStore, err)
+	}
+	return s, nil
+}
+
+// writesNatively reports whether the plan writes some concept as a
+// resource of typ.
+func writesNatively(p *plan.Plan, typ string) bool {
+	for _, cp := range p.Concepts {
+		if cp.Path == plan.Native && cp.ResourceType == typ {
+			return true
+		}
+	}
+	return false
+}
+
+// keyOfLedger turns a ledger key back into the record's key.
+func keyOfLedger(lk string) mappings.Key {
+	sys, val, _ := strings.Cut(lk, "|")
+	k, _ := mappings.ParseKey(sys, val)
+	return k
 }
 
 // goalMerge is what applyGoalChange did.

@@ -282,9 +282,13 @@ func (e *Engine) recordResourceConflict(ctx context.Context, conn *Connection, k
 	if cur.version != "" {
 		ehrValue += " (version " + cur.version + ")"
 	}
+	ipsValue := "ipsfhir content"
+	if len(hash) >= 12 {
+		ipsValue += " " + hash[:12]
+	}
 	if _, err := e.Store.AddConflict(ctx, store.Conflict{
 		Connection: conn.Name, ClientID: clientID, Key: ledgerKey(k), Field: "resource",
-		IPSValue: "ipsfhir content " + hash[:12], EHRValue: ehrValue, Winner: "ips", CreatedAt: e.now(),
+		IPSValue: ipsValue, EHRValue: ehrValue, Winner: "ips", CreatedAt: e.now(),
 	}); err != nil {
 		return fmt.Errorf("%w: conflict: %w", errStore, err)
 	}

@@ -307,3 +307,21 @@ func enqueueAll(ctx context.Context, tx pgx.Tx, connection string) (int, error) 
 	}
 	return int(tag.RowsAffected()), nil
 }
+
+// Enqueue queues one client for one connection again, as a save would for
+// that connection alone: a pending item gets a new generation, attempts
+// reset and is due now. A client that no longer exists is left alone.
+func (s *Store) Enqueue(ctx context.Context, connection, clientID string) error {
+	if _, err := store.Connections([]string{connection}); err != nil {
+		return storeErr(ctx, "enqueue", err)
+	}
+	return s.write(ctx, "enqueue", func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO outbox AS o (connection, client_id, due_at, created_at)
+			SELECT $1, id, now(), now() FROM clients WHERE id = $2
+			ON CONFLICT (connection, client_id) DO UPDATE SET
+				generation = o.generation + 1,
+				attempts = 0,
+				due_at = LEAST(o.due_at, excluded.due_at)`, connection, clientID)
+		return err
+	})
+}

@@ -351,3 +351,22 @@ func enqueueAll(ctx context.Context, tx *sql.Tx, connection string, now int64) (
 	k, err := res.RowsAffected()
 	return int(k), err
 }
+
+// Enqueue queues one client for one connection again, as a save would for
+// that connection alone: a pending item gets a new generation, attempts
+// reset and is due now. A client that no longer exists is left alone.
+func (s *Store) Enqueue(ctx context.Context, connection, clientID string) error {
+	if _, err := store.Connections([]string{connection}); err != nil {
+		return storeErr("enqueue", err)
+	}
+	now := micros(time.Now())
+	return s.write(ctx, "enqueue", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO outbox (connection, client_id, generation, attempts, due_at, created_at)
+			SELECT ?, id, 1, 0, ?, ? FROM clients WHERE id = ?
+			ON CONFLICT (connection, client_id) DO UPDATE SET
+				generation = generation + 1,
+				attempts = 0,
+				due_at = MIN(due_at, excluded.due_at)`, connection, now, now, clientID)
+		return err
+	})
+}

@@ -651,3 +651,33 @@ func testFailureReasons(t *testing.T, s *suite) {
 		t.Errorf("FailureReasons(\"b\") after a replay (-want +got):\n%s", diff)
 	}
 }
+
+// testEnqueue: Enqueue queues one client for one connection without a new
+// client version; during a lease it keeps the item for another push, as a
+// save does; a missing client is ignored.
+func testEnqueue(t *testing.T, s *suite) {
+	ctx := t.Context()
+	st := s.openStore(t)
+	c := minimalClient("c1")
+	save(t, st, nil, c)
+	wantDepth(t, st, map[string]int{})
+	if err := st.Enqueue(ctx, "a", "c1"); err != nil {
+		t.Fatalf("Enqueue: %v", err)
+	}
+	wantDepth(t, st, map[string]int{"a": 1})
+	if _, v, err := st.GetClient(ctx, "c1"); err != nil || v != 1 {
+		t.Errorf("client version %d after Enqueue (%v), want 1", v, err)
+	}
+	it := leaseOne(t, st, "a", "w1")
+	if err := st.Enqueue(ctx, "a", "c1"); err != nil {
+		t.Fatalf("Enqueue during the lease: %v", err)
+	}
+	if err := st.Complete(ctx, it); err != nil {
+		t.Fatalf("Complete: %v", err)
+	}
+	wantDepth(t, st, map[string]int{"a": 1})
+	if err := st.Enqueue(ctx, "a", "no-such-client"); err != nil {
+		t.Errorf("Enqueue of a missing client: %v", err)
+	}
+	wantDepth(t, st, map[string]int{"a": 1})
+}

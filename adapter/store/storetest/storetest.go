@@ -45,6 +45,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"FailBackoffAndSave", testFailBackoffAndSave},
 		{"FailOfStaleGenerationNotCounted", testFailOfStaleGenerationNotCounted},
 		{"OutboxNotFound", testOutboxNotFound},
+		{"Enqueue", testEnqueue},
 		{"FailureReasons", testFailureReasons},
 		{"OutboxDepth", testOutboxDepth},
 		{"SeedConnection", testSeedConnection},
