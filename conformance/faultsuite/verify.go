@@ -65,6 +65,9 @@ func (r *run) verify(ctx context.Context) error {
 		if n := len(index[k]); n > 1 {
 			rep.Duplicates += n - 1
 			add(Mismatch{Check: "duplicate", ResourceType: index[k][0].typ, Kind: string(k.Kind), Client: k.Client, Record: k.Record, Detail: fmt.Sprintf("%d copies", n)})
+			if len(rep.Stories) < maxStories {
+				rep.Stories = append(rep.Stories, duplicateStory(k, index[k]))
+			}
 		}
 	}
 
