@@ -163,7 +163,12 @@ func (r *run) verify(ctx context.Context) error {
 		rep.Conflicts = len(cs)
 		rep.ConflictFields = map[string]int{}
 		for _, c := range cs {
-			rep.ConflictFields[c.Field]++
+			label := c.Field
+			system, value, _ := strings.Cut(c.Key, "|")
+			if k, ok := mappings.ParseKey(system, value); ok {
+				label = string(k.Kind) + "." + c.Field
+			}
+			rep.ConflictFields[label]++
 		}
 	}
 	r.stories(ctx, stored, goalIDs, cs)
