@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ipsfhir/ipsfhir/conformance/faultproxy"
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/mappings"
 )
@@ -150,4 +151,45 @@ func (r *run) goalHistory(ctx context.Context, id string) string {
 		out[i] = v.text
 	}
 	return "\n        " + strings.Join(out, "\n        ")
+}
+
+// duplicateStory says when each copy of a duplicated record was first
+// written: copies ~35 s apart point at a hung create that landed after
+// the adapter gave up on it, copies close together at a lost reply.
+func duplicateStory(k mappings.Key, copies []ehrCopy) string {
+	var firsts []time.Time
+	for _, c := range copies {
+		var r struct {
+			Meta struct {
+				LastUpdated string `json:"lastUpdated"`
+			} `json:"meta"`
+		}
+		_ = json.Unmarshal(c.raw, &r)
+		t, _ := time.Parse(time.RFC3339Nano, r.Meta.LastUpdated)
+		firsts = append(firsts, t)
+	}
+	slices.SortFunc(firsts, func(a, b time.Time) int { return a.Compare(b) })
+	var parts []string
+	for i, t := range firsts {
+		p := t.Local().Format("15:04:05.000")
+		if i > 0 {
+			p += fmt.Sprintf(" (+%.1fs)", t.Sub(firsts[0]).Seconds())
+		}
+		parts = append(parts, p)
+	}
+	return fmt.Sprintf("%s %s %s: %d copies, last updated at %s", copies[0].typ, k.Kind, k.Value(), len(copies), strings.Join(parts, ", "))
+}
+
+// faultsByRequest counts the proxy's logged faults by method, resource
+// type and kind ("POST Observation lost-reply"), from its last 1,000.
+func faultsByRequest(log []faultproxy.Fault) map[string]int {
+	out := map[string]int{}
+	for _, f := range log {
+		rt := f.ResourceType
+		if rt == "" {
+			rt = "-"
+		}
+		out[f.Method+" "+rt+" "+string(f.Kind)]++
+	}
+	return out
 }

@@ -524,6 +524,7 @@ func (r *run) finish() {
 	rep := r.report
 	st := r.proxy.Stats()
 	rep.Faults, rep.ProxyRequests = st.Faults, st.Requests
+	rep.FaultsByRequest = faultsByRequest(r.proxy.FaultLog())
 	rep.Kills, rep.Restarts = int(r.kills.Load()), int(r.restarts.Load())
 	r.emu.Lock()
 	rep.UnexpectedExits = len(r.exits)

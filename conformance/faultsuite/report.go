@@ -45,6 +45,9 @@ type Report struct {
 	UnexpectedExits int
 	ProxyRequests   int
 	Faults          map[faultproxy.Kind]int
+	// FaultsByRequest counts faults by method, resource type and kind
+	// ("POST Observation lost-reply"), from the proxy's last 1,000.
+	FaultsByRequest map[string]int
 
 	Drained     bool
 	Drain       time.Duration // from faults off to a lasting empty outbox
@@ -162,6 +165,9 @@ func (r *Report) String() string {
 	}
 	w("  processes: %d SIGKILLs, %d restarts, %d unexpected exits", r.Kills, r.Restarts, r.UnexpectedExits)
 	w("  faults: %d of %d proxied requests: %s", r.FaultTotal(), r.ProxyRequests, faultsText(r.Faults))
+	if len(r.FaultsByRequest) > 0 {
+		w("    by request: %s", countsText(r.FaultsByRequest))
+	}
 	if r.Drained {
 		w("  outbox drained %v after faults stopped", r.Drain.Round(time.Second))
 	} else {

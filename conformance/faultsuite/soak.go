@@ -24,6 +24,10 @@ type SoakOptions struct {
 	EditsPerSecond float64
 	// SampleEvery is how often each serve process is sampled. Default 30 s.
 	SampleEvery time.Duration
+	// WarmUp is left out of the trends: the first sync of the whole
+	// caseload and the runtime's first growth are not a leak. Default a
+	// sixth of Duration, at most 5 min.
+	WarmUp time.Duration
 }
 
 func (s SoakOptions) withDefaults() SoakOptions {
@@ -35,6 +39,9 @@ func (s SoakOptions) withDefaults() SoakOptions {
 	}
 	if s.SampleEvery == 0 {
 		s.SampleEvery = 30 * time.Second
+	}
+	if s.WarmUp == 0 {
+		s.WarmUp = min(s.Duration/6, 5*time.Minute)
 	}
 	return s
 }
@@ -68,6 +75,7 @@ type SoakReport struct {
 	*Report
 	Duration       time.Duration
 	EditsPerSecond float64
+	WarmUp         time.Duration // samples before it are not in Trends
 	Samples        []Sample
 	Trends         []Trend
 	// GoroutinesNote says where goroutine counts came from, or that serve
@@ -99,7 +107,8 @@ func Soak(ctx context.Context, o Options, s SoakOptions) (*SoakReport, error) {
 		return sr, err
 	}
 	sr.Samples, sr.GoroutinesNote, sr.PermanentDeadLetters = rep.soakSamples, rep.soakGoroutines, rep.soakPermanent
-	sr.Trends = trends(sr.Samples)
+	sr.WarmUp = s.WarmUp
+	sr.Trends = trends(sr.Samples, s.WarmUp)
 	return sr, err
 }
 
@@ -236,8 +245,9 @@ func (r *run) stopSampling() {
 	r.sampleOnce(context.Background(), r.sampleStart)
 }
 
-// trends fits a line to each replica's measures over time.
-func trends(samples []Sample) []Trend {
+// trends fits a line to each replica's measures over time, leaving out
+// the samples taken before warmUp.
+func trends(samples []Sample, warmUp time.Duration) []Trend {
 	type series struct{ xs, ys []float64 }
 	byKey := map[[2]string]*series{}
 	var keys [][2]string
@@ -252,6 +262,9 @@ func trends(samples []Sample) []Trend {
 		s.xs, s.ys = append(s.xs, x), append(s.ys, y)
 	}
 	for _, s := range samples {
+		if s.At < warmUp {
+			continue
+		}
 		h := s.At.Hours()
 		addPoint(s.Replica, "rss-mib", h, float64(s.RSS)/(1<<20))
 		addPoint(s.Replica, "fds", h, float64(s.FDs))
@@ -316,7 +329,7 @@ func (s *SoakReport) String() string {
 	for _, x := range s.Samples {
 		fmt.Fprintf(w, "    %-8s %-6s %-7d %-9.1f %-5d %-10d %-6d %d\n", x.At.Round(time.Second), x.Phase, x.Replica, float64(x.RSS)/(1<<20), x.FDs, x.Goroutines, x.Outbox, x.PID)
 	}
-	fmt.Fprintf(w, "  trends (least-squares slope per hour, over all samples):\n")
+	fmt.Fprintf(w, "  trends (least-squares slope per hour, samples after the first %v):\n", s.WarmUp)
 	for _, t := range s.Trends {
 		fmt.Fprintf(w, "    replica %d %-10s %+10.2f/h  (first %.1f, last %.1f, %d samples)\n", t.Replica, t.Measure, t.PerHour, t.First, t.Last, t.Samples)
 	}

@@ -28,7 +28,7 @@ func TestTrendsPerReplicaAndMeasure(t *testing.T) {
 		{At: 30 * time.Minute, Replica: 1, RSS: 10 << 20, FDs: 31, Goroutines: 60, Outbox: 3},
 	}
 	got := map[string]float64{}
-	for _, tr := range trends(samples) {
+	for _, tr := range trends(samples, 0) {
 		got[string(rune('0'+tr.Replica))+" "+tr.Measure] = tr.PerHour
 	}
 	want := map[string]float64{"0 rss-mib": 4, "0 fds": 0, "0 outbox": -4, "1 rss-mib": 0, "1 fds": 2, "1 goroutines": 20}
@@ -39,6 +39,11 @@ func TestTrendsPerReplicaAndMeasure(t *testing.T) {
 	}
 	if _, ok := got["0 goroutines"]; ok {
 		t.Error("a replica without goroutine counts got a goroutine trend")
+	}
+	for _, tr := range trends(samples, 10*time.Minute) {
+		if tr.Samples != 1 {
+			t.Errorf("trend %+v counts a sample taken during the warm-up", tr)
+		}
 	}
 }
 

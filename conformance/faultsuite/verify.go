@@ -65,6 +65,9 @@ func (r *run) verify(ctx context.Context) error {
 		if n := len(index[k]); n > 1 {
 			rep.Duplicates += n - 1
 			add(Mismatch{Check: "duplicate", ResourceType: index[k][0].typ, Kind: string(k.Kind), Client: k.Client, Record: k.Record, Detail: fmt.Sprintf("%d copies", n)})
+			if len(rep.Stories) < maxStories {
+				rep.Stories = append(rep.Stories, duplicateStory(k, index[k]))
+			}
 		}
 	}
 
@@ -160,7 +163,12 @@ func (r *run) verify(ctx context.Context) error {
 		rep.Conflicts = len(cs)
 		rep.ConflictFields = map[string]int{}
 		for _, c := range cs {
-			rep.ConflictFields[c.Field]++
+			label := c.Field
+			system, value, _ := strings.Cut(c.Key, "|")
+			if k, ok := mappings.ParseKey(system, value); ok {
+				label = string(k.Kind) + "." + c.Field
+			}
+			rep.ConflictFields[label]++
 		}
 	}
 	r.stories(ctx, stored, goalIDs, cs)

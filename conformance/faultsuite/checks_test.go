@@ -1,0 +1,90 @@
+package faultsuite
+
+import (
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/ipsfhir/ipsfhir/ips"
+	"github.com/ipsfhir/ipsfhir/ips/synth"
+)
+
+// The checks themselves are tested here without any process: a store
+// that lost an API edit is "reverted", one that lacks a clinician's change
+// is "clinician-missing", anything else that moved is "store-drift", and a
+// field whose edit has an unknown outcome is not checked.
+func TestStoreDiffCategories(t *testing.T) {
+	cl := synth.Generate(rand.New(rand.NewPCG(7, 7)), 20)
+	e := newExpectation(cl)
+	var c *ips.Client
+	for _, id := range e.ids {
+		if x := e.clients[id]; len(x.Goals) > 0 && len(x.Jobs) > 0 {
+			c = x
+			break
+		}
+	}
+	if c == nil {
+		t.Fatal("no client with a goal and a job in the sample")
+	}
+	stored := map[string]*ips.Client{}
+	for _, id := range e.ids {
+		stored[id] = cloneClient(e.clients[id])
+	}
+	var got []string
+	diff := func() []string {
+		got = nil
+		e.storeDiff(stored, func(check, field, cid, rid, kind string) { got = append(got, check+" "+kind+"."+field) })
+		return got
+	}
+	if d := diff(); len(d) != 0 {
+		t.Fatalf("identical store and expectation differ: %v", d)
+	}
+
+	g, sg := c.Goals[0], stored[c.ID].Goals[0]
+	g.Description = "Find steady work I can keep, revision 1"
+	e.apiSet[fieldKey(c.ID, "goals", g.ID, "description")] = true
+	g.Status = ips.GoalOnHold
+	if sg.Status == ips.GoalOnHold {
+		g.Status = ips.GoalActive
+	}
+	e.clinSet[fieldKey(c.ID, "goals", g.ID, "status")] = true
+	stored[c.ID].Jobs[0].Title = "Something else"
+	want := map[string]bool{"reverted goal.description": true, "clinician-missing goal.status": true, "store-drift job.other": true}
+	d := diff()
+	for _, x := range d {
+		if !want[x] {
+			t.Errorf("unexpected finding %q (all: %v)", x, d)
+		}
+		delete(want, x)
+	}
+	for x := range want {
+		t.Errorf("missing finding %q (all: %v)", x, d)
+	}
+
+	// An edit whose outcome is unknown leaves its field unchecked.
+	e.ambiguous[fieldKey(c.ID, "goals", g.ID, "description")] = true
+	for _, x := range diff() {
+		if strings.Contains(x, "description") {
+			t.Errorf("an ambiguous field was checked: %v", got)
+		}
+	}
+}
+
+// Stories carry tokens, never the words of a description or a note.
+func TestStoryTokensHoldNoText(t *testing.T) {
+	if got := textToken("I want to work mornings at a bakery"); got != "original" {
+		t.Errorf("textToken of caseload words = %q", got)
+	}
+	if got := textToken("Find steady work I can keep, revision 12"); got != "rev 12" {
+		t.Errorf("textToken of the harness's own words = %q", got)
+	}
+	h := 20.0
+	g := &ips.Goal{Description: "Work at the library near Elm Street", Status: ips.GoalActive, TargetHoursPerWeek: &h,
+		Notes: []ips.Note{{Text: "Mentioned her sister's shop"}}}
+	s := goalToken(g)
+	for _, word := range []string{"library", "Elm", "sister"} {
+		if strings.Contains(s, word) {
+			t.Errorf("goal token %q holds free text", s)
+		}
+	}
+}
