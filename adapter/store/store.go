@@ -171,6 +171,10 @@ type LedgerEntry struct {
 	// oldest first, at most MaxAttempted. The EHR may hold any of them: one
 	// that shows up under an unknown version is the adapter's own write.
 	Attempted []string
+	// Base is what the EHR held as of the last sync, as canonical FHIR
+	// JSON, for records both sides edit (goals): the common base of a
+	// three-way merge. Empty when unknown.
+	Base []byte
 }
 
 // MaxAttempted bounds LedgerEntry.Attempted; older hashes are dropped.

@@ -561,3 +561,49 @@ func TestPullRepairsWhatTheEHRDoesNotHoldAsWritten(t *testing.T) {
 		t.Errorf("pull after the repair: %+v %v; want nothing", s, err)
 	}
 }
+
+// TestDifferentFieldsChangedOnEachSideAreNoConflict: the program changes a
+// goal's description while a clinician changes its status, before either
+// is synced. Each side changed its own field: both are kept, and no
+// conflict is recorded. Only a field both sides changed is a conflict.
+func TestDifferentFieldsChangedOnEachSideAreNoConflict(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	r.enqueueAll(t)
+	if _, err := r.engine.PushOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := consenting(r.cl)[0]
+	g := c.Goals[0]
+	k := r.conn.Mapping.GoalKey(c, g)
+	st, v, _ := r.store.GetClient(ctx, c.ID)
+	st.Goal(g.ID).Description = "Work in a bakery near home"
+	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: st, Version: v}}, []string{"clinic"}); err != nil {
+		t.Fatal(err)
+	}
+	newStatus := "on-hold"
+	if g.Status == ips.GoalOnHold {
+		newStatus = "active"
+	}
+	r.clinicianEdits(t, k, func(m map[string]any) { m["lifecycleStatus"] = newStatus })
+
+	s, err := r.engine.PullOnce(ctx)
+	if err != nil || s.Conflicts != 0 || s.Applied != 1 {
+		t.Fatalf("pull: %+v %v; want the clinician's change applied and no conflict", s, err)
+	}
+	got, _, _ := r.store.GetClient(ctx, c.ID)
+	if gg := got.Goal(g.ID); string(gg.Status) != newStatus || gg.Description != "Work in a bakery near home" {
+		t.Errorf("store goal: status %s, description %q; want both sides' changes", gg.Status, gg.Description)
+	}
+	if _, err := r.engine.PushOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var eg map[string]any
+	_ = json.Unmarshal(r.searchGoal(t, k), &eg)
+	if eg["lifecycleStatus"] != newStatus || eg["description"].(map[string]any)["text"] != "Work in a bakery near home" {
+		t.Errorf("EHR goal: status %v, description %v; want both sides' changes", eg["lifecycleStatus"], eg["description"])
+	}
+	if cs, _ := r.store.Conflicts(ctx, "clinic", false); len(cs) != 0 {
+		t.Errorf("conflicts %+v; want none", cs)
+	}
+}

@@ -214,12 +214,13 @@ func (e *Engine) pullGoals(ctx context.Context, conn *Connection) (PullSummary, 
 			// A version the ledger does not know may still hold the
 			// adapter's own content: a write answered without a version,
 			// or one whose answer was lost.
-			h, err := e.canonicalHash(ctx, conn, "Goal", en.Resource)
+			form, err := e.canonicalForm(ctx, conn, "Goal", en.Resource)
 			if errors.Is(err, errStore) {
 				return s, err
 			}
-			if err == nil && ours(le, h) {
+			if h := hashBytes(form); err == nil && ours(le, h) {
 				le.VersionID, le.ContentHash, le.ResourceID, le.UpdatedAt = version, h, g.GetId().GetValue(), e.now()
+				le.Base = form
 				if err := e.Store.LedgerPut(ctx, le); err != nil {
 					return s, fmt.Errorf("%w: ledger: %w", errStore, err)
 				}
@@ -409,26 +410,39 @@ func (e *Engine) applyGoalChange(ctx context.Context, conn *Connection, key mapp
 			return r, &pushError{msg: "pull: encode Goal"}
 		}
 		ipsChanged := le.ContentHash != "" && ipsHash != le.ContentHash
+		base := baseGoal(le)
 		fields := []struct {
 			name   string
-			differ bool
+			same   func(a, b *ips.Goal) bool
 			winner string
 			take   func()
 			iv, ev string
 		}{
-			{"status", g.Status != ehrGoal.Status, w.Status, func() { g.Status = ehrGoal.Status }, string(g.Status), string(ehrGoal.Status)},
-			{"achievement", g.Achievement != ehrGoal.Achievement, w.Achievement, func() { g.Achievement = ehrGoal.Achievement }, string(g.Achievement), string(ehrGoal.Achievement)},
-			{"notes", !slices.Equal(g.Notes, ehrGoal.Notes), w.Notes, func() { g.Notes = ehrGoal.Notes }, notesText(g.Notes), notesText(ehrGoal.Notes)},
-			{"description", g.Description != ehrGoal.Description, w.Description, func() { g.Description = ehrGoal.Description }, g.Description, ehrGoal.Description},
-			{"target", !sameTarget(g, ehrGoal), w.Target, func() { g.TargetHoursPerWeek, g.Due = ehrGoal.TargetHoursPerWeek, ehrGoal.Due }, targetText(g), targetText(ehrGoal)},
+			{"status", func(a, b *ips.Goal) bool { return a.Status == b.Status }, w.Status, func() { g.Status = ehrGoal.Status }, string(g.Status), string(ehrGoal.Status)},
+			{"achievement", func(a, b *ips.Goal) bool { return a.Achievement == b.Achievement }, w.Achievement, func() { g.Achievement = ehrGoal.Achievement }, string(g.Achievement), string(ehrGoal.Achievement)},
+			{"notes", func(a, b *ips.Goal) bool { return slices.Equal(a.Notes, b.Notes) }, w.Notes, func() { g.Notes = ehrGoal.Notes }, notesText(g.Notes), notesText(ehrGoal.Notes)},
+			{"description", func(a, b *ips.Goal) bool { return a.Description == b.Description }, w.Description, func() { g.Description = ehrGoal.Description }, g.Description, ehrGoal.Description},
+			{"target", sameTarget, w.Target, func() { g.TargetHoursPerWeek, g.Due = ehrGoal.TargetHoursPerWeek, ehrGoal.Due }, targetText(g), targetText(ehrGoal)},
 		}
 		var conflicts []store.Conflict
 		took := false
 		for _, f := range fields {
-			if !f.differ {
+			if f.same(g, ehrGoal) {
 				continue
 			}
-			if ipsChanged {
+			// Who changed the field since the last sync: with the base
+			// the EHR held then, each side's change is known field by
+			// field; without it, any IPS change since then makes every
+			// differing field a conflict.
+			bothChanged := ipsChanged
+			if base != nil {
+				ipsField, ehrField := !f.same(g, base), !f.same(ehrGoal, base)
+				if !ehrField {
+					continue // only the program changed it: it stays, and goes to the EHR
+				}
+				bothChanged = ipsField
+			}
+			if bothChanged {
 				conflicts = append(conflicts, store.Conflict{Connection: conn.Name, ClientID: c.ID, Key: ledgerKey(key), Field: f.name,
 					IPSValue: f.iv, EHRValue: f.ev, Winner: f.winner, CreatedAt: e.now()})
 				if f.winner != "ehr" {
@@ -466,13 +480,33 @@ func (e *Engine) applyGoalChange(ctx context.Context, conn *Connection, key mapp
 		// The ledger learns the EHR's version and what the EHR now holds,
 		// so this change is not echoed back and a later push sends only
 		// what the IPS side won.
+		ehrForm, err := mappings.MarshalCompact(wrap(mappings.Goal(c, ehrGoal, o)))
+		if err != nil {
+			return r, &pushError{msg: "pull: encode Goal"}
+		}
 		if err := e.Store.LedgerPut(ctx, store.LedgerEntry{Connection: conn.Name, Key: ledgerKey(key), ClientID: c.ID,
 			ResourceType: "Goal", ResourceID: resourceID, VersionID: version, ContentHash: ehrHash, UpdatedAt: e.now(),
-			Attempted: le.Attempted}); err != nil {
+			Attempted: le.Attempted, Base: ehrForm}); err != nil {
 			return r, fmt.Errorf("%w: ledger: %w", errStore, err)
 		}
 		return r, nil
 	}
+}
+
+// baseGoal reads the goal as the EHR held it at the last sync, or nil.
+func baseGoal(le store.LedgerEntry) *ips.Goal {
+	if len(le.Base) == 0 {
+		return nil
+	}
+	cr, err := mappings.ParseResource(le.Base)
+	if err != nil || cr.GetGoal() == nil {
+		return nil
+	}
+	_, g, err := mappings.GoalFromFHIR(cr.GetGoal())
+	if err != nil {
+		return nil
+	}
+	return g
 }
 
 func sameTarget(a, b *ips.Goal) bool {

@@ -2,8 +2,6 @@ package syncer
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -574,7 +572,7 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 		case cur.hash == hash:
 			// Already there (an earlier write whose answer was lost).
 			le.VersionID, le.ContentHash = cur.version, hash
-			if err := e.ledgerWritten(ctx, conn, le, k, typ, clientID, cur.id, cur.version, hash); err != nil {
+			if err := e.ledgerWritten(ctx, conn, le, k, typ, clientID, cur.id, cur.version, hash, canonical); err != nil {
 				return s, err
 			}
 			s.Unchanged++
@@ -705,7 +703,7 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 			version = r.VersionID
 		}
 	}
-	if err := e.ledgerWritten(ctx, conn, le, k, typ, clientID, id, version, hash); err != nil {
+	if err := e.ledgerWritten(ctx, conn, le, k, typ, clientID, id, version, hash, canonical); err != nil {
 		return s, err
 	}
 	s.Written++
@@ -725,11 +723,18 @@ func (e *Engine) createSettle(conn *Connection) time.Duration {
 
 // ledgerWritten records that the EHR holds content hash under id and
 // version. The attempts stay: an older one may still show up in a stale read.
-func (e *Engine) ledgerWritten(ctx context.Context, conn *Connection, le store.LedgerEntry, k mappings.Key, typ, clientID, id, version, hash string) error {
+//
+// For a Goal the ledger also keeps the canonical content as the base of the
+// next three-way merge (see applyGoalChange).
+func (e *Engine) ledgerWritten(ctx context.Context, conn *Connection, le store.LedgerEntry, k mappings.Key, typ, clientID, id, version, hash string, canonical *bpb.ContainedResource) error {
+	var base []byte
+	if typ == "Goal" && canonical != nil {
+		base, _ = mappings.MarshalCompact(canonical)
+	}
 	if err := e.Store.LedgerPut(ctx, store.LedgerEntry{
 		Connection: conn.Name, Key: ledgerKey(k), ClientID: clientID, ResourceType: typ,
 		ResourceID: id, VersionID: version, ContentHash: hash, UpdatedAt: e.now(),
-		Attempted: store.WithAttempt(le.Attempted, hash),
+		Attempted: store.WithAttempt(le.Attempted, hash), Base: base,
 	}); err != nil {
 		return fmt.Errorf("%w: ledger: %w", errStore, err)
 	}
@@ -843,8 +848,7 @@ func contentHash(cr *bpb.ContainedResource) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), nil
+	return hashBytes(b), nil
 }
 
 // PushParallel runs PushOnce in n workers at once, each leasing under its own

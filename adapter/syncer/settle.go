@@ -3,6 +3,8 @@ package syncer
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -132,14 +134,29 @@ func (e *Engine) searchRecord(ctx context.Context, conn *Connection, typ string,
 // urn:uuid), and without the chart note's date. Content the adapter wrote
 // therefore hashes to the ledger's hash whatever version the EHR gave it.
 func (e *Engine) canonicalHash(ctx context.Context, conn *Connection, typ string, raw []byte) (string, error) {
+	b, err := e.canonicalForm(ctx, conn, typ, raw)
+	if err != nil {
+		return "", err
+	}
+	return hashBytes(b), nil
+}
+
+// hashBytes is contentHash over bytes already in canonical form.
+func hashBytes(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// canonicalForm is the canonical FHIR JSON canonicalHash hashes.
+func (e *Engine) canonicalForm(ctx context.Context, conn *Connection, typ string, raw []byte) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var m map[string]any
 	if err := dec.Decode(&m); err != nil {
-		return "", err
+		return nil, err
 	}
 	if m["resourceType"] != typ {
-		return "", errors.New("unexpected resource type")
+		return nil, errors.New("unexpected resource type")
 	}
 	delete(m, "id")
 	if meta, ok := m["meta"].(map[string]any); ok {
@@ -156,17 +173,17 @@ func (e *Engine) canonicalHash(ctx context.Context, conn *Connection, typ string
 		delete(m, "date")
 	}
 	if err := e.canonicalReferences(ctx, conn, m); err != nil {
-		return "", err
+		return nil, err
 	}
 	b, err := json.Marshal(m)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	cr, err := mappings.ParseResource(b)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	return contentHash(cr)
+	return mappings.MarshalCompact(cr)
 }
 
 // canonicalReferences rewrites the references inside v in place (see

@@ -107,8 +107,9 @@ func refusesBundle(err error) bool {
 
 // txEntry is one changed resource of a transaction.
 type txEntry struct {
-	en    mappings.Entry
-	hash  string
+	en        mappings.Entry
+	canonical *bpb.ContainedResource
+	hash      string
 	le    store.LedgerEntry
 	known bool
 }
@@ -141,7 +142,7 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 		if known && le.ContentHash == hash {
 			continue
 		}
-		changed = append(changed, txEntry{en: en, hash: hash, le: le, known: known})
+		changed = append(changed, txEntry{en: en, canonical: can, hash: hash, le: le, known: known})
 	}
 	if len(changed) < 2 {
 		// Nothing, or one resource: the single request says more.
@@ -213,7 +214,7 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 		if id == "" && ch.known {
 			id = ch.le.ResourceID
 		}
-		if err := e.ledgerWritten(ctx, conn, ch.le, ch.en.Key, ch.en.ResourceType, clientID, id, vid, ch.hash); err != nil {
+		if err := e.ledgerWritten(ctx, conn, ch.le, ch.en.Key, ch.en.ResourceType, clientID, id, vid, ch.hash, ch.canonical); err != nil {
 			return s, nil, false, err
 		}
 		s.Written++

@@ -278,9 +278,22 @@ connections:
 			return fmt.Errorf("faultsuite: start-up (faults off): %w", err)
 		}
 	}
-	paths, err := r.api(0).conceptPaths(ctx, Connection)
-	if err != nil {
-		return err
+	// Each connection connects on its own after serve starts: its plan is
+	// served (404 until then) once it has read the EHR's statement.
+	var paths map[string]string
+	deadline := time.Now().Add(healthTimeout)
+	for {
+		var err error
+		if paths, err = r.api(0).conceptPaths(ctx, Connection); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 	r.paths = paths
 	r.logf("%d replica(s) serving; plan: %v", len(r.replicas), paths)

@@ -11,14 +11,18 @@ import (
 	"github.com/ipsfhir/ipsfhir/adapter/store"
 )
 
-const ledgerColumns = `connection, key, client_id, resource_type, resource_id, version_id, content_hash, updated_at, attempted`
+const ledgerColumns = `connection, key, client_id, resource_type, resource_id, version_id, content_hash, updated_at, attempted, base`
 
 func scanLedger(row pgx.Row) (store.LedgerEntry, error) {
 	var (
 		e         store.LedgerEntry
 		attempted string
+		base      string
 	)
-	err := row.Scan(&e.Connection, &e.Key, &e.ClientID, &e.ResourceType, &e.ResourceID, &e.VersionID, &e.ContentHash, &e.UpdatedAt, &attempted)
+	err := row.Scan(&e.Connection, &e.Key, &e.ClientID, &e.ResourceType, &e.ResourceID, &e.VersionID, &e.ContentHash, &e.UpdatedAt, &attempted, &base)
+	if base != "" {
+		e.Base = []byte(base)
+	}
 	e.UpdatedAt = e.UpdatedAt.UTC()
 	e.Attempted = store.SplitAttempted(attempted)
 	return e, err
@@ -61,7 +65,7 @@ func (s *Store) LedgerPut(ctx context.Context, e store.LedgerEntry) error {
 	if e.UpdatedAt.IsZero() {
 		e.UpdatedAt = time.Now()
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO ledger (`+ledgerColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+	_, err := s.pool.Exec(ctx, `INSERT INTO ledger (`+ledgerColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT (connection, key) DO UPDATE SET
 			client_id = excluded.client_id,
 			resource_type = excluded.resource_type,
@@ -69,8 +73,9 @@ func (s *Store) LedgerPut(ctx context.Context, e store.LedgerEntry) error {
 			version_id = excluded.version_id,
 			content_hash = excluded.content_hash,
 			updated_at = excluded.updated_at,
-			attempted = excluded.attempted`,
-		e.Connection, e.Key, e.ClientID, e.ResourceType, e.ResourceID, e.VersionID, e.ContentHash, micros(e.UpdatedAt), store.JoinAttempted(e.Attempted))
+			attempted = excluded.attempted,
+			base = excluded.base`,
+		e.Connection, e.Key, e.ClientID, e.ResourceType, e.ResourceID, e.VersionID, e.ContentHash, micros(e.UpdatedAt), store.JoinAttempted(e.Attempted), string(e.Base))
 	if err != nil {
 		return storeErr(ctx, "ledger put", err)
 	}

@@ -10,15 +10,19 @@ import (
 	"github.com/ipsfhir/ipsfhir/adapter/store"
 )
 
-const ledgerColumns = `connection, key, client_id, resource_type, resource_id, version_id, content_hash, updated_at, attempted`
+const ledgerColumns = `connection, key, client_id, resource_type, resource_id, version_id, content_hash, updated_at, attempted, base`
 
 func scanLedger(row *sql.Row) (store.LedgerEntry, error) {
 	var (
 		e         store.LedgerEntry
 		at        int64
 		attempted string
+		base      string
 	)
-	err := row.Scan(&e.Connection, &e.Key, &e.ClientID, &e.ResourceType, &e.ResourceID, &e.VersionID, &e.ContentHash, &at, &attempted)
+	err := row.Scan(&e.Connection, &e.Key, &e.ClientID, &e.ResourceType, &e.ResourceID, &e.VersionID, &e.ContentHash, &at, &attempted, &base)
+	if base != "" {
+		e.Base = []byte(base)
+	}
 	e.UpdatedAt = fromMicros(at)
 	e.Attempted = store.SplitAttempted(attempted)
 	return e, err
@@ -62,7 +66,7 @@ func (s *Store) LedgerPut(ctx context.Context, e store.LedgerEntry) error {
 		e.UpdatedAt = time.Now()
 	}
 	return s.write(ctx, "ledger put", func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO ledger (`+ledgerColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		_, err := tx.ExecContext(ctx, `INSERT INTO ledger (`+ledgerColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (connection, key) DO UPDATE SET
 				client_id = excluded.client_id,
 				resource_type = excluded.resource_type,
@@ -70,8 +74,9 @@ func (s *Store) LedgerPut(ctx context.Context, e store.LedgerEntry) error {
 				version_id = excluded.version_id,
 				content_hash = excluded.content_hash,
 				updated_at = excluded.updated_at,
-				attempted = excluded.attempted`,
-			e.Connection, e.Key, e.ClientID, e.ResourceType, e.ResourceID, e.VersionID, e.ContentHash, micros(e.UpdatedAt), store.JoinAttempted(e.Attempted))
+				attempted = excluded.attempted,
+				base = excluded.base`,
+			e.Connection, e.Key, e.ClientID, e.ResourceType, e.ResourceID, e.VersionID, e.ContentHash, micros(e.UpdatedAt), store.JoinAttempted(e.Attempted), string(e.Base))
 		return err
 	})
 }

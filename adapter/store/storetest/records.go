@@ -31,6 +31,7 @@ func testLedger(t *testing.T, s *suite) {
 		UpdatedAt:    time.Date(2026, 3, 1, 12, 30, 0, 123456789, time.FixedZone("EST", -5*3600)),
 		// Writes whose answers were lost are kept, in order.
 		Attempted: []string{"aa11", "bb22"},
+		Base:      []byte(`{"resourceType":"Goal","lifecycleStatus":"active"}`),
 	}
 	if err := st.LedgerPut(ctx, e); err != nil {
 		t.Fatalf("LedgerPut: %v", err)
