@@ -137,6 +137,11 @@ type Response struct {
 	LastModified    string
 	// ResourceID is the logical id from Location or, failing that, the body.
 	ResourceID string
+	// EarlierAttemptUnanswered: an earlier attempt of this call was sent
+	// and its answer lost (a timeout, a dropped connection, a gateway's
+	// 502/504) before this one succeeded. A slow EHR may still apply that
+	// attempt later, over whatever was written since.
+	EarlierAttemptUnanswered bool
 }
 
 // New checks o and builds a client. It does no I/O.
@@ -264,6 +269,9 @@ type callState struct {
 	attempts     int
 	status       int  // of the last attempt's response; 0 if it had none
 	ambiguous    bool // the last attempt may have been applied, its answer lost
+	// unanswered: some attempt of the call may have been applied and its
+	// answer was lost (a request the EHR can still apply late).
+	unanswered bool
 	transportErr error
 	// retryAfter is the last answer's Retry-After, if it was a 429 or 503.
 	retryAfter time.Duration
@@ -375,7 +383,9 @@ func (c *Client) do(ctx context.Context, op string, r Request, cs *callState) (*
 		if status >= 300 && status != http.StatusNotModified {
 			return nil, c.statusError(op, cs, status, data)
 		}
-		return c.newResponse(hresp, data), nil
+		r := c.newResponse(hresp, data)
+		r.EarlierAttemptUnanswered = cs.unanswered && cs.attempts > 1
+		return r, nil
 	}
 }
 

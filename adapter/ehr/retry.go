@@ -50,6 +50,9 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		cs.ambiguous = resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusGatewayTimeout
 		attrs = append(attrs, slog.Int("status", resp.StatusCode))
 	}
+	if cs.ambiguous {
+		cs.unanswered = true
+	}
 	attrs = append(attrs, slog.Duration("duration", time.Since(start)))
 	t.c.log.LogAttrs(req.Context(), slog.LevelDebug, "ehr attempt", attrs...)
 	return resp, err

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 
@@ -166,46 +167,72 @@ type LedgerEntry struct {
 	VersionID    string // opaque: EHRs use integers, UUIDs or anything
 	ContentHash  string // of what the adapter last wrote
 	UpdatedAt    time.Time
-	// Attempted holds the content hashes of writes sent since the last one
-	// whose answer was read (a lost reply, a timeout, a crash mid-request),
-	// oldest first, at most MaxAttempted. The EHR may hold any of them: one
-	// that shows up under an unknown version is the adapter's own write.
-	Attempted []string
+	// Attempted holds the content hashes of writes sent whose answers were
+	// not read (a lost reply, a timeout, a crash mid-request), with when
+	// they were sent, oldest first, at most MaxAttempted. The EHR may hold
+	// any of them, or apply one late: content that shows up under an
+	// unknown version soon after is the adapter's own write.
+	Attempted []Attempt
 	// Base is what the EHR held as of the last sync, as canonical FHIR
 	// JSON, for records both sides edit (goals): the common base of a
 	// three-way merge. Empty when unknown.
 	Base []byte
 }
 
-// MaxAttempted bounds LedgerEntry.Attempted; older hashes are dropped.
+// Attempt is one write sent to an EHR whose answer was not read.
+type Attempt struct {
+	Hash string
+	At   time.Time
+}
+
+// MaxAttempted bounds LedgerEntry.Attempted; older attempts are dropped.
 const MaxAttempted = 4
 
-// WithAttempt returns the attempts with hash added last, keeping at most
-// MaxAttempted and no duplicates.
-func WithAttempt(attempted []string, hash string) []string {
-	out := make([]string, 0, MaxAttempted)
-	for _, h := range attempted {
-		if h != hash && h != "" {
-			out = append(out, h)
-		}
-	}
-	out = append(out, hash)
+// WithAttempt returns the attempts with hash, sent at at, added last,
+// keeping at most MaxAttempted and one entry per hash.
+func WithAttempt(attempted []Attempt, hash string, at time.Time) []Attempt {
+	out := WithoutAttempt(attempted, hash)
+	out = append(out, Attempt{Hash: hash, At: at})
 	if len(out) > MaxAttempted {
 		out = out[len(out)-MaxAttempted:]
 	}
 	return out
 }
 
-// JoinAttempted and SplitAttempted are the stores' column encoding of
-// LedgerEntry.Attempted: hex hashes separated by spaces.
-func JoinAttempted(hashes []string) string { return strings.Join(hashes, " ") }
-
-// SplitAttempted reads what JoinAttempted wrote; "" is none.
-func SplitAttempted(s string) []string {
-	if s == "" {
-		return nil
+// WithoutAttempt returns the attempts without hash (its answer was read).
+func WithoutAttempt(attempted []Attempt, hash string) []Attempt {
+	var out []Attempt
+	for _, a := range attempted {
+		if a.Hash != hash && a.Hash != "" {
+			out = append(out, a)
+		}
 	}
-	return strings.Fields(s)
+	return out
+}
+
+// JoinAttempted and SplitAttempted are the stores' column encoding of
+// LedgerEntry.Attempted: hash@unix-microseconds, separated by spaces.
+func JoinAttempted(attempted []Attempt) string {
+	parts := make([]string, 0, len(attempted))
+	for _, a := range attempted {
+		parts = append(parts, a.Hash+"@"+strconv.FormatInt(a.At.UnixMicro(), 10))
+	}
+	return strings.Join(parts, " ")
+}
+
+// SplitAttempted reads what JoinAttempted wrote; "" is none. An entry
+// without a time is kept with the zero time.
+func SplitAttempted(s string) []Attempt {
+	var out []Attempt
+	for _, f := range strings.Fields(s) {
+		h, at, _ := strings.Cut(f, "@")
+		a := Attempt{Hash: h}
+		if us, err := strconv.ParseInt(at, 10, 64); err == nil {
+			a.At = time.UnixMicro(us).UTC()
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // Conflict is a field both sides changed since the last sync.

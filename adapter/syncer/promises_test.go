@@ -500,21 +500,32 @@ func TestLostCreateIsNotRepeatedWhileItMayStillLand(t *testing.T) {
 	}
 }
 
-// TestPullRepairsWhatTheEHRDoesNotHoldAsWritten: the adapter's older
-// CarePlan lands late, over the newer one (a write held by a slow EHR past
-// the client's timeout); a job Observation is edited in the EHR. The pull
-// notices both, records a conflict only for the edit, and the next push
-// writes the program's content again.
+// TestPullRepairsWhatTheEHRDoesNotHoldAsWritten: the first write of a
+// client's CarePlan is held by a slow EHR past the client's timeout; the
+// retry lands, then the program's next change; then the held first write is
+// applied late, over the newer plan. A job Observation is also edited in
+// the EHR. The pull notices both, records a conflict only for the edit (the
+// late write is the adapter's own), and the next push writes the program's
+// content again.
 func TestPullRepairsWhatTheEHRDoesNotHoldAsWritten(t *testing.T) {
 	r := newRig(t, "")
 	ctx := t.Context()
-	r.enqueueAll(t)
-	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
-		t.Fatalf("push: %+v %v", s, err)
-	}
-	if _, err := r.engine.PullOnce(ctx); err != nil {
+	r.conn.Plan.Bundles = "none" // one conditional PUT per resource
+	p, err := faultproxy.New(r.client.BaseURL(), faultproxy.Options{Seed: 1, Hang: time.Minute})
+	if err != nil {
 		t.Fatal(err)
 	}
+	base, err := p.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	viaProxy, err := ehr.New(ehr.Options{BaseURL: base, Connection: "clinic", MaxAttempts: 2, Timeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.conn.EHR = viaProxy
+
 	var c *ips.Client
 	for _, cc := range consenting(r.cl) {
 		if len(cc.Jobs) > 0 {
@@ -522,23 +533,40 @@ func TestPullRepairsWhatTheEHRDoesNotHoldAsWritten(t *testing.T) {
 			break
 		}
 	}
-	pk := r.conn.Mapping.PlanKey(c)
-	le, err := r.store.LedgerGet(ctx, "clinic", ledgerKey(pk))
+	p.Once(faultproxy.Match{Method: "PUT", PathPrefix: "CarePlan"}, faultproxy.KindHang)
+	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: c}}, []string{"clinic"}); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+		t.Fatalf("push: %+v %v", s, err)
+	}
+	le, err := r.store.LedgerGet(ctx, "clinic", ledgerKey(r.conn.Mapping.PlanKey(c)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	old, err := r.client.Read(ctx, "CarePlan", le.ResourceID)
-	if err != nil {
+	st, v, _ := r.store.GetClient(ctx, c.ID)
+	st.Supports = append(st.Supports, &ips.Support{ID: "s-late", Type: ips.SupportTeamMeeting, Status: ips.SupportPlanned, Date: ips.MustDate("2026-10-20")})
+	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: st, Version: v}}, []string{"clinic"}); err != nil {
 		t.Fatal(err)
 	}
-	c.Supports = append(c.Supports, &ips.Support{ID: "s-late", Type: ips.SupportTeamMeeting, Status: ips.SupportPlanned, Date: ips.MustDate("2026-10-20")})
-	r.enqueueAll(t)
 	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 || s.Written != 1 {
 		t.Fatalf("push of the new support: %+v %v", s, err)
 	}
-	// The older write lands late, without If-Match.
-	if _, err := r.client.Update(ctx, "CarePlan", le.ResourceID, old.Body, ""); err != nil {
-		t.Fatal(err)
+	// The held first write lands now, without If-Match.
+	p.ReleaseHung()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cur, err := r.client.Read(ctx, "CarePlan", le.ResourceID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(cur.Body), "s-late") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the held write never landed")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	jk := r.amendJobInEHR(t, c)
 
@@ -559,6 +587,38 @@ func TestPullRepairsWhatTheEHRDoesNotHoldAsWritten(t *testing.T) {
 	r.wantJobConflictIPSWon(t, jk)
 	if s, err := r.engine.PullOnce(ctx); err != nil || s.Requeued != 0 || s.Conflicts != 0 {
 		t.Errorf("pull after the repair: %+v %v; want nothing", s, err)
+	}
+}
+
+// TestAClinicianSettingAGoalBackIsNotAnEcho: a clinician changes a goal's
+// status and later sets it back, so the goal holds exactly what the adapter
+// once wrote. That is the clinician's change, not the adapter's echo.
+func TestAClinicianSettingAGoalBackIsNotAnEcho(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	r.enqueueAll(t)
+	if _, err := r.engine.PushOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := consenting(r.cl)[0]
+	g := c.Goals[0]
+	k := r.conn.Mapping.GoalKey(c, g)
+	was := string(g.Status)
+	other := "on-hold"
+	if was == other {
+		other = "active"
+	}
+	r.clinicianEdits(t, k, func(m map[string]any) { m["lifecycleStatus"] = other })
+	if s, err := r.engine.PullOnce(ctx); err != nil || s.Applied != 1 {
+		t.Fatalf("pull of the first change: %+v %v", s, err)
+	}
+	r.clinicianEdits(t, k, func(m map[string]any) { m["lifecycleStatus"] = was })
+	if s, err := r.engine.PullOnce(ctx); err != nil || s.Applied != 1 {
+		t.Fatalf("pull of the change back: %+v %v; want it applied", s, err)
+	}
+	got, _, _ := r.store.GetClient(ctx, c.ID)
+	if st := string(got.Goal(g.ID).Status); st != was {
+		t.Errorf("store status %s, want %s (the clinician set it back)", st, was)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/ipsfhir/ipsfhir/mappings"
 
 	dtpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
+	gpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/goal_go_proto"
 )
 
 // Winners says which side's value is applied when both the program and the
@@ -195,51 +196,17 @@ func (e *Engine) pullGoals(ctx context.Context, conn *Connection) (PullSummary, 
 			continue
 		}
 		g := cr.GetGoal()
-		key, ehrGoal, err := mappings.GoalFromFHIR(g)
+		key, _, err := mappings.GoalFromFHIR(g)
 		if err != nil || key.Program != program {
 			continue // not one of ours (a clinician's own goal), or unreadable
 		}
 		s.Seen++
-		version := g.GetMeta().GetVersionId().GetValue()
-		le, err := e.Store.LedgerGet(ctx, conn.Name, ledgerKey(key))
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return s, fmt.Errorf("%w: ledger: %w", errStore, err)
-		}
-		known := err == nil
-		if known && version != "" && le.VersionID == version {
-			s.Echoes++ // the adapter's own write, or a change already applied
-			continue
-		}
-		if known {
-			// A version the ledger does not know may still hold the
-			// adapter's own content: a write answered without a version,
-			// or one whose answer was lost.
-			form, err := e.canonicalForm(ctx, conn, "Goal", en.Resource)
-			if errors.Is(err, errStore) {
-				return s, err
-			}
-			if h := hashBytes(form); err == nil && ours(le, h) {
-				le.VersionID, le.ContentHash, le.ResourceID, le.UpdatedAt = version, h, g.GetId().GetValue(), e.now()
-				le.Base = form
-				if err := e.Store.LedgerPut(ctx, le); err != nil {
-					return s, fmt.Errorf("%w: ledger: %w", errStore, err)
-				}
-				s.Echoes++
-				continue
-			}
-		}
-		r, err := e.applyGoalChange(ctx, conn, key, ehrGoal, le, version, g.GetId().GetValue())
+		out, err := e.pullGoal(ctx, conn, key, g, en.Resource, true)
 		if err != nil {
 			// The watermark stays: the next pull reads this change again.
 			return s, err
 		}
-		if r.saved {
-			s.Applied++
-		}
-		s.Conflicts += r.conflicts
-		if r.conflicts > 0 {
-			e.record(ctx, conn.Name, "Goal", telemetry.OutcomeConflict, nil)
-		}
+		s.add(out)
 	}
 	if err := e.Store.SetWatermark(ctx, conn.Name, "Goal", newWM); err != nil {
 		return s, fmt.Errorf("%w: watermark: %w", errStore, err)
@@ -313,12 +280,40 @@ func (e *Engine) pullWritten(ctx context.Context, conn *Connection, typ string) 
 		if err != nil {
 			h = ""
 		}
-		if h != "" && h == le.ContentHash {
+		if h != le.ContentHash && conn.Plan.Allows(typ, "read") {
+			// The search result may be older than a write a concurrent
+			// push made since: judge what the EHR holds now.
+			resp, err := conn.EHR.Read(ctx, typ, r.ID)
+			if errors.Is(err, ehr.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return s, err
+			}
+			now, err := e.Store.LedgerGet(ctx, conn.Name, lk)
+			if err != nil {
+				return s, fmt.Errorf("%w: ledger: %w", errStore, err)
+			}
+			if now.VersionID != le.VersionID || now.ContentHash != le.ContentHash {
+				s.Echoes++ // a push wrote it meanwhile; the next pull checks again
+				continue
+			}
+			r.Meta.VersionID = resp.VersionID
+			if h, err = e.canonicalHash(ctx, conn, typ, resp.Body); errors.Is(err, errStore) {
+				return s, err
+			} else if err != nil {
+				h = ""
+			}
+		}
+		if (h != "" && h == le.ContentHash) || (r.Meta.VersionID != "" && r.Meta.VersionID == le.VersionID) {
 			// The adapter's own write, under a version the ledger had
 			// not learned (an answer without one, or a lost answer).
 			s.Echoes++
+			if h == "" {
+				h = le.ContentHash
+			}
 		} else {
-			if !ours(le, h) {
+			if !e.ours(conn, le, h) {
 				if err := e.recordResourceConflict(ctx, conn, keyOfLedger(lk), le, &current{id: r.ID, version: r.Meta.VersionID}, le.ContentHash, le.ClientID); err != nil {
 					return s, err
 				}
@@ -359,12 +354,90 @@ func keyOfLedger(lk string) mappings.Key {
 	return k
 }
 
+// pullGoal settles one goal the adapter wrote, as a pull found it in the
+// EHR: an echo of the adapter's own write, or a change to merge. A search
+// result may be older than what a concurrent push (another worker, another
+// replica) has written since; before anything is merged into the IPS
+// record the goal is read again where the EHR allows, so the merge works on
+// what the EHR holds now, never on a stale copy that would revert the
+// program's newer edit.
+func (e *Engine) pullGoal(ctx context.Context, conn *Connection, key mappings.Key, g *gpb.Goal, raw []byte, snapshot bool) (PullSummary, error) {
+	var s PullSummary
+	version := g.GetMeta().GetVersionId().GetValue()
+	le, err := e.Store.LedgerGet(ctx, conn.Name, ledgerKey(key))
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return s, fmt.Errorf("%w: ledger: %w", errStore, err)
+	}
+	known := err == nil
+	if known && version != "" && le.VersionID == version {
+		s.Echoes++ // the adapter's own write, or a change already applied
+		return s, nil
+	}
+	if known {
+		// A version the ledger does not know may still hold the
+		// adapter's own content: a write answered without a version, or
+		// one whose answer was lost.
+		form, err := e.canonicalForm(ctx, conn, "Goal", raw)
+		if errors.Is(err, errStore) {
+			return s, err
+		}
+		if h := hashBytes(form); err == nil && e.ours(conn, le, h) {
+			le.VersionID, le.ContentHash, le.ResourceID, le.UpdatedAt = version, h, g.GetId().GetValue(), e.now()
+			le.Base = form
+			if err := e.Store.LedgerPut(ctx, le); err != nil {
+				return s, fmt.Errorf("%w: ledger: %w", errStore, err)
+			}
+			s.Echoes++
+			return s, nil
+		}
+	}
+	if snapshot && conn.Plan.Allows("Goal", "read") && g.GetId().GetValue() != "" {
+		resp, err := conn.EHR.Read(ctx, "Goal", g.GetId().GetValue())
+		if errors.Is(err, ehr.ErrNotFound) {
+			return s, nil // deleted in the EHR since
+		}
+		if err != nil {
+			return s, err
+		}
+		cr, err := mappings.ParseResource(resp.Body)
+		if err != nil || cr.GetGoal() == nil {
+			s.Unreadable++
+			return s, nil
+		}
+		return e.pullGoal(ctx, conn, key, cr.GetGoal(), resp.Body, false)
+	}
+	_, ehrGoal, err := mappings.GoalFromFHIR(g)
+	if err != nil {
+		s.Unreadable++
+		return s, nil
+	}
+	r, err := e.applyGoalChange(ctx, conn, key, ehrGoal, le, version, g.GetId().GetValue())
+	if err != nil {
+		return s, err
+	}
+	if r.saved {
+		s.Applied++
+	}
+	if r.moved {
+		s.Echoes++
+	}
+	s.Conflicts += r.conflicts
+	if r.conflicts > 0 {
+		e.record(ctx, conn.Name, "Goal", telemetry.OutcomeConflict, nil)
+	}
+	return s, nil
+}
+
 // goalMerge is what applyGoalChange did.
 type goalMerge struct {
 	// saved: the client was saved with values taken from the EHR (or, from
 	// a pull, to queue the IPS side's winning values for the EHR).
 	saved     bool
 	conflicts int
+	// moved: the ledger changed since the caller read it (a push wrote the
+	// goal meanwhile), so the EHR copy in hand may be older than what the
+	// adapter wrote; nothing was merged.
+	moved bool
 }
 
 // mergeAttempts bounds how often applyGoalChange re-reads a client that
@@ -390,6 +463,17 @@ func (e *Engine) applyGoalChange(ctx context.Context, conn *Connection, key mapp
 	w := conn.winners()
 	for attempt := 1; ; attempt++ {
 		var r goalMerge
+		if now, err := e.Store.LedgerGet(ctx, conn.Name, ledgerKey(key)); err == nil &&
+			(now.VersionID != le.VersionID || now.ContentHash != le.ContentHash) {
+			// A push wrote the goal since this copy was read: merging the
+			// copy could revert what it wrote. A change the clinician made
+			// before that push met its If-Match and was merged there; the
+			// next pull sees anything later.
+			r.moved = true
+			return r, nil
+		} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return r, fmt.Errorf("%w: ledger: %w", errStore, err)
+		}
 		c, ver, err := e.Store.GetClient(ctx, key.Client)
 		if errors.Is(err, store.ErrNotFound) {
 			return r, nil

@@ -572,12 +572,12 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 		case cur.hash == hash:
 			// Already there (an earlier write whose answer was lost).
 			le.VersionID, le.ContentHash = cur.version, hash
-			if err := e.ledgerWritten(ctx, conn, le, k, typ, clientID, cur.id, cur.version, hash, canonical); err != nil {
+			if err := e.ledgerWritten(ctx, conn, le, k, typ, clientID, cur.id, cur.version, hash, canonical, false); err != nil {
 				return s, err
 			}
 			s.Unchanged++
 			return s, nil
-		case !ours(le, cur.hash):
+		case !e.ours(conn, le, cur.hash):
 			if typ == "Goal" {
 				merged, err := e.mergeEHRGoal(ctx, conn, k, le, cur)
 				if err != nil || merged {
@@ -600,7 +600,7 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 		// answer is lost (or the process dies), the EHR may hold this
 		// content under a version the ledger never learns, and it must
 		// not pass for someone else's change later.
-		le.Attempted = store.WithAttempt(le.Attempted, hash)
+		le.Attempted = store.WithAttempt(le.Attempted, hash, e.now())
 		if err := e.Store.LedgerPut(ctx, le); err != nil {
 			return s, fmt.Errorf("%w: ledger: %w", errStore, err)
 		}
@@ -679,7 +679,7 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 				// a lost answer leaves that mark behind.
 				if err := e.Store.LedgerPut(ctx, store.LedgerEntry{
 					Connection: conn.Name, Key: lk, ClientID: clientID, ResourceType: typ,
-					Attempted: store.WithAttempt(le.Attempted, hash), UpdatedAt: e.now(),
+					Attempted: store.WithAttempt(le.Attempted, hash, e.now()), UpdatedAt: e.now(),
 				}); err != nil {
 					return s, fmt.Errorf("%w: ledger: %w", errStore, err)
 				}
@@ -703,7 +703,7 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 			version = r.VersionID
 		}
 	}
-	if err := e.ledgerWritten(ctx, conn, le, k, typ, clientID, id, version, hash, canonical); err != nil {
+	if err := e.ledgerWritten(ctx, conn, le, k, typ, clientID, id, version, hash, canonical, resp.EarlierAttemptUnanswered); err != nil {
 		return s, err
 	}
 	s.Written++
@@ -726,15 +726,22 @@ func (e *Engine) createSettle(conn *Connection) time.Duration {
 //
 // For a Goal the ledger also keeps the canonical content as the base of the
 // next three-way merge (see applyGoalChange).
-func (e *Engine) ledgerWritten(ctx context.Context, conn *Connection, le store.LedgerEntry, k mappings.Key, typ, clientID, id, version, hash string, canonical *bpb.ContainedResource) error {
+func (e *Engine) ledgerWritten(ctx context.Context, conn *Connection, le store.LedgerEntry, k mappings.Key, typ, clientID, id, version, hash string, canonical *bpb.ContainedResource, unanswered bool) error {
 	var base []byte
 	if typ == "Goal" && canonical != nil {
 		base, _ = mappings.MarshalCompact(canonical)
 	}
+	// The write's answer was read: it is no longer an open attempt, unless
+	// an earlier attempt of the same call went unanswered and may still
+	// be applied late.
+	attempted := store.WithoutAttempt(le.Attempted, hash)
+	if unanswered {
+		attempted = store.WithAttempt(le.Attempted, hash, e.now())
+	}
 	if err := e.Store.LedgerPut(ctx, store.LedgerEntry{
 		Connection: conn.Name, Key: ledgerKey(k), ClientID: clientID, ResourceType: typ,
 		ResourceID: id, VersionID: version, ContentHash: hash, UpdatedAt: e.now(),
-		Attempted: store.WithAttempt(le.Attempted, hash), Base: base,
+		Attempted: attempted, Base: base,
 	}); err != nil {
 		return fmt.Errorf("%w: ledger: %w", errStore, err)
 	}

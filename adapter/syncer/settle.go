@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"slices"
 	"strings"
 
 	bpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
@@ -38,9 +37,25 @@ type current struct {
 }
 
 // ours reports whether content with this canonical hash is something the
-// adapter itself wrote or sent to the EHR.
-func ours(le store.LedgerEntry, hash string) bool {
-	return hash != "" && (hash == le.ContentHash || slices.Contains(le.Attempted, hash))
+// adapter itself wrote or sent to the EHR: what the ledger says the EHR
+// holds, or a write sent recently whose answer was not read.
+// Content the adapter confirmed writing earlier does not count: a
+// clinician may set a goal back to exactly what it was. A write whose
+// answer was not read counts until CreateSettle has passed, the time a
+// slow EHR may take to apply it late.
+func (e *Engine) ours(conn *Connection, le store.LedgerEntry, hash string) bool {
+	if hash == "" {
+		return false
+	}
+	if hash == le.ContentHash {
+		return true
+	}
+	for _, a := range le.Attempted {
+		if a.Hash == hash && e.now().Sub(a.At) < e.createSettle(conn) {
+			return true
+		}
+	}
+	return false
 }
 
 // readCurrent reads what the EHR holds for record k: by the EHR id where the
@@ -272,7 +287,7 @@ func (e *Engine) settleStale(ctx context.Context, conn *Connection, k mappings.K
 	case cur.hash == hash:
 		// Already there: the adapter's own write.
 		return &ehr.Response{ResourceID: cur.id, VersionID: cur.version}, s, nil
-	case ours(le, cur.hash):
+	case e.ours(conn, le, cur.hash):
 	default:
 		if typ == "Goal" {
 			merged, err := e.mergeEHRGoal(ctx, conn, k, le, cur)

@@ -163,7 +163,7 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 	// What is about to be sent is remembered first (see writeResource).
 	for i, ch := range changed {
 		if ch.known {
-			changed[i].le.Attempted = store.WithAttempt(ch.le.Attempted, ch.hash)
+			changed[i].le.Attempted = store.WithAttempt(ch.le.Attempted, ch.hash, e.now())
 			if err := e.Store.LedgerPut(ctx, changed[i].le); err != nil {
 				return s, nil, false, fmt.Errorf("%w: ledger: %w", errStore, err)
 			}
@@ -214,7 +214,7 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 		if id == "" && ch.known {
 			id = ch.le.ResourceID
 		}
-		if err := e.ledgerWritten(ctx, conn, ch.le, ch.en.Key, ch.en.ResourceType, clientID, id, vid, ch.hash, ch.canonical); err != nil {
+		if err := e.ledgerWritten(ctx, conn, ch.le, ch.en.Key, ch.en.ResourceType, clientID, id, vid, ch.hash, ch.canonical, resp.EarlierAttemptUnanswered); err != nil {
 			return s, nil, false, err
 		}
 		s.Written++

@@ -472,6 +472,14 @@ func (r *run) restartAll(ctx context.Context) error {
 	r.logf("restarting every replica cleanly")
 	var errs []error
 	for _, rep := range r.replicas {
+		// A replica the chaos restarted a moment ago may not have
+		// installed its signal handler yet, and SIGTERM would kill it
+		// like SIGKILL: let it come up first, so the clean stop is one.
+		if rep.running() {
+			if err := rep.waitHealthy(ctx, healthTimeout); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		if err := rep.stop(); err != nil {
 			errs = append(errs, err)
 		}
