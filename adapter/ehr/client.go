@@ -265,13 +265,13 @@ type callState struct {
 	idempotent   bool
 	// read: the request changes nothing (GET, HEAD, a search via POST), so
 	// a 5xx is retried too.
-	read         bool
-	attempts     int
-	status       int  // of the last attempt's response; 0 if it had none
-	ambiguous    bool // the last attempt may have been applied, its answer lost
+	read      bool
+	attempts  int
+	status    int  // of the last attempt's response; 0 if it had none
+	ambiguous bool // the last attempt may have been applied, its answer lost
 	// unanswered: some attempt of the call may have been applied and its
 	// answer was lost (a request the EHR can still apply late).
-	unanswered bool
+	unanswered   bool
 	transportErr error
 	// retryAfter is the last answer's Retry-After, if it was a 429 or 503.
 	retryAfter time.Duration

@@ -110,8 +110,8 @@ type txEntry struct {
 	en        mappings.Entry
 	canonical *bpb.ContainedResource
 	hash      string
-	le    store.LedgerEntry
-	known bool
+	le        store.LedgerEntry
+	known     bool
 }
 
 // pushBundle writes the client's changed resources in one Bundle of kind
