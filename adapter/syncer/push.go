@@ -556,43 +556,29 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 	if known && rp.Concurrency == plan.IfMatch {
 		ifMatch = le.VersionID
 	}
-	if known && le.ResourceID != "" && rp.Concurrency == plan.ReadCompareWrite && (conn.Plan.Allows(typ, "read") || conn.Plan.Allows(typ, "search-type")) {
-		// No versioned updates: read, compare with what the adapter wrote,
-		// and only then write, so a clinician's edit is never overwritten
-		// without a trace.
+	canRead := conn.Plan.Allows(typ, "read") || conn.Plan.Allows(typ, "search-type")
+	// Without versioned updates (read-compare-write), or when the ledger has
+	// no version to send (a write answered without one, a lost answer),
+	// read first: compare with what the adapter wrote, and only then write,
+	// so a clinician's edit is never overwritten without a trace.
+	if known && le.ResourceID != "" && canRead && (rp.Concurrency == plan.ReadCompareWrite || (rp.Concurrency == plan.IfMatch && le.VersionID == "")) {
 		cur, err := e.readCurrent(ctx, conn, typ, k, le.ResourceID, res)
 		if err != nil {
 			return s, err
 		}
-		switch {
-		case cur == nil:
+		if cur == nil {
 			// Deleted in the EHR: written again as new (found by search
 			// first, should it come back).
 			known, le = false, store.LedgerEntry{}
-		case cur.hash == hash:
-			// Already there (an earlier write whose answer was lost).
-			le.VersionID, le.ContentHash = cur.version, hash
-			if err := e.ledgerWritten(ctx, conn, le, k, typ, clientID, cur.id, cur.version, hash, canonical, false); err != nil {
+		} else {
+			w, stop, err := e.beforeWrite(ctx, conn, k, typ, &le, cur, hash, canonical, clientID)
+			s.add(w)
+			if stop || err != nil {
 				return s, err
 			}
-			s.Unchanged++
-			return s, nil
-		case !e.ours(conn, le, cur.hash):
-			if typ == "Goal" {
-				merged, err := e.mergeEHRGoal(ctx, conn, k, le, cur)
-				if err != nil || merged {
-					s.Conflicts++
-					return s, err
-				}
-				// Merged without a change on the IPS side: the ledger
-				// now holds the EHR's version of the goal.
-				if le, err = e.Store.LedgerGet(ctx, conn.Name, lk); err != nil {
-					return s, fmt.Errorf("%w: ledger: %w", errStore, err)
-				}
-			} else if err := e.recordResourceConflict(ctx, conn, k, le, cur, hash, clientID); err != nil {
-				return s, err
+			if rp.Concurrency == plan.IfMatch {
+				ifMatch = cur.version
 			}
-			s.Conflicts++
 		}
 	}
 	if known {
@@ -629,8 +615,29 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 		id := ""
 		if known && le.ResourceID != "" {
 			id = le.ResourceID
-		} else if id, err = e.findExisting(ctx, conn, typ, k, res); err != nil {
-			return s, err
+		} else {
+			// A record the ledger has no id for: a first sync, or a create
+			// whose answer was lost. What a search finds is judged like a
+			// read before a write: a clinician may have edited it since.
+			raw, err := e.searchRecord(ctx, conn, typ, k, res)
+			if err != nil {
+				return s, err
+			}
+			if raw != nil {
+				cur, err := e.currentOf(ctx, conn, typ, raw)
+				if err != nil {
+					return s, err
+				}
+				w, stop, err := e.beforeWrite(ctx, conn, k, typ, &le, cur, hash, canonical, clientID)
+				s.add(w)
+				if stop || err != nil {
+					return s, err
+				}
+				id = cur.id
+				if rp.Concurrency == plan.IfMatch {
+					ifMatch = cur.version
+				}
+			}
 		}
 		if id != "" {
 			if !conn.Plan.Allows(typ, "update") {
@@ -748,20 +755,45 @@ func (e *Engine) ledgerWritten(ctx context.Context, conn *Connection, le store.L
 	return nil
 }
 
-// findExisting looks for a resource the ledger does not know (a first sync,
-// or a create whose answer was lost) and returns its EHR id, or "".
-func (e *Engine) findExisting(ctx context.Context, conn *Connection, typ string, k mappings.Key, res *bpb.ContainedResource) (string, error) {
-	raw, err := e.searchRecord(ctx, conn, typ, k, res)
-	if err != nil || raw == nil {
-		return "", err
+// beforeWrite judges what the EHR holds of a record just before the
+// adapter writes it: already the content to write (the ledger learns it;
+// stop), the adapter's own earlier content (go on), or a change made in the
+// EHR: a Goal's is merged into the IPS record (stop when that saved the
+// client: its pending item pushes the merged goal), any other type's is
+// recorded as a conflict the IPS side wins (go on). le is updated to what
+// the ledger holds afterwards.
+func (e *Engine) beforeWrite(ctx context.Context, conn *Connection, k mappings.Key, typ string, le *store.LedgerEntry, cur *current, hash string, canonical *bpb.ContainedResource, clientID string) (s PushSummary, stop bool, err error) {
+	switch {
+	case cur.hash == hash:
+		if err := e.ledgerWritten(ctx, conn, *le, k, typ, clientID, cur.id, cur.version, hash, canonical, false); err != nil {
+			return s, true, err
+		}
+		s.Unchanged++
+		return s, true, nil
+	case e.ours(conn, *le, cur.hash), le.ContentHash == "" && len(le.Attempted) == 0:
+		// The adapter's own earlier content; or a record under the
+		// adapter's identifier the ledger knows nothing of (written before
+		// a crash lost the ledger's row, or by an earlier installation),
+		// which is the adapter's to overwrite.
+		return s, false, nil
+	case typ == "Goal":
+		merged, err := e.mergeEHRGoal(ctx, conn, k, *le, cur)
+		s.Conflicts++
+		if err != nil || merged {
+			return s, true, err
+		}
+		// Merged without a change on the IPS side: the ledger now holds
+		// the EHR's version of the goal.
+		if *le, err = e.Store.LedgerGet(ctx, conn.Name, ledgerKey(k)); err != nil {
+			return s, true, fmt.Errorf("%w: ledger: %w", errStore, err)
+		}
+		return s, false, nil
 	}
-	var r struct {
-		ID string `json:"id"`
+	if err := e.recordResourceConflict(ctx, conn, k, *le, cur, hash, clientID); err != nil {
+		return s, true, err
 	}
-	if json.Unmarshal(raw, &r) != nil {
-		return "", nil
-	}
-	return r.ID, nil
+	s.Conflicts++
+	return s, false, nil
 }
 
 // patientReference finds the client's Patient in the EHR by identifier and

@@ -79,6 +79,12 @@ func (e *Engine) readCurrent(ctx context.Context, conn *Connection, typ string, 
 		}
 		raw = found
 	}
+	return e.currentOf(ctx, conn, typ, raw)
+}
+
+// currentOf reads id, version and canonical hash out of a resource the
+// EHR returned.
+func (e *Engine) currentOf(ctx context.Context, conn *Connection, typ string, raw []byte) (*current, error) {
 	var r struct {
 		ID   string `json:"id"`
 		Meta struct {
@@ -89,7 +95,11 @@ func (e *Engine) readCurrent(ctx context.Context, conn *Connection, typ string, 
 		return nil, &pushError{msg: "push: the EHR's copy of " + typ + " is unreadable"}
 	}
 	cur := &current{id: r.ID, version: r.Meta.VersionID, raw: raw}
-	if h, err := e.canonicalHash(ctx, conn, typ, raw); err == nil {
+	h, err := e.canonicalHash(ctx, conn, typ, raw)
+	if errors.Is(err, errStore) {
+		return nil, err
+	}
+	if err == nil {
 		cur.hash = h
 	}
 	return cur, nil
