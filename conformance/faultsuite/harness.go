@@ -91,7 +91,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	r.logf = func(format string, a ...any) {
 		fmt.Fprintf(o.Log, "faultsuite %s %s: %s\n", time.Now().Format("15:04:05"), o.Scenario, fmt.Sprintf(format, a...))
 	}
-	r.report = &Report{Scenario: o.Scenario, Replicas: sp.replicas, Clients: o.Clients, Chaos: o.Chaos, Rate: o.Rate, Seed: o.Seed,
+	r.report = &Report{Scenario: o.Scenario, Replicas: sp.replicas, Clients: o.Clients, Chaos: o.Chaos, Rate: o.Rate, Seed: o.Seed, LeaseFor: o.LeaseFor,
 		Started: time.Now(), Store: "sqlite"}
 	if sp.postgres {
 		r.report.Store = "postgres"
@@ -244,13 +244,13 @@ apiKeys:
   - {name: suite-specialist, role: specialist, sha256: %s}
   - {name: suite-admin, role: admin, sha256: %s}
 telemetry: {logLevel: info}
-sync: {pollInterval: 2s, overlap: 10s, maxAttempts: 8, workers: 2, leaseFor: 15s}
+sync: {pollInterval: 2s, overlap: 10s, maxAttempts: 8, workers: 2, leaseFor: %s}
 connections:
   - name: %s
     fhirBaseUrl: %q
     enabled: true
     auth: {type: none}%s
-`, r.program, storeYAML, port, keySum, adminSum, Connection, r.proxyBase, codes)
+`, r.program, storeYAML, port, keySum, adminSum, o.LeaseFor, Connection, r.proxyBase, codes)
 		if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 			return err
 		}

@@ -22,6 +22,7 @@ type Report struct {
 	Chaos      time.Duration
 	Rate       float64
 	Seed       uint64
+	LeaseFor   time.Duration // the replicas' sync.leaseFor
 	Started    time.Time
 	Elapsed    time.Duration
 
@@ -157,8 +158,8 @@ func (r *Report) String() string {
 	if !r.OK() {
 		res = fmt.Sprintf("FAIL (%d)", len(r.Failures))
 	}
-	w("scenario %s: %s store, %d replica(s), %d clients (%d consenting), chaos %v at fault rate %.2f, seed %d: %s",
-		r.Scenario, r.Store, r.Replicas, r.Clients, r.Consenting, r.Chaos, r.Rate, r.Seed, res)
+	w("scenario %s: %s store, %d replica(s), %d clients (%d consenting), chaos %v at fault rate %.2f, seed %d, lease %v: %s",
+		r.Scenario, r.Store, r.Replicas, r.Clients, r.Consenting, r.Chaos, r.Rate, r.Seed, r.LeaseFor, res)
 	w("  edits: IPS %d (%s), clinician %d (%s), unconfirmed %d", r.IPSEdits, countsText(r.IPSEditsByKind), r.ClinicianEdits, countsText(r.ClinicianEditsByKind), r.Unconfirmed)
 	if r.ClinicianNote != "" {
 		w("  clinician edits: %s", r.ClinicianNote)
