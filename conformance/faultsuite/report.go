@@ -67,7 +67,11 @@ type Report struct {
 	ClinicianMissing  int // a clinician's last change the store does not hold
 	StoreDrift        int // other store fields that differ from what was imported and edited
 	ConsentViolations int // records of a non-consenting client found in the EHR
-	Mismatches        []Mismatch
+	// Overwritten counts clinician changes the adapter wrote over in the
+	// EHR (the version right after the clinician's lost the clinician's
+	// status or notes), even if a later edit hid it from the end state.
+	Overwritten int
+	Mismatches  []Mismatch
 	// Stories explain a few of the goal mismatches: the edits of both
 	// sides to the goal, the store's value, the EHR's version history.
 	Stories []string
@@ -84,7 +88,7 @@ type Report struct {
 
 // Mismatch is one finding of the checks.
 type Mismatch struct {
-	Check        string // duplicate, lost, stale, reverted, clinician-missing, store-drift, consent
+	Check        string // duplicate, lost, stale, reverted, clinician-missing, clinician-overwritten, store-drift, consent
 	ResourceType string // EHR resource type, or "store"
 	Kind         string // goal, job, plan, support, employment-status, plan-note
 	Field        string // the field that differs, if any
@@ -175,9 +179,9 @@ func (r *Report) String() string {
 		w("  outbox NOT drained after %v", r.DrainWaited.Round(time.Second))
 	}
 	w("  conflicts %d (%s), dead letters %d (%s)", r.Conflicts, countsText(r.ConflictFields), r.DeadLetters, countsText(r.DeadLetterReasons))
-	w("  duplicates %d, lost %d, stale %d, reverted IPS edits %d, clinician changes missing %d, store drift %d, consent violations %d",
-		r.Duplicates, r.Lost, r.Stale, r.Reverted, r.ClinicianMissing, r.StoreDrift, r.ConsentViolations)
-	for _, c := range []string{"duplicate", "lost", "stale", "reverted", "clinician-missing", "store-drift", "consent"} {
+	w("  duplicates %d, lost %d, stale %d, reverted IPS edits %d, clinician changes missing %d, clinician changes overwritten in the EHR %d, store drift %d, consent violations %d",
+		r.Duplicates, r.Lost, r.Stale, r.Reverted, r.ClinicianMissing, r.Overwritten, r.StoreDrift, r.ConsentViolations)
+	for _, c := range []string{"duplicate", "lost", "stale", "reverted", "clinician-missing", "clinician-overwritten", "store-drift", "consent"} {
 		if s := r.mismatchSummary(c); s != "none" {
 			w("    %s: %s", c, s)
 		}
