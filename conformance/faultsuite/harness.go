@@ -91,7 +91,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	r.logf = func(format string, a ...any) {
 		fmt.Fprintf(o.Log, "faultsuite %s %s: %s\n", time.Now().Format("15:04:05"), o.Scenario, fmt.Sprintf(format, a...))
 	}
-	r.report = &Report{Scenario: o.Scenario, Replicas: sp.replicas, Clients: o.Clients, Chaos: o.Chaos, Rate: o.Rate, Seed: o.Seed, LeaseFor: o.LeaseFor,
+	r.report = &Report{Scenario: o.Scenario, Replicas: sp.replicas, Clients: o.Clients, Chaos: o.Chaos, Rate: o.Rate, Seed: o.Seed, LeaseFor: o.LeaseFor, Soak: o.soak != nil,
 		Started: time.Now(), Store: "sqlite"}
 	if sp.postgres {
 		r.report.Store = "postgres"

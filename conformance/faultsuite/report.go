@@ -23,6 +23,7 @@ type Report struct {
 	Rate       float64
 	Seed       uint64
 	LeaseFor   time.Duration // the replicas' sync.leaseFor
+	Soak       bool          // a soak (steady load, no kills), not a chaos run
 	Started    time.Time
 	Elapsed    time.Duration
 
@@ -162,8 +163,12 @@ func (r *Report) String() string {
 	if !r.OK() {
 		res = fmt.Sprintf("FAIL (%d)", len(r.Failures))
 	}
-	w("scenario %s: %s store, %d replica(s), %d clients (%d consenting), chaos %v at fault rate %.2f, seed %d, lease %v: %s",
-		r.Scenario, r.Store, r.Replicas, r.Clients, r.Consenting, r.Chaos, r.Rate, r.Seed, r.LeaseFor, res)
+	kind := "scenario"
+	if r.Soak {
+		kind = "soak"
+	}
+	w("%s %s: %s store, %d replica(s), %d clients (%d consenting), chaos %v at fault rate %.2f, seed %d, lease %v: %s",
+		kind, r.Scenario, r.Store, r.Replicas, r.Clients, r.Consenting, r.Chaos, r.Rate, r.Seed, r.LeaseFor, res)
 	w("  edits: IPS %d (%s), clinician %d (%s), unconfirmed %d", r.IPSEdits, countsText(r.IPSEditsByKind), r.ClinicianEdits, countsText(r.ClinicianEditsByKind), r.Unconfirmed)
 	if r.ClinicianNote != "" {
 		w("  clinician edits: %s", r.ClinicianNote)
@@ -212,8 +217,12 @@ func (r *Report) MarkdownRow() string {
 	if !r.OK() {
 		res = fmt.Sprintf("FAIL: %d assertion(s)", len(r.Failures))
 	}
+	name := string(r.Scenario)
+	if r.Soak {
+		name += " soak"
+	}
 	return fmt.Sprintf("| %s | %d | %d | %v | %.2f | %d | %d | %d | %d | %d (%s) | %d | %s | %d | %d | %d | %d | %d | %d | %s |",
-		r.Scenario, r.Clients, r.Replicas, r.Chaos, r.Rate, r.Seed, r.IPSEdits, r.ClinicianEdits, r.Kills,
+		name, r.Clients, r.Replicas, r.Chaos, r.Rate, r.Seed, r.IPSEdits, r.ClinicianEdits, r.Kills,
 		r.FaultTotal(), faultsText(r.Faults), r.UnexpectedExits, drain, r.Conflicts, r.DeadLetters,
 		r.Duplicates, r.Lost, r.Stale, r.Reverted, res)
 }
