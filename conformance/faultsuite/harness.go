@@ -459,6 +459,13 @@ func (r *run) restartAll(ctx context.Context) error {
 	r.logf("restarting every replica cleanly")
 	var errs []error
 	for _, rep := range r.replicas {
+		// A replica the supervisor started a moment ago may not have
+		// installed its signal handler yet, and SIGTERM would kill it
+		// outright: let it come up first. If it exits on its own
+		// meanwhile, that is recorded as an unexpected exit.
+		if rep.running() {
+			_ = rep.waitHealthy(ctx, healthTimeout)
+		}
 		if err := rep.stop(); err != nil {
 			errs = append(errs, err)
 		}
