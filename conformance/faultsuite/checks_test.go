@@ -1,10 +1,13 @@
 package faultsuite
 
 import (
+	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
 
+	"github.com/ipsfhir/ipsfhir/conformance/peer"
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/ips/synth"
 )
@@ -86,5 +89,58 @@ func TestStoryTokensHoldNoText(t *testing.T) {
 		if strings.Contains(s, word) {
 			t.Errorf("goal token %q holds free text", s)
 		}
+	}
+}
+
+// checkOverwrites finds an adapter write that replaced a clinician's
+// status, even when a later clinician edit restored the end state; a
+// write that keeps the clinician's fields is not flagged.
+func TestCheckOverwritesReadsTheHistory(t *testing.T) {
+	needPeer(t)
+	srv := peer.StartForTest(t, peer.Options{Args: []string{"--quiet"}})
+	r := &run{peerFHIR: newFHIRClient(srv.BaseURL), report: &Report{}, exp: newExpectation(&ips.Caseload{})}
+	ctx := t.Context()
+	goal := func(status string, notes int) []byte {
+		g := map[string]any{"resourceType": "Goal", "lifecycleStatus": status, "description": map[string]any{"text": "x"},
+			"subject": map[string]any{"display": "test"}}
+		var ns []any
+		for i := 0; i < notes; i++ {
+			ns = append(ns, map[string]any{"text": fmt.Sprintf("n%d", i)})
+		}
+		if ns != nil {
+			g["note"] = ns
+		}
+		b, _ := json.Marshal(g)
+		return b
+	}
+	rep, err := r.peerFHIR.do(ctx, "POST", "Goal", goal("active", 0), nil)
+	if err != nil || rep.Status != 201 {
+		t.Fatalf("create: %v %v", rep, err)
+	}
+	id, _, _ := identifiers(rep.Body)
+	put := func(status string, notes int, clinician bool) {
+		t.Helper()
+		b := goal(status, notes)
+		var m map[string]any
+		_ = json.Unmarshal(b, &m)
+		m["id"] = id
+		b, _ = json.Marshal(m)
+		rep, err := r.peerFHIR.do(ctx, "PUT", "Goal/"+id, b, nil)
+		if err != nil || rep.Status != 200 {
+			t.Fatalf("update: %v %v", rep, err)
+		}
+		if clinician {
+			r.exp.clinVersions["c1/g1"] = append(r.exp.clinVersions["c1/g1"], versionOf(rep))
+			r.exp.goalEHRID["c1/g1"] = id
+		}
+	}
+	put("on-hold", 0, true)  // clinician
+	put("on-hold", 0, false) // adapter, keeps it: fine
+	put("completed", 1, true)
+	put("active", 0, false) // adapter, loses status and note
+	put("completed", 1, true)
+	r.checkOverwrites(ctx)
+	if r.report.Overwritten != 2 {
+		t.Fatalf("overwritten %d, want 2 (status and notes once): %+v", r.report.Overwritten, r.report.Mismatches)
 	}
 }

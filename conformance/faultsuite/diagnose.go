@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -111,11 +112,23 @@ func orNone(s []string) string {
 	return strings.Join(s, "; ")
 }
 
-// goalHistory summarises a Goal's versions on the peer, oldest first.
-func (r *run) goalHistory(ctx context.Context, id string) string {
+// goalVersion is one version of a Goal in the EHR's history.
+type goalVersion struct {
+	id, at string
+	status string
+	notes  string // the notes' texts, for comparison only
+	nNotes int
+	desc   string
+}
+
+// goalVersions reads a Goal's history on the peer, oldest first.
+func (r *run) goalVersions(ctx context.Context, id string) ([]goalVersion, error) {
 	rep, err := r.peerFHIR.do(ctx, http.MethodGet, "Goal/"+url.PathEscape(id)+"/_history", nil, nil)
-	if err != nil || rep.Status != http.StatusOK {
-		return "unavailable"
+	if err != nil {
+		return nil, err
+	}
+	if rep.Status != http.StatusOK {
+		return nil, fmt.Errorf("faultsuite: Goal history: HTTP %d", rep.Status)
 	}
 	var b struct {
 		Entry []struct {
@@ -128,27 +141,44 @@ func (r *run) goalHistory(ctx context.Context, id string) string {
 				Description     struct {
 					Text string `json:"text"`
 				} `json:"description"`
-				Note []json.RawMessage `json:"note"`
+				Note json.RawMessage `json:"note"`
 			} `json:"resource"`
 		} `json:"entry"`
 	}
-	if json.Unmarshal(rep.Body, &b) != nil {
-		return "unreadable"
+	if err := json.Unmarshal(rep.Body, &b); err != nil {
+		return nil, fmt.Errorf("faultsuite: Goal history: not a Bundle")
 	}
-	type version struct{ at, text string }
-	var vs []version
+	var vs []goalVersion
 	for _, e := range b.Entry {
 		x := e.Resource
-		at := x.Meta.LastUpdated
+		var notes []struct {
+			Text string `json:"text"`
+		}
+		_ = json.Unmarshal(x.Note, &notes)
+		var texts []string
+		for _, n := range notes {
+			texts = append(texts, n.Text)
+		}
+		vs = append(vs, goalVersion{id: x.Meta.VersionID, at: x.Meta.LastUpdated, status: x.LifecycleStatus,
+			notes: strings.Join(texts, "\x00"), nNotes: len(notes), desc: x.Description.Text})
+	}
+	slices.SortStableFunc(vs, func(a, b goalVersion) int { return strings.Compare(a.at, b.at) })
+	return vs, nil
+}
+
+// goalHistory summarises a Goal's versions on the peer, oldest first.
+func (r *run) goalHistory(ctx context.Context, id string) string {
+	vs, err := r.goalVersions(ctx, id)
+	if err != nil {
+		return "unavailable"
+	}
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		at := v.at
 		if t, err := time.Parse(time.RFC3339Nano, at); err == nil {
 			at = t.Local().Format("15:04:05.000")
 		}
-		vs = append(vs, version{x.Meta.LastUpdated, fmt.Sprintf("%s status %s, description %s, %d notes", at, x.LifecycleStatus, textToken(x.Description.Text), len(x.Note))})
-	}
-	slices.SortStableFunc(vs, func(a, b version) int { return strings.Compare(a.at, b.at) })
-	out := make([]string, len(vs))
-	for i, v := range vs {
-		out[i] = v.text
+		out[i] = fmt.Sprintf("%s status %s, description %s, %d notes", at, v.status, textToken(v.desc), v.nNotes)
 	}
 	return "\n        " + strings.Join(out, "\n        ")
 }
@@ -192,4 +222,50 @@ func faultsByRequest(log []faultproxy.Fault) map[string]int {
 		out[f.Method+" "+rt+" "+string(f.Kind)]++
 	}
 	return out
+}
+
+// checkOverwrites looks at what the EHR held right after each clinician
+// edit: the next version, if the adapter wrote it, must keep the
+// clinician's status and notes (the program never changes those). A later
+// clinician edit can hide such an overwrite from the end-state checks,
+// so the history is the only place it shows.
+func (r *run) checkOverwrites(ctx context.Context) {
+	rep, e := r.report, r.exp
+	for _, goal := range slices.Sorted(maps.Keys(e.clinVersions)) {
+		mine := map[string]bool{}
+		for _, v := range e.clinVersions[goal] {
+			mine[v] = true
+		}
+		vs, err := r.goalVersions(ctx, e.goalEHRID[goal])
+		if err != nil {
+			rep.fail("cannot read a Goal's history: %v", err)
+			return
+		}
+		cid, gid, _ := strings.Cut(goal, "/")
+		for i := 0; i+1 < len(vs); i++ {
+			cur, next := vs[i], vs[i+1]
+			if !mine[cur.id] || mine[next.id] {
+				continue
+			}
+			var fields []string
+			if next.status != cur.status {
+				fields = append(fields, "status")
+			}
+			if next.notes != cur.notes {
+				fields = append(fields, "notes")
+			}
+			for _, f := range fields {
+				rep.Overwritten++
+				rep.Mismatches = append(rep.Mismatches, Mismatch{Check: "clinician-overwritten", ResourceType: "Goal", Kind: "goal", Field: f, Client: cid, Record: gid})
+			}
+			if len(fields) > 0 && len(rep.Stories) < maxStories {
+				rep.Stories = append(rep.Stories, fmt.Sprintf("goal %s (clinician-overwritten %s): the adapter's next version replaced the clinician's %s with %s%s",
+					goal, strings.Join(fields, ", "), versionToken(cur), versionToken(next), r.goalHistory(ctx, e.goalEHRID[goal])))
+			}
+		}
+	}
+}
+
+func versionToken(v goalVersion) string {
+	return fmt.Sprintf("(status %s, %d notes)", v.status, v.nNotes)
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,13 +59,19 @@ type expectation struct {
 	editErrors          map[string]int // edits refused for a reason other than a race
 
 	log []journalEntry // confirmed edits, in order
+	// clinVersions are the EHR versions the clinician wrote, by goal
+	// ("client/goal"), and the Goal's EHR id: the checks look at what the
+	// adapter wrote right after each.
+	clinVersions map[string][]string
+	goalEHRID    map[string]string
 
 	locks sync.Map // per client (IPS side) or goal (clinician side): *sync.Mutex
 }
 
 func newExpectation(cl *ips.Caseload) *expectation {
 	e := &expectation{clients: map[string]*ips.Client{}, apiSet: map[string]bool{}, clinSet: map[string]bool{},
-		ambiguous: map[string]bool{}, ipsKinds: map[string]int{}, clinKinds: map[string]int{}, editErrors: map[string]int{}}
+		ambiguous: map[string]bool{}, ipsKinds: map[string]int{}, clinKinds: map[string]int{}, editErrors: map[string]int{},
+		clinVersions: map[string][]string{}, goalEHRID: map[string]string{}}
 	for _, c := range cl.Clients {
 		e.clients[c.ID] = cloneClient(c)
 		e.ids = append(e.ids, c.ID)
@@ -346,6 +353,10 @@ func (r *run) clinicianEdit(ctx context.Context, rng *rand.Rand, n int) {
 			return
 		}
 		e.mu.Lock()
+		if v := versionOf(rep); v != "" {
+			e.clinVersions[cid+"/"+gid] = append(e.clinVersions[cid+"/"+gid], v)
+			e.goalEHRID[cid+"/"+gid] = id
+		}
 		eg := e.clients[cid].Goal(gid)
 		switch kind {
 		case editGoalStatus:
@@ -409,4 +420,14 @@ func paced(ctx context.Context, perSecond float64, workers int, seq func() int, 
 		}()
 	}
 	wg.Wait()
+}
+
+// versionOf is the version a write created: its ETag, or the body's
+// meta.versionId.
+func versionOf(rep *fhirReply) string {
+	if et := rep.Header.Get("ETag"); et != "" {
+		return strings.Trim(strings.TrimPrefix(et, "W/"), `"`)
+	}
+	_, v, _ := identifiers(rep.Body)
+	return v
 }

@@ -22,6 +22,8 @@ type Report struct {
 	Chaos      time.Duration
 	Rate       float64
 	Seed       uint64
+	LeaseFor   time.Duration // the replicas' sync.leaseFor
+	Soak       bool          // a soak (steady load, no kills), not a chaos run
 	Started    time.Time
 	Elapsed    time.Duration
 
@@ -66,7 +68,11 @@ type Report struct {
 	ClinicianMissing  int // a clinician's last change the store does not hold
 	StoreDrift        int // other store fields that differ from what was imported and edited
 	ConsentViolations int // records of a non-consenting client found in the EHR
-	Mismatches        []Mismatch
+	// Overwritten counts clinician changes the adapter wrote over in the
+	// EHR (the version right after the clinician's lost the clinician's
+	// status or notes), even if a later edit hid it from the end state.
+	Overwritten int
+	Mismatches  []Mismatch
 	// Stories explain a few of the goal mismatches: the edits of both
 	// sides to the goal, the store's value, the EHR's version history.
 	Stories []string
@@ -83,7 +89,7 @@ type Report struct {
 
 // Mismatch is one finding of the checks.
 type Mismatch struct {
-	Check        string // duplicate, lost, stale, reverted, clinician-missing, store-drift, consent
+	Check        string // duplicate, lost, stale, reverted, clinician-missing, clinician-overwritten, store-drift, consent
 	ResourceType string // EHR resource type, or "store"
 	Kind         string // goal, job, plan, support, employment-status, plan-note
 	Field        string // the field that differs, if any
@@ -157,8 +163,12 @@ func (r *Report) String() string {
 	if !r.OK() {
 		res = fmt.Sprintf("FAIL (%d)", len(r.Failures))
 	}
-	w("scenario %s: %s store, %d replica(s), %d clients (%d consenting), chaos %v at fault rate %.2f, seed %d: %s",
-		r.Scenario, r.Store, r.Replicas, r.Clients, r.Consenting, r.Chaos, r.Rate, r.Seed, res)
+	kind := "scenario"
+	if r.Soak {
+		kind = "soak"
+	}
+	w("%s %s: %s store, %d replica(s), %d clients (%d consenting), chaos %v at fault rate %.2f, seed %d, lease %v: %s",
+		kind, r.Scenario, r.Store, r.Replicas, r.Clients, r.Consenting, r.Chaos, r.Rate, r.Seed, r.LeaseFor, res)
 	w("  edits: IPS %d (%s), clinician %d (%s), unconfirmed %d", r.IPSEdits, countsText(r.IPSEditsByKind), r.ClinicianEdits, countsText(r.ClinicianEditsByKind), r.Unconfirmed)
 	if r.ClinicianNote != "" {
 		w("  clinician edits: %s", r.ClinicianNote)
@@ -174,9 +184,9 @@ func (r *Report) String() string {
 		w("  outbox NOT drained after %v", r.DrainWaited.Round(time.Second))
 	}
 	w("  conflicts %d (%s), dead letters %d (%s)", r.Conflicts, countsText(r.ConflictFields), r.DeadLetters, countsText(r.DeadLetterReasons))
-	w("  duplicates %d, lost %d, stale %d, reverted IPS edits %d, clinician changes missing %d, store drift %d, consent violations %d",
-		r.Duplicates, r.Lost, r.Stale, r.Reverted, r.ClinicianMissing, r.StoreDrift, r.ConsentViolations)
-	for _, c := range []string{"duplicate", "lost", "stale", "reverted", "clinician-missing", "store-drift", "consent"} {
+	w("  duplicates %d, lost %d, stale %d, reverted IPS edits %d, clinician changes missing %d, clinician changes overwritten in the EHR %d, store drift %d, consent violations %d",
+		r.Duplicates, r.Lost, r.Stale, r.Reverted, r.ClinicianMissing, r.Overwritten, r.StoreDrift, r.ConsentViolations)
+	for _, c := range []string{"duplicate", "lost", "stale", "reverted", "clinician-missing", "clinician-overwritten", "store-drift", "consent"} {
 		if s := r.mismatchSummary(c); s != "none" {
 			w("    %s: %s", c, s)
 		}
@@ -207,8 +217,12 @@ func (r *Report) MarkdownRow() string {
 	if !r.OK() {
 		res = fmt.Sprintf("FAIL: %d assertion(s)", len(r.Failures))
 	}
+	name := string(r.Scenario)
+	if r.Soak {
+		name += " soak"
+	}
 	return fmt.Sprintf("| %s | %d | %d | %v | %.2f | %d | %d | %d | %d | %d (%s) | %d | %s | %d | %d | %d | %d | %d | %d | %s |",
-		r.Scenario, r.Clients, r.Replicas, r.Chaos, r.Rate, r.Seed, r.IPSEdits, r.ClinicianEdits, r.Kills,
+		name, r.Clients, r.Replicas, r.Chaos, r.Rate, r.Seed, r.IPSEdits, r.ClinicianEdits, r.Kills,
 		r.FaultTotal(), faultsText(r.Faults), r.UnexpectedExits, drain, r.Conflicts, r.DeadLetters,
 		r.Duplicates, r.Lost, r.Stale, r.Reverted, res)
 }

@@ -96,6 +96,12 @@ type Options struct {
 	// two sides during chaos. Defaults 3 and 1.5; negative: none.
 	IPSEditsPerSecond       float64
 	ClinicianEditsPerSecond float64
+	// LeaseFor is the replicas' sync.leaseFor. Default 60 s: twice the
+	// adapter's 30 s per-attempt timeout, so one hung request does not
+	// let a second worker take the same client over while the first is
+	// still writing; short enough that a killed replica's items are taken
+	// over within the drain.
+	LeaseFor time.Duration
 	// DrainTimeout bounds the wait for the outbox to drain once faults
 	// are off and the replicas restarted. Default 4 min.
 	DrainTimeout time.Duration
@@ -144,6 +150,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.DrainTimeout == 0 {
 		o.DrainTimeout = 4 * time.Minute
+	}
+	if o.LeaseFor == 0 {
+		o.LeaseFor = 60 * time.Second
 	}
 	if o.PostgresDSN == "" {
 		o.PostgresDSN = PostgresServerDSN()

@@ -154,6 +154,8 @@ func (r *run) verify(ctx context.Context) error {
 		})
 	}
 
+	r.checkOverwrites(ctx)
+
 	// Conflicts and dead letters, from the admin API.
 	api := r.api(0)
 	cs, err := api.conflicts(ctx)
@@ -196,6 +198,9 @@ func (r *run) verify(ctx context.Context) error {
 	}
 	if rep.ClinicianMissing > 0 {
 		rep.fail("%d clinician change(s) not in the store (%s)", rep.ClinicianMissing, rep.mismatchSummary("clinician-missing"))
+	}
+	if rep.Overwritten > 0 {
+		rep.fail("%d clinician change(s) overwritten in the EHR by the adapter's next write (%s)", rep.Overwritten, rep.mismatchSummary("clinician-overwritten"))
 	}
 	if rep.StoreDrift > 0 {
 		rep.fail("%d store field(s) changed that neither side edited (%s)", rep.StoreDrift, rep.mismatchSummary("store-drift"))

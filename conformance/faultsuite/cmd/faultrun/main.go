@@ -41,6 +41,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	killEvery := fs.Duration("kill-every", 5*time.Second, "mean time between SIGKILLs of a random replica (negative: none)")
 	ipsEdits := fs.Float64("ips-edits-per-second", 3, "IPS-side edits per second during chaos")
 	clinEdits := fs.Float64("clinician-edits-per-second", 1.5, "clinician edits per second during chaos")
+	lease := fs.Duration("lease", 60*time.Second, "the replicas' sync.leaseFor")
 	drain := fs.Duration("drain", 0, "bound on the wait for the outbox to drain after faults stop (default 4m; 5m for a soak)")
 	soak := fs.Bool("soak", false, "run a soak instead of a chaos scenario")
 	minutes := fs.Float64("minutes", 10, "soak: minutes of steady load before faults stop")
@@ -78,7 +79,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	o := faultsuite.Options{
 		Scenario: sc, Clients: *clients, Chaos: *chaos, Seed: *seed, Rate: *rate, KillEvery: *killEvery,
-		IPSEditsPerSecond: *ipsEdits, ClinicianEditsPerSecond: *clinEdits, DrainTimeout: *drain, Dir: *dir, Log: stderr,
+		IPSEditsPerSecond: *ipsEdits, ClinicianEditsPerSecond: *clinEdits, DrainTimeout: *drain, LeaseFor: *lease, Dir: *dir, Log: stderr,
 	}
 	if *quiet {
 		o.Log = io.Discard
