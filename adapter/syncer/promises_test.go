@@ -667,3 +667,77 @@ func TestDifferentFieldsChangedOnEachSideAreNoConflict(t *testing.T) {
 		t.Errorf("conflicts %+v; want none", cs)
 	}
 }
+
+// ledgerRacer saves the client (as a pull merging a clinician's change
+// would) the first time a push looks up a goal's ledger entry.
+type ledgerRacer struct {
+	store.Store
+	once sync.Once
+	race func(ctx context.Context)
+}
+
+func (l *ledgerRacer) LedgerGet(ctx context.Context, conn, key string) (store.LedgerEntry, error) {
+	if strings.Contains(key, ":goal|") {
+		l.once.Do(func() { l.race(ctx) })
+	}
+	return l.Store.LedgerGet(ctx, conn, key)
+}
+
+// goalUpdates counts the Goal updates the engine sends.
+type goalUpdates struct {
+	EHR
+	mu sync.Mutex
+	n  int
+}
+
+func (g *goalUpdates) Update(ctx context.Context, t, target string, body []byte, ifMatch string) (*ehr.Response, error) {
+	if t == "Goal" {
+		g.mu.Lock()
+		g.n++
+		g.mu.Unlock()
+	}
+	return g.EHR.Update(ctx, t, target, body, ifMatch)
+}
+
+// TestPushDoesNotWriteAGoalOlderThanTheClient: a pull saves a clinician's
+// change into the client while a push of that client is under way. The
+// push does not write the goal it read before (that would undo the
+// clinician's change in the EHR, if only until the next push); it writes
+// the new content once.
+func TestPushDoesNotWriteAGoalOlderThanTheClient(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	r.conn.Plan.Bundles = "none"
+	r.enqueueAll(t)
+	if _, err := r.engine.PushOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := consenting(r.cl)[0]
+	g := c.Goals[0]
+	k := r.conn.Mapping.GoalKey(c, g)
+	st, v, _ := r.store.GetClient(ctx, c.ID)
+	st.Goal(g.ID).Description = "Edited by the specialist"
+	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: st, Version: v}}, []string{"clinic"}); err != nil {
+		t.Fatal(err)
+	}
+	r.engine.Store = &ledgerRacer{Store: r.store, race: func(ctx context.Context) {
+		st, v, _ := r.store.GetClient(ctx, c.ID)
+		st.Goal(g.ID).Notes = append(st.Goal(g.ID).Notes, ips.Note{Text: "Clinician's note merged by a pull"})
+		if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: st, Version: v}}, []string{"clinic"}); err != nil {
+			t.Error(err)
+		}
+	}}
+	gu := &goalUpdates{EHR: r.conn.EHR}
+	r.conn.EHR = gu
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+		t.Fatalf("push: %+v %v", s, err)
+	}
+	if gu.n != 1 {
+		t.Errorf("%d Goal updates; want 1: the goal read before the client changed was written too", gu.n)
+	}
+	var eg map[string]any
+	_ = json.Unmarshal(r.searchGoal(t, k), &eg)
+	if d := eg["description"].(map[string]any)["text"]; d != "Edited by the specialist" || len(asList(eg["note"])) != len(g.Notes)+1 {
+		t.Errorf("EHR goal: description %v, %d notes; want the specialist's edit and the merged note", d, len(asList(eg["note"])))
+	}
+}

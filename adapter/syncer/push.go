@@ -274,7 +274,9 @@ func (e *Engine) pushItem(ctx context.Context, conn *Connection, it store.Outbox
 	s := PushSummary{Items: 1}
 	w, err := e.pushClient(ctx, conn, it.ClientID)
 	s.add(w)
-	if err == nil {
+	if err == nil || errors.Is(err, errClientChanged) {
+		// A client saved during its push keeps its item pending (Complete
+		// sees the new generation), due at once, for the new content.
 		return s, e.settle(ctx, e.Store.Complete(ctx, it))
 	}
 	if errors.Is(err, errStore) {
@@ -393,7 +395,7 @@ func (e *pushError) Error() string { return e.msg }
 // pushClient writes every resource of one client that the plan allows and
 // that changed since the ledger last saw it.
 func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID string) (s PushSummary, err error) {
-	c, _, err := e.Store.GetClient(ctx, clientID)
+	c, ver, err := e.Store.GetClient(ctx, clientID)
 	if errors.Is(err, store.ErrNotFound) {
 		return s, nil // nothing left to push
 	}
@@ -465,7 +467,7 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 		// In a transaction, references to new goals are their urn:uuid
 		// fullUrls, which the EHR resolves inside the Bundle; a batch
 		// carries only updates of resources the EHR already holds.
-		w, written, done, err := e.pushBundle(ctx, conn, kind, all, canonical, clientID)
+		w, written, done, err := e.pushBundle(ctx, conn, kind, all, canonical, clientID, ver)
 		s.add(w)
 		if done || err != nil {
 			return s, err
@@ -485,7 +487,7 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 			if bundled[en.Key] {
 				continue
 			}
-			w, err := e.write(ctx, conn, en.Key, en.ResourceType, en.Resource, canonical[en.Key], clientID)
+			w, err := e.write(ctx, conn, en.Key, en.ResourceType, en.Resource, canonical[en.Key], clientID, ver)
 			s.add(w)
 			if err != nil {
 				return s, err
@@ -514,7 +516,7 @@ func consentsToEHR(c *ips.Client, def bool) bool {
 
 // write sends one resource if its canonical content changed since the
 // ledger's record of it.
-func (e *Engine) write(ctx context.Context, conn *Connection, k mappings.Key, typ string, res, canonical *bpb.ContainedResource, clientID string) (s PushSummary, err error) {
+func (e *Engine) write(ctx context.Context, conn *Connection, k mappings.Key, typ string, res, canonical *bpb.ContainedResource, clientID string, ver store.Version) (s PushSummary, err error) {
 	defer func() {
 		switch {
 		case err != nil && errors.Is(err, ehr.ErrConflict):
@@ -525,10 +527,10 @@ func (e *Engine) write(ctx context.Context, conn *Connection, k mappings.Key, ty
 			e.record(ctx, conn.Name, typ, telemetry.OutcomeWritten, nil)
 		}
 	}()
-	return e.writeResource(ctx, conn, k, typ, res, canonical, clientID)
+	return e.writeResource(ctx, conn, k, typ, res, canonical, clientID, ver)
 }
 
-func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings.Key, typ string, res, canonical *bpb.ContainedResource, clientID string) (PushSummary, error) {
+func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings.Key, typ string, res, canonical *bpb.ContainedResource, clientID string, ver store.Version) (PushSummary, error) {
 	var s PushSummary
 	if canonical == nil {
 		canonical = res
@@ -589,6 +591,11 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 		le.Attempted = store.WithAttempt(le.Attempted, hash, e.now())
 		if err := e.Store.LedgerPut(ctx, le); err != nil {
 			return s, fmt.Errorf("%w: ledger: %w", errStore, err)
+		}
+	}
+	if typ == "Goal" {
+		if err := e.clientUnchanged(ctx, clientID, ver); err != nil {
+			return s, err
 		}
 	}
 	criteria := "identifier=" + url.QueryEscape(k.System()+"|"+k.Value())
@@ -727,6 +734,27 @@ func (e *Engine) createSettle(conn *Connection) time.Duration {
 	}
 	return DefaultCreateSettle
 }
+
+// clientUnchanged fails a goal's push when the client was saved since the
+// push read it: a pull may have merged a clinician's change into the goal
+// meanwhile, and writing what was read would undo it in the EHR. The
+// client's pending item pushes the new content (a failure of an item whose
+// client was saved again does not count as an attempt).
+func (e *Engine) clientUnchanged(ctx context.Context, clientID string, ver store.Version) error {
+	_, now, err := e.Store.GetClient(ctx, clientID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return &pushError{msg: "push: the client was removed while it was pushed"}
+	case err != nil:
+		return fmt.Errorf("%w: get client: %w", errStore, err)
+	case now != ver:
+		return errClientChanged
+	}
+	return nil
+}
+
+// errClientChanged stops a push whose client was saved since it was read.
+var errClientChanged = &pushError{msg: "push: the client changed while it was pushed; pushing the new content next"}
 
 // ledgerWritten records that the EHR holds content hash under id and
 // version. The attempts stay: an older one may still show up in a stale read.

@@ -353,5 +353,10 @@ func (e *Engine) mergeEHRGoal(ctx context.Context, conn *Connection, k mappings.
 	if err != nil {
 		return false, err
 	}
+	if r.moved {
+		// A pull merged a newer copy meanwhile: what this push holds is
+		// out of date, and writing it would undo the clinician's change.
+		return false, &pushError{msg: "push: the goal changed in the EHR while it was being written; trying again"}
+	}
 	return r.saved, nil
 }

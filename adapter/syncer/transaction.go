@@ -123,7 +123,7 @@ type txEntry struct {
 // which settles conflicts and names the refused resource; written lists
 // what the Bundle did write, for that pass to leave alone. Store errors are
 // returned.
-func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, entries []mappings.Entry, canonical map[mappings.Key]*bpb.ContainedResource, clientID string) (s PushSummary, written map[mappings.Key]bool, done bool, err error) {
+func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, entries []mappings.Entry, canonical map[mappings.Key]*bpb.ContainedResource, clientID string, ver store.Version) (s PushSummary, written map[mappings.Key]bool, done bool, err error) {
 	var changed []txEntry
 	for _, en := range entries {
 		can := canonical[en.Key]
@@ -167,6 +167,14 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 			if err := e.Store.LedgerPut(ctx, changed[i].le); err != nil {
 				return s, nil, false, fmt.Errorf("%w: ledger: %w", errStore, err)
 			}
+		}
+	}
+	for _, ch := range changed {
+		if ch.en.ResourceType == "Goal" {
+			if err := e.clientUnchanged(ctx, clientID, ver); err != nil {
+				return s, nil, false, err
+			}
+			break
 		}
 	}
 	send := conn.EHR.Transaction
