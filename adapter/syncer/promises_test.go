@@ -741,3 +741,75 @@ func TestPushDoesNotWriteAGoalOlderThanTheClient(t *testing.T) {
 		t.Errorf("EHR goal: description %v, %d notes; want the specialist's edit and the merged note", d, len(asList(eg["note"])))
 	}
 }
+
+// TestLateFirstWriteDoesNotRevertAnEdit: the first write of a goal is held
+// by a slow EHR past the client's timeout; the program edits the goal and
+// the edit is written; then the held first write lands, over the edit. The
+// pull recognises the adapter's own late write (it was recorded before it
+// was sent) and the program's edit is kept and written again, never taken
+// back into the store as a clinician's change.
+func TestLateFirstWriteDoesNotRevertAnEdit(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	r.conn.Plan.Bundles = "none"
+	p, err := faultproxy.New(r.client.BaseURL(), faultproxy.Options{Seed: 1, Hang: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := p.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	viaProxy, err := ehr.New(ehr.Options{BaseURL: base, Connection: "clinic", MaxAttempts: 1, Timeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.conn.EHR = viaProxy
+	c := consenting(r.cl)[0]
+	g := c.Goals[0]
+	k := r.conn.Mapping.GoalKey(c, g)
+	p.Once(faultproxy.Match{Method: "PUT", PathPrefix: "Goal"}, faultproxy.KindHang)
+	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: c}}, []string{"clinic"}); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 1 {
+		t.Fatalf("push with the first goal write held: %+v %v", s, err)
+	}
+	st, v, _ := r.store.GetClient(ctx, c.ID)
+	st.Goal(g.ID).Description = "Edited before the first write landed"
+	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: st, Version: v}}, []string{"clinic"}); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+		t.Fatalf("push of the edit: %+v %v", s, err)
+	}
+	p.ReleaseHung()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var eg map[string]any
+		_ = json.Unmarshal(r.searchGoal(t, k), &eg)
+		if eg["description"].(map[string]any)["text"] != "Edited before the first write landed" {
+			break // the held write landed
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the held write never landed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if s, err := r.engine.PullOnce(ctx); err != nil || s.Applied != 0 || s.Conflicts != 0 {
+		t.Errorf("pull: %+v %v; want the late write taken as the adapter's own", s, err)
+	}
+	got, _, _ := r.store.GetClient(ctx, c.ID)
+	if d := got.Goal(g.ID).Description; d != "Edited before the first write landed" {
+		t.Fatalf("store description %q: the program's edit was reverted", d)
+	}
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+		t.Fatalf("push after the pull: %+v %v", s, err)
+	}
+	var eg map[string]any
+	_ = json.Unmarshal(r.searchGoal(t, k), &eg)
+	if d := eg["description"].(map[string]any)["text"]; d != "Edited before the first write landed" {
+		t.Errorf("EHR description %q after the repair, want the program's edit", d)
+	}
+}

@@ -373,21 +373,38 @@ func (e *Engine) pullGoal(ctx context.Context, conn *Connection, key mappings.Ke
 		s.Echoes++ // the adapter's own write, or a change already applied
 		return s, nil
 	}
-	if known {
+	{
 		// A version the ledger does not know may still hold the
 		// adapter's own content: a write answered without a version, or
-		// one whose answer was lost.
+		// one whose answer was lost. A goal under the adapter's
+		// identifier that the ledger knows nothing of (its row lost, or
+		// written by an earlier installation) is taken as the adapter's
+		// too: the program's record is the source of truth for it, and
+		// the next push writes it with the version learned here.
 		form, err := e.canonicalForm(ctx, conn, "Goal", raw)
 		if errors.Is(err, errStore) {
 			return s, err
 		}
-		if h := hashBytes(form); err == nil && e.ours(conn, le, h) {
+		if h := hashBytes(form); err == nil && (!known || e.ours(conn, le, h)) {
+			if !known {
+				le = store.LedgerEntry{Connection: conn.Name, Key: ledgerKey(key), ClientID: key.Client, ResourceType: "Goal"}
+			}
+			// The EHR holds something other than what the ledger last
+			// confirmed (an older write landed late): the program's
+			// record goes again.
+			requeue := h != le.ContentHash
 			le.VersionID, le.ContentHash, le.ResourceID, le.UpdatedAt = version, h, g.GetId().GetValue(), e.now()
 			le.Base = form
 			if err := e.Store.LedgerPut(ctx, le); err != nil {
 				return s, fmt.Errorf("%w: ledger: %w", errStore, err)
 			}
 			s.Echoes++
+			if requeue {
+				if err := e.Store.Enqueue(ctx, conn.Name, key.Client); err != nil {
+					return s, fmt.Errorf("%w: enqueue: %w", errStore, err)
+				}
+				s.Requeued++
+			}
 			return s, nil
 		}
 	}

@@ -583,12 +583,19 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 			}
 		}
 	}
-	if known {
+	if (known && le.ResourceID != "") || rp.Idempotency == plan.ConditionalUpdate {
 		// Remember what is about to be sent before sending it: if the
 		// answer is lost (or the process dies), the EHR may hold this
 		// content under a version the ledger never learns, and it must
-		// not pass for someone else's change later.
+		// not pass for someone else's change later. A record new to the
+		// ledger gets a row without an id (plain creates record theirs
+		// below, where their wait is decided).
+		if !known {
+			le = store.LedgerEntry{Connection: conn.Name, Key: lk, ClientID: clientID, ResourceType: typ}
+			known = true
+		}
 		le.Attempted = store.WithAttempt(le.Attempted, hash, e.now())
+		le.UpdatedAt = e.now()
 		if err := e.Store.LedgerPut(ctx, le); err != nil {
 			return s, fmt.Errorf("%w: ledger: %w", errStore, err)
 		}

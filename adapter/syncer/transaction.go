@@ -162,11 +162,16 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 	}
 	// What is about to be sent is remembered first (see writeResource).
 	for i, ch := range changed {
-		if ch.known {
-			changed[i].le.Attempted = store.WithAttempt(ch.le.Attempted, ch.hash, e.now())
-			if err := e.Store.LedgerPut(ctx, changed[i].le); err != nil {
-				return s, nil, false, fmt.Errorf("%w: ledger: %w", errStore, err)
-			}
+		if !ch.known {
+			// A record new to the ledger: a row without an id yet, so
+			// that a Bundle applied late (after its answer was lost) is
+			// still recognised as the adapter's.
+			changed[i].le = store.LedgerEntry{Connection: conn.Name, Key: ledgerKey(ch.en.Key), ClientID: clientID, ResourceType: ch.en.ResourceType}
+		}
+		changed[i].le.Attempted = store.WithAttempt(changed[i].le.Attempted, ch.hash, e.now())
+		changed[i].le.UpdatedAt = e.now()
+		if err := e.Store.LedgerPut(ctx, changed[i].le); err != nil {
+			return s, nil, false, fmt.Errorf("%w: ledger: %w", errStore, err)
 		}
 	}
 	for _, ch := range changed {
