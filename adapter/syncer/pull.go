@@ -326,7 +326,7 @@ func (e *Engine) pullWritten(ctx context.Context, conn *Connection, typ string) 
 			s.Requeued++
 		}
 		le.ResourceID, le.VersionID, le.ContentHash, le.UpdatedAt = r.ID, r.Meta.VersionID, h, e.now()
-		if err := e.Store.LedgerPut(ctx, le); err != nil {
+		if err := e.ledgerLearn(ctx, le); err != nil {
 			return s, fmt.Errorf("%w: ledger: %w", errStore, err)
 		}
 	}
@@ -334,6 +334,21 @@ func (e *Engine) pullWritten(ctx context.Context, conn *Connection, typ string) 
 		return s, fmt.Errorf("%w: watermark: %w", errStore, err)
 	}
 	return s, nil
+}
+
+// ledgerLearn records what a pull learned of a record in the EHR (id,
+// version, content, base). A pull holds no lease, so a push of the same
+// client may have recorded an attempt since the pull read the row: the
+// attempts are taken from the row as it is now, never from the pull's copy.
+func (e *Engine) ledgerLearn(ctx context.Context, le store.LedgerEntry) error {
+	now, err := e.Store.LedgerGet(ctx, le.Connection, le.Key)
+	switch {
+	case err == nil:
+		le.Attempted = now.Attempted
+	case !errors.Is(err, store.ErrNotFound):
+		return err
+	}
+	return e.Store.LedgerPut(ctx, le)
 }
 
 // writesNatively reports whether the plan writes some concept as a
@@ -395,7 +410,7 @@ func (e *Engine) pullGoal(ctx context.Context, conn *Connection, key mappings.Ke
 			requeue := h != le.ContentHash
 			le.VersionID, le.ContentHash, le.ResourceID, le.UpdatedAt = version, h, g.GetId().GetValue(), e.now()
 			le.Base = form
-			if err := e.Store.LedgerPut(ctx, le); err != nil {
+			if err := e.ledgerLearn(ctx, le); err != nil {
 				return s, fmt.Errorf("%w: ledger: %w", errStore, err)
 			}
 			s.Echoes++
@@ -585,7 +600,7 @@ func (e *Engine) applyGoalChange(ctx context.Context, conn *Connection, key mapp
 		if err != nil {
 			return r, &pushError{msg: "pull: encode Goal"}
 		}
-		if err := e.Store.LedgerPut(ctx, store.LedgerEntry{Connection: conn.Name, Key: ledgerKey(key), ClientID: c.ID,
+		if err := e.ledgerLearn(ctx, store.LedgerEntry{Connection: conn.Name, Key: ledgerKey(key), ClientID: c.ID,
 			ResourceType: "Goal", ResourceID: resourceID, VersionID: version, ContentHash: ehrHash, UpdatedAt: e.now(),
 			Attempted: le.Attempted, Base: ehrForm}); err != nil {
 			return r, fmt.Errorf("%w: ledger: %w", errStore, err)
