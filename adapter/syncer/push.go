@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -594,7 +595,11 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 			le = store.LedgerEntry{Connection: conn.Name, Key: lk, ClientID: clientID, ResourceType: typ}
 			known = true
 		}
-		le.Attempted = store.WithAttempt(le.Attempted, hash, e.now())
+		attempted, err := e.freshAttempts(ctx, conn.Name, lk, le.Attempted)
+		if err != nil {
+			return s, err
+		}
+		le.Attempted = store.WithAttempt(attempted, hash, e.now())
 		le.UpdatedAt = e.now()
 		if err := e.Store.LedgerPut(ctx, le); err != nil {
 			return s, fmt.Errorf("%w: ledger: %w", errStore, err)
@@ -776,9 +781,13 @@ func (e *Engine) ledgerWritten(ctx context.Context, conn *Connection, le store.L
 	// The write's answer was read: it is no longer an open attempt, unless
 	// an earlier attempt of the same call went unanswered and may still
 	// be applied late.
-	attempted := store.WithoutAttempt(le.Attempted, hash)
+	attempted, err := e.freshAttempts(ctx, conn.Name, ledgerKey(k), le.Attempted)
+	if err != nil {
+		return err
+	}
+	attempted = store.WithoutAttempt(attempted, hash)
 	if unanswered {
-		attempted = store.WithAttempt(le.Attempted, hash, e.now())
+		attempted = store.WithAttempt(attempted, hash, e.now())
 	}
 	if err := e.Store.LedgerPut(ctx, store.LedgerEntry{
 		Connection: conn.Name, Key: ledgerKey(k), ClientID: clientID, ResourceType: typ,
@@ -788,6 +797,36 @@ func (e *Engine) ledgerWritten(ctx context.Context, conn *Connection, le store.L
 		return fmt.Errorf("%w: ledger: %w", errStore, err)
 	}
 	return nil
+}
+
+// freshAttempts joins the attempts in hand with those the ledger row holds
+// now. Another worker may have recorded one since this one read the row
+// (a lease that expired under a slow write, a pull); an attempt lost from
+// the row would let that write, landing later, pass for someone else's
+// change.
+func (e *Engine) freshAttempts(ctx context.Context, conn, key string, mine []store.Attempt) ([]store.Attempt, error) {
+	now, err := e.Store.LedgerGet(ctx, conn, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return mine, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: ledger: %w", errStore, err)
+	}
+	out := mine
+	for _, a := range now.Attempted {
+		seen := false
+		for _, m := range mine {
+			if m.Hash == a.Hash {
+				seen = true
+				break
+			}
+		}
+		if !seen {
+			out = store.WithAttempt(out, a.Hash, a.At)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b store.Attempt) int { return a.At.Compare(b.At) })
+	return out, nil
 }
 
 // beforeWrite judges what the EHR holds of a record just before the
