@@ -322,7 +322,14 @@ var peerWithoutVersions bool
 // EHR client makes one attempt per call, so each armed fault fails a call.
 func (r *rig) proxied(t *testing.T) *faultproxy.Proxy {
 	t.Helper()
-	p, err := faultproxy.New(r.client.BaseURL(), faultproxy.Options{Seed: 1})
+	return r.proxiedWith(t, faultproxy.Options{Seed: 1}, ehr.Options{MaxAttempts: 1})
+}
+
+// proxiedWith is proxied with the proxy's and the EHR client's options
+// (the client's BaseURL and Connection are set here).
+func (r *rig) proxiedWith(t *testing.T, po faultproxy.Options, eo ehr.Options) *faultproxy.Proxy {
+	t.Helper()
+	p, err := faultproxy.New(r.client.BaseURL(), po)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +338,8 @@ func (r *rig) proxied(t *testing.T) *faultproxy.Proxy {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	c, err := ehr.New(ehr.Options{BaseURL: base, Connection: "clinic", MaxAttempts: 1})
+	eo.BaseURL, eo.Connection = base, "clinic"
+	c, err := ehr.New(eo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -426,34 +434,13 @@ func makeDue(t *testing.T, r *rig) {
 // adapter waits out CreateSettle before creating again, so the late create
 // is found, not duplicated.
 func TestLostCreateIsNotRepeatedWhileItMayStillLand(t *testing.T) {
-	r := newRig(t, filepath.Join("..", "..", "testdata", "ehr-capabilities", "epic-r4-sandbox-2026-07.json"))
+	r := newEpicSiteCodedRig(t)
 	ctx := t.Context()
-	meta, err := r.client.Metadata(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.conn.Plan, err = plan.Build(meta, plan.Options{SiteCodes: map[plan.Concept]bool{plan.EmploymentStatus: true}}); err != nil {
-		t.Fatal(err)
-	}
-	r.conn.Mapping.SiteCodes = map[mappings.Kind]ips.Coding{mappings.KindEmploymentStatus: {System: "urn:oid:1.2.840.114350.1.13.0.1.7.2.707679", Code: "1570000123"}}
 	clock := time.Now()
 	r.engine.Now = func() time.Time { return clock }
 	r.conn.CreateSettle = 10 * time.Second
 
-	p, err := faultproxy.New(r.client.BaseURL(), faultproxy.Options{Seed: 1, Hang: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, err := p.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	c, err := ehr.New(ehr.Options{BaseURL: base, Connection: "clinic", MaxAttempts: 1, Timeout: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.conn.EHR = c
+	p := r.proxiedWith(t, faultproxy.Options{Seed: 1, Hang: time.Minute}, ehr.Options{MaxAttempts: 1, Timeout: 500 * time.Millisecond})
 
 	var cl *ips.Client
 	for _, cc := range consenting(r.cl) {
@@ -511,20 +498,7 @@ func TestPullRepairsWhatTheEHRDoesNotHoldAsWritten(t *testing.T) {
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.conn.Plan.Bundles = "none" // one conditional PUT per resource
-	p, err := faultproxy.New(r.client.BaseURL(), faultproxy.Options{Seed: 1, Hang: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, err := p.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	viaProxy, err := ehr.New(ehr.Options{BaseURL: base, Connection: "clinic", MaxAttempts: 2, Timeout: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.conn.EHR = viaProxy
+	p := r.proxiedWith(t, faultproxy.Options{Seed: 1, Hang: time.Minute}, ehr.Options{MaxAttempts: 2, Timeout: 500 * time.Millisecond})
 
 	var c *ips.Client
 	for _, cc := range consenting(r.cl) {
@@ -752,20 +726,7 @@ func TestLateFirstWriteDoesNotRevertAnEdit(t *testing.T) {
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.conn.Plan.Bundles = "none"
-	p, err := faultproxy.New(r.client.BaseURL(), faultproxy.Options{Seed: 1, Hang: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, err := p.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	viaProxy, err := ehr.New(ehr.Options{BaseURL: base, Connection: "clinic", MaxAttempts: 1, Timeout: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.conn.EHR = viaProxy
+	p := r.proxiedWith(t, faultproxy.Options{Seed: 1, Hang: time.Minute}, ehr.Options{MaxAttempts: 1, Timeout: 500 * time.Millisecond})
 	c := consenting(r.cl)[0]
 	g := c.Goals[0]
 	k := r.conn.Mapping.GoalKey(c, g)

@@ -299,18 +299,30 @@ func TestEpicModeWritesOnlyWhatEpicDeclares(t *testing.T) {
 // TestEpicModeWithASiteCodeWritesEmploymentStatus: with the site's flowsheet
 // code mapped for employment status, those Observations are written with
 // it; jobs, unmapped, stay in the note.
-func TestEpicModeWithASiteCodeWritesEmploymentStatus(t *testing.T) {
+// epicFlowsheet is the site code the Epic-mode rigs map employment status to.
+var epicFlowsheet = ips.Coding{System: "urn:oid:1.2.840.114350.1.13.0.1.7.2.707679", Code: "1570000123"}
+
+// newEpicSiteCodedRig is a rig whose peer acts out Epic, with employment
+// status mapped to a site flowsheet code, so it is written natively (by
+// plain POST creates).
+func newEpicSiteCodedRig(t *testing.T) *rig {
+	t.Helper()
 	r := newRig(t, filepath.Join("..", "..", "testdata", "ehr-capabilities", "epic-r4-sandbox-2026-07.json"))
-	ctx := t.Context()
-	meta, err := r.client.Metadata(ctx)
+	meta, err := r.client.Metadata(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r.conn.Plan, err = plan.Build(meta, plan.Options{SiteCodes: map[plan.Concept]bool{plan.EmploymentStatus: true}}); err != nil {
 		t.Fatal(err)
 	}
-	flowsheet := ips.Coding{System: "urn:oid:1.2.840.114350.1.13.0.1.7.2.707679", Code: "1570000123"}
-	r.conn.Mapping.SiteCodes = map[mappings.Kind]ips.Coding{mappings.KindEmploymentStatus: flowsheet}
+	r.conn.Mapping.SiteCodes = map[mappings.Kind]ips.Coding{mappings.KindEmploymentStatus: epicFlowsheet}
+	return r
+}
+
+func TestEpicModeWithASiteCodeWritesEmploymentStatus(t *testing.T) {
+	r := newEpicSiteCodedRig(t)
+	ctx := t.Context()
+	flowsheet := epicFlowsheet
 	r.enqueueAll(t)
 	s, err := r.engine.PushOnce(ctx)
 	if err != nil || s.Failed != 0 {
