@@ -298,6 +298,9 @@ func (e *Engine) pullWritten(ctx context.Context, conn *Connection, typ string) 
 				s.Echoes++ // a push wrote it meanwhile; the next pull checks again
 				continue
 			}
+			// The attempts a push recorded since the first read count:
+			// what was just read may be that push's write.
+			le = now
 			r.Meta.VersionID = resp.VersionID
 			if h, err = e.canonicalHash(ctx, conn, typ, resp.Body); errors.Is(err, errStore) {
 				return s, err

@@ -837,6 +837,12 @@ func (e *Engine) freshAttempts(ctx context.Context, conn, key string, mine []sto
 // recorded as a conflict the IPS side wins (go on). le is updated to what
 // the ledger holds afterwards.
 func (e *Engine) beforeWrite(ctx context.Context, conn *Connection, k mappings.Key, typ string, le *store.LedgerEntry, cur *current, hash string, canonical *bpb.ContainedResource, clientID string) (s PushSummary, stop bool, err error) {
+	mine := false
+	if le.Key != "" {
+		if mine, err = e.oursNow(ctx, conn, *le, cur.hash); err != nil {
+			return s, true, err
+		}
+	}
 	switch {
 	case cur.hash == hash:
 		if err := e.ledgerWritten(ctx, conn, *le, k, typ, clientID, cur.id, cur.version, hash, canonical, false); err != nil {
@@ -844,7 +850,7 @@ func (e *Engine) beforeWrite(ctx context.Context, conn *Connection, k mappings.K
 		}
 		s.Unchanged++
 		return s, true, nil
-	case e.ours(conn, *le, cur.hash), le.ContentHash == "" && len(le.Attempted) == 0:
+	case mine, le.ContentHash == "" && len(le.Attempted) == 0:
 		// The adapter's own earlier content; or a record under the
 		// adapter's identifier the ledger knows nothing of (written before
 		// a crash lost the ledger's row, or by an earlier installation),

@@ -58,6 +58,23 @@ func (e *Engine) ours(conn *Connection, le store.LedgerEntry, hash string) bool 
 	return false
 }
 
+// oursNow is ours, asked again of the ledger row as it is now when the copy
+// in hand says no: another worker (a pull, or a push that took over an
+// expired lease) may have recorded the attempt since the copy was read.
+func (e *Engine) oursNow(ctx context.Context, conn *Connection, le store.LedgerEntry, hash string) (bool, error) {
+	if e.ours(conn, le, hash) || le.Key == "" {
+		return e.ours(conn, le, hash), nil
+	}
+	now, err := e.Store.LedgerGet(ctx, conn.Name, le.Key)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("%w: ledger: %w", errStore, err)
+	}
+	return e.ours(conn, now, hash), nil
+}
+
 // readCurrent reads what the EHR holds for record k: by the EHR id where the
 // EHR allows read, else by the search that finds records the ledger does not
 // know. It returns nil when the EHR has no such resource.
@@ -293,11 +310,15 @@ func (e *Engine) settleStale(ctx context.Context, conn *Connection, k mappings.K
 	if cur == nil {
 		return nil, s, &pushError{msg: "push: " + typ + " was deleted in the EHR"}
 	}
+	mine, err := e.oursNow(ctx, conn, le, cur.hash)
+	if err != nil {
+		return nil, s, err
+	}
 	switch {
 	case cur.hash == hash:
 		// Already there: the adapter's own write.
 		return &ehr.Response{ResourceID: cur.id, VersionID: cur.version}, s, nil
-	case e.ours(conn, le, cur.hash):
+	case mine:
 	default:
 		if typ == "Goal" {
 			merged, err := e.mergeEHRGoal(ctx, conn, k, le, cur)
