@@ -316,7 +316,7 @@ func (e *Engine) pullWritten(ctx context.Context, conn *Connection, typ string) 
 				h = le.ContentHash
 			}
 		} else {
-			if !e.ours(conn, le, h) {
+			if h != "" && !e.ours(conn, le, h) {
 				if err := e.recordResourceConflict(ctx, conn, keyOfLedger(lk), le, &current{id: r.ID, version: r.Meta.VersionID}, le.ContentHash, le.ClientID); err != nil {
 					return s, err
 				}

@@ -850,11 +850,12 @@ func (e *Engine) beforeWrite(ctx context.Context, conn *Connection, k mappings.K
 		}
 		s.Unchanged++
 		return s, true, nil
-	case mine, le.ContentHash == "" && len(le.Attempted) == 0:
-		// The adapter's own earlier content; or a record under the
-		// adapter's identifier the ledger knows nothing of (written before
-		// a crash lost the ledger's row, or by an earlier installation),
-		// which is the adapter's to overwrite.
+	case mine, le.ContentHash == "" && len(le.Attempted) == 0, cur.hash == "":
+		// The adapter's own earlier content; a record under the adapter's
+		// identifier the ledger knows nothing of (written before a crash
+		// lost the ledger's row, or by an earlier installation), which is
+		// the adapter's to overwrite; or content that cannot be judged yet
+		// (see errUnresolved).
 		return s, false, nil
 	case typ == "Goal":
 		merged, err := e.mergeEHRGoal(ctx, conn, k, *le, cur)

@@ -245,6 +245,11 @@ func (e *Engine) canonicalReferences(ctx context.Context, conn *Connection, v an
 							x["reference"] = k.FullURL()
 						}
 					}
+				case errors.Is(err, store.ErrNotFound) && typ == "Goal":
+					// One of the adapter's goals whose id the ledger has
+					// not learned yet (its write's answer was lost): the
+					// content cannot be judged until it has.
+					return errUnresolved
 				case !errors.Is(err, store.ErrNotFound):
 					return fmt.Errorf("%w: ledger: %w", errStore, err)
 				}
@@ -264,6 +269,12 @@ func (e *Engine) canonicalReferences(ctx context.Context, conn *Connection, v an
 	}
 	return nil
 }
+
+// errUnresolved: the canonical form of a resource cannot be made yet,
+// because it refers to a goal the ledger has no id for. Such content is
+// neither the adapter's nor someone else's as far as the engine can tell:
+// it is written over without a conflict record.
+var errUnresolved = errors.New("reference to a goal the ledger has no id for")
 
 // splitReference reads a literal reference, relative (Goal/1) or absolute
 // ([base]/Goal/1, with or without _history/v).
@@ -318,7 +329,8 @@ func (e *Engine) settleStale(ctx context.Context, conn *Connection, k mappings.K
 	case cur.hash == hash:
 		// Already there: the adapter's own write.
 		return &ehr.Response{ResourceID: cur.id, VersionID: cur.version}, s, nil
-	case mine:
+	case mine, cur.hash == "":
+		// The adapter's own, or content that cannot be judged yet.
 	default:
 		if typ == "Goal" {
 			merged, err := e.mergeEHRGoal(ctx, conn, k, le, cur)
