@@ -323,10 +323,12 @@ func (e *Engine) pullWritten(ctx context.Context, conn *Connection, typ string) 
 				s.Conflicts++
 				e.record(ctx, conn.Name, typ, telemetry.OutcomeConflict, nil)
 			}
-			if err := e.Store.Enqueue(ctx, conn.Name, le.ClientID); err != nil {
-				return s, fmt.Errorf("%w: enqueue: %w", errStore, err)
+			if !inFlight(le, h) {
+				if err := e.Store.Enqueue(ctx, conn.Name, le.ClientID); err != nil {
+					return s, fmt.Errorf("%w: enqueue: %w", errStore, err)
+				}
+				s.Requeued++
 			}
-			s.Requeued++
 		}
 		le.ResourceID, le.VersionID, le.ContentHash, le.UpdatedAt = r.ID, r.Meta.VersionID, h, e.now()
 		if err := e.ledgerLearn(ctx, le); err != nil {
@@ -352,6 +354,20 @@ func (e *Engine) ledgerLearn(ctx context.Context, le store.LedgerEntry) error {
 		return err
 	}
 	return e.Store.LedgerPut(ctx, le)
+}
+
+// inFlight reports whether hash is a write the adapter sent after the
+// ledger last recorded an answer (or what a pull learned): a write still in
+// flight, whose worker will record it. Queuing the record again for it would
+// push it twice. An attempt older than that answer showing up is a write
+// that landed late, over a newer one.
+func inFlight(le store.LedgerEntry, hash string) bool {
+	for _, a := range le.Attempted {
+		if a.Hash == hash && a.At.After(le.UpdatedAt) {
+			return true
+		}
+	}
+	return false
 }
 
 // writesNatively reports whether the plan writes some concept as a
@@ -410,7 +426,7 @@ func (e *Engine) pullGoal(ctx context.Context, conn *Connection, key mappings.Ke
 			// The EHR holds something other than what the ledger last
 			// confirmed (an older write landed late): the program's
 			// record goes again.
-			requeue := h != le.ContentHash
+			requeue := h != le.ContentHash && !inFlight(le, h)
 			le.VersionID, le.ContentHash, le.ResourceID, le.UpdatedAt = version, h, g.GetId().GetValue(), e.now()
 			le.Base = form
 			if err := e.ledgerLearn(ctx, le); err != nil {

@@ -592,15 +592,15 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 		// ledger gets a row without an id (plain creates record theirs
 		// below, where their wait is decided).
 		if !known {
-			le = store.LedgerEntry{Connection: conn.Name, Key: lk, ClientID: clientID, ResourceType: typ}
+			le = store.LedgerEntry{Connection: conn.Name, Key: lk, ClientID: clientID, ResourceType: typ, UpdatedAt: e.now()}
 			known = true
 		}
 		attempted, err := e.freshAttempts(ctx, conn.Name, lk, le.Attempted)
 		if err != nil {
 			return s, err
 		}
+		// UpdatedAt stays when the last answer was recorded (see inFlight).
 		le.Attempted = store.WithAttempt(attempted, hash, e.now())
-		le.UpdatedAt = e.now()
 		if err := e.Store.LedgerPut(ctx, le); err != nil {
 			return s, fmt.Errorf("%w: ledger: %w", errStore, err)
 		}

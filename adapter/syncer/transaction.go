@@ -166,14 +166,13 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 			// A record new to the ledger: a row without an id yet, so
 			// that a Bundle applied late (after its answer was lost) is
 			// still recognised as the adapter's.
-			changed[i].le = store.LedgerEntry{Connection: conn.Name, Key: ledgerKey(ch.en.Key), ClientID: clientID, ResourceType: ch.en.ResourceType}
+			changed[i].le = store.LedgerEntry{Connection: conn.Name, Key: ledgerKey(ch.en.Key), ClientID: clientID, ResourceType: ch.en.ResourceType, UpdatedAt: e.now()}
 		}
 		attempted, err := e.freshAttempts(ctx, conn.Name, ledgerKey(ch.en.Key), changed[i].le.Attempted)
 		if err != nil {
 			return s, nil, false, err
 		}
 		changed[i].le.Attempted = store.WithAttempt(attempted, ch.hash, e.now())
-		changed[i].le.UpdatedAt = e.now()
 		if err := e.Store.LedgerPut(ctx, changed[i].le); err != nil {
 			return s, nil, false, fmt.Errorf("%w: ledger: %w", errStore, err)
 		}
