@@ -774,3 +774,111 @@ func TestLateFirstWriteDoesNotRevertAnEdit(t *testing.T) {
 		t.Errorf("EHR description %q after the repair, want the program's edit", d)
 	}
 }
+
+// goalWrites runs before (once) ahead of the first Goal update it passes on,
+// and keeps the lifecycle status of every Goal update the EHR accepted.
+type goalWrites struct {
+	EHR
+	before   func()
+	once     sync.Once
+	mu       sync.Mutex
+	accepted []string
+}
+
+func (g *goalWrites) Update(ctx context.Context, t, target string, body []byte, ifMatch string) (*ehr.Response, error) {
+	if t != "Goal" {
+		return g.EHR.Update(ctx, t, target, body, ifMatch)
+	}
+	if g.before != nil {
+		g.once.Do(g.before)
+	}
+	resp, err := g.EHR.Update(ctx, t, target, body, ifMatch)
+	if err == nil {
+		var m map[string]any
+		_ = json.Unmarshal(body, &m)
+		st, _ := m["lifecycleStatus"].(string)
+		g.mu.Lock()
+		g.accepted = append(g.accepted, st)
+		g.mu.Unlock()
+	}
+	return resp, err
+}
+
+// TestAStaleCopyIsNotWrittenAfterAMergeFoundNothingToDo: a push holds a
+// copy of the client read before a pull merged a clinician's change into
+// it. Its write meets 412; the merge it then does finds the client already
+// holds what the EHR holds (the pull's work), so there is nothing to merge,
+// and the push must not go on to write its older copy with the version it
+// just read: that undid the clinician's change in the EHR until the next
+// push (seen in the five-minute soak: a clinician's on-hold replaced by
+// active for some seconds).
+func TestAStaleCopyIsNotWrittenAfterAMergeFoundNothingToDo(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	r.conn.Plan.Bundles = "none"
+	r.enqueueAll(t)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+		t.Fatalf("push: %+v %v", s, err)
+	}
+	p := r.proxied(t)
+	c := consenting(r.cl)[0]
+	g := c.Goals[0]
+	k := r.conn.Mapping.GoalKey(c, g)
+	other := ips.GoalOnHold
+	if g.Status == other {
+		other = ips.GoalActive
+	}
+	// The specialist's edit is written, but its answer is lost: the ledger
+	// keeps the version before it.
+	st, v, _ := r.store.GetClient(ctx, c.ID)
+	st.Goal(g.ID).Description = "Work at the garden centre"
+	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: st, Version: v}}, []string{"clinic"}); err != nil {
+		t.Fatal(err)
+	}
+	lost := p.Once(faultproxy.Match{Method: "PUT", PathPrefix: "Goal"}, faultproxy.KindLostReply)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 1 {
+		t.Fatalf("push with a lost reply: %+v %v; want the item failed", s, err)
+	}
+	<-lost.Done()
+	// The clinician changes the goal's status.
+	r.clinicianEdits(t, k, func(m map[string]any) { m["lifecycleStatus"] = string(other) })
+	// The retry has read the client; just before its write goes out, a
+	// pull saves the clinician's status into the client (its ledger update
+	// comes a moment later, after this push's merge).
+	raced := false
+	gw := &goalWrites{EHR: r.conn.EHR, before: func() {
+		raced = true
+		st, v, _ := r.store.GetClient(ctx, c.ID)
+		st.Goal(g.ID).Status = other
+		if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: st, Version: v}}, []string{"clinic"}); err != nil {
+			t.Error(err)
+		}
+	}}
+	r.conn.EHR = gw
+	makeDue(t, r)
+	if _, err := r.engine.PushOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !raced {
+		t.Fatal("no Goal write was sent; the test did not set up the race")
+	}
+	makeDue(t, r)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+		t.Fatalf("next push: %+v %v", s, err)
+	}
+	for i, s := range gw.accepted {
+		if s != string(other) {
+			t.Errorf("Goal write %d the EHR accepted has status %s: the clinician's %s was overwritten", i+1, s, other)
+		}
+	}
+	eg := r.ehrGoal(t, k)
+	if eg["lifecycleStatus"] != string(other) || eg["description"].(map[string]any)["text"] != "Work at the garden centre" {
+		t.Errorf("EHR goal: status %v, description %v; want the clinician's status and the specialist's description", eg["lifecycleStatus"], eg["description"])
+	}
+	if s, err := r.engine.PullOnce(ctx); err != nil || s.Applied != 0 || s.Conflicts != 0 {
+		t.Errorf("pull: %+v %v; want nothing new", s, err)
+	}
+	if cs, _ := r.store.Conflicts(ctx, "clinic", false); len(cs) != 0 {
+		t.Errorf("conflicts %+v; each side changed its own field", cs)
+	}
+}

@@ -574,7 +574,7 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 			// first, should it come back).
 			known, le = false, store.LedgerEntry{}
 		} else {
-			w, stop, err := e.beforeWrite(ctx, conn, k, typ, &le, cur, hash, canonical, clientID)
+			w, stop, err := e.beforeWrite(ctx, conn, k, typ, &le, cur, hash, canonical, clientID, ver)
 			s.add(w)
 			if stop || err != nil {
 				return s, err
@@ -622,7 +622,7 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 		resp, err = conn.EHR.Update(ctx, typ, criteria, body, ifMatch)
 		if errors.Is(err, ehr.ErrConflict) {
 			var w PushSummary
-			resp, w, err = e.settleStale(ctx, conn, k, typ, le, hash, clientID, res, func(v string) (*ehr.Response, error) {
+			resp, w, err = e.settleStale(ctx, conn, k, typ, le, hash, clientID, ver, res, func(v string) (*ehr.Response, error) {
 				return conn.EHR.Update(ctx, typ, criteria, body, v)
 			})
 			s.add(w)
@@ -647,7 +647,7 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 				if err != nil {
 					return s, err
 				}
-				w, stop, err := e.beforeWrite(ctx, conn, k, typ, &le, cur, hash, canonical, clientID)
+				w, stop, err := e.beforeWrite(ctx, conn, k, typ, &le, cur, hash, canonical, clientID, ver)
 				s.add(w)
 				if stop || err != nil {
 					return s, err
@@ -670,7 +670,7 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 			resp, err = conn.EHR.Update(ctx, typ, id, body, ifMatch)
 			if errors.Is(err, ehr.ErrConflict) {
 				var w PushSummary
-				resp, w, err = e.settleStale(ctx, conn, k, typ, le, hash, clientID, res, func(v string) (*ehr.Response, error) {
+				resp, w, err = e.settleStale(ctx, conn, k, typ, le, hash, clientID, ver, res, func(v string) (*ehr.Response, error) {
 					if rp.Concurrency != plan.IfMatch {
 						v = ""
 					}
@@ -836,7 +836,7 @@ func (e *Engine) freshAttempts(ctx context.Context, conn, key string, mine []sto
 // client: its pending item pushes the merged goal), any other type's is
 // recorded as a conflict the IPS side wins (go on). le is updated to what
 // the ledger holds afterwards.
-func (e *Engine) beforeWrite(ctx context.Context, conn *Connection, k mappings.Key, typ string, le *store.LedgerEntry, cur *current, hash string, canonical *bpb.ContainedResource, clientID string) (s PushSummary, stop bool, err error) {
+func (e *Engine) beforeWrite(ctx context.Context, conn *Connection, k mappings.Key, typ string, le *store.LedgerEntry, cur *current, hash string, canonical *bpb.ContainedResource, clientID string, ver store.Version) (s PushSummary, stop bool, err error) {
 	mine := false
 	if le.Key != "" {
 		if mine, err = e.oursNow(ctx, conn, *le, cur.hash); err != nil {
@@ -861,6 +861,13 @@ func (e *Engine) beforeWrite(ctx context.Context, conn *Connection, k mappings.K
 		merged, err := e.mergeEHRGoal(ctx, conn, k, *le, cur)
 		s.Conflicts++
 		if err != nil || merged {
+			return s, true, err
+		}
+		// Nothing to merge: the client already holds what the EHR holds.
+		// If it was saved since this push read it (a pull merged the same
+		// change), the copy in hand is older than both: writing it would
+		// undo the change in the EHR.
+		if err := e.clientUnchanged(ctx, clientID, ver); err != nil {
 			return s, true, err
 		}
 		// Merged without a change on the IPS side: the ledger now holds

@@ -313,7 +313,7 @@ func splitReference(ref string) (typ, id string) {
 // retry sends the write again with the given If-Match. settled reports the
 // record is now up to date in the EHR as far as this push is concerned
 // (written, or handed to the merged client's next push).
-func (e *Engine) settleStale(ctx context.Context, conn *Connection, k mappings.Key, typ string, le store.LedgerEntry, hash, clientID string, res *bpb.ContainedResource, retry func(ifMatch string) (*ehr.Response, error)) (resp *ehr.Response, s PushSummary, err error) {
+func (e *Engine) settleStale(ctx context.Context, conn *Connection, k mappings.Key, typ string, le store.LedgerEntry, hash, clientID string, ver store.Version, res *bpb.ContainedResource, retry func(ifMatch string) (*ehr.Response, error)) (resp *ehr.Response, s PushSummary, err error) {
 	cur, err := e.readCurrent(ctx, conn, typ, k, le.ResourceID, res)
 	if err != nil {
 		return nil, s, err
@@ -338,6 +338,14 @@ func (e *Engine) settleStale(ctx context.Context, conn *Connection, k mappings.K
 				// The merged client is saved, and its pending item pushes
 				// the merged goal next.
 				s.Conflicts++
+				return nil, s, err
+			}
+			// Nothing to merge: the client already holds what the EHR
+			// holds. If it was saved since this push read it (a pull
+			// merged the same change a moment ago), the copy in hand is
+			// older than both, and writing it with the version just read
+			// would undo the clinician's change.
+			if err := e.clientUnchanged(ctx, clientID, ver); err != nil {
 				return nil, s, err
 			}
 		} else if err := e.recordResourceConflict(ctx, conn, k, le, cur, hash, clientID); err != nil {
