@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -183,16 +184,21 @@ type LedgerEntry struct {
 type Attempt struct {
 	Hash string
 	At   time.Time
+	// IfMatch is the version the write was conditioned on (its If-Match),
+	// "" for a write without one. A conditional write can only be applied
+	// while the EHR holds that version; once the EHR is seen on another,
+	// it can no longer land (see WithoutSuperseded).
+	IfMatch string
 }
 
 // MaxAttempted bounds LedgerEntry.Attempted; older attempts are dropped.
 const MaxAttempted = 4
 
-// WithAttempt returns the attempts with hash, sent at at, added last,
-// keeping at most MaxAttempted and one entry per hash.
-func WithAttempt(attempted []Attempt, hash string, at time.Time) []Attempt {
-	out := WithoutAttempt(attempted, hash)
-	out = append(out, Attempt{Hash: hash, At: at})
+// WithAttempt returns the attempts with a added last, keeping at most
+// MaxAttempted and one entry per hash.
+func WithAttempt(attempted []Attempt, a Attempt) []Attempt {
+	out := WithoutAttempt(attempted, a.Hash)
+	out = append(out, a)
 	if len(out) > MaxAttempted {
 		out = out[len(out)-MaxAttempted:]
 	}
@@ -210,12 +216,40 @@ func WithoutAttempt(attempted []Attempt, hash string) []Attempt {
 	return out
 }
 
+// WithoutSuperseded returns the attempts without the conditional ones the
+// EHR can no longer apply: sent before seen, when the EHR was seen holding
+// version, with an If-Match other than version. Such a write either was
+// applied before then and has been written over since, or meets 412
+// whenever it arrives (versions never come back), so content it sent that
+// shows up later is someone else's. A version of "" (an EHR that did not
+// say) supersedes nothing, and neither is a write without If-Match ever
+// superseded this way: it may still land late.
+func WithoutSuperseded(attempted []Attempt, version string, seen time.Time) []Attempt {
+	if version == "" {
+		return attempted
+	}
+	var out []Attempt
+	for _, a := range attempted {
+		if a.IfMatch != "" && a.IfMatch != version && a.At.Before(seen) {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
 // JoinAttempted and SplitAttempted are the stores' column encoding of
-// LedgerEntry.Attempted: hash@unix-microseconds, separated by spaces.
+// LedgerEntry.Attempted: hash@unix-microseconds, or
+// hash@unix-microseconds@if-match (query-escaped) for a conditional write,
+// separated by spaces.
 func JoinAttempted(attempted []Attempt) string {
 	parts := make([]string, 0, len(attempted))
 	for _, a := range attempted {
-		parts = append(parts, a.Hash+"@"+strconv.FormatInt(a.At.UnixMicro(), 10))
+		p := a.Hash + "@" + strconv.FormatInt(a.At.UnixMicro(), 10)
+		if a.IfMatch != "" {
+			p += "@" + url.QueryEscape(a.IfMatch)
+		}
+		parts = append(parts, p)
 	}
 	return strings.Join(parts, " ")
 }
@@ -225,10 +259,17 @@ func JoinAttempted(attempted []Attempt) string {
 func SplitAttempted(s string) []Attempt {
 	var out []Attempt
 	for _, f := range strings.Fields(s) {
-		h, at, _ := strings.Cut(f, "@")
-		a := Attempt{Hash: h}
-		if us, err := strconv.ParseInt(at, 10, 64); err == nil {
-			a.At = time.UnixMicro(us).UTC()
+		parts := strings.SplitN(f, "@", 3)
+		a := Attempt{Hash: parts[0]}
+		if len(parts) > 1 {
+			if us, err := strconv.ParseInt(parts[1], 10, 64); err == nil {
+				a.At = time.UnixMicro(us).UTC()
+			}
+		}
+		if len(parts) > 2 {
+			if v, err := url.QueryUnescape(parts[2]); err == nil {
+				a.IfMatch = v
+			}
 		}
 		out = append(out, a)
 	}

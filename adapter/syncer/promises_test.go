@@ -882,3 +882,69 @@ func TestAStaleCopyIsNotWrittenAfterAMergeFoundNothingToDo(t *testing.T) {
 		t.Errorf("conflicts %+v; each side changed its own field", cs)
 	}
 }
+
+// TestAClinicianSettingAGoalBackToAnUnansweredWriteIsNotAnEcho: the
+// adapter's If-Match write of a goal is applied but its answer is lost;
+// a clinician then changes the goal's status, and later sets it back, so
+// the goal holds exactly what that unanswered write sent. The write cannot
+// be landing late (the EHR has moved past the version it was conditioned
+// on, and the pull saw that), so this is the clinician's change: it is
+// merged, and never overwritten by the next push (seen in the five-minute
+// soak: a clinician's on-hold replaced by active).
+func TestAClinicianSettingAGoalBackToAnUnansweredWriteIsNotAnEcho(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	r.conn.Plan.Bundles = "none"
+	r.enqueueAll(t)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+		t.Fatalf("push: %+v %v", s, err)
+	}
+	p := r.proxied(t)
+	c := consenting(r.cl)[0]
+	g := c.Goals[0]
+	k := r.conn.Mapping.GoalKey(c, g)
+	was, other := string(g.Status), "on-hold"
+	if was == other {
+		other = "active"
+	}
+	r.clinicianEdits(t, k, func(m map[string]any) { m["lifecycleStatus"] = other })
+	if s, err := r.engine.PullOnce(ctx); err != nil || s.Applied != 1 {
+		t.Fatalf("pull of the clinician's first change: %+v %v", s, err)
+	}
+	// The specialist's edit is written with If-Match; the answer is lost.
+	st, v, _ := r.store.GetClient(ctx, c.ID)
+	st.Goal(g.ID).Description = "Work in a print shop"
+	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: st, Version: v}}, []string{"clinic"}); err != nil {
+		t.Fatal(err)
+	}
+	lost := p.Once(faultproxy.Match{Method: "PUT", PathPrefix: "Goal"}, faultproxy.KindLostReply)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 1 {
+		t.Fatalf("push with a lost reply: %+v %v; want the item failed", s, err)
+	}
+	<-lost.Done()
+	// The clinician sets the status back, and the pull brings it in.
+	r.clinicianEdits(t, k, func(m map[string]any) { m["lifecycleStatus"] = was })
+	if s, err := r.engine.PullOnce(ctx); err != nil || s.Applied != 1 {
+		t.Fatalf("pull of the clinician's second change: %+v %v", s, err)
+	}
+	// And changes it once more: the goal now holds what the unanswered
+	// write sent.
+	r.clinicianEdits(t, k, func(m map[string]any) { m["lifecycleStatus"] = other })
+	if s, err := r.engine.PullOnce(ctx); err != nil || s.Applied != 1 {
+		t.Errorf("pull of the clinician's third change: %+v %v; want it applied, not taken for the adapter's write", s, err)
+	}
+	got, _, _ := r.store.GetClient(ctx, c.ID)
+	if gg := got.Goal(g.ID); string(gg.Status) != other || gg.Description != "Work in a print shop" {
+		t.Errorf("store goal: status %s, description %q; want the clinician's %s and the specialist's description", gg.Status, gg.Description, other)
+	}
+	makeDue(t, r)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+		t.Fatalf("push: %+v %v", s, err)
+	}
+	if eg := r.ehrGoal(t, k); eg["lifecycleStatus"] != other {
+		t.Errorf("EHR goal status %v after the push; the clinician's %s was overwritten", eg["lifecycleStatus"], other)
+	}
+	if cs, _ := r.store.Conflicts(ctx, "clinic", false); len(cs) != 0 {
+		t.Errorf("conflicts %+v; only the clinician changed the status", cs)
+	}
+}

@@ -181,6 +181,7 @@ func (e *Engine) pullGoals(ctx context.Context, conn *Connection) (PullSummary, 
 	if conn.Plan.Concept(plan.Goal).Path != plan.Native || !conn.Plan.Allows("Goal", "search-type") {
 		return s, nil
 	}
+	seen := e.now()
 	entries, newWM, err := e.changedSince(ctx, conn, "Goal", func() ([]string, error) { return e.knownPatients(ctx, conn) })
 	if err != nil {
 		return s, err
@@ -201,7 +202,7 @@ func (e *Engine) pullGoals(ctx context.Context, conn *Connection) (PullSummary, 
 			continue // not one of ours (a clinician's own goal), or unreadable
 		}
 		s.Seen++
-		out, err := e.pullGoal(ctx, conn, key, g, en.Resource, true)
+		out, err := e.pullGoal(ctx, conn, key, g, en.Resource, true, seen)
 		if err != nil {
 			// The watermark stays: the next pull reads this change again.
 			return s, err
@@ -229,11 +230,13 @@ func (e *Engine) pullWritten(ctx context.Context, conn *Connection, typ string) 
 		(rp.Detection != plan.LastUpdated && rp.Detection != plan.DateParameter) {
 		return s, nil
 	}
+	seen := e.now()
 	entries, newWM, err := e.changedSince(ctx, conn, typ, nil)
 	if err != nil {
 		return s, err
 	}
 	for _, en := range entries {
+		seen := seen
 		if en.Mode != "" && en.Mode != "match" {
 			continue
 		}
@@ -283,6 +286,7 @@ func (e *Engine) pullWritten(ctx context.Context, conn *Connection, typ string) 
 		if h != le.ContentHash && conn.Plan.Allows(typ, "read") {
 			// The search result may be older than a write a concurrent
 			// push made since: judge what the EHR holds now.
+			seen = e.now()
 			resp, err := conn.EHR.Read(ctx, typ, r.ID)
 			if errors.Is(err, ehr.ErrNotFound) {
 				continue
@@ -331,7 +335,7 @@ func (e *Engine) pullWritten(ctx context.Context, conn *Connection, typ string) 
 			}
 		}
 		le.ResourceID, le.VersionID, le.ContentHash, le.UpdatedAt = r.ID, r.Meta.VersionID, h, e.now()
-		if err := e.ledgerLearn(ctx, le); err != nil {
+		if err := e.ledgerLearn(ctx, le, seen); err != nil {
 			return s, fmt.Errorf("%w: ledger: %w", errStore, err)
 		}
 	}
@@ -342,14 +346,17 @@ func (e *Engine) pullWritten(ctx context.Context, conn *Connection, typ string) 
 }
 
 // ledgerLearn records what a pull learned of a record in the EHR (id,
-// version, content, base). A pull holds no lease, so a push of the same
-// client may have recorded an attempt since the pull read the row: the
-// attempts are taken from the row as it is now, never from the pull's copy.
-func (e *Engine) ledgerLearn(ctx context.Context, le store.LedgerEntry) error {
+// version, content, base), from a search or read sent at seen. A pull
+// holds no lease, so a push of the same client may have recorded an
+// attempt since the pull read the row: the attempts are taken from the row
+// as it is now, never from the pull's copy, less those the EHR can no
+// longer apply now that it was seen on this version (a clinician who sets a
+// goal back to what such a write sent is not taken for that write).
+func (e *Engine) ledgerLearn(ctx context.Context, le store.LedgerEntry, seen time.Time) error {
 	now, err := e.Store.LedgerGet(ctx, le.Connection, le.Key)
 	switch {
 	case err == nil:
-		le.Attempted = now.Attempted
+		le.Attempted = store.WithoutSuperseded(now.Attempted, le.VersionID, seen)
 	case !errors.Is(err, store.ErrNotFound):
 		return err
 	}
@@ -395,7 +402,7 @@ func keyOfLedger(lk string) mappings.Key {
 // record the goal is read again where the EHR allows, so the merge works on
 // what the EHR holds now, never on a stale copy that would revert the
 // program's newer edit.
-func (e *Engine) pullGoal(ctx context.Context, conn *Connection, key mappings.Key, g *gpb.Goal, raw []byte, snapshot bool) (PullSummary, error) {
+func (e *Engine) pullGoal(ctx context.Context, conn *Connection, key mappings.Key, g *gpb.Goal, raw []byte, snapshot bool, seen time.Time) (PullSummary, error) {
 	var s PullSummary
 	version := g.GetMeta().GetVersionId().GetValue()
 	le, err := e.Store.LedgerGet(ctx, conn.Name, ledgerKey(key))
@@ -429,7 +436,7 @@ func (e *Engine) pullGoal(ctx context.Context, conn *Connection, key mappings.Ke
 			requeue := h != le.ContentHash && !inFlight(le, h)
 			le.VersionID, le.ContentHash, le.ResourceID, le.UpdatedAt = version, h, g.GetId().GetValue(), e.now()
 			le.Base = form
-			if err := e.ledgerLearn(ctx, le); err != nil {
+			if err := e.ledgerLearn(ctx, le, seen); err != nil {
 				return s, fmt.Errorf("%w: ledger: %w", errStore, err)
 			}
 			s.Echoes++
@@ -443,6 +450,7 @@ func (e *Engine) pullGoal(ctx context.Context, conn *Connection, key mappings.Ke
 		}
 	}
 	if snapshot && conn.Plan.Allows("Goal", "read") && g.GetId().GetValue() != "" {
+		seen := e.now()
 		resp, err := conn.EHR.Read(ctx, "Goal", g.GetId().GetValue())
 		if errors.Is(err, ehr.ErrNotFound) {
 			return s, nil // deleted in the EHR since
@@ -455,14 +463,14 @@ func (e *Engine) pullGoal(ctx context.Context, conn *Connection, key mappings.Ke
 			s.Unreadable++
 			return s, nil
 		}
-		return e.pullGoal(ctx, conn, key, cr.GetGoal(), resp.Body, false)
+		return e.pullGoal(ctx, conn, key, cr.GetGoal(), resp.Body, false, seen)
 	}
 	_, ehrGoal, err := mappings.GoalFromFHIR(g)
 	if err != nil {
 		s.Unreadable++
 		return s, nil
 	}
-	r, err := e.applyGoalChange(ctx, conn, key, ehrGoal, le, version, g.GetId().GetValue())
+	r, err := e.applyGoalChange(ctx, conn, key, ehrGoal, le, version, g.GetId().GetValue(), seen)
 	if err != nil {
 		return s, err
 	}
@@ -508,7 +516,7 @@ const mergeAttempts = 5
 // watermark where it was. A merge that takes nothing from the EHR saves
 // nothing, unless the IPS side's values must go back to the EHR (a pull
 // then saves to queue that push).
-func (e *Engine) applyGoalChange(ctx context.Context, conn *Connection, key mappings.Key, ehrGoal *ips.Goal, le store.LedgerEntry, version, resourceID string) (goalMerge, error) {
+func (e *Engine) applyGoalChange(ctx context.Context, conn *Connection, key mappings.Key, ehrGoal *ips.Goal, le store.LedgerEntry, version, resourceID string, seen time.Time) (goalMerge, error) {
 	o := conn.Mapping
 	o.Now = time.Time{}
 	w := conn.winners()
@@ -621,7 +629,7 @@ func (e *Engine) applyGoalChange(ctx context.Context, conn *Connection, key mapp
 		}
 		if err := e.ledgerLearn(ctx, store.LedgerEntry{Connection: conn.Name, Key: ledgerKey(key), ClientID: c.ID,
 			ResourceType: "Goal", ResourceID: resourceID, VersionID: version, ContentHash: ehrHash, UpdatedAt: e.now(),
-			Attempted: le.Attempted, Base: ehrForm}); err != nil {
+			Attempted: le.Attempted, Base: ehrForm}, seen); err != nil {
 			return r, fmt.Errorf("%w: ledger: %w", errStore, err)
 		}
 		return r, nil

@@ -595,14 +595,8 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 			le = store.LedgerEntry{Connection: conn.Name, Key: lk, ClientID: clientID, ResourceType: typ, UpdatedAt: e.now()}
 			known = true
 		}
-		attempted, err := e.freshAttempts(ctx, conn.Name, lk, le.Attempted)
-		if err != nil {
+		if err := e.noteAttempt(ctx, conn.Name, &le, hash, ifMatch); err != nil {
 			return s, err
-		}
-		// UpdatedAt stays when the last answer was recorded (see inFlight).
-		le.Attempted = store.WithAttempt(attempted, hash, e.now())
-		if err := e.Store.LedgerPut(ctx, le); err != nil {
-			return s, fmt.Errorf("%w: ledger: %w", errStore, err)
 		}
 	}
 	if typ == "Goal" {
@@ -611,6 +605,7 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 		}
 	}
 	criteria := "identifier=" + url.QueryEscape(k.System()+"|"+k.Value())
+	sent := e.now()
 
 	var resp *ehr.Response
 	switch {
@@ -638,6 +633,7 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 			// A record the ledger has no id for: a first sync, or a create
 			// whose answer was lost. What a search finds is judged like a
 			// read before a write: a clinician may have edited it since.
+			seen := e.now()
 			raw, err := e.searchRecord(ctx, conn, typ, k, res)
 			if err != nil {
 				return s, err
@@ -647,6 +643,7 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 				if err != nil {
 					return s, err
 				}
+				cur.seen = seen
 				w, stop, err := e.beforeWrite(ctx, conn, k, typ, &le, cur, hash, canonical, clientID, ver)
 				s.add(w)
 				if stop || err != nil {
@@ -655,6 +652,12 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 				id = cur.id
 				if rp.Concurrency == plan.IfMatch {
 					ifMatch = cur.version
+				}
+				if le.Key == "" {
+					le = store.LedgerEntry{Connection: conn.Name, Key: lk, ClientID: clientID, ResourceType: typ, UpdatedAt: e.now()}
+				}
+				if err := e.noteAttempt(ctx, conn.Name, &le, hash, ifMatch); err != nil {
+					return s, err
 				}
 			}
 		}
@@ -705,7 +708,7 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 				// a lost answer leaves that mark behind.
 				if err := e.Store.LedgerPut(ctx, store.LedgerEntry{
 					Connection: conn.Name, Key: lk, ClientID: clientID, ResourceType: typ,
-					Attempted: store.WithAttempt(le.Attempted, hash, e.now()), UpdatedAt: e.now(),
+					Attempted: store.WithAttempt(le.Attempted, store.Attempt{Hash: hash, At: e.now()}), UpdatedAt: e.now(),
 				}); err != nil {
 					return s, fmt.Errorf("%w: ledger: %w", errStore, err)
 				}
@@ -729,7 +732,7 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 			version = r.VersionID
 		}
 	}
-	if err := e.ledgerWritten(ctx, conn, le, k, typ, clientID, id, version, hash, canonical, resp.EarlierAttemptUnanswered); err != nil {
+	if err := e.ledgerWritten(ctx, conn, le, k, typ, clientID, id, version, hash, canonical, resp.EarlierAttemptUnanswered, sent); err != nil {
 		return s, err
 	}
 	s.Written++
@@ -769,11 +772,13 @@ func (e *Engine) clientUnchanged(ctx context.Context, clientID string, ver store
 var errClientChanged = &pushError{msg: "push: the client changed while it was pushed; pushing the new content next"}
 
 // ledgerWritten records that the EHR holds content hash under id and
-// version. The attempts stay: an older one may still show up in a stale read.
+// version, as seen in an answer to a write sent (or a read made) at seen.
+// Other attempts stay, unless the EHR can no longer apply them (see
+// store.WithoutSuperseded): an older one may still show up in a stale read.
 //
 // For a Goal the ledger also keeps the canonical content as the base of the
 // next three-way merge (see applyGoalChange).
-func (e *Engine) ledgerWritten(ctx context.Context, conn *Connection, le store.LedgerEntry, k mappings.Key, typ, clientID, id, version, hash string, canonical *bpb.ContainedResource, unanswered bool) error {
+func (e *Engine) ledgerWritten(ctx context.Context, conn *Connection, le store.LedgerEntry, k mappings.Key, typ, clientID, id, version, hash string, canonical *bpb.ContainedResource, unanswered bool, seen time.Time) error {
 	var base []byte
 	if typ == "Goal" && canonical != nil {
 		base, _ = mappings.MarshalCompact(canonical)
@@ -785,15 +790,34 @@ func (e *Engine) ledgerWritten(ctx context.Context, conn *Connection, le store.L
 	if err != nil {
 		return err
 	}
-	attempted = store.WithoutAttempt(attempted, hash)
+	attempted = store.WithoutSuperseded(store.WithoutAttempt(attempted, hash), version, seen)
 	if unanswered {
-		attempted = store.WithAttempt(attempted, hash, e.now())
+		// Taken as unconditional: it may still be applied late.
+		attempted = store.WithAttempt(attempted, store.Attempt{Hash: hash, At: e.now()})
 	}
 	if err := e.Store.LedgerPut(ctx, store.LedgerEntry{
 		Connection: conn.Name, Key: ledgerKey(k), ClientID: clientID, ResourceType: typ,
 		ResourceID: id, VersionID: version, ContentHash: hash, UpdatedAt: e.now(),
 		Attempted: attempted, Base: base,
 	}); err != nil {
+		return fmt.Errorf("%w: ledger: %w", errStore, err)
+	}
+	return nil
+}
+
+// noteAttempt records in the ledger row le, before the write is sent, that
+// content hash is being written conditioned on ifMatch ("" for none): if
+// the answer is lost (or the process dies), the EHR may hold this content
+// under a version the ledger never learns, and it must not pass for
+// someone else's change later. UpdatedAt stays when the last answer was
+// recorded (see inFlight).
+func (e *Engine) noteAttempt(ctx context.Context, conn string, le *store.LedgerEntry, hash, ifMatch string) error {
+	attempted, err := e.freshAttempts(ctx, conn, le.Key, le.Attempted)
+	if err != nil {
+		return err
+	}
+	le.Attempted = store.WithAttempt(attempted, store.Attempt{Hash: hash, At: e.now(), IfMatch: ifMatch})
+	if err := e.Store.LedgerPut(ctx, *le); err != nil {
 		return fmt.Errorf("%w: ledger: %w", errStore, err)
 	}
 	return nil
@@ -812,17 +836,14 @@ func (e *Engine) freshAttempts(ctx context.Context, conn, key string, mine []sto
 	if err != nil {
 		return nil, fmt.Errorf("%w: ledger: %w", errStore, err)
 	}
-	out := mine
+	out := slices.Clone(mine)
 	for _, a := range now.Attempted {
-		seen := false
-		for _, m := range mine {
-			if m.Hash == a.Hash {
-				seen = true
-				break
-			}
-		}
-		if !seen {
-			out = store.WithAttempt(out, a.Hash, a.At)
+		i := slices.IndexFunc(out, func(m store.Attempt) bool { return m.Hash == a.Hash })
+		switch {
+		case i < 0:
+			out = store.WithAttempt(out, a)
+		case a.At.After(out[i].At):
+			out[i] = a // the same content sent again since: its If-Match counts
 		}
 	}
 	slices.SortStableFunc(out, func(a, b store.Attempt) int { return a.At.Compare(b.At) })
@@ -845,7 +866,7 @@ func (e *Engine) beforeWrite(ctx context.Context, conn *Connection, k mappings.K
 	}
 	switch {
 	case cur.hash == hash:
-		if err := e.ledgerWritten(ctx, conn, *le, k, typ, clientID, cur.id, cur.version, hash, canonical, false); err != nil {
+		if err := e.ledgerWritten(ctx, conn, *le, k, typ, clientID, cur.id, cur.version, hash, canonical, false, cur.seen); err != nil {
 			return s, true, err
 		}
 		s.Unchanged++

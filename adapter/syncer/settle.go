@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 
 	bpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
 
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
+	"github.com/ipsfhir/ipsfhir/adapter/plan"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
 	"github.com/ipsfhir/ipsfhir/mappings"
 )
@@ -29,6 +31,9 @@ import (
 // current is what the EHR holds of one record now.
 type current struct {
 	id, version string
+	// seen is when the read or search that found it was sent: the EHR
+	// held this version then or later.
+	seen time.Time
 	// hash is the canonical content hash (see canonicalHash); "" when the
 	// resource cannot be read back into a canonical form, which then never
 	// passes for the adapter's own content.
@@ -80,6 +85,7 @@ func (e *Engine) oursNow(ctx context.Context, conn *Connection, le store.LedgerE
 // know. It returns nil when the EHR has no such resource.
 func (e *Engine) readCurrent(ctx context.Context, conn *Connection, typ string, k mappings.Key, id string, res *bpb.ContainedResource) (*current, error) {
 	var raw []byte
+	seen := e.now()
 	if id != "" && conn.Plan.Allows(typ, "read") {
 		resp, err := conn.EHR.Read(ctx, typ, id)
 		if errors.Is(err, ehr.ErrNotFound) {
@@ -96,7 +102,11 @@ func (e *Engine) readCurrent(ctx context.Context, conn *Connection, typ string, 
 		}
 		raw = found
 	}
-	return e.currentOf(ctx, conn, typ, raw)
+	cur, err := e.currentOf(ctx, conn, typ, raw)
+	if cur != nil {
+		cur.seen = seen
+	}
+	return cur, err
 }
 
 // currentOf reads id, version and canonical hash out of a resource the
@@ -354,6 +364,16 @@ func (e *Engine) settleStale(ctx context.Context, conn *Connection, k mappings.K
 			s.Conflicts++
 		}
 	}
+	ifMatch := ""
+	if rp := conn.Plan.Type(typ); rp != nil && rp.Concurrency == plan.IfMatch {
+		ifMatch = cur.version
+	}
+	if le.Key == "" {
+		le = store.LedgerEntry{Connection: conn.Name, Key: ledgerKey(k), ClientID: clientID, ResourceType: typ, UpdatedAt: e.now()}
+	}
+	if err := e.noteAttempt(ctx, conn.Name, &le, hash, ifMatch); err != nil {
+		return nil, s, err
+	}
 	resp, err = retry(cur.version)
 	return resp, s, err
 }
@@ -390,7 +410,7 @@ func (e *Engine) mergeEHRGoal(ctx context.Context, conn *Connection, k mappings.
 	if err != nil || key != k {
 		return false, &pushError{msg: "push: the EHR's copy of Goal is unreadable"}
 	}
-	r, err := e.applyGoalChange(ctx, conn, key, ehrGoal, le, cur.version, cur.id)
+	r, err := e.applyGoalChange(ctx, conn, key, ehrGoal, le, cur.version, cur.id, cur.seen)
 	if err != nil {
 		return false, err
 	}

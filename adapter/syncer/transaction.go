@@ -172,7 +172,7 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 		if err != nil {
 			return s, nil, false, err
 		}
-		changed[i].le.Attempted = store.WithAttempt(attempted, ch.hash, e.now())
+		changed[i].le.Attempted = store.WithAttempt(attempted, store.Attempt{Hash: ch.hash, At: e.now(), IfMatch: ch.ifMatch(conn)})
 		if err := e.Store.LedgerPut(ctx, changed[i].le); err != nil {
 			return s, nil, false, fmt.Errorf("%w: ledger: %w", errStore, err)
 		}
@@ -189,6 +189,7 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 	if kind == "batch" {
 		send = conn.EHR.Batch
 	}
+	sent := e.now()
 	resp, err := send(ctx, body, true)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -230,7 +231,7 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 		if id == "" && ch.known {
 			id = ch.le.ResourceID
 		}
-		if err := e.ledgerWritten(ctx, conn, ch.le, ch.en.Key, ch.en.ResourceType, clientID, id, vid, ch.hash, ch.canonical, resp.EarlierAttemptUnanswered); err != nil {
+		if err := e.ledgerWritten(ctx, conn, ch.le, ch.en.Key, ch.en.ResourceType, clientID, id, vid, ch.hash, ch.canonical, resp.EarlierAttemptUnanswered, sent); err != nil {
 			return s, nil, false, err
 		}
 		s.Written++
@@ -292,12 +293,20 @@ func bundleBody(conn *Connection, kind string, changed []txEntry) ([]byte, error
 			return nil, err
 		}
 		req := request{Method: "PUT", URL: url}
-		if ch.known && ch.le.VersionID != "" && conn.Plan.Type(ch.en.ResourceType).Concurrency == plan.IfMatch {
-			req.IfMatch = `W/"` + ch.le.VersionID + `"`
+		if v := ch.ifMatch(conn); v != "" {
+			req.IfMatch = `W/"` + v + `"`
 		}
 		b.Entry = append(b.Entry, entry{FullURL: fullURL, Resource: raw, Request: req})
 	}
 	return json.Marshal(b)
+}
+
+// ifMatch is the version the entry's write is conditioned on, "" for none.
+func (ch txEntry) ifMatch(conn *Connection) string {
+	if ch.known && ch.le.VersionID != "" && conn.Plan.Type(ch.en.ResourceType).Concurrency == plan.IfMatch {
+		return ch.le.VersionID
+	}
+	return ""
 }
 
 type entryResponse struct {

@@ -30,7 +30,7 @@ func testLedger(t *testing.T, s *suite) {
 		ContentHash:  "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
 		UpdatedAt:    time.Date(2026, 3, 1, 12, 30, 0, 123456789, time.FixedZone("EST", -5*3600)),
 		// Writes whose answers were lost are kept, in order.
-		Attempted: []store.Attempt{{Hash: "aa11", At: time.Date(2026, 3, 1, 12, 29, 0, 0, time.UTC)}, {Hash: "bb22", At: time.Date(2026, 3, 1, 12, 29, 30, 0, time.UTC)}},
+		Attempted: []store.Attempt{{Hash: "aa11", At: time.Date(2026, 3, 1, 12, 29, 0, 0, time.UTC)}, {Hash: "bb22", At: time.Date(2026, 3, 1, 12, 29, 30, 0, time.UTC), IfMatch: "v@7 x"}},
 		Base:      []byte(`{"resourceType":"Goal","lifecycleStatus":"active"}`),
 	}
 	if err := st.LedgerPut(ctx, e); err != nil {
