@@ -75,10 +75,7 @@ func TestReadCompareWriteKeepsTraceOfAClinicianNoteEdit(t *testing.T) {
 	if got := r.conn.Plan.Type("DocumentReference").Concurrency; got != plan.ReadCompareWrite {
 		t.Fatalf("Oracle plan: note concurrency %s, want read-compare-write", got)
 	}
-	r.enqueueAll(t)
-	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
-		t.Fatalf("push: %+v %v", s, err)
-	}
+	r.pushAll(t)
 	c := consenting(r.cl)[0]
 	k := r.conn.Mapping.PlanNoteKey(c)
 	le, err := r.store.LedgerGet(ctx, "clinic", ledgerKey(k))
@@ -154,10 +151,7 @@ func (s *racingStore) SaveClients(ctx context.Context, cs []store.Stored, conns 
 func TestPullRetriesAMergeThatLostToAConcurrentSave(t *testing.T) {
 	r := newRig(t, "")
 	ctx := t.Context()
-	r.enqueueAll(t)
-	if _, err := r.engine.PushOnce(ctx); err != nil {
-		t.Fatal(err)
-	}
+	r.pushAll(t)
 	if _, err := r.engine.PullOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -203,10 +197,7 @@ func TestPullRetriesAMergeThatLostToAConcurrentSave(t *testing.T) {
 func TestPullOfUnchangedContentSavesNothing(t *testing.T) {
 	r := newRig(t, "")
 	ctx := t.Context()
-	r.enqueueAll(t)
-	if _, err := r.engine.PushOnce(ctx); err != nil {
-		t.Fatal(err)
-	}
+	r.pushAll(t)
 	c := consenting(r.cl)[0]
 	k := r.conn.Mapping.GoalKey(c, c.Goals[0])
 	_, before, _ := r.store.GetClient(ctx, c.ID)
@@ -285,20 +276,13 @@ func TestOnPeerWithoutVersions(t *testing.T) {
 func TestIPSEditIsNotRevertedByTheNextPull(t *testing.T) {
 	r := newRig(t, "")
 	ctx := t.Context()
-	r.enqueueAll(t)
-	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
-		t.Fatalf("push: %+v %v", s, err)
-	}
+	r.pushAll(t)
 	if _, err := r.engine.PullOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
 	c := consenting(r.cl)[0]
 	g := c.Goals[0]
-	st, v, _ := r.store.GetClient(ctx, c.ID)
-	st.Goal(g.ID).Status = ips.GoalOnHold
-	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: st, Version: v}}, []string{"clinic"}); err != nil {
-		t.Fatal(err)
-	}
+	r.editGoal(t, c.ID, g.ID, func(g *ips.Goal) { g.Status = ips.GoalOnHold })
 	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 || s.Written == 0 {
 		t.Fatalf("push of the edit: %+v %v", s, err)
 	}
@@ -356,20 +340,11 @@ func TestLostReplyOnAnUpdateIsRecognisedAsOurs(t *testing.T) {
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.conn.Plan.Bundles = "none" // one If-Match PUT per resource
-	r.enqueueAll(t)
-	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
-		t.Fatalf("push: %+v %v", s, err)
-	}
+	r.pushAll(t)
 	p := r.proxied(t)
-	c := consenting(r.cl)[0]
-	g := c.Goals[0]
-	k := r.conn.Mapping.GoalKey(c, g)
+	c, g, k := r.firstGoal()
 	edit := func(desc string) {
-		st, v, _ := r.store.GetClient(ctx, c.ID)
-		st.Goal(g.ID).Description = desc
-		if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: st, Version: v}}, []string{"clinic"}); err != nil {
-			t.Fatal(err)
-		}
+		r.editGoal(t, c.ID, g.ID, func(g *ips.Goal) { g.Description = desc })
 	}
 	goalUpdate := faultproxy.Match{Method: "PUT", PathPrefix: "Goal"}
 
@@ -570,26 +545,15 @@ func TestPullRepairsWhatTheEHRDoesNotHoldAsWritten(t *testing.T) {
 func TestAClinicianSettingAGoalBackIsNotAnEcho(t *testing.T) {
 	r := newRig(t, "")
 	ctx := t.Context()
-	r.enqueueAll(t)
-	if _, err := r.engine.PushOnce(ctx); err != nil {
-		t.Fatal(err)
-	}
-	c := consenting(r.cl)[0]
-	g := c.Goals[0]
-	k := r.conn.Mapping.GoalKey(c, g)
+	r.pushAll(t)
+	c, g, k := r.firstGoal()
 	was := string(g.Status)
 	other := "on-hold"
 	if was == other {
 		other = "active"
 	}
-	r.clinicianEdits(t, k, func(m map[string]any) { m["lifecycleStatus"] = other })
-	if s, err := r.engine.PullOnce(ctx); err != nil || s.Applied != 1 {
-		t.Fatalf("pull of the first change: %+v %v", s, err)
-	}
-	r.clinicianEdits(t, k, func(m map[string]any) { m["lifecycleStatus"] = was })
-	if s, err := r.engine.PullOnce(ctx); err != nil || s.Applied != 1 {
-		t.Fatalf("pull of the change back: %+v %v; want it applied", s, err)
-	}
+	r.clinicianSetsStatus(t, k, other)
+	r.clinicianSetsStatus(t, k, was)
 	got, _, _ := r.store.GetClient(ctx, c.ID)
 	if st := string(got.Goal(g.ID).Status); st != was {
 		t.Errorf("store status %s, want %s (the clinician set it back)", st, was)
@@ -603,18 +567,9 @@ func TestAClinicianSettingAGoalBackIsNotAnEcho(t *testing.T) {
 func TestDifferentFieldsChangedOnEachSideAreNoConflict(t *testing.T) {
 	r := newRig(t, "")
 	ctx := t.Context()
-	r.enqueueAll(t)
-	if _, err := r.engine.PushOnce(ctx); err != nil {
-		t.Fatal(err)
-	}
-	c := consenting(r.cl)[0]
-	g := c.Goals[0]
-	k := r.conn.Mapping.GoalKey(c, g)
-	st, v, _ := r.store.GetClient(ctx, c.ID)
-	st.Goal(g.ID).Description = "Work in a bakery near home"
-	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: st, Version: v}}, []string{"clinic"}); err != nil {
-		t.Fatal(err)
-	}
+	r.pushAll(t)
+	c, g, k := r.firstGoal()
+	r.editGoal(t, c.ID, g.ID, func(g *ips.Goal) { g.Description = "Work in a bakery near home" })
 	newStatus := "on-hold"
 	if g.Status == ips.GoalOnHold {
 		newStatus = "active"
@@ -682,24 +637,11 @@ func TestPushDoesNotWriteAGoalOlderThanTheClient(t *testing.T) {
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.conn.Plan.Bundles = "none"
-	r.enqueueAll(t)
-	if _, err := r.engine.PushOnce(ctx); err != nil {
-		t.Fatal(err)
-	}
-	c := consenting(r.cl)[0]
-	g := c.Goals[0]
-	k := r.conn.Mapping.GoalKey(c, g)
-	st, v, _ := r.store.GetClient(ctx, c.ID)
-	st.Goal(g.ID).Description = "Edited by the specialist"
-	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: st, Version: v}}, []string{"clinic"}); err != nil {
-		t.Fatal(err)
-	}
+	r.pushAll(t)
+	c, g, k := r.firstGoal()
+	r.editGoal(t, c.ID, g.ID, func(g *ips.Goal) { g.Description = "Edited by the specialist" })
 	r.engine.Store = &ledgerRacer{Store: r.store, race: func(ctx context.Context) {
-		st, v, _ := r.store.GetClient(ctx, c.ID)
-		st.Goal(g.ID).Notes = append(st.Goal(g.ID).Notes, ips.Note{Text: "Clinician's note merged by a pull"})
-		if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: st, Version: v}}, []string{"clinic"}); err != nil {
-			t.Error(err)
-		}
+		r.editGoal(t, c.ID, g.ID, func(g *ips.Goal) { g.Notes = append(g.Notes, ips.Note{Text: "Clinician's note merged by a pull"}) })
 	}}
 	gu := &goalUpdates{EHR: r.conn.EHR}
 	r.conn.EHR = gu
@@ -727,9 +669,7 @@ func TestLateFirstWriteDoesNotRevertAnEdit(t *testing.T) {
 	ctx := t.Context()
 	r.conn.Plan.Bundles = "none"
 	p := r.proxiedWith(t, faultproxy.Options{Seed: 1, Hang: time.Minute}, ehr.Options{MaxAttempts: 1, Timeout: 500 * time.Millisecond})
-	c := consenting(r.cl)[0]
-	g := c.Goals[0]
-	k := r.conn.Mapping.GoalKey(c, g)
+	c, g, k := r.firstGoal()
 	p.Once(faultproxy.Match{Method: "PUT", PathPrefix: "Goal"}, faultproxy.KindHang)
 	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: c}}, []string{"clinic"}); err != nil {
 		t.Fatal(err)
@@ -737,11 +677,7 @@ func TestLateFirstWriteDoesNotRevertAnEdit(t *testing.T) {
 	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 1 {
 		t.Fatalf("push with the first goal write held: %+v %v", s, err)
 	}
-	st, v, _ := r.store.GetClient(ctx, c.ID)
-	st.Goal(g.ID).Description = "Edited before the first write landed"
-	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: st, Version: v}}, []string{"clinic"}); err != nil {
-		t.Fatal(err)
-	}
+	r.editGoal(t, c.ID, g.ID, func(g *ips.Goal) { g.Description = "Edited before the first write landed" })
 	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
 		t.Fatalf("push of the edit: %+v %v", s, err)
 	}
@@ -772,6 +708,48 @@ func TestLateFirstWriteDoesNotRevertAnEdit(t *testing.T) {
 	_ = json.Unmarshal(r.searchGoal(t, k), &eg)
 	if d := eg["description"].(map[string]any)["text"]; d != "Edited before the first write landed" {
 		t.Errorf("EHR description %q after the repair, want the program's edit", d)
+	}
+}
+
+// pushAll queues every client and pushes them all, failing the test if a
+// push fails.
+func (r *rig) pushAll(t *testing.T) {
+	t.Helper()
+	r.enqueueAll(t)
+	if s, err := r.engine.PushOnce(t.Context()); err != nil || s.Failed != 0 {
+		t.Fatalf("push: %+v %v", s, err)
+	}
+}
+
+// clinicianSetsStatus has a clinician set goal k's lifecycle status in
+// the EHR, then pulls: the change must be applied to the store.
+func (r *rig) clinicianSetsStatus(t *testing.T, k mappings.Key, status string) {
+	t.Helper()
+	r.clinicianEdits(t, k, func(m map[string]any) { m["lifecycleStatus"] = status })
+	if s, err := r.engine.PullOnce(t.Context()); err != nil || s.Applied != 1 {
+		t.Fatalf("pull of the clinician's %s: %+v %v; want it applied, not taken for the adapter's write", status, s, err)
+	}
+}
+
+// firstGoal is the first consenting client's first goal, with its key.
+func (r *rig) firstGoal() (*ips.Client, *ips.Goal, mappings.Key) {
+	c := consenting(r.cl)[0]
+	return c, c.Goals[0], r.conn.Mapping.GoalKey(c, c.Goals[0])
+}
+
+// editGoal changes one goal of a client in the store, as the program's API
+// would: a save that queues the client for the EHR. It may be called from
+// an EHR or store hook, so it reports a failed save with t.Error.
+func (r *rig) editGoal(t *testing.T, clientID, goalID string, edit func(g *ips.Goal)) {
+	t.Helper()
+	st, v, err := r.store.GetClient(t.Context(), clientID)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	edit(st.Goal(goalID))
+	if _, err := r.store.SaveClients(t.Context(), []store.Stored{{Client: st, Version: v}}, []string{"clinic"}); err != nil {
+		t.Error(err)
 	}
 }
 
@@ -816,25 +794,16 @@ func TestAStaleCopyIsNotWrittenAfterAMergeFoundNothingToDo(t *testing.T) {
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.conn.Plan.Bundles = "none"
-	r.enqueueAll(t)
-	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
-		t.Fatalf("push: %+v %v", s, err)
-	}
+	r.pushAll(t)
 	p := r.proxied(t)
-	c := consenting(r.cl)[0]
-	g := c.Goals[0]
-	k := r.conn.Mapping.GoalKey(c, g)
+	c, g, k := r.firstGoal()
 	other := ips.GoalOnHold
 	if g.Status == other {
 		other = ips.GoalActive
 	}
 	// The specialist's edit is written, but its answer is lost: the ledger
 	// keeps the version before it.
-	st, v, _ := r.store.GetClient(ctx, c.ID)
-	st.Goal(g.ID).Description = "Work at the garden centre"
-	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: st, Version: v}}, []string{"clinic"}); err != nil {
-		t.Fatal(err)
-	}
+	r.editGoal(t, c.ID, g.ID, func(g *ips.Goal) { g.Description = "Work at the garden centre" })
 	lost := p.Once(faultproxy.Match{Method: "PUT", PathPrefix: "Goal"}, faultproxy.KindLostReply)
 	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 1 {
 		t.Fatalf("push with a lost reply: %+v %v; want the item failed", s, err)
@@ -848,11 +817,7 @@ func TestAStaleCopyIsNotWrittenAfterAMergeFoundNothingToDo(t *testing.T) {
 	raced := false
 	gw := &goalWrites{EHR: r.conn.EHR, before: func() {
 		raced = true
-		st, v, _ := r.store.GetClient(ctx, c.ID)
-		st.Goal(g.ID).Status = other
-		if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: st, Version: v}}, []string{"clinic"}); err != nil {
-			t.Error(err)
-		}
+		r.editGoal(t, c.ID, g.ID, func(g *ips.Goal) { g.Status = other })
 	}}
 	r.conn.EHR = gw
 	makeDue(t, r)
@@ -895,44 +860,26 @@ func TestAClinicianSettingAGoalBackToAnUnansweredWriteIsNotAnEcho(t *testing.T) 
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.conn.Plan.Bundles = "none"
-	r.enqueueAll(t)
-	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
-		t.Fatalf("push: %+v %v", s, err)
-	}
+	r.pushAll(t)
 	p := r.proxied(t)
-	c := consenting(r.cl)[0]
-	g := c.Goals[0]
-	k := r.conn.Mapping.GoalKey(c, g)
+	c, g, k := r.firstGoal()
 	was, other := string(g.Status), "on-hold"
 	if was == other {
 		other = "active"
 	}
-	r.clinicianEdits(t, k, func(m map[string]any) { m["lifecycleStatus"] = other })
-	if s, err := r.engine.PullOnce(ctx); err != nil || s.Applied != 1 {
-		t.Fatalf("pull of the clinician's first change: %+v %v", s, err)
-	}
+	r.clinicianSetsStatus(t, k, other)
 	// The specialist's edit is written with If-Match; the answer is lost.
-	st, v, _ := r.store.GetClient(ctx, c.ID)
-	st.Goal(g.ID).Description = "Work in a print shop"
-	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: st, Version: v}}, []string{"clinic"}); err != nil {
-		t.Fatal(err)
-	}
+	r.editGoal(t, c.ID, g.ID, func(g *ips.Goal) { g.Description = "Work in a print shop" })
 	lost := p.Once(faultproxy.Match{Method: "PUT", PathPrefix: "Goal"}, faultproxy.KindLostReply)
 	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 1 {
 		t.Fatalf("push with a lost reply: %+v %v; want the item failed", s, err)
 	}
 	<-lost.Done()
 	// The clinician sets the status back, and the pull brings it in.
-	r.clinicianEdits(t, k, func(m map[string]any) { m["lifecycleStatus"] = was })
-	if s, err := r.engine.PullOnce(ctx); err != nil || s.Applied != 1 {
-		t.Fatalf("pull of the clinician's second change: %+v %v", s, err)
-	}
+	r.clinicianSetsStatus(t, k, was)
 	// And changes it once more: the goal now holds what the unanswered
 	// write sent.
-	r.clinicianEdits(t, k, func(m map[string]any) { m["lifecycleStatus"] = other })
-	if s, err := r.engine.PullOnce(ctx); err != nil || s.Applied != 1 {
-		t.Errorf("pull of the clinician's third change: %+v %v; want it applied, not taken for the adapter's write", s, err)
-	}
+	r.clinicianSetsStatus(t, k, other)
 	got, _, _ := r.store.GetClient(ctx, c.ID)
 	if gg := got.Goal(g.ID); string(gg.Status) != other || gg.Description != "Work in a print shop" {
 		t.Errorf("store goal: status %s, description %q; want the clinician's %s and the specialist's description", gg.Status, gg.Description, other)
