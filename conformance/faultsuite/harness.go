@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ipsfhir/ipsfhir/conformance/faultproxy"
+	"github.com/ipsfhir/ipsfhir/conformance/internal/tail"
 	"github.com/ipsfhir/ipsfhir/conformance/peer"
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/ips/synth"
@@ -258,7 +259,7 @@ connections:
 		if err != nil {
 			return err
 		}
-		rep := &replica{idx: i, bin: r.bin, cfg: cfg, base: fmt.Sprintf("http://127.0.0.1:%d", port), logf: logf, stderr: newTailBuffer(stderrLines)}
+		rep := &replica{idx: i, bin: r.bin, cfg: cfg, base: fmt.Sprintf("http://127.0.0.1:%d", port), logf: logf, stderr: tail.New(stderrLines)}
 		rep.onUnexpected = r.unexpectedExit
 		r.replicas = append(r.replicas, rep)
 	}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ipsfhir/ipsfhir/conformance/internal/tail"
 )
 
 const (
@@ -40,7 +42,7 @@ type replica struct {
 	done     chan struct{} // closed when the current process exits
 	expected bool          // the current process is being stopped by us
 	exitCode int
-	stderr   *tailBuffer
+	stderr   *tail.Buffer
 	starts   int
 	// onUnexpected is told about a process that exited on its own.
 	onUnexpected func(r *replica, code int, tail string)

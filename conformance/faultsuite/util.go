@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 )
 
@@ -53,60 +52,6 @@ func errKind(err error) string {
 		return "timeout"
 	}
 	return "transport error"
-}
-
-// tailBuffer keeps the last n lines written to it, for failure messages.
-type tailBuffer struct {
-	mu      sync.Mutex
-	n       int
-	lines   []string
-	partial []byte
-}
-
-func newTailBuffer(n int) *tailBuffer { return &tailBuffer{n: n} }
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.partial = append(b.partial, p...)
-	for {
-		i := bytes.IndexByte(b.partial, '\n')
-		if i < 0 {
-			break
-		}
-		b.lines = append(b.lines, string(b.partial[:i]))
-		b.partial = b.partial[i+1:]
-		if len(b.lines) > b.n {
-			b.lines = b.lines[len(b.lines)-b.n:]
-		}
-	}
-	if len(b.partial) > 8192 {
-		b.lines = append(b.lines, string(b.partial))
-		b.partial = nil
-	}
-	return len(p), nil
-}
-
-// String returns the kept lines, or "(none)".
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	lines := b.lines
-	if len(b.partial) > 0 {
-		lines = append(lines[:len(lines):len(lines)], string(b.partial))
-	}
-	if len(lines) == 0 {
-		return "(none)"
-	}
-	return strings.Join(lines, "\n")
-}
-
-// Reset forgets what was written, so the tail of a restarted process is
-// its own.
-func (b *tailBuffer) Reset() {
-	b.mu.Lock()
-	b.lines, b.partial = nil, nil
-	b.mu.Unlock()
 }
 
 func lastLines(s string, n int) string {

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ipsfhir/ipsfhir/conformance/internal/tail"
 )
 
 // RequireEnv is the environment variable that turns "node is not on PATH"
@@ -76,7 +78,7 @@ type Server struct {
 
 	cmd      *exec.Cmd
 	stdin    io.WriteCloser
-	tail     *tailBuffer
+	tail     *tail.Buffer
 	exited   chan struct{} // closed once the process has exited
 	waitErr  error         // valid after exited is closed
 	stopOnce sync.Once
@@ -122,7 +124,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	args = append(args, opts.Args...)
 
-	s := &Server{tail: newTailBuffer(tailLines), exited: make(chan struct{})}
+	s := &Server{tail: tail.New(tailLines), exited: make(chan struct{})}
 	listening := &listenWatcher{found: make(chan string, 1)}
 	cmd := exec.Command(node, args...)
 	cmd.Dir = dir
@@ -363,51 +365,6 @@ func (w *listenWatcher) Write(p []byte) (int, error) {
 		w.buf = nil
 	}
 	return len(p), nil
-}
-
-// tailBuffer keeps the last n lines written to it.
-type tailBuffer struct {
-	mu      sync.Mutex
-	n       int
-	lines   []string
-	partial []byte
-}
-
-func newTailBuffer(n int) *tailBuffer { return &tailBuffer{n: n} }
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.partial = append(b.partial, p...)
-	for {
-		i := bytes.IndexByte(b.partial, '\n')
-		if i < 0 {
-			break
-		}
-		b.lines = append(b.lines, string(b.partial[:i]))
-		b.partial = b.partial[i+1:]
-		if len(b.lines) > b.n {
-			b.lines = b.lines[len(b.lines)-b.n:]
-		}
-	}
-	if len(b.partial) > 4096 {
-		b.lines = append(b.lines, string(b.partial))
-		b.partial = nil
-	}
-	return len(p), nil
-}
-
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	lines := b.lines
-	if len(b.partial) > 0 {
-		lines = append(lines[:len(lines):len(lines)], string(b.partial))
-	}
-	if len(lines) == 0 {
-		return "(none)"
-	}
-	return strings.Join(lines, "\n")
 }
 
 func lastLines(s string, n int) string {
