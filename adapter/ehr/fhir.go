@@ -173,6 +173,28 @@ func (c *Client) Search(ctx context.Context, resourceType string, query url.Valu
 			Idempotent: true, ResourceType: resourceType, op: op, read: true,
 		}
 	}
+	return c.pages(ctx, req, op, "search")
+}
+
+// History returns the versions of resourceType/id the EHR keeps (its
+// _history), newest first as FHIR orders them, following next links as
+// Search does. Each entry's Resource is one version.
+func (c *Client) History(ctx context.Context, resourceType, id string) ([]Entry, error) {
+	op, err := checkType("history", resourceType)
+	if err != nil {
+		return nil, err
+	}
+	if !fhirID.MatchString(id) {
+		return nil, &Error{Op: op, Kind: KindInvalid, Err: because("not a FHIR id")}
+	}
+	req := Request{Method: http.MethodGet, Path: resourceType + "/" + id + "/_history", ResourceType: resourceType, op: op}
+	return c.pages(ctx, req, op, "history")
+}
+
+// pages runs req and follows the answer Bundle's next links (see Search),
+// returning the entries of every page. what names the Bundle in errors.
+func (c *Client) pages(ctx context.Context, req Request, op, what string) ([]Entry, error) {
+	resourceType := req.ResourceType
 	var out []Entry
 	for page := 1; ; page++ {
 		resp, err := c.Do(ctx, req)
@@ -194,7 +216,7 @@ func (c *Client) Search(ctx context.Context, resourceType string, query url.Valu
 			} `json:"entry"`
 		}
 		if err := json.Unmarshal(resp.Body, &b); err != nil || b.ResourceType != "Bundle" {
-			return nil, &Error{Op: op, Status: resp.Status, Kind: KindOther, Err: because("search answer is not a Bundle")}
+			return nil, &Error{Op: op, Status: resp.Status, Kind: KindOther, Err: because(what + " answer is not a Bundle")}
 		}
 		for _, e := range b.Entry {
 			out = append(out, Entry{FullURL: e.FullURL, Mode: e.Search.Mode, Resource: e.Resource})

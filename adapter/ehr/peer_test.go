@@ -69,6 +69,27 @@ func TestPeer(t *testing.T) {
 			t.Fatal("errors.Is(err, ErrConflict) = false")
 		}
 
+		hist, err := c.History(ctx, "Goal", created.ResourceID)
+		if err != nil {
+			t.Fatalf("history: %v", err)
+		}
+		var versions, statuses []string
+		for _, h := range hist {
+			var g struct {
+				Meta struct {
+					VersionID string `json:"versionId"`
+				} `json:"meta"`
+				LifecycleStatus string `json:"lifecycleStatus"`
+			}
+			_ = json.Unmarshal(h.Resource, &g)
+			versions, statuses = append(versions, g.Meta.VersionID), append(statuses, g.LifecycleStatus)
+		}
+		if len(hist) != 2 || versions[0] != updated.VersionID || versions[1] != v1 || statuses[0] != "completed" {
+			t.Fatalf("history: versions %v statuses %v; want the update then the create, newest first", versions, statuses)
+		}
+		_, err = c.History(ctx, "Goal", "not an id")
+		wantKind(t, err, ehr.KindInvalid)
+
 		_, err = c.Read(ctx, "Goal", "does-not-exist")
 		wantKind(t, err, ehr.KindNotFound)
 	})

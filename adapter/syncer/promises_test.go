@@ -895,3 +895,44 @@ func TestAClinicianSettingAGoalBackToAnUnansweredWriteIsNotAnEcho(t *testing.T) 
 		t.Errorf("conflicts %+v; only the clinician changed the status", cs)
 	}
 }
+
+// TestAClinicianSettingAGoalBackToALostFirstWriteIsNotAnEcho: the first
+// write of a goal (no If-Match: there is no version yet) is applied but its
+// answer is lost; a clinician changes the goal's status, then sets it back,
+// so the goal holds exactly what that first write sent. A request is
+// applied once: the EHR's history shows the first write landed before the
+// clinician's changes, so this is the clinician's, not the write landing
+// late (seen in the four-replica scenario: a clinician's active replaced by
+// completed for good).
+func TestAClinicianSettingAGoalBackToALostFirstWriteIsNotAnEcho(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	r.conn.Plan.Bundles = "none"
+	p := r.proxied(t)
+	c, g, k := r.firstGoal()
+	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: c}}, []string{"clinic"}); err != nil {
+		t.Fatal(err)
+	}
+	lost := p.Once(faultproxy.Match{Method: "PUT", PathPrefix: "Goal"}, faultproxy.KindLostReply)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 1 {
+		t.Fatalf("push with the first goal write's answer lost: %+v %v", s, err)
+	}
+	<-lost.Done()
+	was, other := string(g.Status), "on-hold"
+	if was == other {
+		other = "active"
+	}
+	r.clinicianSetsStatus(t, k, other)
+	r.clinicianSetsStatus(t, k, was)
+	got, _, _ := r.store.GetClient(ctx, c.ID)
+	if st := string(got.Goal(g.ID).Status); st != was {
+		t.Errorf("store status %s, want the clinician's %s", st, was)
+	}
+	makeDue(t, r)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+		t.Fatalf("push: %+v %v", s, err)
+	}
+	if eg := r.ehrGoal(t, k); eg["lifecycleStatus"] != was {
+		t.Errorf("EHR goal status %v after the push; the clinician's %s was overwritten", eg["lifecycleStatus"], was)
+	}
+}

@@ -426,7 +426,14 @@ func (e *Engine) pullGoal(ctx context.Context, conn *Connection, key mappings.Ke
 		if errors.Is(err, errStore) {
 			return s, err
 		}
-		if h := hashBytes(form); err == nil && (!known || e.ours(conn, le, h)) {
+		h := hashBytes(form)
+		mine := !known
+		if err == nil && known {
+			if mine, err = e.ownContent(ctx, conn, "Goal", &le, g.GetId().GetValue(), version, h); err != nil {
+				return s, err
+			}
+		}
+		if err == nil && mine {
 			if !known {
 				le = store.LedgerEntry{Connection: conn.Name, Key: ledgerKey(key), ClientID: key.Client, ResourceType: "Goal"}
 			}

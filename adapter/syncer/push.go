@@ -35,6 +35,7 @@ type EHR interface {
 	Update(ctx context.Context, resourceType, target string, body []byte, ifMatch string) (*ehr.Response, error)
 	Transaction(ctx context.Context, bundle []byte, idempotent bool) (*ehr.Response, error)
 	Batch(ctx context.Context, bundle []byte, idempotent bool) (*ehr.Response, error)
+	History(ctx context.Context, resourceType, id string) ([]ehr.Entry, error)
 }
 
 // Connection is one EHR the engine syncs with.
@@ -860,7 +861,7 @@ func (e *Engine) freshAttempts(ctx context.Context, conn, key string, mine []sto
 func (e *Engine) beforeWrite(ctx context.Context, conn *Connection, k mappings.Key, typ string, le *store.LedgerEntry, cur *current, hash string, canonical *bpb.ContainedResource, clientID string, ver store.Version) (s PushSummary, stop bool, err error) {
 	mine := false
 	if le.Key != "" {
-		if mine, err = e.oursNow(ctx, conn, *le, cur.hash); err != nil {
+		if mine, err = e.oursNow(ctx, conn, typ, *le, cur); err != nil {
 			return s, true, err
 		}
 	}

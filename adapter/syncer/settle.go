@@ -63,12 +63,13 @@ func (e *Engine) ours(conn *Connection, le store.LedgerEntry, hash string) bool 
 	return false
 }
 
-// oursNow is ours, asked again of the ledger row as it is now when the copy
-// in hand says no: another worker (a pull, or a push that took over an
-// expired lease) may have recorded the attempt since the copy was read.
-func (e *Engine) oursNow(ctx context.Context, conn *Connection, le store.LedgerEntry, hash string) (bool, error) {
-	if e.ours(conn, le, hash) || le.Key == "" {
-		return e.ours(conn, le, hash), nil
+// oursNow is ownContent, asked again of the ledger row as it is now when
+// the copy in hand says no: another worker (a pull, or a push that took
+// over an expired lease) may have recorded the attempt since the copy was
+// read. cur is what the EHR holds.
+func (e *Engine) oursNow(ctx context.Context, conn *Connection, typ string, le store.LedgerEntry, cur *current) (bool, error) {
+	if e.ours(conn, le, cur.hash) || le.Key == "" {
+		return e.ownContent(ctx, conn, typ, &le, cur.id, cur.version, cur.hash)
 	}
 	now, err := e.Store.LedgerGet(ctx, conn.Name, le.Key)
 	switch {
@@ -77,7 +78,63 @@ func (e *Engine) oursNow(ctx context.Context, conn *Connection, le store.LedgerE
 	case err != nil:
 		return false, fmt.Errorf("%w: ledger: %w", errStore, err)
 	}
-	return e.ours(conn, now, hash), nil
+	return e.ownContent(ctx, conn, typ, &now, cur.id, cur.version, cur.hash)
+}
+
+// ownContent is ours, with a match on a write whose answer was not read
+// checked against the EHR's history where the EHR keeps one. A request is
+// applied at most once: if the EHR held that content in a version older
+// than the current one, the write landed then, and what the EHR holds now
+// was written by someone else (a clinician setting the record back to it).
+// The attempt is then dropped from the ledger row (and from le) and the
+// content is not the adapter's. Without a history, the attempt counts for
+// CreateSettle (see ours).
+func (e *Engine) ownContent(ctx context.Context, conn *Connection, typ string, le *store.LedgerEntry, id, version, hash string) (bool, error) {
+	if !e.ours(conn, *le, hash) {
+		return false, nil
+	}
+	if hash == le.ContentHash || id == "" || version == "" || le.Key == "" || !conn.Plan.Allows(typ, "history-instance") {
+		return true, nil
+	}
+	landed, err := e.landedBefore(ctx, conn, typ, id, version, hash)
+	if err != nil || !landed {
+		return !landed, err
+	}
+	row, err := e.Store.LedgerGet(ctx, conn.Name, le.Key)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("%w: ledger: %w", errStore, err)
+	}
+	row.Attempted = store.WithoutAttempt(row.Attempted, hash)
+	if err := e.Store.LedgerPut(ctx, row); err != nil {
+		return false, fmt.Errorf("%w: ledger: %w", errStore, err)
+	}
+	le.Attempted = store.WithoutAttempt(le.Attempted, hash)
+	return false, nil
+}
+
+// landedBefore reports whether the EHR's history of typ/id holds content
+// with this canonical hash in a version other than the current one.
+func (e *Engine) landedBefore(ctx context.Context, conn *Connection, typ, id, version, hash string) (bool, error) {
+	versions, err := conn.EHR.History(ctx, typ, id)
+	if err != nil {
+		return false, err
+	}
+	for _, v := range versions {
+		cur, err := e.currentOf(ctx, conn, typ, v.Resource)
+		if errors.Is(err, errStore) {
+			return false, err
+		}
+		if err != nil || cur.version == version {
+			continue
+		}
+		if cur.hash == hash {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // readCurrent reads what the EHR holds for record k: by the EHR id where the
@@ -331,7 +388,7 @@ func (e *Engine) settleStale(ctx context.Context, conn *Connection, k mappings.K
 	if cur == nil {
 		return nil, s, &pushError{msg: "push: " + typ + " was deleted in the EHR"}
 	}
-	mine, err := e.oursNow(ctx, conn, le, cur.hash)
+	mine, err := e.oursNow(ctx, conn, typ, le, cur)
 	if err != nil {
 		return nil, s, err
 	}
