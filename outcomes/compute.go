@@ -26,6 +26,13 @@ type Options struct {
 	// are withheld. 0 means DefaultThreshold; 1 withholds nothing (for a
 	// program's own eyes only).
 	Threshold int
+	// Protection is the least number of values every withheld small count
+	// must still be able to take given everything the reports publish
+	// (interval reasoning over all cells, strata and reports of the
+	// quarter). 0 means DefaultProtection. It is capped at Threshold-1, the
+	// most a count known to be small can range over, and at least 2 is
+	// enforced wherever the threshold allows it: never a single value.
+	Protection int
 	// Consents reports whether a client's de-identified outcomes may go to
 	// HIEs (config.Consent.AllowsHIE). Clients for whom it returns false
 	// are not counted anywhere. Required.
@@ -37,6 +44,7 @@ var (
 	ErrNoProgram     = errors.New("outcomes: the program id is required (1 to 64 letters, digits, '-' or '.')")
 	ErrNoConsent     = errors.New("outcomes: Options.Consents is required: only clients whose consent allows HIE reporting may be counted")
 	ErrBadThreshold  = errors.New("outcomes: the suppression threshold must be at least 1")
+	ErrBadProtection = errors.New("outcomes: the protection range must be at least 2 values")
 	ErrBadQuarter    = errors.New("outcomes: the quarter is not valid")
 	ErrMixedCurrency = errors.New("outcomes: competitive jobs held in the quarter are paid in more than one currency; earnings cannot be added up")
 )
@@ -77,13 +85,14 @@ func (t *tally) add(o *tally) {
 
 // computed is one quarter of one program, before it becomes reports.
 type computed struct {
-	quarter   Quarter
-	program   string
-	threshold int
-	currency  string   // of the wages; "" when nobody worked competitively
-	strata    []string // specialist codes, sorted
-	levels    []*tally // [0] the program, [1+i] strata[i]
-	hidden    withheld
+	quarter    Quarter
+	program    string
+	threshold  int
+	protection int
+	currency   string   // of the wages; "" when nobody worked competitively
+	strata     []string // specialist codes, sorted
+	levels     []*tally // [0] the program, [1+i] strata[i]
+	hidden     withheld
 }
 
 // Compute counts a program's clients for a quarter and returns its summary
@@ -110,6 +119,13 @@ func compute(clients []*ips.Client, q Quarter, o Options) (*computed, error) {
 	if o.Threshold < 1 {
 		return nil, ErrBadThreshold
 	}
+	if o.Protection == 0 {
+		o.Protection = DefaultProtection
+	}
+	if o.Protection < 2 {
+		return nil, ErrBadProtection
+	}
+	o.Protection = min(o.Protection, max(o.Threshold-1, 1))
 	if !q.Valid() {
 		return nil, ErrBadQuarter
 	}
@@ -133,7 +149,7 @@ func compute(clients []*ips.Client, q Quarter, o Options) (*computed, error) {
 	if len(currencies) > 1 {
 		return nil, ErrMixedCurrency
 	}
-	c := &computed{quarter: q, program: o.Program, threshold: o.Threshold, levels: []*tally{{}}}
+	c := &computed{quarter: q, program: o.Program, threshold: o.Threshold, protection: o.Protection, levels: []*tally{{}}}
 	for cur := range currencies {
 		c.currency = cur
 	}
@@ -145,11 +161,27 @@ func compute(clients []*ips.Client, q Quarter, o Options) (*computed, error) {
 		c.levels = append(c.levels, byStratum[code])
 		c.levels[0].add(byStratum[code])
 	}
-	hidden, err := suppress(c.levels, c.threshold)
-	c.hidden = hidden
+	hidden, err := suppress(c.levels, c.threshold, c.protection)
+	if errors.Is(err, errCannotProtect) && len(c.levels) > 1 {
+		// Specialist caseloads so small that no pattern of withheld cells
+		// keeps every one from being narrowed down (ten specialists with
+		// one client each, say): the quarter is reported without the
+		// breakdown by specialist.
+		// The audit needs the program as a stratum of itself; what
+		// either level withholds, the program's figures withhold.
+		c.strata, c.levels = nil, c.levels[:1]
+		hidden, err = suppress([]*tally{c.levels[0], c.levels[0]}, c.threshold, c.protection)
+		if err == nil {
+			for x := range hidden[0] {
+				hidden[0][x] = hidden[0][x] || hidden[1][x]
+			}
+			hidden = hidden[:1]
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
+	c.hidden = hidden
 	return c, nil
 }
 

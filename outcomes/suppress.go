@@ -2,7 +2,9 @@ package outcomes
 
 import (
 	"errors"
+	"math"
 	"slices"
+	"strings"
 )
 
 // Small-cell suppression (see the package doc for the rule and why).
@@ -10,13 +12,13 @@ import (
 // The audit models one quarter's counts of one program exactly: every count
 // any report shows is a sum of "leaves", the counts of the disjoint pieces
 // the nested sets cut each stratum into, and the total is the sum of the
-// strata. A cell is withheld when its value is small; the audit then asks,
-// with exact linear algebra, whether any small cell (shown-but-withheld, or
-// one of the differences of nested counts no report shows, such as the
-// active clients who did not work) is a linear combination of the cells
-// still shown. If one is, one more cell of that combination is withheld,
-// and the audit runs again, until no small cell can be derived. Last, each
-// withheld cell that is not small is shown again if that reveals nothing.
+// strata. Every count from 1 to threshold−1 is withheld (primary). Then,
+// for each small count (withheld, or one of the differences of nested
+// counts no report shows, such as the active clients who did not work),
+// interval reasoning (interval.go) finds the least and the most a reader
+// can conclude it is from everything shown; while that range holds fewer
+// than Protection values, one more cell is withheld (complementary). Last,
+// each complement is shown again if every small count stays protected.
 //
 // Earnings are not audited on their own: a program's or a stratum's
 // earnings are withheld exactly when its count of competitively employed
@@ -113,41 +115,57 @@ func (t *tally) leafCount(l int) int {
 // program, level 1+s is stratum s.
 type withheld [][numShown]bool
 
-var errCannotProtect = errors.New("outcomes: internal error: small-cell suppression found no cell to withhold")
+// errCannotProtect: no more cells can be withheld, and a small count is
+// still not protected.
+var errCannotProtect = errors.New("outcomes: small-cell suppression cannot protect every small count")
 
-// suppress decides which cells to withhold. levels[0] is the program's
-// total, levels[1:] its strata, which partition it.
-func suppress(levels []*tally, threshold int) (withheld, error) {
-	a := &audit{levels: levels, threshold: threshold}
+// suppress decides which cells to withhold so that every small count keeps
+// at least protection possible values (see interval.go). levels[0] is the
+// program's total, levels[1:] its strata, which partition it.
+func suppress(levels []*tally, threshold, protection int) (withheld, error) {
+	a := &audit{levels: levels, threshold: threshold, protection: protection}
 	hidden := make(withheld, len(levels))
 	for l := range levels {
 		for c := range numCounts {
 			hidden[l][c] = a.sensitive(l, c)
 		}
 	}
-	// Withhold one more cell at a time until no small cell can be derived.
-	for {
-		ids, ok := a.disclosure(hidden)
-		if !ok {
-			break
-		}
-		best := -1
-		for _, id := range ids {
-			if id >= len(levels)*numCounts {
-				continue // an identity, not a cell
-			}
-			if best < 0 || a.cheaper(id, best) {
-				best = id
+	// The small counts to protect: withheld cells and differences of
+	// nested counts, at every level.
+	// Strata first, the program's totals last: a stratum's protection
+	// usually comes from other strata, and the totals are the figures most
+	// readers want.
+	var targets []target
+	for i := range levels {
+		l := (i + 1) % len(levels)
+		for f := range forms {
+			if a.sensitive(l, f) {
+				targets = append(targets, target{level: l, form: f})
 			}
 		}
-		if best < 0 {
-			return nil, errCannotProtect
+	}
+	// Withholding a cell only widens what a reader can conclude, so a
+	// count once protected stays protected while more cells are withheld:
+	// each target is settled once, in order.
+	for _, t := range targets {
+		for {
+			ok, err := a.protected(hidden, t)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				break
+			}
+			c, err := a.complement(hidden, t)
+			if err != nil {
+				return nil, err
+			}
+			hidden[c/numCounts][c%numCounts] = true
 		}
-		hidden[best/numCounts][best%numCounts] = true
 	}
 	// A cell withheld early may have become unnecessary once later ones
 	// were: show again, most informative first, every complement whose
-	// showing reveals nothing.
+	// showing leaves every small count protected.
 	var complements []int
 	for l := range levels {
 		for c := range numCounts {
@@ -168,7 +186,11 @@ func suppress(levels []*tally, threshold int) (withheld, error) {
 	for _, id := range complements {
 		l, c := id/numCounts, id%numCounts
 		hidden[l][c] = false
-		if _, ok := a.disclosure(hidden); ok {
+		ok, err := a.allProtected(hidden, targets)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
 			hidden[l][c] = true
 		}
 	}
@@ -179,26 +201,124 @@ func suppress(levels []*tally, threshold int) (withheld, error) {
 }
 
 type audit struct {
-	levels    []*tally
-	threshold int
+	levels     []*tally
+	threshold  int
+	protection int
 }
 
-// disclosure finds a small count that the counts shown (all but hidden)
-// determine, and returns the equations of one derivation of it: counts
-// (id level·numCounts + cell) and identities (ids from len(levels)·numCounts).
-func (a *audit) disclosure(hidden withheld) ([]int, bool) {
-	b := a.span(hidden)
-	for l := range a.levels {
-		for f := range forms {
-			if !a.sensitive(l, f) || (f < numCounts && !hidden[l][f]) {
-				continue
+// target is a small count to protect: form f at a level.
+type target struct{ level, form int }
+
+// protected reports whether a reader of what hidden leaves shown can narrow
+// t down to fewer than a.protection values.
+func (a *audit) protected(hidden withheld, t target) (bool, error) {
+	if t.form < numCounts && !hidden[t.level][t.form] {
+		return false, nil
+	}
+	p, err := a.polytope(hidden)
+	if err != nil {
+		return false, err
+	}
+	lo, hi := p.rng(a.vector(t.level, t.form))
+	return hi == math.MaxInt || hi-lo+1 >= a.protection, nil
+}
+
+func (a *audit) allProtected(hidden withheld, targets []target) (bool, error) {
+	p, err := a.polytope(hidden)
+	if err != nil {
+		return false, err
+	}
+	for _, t := range targets {
+		if t.form < numCounts && !hidden[t.level][t.form] {
+			return false, nil
+		}
+		lo, hi := p.rng(a.vector(t.level, t.form))
+		if hi != math.MaxInt && hi-lo+1 < a.protection {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// complement picks the next cell to withhold for target t: among the shown
+// cells that share a stratum with it (its own stratum's cells and the
+// program's totals; every cell for a target at the program level), the
+// cheapest whose withholding widens t's range; the cheapest of all when no
+// single one does (several together will).
+func (a *audit) complement(hidden withheld, t target) (int, error) {
+	// Candidates by how directly they bear on t, then by cost: the cells
+	// of t's own level that share a leaf with it, the same cells in the
+	// strata (a stratum is the total minus the others; a total is the sum
+	// of the strata), the program's totals, then the rest.
+	related := func(c int) bool {
+		if x, y, ok := strings.Cut(forms[t.form].name, "-"); ok && (forms[c].name == x || forms[c].name == y) {
+			return true // one of the two counts a difference is made of
+		}
+		for _, l := range forms[c].leaves {
+			if slices.Contains(forms[t.form].leaves, l) {
+				return true
 			}
-			if ids, ok := b.derive(a.vector(l, f)); ok {
-				return ids, true
+		}
+		return false
+	}
+	tier := func(id int) int {
+		l, c := id/numCounts, id%numCounts
+		switch {
+		case l == t.level && related(c):
+			return 0
+		case l != 0 && related(c):
+			return 1
+		case l == 0 && related(c):
+			return 2
+		}
+		return 3
+	}
+	// A zero is never withheld: zeros are shown, so a reader takes every
+	// withheld cell for at least 1, and a withheld zero would only make
+	// that reasoning wrong in ways the audit cannot count on.
+	var cands []int
+	for l := range a.levels {
+		for c := range numCounts {
+			if !hidden[l][c] && a.levels[l].n[c] != 0 {
+				cands = append(cands, l*numCounts+c)
 			}
 		}
 	}
-	return nil, false
+	if len(cands) == 0 {
+		return 0, errCannotProtect
+	}
+	slices.SortFunc(cands, func(x, y int) int {
+		if tx, ty := tier(x), tier(y); tx != ty {
+			return tx - ty
+		}
+		switch {
+		case a.cheaper(x, y):
+			return -1
+		case a.cheaper(y, x):
+			return 1
+		}
+		return 0
+	})
+	v := a.vector(t.level, t.form)
+	p0, err := a.polytope(hidden)
+	if err != nil {
+		return 0, err
+	}
+	lo0, hi0 := p0.rng(v)
+	for _, id := range cands {
+		l, c := id/numCounts, id%numCounts
+		hidden[l][c] = true
+		p, err := a.polytope(hidden)
+		hidden[l][c] = false
+		if err != nil {
+			return 0, err
+		}
+		lo, hi := p.rng(v)
+		if lo < lo0 || hi > hi0 {
+			return id, nil
+		}
+	}
+	return cands[0], nil
 }
 
 // small reports whether a count must not be shown: 1 to threshold-1.
@@ -230,33 +350,6 @@ func (a *audit) vector(level, f int) vec {
 		}
 	}
 	return v
-}
-
-// span is what the counts shown and the identities make known.
-func (a *audit) span(hidden withheld) *basis {
-	b := &basis{}
-	id := len(a.levels) * numCounts
-	for s := range len(a.levels) - 1 {
-		for _, eq := range identities {
-			v := vec{}
-			for _, l := range eq[0] {
-				v[s*numLeaves+l] = one()
-			}
-			for _, l := range eq[1] {
-				v[s*numLeaves+l] = one().neg()
-			}
-			b.add(id, v)
-			id++
-		}
-	}
-	for l := range a.levels {
-		for c := range numCounts {
-			if !hidden[l][c] {
-				b.add(l*numCounts+c, a.vector(l, c))
-			}
-		}
-	}
-	return b
 }
 
 // cheaper orders candidate complements, cheapest first: a stratum before
