@@ -131,12 +131,14 @@ func (c *computed) reports() []*Report {
 			grp := Group{Code: g.code, Populations: pops, Score: score}
 			grp.Stratifiers = append(grp.Stratifiers, Stratifier{Code: StratifierProgram,
 				Strata: []Stratum{{System: SystemProgram, Code: c.program, Populations: slices.Clone(pops), Score: score}}})
-			spec := Stratifier{Code: StratifierSpecialist}
-			for i, code := range c.strata {
-				p, s := c.cells(i+1, g)
-				spec.Strata = append(spec.Strata, Stratum{System: SpecialistSystem(c.program), Code: code, Populations: p, Score: s})
+			if c.stratified {
+				spec := Stratifier{Code: StratifierSpecialist}
+				for i, code := range c.strata {
+					p, s := c.cells(i+1, g)
+					spec.Strata = append(spec.Strata, Stratum{System: SpecialistSystem(c.program), Code: code, Populations: p, Score: s})
+				}
+				grp.Stratifiers = append(grp.Stratifiers, spec)
 			}
-			grp.Stratifiers = append(grp.Stratifiers, spec)
 			r.Groups = append(r.Groups, grp)
 		}
 		out = append(out, r)

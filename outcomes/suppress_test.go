@@ -198,7 +198,7 @@ func attack(pub published, levels []string) map[[2]string]interval {
 // truth is every quantity's true value, straight from the counts.
 func truth(t *testing.T, clients []*ips.Client, q Quarter) published {
 	t.Helper()
-	c, err := compute(clients, q, Options{Program: program, Threshold: 1, Consents: hieDefaultYes})
+	c, err := compute(clients, q, Options{Program: program, Threshold: 1, Consents: hieDefaultYes, SpecialistKey: testSpecialistKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +297,7 @@ func TestNoSmallCellCanBeDerivedConstructed(t *testing.T) {
 	}
 	pub, levels := readPublished(t, b)
 	iv := attack(pub, levels)
-	samD := iv[[2]string{SpecialistCode(program, sam), "D"}]
+	samD := iv[[2]string{specialistCode(t, program, sam), "D"}]
 	if samD.lo != 8 || samD.hi != 8 {
 		t.Errorf("the attacker missed Sam Chen's served count: %v", samD)
 	}
@@ -385,7 +385,7 @@ func TestSuppressRule(t *testing.T) {
 // reveal a small count. (Small counts are withheld by the rule itself.)
 func TestEveryComplementIsNeeded(t *testing.T) {
 	check := func(name string, clients []*ips.Client, q Quarter, threshold int) {
-		c, err := compute(clients, q, Options{Program: program, Threshold: threshold, Consents: hieDefaultYes})
+		c, err := compute(clients, q, Options{Program: program, Threshold: threshold, Consents: hieDefaultYes, SpecialistKey: testSpecialistKey})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -128,6 +128,24 @@ type Reports struct {
 	// are withheld, with their complements. At least DefaultThreshold, the
 	// CMS rule; a program may withhold more.
 	Threshold int `yaml:"threshold"`
+	// SpecialistKey is the program's secret key of the specialist codes
+	// that stand for employment specialists in the reports
+	// (outcomes.SpecialistCode: HMAC-SHA256 under it). Keep it secret and
+	// keep it: the same key gives a specialist the same code every quarter,
+	// a new key new codes. Not given: reports are not broken down by
+	// specialist. At least MinSpecialistKeyBytes once read.
+	SpecialistKey Secret `yaml:"specialistKey"`
+}
+
+// MinSpecialistKeyBytes is the shortest reports.specialistKey accepted: 32
+// bytes, such as the 64 hex digits of openssl rand -hex 32.
+const MinSpecialistKeyBytes = 32
+
+// Key reads the specialist key: nil when none is configured, an error
+// naming the reference (never the key) when it cannot be read or is shorter
+// than MinSpecialistKeyBytes.
+func (r Reports) Key() ([]byte, error) {
+	return readKey("reports.specialistKey", r.SpecialistKey, MinSpecialistKeyBytes)
 }
 
 // DefaultThreshold is the least small-cell threshold reports.threshold
@@ -152,15 +170,20 @@ const MinPseudonymKeyBytes = 32
 // error naming the reference (never the key) when it cannot be read or is
 // shorter than MinPseudonymKeyBytes.
 func (e Export) Key() ([]byte, error) {
-	if e.PseudonymKey.IsZero() {
+	return readKey("export.pseudonymKey", e.PseudonymKey, MinPseudonymKeyBytes)
+}
+
+// readKey reads the secret key at path: nil when none is configured.
+func readKey(path string, ref Secret, minBytes int) ([]byte, error) {
+	if ref.IsZero() {
 		return nil, nil
 	}
-	v, err := e.PseudonymKey.Resolve()
+	v, err := ref.Resolve()
 	if err != nil {
-		return nil, fmt.Errorf("export.pseudonymKey: %w", err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if len(v) < MinPseudonymKeyBytes {
-		return nil, fmt.Errorf("export.pseudonymKey: %s is shorter than %d bytes; make one with openssl rand -hex 32", e.PseudonymKey, MinPseudonymKeyBytes)
+	if len(v) < minBytes {
+		return nil, fmt.Errorf("%s: %s is shorter than %d bytes; make one with openssl rand -hex 32", path, ref, minBytes)
 	}
 	return []byte(v), nil
 }
@@ -506,6 +529,7 @@ func (c *Config) relativeTo(dir string) {
 	}
 	c.Store.DSN.Ref.File = abs(c.Store.DSN.Ref.File)
 	c.Export.PseudonymKey.File = abs(c.Export.PseudonymKey.File)
+	c.Reports.SpecialistKey.File = abs(c.Reports.SpecialistKey.File)
 	for i := range c.Connections {
 		cn := &c.Connections[i]
 		cn.CAFile = abs(cn.CAFile)
@@ -560,6 +584,7 @@ func (c *Config) problems() problems {
 	c.serverProblems(&ps)
 	c.apiKeyProblems(&ps)
 	secretProblems(&ps, "export.pseudonymKey", c.Export.PseudonymKey, false)
+	secretProblems(&ps, "reports.specialistKey", c.Reports.SpecialistKey, false)
 	c.telemetryProblems(&ps)
 	c.syncProblems(&ps)
 	if c.Reports.Threshold < DefaultThreshold {

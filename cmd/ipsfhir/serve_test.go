@@ -159,11 +159,15 @@ func TestServeFHIRFacade(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "pseudonym.key"), []byte(strings.Repeat("k", 40)), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, "specialist.key"), []byte(strings.Repeat("s", 40)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cfgText := fmt.Sprintf(`program: {id: facade-test}
 store: {driver: sqlite, dsn: ips.db}
 server: {listen: "127.0.0.1:0", publicUrl: "https://ips.example.org"}
 consent: {hie: true}
 export: {pseudonymKey: {file: pseudonym.key}}
+reports: {specialistKey: {file: specialist.key}}
 apiKeys:
   - {name: jordan, role: specialist, sha256: %s}
   - {name: state-hie, role: hie, sha256: %s}
@@ -214,6 +218,11 @@ apiKeys:
 	}
 	if strings.Contains(body, "MRN777") || strings.Contains(body, "bakery") {
 		t.Error("a MeasureReport carries patient data")
+	}
+	// reports.specialistKey is configured: the reports are broken down by
+	// specialist (the one client has none recorded).
+	if !strings.Contains(body, "urn:ipsfhir:facade-test:specialist") || !strings.Contains(body, "unassigned") {
+		t.Errorf("the MeasureReports are not broken down by specialist: %.300s", body)
 	}
 	if code, _ := call("GET", "/fhir/MeasureReport?period=summer", "hie-key", ""); code != http.StatusBadRequest {
 		t.Errorf("a period that is not one: %d, want 400", code)
@@ -278,6 +287,17 @@ apiKeys:
 	var out, errOut telemetrytest.Buffer
 	if code := run(t.Context(), []string{"serve", "--config", cfg}, strings.NewReader(""), &out, &errOut); code != exitFindings || !strings.Contains(errOut.String(), "export.pseudonymKey") {
 		t.Errorf("serve with a short pseudonym key: exit %d\n%s", code, errOut.String())
+	}
+	// So does a short specialist key.
+	if err := os.WriteFile(filepath.Join(dir, "pseudonym.key"), []byte(strings.Repeat("k", 40)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "specialist.key"), []byte("short"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out2, errOut2 telemetrytest.Buffer
+	if code := run(t.Context(), []string{"serve", "--config", cfg}, strings.NewReader(""), &out2, &errOut2); code != exitFindings || !strings.Contains(errOut2.String(), "reports.specialistKey") {
+		t.Errorf("serve with a short specialist key: exit %d\n%s", code, errOut2.String())
 	}
 }
 
