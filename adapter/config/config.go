@@ -109,6 +109,29 @@ type APIKey struct {
 	Role string `yaml:"role"`
 	// SHA256 is the key's SHA-256, 64 hexadecimal digits.
 	SHA256 string `yaml:"sha256"`
+	// PseudonymScope (hie keys only) names the scope of the pseudonyms in
+	// the caller's de-identified export: keys of one scope get the same
+	// pseudonyms, keys of different scopes pseudonyms that cannot be
+	// joined. Empty: the key's Name, so every HIE has a scope of its own.
+	PseudonymScope string `yaml:"pseudonymScope"`
+}
+
+// Scope returns the key's pseudonym scope: PseudonymScope, or Name.
+func (k APIKey) Scope() string {
+	if k.PseudonymScope != "" {
+		return k.PseudonymScope
+	}
+	return k.Name
+}
+
+// HIEKey returns the hie key named name, or nil.
+func (c *Config) HIEKey(name string) *APIKey {
+	for i := range c.APIKeys {
+		if c.APIKeys[i].Name == name && c.APIKeys[i].Role == RoleHIE {
+			return &c.APIKeys[i]
+		}
+	}
+	return nil
 }
 
 // Sum returns the key's SHA-256 as bytes, or nil when SHA256 is not 64
@@ -571,6 +594,7 @@ var (
 	connectionNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 	envNamePattern        = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	hexSHA256Pattern      = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+	pseudonymScopePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$`)
 	// A key=value PostgreSQL DSN names its password as password=…
 	kvPasswordPattern = regexp.MustCompile(`(?i)(^|\s)password\s*=`)
 )
@@ -681,6 +705,13 @@ func (c *Config) apiKeyProblems(ps *problems) {
 			ps.add(child(p, "role"), "is required: one of specialist, clinician, admin, hie")
 		default:
 			ps.add(child(p, "role"), "must be one of: specialist, clinician, admin, hie")
+		}
+		switch {
+		case k.PseudonymScope == "":
+		case k.Role != RoleHIE:
+			ps.add(child(p, "pseudonymScope"), "is used only by hie keys: it scopes the pseudonyms of their de-identified export")
+		case !pseudonymScopePattern.MatchString(k.PseudonymScope):
+			ps.add(child(p, "pseudonymScope"), "must be 1 to 64 letters, digits, '.', '_', ':' or '-', starting with a letter or digit")
 		}
 		switch {
 		case k.SHA256 == "":

@@ -189,6 +189,8 @@ func TestEveryKindOfMistakeNamesItsKey(t *testing.T) {
 		{"env name", strings.Replace(conn, "{type: none}", "{type: bearer, token: {env: 'MY-TOKEN'}}", 1), "connections[0].auth.token.env", "environment variable name"},
 		{"key for another auth type", strings.Replace(conn, "{type: none}", "{type: bearer, token: {env: T}, clientId: c}", 1), "connections[0].auth.clientId", "not used with auth type bearer"},
 		{"not a hash", "apiKeys: [{name: a, role: admin, sha256: my-secret-key}]\n", "apiKeys[0].sha256", "64 hexadecimal digits"},
+		{"pseudonym scope of a specialist key", "apiKeys: [{name: a, role: specialist, sha256: " + strings.Repeat("ab", 32) + ", pseudonymScope: x}]\n", "apiKeys[0].pseudonymScope", "only by hie keys"},
+		{"pseudonym scope with a space", "apiKeys: [{name: a, role: hie, sha256: " + strings.Repeat("ab", 32) + ", pseudonymScope: 'two words'}]\n", "apiKeys[0].pseudonymScope", "letters, digits"},
 
 		// Inline secrets.
 		{"inline token", strings.Replace(conn, "{type: none}", "{type: bearer, token: abc}", 1), "connections[0].auth.token", "inline secret"},
@@ -505,6 +507,27 @@ func TestExportPseudonymKey(t *testing.T) {
 		if !strings.Contains(err.Error(), "export.pseudonymKey") || strings.Contains(err.Error(), "PLANTED") {
 			t.Errorf("%v: the error should name the key and never its value: %v", e.PseudonymKey, err)
 		}
+	}
+}
+
+// TestPseudonymScope: an hie key's pseudonym scope is its pseudonymScope,
+// or its name; HIEKey finds hie keys only.
+func TestPseudonymScope(t *testing.T) {
+	c, err := config.Parse([]byte("apiKeys:\n" +
+		"  - {name: state-hie, role: hie, sha256: " + strings.Repeat("a1", 32) + ", pseudonymScope: regional}\n" +
+		"  - {name: city-hie, role: hie, sha256: " + strings.Repeat("b2", 32) + "}\n" +
+		"  - {name: jordan, role: specialist, sha256: " + strings.Repeat("c3", 32) + "}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := c.HIEKey("state-hie"); k == nil || k.Scope() != "regional" {
+		t.Errorf("state-hie: %+v", k)
+	}
+	if k := c.HIEKey("city-hie"); k == nil || k.Scope() != "city-hie" {
+		t.Errorf("city-hie: %+v", k)
+	}
+	if k := c.HIEKey("jordan"); k != nil {
+		t.Errorf("a specialist key taken for an hie key: %+v", k)
 	}
 }
 

@@ -49,6 +49,7 @@
 //	  .name                  string   required, unique; the caller's name in the access log
 //	  .role                  enum     required: specialist | clinician | admin | hie
 //	  .sha256                hex      required: SHA-256 of the key, 64 hex digits, unique
+//	  .pseudonymScope        string   hie keys only: the scope of their export's pseudonyms; default the name
 //	export.pseudonymKey      {env}/{file}  the HMAC key of the de-identified export hie keys get;
 //	                                  at least 32 bytes; not given: hie exports are refused
 //	reports.threshold        int      small-cell threshold of the outcome reports; default and least 11

@@ -128,7 +128,7 @@ func (s *system) serve(ctx context.Context, stdout, stderr io.Writer) int {
 func (s *system) handler() http.Handler {
 	keys := make([]api.Key, 0, len(s.cfg.APIKeys))
 	for _, k := range s.cfg.APIKeys {
-		keys = append(keys, api.Key{Name: k.Name, Role: api.Role(k.Role), SHA256: k.Sum()})
+		keys = append(keys, api.Key{Name: k.Name, Role: api.Role(k.Role), SHA256: k.Sum(), PseudonymScope: k.PseudonymScope})
 	}
 	records := api.New(api.Options{
 		Store: s.store, Connections: s.cfg.EnabledConnections, Keys: keys, Logger: s.logger,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -170,7 +171,7 @@ export: {pseudonymKey: {file: pseudonym.key}}
 reports: {specialistKey: {file: specialist.key}}
 apiKeys:
   - {name: jordan, role: specialist, sha256: %s}
-  - {name: state-hie, role: hie, sha256: %s}
+  - {name: state-hie, role: hie, sha256: %s, pseudonymScope: regional}
 `, keyOf("spec-key"), keyOf("hie-key"))
 	cfg := filepath.Join(dir, "ipsfhir.yaml")
 	if err := os.WriteFile(cfg, []byte(cfgText), 0o644); err != nil {
@@ -278,6 +279,17 @@ apiKeys:
 	cancel()
 	if code := <-done; code != exitOK {
 		t.Errorf("serve exited %d:\n%s", code, stderr.String())
+	}
+	// The key's pseudonymScope reached the facade: files exported for the
+	// scope are the lines the HIE downloaded.
+	files := filepath.Join(dir, "files")
+	if code, out, errOut := ipsfhir(t, "", "export", "--config", cfg, "--out", files, "--recipient", "regional", "--type", "Goal"); code != exitOK {
+		t.Fatalf("export --recipient regional: exit %d\n%s%s", code, errOut, out)
+	}
+	viaFile, err1 := os.ReadFile(filepath.Join(files, "Goal.ndjson"))
+	viaAPI, err2 := os.ReadFile(filepath.Join(dir, "Goal.ndjson"))
+	if err1 != nil || err2 != nil || len(viaAPI) == 0 || !bytes.Equal(viaFile, viaAPI) {
+		t.Errorf("the HIE's Goals are not those of its pseudonym scope (%v, %v)", err1, err2)
 	}
 
 	// A key too short to protect the pseudonyms: the service does not start.
