@@ -529,3 +529,31 @@ func TestComputeNobody(t *testing.T) {
 		t.Error("an empty rate is not marked not-applicable")
 	}
 }
+
+// TestTableNotForRelease: a table suppressed below the release threshold
+// says NOT FOR RELEASE on its first and last lines; at 11 it does not.
+func TestTableNotForRelease(t *testing.T) {
+	cl := constructed()
+	for _, tc := range []struct {
+		threshold int
+		mark      string
+	}{
+		{5, "NOT FOR RELEASE (threshold 5): counts of 5 to 10 are shown"},
+		{1, "NOT FOR RELEASE (threshold 1): counts of 1 to 10 are shown"},
+		{10, "NOT FOR RELEASE (threshold 10): counts of 10 are shown"},
+		{11, ""},
+		{20, ""},
+	} {
+		lines := strings.Split(strings.TrimSuffix(Table(computeT(t, cl.Clients, q3, tc.threshold)), "\n"), "\n")
+		first, last := lines[0], lines[len(lines)-1]
+		if tc.mark == "" {
+			if strings.Contains(strings.Join(lines, "\n"), "NOT FOR RELEASE") {
+				t.Errorf("threshold %d: marked not for release", tc.threshold)
+			}
+			continue
+		}
+		if !strings.HasPrefix(first, tc.mark) || !strings.HasPrefix(last, tc.mark) {
+			t.Errorf("threshold %d: first line %q, last line %q; want both to start %q", tc.threshold, first, last, tc.mark)
+		}
+	}
+}

@@ -58,6 +58,12 @@ With --aggregate, the files named (MeasureReports or Bundles that
 added up instead: counts add, rates are recomputed, and a sum that includes
 a withheld cell is reported as "at least" that sum, never as exact.
 
+A threshold below 11 is for the program's own eyes: the table's first and
+last lines, and every page and chart --html and --png write, say "NOT FOR
+RELEASE (threshold N)" (a PNG in banners at its top and bottom and across its
+plot; a page in its title and in banners at its top and end). The FHIR output
+carries the threshold in its ips-suppression-threshold extension.
+
 Exit 0 reported; 1 the store failed, the data cannot be reported (wages in
 two currencies) or the aggregated files disagree (quarter, measures, a
 program twice); 2 usage, a bad configuration (a specialist key that cannot be

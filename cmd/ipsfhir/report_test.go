@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"image"
+	pngpkg "image/png"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -340,6 +342,10 @@ func TestReportAggregate(t *testing.T) {
 	if !strings.Contains(stdout, "2 programs, 2026Q3") {
 		t.Errorf("heading:\n%s", stdout)
 	}
+	// The inputs were computed with threshold 1: so is the sum marked.
+	if !strings.HasPrefix(stdout, "NOT FOR RELEASE (threshold 1)") {
+		t.Errorf("an aggregate of threshold-1 reports is not marked:\n%.200s", stdout)
+	}
 
 	// --json writes valid FHIR; flags may follow the files.
 	code, stdout, stderr = ipsfhir(t, "", "report", "--aggregate", river, east, "--json")
@@ -472,5 +478,63 @@ func TestReportThresholdFromConfig(t *testing.T) {
 	}
 	if code, _, stderr := ipsfhir(t, "", "report", "--config", low, "--quarter", "2026Q3"); code != exitUsage || !strings.Contains(stderr, "reports.threshold") {
 		t.Errorf("reports.threshold 5: exit %d %s", code, stderr)
+	}
+}
+
+// TestReportNotForRelease: below the release threshold, the table, the page
+// and the chart all say NOT FOR RELEASE; at the configured 11 none does.
+func TestReportNotForRelease(t *testing.T) {
+	cfg := reportStore(t, "riverside-ips", "consent: {hie: true}\n"+keyed)
+	const mark = "NOT FOR RELEASE (threshold 5)"
+	render := func(args ...string) (table, page string, img image.Image) {
+		t.Helper()
+		dir := t.TempDir()
+		html, png := filepath.Join(dir, "trend.html"), filepath.Join(dir, "trend.png")
+		code, stdout, stderr := ipsfhir(t, "", append([]string{"report", "--config", cfg, "--quarter", "2026Q3", "--html", html, "--png", png}, args...)...)
+		if code != exitOK {
+			t.Fatalf("report %q: exit %d\n%s", args, code, stderr)
+		}
+		h, err := os.ReadFile(html)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(png)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if img, err = pngpkg.Decode(f); err != nil {
+			t.Fatal(err)
+		}
+		return stdout, string(h), img
+	}
+	// redRow says whether the row is mostly the banner's red.
+	redRow := func(img image.Image, y int) bool {
+		n := 0
+		for x := range img.Bounds().Dx() {
+			r, g, b, _ := img.At(x, y).RGBA()
+			if r>>8 > 0x90 && g>>8 < 0x30 && b>>8 < 0x50 {
+				n++
+			}
+		}
+		return n > img.Bounds().Dx()*3/4
+	}
+	table, page, img := render("--threshold", "5")
+	if !strings.HasPrefix(table, mark) {
+		t.Errorf("the table does not start with %q:\n%.200s", mark, table)
+	}
+	if !regexp.MustCompile(`<title>`+regexp.QuoteMeta(mark)).MatchString(page) || strings.Count(page, mark) < 3 {
+		t.Errorf("the page is not marked in its title and banners")
+	}
+	if h := img.Bounds().Dy(); !redRow(img, 10) || !redRow(img, h-10) {
+		t.Error("the chart has no banner at its top and bottom")
+	}
+
+	table, page, img = render()
+	if strings.Contains(table, "NOT FOR RELEASE") || strings.Contains(page, "NOT FOR RELEASE") {
+		t.Error("a report at the release threshold is marked not for release")
+	}
+	if h := img.Bounds().Dy(); redRow(img, 10) || redRow(img, h-10) {
+		t.Error("a chart at the release threshold has a banner")
 	}
 }
