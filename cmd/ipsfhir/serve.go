@@ -93,7 +93,7 @@ func (s *system) serve(ctx context.Context, stdout, stderr io.Writer) int {
 		return exitFindings
 	}
 	if s.specialistKey == nil {
-		s.logger.LogAttrs(ctx, slog.LevelInfo, "reports.specialistKey is not configured: MeasureReports are not broken down by specialist", slog.String("component", "serve"))
+		s.logger.LogAttrs(ctx, slog.LevelInfo, "no specialist key configured: MeasureReport strata by specialist are left out", slog.String("component", "serve"))
 	}
 	ln, err := net.Listen("tcp", s.cfg.Server.Listen)
 	if err != nil {

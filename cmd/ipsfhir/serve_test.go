@@ -502,3 +502,38 @@ func TestReadyzIsAboutTheStore(t *testing.T) {
 		t.Errorf("/readyz with the store closed: %d %s", code, body)
 	}
 }
+
+// TestServeSaysWithoutSpecialistKey: without reports.specialistKey the
+// service says, once at start, that its MeasureReports are not broken down
+// by specialist, and serves them without that breakdown.
+func TestServeSaysWithoutSpecialistKey(t *testing.T) {
+	dir := t.TempDir()
+	sum := sha256.Sum256([]byte("hie-key"))
+	cfg := filepath.Join(dir, "ipsfhir.yaml")
+	doc := "program: {id: nokey-test}\nstore: {driver: sqlite, dsn: ips.db}\nserver: {listen: \"127.0.0.1:0\"}\n" +
+		"apiKeys:\n  - {name: state-hie, role: hie, sha256: " + hex.EncodeToString(sum[:]) + "}\n"
+	if err := os.WriteFile(cfg, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	base, stderr, done := startServe(t, ctx, cfg)
+	req, _ := http.NewRequest("GET", base+"/fhir/MeasureReport?period=2026Q3", nil)
+	req.Header.Set("Authorization", "Bearer hie-key")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "MeasureReport") || strings.Contains(string(body), ":specialist") {
+		t.Errorf("MeasureReports without a specialist key: %d %.300s", resp.StatusCode, body)
+	}
+	cancel()
+	if code := <-done; code != exitOK {
+		t.Errorf("serve exited %d", code)
+	}
+	if !strings.Contains(stderr.String(), "no specialist key configured: MeasureReport strata by specialist are left out") {
+		t.Errorf("serve did not say so:\n%s", stderr.String())
+	}
+}
