@@ -103,7 +103,7 @@ func newDeidentifier(program string, key []byte, scope string) *deidentifier {
 	return &deidentifier{program: program, key: h.Sum(nil)}
 }
 
-// mac is HMAC-SHA256(key, system|value).
+// mac is HMAC-SHA256(scope key, system|value).
 func (d *deidentifier) mac(system, value string) []byte {
 	h := hmac.New(sha256.New, d.key)
 	h.Write([]byte(system + "|" + value))
