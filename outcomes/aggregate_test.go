@@ -148,7 +148,7 @@ func TestAggregateBundles(t *testing.T) {
 		c.Specialist = "East " + c.Specialist
 	}
 	bundle := func(cl *ips.Caseload, prog string, q Quarter) []byte {
-		rs, err := Compute(cl.Clients, q, Options{Program: prog, Threshold: 1, Consents: hieDefaultYes})
+		rs, err := Compute(cl.Clients, q, Options{Program: prog, Threshold: 1, Consents: hieDefaultYes, SpecialistKey: testSpecialistKey})
 		if err != nil {
 			t.Fatal(err)
 		}

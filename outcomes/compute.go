@@ -1,6 +1,7 @@
 package outcomes
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -22,6 +23,12 @@ type Options struct {
 	// Program is the reporting program's id (config program.id). It names
 	// the program stratum and scopes the specialist codes. Required.
 	Program string
+	// SpecialistKey is the program's secret key of the specialist codes
+	// (config reports.specialistKey; see SpecialistCode), at least
+	// MinSpecialistKeyBytes long. nil: the reports are not broken down by
+	// specialist at all (no specialist stratifier), because a code made
+	// without a secret could be recomputed from a staff list.
+	SpecialistKey []byte
 	// Threshold is the small-cell threshold: counts from 1 to Threshold-1
 	// are withheld. 0 means DefaultThreshold; 1 withholds nothing (for a
 	// program's own eyes only).
@@ -47,23 +54,37 @@ var (
 	ErrBadProtection = errors.New("outcomes: the protection range must be at least 2 values")
 	ErrBadQuarter    = errors.New("outcomes: the quarter is not valid")
 	ErrMixedCurrency = errors.New("outcomes: competitive jobs held in the quarter are paid in more than one currency; earnings cannot be added up")
+	ErrSpecialistKey = fmt.Errorf("outcomes: the specialist key is too short: at least %d bytes", MinSpecialistKeyBytes)
 )
+
+// MinSpecialistKeyBytes is the shortest specialist key accepted: 32 bytes,
+// such as the 64 hex digits of openssl rand -hex 32.
+const MinSpecialistKeyBytes = 32
 
 var programPattern = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
 
 // SpecialistCode is the stable pseudonymous code that stands for an
 // employment specialist in reports: "es-" and the first 10 hex digits of
-// SHA-256 of the program id, a newline, and the specialist as recorded
-// (spaces trimmed and collapsed, lower-cased), or "unassigned" when none is
-// recorded. Staff names never appear in reports; a program that knows its
-// specialists can compute their codes.
-func SpecialistCode(program, specialist string) string {
+// HMAC-SHA256 under the program's secret key of the program id, a newline,
+// and the specialist as recorded (spaces trimmed and collapsed,
+// lower-cased), or "unassigned" when none is recorded. Staff names never
+// appear in reports. The same key gives a specialist the same code every
+// quarter; without the key nobody can compute a code from a name, and
+// another key gives codes that cannot be linked to these. The program,
+// which holds the key, can compute its own staff's codes (ipsfhir report
+// --specialist-codes). It fails with ErrSpecialistKey for a key shorter
+// than MinSpecialistKeyBytes.
+func SpecialistCode(key []byte, program, specialist string) (string, error) {
+	if len(key) < MinSpecialistKeyBytes {
+		return "", ErrSpecialistKey
+	}
 	s := strings.ToLower(strings.Join(strings.Fields(specialist), " "))
 	if s == "" {
-		return "unassigned"
+		return "unassigned", nil
 	}
-	sum := sha256.Sum256([]byte(program + "\n" + s))
-	return "es-" + hex.EncodeToString(sum[:5])
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(program + "\n" + s))
+	return "es-" + hex.EncodeToString(m.Sum(nil)[:5]), nil
 }
 
 // tally is what one stratum (or the whole program) contributes.
@@ -89,10 +110,16 @@ type computed struct {
 	program    string
 	threshold  int
 	protection int
-	currency   string   // of the wages; "" when nobody worked competitively
-	strata     []string // specialist codes, sorted
-	levels     []*tally // [0] the program, [1+i] strata[i]
-	hidden     withheld
+	// stratified: broken down by specialist (a specialist key was given,
+	// and the strata could be protected)
+	stratified bool
+	// strataWithheld: a key was given, but the breakdown could not be
+	// protected and is left out
+	strataWithheld bool
+	currency       string   // of the wages; "" when nobody worked competitively
+	strata         []string // specialist codes, sorted
+	levels         []*tally // [0] the program, [1+i] strata[i]
+	hidden         withheld
 }
 
 // Compute counts a program's clients for a quarter and returns its summary
@@ -129,6 +156,10 @@ func compute(clients []*ips.Client, q Quarter, o Options) (*computed, error) {
 	if !q.Valid() {
 		return nil, ErrBadQuarter
 	}
+	stratified := o.SpecialistKey != nil
+	if stratified && len(o.SpecialistKey) < MinSpecialistKeyBytes {
+		return nil, ErrSpecialistKey
+	}
 	byStratum := map[string]*tally{}
 	currencies := map[string]bool{}
 	for i, cl := range clients {
@@ -138,7 +169,13 @@ func compute(clients []*ips.Client, q Quarter, o Options) (*computed, error) {
 		if cl.EnrolledOn.IsZero() {
 			return nil, fmt.Errorf("outcomes: client #%d has no enrollment date", i)
 		}
-		code := SpecialistCode(o.Program, cl.Specialist)
+		code := ""
+		if stratified {
+			var err error
+			if code, err = SpecialistCode(o.SpecialistKey, o.Program, cl.Specialist); err != nil {
+				return nil, err
+			}
+		}
 		t := byStratum[code]
 		if t == nil {
 			t = &tally{}
@@ -149,10 +186,13 @@ func compute(clients []*ips.Client, q Quarter, o Options) (*computed, error) {
 	if len(currencies) > 1 {
 		return nil, ErrMixedCurrency
 	}
-	c := &computed{quarter: q, program: o.Program, threshold: o.Threshold, protection: o.Protection, levels: []*tally{{}}}
+	c := &computed{quarter: q, program: o.Program, threshold: o.Threshold, protection: o.Protection, stratified: stratified, levels: []*tally{{}}}
 	for cur := range currencies {
 		c.currency = cur
 	}
+	// Unstratified, everyone is in one stratum of code "", which the
+	// suppression audit sees like any other (its unknowns are per stratum)
+	// and the reports leave out.
 	for code := range byStratum {
 		c.strata = append(c.strata, code)
 	}
@@ -162,21 +202,16 @@ func compute(clients []*ips.Client, q Quarter, o Options) (*computed, error) {
 		c.levels[0].add(byStratum[code])
 	}
 	hidden, err := suppress(c.levels, c.threshold, c.protection)
-	if errors.Is(err, errCannotProtect) && len(c.levels) > 1 {
+	if errors.Is(err, errCannotProtect) && c.stratified {
 		// Specialist caseloads so small that no pattern of withheld cells
-		// keeps every one from being narrowed down (ten specialists with
-		// one client each, say): the quarter is reported without the
-		// breakdown by specialist.
-		// The audit needs the program as a stratum of itself; what
-		// either level withholds, the program's figures withhold.
-		c.strata, c.levels = nil, c.levels[:1]
-		hidden, err = suppress([]*tally{c.levels[0], c.levels[0]}, c.threshold, c.protection)
-		if err == nil {
-			for x := range hidden[0] {
-				hidden[0][x] = hidden[0][x] || hidden[1][x]
-			}
-			hidden = hidden[:1]
-		}
+		// keeps every small count from being narrowed down (ten
+		// specialists with one client each, say): the quarter is reported
+		// without the breakdown by specialist, as if no key were given.
+		all := &tally{}
+		all.add(c.levels[0])
+		c.stratified, c.strataWithheld = false, true
+		c.strata, c.levels = []string{""}, []*tally{c.levels[0], all}
+		hidden, err = suppress(c.levels, c.threshold, c.protection)
 	}
 	if err != nil {
 		return nil, err

@@ -1,19 +1,40 @@
 package outcomes
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"math"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/ipsfhir/ipsfhir/ips"
+	"github.com/ipsfhir/ipsfhir/ips/synth"
 )
 
 const program = "riverside-ips"
 
+// testSpecialistKey is the specialist key the tests report with, unless a
+// test says otherwise.
+var testSpecialistKey = []byte("outcomes-test-specialist-key-0123456789")
+
+// specialistCode is SpecialistCode under testSpecialistKey.
+func specialistCode(t *testing.T, program, specialist string) string {
+	t.Helper()
+	code, err := SpecialistCode(testSpecialistKey, program, specialist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code
+}
+
 func computeT(t *testing.T, clients []*ips.Client, q Quarter, threshold int) []*Report {
 	t.Helper()
-	rs, err := Compute(clients, q, Options{Program: program, Threshold: threshold, Consents: hieDefaultYes})
+	rs, err := Compute(clients, q, Options{Program: program, Threshold: threshold, Consents: hieDefaultYes, SpecialistKey: testSpecialistKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +63,7 @@ func at(t *testing.T, rs []*Report, measure, group, specialist string) ([]Count,
 	if specialist == "" {
 		return g.Populations, g.Score
 	}
-	code := SpecialistCode(program, specialist)
+	code := specialistCode(t, program, specialist)
 	for _, st := range g.Stratifier(StratifierSpecialist).Strata {
 		if st.Code == code {
 			if st.System != SpecialistSystem(program) {
@@ -208,7 +229,7 @@ func TestComputeCountsOnlyConsentingActiveClients(t *testing.T) {
 		t.Fatalf("served %d", d(base))
 	}
 	// The program default decides for clients who gave no answer.
-	rs, err := Compute(cl.Clients, q3, Options{Program: program, Threshold: 1, Consents: func(c *ips.Client) bool {
+	rs, err := Compute(cl.Clients, q3, Options{Program: program, Threshold: 1, SpecialistKey: testSpecialistKey, Consents: func(c *ips.Client) bool {
 		return c.Consent != nil && c.Consent.HIE != nil && *c.Consent.HIE
 	}})
 	if err != nil {
@@ -282,21 +303,186 @@ func TestComputeDoesNotChangeItsInput(t *testing.T) {
 }
 
 func TestSpecialistCode(t *testing.T) {
-	a := SpecialistCode(program, "Dana Whitfield")
+	code := func(key []byte, program, specialist string) string {
+		t.Helper()
+		c, err := SpecialistCode(key, program, specialist)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a := code(testSpecialistKey, program, "Dana Whitfield")
 	if len(a) != len("es-")+10 || !strings.HasPrefix(a, "es-") || strings.Contains(a, "Dana") {
 		t.Errorf("code %q", a)
 	}
-	if b := SpecialistCode(program, "  dana   WHITFIELD "); b != a {
+	// The documented formula: HMAC-SHA256(key, program "\n" name), 10 hex digits.
+	m := hmac.New(sha256.New, testSpecialistKey)
+	m.Write([]byte(program + "\ndana whitfield"))
+	if want := "es-" + hex.EncodeToString(m.Sum(nil))[:10]; a != want {
+		t.Errorf("code %s, want %s", a, want)
+	}
+	// Without the key, the old unkeyed hash of the name gives nothing away.
+	unkeyed := sha256.Sum256([]byte(program + "\ndana whitfield"))
+	if a == "es-"+hex.EncodeToString(unkeyed[:5]) {
+		t.Error("the code is the unkeyed SHA-256 of the name: anyone can recompute it")
+	}
+	if b := code(testSpecialistKey, program, "  dana   WHITFIELD "); b != a {
 		t.Errorf("spacing and case change the code: %s, %s", a, b)
 	}
-	if b := SpecialistCode("other-program", "Dana Whitfield"); b == a {
+	if b := code(testSpecialistKey, "other-program", "Dana Whitfield"); b == a {
 		t.Error("codes are not scoped by program")
 	}
-	if SpecialistCode(program, "Marcus Ortega") == a {
+	if code(testSpecialistKey, program, "Marcus Ortega") == a {
 		t.Error("two specialists share a code")
 	}
-	if got := SpecialistCode(program, " "); got != "unassigned" {
+	// Another key: codes that cannot be linked to these.
+	other := []byte("another-programs-specialist-key-987654321")
+	if b := code(other, program, "Dana Whitfield"); b == a {
+		t.Error("two keys give the same code")
+	}
+	if got := code(testSpecialistKey, program, " "); got != "unassigned" {
 		t.Errorf("no specialist: %q", got)
+	}
+	for _, k := range [][]byte{nil, []byte("short"), testSpecialistKey[:MinSpecialistKeyBytes-1]} {
+		if c, err := SpecialistCode(k, program, "Dana Whitfield"); !errors.Is(err, ErrSpecialistKey) || c != "" {
+			t.Errorf("a %d-byte key: %q, %v", len(k), c, err)
+		}
+	}
+}
+
+// Stable across quarters: the same key gives a specialist the same code in
+// every quarter's report; another key, other codes throughout.
+func TestSpecialistCodesAcrossQuarters(t *testing.T) {
+	cl := constructed()
+	codes := func(q Quarter, key []byte) []string {
+		rs, err := Compute(cl.Clients, q, Options{Program: program, Threshold: 1, Consents: hieDefaultYes, SpecialistKey: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, st := range rs[0].Groups[0].Stratifier(StratifierSpecialist).Strata {
+			out = append(out, st.Code)
+		}
+		return out
+	}
+	q2, q3codes := codes(q3.Add(-1), testSpecialistKey), codes(q3, testSpecialistKey)
+	if len(q3codes) < 2 || !slices.Equal(q2, q3codes) {
+		t.Errorf("2026Q2 codes %v, 2026Q3 codes %v: want the same", q2, q3codes)
+	}
+	other := codes(q3, []byte("another-programs-specialist-key-987654321"))
+	for _, c := range other {
+		if slices.Contains(q3codes, c) {
+			t.Errorf("code %s under two keys", c)
+		}
+	}
+}
+
+// Without a specialist key the reports are not broken down by specialist
+// (a code without a secret could be recomputed from staff names); the
+// program's figures are computed and suppressed as before.
+func TestComputeWithoutSpecialistKey(t *testing.T) {
+	cl := constructed()
+	for _, threshold := range []int{1, 11} {
+		rs, err := Compute(cl.Clients, q3, Options{Program: program, Threshold: threshold, Consents: hieDefaultYes})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyed := computeT(t, cl.Clients, q3, threshold)
+		for i, r := range rs {
+			for gi, g := range r.Groups {
+				if g.Stratifier(StratifierSpecialist) != nil {
+					t.Errorf("threshold %d: %s/%s is broken down by specialist without a key", threshold, r.Measure, g.Code)
+				}
+				if s := g.Stratifier(StratifierProgram); s == nil || len(s.Strata) != 1 {
+					t.Errorf("threshold %d: %s/%s has no program stratum", threshold, r.Measure, g.Code)
+				}
+				if threshold == 1 {
+					checkCounts(t, r.Measure+"/"+g.Code, g.Populations, keyed[i].Groups[gi].Populations...)
+				}
+			}
+		}
+		b, err := BundleJSON(rs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		validate(t, newValidator(t), "unstratified", b)
+		for _, c := range cl.Clients {
+			if c.Specialist != "" && strings.Contains(string(b), c.Specialist) {
+				t.Errorf("the report names %s", c.Specialist)
+			}
+		}
+	}
+	p, _ := at(t, computeT(t, cl.Clients, q3, 1), MeasureCompetitiveEmployment, GroupCompetitiveEmployment, "")
+	checkCounts(t, "keyed", p, exact(40), exact(40), exact(17))
+	if _, err := Compute(cl.Clients, q3, Options{Program: program, Consents: hieDefaultYes, SpecialistKey: []byte("short")}); !errors.Is(err, ErrSpecialistKey) {
+		t.Errorf("a short key: %v", err)
+	}
+}
+
+// Unstratified reports protect the program's small counts too: the
+// attacker of suppress_test.go, given the program as its only stratum,
+// pins down none of them.
+func TestComputeWithoutSpecialistKeyDisclosesNothing(t *testing.T) {
+	check := func(name string, clients []*ips.Client, q Quarter, threshold int) int {
+		t.Helper()
+		rs, err := Compute(clients, q, Options{Program: program, Threshold: threshold, Consents: hieDefaultYes})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub := published{"": {}}
+		for _, r := range rs {
+			for _, g := range r.Groups {
+				for _, c := range g.Populations {
+					if qn, ok := attackSources[[3]string{r.Measure, g.Code, c.Population}]; ok && c.State == Exact {
+						pub[""][qn] = float64(c.Value)
+					}
+				}
+				if qn, ok := attackSources[[3]string{r.Measure, g.Code, "score"}]; ok && g.Score.State == Exact {
+					pub[""][qn] = math.Round(g.Score.Value * 100)
+				}
+			}
+		}
+		pub["all"] = pub[""] // the one stratum is the program
+		iv := attack(pub, []string{"all"})
+		real := truth(t, clients, q)[""]
+		hidden := 0
+		for _, qn := range attackQuantities {
+			v := real[qn]
+			small := v >= 1 && v < float64(threshold)
+			if qn == "EARN" {
+				small = real["N1"] >= 1 && real["N1"] < float64(threshold)
+			}
+			_, shown := pub[""][qn]
+			if !shown && len(qn) <= 2 {
+				hidden++
+			}
+			if shown && small {
+				t.Errorf("%s: %s is small (%v) and shown", name, qn, v)
+			}
+			if x := iv[[2]string{"", qn}]; small && !shown && x.hi-x.lo < 0.5 {
+				t.Errorf("%s: %s (%v) is withheld but the shown counts pin it to [%v, %v]", name, qn, v, x.lo, x.hi)
+			}
+		}
+		return hidden
+	}
+	// 45 served, 40 working: the 5 not working are protected.
+	var cl []*ips.Client
+	for i := range 45 {
+		c := &ips.Client{ID: fmt.Sprintf("c%02d", i), EnrolledOn: d("2025-01-01"), Specialist: "Alex Rivera"}
+		if i < 40 {
+			c.Jobs = []*ips.Job{{Start: d("2025-06-01"), Competitive: true, HoursPerWeek: 25, HourlyWage: ips.Money{Value: 16, Currency: "USD"}}}
+		}
+		cl = append(cl, c)
+	}
+	if n := check("40 of 45 working", cl, q3, DefaultThreshold); n == 0 {
+		t.Error("nothing withheld: 45 served and 40 working reveal the 5 not working")
+	}
+	for seed := range uint64(4) {
+		n := 40 + int(seed)*37
+		syn := synth.Generate(rand.New(rand.NewPCG(seed, 7)), n)
+		for _, th := range []int{5, DefaultThreshold} {
+			check(fmt.Sprintf("seed %d, %d clients, threshold %d", seed, n, th), syn.Clients, q3, th)
+		}
 	}
 }
 
@@ -341,5 +527,33 @@ func TestComputeNobody(t *testing.T) {
 	validate(t, newValidator(t), "nobody", b)
 	if !strings.Contains(string(b), `"not-applicable"`) {
 		t.Error("an empty rate is not marked not-applicable")
+	}
+}
+
+// TestTableNotForRelease: a table suppressed below the release threshold
+// says NOT FOR RELEASE on its first and last lines; at 11 it does not.
+func TestTableNotForRelease(t *testing.T) {
+	cl := constructed()
+	for _, tc := range []struct {
+		threshold int
+		mark      string
+	}{
+		{5, "NOT FOR RELEASE (threshold 5): counts of 5 to 10 are shown"},
+		{1, "NOT FOR RELEASE (threshold 1): counts of 1 to 10 are shown"},
+		{10, "NOT FOR RELEASE (threshold 10): counts of 10 are shown"},
+		{11, ""},
+		{20, ""},
+	} {
+		lines := strings.Split(strings.TrimSuffix(Table(computeT(t, cl.Clients, q3, tc.threshold)), "\n"), "\n")
+		first, last := lines[0], lines[len(lines)-1]
+		if tc.mark == "" {
+			if strings.Contains(strings.Join(lines, "\n"), "NOT FOR RELEASE") {
+				t.Errorf("threshold %d: marked not for release", tc.threshold)
+			}
+			continue
+		}
+		if !strings.HasPrefix(first, tc.mark) || !strings.HasPrefix(last, tc.mark) {
+			t.Errorf("threshold %d: first line %q, last line %q; want both to start %q", tc.threshold, first, last, tc.mark)
+		}
 	}
 }

@@ -31,13 +31,17 @@
 //	ips-employer-contact-30d        proportion W/E
 //	ips-days-to-employer-contact    continuous: median days over C
 //
-// Every group is stratified by program and by employment specialist. A
-// specialist appears only as SpecialistCode: "es-" and 10 hex digits of a
-// SHA-256 over the program id and the specialist as recorded, or
-// "unassigned". Specialists are staff, not patients, but the field holds
-// whatever a program types, usually a person's name, so it is never
-// published; the code is stable across quarters, scoped by program, and a
-// program can compute it for its own staff. Reports carry no client
+// Every group is stratified by program, and by employment specialist when
+// the program gives its secret specialist key (Options.SpecialistKey). A
+// specialist appears only as SpecialistCode: "es-" and 10 hex digits of an
+// HMAC-SHA256, under that key, of the program id and the specialist as
+// recorded, or "unassigned". Specialists are staff, not patients, but the
+// field holds whatever a program types, usually a person's name, so it is
+// never published; the code is stable across quarters under one key,
+// scoped by program, cannot be computed from a name without the key, and
+// the program, which holds the key, can compute it for its own staff.
+// Without a key there is no specialist stratifier at all: an unkeyed code
+// could be recomputed by anyone with a staff list. Reports carry no client
 // identifier, name, date of birth, date or free text: only counts, rates,
 // medians, sums and the quarter.
 //

@@ -43,6 +43,10 @@ type Report struct {
 	Program   string // the reporting program; "" on an aggregate
 	Threshold int    // the small-cell threshold (the smallest of the inputs' on an aggregate)
 	Groups    []Group
+	// BreakdownWithheld: a specialist key was given, but the specialists'
+	// caseloads were too small for any pattern of withheld cells to
+	// protect them, so the breakdown by specialist is left out.
+	BreakdownWithheld bool
 }
 
 // Group is one group of a report: its populations and score for the whole
@@ -124,19 +128,21 @@ func (c *computed) reports() []*Report {
 	out := make([]*Report, 0, len(measureDefs))
 	for mi := range measureDefs {
 		m := &measureDefs[mi]
-		r := &Report{Measure: m.id, Quarter: c.quarter, Program: c.program, Threshold: c.threshold}
+		r := &Report{Measure: m.id, Quarter: c.quarter, Program: c.program, Threshold: c.threshold, BreakdownWithheld: c.strataWithheld}
 		for gi := range m.groups {
 			g := &m.groups[gi]
 			pops, score := c.cells(0, g)
 			grp := Group{Code: g.code, Populations: pops, Score: score}
 			grp.Stratifiers = append(grp.Stratifiers, Stratifier{Code: StratifierProgram,
 				Strata: []Stratum{{System: SystemProgram, Code: c.program, Populations: slices.Clone(pops), Score: score}}})
-			spec := Stratifier{Code: StratifierSpecialist}
-			for i, code := range c.strata {
-				p, s := c.cells(i+1, g)
-				spec.Strata = append(spec.Strata, Stratum{System: SpecialistSystem(c.program), Code: code, Populations: p, Score: s})
+			if c.stratified {
+				spec := Stratifier{Code: StratifierSpecialist}
+				for i, code := range c.strata {
+					p, s := c.cells(i+1, g)
+					spec.Strata = append(spec.Strata, Stratum{System: SpecialistSystem(c.program), Code: code, Populations: p, Score: s})
+				}
+				grp.Stratifiers = append(grp.Stratifiers, spec)
 			}
-			grp.Stratifiers = append(grp.Stratifiers, spec)
 			r.Groups = append(r.Groups, grp)
 		}
 		out = append(out, r)

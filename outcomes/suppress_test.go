@@ -109,7 +109,11 @@ func readPublished(t *testing.T, bundle []byte) (published, []string) {
 				}
 			}
 			visit("", g.Populations, g.Score)
-			for _, st := range g.Stratifier(StratifierSpecialist).Strata {
+			var strata []Stratum
+			if sp := g.Stratifier(StratifierSpecialist); sp != nil {
+				strata = sp.Strata // absent when the breakdown is left out
+			}
+			for _, st := range strata {
 				if !seen[st.Code] {
 					seen[st.Code] = true
 					levels = append(levels, st.Code)
@@ -201,7 +205,7 @@ func attack(pub published, levels []string) map[[2]string]interval {
 // truth is every quantity's true value, straight from the counts.
 func truth(t *testing.T, clients []*ips.Client, q Quarter) published {
 	t.Helper()
-	c, err := compute(clients, q, Options{Program: program, Threshold: 1, Consents: hieDefaultYes})
+	c, err := compute(clients, q, Options{Program: program, Threshold: 1, Consents: hieDefaultYes, SpecialistKey: testSpecialistKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +304,7 @@ func TestNoSmallCellCanBeDerivedConstructed(t *testing.T) {
 	}
 	pub, levels := readPublished(t, b)
 	iv := attack(pub, levels)
-	samD := iv[[2]string{SpecialistCode(program, sam), "D"}]
+	samD := iv[[2]string{specialistCode(t, program, sam), "D"}]
 	if samD.lo != 8 || samD.hi != 8 {
 		t.Errorf("the attacker missed Sam Chen's served count: %v", samD)
 	}
@@ -389,7 +393,7 @@ func TestSuppressRule(t *testing.T) {
 // counts are withheld by the rule itself.)
 func TestEveryComplementIsNeeded(t *testing.T) {
 	check := func(name string, clients []*ips.Client, q Quarter, threshold int) {
-		c, err := compute(clients, q, Options{Program: program, Threshold: threshold, Consents: hieDefaultYes})
+		c, err := compute(clients, q, Options{Program: program, Threshold: threshold, Consents: hieDefaultYes, SpecialistKey: testSpecialistKey})
 		if err != nil {
 			t.Fatal(err)
 		}

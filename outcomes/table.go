@@ -11,13 +11,24 @@ import (
 // measure group, a row for the whole report, one per program when there
 // are several, and one per specialist. Withheld cells read "withheld",
 // whatever the reason they were withheld; an aggregate's lower bounds read
-// "≥ N".
+// "≥ N". Reports suppressed with a threshold below DefaultThreshold are for
+// the program's own eyes: the table's first and last lines say "NOT FOR
+// RELEASE (threshold N)".
 func Table(reports []*Report) string {
 	var b strings.Builder
 	if len(reports) == 0 {
 		return "no reports\n"
 	}
 	r0 := reports[0]
+	mark := ""
+	if t := r0.Threshold; t > 0 && t < DefaultThreshold {
+		shown := fmt.Sprintf("counts of %d to %d are shown", t, DefaultThreshold-1)
+		if t == DefaultThreshold-1 {
+			shown = fmt.Sprintf("counts of %d are shown", t)
+		}
+		mark = fmt.Sprintf("NOT FOR RELEASE (threshold %d): %s, which a release withholds.\n", t, shown)
+		b.WriteString(mark)
+	}
 	who := "program " + r0.Program
 	if r0.Program == "" {
 		who = fmt.Sprintf("%d programs", len(programsOf(r0)))
@@ -86,6 +97,9 @@ func Table(reports []*Report) string {
 			}
 			_ = tw.Flush()
 		}
+	}
+	if mark != "" {
+		b.WriteString("\n" + mark)
 	}
 	return b.String()
 }

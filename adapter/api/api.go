@@ -36,6 +36,19 @@ type Key struct {
 	Name   string
 	Role   Role
 	SHA256 []byte
+	// PseudonymScope is, for an hie caller, the scope of the pseudonyms in
+	// its de-identified export (the /fhir facade's): callers of one scope
+	// get the same pseudonyms, of different scopes unlinkable ones. ""
+	// means the caller's own Name.
+	PseudonymScope string
+}
+
+// Scope returns the caller's pseudonym scope: PseudonymScope, or Name.
+func (k Key) Scope() string {
+	if k.PseudonymScope != "" {
+		return k.PseudonymScope
+	}
+	return k.Name
 }
 
 // Options configure the API handler.

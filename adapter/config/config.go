@@ -109,6 +109,29 @@ type APIKey struct {
 	Role string `yaml:"role"`
 	// SHA256 is the key's SHA-256, 64 hexadecimal digits.
 	SHA256 string `yaml:"sha256"`
+	// PseudonymScope (hie keys only) names the scope of the pseudonyms in
+	// the caller's de-identified export: keys of one scope get the same
+	// pseudonyms, keys of different scopes pseudonyms that cannot be
+	// joined. Empty: the key's Name, so every HIE has a scope of its own.
+	PseudonymScope string `yaml:"pseudonymScope"`
+}
+
+// Scope returns the key's pseudonym scope: PseudonymScope, or Name.
+func (k APIKey) Scope() string {
+	if k.PseudonymScope != "" {
+		return k.PseudonymScope
+	}
+	return k.Name
+}
+
+// HIEKey returns the hie key named name, or nil.
+func (c *Config) HIEKey(name string) *APIKey {
+	for i := range c.APIKeys {
+		if c.APIKeys[i].Name == name && c.APIKeys[i].Role == RoleHIE {
+			return &c.APIKeys[i]
+		}
+	}
+	return nil
 }
 
 // Sum returns the key's SHA-256 as bytes, or nil when SHA256 is not 64
@@ -128,6 +151,24 @@ type Reports struct {
 	// are withheld, with their complements. At least DefaultThreshold, the
 	// CMS rule; a program may withhold more.
 	Threshold int `yaml:"threshold"`
+	// SpecialistKey is the program's secret key of the specialist codes
+	// that stand for employment specialists in the reports
+	// (outcomes.SpecialistCode: HMAC-SHA256 under it). Keep it secret and
+	// keep it: the same key gives a specialist the same code every quarter,
+	// a new key new codes. Not given: reports are not broken down by
+	// specialist. At least MinSpecialistKeyBytes once read.
+	SpecialistKey Secret `yaml:"specialistKey"`
+}
+
+// MinSpecialistKeyBytes is the shortest reports.specialistKey accepted: 32
+// bytes, such as the 64 hex digits of openssl rand -hex 32.
+const MinSpecialistKeyBytes = 32
+
+// Key reads the specialist key: nil when none is configured, an error
+// naming the reference (never the key) when it cannot be read or is shorter
+// than MinSpecialistKeyBytes.
+func (r Reports) Key() ([]byte, error) {
+	return readKey("reports.specialistKey", r.SpecialistKey, MinSpecialistKeyBytes)
 }
 
 // DefaultThreshold is the least small-cell threshold reports.threshold
@@ -152,15 +193,20 @@ const MinPseudonymKeyBytes = 32
 // error naming the reference (never the key) when it cannot be read or is
 // shorter than MinPseudonymKeyBytes.
 func (e Export) Key() ([]byte, error) {
-	if e.PseudonymKey.IsZero() {
+	return readKey("export.pseudonymKey", e.PseudonymKey, MinPseudonymKeyBytes)
+}
+
+// readKey reads the secret key at path: nil when none is configured.
+func readKey(path string, ref Secret, minBytes int) ([]byte, error) {
+	if ref.IsZero() {
 		return nil, nil
 	}
-	v, err := e.PseudonymKey.Resolve()
+	v, err := ref.Resolve()
 	if err != nil {
-		return nil, fmt.Errorf("export.pseudonymKey: %w", err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if len(v) < MinPseudonymKeyBytes {
-		return nil, fmt.Errorf("export.pseudonymKey: %s is shorter than %d bytes; make one with openssl rand -hex 32", e.PseudonymKey, MinPseudonymKeyBytes)
+	if len(v) < minBytes {
+		return nil, fmt.Errorf("%s: %s is shorter than %d bytes; make one with openssl rand -hex 32", path, ref, minBytes)
 	}
 	return []byte(v), nil
 }
@@ -506,6 +552,7 @@ func (c *Config) relativeTo(dir string) {
 	}
 	c.Store.DSN.Ref.File = abs(c.Store.DSN.Ref.File)
 	c.Export.PseudonymKey.File = abs(c.Export.PseudonymKey.File)
+	c.Reports.SpecialistKey.File = abs(c.Reports.SpecialistKey.File)
 	for i := range c.Connections {
 		cn := &c.Connections[i]
 		cn.CAFile = abs(cn.CAFile)
@@ -547,6 +594,7 @@ var (
 	connectionNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 	envNamePattern        = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	hexSHA256Pattern      = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+	pseudonymScopePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$`)
 	// A key=value PostgreSQL DSN names its password as password=…
 	kvPasswordPattern = regexp.MustCompile(`(?i)(^|\s)password\s*=`)
 )
@@ -560,6 +608,7 @@ func (c *Config) problems() problems {
 	c.serverProblems(&ps)
 	c.apiKeyProblems(&ps)
 	secretProblems(&ps, "export.pseudonymKey", c.Export.PseudonymKey, false)
+	secretProblems(&ps, "reports.specialistKey", c.Reports.SpecialistKey, false)
 	c.telemetryProblems(&ps)
 	c.syncProblems(&ps)
 	if c.Reports.Threshold < DefaultThreshold {
@@ -656,6 +705,13 @@ func (c *Config) apiKeyProblems(ps *problems) {
 			ps.add(child(p, "role"), "is required: one of specialist, clinician, admin, hie")
 		default:
 			ps.add(child(p, "role"), "must be one of: specialist, clinician, admin, hie")
+		}
+		switch {
+		case k.PseudonymScope == "":
+		case k.Role != RoleHIE:
+			ps.add(child(p, "pseudonymScope"), "is used only by hie keys: it scopes the pseudonyms of their de-identified export")
+		case !pseudonymScopePattern.MatchString(k.PseudonymScope):
+			ps.add(child(p, "pseudonymScope"), "must be 1 to 64 letters, digits, '.', '_', ':' or '-', starting with a letter or digit")
 		}
 		switch {
 		case k.SHA256 == "":

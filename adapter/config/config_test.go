@@ -185,14 +185,18 @@ func TestEveryKindOfMistakeNamesItsKey(t *testing.T) {
 		{"pseudonym key env and file", "export: {pseudonymKey: {env: K, file: k}}\n", "export.pseudonymKey", "not both"},
 		{"pseudonym key env name", "export: {pseudonymKey: {env: 'PSEUDO-KEY'}}\n", "export.pseudonymKey.env", "environment variable name"},
 		{"unknown export key", "export: {pseudonymkey: {env: K}}\n", "export.pseudonymkey", "unknown key (did you mean pseudonymKey?)"},
+		{"specialist key env and file", "reports: {specialistKey: {env: K, file: k}}\n", "reports.specialistKey", "not both"},
 		{"env name", strings.Replace(conn, "{type: none}", "{type: bearer, token: {env: 'MY-TOKEN'}}", 1), "connections[0].auth.token.env", "environment variable name"},
 		{"key for another auth type", strings.Replace(conn, "{type: none}", "{type: bearer, token: {env: T}, clientId: c}", 1), "connections[0].auth.clientId", "not used with auth type bearer"},
 		{"not a hash", "apiKeys: [{name: a, role: admin, sha256: my-secret-key}]\n", "apiKeys[0].sha256", "64 hexadecimal digits"},
+		{"pseudonym scope of a specialist key", "apiKeys: [{name: a, role: specialist, sha256: " + strings.Repeat("ab", 32) + ", pseudonymScope: x}]\n", "apiKeys[0].pseudonymScope", "only by hie keys"},
+		{"pseudonym scope with a space", "apiKeys: [{name: a, role: hie, sha256: " + strings.Repeat("ab", 32) + ", pseudonymScope: 'two words'}]\n", "apiKeys[0].pseudonymScope", "letters, digits"},
 
 		// Inline secrets.
 		{"inline token", strings.Replace(conn, "{type: none}", "{type: bearer, token: abc}", 1), "connections[0].auth.token", "inline secret"},
 		{"inline private key", strings.Replace(conn, "{type: none}", "{type: smart-backend, clientId: c, privateKey: '-----BEGIN', keyId: k, alg: RS384, scopes: [s]}", 1), "connections[0].auth.privateKey", "inline secret"},
 		{"inline pseudonym key", "export: {pseudonymKey: 0123456789abcdef0123456789abcdef}\n", "export.pseudonymKey", "inline secret"},
+		{"inline specialist key", "reports: {specialistKey: 0123456789abcdef0123456789abcdef}\n", "reports.specialistKey", "inline secret"},
 		{"password in a postgres URL", "store: {driver: postgres, dsn: 'postgres://ips:pw@db/ips'}\n", "store.dsn", "holds a password"},
 		{"password in a postgres key=value DSN", "store: {driver: postgres, dsn: 'host=db user=ips password=pw'}\n", "store.dsn", "holds a password"},
 		{"password in a URL query", "store: {driver: postgres, dsn: 'postgres://db/ips?password=pw'}\n", "store.dsn", "holds a password"},
@@ -502,6 +506,77 @@ func TestExportPseudonymKey(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), "export.pseudonymKey") || strings.Contains(err.Error(), "PLANTED") {
 			t.Errorf("%v: the error should name the key and never its value: %v", e.PseudonymKey, err)
+		}
+	}
+}
+
+// TestPseudonymScope: an hie key's pseudonym scope is its pseudonymScope,
+// or its name; HIEKey finds hie keys only.
+func TestPseudonymScope(t *testing.T) {
+	c, err := config.Parse([]byte("apiKeys:\n" +
+		"  - {name: state-hie, role: hie, sha256: " + strings.Repeat("a1", 32) + ", pseudonymScope: regional}\n" +
+		"  - {name: city-hie, role: hie, sha256: " + strings.Repeat("b2", 32) + "}\n" +
+		"  - {name: jordan, role: specialist, sha256: " + strings.Repeat("c3", 32) + "}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := c.HIEKey("state-hie"); k == nil || k.Scope() != "regional" {
+		t.Errorf("state-hie: %+v", k)
+	}
+	if k := c.HIEKey("city-hie"); k == nil || k.Scope() != "city-hie" {
+		t.Errorf("city-hie: %+v", k)
+	}
+	if k := c.HIEKey("jordan"); k != nil {
+		t.Errorf("a specialist key taken for an hie key: %+v", k)
+	}
+}
+
+func TestReportsSpecialistKey(t *testing.T) {
+	// Not given: no key, no problem (reports are then not broken down by
+	// specialist).
+	c, err := config.Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, err := c.Reports.Key(); k != nil || err != nil {
+		t.Errorf("no key configured: %q, %v", k, err)
+	}
+
+	const planted = "PLANTED-specialist-key-0123456789abcdef"
+	t.Setenv("IPSFHIR_TEST_SPECIALIST_KEY", planted)
+	t.Setenv("IPSFHIR_TEST_SHORT_SPECIALIST_KEY", "PLANTED-short")
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "specialist.key"), []byte(planted+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "ipsfhir.yaml")
+	if err := os.WriteFile(cfg, []byte("reports: {specialistKey: {file: specialist.key}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err = config.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The file is relative to the configuration file, and read on demand;
+	// the threshold keeps its default.
+	if k, err := c.Reports.Key(); err != nil || string(k) != planted || c.Reports.Threshold != config.DefaultThreshold {
+		t.Errorf("file key: %q, %v, threshold %d", k, err, c.Reports.Threshold)
+	}
+	if k, err := (config.Reports{SpecialistKey: config.Secret{Env: "IPSFHIR_TEST_SPECIALIST_KEY"}}).Key(); err != nil || string(k) != planted {
+		t.Errorf("env key: %q, %v", k, err)
+	}
+	for _, r := range []config.Reports{
+		{SpecialistKey: config.Secret{Env: "IPSFHIR_TEST_SHORT_SPECIALIST_KEY"}},
+		{SpecialistKey: config.Secret{Env: "IPSFHIR_TEST_UNSET_SPECIALIST_KEY"}},
+		{SpecialistKey: config.Secret{File: filepath.Join(dir, "missing.key")}},
+	} {
+		k, err := r.Key()
+		if err == nil || k != nil {
+			t.Errorf("%v: want an error, got %q", r.SpecialistKey, k)
+			continue
+		}
+		if !strings.Contains(err.Error(), "reports.specialistKey") || strings.Contains(err.Error(), "PLANTED") {
+			t.Errorf("%v: the error should name the key and never its value: %v", r.SpecialistKey, err)
 		}
 	}
 }

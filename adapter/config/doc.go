@@ -21,8 +21,8 @@
 // # Secrets
 //
 // A secret is never written in the file. Keys that hold one (auth.token,
-// auth.privateKey, export.pseudonymKey, and a PostgreSQL store.dsn with a
-// password) take a reference, {env: NAME} or {file: PATH}; an inline value
+// auth.privateKey, export.pseudonymKey, reports.specialistKey, and a
+// PostgreSQL store.dsn with a password) take a reference, {env: NAME} or {file: PATH}; an inline value
 // is refused with a message saying so. A Secret holds only the reference, so a Config can be
 // printed or logged safely; Secret.Resolve reads the value when it is needed
 // and logs nothing. Relative file names (secret files, caFile, the SQLite
@@ -49,8 +49,12 @@
 //	  .name                  string   required, unique; the caller's name in the access log
 //	  .role                  enum     required: specialist | clinician | admin | hie
 //	  .sha256                hex      required: SHA-256 of the key, 64 hex digits, unique
+//	  .pseudonymScope        string   hie keys only: the scope of their export's pseudonyms; default the name
 //	export.pseudonymKey      {env}/{file}  the HMAC key of the de-identified export hie keys get;
 //	                                  at least 32 bytes; not given: hie exports are refused
+//	reports.threshold        int      small-cell threshold of the outcome reports; default and least 11
+//	reports.specialistKey    {env}/{file}  the HMAC key of the specialist codes in the reports;
+//	                                  at least 32 bytes; not given: no breakdown by specialist
 //	telemetry.otlpEndpoint   URL      OTLP/HTTP collector; empty (default) exports nothing
 //	telemetry.serviceName    string   default ipsfhir
 //	telemetry.logLevel       enum     debug | info (default) | warn | error

@@ -31,18 +31,25 @@ import (
 // exported at all, and DocumentReference (the chart note, all free text)
 // never is.
 //
-// Identity is replaced by keyed pseudonyms: HMAC-SHA256 under a secret key
-// the program configures (export.pseudonymKey). The patient becomes
-// {system: urn:ipsfhir:{program}:pseudonym, value: hex(HMAC(key,
+// Identity is replaced by keyed pseudonyms: HMAC-SHA256 under a key of the
+// recipient's pseudonym scope, itself HMAC-SHA256 of the program and the
+// scope under the secret key the program configures (export.pseudonymKey).
+// A scope is the hie caller's (its API key's pseudonymScope, or its name),
+// so two HIEs cannot join their exports on pseudonyms, and neither can two
+// programs sharing a configured key, unless the configuration puts the
+// callers in one scope. The patient becomes {system:
+// urn:ipsfhir:{program}:pseudonym, value: hex(HMAC(scopeKey,
 // patientSystem|patientValue))}: the same person gets the same pseudonym in
-// every export, so an HIE can link a person's records and count people,
-// but cannot reverse it without the key. Business identifiers, whose values
+// every export to the same scope, so an HIE can link a person's records and
+// count people, but cannot reverse it without the key. Business identifiers, whose values
 // carry program-internal client ids, become {system:
 // urn:ipsfhir:{program}:pseudonym:{kind}, value: hex(HMAC(key,
 // system|value))}, and the resource id is a UUID made of the first 16 bytes
 // of the same HMAC (version 8, RFC 9562), so ids are stable across exports
 // yet unrelated to the facade's own ids (which are unkeyed hashes of the
 // business identifier, and could be recomputed from a guessed client id).
+// In short, with scopeKey = HMAC(key, "ipsfhir-pseudonym-scope|" program
+// "|" scope): pseudonym = hex(HMAC(scopeKey, system|value)).
 //
 // See docs/FHIR-API.md, "De-identified export", for the user's view.
 
@@ -80,17 +87,23 @@ const (
 // anything about the resource's content: they reach the server log.
 var errDeid = errors.New("de-identify")
 
-// deidentifier pseudonymizes with one key, for one program.
+// deidentifier pseudonymizes for one program and one pseudonym scope.
 type deidentifier struct {
 	program string
-	key     []byte
+	key     []byte // the scope's key
 }
 
-func newDeidentifier(program string, key []byte) *deidentifier {
-	return &deidentifier{program: program, key: bytes.Clone(key)}
+// newDeidentifier pseudonymizes for one recipient scope of a program under
+// the configured key: its key is HMAC-SHA256(key,
+// "ipsfhir-pseudonym-scope|" program "|" scope). A program id holds no '|',
+// so no two (program, scope) pairs give one key's input.
+func newDeidentifier(program string, key []byte, scope string) *deidentifier {
+	h := hmac.New(sha256.New, key)
+	h.Write([]byte("ipsfhir-pseudonym-scope|" + program + "|" + scope))
+	return &deidentifier{program: program, key: h.Sum(nil)}
 }
 
-// mac is HMAC-SHA256(key, system|value).
+// mac is HMAC-SHA256(scope key, system|value).
 func (d *deidentifier) mac(system, value string) []byte {
 	h := hmac.New(sha256.New, d.key)
 	h.Write([]byte(system + "|" + value))

@@ -6,11 +6,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
 
+	"github.com/ipsfhir/ipsfhir/adapter/api"
 	"github.com/ipsfhir/ipsfhir/adapter/fhirapi"
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/ips/ipstest"
@@ -148,7 +151,7 @@ func TestDeidentifiedExport(t *testing.T) {
 	if _, ok := files["DocumentReference"]; ok {
 		t.Error("chart notes are in the de-identified export")
 	}
-	if got, want := idsByType(t, lines), h.exportedDeid(hie, testPseudonymKey); !equalSets(got, want) {
+	if got, want := idsByType(t, lines), h.exportedDeid(hie, h.scoped(testPseudonymKey)); !equalSets(got, want) {
 		t.Errorf("exported %v\nwant %v", got, want)
 	}
 
@@ -186,9 +189,9 @@ func TestDeidentifiedExport(t *testing.T) {
 		t.Errorf("%d pseudonyms for %d people", len(bySubject), len(hie))
 	}
 	for _, c := range clients {
-		want := len(h.exportedDeid([]*ips.Client{c}, testPseudonymKey)["Goal"]) + 1 +
-			len(h.exportedDeid([]*ips.Client{c}, testPseudonymKey)["Observation"])
-		if got := bySubject[pseudonym(testPseudonymKey, c.Patient)]; got != want {
+		want := len(h.exportedDeid([]*ips.Client{c}, h.scoped(testPseudonymKey))["Goal"]) + 1 +
+			len(h.exportedDeid([]*ips.Client{c}, h.scoped(testPseudonymKey))["Observation"])
+		if got := bySubject[pseudonym(h.scoped(testPseudonymKey), c.Patient)]; got != want {
 			t.Errorf("client %s: %d resources under its pseudonym, want %d", c.ID, got, want)
 		}
 	}
@@ -212,11 +215,11 @@ func TestDeidentifiedExport(t *testing.T) {
 	otherKey := []byte("another-deployment-key-0123456789abcdef")
 	other := h.sibling(func(o *fhirapi.Options) { o.PseudonymKey = otherKey })
 	om, _ := other.exportAll("/fhir/$export", hieKey)
-	if got, want := idsByType(t, other.download(om, hieKey)), h.exportedDeid(hie, otherKey); !equalSets(got, want) {
+	if got, want := idsByType(t, other.download(om, hieKey)), h.exportedDeid(hie, h.scoped(otherKey)); !equalSets(got, want) {
 		t.Errorf("another key: exported %v\nwant %v", got, want)
 	}
 	for _, c := range clients {
-		p := pseudonym(testPseudonymKey, c.Patient)
+		p := pseudonym(h.scoped(testPseudonymKey), c.Patient)
 		for _, f := range om.Output {
 			if r := other.get(f.URL, hieKey); bytes.Contains(r.body, []byte(p)) {
 				t.Errorf("another key gives client %s the same pseudonym", c.ID)
@@ -284,5 +287,152 @@ func TestExportWithoutPseudonymKey(t *testing.T) {
 	}
 	if r := h.get(m.Output[0].URL, adminKey); !bytes.Contains(r.body, []byte(h.cl.Clients[0].Patient.System)) {
 		t.Error("the admin export is not identified")
+	}
+}
+
+// subjectsAndIDs lists the patient pseudonyms and resource ids of an
+// export's lines.
+func subjectsAndIDs(t *testing.T, lines map[string][][]byte) (subjects, ids map[string]bool) {
+	t.Helper()
+	subjects, ids = map[string]bool{}, map[string]bool{}
+	for _, ls := range lines {
+		for _, l := range ls {
+			var r exportedResource
+			if err := json.Unmarshal(l, &r); err != nil {
+				t.Fatal(err)
+			}
+			subjects[r.Subject.Identifier.Value] = true
+			ids[r.ID] = true
+		}
+	}
+	return subjects, ids
+}
+
+// TestDeidentifiedExportScopes: pseudonyms are scoped per recipient. Two
+// HIEs get pseudonyms and ids they cannot join on; one HIE gets the same
+// ones in every export; HIEs the configuration puts in one scope share them.
+func TestDeidentifiedExportScopes(t *testing.T) {
+	t.Parallel()
+	cl := ipstest.Sample(t)
+	distinctive(t, cl, 6)
+	h := newHarnessWith(t, cl)
+	var hie []*ips.Client
+	for _, c := range cl.Clients {
+		if consent.AllowsHIE(c) {
+			hie = append(hie, c)
+		}
+	}
+	if len(hie) < 2 {
+		t.Fatalf("%d consenting clients: too few to compare pseudonyms", len(hie))
+	}
+
+	// Two recipients: nothing in common.
+	sm, _ := h.exportAll("/fhir/$export", hieKey)
+	state := h.download(sm, hieKey)
+	cm, _ := h.exportAll("/fhir/$export", hie2Key)
+	county := h.download(cm, hie2Key)
+	ss, sids := subjectsAndIDs(t, state)
+	cs, cids := subjectsAndIDs(t, county)
+	if len(ss) != len(hie) || len(cs) != len(hie) {
+		t.Fatalf("%d and %d pseudonyms for %d people", len(ss), len(cs), len(hie))
+	}
+	for p := range ss {
+		if cs[p] {
+			t.Errorf("state-hie and county-hie share the pseudonym %s", p)
+		}
+	}
+	for id := range sids {
+		if cids[id] {
+			t.Errorf("state-hie and county-hie share the resource id %s", id)
+		}
+	}
+	// Each recipient's pseudonyms are the documented ones of its scope,
+	// its API key's name.
+	countyKey := scopeKey(testPseudonymKey, cl.ProgramID(), "county-hie")
+	for _, c := range hie {
+		if !ss[pseudonym(h.scoped(testPseudonymKey), c.Patient)] || !cs[pseudonym(countyKey, c.Patient)] {
+			t.Errorf("client %s: not under its scoped pseudonyms", c.ID)
+		}
+	}
+	if got, want := idsByType(t, county), h.exportedDeid(hie, countyKey); !equalSets(got, want) {
+		t.Errorf("county-hie ids %v\nwant %v", got, want)
+	}
+
+	// One recipient, another export: the same lines, pseudonyms and all.
+	sm2, _ := h.exportAll("/fhir/$export", hieKey)
+	again := h.download(sm2, hieKey)
+	for typ, ls := range state {
+		if len(again[typ]) != len(ls) {
+			t.Fatalf("%s: %d lines, then %d", typ, len(ls), len(again[typ]))
+		}
+		for i := range ls {
+			if !bytes.Equal(ls[i], again[typ][i]) {
+				t.Errorf("%s line %d differs between two exports to state-hie", typ, i+1)
+			}
+		}
+	}
+
+	// The configuration puts both HIEs in one scope: they share it.
+	shared := h.sibling(func(o *fhirapi.Options) {
+		for i := range o.Keys {
+			if o.Keys[i].Role == api.RoleHIE {
+				o.Keys[i].PseudonymScope = "regional-exchange"
+			}
+		}
+	})
+	am, _ := shared.exportAll("/fhir/$export", hieKey)
+	a := shared.download(am, hieKey)
+	bm, _ := shared.exportAll("/fhir/$export", hie2Key)
+	b := shared.download(bm, hie2Key)
+	as, _ := subjectsAndIDs(t, a)
+	bs, _ := subjectsAndIDs(t, b)
+	if len(as) != len(hie) || !maps.Equal(as, bs) {
+		t.Errorf("a shared scope gives %d and %d pseudonyms, not the same %d", len(as), len(bs), len(hie))
+	}
+	regional := scopeKey(testPseudonymKey, cl.ProgramID(), "regional-exchange")
+	if got, want := idsByType(t, b), h.exportedDeid(hie, regional); !equalSets(got, want) {
+		t.Errorf("shared scope ids %v\nwant %v", got, want)
+	}
+	for p := range as {
+		if ss[p] || cs[p] {
+			t.Errorf("the shared scope reuses a pseudonym of a recipient's own scope: %s", p)
+		}
+	}
+}
+
+// TestExportFilesScope: Server.Export (ipsfhir export) writes, for a
+// pseudonym scope, the lines $export gives an hie caller of that scope, and
+// refuses a de-identified export that names no scope.
+func TestExportFilesScope(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	m, _ := h.exportAll("/fhir/$export", hieKey)
+	viaAPI := h.download(m, hieKey)
+	files, err := h.server.Export(t.Context(), fhirapi.ExportOptions{PseudonymScope: hieScope})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != len(viaAPI) {
+		t.Fatalf("%d files, $export gave %d", len(files), len(viaAPI))
+	}
+	for _, f := range files {
+		if want := bytes.Join(viaAPI[f.Type], []byte("\n")); !bytes.Equal(bytes.TrimSuffix(f.Data, []byte("\n")), want) {
+			t.Errorf("%s: the file differs from what $export gives state-hie", f.Type)
+		}
+	}
+	other, err := h.server.Export(t.Context(), fhirapi.ExportOptions{PseudonymScope: "county-hie"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range other {
+		if bytes.Equal(f.Data, files[i].Data) {
+			t.Errorf("%s: another scope, the same file", f.Type)
+		}
+	}
+	if _, err := h.server.Export(t.Context(), fhirapi.ExportOptions{}); !errors.Is(err, fhirapi.ErrExportRequest) || !strings.Contains(err.Error(), "pseudonym scope") {
+		t.Errorf("no scope: %v", err)
+	}
+	if _, err := h.server.Export(t.Context(), fhirapi.ExportOptions{Identified: true}); err != nil {
+		t.Errorf("an identified export needs no scope: %v", err)
 	}
 }

@@ -20,6 +20,17 @@ import (
 
 var unitKey = []byte("unit-test-pseudonym-key-0123456789abcdef")
 
+// unitScope is the pseudonym scope the unit tests de-identify for.
+const unitScope = "state-hie"
+
+// scopeKey is the documented key of a pseudonym scope: HMAC-SHA256 of
+// "ipsfhir-pseudonym-scope|{program}|{scope}" under the configured key.
+func scopeKey(key []byte, program, scope string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("ipsfhir-pseudonym-scope|" + program + "|" + scope))
+	return m.Sum(nil)
+}
+
 // mapped is one mapped resource as the export sees it: decoded JSON.
 type mapped struct {
 	entry mappings.Entry
@@ -122,7 +133,7 @@ func secretsOf(c *ips.Client) []string {
 func TestDeidSampleHoldsNoPatientData(t *testing.T) {
 	t.Parallel()
 	cl, _, byClient := sampleMapped(t)
-	d := newDeidentifier(cl.ProgramID(), unitKey)
+	d := newDeidentifier(cl.ProgramID(), unitKey, unitScope)
 	v, err := mappings.NewValidator()
 	if err != nil {
 		t.Fatal(err)
@@ -192,7 +203,7 @@ func inject(v any, text string) {
 func TestDeidFailsClosed(t *testing.T) {
 	t.Parallel()
 	cl, _, byClient := sampleMapped(t)
-	d := newDeidentifier(cl.ProgramID(), unitKey)
+	d := newDeidentifier(cl.ProgramID(), unitKey, unitScope)
 	const text = "SENTINEL free text the allowlist never saw"
 	n := 0
 	for _, c := range cl.Clients {
@@ -225,18 +236,39 @@ func TestDeidFailsClosed(t *testing.T) {
 func TestDeidPseudonyms(t *testing.T) {
 	t.Parallel()
 	cl, _, byClient := sampleMapped(t)
-	d := newDeidentifier(cl.ProgramID(), unitKey)
-	other := newDeidentifier(cl.ProgramID(), []byte("another-pseudonym-key-0123456789abcdef!"))
+	d := newDeidentifier(cl.ProgramID(), unitKey, unitScope)
+	other := newDeidentifier(cl.ProgramID(), []byte("another-pseudonym-key-0123456789abcdef!"), unitScope)
 	c := cl.Clients[0]
 
-	// The documented formula: hex(HMAC-SHA256(key, system|value)).
-	m := hmac.New(sha256.New, unitKey)
+	// The documented formula: hex(HMAC-SHA256(scopeKey, system|value)).
+	m := hmac.New(sha256.New, scopeKey(unitKey, cl.ProgramID(), unitScope))
 	m.Write([]byte(c.Patient.System + "|" + c.Patient.Value))
 	if want := hex.EncodeToString(m.Sum(nil)); d.patientPseudonym(c.Patient.System, c.Patient.Value) != want {
-		t.Errorf("patient pseudonym is not hex(HMAC-SHA256(key, system|value))")
+		t.Errorf("patient pseudonym is not hex(HMAC-SHA256(scopeKey, system|value))")
 	}
-	if d.patientPseudonym(c.Patient.System, c.Patient.Value) == other.patientPseudonym(c.Patient.System, c.Patient.Value) {
+	// Not the pseudonym under the configured key itself, which every
+	// recipient of every program sharing the key would get.
+	m = hmac.New(sha256.New, unitKey)
+	m.Write([]byte(c.Patient.System + "|" + c.Patient.Value))
+	if d.patientPseudonym(c.Patient.System, c.Patient.Value) == hex.EncodeToString(m.Sum(nil)) {
+		t.Error("the pseudonym is not scoped")
+	}
+	pseudo := d.patientPseudonym(c.Patient.System, c.Patient.Value)
+	if other.patientPseudonym(c.Patient.System, c.Patient.Value) == pseudo {
 		t.Error("two keys give the same pseudonym")
+	}
+	// Another recipient, or another program under the same key: another
+	// pseudonym. The same scope again: the same one.
+	for name, x := range map[string]*deidentifier{
+		"another scope":   newDeidentifier(cl.ProgramID(), unitKey, "county-hie"),
+		"another program": newDeidentifier("eastside-ips", unitKey, unitScope),
+	} {
+		if x.patientPseudonym(c.Patient.System, c.Patient.Value) == pseudo {
+			t.Errorf("%s gives the same pseudonym", name)
+		}
+	}
+	if newDeidentifier(cl.ProgramID(), unitKey, unitScope).patientPseudonym(c.Patient.System, c.Patient.Value) != pseudo {
+		t.Error("the same scope gives another pseudonym")
 	}
 	seen := map[string]string{}
 	for _, c := range cl.Clients {
@@ -279,7 +311,7 @@ func TestDeidPseudonyms(t *testing.T) {
 func TestDeidShapes(t *testing.T) {
 	t.Parallel()
 	cl, o, byClient := sampleMapped(t)
-	d := newDeidentifier(cl.ProgramID(), unitKey)
+	d := newDeidentifier(cl.ProgramID(), unitKey, unitScope)
 	sawMasked, sawOccupation, sawPlanGoals := false, false, false
 	for _, c := range cl.Clients {
 		ms := byClient[c.ID]
@@ -407,7 +439,7 @@ func TestDeidShapes(t *testing.T) {
 
 func TestDeidLeavesOut(t *testing.T) {
 	t.Parallel()
-	d := newDeidentifier("p", unitKey)
+	d := newDeidentifier("p", unitKey, unitScope)
 	subject := map[string]any{"identifier": map[string]any{"system": "urn:oid:1.2", "value": "MRN1"}}
 	ident := []any{map[string]any{"system": "urn:ipsfhir:p:job", "value": "c1/j1"}}
 	for name, in := range map[string]map[string]any{
@@ -427,7 +459,7 @@ func TestDeidLeavesOut(t *testing.T) {
 
 func TestDeidRefusesWhatItCannotPseudonymize(t *testing.T) {
 	t.Parallel()
-	d := newDeidentifier("p", unitKey)
+	d := newDeidentifier("p", unitKey, unitScope)
 	subject := map[string]any{"identifier": map[string]any{"system": "urn:oid:1.2", "value": "MRN-SECRET-1"}}
 	for name, in := range map[string]map[string]any{
 		"no subject":               {"resourceType": "Goal", "identifier": []any{map[string]any{"system": "urn:ipsfhir:p:goal", "value": "c-SECRET/g1"}}},
@@ -451,7 +483,7 @@ func TestDeidRefusesWhatItCannotPseudonymize(t *testing.T) {
 func TestDeidKeepsItsInput(t *testing.T) {
 	t.Parallel()
 	cl, _, byClient := sampleMapped(t)
-	d := newDeidentifier(cl.ProgramID(), unitKey)
+	d := newDeidentifier(cl.ProgramID(), unitKey, unitScope)
 	for _, ms := range byClient {
 		for _, m := range ms {
 			before := encode(t, m.json)
@@ -467,7 +499,7 @@ func TestDeidKeepsItsInput(t *testing.T) {
 
 func TestDeidDropsUnknownReferences(t *testing.T) {
 	t.Parallel()
-	d := newDeidentifier("p", unitKey)
+	d := newDeidentifier("p", unitKey, unitScope)
 	in := map[string]any{
 		"resourceType": "CarePlan", "status": "active", "intent": "plan",
 		"subject":    map[string]any{"identifier": map[string]any{"system": "urn:oid:1.2", "value": "MRN1"}},

@@ -67,8 +67,10 @@
 //
 // Only an admin's export is identified (for the program's own use). Every
 // other caller's (hie) is a HIPAA limited data set (deid.go): subjects,
-// business identifiers and ids become HMAC-SHA256 pseudonyms under
-// Options.PseudonymKey, stable across exports; each exported kind of
+// business identifiers and ids become HMAC-SHA256 pseudonyms under a key
+// derived from Options.PseudonymKey, the program and the caller's pseudonym
+// scope (api.Key.Scope: its pseudonymScope, or its name), stable across
+// one caller's exports and unlinkable across scopes; each exported kind of
 // resource has an allowlist of the elements kept (codes, statuses, dates,
 // quantities), so free text, and anything a later mapping adds, is dropped
 // rather than leaked; chart notes (DocumentReference) are never exported;

@@ -53,6 +53,7 @@ type exportJob struct {
 	// deidentified exports are the limited data set hie callers get (see
 	// deid.go); only an admin's export is identified.
 	deidentified bool
+	deid         *deidentifier // of the caller's pseudonym scope, when deidentified
 	since        time.Time
 	txTime       time.Time
 	notes        []mappings.Issue // what a lenient kick-off ignored
@@ -93,7 +94,7 @@ func kickOff(group bool) func(*Server, http.ResponseWriter, *http.Request) {
 		// Only an admin's export is identified; every other caller's is
 		// de-identified, and without a key it cannot be.
 		deidentified := caller.Role != api.RoleAdmin
-		if deidentified && s.deid == nil {
+		if deidentified && s.pseudonymKey == nil {
 			writeOutcome(w, http.StatusNotImplemented, oo("not-supported",
 				"de-identified export is not configured on this server: an administrator must set export.pseudonymKey (see docs/CONFIG.md); nothing was exported"))
 			return
@@ -114,6 +115,9 @@ func kickOff(group bool) func(*Server, http.ResponseWriter, *http.Request) {
 			return
 		}
 		j.deidentified = deidentified
+		if deidentified {
+			j.deid = newDeidentifier(s.mapping.Program, s.pseudonymKey, caller.Scope())
+		}
 		base := s.base(r)
 		j.id = newJobID()
 		j.ownerName, j.ownerSum = caller.Name, caller.SHA256
@@ -380,8 +384,12 @@ type ExportOptions struct {
 	Types []string
 	// Identified exports the records as they are, for the program's own
 	// use; otherwise the de-identified limited data set HIEs get, which
-	// needs Options.PseudonymKey.
+	// needs Options.PseudonymKey and a PseudonymScope.
 	Identified bool
+	// PseudonymScope is the recipient's pseudonym scope of a de-identified
+	// export: the files get the pseudonyms an hie caller of this scope
+	// (api.Key.Scope) gets from $export. Required unless Identified.
+	PseudonymScope string
 }
 
 // ExportFile is one NDJSON file of an export.
@@ -397,8 +405,11 @@ type ExportFile struct {
 // the matching role, from clients whose consent allows HIE sharing
 // (ipsfhir export writes them to a directory).
 func (s *Server) Export(ctx context.Context, o ExportOptions) ([]ExportFile, error) {
-	if !o.Identified && s.deid == nil {
+	if !o.Identified && s.pseudonymKey == nil {
 		return nil, ErrNoPseudonymKey
+	}
+	if !o.Identified && o.PseudonymScope == "" {
+		return nil, fmt.Errorf("%w: a de-identified export needs the recipient's pseudonym scope", ErrExportRequest)
 	}
 	for _, t := range o.Types {
 		if !slices.Contains(recordTypes, t) {
@@ -409,6 +420,9 @@ func (s *Server) Export(ctx context.Context, o ExportOptions) ([]ExportFile, err
 		}
 	}
 	j := &exportJob{types: o.Types, deidentified: !o.Identified, since: o.Since, txTime: s.now()}
+	if j.deidentified {
+		j.deid = newDeidentifier(s.mapping.Program, s.pseudonymKey, o.PseudonymScope)
+	}
 	outs, err := s.collectExport(ctx, j, 0)
 	if err != nil {
 		return nil, err
@@ -429,7 +443,7 @@ var ErrNoPseudonymKey = errors.New("fhirapi: a de-identified export needs a pseu
 // addDeidentified adds a client's de-identified resources to the files
 // (deid.go), within the job's size limit.
 func (s *Server) addDeidentified(j *exportJob, es []mappings.Entry, files map[string]*output, size *int64, maxBytes int64) error {
-	lines, err := s.deid.entries(es)
+	lines, err := j.deid.entries(es)
 	if err != nil {
 		return err
 	}

@@ -225,7 +225,7 @@ func TestExportKickOffPollDownload(t *testing.T) {
 	if len(hie) == 0 || len(hie) == len(h.cl.Clients) {
 		t.Fatalf("the sample should have some, not all, clients consenting to HIE sharing (%d)", len(hie))
 	}
-	if got, want := idsByType(t, lines), h.exportedDeid(hie, testPseudonymKey); !equalSets(got, want) {
+	if got, want := idsByType(t, lines), h.exportedDeid(hie, h.scoped(testPseudonymKey)); !equalSets(got, want) {
 		t.Errorf("exported %v\nwant only the HIE-consenting clients' de-identified %v", got, want)
 	}
 	for typ, ls := range lines {
@@ -272,7 +272,7 @@ func TestExportFilters(t *testing.T) {
 
 	// _type
 	m, _ := h.wait(h.kickOff("/fhir/$export?_type=Goal,CarePlan&_outputFormat=ndjson", hieKey), hieKey)
-	if got, want := idsByType(t, h.download(m, hieKey)), h.exportedDeid(hie, testPseudonymKey, "Goal", "CarePlan"); !equalSets(got, want) {
+	if got, want := idsByType(t, h.download(m, hieKey)), h.exportedDeid(hie, h.scoped(testPseudonymKey), "Goal", "CarePlan"); !equalSets(got, want) {
 		t.Errorf("_type=Goal,CarePlan: %v, want %v", got, want)
 	}
 	if !strings.HasSuffix(m.Request, "/fhir/$export?_type=Goal,CarePlan&_outputFormat=ndjson") {
@@ -291,7 +291,7 @@ func TestExportFilters(t *testing.T) {
 		t.Fatal(err)
 	}
 	m, _ = h.wait(h.kickOff("/fhir/$export?_since="+url.QueryEscape(since.UTC().Format(time.RFC3339Nano)), hieKey), hieKey)
-	if got, want := idsByType(t, h.download(m, hieKey)), h.exportedDeid([]*ips.Client{later}, testPseudonymKey); !equalSets(got, want) {
+	if got, want := idsByType(t, h.download(m, hieKey)), h.exportedDeid([]*ips.Client{later}, h.scoped(testPseudonymKey)); !equalSets(got, want) {
 		t.Errorf("_since: %v, want only the re-saved client's %v", got, want)
 	}
 	// A _since after everything: an empty output array.
@@ -327,7 +327,7 @@ func TestExportFilters(t *testing.T) {
 	// ...unless the caller asks for leniency: then it is ignored and noted.
 	status := h.kickOff("/fhir/$export?_type=Goal,Patient&_elements=id", hieKey, "respond-async; wait=10", "handling=lenient")
 	m, _ = h.wait(status, hieKey)
-	if got, want := idsByType(t, h.download(m, hieKey)), h.exportedDeid(hie, testPseudonymKey, "Goal"); !equalSets(got, want) {
+	if got, want := idsByType(t, h.download(m, hieKey)), h.exportedDeid(hie, h.scoped(testPseudonymKey), "Goal"); !equalSets(got, want) {
 		t.Errorf("lenient: %v, want %v", got, want)
 	}
 	if len(m.Error) != 1 || m.Error[0].Type != "OperationOutcome" || m.Error[0].Count != 2 {

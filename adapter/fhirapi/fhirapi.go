@@ -65,10 +65,13 @@ type Options struct {
 	Limits Limits
 	// PseudonymKey is the secret HMAC key of the de-identified export that
 	// hie callers get (config export.pseudonymKey): patient pseudonyms and
-	// resource ids are HMAC-SHA256 under it, so the same key gives the same
-	// pseudonyms in every export. At least MinPseudonymKeyBytes long. nil:
-	// hie callers' exports are refused (501) rather than sent identified or
-	// under a made-up key; admins' exports, which are identified, still run.
+	// resource ids are HMAC-SHA256 under a key derived from it, the program
+	// and the caller's pseudonym scope (api.Key.Scope), so one caller gets
+	// the same pseudonyms in every export and callers of different scopes
+	// pseudonyms that cannot be joined. At least MinPseudonymKeyBytes long.
+	// nil: hie callers' exports are refused (501) rather than sent
+	// identified or under a made-up key; admins' exports, which are
+	// identified, still run.
 	PseudonymKey []byte
 	// Logger receives the access log and the causes of 500s, all
 	// patient-free. nil discards them.
@@ -108,18 +111,18 @@ const maxFormBytes = 64 << 10
 
 // Server is the /fhir handler. Close it to stop running export jobs.
 type Server struct {
-	store     Store
-	keys      []api.Key
-	mapping   mappings.Options
-	allowsEHR func(*ips.Client) bool
-	allowsHIE func(*ips.Client) bool
-	reports   func(ctx context.Context, period string) ([]json.RawMessage, error)
-	baseURL   string
-	limits    Limits
-	deid      *deidentifier // nil: no pseudonymization key configured
-	log       *slog.Logger
-	version   string
-	now       func() time.Time
+	store        Store
+	keys         []api.Key
+	mapping      mappings.Options
+	allowsEHR    func(*ips.Client) bool
+	allowsHIE    func(*ips.Client) bool
+	reports      func(ctx context.Context, period string) ([]json.RawMessage, error)
+	baseURL      string
+	limits       Limits
+	pseudonymKey []byte // nil: no pseudonymization key configured
+	log          *slog.Logger
+	version      string
+	now          func() time.Time
 
 	statement []byte               // the published server CapabilityStatement
 	measures  []artifacts.Artifact // the published Measures, by id
@@ -152,7 +155,7 @@ func New(o Options) (*Server, error) {
 	s.mapping.Reference = reference
 	s.mapping.PatientReference = nil
 	if len(o.PseudonymKey) > 0 {
-		s.deid = newDeidentifier(s.mapping.Program, o.PseudonymKey)
+		s.pseudonymKey = bytes.Clone(o.PseudonymKey)
 	}
 	if s.allowsEHR == nil {
 		s.allowsEHR = func(*ips.Client) bool { return false }

@@ -1,6 +1,7 @@
 package fhirapi_test
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/json"
 	"io"
@@ -58,6 +59,20 @@ type harness struct {
 // testPseudonymKey is the pseudonymization key the harness configures
 // unless a test says otherwise.
 var testPseudonymKey = []byte("fhir-test-pseudonym-key-0123456789abcdef")
+
+// hieScope is the pseudonym scope of the hieKey caller: its name.
+const hieScope = "state-hie"
+
+// scopeKey is the documented key of a pseudonym scope: HMAC-SHA256 of
+// "ipsfhir-pseudonym-scope|{program}|{scope}" under the configured key.
+func scopeKey(key []byte, program, scope string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("ipsfhir-pseudonym-scope|" + program + "|" + scope))
+	return m.Sum(nil)
+}
+
+// scoped is the key of the hieKey caller's scope under a configured key.
+func (h *harness) scoped(key []byte) []byte { return scopeKey(key, h.cl.ProgramID(), hieScope) }
 
 func newHarness(t *testing.T, tweak ...func(*fhirapi.Options)) *harness {
 	t.Helper()

@@ -26,8 +26,12 @@ Only clients whose consent allows HIE sharing (consent.hie, or the client's own
 answer) are exported. By default the export is the de-identified limited data
 set HIEs receive: patients and records under keyed pseudonyms
 (export.pseudonymKey must be configured), no free text, no chart notes.
---identified writes the records as they are, for the program's own use only:
-they name patients.
+--recipient names whom the files are for, and is required: pseudonyms are
+scoped per recipient, so two recipients cannot join their files on them. The
+name of an hie API key gives that key's scope (its pseudonymScope, or its
+name): the same pseudonyms it gets from /fhir/$export. Any other name is a
+scope of its own. --identified writes the records as they are, for the
+program's own use only: they name patients.
 
 --since exports only clients saved after a time (RFC 3339, or a date), as
 $export's _since; --type limits the resource types. The manifest's
@@ -37,12 +41,13 @@ Exit 0 written; 1 the store or the key failed; 2 usage or a bad configuration.
 Existing files in --out are replaced; nothing is left half-written.`
 
 func runExport(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlags("export", "--config FILE --out DIR [--since TIME] [--type T,...] [--identified]", exportAbout, stderr)
+	fs := newFlags("export", "--config FILE --out DIR --recipient NAME [--since TIME] [--type T,...]\n       ipsfhir export --config FILE --out DIR --identified [--since TIME] [--type T,...]", exportAbout, stderr)
 	cfgPath := fs.String("config", "", "configuration file (required)")
 	outDir := fs.String("out", "", "directory to write the NDJSON files and manifest.json to (required; created if missing)")
 	since := fs.String("since", "", "only clients saved after this time: RFC 3339 (2026-10-01T00:00:00Z) or a date (2026-10-01, midnight UTC)")
 	types := fs.String("type", "", "comma-separated resource types to export (Goal, CarePlan, Observation; DocumentReference only with --identified)")
 	identified := fs.Bool("identified", false, "export the records as they are, naming patients: for the program's own use, never for an HIE")
+	recipient := fs.String("recipient", "", "whom the de-identified files are for (required without --identified): an hie API key's name for its pseudonym scope, or a scope name of its own")
 	if code, done := parseFlags(fs, args, stdout); done {
 		return code
 	}
@@ -56,6 +61,10 @@ func runExport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		return usage("--config FILE and --out DIR are required")
 	case fs.NArg() > 0:
 		return usage("unexpected arguments after the flags")
+	case *identified && *recipient != "":
+		return usage("--recipient is for de-identified exports; --identified files are the program's own")
+	case !*identified && strings.TrimSpace(*recipient) == "":
+		return usage("--recipient NAME is required: pseudonyms are scoped per recipient (or --identified, for the program's own use)")
 	}
 	o := fhirapi.ExportOptions{Identified: *identified}
 	if *since != "" {
@@ -83,6 +92,12 @@ func runExport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	if key == nil && !*identified {
 		fmt.Fprintln(stderr, "ipsfhir export: a de-identified export needs export.pseudonymKey in the configuration (or --identified, for the program's own use)")
 		return exitUsage
+	}
+	if !*identified {
+		o.PseudonymScope = strings.TrimSpace(*recipient)
+		if k := cfg.HIEKey(o.PseudonymScope); k != nil {
+			o.PseudonymScope = k.Scope()
+		}
 	}
 	st, code := openStore(ctx, cfg, "export", stderr)
 	if st == nil {
@@ -114,7 +129,7 @@ func runExport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		total += f.Count
 		fmt.Fprintf(stdout, "%s: %d resources\n", filepath.Join(*outDir, f.Name), f.Count)
 	}
-	kind := "de-identified"
+	kind := "de-identified, pseudonym scope " + o.PseudonymScope
 	if *identified {
 		kind = "identified (for the program's own use only)"
 	}
@@ -149,9 +164,11 @@ func writeExport(dir string, files []fhirapi.ExportFile, started time.Time, o fh
 		TransactionTime string  `json:"transactionTime"`
 		Request         string  `json:"request"`
 		Deidentified    bool    `json:"deidentified"`
+		PseudonymScope  string  `json:"pseudonymScope,omitempty"`
 		Output          []entry `json:"output"`
 		Error           []entry `json:"error"`
-	}{TransactionTime: started.Format(time.RFC3339), Request: exportRequest(o), Deidentified: !o.Identified, Output: []entry{}, Error: []entry{}}
+	}{TransactionTime: started.Format(time.RFC3339), Request: exportRequest(o), Deidentified: !o.Identified, PseudonymScope: o.PseudonymScope,
+		Output: []entry{}, Error: []entry{}}
 	for _, f := range files {
 		if err := writeOutput(filepath.Join(dir, f.Name), f.Data, nil); err != nil {
 			return errors.New(fileError(err))

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,7 +20,7 @@ func TestExportCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "hie")
-	code, stdout, stderr := ipsfhir(t, "", "export", "--config", cfg, "--out", out)
+	code, stdout, stderr := ipsfhir(t, "", "export", "--config", cfg, "--out", out, "--recipient", "state-hie")
 	if code != exitOK || !strings.Contains(stdout, "de-identified") {
 		t.Fatalf("export: exit %d\n%s%s", code, stdout, stderr)
 	}
@@ -70,22 +73,98 @@ func TestExportCommand(t *testing.T) {
 
 	// Refusals.
 	for name, args := range map[string][]string{
-		"no --out":                        {"export", "--config", cfg},
-		"bad --since":                     {"export", "--config", cfg, "--out", out, "--since", "last week"},
-		"unknown type":                    {"export", "--config", cfg, "--out", out, "--type", "Patient"},
-		"notes in a de-identified export": {"export", "--config", cfg, "--out", out, "--type", "DocumentReference"},
+		"no --out":                        {"export", "--config", cfg, "--recipient", "state-hie"},
+		"bad --since":                     {"export", "--config", cfg, "--out", out, "--recipient", "state-hie", "--since", "last week"},
+		"unknown type":                    {"export", "--config", cfg, "--out", out, "--recipient", "state-hie", "--type", "Patient"},
+		"notes in a de-identified export": {"export", "--config", cfg, "--out", out, "--recipient", "state-hie", "--type", "DocumentReference"},
+		"no --recipient":                  {"export", "--config", cfg, "--out", out},
+		"--recipient with --identified":   {"export", "--config", cfg, "--out", out, "--identified", "--recipient", "state-hie"},
 	} {
 		if code, _, _ := ipsfhir(t, "", args...); code != exitUsage {
 			t.Errorf("%s: exit %d, want 2", name, code)
 		}
 	}
 	noKey := reportStore(t, "riverside-ips", "consent: {hie: true}\n")
-	if code, _, stderr := ipsfhir(t, "", "export", "--config", noKey, "--out", out); code != exitUsage || !strings.Contains(stderr, "export.pseudonymKey") {
+	if code, _, stderr := ipsfhir(t, "", "export", "--config", noKey, "--out", out, "--recipient", "state-hie"); code != exitUsage || !strings.Contains(stderr, "export.pseudonymKey") {
 		t.Errorf("no key: exit %d %s", code, stderr)
 	}
 	// --since after everything: nothing to export, still a manifest.
 	empty := filepath.Join(t.TempDir(), "empty")
-	if code, stdout, stderr := ipsfhir(t, "", "export", "--config", cfg, "--out", empty, "--since", "2999-01-01"); code != exitOK || !strings.Contains(stdout, "exported 0 resources") {
+	if code, stdout, stderr := ipsfhir(t, "", "export", "--config", cfg, "--out", empty, "--recipient", "state-hie", "--since", "2999-01-01"); code != exitOK || !strings.Contains(stdout, "exported 0 resources") {
 		t.Errorf("--since in the future: exit %d\n%s%s", code, stdout, stderr)
+	}
+}
+
+// TestExportRecipients: the files' pseudonyms are scoped per recipient.
+// Two recipients cannot join their files; the same recipient gets the same
+// pseudonyms every time; an hie key's name gives that key's scope (its
+// pseudonymScope when set), so keys configured into one scope share them.
+func TestExportRecipients(t *testing.T) {
+	sum := func(k string) string { s := sha256.Sum256([]byte(k)); return hex.EncodeToString(s[:]) }
+	cfg := reportStore(t, "riverside-ips", "consent: {hie: true}\nexport: {pseudonymKey: {file: pseudonym.key}}\napiKeys:\n"+
+		"  - {name: state-hie, role: hie, sha256: "+sum("a")+", pseudonymScope: regional}\n"+
+		"  - {name: county-hie, role: hie, sha256: "+sum("b")+", pseudonymScope: regional}\n"+
+		"  - {name: city-hie, role: hie, sha256: "+sum("c")+"}\n")
+	if err := os.WriteFile(filepath.Join(filepath.Dir(cfg), "pseudonym.key"), []byte(strings.Repeat("p", 48)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// subjects exports for a recipient and returns the patient pseudonyms
+	// of its Observations, and the manifest's scope.
+	subjects := func(recipient string) (map[string]bool, string) {
+		t.Helper()
+		out := filepath.Join(t.TempDir(), "out")
+		if code, stdout, stderr := ipsfhir(t, "", "export", "--config", cfg, "--out", out, "--recipient", recipient, "--type", "Observation"); code != exitOK {
+			t.Fatalf("--recipient %s: exit %d\n%s%s", recipient, code, stdout, stderr)
+		}
+		var m struct{ PseudonymScope string }
+		if data, err := os.ReadFile(filepath.Join(out, "manifest.json")); err != nil || json.Unmarshal(data, &m) != nil {
+			t.Fatalf("manifest: %v", err)
+		}
+		data, err := os.ReadFile(filepath.Join(out, "Observation.ndjson"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]bool{}
+		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			var g struct {
+				Subject struct{ Identifier struct{ Value string } }
+			}
+			if err := json.Unmarshal([]byte(line), &g); err != nil || g.Subject.Identifier.Value == "" {
+				t.Fatalf("an Observation line without a pseudonym: %v", err)
+			}
+			got[g.Subject.Identifier.Value] = true
+		}
+		if len(got) < 2 {
+			t.Fatalf("%d pseudonyms: too few to compare", len(got))
+		}
+		return got, m.PseudonymScope
+	}
+	city, scope := subjects("city-hie")
+	if scope != "city-hie" {
+		t.Errorf("city-hie's scope is %q, want its name", scope)
+	}
+	if again, _ := subjects("city-hie"); !maps.Equal(city, again) {
+		t.Error("the same recipient gets other pseudonyms in another export")
+	}
+	state, scope := subjects("state-hie")
+	if scope != "regional" {
+		t.Errorf("state-hie's scope is %q, want its pseudonymScope", scope)
+	}
+	if county, _ := subjects("county-hie"); !maps.Equal(state, county) {
+		t.Error("two keys configured into one scope get different pseudonyms")
+	}
+	if regional, _ := subjects("regional"); !maps.Equal(state, regional) {
+		t.Error("the scope's name does not give the scope's pseudonyms")
+	}
+	archive, _ := subjects("university-archive") // no key: a scope of its own
+	for p := range city {
+		if state[p] || archive[p] {
+			t.Errorf("two recipients share the pseudonym %s", p)
+		}
+	}
+	for p := range state {
+		if archive[p] {
+			t.Errorf("two recipients share the pseudonym %s", p)
+		}
 	}
 }

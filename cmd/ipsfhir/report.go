@@ -8,6 +8,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
+	"strings"
 
 	"github.com/ipsfhir/ipsfhir/adapter/config"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
@@ -28,8 +31,12 @@ consent allows HIE reporting (consent.hie, or the client's own answer):
   ips-employer-contact-30d        new clients with a first employer contact within 30 days
   ips-days-to-employer-contact    median days from enrollment to that contact
 
-Each is broken down by program and by employment specialist (as a code such
-as es-3f9a1c20b7, never a name). Definitions: docs/OUTCOMES.md.
+Each is broken down by program and, when reports.specialistKey is configured,
+by employment specialist: as a code such as es-3f9a1c20b7, never a name, made
+with that secret key so that nobody without it can work a code out from a
+staff list. Without the key there is no breakdown by specialist (a note says
+so). --specialist-codes prints the program's own specialists and their codes,
+for the program's eyes only. Definitions: docs/OUTCOMES.md.
 
 Small cells are withheld before anything is printed: every count from 1 to
 the threshold minus 1, and every cell from which such a count could be
@@ -51,12 +58,19 @@ With --aggregate, the files named (MeasureReports or Bundles that
 added up instead: counts add, rates are recomputed, and a sum that includes
 a withheld cell is reported as "at least" that sum, never as exact.
 
+A threshold below 11 is for the program's own eyes: the table's first and
+last lines, and every page and chart --html and --png write, say "NOT FOR
+RELEASE (threshold N)" (a PNG in banners at its top and bottom and across its
+plot; a page in its title and in banners at its top and end). The FHIR output
+carries the threshold in its ips-suppression-threshold extension.
+
 Exit 0 reported; 1 the store failed, the data cannot be reported (wages in
 two currencies) or the aggregated files disagree (quarter, measures, a
-program twice); 2 usage, a bad configuration or an unreadable file.`
+program twice); 2 usage, a bad configuration (a specialist key that cannot be
+read or is too short, say) or an unreadable file.`
 
 func runReport(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlags("report", "--config FILE --quarter YYYYQn [--json] [--threshold N] [--html FILE] [--png FILE]\n       ipsfhir report --aggregate [--json] REPORT.json...", reportAbout, stderr)
+	fs := newFlags("report", "--config FILE --quarter YYYYQn [--json] [--threshold N] [--html FILE] [--png FILE]\n       ipsfhir report --aggregate [--json] REPORT.json...\n       ipsfhir report --config FILE --specialist-codes", reportAbout, stderr)
 	cfgPath := fs.String("config", "", "configuration file (required, except with --aggregate)")
 	quarter := fs.String("quarter", "", "the quarter to report, e.g. 2026Q3 (required, except with --aggregate)")
 	asJSON := fs.Bool("json", false, "print a FHIR R4 Bundle of the MeasureReports instead of a table")
@@ -65,6 +79,7 @@ func runReport(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	htmlOut := fs.String("html", "", "also write an HTML page with the competitive-employment trend to `FILE`")
 	pngOut := fs.String("png", "", "also write the competitive-employment trend chart as a PNG to `FILE`")
 	fidelityPath := fs.String("fidelity", "", "the program's IPS-25 fidelity review, a QuestionnaireResponse JSON `FILE`, reported next to the outcomes")
+	specialistCodes := fs.Bool("specialist-codes", false, "print the program's specialists, as recorded, with the codes that stand for them in reports (needs reports.specialistKey; for the program's own use, never to publish)")
 	if code, done := parseFlags(fs, args, stdout); done {
 		return code
 	}
@@ -80,6 +95,15 @@ func runReport(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		fmt.Fprintln(stderr, "ipsfhir report: "+msg)
 		fs.Usage()
 		return exitUsage
+	}
+	if *specialistCodes {
+		if *aggregate || *quarter != "" || *asJSON || flagSet(fs, "threshold") || *htmlOut != "" || *pngOut != "" || *fidelityPath != "" || len(files) > 0 {
+			return usage("--specialist-codes takes --config only")
+		}
+		if *cfgPath == "" {
+			return usage("--specialist-codes needs --config FILE")
+		}
+		return runSpecialistCodes(ctx, *cfgPath, stdout, stderr)
 	}
 	if *aggregate {
 		if *cfgPath != "" || *quarter != "" || *htmlOut != "" || *pngOut != "" || *fidelityPath != "" {
@@ -107,6 +131,11 @@ func runReport(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		fmt.Fprintf(stderr, "ipsfhir report: %v\n", err)
 		return exitUsage
 	}
+	specialistKey, err := cfg.Reports.Key()
+	if err != nil {
+		fmt.Fprintf(stderr, "ipsfhir report: %v\n", err)
+		return exitUsage
+	}
 	var review *fidelityReview
 	if *fidelityPath != "" {
 		var code int
@@ -127,11 +156,16 @@ func runReport(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if *threshold == 0 {
 		*threshold = cfg.Reports.Threshold
 	}
-	opts := outcomes.Options{Program: cfg.Program.ID, Threshold: *threshold, Consents: cfg.Consent.AllowsHIE}
+	opts := outcomes.Options{Program: cfg.Program.ID, Threshold: *threshold, Consents: cfg.Consent.AllowsHIE, SpecialistKey: specialistKey}
 	reports, err := outcomes.Compute(clients, q, opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "ipsfhir report: %v\n", err)
 		return exitFindings
+	}
+	if specialistKey == nil {
+		fmt.Fprintln(stderr, "ipsfhir report: note: reports.specialistKey is not configured, so the reports are not broken down by specialist (see docs/OUTCOMES.md)")
+	} else if len(reports) > 0 && reports[0].BreakdownWithheld {
+		fmt.Fprintln(stderr, "ipsfhir report: note: the specialists' caseloads are too small to protect every withheld count, so this quarter is not broken down by specialist (see docs/OUTCOMES.md)")
 	}
 	if *threshold < outcomes.DefaultThreshold {
 		fmt.Fprintf(stderr, "ipsfhir report: note: threshold %d is below the default %d; do not release these figures outside the program\n", *threshold, outcomes.DefaultThreshold)
@@ -151,6 +185,64 @@ func runReport(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		}
 	}
 	return printReports(reports, *asJSON, stdout, stderr, review)
+}
+
+// runSpecialistCodes prints every specialist recorded in the store with
+// the code that stands for them in reports, to stdout only: a program's
+// key to its own reports, never to be published with them.
+func runSpecialistCodes(ctx context.Context, cfgPath string, stdout, stderr io.Writer) int {
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "ipsfhir report: %v\n", err)
+		return exitUsage
+	}
+	key, err := cfg.Reports.Key()
+	if err != nil {
+		fmt.Fprintf(stderr, "ipsfhir report: %v\n", err)
+		return exitUsage
+	}
+	if key == nil {
+		fmt.Fprintln(stderr, "ipsfhir report: --specialist-codes needs reports.specialistKey in the configuration: without it, reports carry no specialist codes (see docs/CONFIG.md)")
+		return exitUsage
+	}
+	st, code := openStore(ctx, cfg, "report", stderr)
+	if st == nil {
+		return code
+	}
+	defer st.Close()
+	clients, err := allClients(ctx, st)
+	if err != nil {
+		fmt.Fprintf(stderr, "ipsfhir report: read the store: %v\n", err)
+		return exitFindings
+	}
+	// One line per code: the spellings of a name that differ only in case
+	// and spacing share it; the first in sort order is shown.
+	names := map[string]string{}
+	unassigned := false
+	for _, c := range clients {
+		name := strings.Join(strings.Fields(c.Specialist), " ")
+		if name == "" {
+			unassigned = true
+			continue
+		}
+		code, err := outcomes.SpecialistCode(key, cfg.Program.ID, name)
+		if err != nil {
+			fmt.Fprintf(stderr, "ipsfhir report: %v\n", err)
+			return exitUsage
+		}
+		if prev, ok := names[code]; !ok || name < prev {
+			names[code] = name
+		}
+	}
+	codes := slices.SortedFunc(maps.Keys(names), func(a, b string) int { return strings.Compare(names[a], names[b]) })
+	fmt.Fprintf(stdout, "# Specialist codes of program %s: for the program's own use; do not publish this list.\n", cfg.Program.ID)
+	for _, code := range codes {
+		fmt.Fprintf(stdout, "%-13s  %s\n", code, names[code])
+	}
+	if unassigned {
+		fmt.Fprintf(stdout, "%-13s  (clients with no specialist recorded)\n", "unassigned")
+	}
+	return exitOK
 }
 
 // fidelityReview is a checked fidelity review: as entered, and scored.

@@ -2,6 +2,10 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"image"
+	pngpkg "image/png"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,15 +22,38 @@ import (
 // and 3.
 var outcomesCaseload = repoFile("testdata", "outcomes", "caseload-2026q3.json")
 
-// reportStore writes a configuration for program and imports the caseload
-// file into its SQLite store (relabelled as program's); it returns the
-// configuration's path.
-func reportStore(t *testing.T, program, consent string) string {
+// testSpecialistKey is what specialist.key holds beside every
+// configuration reportStore writes; keyed is the configuration line that
+// uses it.
+const (
+	testSpecialistKey = "report-test-specialist-key-0123456789abcdef"
+	keyed             = "reports: {specialistKey: {file: specialist.key}}\n"
+)
+
+// specialistCode is the code of a specialist of program under
+// testSpecialistKey.
+func specialistCode(t *testing.T, program, specialist string) string {
+	t.Helper()
+	code, err := outcomes.SpecialistCode([]byte(testSpecialistKey), program, specialist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code
+}
+
+// reportStore writes a configuration for program, with the extra keys
+// given, and imports the caseload file into its SQLite store (relabelled as
+// program's); it returns the configuration's path. specialist.key, next to
+// it, holds testSpecialistKey: extra uses it by including keyed.
+func reportStore(t *testing.T, program, extra string) string {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "ipsfhir.yaml")
-	doc := "program: {id: " + program + ", name: " + program + " IPS}\nstore: {driver: sqlite, dsn: ips.db}\n" + consent
+	doc := "program: {id: " + program + ", name: " + program + " IPS}\nstore: {driver: sqlite, dsn: ips.db}\n" + extra
 	if err := os.WriteFile(cfg, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "specialist.key"), []byte(testSpecialistKey+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(outcomesCaseload)
@@ -66,14 +93,14 @@ func quoteAll(ss []string) []string {
 }
 
 func TestReportTable(t *testing.T) {
-	cfg := reportStore(t, "riverside-ips", "consent: {hie: true}\n")
+	cfg := reportStore(t, "riverside-ips", "consent: {hie: true}\n"+keyed)
 	code, stdout, stderr := ipsfhir(t, "", "report", "--config", cfg, "--quarter", "2026Q3")
 	if code != exitOK || stderr != "" {
 		t.Fatalf("report: exit %d\n%s", code, stderr)
 	}
 	// Threshold 11: the program's totals that reveal nothing small; Sam
 	// Chen's 8 clients are withheld, and Alex Rivera's with them.
-	alex, sam := outcomes.SpecialistCode("riverside-ips", "Alex Rivera"), outcomes.SpecialistCode("riverside-ips", "Sam Chen")
+	alex, sam := specialistCode(t, "riverside-ips", "Alex Rivera"), specialistCode(t, "riverside-ips", "Sam Chen")
 	row(t, stdout, "all", "40", "17", "42.5%")
 	row(t, stdout, "specialist "+sam, "withheld", "withheld", "withheld")
 	row(t, stdout, "specialist "+alex, "withheld", "withheld", "withheld")
@@ -95,12 +122,118 @@ func TestReportTable(t *testing.T) {
 
 	// The program's default consent is "no": only the one client who said
 	// yes counts; a count of 1 is withheld, her 0 jobs are not.
-	cfgNo := reportStore(t, "riverside-ips", "")
+	cfgNo := reportStore(t, "riverside-ips", keyed)
 	code, stdout, _ = ipsfhir(t, "", "report", "--config", cfgNo, "--quarter", "2026Q3")
 	if code != exitOK {
 		t.Fatalf("default consent: exit %d", code)
 	}
 	row(t, stdout, "all", "withheld", "0", "withheld")
+}
+
+// TestReportWithoutSpecialistKey: with no reports.specialistKey, nothing is
+// broken down by specialist (an unkeyed code could be worked out from a
+// staff list), and a note says so; the program's figures are as with a key.
+func TestReportWithoutSpecialistKey(t *testing.T) {
+	cfg := reportStore(t, "riverside-ips", "consent: {hie: true}\n")
+	code, stdout, stderr := ipsfhir(t, "", "report", "--config", cfg, "--quarter", "2026Q3", "--threshold", "1")
+	if code != exitOK || !strings.Contains(stderr, "reports.specialistKey is not configured") {
+		t.Fatalf("report: exit %d\n%s", code, stderr)
+	}
+	row(t, stdout, "all", "40", "17", "42.5%")
+	if strings.Contains(stdout, "specialist ") {
+		t.Errorf("specialist rows without a key:\n%s", stdout)
+	}
+	code, stdout, _ = ipsfhir(t, "", "report", "--json", "--config", cfg, "--quarter", "2026Q3")
+	if code != exitOK {
+		t.Fatalf("report --json: exit %d", code)
+	}
+	rs, err := outcomes.ParseJSON([]byte(stdout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		for _, g := range r.Groups {
+			if g.Stratifier(outcomes.StratifierSpecialist) != nil {
+				t.Errorf("%s/%s is broken down by specialist without a key", r.Measure, g.Code)
+			}
+		}
+	}
+	// The old, unkeyed code of a specialist is nowhere.
+	unkeyed := sha256.Sum256([]byte("riverside-ips\nalex rivera"))
+	if strings.Contains(stdout, hex.EncodeToString(unkeyed[:5])) || strings.Contains(stdout, "es-") {
+		t.Error("the report carries a specialist code")
+	}
+
+	// A key that cannot be read, or is too short, is a configuration
+	// mistake, named; nothing is reported.
+	dir := filepath.Dir(cfg)
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(filepath.Join(dir, "short.key"), []byte("PLANTED-short"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, ref := range map[string]string{"short": "{file: short.key}", "missing": "{file: missing.key}"} {
+		doc := "program: {id: riverside-ips}\nstore: {driver: sqlite, dsn: ips.db}\nreports: {specialistKey: " + ref + "}\n"
+		if err := os.WriteFile(bad, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, stdout, stderr := ipsfhir(t, "", "report", "--config", bad, "--quarter", "2026Q3")
+		if code != exitUsage || !strings.Contains(stderr, "reports.specialistKey") || strings.Contains(stderr, "PLANTED") || stdout != "" {
+			t.Errorf("%s key: exit %d\n%s%s", name, code, stdout, stderr)
+		}
+	}
+}
+
+// TestReportSpecialistCodes: the program can look up its own staff's codes
+// (on stdout, nowhere else); they are the codes its reports carry, the same
+// every quarter, and another key gives other ones.
+func TestReportSpecialistCodes(t *testing.T) {
+	cfg := reportStore(t, "riverside-ips", "consent: {hie: true}\n"+keyed)
+	code, stdout, stderr := ipsfhir(t, "", "report", "--config", cfg, "--specialist-codes")
+	if code != exitOK {
+		t.Fatalf("--specialist-codes: exit %d\n%s", code, stderr)
+	}
+	alex, sam := specialistCode(t, "riverside-ips", "Alex Rivera"), specialistCode(t, "riverside-ips", "Sam Chen")
+	row(t, stdout, alex, "Alex", "Rivera")
+	row(t, stdout, sam, "Sam", "Chen")
+	if !strings.Contains(stdout, "do not publish") {
+		t.Errorf("no warning in:\n%s", stdout)
+	}
+	for _, q := range []string{"2026Q2", "2026Q3"} {
+		_, table, _ := ipsfhir(t, "", "report", "--config", cfg, "--quarter", q, "--threshold", "1")
+		if !strings.Contains(table, "specialist "+alex) || !strings.Contains(table, "specialist "+sam) {
+			t.Errorf("%s: the table lacks the listed codes:\n%s", q, table)
+		}
+	}
+	// Another program's key: other codes.
+	other := reportStore(t, "riverside-ips", "consent: {hie: true}\nreports: {specialistKey: {file: other.key}}\n")
+	if err := os.WriteFile(filepath.Join(filepath.Dir(other), "other.key"), []byte(strings.Repeat("o", 40)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, otherCodes, _ := ipsfhir(t, "", "report", "--config", other, "--specialist-codes")
+	if strings.Contains(otherCodes, alex) || strings.Contains(otherCodes, sam) || !strings.Contains(otherCodes, "Alex Rivera") {
+		t.Errorf("another key gives the same codes:\n%s", otherCodes)
+	}
+
+	// Without a key there are no codes to print; with report flags, or
+	// files to write, it is refused.
+	noKey := reportStore(t, "riverside-ips", "")
+	if code, stdout, stderr := ipsfhir(t, "", "report", "--config", noKey, "--specialist-codes"); code != exitUsage || !strings.Contains(stderr, "reports.specialistKey") || strings.Contains(stdout, "Rivera") {
+		t.Errorf("no key: exit %d\n%s%s", code, stdout, stderr)
+	}
+	out := filepath.Join(t.TempDir(), "codes.html")
+	for _, args := range [][]string{
+		{"--specialist-codes", "--config", cfg, "--html", out},
+		{"--specialist-codes", "--config", cfg, "--quarter", "2026Q3"},
+		{"--specialist-codes", "--config", cfg, "--json"},
+		{"--specialist-codes"},
+	} {
+		if code, stdout, _ := ipsfhir(t, "", append([]string{"report"}, args...)...); code != exitUsage || strings.Contains(stdout, "Rivera") {
+			t.Errorf("%q: exit %d, want 2\n%s", args, code, stdout)
+		}
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Error("--specialist-codes wrote a file")
+	}
 }
 
 func TestReportJSONValidates(t *testing.T) {
@@ -208,6 +341,10 @@ func TestReportAggregate(t *testing.T) {
 	row(t, stdout, "all", "80", "34", "n/a") // the median wage cannot be added up
 	if !strings.Contains(stdout, "2 programs, 2026Q3") {
 		t.Errorf("heading:\n%s", stdout)
+	}
+	// The inputs were computed with threshold 1: so is the sum marked.
+	if !strings.HasPrefix(stdout, "NOT FOR RELEASE (threshold 1)") {
+		t.Errorf("an aggregate of threshold-1 reports is not marked:\n%.200s", stdout)
 	}
 
 	// --json writes valid FHIR; flags may follow the files.
@@ -341,5 +478,63 @@ func TestReportThresholdFromConfig(t *testing.T) {
 	}
 	if code, _, stderr := ipsfhir(t, "", "report", "--config", low, "--quarter", "2026Q3"); code != exitUsage || !strings.Contains(stderr, "reports.threshold") {
 		t.Errorf("reports.threshold 5: exit %d %s", code, stderr)
+	}
+}
+
+// TestReportNotForRelease: below the release threshold, the table, the page
+// and the chart all say NOT FOR RELEASE; at the configured 11 none does.
+func TestReportNotForRelease(t *testing.T) {
+	cfg := reportStore(t, "riverside-ips", "consent: {hie: true}\n"+keyed)
+	const mark = "NOT FOR RELEASE (threshold 5)"
+	render := func(args ...string) (table, page string, img image.Image) {
+		t.Helper()
+		dir := t.TempDir()
+		html, png := filepath.Join(dir, "trend.html"), filepath.Join(dir, "trend.png")
+		code, stdout, stderr := ipsfhir(t, "", append([]string{"report", "--config", cfg, "--quarter", "2026Q3", "--html", html, "--png", png}, args...)...)
+		if code != exitOK {
+			t.Fatalf("report %q: exit %d\n%s", args, code, stderr)
+		}
+		h, err := os.ReadFile(html)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(png)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if img, err = pngpkg.Decode(f); err != nil {
+			t.Fatal(err)
+		}
+		return stdout, string(h), img
+	}
+	// redRow says whether the row is mostly the banner's red.
+	redRow := func(img image.Image, y int) bool {
+		n := 0
+		for x := range img.Bounds().Dx() {
+			r, g, b, _ := img.At(x, y).RGBA()
+			if r>>8 > 0x90 && g>>8 < 0x30 && b>>8 < 0x50 {
+				n++
+			}
+		}
+		return n > img.Bounds().Dx()*3/4
+	}
+	table, page, img := render("--threshold", "5")
+	if !strings.HasPrefix(table, mark) {
+		t.Errorf("the table does not start with %q:\n%.200s", mark, table)
+	}
+	if !regexp.MustCompile(`<title>`+regexp.QuoteMeta(mark)).MatchString(page) || strings.Count(page, mark) < 3 {
+		t.Errorf("the page is not marked in its title and banners")
+	}
+	if h := img.Bounds().Dy(); !redRow(img, 10) || !redRow(img, h-10) {
+		t.Error("the chart has no banner at its top and bottom")
+	}
+
+	table, page, img = render()
+	if strings.Contains(table, "NOT FOR RELEASE") || strings.Contains(page, "NOT FOR RELEASE") {
+		t.Error("a report at the release threshold is marked not for release")
+	}
+	if h := img.Bounds().Dy(); redRow(img, 10) || redRow(img, h-10) {
+		t.Error("a chart at the release threshold has a banner")
 	}
 }

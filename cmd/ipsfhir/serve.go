@@ -86,6 +86,15 @@ func (s *system) serve(ctx context.Context, stdout, stderr io.Writer) int {
 		return exitFindings
 	}
 	s.pseudonymKey = key
+	// So does a specialist key that is configured but unreadable, rather
+	// than leaving the MeasureReports without their breakdown.
+	if s.specialistKey, err = s.cfg.Reports.Key(); err != nil {
+		fmt.Fprintf(stderr, "ipsfhir serve: %v\n", err)
+		return exitFindings
+	}
+	if s.specialistKey == nil {
+		s.logger.LogAttrs(ctx, slog.LevelInfo, "no specialist key configured: MeasureReport strata by specialist are left out", slog.String("component", "serve"))
+	}
 	ln, err := net.Listen("tcp", s.cfg.Server.Listen)
 	if err != nil {
 		fmt.Fprintf(stderr, "ipsfhir serve: listen on server.listen: %v\n", err)
@@ -119,7 +128,7 @@ func (s *system) serve(ctx context.Context, stdout, stderr io.Writer) int {
 func (s *system) handler() http.Handler {
 	keys := make([]api.Key, 0, len(s.cfg.APIKeys))
 	for _, k := range s.cfg.APIKeys {
-		keys = append(keys, api.Key{Name: k.Name, Role: api.Role(k.Role), SHA256: k.Sum()})
+		keys = append(keys, api.Key{Name: k.Name, Role: api.Role(k.Role), SHA256: k.Sum(), PseudonymScope: k.PseudonymScope})
 	}
 	records := api.New(api.Options{
 		Store: s.store, Connections: s.cfg.EnabledConnections, Keys: keys, Logger: s.logger,
@@ -202,7 +211,8 @@ func (s *system) readyz(w http.ResponseWriter, r *http.Request) {
 // measureReports computes the program's quarterly MeasureReports for
 // /fhir/MeasureReport: period is a quarter (2026Q3) or a date in it
 // (2026-08-15, with an optional eq prefix); "" is the last complete quarter.
-// Suppression uses reports.threshold, as a report for release.
+// Suppression uses reports.threshold, as a report for release; specialists
+// are coded with reports.specialistKey, and without it not reported.
 func (s *system) measureReports(ctx context.Context, period string) ([]json.RawMessage, error) {
 	q, err := reportingQuarter(period, time.Now())
 	if err != nil {
@@ -212,7 +222,7 @@ func (s *system) measureReports(ctx context.Context, period string) ([]json.RawM
 	if err != nil {
 		return nil, err
 	}
-	reports, err := outcomes.Compute(clients, q, outcomes.Options{Program: s.cfg.Program.ID, Threshold: s.cfg.Reports.Threshold, Consents: s.cfg.Consent.AllowsHIE})
+	reports, err := outcomes.Compute(clients, q, outcomes.Options{Program: s.cfg.Program.ID, Threshold: s.cfg.Reports.Threshold, Consents: s.cfg.Consent.AllowsHIE, SpecialistKey: s.specialistKey})
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -159,14 +160,18 @@ func TestServeFHIRFacade(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "pseudonym.key"), []byte(strings.Repeat("k", 40)), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, "specialist.key"), []byte(strings.Repeat("s", 40)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cfgText := fmt.Sprintf(`program: {id: facade-test}
 store: {driver: sqlite, dsn: ips.db}
 server: {listen: "127.0.0.1:0", publicUrl: "https://ips.example.org"}
 consent: {hie: true}
 export: {pseudonymKey: {file: pseudonym.key}}
+reports: {specialistKey: {file: specialist.key}}
 apiKeys:
   - {name: jordan, role: specialist, sha256: %s}
-  - {name: state-hie, role: hie, sha256: %s}
+  - {name: state-hie, role: hie, sha256: %s, pseudonymScope: regional}
 `, keyOf("spec-key"), keyOf("hie-key"))
 	cfg := filepath.Join(dir, "ipsfhir.yaml")
 	if err := os.WriteFile(cfg, []byte(cfgText), 0o644); err != nil {
@@ -214,6 +219,11 @@ apiKeys:
 	}
 	if strings.Contains(body, "MRN777") || strings.Contains(body, "bakery") {
 		t.Error("a MeasureReport carries patient data")
+	}
+	// reports.specialistKey is configured: the reports are broken down by
+	// specialist (the one client has none recorded).
+	if !strings.Contains(body, "urn:ipsfhir:facade-test:specialist") || !strings.Contains(body, "unassigned") {
+		t.Errorf("the MeasureReports are not broken down by specialist: %.300s", body)
 	}
 	if code, _ := call("GET", "/fhir/MeasureReport?period=summer", "hie-key", ""); code != http.StatusBadRequest {
 		t.Errorf("a period that is not one: %d, want 400", code)
@@ -270,6 +280,17 @@ apiKeys:
 	if code := <-done; code != exitOK {
 		t.Errorf("serve exited %d:\n%s", code, stderr.String())
 	}
+	// The key's pseudonymScope reached the facade: files exported for the
+	// scope are the lines the HIE downloaded.
+	files := filepath.Join(dir, "files")
+	if code, out, errOut := ipsfhir(t, "", "export", "--config", cfg, "--out", files, "--recipient", "regional", "--type", "Goal"); code != exitOK {
+		t.Fatalf("export --recipient regional: exit %d\n%s%s", code, errOut, out)
+	}
+	viaFile, err1 := os.ReadFile(filepath.Join(files, "Goal.ndjson"))
+	viaAPI, err2 := os.ReadFile(filepath.Join(dir, "Goal.ndjson"))
+	if err1 != nil || err2 != nil || len(viaAPI) == 0 || !bytes.Equal(viaFile, viaAPI) {
+		t.Errorf("the HIE's Goals are not those of its pseudonym scope (%v, %v)", err1, err2)
+	}
 
 	// A key too short to protect the pseudonyms: the service does not start.
 	if err := os.WriteFile(filepath.Join(dir, "pseudonym.key"), []byte("short"), 0o600); err != nil {
@@ -278,6 +299,17 @@ apiKeys:
 	var out, errOut telemetrytest.Buffer
 	if code := run(t.Context(), []string{"serve", "--config", cfg}, strings.NewReader(""), &out, &errOut); code != exitFindings || !strings.Contains(errOut.String(), "export.pseudonymKey") {
 		t.Errorf("serve with a short pseudonym key: exit %d\n%s", code, errOut.String())
+	}
+	// So does a short specialist key.
+	if err := os.WriteFile(filepath.Join(dir, "pseudonym.key"), []byte(strings.Repeat("k", 40)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "specialist.key"), []byte("short"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out2, errOut2 telemetrytest.Buffer
+	if code := run(t.Context(), []string{"serve", "--config", cfg}, strings.NewReader(""), &out2, &errOut2); code != exitFindings || !strings.Contains(errOut2.String(), "reports.specialistKey") {
+		t.Errorf("serve with a short specialist key: exit %d\n%s", code, errOut2.String())
 	}
 }
 
@@ -468,5 +500,40 @@ func TestReadyzIsAboutTheStore(t *testing.T) {
 	sys.store.Close()
 	if code, _, body := get(); code != http.StatusServiceUnavailable || body != `{"status":"unavailable","store":"unavailable","connections":[]}`+"\n" {
 		t.Errorf("/readyz with the store closed: %d %s", code, body)
+	}
+}
+
+// TestServeSaysWithoutSpecialistKey: without reports.specialistKey the
+// service says, once at start, that its MeasureReports are not broken down
+// by specialist, and serves them without that breakdown.
+func TestServeSaysWithoutSpecialistKey(t *testing.T) {
+	dir := t.TempDir()
+	sum := sha256.Sum256([]byte("hie-key"))
+	cfg := filepath.Join(dir, "ipsfhir.yaml")
+	doc := "program: {id: nokey-test}\nstore: {driver: sqlite, dsn: ips.db}\nserver: {listen: \"127.0.0.1:0\"}\n" +
+		"apiKeys:\n  - {name: state-hie, role: hie, sha256: " + hex.EncodeToString(sum[:]) + "}\n"
+	if err := os.WriteFile(cfg, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	base, stderr, done := startServe(t, ctx, cfg)
+	req, _ := http.NewRequest("GET", base+"/fhir/MeasureReport?period=2026Q3", nil)
+	req.Header.Set("Authorization", "Bearer hie-key")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "MeasureReport") || strings.Contains(string(body), ":specialist") {
+		t.Errorf("MeasureReports without a specialist key: %d %.300s", resp.StatusCode, body)
+	}
+	cancel()
+	if code := <-done; code != exitOK {
+		t.Errorf("serve exited %d", code)
+	}
+	if !strings.Contains(stderr.String(), "no specialist key configured: MeasureReport strata by specialist are left out") {
+		t.Errorf("serve did not say so:\n%s", stderr.String())
 	}
 }

@@ -47,6 +47,9 @@ type system struct {
 	// pseudonymKey is the export's pseudonymization key (export.pseudonymKey),
 	// read by serve; nil when none is configured.
 	pseudonymKey []byte
+	// specialistKey is the key of the reports' specialist codes
+	// (reports.specialistKey), read by serve; nil when none is configured.
+	specialistKey []byte
 }
 
 // wire builds the system a config describes. With connections, it also

@@ -9,6 +9,12 @@
 // withheld by small-cell suppression are shown as gaps and labelled
 // "withheld", never as zero.
 //
+// Figures suppressed with a threshold below DefaultThreshold (Threshold) are
+// for the program's own eyes, and both outputs say so where no reader can
+// miss it: "NOT FOR RELEASE (threshold N)" in a banner at the top and at the
+// bottom of the PNG and across its plot, and in the HTML page's title and
+// banners.
+//
 // Output is deterministic: the same input produces byte-identical PNG and
 // HTML, so reports can be diffed and cached.
 package chart
@@ -46,8 +52,28 @@ const DefaultThreshold = 11
 type Option func(*settings)
 
 // Threshold sets the small-cell threshold the notes quote; it should be the
-// one the reports were suppressed with.
+// one the reports were suppressed with. Below DefaultThreshold, the chart
+// and page are marked not for release (NotForRelease).
 func Threshold(n int) Option { return func(s *settings) { s.threshold = n } }
+
+// NotForRelease is the mark of figures suppressed with a threshold below
+// DefaultThreshold, "NOT FOR RELEASE (threshold 5)", or "" for a threshold
+// of DefaultThreshold or more.
+func NotForRelease(threshold int) string {
+	if threshold >= DefaultThreshold {
+		return ""
+	}
+	return fmt.Sprintf("NOT FOR RELEASE (threshold %d)", threshold)
+}
+
+// releaseNote says why a mark is there, in a sentence.
+func releaseNote(threshold int) string {
+	shown := fmt.Sprintf("Counts of %d to %d people are shown", threshold, DefaultThreshold-1)
+	if threshold == DefaultThreshold-1 {
+		shown = fmt.Sprintf("Counts of %d people are shown", threshold)
+	}
+	return fmt.Sprintf("%s, which a release withholds (counts of 1 to %d never leave the program). For the program's own use only.", shown, DefaultThreshold-1)
+}
 
 // Section adds a section after the figures on the HTML page (the program's
 // fidelity review, say): a heading and paragraphs of plain text, escaped.
@@ -61,6 +87,9 @@ type settings struct {
 	threshold int
 	sections  []htmlSection
 }
+
+// mark is the not-for-release mark of these settings, or "".
+func (s settings) mark() string { return NotForRelease(s.threshold) }
 
 func settingsOf(opts []Option) settings {
 	s := settings{threshold: DefaultThreshold}

@@ -634,3 +634,173 @@ func TestSectionOption(t *testing.T) {
 		t.Error("section comes before the figures")
 	}
 }
+
+// renderWith renders pts as a PNG with opts and decodes it.
+func renderWith(t *testing.T, pts []Point, opts ...Option) image.Image {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := WritePNG(&buf, "Sample program", pts, opts...); err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// bandRows counts the rows from y0 to y1 that are mostly the banner colour
+// and hold some white (the mark's letters).
+func bandRows(img image.Image, y0, y1 int) (red, lettered int) {
+	for y := y0; y < y1; y++ {
+		n, w := 0, 0
+		for x := range pixelWidth {
+			switch c := img.At(x, y); {
+			case near(c, bannerCol):
+				n++
+			case isWhite(c):
+				w++
+			}
+		}
+		if n > pixelWidth*3/4 {
+			red++
+			if w > 20 {
+				lettered++
+			}
+		}
+	}
+	return red, lettered
+}
+
+// TestPNGNotForRelease: a chart of figures suppressed below the release
+// threshold carries NOT FOR RELEASE in a banner across the top and another
+// across the bottom, and faintly across the plot; at 11 (and by default)
+// none of it.
+func TestPNGNotForRelease(t *testing.T) {
+	t.Parallel()
+	bannerPx := int(bannerH * pngDPI / 72)
+	blended := color.RGBA{238, 201, 208, 0xff} // watermarkCol over white
+	for _, tc := range []struct {
+		name   string
+		opts   []Option
+		marked bool
+	}{
+		{"threshold 5", []Option{Threshold(5)}, true},
+		{"threshold 1", []Option{Threshold(1)}, true},
+		{"threshold 10", []Option{Threshold(10)}, true},
+		{"threshold 11", []Option{Threshold(11)}, false},
+		{"threshold 20", []Option{Threshold(20)}, false},
+		{"default", nil, false},
+	} {
+		img := renderWith(t, samplePoints(), tc.opts...)
+		topRed, topText := bandRows(img, 0, bannerPx)
+		bottomRed, bottomText := bandRows(img, pixelHeight-bannerPx, pixelHeight)
+		// The watermark: pixels of its faint red over the white plot.
+		faint := 0
+		for y := pixelHeight / 4; y < pixelHeight*3/4; y++ {
+			for x := pixelWidth / 8; x < pixelWidth*3/4; x++ {
+				if near(img.At(x, y), blended) {
+					faint++
+				}
+			}
+		}
+		if !tc.marked {
+			if topRed+bottomRed > 0 || faint > 50 {
+				t.Errorf("%s: marked (%d and %d banner rows, %d watermark pixels)", tc.name, topRed, bottomRed, faint)
+			}
+			continue
+		}
+		// Both banners fill their band and have letters in them, so
+		// cropping either edge leaves one.
+		if topRed < bannerPx*3/4 || bottomRed < bannerPx*3/4 {
+			t.Errorf("%s: banner rows top %d, bottom %d of %d", tc.name, topRed, bottomRed, bannerPx)
+		}
+		if topText < 10 || bottomText < 10 {
+			t.Errorf("%s: no lettering in the banners (top %d, bottom %d rows)", tc.name, topText, bottomText)
+		}
+		if faint < 2000 {
+			t.Errorf("%s: only %d watermark pixels across the plot", tc.name, faint)
+		}
+	}
+	// The unmarked chart is the same whether the threshold is given or not.
+	var a, b bytes.Buffer
+	if err := WritePNG(&a, "x", samplePoints()); err != nil {
+		t.Fatal(err)
+	}
+	if err := WritePNG(&b, "x", samplePoints(), Threshold(DefaultThreshold)); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.Bytes(), b.Bytes()) {
+		t.Error("Threshold(11) draws another chart than the default")
+	}
+}
+
+// TestHTMLNotForRelease: a page of figures suppressed below the release
+// threshold says NOT FOR RELEASE at the start of its title, in a banner
+// before its heading and in one at its end, and in the chart's alt text;
+// at 11 (and by default) nowhere.
+func TestHTMLNotForRelease(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		opts []Option
+		mark string
+	}{
+		{"threshold 5", []Option{Threshold(5)}, "NOT FOR RELEASE (threshold 5)"},
+		{"threshold 1", []Option{Threshold(1)}, "NOT FOR RELEASE (threshold 1)"},
+		{"threshold 11", []Option{Threshold(11)}, ""},
+		{"default", nil, ""},
+	} {
+		var buf bytes.Buffer
+		if err := WriteHTML(&buf, "Riverside IPS", samplePoints(), nil, tc.opts...); err != nil {
+			t.Fatal(err)
+		}
+		page := buf.String()
+		checkBalanced(t, page)
+		doc, err := html.Parse(strings.NewReader(page))
+		if err != nil {
+			t.Fatal(err)
+		}
+		title := textOf(find(doc, atom.Title))
+		var banners []*html.Node
+		for _, p := range findAll(doc, atom.P) {
+			if strings.Contains(attr(p, "class"), "not-for-release") {
+				banners = append(banners, p)
+			}
+		}
+		alt := attr(find(doc, atom.Img), "alt")
+		if tc.mark == "" {
+			if strings.Contains(page, "NOT FOR RELEASE") || len(banners) > 0 {
+				t.Errorf("%s: marked not for release", tc.name)
+			}
+			continue
+		}
+		if !strings.HasPrefix(title, tc.mark) {
+			t.Errorf("%s: title %q", tc.name, title)
+		}
+		if !strings.HasPrefix(alt, tc.mark) {
+			t.Errorf("%s: alt text %.60q", tc.name, alt)
+		}
+		if len(banners) != 2 {
+			t.Fatalf("%s: %d banners, want 2", tc.name, len(banners))
+		}
+		for _, b := range banners {
+			if !strings.HasPrefix(textOf(b), tc.mark) || !strings.Contains(textOf(b), "own use only") {
+				t.Errorf("%s: banner %q", tc.name, textOf(b))
+			}
+		}
+		// The first banner comes before everything else on the page, the
+		// heading included; the second after everything.
+		main := find(doc, atom.Main)
+		first, last := main.FirstChild, main.LastChild
+		for first != nil && first.Type != html.ElementNode {
+			first = first.NextSibling
+		}
+		for last != nil && last.Type != html.ElementNode {
+			last = last.PrevSibling
+		}
+		if first != banners[0] || last != banners[1] {
+			t.Errorf("%s: the banners are not the first and last thing on the page", tc.name)
+		}
+	}
+}

@@ -16,7 +16,10 @@ import (
 // describes the trend, a table of every quarter (Served, Working and Rate,
 // or "withheld" for suppressed figures), and an explanation of the IPS
 // benchmark bands. The page loads nothing from elsewhere and has no
-// JavaScript; everything caller-supplied is HTML-escaped.
+// JavaScript; everything caller-supplied is HTML-escaped. With a
+// threshold below DefaultThreshold the page is marked NotForRelease: at the
+// start of its title, in a banner above the heading and in another at the
+// end, and in the chart's alt text.
 //
 // pngData is normally what WritePNG wrote for the same title and pts; when it
 // is nil, WriteHTML draws the chart itself. Anything that is not a PNG image
@@ -50,6 +53,7 @@ func WriteHTML(w io.Writer, title string, pts []Point, pngData []byte, opts ...O
 		Width:        cfg.Width,
 		Height:       cfg.Height,
 		Alt:          describe(qs, s),
+		Mark:         s.mark(),
 		Withheld:     withheld(qs),
 		MinCell:      s.threshold,
 		MinCellLess1: s.threshold - 1,
@@ -57,6 +61,10 @@ func WriteHTML(w io.Writer, title string, pts []Point, pngData []byte, opts ...O
 	}
 	if page.Title == "" {
 		page.Title = "Competitive employment rate"
+	}
+	if page.Mark != "" {
+		page.MarkNote = releaseNote(s.threshold)
+		page.Alt = page.Mark + ". " + page.Alt
 	}
 	for _, q := range qs {
 		r := htmlRow{Quarter: q.Label, Served: count(q.Served), Working: count(q.Working), Rate: "withheld", Level: "not rated"}
@@ -86,6 +94,8 @@ func WriteHTML(w io.Writer, title string, pts []Point, pngData []byte, opts ...O
 
 type htmlPage struct {
 	Title, Span   string
+	Mark          string // NotForRelease, or ""
+	MarkNote      string // why the mark is there
 	ImageSrc      template.HTMLAttr
 	Width, Height int
 	Alt           string
@@ -204,7 +214,7 @@ var pageTmpl = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{.Title}}</title>
+<title>{{with .Mark}}{{.}} · {{end}}{{.Title}}</title>
 <style>
 body { margin: 0; background: #fff; color: #222; font: 1rem/1.5 "Liberation Sans", Arial, Helvetica, sans-serif; }
 main { max-width: 70rem; margin: 0 auto; padding: 1.5rem; }
@@ -222,10 +232,16 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .withheld { color: #555; font-style: italic; }
 dt { font-weight: bold; margin-top: .5rem; }
 dd { margin-left: 1.5rem; }
+.not-for-release { margin: 0 0 1.25rem; padding: .75rem 1rem; border: 4px solid #6d0014; background: #b00020; color: #fff; font-size: 1.05rem; -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+.not-for-release strong { display: block; font-size: 1.75rem; letter-spacing: .04em; }
+.not-for-release.end { margin: 2rem 0 0; }
 </style>
 </head>
 <body>
 <main>
+{{- with .Mark}}
+<p class="not-for-release" role="note"><strong>{{.}}</strong> {{$.MarkNote}}</p>
+{{- end}}
 <h1>{{.Title}}</h1>
 <p class="lede">Competitive employment rate by quarter{{with .Span}}, {{.}}{{end}}, against the IPS benchmarks.</p>
 <figure>
@@ -262,6 +278,9 @@ dd { margin-left: 1.5rem; }
 {{- range .Paragraphs}}
 <p>{{.}}</p>
 {{- end}}
+{{- end}}
+{{- with .Mark}}
+<p class="not-for-release end" role="note"><strong>{{.}}</strong> {{$.MarkNote}}</p>
 {{- end}}
 </main>
 </body>

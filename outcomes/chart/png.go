@@ -28,6 +28,7 @@ const (
 	margin    vg.Length = 28
 	rightGut  vg.Length = 150 // room for the benchmark labels
 	lineWidth vg.Length = 3.5
+	bannerH   vg.Length = 54 // a not-for-release banner: 72 px
 )
 
 var (
@@ -39,6 +40,11 @@ var (
 	bandCol  = color.RGBA{0xee, 0xee, 0xee, 0xff}
 	bandText = color.RGBA{0x66, 0x66, 0x66, 0xff}
 	white    = color.RGBA{0xff, 0xff, 0xff, 0xff}
+
+	// The not-for-release mark: white on a dark red that no series or
+	// benchmark uses, and the same red, faint, across the plot.
+	bannerCol    = color.RGBA{0xb0, 0x00, 0x20, 0xff}
+	watermarkCol = color.NRGBA{0xb0, 0x00, 0x20, 0x36}
 
 	// Benchmark colours differ in hue and, for readers who cannot tell the
 	// hues apart, in dash pattern; all are dark enough for text on white.
@@ -80,7 +86,10 @@ func aligned(s text.Style, x draw.XAlignment, y draw.YAlignment) text.Style {
 // 1600×900 PNG: the rate as a line with labelled points on a 0–100% axis,
 // the IPS benchmarks as labelled horizontal reference lines, and withheld
 // quarters as shaded gaps. title heads the chart (one line; too long a title
-// is shortened with an ellipsis).
+// is shortened with an ellipsis). With a threshold below DefaultThreshold,
+// NotForRelease is written in a red banner across the top and another
+// across the bottom, and faintly across the plot, so that cropping one edge
+// leaves it in place.
 func WritePNG(w io.Writer, title string, pts []Point, opts ...Option) error {
 	s := settingsOf(opts)
 	qs, err := prepare(pts)
@@ -90,12 +99,22 @@ func WritePNG(w io.Writer, title string, pts []Point, opts ...Option) error {
 	cv := vgimg.NewWith(vgimg.UseWH(pageW, pageH), vgimg.UseDPI(pngDPI))
 	dc := draw.New(cv)
 
-	top := drawHeader(dc, cleanLabel(title), qs, s)
-	bottom := drawFooter(dc, qs, s)
+	ceiling, floor := pageH, vg.Length(0)
+	mark := s.mark()
+	if mark != "" {
+		drawBanner(dc, pageH-bannerH, mark)
+		drawBanner(dc, 0, mark)
+		ceiling, floor = pageH-bannerH, bannerH
+	}
+	top := drawHeader(dc, cleanLabel(title), qs, s, ceiling)
+	bottom := drawFooter(dc, qs, s, floor)
 
 	p := newPlot(qs, pageW-2*margin-rightGut)
 	area := draw.Crop(dc, margin, -(margin + rightGut), bottom, -(pageH - top))
 	p.Draw(area)
+	if mark != "" {
+		drawWatermark(area, mark)
+	}
 
 	if _, err := (vgimg.PngCanvas{Canvas: cv}).WriteTo(w); err != nil {
 		return fmt.Errorf("chart: writing PNG: %w", err)
@@ -103,10 +122,34 @@ func WritePNG(w io.Writer, title string, pts []Point, opts ...Option) error {
 	return nil
 }
 
-// drawHeader draws the title, subtitle and legend across the top of the page
-// and returns the y coordinate below which the plot may go.
-func drawHeader(dc draw.Canvas, title string, qs []quarter, s settings) vg.Length {
-	y := pageH - margin
+// drawBanner fills a full-width band from y up with the not-for-release
+// colour and writes mark across it.
+func drawBanner(dc draw.Canvas, y vg.Length, mark string) {
+	r := vg.Rectangle{Min: vg.Point{X: 0, Y: y}, Max: vg.Point{X: pageW, Y: y + bannerH}}
+	dc.SetColor(bannerCol)
+	dc.Fill(r.Path())
+	ts := aligned(bold(32, white), draw.XCenter, draw.YCenter)
+	dc.FillText(ts, vg.Point{X: pageW / 2, Y: y + bannerH/2}, fit(ts, mark, pageW-2*margin))
+}
+
+// drawWatermark writes mark faintly along the diagonal of the plot area,
+// as large as fits, over what is drawn: a crop that keeps the figures
+// keeps it.
+func drawWatermark(c draw.Canvas, mark string) {
+	w, h := c.Max.X-c.Min.X, c.Max.Y-c.Min.Y
+	diag := vg.Length(math.Hypot(float64(w), float64(h)))
+	ts := aligned(bold(100, watermarkCol), draw.XCenter, draw.YCenter)
+	if tw := ts.Width(mark); tw > 0.7*diag {
+		ts.Font.Size = ts.Font.Size * 0.7 * diag / tw
+	}
+	ts.Rotation = math.Atan2(float64(h), float64(w))
+	c.FillText(ts, c.Center(), mark)
+}
+
+// drawHeader draws the title, subtitle and legend across the top of the page,
+// below ceiling, and returns the y coordinate below which the plot may go.
+func drawHeader(dc draw.Canvas, title string, qs []quarter, s settings, ceiling vg.Length) vg.Length {
+	y := ceiling - margin
 	ts := aligned(bold(26, ink), draw.XLeft, draw.YTop)
 	if title == "" {
 		title = "Competitive employment rate"
@@ -156,9 +199,9 @@ func drawHeader(dc draw.Canvas, title string, qs []quarter, s settings) vg.Lengt
 	return mid - ls.Height("Mg")/2 - 24
 }
 
-// drawFooter writes the notes at the bottom of the page and returns the y
-// coordinate above which the plot may go.
-func drawFooter(dc draw.Canvas, qs []quarter, s settings) vg.Length {
+// drawFooter writes the notes at the bottom of the page, above floor, and
+// returns the y coordinate above which the plot may go.
+func drawFooter(dc draw.Canvas, qs []quarter, s settings, floor vg.Length) vg.Length {
 	ns := aligned(regular(13, inkSoft), draw.XLeft, draw.YBottom)
 	notes := []string{
 		"Benchmarks: published IPS quarterly competitive-employment rates — 31% minimal, 41% average, 50% excellent.",
@@ -168,7 +211,7 @@ func drawFooter(dc draw.Canvas, qs []quarter, s settings) vg.Length {
 			"Shaded quarters are withheld to protect privacy: a count was fewer than %d, or would reveal one that was. They are gaps, not zero.",
 			s.threshold))
 	}
-	y := margin - 8
+	y := floor + margin - 8
 	for i := len(notes) - 1; i >= 0; i-- {
 		n := fit(ns, notes[i], pageW-2*margin)
 		dc.FillText(ns, vg.Point{X: margin, Y: y}, n)
