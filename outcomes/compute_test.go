@@ -5,15 +5,19 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ipsfhir/ipsfhir/ips"
 )
 
 const program = "riverside-ips"
 
+// producedAt is when the tests' reports are produced (MeasureReport.date).
+var producedAt = time.Date(2026, 10, 20, 9, 30, 0, 0, time.UTC)
+
 func computeT(t *testing.T, clients []*ips.Client, q Quarter, threshold int) []*Report {
 	t.Helper()
-	rs, err := Compute(clients, q, Options{Program: program, Threshold: threshold, Consents: hieDefaultYes})
+	rs, err := Compute(clients, q, Options{Program: program, Threshold: threshold, Consents: hieDefaultYes, Date: producedAt})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +212,7 @@ func TestComputeCountsOnlyConsentingActiveClients(t *testing.T) {
 		t.Fatalf("served %d", d(base))
 	}
 	// The program default decides for clients who gave no answer.
-	rs, err := Compute(cl.Clients, q3, Options{Program: program, Threshold: 1, Consents: func(c *ips.Client) bool {
+	rs, err := Compute(cl.Clients, q3, Options{Program: program, Threshold: 1, Date: producedAt, Consents: func(c *ips.Client) bool {
 		return c.Consent != nil && c.Consent.HIE != nil && *c.Consent.HIE
 	}})
 	if err != nil {
@@ -230,17 +234,18 @@ func TestComputeCountsOnlyConsentingActiveClients(t *testing.T) {
 
 func TestComputeErrors(t *testing.T) {
 	cl := constructed()
-	ok := Options{Program: program, Consents: hieDefaultYes}
+	ok := Options{Program: program, Consents: hieDefaultYes, Date: producedAt}
 	for _, tc := range []struct {
 		name string
 		o    Options
 		q    Quarter
 		want error
 	}{
-		{"no program", Options{Consents: hieDefaultYes}, q3, ErrNoProgram},
-		{"bad program", Options{Program: "a b", Consents: hieDefaultYes}, q3, ErrNoProgram},
-		{"no consent filter", Options{Program: program}, q3, ErrNoConsent},
-		{"negative threshold", Options{Program: program, Consents: hieDefaultYes, Threshold: -1}, q3, ErrBadThreshold},
+		{"no program", Options{Consents: hieDefaultYes, Date: producedAt}, q3, ErrNoProgram},
+		{"bad program", Options{Program: "a b", Consents: hieDefaultYes, Date: producedAt}, q3, ErrNoProgram},
+		{"no consent filter", Options{Program: program, Date: producedAt}, q3, ErrNoConsent},
+		{"negative threshold", Options{Program: program, Consents: hieDefaultYes, Threshold: -1, Date: producedAt}, q3, ErrBadThreshold},
+		{"no date", Options{Program: program, Consents: hieDefaultYes}, q3, ErrNoDate},
 		{"bad quarter", ok, Quarter{Year: 2026, Q: 5}, ErrBadQuarter},
 	} {
 		if _, err := Compute(cl.Clients, tc.q, tc.o); !errors.Is(err, tc.want) {

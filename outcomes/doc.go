@@ -38,8 +38,18 @@
 // whatever a program types, usually a person's name, so it is never
 // published; the code is stable across quarters, scoped by program, and a
 // program can compute it for its own staff. Reports carry no client
-// identifier, name, date of birth, date or free text: only counts, rates,
-// medians, sums and the quarter.
+// identifier, name, date of birth, date of theirs or free text: only
+// counts, rates, medians, sums, the quarter, and when and by whom the report
+// was produced.
+//
+// # In FHIR
+//
+// A report is a summary MeasureReport that meets the DEQM Summary
+// MeasureReport profile (DEQM STU5, R4) and claims it when it has a date
+// and a reporter: the date comes in as Options.Date or
+// AggregateOptions.Date (the package has no clock), the reporter is the
+// program, or the organization AggregateOptions names. Scores carry units
+// (UCUM 1, UCUM d, the ISO 4217 currency); docs/OUTCOMES.md has the rest.
 //
 // # Small-cell suppression
 //

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/outcomes"
@@ -131,6 +132,12 @@ func TestReportJSONValidates(t *testing.T) {
 	if len(rs) != 6 || rs[0].Measure != outcomes.MeasureCompetitiveEmployment || rs[0].Program != "riverside-ips" || rs[0].Threshold != 11 {
 		t.Fatalf("reports %+v", rs)
 	}
+	// Dated now: the report was produced by this run.
+	for _, r := range rs {
+		if d := time.Since(r.Date); d < 0 || d > time.Hour {
+			t.Errorf("%s: date %v", r.Measure, r.Date)
+		}
+	}
 	g := rs[0].Group(outcomes.GroupCompetitiveEmployment)
 	if d, n := g.Count(outcomes.PopulationDenominator), g.Count(outcomes.PopulationNumerator); d.Value != 40 || n.Value != 17 || g.Score.Value != 0.425 {
 		t.Errorf("served %+v, working %+v, rate %+v", d, n, g.Score)
@@ -221,6 +228,37 @@ func TestReportAggregate(t *testing.T) {
 	}
 	if code, out, stderr := ipsfhir(t, "", "validate", agg); code != exitOK {
 		t.Fatalf("validate the aggregate: exit %d\n%s%s", code, stderr, out)
+	}
+	if strings.Contains(stdout, `"reporter"`) || strings.Contains(stdout, outcomes.ProfileDEQMSummary) {
+		t.Error("an aggregate without --reporter names a reporter or claims DEQM")
+	}
+
+	// --reporter names the HIE publishing it; then it claims DEQM.
+	code, stdout, stderr = ipsfhir(t, "", "report", "--aggregate", "--json", "--reporter", "https://hie.example.org/id|east-region", river, east)
+	if code != exitOK {
+		t.Fatalf("aggregate --reporter: exit %d\n%s", code, stderr)
+	}
+	rs, err := outcomes.ParseJSON([]byte(stdout))
+	if err != nil || len(rs) != 6 {
+		t.Fatalf("aggregate --reporter: %d reports, %v", len(rs), err)
+	}
+	for _, r := range rs {
+		if r.Reporter != (outcomes.Identifier{System: "https://hie.example.org/id", Value: "east-region"}) || r.Program != "" || time.Since(r.Date) > time.Hour {
+			t.Errorf("aggregate %s: reporter %+v, program %q, date %v", r.Measure, r.Reporter, r.Program, r.Date)
+		}
+	}
+	if n := strings.Count(stdout, `"`+outcomes.ProfileDEQMSummary+`"`); n != 6 {
+		t.Errorf("%d of 6 aggregates claim DEQM", n)
+	}
+	for _, bad := range [][]string{
+		{"--aggregate", "--reporter", "east-region", river},                                         // no system
+		{"--aggregate", "--reporter", "hie|east region", river},                                     // not a URI, a space
+		{"--aggregate", "--reporter", "urn:ipsfhir:program|riverside-ips", river},                   // a program
+		{"--config", "x.yaml", "--quarter", "2026Q3", "--reporter", "https://hie.example.org/id|x"}, // not an aggregate
+	} {
+		if code, _, stderr := ipsfhir(t, "", append([]string{"report"}, bad...)...); code != exitUsage || !strings.Contains(stderr, "--reporter") {
+			t.Errorf("report %q: exit %d\n%s", bad, code, stderr)
+		}
 	}
 
 	// Inputs that disagree are findings, and the message names the file.
