@@ -49,7 +49,10 @@
 // and a reporter: the date comes in as Options.Date or
 // AggregateOptions.Date (the package has no clock), the reporter is the
 // program, or the organization AggregateOptions names. Scores carry units
-// (UCUM 1, UCUM d, the ISO 4217 currency); docs/OUTCOMES.md has the rest.
+// (UCUM 1, UCUM d, the ISO 4217 currency). The published Measures state
+// each group's population basis and, for continuous variables, the
+// aggregate method, with the CQFM extensions; docs/OUTCOMES.md has the
+// rest.
 //
 // # Small-cell suppression
 //

@@ -72,6 +72,13 @@ const (
 	// ExtDEQMMeasureScoring carries the measure's scoring on a report
 	// (the profile requires it, on the report or on every group).
 	ExtDEQMMeasureScoring = "http://hl7.org/fhir/us/davinci-deqm/StructureDefinition/extension-measureScoring"
+
+	// The CQFM extensions of the published Measures (the code only checks
+	// that the artifacts use them as measureDefs says).
+	extCQFMPopulationBasis   = "http://hl7.org/fhir/us/cqfmeasures/StructureDefinition/cqfm-populationBasis"
+	extCQFMAggregateMethod   = "http://hl7.org/fhir/us/cqfmeasures/StructureDefinition/cqfm-aggregateMethod"
+	extCQFMCriteriaReference = "http://hl7.org/fhir/us/cqfmeasures/StructureDefinition/cqfm-criteriaReference"
+	extCQFMScoringUnit       = "http://hl7.org/fhir/us/cqfmeasures/StructureDefinition/cqfm-scoringUnit"
 )
 
 // Population bases (cqfm-populationBasis, a FHIRAllTypes code): what a
@@ -202,6 +209,20 @@ func Measures() []string {
 		out[i] = m.id
 	}
 	return out
+}
+
+// aggregateMethod is how a group's score aggregates its observations (a
+// code of http://terminology.hl7.org/CodeSystem/measure-aggregate-method,
+// the cqfm-aggregateMethod of the Measure's measure-observation
+// population), or "" when the group has no observations.
+func (g *groupDef) aggregateMethod() string {
+	switch g.score {
+	case scoreMedianWage, scoreMedianDays:
+		return "median"
+	case scoreTotalEarnings:
+		return "sum"
+	}
+	return ""
 }
 
 // populationID is the id of a group's population, the same in the Measure
