@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -9,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipsfhir/ipsfhir/conformance/deqmcheck"
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/outcomes"
 )
@@ -142,6 +145,63 @@ func TestReportJSONValidates(t *testing.T) {
 	if d, n := g.Count(outcomes.PopulationDenominator), g.Count(outcomes.PopulationNumerator); d.Value != 40 || n.Value != 17 || g.Score.Value != 0.425 {
 		t.Errorf("served %+v, working %+v, rate %+v", d, n, g.Score)
 	}
+	// Every MeasureReport meets the DEQM Summary MeasureReport profile;
+	// base R4 was checked by validate above.
+	checkDEQM(t, []byte(stdout), 6)
+}
+
+// checkDEQM checks that a Bundle holds n MeasureReports, each claiming the
+// DEQM Summary MeasureReport profile and meeting its differential (the
+// StructureDefinition copied in testdata/outcomes/deqm). The one thing let
+// through is deqm-6 evaluating to empty for a rate with no value, withheld
+// or over nobody (docs/OUTCOMES.md, "In FHIR").
+func checkDEQM(t *testing.T, bundle []byte, n int) {
+	t.Helper()
+	dir := repoFile("testdata", "outcomes", "deqm")
+	p, err := deqmcheck.Load(filepath.Join(dir, "StructureDefinition-summary-measurereport-deqm.xml"),
+		filepath.Join(dir, "StructureDefinition-extension-measureScoring.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b struct {
+		Entry []struct{ Resource json.RawMessage }
+	}
+	if err := json.Unmarshal(bundle, &b); err != nil {
+		t.Fatal(err)
+	}
+	reports := 0
+	for i, e := range b.Entry {
+		var mr struct {
+			ResourceType string
+			Meta         struct{ Profile []string }
+			Group        []struct {
+				MeasureScore map[string]any
+			}
+		}
+		if err := json.Unmarshal(e.Resource, &mr); err != nil {
+			t.Fatal(err)
+		}
+		if mr.ResourceType != "MeasureReport" {
+			continue
+		}
+		reports++
+		if len(mr.Meta.Profile) != 1 || mr.Meta.Profile[0] != outcomes.ProfileDEQMSummary {
+			t.Errorf("entry %d claims %v", i, mr.Meta.Profile)
+		}
+		res := p.Check(e.Resource)
+		for _, pr := range res.Problems {
+			t.Errorf("entry %d: %s", i, pr)
+		}
+		for _, em := range res.Empty {
+			var gi int
+			if _, err := fmt.Sscanf(em, "MeasureReport.group[%d]: deqm-6", &gi); err != nil || gi >= len(mr.Group) || mr.Group[gi].MeasureScore["value"] != nil {
+				t.Errorf("entry %d: %s is empty, and not for a rate without a value", i, em)
+			}
+		}
+	}
+	if reports != n {
+		t.Errorf("%d MeasureReports, want %d", reports, n)
+	}
 }
 
 func TestReportTrend(t *testing.T) {
@@ -247,9 +307,7 @@ func TestReportAggregate(t *testing.T) {
 			t.Errorf("aggregate %s: reporter %+v, program %q, date %v", r.Measure, r.Reporter, r.Program, r.Date)
 		}
 	}
-	if n := strings.Count(stdout, `"`+outcomes.ProfileDEQMSummary+`"`); n != 6 {
-		t.Errorf("%d of 6 aggregates claim DEQM", n)
-	}
+	checkDEQM(t, []byte(stdout), 6)
 	for _, bad := range [][]string{
 		{"--aggregate", "--reporter", "east-region", river},                                         // no system
 		{"--aggregate", "--reporter", "hie|east region", river},                                     // not a URI, a space
