@@ -3,11 +3,13 @@ package outcomes
 import (
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/ipsfhir/ipsfhir/conformance/artifacts"
 	"github.com/ipsfhir/ipsfhir/conformance/deqmcheck"
 	"github.com/ipsfhir/ipsfhir/ips"
 )
@@ -97,5 +99,39 @@ func TestReportsMeetDEQMSummaryProfile(t *testing.T) {
 	// have none.
 	if empty["nobody"] == 0 || empty["one consenting client"] == 0 || empty["everything shown"] != 0 {
 		t.Errorf("empty deqm-6 results: %v", empty)
+	}
+}
+
+// The /fhir facade's CapabilityStatement declares the profile its computed
+// MeasureReports claim.
+func TestServerStatementDeclaresTheReportProfile(t *testing.T) {
+	data, err := fs.ReadFile(artifacts.FS(), artifacts.DirCapabilities+"/ipsfhir-server.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cs struct {
+		Rest []struct {
+			Resource []struct {
+				Type             string
+				SupportedProfile []string
+			}
+		}
+	}
+	if err := json.Unmarshal(data, &cs); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, rest := range cs.Rest {
+		for _, r := range rest.Resource {
+			if r.Type == "MeasureReport" {
+				found = true
+				if !slices.Equal(r.SupportedProfile, []string{ProfileDEQMSummary}) {
+					t.Errorf("MeasureReport supportedProfile %v, want %s", r.SupportedProfile, ProfileDEQMSummary)
+				}
+			}
+		}
+	}
+	if !found {
+		t.Error("the server statement has no MeasureReport")
 	}
 }

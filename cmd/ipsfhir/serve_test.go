@@ -215,6 +215,8 @@ apiKeys:
 	if strings.Contains(body, "MRN777") || strings.Contains(body, "bakery") {
 		t.Error("a MeasureReport carries patient data")
 	}
+	// Dated when computed, reported by the program: DEQM Summary reports.
+	checkDEQM(t, []byte(body), 6)
 	if code, _ := call("GET", "/fhir/MeasureReport?period=summer", "hie-key", ""); code != http.StatusBadRequest {
 		t.Errorf("a period that is not one: %d, want 400", code)
 	}
