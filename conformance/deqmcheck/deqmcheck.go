@@ -192,8 +192,8 @@ type Result struct {
 	// Empty lists the constraints whose expression evaluates to empty,
 	// neither true nor false: FHIRPath's "implies" gives empty when its
 	// right side does. deqm-6 does for a proportion group without a score
-	// value. Validators differ: HL7's Java validator counts an empty
-	// result as a failure.
+	// value. What a validator makes of it varies: one that converts empty
+	// to false reports a failure.
 	Empty []string
 }
 
