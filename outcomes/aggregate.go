@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
+	"time"
 )
 
 // InputError is a problem with one input of an aggregation; Index is its
@@ -17,16 +19,45 @@ type InputError struct {
 func (e *InputError) Error() string { return fmt.Sprintf("input %d: %v", e.Index+1, e.Err) }
 func (e *InputError) Unwrap() error { return e.Err }
 
+// AggregateOptions configure an aggregation.
+type AggregateOptions struct {
+	// Date is when the aggregate is produced, its MeasureReport.date (kept
+	// in UTC, to the second). Required: the package has no clock.
+	Date time.Time
+	// Reporter identifies the organization that publishes the aggregate
+	// (an HIE, a state agency), its MeasureReport.reporter. Optional, but
+	// without it the aggregate names no reporter and so does not claim the
+	// DEQM Summary MeasureReport profile, which requires one. The system
+	// is an absolute URI other than SystemProgram (an aggregate is not a
+	// program's report); the value is 1 to 256 printable ASCII characters
+	// without spaces.
+	Reporter Identifier
+}
+
+// ErrBadReporter is the error of an aggregation whose Reporter is not a
+// usable identifier. It quotes neither part.
+var ErrBadReporter = errors.New("outcomes: the reporter must be an identifier with a system (an absolute URI other than " + SystemProgram + ") and a value (1 to 256 printable characters, no spaces)")
+
+var (
+	uriPattern        = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.\-]*:[!-~]+$`)
+	identifierPattern = regexp.MustCompile(`^[!-~]{1,256}$`)
+)
+
+// validReporter reports whether id can be an aggregate's reporter.
+func validReporter(id Identifier) bool {
+	return id.System != SystemProgram && uriPattern.MatchString(id.System) && identifierPattern.MatchString(id.Value)
+}
+
 // Aggregate adds up summary MeasureReports of several programs for the same
 // measure and quarter (JSON, one MeasureReport per input, as Report.JSON
 // writes them) into one MeasureReport: counts add, rates are recomputed,
 // strata are kept per program and per specialist. A sum that includes a
 // withheld count is not exact: it is reported withheld, with the sum of the
 // cells shown as a lower bound, and a score built on it is withheld too.
-// Medians cannot be added up and are reported unsupported. Inputs of
-// another measure or quarter, or a program counted twice, are errors of
-// type *InputError.
-func Aggregate(reports [][]byte) ([]byte, error) {
+// Medians cannot be added up and are reported unsupported. The aggregate's
+// date and reporter come from o. Inputs of another measure or quarter, or a
+// program counted twice, are errors of type *InputError.
+func Aggregate(reports [][]byte, o AggregateOptions) ([]byte, error) {
 	rs := make([]*Report, 0, len(reports))
 	for i, data := range reports {
 		got, err := ParseJSON(data)
@@ -38,7 +69,7 @@ func Aggregate(reports [][]byte) ([]byte, error) {
 		}
 		rs = append(rs, got[0])
 	}
-	agg, err := AggregateReports(rs)
+	agg, err := AggregateReports(rs, o)
 	if err != nil {
 		return nil, err
 	}
@@ -49,9 +80,12 @@ func Aggregate(reports [][]byte) ([]byte, error) {
 // a Bundle of them (what `ipsfhir report --json` writes): every input must
 // hold the same measures, each once, for the same quarter. It returns one
 // aggregate per measure, in Measures order.
-func AggregateBundles(docs [][]byte) ([]*Report, error) {
+func AggregateBundles(docs [][]byte, o AggregateOptions) ([]*Report, error) {
 	if len(docs) == 0 {
 		return nil, errors.New("outcomes: nothing to aggregate")
+	}
+	if err := o.Validate(); err != nil {
+		return nil, err
 	}
 	byMeasure := make([]map[string]*Report, len(docs))
 	for i, data := range docs {
@@ -84,7 +118,7 @@ func AggregateBundles(docs [][]byte) ([]*Report, error) {
 		if len(rs) == 0 {
 			continue
 		}
-		agg, err := AggregateReports(rs)
+		agg, err := AggregateReports(rs, o)
 		if err != nil {
 			return nil, err
 		}
@@ -95,16 +129,19 @@ func AggregateBundles(docs [][]byte) ([]*Report, error) {
 
 // AggregateReports is Aggregate on parsed reports. Inputs may themselves be
 // aggregates, as long as no program is in two of them.
-func AggregateReports(rs []*Report) (*Report, error) {
+func AggregateReports(rs []*Report, o AggregateOptions) (*Report, error) {
 	if len(rs) == 0 {
 		return nil, errors.New("outcomes: nothing to aggregate")
+	}
+	if err := o.Validate(); err != nil {
+		return nil, err
 	}
 	first := rs[0]
 	m := measureByID(first.Measure)
 	if m == nil {
 		return nil, &InputError{Index: 0, Err: fmt.Errorf("unknown measure %q", first.Measure)}
 	}
-	out := &Report{Measure: m.id, Quarter: first.Quarter}
+	out := &Report{Measure: m.id, Quarter: first.Quarter, Date: reportDate(o.Date), Reporter: o.Reporter}
 	seen := map[string]int{}
 	for i, r := range rs {
 		switch {
@@ -142,6 +179,18 @@ func AggregateReports(rs []*Report) (*Report, error) {
 		out.Groups = append(out.Groups, g)
 	}
 	return out, nil
+}
+
+// Validate says what is wrong with o, if anything: ErrNoDate, or
+// ErrBadReporter.
+func (o AggregateOptions) Validate() error {
+	if o.Date.IsZero() {
+		return ErrNoDate
+	}
+	if o.Reporter != (Identifier{}) && !validReporter(o.Reporter) {
+		return ErrBadReporter
+	}
+	return nil
 }
 
 // programsOf lists the programs a report counts: its program strata, or

@@ -4,11 +4,16 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ipsfhir/ipsfhir/ips"
 )
+
+// aggAt are the options of the tests' aggregations: produced a week after
+// the programs' reports, by no named reporter.
+var aggAt = AggregateOptions{Date: producedAt.Add(7 * 24 * time.Hour)}
 
 func masked() Count { return Count{State: Masked} }
 
@@ -46,7 +51,7 @@ func TestAggregateAddsAndFlagsWithheldSums(t *testing.T) {
 		[3]any{"es-a", masked(), masked()}, [3]any{"es-b", masked(), masked()})
 	east := rateReport("eastside-ips", q3, 5, exact(30), masked(),
 		[3]any{"es-c", exact(18), exact(12)}, [3]any{"es-d", exact(12), masked()})
-	agg, err := AggregateReports([]*Report{river, east})
+	agg, err := AggregateReports([]*Report{river, east}, aggAt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +79,7 @@ func TestAggregateAddsAndFlagsWithheldSums(t *testing.T) {
 
 	// An aggregate aggregates again: with a third program showing 25 of 50.
 	north := rateReport("northside-ips", q3, 11, exact(50), exact(25))
-	again, err := AggregateReports([]*Report{agg, north})
+	again, err := AggregateReports([]*Report{agg, north}, aggAt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +88,7 @@ func TestAggregateAddsAndFlagsWithheldSums(t *testing.T) {
 		t.Errorf("%d program strata", n)
 	}
 	// When every count is shown, the rate is recomputed: (17+25)/(40+50).
-	exactAgg, err := AggregateReports([]*Report{river, north})
+	exactAgg, err := AggregateReports([]*Report{river, north}, aggAt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +129,7 @@ func TestAggregateErrorsNameTheInput(t *testing.T) {
 		{"another measure", []*Report{river, east, other}, 2, MeasureCompetitiveEmployment20h},
 		{"a program twice", []*Report{river, east, river}, 2, "riverside-ips"},
 	} {
-		_, err := AggregateReports(tc.in)
+		_, err := AggregateReports(tc.in, aggAt)
 		var ie *InputError
 		if !errors.As(err, &ie) || ie.Index != tc.index || !strings.Contains(err.Error(), tc.say) {
 			t.Errorf("%s: %v, want an error about input %d saying %q", tc.name, err, tc.index+1, tc.say)
@@ -132,7 +137,7 @@ func TestAggregateErrorsNameTheInput(t *testing.T) {
 	}
 	// Aggregate, from JSON, names unreadable inputs by position too.
 	good, _ := river.JSON()
-	_, err := Aggregate([][]byte{good, []byte(`{"resourceType": "Patient"}`)})
+	_, err := Aggregate([][]byte{good, []byte(`{"resourceType": "Patient"}`)}, aggAt)
 	var ie *InputError
 	if !errors.As(err, &ie) || ie.Index != 1 || !errors.Is(err, ErrNotReport) {
 		t.Errorf("unreadable input: %v", err)
@@ -148,7 +153,7 @@ func TestAggregateBundles(t *testing.T) {
 		c.Specialist = "East " + c.Specialist
 	}
 	bundle := func(cl *ips.Caseload, prog string, q Quarter) []byte {
-		rs, err := Compute(cl.Clients, q, Options{Program: prog, Threshold: 1, Consents: hieDefaultYes, SpecialistKey: testSpecialistKey})
+		rs, err := Compute(cl.Clients, q, Options{Program: prog, Threshold: 1, Consents: hieDefaultYes, SpecialistKey: testSpecialistKey, Date: producedAt})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -159,7 +164,7 @@ func TestAggregateBundles(t *testing.T) {
 		return b
 	}
 	a, b := bundle(river, "riverside-ips", q3), bundle(east, "eastside-ips", q3)
-	aggs, err := AggregateBundles([][]byte{a, b})
+	aggs, err := AggregateBundles([][]byte{a, b}, aggAt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +202,7 @@ func TestAggregateBundles(t *testing.T) {
 		out, _ := BundleJSON(rs)
 		return out
 	}()
-	aggs, err = AggregateBundles([][]byte{a11, b})
+	aggs, err = AggregateBundles([][]byte{a11, b}, aggAt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,13 +216,13 @@ func TestAggregateBundles(t *testing.T) {
 	checkScore(t, "20h", s, Masked, 0, "")
 
 	// A quarter that differs, or a measure missing, is an error about that input.
-	_, err = AggregateBundles([][]byte{a, bundle(east, "eastside-ips", q3.Add(1))})
+	_, err = AggregateBundles([][]byte{a, bundle(east, "eastside-ips", q3.Add(1))}, aggAt)
 	var ie *InputError
 	if !errors.As(err, &ie) || ie.Index != 1 || !strings.Contains(err.Error(), "2026Q4") {
 		t.Errorf("another quarter: %v", err)
 	}
 	one, _ := reportOf(t, computeT(t, east.Clients, q3, 1), MeasureJobStarts).JSON()
-	if _, err = AggregateBundles([][]byte{a, one}); !errors.As(err, &ie) || ie.Index != 1 {
+	if _, err = AggregateBundles([][]byte{a, one}, aggAt); !errors.As(err, &ie) || ie.Index != 1 {
 		t.Errorf("a missing measure: %v", err)
 	}
 }

@@ -44,6 +44,9 @@ type Options struct {
 	// HIEs (config.Consent.AllowsHIE). Clients for whom it returns false
 	// are not counted anywhere. Required.
 	Consents func(*ips.Client) bool
+	// Date is when the reports are produced, their MeasureReport.date
+	// (kept in UTC, to the second). Required: the package has no clock.
+	Date time.Time
 }
 
 // Errors of Compute. None quotes client data.
@@ -55,6 +58,7 @@ var (
 	ErrBadQuarter    = errors.New("outcomes: the quarter is not valid")
 	ErrMixedCurrency = errors.New("outcomes: competitive jobs held in the quarter are paid in more than one currency; earnings cannot be added up")
 	ErrSpecialistKey = fmt.Errorf("outcomes: the specialist key is too short: at least %d bytes", MinSpecialistKeyBytes)
+	ErrNoDate        = errors.New("outcomes: the date the reports are produced is required (MeasureReport.date)")
 )
 
 // MinSpecialistKeyBytes is the shortest specialist key accepted: 32 bytes,
@@ -126,12 +130,23 @@ type computed struct {
 // MeasureReports, one per measure in Measures order, with small cells
 // withheld. It reads only its arguments: no clock, no I/O.
 func Compute(clients []*ips.Client, q Quarter, o Options) ([]*Report, error) {
+	if o.Date.IsZero() {
+		return nil, ErrNoDate
+	}
 	c, err := compute(clients, q, o)
 	if err != nil {
 		return nil, err
 	}
-	return c.reports(), nil
+	rs := c.reports()
+	for _, r := range rs {
+		r.Date = reportDate(o.Date)
+	}
+	return rs, nil
 }
+
+// reportDate is t as a report keeps it: in UTC, to the second (what
+// MeasureReport.date shows).
+func reportDate(t time.Time) time.Time { return t.UTC().Truncate(time.Second) }
 
 func compute(clients []*ips.Client, q Quarter, o Options) (*computed, error) {
 	if !programPattern.MatchString(o.Program) {

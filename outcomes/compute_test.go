@@ -11,12 +11,16 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/ips/synth"
 )
 
 const program = "riverside-ips"
+
+// producedAt is when the tests' reports are produced (MeasureReport.date).
+var producedAt = time.Date(2026, 10, 20, 9, 30, 0, 0, time.UTC)
 
 // testSpecialistKey is the specialist key the tests report with, unless a
 // test says otherwise.
@@ -34,7 +38,7 @@ func specialistCode(t *testing.T, program, specialist string) string {
 
 func computeT(t *testing.T, clients []*ips.Client, q Quarter, threshold int) []*Report {
 	t.Helper()
-	rs, err := Compute(clients, q, Options{Program: program, Threshold: threshold, Consents: hieDefaultYes, SpecialistKey: testSpecialistKey})
+	rs, err := Compute(clients, q, Options{Program: program, Threshold: threshold, Consents: hieDefaultYes, SpecialistKey: testSpecialistKey, Date: producedAt})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +233,7 @@ func TestComputeCountsOnlyConsentingActiveClients(t *testing.T) {
 		t.Fatalf("served %d", d(base))
 	}
 	// The program default decides for clients who gave no answer.
-	rs, err := Compute(cl.Clients, q3, Options{Program: program, Threshold: 1, SpecialistKey: testSpecialistKey, Consents: func(c *ips.Client) bool {
+	rs, err := Compute(cl.Clients, q3, Options{Program: program, Threshold: 1, SpecialistKey: testSpecialistKey, Date: producedAt, Consents: func(c *ips.Client) bool {
 		return c.Consent != nil && c.Consent.HIE != nil && *c.Consent.HIE
 	}})
 	if err != nil {
@@ -251,17 +255,18 @@ func TestComputeCountsOnlyConsentingActiveClients(t *testing.T) {
 
 func TestComputeErrors(t *testing.T) {
 	cl := constructed()
-	ok := Options{Program: program, Consents: hieDefaultYes}
+	ok := Options{Program: program, Consents: hieDefaultYes, Date: producedAt}
 	for _, tc := range []struct {
 		name string
 		o    Options
 		q    Quarter
 		want error
 	}{
-		{"no program", Options{Consents: hieDefaultYes}, q3, ErrNoProgram},
-		{"bad program", Options{Program: "a b", Consents: hieDefaultYes}, q3, ErrNoProgram},
-		{"no consent filter", Options{Program: program}, q3, ErrNoConsent},
-		{"negative threshold", Options{Program: program, Consents: hieDefaultYes, Threshold: -1}, q3, ErrBadThreshold},
+		{"no program", Options{Consents: hieDefaultYes, Date: producedAt}, q3, ErrNoProgram},
+		{"bad program", Options{Program: "a b", Consents: hieDefaultYes, Date: producedAt}, q3, ErrNoProgram},
+		{"no consent filter", Options{Program: program, Date: producedAt}, q3, ErrNoConsent},
+		{"negative threshold", Options{Program: program, Consents: hieDefaultYes, Threshold: -1, Date: producedAt}, q3, ErrBadThreshold},
+		{"no date", Options{Program: program, Consents: hieDefaultYes}, q3, ErrNoDate},
 		{"bad quarter", ok, Quarter{Year: 2026, Q: 5}, ErrBadQuarter},
 	} {
 		if _, err := Compute(cl.Clients, tc.q, tc.o); !errors.Is(err, tc.want) {
@@ -355,7 +360,7 @@ func TestSpecialistCode(t *testing.T) {
 func TestSpecialistCodesAcrossQuarters(t *testing.T) {
 	cl := constructed()
 	codes := func(q Quarter, key []byte) []string {
-		rs, err := Compute(cl.Clients, q, Options{Program: program, Threshold: 1, Consents: hieDefaultYes, SpecialistKey: key})
+		rs, err := Compute(cl.Clients, q, Options{Program: program, Threshold: 1, Consents: hieDefaultYes, SpecialistKey: key, Date: producedAt})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -383,7 +388,7 @@ func TestSpecialistCodesAcrossQuarters(t *testing.T) {
 func TestComputeWithoutSpecialistKey(t *testing.T) {
 	cl := constructed()
 	for _, threshold := range []int{1, 11} {
-		rs, err := Compute(cl.Clients, q3, Options{Program: program, Threshold: threshold, Consents: hieDefaultYes})
+		rs, err := Compute(cl.Clients, q3, Options{Program: program, Threshold: threshold, Consents: hieDefaultYes, Date: producedAt})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -414,7 +419,7 @@ func TestComputeWithoutSpecialistKey(t *testing.T) {
 	}
 	p, _ := at(t, computeT(t, cl.Clients, q3, 1), MeasureCompetitiveEmployment, GroupCompetitiveEmployment, "")
 	checkCounts(t, "keyed", p, exact(40), exact(40), exact(17))
-	if _, err := Compute(cl.Clients, q3, Options{Program: program, Consents: hieDefaultYes, SpecialistKey: []byte("short")}); !errors.Is(err, ErrSpecialistKey) {
+	if _, err := Compute(cl.Clients, q3, Options{Program: program, Consents: hieDefaultYes, SpecialistKey: []byte("short"), Date: producedAt}); !errors.Is(err, ErrSpecialistKey) {
 		t.Errorf("a short key: %v", err)
 	}
 }
@@ -425,7 +430,7 @@ func TestComputeWithoutSpecialistKey(t *testing.T) {
 func TestComputeWithoutSpecialistKeyDisclosesNothing(t *testing.T) {
 	check := func(name string, clients []*ips.Client, q Quarter, threshold int) int {
 		t.Helper()
-		rs, err := Compute(clients, q, Options{Program: program, Threshold: threshold, Consents: hieDefaultYes})
+		rs, err := Compute(clients, q, Options{Program: program, Threshold: threshold, Consents: hieDefaultYes, Date: producedAt})
 		if err != nil {
 			t.Fatal(err)
 		}

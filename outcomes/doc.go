@@ -42,8 +42,21 @@
 // the program, which holds the key, can compute it for its own staff.
 // Without a key there is no specialist stratifier at all: an unkeyed code
 // could be recomputed by anyone with a staff list. Reports carry no client
-// identifier, name, date of birth, date or free text: only counts, rates,
-// medians, sums and the quarter.
+// identifier, name, date of birth, date of theirs or free text: only
+// counts, rates, medians, sums, the quarter, and when and by whom the report
+// was produced.
+//
+// # In FHIR
+//
+// A report is a summary MeasureReport that meets the DEQM Summary
+// MeasureReport profile (DEQM STU5, R4) and claims it when it has a date
+// and a reporter: the date comes in as Options.Date or
+// AggregateOptions.Date (the package has no clock), the reporter is the
+// program, or the organization AggregateOptions names. Scores carry units
+// (UCUM 1, UCUM d, the ISO 4217 currency). The published Measures state
+// each group's population basis and, for continuous variables, the
+// aggregate method, with the CQFM extensions; docs/OUTCOMES.md has the
+// rest.
 //
 // # Small-cell suppression
 //

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/mappings"
@@ -20,6 +21,13 @@ import (
 // no reader can take it for the value. A score that does not exist has
 // data-absent-reason "not-applicable" (nobody to score) or "unsupported" (a
 // median of an aggregate).
+//
+// Every report carries the measure's scoring (DEQM extension-measureScoring)
+// and its date; a program's report names the program as reporter (an
+// Organization by identifier), an aggregate the organization given to it, if
+// any. A report with a date and a reporter claims the DEQM Summary
+// MeasureReport profile. Scores carry units: UCUM 1 for rates, UCUM d for
+// days, the ISO 4217 currency for wages and earnings.
 
 type fhirReport struct {
 	ResourceType        string      `json:"resourceType"`
@@ -29,6 +37,7 @@ type fhirReport struct {
 	Status              string      `json:"status"`
 	Type                string      `json:"type"`
 	Measure             string      `json:"measure"`
+	Date                string      `json:"date,omitempty"`
 	Reporter            *fhirRef    `json:"reporter,omitempty"`
 	Period              *fhirPeriod `json:"period,omitempty"`
 	ImprovementNotation *fhirCC     `json:"improvementNotation,omitempty"`
@@ -36,18 +45,21 @@ type fhirReport struct {
 }
 
 type fhirMeta struct {
-	Tag []fhirCoding `json:"tag,omitempty"`
+	Profile []string     `json:"profile,omitempty"`
+	Tag     []fhirCoding `json:"tag,omitempty"`
 }
 
 type fhirExt struct {
-	URL              string        `json:"url"`
-	ValueCode        string        `json:"valueCode,omitempty"`
-	ValueInteger     *int          `json:"valueInteger,omitempty"`
-	ValuePositiveInt *int          `json:"valuePositiveInt,omitempty"`
-	ValueQuantity    *fhirQuantity `json:"valueQuantity,omitempty"`
+	URL                  string        `json:"url"`
+	ValueCodeableConcept *fhirCC       `json:"valueCodeableConcept,omitempty"`
+	ValueCode            string        `json:"valueCode,omitempty"`
+	ValueInteger         *int          `json:"valueInteger,omitempty"`
+	ValuePositiveInt     *int          `json:"valuePositiveInt,omitempty"`
+	ValueQuantity        *fhirQuantity `json:"valueQuantity,omitempty"`
 }
 
 type fhirRef struct {
+	Type       string          `json:"type,omitempty"`
 	Identifier *fhirIdentifier `json:"identifier,omitempty"`
 }
 
@@ -71,6 +83,7 @@ type fhirCC struct {
 }
 
 type fhirGroup struct {
+	ID           string           `json:"id,omitempty"`
 	Code         *fhirCC          `json:"code,omitempty"`
 	Population   []fhirPopulation `json:"population,omitempty"`
 	MeasureScore *fhirQuantity    `json:"measureScore,omitempty"`
@@ -78,6 +91,7 @@ type fhirGroup struct {
 }
 
 type fhirPopulation struct {
+	ID       string       `json:"id,omitempty"`
 	Code     *fhirCC      `json:"code,omitempty"`
 	Count    *int         `json:"count,omitempty"`
 	CountExt *fhirElement `json:"_count,omitempty"`
@@ -165,31 +179,54 @@ func (r *Report) fhir() (*fhirReport, error) {
 	f := &fhirReport{
 		ResourceType:        "MeasureReport",
 		Meta:                &fhirMeta{Tag: []fhirCoding{{System: mappings.SystemTags, Code: mappings.TagAuthored}}},
+		Extension:           []fhirExt{{URL: ExtDEQMMeasureScoring, ValueCodeableConcept: cc(SystemMeasureScoring, m.scoring)}},
 		Status:              "complete",
 		Type:                "summary",
 		Measure:             MeasureURL(m.id) + "|" + MeasureVersion,
 		Period:              &fhirPeriod{Start: r.Quarter.Start().String(), End: r.Quarter.End().String()},
 		ImprovementNotation: cc(SystemImprovementNotation, m.improvement),
 	}
+	if !r.Date.IsZero() {
+		f.Date = r.Date.UTC().Format(time.RFC3339)
+	}
 	who := r.Program
-	if who == "" {
+	switch {
+	case r.Program != "" && r.Reporter != (Identifier{}):
+		return nil, errors.New("outcomes: a program's report is reported by the program; Reporter is for aggregates")
+	case r.Program != "":
+		f.Reporter = &fhirRef{Type: "Organization", Identifier: &fhirIdentifier{System: SystemProgram, Value: r.Program}}
+	case r.Reporter != (Identifier{}):
+		if !validReporter(r.Reporter) {
+			return nil, ErrBadReporter
+		}
+		f.Reporter = &fhirRef{Type: "Organization", Identifier: &fhirIdentifier{System: r.Reporter.System, Value: r.Reporter.Value}}
 		who = "aggregate"
-	} else {
-		f.Reporter = &fhirRef{Identifier: &fhirIdentifier{System: SystemProgram, Value: r.Program}}
+	default:
+		who = "aggregate"
+	}
+	// Claim DEQM only with what it requires of a report that ipsfhir
+	// cannot always give: a date and a reporter.
+	if f.Date != "" && f.Reporter != nil {
+		f.Meta.Profile = []string{ProfileDEQMSummary}
 	}
 	if id := fmt.Sprintf("%s-%s-%s", who, strings.ToLower(r.Quarter.String()), m.id); len(id) <= 64 {
 		f.ID = id
 	}
 	if r.Threshold > 0 {
 		t := r.Threshold
-		f.Extension = []fhirExt{{URL: ExtSuppressionThreshold, ValuePositiveInt: &t}}
+		f.Extension = append(f.Extension, fhirExt{URL: ExtSuppressionThreshold, ValuePositiveInt: &t})
 	}
 	for _, g := range r.Groups {
 		gd := m.group(g.Code)
 		if gd == nil {
 			return nil, fmt.Errorf("outcomes: measure %s has no group %q", m.id, g.Code)
 		}
-		fg := fhirGroup{Code: cc(SystemOutcome, g.Code), Population: populationsJSON(g.Populations), MeasureScore: scoreJSON(gd, g.Score)}
+		fg := fhirGroup{ID: gd.code, Code: cc(SystemOutcome, g.Code), Population: populationsJSON(g.Populations), MeasureScore: scoreJSON(gd, g.Score)}
+		for i := range fg.Population {
+			// The ids link the populations to the Measure's; element ids
+			// are unique in a resource, so only the group's carry them.
+			fg.Population[i].ID = populationID(gd.code, g.Populations[i].Population)
+		}
 		for _, s := range g.Stratifiers {
 			fs := fhirStratifier{Code: []fhirCC{*cc(SystemOutcome, s.Code)}}
 			for _, st := range s.Strata {
@@ -228,16 +265,7 @@ func scoreJSON(g *groupDef, s Score) *fhirQuantity {
 	q := &fhirQuantity{}
 	withUnit := func(q *fhirQuantity, v float64) {
 		q.Value = &v
-		q.Unit = s.Unit
-		switch g.score {
-		case scoreTotalEarnings:
-			q.System, q.Code = systemCurrency, s.Unit
-		case scoreMedianDays:
-			q.System, q.Code = systemUCUM, "d"
-		}
-		if q.Unit == "" {
-			q.System, q.Code = "", ""
-		}
+		q.Unit, q.System, q.Code = g.scoreUnit(s.Unit)
 	}
 	switch s.State {
 	case Exact:
@@ -341,10 +369,23 @@ func parseReport(data []byte, path string) (*Report, error) {
 		return nil, bad(".period", "not a calendar quarter")
 	}
 	r.Quarter = q
-	if f.Reporter != nil && f.Reporter.Identifier != nil && f.Reporter.Identifier.System == SystemProgram {
-		r.Program = f.Reporter.Identifier.Value
-		if !programPattern.MatchString(r.Program) {
-			return nil, bad(".reporter.identifier.value", "not a program id")
+	if f.Date != "" {
+		if r.Date, ok = parseDateTime(f.Date); !ok {
+			return nil, bad(".date", "not a FHIR dateTime")
+		}
+	}
+	if f.Reporter != nil && f.Reporter.Identifier != nil {
+		switch id := f.Reporter.Identifier; {
+		case id.System == SystemProgram:
+			r.Program = id.Value
+			if !programPattern.MatchString(r.Program) {
+				return nil, bad(".reporter.identifier.value", "not a program id")
+			}
+		case id.System != "" || id.Value != "":
+			r.Reporter = Identifier{System: id.System, Value: id.Value}
+			if !validReporter(r.Reporter) {
+				return nil, bad(".reporter.identifier", "not an identifier with an absolute URI system and a value")
+			}
 		}
 	}
 	for _, e := range f.Extension {
@@ -467,19 +508,19 @@ func parseScore(q *fhirQuantity, g *groupDef, path string) (Score, error) {
 	if g.score == scoreNone || q == nil {
 		return Score{}, nil
 	}
-	unit := q.Unit
-	if unit == "" {
-		unit = q.Code
+	unit, err := unitOf(q, g, path)
+	if err != nil {
+		return Score{}, err
 	}
 	switch {
 	case q.Value != nil:
 		return Score{Value: *q.Value, Unit: unit, State: Exact}, nil
 	case hasAbsent(q.Extension, "masked"):
-		for _, e := range q.Extension {
+		for i, e := range q.Extension {
 			if e.URL == ExtLowerBound && e.ValueQuantity != nil && e.ValueQuantity.Value != nil {
-				u := e.ValueQuantity.Unit
-				if u == "" {
-					u = e.ValueQuantity.Code
+				u, err := unitOf(e.ValueQuantity, g, fmt.Sprintf("%s.extension[%d].valueQuantity", path, i))
+				if err != nil {
+					return Score{}, err
 				}
 				return Score{Value: *e.ValueQuantity.Value, Unit: u, State: AtLeast}, nil
 			}
@@ -491,4 +532,30 @@ func parseScore(q *fhirQuantity, g *groupDef, path string) (Score, error) {
 		return Score{}, nil
 	}
 	return Score{}, &ParseError{Path: path, Msg: "neither a value nor a data-absent-reason"}
+}
+
+// unitOf reads a score's unit as Score keeps it. A rate must be a number
+// from 0 to 1: no unit, or UCUM 1 (a "%" would make 42.5 read as 4250%).
+func unitOf(q *fhirQuantity, g *groupDef, path string) (string, error) {
+	if g.score == scoreRate {
+		if (q.Code != "" && q.Code != "1") || (q.Unit != "" && q.Unit != "1") || (q.System != "" && q.System != systemUCUM) {
+			return "", &ParseError{Path: path, Msg: "a rate's unit must be UCUM 1 (a number from 0 to 1)"}
+		}
+		return "", nil
+	}
+	if q.Unit != "" {
+		return q.Unit, nil
+	}
+	return q.Code, nil
+}
+
+// parseDateTime reads a FHIR dateTime: a year, a month, a day, or an
+// instant with a time zone.
+func parseDateTime(s string) (time.Time, bool) {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02", "2006-01", "2006"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC(), true
+		}
+	}
+	return time.Time{}, false
 }

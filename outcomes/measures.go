@@ -1,6 +1,10 @@
 package outcomes
 
-import "github.com/ipsfhir/ipsfhir/mappings"
+import (
+	"strings"
+
+	"github.com/ipsfhir/ipsfhir/mappings"
+)
 
 // Measure ids: the published Measures
 // (conformance/artifacts/measures/{id}.json), in the order Compute reports
@@ -49,8 +53,44 @@ const (
 	ExtDataAbsentReason       = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
 	ExtSuppressionThreshold   = mappings.CanonicalBase + "/StructureDefinition/ips-suppression-threshold"
 	ExtLowerBound             = mappings.CanonicalBase + "/StructureDefinition/ips-lower-bound"
+	SystemMeasureScoring      = "http://terminology.hl7.org/CodeSystem/measure-scoring"
 	systemCurrency            = "urn:iso:std:iso:4217"
 	systemUCUM                = "http://unitsofmeasure.org"
+)
+
+// The quality-measure IGs reports and Measures follow, both R4 and US
+// realm: DEQM STU5 (hl7.fhir.us.davinci-deqm 5.0.0) for the
+// MeasureReports, CQFM STU5 (hl7.fhir.us.cqfmeasures 5.0.0, the version
+// DEQM STU5 depends on) for the extensions of the published Measures. The
+// StructureDefinitions the tests check against are copied, with their
+// source, in testdata/outcomes/.
+const (
+	// ProfileDEQMSummary is the DEQM Summary MeasureReport profile. A
+	// report claims it in meta.profile when it has what the profile
+	// requires (a date and a reporter).
+	ProfileDEQMSummary = "http://hl7.org/fhir/us/davinci-deqm/StructureDefinition/summary-measurereport-deqm"
+	// ExtDEQMMeasureScoring carries the measure's scoring on a report
+	// (the profile requires it, on the report or on every group).
+	ExtDEQMMeasureScoring = "http://hl7.org/fhir/us/davinci-deqm/StructureDefinition/extension-measureScoring"
+
+	// The CQFM extensions of the published Measures (the code only checks
+	// that the artifacts use them as measureDefs says).
+	extCQFMPopulationBasis   = "http://hl7.org/fhir/us/cqfmeasures/StructureDefinition/cqfm-populationBasis"
+	extCQFMAggregateMethod   = "http://hl7.org/fhir/us/cqfmeasures/StructureDefinition/cqfm-aggregateMethod"
+	extCQFMCriteriaReference = "http://hl7.org/fhir/us/cqfmeasures/StructureDefinition/cqfm-criteriaReference"
+	extCQFMScoringUnit       = "http://hl7.org/fhir/us/cqfmeasures/StructureDefinition/cqfm-scoringUnit"
+)
+
+// Population bases (cqfm-populationBasis, a FHIRAllTypes code): what a
+// group's populations are made of.
+const (
+	// basisClient: the group counts clients (patients), so each population
+	// criterion is true or false per client.
+	basisClient = "boolean"
+	// basisJob: the group counts jobs. ipsfhir writes a job as an ODH
+	// PastOrPresentJob Observation (profile ips-job-observation), so the
+	// criteria return Observations.
+	basisJob = "Observation"
 )
 
 // MeasureVersion is the version of the published Measures reports refer to.
@@ -100,6 +140,7 @@ type populationDef struct {
 type groupDef struct {
 	code        string
 	title       string
+	basis       string // basisClient or basisJob
 	populations []populationDef
 	score       score
 	scoreLabel  string
@@ -127,28 +168,28 @@ func (m *measureDef) group(code string) *groupDef {
 
 var measureDefs = []measureDef{
 	{id: MeasureCompetitiveEmployment, title: "Competitive employment rate", scoring: "proportion", improvement: "increase",
-		groups: []groupDef{{code: GroupCompetitiveEmployment, title: "clients who worked competitively", score: scoreRate, scoreLabel: "rate", num: cellN1, den: cellD,
+		groups: []groupDef{{code: GroupCompetitiveEmployment, title: "clients who worked competitively", basis: basisClient, score: scoreRate, scoreLabel: "rate", num: cellN1, den: cellD,
 			populations: []populationDef{{PopulationInitial, cellD, ""}, {PopulationDenominator, cellD, "served"}, {PopulationNumerator, cellN1, "working"}}}}},
 	{id: MeasureCompetitiveEmployment20h, title: "Competitive employment of 20+ hours a week", scoring: "proportion", improvement: "increase",
-		groups: []groupDef{{code: GroupCompetitiveEmployment20h, title: "clients who worked competitively 20+ hours a week", score: scoreRate, scoreLabel: "rate", num: cellN2, den: cellD,
+		groups: []groupDef{{code: GroupCompetitiveEmployment20h, title: "clients who worked competitively 20+ hours a week", basis: basisClient, score: scoreRate, scoreLabel: "rate", num: cellN2, den: cellD,
 			populations: []populationDef{{PopulationInitial, cellD, ""}, {PopulationDenominator, cellD, "served"}, {PopulationNumerator, cellN2, "working 20h+"}}}}},
 	{id: MeasureJobStarts, title: "Job starts", scoring: "cohort", improvement: "increase",
 		groups: []groupDef{
-			{code: GroupJobStarts, title: "jobs started", populations: []populationDef{{PopulationInitial, cellJ, "jobs"}}},
-			{code: GroupClientsFirstJob, title: "clients whose first job since enrollment started", populations: []populationDef{{PopulationInitial, cellF, "clients"}}},
+			{code: GroupJobStarts, title: "jobs started", basis: basisJob, populations: []populationDef{{PopulationInitial, cellJ, "jobs"}}},
+			{code: GroupClientsFirstJob, title: "clients whose first job since enrollment started", basis: basisClient, populations: []populationDef{{PopulationInitial, cellF, "clients"}}},
 		}},
 	{id: MeasureEarnings, title: "Earnings of competitively employed clients", scoring: "continuous-variable", improvement: "increase",
 		groups: []groupDef{
-			{code: GroupMedianHourlyWage, title: "median hourly wage", score: scoreMedianWage, scoreLabel: "median wage", num: cellN1,
+			{code: GroupMedianHourlyWage, title: "median hourly wage", basis: basisClient, score: scoreMedianWage, scoreLabel: "median wage", num: cellN1,
 				populations: []populationDef{{PopulationInitial, cellD, "served"}, {PopulationMeasure, cellN1, "working"}}},
-			{code: GroupTotalEarnings, title: "total earnings", score: scoreTotalEarnings, scoreLabel: "earnings", num: cellN1,
+			{code: GroupTotalEarnings, title: "total earnings", basis: basisClient, score: scoreTotalEarnings, scoreLabel: "earnings", num: cellN1,
 				populations: []populationDef{{PopulationInitial, cellD, ""}, {PopulationMeasure, cellN1, "working"}}},
 		}},
 	{id: MeasureEmployerContact30d, title: "First employer contact within 30 days of enrollment", scoring: "proportion", improvement: "increase",
-		groups: []groupDef{{code: GroupEmployerContact30d, title: "clients enrolled in the quarter", score: scoreRate, scoreLabel: "rate", num: cellW, den: cellE,
+		groups: []groupDef{{code: GroupEmployerContact30d, title: "clients enrolled in the quarter", basis: basisClient, score: scoreRate, scoreLabel: "rate", num: cellW, den: cellE,
 			populations: []populationDef{{PopulationInitial, cellE, ""}, {PopulationDenominator, cellE, "enrolled"}, {PopulationNumerator, cellW, "within 30d"}}}}},
 	{id: MeasureDaysToEmployerContact, title: "Days from enrollment to first employer contact", scoring: "continuous-variable", improvement: "decrease",
-		groups: []groupDef{{code: GroupMedianDaysToContact, title: "clients enrolled in the quarter", score: scoreMedianDays, scoreLabel: "median days", num: cellC,
+		groups: []groupDef{{code: GroupMedianDaysToContact, title: "clients enrolled in the quarter", basis: basisClient, score: scoreMedianDays, scoreLabel: "median days", num: cellC,
 			populations: []populationDef{{PopulationInitial, cellE, "enrolled"}, {PopulationMeasure, cellC, "contacted"}}}}},
 }
 
@@ -168,4 +209,45 @@ func Measures() []string {
 		out[i] = m.id
 	}
 	return out
+}
+
+// aggregateMethod is how a group's score aggregates its observations (a
+// code of http://terminology.hl7.org/CodeSystem/measure-aggregate-method,
+// the cqfm-aggregateMethod of the Measure's measure-observation
+// population), or "" when the group has no observations.
+func (g *groupDef) aggregateMethod() string {
+	switch g.score {
+	case scoreMedianWage, scoreMedianDays:
+		return "median"
+	case scoreTotalEarnings:
+		return "sum"
+	}
+	return ""
+}
+
+// populationID is the id of a group's population, the same in the Measure
+// and in every report (DEQM links them by it): "{group}-{population}".
+func populationID(group, population string) string { return group + "-" + population }
+
+// scoreUnit is how a score of the group is written as a Quantity, from the
+// Score's Unit: a rate in UCUM 1 (a number from 0 to 1), days in UCUM d,
+// wages and earnings in their ISO 4217 currency (an hourly wage has unit
+// "USD/h" and code "USD": the currency; "per hour" is the group's
+// definition). A score with no Unit has none.
+func (g *groupDef) scoreUnit(unit string) (display, system, code string) {
+	switch g.score {
+	case scoreRate:
+		return "1", systemUCUM, "1"
+	case scoreMedianDays:
+		return "d", systemUCUM, "d"
+	case scoreMedianWage:
+		if unit != "" {
+			return unit, systemCurrency, strings.TrimSuffix(unit, "/h")
+		}
+	case scoreTotalEarnings:
+		if unit != "" {
+			return unit, systemCurrency, unit
+		}
+	}
+	return "", "", ""
 }

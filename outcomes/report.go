@@ -3,6 +3,7 @@ package outcomes
 import (
 	"math"
 	"slices"
+	"time"
 )
 
 // State says what a report holds for a count or a score.
@@ -42,11 +43,25 @@ type Report struct {
 	Quarter   Quarter
 	Program   string // the reporting program; "" on an aggregate
 	Threshold int    // the small-cell threshold (the smallest of the inputs' on an aggregate)
-	Groups    []Group
+	// Date is when the report was produced (MeasureReport.date), in UTC to
+	// the second: Options.Date or AggregateOptions.Date. A report ParseJSON
+	// read without one has none.
+	Date time.Time
+	// Reporter is the organization that publishes an aggregate
+	// (MeasureReport.reporter), from AggregateOptions.Reporter; zero on a
+	// program's own report, whose reporter is the program
+	// (SystemProgram|Program).
+	Reporter Identifier
+	Groups   []Group
 	// BreakdownWithheld: a specialist key was given, but the specialists'
 	// caseloads were too small for any pattern of withheld cells to
 	// protect them, so the breakdown by specialist is left out.
 	BreakdownWithheld bool
+}
+
+// Identifier is a FHIR Identifier: a system (an absolute URI) and a value.
+type Identifier struct {
+	System, Value string
 }
 
 // Group is one group of a report: its populations and score for the whole
@@ -79,9 +94,9 @@ type Count struct {
 	State      State
 }
 
-// Score is a group's measureScore. Unit is "" for a proportion, a currency
-// code ("USD") for earnings, the currency per hour ("USD/h") for wages and
-// "d" for days.
+// Score is a group's measureScore. Unit is "" for a proportion (written as
+// UCUM 1), a currency code ("USD") for earnings, the currency per hour
+// ("USD/h") for wages and "d" for days.
 type Score struct {
 	Value float64
 	Unit  string

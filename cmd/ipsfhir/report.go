@@ -11,6 +11,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/ipsfhir/ipsfhir/adapter/config"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
@@ -44,7 +45,9 @@ worked out. They read "withheld" in the table, and carry no count and a
 data-absent-reason of "masked" in the FHIR output. Reports name no client.
 
 By default a table is printed; --json prints a FHIR R4 Bundle (collection)
-of summary MeasureReports instead, the form HIEs and --aggregate read.
+of summary MeasureReports instead, the form HIEs and --aggregate read. Each
+MeasureReport is dated now, names the program as its reporter and claims the
+DEQM Summary MeasureReport profile (docs/OUTCOMES.md, "In FHIR").
 --html and --png also write the competitive-employment trend of the last 4
 to 8 quarters up to --quarter, with the same suppression.
 
@@ -57,6 +60,9 @@ With --aggregate, the files named (MeasureReports or Bundles that
 'ipsfhir report --json' wrote, one per program, all for one quarter) are
 added up instead: counts add, rates are recomputed, and a sum that includes
 a withheld cell is reported as "at least" that sum, never as exact.
+--reporter SYSTEM|VALUE names the organization publishing the aggregate (an
+HIE, say: https://hie.example.org/id|east-region); without it the aggregate
+names no reporter and does not claim the DEQM profile, which requires one.
 
 A threshold below 11 is for the program's own eyes: the table's first and
 last lines, and every page and chart --html and --png write, say "NOT FOR
@@ -70,7 +76,7 @@ program twice); 2 usage, a bad configuration (a specialist key that cannot be
 read or is too short, say) or an unreadable file.`
 
 func runReport(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlags("report", "--config FILE --quarter YYYYQn [--json] [--threshold N] [--html FILE] [--png FILE]\n       ipsfhir report --aggregate [--json] REPORT.json...\n       ipsfhir report --config FILE --specialist-codes", reportAbout, stderr)
+	fs := newFlags("report", "--config FILE --quarter YYYYQn [--json] [--threshold N] [--html FILE] [--png FILE]\n       ipsfhir report --aggregate [--json] [--reporter SYSTEM|VALUE] REPORT.json...\n       ipsfhir report --config FILE --specialist-codes", reportAbout, stderr)
 	cfgPath := fs.String("config", "", "configuration file (required, except with --aggregate)")
 	quarter := fs.String("quarter", "", "the quarter to report, e.g. 2026Q3 (required, except with --aggregate)")
 	asJSON := fs.Bool("json", false, "print a FHIR R4 Bundle of the MeasureReports instead of a table")
@@ -80,6 +86,7 @@ func runReport(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	pngOut := fs.String("png", "", "also write the competitive-employment trend chart as a PNG to `FILE`")
 	fidelityPath := fs.String("fidelity", "", "the program's IPS-25 fidelity review, a QuestionnaireResponse JSON `FILE`, reported next to the outcomes")
 	specialistCodes := fs.Bool("specialist-codes", false, "print the program's specialists, as recorded, with the codes that stand for them in reports (needs reports.specialistKey; for the program's own use, never to publish)")
+	reporter := fs.String("reporter", "", "with --aggregate: the organization publishing the aggregate, as an identifier `SYSTEM|VALUE` (MeasureReport.reporter)")
 	if code, done := parseFlags(fs, args, stdout); done {
 		return code
 	}
@@ -112,13 +119,23 @@ func runReport(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		if len(files) == 0 {
 			return usage("--aggregate needs one or more report files")
 		}
-		return runAggregate(files, *asJSON, stdin, stdout, stderr)
+		o := outcomes.AggregateOptions{Date: time.Now()}
+		if *reporter != "" {
+			system, value, ok := strings.Cut(*reporter, "|")
+			o.Reporter = outcomes.Identifier{System: system, Value: value}
+			if !ok || o.Validate() != nil {
+				return usage("--reporter must be SYSTEM|VALUE: an absolute URI other than " + outcomes.SystemProgram + ", '|', and 1 to 256 printable characters without spaces")
+			}
+		}
+		return runAggregate(files, o, *asJSON, stdin, stdout, stderr)
 	}
 	switch {
 	case *cfgPath == "" || *quarter == "":
 		return usage("--config FILE and --quarter YYYYQn are required")
 	case len(files) > 0:
 		return usage("report files are read only with --aggregate")
+	case *reporter != "":
+		return usage("--reporter names who publishes an aggregate; a program's report names the program")
 	case *threshold < 0 || (*threshold == 0 && flagSet(fs, "threshold")):
 		return usage("--threshold must be at least 1")
 	}
@@ -156,7 +173,7 @@ func runReport(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if *threshold == 0 {
 		*threshold = cfg.Reports.Threshold
 	}
-	opts := outcomes.Options{Program: cfg.Program.ID, Threshold: *threshold, Consents: cfg.Consent.AllowsHIE, SpecialistKey: specialistKey}
+	opts := outcomes.Options{Program: cfg.Program.ID, Threshold: *threshold, Consents: cfg.Consent.AllowsHIE, SpecialistKey: specialistKey, Date: time.Now()}
 	reports, err := outcomes.Compute(clients, q, opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "ipsfhir report: %v\n", err)
@@ -319,7 +336,7 @@ func printReports(reports []*outcomes.Report, asJSON bool, stdout, stderr io.Wri
 	return exitOK
 }
 
-func runAggregate(files []string, asJSON bool, stdin io.Reader, stdout, stderr io.Writer) int {
+func runAggregate(files []string, o outcomes.AggregateOptions, asJSON bool, stdin io.Reader, stdout, stderr io.Writer) int {
 	docs := make([][]byte, len(files))
 	for i, name := range files {
 		data, err := readInput(name, stdin)
@@ -329,7 +346,7 @@ func runAggregate(files []string, asJSON bool, stdin io.Reader, stdout, stderr i
 		}
 		docs[i] = data
 	}
-	reports, err := outcomes.AggregateBundles(docs)
+	reports, err := outcomes.AggregateBundles(docs, o)
 	if err != nil {
 		var ie *outcomes.InputError
 		if !errors.As(err, &ie) {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"image"
 	pngpkg "image/png"
 	"os"
@@ -11,7 +13,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/ipsfhir/ipsfhir/conformance/deqmcheck"
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/outcomes"
 )
@@ -264,9 +268,72 @@ func TestReportJSONValidates(t *testing.T) {
 	if len(rs) != 6 || rs[0].Measure != outcomes.MeasureCompetitiveEmployment || rs[0].Program != "riverside-ips" || rs[0].Threshold != 11 {
 		t.Fatalf("reports %+v", rs)
 	}
+	// Dated now: the report was produced by this run.
+	for _, r := range rs {
+		if d := time.Since(r.Date); d < 0 || d > time.Hour {
+			t.Errorf("%s: date %v", r.Measure, r.Date)
+		}
+	}
 	g := rs[0].Group(outcomes.GroupCompetitiveEmployment)
 	if d, n := g.Count(outcomes.PopulationDenominator), g.Count(outcomes.PopulationNumerator); d.Value != 40 || n.Value != 17 || g.Score.Value != 0.425 {
 		t.Errorf("served %+v, working %+v, rate %+v", d, n, g.Score)
+	}
+	// Every MeasureReport meets the DEQM Summary MeasureReport profile;
+	// base R4 was checked by validate above.
+	checkDEQM(t, []byte(stdout), 6)
+}
+
+// checkDEQM checks that a Bundle holds n MeasureReports, each claiming the
+// DEQM Summary MeasureReport profile and meeting its differential (the
+// StructureDefinition copied in testdata/outcomes/deqm). The one thing let
+// through is deqm-6 evaluating to empty for a rate with no value, withheld
+// or over nobody (docs/OUTCOMES.md, "In FHIR").
+func checkDEQM(t *testing.T, bundle []byte, n int) {
+	t.Helper()
+	dir := repoFile("testdata", "outcomes", "deqm")
+	p, err := deqmcheck.Load(filepath.Join(dir, "StructureDefinition-summary-measurereport-deqm.xml"),
+		filepath.Join(dir, "StructureDefinition-extension-measureScoring.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b struct {
+		Entry []struct{ Resource json.RawMessage }
+	}
+	if err := json.Unmarshal(bundle, &b); err != nil {
+		t.Fatal(err)
+	}
+	reports := 0
+	for i, e := range b.Entry {
+		var mr struct {
+			ResourceType string
+			Meta         struct{ Profile []string }
+			Group        []struct {
+				MeasureScore map[string]any
+			}
+		}
+		if err := json.Unmarshal(e.Resource, &mr); err != nil {
+			t.Fatal(err)
+		}
+		if mr.ResourceType != "MeasureReport" {
+			continue
+		}
+		reports++
+		if len(mr.Meta.Profile) != 1 || mr.Meta.Profile[0] != outcomes.ProfileDEQMSummary {
+			t.Errorf("entry %d claims %v", i, mr.Meta.Profile)
+		}
+		res := p.Check(e.Resource)
+		for _, pr := range res.Problems {
+			t.Errorf("entry %d: %s", i, pr)
+		}
+		for _, em := range res.Empty {
+			var gi int
+			if _, err := fmt.Sscanf(em, "MeasureReport.group[%d]: deqm-6", &gi); err != nil || gi >= len(mr.Group) || mr.Group[gi].MeasureScore["value"] != nil {
+				t.Errorf("entry %d: %s is empty, and not for a rate without a value", i, em)
+			}
+		}
+	}
+	if reports != n {
+		t.Errorf("%d MeasureReports, want %d", reports, n)
 	}
 }
 
@@ -358,6 +425,35 @@ func TestReportAggregate(t *testing.T) {
 	}
 	if code, out, stderr := ipsfhir(t, "", "validate", agg); code != exitOK {
 		t.Fatalf("validate the aggregate: exit %d\n%s%s", code, stderr, out)
+	}
+	if strings.Contains(stdout, `"reporter"`) || strings.Contains(stdout, outcomes.ProfileDEQMSummary) {
+		t.Error("an aggregate without --reporter names a reporter or claims DEQM")
+	}
+
+	// --reporter names the HIE publishing it; then it claims DEQM.
+	code, stdout, stderr = ipsfhir(t, "", "report", "--aggregate", "--json", "--reporter", "https://hie.example.org/id|east-region", river, east)
+	if code != exitOK {
+		t.Fatalf("aggregate --reporter: exit %d\n%s", code, stderr)
+	}
+	rs, err := outcomes.ParseJSON([]byte(stdout))
+	if err != nil || len(rs) != 6 {
+		t.Fatalf("aggregate --reporter: %d reports, %v", len(rs), err)
+	}
+	for _, r := range rs {
+		if r.Reporter != (outcomes.Identifier{System: "https://hie.example.org/id", Value: "east-region"}) || r.Program != "" || time.Since(r.Date) > time.Hour {
+			t.Errorf("aggregate %s: reporter %+v, program %q, date %v", r.Measure, r.Reporter, r.Program, r.Date)
+		}
+	}
+	checkDEQM(t, []byte(stdout), 6)
+	for _, bad := range [][]string{
+		{"--aggregate", "--reporter", "east-region", river},                                         // no system
+		{"--aggregate", "--reporter", "hie|east region", river},                                     // not a URI, a space
+		{"--aggregate", "--reporter", "urn:ipsfhir:program|riverside-ips", river},                   // a program
+		{"--config", "x.yaml", "--quarter", "2026Q3", "--reporter", "https://hie.example.org/id|x"}, // not an aggregate
+	} {
+		if code, _, stderr := ipsfhir(t, "", append([]string{"report"}, bad...)...); code != exitUsage || !strings.Contains(stderr, "--reporter") {
+			t.Errorf("report %q: exit %d\n%s", bad, code, stderr)
+		}
 	}
 
 	// Inputs that disagree are findings, and the message names the file.

@@ -225,6 +225,8 @@ apiKeys:
 	if !strings.Contains(body, "urn:ipsfhir:facade-test:specialist") || !strings.Contains(body, "unassigned") {
 		t.Errorf("the MeasureReports are not broken down by specialist: %.300s", body)
 	}
+	// Dated when computed, reported by the program: DEQM Summary reports.
+	checkDEQM(t, []byte(body), 6)
 	if code, _ := call("GET", "/fhir/MeasureReport?period=summer", "hie-key", ""); code != http.StatusBadRequest {
 		t.Errorf("a period that is not one: %d, want 400", code)
 	}
