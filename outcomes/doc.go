@@ -70,19 +70,29 @@
 //
 //  1. Primary: every count from 1 to t-1 is withheld, in every report,
 //     stratum and total.
-//  2. Complementary: no small count may be derivable from the counts
-//     shown. "Small count" includes those no report shows but subtraction
-//     would give: every difference of two nested counts (D−N1 the active
-//     clients not working, N1−N2 those working under 20 hours, E−C those
-//     not yet contacted, C−W those contacted late, J−F the job starts
-//     that were not a first job, and the rest: W ⊆ C ⊆ E ⊆ D, N2 ⊆ N1 ⊆ D,
-//     F ⊆ D, F ⊆ J). "Derivable" means any linear combination of the
-//     counts shown, across strata, the total and all six reports together,
-//     checked exactly (rational arithmetic over the leaves every count is a
-//     sum of). While a small count is derivable, one more count of its
-//     derivation is withheld: a specialist's before the program's total, a
-//     non-zero before a zero, the smallest first. Then every complement
-//     that can be shown again without revealing anything is.
+//  2. Complementary: no small count may be narrowed down by a reader to
+//     fewer than Options.Protection values (default 3; never fewer than 2
+//     and at most t-1). "Small count" includes those no report shows but
+//     subtraction would give: every difference of two nested counts (D−N1
+//     the active clients not working, N1−N2 those working under 20 hours,
+//     E−C those not yet contacted, C−W those contacted late, J−F the job
+//     starts that were not a first job, and the rest: W ⊆ C ⊆ E ⊆ D,
+//     N2 ⊆ N1 ⊆ D, F ⊆ D, F ⊆ J). What a reader can conclude is modelled
+//     as a polytope over the leaves every count is a sum of: every count
+//     shown (across strata, the total and all six reports, zeros
+//     included), the identities between the ways of cutting a caseload,
+//     every withheld count at least 1 (zeros are shown) and, as the worst
+//     case, every small withheld count at most t-1. The least and the most
+//     each small count can be on it are two linear programs (interval.go,
+//     simplex.go). While one small count's range is too narrow, one more
+//     cell is withheld, cheapest first among those bearing on it: its own
+//     level's related counts, the same counts in the strata, the program's
+//     totals; a specialist's before the program's, the smallest first;
+//     never a zero. Then every complement that can be shown again while
+//     every small count stays protected is. When no pattern can protect
+//     the strata (a specialist caseload of one or two clients each), the
+//     quarter is reported without the breakdown by specialist
+//     (Report.BreakdownWithheld).
 //  3. Derived values: a rate is withheld when its numerator or denominator
 //     is; a median when its group has fewer than t clients or its count is
 //     withheld; total earnings whenever the count of working clients they
@@ -92,8 +102,12 @@
 // omitted, _count carrying data-absent-reason "masked"; a score without a
 // value and the same marker), so a reader cannot tell a small cell from a
 // complement: telling would say the complement is large, and bounds would
-// follow. The guarantee is against exact derivation; a reader still knows a
-// withheld cell lies between 0 and the shown totals around it.
+// follow. The guarantee: no small count can be narrowed to fewer than
+// Protection values by linear reasoning over everything a quarter's
+// reports publish. The programs are relaxations: a reader reasoning over
+// whole numbers could narrow a range further only where the polytope's
+// corners are not whole; the tests attack the published JSON with an
+// independent model to check it.
 //
 // # Aggregation
 //

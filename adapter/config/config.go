@@ -151,6 +151,11 @@ type Reports struct {
 	// are withheld, with their complements. At least DefaultThreshold, the
 	// CMS rule; a program may withhold more.
 	Threshold int `yaml:"threshold"`
+	// Protection is the least number of values every withheld small count
+	// must keep, given everything a quarter's reports publish (interval
+	// reasoning; docs/OUTCOMES.md). Default DefaultProtection; at least 2,
+	// so that no withheld count is ever pinned to one value.
+	Protection int `yaml:"protection"`
 	// SpecialistKey is the program's secret key of the specialist codes
 	// that stand for employment specialists in the reports
 	// (outcomes.SpecialistCode: HMAC-SHA256 under it). Keep it secret and
@@ -170,6 +175,10 @@ const MinSpecialistKeyBytes = 32
 func (r Reports) Key() ([]byte, error) {
 	return readKey("reports.specialistKey", r.SpecialistKey, MinSpecialistKeyBytes)
 }
+
+// DefaultProtection is reports.protection when unset: a withheld small
+// count keeps at least 3 possible values.
+const DefaultProtection = 3
 
 // DefaultThreshold is the least small-cell threshold reports.threshold
 // accepts, and its default: counts of 1 to 10 are never released.
@@ -464,7 +473,7 @@ func defaults() *Config {
 		Consent:   Consent{EHR: true, HIE: false},
 		Server:    Server{Listen: DefaultListen},
 		Telemetry: Telemetry{ServiceName: DefaultServiceName, LogLevel: DefaultLogLevel},
-		Reports:   Reports{Threshold: DefaultThreshold},
+		Reports:   Reports{Threshold: DefaultThreshold, Protection: DefaultProtection},
 		Sync: Sync{PollInterval: DefaultPollInterval, Overlap: DefaultOverlap, MaxAttempts: DefaultMaxAttempts,
 			Workers: DefaultWorkers, LeaseFor: DefaultLeaseFor, PushInterval: DefaultPushInterval},
 	}
@@ -611,6 +620,9 @@ func (c *Config) problems() problems {
 	secretProblems(&ps, "reports.specialistKey", c.Reports.SpecialistKey, false)
 	c.telemetryProblems(&ps)
 	c.syncProblems(&ps)
+	if c.Reports.Protection < 2 {
+		ps.add("reports.protection", "must be at least 2: a withheld count must never be narrowed to a single value (default %d)", DefaultProtection)
+	}
 	if c.Reports.Threshold < DefaultThreshold {
 		ps.add("reports.threshold", "must be at least %d: counts of 1 to %d are never released (ipsfhir report --threshold can go lower for a program's own eyes)", DefaultThreshold, DefaultThreshold-1)
 	}

@@ -186,6 +186,7 @@ func TestEveryKindOfMistakeNamesItsKey(t *testing.T) {
 		{"pseudonym key env name", "export: {pseudonymKey: {env: 'PSEUDO-KEY'}}\n", "export.pseudonymKey.env", "environment variable name"},
 		{"unknown export key", "export: {pseudonymkey: {env: K}}\n", "export.pseudonymkey", "unknown key (did you mean pseudonymKey?)"},
 		{"specialist key env and file", "reports: {specialistKey: {env: K, file: k}}\n", "reports.specialistKey", "not both"},
+		{"protection of one value", "reports: {protection: 1}\n", "reports.protection", "at least 2"},
 		{"env name", strings.Replace(conn, "{type: none}", "{type: bearer, token: {env: 'MY-TOKEN'}}", 1), "connections[0].auth.token.env", "environment variable name"},
 		{"key for another auth type", strings.Replace(conn, "{type: none}", "{type: bearer, token: {env: T}, clientId: c}", 1), "connections[0].auth.clientId", "not used with auth type bearer"},
 		{"not a hash", "apiKeys: [{name: a, role: admin, sha256: my-secret-key}]\n", "apiKeys[0].sha256", "64 hexadecimal digits"},

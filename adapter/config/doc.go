@@ -53,6 +53,7 @@
 //	export.pseudonymKey      {env}/{file}  the HMAC key of the de-identified export hie keys get;
 //	                                  at least 32 bytes; not given: hie exports are refused
 //	reports.threshold        int      small-cell threshold of the outcome reports; default and least 11
+//	reports.protection       int      least number of values a withheld small count keeps; default 3, least 2
 //	reports.specialistKey    {env}/{file}  the HMAC key of the specialist codes in the reports;
 //	                                  at least 32 bytes; not given: no breakdown by specialist
 //	telemetry.otlpEndpoint   URL      OTLP/HTTP collector; empty (default) exports nothing

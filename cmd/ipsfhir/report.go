@@ -173,7 +173,7 @@ func runReport(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if *threshold == 0 {
 		*threshold = cfg.Reports.Threshold
 	}
-	opts := outcomes.Options{Program: cfg.Program.ID, Threshold: *threshold, Consents: cfg.Consent.AllowsHIE, SpecialistKey: specialistKey, Date: time.Now()}
+	opts := outcomes.Options{Program: cfg.Program.ID, Threshold: *threshold, Protection: cfg.Reports.Protection, Consents: cfg.Consent.AllowsHIE, SpecialistKey: specialistKey, Date: time.Now()}
 	reports, err := outcomes.Compute(clients, q, opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "ipsfhir report: %v\n", err)

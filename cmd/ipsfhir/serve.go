@@ -222,7 +222,7 @@ func (s *system) measureReports(ctx context.Context, period string) ([]json.RawM
 	if err != nil {
 		return nil, err
 	}
-	reports, err := outcomes.Compute(clients, q, outcomes.Options{Program: s.cfg.Program.ID, Threshold: s.cfg.Reports.Threshold, Consents: s.cfg.Consent.AllowsHIE, SpecialistKey: s.specialistKey, Date: time.Now()})
+	reports, err := outcomes.Compute(clients, q, outcomes.Options{Program: s.cfg.Program.ID, Threshold: s.cfg.Reports.Threshold, Protection: s.cfg.Reports.Protection, Consents: s.cfg.Consent.AllowsHIE, SpecialistKey: s.specialistKey, Date: time.Now()})
 	if err != nil {
 		return nil, err
 	}
