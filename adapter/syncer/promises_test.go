@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -934,5 +935,84 @@ func TestAClinicianSettingAGoalBackToALostFirstWriteIsNotAnEcho(t *testing.T) {
 	}
 	if eg := r.ehrGoal(t, k); eg["lifecycleStatus"] != was {
 		t.Errorf("EHR goal status %v after the push; the clinician's %s was overwritten", eg["lifecycleStatus"], was)
+	}
+}
+
+// TestAWriterKeepsAttemptsAnotherWorkerRecorded: a worker whose lease
+// expired under a slow write records its answer from the ledger row it read
+// before; meanwhile the worker that took over recorded an attempt of its
+// own. That attempt must stay in the row: were it lost, its write landing
+// later would pass for a clinician's change (seen with four replicas as a
+// false conflict on a CarePlan).
+func TestAWriterKeepsAttemptsAnotherWorkerRecorded(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	r.conn.Plan.Bundles = "none"
+	r.pushAll(t)
+	c, _, k := r.firstGoal()
+	lk := ledgerKey(k)
+	stale, err := r.store.LedgerGet(ctx, "clinic", lk) // the slow worker's copy
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := stale
+	other.Attempted = store.WithAttempt(other.Attempted, store.Attempt{Hash: "the-other-workers-write", At: time.Now()})
+	if err := r.store.LedgerPut(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.engine.ledgerWritten(ctx, r.conn, stale, k, "Goal", c.ID, stale.ResourceID, stale.VersionID, stale.ContentHash, nil, false, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	row, _ := r.store.LedgerGet(ctx, "clinic", lk)
+	if !slices.ContainsFunc(row.Attempted, func(a store.Attempt) bool { return a.Hash == "the-other-workers-write" }) {
+		t.Errorf("attempts after the slow worker's answer: %+v; the other worker's write is forgotten", row.Attempted)
+	}
+	// A pull learning the goal keeps it too.
+	if err := r.engine.ledgerLearn(ctx, stale, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	row, _ = r.store.LedgerGet(ctx, "clinic", lk)
+	if !slices.ContainsFunc(row.Attempted, func(a store.Attempt) bool { return a.Hash == "the-other-workers-write" }) {
+		t.Errorf("attempts after a pull learned the goal: %+v; the other worker's write is forgotten", row.Attempted)
+	}
+}
+
+// TestAPlanReferringToAGoalWithoutAnIDIsNoConflict: a CarePlan refers to
+// its goals by the ids the EHR gave them. When the answer of a goal's write
+// was lost, the ledger has no id for it yet, and the plan the EHR holds
+// cannot be put in the form the adapter hashes: it is neither the
+// adapter's nor someone else's as far as can be told, and must not be
+// recorded as a clinician's change (seen as false conflicts on CarePlans
+// in the long runs).
+func TestAPlanReferringToAGoalWithoutAnIDIsNoConflict(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	r.conn.Plan.Bundles = "none"
+	r.pushAll(t)
+	c, _, k := r.firstGoal()
+	// The goal's id is not learned (its answer was lost) ...
+	g, _ := r.store.LedgerGet(ctx, "clinic", ledgerKey(k))
+	g.ResourceID, g.VersionID = "", ""
+	if err := r.store.LedgerPut(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	// ... and the plan's version the ledger holds is not the EHR's, so a
+	// pull judges the plan by its content.
+	pk := ledgerKey(r.conn.Mapping.PlanKey(c))
+	p, err := r.store.LedgerGet(ctx, "clinic", pk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.VersionID = "an-older-version"
+	if err := r.store.LedgerPut(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	// The plans are judged while the goal's id is still unknown (a pull
+	// of the goals would learn it first; here only the plans are polled).
+	if s, err := r.engine.pullWritten(ctx, r.conn, "CarePlan"); err != nil || s.Conflicts != 0 || s.Seen == 0 {
+		t.Errorf("poll of the plans: %+v %v; want them seen, and no conflict", s, err)
+	}
+	if cs, _ := r.store.Conflicts(ctx, "clinic", false); len(cs) != 0 {
+		t.Errorf("conflicts %+v; nobody but the adapter wrote the plan", cs)
 	}
 }
