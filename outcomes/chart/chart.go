@@ -217,16 +217,6 @@ func cleanLabel(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// formatPct formats a percentage for display: whole numbers without a
-// decimal, others to one decimal place.
-func formatPct(v float64) string {
-	r := math.Round(v*10) / 10
-	if r == math.Trunc(r) {
-		return fmt.Sprintf("%.0f%%", r)
-	}
-	return fmt.Sprintf("%.1f%%", r)
-}
-
 // withheld counts the quarters with no rate to plot.
 func withheld(qs []quarter) int {
 	n := 0

@@ -7,7 +7,6 @@ import (
 	"html/template"
 	"image/png"
 	"io"
-	"strconv"
 	"strings"
 )
 
@@ -67,7 +66,7 @@ func WriteHTML(w io.Writer, title string, pts []Point, pngData []byte, opts ...O
 		page.Alt = page.Mark + ". " + page.Alt
 	}
 	for _, q := range qs {
-		r := htmlRow{Quarter: q.Label, Served: count(q.Served), Working: count(q.Working), Rate: "withheld", Level: "not rated"}
+		r := htmlRow{Quarter: q.Label, Served: countOf(q.Served), Working: countOf(q.Working), Rate: "withheld", Level: "not rated"}
 		if q.HasRate {
 			r.Rate, r.Level = formatPct(q.Pct), level(q.Pct)
 		}
@@ -116,14 +115,6 @@ type htmlSection struct {
 type htmlRow struct{ Quarter, Served, Working, Rate, Level string }
 
 type htmlBand struct{ Label, Range, Meaning string }
-
-// count formats a head count, or "withheld" when it was suppressed.
-func count(n *int) string {
-	if n == nil {
-		return "withheld"
-	}
-	return strconv.Itoa(*n)
-}
 
 // describe is the chart's alt text: what the chart shows and what the trend
 // is, in words, for readers who cannot see it.
