@@ -48,8 +48,12 @@ By default a table is printed; --json prints a FHIR R4 Bundle (collection)
 of summary MeasureReports instead, the form HIEs and --aggregate read. Each
 MeasureReport is dated now, names the program as its reporter and claims the
 DEQM Summary MeasureReport profile (docs/OUTCOMES.md, "In FHIR").
---html and --png also write the competitive-employment trend of the last 4
-to 8 quarters up to --quarter, with the same suppression.
+--html and --png also write the trend of the last 4 to 8 quarters up to
+--quarter, with the same suppression: the PNG charts the competitive-employment
+rate, the HTML page embeds it and has a section per measure; both show each
+quarter's n and the rate over the 12 months ending with it, say "As of TODAY
+from the ipsfhir store of program ID", and warn of a quarter not over or not
+started (the table does too) and of a fidelity review more than a year old.
 
 --fidelity FILE adds the program's IPS-25 fidelity review (a FHIR
 QuestionnaireResponse to the ips-fidelity-25 Questionnaire; docs/FIDELITY.md):
@@ -82,7 +86,7 @@ func runReport(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	asJSON := fs.Bool("json", false, "print a FHIR R4 Bundle of the MeasureReports instead of a table")
 	threshold := fs.Int("threshold", 0, "small-cell threshold: counts from 1 to N-1 are withheld (default: the configuration's reports.threshold, 11 unless set; below 11 is not for release, 1 withholds nothing)")
 	aggregate := fs.Bool("aggregate", false, "add up the MeasureReport files named (one per program, one quarter)")
-	htmlOut := fs.String("html", "", "also write an HTML page with the competitive-employment trend to `FILE`")
+	htmlOut := fs.String("html", "", "also write an HTML page with every measure's trend and the chart to `FILE`")
 	pngOut := fs.String("png", "", "also write the competitive-employment trend chart as a PNG to `FILE`")
 	fidelityPath := fs.String("fidelity", "", "the program's IPS-25 fidelity review, a QuestionnaireResponse JSON `FILE`, reported next to the outcomes")
 	specialistCodes := fs.Bool("specialist-codes", false, "print the program's specialists, as recorded, with the codes that stand for them in reports (needs reports.specialistKey; for the program's own use, never to publish)")

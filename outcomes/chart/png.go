@@ -195,7 +195,7 @@ func drawHeader(dc draw.Canvas, title string, qs []quarter, s settings, ceiling 
 		drawMarker(dc, vg.Point{X: (x0 + x1) / 2, Y: mid}, 5.5)
 	})
 	if hasRolling(qs) {
-		item("Rate over the 12 months to the quarter", func(x0, x1 vg.Length) {
+		item("12-month rate", func(x0, x1 vg.Length) {
 			dc.StrokeLine2(rollStyle, x0, mid, x1, mid)
 			drawRollMarker(dc, vg.Point{X: (x0 + x1) / 2, Y: mid}, 5.5)
 		})
