@@ -148,7 +148,8 @@ func Compute(clients []*ips.Client, q Quarter, o Options) ([]*Report, error) {
 // MeasureReport.date shows).
 func reportDate(t time.Time) time.Time { return t.UTC().Truncate(time.Second) }
 
-func compute(clients []*ips.Client, q Quarter, o Options) (*computed, error) {
+// computeOver counts window w; the reports it makes are of quarter q.
+func computeOver(clients []*ips.Client, q Quarter, w window, o Options) (*computed, error) {
 	if !programPattern.MatchString(o.Program) {
 		return nil, ErrNoProgram
 	}
@@ -178,7 +179,7 @@ func compute(clients []*ips.Client, q Quarter, o Options) (*computed, error) {
 	byStratum := map[string]*tally{}
 	currencies := map[string]bool{}
 	for i, cl := range clients {
-		if cl == nil || !active(cl, q) || !o.Consents(cl) {
+		if cl == nil || !active(cl, w) || !o.Consents(cl) {
 			continue
 		}
 		if cl.EnrolledOn.IsZero() {
@@ -196,7 +197,7 @@ func compute(clients []*ips.Client, q Quarter, o Options) (*computed, error) {
 			t = &tally{}
 			byStratum[code] = t
 		}
-		count(t, cl, q, currencies)
+		count(t, cl, w, currencies)
 	}
 	if len(currencies) > 1 {
 		return nil, ErrMixedCurrency
@@ -237,7 +238,7 @@ func compute(clients []*ips.Client, q Quarter, o Options) (*computed, error) {
 
 // active reports whether a client was on the caseload in the quarter:
 // enrolled on or before its last day and not closed before its first.
-func active(c *ips.Client, q Quarter) bool {
+func active(c *ips.Client, q window) bool {
 	if c.EnrolledOn.IsZero() || q.End().Before(c.EnrolledOn) {
 		return false
 	}
@@ -245,7 +246,7 @@ func active(c *ips.Client, q Quarter) bool {
 }
 
 // count adds one active, consenting client to t.
-func count(t *tally, c *ips.Client, q Quarter, currencies map[string]bool) {
+func count(t *tally, c *ips.Client, q window, currencies map[string]bool) {
 	t.n[cellD]++
 
 	var (
@@ -327,7 +328,7 @@ func count(t *tally, c *ips.Client, q Quarter, currencies map[string]bool) {
 
 // daysInQuarter counts the days of the quarter the job was held, both ends
 // included.
-func daysInQuarter(j *ips.Job, q Quarter) int {
+func daysInQuarter(j *ips.Job, q window) int {
 	from, to := j.Start, q.End()
 	if from.Before(q.Start()) {
 		from = q.Start()

@@ -172,6 +172,9 @@ func marshal(v any) ([]byte, error) {
 }
 
 func (r *Report) fhir() (*fhirReport, error) {
+	if r.Rolling {
+		return nil, ErrRollingNotFHIR
+	}
 	m := measureByID(r.Measure)
 	if m == nil {
 		return nil, fmt.Errorf("outcomes: unknown measure %q", r.Measure)

@@ -57,6 +57,9 @@ type Report struct {
 	// caseloads were too small for any pattern of withheld cells to
 	// protect them, so the breakdown by specialist is left out.
 	BreakdownWithheld bool
+	// Rolling: the report covers the twelve months ending with Quarter
+	// (ComputeRolling), not the quarter alone. Period gives its days.
+	Rolling bool
 }
 
 // Identifier is a FHIR Identifier: a system (an absolute URI) and a value.

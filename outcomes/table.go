@@ -33,7 +33,12 @@ func Table(reports []*Report) string {
 	if r0.Program == "" {
 		who = fmt.Sprintf("%d programs", len(programsOf(r0)))
 	}
-	fmt.Fprintf(&b, "IPS supported-employment outcomes: %s, %s (%s to %s)\n", who, r0.Quarter, r0.Quarter.Start(), r0.Quarter.End())
+	start, end := r0.Period()
+	span := r0.Quarter.String()
+	if r0.Rolling {
+		span = "the 12 months ending with " + span
+	}
+	fmt.Fprintf(&b, "IPS supported-employment outcomes: %s, %s (%s to %s)\n", who, span, start, end)
 	switch t := r0.Threshold; {
 	case r0.Program == "" && t > 1:
 		fmt.Fprintf(&b, "The programs withheld their small counts (1 to %d at least) and the cells that would reveal them; sums that include one read \"≥ n\", at least n.\n", t-1)

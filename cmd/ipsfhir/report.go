@@ -48,8 +48,12 @@ By default a table is printed; --json prints a FHIR R4 Bundle (collection)
 of summary MeasureReports instead, the form HIEs and --aggregate read. Each
 MeasureReport is dated now, names the program as its reporter and claims the
 DEQM Summary MeasureReport profile (docs/OUTCOMES.md, "In FHIR").
---html and --png also write the competitive-employment trend of the last 4
-to 8 quarters up to --quarter, with the same suppression.
+--html and --png also write the trend of the last 4 to 8 quarters up to
+--quarter, with the same suppression: the PNG charts the competitive-employment
+rate, the HTML page embeds it and has a section per measure; both show each
+quarter's n and the rate over the 12 months ending with it, say "As of TODAY
+from the ipsfhir store of program ID", and warn of a quarter not over or not
+started (the table does too) and of a fidelity review more than a year old.
 
 --fidelity FILE adds the program's IPS-25 fidelity review (a FHIR
 QuestionnaireResponse to the ips-fidelity-25 Questionnaire; docs/FIDELITY.md):
@@ -82,7 +86,7 @@ func runReport(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	asJSON := fs.Bool("json", false, "print a FHIR R4 Bundle of the MeasureReports instead of a table")
 	threshold := fs.Int("threshold", 0, "small-cell threshold: counts from 1 to N-1 are withheld (default: the configuration's reports.threshold, 11 unless set; below 11 is not for release, 1 withholds nothing)")
 	aggregate := fs.Bool("aggregate", false, "add up the MeasureReport files named (one per program, one quarter)")
-	htmlOut := fs.String("html", "", "also write an HTML page with the competitive-employment trend to `FILE`")
+	htmlOut := fs.String("html", "", "also write an HTML page with every measure's trend and the chart to `FILE`")
 	pngOut := fs.String("png", "", "also write the competitive-employment trend chart as a PNG to `FILE`")
 	fidelityPath := fs.String("fidelity", "", "the program's IPS-25 fidelity review, a QuestionnaireResponse JSON `FILE`, reported next to the outcomes")
 	specialistCodes := fs.Bool("specialist-codes", false, "print the program's specialists, as recorded, with the codes that stand for them in reports (needs reports.specialistKey; for the program's own use, never to publish)")
@@ -179,6 +183,9 @@ func runReport(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		fmt.Fprintf(stderr, "ipsfhir report: %v\n", err)
 		return exitFindings
 	}
+	if review != nil {
+		review.stale = staleReview(review.summary, opts.Date)
+	}
 	if specialistKey == nil {
 		fmt.Fprintln(stderr, "ipsfhir report: note: reports.specialistKey is not configured, so the reports are not broken down by specialist (see docs/OUTCOMES.md)")
 	} else if len(reports) > 0 && reports[0].BreakdownWithheld {
@@ -194,14 +201,38 @@ func runReport(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		}
 		var extra []chart.Option
 		if review != nil {
-			extra = append(extra, chart.Section("Program fidelity (IPS-25)", review.summary.String(), fidelity.Caveat))
+			paras := []string{review.summary.String(), fidelity.Caveat}
+			if w := review.stale; w != "" {
+				extra = append(extra, chart.Warning(w))
+				paras = append([]string{"Warning: " + w}, paras...)
+			}
+			extra = append(extra, chart.Section("Program fidelity (IPS-25)", paras...))
 		}
-		if err := writeTrend(clients, q, opts, name, *htmlOut, *pngOut, stdout, extra...); err != nil {
+		source := "the ipsfhir store of program " + cfg.Program.ID
+		if err := writeTrend(clients, q, opts, name, source, *htmlOut, *pngOut, stdout, extra...); err != nil {
 			fmt.Fprintf(stderr, "ipsfhir report: %v\n", err)
 			return exitFindings
 		}
 	}
+	warning := q.Warning(ips.DateOf(opts.Date))
+	if warning != "" {
+		if *asJSON {
+			fmt.Fprintln(stderr, "ipsfhir report: "+warning)
+		} else {
+			fmt.Fprintln(stdout, warning)
+		}
+	}
 	return printReports(reports, *asJSON, stdout, stderr, review)
+}
+
+// staleReview says that a fidelity review is more than a year older than
+// the report (asOf), or "" when it is not.
+func staleReview(s fidelity.Summary, asOf time.Time) string {
+	d, err := ips.ParseDate(s.ReviewDate)
+	if err != nil || !d.Before(ips.DateOf(asOf.AddDate(-1, 0, 0))) {
+		return ""
+	}
+	return fmt.Sprintf("the fidelity review is of %s, more than a year before these figures (%s); IPS programs are reviewed yearly.", s.ReviewDate, asOf.Format(time.DateOnly))
 }
 
 // runSpecialistCodes prints every specialist recorded in the store with
@@ -266,6 +297,7 @@ func runSpecialistCodes(ctx context.Context, cfgPath string, stdout, stderr io.W
 type fidelityReview struct {
 	raw     json.RawMessage
 	summary fidelity.Summary
+	stale   string // staleReview's warning, or ""
 }
 
 // readFidelity reads and scores a fidelity review of program; on a problem
@@ -319,6 +351,9 @@ func printReports(reports []*outcomes.Report, asJSON bool, stdout, stderr io.Wri
 		fmt.Fprint(stdout, outcomes.Table(reports))
 		if review != nil {
 			fmt.Fprintf(stdout, "\nProgram fidelity\n  %s\n", review.summary)
+			if review.stale != "" {
+				fmt.Fprintf(stdout, "  WARNING: %s\n", review.stale)
+			}
 		}
 		return exitOK
 	}
@@ -400,48 +435,39 @@ func trendQuarters(clients []*ips.Client, last outcomes.Quarter) []outcomes.Quar
 	return qs
 }
 
-// trendPoints computes the competitive-employment rate of each quarter,
-// suppressed as the reports are: a withheld figure is nil.
-func trendPoints(clients []*ips.Client, last outcomes.Quarter, opts outcomes.Options) ([]chart.Point, error) {
-	var pts []chart.Point
+// trendReports computes each quarter of the trend, suppressed as the
+// reports are, and the 12 months ending with it; today marks a quarter not
+// over or not started.
+func trendReports(clients []*ips.Client, last outcomes.Quarter, opts outcomes.Options, today ips.Date) ([]chart.QuarterReports, error) {
+	var out []chart.QuarterReports
 	for _, q := range trendQuarters(clients, last) {
 		reports, err := outcomes.Compute(clients, q, opts)
 		if err != nil {
 			return nil, err
 		}
-		pt := chart.Point{Quarter: q.String()}
-		for _, r := range reports {
-			if r.Measure != outcomes.MeasureCompetitiveEmployment {
-				continue
-			}
-			g := r.Group(outcomes.GroupCompetitiveEmployment)
-			if c := g.Count(outcomes.PopulationDenominator); c.State == outcomes.Exact {
-				pt.Served = &c.Value
-			}
-			if c := g.Count(outcomes.PopulationNumerator); c.State == outcomes.Exact {
-				pt.Working = &c.Value
-			}
-			if g.Score.State == outcomes.Exact {
-				rate := g.Score.Value
-				pt.Rate = &rate
-			}
+		rolling, err := outcomes.ComputeRolling(clients, q, opts)
+		if err != nil {
+			return nil, err
 		}
-		pts = append(pts, pt)
+		out = append(out, chart.QuarterReports{Quarter: q, Status: q.CompletenessOn(today), Reports: reports, Rolling: rolling})
 	}
-	return pts, nil
+	return out, nil
 }
 
-// writeTrend writes the trend chart as a PNG and/or an HTML page embedding it.
-func writeTrend(clients []*ips.Client, last outcomes.Quarter, opts outcomes.Options, program, htmlOut, pngOut string, stdout io.Writer, extra ...chart.Option) error {
-	pts, err := trendPoints(clients, last, opts)
+// writeTrend writes the trend chart as a PNG and/or an HTML page embedding
+// it, with every measure's figures on the page.
+func writeTrend(clients []*ips.Client, last outcomes.Quarter, opts outcomes.Options, program, source, htmlOut, pngOut string, stdout io.Writer, extra ...chart.Option) error {
+	today := ips.DateOf(opts.Date)
+	quarters, err := trendReports(clients, last, opts, today)
 	if err != nil {
 		return err
 	}
+	pts := chart.Points(quarters)
 	title := fmt.Sprintf("Competitive employment, %s, %s to %s", program, pts[0].Quarter, pts[len(pts)-1].Quarter)
 	// The chart quotes the threshold in its "withheld" notes.
-	th := chart.Threshold(opts.Threshold)
+	common := append([]chart.Option{chart.Threshold(opts.Threshold), chart.AsOf(opts.Date, source)}, extra...)
 	var png bytes.Buffer
-	if err := chart.WritePNG(&png, title, pts, th); err != nil {
+	if err := chart.WritePNG(&png, title, pts, common...); err != nil {
 		return fmt.Errorf("trend chart: %w", err)
 	}
 	if pngOut != "" {
@@ -451,7 +477,7 @@ func writeTrend(clients []*ips.Client, last outcomes.Quarter, opts outcomes.Opti
 	}
 	if htmlOut != "" {
 		var page bytes.Buffer
-		if err := chart.WriteHTML(&page, title, pts, png.Bytes(), append([]chart.Option{th}, extra...)...); err != nil {
+		if err := chart.WriteHTML(&page, title, pts, png.Bytes(), append(common, chart.Reports(quarters))...); err != nil {
 			return fmt.Errorf("trend page: %w", err)
 		}
 		if err := writeOutput(htmlOut, page.Bytes(), stdout); err != nil {

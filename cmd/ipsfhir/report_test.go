@@ -18,6 +18,7 @@ import (
 	"github.com/ipsfhir/ipsfhir/conformance/deqmcheck"
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/outcomes"
+	"github.com/ipsfhir/ipsfhir/outcomes/fidelity"
 )
 
 // The caseload outcomes' tests construct, with every count worked out by
@@ -363,6 +364,37 @@ func TestReportTrend(t *testing.T) {
 	if strings.Contains(page, "2024Q4") || strings.Contains(page, "Alex") {
 		t.Error("the page goes back too far or names a specialist")
 	}
+	// Every measure has its section, with the 12 months beside the quarter,
+	// and the page says when and from what it was computed.
+	for _, s := range []string{"Competitive employment of 20 or more hours a week", "Job starts", "First jobs", "Median hourly wage",
+		"Total earnings", "First employer contact within 30 days", "Days to first employer contact", "Rate, 12 months",
+		"As of " + time.Now().Format(time.DateOnly) + " from the ipsfhir store of program riverside-ips."} {
+		if !strings.Contains(page, s) {
+			t.Errorf("the page lacks %q", s)
+		}
+	}
+	// A quarter that has not started is reported with a warning, in the
+	// table, the page and (checked in outcomes/chart) the chart.
+	code, stdout, stderr := ipsfhir(t, "", "report", "--config", cfg, "--quarter", "2099Q1", "--html", html)
+	if code != exitOK || !strings.HasPrefix(stdout, "WARNING: 2099Q1 has not started") {
+		t.Errorf("future quarter: exit %d, stdout:\n%s\n%s", code, stdout, stderr)
+	}
+	if h, _ := os.ReadFile(html); !strings.Contains(string(h), "2099Q1 has not started") {
+		t.Error("the page of a future quarter has no warning")
+	}
+}
+
+func TestStaleReview(t *testing.T) {
+	asOf := time.Date(2026, 10, 20, 9, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		date  string
+		stale bool
+	}{{"2025-10-20", false}, {"2025-10-19", true}, {"2026-06-01", false}, {"2024-03-15", true}} {
+		w := staleReview(fidelity.Summary{ReviewDate: tc.date}, asOf)
+		if (w != "") != tc.stale || (tc.stale && !strings.Contains(w, tc.date+", more than a year before these figures (2026-10-20)")) {
+			t.Errorf("review of %s: %q, want stale %v", tc.date, w, tc.stale)
+		}
+	}
 }
 
 func TestTrendQuarters(t *testing.T) {
@@ -513,6 +545,10 @@ func TestReportFidelity(t *testing.T) {
 	if !strings.Contains(stdout, "IPS-25 fidelity 104/125, Good fidelity") {
 		t.Errorf("no fidelity line under the table:\n%s", stdout)
 	}
+	// The review (2024-03-15) is more than a year older than today.
+	if !strings.Contains(stdout, "WARNING: the fidelity review is of 2024-03-15, more than a year before") {
+		t.Errorf("the old review is not flagged:\n%s", stdout)
+	}
 
 	code, stdout, stderr = ipsfhir(t, "", "report", "--json", "--config", cfg, "--quarter", "2026Q3", "--fidelity", review)
 	if code != exitOK {
@@ -534,8 +570,9 @@ func TestReportFidelity(t *testing.T) {
 	if code, _, stderr := ipsfhir(t, "", "report", "--config", cfg, "--quarter", "2026Q3", "--fidelity", review, "--html", html); code != exitOK {
 		t.Fatalf("--html --fidelity: exit %d\n%s", code, stderr)
 	}
-	if h, err := os.ReadFile(html); err != nil || !strings.Contains(string(h), "Program fidelity (IPS-25)") || !strings.Contains(string(h), "104/125") {
-		t.Errorf("the page lacks the fidelity section (%v)", err)
+	if h, err := os.ReadFile(html); err != nil || !strings.Contains(string(h), "Program fidelity (IPS-25)") || !strings.Contains(string(h), "104/125") ||
+		strings.Count(string(h), "the fidelity review is of 2024-03-15") != 2 {
+		t.Errorf("the page lacks the fidelity section or its flag, at the top and in the section (%v)", err)
 	}
 
 	other := reportStore(t, "riverside-ips", "consent: {hie: true}\n")

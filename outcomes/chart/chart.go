@@ -23,7 +23,10 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"time"
 	"unicode"
+
+	"github.com/ipsfhir/ipsfhir/outcomes"
 )
 
 // Point is one quarter of a program's employment outcome.
@@ -39,6 +42,20 @@ import (
 // percentages.
 type Point struct {
 	Quarter         string
+	Served, Working *int
+	Rate            *float64
+	// Rolling is the same over the 12 months ending with the quarter
+	// (outcomes.ComputeRolling), or nil when not computed. Its rate is
+	// recognised as a proportion or a percentage like the quarters'.
+	Rolling *Rolling
+	// Status says whether the quarter was over when the figures were
+	// computed; a quarter not over (or not started) is marked as such.
+	Status outcomes.Completeness
+}
+
+// Rolling is a competitive-employment figure over the 12 months ending with
+// a quarter. A nil field was withheld.
+type Rolling struct {
 	Served, Working *int
 	Rate            *float64
 }
@@ -86,6 +103,10 @@ func Section(heading string, paragraphs ...string) Option {
 type settings struct {
 	threshold int
 	sections  []htmlSection
+	quarters  []QuarterReports
+	asOf      time.Time
+	source    string
+	warnings  []string
 }
 
 // mark is the not-for-release mark of these settings, or "".
@@ -136,10 +157,49 @@ type quarter struct {
 	Served, Working *int
 	Pct             float64 // valid only when HasRate
 	HasRate         bool
+	Status          outcomes.Completeness
+	// The 12 months ending with the quarter: Roll is nil when not computed.
+	Roll *quarter
+}
+
+// hasRolling reports whether any quarter has a rolling figure.
+func hasRolling(qs []quarter) bool {
+	for _, q := range qs {
+		if q.Roll != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // prepare validates pts and converts rates to percent.
 func prepare(pts []Point) ([]quarter, error) {
+	qs, err := prepareSeries(pts, "")
+	if err != nil {
+		return nil, err
+	}
+	var rolls []Point
+	for _, p := range pts {
+		if p.Rolling != nil {
+			rolls = append(rolls, Point{Quarter: p.Quarter, Served: p.Rolling.Served, Working: p.Rolling.Working, Rate: p.Rolling.Rate})
+		}
+	}
+	rs, err := prepareSeries(rolls, "12 months to ")
+	if err != nil {
+		return nil, err
+	}
+	k := 0
+	for i, p := range pts {
+		qs[i].Status = p.Status
+		if p.Rolling != nil {
+			qs[i].Roll = &rs[k]
+			k++
+		}
+	}
+	return qs, nil
+}
+
+func prepareSeries(pts []Point, what string) ([]quarter, error) {
 	scale := rateScale(pts)
 	qs := make([]quarter, len(pts))
 	for i, p := range pts {
@@ -152,13 +212,13 @@ func prepare(pts []Point) ([]quarter, error) {
 			v    *int
 		}{{"served", p.Served}, {"working", p.Working}} {
 			if c.v != nil && *c.v < 0 {
-				return nil, fmt.Errorf("chart: quarter %q: negative %s count %d", q.Label, c.name, *c.v)
+				return nil, fmt.Errorf("chart: %squarter %q: negative %s count %d", what, q.Label, c.name, *c.v)
 			}
 		}
 		if p.Rate != nil {
 			r := *p.Rate * scale
 			if math.IsNaN(r) || r < 0 || r > 100+1e-9 {
-				return nil, fmt.Errorf("chart: quarter %q: rate %v is not a percentage between 0 and 100", q.Label, *p.Rate)
+				return nil, fmt.Errorf("chart: %squarter %q: rate %v is not a percentage between 0 and 100", what, q.Label, *p.Rate)
 			}
 			q.Pct, q.HasRate = math.Min(r, 100), true
 		}
@@ -215,16 +275,6 @@ func cleanLabel(s string) string {
 		return r
 	}, s)
 	return strings.Join(strings.Fields(s), " ")
-}
-
-// formatPct formats a percentage for display: whole numbers without a
-// decimal, others to one decimal place.
-func formatPct(v float64) string {
-	r := math.Round(v*10) / 10
-	if r == math.Trunc(r) {
-		return fmt.Sprintf("%.0f%%", r)
-	}
-	return fmt.Sprintf("%.1f%%", r)
 }
 
 // withheld counts the quarters with no rate to plot.

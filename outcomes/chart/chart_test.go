@@ -410,9 +410,9 @@ func TestDescribe(t *testing.T) {
 	}{
 		{"empty", nil, []string{"no quarters reported"}},
 		{"falling", mk(Point{Quarter: "A", Rate: fp(45)}, Point{Quarter: "B", Rate: fp(35)}),
-			[]string{"fell 10 percentage points", "from 45% in A to 35% in B", "at or above the 31% minimal benchmark but below 41% average"}},
+			[]string{"fell 10.0 percentage points", "from 45.0% in A to 35.0% in B", "at or above the 31% minimal benchmark but below 41% average"}},
 		{"flat", mk(Point{Quarter: "A", Rate: fp(20)}, Point{Quarter: "B", Rate: fp(20)}),
-			[]string{"was 20% in both A and B", "below the 31% minimal benchmark"}},
+			[]string{"was 20.0% in both A and B", "below the 31% minimal benchmark"}},
 		{"one", mk(Point{Quarter: "A", Rate: fp(50)}),
 			[]string{"only reported quarter, A", "at or above the 50% excellent benchmark"}},
 		{"all withheld", mk(Point{Quarter: "A"}, Point{Quarter: "B"}),

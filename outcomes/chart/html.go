@@ -7,7 +7,6 @@ import (
 	"html/template"
 	"image/png"
 	"io"
-	"strconv"
 	"strings"
 )
 
@@ -58,7 +57,12 @@ func WriteHTML(w io.Writer, title string, pts []Point, pngData []byte, opts ...O
 		MinCell:      s.threshold,
 		MinCellLess1: s.threshold - 1,
 		Sections:     s.sections,
+		AsOf:         s.asOfLine(),
+		Warnings:     append(statusWarnings(qs), s.warnings...),
+		Rolling:      hasRolling(qs),
+		Measures:     measureTables(s.quarters),
 	}
+	page.AnyWithheld = page.Withheld > 0 || strings.Contains(fmt.Sprint(page.Measures), textWithheld)
 	if page.Title == "" {
 		page.Title = "Competitive employment rate"
 	}
@@ -67,9 +71,17 @@ func WriteHTML(w io.Writer, title string, pts []Point, pngData []byte, opts ...O
 		page.Alt = page.Mark + ". " + page.Alt
 	}
 	for _, q := range qs {
-		r := htmlRow{Quarter: q.Label, Served: count(q.Served), Working: count(q.Working), Rate: "withheld", Level: "not rated"}
+		r := htmlRow{Quarter: q.Label, Status: statusNote(q.Status), Served: countOf(q.Served), Working: countOf(q.Working), Rate: textWithheld, Level: "not rated"}
 		if q.HasRate {
 			r.Rate, r.Level = formatPct(q.Pct), level(q.Pct)
+		}
+		if q.Roll != nil {
+			r.RollServed, r.RollWorking, r.RollRate = countOf(q.Roll.Served), countOf(q.Roll.Working), textWithheld
+			if q.Roll.HasRate {
+				r.RollRate = formatPct(q.Roll.Pct)
+			}
+		} else if page.Rolling {
+			r.RollServed, r.RollWorking, r.RollRate = textNA, textNA, textNA
 		}
 		page.Rows = append(page.Rows, r)
 	}
@@ -106,6 +118,11 @@ type htmlPage struct {
 	Bands         []htmlBand
 	Below         string
 	Sections      []htmlSection
+	AsOf          string
+	Warnings      []string
+	Rolling       bool
+	Measures      []htmlMeasure
+	AnyWithheld   bool
 }
 
 type htmlSection struct {
@@ -113,17 +130,12 @@ type htmlSection struct {
 	Paragraphs []string
 }
 
-type htmlRow struct{ Quarter, Served, Working, Rate, Level string }
+type htmlRow struct {
+	Quarter, Status, Served, Working, Rate, Level string
+	RollServed, RollWorking, RollRate             string
+}
 
 type htmlBand struct{ Label, Range, Meaning string }
-
-// count formats a head count, or "withheld" when it was suppressed.
-func count(n *int) string {
-	if n == nil {
-		return "withheld"
-	}
-	return strconv.Itoa(*n)
-}
 
 // describe is the chart's alt text: what the chart shows and what the trend
 // is, in words, for readers who cannot see it.
@@ -235,6 +247,12 @@ dd { margin-left: 1.5rem; }
 .not-for-release { margin: 0 0 1.25rem; padding: .75rem 1rem; border: 4px solid #6d0014; background: #b00020; color: #fff; font-size: 1.05rem; -webkit-print-color-adjust: exact; print-color-adjust: exact; }
 .not-for-release strong { display: block; font-size: 1.75rem; letter-spacing: .04em; }
 .not-for-release.end { margin: 2rem 0 0; }
+.asof { color: #444; margin: 0 0 1rem; }
+.warning { margin: 0 0 1.25rem; padding: .75rem 1rem; border: 3px solid #8a4b00; background: #fff4e0; color: #222; }
+.warning p { margin: .25rem 0; }
+.status { display: block; font-weight: normal; font-size: .85rem; color: #8a4b00; }
+.about { color: #444; margin: 0 0 .5rem; }
+.table-wrap { overflow-x: auto; }
 </style>
 </head>
 <body>
@@ -243,26 +261,60 @@ dd { margin-left: 1.5rem; }
 <p class="not-for-release" role="note"><strong>{{.}}</strong> {{$.MarkNote}}</p>
 {{- end}}
 <h1>{{.Title}}</h1>
-<p class="lede">Competitive employment rate by quarter{{with .Span}}, {{.}}{{end}}, against the IPS benchmarks.</p>
+<p class="lede">Competitive employment rate by quarter{{with .Span}}, {{.}}{{end}}, against the IPS benchmarks{{if .Measures}}, and the program’s other outcome measures{{end}}.</p>
+{{- with .AsOf}}
+<p class="asof">{{.}}</p>
+{{- end}}
+{{- with .Warnings}}
+<div class="warning" role="note" aria-label="Warnings">
+{{- range .}}
+<p><strong>Warning:</strong> {{.}}</p>
+{{- end}}
+</div>
+{{- end}}
 <figure>
 <img {{.ImageSrc}} width="{{.Width}}" height="{{.Height}}" alt="{{.Alt}}">
-<figcaption>Dashed lines mark the IPS benchmarks.{{if .Withheld}} Shaded quarters are withheld.{{end}} Every figure is in the table below.</figcaption>
+<figcaption>Dashed lines mark the IPS benchmarks.{{if .Rolling}} The dotted line is the rate over the 12 months ending with each quarter.{{end}}{{if .Withheld}} Shaded quarters are withheld.{{end}} Under each quarter, n is the number of people served. Every figure is in the table below.</figcaption>
 </figure>
 <h2>Quarterly figures</h2>
+<div class="table-wrap">
 <table>
-<caption>Competitive employment by quarter</caption>
+<caption>Competitive employment by quarter{{if .Rolling}}, and over the 12 months ending with each quarter{{end}}</caption>
 <thead>
-<tr><th scope="col">Quarter</th><th scope="col">People served</th><th scope="col">Working in a competitive job</th><th scope="col">Competitive employment rate</th><th scope="col">IPS benchmark reached</th></tr>
+<tr><th scope="col">Quarter</th><th scope="col">People served</th><th scope="col">Working in a competitive job</th><th scope="col">Competitive employment rate</th><th scope="col">IPS benchmark reached</th>{{if .Rolling}}<th scope="col">People served, 12 months</th><th scope="col">Working, 12 months</th><th scope="col">Rate, 12 months</th>{{end}}</tr>
 </thead>
 <tbody>
 {{- range .Rows}}
-<tr><th scope="row">{{.Quarter}}</th>{{template "cell" .Served}}{{template "cell" .Working}}{{template "cell" .Rate}}<td{{if eq .Level "not rated"}} class="withheld"{{end}}>{{.Level}}</td></tr>
+<tr><th scope="row">{{.Quarter}}{{with .Status}} <span class="status">{{.}}</span>{{end}}</th>{{template "cell" .Served}}{{template "cell" .Working}}{{template "cell" .Rate}}<td{{if eq .Level "not rated"}} class="withheld"{{end}}>{{.Level}}</td>{{if $.Rolling}}{{template "cell" .RollServed}}{{template "cell" .RollWorking}}{{template "cell" .RollRate}}{{end}}</tr>
 {{- else}}
 <tr><td colspan="5">No quarters reported.</td></tr>
 {{- end}}
 </tbody>
 </table>
-{{- if .Withheld}}
+</div>
+{{- if .Rolling}}
+<p>“12 months”: the same measure computed over the twelve months ending with the quarter (the quarter and the three before it): everyone on the caseload at any time in them, and whoever held a competitive job on any of their days. It is withheld on its own terms, like a quarter; a program too small for quarterly figures often has yearly ones. A year’s counts are of distinct people, so they are not the sums of its quarters.</p>
+{{- end}}
+{{- range .Measures}}
+<section aria-labelledby="{{.ID}}">
+<h2 id="{{.ID}}">{{.Heading}}</h2>
+<p class="about">{{.About}}</p>
+<div class="table-wrap">
+<table>
+<caption>{{.Heading}} by quarter{{if .Rolling}}, and over the 12 months ending with each quarter{{end}}</caption>
+<thead>
+<tr><th scope="col">Quarter</th>{{range .Head}}<th scope="col">{{.}}</th>{{end}}</tr>
+</thead>
+<tbody>
+{{- range .Rows}}
+<tr><th scope="row">{{.Quarter}}{{with .Status}} <span class="status">{{.}}</span>{{end}}</th>{{range .Cells}}{{template "cell" .}}{{end}}</tr>
+{{- end}}
+</tbody>
+</table>
+</div>
+</section>
+{{- end}}
+{{- if .AnyWithheld}}
 <p>“withheld”: fewer than {{.MinCell}}. To protect the privacy of the people counted, a count from 1 to {{.MinCellLess1}} is withheld, and so is any figure from which a withheld count could be worked out. A withheld quarter is a gap in the chart, not zero.</p>
 {{- end}}
 <h2>IPS benchmarks</h2>
@@ -285,4 +337,4 @@ dd { margin-left: 1.5rem; }
 </main>
 </body>
 </html>
-{{define "cell"}}<td class="num{{if eq . "withheld"}} withheld{{end}}">{{.}}</td>{{end}}`))
+{{define "cell"}}<td class="num{{if or (eq . "withheld") (eq . "none") (eq . "not available")}} withheld{{end}}">{{.}}</td>{{end}}`))

@@ -37,6 +37,8 @@ var (
 	gridCol  = color.RGBA{0xe2, 0xe2, 0xe2, 0xff}
 	axisCol  = color.RGBA{0x88, 0x88, 0x88, 0xff}
 	rateCol  = color.RGBA{0x0b, 0x4f, 0x8a, 0xff} // dark blue
+	rollCol  = color.RGBA{0x5b, 0x2c, 0x83, 0xff} // dark purple, dotted
+	warnCol  = color.RGBA{0x8a, 0x4b, 0x00, 0xff} // dark amber
 	bandCol  = color.RGBA{0xee, 0xee, 0xee, 0xff}
 	bandText = color.RGBA{0x66, 0x66, 0x66, 0xff}
 	white    = color.RGBA{0xff, 0xff, 0xff, 0xff}
@@ -167,6 +169,16 @@ func drawHeader(dc draw.Canvas, title string, qs []quarter, s settings, ceiling 
 	dc.FillText(ss, vg.Point{X: margin, Y: y}, sub)
 	y -= ss.Height(sub) + 18
 
+	ws := aligned(bold(17, warnCol), draw.XLeft, draw.YTop)
+	for _, w := range append(statusWarnings(qs), s.warnings...) {
+		w = fit(ws, "Warning: "+w, pageW-2*margin)
+		dc.FillText(ws, vg.Point{X: margin, Y: y}, w)
+		y -= ws.Height(w) + 8
+	}
+	if y != ceiling-margin {
+		y -= 6
+	}
+
 	// Legend: one row of sample + label pairs.
 	ls := aligned(regular(15, ink), draw.XLeft, draw.YCenter)
 	mid := y - ls.Height("Mg")/2
@@ -182,6 +194,12 @@ func drawHeader(dc draw.Canvas, title string, qs []quarter, s settings, ceiling 
 		dc.StrokeLine2(draw.LineStyle{Color: rateCol, Width: lineWidth}, x0, mid, x1, mid)
 		drawMarker(dc, vg.Point{X: (x0 + x1) / 2, Y: mid}, 5.5)
 	})
+	if hasRolling(qs) {
+		item("12-month rate", func(x0, x1 vg.Length) {
+			dc.StrokeLine2(rollStyle, x0, mid, x1, mid)
+			drawRollMarker(dc, vg.Point{X: (x0 + x1) / 2, Y: mid}, 5.5)
+		})
+	}
 	for i, b := range benchmarks {
 		item(b.Label(), func(x0, x1 vg.Length) {
 			dc.StrokeLine2(benchStyles[i], x0, mid, x1, mid)
@@ -204,7 +222,10 @@ func drawHeader(dc draw.Canvas, title string, qs []quarter, s settings, ceiling 
 func drawFooter(dc draw.Canvas, qs []quarter, s settings, floor vg.Length) vg.Length {
 	ns := aligned(regular(13, inkSoft), draw.XLeft, draw.YBottom)
 	notes := []string{
-		"Benchmarks: published IPS quarterly competitive-employment rates — 31% minimal, 41% average, 50% excellent.",
+		"Benchmarks: published IPS quarterly competitive-employment rates — 31% minimal, 41% average, 50% excellent. n: people served in the quarter.",
+	}
+	if line := s.asOfLine(); line != "" {
+		notes = append(notes, line)
 	}
 	if withheld(qs) > 0 {
 		notes = append(notes, fmt.Sprintf(
@@ -257,7 +278,7 @@ func newPlot(qs []quarter, width vg.Length) *plot.Plot {
 	grid.Vertical.Color = nil
 	grid.Horizontal = draw.LineStyle{Color: gridCol, Width: 1}
 
-	p.Add(grid, bands{qs}, refLines{}, series{qs})
+	p.Add(grid, bands{qs}, refLines{}, rolling{qs}, series{qs})
 	return p
 }
 
@@ -271,7 +292,7 @@ func quarterTicks(qs []quarter, sty text.Style, width vg.Length) (plot.ConstantT
 	slot := width / vg.Length(len(qs))
 	widest := vg.Length(0)
 	for _, q := range qs {
-		widest = max(widest, sty.Width(q.Label))
+		widest = max(widest, sty.Width(q.Label), sty.Width(tickNote(q)))
 	}
 	step := 1
 	if widest+10 > slot {
@@ -286,10 +307,81 @@ func quarterTicks(qs []quarter, sty text.Style, width vg.Length) (plot.ConstantT
 	for i, q := range qs {
 		ticks[i] = plot.Tick{Value: float64(i)}
 		if (len(qs)-1-i)%step == 0 {
-			ticks[i].Label = q.Label
+			ticks[i].Label = q.Label + "\n" + tickNote(q)
+			if st := statusNote(q.Status); st != "" {
+				ticks[i].Label += "\n(" + st + ")"
+			}
 		}
 	}
 	return ticks, sty
+}
+
+// tickNote is the line under a quarter's label: its n (people served).
+func tickNote(q quarter) string {
+	if q.Served == nil {
+		return "n withheld"
+	}
+	return "n = " + formatCount(*q.Served)
+}
+
+var rollStyle = draw.LineStyle{Color: rollCol, Width: 3, Dashes: []vg.Length{2, 5}}
+
+// rolling draws the rate over the 12 months ending with each quarter: a
+// dotted line with triangle markers, broken where withheld, labelled at the
+// latest point and wherever the quarter's own rate is withheld.
+type rolling struct{ qs []quarter }
+
+func (r rolling) Plot(c draw.Canvas, p *plot.Plot) {
+	trX, trY := p.Transforms(&c)
+	var line []vg.Point
+	flush := func() {
+		if len(line) > 1 {
+			c.StrokeLines(rollStyle, line)
+		}
+		line = nil
+	}
+	last := -1
+	for i, q := range r.qs {
+		if q.Roll == nil || !q.Roll.HasRate {
+			flush()
+			continue
+		}
+		line = append(line, vg.Point{X: trX(float64(i)), Y: trY(q.Roll.Pct)})
+		last = i
+	}
+	flush()
+	vs := aligned(bold(15, rollCol), draw.XCenter, draw.YTop)
+	for i, q := range r.qs {
+		if q.Roll == nil || !q.Roll.HasRate {
+			continue
+		}
+		pt := vg.Point{X: trX(float64(i)), Y: trY(q.Roll.Pct)}
+		drawRollMarker(c, pt, 5)
+		if i != last && q.HasRate {
+			continue
+		}
+		label := formatPct(q.Roll.Pct) + " (12 mo)"
+		at := vg.Point{X: pt.X, Y: pt.Y - 12}
+		sty := vs
+		if at.Y-sty.Height(label) < c.Min.Y {
+			sty.YAlign = draw.YBottom
+			at.Y = pt.Y + 12
+		}
+		rect := sty.Rectangle(label).Add(at)
+		rect.Min, rect.Max = rect.Min.Sub(vg.Point{X: 3, Y: 1}), rect.Max.Add(vg.Point{X: 3, Y: 1})
+		shift := max(c.Min.X+2-rect.Min.X, 0) - max(rect.Max.X-c.Max.X, 0)
+		at.X += shift
+		rect = rect.Add(vg.Point{X: shift})
+		c.SetColor(color.NRGBA{0xff, 0xff, 0xff, 0xe6})
+		c.Fill(rect.Path())
+		c.FillText(sty, at, label)
+	}
+}
+
+// drawRollMarker draws a rolling-rate point: a triangle with a white ring.
+func drawRollMarker(c draw.Canvas, pt vg.Point, radius vg.Length) {
+	c.DrawGlyphNoClip(draw.GlyphStyle{Color: white, Radius: radius * 1.45, Shape: draw.PyramidGlyph{}}, pt)
+	c.DrawGlyphNoClip(draw.GlyphStyle{Color: rollCol, Radius: radius * 1.1, Shape: draw.PyramidGlyph{}}, pt)
 }
 
 // bands shades each withheld quarter and labels it "withheld".
