@@ -23,7 +23,8 @@ import (
 
 // The browser test opens the page of a synthetic program in headless
 // Chromium and runs axe-core on it. It needs chromium on the PATH and
-// `npm ci` in testdata/browser (.ci/run does both); without them it skips,
+// axe-core from npm in testdata/browser (installed on first use when npm is
+// there; .ci/run installs chromium); without them it skips,
 // unless IPSFHIR_REQUIRE_BROWSER=1, when it fails. With
 // IPSFHIR_SCREENSHOTS=DIR it also writes a screenshot of each page there.
 
@@ -46,7 +47,22 @@ func browserSetup(t *testing.T) (chrome string, axe []byte) {
 	if chrome == "" {
 		fail("no chromium on the PATH")
 	}
-	axe, err := os.ReadFile(filepath.Join("testdata", "browser", "node_modules", "axe-core", "axe.min.js"))
+	axePath := filepath.Join("testdata", "browser", "node_modules", "axe-core", "axe.min.js")
+	if _, err := os.Stat(axePath); err != nil {
+		// Installed on first use, as the peer server's packages are, so
+		// the README's test command needs no step of its own.
+		if npm, lookErr := exec.LookPath("npm"); lookErr == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund")
+			cmd.Dir = filepath.Join("testdata", "browser")
+			out, err := cmd.CombinedOutput()
+			cancel()
+			if err != nil {
+				t.Logf("npm ci in testdata/browser: %v\n%s", err, out)
+			}
+		}
+	}
+	axe, err := os.ReadFile(axePath)
 	if err != nil {
 		fail("axe-core is not installed (cd outcomes/chart/testdata/browser && npm ci): %v", err)
 	}
