@@ -68,7 +68,7 @@ func TestReportsMeetDEQMSummaryProfile(t *testing.T) {
 		"threshold 11":     computeT(t, cl.Clients, q3, DefaultThreshold),
 		"nobody":           computeT(t, nil, q3, DefaultThreshold),
 	}
-	onlyOne, err := Compute(cl.Clients, q3, Options{Program: program, Date: producedAt, Consents: func(c *ips.Client) bool {
+	onlyOne, err := Compute(cl.Clients, q3, Options{Program: program, Date: producedAt, Audience: AudienceHIE, Consents: func(c *ips.Client) bool {
 		return c.Consent != nil && c.Consent.HIE != nil && *c.Consent.HIE
 	}})
 	if err != nil {

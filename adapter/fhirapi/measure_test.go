@@ -77,7 +77,7 @@ func TestMeasureReports(t *testing.T) {
 		return json.RawMessage(fmt.Sprintf(`{"resourceType":"MeasureReport","id":%q,"status":"complete","type":"summary","measure":%q,"subject":{"reference":%q},"period":{"start":"2025-01-01","end":"2025-03-31"}}`, id, measure, subject))
 	}
 	h := newHarness(t, func(o *fhirapi.Options) {
-		o.Reports = func(_ context.Context, period string) ([]json.RawMessage, error) {
+		o.Reports = func(_ context.Context, period string, _ bool) ([]json.RawMessage, error) {
 			periods = append(periods, period)
 			switch period {
 			case "bad":
