@@ -182,6 +182,16 @@ func expectedIssues() map[string][]want {
 			{"structure", "MeasureReport.group[0].population[0]._count.extension[1].extension", "not allowed by profile ips-lower-bound"},
 			{"required", "MeasureReport.group[0].population[0]._count.extension[1].value[x]", "ips-lower-bound"},
 		},
+		"measurereport-excluded.json": {
+			{"required", "MeasureReport.extension[0].extension", "slice reason: at least 1 required by profile ips-excluded"},
+			{"required", "MeasureReport.extension[0].extension", "slice count: at least 1 required by profile ips-excluded"},
+			{"structure", "MeasureReport.extension[0].value[x]", "not allowed by profile ips-excluded"},
+			{"structure", "MeasureReport.extension[1].extension", "slice reason: at most 1 allowed by profile ips-excluded"},
+			{"structure", "MeasureReport.extension[1].extension[0].valueString", "ips-excluded (allowed: code)"},
+			{"required", "MeasureReport.extension[1].extension[1].value[x]", "ips-excluded"},
+			{"structure", "MeasureReport.extension[1].extension", "slice count: at most 1 allowed by profile ips-excluded"},
+			{"structure", "MeasureReport.extension[1].extension[2].valueString", "ips-excluded (allowed: unsignedInt)"},
+		},
 
 		"job-missing-required.json": {
 			{"required", "Observation.identifier", ""},

@@ -34,6 +34,11 @@ type AggregateOptions struct {
 	Reporter Identifier
 }
 
+// ErrProgramAudience is the error of an aggregation input that is a
+// program's own report (AudienceProgram): it counts clients whose consent
+// does not allow HIE reporting, so it is not for an HIE to add up.
+var ErrProgramAudience = errors.New("is a program's own report, which counts clients without HIE consent: aggregate the reports written for HIEs (ipsfhir report --json --for hie)")
+
 // ErrBadReporter is the error of an aggregation whose Reporter is not a
 // usable identifier. It quotes neither part.
 var ErrBadReporter = errors.New("outcomes: the reporter must be an identifier with a system (an absolute URI other than " + SystemProgram + ") and a value (1 to 256 printable characters, no spaces)")
@@ -55,8 +60,9 @@ func validReporter(id Identifier) bool {
 // withheld count is not exact: it is reported withheld, with the sum of the
 // cells shown as a lower bound, and a score built on it is withheld too.
 // Medians cannot be added up and are reported unsupported. The aggregate's
-// date and reporter come from o. Inputs of another measure or quarter, or a
-// program counted twice, are errors of type *InputError.
+// date and reporter come from o. Inputs of another measure or quarter, a
+// program counted twice, or a program's own report (ErrProgramAudience)
+// are errors of type *InputError.
 func Aggregate(reports [][]byte, o AggregateOptions) ([]byte, error) {
 	rs := make([]*Report, 0, len(reports))
 	for i, data := range reports {
@@ -141,7 +147,12 @@ func AggregateReports(rs []*Report, o AggregateOptions) (*Report, error) {
 	if m == nil {
 		return nil, &InputError{Index: 0, Err: fmt.Errorf("unknown measure %q", first.Measure)}
 	}
-	out := &Report{Measure: m.id, Quarter: first.Quarter, Date: reportDate(o.Date), Reporter: o.Reporter}
+	out := &Report{Measure: m.id, Quarter: first.Quarter, Date: reportDate(o.Date), Reporter: o.Reporter, Audience: AudienceHIE}
+	// Every input withholds its exclusion counts (an HIE's reports do), so
+	// the aggregate states the reasons and withholds the counts too.
+	for _, reason := range ExcludedReasons(AudienceHIE) {
+		out.Excluded = append(out.Excluded, Exclusion{Reason: reason, State: Masked})
+	}
 	seen := map[string]int{}
 	for i, r := range rs {
 		switch {
@@ -149,6 +160,8 @@ func AggregateReports(rs []*Report, o AggregateOptions) (*Report, error) {
 			return nil, &InputError{Index: i, Err: fmt.Errorf("is a report of measure %s, not %s as input 1 is", r.Measure, m.id)}
 		case r.Quarter != first.Quarter:
 			return nil, &InputError{Index: i, Err: fmt.Errorf("is for %s, not %s as input 1 is", r.Quarter, first.Quarter)}
+		case r.Audience == AudienceProgram:
+			return nil, &InputError{Index: i, Err: ErrProgramAudience}
 		}
 		programs := programsOf(r)
 		if len(programs) == 0 {

@@ -153,7 +153,7 @@ func TestAggregateBundles(t *testing.T) {
 		c.Specialist = "East " + c.Specialist
 	}
 	bundle := func(cl *ips.Caseload, prog string, q Quarter) []byte {
-		rs, err := Compute(cl.Clients, q, Options{Program: prog, Threshold: 1, Consents: hieDefaultYes, SpecialistKey: testSpecialistKey, Date: producedAt})
+		rs, err := Compute(cl.Clients, q, Options{Program: prog, Threshold: 1, Audience: AudienceHIE, Consents: hieDefaultYes, SpecialistKey: testSpecialistKey, Date: producedAt})
 		if err != nil {
 			t.Fatal(err)
 		}

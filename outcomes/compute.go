@@ -40,9 +40,14 @@ type Options struct {
 	// most a count known to be small can range over, and at least 2 is
 	// enforced wherever the threshold allows it: never a single value.
 	Protection int
+	// Audience is who the reports are for. Required: AudienceProgram (the
+	// program's own report: every client served is counted) or AudienceHIE
+	// (what leaves for an HIE: only clients whose consent allows it).
+	Audience Audience
 	// Consents reports whether a client's de-identified outcomes may go to
-	// HIEs (config.Consent.AllowsHIE). Clients for whom it returns false
-	// are not counted anywhere. Required.
+	// HIEs (config.Consent.AllowsHIE). For AudienceHIE, required: clients
+	// for whom it returns false are not counted anywhere. For
+	// AudienceProgram it is not used.
 	Consents func(*ips.Client) bool
 	// Date is when the reports are produced, their MeasureReport.date
 	// (kept in UTC, to the second). Required: the package has no clock.
@@ -52,7 +57,8 @@ type Options struct {
 // Errors of Compute. None quotes client data.
 var (
 	ErrNoProgram     = errors.New("outcomes: the program id is required (1 to 64 letters, digits, '-' or '.')")
-	ErrNoConsent     = errors.New("outcomes: Options.Consents is required: only clients whose consent allows HIE reporting may be counted")
+	ErrNoConsent     = errors.New("outcomes: Options.Consents is required for an HIE's reports: only clients whose consent allows HIE reporting may be counted")
+	ErrNoAudience    = errors.New("outcomes: Options.Audience is required: AudienceProgram (the program's own report) or AudienceHIE (what leaves for an HIE)")
 	ErrBadThreshold  = errors.New("outcomes: the suppression threshold must be at least 1")
 	ErrBadProtection = errors.New("outcomes: the protection range must be at least 2 values")
 	ErrBadQuarter    = errors.New("outcomes: the quarter is not valid")
@@ -112,6 +118,8 @@ func (t *tally) add(o *tally) {
 type computed struct {
 	quarter    Quarter
 	program    string
+	audience   Audience
+	excluded   map[string]int // clients left out, by reason
 	threshold  int
 	protection int
 	// stratified: broken down by specialist (a specialist key was given,
@@ -153,7 +161,10 @@ func computeOver(clients []*ips.Client, q Quarter, w window, o Options) (*comput
 	if !programPattern.MatchString(o.Program) {
 		return nil, ErrNoProgram
 	}
-	if o.Consents == nil {
+	switch {
+	case o.Audience != AudienceProgram && o.Audience != AudienceHIE:
+		return nil, ErrNoAudience
+	case o.Audience == AudienceHIE && o.Consents == nil:
 		return nil, ErrNoConsent
 	}
 	if o.Threshold == 0 {
@@ -178,12 +189,18 @@ func computeOver(clients []*ips.Client, q Quarter, w window, o Options) (*comput
 	}
 	byStratum := map[string]*tally{}
 	currencies := map[string]bool{}
-	for i, cl := range clients {
-		if cl == nil || !active(cl, w) || !o.Consents(cl) {
+	excluded := map[string]int{}
+	for _, cl := range clients {
+		if cl == nil {
 			continue
 		}
-		if cl.EnrolledOn.IsZero() {
-			return nil, fmt.Errorf("outcomes: client #%d has no enrollment date", i)
+		reason := leftOut(cl, w)
+		if reason == "" && o.Audience == AudienceHIE && !o.Consents(cl) {
+			reason = ExcludedNoHIEConsent
+		}
+		if reason != "" {
+			excluded[reason]++
+			continue
 		}
 		code := ""
 		if stratified {
@@ -202,7 +219,7 @@ func computeOver(clients []*ips.Client, q Quarter, w window, o Options) (*comput
 	if len(currencies) > 1 {
 		return nil, ErrMixedCurrency
 	}
-	c := &computed{quarter: q, program: o.Program, threshold: o.Threshold, protection: o.Protection, stratified: stratified, levels: []*tally{{}}}
+	c := &computed{quarter: q, program: o.Program, audience: o.Audience, excluded: excluded, threshold: o.Threshold, protection: o.Protection, stratified: stratified, levels: []*tally{{}}}
 	for cur := range currencies {
 		c.currency = cur
 	}
@@ -236,16 +253,7 @@ func computeOver(clients []*ips.Client, q Quarter, w window, o Options) (*comput
 	return c, nil
 }
 
-// active reports whether a client was on the caseload in the quarter:
-// enrolled on or before its last day and not closed before its first.
-func active(c *ips.Client, q window) bool {
-	if c.EnrolledOn.IsZero() || q.End().Before(c.EnrolledOn) {
-		return false
-	}
-	return c.ClosedOn.IsZero() || !c.ClosedOn.Before(q.Start())
-}
-
-// count adds one active, consenting client to t.
+// count adds one client of the caseload served in the window to t.
 func count(t *tally, c *ips.Client, q window, currencies map[string]bool) {
 	t.n[cellD]++
 

@@ -38,7 +38,7 @@ func specialistCode(t *testing.T, program, specialist string) string {
 
 func computeT(t *testing.T, clients []*ips.Client, q Quarter, threshold int) []*Report {
 	t.Helper()
-	rs, err := Compute(clients, q, Options{Program: program, Threshold: threshold, Consents: hieDefaultYes, SpecialistKey: testSpecialistKey, Date: producedAt})
+	rs, err := Compute(clients, q, Options{Program: program, Threshold: threshold, Audience: AudienceHIE, Consents: hieDefaultYes, SpecialistKey: testSpecialistKey, Date: producedAt})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +233,7 @@ func TestComputeCountsOnlyConsentingActiveClients(t *testing.T) {
 		t.Fatalf("served %d", d(base))
 	}
 	// The program default decides for clients who gave no answer.
-	rs, err := Compute(cl.Clients, q3, Options{Program: program, Threshold: 1, SpecialistKey: testSpecialistKey, Date: producedAt, Consents: func(c *ips.Client) bool {
+	rs, err := Compute(cl.Clients, q3, Options{Program: program, Threshold: 1, SpecialistKey: testSpecialistKey, Date: producedAt, Audience: AudienceHIE, Consents: func(c *ips.Client) bool {
 		return c.Consent != nil && c.Consent.HIE != nil && *c.Consent.HIE
 	}})
 	if err != nil {
@@ -255,18 +255,20 @@ func TestComputeCountsOnlyConsentingActiveClients(t *testing.T) {
 
 func TestComputeErrors(t *testing.T) {
 	cl := constructed()
-	ok := Options{Program: program, Consents: hieDefaultYes, Date: producedAt}
+	ok := Options{Program: program, Audience: AudienceHIE, Consents: hieDefaultYes, Date: producedAt}
 	for _, tc := range []struct {
 		name string
 		o    Options
 		q    Quarter
 		want error
 	}{
-		{"no program", Options{Consents: hieDefaultYes, Date: producedAt}, q3, ErrNoProgram},
-		{"bad program", Options{Program: "a b", Consents: hieDefaultYes, Date: producedAt}, q3, ErrNoProgram},
-		{"no consent filter", Options{Program: program, Date: producedAt}, q3, ErrNoConsent},
-		{"negative threshold", Options{Program: program, Consents: hieDefaultYes, Threshold: -1, Date: producedAt}, q3, ErrBadThreshold},
-		{"no date", Options{Program: program, Consents: hieDefaultYes}, q3, ErrNoDate},
+		{"no program", Options{Audience: AudienceHIE, Consents: hieDefaultYes, Date: producedAt}, q3, ErrNoProgram},
+		{"bad program", Options{Program: "a b", Audience: AudienceHIE, Consents: hieDefaultYes, Date: producedAt}, q3, ErrNoProgram},
+		{"no consent filter", Options{Program: program, Audience: AudienceHIE, Date: producedAt}, q3, ErrNoConsent},
+		{"no audience", Options{Program: program, Consents: hieDefaultYes, Date: producedAt}, q3, ErrNoAudience},
+		{"unknown audience", Options{Program: program, Audience: 7, Consents: hieDefaultYes, Date: producedAt}, q3, ErrNoAudience},
+		{"negative threshold", Options{Program: program, Audience: AudienceHIE, Consents: hieDefaultYes, Threshold: -1, Date: producedAt}, q3, ErrBadThreshold},
+		{"no date", Options{Program: program, Audience: AudienceHIE, Consents: hieDefaultYes}, q3, ErrNoDate},
 		{"bad quarter", ok, Quarter{Year: 2026, Q: 5}, ErrBadQuarter},
 	} {
 		if _, err := Compute(cl.Clients, tc.q, tc.o); !errors.Is(err, tc.want) {
@@ -360,7 +362,7 @@ func TestSpecialistCode(t *testing.T) {
 func TestSpecialistCodesAcrossQuarters(t *testing.T) {
 	cl := constructed()
 	codes := func(q Quarter, key []byte) []string {
-		rs, err := Compute(cl.Clients, q, Options{Program: program, Threshold: 1, Consents: hieDefaultYes, SpecialistKey: key, Date: producedAt})
+		rs, err := Compute(cl.Clients, q, Options{Program: program, Threshold: 1, Audience: AudienceHIE, Consents: hieDefaultYes, SpecialistKey: key, Date: producedAt})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -388,7 +390,7 @@ func TestSpecialistCodesAcrossQuarters(t *testing.T) {
 func TestComputeWithoutSpecialistKey(t *testing.T) {
 	cl := constructed()
 	for _, threshold := range []int{1, 11} {
-		rs, err := Compute(cl.Clients, q3, Options{Program: program, Threshold: threshold, Consents: hieDefaultYes, Date: producedAt})
+		rs, err := Compute(cl.Clients, q3, Options{Program: program, Threshold: threshold, Audience: AudienceHIE, Consents: hieDefaultYes, Date: producedAt})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -419,7 +421,7 @@ func TestComputeWithoutSpecialistKey(t *testing.T) {
 	}
 	p, _ := at(t, computeT(t, cl.Clients, q3, 1), MeasureCompetitiveEmployment, GroupCompetitiveEmployment, "")
 	checkCounts(t, "keyed", p, exact(40), exact(40), exact(17))
-	if _, err := Compute(cl.Clients, q3, Options{Program: program, Consents: hieDefaultYes, SpecialistKey: []byte("short"), Date: producedAt}); !errors.Is(err, ErrSpecialistKey) {
+	if _, err := Compute(cl.Clients, q3, Options{Program: program, Audience: AudienceHIE, Consents: hieDefaultYes, SpecialistKey: []byte("short"), Date: producedAt}); !errors.Is(err, ErrSpecialistKey) {
 		t.Errorf("a short key: %v", err)
 	}
 }
@@ -430,7 +432,7 @@ func TestComputeWithoutSpecialistKey(t *testing.T) {
 func TestComputeWithoutSpecialistKeyDisclosesNothing(t *testing.T) {
 	check := func(name string, clients []*ips.Client, q Quarter, threshold int) int {
 		t.Helper()
-		rs, err := Compute(clients, q, Options{Program: program, Threshold: threshold, Consents: hieDefaultYes, Date: producedAt})
+		rs, err := Compute(clients, q, Options{Program: program, Threshold: threshold, Audience: AudienceHIE, Consents: hieDefaultYes, Date: producedAt})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -68,7 +68,13 @@ func TestReportsMeetDEQMSummaryProfile(t *testing.T) {
 		"threshold 11":     computeT(t, cl.Clients, q3, DefaultThreshold),
 		"nobody":           computeT(t, nil, q3, DefaultThreshold),
 	}
-	onlyOne, err := Compute(cl.Clients, q3, Options{Program: program, Date: producedAt, Consents: func(c *ips.Client) bool {
+	// The program's own reports, with their exclusions (ips-excluded) shown.
+	own, err := Compute(denominatorCaseload(), q3, Options{Program: program, Threshold: 1, Audience: AudienceProgram, Date: producedAt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases["program's own, exclusions shown"] = own
+	onlyOne, err := Compute(cl.Clients, q3, Options{Program: program, Date: producedAt, Audience: AudienceHIE, Consents: func(c *ips.Client) bool {
 		return c.Consent != nil && c.Consent.HIE != nil && *c.Consent.HIE
 	}})
 	if err != nil {

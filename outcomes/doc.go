@@ -12,10 +12,15 @@
 //	[]*ips.Client, Quarter, Options ──Compute──▶ []*Report ──JSON / BundleJSON──▶ FHIR JSON
 //	FHIR JSON of several programs ──ParseJSON──▶ []*Report ──AggregateReports──▶ *Report
 //
-// Compute counts the clients whose consent allows HIE reporting
-// (Options.Consents, the semantics of config.Consent.AllowsHIE) and who
-// were on the active caseload in the quarter: enrolled on or before its
-// last day and not closed before its first. Per specialist stratum it
+// Compute counts the caseload served in the quarter: clients enrolled (an
+// enrollment date on or before its last day, status not referred: a
+// referral is not service) and not closed before its first day. Who the
+// reports are for (Options.Audience) decides the rest: the program's own
+// report (AudienceProgram) counts every client served; what leaves for an
+// HIE (AudienceHIE) only those whose consent allows HIE reporting
+// (Options.Consents, the semantics of config.Consent.AllowsHIE). Every
+// report states how many clients it left out and why (Report.Excluded, the
+// ips-excluded extension; exclusions in excluded.go). Per specialist stratum it
 // counts D (active caseload), N1 (held a competitive job on a day of the
 // quarter), N2 (held one of 20+ hours a week), E (enrolled in the quarter),
 // C (E with a first employer contact recorded), W (C within 30 days of

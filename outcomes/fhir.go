@@ -50,11 +50,13 @@ type fhirMeta struct {
 }
 
 type fhirExt struct {
+	Extension            []fhirExt     `json:"extension,omitempty"`
 	URL                  string        `json:"url"`
 	ValueCodeableConcept *fhirCC       `json:"valueCodeableConcept,omitempty"`
 	ValueCode            string        `json:"valueCode,omitempty"`
 	ValueInteger         *int          `json:"valueInteger,omitempty"`
 	ValuePositiveInt     *int          `json:"valuePositiveInt,omitempty"`
+	ValueUnsignedInt     *int          `json:"valueUnsignedInt,omitempty"`
 	ValueQuantity        *fhirQuantity `json:"valueQuantity,omitempty"`
 }
 
@@ -219,6 +221,9 @@ func (r *Report) fhir() (*fhirReport, error) {
 		t := r.Threshold
 		f.Extension = append(f.Extension, fhirExt{URL: ExtSuppressionThreshold, ValuePositiveInt: &t})
 	}
+	for _, e := range r.Excluded {
+		f.Extension = append(f.Extension, excludedJSON(e))
+	}
 	for _, g := range r.Groups {
 		gd := m.group(g.Code)
 		if gd == nil {
@@ -240,6 +245,41 @@ func (r *Report) fhir() (*fhirReport, error) {
 		f.Group = append(f.Group, fg)
 	}
 	return f, nil
+}
+
+// excludedJSON is one ips-excluded extension: the reason, and the count
+// or, withheld, a count with no value and data-absent-reason masked.
+func excludedJSON(e Exclusion) fhirExt {
+	count := fhirExt{URL: "count"}
+	if e.State == Exact {
+		v := e.Value
+		count.ValueUnsignedInt = &v
+	} else {
+		count.Extension = []fhirExt{absent("masked")}
+	}
+	return fhirExt{URL: ExtExcluded, Extension: []fhirExt{{URL: "reason", ValueCode: e.Reason}, count}}
+}
+
+// parseExcluded reads an ips-excluded extension.
+func parseExcluded(x fhirExt) (Exclusion, error) {
+	var e Exclusion
+	var reason, count bool
+	for _, sub := range x.Extension {
+		switch {
+		case sub.URL == "reason" && !reason && sub.ValueCode != "":
+			e.Reason, reason = sub.ValueCode, true
+		case sub.URL == "count" && !count && sub.ValueUnsignedInt != nil && *sub.ValueUnsignedInt >= 0:
+			e.Value, e.State, count = *sub.ValueUnsignedInt, Exact, true
+		case sub.URL == "count" && !count && sub.ValueUnsignedInt == nil && hasAbsent(sub.Extension, "masked"):
+			e.State, count = Masked, true
+		default:
+			return e, errors.New("not one reason (a code) and one count (an unsignedInt, or withheld)")
+		}
+	}
+	if !reason || !count {
+		return e, errors.New("needs a reason and a count")
+	}
+	return e, nil
 }
 
 func populationsJSON(cs []Count) []fhirPopulation {
@@ -391,10 +431,29 @@ func parseReport(data []byte, path string) (*Report, error) {
 			}
 		}
 	}
-	for _, e := range f.Extension {
-		if e.URL == ExtSuppressionThreshold && e.ValuePositiveInt != nil {
+	noConsent := false
+	for i, e := range f.Extension {
+		switch {
+		case e.URL == ExtSuppressionThreshold && e.ValuePositiveInt != nil:
 			r.Threshold = *e.ValuePositiveInt
+		case e.URL == ExtExcluded:
+			x, err := parseExcluded(e)
+			if err != nil {
+				return nil, bad(fmt.Sprintf(".extension[%d]", i), "ips-excluded: "+err.Error())
+			}
+			noConsent = noConsent || x.Reason == ExcludedNoHIEConsent
+			r.Excluded = append(r.Excluded, x)
 		}
+	}
+	if err := validExclusions(r.Excluded); err != nil {
+		return nil, bad(".extension", "ips-excluded: "+err.Error())
+	}
+	// A report that states its exclusions but not the clients without HIE
+	// consent counted them: it is a program's own report. One that states
+	// none is of an earlier version, which counted consenting clients only.
+	r.Audience = AudienceHIE
+	if len(r.Excluded) > 0 && !noConsent {
+		r.Audience = AudienceProgram
 	}
 	if len(f.Group) != len(m.groups) {
 		return nil, bad(".group", fmt.Sprintf("has %d groups; measure %s has %d", len(f.Group), m.id, len(m.groups)))

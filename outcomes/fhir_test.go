@@ -311,7 +311,7 @@ func TestParseJSONRejects(t *testing.T) {
 func TestReportsSayWhenWhoAndInWhatUnits(t *testing.T) {
 	// A time in another zone, with nanoseconds: the report shows UTC, to the second.
 	at := time.Date(2026, 10, 20, 11, 30, 15, 999, time.FixedZone("CEST", 2*3600))
-	rs, err := Compute(constructed().Clients, q3, Options{Program: program, Threshold: 1, Consents: hieDefaultYes, Date: at})
+	rs, err := Compute(constructed().Clients, q3, Options{Program: program, Threshold: 1, Audience: AudienceHIE, Consents: hieDefaultYes, Date: at})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,9 +53,14 @@ const (
 	ExtDataAbsentReason       = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
 	ExtSuppressionThreshold   = mappings.CanonicalBase + "/StructureDefinition/ips-suppression-threshold"
 	ExtLowerBound             = mappings.CanonicalBase + "/StructureDefinition/ips-lower-bound"
-	SystemMeasureScoring      = "http://terminology.hl7.org/CodeSystem/measure-scoring"
-	systemCurrency            = "urn:iso:std:iso:4217"
-	systemUCUM                = "http://unitsofmeasure.org"
+	// ExtExcluded states, on a MeasureReport, how many clients were left
+	// out of its counts for one reason: sub-extensions reason (valueCode,
+	// one of ExcludedReasons) and count (valueUnsignedInt, or withheld: no
+	// value and data-absent-reason masked).
+	ExtExcluded          = mappings.CanonicalBase + "/StructureDefinition/ips-excluded"
+	SystemMeasureScoring = "http://terminology.hl7.org/CodeSystem/measure-scoring"
+	systemCurrency       = "urn:iso:std:iso:4217"
+	systemUCUM           = "http://unitsofmeasure.org"
 )
 
 // The quality-measure IGs reports and Measures follow, both R4 and US

@@ -49,7 +49,7 @@ func rollingCaseload() []*ips.Client {
 }
 
 func TestComputeRollingCountsTheYear(t *testing.T) {
-	o := Options{Program: program, Threshold: 1, Consents: hieDefaultYes, Date: producedAt}
+	o := Options{Program: program, Audience: AudienceProgram, Threshold: 1, Consents: hieDefaultYes, Date: producedAt}
 	year, err := ComputeRolling(rollingCaseload(), q3, o)
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +136,7 @@ func TestComputeRollingShowsWhatQuartersWithhold(t *testing.T) {
 			cs = append(cs, c)
 		}
 	}
-	o := Options{Program: program, Consents: hieDefaultYes, Date: producedAt}
+	o := Options{Program: program, Audience: AudienceProgram, Consents: hieDefaultYes, Date: producedAt}
 	for k := 0; k < 4; k++ {
 		rs, err := Compute(cs, q3.Add(-k), o)
 		if err != nil {
@@ -165,14 +165,14 @@ func TestComputeRollingShowsWhatQuartersWithhold(t *testing.T) {
 }
 
 func TestComputeRollingErrors(t *testing.T) {
-	o := Options{Program: program, Consents: hieDefaultYes, Date: producedAt}
+	o := Options{Program: program, Audience: AudienceProgram, Consents: hieDefaultYes, Date: producedAt}
 	if _, err := ComputeRolling(nil, Quarter{Year: 2026, Q: 5}, o); !errors.Is(err, ErrBadQuarter) {
 		t.Errorf("quarter 5: %v", err)
 	}
 	if _, err := ComputeRolling(nil, Quarter{Year: 1, Q: 2}, o); !errors.Is(err, ErrBadQuarter) {
 		t.Errorf("a year starting before year 1: %v", err)
 	}
-	if _, err := ComputeRolling(nil, q3, Options{Program: program, Consents: hieDefaultYes}); !errors.Is(err, ErrNoDate) {
+	if _, err := ComputeRolling(nil, q3, Options{Program: program, Audience: AudienceProgram, Consents: hieDefaultYes}); !errors.Is(err, ErrNoDate) {
 		t.Errorf("no date: %v", err)
 	}
 	rs, err := ComputeRolling(rollingCaseload(), q3, o)
@@ -207,7 +207,7 @@ func TestQuarterCompleteness(t *testing.T) {
 }
 
 func TestTableOfRollingReportsSaysSo(t *testing.T) {
-	rs, err := ComputeRolling(rollingCaseload(), q3, Options{Program: program, Threshold: 1, Consents: hieDefaultYes, Date: producedAt})
+	rs, err := ComputeRolling(rollingCaseload(), q3, Options{Program: program, Audience: AudienceProgram, Threshold: 1, Consents: hieDefaultYes, Date: producedAt})
 	if err != nil {
 		t.Fatal(err)
 	}

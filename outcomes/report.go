@@ -53,6 +53,16 @@ type Report struct {
 	// (SystemProgram|Program).
 	Reporter Identifier
 	Groups   []Group
+	// Audience is who the report is for: AudienceProgram counts every
+	// client served, AudienceHIE only those whose consent allows HIE
+	// reporting. ParseJSON reads a report that states no exclusions (one of
+	// an earlier version, which counted consenting clients only) as
+	// AudienceHIE.
+	Audience Audience
+	// Excluded says how many clients were left out of the counts and why,
+	// one entry per reason the audience's reports state
+	// (ExcludedReasons), in that order; see exclusions for what is shown.
+	Excluded []Exclusion
 	// BreakdownWithheld: a specialist key was given, but the specialists'
 	// caseloads were too small for any pattern of withheld cells to
 	// protect them, so the breakdown by specialist is left out.
@@ -146,7 +156,7 @@ func (c *computed) reports() []*Report {
 	out := make([]*Report, 0, len(measureDefs))
 	for mi := range measureDefs {
 		m := &measureDefs[mi]
-		r := &Report{Measure: m.id, Quarter: c.quarter, Program: c.program, Threshold: c.threshold, BreakdownWithheld: c.strataWithheld}
+		r := &Report{Measure: m.id, Quarter: c.quarter, Program: c.program, Threshold: c.threshold, Audience: c.audience, Excluded: c.exclusions(), BreakdownWithheld: c.strataWithheld}
 		for gi := range m.groups {
 			g := &m.groups[gi]
 			pops, score := c.cells(0, g)

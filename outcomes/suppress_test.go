@@ -205,7 +205,7 @@ func attack(pub published, levels []string) map[[2]string]interval {
 // truth is every quantity's true value, straight from the counts.
 func truth(t *testing.T, clients []*ips.Client, q Quarter) published {
 	t.Helper()
-	c, err := compute(clients, q, Options{Program: program, Threshold: 1, Consents: hieDefaultYes, SpecialistKey: testSpecialistKey})
+	c, err := compute(clients, q, Options{Program: program, Threshold: 1, Audience: AudienceHIE, Consents: hieDefaultYes, SpecialistKey: testSpecialistKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,7 +393,7 @@ func TestSuppressRule(t *testing.T) {
 // counts are withheld by the rule itself.)
 func TestEveryComplementIsNeeded(t *testing.T) {
 	check := func(name string, clients []*ips.Client, q Quarter, threshold int) {
-		c, err := compute(clients, q, Options{Program: program, Threshold: threshold, Consents: hieDefaultYes, SpecialistKey: testSpecialistKey})
+		c, err := compute(clients, q, Options{Program: program, Threshold: threshold, Audience: AudienceHIE, Consents: hieDefaultYes, SpecialistKey: testSpecialistKey})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,7 +11,9 @@ import (
 // measure group, a row for the whole report, one per program when there
 // are several, and one per specialist. Withheld cells read "withheld",
 // whatever the reason they were withheld; an aggregate's lower bounds read
-// "≥ N". Reports suppressed with a threshold below DefaultThreshold are for
+// "≥ N". Under the heading it says who the reports are for and how many
+// clients were left out of the counts, a line per reason. Reports
+// suppressed with a threshold below DefaultThreshold are for
 // the program's own eyes: the table's first and last lines say "NOT FOR
 // RELEASE (threshold N)".
 func Table(reports []*Report) string {
@@ -47,6 +49,7 @@ func Table(reports []*Report) string {
 	case t == 1:
 		b.WriteString("Nothing is withheld (threshold 1): not for release outside the program.\n")
 	}
+	writeExcluded(&b, r0)
 	for _, r := range reports {
 		m := measureByID(r.Measure)
 		if m == nil {
@@ -143,4 +146,35 @@ func scoreText(gd *groupDef, s Score) string {
 		return "n/a"
 	}
 	return "–"
+}
+
+// writeExcluded says who the reports are for and how many clients they
+// left out, a line per reason.
+func writeExcluded(b *strings.Builder, r *Report) {
+	switch r.Audience {
+	case AudienceProgram:
+		b.WriteString("The program's own report: every client served in the quarter is counted, whatever their HIE consent. Not for an HIE (ipsfhir report --for hie writes that).\n")
+	case AudienceHIE:
+		b.WriteString("For HIEs: only clients whose consent allows HIE reporting are counted.\n")
+	}
+	if len(r.Excluded) == 0 {
+		return
+	}
+	b.WriteString("\nClients left out of the counts\n")
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
+	for _, e := range r.Excluded {
+		text := excludedTitles[e.Reason]
+		if text == "" {
+			text = e.Reason
+		}
+		n := "withheld"
+		if e.State == Exact {
+			n = strconv.Itoa(e.Value)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\n", text, n)
+	}
+	_ = tw.Flush()
+	if r.Audience == AudienceHIE {
+		b.WriteString("  (Reports for HIEs withhold these counts: with the program's own figures they would describe the clients who did not consent.)\n")
+	}
 }

@@ -54,8 +54,12 @@ type Options struct {
 	AllowsHIE func(*ips.Client) bool
 	// Reports computes the program's MeasureReports for a period, given as
 	// the caller wrote it ("" when not given); it wraps ErrBadPeriod for a
-	// period it does not understand. nil: /fhir/MeasureReport answers 404.
-	Reports func(ctx context.Context, period string) ([]json.RawMessage, error)
+	// period it does not understand. forHIE is true when the caller's role
+	// is hie: it must get the reports for HIEs, which count only clients
+	// whose consent allows HIE reporting; the program's own staff
+	// (specialist, clinician, admin) get the program's own reports. nil:
+	// /fhir/MeasureReport answers 404.
+	Reports func(ctx context.Context, period string, forHIE bool) ([]json.RawMessage, error)
 	// BaseURL is the absolute URL of /fhir as callers reach it
 	// ("https://ips.example.org/fhir"), for fullUrls, links and the export's
 	// file URLs. "" derives it from each request's Host (http, or https
@@ -116,7 +120,7 @@ type Server struct {
 	mapping      mappings.Options
 	allowsEHR    func(*ips.Client) bool
 	allowsHIE    func(*ips.Client) bool
-	reports      func(ctx context.Context, period string) ([]json.RawMessage, error)
+	reports      func(ctx context.Context, period string, forHIE bool) ([]json.RawMessage, error)
 	baseURL      string
 	limits       Limits
 	pseudonymKey []byte // nil: no pseudonymization key configured

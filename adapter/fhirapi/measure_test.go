@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/ipsfhir/ipsfhir/adapter/fhirapi"
@@ -77,7 +78,7 @@ func TestMeasureReports(t *testing.T) {
 		return json.RawMessage(fmt.Sprintf(`{"resourceType":"MeasureReport","id":%q,"status":"complete","type":"summary","measure":%q,"subject":{"reference":%q},"period":{"start":"2025-01-01","end":"2025-03-31"}}`, id, measure, subject))
 	}
 	h := newHarness(t, func(o *fhirapi.Options) {
-		o.Reports = func(_ context.Context, period string) ([]json.RawMessage, error) {
+		o.Reports = func(_ context.Context, period string, _ bool) ([]json.RawMessage, error) {
 			periods = append(periods, period)
 			switch period {
 			case "bad":
@@ -118,4 +119,31 @@ func TestMeasureReports(t *testing.T) {
 		t.Errorf("the cause of a 500 reached the caller: %s", text)
 	}
 	wantOutcome(t, h.get("/fhir/MeasureReport?status=complete", hieKey), http.StatusBadRequest)
+}
+
+// hie callers get the reports for HIEs (forHIE), which count only clients
+// whose consent allows HIE reporting; the program's own staff get the
+// program's own.
+func TestMeasureReportsAudienceFollowsRole(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var got []bool
+	h := newHarness(t, func(o *fhirapi.Options) {
+		o.Reports = func(_ context.Context, _ string, forHIE bool) ([]json.RawMessage, error) {
+			mu.Lock()
+			got = append(got, forHIE)
+			mu.Unlock()
+			return nil, nil
+		}
+	})
+	for _, tc := range []struct {
+		key    string
+		forHIE bool
+	}{{hieKey, true}, {adminKey, false}, {clinicianKey, false}, {specialistKey, false}} {
+		got = nil
+		h.search("/fhir/MeasureReport?period=2025Q1", tc.key)
+		if !slices.Equal(got, []bool{tc.forHIE}) {
+			t.Errorf("key %s: Reports called with forHIE %v, want %v", tc.key, got, tc.forHIE)
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/gorilla/mux"
 
+	"github.com/ipsfhir/ipsfhir/adapter/api"
 	"github.com/ipsfhir/ipsfhir/mappings"
 )
 
@@ -81,7 +82,7 @@ func (s *Server) searchMeasureReports(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, http.StatusBadRequest, issues...)
 		return
 	}
-	reports, err := s.reports(r.Context(), period)
+	reports, err := s.reports(r.Context(), period, api.RecordOf(r.Context()).Caller.Role == api.RoleHIE)
 	if errors.Is(err, ErrBadPeriod) {
 		writeOutcome(w, http.StatusBadRequest, oo("invalid", "period: not a reporting period this server computes reports for"))
 		return

@@ -66,7 +66,7 @@ func TestMetadataIsPublicAndValid(t *testing.T) {
 
 	// With reports configured, MeasureReport is declared.
 	h2 := newHarness(t, func(o *fhirapi.Options) {
-		o.Reports = func(context.Context, string) ([]json.RawMessage, error) { return nil, nil }
+		o.Reports = func(context.Context, string, bool) ([]json.RawMessage, error) { return nil, nil }
 	})
 	if !strings.Contains(string(h2.get("/fhir/metadata", "").body), `"type": "MeasureReport"`) {
 		t.Error("MeasureReport not declared although Reports are configured")

@@ -22,8 +22,19 @@ import (
 )
 
 const reportAbout = `Computes a quarter's IPS (Individual Placement and Support) outcome measures
-for the program the configuration names, from the clients in its store whose
-consent allows HIE reporting (consent.hie, or the client's own answer):
+for the program the configuration names, over the caseload it served: the
+clients enrolled on or before the quarter's last day and not closed before
+its first. Clients only referred (status referred) are not counted.
+
+--for says who the report is for. program (the default) is the program's
+own report: every client served is counted. hie is what leaves for an HIE:
+only clients whose consent allows HIE reporting (consent.hie, or the
+client's own answer) are counted. Send HIEs only --for hie output.
+
+Every report says how many clients it left out and why, a line per reason
+(no enrollment date, referred but not enrolled, enrolled after the quarter,
+closed before it, and with --for hie no HIE consent); a count from 1 to the
+threshold minus 1 reads "withheld", and reports --for hie withhold them all.
 
   ips-competitive-employment      clients working competitively ÷ active caseload
   ips-competitive-employment-20h  the same, counting jobs of 20+ hours a week
@@ -80,7 +91,7 @@ program twice); 2 usage, a bad configuration (a specialist key that cannot be
 read or is too short, say) or an unreadable file.`
 
 func runReport(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlags("report", "--config FILE --quarter YYYYQn [--json] [--threshold N] [--html FILE] [--png FILE]\n       ipsfhir report --aggregate [--json] [--reporter SYSTEM|VALUE] REPORT.json...\n       ipsfhir report --config FILE --specialist-codes", reportAbout, stderr)
+	fs := newFlags("report", "--config FILE --quarter YYYYQn [--for program|hie] [--json] [--threshold N] [--html FILE] [--png FILE]\n       ipsfhir report --aggregate [--json] [--reporter SYSTEM|VALUE] REPORT.json...\n       ipsfhir report --config FILE --specialist-codes", reportAbout, stderr)
 	cfgPath := fs.String("config", "", "configuration file (required, except with --aggregate)")
 	quarter := fs.String("quarter", "", "the quarter to report, e.g. 2026Q3 (required, except with --aggregate)")
 	asJSON := fs.Bool("json", false, "print a FHIR R4 Bundle of the MeasureReports instead of a table")
@@ -90,6 +101,7 @@ func runReport(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	pngOut := fs.String("png", "", "also write the competitive-employment trend chart as a PNG to `FILE`")
 	fidelityPath := fs.String("fidelity", "", "the program's IPS-25 fidelity review, a QuestionnaireResponse JSON `FILE`, reported next to the outcomes")
 	specialistCodes := fs.Bool("specialist-codes", false, "print the program's specialists, as recorded, with the codes that stand for them in reports (needs reports.specialistKey; for the program's own use, never to publish)")
+	forWho := fs.String("for", "program", "who the report is for: `program` (the program's own: every client served is counted) or hie (what leaves for an HIE: only clients whose consent allows HIE reporting)")
 	reporter := fs.String("reporter", "", "with --aggregate: the organization publishing the aggregate, as an identifier `SYSTEM|VALUE` (MeasureReport.reporter)")
 	if code, done := parseFlags(fs, args, stdout); done {
 		return code
@@ -108,7 +120,7 @@ func runReport(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return exitUsage
 	}
 	if *specialistCodes {
-		if *aggregate || *quarter != "" || *asJSON || flagSet(fs, "threshold") || *htmlOut != "" || *pngOut != "" || *fidelityPath != "" || len(files) > 0 {
+		if *aggregate || *quarter != "" || *asJSON || flagSet(fs, "threshold") || flagSet(fs, "for") || *htmlOut != "" || *pngOut != "" || *fidelityPath != "" || len(files) > 0 {
 			return usage("--specialist-codes takes --config only")
 		}
 		if *cfgPath == "" {
@@ -117,8 +129,8 @@ func runReport(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return runSpecialistCodes(ctx, *cfgPath, stdout, stderr)
 	}
 	if *aggregate {
-		if *cfgPath != "" || *quarter != "" || *htmlOut != "" || *pngOut != "" || *fidelityPath != "" {
-			return usage("--aggregate reads report files: --config, --quarter, --html, --png and --fidelity do not apply")
+		if *cfgPath != "" || *quarter != "" || *htmlOut != "" || *pngOut != "" || *fidelityPath != "" || flagSet(fs, "for") {
+			return usage("--aggregate reads report files: --config, --quarter, --html, --png, --fidelity and --for do not apply (an aggregate is for HIEs, and its inputs must be too)")
 		}
 		if len(files) == 0 {
 			return usage("--aggregate needs one or more report files")
@@ -142,6 +154,15 @@ func runReport(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return usage("--reporter names who publishes an aggregate; a program's report names the program")
 	case *threshold < 0 || (*threshold == 0 && flagSet(fs, "threshold")):
 		return usage("--threshold must be at least 1")
+	}
+	var audience outcomes.Audience
+	switch *forWho {
+	case "program":
+		audience = outcomes.AudienceProgram
+	case "hie":
+		audience = outcomes.AudienceHIE
+	default:
+		return usage("--for must be program or hie")
 	}
 	q, err := outcomes.ParseQuarter(*quarter)
 	if err != nil {
@@ -177,7 +198,7 @@ func runReport(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if *threshold == 0 {
 		*threshold = cfg.Reports.Threshold
 	}
-	opts := outcomes.Options{Program: cfg.Program.ID, Threshold: *threshold, Protection: cfg.Reports.Protection, Consents: cfg.Consent.AllowsHIE, SpecialistKey: specialistKey, Date: time.Now()}
+	opts := outcomes.Options{Program: cfg.Program.ID, Audience: audience, Threshold: *threshold, Protection: cfg.Reports.Protection, Consents: cfg.Consent.AllowsHIE, SpecialistKey: specialistKey, Date: time.Now()}
 	reports, err := outcomes.Compute(clients, q, opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "ipsfhir report: %v\n", err)

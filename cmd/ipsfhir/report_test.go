@@ -99,7 +99,7 @@ func quoteAll(ss []string) []string {
 
 func TestReportTable(t *testing.T) {
 	cfg := reportStore(t, "riverside-ips", "consent: {hie: true}\n"+keyed)
-	code, stdout, stderr := ipsfhir(t, "", "report", "--config", cfg, "--quarter", "2026Q3")
+	code, stdout, stderr := ipsfhir(t, "", "report", "--for", "hie", "--config", cfg, "--quarter", "2026Q3")
 	if code != exitOK || stderr != "" {
 		t.Fatalf("report: exit %d\n%s", code, stderr)
 	}
@@ -117,7 +117,7 @@ func TestReportTable(t *testing.T) {
 	}
 
 	// Threshold 1: everything, with a warning.
-	code, stdout, stderr = ipsfhir(t, "", "report", "--config", cfg, "--quarter", "2026q3", "--threshold", "1")
+	code, stdout, stderr = ipsfhir(t, "", "report", "--for", "hie", "--config", cfg, "--quarter", "2026q3", "--threshold", "1")
 	if code != exitOK || !strings.Contains(stderr, "do not release") {
 		t.Fatalf("--threshold 1: exit %d\n%s", code, stderr)
 	}
@@ -128,7 +128,7 @@ func TestReportTable(t *testing.T) {
 	// The program's default consent is "no": only the one client who said
 	// yes counts; a count of 1 is withheld, her 0 jobs are not.
 	cfgNo := reportStore(t, "riverside-ips", keyed)
-	code, stdout, _ = ipsfhir(t, "", "report", "--config", cfgNo, "--quarter", "2026Q3")
+	code, stdout, _ = ipsfhir(t, "", "report", "--for", "hie", "--config", cfgNo, "--quarter", "2026Q3")
 	if code != exitOK {
 		t.Fatalf("default consent: exit %d", code)
 	}
@@ -140,7 +140,7 @@ func TestReportTable(t *testing.T) {
 // staff list), and a note says so; the program's figures are as with a key.
 func TestReportWithoutSpecialistKey(t *testing.T) {
 	cfg := reportStore(t, "riverside-ips", "consent: {hie: true}\n")
-	code, stdout, stderr := ipsfhir(t, "", "report", "--config", cfg, "--quarter", "2026Q3", "--threshold", "1")
+	code, stdout, stderr := ipsfhir(t, "", "report", "--for", "hie", "--config", cfg, "--quarter", "2026Q3", "--threshold", "1")
 	if code != exitOK || !strings.Contains(stderr, "reports.specialistKey is not configured") {
 		t.Fatalf("report: exit %d\n%s", code, stderr)
 	}
@@ -148,7 +148,7 @@ func TestReportWithoutSpecialistKey(t *testing.T) {
 	if strings.Contains(stdout, "specialist ") {
 		t.Errorf("specialist rows without a key:\n%s", stdout)
 	}
-	code, stdout, _ = ipsfhir(t, "", "report", "--json", "--config", cfg, "--quarter", "2026Q3")
+	code, stdout, _ = ipsfhir(t, "", "report", "--for", "hie", "--json", "--config", cfg, "--quarter", "2026Q3")
 	if code != exitOK {
 		t.Fatalf("report --json: exit %d", code)
 	}
@@ -243,7 +243,7 @@ func TestReportSpecialistCodes(t *testing.T) {
 
 func TestReportJSONValidates(t *testing.T) {
 	cfg := reportStore(t, "riverside-ips", "consent: {hie: true}\n")
-	code, stdout, stderr := ipsfhir(t, "", "report", "--json", "--config", cfg, "--quarter", "2026Q3")
+	code, stdout, stderr := ipsfhir(t, "", "report", "--for", "hie", "--json", "--config", cfg, "--quarter", "2026Q3")
 	if code != exitOK {
 		t.Fatalf("report --json: exit %d\n%s", code, stderr)
 	}
@@ -342,7 +342,7 @@ func TestReportTrend(t *testing.T) {
 	cfg := reportStore(t, "riverside-ips", "consent: {hie: true}\n")
 	dir := t.TempDir()
 	html, png := filepath.Join(dir, "trend.html"), filepath.Join(dir, "trend.png")
-	code, _, stderr := ipsfhir(t, "", "report", "--config", cfg, "--quarter", "2026Q3", "--html", html, "--png", png)
+	code, _, stderr := ipsfhir(t, "", "report", "--for", "hie", "--config", cfg, "--quarter", "2026Q3", "--html", html, "--png", png)
 	if code != exitOK {
 		t.Fatalf("report --html --png: exit %d\n%s", code, stderr)
 	}
@@ -420,7 +420,7 @@ func TestReportAggregate(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, program, quarter string) string {
 		cfg := reportStore(t, program, "consent: {hie: true}\n")
-		code, stdout, stderr := ipsfhir(t, "", "report", "--json", "--threshold", "1", "--config", cfg, "--quarter", quarter)
+		code, stdout, stderr := ipsfhir(t, "", "report", "--for", "hie", "--json", "--threshold", "1", "--config", cfg, "--quarter", quarter)
 		if code != exitOK {
 			t.Fatalf("report %s: exit %d\n%s", program, code, stderr)
 		}
@@ -589,7 +589,7 @@ func TestReportFidelity(t *testing.T) {
 // threshold (17 working is withheld under 20); --threshold overrides it.
 func TestReportThresholdFromConfig(t *testing.T) {
 	cfg := reportStore(t, "riverside-ips", "consent: {hie: true}\nreports: {threshold: 20}\n")
-	code, stdout, stderr := ipsfhir(t, "", "report", "--config", cfg, "--quarter", "2026Q3")
+	code, stdout, stderr := ipsfhir(t, "", "report", "--for", "hie", "--config", cfg, "--quarter", "2026Q3")
 	if code != exitOK {
 		t.Fatalf("report: exit %d\n%s", code, stderr)
 	}
@@ -597,7 +597,7 @@ func TestReportThresholdFromConfig(t *testing.T) {
 	if !strings.Contains(stdout, "Counts from 1 to 19 are withheld") {
 		t.Errorf("the table does not state the threshold:\n%.300s", stdout)
 	}
-	code, stdout, _ = ipsfhir(t, "", "report", "--config", cfg, "--quarter", "2026Q3", "--threshold", "11")
+	code, stdout, _ = ipsfhir(t, "", "report", "--for", "hie", "--config", cfg, "--quarter", "2026Q3", "--threshold", "11")
 	if code != exitOK {
 		t.Fatalf("--threshold 11: exit %d", code)
 	}
@@ -669,5 +669,68 @@ func TestReportNotForRelease(t *testing.T) {
 	}
 	if h := img.Bounds().Dy(); redRow(img, 10) || redRow(img, h-10) {
 		t.Error("a chart at the release threshold has a banner")
+	}
+}
+
+// With the default consent.hie: false, the program's own report (the
+// default) still counts every client served, and says who it left out;
+// --for hie counts the consenting clients only and withholds the
+// exclusion counts; what an HIE aggregates must be --for hie output.
+func TestReportForProgramAndHIE(t *testing.T) {
+	cfg := reportStore(t, "riverside-ips", keyed)
+	code, stdout, stderr := ipsfhir(t, "", "report", "--config", cfg, "--quarter", "2026Q3")
+	if code != exitOK {
+		t.Fatalf("report: exit %d\n%s", code, stderr)
+	}
+	// The constructed caseload's 40 consenting-by-default clients and x3,
+	// who declined HIE sharing and worked: 41 served, 18 working.
+	row(t, stdout, "all", "41", "18", "43.9%")
+	for _, want := range []string{"The program's own report", "Clients left out of the counts"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("the program's table lacks %q:\n%s", want, stdout)
+		}
+	}
+	row(t, stdout, "referred, not enrolled (status referred)", "0")
+	// x1 (closed 30 June) and x2 (enrolled 1 October): 1 each, withheld.
+	row(t, stdout, "closed before the quarter", "withheld")
+	row(t, stdout, "enrolled after the quarter", "withheld")
+
+	code, stdout, _ = ipsfhir(t, "", "report", "--for", "hie", "--config", cfg, "--quarter", "2026Q3")
+	if code != exitOK {
+		t.Fatalf("--for hie: exit %d", code)
+	}
+	row(t, stdout, "all", "withheld", "0", "withheld")
+	row(t, stdout, "no consent to HIE reporting", "withheld")
+
+	// The program's own JSON carries ips-excluded, validates, and is
+	// refused by --aggregate.
+	code, stdout, stderr = ipsfhir(t, "", "report", "--json", "--threshold", "1", "--config", cfg, "--quarter", "2026Q3")
+	if code != exitOK {
+		t.Fatalf("--json: exit %d\n%s", code, stderr)
+	}
+	if !strings.Contains(stdout, outcomes.ExtExcluded) || !strings.Contains(stdout, `"valueUnsignedInt": 1`) {
+		t.Errorf("the program's JSON lacks its exclusions:\n%s", stdout)
+	}
+	checkDEQM(t, []byte(stdout), 6)
+	own := filepath.Join(t.TempDir(), "own.json")
+	if err := os.WriteFile(own, []byte(stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, stderr := ipsfhir(t, "", "validate", own); code != exitOK {
+		t.Fatalf("validate: exit %d\n%s%s", code, stderr, out)
+	}
+	if code, _, stderr := ipsfhir(t, "", "report", "--aggregate", own); code != exitFindings || !strings.Contains(stderr, "program's own report") || !strings.Contains(stderr, "--for hie") {
+		t.Errorf("aggregate of a program's own report: exit %d\n%s", code, stderr)
+	}
+
+	for _, args := range [][]string{
+		{"--config", cfg, "--quarter", "2026Q3", "--for", "state"},
+		{"--config", cfg, "--quarter", "2026Q3", "--for", ""},
+		{"--aggregate", "--for", "hie", own},
+		{"--config", cfg, "--specialist-codes", "--for", "hie"},
+	} {
+		if code, _, stderr := ipsfhir(t, "", append([]string{"report"}, args...)...); code != exitUsage || !strings.Contains(stderr, "--") {
+			t.Errorf("report %q: exit %d\n%s", args, code, stderr)
+		}
 	}
 }

@@ -212,8 +212,10 @@ func (s *system) readyz(w http.ResponseWriter, r *http.Request) {
 // /fhir/MeasureReport: period is a quarter (2026Q3) or a date in it
 // (2026-08-15, with an optional eq prefix); "" is the last complete quarter.
 // Suppression uses reports.threshold, as a report for release; specialists
-// are coded with reports.specialistKey, and without it not reported.
-func (s *system) measureReports(ctx context.Context, period string) ([]json.RawMessage, error) {
+// are coded with reports.specialistKey, and without it not reported. An hie
+// caller (forHIE) gets the reports for HIEs, of the clients whose consent
+// allows HIE reporting; the program's own staff get the program's own.
+func (s *system) measureReports(ctx context.Context, period string, forHIE bool) ([]json.RawMessage, error) {
 	q, err := reportingQuarter(period, time.Now())
 	if err != nil {
 		return nil, err
@@ -222,7 +224,11 @@ func (s *system) measureReports(ctx context.Context, period string) ([]json.RawM
 	if err != nil {
 		return nil, err
 	}
-	reports, err := outcomes.Compute(clients, q, outcomes.Options{Program: s.cfg.Program.ID, Threshold: s.cfg.Reports.Threshold, Protection: s.cfg.Reports.Protection, Consents: s.cfg.Consent.AllowsHIE, SpecialistKey: s.specialistKey, Date: time.Now()})
+	audience := outcomes.AudienceProgram
+	if forHIE {
+		audience = outcomes.AudienceHIE
+	}
+	reports, err := outcomes.Compute(clients, q, outcomes.Options{Program: s.cfg.Program.ID, Audience: audience, Threshold: s.cfg.Reports.Threshold, Protection: s.cfg.Reports.Protection, Consents: s.cfg.Consent.AllowsHIE, SpecialistKey: s.specialistKey, Date: time.Now()})
 	if err != nil {
 		return nil, err
 	}

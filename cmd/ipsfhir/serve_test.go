@@ -26,6 +26,7 @@ import (
 	"github.com/ipsfhir/ipsfhir/adapter/telemetry/telemetrytest"
 	"github.com/ipsfhir/ipsfhir/conformance/peer"
 	"github.com/ipsfhir/ipsfhir/mappings"
+	"github.com/ipsfhir/ipsfhir/outcomes"
 )
 
 func TestServePushesWhatTheAPIStores(t *testing.T) {
@@ -227,6 +228,14 @@ apiKeys:
 	}
 	// Dated when computed, reported by the program: DEQM Summary reports.
 	checkDEQM(t, []byte(body), 6)
+	// The hie key gets the reports for HIEs (they state the clients left
+	// out for want of consent); the specialist's key the program's own.
+	if !strings.Contains(body, outcomes.ExcludedNoHIEConsent) {
+		t.Errorf("the hie key's MeasureReports are not the ones for HIEs: %.300s", body)
+	}
+	if code, own := call("GET", "/fhir/MeasureReport?period=2026Q3", "spec-key", ""); code != 200 || !strings.Contains(own, outcomes.ExtExcluded) || strings.Contains(own, outcomes.ExcludedNoHIEConsent) {
+		t.Errorf("the specialist's MeasureReports are not the program's own: %d %.300s", code, own)
+	}
 	if code, _ := call("GET", "/fhir/MeasureReport?period=summer", "hie-key", ""); code != http.StatusBadRequest {
 		t.Errorf("a period that is not one: %d, want 400", code)
 	}

@@ -74,7 +74,7 @@ func browserSetup(t *testing.T) (chrome string, axe []byte) {
 func programPage(t *testing.T, n int, last outcomes.Quarter, today time.Time) []byte {
 	t.Helper()
 	cl := synth.GenerateWithOptions(rand.New(rand.NewPCG(uint64(n), 7)), n, synth.Options{AsOf: ips.DateOf(today)})
-	opts := outcomes.Options{Program: "riverside-ips", Consents: func(*ips.Client) bool { return true }, Date: today}
+	opts := outcomes.Options{Program: "riverside-ips", Audience: outcomes.AudienceProgram, Consents: func(*ips.Client) bool { return true }, Date: today}
 	var quarters []QuarterReports
 	for q := last.Add(-7); !last.Before(q); q = q.Add(1) {
 		rs, err := outcomes.Compute(cl.Clients, q, opts)
