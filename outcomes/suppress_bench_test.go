@@ -19,7 +19,7 @@ import (
 
 func benchCompute(b *testing.B, n, threshold int) {
 	cl := synth.Generate(rand.New(rand.NewPCG(5, 5)), n)
-	o := Options{Program: program, Threshold: threshold, Consents: hieDefaultYes, SpecialistKey: testSpecialistKey, Date: producedAt}
+	o := Options{Program: program, Audience: AudienceHIE, Threshold: threshold, Consents: hieDefaultYes, SpecialistKey: testSpecialistKey, Date: producedAt}
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := Compute(cl.Clients, q3, o); err != nil {
@@ -28,13 +28,13 @@ func benchCompute(b *testing.B, n, threshold int) {
 	}
 }
 
-func BenchmarkCompute400Clients(b *testing.B)               { benchCompute(b, 400, DefaultThreshold) }
+func BenchmarkCompute400Clients(b *testing.B)                { benchCompute(b, 400, DefaultThreshold) }
 func BenchmarkCompute400ClientsNothingWithheld(b *testing.B) { benchCompute(b, 400, 1) }
 
 // onePerSpecialistPolytope is the audit's polytope for 30 specialists with
 // one client each, every small count withheld, and one range question.
 func onePerSpecialistPolytope(b *testing.B) (*audit, withheld, vec) {
-	c, err := compute(onePerSpecialist(30), q3, Options{Program: program, Threshold: 1, Consents: hieDefaultYes, SpecialistKey: testSpecialistKey, Date: producedAt})
+	c, err := compute(onePerSpecialist(30), q3, Options{Program: program, Audience: AudienceHIE, Threshold: 1, Consents: hieDefaultYes, SpecialistKey: testSpecialistKey, Date: producedAt})
 	if err != nil {
 		b.Fatal(err)
 	}
