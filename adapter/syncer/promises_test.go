@@ -738,6 +738,17 @@ func (r *rig) firstGoal() (*ips.Client, *ips.Goal, mappings.Key) {
 	return c, c.Goals[0], r.conn.Mapping.GoalKey(c, c.Goals[0])
 }
 
+// pushWithGoalAnswerLost pushes with the answer of the first Goal update
+// lost (the EHR applies it): the client's item fails, to be retried.
+func (r *rig) pushWithGoalAnswerLost(t *testing.T, p *faultproxy.Proxy) {
+	t.Helper()
+	lost := p.Once(faultproxy.Match{Method: "PUT", PathPrefix: "Goal"}, faultproxy.KindLostReply)
+	if s, err := r.engine.PushOnce(t.Context()); err != nil || s.Failed != 1 {
+		t.Fatalf("push with a Goal update's answer lost: %+v %v; want the item failed", s, err)
+	}
+	<-lost.Done()
+}
+
 // editGoal changes one goal of a client in the store, as the program's API
 // would: a save that queues the client for the EHR. It may be called from
 // an EHR or store hook, so it reports a failed save with t.Error.
@@ -805,11 +816,7 @@ func TestAStaleCopyIsNotWrittenAfterAMergeFoundNothingToDo(t *testing.T) {
 	// The specialist's edit is written, but its answer is lost: the ledger
 	// keeps the version before it.
 	r.editGoal(t, c.ID, g.ID, func(g *ips.Goal) { g.Description = "Work at the garden centre" })
-	lost := p.Once(faultproxy.Match{Method: "PUT", PathPrefix: "Goal"}, faultproxy.KindLostReply)
-	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 1 {
-		t.Fatalf("push with a lost reply: %+v %v; want the item failed", s, err)
-	}
-	<-lost.Done()
+	r.pushWithGoalAnswerLost(t, p)
 	// The clinician changes the goal's status.
 	r.clinicianEdits(t, k, func(m map[string]any) { m["lifecycleStatus"] = string(other) })
 	// The retry has read the client; just before its write goes out, a
@@ -871,11 +878,7 @@ func TestAClinicianSettingAGoalBackToAnUnansweredWriteIsNotAnEcho(t *testing.T) 
 	r.clinicianSetsStatus(t, k, other)
 	// The specialist's edit is written with If-Match; the answer is lost.
 	r.editGoal(t, c.ID, g.ID, func(g *ips.Goal) { g.Description = "Work in a print shop" })
-	lost := p.Once(faultproxy.Match{Method: "PUT", PathPrefix: "Goal"}, faultproxy.KindLostReply)
-	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 1 {
-		t.Fatalf("push with a lost reply: %+v %v; want the item failed", s, err)
-	}
-	<-lost.Done()
+	r.pushWithGoalAnswerLost(t, p)
 	// The clinician sets the status back, and the pull brings it in.
 	r.clinicianSetsStatus(t, k, was)
 	// And changes it once more: the goal now holds what the unanswered
@@ -914,11 +917,7 @@ func TestAClinicianSettingAGoalBackToALostFirstWriteIsNotAnEcho(t *testing.T) {
 	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: c}}, []string{"clinic"}); err != nil {
 		t.Fatal(err)
 	}
-	lost := p.Once(faultproxy.Match{Method: "PUT", PathPrefix: "Goal"}, faultproxy.KindLostReply)
-	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 1 {
-		t.Fatalf("push with the first goal write's answer lost: %+v %v", s, err)
-	}
-	<-lost.Done()
+	r.pushWithGoalAnswerLost(t, p)
 	was, other := string(g.Status), "on-hold"
 	if was == other {
 		other = "active"

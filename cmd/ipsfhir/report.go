@@ -185,15 +185,9 @@ func runReport(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			return code
 		}
 	}
-	st, code := openStore(ctx, cfg, "report", stderr)
-	if st == nil {
+	clients, code := clientsOfStore(ctx, cfg, stderr)
+	if clients == nil && code != 0 {
 		return code
-	}
-	defer st.Close()
-	clients, err := allClients(ctx, st)
-	if err != nil {
-		fmt.Fprintf(stderr, "ipsfhir report: read the store: %v\n", err)
-		return exitFindings
 	}
 	if *threshold == 0 {
 		*threshold = cfg.Reports.Threshold
@@ -274,15 +268,9 @@ func runSpecialistCodes(ctx context.Context, cfgPath string, stdout, stderr io.W
 		fmt.Fprintln(stderr, "ipsfhir report: --specialist-codes needs reports.specialistKey in the configuration: without it, reports carry no specialist codes (see docs/CONFIG.md)")
 		return exitUsage
 	}
-	st, code := openStore(ctx, cfg, "report", stderr)
-	if st == nil {
+	clients, code := clientsOfStore(ctx, cfg, stderr)
+	if clients == nil && code != 0 {
 		return code
-	}
-	defer st.Close()
-	clients, err := allClients(ctx, st)
-	if err != nil {
-		fmt.Fprintf(stderr, "ipsfhir report: read the store: %v\n", err)
-		return exitFindings
 	}
 	// One line per code: the spellings of a name that differ only in case
 	// and spacing share it; the first in sort order is shown.
@@ -345,6 +333,22 @@ func readFidelity(name, program string, stdin io.Reader, stderr io.Writer) (*fid
 		return nil, exitUsage
 	}
 	return &fidelityReview{raw: compact.Bytes(), summary: s}, exitOK
+}
+
+// clientsOfStore opens the configured store and reads every client. On a
+// failure it has said why on stderr and returns the exit code.
+func clientsOfStore(ctx context.Context, cfg *config.Config, stderr io.Writer) ([]*ips.Client, int) {
+	st, code := openStore(ctx, cfg, "report", stderr)
+	if st == nil {
+		return nil, code
+	}
+	defer st.Close()
+	clients, err := allClients(ctx, st)
+	if err != nil {
+		fmt.Fprintf(stderr, "ipsfhir report: read the store: %v\n", err)
+		return nil, exitFindings
+	}
+	return clients, 0
 }
 
 // allClients reads every client of the store, a page at a time.
