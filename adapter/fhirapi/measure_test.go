@@ -90,12 +90,16 @@ func TestMeasureReports(t *testing.T) {
 				report("r1", "Group/riverside-ips", "https://ipsfhir.org/fhir/Measure/ips-job-starts|0.1.0"),
 				report("r2", "Group/riverside-ips", "https://ipsfhir.org/fhir/Measure/ips-earnings|0.1.0"),
 				report("r3", "Group/elsewhere", "https://ipsfhir.org/fhir/Measure/ips-earnings|0.1.0"),
+				// As the program computes them: no subject (DEQM), the
+				// program as reporter.
+				json.RawMessage(`{"resourceType":"MeasureReport","id":"r4","status":"complete","type":"summary","measure":"https://ipsfhir.org/fhir/Measure/ips-competitive-employment|0.1.0","reporter":{"type":"Organization","identifier":{"system":"urn:ipsfhir:program","value":"riverside-ips"}},"period":{"start":"2025-01-01","end":"2025-03-31"}}`),
 			}, nil
 		}
 	})
 	cases := map[string][]string{
-		"period=2025-Q1": {"r1", "r2", "r3"},
-		"period=2025-Q1&subject=Group/riverside-ips": {"r1", "r2"},
+		"period=2025-Q1": {"r1", "r2", "r3", "r4"},
+		"period=2025-Q1&subject=Group/riverside-ips": {"r1", "r2", "r4"},
+		"subject=riverside-ips":                      {"r1", "r2", "r4"},
 		"subject=elsewhere":                          {"r3"},
 		"measure=" + url.QueryEscape("https://ipsfhir.org/fhir/Measure/ips-earnings"):       {"r2", "r3"},
 		"measure=" + url.QueryEscape("https://ipsfhir.org/fhir/Measure/ips-earnings|0.2.0"): {},
