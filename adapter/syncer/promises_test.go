@@ -1015,3 +1015,59 @@ func TestAPlanReferringToAGoalWithoutAnIDIsNoConflict(t *testing.T) {
 		t.Errorf("conflicts %+v; nobody but the adapter wrote the plan", cs)
 	}
 }
+
+// TestNoBlindWriteOverAVersionTheLedgerDoesNotKnow: the ledger holds a
+// goal's id but no version (a write answered without one, whose read-back
+// failed), or no id at all (a first write whose answer was lost). A
+// clinician changes the goal; then the program edits it. The push must
+// read what the EHR holds before writing, in a transaction as one by one:
+// a conditional PUT without If-Match would overwrite the clinician's
+// change (seen once in the five-minute soak).
+func TestNoBlindWriteOverAVersionTheLedgerDoesNotKnow(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		bundles string
+		forget  func(le *store.LedgerEntry)
+	}{
+		{"transaction, no version", "transaction", func(le *store.LedgerEntry) { le.VersionID = "" }},
+		{"one by one, no version", "none", func(le *store.LedgerEntry) { le.VersionID = "" }},
+		{"transaction, no id", "transaction", func(le *store.LedgerEntry) { le.ResourceID, le.VersionID = "", "" }},
+		{"one by one, no id", "none", func(le *store.LedgerEntry) { le.ResourceID, le.VersionID = "", "" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, "")
+			ctx := t.Context()
+			r.conn.Plan.Bundles = tc.bundles
+			r.pushAll(t)
+			c, g, k := r.firstGoal()
+			le, err := r.store.LedgerGet(ctx, "clinic", ledgerKey(k))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.forget(&le)
+			if err := r.store.LedgerPut(ctx, le); err != nil {
+				t.Fatal(err)
+			}
+			other := "on-hold"
+			if string(g.Status) == other {
+				other = "active"
+			}
+			r.clinicianEdits(t, k, func(m map[string]any) { m["lifecycleStatus"] = other })
+			r.editGoal(t, c.ID, g.ID, func(g *ips.Goal) { g.Description = "Work at the hardware store" })
+			if s, err := r.engine.PushOnce(ctx); err != nil {
+				t.Fatalf("push: %+v %v", s, err)
+			}
+			makeDue(t, r)
+			if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+				t.Fatalf("second push: %+v %v", s, err)
+			}
+			eg := r.ehrGoal(t, k)
+			if eg["lifecycleStatus"] != other {
+				t.Errorf("EHR goal status %v; the clinician's %s was overwritten", eg["lifecycleStatus"], other)
+			}
+			if d := eg["description"].(map[string]any)["text"]; d != "Work at the hardware store" {
+				t.Errorf("EHR goal description %v; want the program's edit", d)
+			}
+		})
+	}
+}

@@ -562,19 +562,21 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 	}
 	canRead := conn.Plan.Allows(typ, "read") || conn.Plan.Allows(typ, "search-type")
 	// Without versioned updates (read-compare-write), or when the ledger has
-	// no version to send (a write answered without one, a lost answer),
+	// no version to send (a write answered without one, a lost answer; or
+	// no id, when a first write's answer was lost: it is found by search),
 	// read first: compare with what the adapter wrote, and only then write,
 	// so a clinician's edit is never overwritten without a trace.
-	if known && le.ResourceID != "" && canRead && (rp.Concurrency == plan.ReadCompareWrite || (rp.Concurrency == plan.IfMatch && le.VersionID == "")) {
+	if known && (le.ResourceID != "" || rp.Idempotency == plan.ConditionalUpdate) && canRead &&
+		(rp.Concurrency == plan.ReadCompareWrite || (rp.Concurrency == plan.IfMatch && le.VersionID == "")) {
 		cur, err := e.readCurrent(ctx, conn, typ, k, le.ResourceID, res)
 		if err != nil {
 			return s, err
 		}
-		if cur == nil {
+		if cur == nil && le.ResourceID != "" {
 			// Deleted in the EHR: written again as new (found by search
 			// first, should it come back).
 			known, le = false, store.LedgerEntry{}
-		} else {
+		} else if cur != nil {
 			w, stop, err := e.beforeWrite(ctx, conn, k, typ, &le, cur, hash, canonical, clientID, ver)
 			s.add(w)
 			if stop || err != nil {

@@ -148,6 +148,15 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 		// Nothing, or one resource: the single request says more.
 		return s, nil, false, nil
 	}
+	for _, ch := range changed {
+		if ch.known && ch.ifMatch(conn) == "" && conn.Plan.Type(ch.en.ResourceType).Concurrency == plan.IfMatch {
+			// A record the EHR may hold under a version the ledger does not
+			// know (an answer without one, a lost answer): a conditional
+			// PUT without If-Match would overwrite whatever is there. One
+			// by one, it is read first.
+			return s, nil, false, nil
+		}
+	}
 	if kind == "batch" {
 		for _, ch := range changed {
 			if !ch.known || ch.le.ResourceID == "" {
