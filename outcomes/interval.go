@@ -28,8 +28,12 @@ import (
 // linear programs. The count is protected when that range holds at least
 // Protection whole numbers. The programs are relaxations (a reader who
 // reasons over whole numbers may narrow a range further only where the
-// polytope's corners are not whole; the tests check the adversarial
-// caseloads by enumerating whole-number solutions).
+// polytope's corners are not whole; the tests attack the adversarial
+// caseloads' published JSON with a linear model of their own).
+
+// vec is a sparse linear form over the leaves (stratum·numLeaves + leaf):
+// absent keys are zero. Coefficients are 0 and ±1.
+type vec map[int]float64
 
 // DefaultProtection is the least number of values a withheld small count
 // must remain able to take, given everything published: 3.
@@ -61,10 +65,10 @@ func (a *audit) polytope(hidden withheld) (*polytope, error) {
 		for _, id := range identities {
 			v := vec{}
 			for _, l := range id[0] {
-				v[s*numLeaves+l] = one()
+				v[s*numLeaves+l] = 1
 			}
 			for _, l := range id[1] {
-				v[s*numLeaves+l] = one().neg()
+				v[s*numLeaves+l] = -1
 			}
 			rows = append(rows, row{v: v})
 		}
@@ -108,7 +112,7 @@ func (a *audit) polytope(hidden withheld) (*polytope, error) {
 	for i, r := range rows {
 		m[i] = make([]float64, p.cols)
 		for k, x := range r.v {
-			m[i][p.col[k]], _ = x.big().Float64()
+			m[i][p.col[k]] = x
 		}
 		if r.slack != 0 {
 			m[i][s] = r.slack
@@ -135,7 +139,7 @@ func (p *polytope) rng(v vec) (lo, hi int) {
 			// A leaf no constraint mentions can be anything.
 			return 0, math.MaxInt
 		}
-		c[j], _ = x.big().Float64()
+		c[j] = x
 	}
 	if p.tab == nil {
 		return 0, math.MaxInt

@@ -346,7 +346,7 @@ func (a *audit) vector(level, f int) vec {
 	}
 	for _, s := range strata {
 		for _, l := range forms[f].leaves {
-			v[s*numLeaves+l] = one()
+			v[s*numLeaves+l] = 1
 		}
 	}
 	return v

@@ -78,7 +78,7 @@ func BenchmarkRangeGonumSimplex(b *testing.B) {
 	}
 	c := make([]float64, cols)
 	for k, x := range v {
-		c[p.col[k]], _ = x.big().Float64()
+		c[p.col[k]] = x
 	}
 	neg := make([]float64, cols)
 	for j := range c {
