@@ -149,14 +149,14 @@ func suppress(levels []*tally, threshold, protection int) (withheld, error) {
 	// each target is settled once, in order.
 	for _, t := range targets {
 		for {
-			ok, err := a.protected(hidden, t)
+			lo, hi, err := a.rangeOf(hidden, t)
 			if err != nil {
 				return nil, err
 			}
-			if ok {
+			if a.wide(lo, hi) {
 				break
 			}
-			c, err := a.complement(hidden, t)
+			c, err := a.complement(hidden, t, lo, hi)
 			if err != nil {
 				return nil, err
 			}
@@ -209,19 +209,20 @@ type audit struct {
 // target is a small count to protect: form f at a level.
 type target struct{ level, form int }
 
-// protected reports whether a reader of what hidden leaves shown can narrow
-// t down to fewer than a.protection values.
-func (a *audit) protected(hidden withheld, t target) (bool, error) {
-	if t.form < numCounts && !hidden[t.level][t.form] {
-		return false, nil
-	}
+// rangeOf is the least and the most a reader of what hidden leaves shown
+// can conclude t is (see polytope.rng). A small cell target is always
+// withheld: the primary rule withholds it and nothing shows it again.
+func (a *audit) rangeOf(hidden withheld, t target) (lo, hi int, err error) {
 	p, err := a.polytope(hidden)
 	if err != nil {
-		return false, err
+		return 0, 0, err
 	}
-	lo, hi := p.rng(a.vector(t.level, t.form))
-	return hi == math.MaxInt || hi-lo+1 >= a.protection, nil
+	lo, hi = p.rng(a.vector(t.level, t.form))
+	return lo, hi, nil
 }
+
+// wide reports whether a range holds at least a.protection whole numbers.
+func (a *audit) wide(lo, hi int) bool { return hi == math.MaxInt || hi-lo+1 >= a.protection }
 
 func (a *audit) allProtected(hidden withheld, targets []target) (bool, error) {
 	p, err := a.polytope(hidden)
@@ -232,20 +233,18 @@ func (a *audit) allProtected(hidden withheld, targets []target) (bool, error) {
 		if t.form < numCounts && !hidden[t.level][t.form] {
 			return false, nil
 		}
-		lo, hi := p.rng(a.vector(t.level, t.form))
-		if hi != math.MaxInt && hi-lo+1 < a.protection {
+		if !a.wide(p.rng(a.vector(t.level, t.form))) {
 			return false, nil
 		}
 	}
 	return true, nil
 }
 
-// complement picks the next cell to withhold for target t: among the shown
-// cells that share a stratum with it (its own stratum's cells and the
-// program's totals; every cell for a target at the program level), the
-// cheapest whose withholding widens t's range; the cheapest of all when no
-// single one does (several together will).
-func (a *audit) complement(hidden withheld, t target) (int, error) {
+// complement picks the next cell to withhold for target t, whose range is
+// now [lo0, hi0]: among the shown non-zero cells, in the order below, the
+// first whose withholding widens t's range; the first of all when no single
+// one does (several together will).
+func (a *audit) complement(hidden withheld, t target, lo0, hi0 int) (int, error) {
 	// Candidates by how directly they bear on t, then by cost: the cells
 	// of t's own level that share a leaf with it, the same cells in the
 	// strata (a stratum is the total minus the others; a total is the sum
@@ -300,11 +299,6 @@ func (a *audit) complement(hidden withheld, t target) (int, error) {
 		return 0
 	})
 	v := a.vector(t.level, t.form)
-	p0, err := a.polytope(hidden)
-	if err != nil {
-		return 0, err
-	}
-	lo0, hi0 := p0.rng(v)
 	for _, id := range cands {
 		l, c := id/numCounts, id%numCounts
 		hidden[l][c] = true
