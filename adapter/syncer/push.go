@@ -882,16 +882,9 @@ func (e *Engine) beforeWrite(ctx context.Context, conn *Connection, k mappings.K
 		// (see errUnresolved).
 		return s, false, nil
 	case typ == "Goal":
-		merged, err := e.mergeEHRGoal(ctx, conn, k, *le, cur)
+		merged, err := e.mergeEHRGoal(ctx, conn, k, *le, cur, clientID, ver)
 		s.Conflicts++
 		if err != nil || merged {
-			return s, true, err
-		}
-		// Nothing to merge: the client already holds what the EHR holds.
-		// If it was saved since this push read it (a pull merged the same
-		// change), the copy in hand is older than both: writing it would
-		// undo the change in the EHR.
-		if err := e.clientUnchanged(ctx, clientID, ver); err != nil {
 			return s, true, err
 		}
 		// Merged without a change on the IPS side: the ledger now holds

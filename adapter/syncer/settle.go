@@ -400,19 +400,11 @@ func (e *Engine) settleStale(ctx context.Context, conn *Connection, k mappings.K
 		// The adapter's own, or content that cannot be judged yet.
 	default:
 		if typ == "Goal" {
-			merged, err := e.mergeEHRGoal(ctx, conn, k, le, cur)
+			merged, err := e.mergeEHRGoal(ctx, conn, k, le, cur, clientID, ver)
 			if err != nil || merged {
 				// The merged client is saved, and its pending item pushes
 				// the merged goal next.
 				s.Conflicts++
-				return nil, s, err
-			}
-			// Nothing to merge: the client already holds what the EHR
-			// holds. If it was saved since this push read it (a pull
-			// merged the same change a moment ago), the copy in hand is
-			// older than both, and writing it with the version just read
-			// would undo the clinician's change.
-			if err := e.clientUnchanged(ctx, clientID, ver); err != nil {
 				return nil, s, err
 			}
 		} else if err := e.recordResourceConflict(ctx, conn, k, le, cur, hash, clientID); err != nil {
@@ -456,9 +448,13 @@ func (e *Engine) recordResourceConflict(ctx context.Context, conn *Connection, k
 }
 
 // mergeEHRGoal merges a Goal as the EHR holds it into the IPS client, as a
-// pull does. merged reports that the client was saved with the EHR's
-// changes (its outbox item then carries them back).
-func (e *Engine) mergeEHRGoal(ctx context.Context, conn *Connection, k mappings.Key, le store.LedgerEntry, cur *current) (bool, error) {
+// pull does, for a push holding the client at version ver. merged reports
+// that the client was saved with the EHR's changes (its outbox item then
+// carries them back). When there was nothing to merge, the client already
+// holds what the EHR holds; if it was saved since the push read it (a pull
+// merged the same change a moment ago), the push's copy is older than both,
+// and errClientChanged stops a write that would undo the change.
+func (e *Engine) mergeEHRGoal(ctx context.Context, conn *Connection, k mappings.Key, le store.LedgerEntry, cur *current, clientID string, ver store.Version) (bool, error) {
 	cr, err := mappings.ParseResource(cur.raw)
 	if err != nil || cr.GetGoal() == nil {
 		return false, &pushError{msg: "push: the EHR's copy of Goal is unreadable"}
@@ -476,5 +472,8 @@ func (e *Engine) mergeEHRGoal(ctx context.Context, conn *Connection, k mappings.
 		// out of date, and writing it would undo the clinician's change.
 		return false, &pushError{msg: "push: the goal changed in the EHR while it was being written; trying again"}
 	}
-	return r.saved, nil
+	if !r.saved {
+		return false, e.clientUnchanged(ctx, clientID, ver)
+	}
+	return true, nil
 }
