@@ -16,8 +16,9 @@ import (
 
 // An attacker independent of the audit: it reads the published FHIR JSON
 // (readPublished) and works on its own model: one unknown per level and
-// base count (D, N1, N2, E, C, W, F, J), the nesting of the counts as
-// inequalities (N2 ≤ N1 ≤ D, W ≤ C ≤ E ≤ D, F ≤ D, F ≤ J), the strata
+// base count (D, N1, N2, E, C, W, F, J, G, B, R, R90), the nesting of the
+// counts as inequalities (N2 ≤ N1 ≤ D, W ≤ C ≤ E ≤ D, F ≤ D, F ≤ J,
+// B ≤ G ≤ D, R90 ≤ R ≤ D, G ≤ N1, G ≤ J, R90 ≤ N1), the strata
 // adding up to the program, every shown number, every withheld count at
 // least 1 (zeros are shown) and, as the worst case, at most threshold−1
 // where it is small in truth, which the marks do not say. A difference such
@@ -25,7 +26,7 @@ import (
 // this package's simplex (TestSimplexAgreesWithGonum holds that to gonum's)
 // and, where the program is small, with gonum's as well.
 
-var baseCounts = []string{"D", "N1", "N2", "E", "C", "W", "F", "J"}
+var baseCounts = []string{"D", "N1", "N2", "E", "C", "W", "F", "J", "G", "B", "R", "R90"}
 
 // lpAttack returns the least and the most the published numbers allow for
 // each of the quantities asked (level, quantity).
@@ -47,8 +48,15 @@ func lpAttack(t *testing.T, pub published, levels []string, real published, thre
 	var rows []row
 	at := func(l, q string) int { return idx[[2]string{l, q}] }
 	for _, l := range all {
-		for _, p := range [][2]string{{"N2", "N1"}, {"N1", "D"}, {"W", "C"}, {"C", "E"}, {"E", "D"}, {"F", "D"}, {"F", "J"}} {
+		for _, p := range [][2]string{{"N2", "N1"}, {"N1", "D"}, {"W", "C"}, {"C", "E"}, {"E", "D"}, {"F", "D"}, {"F", "J"},
+			{"B", "G"}, {"G", "D"}, {"R90", "R"}, {"R", "D"}, {"G", "N1"}, {"G", "J"}, {"R90", "N1"}} {
 			rows = append(rows, row{coef: map[int]float64{at(l, p[0]): 1, at(l, p[1]): -1}, slack: 1})
+		}
+		// Differences shown as such (the caseload on the first day, D−E).
+		for q, v := range pub[l] {
+			if x, y, ok := strings.Cut(q, "-"); ok {
+				rows = append(rows, row{coef: map[int]float64{at(l, x): 1, at(l, y): -1}, b: v})
+			}
 		}
 		for _, q := range baseCounts {
 			k := at(l, q)
@@ -196,15 +204,33 @@ func checkProtected(t *testing.T, name string, clients []*ips.Client, q Quarter,
 // under the old audit: every stratum is 1, so each is the program's total
 // less the shown strata, and a reader who knows a withheld count is at
 // least 1 finds each one exactly.
+//
+// Some find a first competitive job in the quarter (G), some of those after
+// benefits planning (B), and some enrolled in March reach their first
+// job's 90th day in the quarter (R), still in it or not (R90).
 func onePerSpecialist(n int) []*ips.Client {
 	var cs []*ips.Client
 	for i := range n {
-		c := client(fmt.Sprintf("p%02d", i), fmt.Sprintf("Specialist %02d", i), "2026-07-01")
+		enrolled := "2026-07-01"
+		if i%5 == 1 {
+			enrolled = "2026-03-02"
+		}
+		c := client(fmt.Sprintf("p%02d", i), fmt.Sprintf("Specialist %02d", i), enrolled)
 		if i%2 == 0 {
 			c.Jobs = []*ips.Job{job("j1", "2026-07-15", "", 25, 17, true)}
 		}
+		if i%5 == 1 {
+			end := ""
+			if i%10 == 1 {
+				end = "2026-05-20"
+			}
+			c.Jobs = append(c.Jobs, job("j0", "2026-04-10", end, 20, 16, true))
+		}
 		if i%3 == 0 {
 			c.Supports = []*ips.Support{contact("s1", "2026-07-08", ips.SupportCompleted)}
+		}
+		if i%4 == 0 {
+			c.Supports = append(c.Supports, benefits("s2", "2026-07-10", ips.SupportCompleted))
 		}
 		cs = append(cs, c)
 	}
@@ -244,9 +270,32 @@ func justAboveThreshold() []*ips.Client {
 		if i < 11 {
 			c.Supports = []*ips.Support{contact("s1", "2026-07-05", ips.SupportCompleted)}
 		}
+		if i < 10 { // G = 11 first competitive jobs, B = 10 after benefits planning
+			c.Supports = append(c.Supports, benefits("s2", "2026-07-06", ips.SupportCompleted))
+		}
 		cs = append(cs, c)
 	}
 	return cs
+}
+
+// The adversarial caseloads hold small counts of every kind, the new
+// measures' included, so the attack asks about each.
+func TestAdversarialCaseloadsHoldEverySmallCount(t *testing.T) {
+	seen := map[string]bool{}
+	for _, cs := range [][]*ips.Client{onePerSpecialist(12), onePerSpecialist(30), allButOneStratumZero(), justAboveThreshold()} {
+		for _, v := range truth(t, cs, q3) {
+			for _, q := range baseCounts {
+				if v[q] >= 1 && v[q] < DefaultThreshold {
+					seen[q] = true
+				}
+			}
+		}
+	}
+	for _, q := range baseCounts {
+		if !seen[q] {
+			t.Errorf("no adversarial caseload has a small %s", q)
+		}
+	}
 }
 
 func TestAdversarialCaseloadsLeaveNoSmallCountNarrowed(t *testing.T) {

@@ -314,7 +314,9 @@ func aggregateScore(gd *groupDef, g *Group, groups []*Group) (Score, error) {
 			return Score{}, nil
 		}
 		return Score{Value: round(float64(num.Value)/float64(den.Value), 4), State: Exact}, nil
-	case scoreMedianWage, scoreMedianDays:
+	case scoreMedianWage, scoreMedianDays, scoreMedianWeeks, scoreMeanCaseload:
+		// Medians do not add up; nor does a mean per specialist, whose
+		// number of specialists the reports do not carry.
 		if n := g.Count(PopulationMeasure); n.State == Exact && n.Value == 0 {
 			return Score{}, nil
 		}

@@ -168,7 +168,7 @@ func TestAggregateBundles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(aggs) != 6 {
+	if len(aggs) != len(Measures()) {
 		t.Fatalf("%d aggregates", len(aggs))
 	}
 	// Every count doubles; rates stay; earnings double; medians cannot be added.

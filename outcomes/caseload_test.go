@@ -34,19 +34,40 @@ var update = flag.Bool("update", false, "rewrite testdata/outcomes/caseload-2026
 //	  1 July), a16 (two), a25, a29 (not competitive). First jobs since
 //	  enrollment in the quarter (F=5): a14, a15, a16, a25, a29.
 //	a27's competitive job ended on 30 June, a28's starts on 1 October: not
-//	  held in the quarter. a30's only job began before enrollment. a31 was
-//	  closed on 1 July (still active in the quarter); a32 is on hold.
+//	  held in the quarter. a30's first job began before enrollment; his
+//	  second, competitive, ran from 15 April to 31 May. a31 was closed on
+//	  1 July (still active in the quarter); a32 is on hold.
+//	First competitive jobs since enrollment that started in the quarter
+//	  (G=4): a14, a15, a16, a25, after 280, 240, 259 and 331 days (all
+//	  four enrolled on 3 November 2025), median (259+280)/2 = 269.5.
+//	  Benefits planning before the job started (B=2): a14 (completed
+//	  20 July), a25 (in progress since 1 September); not a15 (on the day
+//	  the job started) nor a16 (only planned).
+//	First competitive jobs that reached 90 days in the quarter (R=2): a15
+//	  (1 July + 90 = 29 September, still held: R90=1) and a30 (15 April +
+//	  90 = 14 July, ended 31 May).
+//	Weeks in the longest competitive job held, to its end or 30
+//	  September, both days counted: a13 78/7, a14 52/7, a15 92/7, a16 43/7
+//	  (the longer of two), a17–a22 269/7, a23 242/7, a24 151/7, a25 1/7,
+//	  a26 214/7; median of the 14 (214/7+242/7)/2 = 32.57.
+//	On the caseload on the quarter's first day: D−E = 20.
 //
 // Sam Chen's 8 clients, b1–b8: b1–b3 worked competitively (N1=3; b1, b2
 // 20+ hours: N2=2); b4–b6 enrolled in the quarter (E=3), b4 contacted after
 // 5 days, b5 after 40 (C=2, W=1); b7 started two non-competitive jobs, his
 // first since enrollment (J=2, F=1); b8 has nothing.
 //
+// Sam Chen's jobs are no first competitive jobs of the quarter and none
+// reached 90 days in it (G=B=R=R90=0); b1–b3's jobs ran 269 days (median
+// 269/7 = 38.43 weeks); D−E = 5.
+//
 // Not counted: x1 closed on 30 June (with a current competitive job), x2
 // enrolled on 1 October, x3 declined HIE sharing (with a job and a
 // contact).
 //
-// Totals: D=40 N1=17 N2=12 E=15 C=12 W=8 F=6 J=9.
+// Totals: D=40 N1=17 N2=12 E=15 C=12 W=8 F=6 J=9 G=4 B=2 R=2 R90=1;
+// weeks in the longest job, median of 17: 269/7 = 38.43 (nine of them);
+// on the caseload on the first day 25, 12.5 per specialist.
 //
 // Earnings = hours × wage × days in the quarter ÷ 7. A whole-quarter job of
 // 20 h at $16 earns 20·16·92/7 = 29440/7. Alex Rivera's clients earn
@@ -87,6 +108,10 @@ func contact(id, date string, st ips.SupportStatus) *ips.Support {
 	return &ips.Support{ID: id, Type: ips.SupportEmployerContact, Status: st, Date: d(date)}
 }
 
+func benefits(id, date string, st ips.SupportStatus) *ips.Support {
+	return &ips.Support{ID: id, Type: ips.SupportBenefitsPlanning, Status: st, Date: d(date)}
+}
+
 func client(id, specialist, enrolled string) *ips.Client {
 	return &ips.Client{ID: id, Patient: ips.Identifier{System: "urn:oid:2.16.840.1.113883.3.9999.1", Value: "MRN-" + id},
 		EnrolledOn: d(enrolled), Specialist: specialist}
@@ -121,22 +146,30 @@ func constructed() *ips.Caseload {
 	// a13–a26: held competitive jobs in the quarter.
 	a := func(n int) *ips.Client { return add(client(fmt.Sprintf("a%02d", n), alex, "2025-11-03")) }
 	a(13).Jobs = []*ips.Job{job("j1", "2025-12-01", "2026-03-01", 20, 15, true), job("j2", "2026-07-15", "", 25, 18, true)}
-	a(14).Jobs = []*ips.Job{job("j1", "2026-08-10", "", 30, 17, true)}
-	a(15).Jobs = []*ips.Job{job("j1", "2026-07-01", "", 20, 16, true)}
-	a(16).Jobs = []*ips.Job{job("j1", "2026-07-20", "2026-08-31", 20, 16, true), job("j2", "2026-09-01", "", 20, 16, true)}
+	a14 := a(14)
+	a14.Jobs = []*ips.Job{job("j1", "2026-08-10", "", 30, 17, true)}
+	a14.Supports = []*ips.Support{benefits("s1", "2026-07-20", ips.SupportCompleted)}
+	a15 := a(15)
+	a15.Jobs = []*ips.Job{job("j1", "2026-07-01", "", 20, 16, true)}
+	a15.Supports = []*ips.Support{benefits("s1", "2026-07-01", ips.SupportCompleted)}
+	a16 := a(16)
+	a16.Jobs = []*ips.Job{job("j1", "2026-07-20", "2026-08-31", 20, 16, true), job("j2", "2026-09-01", "", 20, 16, true)}
+	a16.Supports = []*ips.Support{benefits("s1", "2026-07-01", ips.SupportPlanned)}
 	for n := 17; n <= 22; n++ {
 		a(n).Jobs = []*ips.Job{job("j1", "2026-01-05", "", 20, 16, true)}
 	}
 	a(23).Jobs = []*ips.Job{job("j1", "2026-02-01", "", 15, 16, true), job("j2", "2026-02-01", "", 10, 20, true)}
 	a(24).Jobs = []*ips.Job{job("j1", "2026-02-01", "2026-07-01", 15, 16, true)}
-	a(25).Jobs = []*ips.Job{job("j1", "2026-09-30", "", 10, 20, true)}
+	a25 := a(25)
+	a25.Jobs = []*ips.Job{job("j1", "2026-09-30", "", 10, 20, true)}
+	a25.Supports = []*ips.Support{benefits("s1", "2026-09-01", ips.SupportInProgress)}
 	a(26).Jobs = []*ips.Job{job("j1", "2026-03-01", "", 12, 15, true)}
 	// a27–a32: active, not working competitively in the quarter.
 	a(27).Jobs = []*ips.Job{job("j1", "2026-01-05", "2026-06-30", 25, 16, true)}
 	a(28).Jobs = []*ips.Job{job("j1", "2026-10-01", "", 25, 16, true)}
 	a(29).Jobs = []*ips.Job{job("j1", "2026-08-01", "", 20, 12, false)}
 	a30 := add(client("a30", alex, "2025-02-01"))
-	a30.Jobs = []*ips.Job{job("j1", "2025-01-01", "2025-06-01", 20, 15, true)}
+	a30.Jobs = []*ips.Job{job("j1", "2025-01-01", "2025-06-01", 20, 15, true), job("j2", "2026-04-15", "2026-05-31", 20, 15, true)}
 	a31 := add(client("a31", alex, "2025-03-01"))
 	a31.ClosedOn, a31.Status = d("2026-07-01"), ips.ClientClosed
 	a32 := add(client("a32", alex, "2025-04-01"))

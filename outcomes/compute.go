@@ -88,7 +88,7 @@ func SpecialistCode(key []byte, program, specialist string) (string, error) {
 	if len(key) < MinSpecialistKeyBytes {
 		return "", ErrSpecialistKey
 	}
-	s := strings.ToLower(strings.Join(strings.Fields(specialist), " "))
+	s := normalSpecialist(specialist)
 	if s == "" {
 		return "unassigned", nil
 	}
@@ -97,12 +97,23 @@ func SpecialistCode(key []byte, program, specialist string) (string, error) {
 	return "es-" + hex.EncodeToString(m.Sum(nil)[:5]), nil
 }
 
+// normalSpecialist is a specialist as recorded with spaces trimmed and
+// collapsed, lower-cased: "" when none is recorded.
+func normalSpecialist(s string) string {
+	return strings.ToLower(strings.Join(strings.Fields(s), " "))
+}
+
 // tally is what one stratum (or the whole program) contributes.
 type tally struct {
-	n        [cellEarn]int // counts of the cells D to J
+	n        [cellEarn]int // counts of the cells D to R90
 	earnings float64
 	wages    []float64 // one per N1 client: hourly wage in the quarter
 	days     []int     // one per C client: days to first employer contact
+	jobDays  []int     // one per G client: days from enrollment to the first competitive job
+	tenure   []float64 // one per N1 client: weeks in the longest competitive job held
+	// specialists: the specialists recorded for the clients served
+	// (normalized names; "" for none)
+	specialists map[string]bool
 }
 
 func (t *tally) add(o *tally) {
@@ -112,6 +123,14 @@ func (t *tally) add(o *tally) {
 	t.earnings += o.earnings
 	t.wages = append(t.wages, o.wages...)
 	t.days = append(t.days, o.days...)
+	t.jobDays = append(t.jobDays, o.jobDays...)
+	t.tenure = append(t.tenure, o.tenure...)
+	for s := range o.specialists {
+		if t.specialists == nil {
+			t.specialists = map[string]bool{}
+		}
+		t.specialists[s] = true
+	}
 }
 
 // computed is one quarter of one program, before it becomes reports.
@@ -262,6 +281,8 @@ func count(t *tally, c *ips.Client, q window, currencies map[string]bool) {
 		earnings, hours     float64
 		wages               []float64
 		firstJob            ips.Date
+		firstComp           *ips.Job // the first competitive job since enrollment
+		longest             = -1     // days in the longest competitive job held
 	)
 	for _, j := range c.Jobs {
 		if j == nil || j.Start.IsZero() {
@@ -273,6 +294,9 @@ func count(t *tally, c *ips.Client, q window, currencies map[string]bool) {
 		if !j.Start.Before(c.EnrolledOn) && (firstJob.IsZero() || j.Start.Before(firstJob)) {
 			firstJob = j.Start
 		}
+		if j.Competitive && !j.Start.Before(c.EnrolledOn) && (firstComp == nil || j.Start.Before(firstComp.Start)) {
+			firstComp = j
+		}
 		if !j.Competitive || !j.Overlaps(q.Start(), q.End()) {
 			continue
 		}
@@ -280,6 +304,7 @@ func count(t *tally, c *ips.Client, q window, currencies map[string]bool) {
 		if j.HoursPerWeek >= 20 {
 			twenty = true
 		}
+		longest = max(longest, tenureDays(j, q))
 		weeks := float64(daysInQuarter(j, q)) / 7
 		earnings += j.HoursPerWeek * j.HourlyWage.Value * weeks
 		hours += j.HoursPerWeek * weeks
@@ -302,10 +327,18 @@ func count(t *tally, c *ips.Client, q window, currencies map[string]bool) {
 			wage /= float64(len(wages))
 		}
 		t.wages = append(t.wages, wage)
+		t.tenure = append(t.tenure, float64(longest)/7)
 	}
 	if twenty {
 		t.n[cellN2]++
 	}
+	if firstComp != nil {
+		countFirstCompetitiveJob(t, c, firstComp, q)
+	}
+	if t.specialists == nil {
+		t.specialists = map[string]bool{}
+	}
+	t.specialists[normalSpecialist(c.Specialist)] = true
 
 	if !q.Contains(c.EnrolledOn) {
 		return
@@ -316,7 +349,7 @@ func count(t *tally, c *ips.Client, q window, currencies map[string]bool) {
 		if s == nil || s.Type != ips.SupportEmployerContact || s.Date.IsZero() || s.Date.Before(c.EnrolledOn) {
 			continue
 		}
-		if s.Status != ips.SupportCompleted && s.Status != ips.SupportInProgress {
+		if !supportDone(s) {
 			continue
 		}
 		if first.IsZero() || s.Date.Before(first) {
@@ -332,6 +365,48 @@ func count(t *tally, c *ips.Client, q window, currencies map[string]bool) {
 	if d <= 30 {
 		t.n[cellW]++
 	}
+}
+
+// supportDone reports whether a support was given (completed, or in
+// progress), not only planned or cancelled.
+func supportDone(s *ips.Support) bool {
+	return s.Status == ips.SupportCompleted || s.Status == ips.SupportInProgress
+}
+
+// RetentionDays is how long after its start a first competitive job must
+// still be held to count as kept (ips-job-retention-90d).
+const RetentionDays = 90
+
+// countFirstCompetitiveJob counts the G, B, R and R90 cells of a client
+// whose first competitive job since enrollment is j.
+func countFirstCompetitiveJob(t *tally, c *ips.Client, j *ips.Job, q window) {
+	if q.Contains(j.Start) {
+		t.n[cellG]++
+		t.jobDays = append(t.jobDays, daysBetween(c.EnrolledOn, j.Start))
+		for _, s := range c.Supports {
+			if s != nil && s.Type == ips.SupportBenefitsPlanning && supportDone(s) && !s.Date.IsZero() && s.Date.Before(j.Start) {
+				t.n[cellB]++
+				break
+			}
+		}
+	}
+	if day := j.Start.AddDays(RetentionDays); q.Contains(day) {
+		t.n[cellR]++
+		if j.Current() || !j.End.Before(day) {
+			t.n[cellR90]++
+		}
+	}
+}
+
+// tenureDays is how many days a competitive job held in the window had
+// lasted by its end or by the window's last day, whichever comes first,
+// both ends included.
+func tenureDays(j *ips.Job, q window) int {
+	to := q.End()
+	if !j.Current() && j.End.Before(to) {
+		to = j.End
+	}
+	return daysBetween(j.Start, to) + 1
 }
 
 // daysInQuarter counts the days of the quarter the job was held, both ends

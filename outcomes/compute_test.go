@@ -107,7 +107,7 @@ func checkScore(t *testing.T, where string, got Score, state State, value float6
 // caseload can be checked against the hand count in caseload_test.go.
 func TestComputeCountsByConstruction(t *testing.T) {
 	rs := computeT(t, constructed().Clients, q3, 1)
-	if len(rs) != 6 {
+	if len(rs) != 11 {
 		t.Fatalf("%d reports", len(rs))
 	}
 	type row struct {
@@ -115,11 +115,13 @@ func TestComputeCountsByConstruction(t *testing.T) {
 		d, n1, n2, e, c, w, f, j         int
 		rate, rate20, rate30, earn, wage float64
 		days                             float64
+		g, b, r, r90                     int
+		jobDays, weeks, caseload         float64
 	}
 	for _, r := range []row{
-		{"", 40, 17, 12, 15, 12, 8, 6, 9, 0.425, 0.3, 0.5333, 62540.00, 16, 17},
-		{alex, 32, 14, 10, 12, 10, 7, 5, 7, 0.4375, 0.3125, 0.5833, 49791.43, 16, 17},
-		{sam, 8, 3, 2, 3, 2, 1, 1, 2, 0.375, 0.25, 0.3333, 12748.57, 16, 22.5},
+		{"", 40, 17, 12, 15, 12, 8, 6, 9, 0.425, 0.3, 0.5333, 62540.00, 16, 17, 4, 2, 2, 1, 269.5, 38.4, 12.5},
+		{alex, 32, 14, 10, 12, 10, 7, 5, 7, 0.4375, 0.3125, 0.5833, 49791.43, 16, 17, 4, 2, 2, 1, 269.5, 32.6, 20},
+		{sam, 8, 3, 2, 3, 2, 1, 1, 2, 0.375, 0.25, 0.3333, 12748.57, 16, 22.5, 0, 0, 0, 0, 0, 38.4, 5},
 	} {
 		who := r.who
 		if who == "" {
@@ -148,6 +150,31 @@ func TestComputeCountsByConstruction(t *testing.T) {
 		p, s = at(t, rs, MeasureDaysToEmployerContact, GroupMedianDaysToContact, r.who)
 		checkCounts(t, who+" days", p, exact(r.e), exact(r.c))
 		checkScore(t, who+" days", s, Exact, r.days, "d")
+
+		p, s = at(t, rs, MeasureDaysToCompetitiveJob, GroupMedianDaysToJob, r.who)
+		checkCounts(t, who+" days to job", p, exact(r.d), exact(r.g))
+		if r.g == 0 {
+			checkScore(t, who+" days to job", s, NoValue, 0, "")
+		} else {
+			checkScore(t, who+" days to job", s, Exact, r.jobDays, "d")
+		}
+		p, s = at(t, rs, MeasureJobTenure, GroupMedianJobTenure, r.who)
+		checkCounts(t, who+" tenure", p, exact(r.d), exact(r.n1))
+		checkScore(t, who+" tenure", s, Exact, r.weeks, "wk")
+		p, s = at(t, rs, MeasureJobRetention90d, GroupJobRetention90d, r.who)
+		checkCounts(t, who+" retention", p, exact(r.r), exact(r.r), exact(r.r90))
+		p2, s2 := at(t, rs, MeasureBenefitsPlanning, GroupBenefitsPlanning, r.who)
+		checkCounts(t, who+" benefits planning", p2, exact(r.g), exact(r.g), exact(r.b))
+		if r.r == 0 {
+			checkScore(t, who+" retention", s, NoValue, 0, "")
+			checkScore(t, who+" benefits planning", s2, NoValue, 0, "")
+		} else {
+			checkScore(t, who+" retention", s, Exact, float64(r.r90)/float64(r.r), "")
+			checkScore(t, who+" benefits planning", s2, Exact, float64(r.b)/float64(r.g), "")
+		}
+		p, s = at(t, rs, MeasureCaseloadSize, GroupCaseloadSize, r.who)
+		checkCounts(t, who+" caseload", p, exact(r.d-r.e), exact(r.d-r.e))
+		checkScore(t, who+" caseload", s, Exact, r.caseload, "{clients}")
 	}
 	// One program stratum, equal to the whole; two specialist strata,
 	// sorted by code, named by code only.
@@ -202,19 +229,40 @@ func TestComputeSuppressesByConstruction(t *testing.T) {
 	p, s = at(t, rs, MeasureDaysToEmployerContact, GroupMedianDaysToContact, "")
 	checkCounts(t, "all days", p, exact(15), withheldCount)
 	checkScore(t, "all days", s, Masked, 0, "")
+	// The new measures: G (4), R (2) and R90 (1) are small, so their
+	// rates and the median days are withheld; B is 0 and shown, which is
+	// safe (zeros are always shown). The median weeks are of the 17
+	// working, shown with them. D−E = 25 is shown with D and E, 12.5 per
+	// specialist.
+	p, s = at(t, rs, MeasureDaysToCompetitiveJob, GroupMedianDaysToJob, "")
+	checkCounts(t, "all days to job", p, exact(40), withheldCount)
+	checkScore(t, "all days to job", s, Masked, 0, "")
+	p, s = at(t, rs, MeasureJobTenure, GroupMedianJobTenure, "")
+	checkCounts(t, "all tenure", p, exact(40), exact(17))
+	checkScore(t, "all tenure", s, Exact, 38.4, "wk")
+	p, s = at(t, rs, MeasureJobRetention90d, GroupJobRetention90d, "")
+	checkCounts(t, "all retention", p, withheldCount, withheldCount, withheldCount)
+	checkScore(t, "all retention", s, Masked, 0, "")
+	p, s = at(t, rs, MeasureBenefitsPlanning, GroupBenefitsPlanning, "")
+	checkCounts(t, "all benefits planning", p, withheldCount, withheldCount, withheldCount)
+	checkScore(t, "all benefits planning", s, Masked, 0, "")
+	p, s = at(t, rs, MeasureCaseloadSize, GroupCaseloadSize, "")
+	checkCounts(t, "all caseload", p, exact(25), exact(25))
+	checkScore(t, "all caseload", s, Exact, 12.5, "{clients}")
+
+	// Each specialist's counts are withheld, but for zeros (Sam Chen has no
+	// first competitive job, so his G, B, R and R90 are 0); so is every
+	// score that is not of nobody.
 	for _, who := range []string{alex, sam} {
 		for _, r := range rs {
 			for _, g := range r.Groups {
 				p, s := at(t, rs, r.Measure, g.Code, who)
 				for _, c := range p {
-					if c.State != Masked {
+					if c.State != Masked && (c.State != Exact || c.Value != 0 || who != sam) {
 						t.Errorf("%s %s/%s: %s shown", who, r.Measure, g.Code, c.Population)
 					}
 				}
 				if s.State != Masked && s.State != NoValue {
-					t.Errorf("%s %s/%s: score %v", who, r.Measure, g.Code, s.State)
-				}
-				if (s.State == NoValue) != (r.Measure == MeasureJobStarts) {
 					t.Errorf("%s %s/%s: score %v", who, r.Measure, g.Code, s.State)
 				}
 			}

@@ -24,10 +24,14 @@
 // counts D (active caseload), N1 (held a competitive job on a day of the
 // quarter), N2 (held one of 20+ hours a week), E (enrolled in the quarter),
 // C (E with a first employer contact recorded), W (C within 30 days of
-// enrollment), F (first job since enrollment started in the quarter) and J
-// (jobs started in the quarter), plus earnings, wages and days to first
-// contact. Six Measures use them (conformance/artifacts/measures; the
-// definitions and formulas are in docs/OUTCOMES.md):
+// enrollment), F (first job since enrollment started in the quarter), J
+// (jobs started in the quarter), G (first competitive job since enrollment
+// started in the quarter), B (G with benefits planning before it), R (first
+// competitive job reached its 90th day in the quarter) and R90 (R still in
+// it then), plus earnings, wages, job tenure and days to first contact and
+// to first competitive job. Eleven Measures use them
+// (conformance/artifacts/measures; the definitions and formulas are in
+// docs/OUTCOMES.md):
 //
 //	ips-competitive-employment      proportion N1/D
 //	ips-competitive-employment-20h  proportion N2/D
@@ -35,6 +39,11 @@
 //	ips-earnings                    continuous: median hourly wage, total earnings of N1
 //	ips-employer-contact-30d        proportion W/E
 //	ips-days-to-employer-contact    continuous: median days over C
+//	ips-days-to-competitive-job     continuous: median days over G
+//	ips-job-tenure                  continuous: median weeks in the longest job, over N1
+//	ips-job-retention-90d           proportion R90/R
+//	ips-benefits-planning           proportion B/G
+//	ips-caseload-size               continuous: D−E (on the caseload on day 1) per specialist
 //
 // Every group is stratified by program, and by employment specialist when
 // the program gives its secret specialist key (Options.SpecialistKey). A
@@ -58,7 +67,7 @@
 // and a reporter: the date comes in as Options.Date or
 // AggregateOptions.Date (the package has no clock), the reporter is the
 // program, or the organization AggregateOptions names. Scores carry units
-// (UCUM 1, UCUM d, the ISO 4217 currency). The published Measures state
+// (UCUM 1, d, wk and {clients}, the ISO 4217 currency). The published Measures state
 // each group's population basis and, for continuous variables, the
 // aggregate method, with the CQFM extensions; docs/OUTCOMES.md has the
 // rest.
@@ -81,11 +90,13 @@
 //     subtraction would give: every difference of two nested counts (D−N1
 //     the active clients not working, N1−N2 those working under 20 hours,
 //     E−C those not yet contacted, C−W those contacted late, J−F the job
-//     starts that were not a first job, and the rest: W ⊆ C ⊆ E ⊆ D,
-//     N2 ⊆ N1 ⊆ D, F ⊆ D, F ⊆ J). What a reader can conclude is modelled
+//     starts that were not a first job, G−B and R−R90, and the rest:
+//     W ⊆ C ⊆ E ⊆ D, N2 ⊆ N1 ⊆ D, F ⊆ D, F ⊆ J, B ⊆ G ⊆ D, R90 ⊆ R ⊆ D,
+//     G ⊆ N1, G ≤ J, R90 ⊆ N1). What a reader can conclude is modelled
 //     as a polytope over the leaves every count is a sum of: every count
-//     shown (across strata, the total and all six reports, zeros
+//     shown (across strata, the total and all eleven reports, zeros
 //     included), the identities between the ways of cutting a caseload,
+//     the containments between counts of different cuts,
 //     every withheld count at least 1 (zeros are shown) and, as the worst
 //     case, every small withheld count at most t-1. The least and the most
 //     each small count can be on it are two linear programs (interval.go,

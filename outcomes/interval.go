@@ -15,8 +15,10 @@ import (
 //
 //   - each shown count equals its value (strata and the program's total, in
 //     all reports together, zeros included);
-//   - the identities: the three ways of cutting a stratum's caseload add up
+//   - the identities: the five ways of cutting a stratum's caseload add up
 //     to the same number;
+//   - the containments: a count of one cut is at most a count of another
+//     that contains it (G ≤ N1, G ≤ J, R90 ≤ N1);
 //   - each withheld count that is not zero is at least 1 (zeros are shown,
 //     so a withheld cell is known not to be zero);
 //   - each withheld count that is small (primary) is at most threshold−1:
@@ -43,14 +45,30 @@ const DefaultProtection = 3
 // feasible (the data satisfy them), so this is an internal error.
 var errAudit = errors.New("outcomes: internal error: the suppression audit's linear program failed")
 
-// polytope is the reader's knowledge for one pattern of withheld cells, in
-// the standard form the simplex takes: A·z = b, z ≥ 0, where z is the
-// leaves that appear in a constraint followed by one slack per inequality,
-// at a feasible corner (phase 1 done).
+// polytope is the reader's knowledge for one pattern of withheld cells.
+// Its constraints fall apart into independent parts (components: no
+// constraint shares a leaf with another component's), each kept in the
+// standard form the simplex takes: A·z = b, z ≥ 0, where z is the
+// component's leaves followed by one slack per inequality, at a feasible
+// corner (phase 1 done). A form's least and most are the sums of its
+// parts' in each component.
 type polytope struct {
-	tab  *tableau // nil when there are no constraints at all
-	col  map[int]int
-	cols int
+	comps []*component
+	// comp is each constrained leaf's component.
+	comp map[int]*component
+	// known are the leaves a stratum's own shown counts give (see
+	// leafShown), with their values: the rows use them as constants, and
+	// the linear programs are only over the rest (a presolve: the polytope
+	// is the same).
+	known map[int]float64
+}
+
+// component is one independent part of a polytope.
+type component struct {
+	tab     *tableau
+	col     map[int]int // leaf → column
+	cols    int
+	scratch tableau // reused by the range questions (one goroutine)
 }
 
 // polytope builds the reader's knowledge when hidden is withheld.
@@ -61,16 +79,55 @@ func (a *audit) polytope(hidden withheld) (*polytope, error) {
 		slack float64 // 0 equality, -1 for ≥, +1 for ≤
 	}
 	var rows []row
+	known := map[int]float64{}
 	for s := range len(a.levels) - 1 {
+		for l := range numLeaves {
+			if leafShown(&hidden[s+1], l) {
+				known[s*numLeaves+l] = float64(a.levels[s+1].leafCount(l))
+			}
+		}
+	}
+	// add appends the row v·z (= ≥ ≤ by slack) b with the known leaves
+	// moved to the right-hand side; a row left with no unknown holds on the
+	// data and says nothing more.
+	add := func(r row) {
+		for k, x := range r.v {
+			if val, ok := known[k]; ok {
+				r.b -= x * val
+				delete(r.v, k)
+			}
+		}
+		if len(r.v) > 0 {
+			rows = append(rows, r)
+		}
+	}
+	for s := range len(a.levels) - 1 {
+		dShown := !hidden[s+1][cellD]
 		for _, id := range identities {
 			v := vec{}
-			for _, l := range id[0] {
-				v[s*numLeaves+l] = 1
-			}
 			for _, l := range id[1] {
 				v[s*numLeaves+l] = -1
 			}
-			rows = append(rows, row{v: v})
+			if dShown {
+				// The cut adds up to the D shown (id[0] is D's own form,
+				// whose row is there): the cuts stay independent parts.
+				add(row{v: v, b: -float64(a.levels[s+1].n[cellD])})
+				continue
+			}
+			for _, l := range id[0] {
+				v[s*numLeaves+l] = 1
+			}
+			add(row{v: v})
+		}
+		for _, c := range containments {
+			v := vec{}
+			for _, l := range forms[c[0]].leaves {
+				v[s*numLeaves+l] += 1
+			}
+			for _, l := range forms[c[1]].leaves {
+				v[s*numLeaves+l] -= 1
+			}
+			add(row{v: v, slack: 1}) // c[0] − c[1] ≤ 0
 		}
 	}
 	for l := range a.levels {
@@ -79,79 +136,131 @@ func (a *audit) polytope(hidden withheld) (*polytope, error) {
 			switch {
 			case len(v) == 0: // a level with no strata
 			case !hidden[l][c]:
-				rows = append(rows, row{v: v, b: float64(n)})
+				add(row{v: v, b: float64(n)})
 			case n >= 1:
-				rows = append(rows, row{v: v, b: 1, slack: -1})
+				add(row{v: v, b: 1, slack: -1})
 				if a.small(n) {
-					rows = append(rows, row{v: v, b: float64(a.threshold - 1), slack: 1})
+					add(row{v: a.vector(l, c), b: float64(a.threshold - 1), slack: 1})
 				}
 			}
 		}
 	}
-	p := &polytope{col: map[int]int{}}
+	p := &polytope{comp: map[int]*component{}, known: known}
+	// Components: union-find over the leaves the rows share.
+	parent := map[int]int{}
+	var find func(int) int
+	find = func(k int) int {
+		if parent[k] != k {
+			parent[k] = find(parent[k])
+		}
+		return parent[k]
+	}
 	for _, r := range rows {
+		first := -1
 		for _, k := range slices.Sorted(maps.Keys(r.v)) {
-			if _, ok := p.col[k]; !ok {
-				p.col[k] = len(p.col)
+			if _, ok := parent[k]; !ok {
+				parent[k] = k
+			}
+			if first < 0 {
+				first = k
+			} else {
+				parent[find(k)] = find(first)
 			}
 		}
 	}
-	nslack := 0
+	rowsOf := map[int][]row{}
+	var roots []int
 	for _, r := range rows {
-		if r.slack != 0 {
-			nslack++
+		var k0 int
+		for k := range r.v {
+			k0 = k
+			break
 		}
-	}
-	p.cols = len(p.col) + nslack
-	if len(rows) == 0 {
-		return p, nil
-	}
-	m := make([][]float64, len(rows))
-	b := make([]float64, len(rows))
-	s := len(p.col)
-	for i, r := range rows {
-		m[i] = make([]float64, p.cols)
-		for k, x := range r.v {
-			m[i][p.col[k]] = x
+		root := find(k0)
+		if _, ok := rowsOf[root]; !ok {
+			roots = append(roots, root)
 		}
-		if r.slack != 0 {
-			m[i][s] = r.slack
-			s++
+		rowsOf[root] = append(rowsOf[root], r)
+	}
+	for _, root := range roots {
+		rs := rowsOf[root]
+		c := &component{col: map[int]int{}}
+		nslack := 0
+		for _, r := range rs {
+			for _, k := range slices.Sorted(maps.Keys(r.v)) {
+				if _, ok := c.col[k]; !ok {
+					c.col[k] = len(c.col)
+					p.comp[k] = c
+				}
+			}
+			if r.slack != 0 {
+				nslack++
+			}
 		}
-		b[i] = r.b
+		c.cols = len(c.col) + nslack
+		m := make([][]float64, len(rs))
+		b := make([]float64, len(rs))
+		sl := len(c.col)
+		for i, r := range rs {
+			m[i] = make([]float64, c.cols)
+			for k, x := range r.v {
+				m[i][c.col[k]] = x
+			}
+			if r.slack != 0 {
+				m[i][sl] = r.slack
+				sl++
+			}
+			b[i] = r.b
+		}
+		tab, err := feasible(m, b, c.cols)
+		if err != nil {
+			// The data satisfy every constraint: this cannot happen.
+			return nil, errAudit
+		}
+		c.tab = tab
+		p.comps = append(p.comps, c)
 	}
-	tab, err := feasible(m, b, p.cols)
-	if err != nil {
-		// The data satisfy every constraint: this cannot happen.
-		return nil, errAudit
-	}
-	p.tab = tab
 	return p, nil
 }
 
 // rng is the least and the most form v can be on the polytope, as whole
 // numbers (math.MaxInt when it is unbounded above).
 func (p *polytope) rng(v vec) (lo, hi int) {
-	c := make([]float64, p.cols)
-	for k, x := range v {
-		j, ok := p.col[k]
+	konst := 0.0 // the known leaves' part of v
+	costs := map[*component][]float64{}
+	var order []*component
+	for _, k := range slices.Sorted(maps.Keys(v)) {
+		x := v[k]
+		if val, ok := p.known[k]; ok {
+			konst += x * val
+			continue
+		}
+		c, ok := p.comp[k]
 		if !ok {
 			// A leaf no constraint mentions can be anything.
 			return 0, math.MaxInt
 		}
-		c[j] = x
+		if costs[c] == nil {
+			costs[c] = make([]float64, c.cols)
+			order = append(order, c)
+		}
+		costs[c][c.col[k]] = x
 	}
-	if p.tab == nil {
-		return 0, math.MaxInt
+	minSum, maxSum, bounded := konst, konst, true
+	for _, c := range order {
+		cost := costs[c]
+		minF, _ := c.tab.minimizeIn(&c.scratch, cost) // bounded: every leaf is at least 0
+		minSum += minF
+		for j := range cost {
+			cost[j] = -cost[j]
+		}
+		maxF, ok := c.tab.minimizeIn(&c.scratch, cost)
+		bounded = bounded && ok
+		maxSum -= maxF
 	}
-	minF, _ := p.tab.minimize(c) // bounded: every leaf is at least 0
-	lo = int(math.Ceil(minF - 1e-6))
-	for j := range c {
-		c[j] = -c[j]
-	}
-	maxF, bounded := p.tab.minimize(c)
+	lo = int(math.Ceil(minSum - 1e-6))
 	if !bounded {
 		return lo, math.MaxInt
 	}
-	return lo, int(math.Floor(-maxF + 1e-6))
+	return lo, int(math.Floor(maxSum + 1e-6))
 }

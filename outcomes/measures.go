@@ -16,6 +16,11 @@ const (
 	MeasureEarnings                 = "ips-earnings"
 	MeasureEmployerContact30d       = "ips-employer-contact-30d"
 	MeasureDaysToEmployerContact    = "ips-days-to-employer-contact"
+	MeasureDaysToCompetitiveJob     = "ips-days-to-competitive-job"
+	MeasureJobTenure                = "ips-job-tenure"
+	MeasureJobRetention90d          = "ips-job-retention-90d"
+	MeasureBenefitsPlanning         = "ips-benefits-planning"
+	MeasureCaseloadSize             = "ips-caseload-size"
 )
 
 // Group codes, from the ips-outcome CodeSystem.
@@ -28,6 +33,11 @@ const (
 	GroupTotalEarnings            = "total-earnings"
 	GroupEmployerContact30d       = "employer-contact-30d"
 	GroupMedianDaysToContact      = "median-days-to-employer-contact"
+	GroupMedianDaysToJob          = "median-days-to-competitive-job"
+	GroupMedianJobTenure          = "median-job-tenure"
+	GroupJobRetention90d          = "job-retention-90d"
+	GroupBenefitsPlanning         = "benefits-planning-before-job"
+	GroupCaseloadSize             = "caseload-size"
 )
 
 // Stratifier codes, from the ips-outcome CodeSystem.
@@ -111,7 +121,10 @@ func SpecialistSystem(program string) string { return "urn:ipsfhir:" + program +
 type cell int
 
 // The counts a report shows. Their sets are nested: W ⊆ C ⊆ E ⊆ D,
-// N2 ⊆ N1 ⊆ D, F ⊆ D, and F's first jobs are among the J job starts.
+// N2 ⊆ N1 ⊆ D, F ⊆ D, B ⊆ G ⊆ D, R90 ⊆ R ⊆ D; F's first jobs are
+// among the J job starts, and so are G's first competitive jobs (G ≤ J);
+// G ⊆ N1 and R90 ⊆ N1 (a job started, or still held on its 90th day, in the
+// period was held in the period). docs/OUTCOMES.md defines each.
 const (
 	cellD    cell = iota // active caseload
 	cellN1               // held a competitive job in the quarter
@@ -121,8 +134,16 @@ const (
 	cellW                // enrolled in the quarter, first employer contact within 30 days
 	cellF                // first job since enrollment started in the quarter
 	cellJ                // jobs started in the quarter (a count of jobs)
+	cellG                // first competitive job since enrollment started in the quarter
+	cellB                // of G: benefits planning recorded before that job started
+	cellR                // first competitive job since enrollment reached its 90th day in the quarter
+	cellR90              // of R: still in that job on its 90th day
 	cellEarn             // earnings of the N1 clients (an amount)
 	numShown
+	// cellOnCaseload is no cell of its own but D − E: the clients on the
+	// program's caseload on the quarter's first day (served, and enrolled
+	// before it). It is shown when both D and E are.
+	cellOnCaseload cell = -2
 )
 
 // score says how a group's measureScore is computed.
@@ -133,7 +154,9 @@ const (
 	scoreRate              // numerator ÷ denominator
 	scoreMedianWage
 	scoreTotalEarnings
-	scoreMedianDays
+	scoreMedianDays  // of the group's num clients: days to first employer contact (C) or to first competitive job (G)
+	scoreMedianWeeks // of the N1 clients: weeks in their longest competitive job
+	scoreMeanCaseload
 )
 
 type populationDef struct {
@@ -196,6 +219,21 @@ var measureDefs = []measureDef{
 	{id: MeasureDaysToEmployerContact, title: "Days from enrollment to first employer contact", scoring: "continuous-variable", improvement: "decrease",
 		groups: []groupDef{{code: GroupMedianDaysToContact, title: "clients enrolled in the quarter", basis: basisClient, score: scoreMedianDays, scoreLabel: "median days", num: cellC,
 			populations: []populationDef{{PopulationInitial, cellE, "enrolled"}, {PopulationMeasure, cellC, "contacted"}}}}},
+	{id: MeasureDaysToCompetitiveJob, title: "Days from enrollment to first competitive job", scoring: "continuous-variable", improvement: "decrease",
+		groups: []groupDef{{code: GroupMedianDaysToJob, title: "clients whose first competitive job since enrollment started", basis: basisClient, score: scoreMedianDays, scoreLabel: "median days", num: cellG,
+			populations: []populationDef{{PopulationInitial, cellD, "served"}, {PopulationMeasure, cellG, "first competitive job"}}}}},
+	{id: MeasureJobTenure, title: "Job tenure in competitive jobs", scoring: "continuous-variable", improvement: "increase",
+		groups: []groupDef{{code: GroupMedianJobTenure, title: "weeks in the longest competitive job held", basis: basisClient, score: scoreMedianWeeks, scoreLabel: "median weeks", num: cellN1,
+			populations: []populationDef{{PopulationInitial, cellD, "served"}, {PopulationMeasure, cellN1, "working"}}}}},
+	{id: MeasureJobRetention90d, title: "Competitive jobs kept 90 days", scoring: "proportion", improvement: "increase",
+		groups: []groupDef{{code: GroupJobRetention90d, title: "clients whose first competitive job reached 90 days", basis: basisClient, score: scoreRate, scoreLabel: "rate", num: cellR90, den: cellR,
+			populations: []populationDef{{PopulationInitial, cellR, ""}, {PopulationDenominator, cellR, "reached 90 days"}, {PopulationNumerator, cellR90, "kept"}}}}},
+	{id: MeasureBenefitsPlanning, title: "Benefits planning before the first competitive job", scoring: "proportion", improvement: "increase",
+		groups: []groupDef{{code: GroupBenefitsPlanning, title: "clients whose first competitive job since enrollment started", basis: basisClient, score: scoreRate, scoreLabel: "rate", num: cellB, den: cellG,
+			populations: []populationDef{{PopulationInitial, cellG, ""}, {PopulationDenominator, cellG, "first competitive job"}, {PopulationNumerator, cellB, "benefits planning first"}}}}},
+	{id: MeasureCaseloadSize, title: "Caseload size per employment specialist", scoring: "continuous-variable", improvement: "decrease",
+		groups: []groupDef{{code: GroupCaseloadSize, title: "clients on the caseload on the first day", basis: basisClient, score: scoreMeanCaseload, scoreLabel: "per specialist", num: cellOnCaseload,
+			populations: []populationDef{{PopulationInitial, cellOnCaseload, ""}, {PopulationMeasure, cellOnCaseload, "on caseload"}}}}},
 }
 
 func measureByID(id string) *measureDef {
@@ -222,10 +260,12 @@ func Measures() []string {
 // population), or "" when the group has no observations.
 func (g *groupDef) aggregateMethod() string {
 	switch g.score {
-	case scoreMedianWage, scoreMedianDays:
+	case scoreMedianWage, scoreMedianDays, scoreMedianWeeks:
 		return "median"
 	case scoreTotalEarnings:
 		return "sum"
+	case scoreMeanCaseload:
+		return "average"
 	}
 	return ""
 }
@@ -245,6 +285,10 @@ func (g *groupDef) scoreUnit(unit string) (display, system, code string) {
 		return "1", systemUCUM, "1"
 	case scoreMedianDays:
 		return "d", systemUCUM, "d"
+	case scoreMedianWeeks:
+		return "wk", systemUCUM, "wk"
+	case scoreMeanCaseload:
+		return "{clients}", systemUCUM, "{clients}"
 	case scoreMedianWage:
 		if unit != "" {
 			return unit, systemCurrency, strings.TrimSuffix(unit, "/h")

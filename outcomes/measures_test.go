@@ -295,6 +295,17 @@ func TestMeasuresCarryTheBenchmarksAsPublished(t *testing.T) {
 			if !strings.Contains(m.Guidance, "not for this measure") {
 				t.Errorf("%s: does not say the benchmarks are not its own", a.ID)
 			}
+		case MeasureCaseloadSize:
+			// The fidelity scale's staffing standard, as its source gives it,
+			// and not an outcome benchmark.
+			for _, s := range []string{"20 or fewer active clients", "full-time employment specialist", "no published IPS outcome benchmark"} {
+				if !strings.Contains(m.Guidance, s) {
+					t.Errorf("%s: the guidance lacks %q", a.ID, s)
+				}
+			}
+			if strings.Contains(m.Guidance, "31%") || cites {
+				t.Errorf("%s: quotes or cites the competitive employment benchmarks", a.ID)
+			}
 		default:
 			if strings.Contains(m.Guidance, "31%") || cites || strings.Contains(m.Guidance, "with the IPS benchmarks") {
 				t.Errorf("%s: quotes or cites the competitive employment benchmarks", a.ID)

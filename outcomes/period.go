@@ -3,6 +3,7 @@ package outcomes
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/ipsfhir/ipsfhir/ips"
 )
@@ -36,19 +37,55 @@ func compute(clients []*ips.Client, q Quarter, o Options) (*computed, error) {
 var ErrRollingNotFHIR = errors.New("outcomes: a rolling four-quarter report is not written as a MeasureReport; only calendar quarters are published")
 
 // ComputeRolling is Compute over the twelve months ending with quarter q
-// (q and the three quarters before it) instead of q alone: a client counts
-// when active at any time in those months, works competitively when they
-// held a competitive job on any of their days, is newly enrolled when
-// enrolled in them, and so on for every measure. The reports have Rolling
-// set and Quarter q. They go through the same small-cell suppression as a
-// quarter's, audited on their own: a year's counts of distinct clients are
-// not the sums of its quarters' counts, so nothing links them linearly to
-// the quarterly reports. A small program whose quarterly figures are all
-// withheld may still get a rolling one.
+// (q and the three quarters before it) instead of q alone, for the groups
+// RollingGroup allows: a client counts when active at any time in those
+// months, works competitively when they held a competitive job on any of
+// their days, and so on. The reports have Rolling set and Quarter q; a
+// report keeps only its rolling groups, and a measure without any is left
+// out. They go through the same small-cell suppression as a quarter's,
+// audited on their own (see RollingGroup for why that is enough for the
+// groups kept). A small program whose quarterly figures are all withheld
+// may still get a rolling one.
 //
 // Rolling reports are not published as FHIR: JSON and BundleJSON refuse
 // them (ErrRollingNotFHIR).
 func ComputeRolling(clients []*ips.Client, q Quarter, o Options) ([]*Report, error) {
+	all, err := rollingReports(clients, q, o)
+	if err != nil {
+		return nil, err
+	}
+	var out []*Report
+	for _, r := range all {
+		r.Groups = slices.DeleteFunc(r.Groups, func(g Group) bool { return !RollingGroup(g.Code) })
+		if len(r.Groups) > 0 {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// RollingGroup reports whether a group's twelve-month figures may be shown
+// beside the quarters': those whose counts are of the clients served, or
+// working, at any time in the months (D, N1, N2), and their medians. A
+// client on the caseload all year is one client in the year and one in each
+// quarter, so these counts are not the sums of the quarters'. The others
+// are: the clients enrolled in the year are those enrolled in each quarter
+// added up, and so are the first jobs, the job starts, the first
+// competitive jobs, the 90th days and the earnings; and the caseload on the
+// year's first day is that of its first quarter. Shown beside quarters
+// audited one by one, such a sum would give a withheld quarterly count by
+// subtraction, so those groups have no rolling figure.
+func RollingGroup(code string) bool {
+	switch code {
+	case GroupCompetitiveEmployment, GroupCompetitiveEmployment20h, GroupMedianHourlyWage, GroupMedianJobTenure:
+		return true
+	}
+	return false
+}
+
+// rollingReports are the reports of every group over the twelve months
+// ending with q, before ComputeRolling keeps the rolling groups.
+func rollingReports(clients []*ips.Client, q Quarter, o Options) ([]*Report, error) {
 	if o.Date.IsZero() {
 		return nil, ErrNoDate
 	}

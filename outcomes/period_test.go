@@ -3,6 +3,7 @@ package outcomes
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -48,9 +49,11 @@ func rollingCaseload() []*ips.Client {
 	return []*ips.Client{r1, r2, r3, r4, r5, r6}
 }
 
+// The year's figures of every group, computed (ComputeRolling then keeps
+// the rolling groups, see TestComputeRollingKeepsWhatQuartersDoNotAddUpTo).
 func TestComputeRollingCountsTheYear(t *testing.T) {
 	o := Options{Program: program, Audience: AudienceProgram, Threshold: 1, Consents: hieDefaultYes, Date: producedAt}
-	year, err := ComputeRolling(rollingCaseload(), q3, o)
+	year, err := rollingReports(rollingCaseload(), q3, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,5 +216,54 @@ func TestTableOfRollingReportsSaysSo(t *testing.T) {
 	}
 	if tab := Table(rs); !strings.Contains(tab, "the 12 months ending with 2026Q3 (2025-10-01 to 2026-09-30)") {
 		t.Errorf("table of a rolling year:\n%s", tab)
+	}
+}
+
+// ComputeRolling keeps only the groups whose year is not the sum of its
+// quarters: the year's enrollments, say, are the quarters' added up, so
+// with three quarters shown the fourth would be their difference.
+func TestComputeRollingKeepsWhatQuartersDoNotAddUpTo(t *testing.T) {
+	o := Options{Program: program, Audience: AudienceProgram, Threshold: 1, Consents: hieDefaultYes, Date: producedAt}
+	cl := constructed().Clients
+	all, err := rollingReports(cl, q3, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Why: additive counts of the year are the sums of the quarters'.
+	for _, add := range []struct{ measure, group, population string }{
+		{MeasureEmployerContact30d, GroupEmployerContact30d, PopulationDenominator},
+		{MeasureJobStarts, GroupJobStarts, PopulationInitial},
+		{MeasureJobStarts, GroupClientsFirstJob, PopulationInitial},
+		{MeasureBenefitsPlanning, GroupBenefitsPlanning, PopulationDenominator},
+		{MeasureJobRetention90d, GroupJobRetention90d, PopulationDenominator},
+	} {
+		sum := 0
+		for i := range 4 {
+			rs, err := Compute(cl, q3.Add(-i), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum += reportOf(t, rs, add.measure).Group(add.group).Count(add.population).Value
+		}
+		if y := reportOf(t, all, add.measure).Group(add.group).Count(add.population).Value; y != sum || y == 0 {
+			t.Errorf("%s: the year %d, the quarters %d: want them equal and not 0 (the reason the group has no rolling figure)", add.group, y, sum)
+		}
+	}
+	year, err := ComputeRolling(cl, q3, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range year {
+		if !r.Rolling {
+			t.Errorf("%s: not marked rolling", r.Measure)
+		}
+		for _, g := range r.Groups {
+			got = append(got, g.Code)
+		}
+	}
+	want := []string{GroupCompetitiveEmployment, GroupCompetitiveEmployment20h, GroupMedianHourlyWage, GroupMedianJobTenure}
+	if !slices.Equal(got, want) {
+		t.Errorf("rolling groups %v, want %v", got, want)
 	}
 }

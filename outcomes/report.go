@@ -183,8 +183,9 @@ func (c *computed) cells(level int, g *groupDef) ([]Count, Score) {
 	t, hidden := c.levels[level], c.hidden[level]
 	pops := make([]Count, len(g.populations))
 	for i, p := range g.populations {
-		pops[i] = Count{Population: p.code, Value: t.n[p.cell], State: Exact}
-		if hidden[p.cell] {
+		n, masked := t.count(p.cell, &hidden)
+		pops[i] = Count{Population: p.code, Value: n, State: Exact}
+		if masked {
 			pops[i] = Count{Population: p.code, State: Masked}
 		}
 	}
@@ -211,12 +212,42 @@ func (c *computed) cells(level int, g *groupDef) ([]Count, Score) {
 			s = Score{Value: round(t.earnings, 2), Unit: c.currency, State: Exact}
 		}
 	case scoreMedianDays:
-		s = c.median(intsToFloats(t.days), hidden[g.num], 1)
+		days := t.days
+		if g.num == cellG {
+			days = t.jobDays
+		}
+		s = c.median(intsToFloats(days), hidden[g.num], 1)
 		if s.State == Exact {
 			s.Unit = "d"
 		}
+	case scoreMedianWeeks:
+		s = c.median(t.tenure, hidden[g.num], 1)
+		if s.State == Exact {
+			s.Unit = "wk"
+		}
+	case scoreMeanCaseload:
+		n, masked := t.count(g.num, &hidden)
+		k := len(t.specialists)
+		if t.specialists[""] {
+			k-- // clients with no specialist are on the caseload, but no one's
+		}
+		switch {
+		case masked:
+			s.State = Masked
+		case n > 0 && k > 0:
+			s = Score{Value: round(float64(n)/float64(k), 1), Unit: "{clients}", State: Exact}
+		}
 	}
 	return pops, s
+}
+
+// count is a cell's count at a level and whether it is withheld
+// (cellOnCaseload: D − E, withheld unless both are shown).
+func (t *tally) count(c cell, hidden *[numShown]bool) (int, bool) {
+	if c == cellOnCaseload {
+		return t.n[cellD] - t.n[cellE], hidden[cellD] || hidden[cellE]
+	}
+	return t.n[c], hidden[c]
 }
 
 // median is withheld for fewer clients than the threshold, and whenever

@@ -190,6 +190,15 @@ func (t *tableau) optimize(cost []float64, cols int) (opt float64, bounded bool)
 // minimize returns the least of cost·z over the polytope (a copy of the
 // tableau is used; t is unchanged), and whether it is bounded.
 func (t *tableau) minimize(cost []float64) (float64, bool) {
-	c := &tableau{m: t.m, n: t.n, t: slices.Clone(t.t), basis: slices.Clone(t.basis)}
-	return c.optimize(cost, t.n)
+	return t.minimizeIn(&tableau{}, cost)
+}
+
+// minimizeIn is minimize with the copy made in scratch, whose memory is
+// reused from one call to the next (the audit asks thousands of range
+// questions of one polytope).
+func (t *tableau) minimizeIn(scratch *tableau, cost []float64) (float64, bool) {
+	scratch.m, scratch.n = t.m, t.n
+	scratch.t = append(scratch.t[:0], t.t...)
+	scratch.basis = append(scratch.basis[:0], t.basis...)
+	return scratch.optimize(cost, t.n)
 }

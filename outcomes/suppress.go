@@ -39,76 +39,128 @@ const (
 	leafF                 // first job since enrollment started in the quarter
 	leafNotF              // D − F
 	leafJOther            // J − F: job starts that were not a client's first
+	leafGB                // B: first competitive job started, benefits planning before it
+	leafGNoB              // G − B
+	leafNotG              // D − G
+	leafR90               // R90: first competitive job reached 90 days, still held then
+	leafRLost             // R − R90
+	leafNotR              // D − R
 	numLeaves
 )
 
 // numCounts is the number of counts reports show: the cells before cellEarn.
 const numCounts = int(cellEarn)
 
-// formDef is a count as a sum of leaves. The first numCounts forms are the
-// counts reports show, in cell order; the rest are the differences of
-// nested shown counts, which no report shows but subtraction would reveal.
+// formDef is a count as a sum of leaves less a sum of others (minus, only
+// for a difference of counts from two cuts, one known to contain the
+// other). The first numCounts forms are the counts reports show, in cell
+// order; the rest are the differences of nested shown counts, which no
+// report shows but subtraction would reveal.
 type formDef struct {
 	name   string
 	leaves []int
+	minus  []int
 }
 
 var forms = []formDef{
-	cellD:  {"D", []int{leafN2, leafN1Under20, leafNotN1}},
-	cellN1: {"N1", []int{leafN2, leafN1Under20}},
-	cellN2: {"N2", []int{leafN2}},
-	cellE:  {"E", []int{leafW, leafCLate, leafENoContact}},
-	cellC:  {"C", []int{leafW, leafCLate}},
-	cellW:  {"W", []int{leafW}},
-	cellF:  {"F", []int{leafF}},
-	cellJ:  {"J", []int{leafF, leafJOther}},
+	cellD:   {"D", []int{leafN2, leafN1Under20, leafNotN1}, nil},
+	cellN1:  {"N1", []int{leafN2, leafN1Under20}, nil},
+	cellN2:  {"N2", []int{leafN2}, nil},
+	cellE:   {"E", []int{leafW, leafCLate, leafENoContact}, nil},
+	cellC:   {"C", []int{leafW, leafCLate}, nil},
+	cellW:   {"W", []int{leafW}, nil},
+	cellF:   {"F", []int{leafF}, nil},
+	cellJ:   {"J", []int{leafF, leafJOther}, nil},
+	cellG:   {"G", []int{leafGB, leafGNoB}, nil},
+	cellB:   {"B", []int{leafGB}, nil},
+	cellR:   {"R", []int{leafR90, leafRLost}, nil},
+	cellR90: {"R90", []int{leafR90}, nil},
 	// Differences of nested counts.
-	numCounts + 0:  {"D-N1", []int{leafNotN1}},
-	numCounts + 1:  {"D-N2", []int{leafN1Under20, leafNotN1}},
-	numCounts + 2:  {"N1-N2", []int{leafN1Under20}},
-	numCounts + 3:  {"D-E", []int{leafNotE}},
-	numCounts + 4:  {"D-C", []int{leafENoContact, leafNotE}},
-	numCounts + 5:  {"D-W", []int{leafCLate, leafENoContact, leafNotE}},
-	numCounts + 6:  {"E-C", []int{leafENoContact}},
-	numCounts + 7:  {"E-W", []int{leafCLate, leafENoContact}},
-	numCounts + 8:  {"C-W", []int{leafCLate}},
-	numCounts + 9:  {"D-F", []int{leafNotF}},
-	numCounts + 10: {"J-F", []int{leafJOther}},
+	numCounts + 0:  {"D-N1", []int{leafNotN1}, nil},
+	numCounts + 1:  {"D-N2", []int{leafN1Under20, leafNotN1}, nil},
+	numCounts + 2:  {"N1-N2", []int{leafN1Under20}, nil},
+	numCounts + 3:  {"D-E", []int{leafNotE}, nil},
+	numCounts + 4:  {"D-C", []int{leafENoContact, leafNotE}, nil},
+	numCounts + 5:  {"D-W", []int{leafCLate, leafENoContact, leafNotE}, nil},
+	numCounts + 6:  {"E-C", []int{leafENoContact}, nil},
+	numCounts + 7:  {"E-W", []int{leafCLate, leafENoContact}, nil},
+	numCounts + 8:  {"C-W", []int{leafCLate}, nil},
+	numCounts + 9:  {"D-F", []int{leafNotF}, nil},
+	numCounts + 10: {"J-F", []int{leafJOther}, nil},
+	numCounts + 11: {"D-G", []int{leafNotG}, nil},
+	numCounts + 12: {"D-B", []int{leafGNoB, leafNotG}, nil},
+	numCounts + 13: {"G-B", []int{leafGNoB}, nil},
+	numCounts + 14: {"D-R", []int{leafNotR}, nil},
+	numCounts + 15: {"D-R90", []int{leafRLost, leafNotR}, nil},
+	numCounts + 16: {"R-R90", []int{leafRLost}, nil},
+	// Differences across cuts, of counts one contains the other's
+	// (containments).
+	numCounts + 17: {"N1-G", []int{leafN2, leafN1Under20}, []int{leafGB, leafGNoB}},
+	numCounts + 18: {"J-G", []int{leafF, leafJOther}, []int{leafGB, leafGNoB}},
+	numCounts + 19: {"N1-R90", []int{leafN2, leafN1Under20}, []int{leafR90}},
 }
 
-// identities hold in every stratum whatever the data: the three ways of
+// identities hold in every stratum whatever the data: the five ways of
 // cutting D add up to the same D.
 var identities = [][2][]int{
 	{{leafN2, leafN1Under20, leafNotN1}, {leafW, leafCLate, leafENoContact, leafNotE}},
 	{{leafN2, leafN1Under20, leafNotN1}, {leafF, leafNotF}},
+	{{leafN2, leafN1Under20, leafNotN1}, {leafGB, leafGNoB, leafNotG}},
+	{{leafN2, leafN1Under20, leafNotN1}, {leafR90, leafRLost, leafNotR}},
 }
+
+// containments hold in every stratum whatever the data, between counts of
+// different cuts: the first is at most the second. G ≤ N1 and R90 ≤ N1: a
+// competitive job that started in the period, or was still held on its
+// 90th day in it, was held in the period. G ≤ J: each G client's first
+// competitive job is one of the period's job starts. (F ≤ J is within the
+// J cut.) Whatever else a reader knows about how the cuts meet follows
+// from these: the counts shown never say which clients are in two cuts.
+var containments = [][2]cell{
+	{cellG, cellN1},
+	{cellG, cellJ},
+	{cellR90, cellN1},
+}
+
+// leafCells says what each leaf is in counts a report shows: the first
+// cell less the second (noCell: nothing), two neighbours in one cut.
+var leafCells = [numLeaves][2]cell{
+	leafN2:         {cellN2, noCell},
+	leafN1Under20:  {cellN1, cellN2},
+	leafNotN1:      {cellD, cellN1},
+	leafW:          {cellW, noCell},
+	leafCLate:      {cellC, cellW},
+	leafENoContact: {cellE, cellC},
+	leafNotE:       {cellD, cellE},
+	leafF:          {cellF, noCell},
+	leafNotF:       {cellD, cellF},
+	leafJOther:     {cellJ, cellF},
+	leafGB:         {cellB, noCell},
+	leafGNoB:       {cellG, cellB},
+	leafNotG:       {cellD, cellG},
+	leafR90:        {cellR90, noCell},
+	leafRLost:      {cellR, cellR90},
+	leafNotR:       {cellD, cellR},
+}
+
+// noCell: a leaf that is a shown count itself.
+const noCell cell = -1
 
 // leafCount is one of a stratum's leaves.
 func (t *tally) leafCount(l int) int {
-	n := &t.n
-	switch l {
-	case leafN2:
-		return n[cellN2]
-	case leafN1Under20:
-		return n[cellN1] - n[cellN2]
-	case leafNotN1:
-		return n[cellD] - n[cellN1]
-	case leafW:
-		return n[cellW]
-	case leafCLate:
-		return n[cellC] - n[cellW]
-	case leafENoContact:
-		return n[cellE] - n[cellC]
-	case leafNotE:
-		return n[cellD] - n[cellE]
-	case leafF:
-		return n[cellF]
-	case leafNotF:
-		return n[cellD] - n[cellF]
-	case leafJOther:
-		return n[cellJ] - n[cellF]
+	c := leafCells[l]
+	n := t.n[c[0]]
+	if c[1] != noCell {
+		n -= t.n[c[1]]
 	}
-	return 0
+	return n
+}
+
+// leafShown reports whether a stratum's leaf is known from that stratum's
+// shown counts alone: both counts it is the difference of are shown.
+func leafShown(hidden *[numShown]bool, l int) bool {
+	c := leafCells[l]
+	return !hidden[c[0]] && (c[1] == noCell || !hidden[c[1]])
 }
 
 // withheld says which shown cells a level withholds; level 0 is the whole
@@ -147,12 +199,14 @@ func suppress(levels []*tally, threshold, protection int) (withheld, error) {
 	// Withholding a cell only widens what a reader can conclude, so a
 	// count once protected stays protected while more cells are withheld:
 	// each target is settled once, in order.
+	// The polytope is built again only when a cell is withheld.
+	p, err := a.polytope(hidden)
+	if err != nil {
+		return nil, err
+	}
 	for _, t := range targets {
 		for {
-			lo, hi, err := a.rangeOf(hidden, t)
-			if err != nil {
-				return nil, err
-			}
+			lo, hi := p.rng(a.vector(t.level, t.form))
 			if a.wide(lo, hi) {
 				break
 			}
@@ -161,6 +215,9 @@ func suppress(levels []*tally, threshold, protection int) (withheld, error) {
 				return nil, err
 			}
 			hidden[c/numCounts][c%numCounts] = true
+			if p, err = a.polytope(hidden); err != nil {
+				return nil, err
+			}
 		}
 	}
 	// A cell withheld early may have become unnecessary once later ones
@@ -208,18 +265,6 @@ type audit struct {
 
 // target is a small count to protect: form f at a level.
 type target struct{ level, form int }
-
-// rangeOf is the least and the most a reader of what hidden leaves shown
-// can conclude t is (see polytope.rng). A small cell target is always
-// withheld: the primary rule withholds it and nothing shows it again.
-func (a *audit) rangeOf(hidden withheld, t target) (lo, hi int, err error) {
-	p, err := a.polytope(hidden)
-	if err != nil {
-		return 0, 0, err
-	}
-	lo, hi = p.rng(a.vector(t.level, t.form))
-	return lo, hi, nil
-}
 
 // wide reports whether a range holds at least a.protection whole numbers.
 func (a *audit) wide(lo, hi int) bool { return hi == math.MaxInt || hi-lo+1 >= a.protection }
@@ -325,6 +370,9 @@ func (a *audit) sensitive(level, f int) bool {
 	for _, l := range forms[f].leaves {
 		n += t.leafCount(l)
 	}
+	for _, l := range forms[f].minus {
+		n -= t.leafCount(l)
+	}
 	return a.small(n)
 }
 
@@ -341,6 +389,9 @@ func (a *audit) vector(level, f int) vec {
 	for _, s := range strata {
 		for _, l := range forms[f].leaves {
 			v[s*numLeaves+l] = 1
+		}
+		for _, l := range forms[f].minus {
+			v[s*numLeaves+l] = -1
 		}
 	}
 	return v

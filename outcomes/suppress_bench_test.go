@@ -66,29 +66,47 @@ func BenchmarkRangeGonumSimplex(b *testing.B) {
 		b.Fatal(err)
 	}
 	// The same program, from the same feasible corner: the tableau's rows
-	// (independent, as gonum needs) and its basis.
-	rows, cols := p.tab.m, p.tab.n
+	// (independent, as gonum needs) and its basis, of the component the
+	// stratum's caseload is in.
+	var comp *component
+	for k := range v {
+		if _, known := p.known[k]; known {
+			continue
+		}
+		if comp == nil {
+			comp = p.comp[k]
+		}
+		if comp == nil || p.comp[k] != comp {
+			b.Fatal("the range question's unknown leaves are not in one component")
+		}
+	}
+	if comp == nil {
+		b.Fatal("every leaf of the range question is known")
+	}
+	rows, cols := comp.tab.m, comp.tab.n
 	dense := mat.NewDense(rows, cols, nil)
 	bb := make([]float64, rows)
 	for i := range rows {
 		for j := range cols {
-			dense.Set(i, j, p.tab.at(i, j))
+			dense.Set(i, j, comp.tab.at(i, j))
 		}
-		bb[i] = p.tab.rhs(i)
+		bb[i] = comp.tab.rhs(i)
 	}
 	c := make([]float64, cols)
 	for k, x := range v {
-		c[p.col[k]] = x
+		if j, ok := comp.col[k]; ok {
+			c[j] = x
+		}
 	}
 	neg := make([]float64, cols)
 	for j := range c {
 		neg[j] = -c[j]
 	}
 	for b.Loop() {
-		if _, _, err := lp.Simplex(c, dense, bb, 1e-9, p.tab.basis); err != nil {
+		if _, _, err := lp.Simplex(c, dense, bb, 1e-9, comp.tab.basis); err != nil {
 			b.Fatal(err)
 		}
-		if _, _, err := lp.Simplex(neg, dense, bb, 1e-9, p.tab.basis); err != nil {
+		if _, _, err := lp.Simplex(neg, dense, bb, 1e-9, comp.tab.basis); err != nil {
 			b.Fatal(err)
 		}
 	}

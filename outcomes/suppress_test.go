@@ -20,8 +20,9 @@ import (
 
 // quantities the attacker reasons about, per level (the program, or a
 // specialist stratum).
-var attackQuantities = []string{"D", "N1", "N2", "E", "C", "W", "F", "J", "EARN",
-	"D-N1", "N1-N2", "D-N2", "D-E", "E-C", "C-W", "E-W", "D-C", "D-W", "D-F", "J-F"}
+var attackQuantities = []string{"D", "N1", "N2", "E", "C", "W", "F", "J", "G", "B", "R", "R90", "EARN",
+	"D-N1", "N1-N2", "D-N2", "D-E", "E-C", "C-W", "E-W", "D-C", "D-W", "D-F", "J-F",
+	"D-G", "G-B", "D-B", "D-R", "R-R90", "D-R90", "N1-G", "J-G", "N1-R90"}
 
 // attackRelations: the first equals the sum of the rest, in every level.
 var attackRelations = [][]string{
@@ -29,6 +30,9 @@ var attackRelations = [][]string{
 	{"D", "E", "D-E"}, {"E", "C", "E-C"}, {"C", "W", "C-W"}, {"E-W", "C-W", "E-C"}, {"E", "W", "E-W"},
 	{"D-C", "E-C", "D-E"}, {"D", "C", "D-C"}, {"D-W", "C-W", "D-C"}, {"D", "W", "D-W"},
 	{"D", "F", "D-F"}, {"J", "F", "J-F"},
+	{"D", "G", "D-G"}, {"G", "B", "G-B"}, {"D", "B", "D-B"}, {"D-B", "G-B", "D-G"},
+	{"D", "R", "D-R"}, {"R", "R90", "R-R90"}, {"D", "R90", "D-R90"}, {"D-R90", "R-R90", "D-R"},
+	{"N1", "G", "N1-G"}, {"J", "G", "J-G"}, {"N1", "R90", "N1-R90"},
 }
 
 // where each published number lands: measure, group, population (or
@@ -52,6 +56,18 @@ var attackSources = map[[3]string]string{
 	{MeasureEmployerContact30d, GroupEmployerContact30d, PopulationNumerator}:               "W",
 	{MeasureDaysToEmployerContact, GroupMedianDaysToContact, PopulationInitial}:             "E",
 	{MeasureDaysToEmployerContact, GroupMedianDaysToContact, PopulationMeasure}:             "C",
+	{MeasureDaysToCompetitiveJob, GroupMedianDaysToJob, PopulationInitial}:                  "D",
+	{MeasureDaysToCompetitiveJob, GroupMedianDaysToJob, PopulationMeasure}:                  "G",
+	{MeasureJobTenure, GroupMedianJobTenure, PopulationInitial}:                             "D",
+	{MeasureJobTenure, GroupMedianJobTenure, PopulationMeasure}:                             "N1",
+	{MeasureJobRetention90d, GroupJobRetention90d, PopulationInitial}:                       "R",
+	{MeasureJobRetention90d, GroupJobRetention90d, PopulationDenominator}:                   "R",
+	{MeasureJobRetention90d, GroupJobRetention90d, PopulationNumerator}:                     "R90",
+	{MeasureBenefitsPlanning, GroupBenefitsPlanning, PopulationInitial}:                     "G",
+	{MeasureBenefitsPlanning, GroupBenefitsPlanning, PopulationDenominator}:                 "G",
+	{MeasureBenefitsPlanning, GroupBenefitsPlanning, PopulationNumerator}:                   "B",
+	{MeasureCaseloadSize, GroupCaseloadSize, PopulationInitial}:                             "D-E",
+	{MeasureCaseloadSize, GroupCaseloadSize, PopulationMeasure}:                             "D-E",
 }
 
 // published is what the reports show, by level ("" for the program) and
@@ -216,7 +232,7 @@ func truth(t *testing.T, clients []*ips.Client, q Quarter) published {
 			level = c.strata[i-1]
 		}
 		v := map[string]float64{"EARN": math.Round(round(tl.earnings, 2) * 100)}
-		for x, name := range []string{"D", "N1", "N2", "E", "C", "W", "F", "J"} {
+		for x, name := range []string{"D", "N1", "N2", "E", "C", "W", "F", "J", "G", "B", "R", "R90"} {
 			v[name] = float64(tl.n[x])
 		}
 		for _, r := range attackRelations {

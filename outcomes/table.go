@@ -133,6 +133,10 @@ func scoreText(gd *groupDef, s Score) string {
 			v = strconv.FormatFloat(s.Value*100, 'f', 1, 64) + "%"
 		case scoreMedianDays:
 			v = strconv.FormatFloat(s.Value, 'f', -1, 64) + " days"
+		case scoreMedianWeeks:
+			v = strconv.FormatFloat(s.Value, 'f', -1, 64) + " weeks"
+		case scoreMeanCaseload:
+			v = strconv.FormatFloat(s.Value, 'f', -1, 64) + " clients"
 		default:
 			v = strconv.FormatFloat(s.Value, 'f', 2, 64) + " " + s.Unit
 		}

@@ -256,7 +256,7 @@ func TestReportJSONValidates(t *testing.T) {
 	}
 	// So are the Measures they report on.
 	measures, err := filepath.Glob(repoFile("conformance", "artifacts", "measures", "*.json"))
-	if err != nil || len(measures) != 6 {
+	if err != nil || len(measures) != len(outcomes.Measures()) {
 		t.Fatalf("measures: %v %v", measures, err)
 	}
 	if code, out, stderr := ipsfhir(t, "", append([]string{"validate"}, measures...)...); code != exitOK {
@@ -266,7 +266,7 @@ func TestReportJSONValidates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rs) != 6 || rs[0].Measure != outcomes.MeasureCompetitiveEmployment || rs[0].Program != "riverside-ips" || rs[0].Threshold != 11 {
+	if len(rs) != len(outcomes.Measures()) || rs[0].Measure != outcomes.MeasureCompetitiveEmployment || rs[0].Program != "riverside-ips" || rs[0].Threshold != 11 {
 		t.Fatalf("reports %+v", rs)
 	}
 	// Dated now: the report was produced by this run.
@@ -281,7 +281,7 @@ func TestReportJSONValidates(t *testing.T) {
 	}
 	// Every MeasureReport meets the DEQM Summary MeasureReport profile;
 	// base R4 was checked by validate above.
-	checkDEQM(t, []byte(stdout), 6)
+	checkDEQM(t, []byte(stdout), len(outcomes.Measures()))
 }
 
 // checkDEQM checks that a Bundle holds n MeasureReports, each claiming the
@@ -468,7 +468,7 @@ func TestReportAggregate(t *testing.T) {
 		t.Fatalf("aggregate --reporter: exit %d\n%s", code, stderr)
 	}
 	rs, err := outcomes.ParseJSON([]byte(stdout))
-	if err != nil || len(rs) != 6 {
+	if err != nil || len(rs) != len(outcomes.Measures()) {
 		t.Fatalf("aggregate --reporter: %d reports, %v", len(rs), err)
 	}
 	for _, r := range rs {
@@ -476,7 +476,7 @@ func TestReportAggregate(t *testing.T) {
 			t.Errorf("aggregate %s: reporter %+v, program %q, date %v", r.Measure, r.Reporter, r.Program, r.Date)
 		}
 	}
-	checkDEQM(t, []byte(stdout), 6)
+	checkDEQM(t, []byte(stdout), len(outcomes.Measures()))
 	for _, bad := range [][]string{
 		{"--aggregate", "--reporter", "east-region", river},                                         // no system
 		{"--aggregate", "--reporter", "hie|east region", river},                                     // not a URI, a space
@@ -711,7 +711,7 @@ func TestReportForProgramAndHIE(t *testing.T) {
 	if !strings.Contains(stdout, outcomes.ExtExcluded) || !strings.Contains(stdout, `"valueUnsignedInt": 1`) {
 		t.Errorf("the program's JSON lacks its exclusions:\n%s", stdout)
 	}
-	checkDEQM(t, []byte(stdout), 6)
+	checkDEQM(t, []byte(stdout), len(outcomes.Measures()))
 	own := filepath.Join(t.TempDir(), "own.json")
 	if err := os.WriteFile(own, []byte(stdout), 0o600); err != nil {
 		t.Fatal(err)

@@ -215,7 +215,7 @@ apiKeys:
 		t.Errorf("an HIE key reading records: %d, want 403", code)
 	}
 	code, body = call("GET", "/fhir/MeasureReport?period=2026Q3", "hie-key", "")
-	if code != 200 || strings.Count(body, `"resourceType":"MeasureReport"`)+strings.Count(body, `"resourceType": "MeasureReport"`) != 6 {
+	if code != 200 || strings.Count(body, `"resourceType":"MeasureReport"`)+strings.Count(body, `"resourceType": "MeasureReport"`) != len(outcomes.Measures()) {
 		t.Errorf("MeasureReports for 2026Q3: %d %.300s", code, body)
 	}
 	if strings.Contains(body, "MRN777") || strings.Contains(body, "bakery") {
@@ -227,7 +227,7 @@ apiKeys:
 		t.Errorf("the MeasureReports are not broken down by specialist: %.300s", body)
 	}
 	// Dated when computed, reported by the program: DEQM Summary reports.
-	checkDEQM(t, []byte(body), 6)
+	checkDEQM(t, []byte(body), len(outcomes.Measures()))
 	// The hie key gets the reports for HIEs (they state the clients left
 	// out for want of consent); the specialist's key the program's own.
 	if !strings.Contains(body, outcomes.ExcludedNoHIEConsent) {

@@ -71,13 +71,16 @@ func formatMoney(v float64, currency string) string {
 func formatWage(v float64, currency string) string { return formatMoney(v, currency) + " an hour" }
 
 // formatDays writes a number of days to one decimal: "1 day", "12.5 days".
-func formatDays(v float64) string {
+func formatDays(v float64) string { return formatUnit(v, "day", "days") }
+
+// formatUnit is a number to one decimal and its unit, singular for 1.
+func formatUnit(v float64, one, many string) string {
 	r := math.Round(v*10) / 10
 	s := strconv.FormatFloat(r, 'f', -1, 64)
 	if r == 1 {
-		return s + " day"
+		return s + " " + one
 	}
-	return s + " days"
+	return s + " " + many
 }
 
 // countCell is a report's count as the page shows it.
@@ -104,6 +107,8 @@ const (
 	kindWage                   // currency per hour, Unit "USD/h"
 	kindMoney                  // an amount, Unit "USD"
 	kindDays
+	kindWeeks    // weeks, Unit "wk"
+	kindCaseload // clients per specialist
 )
 
 // scoreCell is a report's score as the page shows it.
@@ -127,6 +132,10 @@ func scoreCell(k scoreKind, s outcomes.Score) string {
 		v = formatMoney(s.Value, s.Unit)
 	case kindDays:
 		v = formatDays(s.Value)
+	case kindWeeks:
+		v = formatUnit(s.Value, "week", "weeks")
+	case kindCaseload:
+		v = formatUnit(s.Value, "client", "clients")
 	default:
 		return textNone
 	}

@@ -293,12 +293,12 @@ dd { margin-left: 1.5rem; }
 </table>
 </div>
 {{- if .Rolling}}
-<p>“12 months”: the same measure computed over the twelve months ending with the quarter (the quarter and the three before it): everyone on the caseload at any time in them, and whoever held a competitive job on any of their days. It is withheld on its own terms, like a quarter; a program too small for quarterly figures often has yearly ones. A year’s counts are of distinct people, so they are not the sums of its quarters.</p>
+<p>“12 months”: the same measure computed over the twelve months ending with the quarter (the quarter and the three before it): everyone on the caseload at any time in them, and whoever held a competitive job on any of their days. It is withheld on its own terms, like a quarter; a program too small for quarterly figures often has yearly ones. A year’s counts of people served or working are of distinct people, so they are not the sums of its quarters. The other measures have no 12-month figure: their year would be the sum of the quarters’ (enrollments, job starts, first jobs, earnings), and a withheld quarter could be worked out from it.</p>
 {{- end}}
 {{- range .Measures}}
 <section aria-labelledby="{{.ID}}">
 <h2 id="{{.ID}}">{{.Heading}}</h2>
-<p class="about">{{.About}}</p>
+<p class="about">{{.About}}{{if .NoRolling}} No 12-month figure: the year’s count is the sum of the quarters’.{{end}}</p>
 <div class="table-wrap">
 <table>
 <caption>{{.Heading}} by quarter{{if .Rolling}}, and over the 12 months ending with each quarter{{end}}</caption>

@@ -158,6 +158,21 @@ var measureSections = []measureSection{
 	{outcomes.MeasureDaysToEmployerContact, outcomes.GroupMedianDaysToContact,
 		"Days to first employer contact", "The median number of days from enrollment to the first employer contact, of the people enrolled in the period who had one.",
 		[]sectionCol{{outcomes.PopulationInitial, "People enrolled"}, {outcomes.PopulationMeasure, "Contacted"}}, "Median", kindDays},
+	{outcomes.MeasureDaysToCompetitiveJob, outcomes.GroupMedianDaysToJob,
+		"Days to first competitive job", "The median number of days from enrollment to the start of the first competitive job, of the people whose first competitive job since enrollment started in the period.",
+		[]sectionCol{{outcomes.PopulationMeasure, "People starting a first competitive job"}}, "Median", kindDays},
+	{outcomes.MeasureJobTenure, outcomes.GroupMedianJobTenure,
+		"Job tenure", "The median number of weeks the people working competitively had held their longest competitive job, to its end or to the period's last day.",
+		[]sectionCol{{outcomes.PopulationMeasure, "People working"}}, "Median", kindWeeks},
+	{outcomes.MeasureJobRetention90d, outcomes.GroupJobRetention90d,
+		"First competitive job kept 90 days", "People whose first competitive job since enrollment reached its 90th day in the period, and those still in it on that day.",
+		[]sectionCol{{outcomes.PopulationDenominator, "Reached 90 days"}, {outcomes.PopulationNumerator, "Still working"}}, "Rate", kindRate},
+	{outcomes.MeasureBenefitsPlanning, outcomes.GroupBenefitsPlanning,
+		"Benefits planning before the first competitive job", "People whose first competitive job since enrollment started in the period, and those who had benefits planning before it started.",
+		[]sectionCol{{outcomes.PopulationDenominator, "First competitive job"}, {outcomes.PopulationNumerator, "Benefits planning first"}}, "Rate", kindRate},
+	{outcomes.MeasureCaseloadSize, outcomes.GroupCaseloadSize,
+		"Caseload size", "People on the caseload on the period's first day, per employment specialist (the IPS fidelity scale's limit is 20 for a full-time specialist).",
+		[]sectionCol{{outcomes.PopulationMeasure, "On the caseload"}}, "Per specialist", kindCaseload},
 }
 
 // htmlMeasure is one measure section of the page.
@@ -165,7 +180,9 @@ type htmlMeasure struct {
 	ID, Heading, About string
 	Head               []string // column headings after "Quarter"
 	Rows               []htmlMeasureRow
-	Rolling            bool
+	// Rolling: the 12-month columns are shown; NoRolling: the page has
+	// them, and this measure does not (outcomes.RollingGroup).
+	Rolling, NoRolling bool
 }
 
 type htmlMeasureRow struct {
@@ -184,7 +201,8 @@ func measureTables(quarters []QuarterReports) []htmlMeasure {
 	}
 	var out []htmlMeasure
 	for i, ms := range measureSections {
-		m := htmlMeasure{ID: fmt.Sprintf("measure-%d", i+1), Heading: ms.heading, About: ms.about, Rolling: rolling}
+		secRolling := rolling && outcomes.RollingGroup(ms.group)
+		m := htmlMeasure{ID: fmt.Sprintf("measure-%d", i+1), Heading: ms.heading, About: ms.about, Rolling: secRolling, NoRolling: rolling && !secRolling}
 		var head []string
 		for _, c := range ms.cols {
 			head = append(head, c.label)
@@ -193,7 +211,7 @@ func measureTables(quarters []QuarterReports) []htmlMeasure {
 			head = append(head, ms.score)
 		}
 		m.Head = head
-		if rolling {
+		if secRolling {
 			for _, h := range head {
 				m.Head = append(m.Head, h+", 12 months")
 			}
@@ -201,7 +219,7 @@ func measureTables(quarters []QuarterReports) []htmlMeasure {
 		for _, q := range quarters {
 			row := htmlMeasureRow{Quarter: q.Quarter.String(), Status: statusNote(q.Status)}
 			row.Cells = ms.cells(q.Reports)
-			if rolling {
+			if secRolling {
 				row.Cells = append(row.Cells, ms.cells(q.Rolling)...)
 			}
 			m.Rows = append(m.Rows, row)

@@ -72,3 +72,31 @@ func TestPageCoversEveryMeasure(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Only the measures whose year is not the sum of its quarters get
+// 12-month columns; the others say why they have none.
+func TestOnlyRollingGroupsHaveTwelveMonthColumns(t *testing.T) {
+	q := outcomes.Quarter{Year: 2026, Q: 3}
+	tables := measureTables([]QuarterReports{quarterOf(q, outcomes.Complete, true)})
+	if len(tables) != len(measureSections) {
+		t.Fatalf("%d sections", len(tables))
+	}
+	for i, m := range tables {
+		ms := measureSections[i]
+		twelve := 0
+		for _, h := range m.Head {
+			if strings.HasSuffix(h, ", 12 months") {
+				twelve++
+			}
+		}
+		want := outcomes.RollingGroup(ms.group)
+		if (twelve > 0) != want || m.Rolling != want || m.NoRolling == want {
+			t.Errorf("%s: %d 12-month columns, rolling %v, no rolling %v; want rolling %v", ms.group, twelve, m.Rolling, m.NoRolling, want)
+		}
+		for _, r := range m.Rows {
+			if len(r.Cells) != len(m.Head) {
+				t.Errorf("%s: %d cells under %d headings", ms.group, len(r.Cells), len(m.Head))
+			}
+		}
+	}
+}
