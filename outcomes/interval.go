@@ -2,9 +2,11 @@ package outcomes
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"math"
 	"slices"
+	"strings"
 )
 
 // Interval reasoning for the suppression audit: what a reader can conclude
@@ -69,7 +71,18 @@ type component struct {
 	col     map[int]int // leaf → column
 	cols    int
 	scratch tableau // reused by the range questions (one goroutine)
+	// ranges are the answers given on this component, by cost vector:
+	// the audit asks the same questions of the same parts many times.
+	ranges map[string]compRange
 }
+
+type compRange struct {
+	min, max float64
+	bounded  bool
+}
+
+// maxComponents bounds an audit's cache of components (their tableaux).
+const maxComponents = 512
 
 // polytope builds the reader's knowledge when hidden is withheld.
 func (a *audit) polytope(hidden withheld) (*polytope, error) {
@@ -184,7 +197,24 @@ func (a *audit) polytope(hidden withheld) (*polytope, error) {
 	}
 	for _, root := range roots {
 		rs := rowsOf[root]
-		c := &component{col: map[int]int{}}
+		// A component with exactly the rows of one built before (most of
+		// the polytope, when one cell more is withheld or shown) is that
+		// component: its feasible corner and its answers are reused.
+		var fp strings.Builder
+		for _, r := range rs {
+			for _, k := range slices.Sorted(maps.Keys(r.v)) {
+				fmt.Fprintf(&fp, "%d:%g,", k, r.v[k])
+			}
+			fmt.Fprintf(&fp, "=%g/%g;", r.b, r.slack)
+		}
+		if c, ok := a.components[fp.String()]; ok {
+			for k := range c.col {
+				p.comp[k] = c
+			}
+			p.comps = append(p.comps, c)
+			continue
+		}
+		c := &component{col: map[int]int{}, ranges: map[string]compRange{}}
 		nslack := 0
 		for _, r := range rs {
 			for _, k := range slices.Sorted(maps.Keys(r.v)) {
@@ -219,6 +249,10 @@ func (a *audit) polytope(hidden withheld) (*polytope, error) {
 		}
 		c.tab = tab
 		p.comps = append(p.comps, c)
+		if a.components == nil || len(a.components) >= maxComponents {
+			a.components = map[string]*component{}
+		}
+		a.components[fp.String()] = c
 	}
 	return p, nil
 }
@@ -249,14 +283,23 @@ func (p *polytope) rng(v vec) (lo, hi int) {
 	minSum, maxSum, bounded := konst, konst, true
 	for _, c := range order {
 		cost := costs[c]
-		minF, _ := c.tab.minimizeIn(&c.scratch, cost) // bounded: every leaf is at least 0
-		minSum += minF
-		for j := range cost {
-			cost[j] = -cost[j]
+		key := fmt.Sprint(cost)
+		r, ok := c.ranges[key]
+		if !ok {
+			r.min, _ = c.tab.minimizeIn(&c.scratch, cost) // bounded: every leaf is at least 0
+			for j := range cost {
+				cost[j] = -cost[j]
+			}
+			var maxF float64
+			maxF, r.bounded = c.tab.minimizeIn(&c.scratch, cost)
+			r.max = -maxF
+			if c.ranges != nil {
+				c.ranges[key] = r
+			}
 		}
-		maxF, ok := c.tab.minimizeIn(&c.scratch, cost)
-		bounded = bounded && ok
-		maxSum -= maxF
+		minSum += r.min
+		bounded = bounded && r.bounded
+		maxSum += r.max
 	}
 	lo = int(math.Ceil(minSum - 1e-6))
 	if !bounded {

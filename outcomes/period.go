@@ -43,9 +43,10 @@ var ErrRollingNotFHIR = errors.New("outcomes: a rolling four-quarter report is n
 // their days, and so on. The reports have Rolling set and Quarter q; a
 // report keeps only its rolling groups, and a measure without any is left
 // out. They go through the same small-cell suppression as a quarter's,
-// audited on their own (see RollingGroup for why that is enough for the
-// groups kept). A small program whose quarterly figures are all withheld
-// may still get a rolling one.
+// audited on their own. Shown beside quarterly figures they are not
+// protected by that alone (the periods are linked): a page of quarters and
+// years is made with ComputeTrend. A small program whose quarterly figures
+// are all withheld may still get a rolling one.
 //
 // Rolling reports are not published as FHIR: JSON and BundleJSON refuse
 // them (ErrRollingNotFHIR).
@@ -64,17 +65,17 @@ func ComputeRolling(clients []*ips.Client, q Quarter, o Options) ([]*Report, err
 	return out, nil
 }
 
-// RollingGroup reports whether a group's twelve-month figures may be shown
-// beside the quarters': those whose counts are of the clients served, or
-// working, at any time in the months (D, N1, N2), and their medians. A
-// client on the caseload all year is one client in the year and one in each
-// quarter, so these counts are not the sums of the quarters'. The others
-// are: the clients enrolled in the year are those enrolled in each quarter
-// added up, and so are the first jobs, the job starts, the first
-// competitive jobs, the 90th days and the earnings; and the caseload on the
-// year's first day is that of its first quarter. Shown beside quarters
-// audited one by one, such a sum would give a withheld quarterly count by
-// subtraction, so those groups have no rolling figure.
+// RollingGroup reports whether a group has twelve-month figures: those
+// whose counts are of the clients served, or working, at any time in the
+// months (D, N1, N2), and their medians. A client on the caseload all year
+// is one client in the year and one in each quarter, so these counts are
+// not the sums of the quarters' (ComputeTrend audits the links they do
+// have). The others' are: the clients enrolled in the year are those
+// enrolled in each quarter added up, and so are the first jobs, the job
+// starts, the first competitive jobs, the 90th days and the earnings; and
+// the caseload on the year's first day is that of its first quarter. Such a
+// year says nothing the quarters do not, but where they are withheld, so
+// those groups have no rolling figure.
 func RollingGroup(code string) bool {
 	switch code {
 	case GroupCompetitiveEmployment, GroupCompetitiveEmployment20h, GroupMedianHourlyWage, GroupMedianJobTenure:

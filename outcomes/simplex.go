@@ -31,6 +31,7 @@ type tableau struct {
 	m, n  int
 	t     []float64 // m rows of n+1: the rows of B⁻¹A and B⁻¹b
 	basis []int     // the basic variable of each row
+	nz    []int     // pivot's scratch: the pivot row's non-zero columns
 }
 
 func (t *tableau) at(i, j int) float64 { return t.t[i*(t.n+1)+j] }
@@ -103,8 +104,14 @@ func (t *tableau) pivot(r, j int) {
 	w := t.n + 1
 	pr := t.t[r*w : (r+1)*w]
 	inv := 1 / pr[j]
+	// The pivot row is sparse (the audit's rows name a few leaves each):
+	// only its non-zero entries change the other rows.
+	t.nz = t.nz[:0]
 	for k := range pr {
-		pr[k] *= inv
+		if pr[k] != 0 {
+			pr[k] *= inv
+			t.nz = append(t.nz, k)
+		}
 	}
 	pr[j] = 1
 	for i := range t.m {
@@ -116,10 +123,8 @@ func (t *tableau) pivot(r, j int) {
 		if f == 0 {
 			continue
 		}
-		for k, x := range pr {
-			if x != 0 {
-				row[k] -= f * x
-			}
+		for _, k := range t.nz {
+			row[k] -= f * pr[k]
 		}
 		row[j] = 0
 	}

@@ -261,6 +261,10 @@ type audit struct {
 	levels     []*tally
 	threshold  int
 	protection int
+	// components are the polytopes' parts built so far, by their rows
+	// (see polytope): one audit builds hundreds of polytopes that differ
+	// in a few rows.
+	components map[string]*component
 }
 
 // target is a small count to protect: form f at a level.

@@ -460,21 +460,18 @@ func trendQuarters(clients []*ips.Client, last outcomes.Quarter) []outcomes.Quar
 	return qs
 }
 
-// trendReports computes each quarter of the trend, suppressed as the
-// reports are, and the 12 months ending with it; today marks a quarter not
-// over or not started.
+// trendReports computes each quarter of the trend and the 12 months ending
+// with it, suppressed together as one page (outcomes.ComputeTrend: the
+// periods are linked, so each suppressed alone would not protect what the
+// page shows); today marks a quarter not over or not started.
 func trendReports(clients []*ips.Client, last outcomes.Quarter, opts outcomes.Options, today ips.Date) ([]chart.QuarterReports, error) {
+	trend, err := outcomes.ComputeTrend(clients, trendQuarters(clients, last), opts)
+	if err != nil {
+		return nil, err
+	}
 	var out []chart.QuarterReports
-	for _, q := range trendQuarters(clients, last) {
-		reports, err := outcomes.Compute(clients, q, opts)
-		if err != nil {
-			return nil, err
-		}
-		rolling, err := outcomes.ComputeRolling(clients, q, opts)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, chart.QuarterReports{Quarter: q, Status: q.CompletenessOn(today), Reports: reports, Rolling: rolling})
+	for _, t := range trend {
+		out = append(out, chart.QuarterReports{Quarter: t.Quarter, Status: t.Quarter.CompletenessOn(today), Reports: t.Reports, Rolling: t.Rolling})
 	}
 	return out, nil
 }
