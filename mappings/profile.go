@@ -1,11 +1,18 @@
 package mappings
 
-// The profile layer of the validator: it reads the differentials of the
-// StructureDefinitions published under conformance/artifacts and enforces
-// them on a resource held as generic JSON. It understands only the
-// StructureDefinition features listed below and refuses to load a profile that
-// uses anything else, so the published profile and the enforced rules cannot
-// drift apart silently:
+// The profile layer of the validator. Each ipsfhir profile is checked with
+// everything it inherits: the loader walks the profile's base chain (ODH, US
+// Core, SDOH Clinical Care; copies in conformance/baseprofiles) and applies
+// the differentials from the root-most base down to ours, onto one rule tree
+// per profile (the "snapshot" the checker needs; base R4 itself is checked by
+// the jsonformat layer). A derived differential may only tighten: raise a
+// min, lower a max, narrow a choice's types, add values, bindings and slices,
+// or constrain a base slice by its name; it may not slice an element again
+// with another discriminator or add a slice that duplicates a base slice.
+//
+// The checker understands only the StructureDefinition features below and
+// refuses to load a profile, ours or a base, that uses anything else, so the
+// published rules and the enforced ones cannot drift apart silently:
 //
 //   - min and max on any element, counted per parent, array items counted;
 //     max "0" forbids the element.
@@ -17,20 +24,35 @@ package mappings
 //     on purpose: profiles that need "this code among others" use slicing, as
 //     ours do, so a real FHIR validator reads them the same way.
 //   - type restriction of choice elements (value[x] limited to Quantity
-//     forbids valueString), and rules on the children of a choice restricted
-//     to one type ("Observation.value[x].text").
-//   - required bindings to the value sets the project publishes, each of
-//     which includes whole code systems the project publishes.
-//   - slicing with one discriminator of type "pattern" or "value" on $this or
-//     on a child element; extension slices by url (type Extension with one
-//     profile), with or without an explicit slicing on the extension
-//     element. Slice min and max are counted; a slice's own rules apply to
-//     the items matched to it, the sliced element's rules to all items.
-//     Extensions the project publishes are checked against their own
-//     differential; other extensions only by url and count.
-//
-// Constraints inherited from the base profiles (US Core, ODH) are not
-// re-checked: base R4 is, by the jsonformat layer, and the differential is.
+//     forbids valueString), rules on the children of a choice restricted
+//     to one type ("Observation.value[x].text"), and rules on one type of a
+//     choice named by its JSON name ("Observation.valueCodeableConcept", as
+//     ODH writes them). Reference target profiles are not checked: that needs
+//     the target.
+//   - required bindings: to the value sets the project publishes, to those
+//     copied in conformance/baseprofiles (value sets that list codes, include
+//     whole code systems or is-a a concept, and exclude codes; a filter on a
+//     code system not copied, such as LOINC's document scale, admits every
+//     code of that system, so that part is checked by system only), and, on
+//     code elements, to the value set base R4 already enforces. A required
+//     binding to a value set ipsfhir does not have (uncheckedBindings, each
+//     with its reason) is reported as a warning where a coded value is
+//     present. Other binding strengths oblige no instance.
+//   - slicing with one discriminator of type "pattern" or "value" on $this,
+//     a child element or a path of child elements ("code.coding.code"); the
+//     slice's value is a fixed or pattern value at that path (found through
+//     the element's own slices, as ODH states them) or a required binding
+//     there. Extension slices by url (type Extension with one profile), with
+//     or without an explicit slicing on the extension element. Slice min and
+//     max are counted; a slice's own rules apply to the items matched to it,
+//     the sliced element's rules to all items. Extensions the project
+//     publishes or copies are checked against their own differential chain;
+//     other extensions only by url and count.
+//   - mustSupport is read and kept (absentMustSupport lists the ones an
+//     instance leaves out); it obliges systems, not instances, so it is never
+//     an error.
+//   - invariants: only those in invariants, each written in Go; a profile
+//     with any other constraint does not load.
 
 import (
 	"bytes"
@@ -48,6 +70,7 @@ import (
 	"sync"
 
 	"github.com/ipsfhir/ipsfhir/conformance/artifacts"
+	"github.com/ipsfhir/ipsfhir/conformance/baseprofiles"
 
 	apb "github.com/google/fhir/go/proto/google/fhir/proto/annotations_go_proto"
 	dtpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
@@ -56,29 +79,39 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
-// profileSet is everything the profile layer loaded from the artifacts.
+// profileSet is everything the profile layer loaded.
 type profileSet struct {
-	profiles  map[string]*structureDef // resource profiles by canonical URL
-	exts      map[string]*structureDef // extension definitions by canonical URL
-	valueSets map[string]*valueSet     // by canonical URL
+	profiles  map[string]*structureDef // the project's resource profiles by canonical URL
+	exts      map[string]*structureDef // the project's extension definitions by canonical URL
+	baseExts  map[string]*structureDef // copied extension definitions (ODH's)
+	bases     map[string]*structureDef // copied resource profiles, each built with its own chain
+	valueSets map[string]*valueSet     // by canonical URL, the project's and the copied ones
 
 	// trace, when set (by tests, before use), hears of every rule that fires.
 	trace func(profile, elementID, kind string)
 }
 
-// structureDef is one loaded StructureDefinition: its differential as a tree.
+// structureDef is one loaded profile: its rules as a tree, inherited ones
+// included.
 type structureDef struct {
 	id, url, typ string
+	version      string
+	chain        []string // ids of the profiles applied, root-most base first, this one last
 	root         *elemRule
 }
 
-// valueSet is a published value set, reduced to the codes it admits.
+// valueSet is a value set, reduced to the codes it admits.
 type valueSet struct {
 	url   string
 	codes map[string]map[string]bool // system → code → true
+	// open systems: a filter on a code system ipsfhir does not have; every
+	// code of it is admitted (checked by system only).
+	open map[string]bool
 }
 
-func (vs *valueSet) contains(system, code string) bool { return vs.codes[system][code] }
+func (vs *valueSet) contains(system, code string) bool {
+	return vs.codes[system][code] || (vs.open[system] && code != "")
+}
 
 func (vs *valueSet) containsCode(code string) bool {
 	for _, codes := range vs.codes {
@@ -89,39 +122,67 @@ func (vs *valueSet) containsCode(code string) bool {
 	return false
 }
 
-// elemRule is one element of a differential, placed in a tree that mirrors
-// the resource: children by element name, slices under the element they slice.
+// elemRule is one element of the profile, placed in a tree that mirrors the
+// resource: children by element name, slices under the element they slice.
+// Each rule remembers the profile that stated it (the "from" fields), so an
+// issue names the profile whose rule was broken.
 type elemRule struct {
 	id        string // ElementDefinition.id
 	name      string // JSON name; "value[x]" for a choice
 	sliceName string
 	base      fhirElem
-	implicit  bool // created for a path the differential did not list
+	implicit  bool // created for a path no differential listed
 
-	min, max       int // max < 0: unbounded
-	hasMin, hasMax bool
+	min, max         int // max < 0: unbounded
+	hasMin, hasMax   bool
+	minFrom, maxFrom string
 
-	types  []string // allowed types of a choice element
-	extURL string   // extension slice: the extension's canonical URL
+	types     []string // allowed types of a choice element
+	typesFrom string
+	extURL    string // extension slice: the extension's canonical URL
 
-	value    any // pattern[x] or fixed[x], decoded JSON
-	hasValue bool
-	fixed    bool // value is fixed[x], not pattern[x]
+	values      []valueRule // pattern[x] and fixed[x], all of which must hold
+	bindings    []bindingRule
+	unchecked   []bindingRule // required bindings to value sets ipsfhir does not have
+	mustSupport bool
+	msFrom      string
+	invariants  []invariantRule
 
-	binding *valueSet
 	slicing *slicingRule
 
 	children []*elemRule
 	slices   []*elemRule
 }
 
+type valueRule struct {
+	value any // decoded JSON
+	fixed bool
+	from  string
+}
+
+type bindingRule struct {
+	vs   *valueSet // nil in unchecked
+	url  string
+	from string
+}
+
+type invariantRule struct {
+	key  string
+	from string
+}
+
+func (r *elemRule) hasValue() bool { return len(r.values) > 0 }
+
 // slicingRule is how a repeating element is sliced. Discriminators of type
 // "pattern" and "value" match alike: an item belongs to a slice when the
-// discriminating value matches the slice's pattern (pattern semantics) or
-// equals its fixed value.
+// value at the discriminator path matches every pattern and fixed value the
+// slice states there, or, when it states none, is in its required binding.
 type slicingRule struct {
-	path   string // "$this", "url" or a child element name
+	typ    string   // "pattern" or "value"
+	path   string   // "$this", "url", or child element names joined by "."
+	segs   []string // path split; nil for $this
 	closed bool
+	from   string
 }
 
 // typ is the element's FHIR type once choices are resolved: a choice
@@ -145,6 +206,15 @@ func (r *elemRule) child(name string) *elemRule {
 	return nil
 }
 
+func (r *elemRule) slice(name string) *elemRule {
+	for _, s := range r.slices {
+		if s.sliceName == name {
+			return s
+		}
+	}
+	return nil
+}
+
 func (r *elemRule) repeated() bool { return r.base.repeated }
 
 // fhirElem is what base R4 says an element is, read from google/fhir/go's R4
@@ -155,6 +225,7 @@ type fhirElem struct {
 	repeated bool
 	typ      string       // FHIR type code; "" for a choice
 	choices  []choiceType // non-nil for a choice
+	oneType  bool         // one type of a choice, named by its JSON name (valueQuantity)
 }
 
 type choiceType struct {
@@ -238,7 +309,32 @@ func childElem(parent protoreflect.MessageDescriptor, name string) (fhirElem, bo
 		}
 		return e, true
 	}
+	// One type of a choice, by its JSON name: valueCodeableConcept.
+	for i := 0; i < fields.Len(); i++ {
+		f := fields.Get(i)
+		rest, ok := strings.CutPrefix(name, f.JSONName())
+		if !ok || rest == "" || !isChoiceMessage(f.Message()) {
+			continue
+		}
+		cf := f.Message().Fields()
+		for j := 0; j < cf.Len(); j++ {
+			c := cf.Get(j)
+			if upperFirst(c.JSONName()) == rest {
+				return fhirElem{md: c.Message(), typ: fhirTypeOf(c.Message()), oneType: true}, true
+			}
+		}
+	}
 	return fhirElem{}, false
+}
+
+// baseValueSet is the value set base R4 binds a code element to (and
+// jsonformat enforces), or "".
+func baseValueSet(e fhirElem) string {
+	if e.md == nil || e.typ != "code" {
+		return ""
+	}
+	u, _ := proto.GetExtension(e.md.Options(), apb.E_FhirValuesetUrl).(string)
+	return u
 }
 
 func upperFirst(s string) string {
@@ -248,15 +344,118 @@ func upperFirst(s string) string {
 	return strings.ToUpper(s[:1]) + s[1:]
 }
 
+// uncheckedBindings are the required bindings in the base profiles whose
+// value sets ipsfhir does not have, and why. The loader refuses a required
+// binding to any other value set it does not have, so a new base version
+// cannot add one unnoticed; the checker warns where a coded value is present.
+var uncheckedBindings = map[string]string{
+	"http://phinvads.cdc.gov/fhir/ValueSet/2.16.840.1.114222.4.11.7186": "ODH occupation (Census 2010) value set, published by PHIN VADS in no FHIR package ipsfhir can copy",
+	"http://phinvads.cdc.gov/fhir/ValueSet/2.16.840.1.114222.4.11.7901": "ODH occupation (ONET-SOC detail) value set, published by PHIN VADS in no FHIR package ipsfhir can copy",
+	"http://phinvads.cdc.gov/fhir/ValueSet/2.16.840.1.114222.4.11.8065": "ODH occupation (Census 2018) value set, published by PHIN VADS in no FHIR package ipsfhir can copy",
+	"http://phinvads.cdc.gov/fhir/ValueSet/2.16.840.1.114222.4.11.7187": "ODH industry (Census 2010) value set, published by PHIN VADS in no FHIR package ipsfhir can copy",
+	"http://phinvads.cdc.gov/fhir/ValueSet/2.16.840.1.114222.4.11.7900": "ODH industry (NAICS detail) value set, published by PHIN VADS in no FHIR package ipsfhir can copy",
+	"http://phinvads.cdc.gov/fhir/ValueSet/2.16.840.1.114222.4.11.8066": "ODH industry (Census 2018) value set, published by PHIN VADS in no FHIR package ipsfhir can copy",
+	"http://phinvads.cdc.gov/fhir/ValueSet/2.16.840.1.114222.4.11.7613": "ODH supervisory level value set, published by PHIN VADS; ipsfhir writes no supervisory level",
+	"http://terminology.hl7.org/ValueSet/v3-WorkScheduleODH":            "ODH work schedule value set, not copied: ipsfhir writes no work schedule component",
+	"http://terminology.hl7.org/ValueSet/v3-WorkClassificationODH":      "ODH work classification value set, not copied: ipsfhir writes no work classification component",
+}
+
+// invariants are the constraints the checker evaluates, each in Go from the
+// FHIRPath it names; a profile with a constraint of another key, or of this
+// key with another expression, does not load.
+var invariants = map[string]struct {
+	expression string
+	human      string
+	holds      func(obj map[string]any) bool
+}{
+	"us-core-6": {
+		expression: "url.exists() or data.exists()",
+		human:      "attachment url or data (or both) present",
+		holds: func(obj map[string]any) bool {
+			return obj["url"] != nil || obj["data"] != nil || obj["_url"] != nil || obj["_data"] != nil
+		},
+	},
+}
+
+// codeSystem is a code system's codes and hierarchy. A fragment (the
+// copied part of a large HL7 code system) can only back an is-a filter whose
+// root it contains, with all that root's descendants.
+type codeSystem struct {
+	codes    map[string]bool
+	parent   map[string]string
+	complete bool
+}
+
+func (cs *codeSystem) descendantsOrSelf(root string) map[string]bool {
+	out := map[string]bool{}
+	for code := range cs.codes {
+		for c := code; c != ""; c = cs.parent[c] {
+			if c == root {
+				out[code] = true
+				break
+			}
+		}
+	}
+	return out
+}
+
+// sdSource is a StructureDefinition before it is built.
+type sdSource struct {
+	m       map[string]any
+	where   string // file, for errors
+	ours    bool
+	version string // the package version (copies) or the profile's own
+}
+
+func (s *sdSource) str(k string) string { v, _ := s.m[k].(string); return v }
+
 // loadProfiles reads code systems, value sets, extensions and profiles from a
-// tree laid out like artifacts.FS.
-func loadProfiles(fsys fs.FS) (*profileSet, error) {
+// tree laid out like artifacts.FS, and the base definitions they derive from
+// from baseprofiles.FS.
+func loadProfiles(fsys fs.FS) (*profileSet, error) { return loadProfilesWith(fsys, baseprofiles.FS()) }
+
+func loadProfilesWith(fsys, bases fs.FS) (*profileSet, error) {
 	all, err := artifacts.Load(fsys)
 	if err != nil {
 		return nil, err
 	}
-	ps := &profileSet{profiles: map[string]*structureDef{}, exts: map[string]*structureDef{}, valueSets: map[string]*valueSet{}}
-	codeSystems := map[string]map[string]bool{}
+	ps := &profileSet{profiles: map[string]*structureDef{}, exts: map[string]*structureDef{},
+		baseExts: map[string]*structureDef{}, bases: map[string]*structureDef{}, valueSets: map[string]*valueSet{}}
+	codeSystems := map[string]*codeSystem{}
+	byURL := map[string]*sdSource{}
+	var ourSDs, baseSDs []*sdSource
+
+	// The copies: code systems, value sets, then StructureDefinitions.
+	for _, f := range baseprofiles.Files {
+		m, err := baseprofiles.Read(bases, f.Path)
+		if err != nil {
+			return nil, fmt.Errorf("base %w", err)
+		}
+		url, _ := m["url"].(string)
+		switch m["resourceType"] {
+		case "CodeSystem":
+			cs, err := loadCodeSystem(m, true)
+			if err != nil {
+				return nil, fmt.Errorf("base %s: %w", f.Path, err)
+			}
+			codeSystems[url] = cs
+		case "ValueSet":
+			vs, err := loadBaseValueSet(m, codeSystems)
+			if err != nil {
+				return nil, fmt.Errorf("base %s: %w", f.Path, err)
+			}
+			ps.valueSets[url] = vs
+		case "StructureDefinition":
+			src := &sdSource{m: m, where: "base " + f.Path, version: f.Version}
+			if byURL[url] != nil {
+				return nil, fmt.Errorf("base %s: %s defined twice", f.Path, url)
+			}
+			byURL[url] = src
+			baseSDs = append(baseSDs, src)
+		default:
+			return nil, fmt.Errorf("base %s: resource type %v is not one the validator reads", f.Path, m["resourceType"])
+		}
+	}
 	for _, a := range all {
 		m, err := decodeJSON(a.Data)
 		if err != nil {
@@ -265,11 +464,11 @@ func loadProfiles(fsys fs.FS) (*profileSet, error) {
 		obj, _ := m.(map[string]any)
 		switch a.ResourceType {
 		case "CodeSystem":
-			codes, err := loadCodeSystem(obj)
+			cs, err := loadCodeSystem(obj, false)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", a.Path, err)
 			}
-			codeSystems[a.URL] = codes
+			codeSystems[a.URL] = cs
 		case "ValueSet":
 			vs, err := loadValueSet(obj, codeSystems)
 			if err != nil {
@@ -277,19 +476,49 @@ func loadProfiles(fsys fs.FS) (*profileSet, error) {
 			}
 			ps.valueSets[a.URL] = vs
 		case "StructureDefinition":
-			sd, err := ps.loadStructureDefinition(obj)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", a.Path, err)
+			src := &sdSource{m: obj, where: a.Path, ours: true, version: a.Version}
+			if byURL[a.URL] != nil {
+				return nil, fmt.Errorf("%s: %s defined twice", a.Path, a.URL)
 			}
-			if sd.typ == "Extension" {
-				ps.exts[sd.url] = sd
-			} else {
-				ps.profiles[sd.url] = sd
-			}
+			byURL[a.URL] = src
+			ourSDs = append(ourSDs, src)
 		case "Measure", "Questionnaire", "CapabilityStatement":
 			// Published for readers, not rules the validator applies.
 		default:
 			return nil, fmt.Errorf("%s: resource type %q is not a conformance artifact the validator reads", a.Path, a.ResourceType)
+		}
+	}
+	// Extensions first: profiles slice them in.
+	for _, group := range [][]*sdSource{baseSDs, ourSDs} {
+		for _, src := range group {
+			if src.str("type") != "Extension" {
+				continue
+			}
+			sd, err := ps.build(src, byURL)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", src.where, err)
+			}
+			if src.ours {
+				ps.exts[sd.url] = sd
+			} else {
+				ps.baseExts[sd.url] = sd
+			}
+		}
+	}
+	for _, group := range [][]*sdSource{baseSDs, ourSDs} {
+		for _, src := range group {
+			if src.str("type") == "Extension" {
+				continue
+			}
+			sd, err := ps.build(src, byURL)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", src.where, err)
+			}
+			if src.ours {
+				ps.profiles[sd.url] = sd
+			} else {
+				ps.bases[sd.url] = sd
+			}
 		}
 	}
 	return ps, nil
@@ -309,13 +538,20 @@ func decodeJSON(data []byte) (any, error) {
 	return v, nil
 }
 
-func loadCodeSystem(cs map[string]any) (map[string]bool, error) {
-	if cs["content"] != "complete" {
+func loadCodeSystem(cs map[string]any, fragmentOK bool) (*codeSystem, error) {
+	out := &codeSystem{codes: map[string]bool{}, parent: map[string]string{}}
+	switch cs["content"] {
+	case "complete":
+		out.complete = true
+	case "fragment":
+		if !fragmentOK {
+			return nil, fmt.Errorf("only complete code systems can back a required binding")
+		}
+	default:
 		return nil, fmt.Errorf("only complete code systems can back a required binding")
 	}
-	codes := map[string]bool{}
-	var walk func(concepts any) error
-	walk = func(concepts any) error {
+	var walk func(concepts any, parent string) error
+	walk = func(concepts any, parent string) error {
 		list, _ := concepts.([]any)
 		for _, c := range list {
 			m, _ := c.(map[string]any)
@@ -323,23 +559,28 @@ func loadCodeSystem(cs map[string]any) (map[string]bool, error) {
 			if code == "" {
 				return fmt.Errorf("concept without a code")
 			}
-			if codes[code] {
+			if out.codes[code] {
 				return fmt.Errorf("code %q defined twice", code)
 			}
-			codes[code] = true
-			if err := walk(m["concept"]); err != nil {
+			out.codes[code] = true
+			if parent != "" {
+				out.parent[code] = parent
+			}
+			if err := walk(m["concept"], code); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	if err := walk(cs["concept"]); err != nil {
+	if err := walk(cs["concept"], ""); err != nil {
 		return nil, err
 	}
-	return codes, nil
+	return out, nil
 }
 
-func loadValueSet(vs map[string]any, codeSystems map[string]map[string]bool) (*valueSet, error) {
+// loadValueSet reads one of the project's value sets: each includes whole
+// code systems the project publishes.
+func loadValueSet(vs map[string]any, codeSystems map[string]*codeSystem) (*valueSet, error) {
 	url, _ := vs["url"].(string)
 	out := &valueSet{url: url, codes: map[string]map[string]bool{}}
 	compose, _ := vs["compose"].(map[string]any)
@@ -360,25 +601,136 @@ func loadValueSet(vs map[string]any, codeSystems map[string]map[string]bool) (*v
 			}
 		}
 		system, _ := m["system"].(string)
-		codes, ok := codeSystems[system]
-		if !ok {
+		cs, ok := codeSystems[system]
+		if !ok || !strings.HasPrefix(system, CanonicalBase+"/") {
 			return nil, fmt.Errorf("includes code system %s, which the project does not publish", system)
 		}
-		out.codes[system] = codes
+		out.codes[system] = cs.codes
+	}
+	return out, nil
+}
+
+// loadBaseValueSet reads a copied value set: includes of whole code systems
+// (copied, complete), of listed codes, of an is-a filter on a copied code
+// system, or of any filter on a code system not copied (which admits the
+// whole system: checked by system only); excludes of listed codes.
+func loadBaseValueSet(vs map[string]any, codeSystems map[string]*codeSystem) (*valueSet, error) {
+	url, _ := vs["url"].(string)
+	out := &valueSet{url: url, codes: map[string]map[string]bool{}, open: map[string]bool{}}
+	compose, _ := vs["compose"].(map[string]any)
+	add := func(system, code string) {
+		if out.codes[system] == nil {
+			out.codes[system] = map[string]bool{}
+		}
+		out.codes[system][code] = true
+	}
+	listed := func(m map[string]any) ([]string, error) {
+		var codes []string
+		list, _ := m["concept"].([]any)
+		for _, c := range list {
+			cm, _ := c.(map[string]any)
+			code, _ := cm["code"].(string)
+			if code == "" {
+				return nil, fmt.Errorf("concept without a code")
+			}
+			codes = append(codes, code)
+		}
+		return codes, nil
+	}
+	for _, k := range sortedKeys(compose) {
+		if k != "include" && k != "exclude" && k != "inactive" && k != "lockedDate" {
+			return nil, fmt.Errorf("compose.%s is not supported", k)
+		}
+	}
+	includes, _ := compose["include"].([]any)
+	if len(includes) == 0 {
+		return nil, fmt.Errorf("value set includes nothing")
+	}
+	for _, inc := range includes {
+		m, _ := inc.(map[string]any)
+		system, _ := m["system"].(string)
+		if system == "" {
+			return nil, fmt.Errorf("compose.include without a system is not supported")
+		}
+		_, hasConcept := m["concept"]
+		filters, hasFilter := m["filter"].([]any)
+		for _, k := range sortedKeys(m) {
+			if k != "system" && k != "concept" && k != "filter" && k != "version" {
+				return nil, fmt.Errorf("compose.include.%s is not supported", k)
+			}
+		}
+		cs := codeSystems[system]
+		switch {
+		case hasConcept && hasFilter:
+			return nil, fmt.Errorf("compose.include with both concept and filter is not supported")
+		case hasConcept:
+			codes, err := listed(m)
+			if err != nil {
+				return nil, err
+			}
+			for _, c := range codes {
+				add(system, c)
+			}
+		case hasFilter && cs == nil:
+			out.open[system] = true
+		case hasFilter:
+			if len(filters) != 1 {
+				return nil, fmt.Errorf("compose.include.filter: exactly one filter is supported")
+			}
+			f, _ := filters[0].(map[string]any)
+			root, _ := f["value"].(string)
+			if f["property"] != "concept" || f["op"] != "is-a" || !cs.codes[root] {
+				return nil, fmt.Errorf("compose.include.filter: only is-a on a concept of the copied code system is supported")
+			}
+			for c := range cs.descendantsOrSelf(root) {
+				add(system, c)
+			}
+		default:
+			if cs == nil || !cs.complete {
+				return nil, fmt.Errorf("includes all of code system %s, which is not copied whole", system)
+			}
+			for c := range cs.codes {
+				add(system, c)
+			}
+		}
+	}
+	excludes, _ := compose["exclude"].([]any)
+	for _, exc := range excludes {
+		m, _ := exc.(map[string]any)
+		for _, k := range sortedKeys(m) {
+			if k != "system" && k != "concept" {
+				return nil, fmt.Errorf("compose.exclude.%s is not supported", k)
+			}
+		}
+		system, _ := m["system"].(string)
+		codes, err := listed(m)
+		if err != nil || len(codes) == 0 {
+			return nil, fmt.Errorf("compose.exclude must list codes")
+		}
+		for _, c := range codes {
+			delete(out.codes[system], c)
+		}
 	}
 	return out, nil
 }
 
 // Keys of StructureDefinition and ElementDefinition the loader accepts: the
 // rules it enforces, and descriptive keys (names, texts, and mustSupport,
-// which obliges systems rather than instances).
+// which obliges systems rather than instances). The base profiles' own keys
+// are read more loosely: what they say about documentation, mappings and
+// the source tool is passed over, and what would constrain an instance is
+// enforced or refused like ours.
 var (
 	sdKeys = setOf("resourceType", "id", "url", "version", "name", "title", "status", "experimental", "date",
 		"publisher", "contact", "description", "purpose", "copyright", "jurisdiction", // descriptive
 		"fhirVersion", "kind", "abstract", "context", "type", "baseDefinition", "derivation", "differential")
+	baseSDKeys  = setOf("meta", "extension", "mapping", "keyword", "identifier", "useContext")
 	elementKeys = setOf("id", "path", "sliceName", "short", "definition", "comment", "requirements", "mustSupport",
 		"min", "max", "type", "binding", "slicing")
-	rootKeys = setOf("id", "path", "short", "definition", "comment", "requirements")
+	baseElementKeys = setOf("isModifier", "isSummary", "isModifierReason", "base", "alias", "mapping",
+		"extension", "condition", "constraint", "label")
+	rootKeys     = setOf("id", "path", "short", "definition", "comment", "requirements")
+	baseRootKeys = setOf("mustSupport", "mapping", "isModifier", "isSummary", "alias", "extension", "min", "max")
 )
 
 // sortedKeys makes load errors deterministic when a definition has several faults.
@@ -392,67 +744,48 @@ func setOf(s ...string) map[string]bool {
 	return m
 }
 
-func (ps *profileSet) loadStructureDefinition(sd map[string]any) (*structureDef, error) {
-	for _, k := range sortedKeys(sd) {
-		if !sdKeys[k] {
-			return nil, fmt.Errorf("StructureDefinition.%s is not supported by the profile checker", k)
-		}
-	}
-	str := func(k string) string { s, _ := sd[k].(string); return s }
-	out := &structureDef{id: str("id"), url: str("url"), typ: str("type")}
-	if str("fhirVersion") != "4.0.1" {
-		return nil, fmt.Errorf("fhirVersion must be 4.0.1")
-	}
-	if str("derivation") != "constraint" {
-		return nil, fmt.Errorf("only constraint profiles are supported")
-	}
-	if sd["abstract"] != false {
-		return nil, fmt.Errorf("abstract must be false")
-	}
-	var rootMD protoreflect.MessageDescriptor
-	switch kind := str("kind"); {
-	case kind == "resource":
-		md, ok := resourceMessage(out.typ)
-		if !ok {
-			return nil, fmt.Errorf("type %q is not an R4 resource", out.typ)
-		}
-		if _, ok := sd["context"]; ok {
-			return nil, fmt.Errorf("context is for extensions")
-		}
-		rootMD = md
-	case kind == "complex-type" && out.typ == "Extension":
-		rootMD = extensionMessage
-	default:
-		return nil, fmt.Errorf("kind %q of type %q is not supported", kind, out.typ)
-	}
-	diff, _ := sd["differential"].(map[string]any)
-	for _, k := range sortedKeys(diff) {
-		if k != "element" {
-			return nil, fmt.Errorf("differential.%s is not supported", k)
-		}
-	}
-	elements, _ := diff["element"].([]any)
-	if len(elements) == 0 {
-		return nil, fmt.Errorf("empty differential")
-	}
-	b := &treeBuilder{ps: ps, byID: map[string]*elemRule{}}
-	for i, e := range elements {
-		m, ok := e.(map[string]any)
-		if !ok {
-			return nil, fmt.Errorf("differential.element[%d] is not an object", i)
-		}
-		if i == 0 {
-			root, err := b.root(m, out.typ, rootMD)
-			if err != nil {
-				return nil, fmt.Errorf("differential.element[0]: %w", err)
+const coreSDPrefix = "http://hl7.org/fhir/StructureDefinition/"
+
+// build walks src's base chain up to base R4 and applies the differentials
+// from the root-most base down.
+func (ps *profileSet) build(src *sdSource, byURL map[string]*sdSource) (*structureDef, error) {
+	chain := []*sdSource{src}
+	for cur := src; ; {
+		baseURL, version, pinned := strings.Cut(cur.str("baseDefinition"), "|")
+		if rest, ok := strings.CutPrefix(baseURL, coreSDPrefix); ok && !strings.Contains(rest, "/") {
+			if rest != src.str("type") {
+				return nil, fmt.Errorf("baseDefinition %s is not the base of type %s", baseURL, src.str("type"))
 			}
-			out.root = root
-			continue
+			break
 		}
-		if err := b.add(m); err != nil {
-			id, _ := m["id"].(string)
-			return nil, fmt.Errorf("element %s: %w", id, err)
+		base := byURL[baseURL]
+		switch {
+		case base == nil:
+			return nil, fmt.Errorf("base profile %s is neither published nor copied in conformance/baseprofiles", baseURL)
+		case base.ours:
+			return nil, fmt.Errorf("profiles deriving from the project's own profiles are not supported")
+		case !pinned && cur.ours:
+			return nil, fmt.Errorf("baseDefinition %s must pin the version (%s|%s)", baseURL, baseURL, base.version)
+		case pinned && version != base.version:
+			return nil, fmt.Errorf("baseDefinition pins %s|%s, but the copy in conformance/baseprofiles is version %s", baseURL, version, base.version)
+		case base.str("type") != src.str("type"):
+			return nil, fmt.Errorf("base profile %s constrains %s, not %s", baseURL, base.str("type"), src.str("type"))
+		case len(chain) > 8:
+			return nil, fmt.Errorf("base chain too long")
 		}
+		chain = append([]*sdSource{base}, chain...)
+		cur = base
+	}
+	out := &structureDef{id: src.str("id"), url: src.str("url"), typ: src.str("type"), version: src.version}
+	b := &treeBuilder{ps: ps, byID: map[string]*elemRule{}}
+	for _, s := range chain {
+		if err := b.apply(s, out); err != nil {
+			if s != src {
+				return nil, fmt.Errorf("base %s: %w", s.str("id"), err)
+			}
+			return nil, err
+		}
+		out.chain = append(out.chain, s.str("id"))
 	}
 	if err := b.finish(out.root); err != nil {
 		return nil, err
@@ -465,29 +798,104 @@ func (ps *profileSet) loadStructureDefinition(sd map[string]any) (*structureDef,
 	return out, nil
 }
 
+// apply adds one StructureDefinition's differential to the tree.
+func (b *treeBuilder) apply(src *sdSource, out *structureDef) error {
+	sd := src.m
+	for _, k := range sortedKeys(sd) {
+		if !sdKeys[k] && (src.ours || !baseSDKeys[k]) {
+			return fmt.Errorf("StructureDefinition.%s is not supported by the profile checker", k)
+		}
+	}
+	if src.str("fhirVersion") != "4.0.1" {
+		return fmt.Errorf("fhirVersion must be 4.0.1")
+	}
+	if src.str("derivation") != "constraint" {
+		return fmt.Errorf("only constraint profiles are supported")
+	}
+	if sd["abstract"] != false {
+		return fmt.Errorf("abstract must be false")
+	}
+	var rootMD protoreflect.MessageDescriptor
+	switch kind := src.str("kind"); {
+	case kind == "resource":
+		md, ok := resourceMessage(out.typ)
+		if !ok {
+			return fmt.Errorf("type %q is not an R4 resource", out.typ)
+		}
+		if _, ok := sd["context"]; ok {
+			return fmt.Errorf("context is for extensions")
+		}
+		rootMD = md
+	case kind == "complex-type" && out.typ == "Extension":
+		rootMD = extensionMessage
+	default:
+		return fmt.Errorf("kind %q of type %q is not supported", kind, out.typ)
+	}
+	diff, _ := sd["differential"].(map[string]any)
+	for _, k := range sortedKeys(diff) {
+		if k != "element" {
+			return fmt.Errorf("differential.%s is not supported", k)
+		}
+	}
+	elements, _ := diff["element"].([]any)
+	if len(elements) == 0 {
+		return fmt.Errorf("empty differential")
+	}
+	b.src = src
+	b.defined = map[string]bool{}
+	for i, e := range elements {
+		m, ok := e.(map[string]any)
+		if !ok {
+			return fmt.Errorf("differential.element[%d] is not an object", i)
+		}
+		if i == 0 {
+			root, err := b.root(m, out.typ, rootMD)
+			if err != nil {
+				return fmt.Errorf("differential.element[0]: %w", err)
+			}
+			if out.root == nil {
+				out.root = root
+			}
+			continue
+		}
+		if err := b.add(m); err != nil {
+			id, _ := m["id"].(string)
+			return fmt.Errorf("element %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
 // checkExtensionDefinition insists that an extension fixes its own url, so
 // the extension found by url in an instance is the one the rules describe.
 func checkExtensionDefinition(sd *structureDef) error {
 	u := sd.root.child("url")
-	if u == nil || !u.hasValue || !u.fixed || u.value != sd.url {
+	if u == nil || len(u.values) != 1 || !u.values[0].fixed || u.values[0].value != sd.url {
 		return fmt.Errorf("extension must fix Extension.url to its canonical URL")
 	}
 	return nil
 }
 
 type treeBuilder struct {
-	ps   *profileSet
-	byID map[string]*elemRule
+	ps      *profileSet
+	byID    map[string]*elemRule
+	src     *sdSource       // the differential being applied
+	defined map[string]bool // ids it defined so far
 }
+
+func (b *treeBuilder) from() string { return b.src.str("id") }
 
 func (b *treeBuilder) root(m map[string]any, typ string, md protoreflect.MessageDescriptor) (*elemRule, error) {
 	for _, k := range sortedKeys(m) {
-		if !rootKeys[k] {
+		if !rootKeys[k] && (b.src.ours || !baseRootKeys[k]) {
 			return nil, fmt.Errorf("%s on the root element is not supported", k)
 		}
 	}
 	if m["id"] != typ || m["path"] != typ {
 		return nil, fmt.Errorf("the first element must be the root, %s", typ)
+	}
+	if r, ok := b.byID[typ]; ok {
+		return r, nil
 	}
 	r := &elemRule{id: typ, name: typ, base: fhirElem{md: md, typ: typ}}
 	b.byID[typ] = r
@@ -495,8 +903,8 @@ func (b *treeBuilder) root(m map[string]any, typ string, md protoreflect.Message
 }
 
 // node returns the rule for an element id, creating rules for ids the
-// differential skipped (a profile may constrain Goal.description.text without
-// listing Goal.description).
+// differentials skipped (a profile may constrain Goal.description.text
+// without listing Goal.description).
 func (b *treeBuilder) node(id string) (*elemRule, error) {
 	if r, ok := b.byID[id]; ok {
 		return r, nil
@@ -545,7 +953,7 @@ func (b *treeBuilder) newChild(parent *elemRule, id, name string) (*elemRule, er
 
 func (b *treeBuilder) add(m map[string]any) error {
 	for _, k := range sortedKeys(m) {
-		if !elementKeys[k] && !isValueKey(k) {
+		if !elementKeys[k] && !isValueKey(k) && (b.src.ours || !baseElementKeys[k]) {
 			return fmt.Errorf("ElementDefinition.%s is not supported by the profile checker", k)
 		}
 	}
@@ -557,13 +965,19 @@ func (b *treeBuilder) add(m map[string]any) error {
 	if want := stripSliceNames(id); path != want {
 		return fmt.Errorf("path %q does not match the id (want %q)", path, want)
 	}
+	if b.defined[id] {
+		return fmt.Errorf("defined twice")
+	}
+	b.defined[id] = true
 	i := strings.LastIndexByte(id, '.')
 	if i < 0 {
 		return fmt.Errorf("second root element")
 	}
 	parentID, last := id[:i], id[i+1:]
 	name, sliceName, isSlice := strings.Cut(last, ":")
-	if sn, _ := m["sliceName"].(string); sn != sliceName {
+	// A copied profile may spell the slice name in another case in its id
+	// (ODH's odhIsCurrentJobExtension): the id's spelling is the one used.
+	if sn, _ := m["sliceName"].(string); sn != sliceName && (b.src.ours || !strings.EqualFold(sn, sliceName)) {
 		return fmt.Errorf("sliceName %q does not match the id", sn)
 	}
 
@@ -572,24 +986,23 @@ func (b *treeBuilder) add(m map[string]any) error {
 		if sliceName == "" || strings.Contains(sliceName, "/") {
 			return fmt.Errorf("re-slicing and empty slice names are not supported")
 		}
-		if _, dup := b.byID[id]; dup {
-			return fmt.Errorf("defined twice")
+		if existing, ok := b.byID[id]; ok {
+			r = existing // a base profile's slice, constrained here
+		} else {
+			sliced, err := b.node(parentID + "." + name)
+			if err != nil {
+				return err
+			}
+			if !sliced.repeated() {
+				return fmt.Errorf("cannot slice an element that does not repeat")
+			}
+			r = &elemRule{id: id, name: name, sliceName: sliceName, base: sliced.base}
+			sliced.slices = append(sliced.slices, r)
+			b.byID[id] = r
 		}
-		sliced, err := b.node(parentID + "." + name)
-		if err != nil {
-			return err
-		}
-		if !sliced.repeated() {
-			return fmt.Errorf("cannot slice an element that does not repeat")
-		}
-		r = &elemRule{id: id, name: name, sliceName: sliceName, base: sliced.base}
-		sliced.slices = append(sliced.slices, r)
-		b.byID[id] = r
 	} else {
 		existing, ok := b.byID[id]
 		switch {
-		case ok && !existing.implicit:
-			return fmt.Errorf("defined twice")
 		case ok:
 			existing.implicit = false
 			r = existing
@@ -618,30 +1031,40 @@ func isValueKey(k string) bool {
 	return (strings.HasPrefix(k, "pattern") && len(k) > len("pattern")) || (strings.HasPrefix(k, "fixed") && len(k) > len("fixed"))
 }
 
-// rules reads an element's constraints into r, checking each against base R4.
+// rules reads an element's constraints into r, checking each against base R4
+// and against what the base profiles already said about the element.
 func (b *treeBuilder) rules(r *elemRule, m map[string]any) error {
+	from := b.from()
 	if v, ok := m["min"]; ok {
 		n, err := cardinalityNumber(v)
 		if err != nil {
 			return fmt.Errorf("min: %w", err)
 		}
-		r.min, r.hasMin = n, true
+		switch {
+		case r.hasMin && n < r.min:
+			return fmt.Errorf("min %d is below the min %d of base profile %s", n, r.min, r.minFrom)
+		case !r.hasMin || n >= r.min: // the most derived profile that states it owns it
+			r.min, r.hasMin, r.minFrom = n, true, from
+		}
 	}
 	if v, ok := m["max"]; ok {
 		s, _ := v.(string)
-		switch s {
-		case "*":
-			r.max = -1
-		default:
-			n, err := strconv.Atoi(s)
+		n := -1
+		if s != "*" {
+			var err error
+			n, err = strconv.Atoi(s)
 			if err != nil || n < 0 {
 				return fmt.Errorf("max %q is not a count or *", s)
 			}
-			r.max = n
 		}
-		r.hasMax = true
-		if !r.repeated() && (r.max < 0 || r.max > 1) {
+		if !r.repeated() && (n < 0 || n > 1) {
 			return fmt.Errorf("max above 1 on an element that does not repeat")
+		}
+		switch {
+		case r.hasMax && r.max >= 0 && (n < 0 || n > r.max):
+			return fmt.Errorf("max %s is above the max %d of base profile %s", s, r.max, r.maxFrom)
+		case !r.hasMax || r.max < 0 || (n >= 0 && n <= r.max):
+			r.max, r.hasMax, r.maxFrom = n, true, from
 		}
 	}
 	if r.hasMin && r.hasMax && r.max >= 0 && r.min > r.max {
@@ -655,14 +1078,16 @@ func (b *treeBuilder) rules(r *elemRule, m map[string]any) error {
 			return fmt.Errorf("type: %w", err)
 		}
 	}
+	var valueKey string
 	for _, k := range sortedKeys(m) {
 		v := m[k]
 		if !isValueKey(k) {
 			continue
 		}
-		if r.hasValue {
+		if valueKey != "" {
 			return fmt.Errorf("more than one pattern or fixed value")
 		}
+		valueKey = k
 		fixed := strings.HasPrefix(k, "fixed")
 		suffix := strings.TrimPrefix(strings.TrimPrefix(k, "pattern"), "fixed")
 		typ := suffix
@@ -684,7 +1109,7 @@ func (b *treeBuilder) rules(r *elemRule, m map[string]any) error {
 		} else if _, ok := v.(map[string]any); !ok {
 			return fmt.Errorf("%s must be a JSON object", k)
 		}
-		r.value, r.hasValue, r.fixed = v, true, fixed
+		r.values = append(r.values, valueRule{value: v, fixed: fixed, from: from})
 	}
 	if v, ok := m["binding"]; ok {
 		if err := b.binding(r, v); err != nil {
@@ -692,8 +1117,29 @@ func (b *treeBuilder) rules(r *elemRule, m map[string]any) error {
 		}
 	}
 	if v, ok := m["slicing"]; ok {
-		if err := slicingOf(r, v); err != nil {
+		if err := b.slicingOf(r, v); err != nil {
 			return fmt.Errorf("slicing: %w", err)
+		}
+	}
+	if v, ok := m["mustSupport"]; ok {
+		ms, isBool := v.(bool)
+		if !isBool {
+			return fmt.Errorf("mustSupport is not a boolean")
+		}
+		if ms && !r.mustSupport {
+			r.mustSupport, r.msFrom = true, from
+		}
+	}
+	if v, ok := m["constraint"]; ok {
+		list, _ := v.([]any)
+		for _, c := range list {
+			cm, _ := c.(map[string]any)
+			key, _ := cm["key"].(string)
+			inv, known := invariants[key]
+			if !known || cm["expression"] != inv.expression {
+				return fmt.Errorf("constraint %s is not one the checker evaluates", key)
+			}
+			r.invariants = append(r.invariants, invariantRule{key: key, from: from})
 		}
 	}
 	return nil
@@ -716,66 +1162,124 @@ var primitiveNames = setOf("base64Binary", "boolean", "canonical", "code", "date
 
 func isPrimitiveName(s string) bool { return primitiveNames[s] }
 
+// typeKeys are the keys of a type entry a base profile may use: a Reference's
+// target profiles are not checked (that needs the target), and the
+// type-must-support extensions oblige systems.
+var baseTypeKeys = setOf("code", "targetProfile", "_targetProfile", "extension", "profile")
+
 func (b *treeBuilder) types(r *elemRule, v any) error {
 	list, _ := v.([]any)
 	if len(list) == 0 {
 		return fmt.Errorf("empty")
 	}
+	entry := func(t any) (string, []any, error) {
+		tm, _ := t.(map[string]any)
+		code, _ := tm["code"].(string)
+		for _, k := range sortedKeys(tm) {
+			if !baseTypeKeys[k] {
+				return "", nil, fmt.Errorf("type.%s is not supported", k)
+			}
+		}
+		if code == "" {
+			return "", nil, fmt.Errorf("type without a code")
+		}
+		_, hasTarget := tm["targetProfile"]
+		if hasTarget && code != "Reference" && code != "canonical" {
+			return "", nil, fmt.Errorf("targetProfile on type %s", code)
+		}
+		profiles, _ := tm["profile"].([]any)
+		return code, profiles, nil
+	}
 	if r.base.choices != nil {
+		var types []string
 		for _, t := range list {
 			tm, _ := t.(map[string]any)
-			code, _ := tm["code"].(string)
-			if len(tm) != 1 || code == "" {
+			code, profiles, err := entry(t)
+			if err != nil {
+				return err
+			}
+			if b.src.ours && len(tm) != 1 {
 				return fmt.Errorf("a choice may only be restricted to type codes (no profiles)")
+			}
+			if len(profiles) > 0 {
+				return fmt.Errorf("a type profile on a choice is not supported")
 			}
 			if _, ok := r.base.choice(code); !ok {
 				return fmt.Errorf("%s is not a type this choice allows in base R4", code)
 			}
-			if slices.Contains(r.types, code) {
+			if slices.Contains(types, code) {
 				return fmt.Errorf("%s listed twice", code)
 			}
-			r.types = append(r.types, code)
+			types = append(types, code)
 		}
+		// A slice's element starts as the sliced element: its types are
+		// bounded by those too.
+		for _, bound := range []*elemRule{r, b.byID[stripSliceNames(r.id)]} {
+			if bound == nil || len(bound.types) == 0 {
+				continue
+			}
+			for _, t := range types {
+				if !slices.Contains(bound.types, t) {
+					return fmt.Errorf("%s is not among the types base profile %s allows", t, bound.typesFrom)
+				}
+			}
+		}
+		r.types, r.typesFrom = types, b.from()
 		return nil
 	}
-	// An extension slice names its extension by a type profile; nothing else
-	// may change or profile an element's type.
-	if r.base.typ != "Extension" || r.sliceName == "" || len(list) != 1 {
+	// An extension slice names its extension by a type profile. A copied
+	// profile may also restate an element's own type (ODH does), with target
+	// profiles on a Reference; nothing else may change or profile a type.
+	if r.base.typ == "Extension" && r.sliceName != "" && len(list) == 1 {
+		tm, _ := list[0].(map[string]any)
+		profiles, _ := tm["profile"].([]any)
+		if tm["code"] != "Extension" || len(tm) != 2 || len(profiles) != 1 {
+			return fmt.Errorf("an extension slice needs exactly {code: Extension, profile: [url]}")
+		}
+		url, _ := profiles[0].(string)
+		if url == "" {
+			return fmt.Errorf("extension profile is not a URL")
+		}
+		url, _, _ = strings.Cut(url, "|")
+		if strings.HasPrefix(url, CanonicalBase+"/") {
+			if _, ok := b.ps.exts[url]; !ok {
+				return fmt.Errorf("extension %s is not published by the project", url)
+			}
+		}
+		if r.extURL != "" && r.extURL != url {
+			return fmt.Errorf("extension slice names %s, but base profile names %s", url, r.extURL)
+		}
+		r.extURL = url
+		return nil
+	}
+	if b.src.ours || len(list) != 1 {
 		return fmt.Errorf("only choice elements and extension slices may state a type")
 	}
-	tm, _ := list[0].(map[string]any)
-	profiles, _ := tm["profile"].([]any)
-	if tm["code"] != "Extension" || len(tm) != 2 || len(profiles) != 1 {
-		return fmt.Errorf("an extension slice needs exactly {code: Extension, profile: [url]}")
+	code, profiles, err := entry(list[0])
+	if err != nil {
+		return err
 	}
-	url, _ := profiles[0].(string)
-	if url == "" {
-		return fmt.Errorf("extension profile is not a URL")
+	if code != r.base.typ || len(profiles) > 0 {
+		return fmt.Errorf("type %s on an element of type %s", code, r.base.typ)
 	}
-	if strings.HasPrefix(url, CanonicalBase+"/") {
-		if _, ok := b.ps.exts[url]; !ok {
-			return fmt.Errorf("extension %s is not published by the project", url)
-		}
-	}
-	r.extURL = url
 	return nil
 }
 
 func (b *treeBuilder) binding(r *elemRule, v any) error {
 	m, _ := v.(map[string]any)
 	for _, k := range sortedKeys(m) {
-		if k != "strength" && k != "valueSet" && k != "description" {
+		if k != "strength" && k != "valueSet" && k != "description" && (b.src.ours || k != "extension") {
 			return fmt.Errorf("binding.%s is not supported", k)
 		}
 	}
 	if m["strength"] != "required" {
-		return fmt.Errorf("only required bindings are enforced, so only those may be published")
+		if b.src.ours {
+			return fmt.Errorf("only required bindings are enforced, so only those may be published")
+		}
+		return nil // extensible, preferred and example bindings oblige no instance
 	}
 	url, _ := m["valueSet"].(string)
-	vs, ok := b.ps.valueSets[url]
-	if !ok {
-		return fmt.Errorf("value set %s is not published by the project", url)
-	}
+	url, _, _ = strings.Cut(url, "|")
 	switch r.typ() {
 	case "code", "Coding", "CodeableConcept":
 	case "":
@@ -783,16 +1287,29 @@ func (b *treeBuilder) binding(r *elemRule, v any) error {
 	default:
 		return fmt.Errorf("binding on an element of type %q", r.typ())
 	}
-	r.binding = vs
+	if url == baseValueSet(r.base) {
+		return nil // base R4 binds the code to the same value set, and jsonformat enforces it
+	}
+	vs, ok := b.ps.valueSets[url]
+	switch {
+	case ok:
+		r.bindings = append(r.bindings, bindingRule{vs: vs, url: url, from: b.from()})
+	case b.src.ours:
+		return fmt.Errorf("value set %s is not published by the project", url)
+	case uncheckedBindings[url] != "":
+		r.unchecked = append(r.unchecked, bindingRule{url: url, from: b.from()})
+	default:
+		return fmt.Errorf("value set %s is neither copied in conformance/baseprofiles nor listed as unchecked", url)
+	}
 	return nil
 }
 
-func slicingOf(r *elemRule, v any) error {
+func (b *treeBuilder) slicingOf(r *elemRule, v any) error {
 	if !r.repeated() {
 		return fmt.Errorf("element does not repeat")
 	}
 	m, _ := v.(map[string]any)
-	s := &slicingRule{}
+	s := &slicingRule{from: b.from()}
 	for _, k := range sortedKeys(m) {
 		val := m[k]
 		switch k {
@@ -805,13 +1322,16 @@ func slicingOf(r *elemRule, v any) error {
 			if len(d) != 2 {
 				return fmt.Errorf("discriminator needs type and path only")
 			}
-			discType, _ := d["type"].(string)
+			s.typ, _ = d["type"].(string)
 			s.path, _ = d["path"].(string)
-			if discType != "pattern" && discType != "value" {
-				return fmt.Errorf("discriminator type %q is not supported", discType)
+			if s.typ != "pattern" && s.typ != "value" {
+				return fmt.Errorf("discriminator type %q is not supported", s.typ)
 			}
-			if s.path == "" || strings.ContainsAny(s.path, ".()[]") {
-				return fmt.Errorf("discriminator path %q is not supported: use $this or one child element", s.path)
+			if s.path == "" || strings.ContainsAny(s.path, "()[]$ ") && s.path != "$this" {
+				return fmt.Errorf("discriminator path %q is not supported: use $this or child elements", s.path)
+			}
+			if s.path != "$this" {
+				s.segs = strings.Split(s.path, ".")
 			}
 		case "rules":
 			switch val {
@@ -826,6 +1346,10 @@ func slicingOf(r *elemRule, v any) error {
 				return fmt.Errorf("ordered slicing is not supported")
 			}
 		case "description":
+		case "id":
+			if b.src.ours {
+				return fmt.Errorf("slicing.%s is not supported", k)
+			}
 		default:
 			return fmt.Errorf("slicing.%s is not supported", k)
 		}
@@ -836,29 +1360,51 @@ func slicingOf(r *elemRule, v any) error {
 	if s.path == "url" && r.base.typ != "Extension" {
 		return fmt.Errorf("url discriminators are for extensions")
 	}
+	if old := r.slicing; old != nil {
+		if old.typ != s.typ || old.path != s.path || (old.closed && !s.closed) {
+			return fmt.Errorf("slices %s again by %s:%s, but base profile %s slices it by %s:%s; constrain the base profile's slices instead",
+				r.id, s.typ, s.path, old.from, old.typ, old.path)
+		}
+		return nil
+	}
 	r.slicing = s
 	return nil
 }
 
-// finish checks what can only be checked once the whole differential is read:
-// that every slice can be told apart by its element's discriminator.
+// finish checks what can only be checked once the whole chain is applied:
+// that every slice can be told apart by its element's discriminator, and
+// that no two slices claim the same items.
 func (b *treeBuilder) finish(r *elemRule) error {
 	if len(r.slices) > 0 && r.slicing == nil {
 		if r.base.typ != "Extension" {
 			return fmt.Errorf("element %s: slices without slicing", r.id)
 		}
 		// FHIR slices extensions by url without saying so.
-		r.slicing = &slicingRule{path: "url"}
+		r.slicing = &slicingRule{typ: "value", path: "url", segs: []string{"url"}}
 	}
 	if r.slicing != nil {
-		if r.slicing.path != "$this" && r.slicing.path != "url" {
-			if _, ok := childElem(r.base.md, r.slicing.path); !ok || r.base.choices != nil {
-				return fmt.Errorf("element %s: discriminator path %s is not a child element", r.id, r.slicing.path)
+		if r.slicing.segs != nil && r.slicing.path != "url" {
+			md := r.base.md
+			for _, seg := range r.slicing.segs {
+				e, ok := childElem(md, seg)
+				if !ok || e.choices != nil || r.base.choices != nil {
+					return fmt.Errorf("element %s: discriminator path %s is not a path of child elements", r.id, r.slicing.path)
+				}
+				md = e.md
 			}
 		}
-		for _, s := range r.slices {
-			if discriminatorValue(r.slicing, s) == nil {
+		for i, s := range r.slices {
+			d := discriminatorValue(r.slicing, s)
+			if d == nil {
 				return fmt.Errorf("slice %s has no value for discriminator %s", s.id, r.slicing.path)
+			}
+			if d != s && !d.hasValue() && len(d.bindings) == 0 && s.min > 0 {
+				return fmt.Errorf("slice %s is required but told apart only by a binding ipsfhir cannot check", s.id)
+			}
+			for _, o := range r.slices[:i] {
+				if sameDiscriminator(r.slicing, o, s) {
+					return fmt.Errorf("slice %s duplicates slice %s (same %s); constrain that slice instead", s.id, o.id, r.slicing.path)
+				}
 			}
 		}
 	}
@@ -879,26 +1425,62 @@ func (b *treeBuilder) finish(r *elemRule) error {
 }
 
 // discriminatorValue is the rule that decides whether an item belongs to a
-// slice, or nil when the slice has none.
+// slice: the element at the discriminator path with a pattern, fixed value
+// or required binding (found through that element's required slices, the
+// way ODH fixes code.coding.code), or nil when there is none.
 func discriminatorValue(s *slicingRule, slice *elemRule) *elemRule {
+	decides := func(r *elemRule) bool {
+		return r.hasValue() || len(r.bindings) > 0 || len(r.unchecked) > 0
+	}
 	switch s.path {
 	case "$this":
-		if slice.hasValue {
+		if decides(slice) {
 			return slice
 		}
+		return nil
 	case "url":
 		if slice.extURL != "" {
 			return slice
 		}
-		if c := slice.child("url"); c != nil && c.hasValue {
-			return c
-		}
-	default:
-		if c := slice.child(s.path); c != nil && c.hasValue && !c.repeated() {
-			return c
-		}
 	}
-	return nil
+	var find func(node *elemRule, segs []string) *elemRule
+	find = func(node *elemRule, segs []string) *elemRule {
+		if len(segs) == 0 {
+			if decides(node) {
+				return node
+			}
+			return nil
+		}
+		c := node.child(segs[0])
+		if c == nil {
+			return nil
+		}
+		if d := find(c, segs[1:]); d != nil {
+			return d
+		}
+		for _, cs := range c.slices {
+			if cs.min >= 1 {
+				if d := find(cs, segs[1:]); d != nil {
+					return d
+				}
+			}
+		}
+		return nil
+	}
+	return find(slice, s.segs)
+}
+
+func sameDiscriminator(s *slicingRule, a, b *elemRule) bool {
+	da, db := discriminatorValue(s, a), discriminatorValue(s, b)
+	switch {
+	case s.path == "url" && da == a && db == b:
+		return a.extURL == b.extURL
+	case len(da.values) > 0 && len(db.values) > 0:
+		return jsonEqual(da.values[0].value, db.values[0].value)
+	case len(da.values) == 0 && len(db.values) == 0:
+		return len(da.bindings) > 0 && len(db.bindings) > 0 && da.bindings[0].url == db.bindings[0].url
+	}
+	return false
 }
 
 // ---------------------------------------------------------------- checking
@@ -913,19 +1495,31 @@ type item struct {
 // checker applies one profile to one resource and collects issues.
 type checker struct {
 	ps      *profileSet
-	profile string // profile id, named in messages
+	profile string // id of the profile applied, named in messages about inherited rules
 	issues  []Issue
+	// absentMS, when not nil, collects the element ids of must-support
+	// elements missing under a present parent.
+	absentMS map[string]bool
 }
 
 func (c *checker) add(code, path, msg string) {
 	c.issues = append(c.issues, Issue{Severity: "error", Code: code, Path: path, Message: msg})
 }
 
+// by names the profile that stated a rule, and the profile being applied
+// when that one inherited it.
+func (c *checker) by(from string) string {
+	if from == "" || from == c.profile {
+		return "profile " + c.profile
+	}
+	return "profile " + from + " (inherited by " + c.profile + ")"
+}
+
 // fired tells a test which rule produced an issue, so the tests can prove
 // every published rule is exercised by some fixture.
-func (c *checker) fired(r *elemRule, kind string) {
+func (c *checker) fired(r *elemRule, kind, from string) {
 	if c.ps.trace != nil {
-		c.ps.trace(c.profile, r.id, kind)
+		c.ps.trace(from, r.id, kind)
 	}
 }
 
@@ -936,9 +1530,25 @@ func (ps *profileSet) checkResource(sd *structureDef, obj map[string]any, path s
 	return c.issues
 }
 
+// absentMustSupport lists the must-support elements of sd (inherited ones
+// included) that the resource obj leaves out, where their parent is
+// present: element ids, sorted.
+func (ps *profileSet) absentMustSupport(sd *structureDef, obj map[string]any) []string {
+	c := &checker{ps: ps, profile: sd.id, absentMS: map[string]bool{}}
+	c.children(sd.root, obj, sd.typ)
+	return slices.Sorted(maps.Keys(c.absentMS))
+}
+
 func (c *checker) children(r *elemRule, obj map[string]any, path string) {
 	for _, ch := range r.children {
 		c.element(ch, obj, path)
+	}
+	for _, inv := range r.invariants {
+		if !invariants[inv.key].holds(obj) {
+			c.fired(r, "invariant", inv.from)
+			c.issues = append(c.issues, Issue{Severity: "error", Code: "invariant", Path: path,
+				Message: fmt.Sprintf("constraint %s of %s: %s", inv.key, c.by(inv.from), invariants[inv.key].human)})
+		}
 	}
 }
 
@@ -946,6 +1556,9 @@ func (c *checker) element(r *elemRule, obj map[string]any, parentPath string) {
 	items := collect(r, obj, parentPath)
 	path := parentPath + "." + r.name
 	c.cardinality(r, len(items), path)
+	if c.absentMS != nil && r.mustSupport && len(items) == 0 {
+		c.absentMS[r.id] = true
+	}
 	items = c.allowedTypes(r, items)
 	if r.slicing != nil {
 		c.sliced(r, items, path)
@@ -997,14 +1610,14 @@ func (c *checker) cardinality(r *elemRule, n int, path string) {
 	}
 	switch {
 	case r.hasMin && n < r.min:
-		c.fired(r, "min")
-		c.add("required", path, fmt.Sprintf("%sat least %d required by profile %s, found %d", what, r.min, c.profile, n))
+		c.fired(r, "min", r.minFrom)
+		c.add("required", path, fmt.Sprintf("%sat least %d required by %s, found %d", what, r.min, c.by(r.minFrom), n))
 	case r.hasMax && r.max == 0 && n > 0:
-		c.fired(r, "max")
-		c.add("structure", path, fmt.Sprintf("%snot allowed by profile %s", what, c.profile))
+		c.fired(r, "max", r.maxFrom)
+		c.add("structure", path, fmt.Sprintf("%snot allowed by %s", what, c.by(r.maxFrom)))
 	case r.hasMax && r.max > 0 && n > r.max:
-		c.fired(r, "max")
-		c.add("structure", path, fmt.Sprintf("%sat most %d allowed by profile %s, found %d", what, r.max, c.profile, n))
+		c.fired(r, "max", r.maxFrom)
+		c.add("structure", path, fmt.Sprintf("%sat most %d allowed by %s, found %d", what, r.max, c.by(r.maxFrom), n))
 	}
 }
 
@@ -1020,8 +1633,8 @@ func (c *checker) allowedTypes(r *elemRule, items []item) []item {
 			ok = append(ok, it)
 			continue
 		}
-		c.fired(r, "type")
-		c.add("structure", it.path, fmt.Sprintf("type %s not allowed here by profile %s (allowed: %s)", it.typ, c.profile, strings.Join(r.types, ", ")))
+		c.fired(r, "type", r.typesFrom)
+		c.add("structure", it.path, fmt.Sprintf("type %s not allowed here by %s (allowed: %s)", it.typ, c.by(r.typesFrom), strings.Join(r.types, ", ")))
 	}
 	return ok
 }
@@ -1040,11 +1653,14 @@ func (c *checker) sliced(r *elemRule, items []item, path string) {
 			}
 		}
 		if !found && r.slicing.closed {
-			c.add("structure", it.path, fmt.Sprintf("item matches no slice of this element, and profile %s allows no others", c.profile))
+			c.add("structure", it.path, fmt.Sprintf("item matches no slice of this element, and %s allows no others", c.by(r.slicing.from)))
 		}
 	}
 	for i, s := range r.slices {
 		c.cardinality(s, len(matched[i]), path)
+		if c.absentMS != nil && s.mustSupport && len(matched[i]) == 0 {
+			c.absentMS[s.id] = true
+		}
 		c.apply(s, matched[i], path, true)
 	}
 }
@@ -1054,46 +1670,106 @@ func matchesSlice(s *slicingRule, slice *elemRule, v any) bool {
 	switch {
 	case d == nil:
 		return false
-	case s.path == "$this":
-		return d.valueMatches(v)
 	case s.path == "url" && d == slice:
 		obj, _ := v.(map[string]any)
 		return obj["url"] == slice.extURL
-	default:
-		obj, _ := v.(map[string]any)
-		return d.valueMatches(obj[s.path])
 	}
+	vals := []any{v}
+	if s.path != "$this" {
+		vals = pathValues(v, s.segs)
+	}
+	return slices.ContainsFunc(vals, d.discriminates)
+}
+
+// pathValues evaluates a path of child element names on decoded JSON,
+// flattening arrays.
+func pathValues(v any, segs []string) []any {
+	if len(segs) == 0 {
+		if list, ok := v.([]any); ok {
+			return list
+		}
+		if v == nil {
+			return nil
+		}
+		return []any{v}
+	}
+	switch x := v.(type) {
+	case []any:
+		var out []any
+		for _, e := range x {
+			out = append(out, pathValues(e, segs)...)
+		}
+		return out
+	case map[string]any:
+		return pathValues(x[segs[0]], segs[1:])
+	}
+	return nil
+}
+
+// discriminates says whether v has the value the discriminator element
+// states: every pattern and fixed value, or, with none, every binding.
+func (r *elemRule) discriminates(v any) bool {
+	if r.hasValue() {
+		for _, vr := range r.values {
+			if !vr.matches(v) {
+				return false
+			}
+		}
+		return true
+	}
+	if len(r.bindings) == 0 {
+		return false // told apart only by a value set ipsfhir does not have
+	}
+	for _, b := range r.bindings {
+		if !inValueSet(b.vs, r.typ(), v) {
+			return false
+		}
+	}
+	return true
 }
 
 // apply checks the element's own value rules and its children on the items
 // that belong to it: all occurrences, or those matched to a slice.
 func (c *checker) apply(r *elemRule, items []item, path string, isSlice bool) {
-	if r.hasValue && len(items) > 0 {
-		if r.repeated() && !isSlice {
-			if !slices.ContainsFunc(items, func(it item) bool { return r.valueMatches(it.v) }) {
-				c.fired(r, "value")
-				c.add("value", path, fmt.Sprintf("no item has the value profile %s requires (%s)", c.profile, describeValue(r.value)))
+	if len(items) > 0 {
+		for _, vr := range r.values {
+			if r.repeated() && !isSlice {
+				if !slices.ContainsFunc(items, func(it item) bool { return vr.matches(it.v) }) {
+					c.fired(r, "value", vr.from)
+					c.add("value", path, fmt.Sprintf("no item has the value %s requires (%s)", c.by(vr.from), describeValue(vr.value)))
+				}
+				continue
 			}
-		} else {
 			for _, it := range items {
-				if !r.valueMatches(it.v) {
-					c.fired(r, "value")
-					c.add("value", it.path, fmt.Sprintf("value differs from the one profile %s requires (%s)", c.profile, describeValue(r.value)))
+				if !vr.matches(it.v) {
+					c.fired(r, "value", vr.from)
+					c.add("value", it.path, fmt.Sprintf("value differs from the one %s requires (%s)", c.by(vr.from), describeValue(vr.value)))
 				}
 			}
 		}
 	}
-	if r.binding != nil {
+	for _, b := range r.bindings {
 		for _, it := range items {
-			if it.v != nil && !inValueSet(r.binding, r.typ(), it.v) {
-				c.fired(r, "binding")
-				c.add("code-invalid", it.path, fmt.Sprintf("code is not in value set %s, to which profile %s binds this element (required)", r.binding.url, c.profile))
+			if it.v != nil && !inValueSet(b.vs, r.typ(), it.v) {
+				c.fired(r, "binding", b.from)
+				c.add("code-invalid", it.path, fmt.Sprintf("code is not in value set %s, to which %s binds %s (required)", b.url, c.by(b.from), r.id))
+			}
+		}
+	}
+	for _, b := range r.unchecked {
+		for _, it := range items {
+			if it.v != nil {
+				c.issues = append(c.issues, Issue{Severity: "warning", Code: "not-supported", Path: it.path,
+					Message: fmt.Sprintf("not checked: %s binds %s (required) to value set %s, which ipsfhir does not have (%s)", c.by(b.from), r.id, b.url, uncheckedBindings[b.url])})
 			}
 		}
 	}
 	var ext *structureDef
 	if r.extURL != "" {
 		ext = c.ps.exts[r.extURL]
+		if ext == nil {
+			ext = c.ps.baseExts[r.extURL]
+		}
 	}
 	for _, it := range items {
 		obj, ok := it.v.(map[string]any)
@@ -1102,18 +1778,18 @@ func (c *checker) apply(r *elemRule, items []item, path string, isSlice bool) {
 		}
 		c.children(r, obj, it.path)
 		if ext != nil {
-			sub := &checker{ps: c.ps, profile: ext.id}
+			sub := &checker{ps: c.ps, profile: ext.id, absentMS: c.absentMS}
 			sub.children(ext.root, obj, it.path)
 			c.issues = append(c.issues, sub.issues...)
 		}
 	}
 }
 
-func (r *elemRule) valueMatches(v any) bool {
-	if r.fixed {
-		return jsonEqual(v, r.value)
+func (vr valueRule) matches(v any) bool {
+	if vr.fixed {
+		return jsonEqual(v, vr.value)
 	}
-	return matchesPattern(v, r.value)
+	return matchesPattern(v, vr.value)
 }
 
 // matchesPattern is FHIR pattern matching on decoded JSON: every property of
