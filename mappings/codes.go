@@ -30,7 +30,11 @@ const (
 
 // The project's profiles.
 const (
-	ProfileGoal             = CanonicalBase + "/StructureDefinition/ips-goal"
+	ProfileGoal = CanonicalBase + "/StructureDefinition/ips-goal"
+	// ProfileSDOHCCGoal is the SDOH Clinical Care Goal profile, at the
+	// version ips-goal derives from; goals claim it beside ips-goal so
+	// systems that look for SDOH goals by profile find them.
+	ProfileSDOHCCGoal       = "http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/SDOHCC-Goal|3.0.0"
 	ProfileCarePlan         = CanonicalBase + "/StructureDefinition/ips-careplan"
 	ProfileJob              = CanonicalBase + "/StructureDefinition/ips-job-observation"
 	ProfileEmploymentStatus = CanonicalBase + "/StructureDefinition/ips-employment-status"

@@ -48,9 +48,9 @@ package mappings
 //     the sliced element's rules to all items. Extensions the project
 //     publishes or copies are checked against their own differential chain;
 //     other extensions only by url and count.
-//   - mustSupport is read and kept (absentMustSupport lists the ones an
-//     instance leaves out); it obliges systems, not instances, so it is never
-//     an error.
+//   - mustSupport is read and kept (Validator.MustSupportGaps lists the ones
+//     an instance leaves out); it obliges systems, not instances, so it is
+//     never an error.
 //   - invariants: only those in invariants, each written in Go; a profile
 //     with any other constraint does not load.
 
@@ -409,11 +409,9 @@ type sdSource struct {
 
 func (s *sdSource) str(k string) string { v, _ := s.m[k].(string); return v }
 
-// loadProfiles reads code systems, value sets, extensions and profiles from a
-// tree laid out like artifacts.FS, and the base definitions they derive from
-// from baseprofiles.FS.
-func loadProfiles(fsys fs.FS) (*profileSet, error) { return loadProfilesWith(fsys, baseprofiles.FS()) }
-
+// loadProfilesWith reads code systems, value sets, extensions and profiles
+// from a tree laid out like artifacts.FS, and the base definitions they
+// derive from from a tree laid out like baseprofiles.FS.
 func loadProfilesWith(fsys, bases fs.FS) (*profileSet, error) {
 	all, err := artifacts.Load(fsys)
 	if err != nil {
@@ -1497,9 +1495,9 @@ type checker struct {
 	ps      *profileSet
 	profile string // id of the profile applied, named in messages about inherited rules
 	issues  []Issue
-	// absentMS, when not nil, collects the element ids of must-support
-	// elements missing under a present parent.
-	absentMS map[string]bool
+	// absentMS, when not nil, collects the must-support elements missing
+	// under a present parent: element id → the profile that marks it.
+	absentMS map[string]string
 }
 
 func (c *checker) add(code, path, msg string) {
@@ -1530,13 +1528,13 @@ func (ps *profileSet) checkResource(sd *structureDef, obj map[string]any, path s
 	return c.issues
 }
 
-// absentMustSupport lists the must-support elements of sd (inherited ones
+// absentMustSupport finds the must-support elements of sd (inherited ones
 // included) that the resource obj leaves out, where their parent is
-// present: element ids, sorted.
-func (ps *profileSet) absentMustSupport(sd *structureDef, obj map[string]any) []string {
-	c := &checker{ps: ps, profile: sd.id, absentMS: map[string]bool{}}
+// present: element id → the profile that marks it.
+func (ps *profileSet) absentMustSupport(sd *structureDef, obj map[string]any) map[string]string {
+	c := &checker{ps: ps, profile: sd.id, absentMS: map[string]string{}}
 	c.children(sd.root, obj, sd.typ)
-	return slices.Sorted(maps.Keys(c.absentMS))
+	return c.absentMS
 }
 
 func (c *checker) children(r *elemRule, obj map[string]any, path string) {
@@ -1557,7 +1555,7 @@ func (c *checker) element(r *elemRule, obj map[string]any, parentPath string) {
 	path := parentPath + "." + r.name
 	c.cardinality(r, len(items), path)
 	if c.absentMS != nil && r.mustSupport && len(items) == 0 {
-		c.absentMS[r.id] = true
+		c.absentMS[r.id] = r.msFrom
 	}
 	items = c.allowedTypes(r, items)
 	if r.slicing != nil {
@@ -1659,7 +1657,7 @@ func (c *checker) sliced(r *elemRule, items []item, path string) {
 	for i, s := range r.slices {
 		c.cardinality(s, len(matched[i]), path)
 		if c.absentMS != nil && s.mustSupport && len(matched[i]) == 0 {
-			c.absentMS[s.id] = true
+			c.absentMS[s.id] = s.msFrom
 		}
 		c.apply(s, matched[i], path, true)
 	}
