@@ -134,7 +134,9 @@ function parseArgs(argv) {
         process.exit(0);
         break;
       default:
-        fatal(`unknown flag ${arg}\n\n${USAGE}`);
+        // The usage first, so the error is the last line a launcher quotes.
+        process.stderr.write(`${USAGE}\n`);
+        fatal(`unknown flag ${arg}`);
     }
   }
   if (opts.defaultCount > opts.maxCount) {
