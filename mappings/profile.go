@@ -206,15 +206,6 @@ func (r *elemRule) child(name string) *elemRule {
 	return nil
 }
 
-func (r *elemRule) slice(name string) *elemRule {
-	for _, s := range r.slices {
-		if s.sliceName == name {
-			return s
-		}
-	}
-	return nil
-}
-
 func (r *elemRule) repeated() bool { return r.base.repeated }
 
 // fhirElem is what base R4 says an element is, read from google/fhir/go's R4

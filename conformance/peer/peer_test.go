@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -1149,8 +1150,8 @@ func TestSeed(t *testing.T) {
 	t.Run("NDJSON under enforcement", func(t *testing.T) {
 		seed := write("seed.ndjson", line(patient("pat-1", "MRN-SEED-1"))+"\n\n"+line(patient("", "MRN-SEED-2"))+"\n"+
 			line(goal("Patient/pat-1", "seeded-goal", "active"))+"\n")
-		var stderr bytes.Buffer
-		srv := StartForTest(t, Options{Capability: noPatientCreate, Seed: seed, Stderr: &stderr})
+		stderr := &lockedBuffer{}
+		srv := StartForTest(t, Options{Capability: noPatientCreate, Seed: seed, Stderr: stderr})
 		c := newClient(t, srv)
 		c.expectOutcome(c.call("POST", "Patient", patient("", "MRN-NEW")), 405, "create", "Patient create is forbidden")
 		r := c.call("GET", "Patient/pat-1", nil)
@@ -1219,4 +1220,23 @@ func TestSeed(t *testing.T) {
 			t.Fatalf("Start with a missing seed file: %v", err)
 		}
 	})
+}
+
+// lockedBuffer is a bytes.Buffer the server's stderr copier may write while
+// the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
