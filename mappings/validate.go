@@ -1,7 +1,10 @@
 package mappings
 
 // The validator: base R4 through google/fhir/go's validating unmarshaller,
-// then the project's profiles (profile.go) on every resource that claims one.
+// then the profiles a resource claims (profile.go), each with what it
+// inherits from its base profiles (profileload.go): the project's, and the
+// ODH, US Core and SDOH Clinical Care profiles copied in
+// conformance/baseprofiles.
 // Everything it reports may be shown to users and logged, so no message
 // quotes the resource: values are patient data. Paths name elements only.
 
