@@ -30,7 +30,11 @@ const (
 
 // The project's profiles.
 const (
-	ProfileGoal             = CanonicalBase + "/StructureDefinition/ips-goal"
+	ProfileGoal = CanonicalBase + "/StructureDefinition/ips-goal"
+	// ProfileSDOHCCGoal is the SDOH Clinical Care Goal profile, at the
+	// version ips-goal derives from; goals claim it beside ips-goal so
+	// systems that look for SDOH goals by profile find them.
+	ProfileSDOHCCGoal       = "http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/SDOHCC-Goal|3.0.0"
 	ProfileCarePlan         = CanonicalBase + "/StructureDefinition/ips-careplan"
 	ProfileJob              = CanonicalBase + "/StructureDefinition/ips-job-observation"
 	ProfileEmploymentStatus = CanonicalBase + "/StructureDefinition/ips-employment-status"
@@ -40,8 +44,15 @@ const (
 
 // External code systems.
 const (
-	SystemLOINC            = "http://loinc.org"
-	SystemSNOMED           = "http://snomed.info/sct"
+	SystemLOINC  = "http://loinc.org"
+	SystemSNOMED = "http://snomed.info/sct"
+	// SystemV3ObservationValue holds the employment status codes ODH's
+	// EmploymentStatus binds its value to (required, THO value set
+	// v3-employmentStatusODH) [C].
+	SystemV3ObservationValue = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
+	// SystemYesNo is HL7 v2 table 0136, Yes/No indicator (Y, N): ODH's job
+	// components admit no boolean value, so yes/no answers are coded.
+	SystemYesNo            = "http://terminology.hl7.org/CodeSystem/v2-0136"
 	SystemUCUM             = "http://unitsofmeasure.org"
 	SystemISO4217          = "urn:iso:std:iso:4217"
 	SystemObsCategory      = "http://terminology.hl7.org/CodeSystem/observation-category"
@@ -86,6 +97,16 @@ var employmentStatusSNOMED = map[ips.EmploymentStatus]struct{ Code, Display stri
 	ips.Employed:        {"224363007", "Employed"},
 	ips.Unemployed:      {"73438004", "Unemployed"},
 	ips.NotInLaborForce: {"741062008", "Not in labor force"},
+}
+
+// employmentStatusV3 maps IPS employment status to the HL7 v3 concepts of
+// the v3-employmentStatusODH value set (is-a _EmploymentStatus in
+// v3-ObservationValue; codes and displays from hl7.terminology.r4 7.0.1, copy
+// in conformance/baseprofiles/tho) [C].
+var employmentStatusV3 = map[ips.EmploymentStatus]struct{ Code, Display string }{
+	ips.Employed:        {"Employed", "Employed"},
+	ips.Unemployed:      {"Unemployed", "Unemployed"},
+	ips.NotInLaborForce: {"NotInLaborForce", "Not In Labor Force"},
 }
 
 // PRAPARE answers (LOINC answer list for 67875-5) [C].

@@ -10,10 +10,13 @@ import (
 
 // meta marks every emitted resource with its profile, the adapter's
 // authorship tag and the configured security labels.
-func (o Options) meta(profile string) *dtpb.Meta {
+func (o Options) meta(profile string, alsoClaims ...string) *dtpb.Meta {
 	m := &dtpb.Meta{
 		Profile: []*dtpb.Canonical{{Value: profile}},
 		Tag:     []*dtpb.Coding{fcoding(SystemTags, TagAuthored, "Written by the ipsfhir adapter")},
+	}
+	for _, p := range alsoClaims {
+		m.Profile = append(m.Profile, &dtpb.Canonical{Value: p})
 	}
 	for _, s := range o.security() {
 		m.Security = append(m.Security, fcoding(s.System, s.Code, s.Display))

@@ -18,7 +18,7 @@ func (o Options) GoalKey(c *ips.Client, g *ips.Goal) Key { return o.key(KindGoal
 func Goal(c *ips.Client, g *ips.Goal, o Options) *gpb.Goal {
 	k := o.GoalKey(c, g)
 	out := &gpb.Goal{
-		Meta:            o.meta(ProfileGoal),
+		Meta:            o.meta(ProfileGoal, ProfileSDOHCCGoal),
 		Identifier:      []*dtpb.Identifier{fidentifier(k.System(), k.Value())},
 		LifecycleStatus: &gpb.Goal_LifecycleStatusCode{Value: goalStatusCode(g.Status)},
 		Category:        []*dtpb.CodeableConcept{sdohEmploymentCategory()},

@@ -41,9 +41,6 @@ func JobObservation(c *ips.Client, j *ips.Job, o Options) *obspb.Observation {
 	qty := func(q *dtpb.Quantity) *obspb.Observation_Component_ValueX {
 		return &obspb.Observation_Component_ValueX{Choice: &obspb.Observation_Component_ValueX_Quantity{Quantity: q}}
 	}
-	boolean := func(b bool) *obspb.Observation_Component_ValueX {
-		return &obspb.Observation_Component_ValueX{Choice: &obspb.Observation_Component_ValueX_Boolean{Boolean: fbool(b)}}
-	}
 	concept := func(cc *dtpb.CodeableConcept) *obspb.Observation_Component_ValueX {
 		return &obspb.Observation_Component_ValueX{Choice: &obspb.Observation_Component_ValueX_CodeableConcept{CodeableConcept: cc}}
 	}
@@ -56,9 +53,9 @@ func JobObservation(c *ips.Client, j *ips.Job, o Options) *obspb.Observation {
 	}
 	comp(ipsObs(CodeWorkHoursPerWeek), qty(fquantity(j.HoursPerWeek, SystemUCUM, "h/wk", "hours per week")))
 	comp(ipsObs(CodeHourlyWage), qty(fquantity(j.HourlyWage.Value, SystemISO4217, j.HourlyWage.Currency, j.HourlyWage.Currency+"/h")))
-	comp(ipsObs(CodeCompetitive), boolean(j.Competitive))
+	comp(ipsObs(CodeCompetitive), concept(yesNo(j.Competitive)))
 	if j.Disclosed != nil {
-		comp(ipsObs(CodeDisclosed), boolean(*j.Disclosed))
+		comp(ipsObs(CodeDisclosed), concept(yesNo(*j.Disclosed)))
 	}
 	if j.EndReason != "" {
 		comp(ipsObs(CodeJobEndReason), concept(fconcept(SystemJobEndReason, string(j.EndReason), JobEndReasonDisplay[j.EndReason])))
@@ -86,4 +83,12 @@ func roundTo(v float64, places int) float64 {
 		return float64(int64(r-0.5)) / p
 	}
 	return float64(int64(r+0.5)) / p
+}
+
+// yesNo codes a yes/no answer in HL7 v2 table 0136.
+func yesNo(b bool) *dtpb.CodeableConcept {
+	if b {
+		return fconcept(SystemYesNo, "Y", "Yes")
+	}
+	return fconcept(SystemYesNo, "N", "No")
 }

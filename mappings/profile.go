@@ -1,11 +1,19 @@
 package mappings
 
-// The profile layer of the validator: it reads the differentials of the
-// StructureDefinitions published under conformance/artifacts and enforces
-// them on a resource held as generic JSON. It understands only the
-// StructureDefinition features listed below and refuses to load a profile that
-// uses anything else, so the published profile and the enforced rules cannot
-// drift apart silently:
+// The profile layer of the validator: the rule tree and the checker (the
+// loader that builds the tree is in profileload.go). Each ipsfhir profile is
+// checked with everything it inherits: the loader walks the profile's base chain (ODH, US
+// Core, SDOH Clinical Care; copies in conformance/baseprofiles) and applies
+// the differentials from the root-most base down to ours, onto one rule tree
+// per profile (the "snapshot" the checker needs; base R4 itself is checked by
+// the jsonformat layer). A derived differential may only tighten: raise a
+// min, lower a max, narrow a choice's types, add values, bindings and slices,
+// or constrain a base slice by its name; it may not slice an element again
+// with another discriminator or add a slice that duplicates a base slice.
+//
+// The checker understands only the StructureDefinition features below and
+// refuses to load a profile, ours or a base, that uses anything else, so the
+// published rules and the enforced ones cannot drift apart silently:
 //
 //   - min and max on any element, counted per parent, array items counted;
 //     max "0" forbids the element.
@@ -17,28 +25,39 @@ package mappings
 //     on purpose: profiles that need "this code among others" use slicing, as
 //     ours do, so a real FHIR validator reads them the same way.
 //   - type restriction of choice elements (value[x] limited to Quantity
-//     forbids valueString), and rules on the children of a choice restricted
-//     to one type ("Observation.value[x].text").
-//   - required bindings to the value sets the project publishes, each of
-//     which includes whole code systems the project publishes.
-//   - slicing with one discriminator of type "pattern" or "value" on $this or
-//     on a child element; extension slices by url (type Extension with one
-//     profile), with or without an explicit slicing on the extension
-//     element. Slice min and max are counted; a slice's own rules apply to
-//     the items matched to it, the sliced element's rules to all items.
-//     Extensions the project publishes are checked against their own
-//     differential; other extensions only by url and count.
-//
-// Constraints inherited from the base profiles (US Core, ODH) are not
-// re-checked: base R4 is, by the jsonformat layer, and the differential is.
+//     forbids valueString), rules on the children of a choice restricted
+//     to one type ("Observation.value[x].text"), and rules on one type of a
+//     choice named by its JSON name ("Observation.valueCodeableConcept", as
+//     ODH writes them). Reference target profiles are not checked: that needs
+//     the target.
+//   - required bindings: to the value sets the project publishes, to those
+//     copied in conformance/baseprofiles (value sets that list codes, include
+//     whole code systems or is-a a concept, and exclude codes; a filter on a
+//     code system not copied, such as LOINC's document scale, admits every
+//     code of that system, so that part is checked by system only), and, on
+//     code elements, to the value set base R4 already enforces. A required
+//     binding to a value set ipsfhir does not have (uncheckedBindings, each
+//     with its reason) is reported as a warning where a coded value is
+//     present. Other binding strengths oblige no instance.
+//   - slicing with one discriminator of type "pattern" or "value" on $this,
+//     a child element or a path of child elements ("code.coding.code"); the
+//     slice's value is a fixed or pattern value at that path (found through
+//     the element's own slices, as ODH states them) or a required binding
+//     there. Extension slices by url (type Extension with one profile), with
+//     or without an explicit slicing on the extension element. Slice min and
+//     max are counted; a slice's own rules apply to the items matched to it,
+//     the sliced element's rules to all items. Extensions the project
+//     publishes or copies are checked against their own differential chain;
+//     other extensions only by url and count.
+//   - mustSupport is read and kept (Validator.MustSupportGaps lists the ones
+//     an instance leaves out); it obliges systems, not instances, so it is
+//     never an error.
+//   - invariants: only those in invariants, each written in Go; a profile
+//     with any other constraint does not load.
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
-	"io/fs"
-	"maps"
 	"math/big"
 	"reflect"
 	"slices"
@@ -47,8 +66,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/ipsfhir/ipsfhir/conformance/artifacts"
-
 	apb "github.com/google/fhir/go/proto/google/fhir/proto/annotations_go_proto"
 	dtpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
 	bcrpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
@@ -56,29 +73,39 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
-// profileSet is everything the profile layer loaded from the artifacts.
+// profileSet is everything the profile layer loaded.
 type profileSet struct {
-	profiles  map[string]*structureDef // resource profiles by canonical URL
-	exts      map[string]*structureDef // extension definitions by canonical URL
-	valueSets map[string]*valueSet     // by canonical URL
+	profiles  map[string]*structureDef // the project's resource profiles by canonical URL
+	exts      map[string]*structureDef // the project's extension definitions by canonical URL
+	baseExts  map[string]*structureDef // copied extension definitions (ODH's)
+	bases     map[string]*structureDef // copied resource profiles, each built with its own chain
+	valueSets map[string]*valueSet     // by canonical URL, the project's and the copied ones
 
 	// trace, when set (by tests, before use), hears of every rule that fires.
 	trace func(profile, elementID, kind string)
 }
 
-// structureDef is one loaded StructureDefinition: its differential as a tree.
+// structureDef is one loaded profile: its rules as a tree, inherited ones
+// included.
 type structureDef struct {
 	id, url, typ string
+	version      string
+	chain        []string // ids of the profiles applied, root-most base first, this one last
 	root         *elemRule
 }
 
-// valueSet is a published value set, reduced to the codes it admits.
+// valueSet is a value set, reduced to the codes it admits.
 type valueSet struct {
 	url   string
 	codes map[string]map[string]bool // system → code → true
+	// open systems: a filter on a code system ipsfhir does not have; every
+	// code of it is admitted (checked by system only).
+	open map[string]bool
 }
 
-func (vs *valueSet) contains(system, code string) bool { return vs.codes[system][code] }
+func (vs *valueSet) contains(system, code string) bool {
+	return vs.codes[system][code] || (vs.open[system] && code != "")
+}
 
 func (vs *valueSet) containsCode(code string) bool {
 	for _, codes := range vs.codes {
@@ -89,39 +116,67 @@ func (vs *valueSet) containsCode(code string) bool {
 	return false
 }
 
-// elemRule is one element of a differential, placed in a tree that mirrors
-// the resource: children by element name, slices under the element they slice.
+// elemRule is one element of the profile, placed in a tree that mirrors the
+// resource: children by element name, slices under the element they slice.
+// Each rule remembers the profile that stated it (the "from" fields), so an
+// issue names the profile whose rule was broken.
 type elemRule struct {
 	id        string // ElementDefinition.id
 	name      string // JSON name; "value[x]" for a choice
 	sliceName string
 	base      fhirElem
-	implicit  bool // created for a path the differential did not list
+	implicit  bool // created for a path no differential listed
 
-	min, max       int // max < 0: unbounded
-	hasMin, hasMax bool
+	min, max         int // max < 0: unbounded
+	hasMin, hasMax   bool
+	minFrom, maxFrom string
 
-	types  []string // allowed types of a choice element
-	extURL string   // extension slice: the extension's canonical URL
+	types     []string // allowed types of a choice element
+	typesFrom string
+	extURL    string // extension slice: the extension's canonical URL
 
-	value    any // pattern[x] or fixed[x], decoded JSON
-	hasValue bool
-	fixed    bool // value is fixed[x], not pattern[x]
+	values      []valueRule // pattern[x] and fixed[x], all of which must hold
+	bindings    []bindingRule
+	unchecked   []bindingRule // required bindings to value sets ipsfhir does not have
+	mustSupport bool
+	msFrom      string
+	invariants  []invariantRule
 
-	binding *valueSet
 	slicing *slicingRule
 
 	children []*elemRule
 	slices   []*elemRule
 }
 
+type valueRule struct {
+	value any // decoded JSON
+	fixed bool
+	from  string
+}
+
+type bindingRule struct {
+	vs   *valueSet // nil in unchecked
+	url  string
+	from string
+}
+
+type invariantRule struct {
+	key  string
+	from string
+}
+
+func (r *elemRule) hasValue() bool { return len(r.values) > 0 }
+
 // slicingRule is how a repeating element is sliced. Discriminators of type
 // "pattern" and "value" match alike: an item belongs to a slice when the
-// discriminating value matches the slice's pattern (pattern semantics) or
-// equals its fixed value.
+// value at the discriminator path matches every pattern and fixed value the
+// slice states there, or, when it states none, is in its required binding.
 type slicingRule struct {
-	path   string // "$this", "url" or a child element name
+	typ    string   // "pattern" or "value"
+	path   string   // "$this", "url", or child element names joined by "."
+	segs   []string // path split; nil for $this
 	closed bool
+	from   string
 }
 
 // typ is the element's FHIR type once choices are resolved: a choice
@@ -155,6 +210,7 @@ type fhirElem struct {
 	repeated bool
 	typ      string       // FHIR type code; "" for a choice
 	choices  []choiceType // non-nil for a choice
+	oneType  bool         // one type of a choice, named by its JSON name (valueQuantity)
 }
 
 type choiceType struct {
@@ -238,7 +294,32 @@ func childElem(parent protoreflect.MessageDescriptor, name string) (fhirElem, bo
 		}
 		return e, true
 	}
+	// One type of a choice, by its JSON name: valueCodeableConcept.
+	for i := 0; i < fields.Len(); i++ {
+		f := fields.Get(i)
+		rest, ok := strings.CutPrefix(name, f.JSONName())
+		if !ok || rest == "" || !isChoiceMessage(f.Message()) {
+			continue
+		}
+		cf := f.Message().Fields()
+		for j := 0; j < cf.Len(); j++ {
+			c := cf.Get(j)
+			if upperFirst(c.JSONName()) == rest {
+				return fhirElem{md: c.Message(), typ: fhirTypeOf(c.Message()), oneType: true}, true
+			}
+		}
+	}
 	return fhirElem{}, false
+}
+
+// baseValueSet is the value set base R4 binds a code element to (and
+// jsonformat enforces), or "".
+func baseValueSet(e fhirElem) string {
+	if e.md == nil || e.typ != "code" {
+		return ""
+	}
+	u, _ := proto.GetExtension(e.md.Options(), apb.E_FhirValuesetUrl).(string)
+	return u
 }
 
 func upperFirst(s string) string {
@@ -246,659 +327,6 @@ func upperFirst(s string) string {
 		return s
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
-}
-
-// loadProfiles reads code systems, value sets, extensions and profiles from a
-// tree laid out like artifacts.FS.
-func loadProfiles(fsys fs.FS) (*profileSet, error) {
-	all, err := artifacts.Load(fsys)
-	if err != nil {
-		return nil, err
-	}
-	ps := &profileSet{profiles: map[string]*structureDef{}, exts: map[string]*structureDef{}, valueSets: map[string]*valueSet{}}
-	codeSystems := map[string]map[string]bool{}
-	for _, a := range all {
-		m, err := decodeJSON(a.Data)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", a.Path, err)
-		}
-		obj, _ := m.(map[string]any)
-		switch a.ResourceType {
-		case "CodeSystem":
-			codes, err := loadCodeSystem(obj)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", a.Path, err)
-			}
-			codeSystems[a.URL] = codes
-		case "ValueSet":
-			vs, err := loadValueSet(obj, codeSystems)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", a.Path, err)
-			}
-			ps.valueSets[a.URL] = vs
-		case "StructureDefinition":
-			sd, err := ps.loadStructureDefinition(obj)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", a.Path, err)
-			}
-			if sd.typ == "Extension" {
-				ps.exts[sd.url] = sd
-			} else {
-				ps.profiles[sd.url] = sd
-			}
-		case "Measure", "Questionnaire", "CapabilityStatement":
-			// Published for readers, not rules the validator applies.
-		default:
-			return nil, fmt.Errorf("%s: resource type %q is not a conformance artifact the validator reads", a.Path, a.ResourceType)
-		}
-	}
-	return ps, nil
-}
-
-// decodeJSON keeps numbers as json.Number so decimals compare exactly.
-func decodeJSON(data []byte) (any, error) {
-	d := json.NewDecoder(bytes.NewReader(data))
-	d.UseNumber()
-	var v any
-	if err := d.Decode(&v); err != nil {
-		return nil, err
-	}
-	if _, err := d.Token(); err != io.EOF {
-		return nil, fmt.Errorf("data after the JSON value")
-	}
-	return v, nil
-}
-
-func loadCodeSystem(cs map[string]any) (map[string]bool, error) {
-	if cs["content"] != "complete" {
-		return nil, fmt.Errorf("only complete code systems can back a required binding")
-	}
-	codes := map[string]bool{}
-	var walk func(concepts any) error
-	walk = func(concepts any) error {
-		list, _ := concepts.([]any)
-		for _, c := range list {
-			m, _ := c.(map[string]any)
-			code, _ := m["code"].(string)
-			if code == "" {
-				return fmt.Errorf("concept without a code")
-			}
-			if codes[code] {
-				return fmt.Errorf("code %q defined twice", code)
-			}
-			codes[code] = true
-			if err := walk(m["concept"]); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if err := walk(cs["concept"]); err != nil {
-		return nil, err
-	}
-	return codes, nil
-}
-
-func loadValueSet(vs map[string]any, codeSystems map[string]map[string]bool) (*valueSet, error) {
-	url, _ := vs["url"].(string)
-	out := &valueSet{url: url, codes: map[string]map[string]bool{}}
-	compose, _ := vs["compose"].(map[string]any)
-	for _, k := range sortedKeys(compose) {
-		if k != "include" {
-			return nil, fmt.Errorf("compose.%s is not supported: a value set includes whole code systems", k)
-		}
-	}
-	includes, _ := compose["include"].([]any)
-	if len(includes) == 0 {
-		return nil, fmt.Errorf("value set includes nothing")
-	}
-	for _, inc := range includes {
-		m, _ := inc.(map[string]any)
-		for _, k := range sortedKeys(m) {
-			if k != "system" {
-				return nil, fmt.Errorf("compose.include.%s is not supported: a value set includes whole code systems", k)
-			}
-		}
-		system, _ := m["system"].(string)
-		codes, ok := codeSystems[system]
-		if !ok {
-			return nil, fmt.Errorf("includes code system %s, which the project does not publish", system)
-		}
-		out.codes[system] = codes
-	}
-	return out, nil
-}
-
-// Keys of StructureDefinition and ElementDefinition the loader accepts: the
-// rules it enforces, and descriptive keys (names, texts, and mustSupport,
-// which obliges systems rather than instances).
-var (
-	sdKeys = setOf("resourceType", "id", "url", "version", "name", "title", "status", "experimental", "date",
-		"publisher", "contact", "description", "purpose", "copyright", "jurisdiction", // descriptive
-		"fhirVersion", "kind", "abstract", "context", "type", "baseDefinition", "derivation", "differential")
-	elementKeys = setOf("id", "path", "sliceName", "short", "definition", "comment", "requirements", "mustSupport",
-		"min", "max", "type", "binding", "slicing")
-	rootKeys = setOf("id", "path", "short", "definition", "comment", "requirements")
-)
-
-// sortedKeys makes load errors deterministic when a definition has several faults.
-func sortedKeys(m map[string]any) []string { return slices.Sorted(maps.Keys(m)) }
-
-func setOf(s ...string) map[string]bool {
-	m := map[string]bool{}
-	for _, k := range s {
-		m[k] = true
-	}
-	return m
-}
-
-func (ps *profileSet) loadStructureDefinition(sd map[string]any) (*structureDef, error) {
-	for _, k := range sortedKeys(sd) {
-		if !sdKeys[k] {
-			return nil, fmt.Errorf("StructureDefinition.%s is not supported by the profile checker", k)
-		}
-	}
-	str := func(k string) string { s, _ := sd[k].(string); return s }
-	out := &structureDef{id: str("id"), url: str("url"), typ: str("type")}
-	if str("fhirVersion") != "4.0.1" {
-		return nil, fmt.Errorf("fhirVersion must be 4.0.1")
-	}
-	if str("derivation") != "constraint" {
-		return nil, fmt.Errorf("only constraint profiles are supported")
-	}
-	if sd["abstract"] != false {
-		return nil, fmt.Errorf("abstract must be false")
-	}
-	var rootMD protoreflect.MessageDescriptor
-	switch kind := str("kind"); {
-	case kind == "resource":
-		md, ok := resourceMessage(out.typ)
-		if !ok {
-			return nil, fmt.Errorf("type %q is not an R4 resource", out.typ)
-		}
-		if _, ok := sd["context"]; ok {
-			return nil, fmt.Errorf("context is for extensions")
-		}
-		rootMD = md
-	case kind == "complex-type" && out.typ == "Extension":
-		rootMD = extensionMessage
-	default:
-		return nil, fmt.Errorf("kind %q of type %q is not supported", kind, out.typ)
-	}
-	diff, _ := sd["differential"].(map[string]any)
-	for _, k := range sortedKeys(diff) {
-		if k != "element" {
-			return nil, fmt.Errorf("differential.%s is not supported", k)
-		}
-	}
-	elements, _ := diff["element"].([]any)
-	if len(elements) == 0 {
-		return nil, fmt.Errorf("empty differential")
-	}
-	b := &treeBuilder{ps: ps, byID: map[string]*elemRule{}}
-	for i, e := range elements {
-		m, ok := e.(map[string]any)
-		if !ok {
-			return nil, fmt.Errorf("differential.element[%d] is not an object", i)
-		}
-		if i == 0 {
-			root, err := b.root(m, out.typ, rootMD)
-			if err != nil {
-				return nil, fmt.Errorf("differential.element[0]: %w", err)
-			}
-			out.root = root
-			continue
-		}
-		if err := b.add(m); err != nil {
-			id, _ := m["id"].(string)
-			return nil, fmt.Errorf("element %s: %w", id, err)
-		}
-	}
-	if err := b.finish(out.root); err != nil {
-		return nil, err
-	}
-	if out.typ == "Extension" {
-		if err := checkExtensionDefinition(out); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
-// checkExtensionDefinition insists that an extension fixes its own url, so
-// the extension found by url in an instance is the one the rules describe.
-func checkExtensionDefinition(sd *structureDef) error {
-	u := sd.root.child("url")
-	if u == nil || !u.hasValue || !u.fixed || u.value != sd.url {
-		return fmt.Errorf("extension must fix Extension.url to its canonical URL")
-	}
-	return nil
-}
-
-type treeBuilder struct {
-	ps   *profileSet
-	byID map[string]*elemRule
-}
-
-func (b *treeBuilder) root(m map[string]any, typ string, md protoreflect.MessageDescriptor) (*elemRule, error) {
-	for _, k := range sortedKeys(m) {
-		if !rootKeys[k] {
-			return nil, fmt.Errorf("%s on the root element is not supported", k)
-		}
-	}
-	if m["id"] != typ || m["path"] != typ {
-		return nil, fmt.Errorf("the first element must be the root, %s", typ)
-	}
-	r := &elemRule{id: typ, name: typ, base: fhirElem{md: md, typ: typ}}
-	b.byID[typ] = r
-	return r, nil
-}
-
-// node returns the rule for an element id, creating rules for ids the
-// differential skipped (a profile may constrain Goal.description.text without
-// listing Goal.description).
-func (b *treeBuilder) node(id string) (*elemRule, error) {
-	if r, ok := b.byID[id]; ok {
-		return r, nil
-	}
-	i := strings.LastIndexByte(id, '.')
-	if i < 0 {
-		return nil, fmt.Errorf("element %s is outside the profiled type", id)
-	}
-	parentID, last := id[:i], id[i+1:]
-	if strings.Contains(last, ":") {
-		return nil, fmt.Errorf("slice %s must be defined before its children", id)
-	}
-	parent, err := b.node(parentID)
-	if err != nil {
-		return nil, err
-	}
-	r, err := b.newChild(parent, id, last)
-	if err != nil {
-		return nil, err
-	}
-	r.implicit = true
-	return r, nil
-}
-
-func (b *treeBuilder) newChild(parent *elemRule, id, name string) (*elemRule, error) {
-	md := parent.base.md
-	if parent.base.choices != nil {
-		if len(parent.types) != 1 {
-			return nil, fmt.Errorf("%s: children of a choice element need the choice restricted to one type", id)
-		}
-		c, _ := parent.base.choice(parent.types[0])
-		md = c.md
-	}
-	if isPrimitiveType(parent.typ()) {
-		return nil, fmt.Errorf("%s: primitive %s has no children the checker knows", id, parent.typ())
-	}
-	base, ok := childElem(md, name)
-	if !ok {
-		return nil, fmt.Errorf("%s is not an element of base R4", id)
-	}
-	r := &elemRule{id: id, name: name, base: base}
-	parent.children = append(parent.children, r)
-	b.byID[id] = r
-	return r, nil
-}
-
-func (b *treeBuilder) add(m map[string]any) error {
-	for _, k := range sortedKeys(m) {
-		if !elementKeys[k] && !isValueKey(k) {
-			return fmt.Errorf("ElementDefinition.%s is not supported by the profile checker", k)
-		}
-	}
-	id, _ := m["id"].(string)
-	path, _ := m["path"].(string)
-	if id == "" {
-		return fmt.Errorf("element without id")
-	}
-	if want := stripSliceNames(id); path != want {
-		return fmt.Errorf("path %q does not match the id (want %q)", path, want)
-	}
-	i := strings.LastIndexByte(id, '.')
-	if i < 0 {
-		return fmt.Errorf("second root element")
-	}
-	parentID, last := id[:i], id[i+1:]
-	name, sliceName, isSlice := strings.Cut(last, ":")
-	if sn, _ := m["sliceName"].(string); sn != sliceName {
-		return fmt.Errorf("sliceName %q does not match the id", sn)
-	}
-
-	var r *elemRule
-	if isSlice {
-		if sliceName == "" || strings.Contains(sliceName, "/") {
-			return fmt.Errorf("re-slicing and empty slice names are not supported")
-		}
-		if _, dup := b.byID[id]; dup {
-			return fmt.Errorf("defined twice")
-		}
-		sliced, err := b.node(parentID + "." + name)
-		if err != nil {
-			return err
-		}
-		if !sliced.repeated() {
-			return fmt.Errorf("cannot slice an element that does not repeat")
-		}
-		r = &elemRule{id: id, name: name, sliceName: sliceName, base: sliced.base}
-		sliced.slices = append(sliced.slices, r)
-		b.byID[id] = r
-	} else {
-		existing, ok := b.byID[id]
-		switch {
-		case ok && !existing.implicit:
-			return fmt.Errorf("defined twice")
-		case ok:
-			existing.implicit = false
-			r = existing
-		default:
-			parent, err := b.node(parentID)
-			if err != nil {
-				return err
-			}
-			if r, err = b.newChild(parent, id, name); err != nil {
-				return err
-			}
-		}
-	}
-	return b.rules(r, m)
-}
-
-func stripSliceNames(id string) string {
-	segs := strings.Split(id, ".")
-	for i, s := range segs {
-		segs[i], _, _ = strings.Cut(s, ":")
-	}
-	return strings.Join(segs, ".")
-}
-
-func isValueKey(k string) bool {
-	return (strings.HasPrefix(k, "pattern") && len(k) > len("pattern")) || (strings.HasPrefix(k, "fixed") && len(k) > len("fixed"))
-}
-
-// rules reads an element's constraints into r, checking each against base R4.
-func (b *treeBuilder) rules(r *elemRule, m map[string]any) error {
-	if v, ok := m["min"]; ok {
-		n, err := cardinalityNumber(v)
-		if err != nil {
-			return fmt.Errorf("min: %w", err)
-		}
-		r.min, r.hasMin = n, true
-	}
-	if v, ok := m["max"]; ok {
-		s, _ := v.(string)
-		switch s {
-		case "*":
-			r.max = -1
-		default:
-			n, err := strconv.Atoi(s)
-			if err != nil || n < 0 {
-				return fmt.Errorf("max %q is not a count or *", s)
-			}
-			r.max = n
-		}
-		r.hasMax = true
-		if !r.repeated() && (r.max < 0 || r.max > 1) {
-			return fmt.Errorf("max above 1 on an element that does not repeat")
-		}
-	}
-	if r.hasMin && r.hasMax && r.max >= 0 && r.min > r.max {
-		return fmt.Errorf("min above max")
-	}
-	if !r.repeated() && r.min > 1 {
-		return fmt.Errorf("min above 1 on an element that does not repeat")
-	}
-	if v, ok := m["type"]; ok {
-		if err := b.types(r, v); err != nil {
-			return fmt.Errorf("type: %w", err)
-		}
-	}
-	for _, k := range sortedKeys(m) {
-		v := m[k]
-		if !isValueKey(k) {
-			continue
-		}
-		if r.hasValue {
-			return fmt.Errorf("more than one pattern or fixed value")
-		}
-		fixed := strings.HasPrefix(k, "fixed")
-		suffix := strings.TrimPrefix(strings.TrimPrefix(k, "pattern"), "fixed")
-		typ := suffix
-		if lower := strings.ToLower(suffix[:1]) + suffix[1:]; isPrimitiveName(lower) {
-			typ = lower
-		}
-		if r.base.choices != nil && len(r.types) != 1 {
-			return fmt.Errorf("%s on a choice element needs the choice restricted to one type", k)
-		}
-		if et := r.typ(); et != typ {
-			return fmt.Errorf("%s on an element of type %q", k, et)
-		}
-		if isPrimitiveType(typ) {
-			switch v.(type) {
-			case string, bool, json.Number:
-			default:
-				return fmt.Errorf("%s must be a JSON primitive", k)
-			}
-		} else if _, ok := v.(map[string]any); !ok {
-			return fmt.Errorf("%s must be a JSON object", k)
-		}
-		r.value, r.hasValue, r.fixed = v, true, fixed
-	}
-	if v, ok := m["binding"]; ok {
-		if err := b.binding(r, v); err != nil {
-			return fmt.Errorf("binding: %w", err)
-		}
-	}
-	if v, ok := m["slicing"]; ok {
-		if err := slicingOf(r, v); err != nil {
-			return fmt.Errorf("slicing: %w", err)
-		}
-	}
-	return nil
-}
-
-func cardinalityNumber(v any) (int, error) {
-	n, ok := v.(json.Number)
-	if !ok {
-		return 0, fmt.Errorf("not a number")
-	}
-	i, err := strconv.Atoi(n.String())
-	if err != nil || i < 0 {
-		return 0, fmt.Errorf("not a non-negative integer")
-	}
-	return i, nil
-}
-
-var primitiveNames = setOf("base64Binary", "boolean", "canonical", "code", "date", "dateTime", "decimal", "id",
-	"instant", "integer", "markdown", "oid", "positiveInt", "string", "time", "unsignedInt", "uri", "url", "uuid", "xhtml")
-
-func isPrimitiveName(s string) bool { return primitiveNames[s] }
-
-func (b *treeBuilder) types(r *elemRule, v any) error {
-	list, _ := v.([]any)
-	if len(list) == 0 {
-		return fmt.Errorf("empty")
-	}
-	if r.base.choices != nil {
-		for _, t := range list {
-			tm, _ := t.(map[string]any)
-			code, _ := tm["code"].(string)
-			if len(tm) != 1 || code == "" {
-				return fmt.Errorf("a choice may only be restricted to type codes (no profiles)")
-			}
-			if _, ok := r.base.choice(code); !ok {
-				return fmt.Errorf("%s is not a type this choice allows in base R4", code)
-			}
-			if slices.Contains(r.types, code) {
-				return fmt.Errorf("%s listed twice", code)
-			}
-			r.types = append(r.types, code)
-		}
-		return nil
-	}
-	// An extension slice names its extension by a type profile; nothing else
-	// may change or profile an element's type.
-	if r.base.typ != "Extension" || r.sliceName == "" || len(list) != 1 {
-		return fmt.Errorf("only choice elements and extension slices may state a type")
-	}
-	tm, _ := list[0].(map[string]any)
-	profiles, _ := tm["profile"].([]any)
-	if tm["code"] != "Extension" || len(tm) != 2 || len(profiles) != 1 {
-		return fmt.Errorf("an extension slice needs exactly {code: Extension, profile: [url]}")
-	}
-	url, _ := profiles[0].(string)
-	if url == "" {
-		return fmt.Errorf("extension profile is not a URL")
-	}
-	if strings.HasPrefix(url, CanonicalBase+"/") {
-		if _, ok := b.ps.exts[url]; !ok {
-			return fmt.Errorf("extension %s is not published by the project", url)
-		}
-	}
-	r.extURL = url
-	return nil
-}
-
-func (b *treeBuilder) binding(r *elemRule, v any) error {
-	m, _ := v.(map[string]any)
-	for _, k := range sortedKeys(m) {
-		if k != "strength" && k != "valueSet" && k != "description" {
-			return fmt.Errorf("binding.%s is not supported", k)
-		}
-	}
-	if m["strength"] != "required" {
-		return fmt.Errorf("only required bindings are enforced, so only those may be published")
-	}
-	url, _ := m["valueSet"].(string)
-	vs, ok := b.ps.valueSets[url]
-	if !ok {
-		return fmt.Errorf("value set %s is not published by the project", url)
-	}
-	switch r.typ() {
-	case "code", "Coding", "CodeableConcept":
-	case "":
-		return fmt.Errorf("a binding on a choice element needs the choice restricted to one type")
-	default:
-		return fmt.Errorf("binding on an element of type %q", r.typ())
-	}
-	r.binding = vs
-	return nil
-}
-
-func slicingOf(r *elemRule, v any) error {
-	if !r.repeated() {
-		return fmt.Errorf("element does not repeat")
-	}
-	m, _ := v.(map[string]any)
-	s := &slicingRule{}
-	for _, k := range sortedKeys(m) {
-		val := m[k]
-		switch k {
-		case "discriminator":
-			list, _ := val.([]any)
-			if len(list) != 1 {
-				return fmt.Errorf("exactly one discriminator is supported")
-			}
-			d, _ := list[0].(map[string]any)
-			if len(d) != 2 {
-				return fmt.Errorf("discriminator needs type and path only")
-			}
-			discType, _ := d["type"].(string)
-			s.path, _ = d["path"].(string)
-			if discType != "pattern" && discType != "value" {
-				return fmt.Errorf("discriminator type %q is not supported", discType)
-			}
-			if s.path == "" || strings.ContainsAny(s.path, ".()[]") {
-				return fmt.Errorf("discriminator path %q is not supported: use $this or one child element", s.path)
-			}
-		case "rules":
-			switch val {
-			case "open":
-			case "closed":
-				s.closed = true
-			default:
-				return fmt.Errorf("rules %v is not supported", val)
-			}
-		case "ordered":
-			if val != false {
-				return fmt.Errorf("ordered slicing is not supported")
-			}
-		case "description":
-		default:
-			return fmt.Errorf("slicing.%s is not supported", k)
-		}
-	}
-	if s.path == "" {
-		return fmt.Errorf("no discriminator")
-	}
-	if s.path == "url" && r.base.typ != "Extension" {
-		return fmt.Errorf("url discriminators are for extensions")
-	}
-	r.slicing = s
-	return nil
-}
-
-// finish checks what can only be checked once the whole differential is read:
-// that every slice can be told apart by its element's discriminator.
-func (b *treeBuilder) finish(r *elemRule) error {
-	if len(r.slices) > 0 && r.slicing == nil {
-		if r.base.typ != "Extension" {
-			return fmt.Errorf("element %s: slices without slicing", r.id)
-		}
-		// FHIR slices extensions by url without saying so.
-		r.slicing = &slicingRule{path: "url"}
-	}
-	if r.slicing != nil {
-		if r.slicing.path != "$this" && r.slicing.path != "url" {
-			if _, ok := childElem(r.base.md, r.slicing.path); !ok || r.base.choices != nil {
-				return fmt.Errorf("element %s: discriminator path %s is not a child element", r.id, r.slicing.path)
-			}
-		}
-		for _, s := range r.slices {
-			if discriminatorValue(r.slicing, s) == nil {
-				return fmt.Errorf("slice %s has no value for discriminator %s", s.id, r.slicing.path)
-			}
-		}
-	}
-	for _, c := range r.children {
-		if err := b.finish(c); err != nil {
-			return err
-		}
-	}
-	for _, s := range r.slices {
-		if s.slicing != nil {
-			return fmt.Errorf("slice %s: re-slicing is not supported", s.id)
-		}
-		if err := b.finish(s); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// discriminatorValue is the rule that decides whether an item belongs to a
-// slice, or nil when the slice has none.
-func discriminatorValue(s *slicingRule, slice *elemRule) *elemRule {
-	switch s.path {
-	case "$this":
-		if slice.hasValue {
-			return slice
-		}
-	case "url":
-		if slice.extURL != "" {
-			return slice
-		}
-		if c := slice.child("url"); c != nil && c.hasValue {
-			return c
-		}
-	default:
-		if c := slice.child(s.path); c != nil && c.hasValue && !c.repeated() {
-			return c
-		}
-	}
-	return nil
 }
 
 // ---------------------------------------------------------------- checking
@@ -913,19 +341,31 @@ type item struct {
 // checker applies one profile to one resource and collects issues.
 type checker struct {
 	ps      *profileSet
-	profile string // profile id, named in messages
+	profile string // id of the profile applied, named in messages about inherited rules
 	issues  []Issue
+	// absentMS, when not nil, collects the must-support elements missing
+	// under a present parent: element id → the profile that marks it.
+	absentMS map[string]string
 }
 
 func (c *checker) add(code, path, msg string) {
 	c.issues = append(c.issues, Issue{Severity: "error", Code: code, Path: path, Message: msg})
 }
 
+// by names the profile that stated a rule, and the profile being applied
+// when that one inherited it.
+func (c *checker) by(from string) string {
+	if from == "" || from == c.profile {
+		return "profile " + c.profile
+	}
+	return "profile " + from + " (inherited by " + c.profile + ")"
+}
+
 // fired tells a test which rule produced an issue, so the tests can prove
 // every published rule is exercised by some fixture.
-func (c *checker) fired(r *elemRule, kind string) {
+func (c *checker) fired(r *elemRule, kind, from string) {
 	if c.ps.trace != nil {
-		c.ps.trace(c.profile, r.id, kind)
+		c.ps.trace(from, r.id, kind)
 	}
 }
 
@@ -936,9 +376,25 @@ func (ps *profileSet) checkResource(sd *structureDef, obj map[string]any, path s
 	return c.issues
 }
 
+// absentMustSupport finds the must-support elements of sd (inherited ones
+// included) that the resource obj leaves out, where their parent is
+// present: element id → the profile that marks it.
+func (ps *profileSet) absentMustSupport(sd *structureDef, obj map[string]any) map[string]string {
+	c := &checker{ps: ps, profile: sd.id, absentMS: map[string]string{}}
+	c.children(sd.root, obj, sd.typ)
+	return c.absentMS
+}
+
 func (c *checker) children(r *elemRule, obj map[string]any, path string) {
 	for _, ch := range r.children {
 		c.element(ch, obj, path)
+	}
+	for _, inv := range r.invariants {
+		if !invariants[inv.key].holds(obj) {
+			c.fired(r, "invariant", inv.from)
+			c.issues = append(c.issues, Issue{Severity: "error", Code: "invariant", Path: path,
+				Message: fmt.Sprintf("constraint %s of %s: %s", inv.key, c.by(inv.from), invariants[inv.key].human)})
+		}
 	}
 }
 
@@ -946,6 +402,9 @@ func (c *checker) element(r *elemRule, obj map[string]any, parentPath string) {
 	items := collect(r, obj, parentPath)
 	path := parentPath + "." + r.name
 	c.cardinality(r, len(items), path)
+	if c.absentMS != nil && r.mustSupport && len(items) == 0 {
+		c.absentMS[r.id] = r.msFrom
+	}
 	items = c.allowedTypes(r, items)
 	if r.slicing != nil {
 		c.sliced(r, items, path)
@@ -997,14 +456,14 @@ func (c *checker) cardinality(r *elemRule, n int, path string) {
 	}
 	switch {
 	case r.hasMin && n < r.min:
-		c.fired(r, "min")
-		c.add("required", path, fmt.Sprintf("%sat least %d required by profile %s, found %d", what, r.min, c.profile, n))
+		c.fired(r, "min", r.minFrom)
+		c.add("required", path, fmt.Sprintf("%sat least %d required by %s, found %d", what, r.min, c.by(r.minFrom), n))
 	case r.hasMax && r.max == 0 && n > 0:
-		c.fired(r, "max")
-		c.add("structure", path, fmt.Sprintf("%snot allowed by profile %s", what, c.profile))
+		c.fired(r, "max", r.maxFrom)
+		c.add("structure", path, fmt.Sprintf("%snot allowed by %s", what, c.by(r.maxFrom)))
 	case r.hasMax && r.max > 0 && n > r.max:
-		c.fired(r, "max")
-		c.add("structure", path, fmt.Sprintf("%sat most %d allowed by profile %s, found %d", what, r.max, c.profile, n))
+		c.fired(r, "max", r.maxFrom)
+		c.add("structure", path, fmt.Sprintf("%sat most %d allowed by %s, found %d", what, r.max, c.by(r.maxFrom), n))
 	}
 }
 
@@ -1020,8 +479,8 @@ func (c *checker) allowedTypes(r *elemRule, items []item) []item {
 			ok = append(ok, it)
 			continue
 		}
-		c.fired(r, "type")
-		c.add("structure", it.path, fmt.Sprintf("type %s not allowed here by profile %s (allowed: %s)", it.typ, c.profile, strings.Join(r.types, ", ")))
+		c.fired(r, "type", r.typesFrom)
+		c.add("structure", it.path, fmt.Sprintf("type %s not allowed here by %s (allowed: %s)", it.typ, c.by(r.typesFrom), strings.Join(r.types, ", ")))
 	}
 	return ok
 }
@@ -1040,11 +499,14 @@ func (c *checker) sliced(r *elemRule, items []item, path string) {
 			}
 		}
 		if !found && r.slicing.closed {
-			c.add("structure", it.path, fmt.Sprintf("item matches no slice of this element, and profile %s allows no others", c.profile))
+			c.add("structure", it.path, fmt.Sprintf("item matches no slice of this element, and %s allows no others", c.by(r.slicing.from)))
 		}
 	}
 	for i, s := range r.slices {
 		c.cardinality(s, len(matched[i]), path)
+		if c.absentMS != nil && s.mustSupport && len(matched[i]) == 0 {
+			c.absentMS[s.id] = s.msFrom
+		}
 		c.apply(s, matched[i], path, true)
 	}
 }
@@ -1054,46 +516,106 @@ func matchesSlice(s *slicingRule, slice *elemRule, v any) bool {
 	switch {
 	case d == nil:
 		return false
-	case s.path == "$this":
-		return d.valueMatches(v)
 	case s.path == "url" && d == slice:
 		obj, _ := v.(map[string]any)
 		return obj["url"] == slice.extURL
-	default:
-		obj, _ := v.(map[string]any)
-		return d.valueMatches(obj[s.path])
 	}
+	vals := []any{v}
+	if s.path != "$this" {
+		vals = pathValues(v, s.segs)
+	}
+	return slices.ContainsFunc(vals, d.discriminates)
+}
+
+// pathValues evaluates a path of child element names on decoded JSON,
+// flattening arrays.
+func pathValues(v any, segs []string) []any {
+	if len(segs) == 0 {
+		if list, ok := v.([]any); ok {
+			return list
+		}
+		if v == nil {
+			return nil
+		}
+		return []any{v}
+	}
+	switch x := v.(type) {
+	case []any:
+		var out []any
+		for _, e := range x {
+			out = append(out, pathValues(e, segs)...)
+		}
+		return out
+	case map[string]any:
+		return pathValues(x[segs[0]], segs[1:])
+	}
+	return nil
+}
+
+// discriminates says whether v has the value the discriminator element
+// states: every pattern and fixed value, or, with none, every binding.
+func (r *elemRule) discriminates(v any) bool {
+	if r.hasValue() {
+		for _, vr := range r.values {
+			if !vr.matches(v) {
+				return false
+			}
+		}
+		return true
+	}
+	if len(r.bindings) == 0 {
+		return false // told apart only by a value set ipsfhir does not have
+	}
+	for _, b := range r.bindings {
+		if !inValueSet(b.vs, r.typ(), v) {
+			return false
+		}
+	}
+	return true
 }
 
 // apply checks the element's own value rules and its children on the items
 // that belong to it: all occurrences, or those matched to a slice.
 func (c *checker) apply(r *elemRule, items []item, path string, isSlice bool) {
-	if r.hasValue && len(items) > 0 {
-		if r.repeated() && !isSlice {
-			if !slices.ContainsFunc(items, func(it item) bool { return r.valueMatches(it.v) }) {
-				c.fired(r, "value")
-				c.add("value", path, fmt.Sprintf("no item has the value profile %s requires (%s)", c.profile, describeValue(r.value)))
+	if len(items) > 0 {
+		for _, vr := range r.values {
+			if r.repeated() && !isSlice {
+				if !slices.ContainsFunc(items, func(it item) bool { return vr.matches(it.v) }) {
+					c.fired(r, "value", vr.from)
+					c.add("value", path, fmt.Sprintf("no item has the value %s requires (%s)", c.by(vr.from), describeValue(vr.value)))
+				}
+				continue
 			}
-		} else {
 			for _, it := range items {
-				if !r.valueMatches(it.v) {
-					c.fired(r, "value")
-					c.add("value", it.path, fmt.Sprintf("value differs from the one profile %s requires (%s)", c.profile, describeValue(r.value)))
+				if !vr.matches(it.v) {
+					c.fired(r, "value", vr.from)
+					c.add("value", it.path, fmt.Sprintf("value differs from the one %s requires (%s)", c.by(vr.from), describeValue(vr.value)))
 				}
 			}
 		}
 	}
-	if r.binding != nil {
+	for _, b := range r.bindings {
 		for _, it := range items {
-			if it.v != nil && !inValueSet(r.binding, r.typ(), it.v) {
-				c.fired(r, "binding")
-				c.add("code-invalid", it.path, fmt.Sprintf("code is not in value set %s, to which profile %s binds this element (required)", r.binding.url, c.profile))
+			if it.v != nil && !inValueSet(b.vs, r.typ(), it.v) {
+				c.fired(r, "binding", b.from)
+				c.add("code-invalid", it.path, fmt.Sprintf("code is not in value set %s, to which %s binds %s (required)", b.url, c.by(b.from), r.id))
+			}
+		}
+	}
+	for _, b := range r.unchecked {
+		for _, it := range items {
+			if it.v != nil {
+				c.issues = append(c.issues, Issue{Severity: "warning", Code: "not-supported", Path: it.path,
+					Message: fmt.Sprintf("not checked: %s binds %s (required) to value set %s, which ipsfhir does not have (%s)", c.by(b.from), r.id, b.url, uncheckedBindings[b.url])})
 			}
 		}
 	}
 	var ext *structureDef
 	if r.extURL != "" {
 		ext = c.ps.exts[r.extURL]
+		if ext == nil {
+			ext = c.ps.baseExts[r.extURL]
+		}
 	}
 	for _, it := range items {
 		obj, ok := it.v.(map[string]any)
@@ -1102,18 +624,18 @@ func (c *checker) apply(r *elemRule, items []item, path string, isSlice bool) {
 		}
 		c.children(r, obj, it.path)
 		if ext != nil {
-			sub := &checker{ps: c.ps, profile: ext.id}
+			sub := &checker{ps: c.ps, profile: ext.id, absentMS: c.absentMS}
 			sub.children(ext.root, obj, it.path)
 			c.issues = append(c.issues, sub.issues...)
 		}
 	}
 }
 
-func (r *elemRule) valueMatches(v any) bool {
-	if r.fixed {
-		return jsonEqual(v, r.value)
+func (vr valueRule) matches(v any) bool {
+	if vr.fixed {
+		return jsonEqual(v, vr.value)
 	}
-	return matchesPattern(v, r.value)
+	return matchesPattern(v, vr.value)
 }
 
 // matchesPattern is FHIR pattern matching on decoded JSON: every property of

@@ -18,32 +18,37 @@ import (
 // kind of rule (min, max, type, value, binding).
 type ruleKey struct{ profile, element, kind string }
 
-// publishedRules lists every rule an instance can break. Left out, with the
-// reason: min on meta (a resource without meta names no profile, so no
-// profile applies), and the values that decide slice membership (an item
-// that differs is simply not in the slice, which the slice's min reports).
+// publishedRules lists every rule of the project's own profiles and
+// extensions an instance can break (rules they inherit from base profiles
+// have their own tests). Left out, with the reason: min on meta (a resource
+// without meta names no profile, so no profile applies), and the values that
+// decide slice membership and the mins on the way to them (an item that
+// differs, or lacks the element, is simply not in the slice, which the
+// slice's min reports).
 func publishedRules(ps *profileSet) []ruleKey {
 	var out []ruleKey
 	var walk func(profile string, r *elemRule, discriminator map[*elemRule]bool)
 	walk = func(profile string, r *elemRule, discriminator map[*elemRule]bool) {
-		if r.hasMin && r.min > 0 && !strings.HasSuffix(r.id, ".meta") {
+		if r.hasMin && r.min > 0 && r.minFrom == profile && !strings.HasSuffix(r.id, ".meta") && !discriminator[r] {
 			out = append(out, ruleKey{profile, r.id, "min"})
 		}
-		if r.hasMax && (r.max == 0 || r.repeated()) {
+		if r.hasMax && r.maxFrom == profile && (r.max == 0 || r.repeated()) {
 			out = append(out, ruleKey{profile, r.id, "max"})
 		}
-		if len(r.types) > 0 {
+		if len(r.types) > 0 && r.typesFrom == profile {
 			out = append(out, ruleKey{profile, r.id, "type"})
 		}
-		if r.hasValue && !discriminator[r] {
+		if !discriminator[r] && slices.ContainsFunc(r.values, func(v valueRule) bool { return v.from == profile }) {
 			out = append(out, ruleKey{profile, r.id, "value"})
 		}
-		if r.binding != nil {
+		if slices.ContainsFunc(r.bindings, func(b bindingRule) bool { return b.from == profile }) {
 			out = append(out, ruleKey{profile, r.id, "binding"})
 		}
 		if r.slicing != nil {
 			for _, s := range r.slices {
-				discriminator[discriminatorValue(r.slicing, s)] = true
+				for _, n := range discriminatorPath(r.slicing, s) {
+					discriminator[n] = true
+				}
 			}
 		}
 		for _, c := range r.children {
@@ -62,6 +67,35 @@ func publishedRules(ps *profileSet) []ruleKey {
 		walk(sd.id, sd.root, discriminator)
 	}
 	return out
+}
+
+// discriminatorPath lists the rules from a slice down to its discriminator
+// value (ODH-style slices fix code.coding.code through a slice of coding).
+func discriminatorPath(s *slicingRule, slice *elemRule) []*elemRule {
+	d := discriminatorValue(s, slice)
+	if d == nil || s.segs == nil || s.path == "url" {
+		return []*elemRule{d}
+	}
+	var find func(node *elemRule, segs []string) []*elemRule
+	find = func(node *elemRule, segs []string) []*elemRule {
+		if node == d {
+			return []*elemRule{node}
+		}
+		if len(segs) == 0 {
+			return nil
+		}
+		c := node.child(segs[0])
+		if c == nil {
+			return nil
+		}
+		for _, n := range append([]*elemRule{c}, c.slices...) {
+			if rest := find(n, segs[1:]); rest != nil {
+				return append([]*elemRule{c, n}, rest...)
+			}
+		}
+		return nil
+	}
+	return find(slice, s.segs)
 }
 
 // Every rule of every published profile is broken by at least one fixture
@@ -271,17 +305,59 @@ func TestNewValidatorRejectsWhatItCannotEnforce(t *testing.T) {
 			element(m, "Goal.expressedBy")["type"] = []any{map[string]any{"code": "Reference", "targetProfile": []any{"http://hl7.org/fhir/StructureDefinition/Patient"}}}
 		}, "only choice elements and extension slices"},
 		{"type discriminator", job, func(m map[string]any) {
-			element(m, "Observation.component")["slicing"].(map[string]any)["discriminator"] = []any{map[string]any{"type": "type", "path": "value"}}
+			element(m, "Observation.component:hoursPerWeek.code.coding")["slicing"].(map[string]any)["discriminator"] = []any{map[string]any{"type": "type", "path": "code"}}
 		}, "discriminator type"},
-		{"deep discriminator path", job, func(m map[string]any) {
-			element(m, "Observation.component")["slicing"].(map[string]any)["discriminator"] = []any{map[string]any{"type": "value", "path": "code.coding.code"}}
+		{"FHIRPath discriminator path", job, func(m map[string]any) {
+			element(m, "Observation.component:hoursPerWeek.code.coding")["slicing"].(map[string]any)["discriminator"] = []any{map[string]any{"type": "value", "path": "code.where(true)"}}
 		}, "discriminator path"},
+		{"discriminator path that is no element", job, func(m map[string]any) {
+			element(m, "Observation.component:hoursPerWeek.code.coding")["slicing"].(map[string]any)["discriminator"] = []any{map[string]any{"type": "value", "path": "code.colour"}}
+		}, "not a path of child elements"},
 		{"ordered slicing", job, func(m map[string]any) {
-			element(m, "Observation.component")["slicing"].(map[string]any)["ordered"] = true
+			element(m, "Observation.component:hoursPerWeek.code.coding")["slicing"].(map[string]any)["ordered"] = true
 		}, "ordered"},
 		{"slice without discriminator value", job, func(m map[string]any) {
-			delete(element(m, "Observation.component:hoursPerWeek.code"), "patternCodeableConcept")
+			delete(element(m, "Observation.component:hoursPerWeek.code.coding:Fixed_work-hours-per-week.code"), "fixedCode")
 		}, "no value for discriminator"},
+		// What a derived profile may not do to what it inherits.
+		{"slicing a base profile's sliced element again", job, func(m map[string]any) {
+			element(m, "Observation.component")["slicing"] = map[string]any{"discriminator": []any{map[string]any{"type": "pattern", "path": "code"}}, "rules": "open"}
+		}, "slices Observation.component again by pattern:code, but base profile odh-PastOrPresentJob slices it by value:code.coding.code"},
+		{"a slice that duplicates a base profile's slice", job, func(m map[string]any) {
+			for _, e := range []map[string]any{
+				{"id": "Observation.component:industry", "path": "Observation.component", "sliceName": "industry"},
+				{"id": "Observation.component:industry.code.coding", "path": "Observation.component.code.coding",
+					"slicing": map[string]any{"discriminator": []any{map[string]any{"type": "value", "path": "code"}}, "rules": "open"}, "min": 1},
+				{"id": "Observation.component:industry.code.coding:Fixed_86188-0", "path": "Observation.component.code.coding", "sliceName": "Fixed_86188-0", "min": 1, "max": "1"},
+				{"id": "Observation.component:industry.code.coding:Fixed_86188-0.code", "path": "Observation.component.code.coding.code", "fixedCode": "86188-0"},
+			} {
+				addElement(m, e)
+			}
+		}, "duplicates slice Observation.component:odh-PastOrPresentIndustry"},
+		{"a second slice for a base profile's extension", job, func(m map[string]any) {
+			addElement(m, map[string]any{"id": "Observation.extension:current", "path": "Observation.extension", "sliceName": "current",
+				"type": []any{map[string]any{"code": "Extension", "profile": []any{"http://hl7.org/fhir/us/odh/StructureDefinition/odh-isCurrentJob-extension"}}}})
+		}, "duplicates slice Observation.extension:odhIsCurrentJobExtension"},
+		{"a type the base profile rules out", job, func(m map[string]any) {
+			e := element(m, "Observation.component:competitive.value[x]")
+			delete(e, "patternCodeableConcept")
+			e["type"] = []any{map[string]any{"code": "boolean"}}
+		}, "boolean is not among the types base profile odh-PastOrPresentJob allows"},
+		{"a min below the base profile's", "profiles/ips-employment-status.json", func(m map[string]any) {
+			element(m, "Observation.subject")["min"] = 0
+		}, "min 0 is below the min 1 of base profile odh-EmploymentStatus"},
+		{"a max above the base profile's", "profiles/ips-employment-status.json", func(m map[string]any) {
+			element(m, "Observation.category")["max"] = "*"
+		}, "max * is above the max 1 of base profile odh-EmploymentStatus"},
+		{"base version not pinned", goal, func(m map[string]any) {
+			m["baseDefinition"] = "http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/SDOHCC-Goal"
+		}, "must pin the version (http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/SDOHCC-Goal|3.0.0)"},
+		{"base version not the one copied", goal, func(m map[string]any) {
+			m["baseDefinition"] = "http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/SDOHCC-Goal|2.2.0"
+		}, "the copy in conformance/baseprofiles is version 3.0.0"},
+		{"base profile not copied", goal, func(m map[string]any) {
+			m["baseDefinition"] = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-condition|7.0.0"
+		}, "neither published nor copied"},
 		{"pattern of the wrong type", goal, func(m map[string]any) {
 			e := element(m, "Goal.achievementStatus")
 			delete(e, "patternCodeableConcept")

@@ -313,17 +313,16 @@ func readJob(o *obspb.Observation, r reader) (Key, *ips.Job) {
 			}
 			j.HourlyWage, wage = ips.Money{Value: v, Currency: q.GetCode().GetValue()}, true
 		case hasCoding(c.GetCode(), SystemIPSObservation, CodeCompetitive):
-			if b := c.GetValue().GetBoolean(); b != nil {
-				j.Competitive, competitive = b.GetValue(), true
+			if v, ok := readYesNo(c.GetValue().GetCodeableConcept()); ok {
+				j.Competitive, competitive = v, true
 			} else {
-				cr.fail("valueBoolean", "is required")
+				cr.fail("valueCodeableConcept", "must be %s Y or N", SystemYesNo)
 			}
 		case hasCoding(c.GetCode(), SystemIPSObservation, CodeDisclosed):
-			if b := c.GetValue().GetBoolean(); b != nil {
-				v := b.GetValue()
+			if v, ok := readYesNo(c.GetValue().GetCodeableConcept()); ok {
 				j.Disclosed = &v
 			} else {
-				cr.fail("valueBoolean", "is required")
+				cr.fail("valueCodeableConcept", "must be %s Y or N", SystemYesNo)
 			}
 		case hasCoding(c.GetCode(), SystemIPSObservation, CodeJobEndReason):
 			cc := codingIn(c.GetValue().GetCodeableConcept(), SystemJobEndReason)
@@ -344,6 +343,25 @@ func readJob(o *obspb.Observation, r reader) (Key, *ips.Job) {
 	}
 	return k, j
 }
+
+// readYesNo reads a yes/no answer coded in HL7 v2 table 0136.
+func readYesNo(cc *dtpb.CodeableConcept) (bool, bool) {
+	switch codingIn(cc, SystemYesNo).GetCode().GetValue() {
+	case "Y":
+		return true, true
+	case "N":
+		return false, true
+	}
+	return false, false
+}
+
+var v3ToEmploymentStatus = func() map[string]ips.EmploymentStatus {
+	m := map[string]ips.EmploymentStatus{}
+	for st, c := range employmentStatusV3 {
+		m[c.Code] = st
+	}
+	return m
+}()
 
 var snomedToEmploymentStatus = func() map[string]ips.EmploymentStatus {
 	m := map[string]ips.EmploymentStatus{}
@@ -371,10 +389,14 @@ func readEmploymentStatus(o *obspb.Observation, r reader) (Key, ips.EmploymentSn
 	if s.Date.IsZero() {
 		r.fail("effectivePeriod.start", "is required")
 	}
-	c := codingIn(o.GetValue().GetCodeableConcept(), SystemSNOMED)
-	st, ok := snomedToEmploymentStatus[c.GetCode().GetValue()]
+	// The v3 code ODH requires, else the SNOMED CT finding.
+	cc := o.GetValue().GetCodeableConcept()
+	st, ok := v3ToEmploymentStatus[codingIn(cc, SystemV3ObservationValue).GetCode().GetValue()]
 	if !ok {
-		r.fail("valueCodeableConcept", "must hold one of the SNOMED CT employment findings (employed, unemployed, not in labor force)")
+		st, ok = snomedToEmploymentStatus[codingIn(cc, SystemSNOMED).GetCode().GetValue()]
+	}
+	if !ok {
+		r.fail("valueCodeableConcept", "must hold one of the v3 employment statuses or SNOMED CT employment findings (employed, unemployed, not in labor force)")
 	}
 	s.Status = st
 	return k, s

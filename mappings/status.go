@@ -23,7 +23,10 @@ func (o Options) PRAPAREKey(c *ips.Client, s ips.EmploymentSnapshot) Key {
 // runs until the client's next snapshot and stays open while it is current.
 func EmploymentStatusObservation(c *ips.Client, s ips.EmploymentSnapshot, o Options) *obspb.Observation {
 	k := o.EmploymentStatusKey(c, s)
-	sn := employmentStatusSNOMED[s.Status]
+	v3, sn := employmentStatusV3[s.Status], employmentStatusSNOMED[s.Status]
+	// ODH requires the v3 code; the SNOMED CT finding follows for EHRs that
+	// read NIOSH's newer value set.
+	value := &dtpb.CodeableConcept{Coding: []*dtpb.Coding{fcoding(SystemV3ObservationValue, v3.Code, v3.Display), fcoding(SystemSNOMED, sn.Code, sn.Display)}}
 	return &obspb.Observation{
 		Meta:       o.meta(ProfileEmploymentStatus),
 		Identifier: []*dtpb.Identifier{fidentifier(k.System(), k.Value())},
@@ -32,7 +35,7 @@ func EmploymentStatusObservation(c *ips.Client, s ips.EmploymentSnapshot, o Opti
 		Code:       o.observationCode(KindEmploymentStatus, LOINCEmploymentStatus),
 		Subject:    o.subject(c),
 		Effective:  &obspb.Observation_EffectiveX{Choice: &obspb.Observation_EffectiveX_Period{Period: fperiod(s.Date, nextSnapshot(c, s.Date))}},
-		Value:      &obspb.Observation_ValueX{Choice: &obspb.Observation_ValueX_CodeableConcept{CodeableConcept: fconcept(SystemSNOMED, sn.Code, sn.Display)}},
+		Value:      &obspb.Observation_ValueX{Choice: &obspb.Observation_ValueX_CodeableConcept{CodeableConcept: value}},
 	}
 }
 

@@ -1,7 +1,10 @@
 package mappings
 
 // The validator: base R4 through google/fhir/go's validating unmarshaller,
-// then the project's profiles (profile.go) on every resource that claims one.
+// then the profiles a resource claims (profile.go), each with what it
+// inherits from its base profiles (profileload.go): the project's, and the
+// ODH, US Core and SDOH Clinical Care profiles copied in
+// conformance/baseprofiles.
 // Everything it reports may be shown to users and logged, so no message
 // quotes the resource: values are patient data. Paths name elements only.
 
@@ -10,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"reflect"
 	"regexp"
 	"slices"
@@ -20,6 +24,7 @@ import (
 	"github.com/google/fhir/go/jsonformat"
 
 	"github.com/ipsfhir/ipsfhir/conformance/artifacts"
+	"github.com/ipsfhir/ipsfhir/conformance/baseprofiles"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -60,13 +65,16 @@ const maxNestingDepth = 64
 // profile uses a StructureDefinition feature the checker does not enforce.
 func NewValidator() (*Validator, error) { return newValidator(artifacts.FS()) }
 
-func newValidator(fsys fs.FS) (*Validator, error) {
+func newValidator(fsys fs.FS) (*Validator, error) { return newValidatorWith(fsys, baseprofiles.FS()) }
+
+// newValidatorWith reads the base definitions from bases (tests alter them).
+func newValidatorWith(fsys, bases fs.FS) (*Validator, error) {
 	um, err := jsonformat.NewUnmarshaller("UTC", fhirversion.R4)
 	if err != nil {
 		return nil, fmt.Errorf("validator: base R4 unmarshaller: %w", err)
 	}
 	um.MaxNestingDepth = maxNestingDepth
-	ps, err := loadProfiles(fsys)
+	ps, err := loadProfilesWith(fsys, bases)
 	if err != nil {
 		return nil, fmt.Errorf("validator: load profiles: %w", err)
 	}
@@ -173,25 +181,46 @@ func (v *Validator) profiled(obj map[string]any, path string) []Issue {
 	var issues []Issue
 	meta, _ := obj["meta"].(map[string]any)
 	profiles, _ := meta["profile"].([]any)
+	type claim struct {
+		sd   *structureDef
+		path string
+	}
+	var claims []claim
 	applied := map[string]bool{}
 	for i, p := range profiles {
 		url, _ := p.(string)
-		url, _, _ = strings.Cut(url, "|")
+		url, version, versioned := strings.Cut(url, "|")
 		if applied[url] {
 			continue
 		}
 		applied[url] = true
 		ppath := fmt.Sprintf("%s.meta.profile[%d]", path, i)
-		sd, ok := v.ps.profiles[url]
+		sd, ours := v.ps.profiles[url]
+		if !ours {
+			sd = v.ps.bases[url]
+		}
 		switch {
-		case !ok:
+		case sd == nil:
 			issues = append(issues, Issue{Severity: "warning", Code: "not-supported", Path: ppath,
 				Message: "profile not known to ipsfhir; only base R4 checked"})
+		case !ours && versioned && version != sd.version:
+			issues = append(issues, Issue{Severity: "warning", Code: "not-supported", Path: ppath,
+				Message: fmt.Sprintf("profile %s at a version ipsfhir does not have (it has %s); not checked", sd.id, sd.version)})
 		case sd.typ != rt:
 			issues = append(issues, Issue{Severity: "error", Code: "processing", Path: ppath,
 				Message: fmt.Sprintf("profile %s is for %s resources, not %s", sd.id, sd.typ, rt)})
 		default:
-			issues = append(issues, v.ps.checkResource(sd, obj, path)...)
+			claims = append(claims, claim{sd, ppath})
+		}
+	}
+	// A claimed profile that another claimed profile derives from (a goal
+	// claims ips-goal and SDOHCC Goal) is checked as part of that one.
+	for _, c := range claims {
+		covered := slices.ContainsFunc(claims, func(o claim) bool {
+			return o.sd != c.sd && slices.Contains(o.sd.chain[:len(o.sd.chain)-1], c.sd.id)
+		})
+		if !covered {
+			issues = append(issues, v.ps.checkResource(c.sd, obj, path)...)
 		}
 	}
 	if rt == "Bundle" {
@@ -207,6 +236,74 @@ func (v *Validator) profiled(obj map[string]any, path string) []Issue {
 		}
 	}
 	return issues
+}
+
+// MustSupportGaps lists, for every resource in data (a resource or a Bundle)
+// that claims a profile ipsfhir has, the must-support elements of that
+// profile, inherited ones included, that the resource leaves out where
+// their parent element is present. Each is an "information" issue at the
+// resource, naming the element and the profile that marks it. Must support
+// obliges systems to populate an element when they have the data, not
+// every instance to carry it, so none of these is an error; ipsfhir's own
+// gaps, and why, are listed in docs/MAPPING.md. It returns an error only
+// when data is not JSON or not a FHIR resource.
+func (v *Validator) MustSupportGaps(data []byte) ([]Issue, error) {
+	doc, err := decodeJSON(data)
+	if err != nil {
+		return nil, ErrNotJSON
+	}
+	obj, ok := doc.(map[string]any)
+	if !ok {
+		return nil, ErrNotResource
+	}
+	rt, _ := obj["resourceType"].(string)
+	if rt == "" {
+		return nil, ErrNotResource
+	}
+	var issues []Issue
+	var walk func(obj map[string]any, path string)
+	walk = func(obj map[string]any, path string) {
+		rt, _ := obj["resourceType"].(string)
+		meta, _ := obj["meta"].(map[string]any)
+		profiles, _ := meta["profile"].([]any)
+		seen := map[string]bool{}
+		for _, p := range profiles {
+			url, _ := p.(string)
+			url, _, _ = strings.Cut(url, "|")
+			sd := v.ps.profiles[url]
+			if sd == nil {
+				sd = v.ps.bases[url]
+			}
+			if sd == nil || sd.typ != rt {
+				continue
+			}
+			gaps := v.ps.absentMustSupport(sd, obj)
+			for _, id := range slices.Sorted(maps.Keys(gaps)) {
+				if seen[id] {
+					continue
+				}
+				seen[id] = true
+				issues = append(issues, Issue{Severity: "information", Code: "informational", Path: path,
+					Message: fmt.Sprintf("must-support element %s (profile %s) is absent", id, gaps[id])})
+			}
+		}
+		if rt == "Bundle" {
+			entries, _ := obj["entry"].([]any)
+			for i, e := range entries {
+				em, _ := e.(map[string]any)
+				res, _ := em["resource"].(map[string]any)
+				ert, _ := res["resourceType"].(string)
+				if _, ok := resourceMessage(ert); ok {
+					walk(res, fmt.Sprintf("%s.entry[%d].resource.ofType(%s)", path, i, ert))
+				}
+			}
+		}
+	}
+	if _, ok := resourceMessage(rt); !ok {
+		return nil, nil
+	}
+	walk(obj, rt)
+	return issues, nil
 }
 
 // ---------------------------------------------------------------- base R4

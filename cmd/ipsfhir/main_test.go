@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -156,6 +157,49 @@ func TestValidateExitCodesAndOutcome(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(stdout), &results); err != nil || len(results) != 2 || !results[0].Valid || results[1].Valid || code != exitFindings {
 		t.Errorf("--json: exit %d, %v, %s", code, err, stdout)
+	}
+}
+
+// TestValidateInheritedBinding: validate refuses an employment status whose
+// value breaks the binding ips-employment-status inherits from ODH, and
+// says which element and which value set.
+func TestValidateInheritedBinding(t *testing.T) {
+	file := repoFile("testdata", "fhir", "invalid", "employment-status-snomed-only.json")
+	code, stdout, stderr := ipsfhir(t, "", "validate", file)
+	if code != exitFindings || !strings.Contains(stderr, "invalid (1 error)") {
+		t.Fatalf("exit %d, want 1\n%s", code, stderr)
+	}
+	var oo struct {
+		Issue []struct {
+			Code        string
+			Diagnostics string
+			Expression  []string
+		}
+	}
+	if err := json.Unmarshal([]byte(stdout), &oo); err != nil || len(oo.Issue) != 1 {
+		t.Fatalf("want one issue: %v\n%s", err, stdout)
+	}
+	is := oo.Issue[0]
+	if is.Code != "code-invalid" || !slices.Equal(is.Expression, []string{"Observation.valueCodeableConcept"}) ||
+		!strings.Contains(is.Diagnostics, "http://terminology.hl7.org/ValueSet/v3-employmentStatusODH") ||
+		!strings.Contains(is.Diagnostics, "profile odh-EmploymentStatus (inherited by ips-employment-status) binds Observation.valueCodeableConcept (required)") {
+		t.Errorf("issue does not name the element and the binding: %+v", is)
+	}
+}
+
+// TestValidateMustSupport: --must-support lists what a resource leaves out,
+// as information that does not make it invalid.
+func TestValidateMustSupport(t *testing.T) {
+	note := repoFile("testdata", "golden", "plan-note.json")
+	if code, stdout, stderr := ipsfhir(t, "", "validate", note); code != exitOK || stdout != "" || !strings.HasSuffix(stderr, ": valid\n") {
+		t.Errorf("without the flag: exit %d\n%s\n%s", code, stderr, stdout)
+	}
+	code, stdout, stderr := ipsfhir(t, "", "validate", "--must-support", note)
+	if code != exitOK || !strings.Contains(stderr, "valid (0 errors, 4 must-support elements left out)") {
+		t.Errorf("exit %d\n%s", code, stderr)
+	}
+	if !strings.Contains(stdout, `"severity": "information"`) || !strings.Contains(stdout, "DocumentReference.context.encounter (profile us-core-documentreference)") {
+		t.Errorf("stdout:\n%s", stdout)
 	}
 }
 

@@ -11,7 +11,10 @@
 //	valuesets/    ValueSet: one per CodeSystem, including all of it, with the
 //	              same id; profiles bind to these
 //	profiles/     StructureDefinition, kind resource: the profiles of what the
-//	              adapter emits (differential only)
+//	              adapter emits (differential only; each pins the version of
+//	              its base in baseDefinition, and the validator builds its
+//	              rules with what it inherits from the copies in
+//	              conformance/baseprofiles)
 //	extensions/   StructureDefinition, type Extension: the project's extensions
 //	questionnaires/ Questionnaire: forms such as the IPS-25 fidelity review
 //	              (package outcomes/fidelity scores its responses)

@@ -47,6 +47,15 @@ type Options struct {
 	// declare answer 405 and search parameters it does not declare answer 400.
 	// Relative paths are relative to the caller's working directory.
 	Capability string
+	// Seed is the path of a file of resources the server holds before it
+	// listens, loaded outside Capability enforcement, so a test can keep
+	// patients in an EHR whose statement forbids creating them: a Bundle (a
+	// transaction or batch runs through the engine, urn:uuid references
+	// resolved; any other type has each entry's resource stored) or NDJSON,
+	// one resource per line. Resources keep their ids. A resource that fails
+	// the server's validation stops it from starting. Relative paths are
+	// relative to the caller's working directory.
+	Seed string
 	// Faults makes the server honour the X-Peer-Fault request header (see
 	// README.md). Without it the header is ignored.
 	Faults bool
@@ -115,6 +124,16 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			return nil, fmt.Errorf("peer: capability file: %w", err)
 		}
 		args = append(args, "--capability", path)
+	}
+	if opts.Seed != "" {
+		path, err := filepath.Abs(opts.Seed)
+		if err != nil {
+			return nil, fmt.Errorf("peer: seed path: %w", err)
+		}
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("peer: seed file: %w", err)
+		}
+		args = append(args, "--seed", path)
 	}
 	if opts.Faults {
 		args = append(args, "--faults")

@@ -8,11 +8,13 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -1088,4 +1090,153 @@ func BenchmarkIdentifier(b *testing.B) {
 			})
 		})
 	}
+}
+
+// TestSeed: --seed loads resources before the server listens and outside
+// enforcement, so a test can hold patients in an EHR whose statement forbids
+// creating them; NDJSON, transaction Bundles and collection Bundles.
+func TestSeed(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name string, v any) string {
+		t.Helper()
+		var data []byte
+		switch x := v.(type) {
+		case string:
+			data = []byte(x)
+		default:
+			var err error
+			if data, err = json.Marshal(v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// Epic's statement without Patient create: an EHR that never lets an
+	// adapter create patients.
+	raw, err := os.ReadFile(epicCapability)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cs map[string]any
+	if err := json.Unmarshal(raw, &cs); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range cs["rest"].([]any)[0].(map[string]any)["resource"].([]any) {
+		if r := r.(map[string]any); r["type"] == "Patient" {
+			r["interaction"] = []any{map[string]any{"code": "read"}, map[string]any{"code": "search-type"}}
+		}
+	}
+	noPatientCreate := write("capability.json", cs)
+	patient := func(id, mrn string) map[string]any {
+		p := map[string]any{"resourceType": "Patient", "identifier": []any{map[string]any{"system": "urn:oid:2.16.840.1.113883.19.5", "value": mrn}}}
+		if id != "" {
+			p["id"] = id
+		}
+		return p
+	}
+	line := func(v any) string {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+
+	t.Run("NDJSON under enforcement", func(t *testing.T) {
+		seed := write("seed.ndjson", line(patient("pat-1", "MRN-SEED-1"))+"\n\n"+line(patient("", "MRN-SEED-2"))+"\n"+
+			line(goal("Patient/pat-1", "seeded-goal", "active"))+"\n")
+		stderr := &lockedBuffer{}
+		srv := StartForTest(t, Options{Capability: noPatientCreate, Seed: seed, Stderr: stderr})
+		c := newClient(t, srv)
+		c.expectOutcome(c.call("POST", "Patient", patient("", "MRN-NEW")), 405, "create", "Patient create is forbidden")
+		r := c.call("GET", "Patient/pat-1", nil)
+		c.expect(r, 200, "seeded patient with its id")
+		if !uuidPattern.MatchString(str(r.body, "meta", "versionId")) {
+			t.Errorf("seeded patient has no version: %v", r.body["meta"])
+		}
+		if n := total(t, c.call("GET", "Patient?identifier="+url.QueryEscape("urn:oid:2.16.840.1.113883.19.5|MRN-SEED-2"), nil).body); n != 1 {
+			t.Errorf("seeded patient without id: found %d", n)
+		}
+		if n := total(t, c.call("GET", "Goal?patient=Patient/pat-1", nil).body); n != 1 {
+			t.Errorf("seeded goal: found %d", n)
+		}
+		if !strings.Contains(stderr.String(), "3 resources seeded") {
+			t.Errorf("startup line does not count the seed:\n%s", stderr.String())
+		}
+	})
+
+	t.Run("transaction Bundle", func(t *testing.T) {
+		const ref = "urn:uuid:8f0c2b52-5d43-4b0e-9c55-2f3e1b9d0a11"
+		seed := write("seed-transaction.json", map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": []any{
+			map[string]any{"fullUrl": ref, "resource": patient("", "MRN-TX"), "request": map[string]any{"method": "POST", "url": "Patient"}},
+			map[string]any{"resource": goal(ref, "tx-goal", "active"), "request": map[string]any{"method": "POST", "url": "Goal"}},
+		}})
+		srv := StartForTest(t, Options{Capability: noPatientCreate, Seed: seed})
+		c := newClient(t, srv)
+		r := c.call("GET", "Goal?identifier="+url.QueryEscape(idSystem+"|tx-goal"), nil)
+		es := entries(r.body)
+		if len(es) != 1 {
+			t.Fatalf("seeded goal: %v", r.body)
+		}
+		subject := str(es[0], "resource", "subject", "reference")
+		if !strings.HasPrefix(subject, "Patient/") {
+			t.Fatalf("urn:uuid reference not resolved: %q", subject)
+		}
+		c.expect(c.call("GET", subject, nil), 200, "the patient the goal refers to")
+	})
+
+	t.Run("collection Bundle", func(t *testing.T) {
+		seed := write("seed-collection.json", map[string]any{"resourceType": "Bundle", "type": "collection", "entry": []any{
+			map[string]any{"resource": patient("pat-c", "MRN-C")},
+		}})
+		srv := StartForTest(t, Options{Capability: noPatientCreate, Seed: seed})
+		c := newClient(t, srv)
+		c.expect(c.call("GET", "Patient/pat-c", nil), 200, "seeded patient")
+	})
+
+	t.Run("an invalid resource stops the server, unquoted", func(t *testing.T) {
+		bad := patient("pat-bad", "MRN-PLANTED-7731")
+		bad["birthDate"] = "Zanzibar-Quokka" // not a date
+		seed := write("seed-bad.ndjson", line(patient("pat-ok", "MRN-OK"))+"\n"+line(bad)+"\n")
+		_, err := Start(t.Context(), Options{Seed: seed})
+		if err == nil || !strings.Contains(err.Error(), "--seed line 2 (Patient)") {
+			t.Fatalf("Start with an invalid seed: %v", err)
+		}
+		for _, planted := range []string{"MRN-PLANTED-7731", "Zanzibar-Quokka"} {
+			if strings.Contains(err.Error(), planted) {
+				t.Errorf("error quotes the seed's data: %v", err)
+			}
+		}
+		_, err = Start(t.Context(), Options{Seed: write("seed-broken.ndjson", "{not json\n")})
+		if err == nil || !strings.Contains(err.Error(), "--seed line 1: not JSON") {
+			t.Fatalf("Start with a broken seed: %v", err)
+		}
+		if _, err := Start(t.Context(), Options{Seed: filepath.Join(dir, "missing.ndjson")}); err == nil || !strings.Contains(err.Error(), "seed file") {
+			t.Fatalf("Start with a missing seed file: %v", err)
+		}
+	})
+}
+
+// lockedBuffer is a bytes.Buffer the server's stderr copier may write while
+// the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -29,6 +29,13 @@ const USAGE = `usage: node --experimental-websocket server.mjs [flags]
                             undeclared interactions answer 405, undeclared search
                             parameters answer 400
   --faults                  honour the X-Peer-Fault request header (see README.md)
+  --seed FILE               load these resources before listening, outside
+                            --capability enforcement (so an EHR that forbids
+                            creating patients can still hold some): a Bundle
+                            (transaction or batch: run by the engine; any other
+                            type: each entry's resource stored as is) or NDJSON,
+                            one resource per line; resources keep their ids.
+                            A resource that fails validation stops the server.
   --default-count N         page size when a search has no _count (default 20)
   --max-count N             largest _count honoured (default 1000)
   --no-version-headers      act like stock Medplum on writes: no ETag header, an
@@ -53,6 +60,7 @@ function parseArgs(argv) {
   const opts = {
     port: 0,
     capability: undefined,
+    seed: undefined,
     faults: false,
     defaultCount: 20,
     maxCount: 1000,
@@ -93,6 +101,9 @@ function parseArgs(argv) {
       case '--faults':
         opts.faults = true;
         break;
+      case '--seed':
+        opts.seed = next();
+        break;
       case '--default-count':
         opts.defaultCount = intFlag(arg, next());
         break;
@@ -123,7 +134,9 @@ function parseArgs(argv) {
         process.exit(0);
         break;
       default:
-        fatal(`unknown flag ${arg}\n\n${USAGE}`);
+        // The usage first, so the error is the last line a launcher quotes.
+        process.stderr.write(`${USAGE}\n`);
+        fatal(`unknown flag ${arg}`);
     }
   }
   if (opts.defaultCount > opts.maxCount) {
@@ -1095,7 +1108,7 @@ function send(res, status, body, headers = {}) {
 // ---------------------------------------------------------------------------
 // The FHIR handler
 
-function main() {
+async function main() {
   const startedAt = performance.now();
   const resourceTypes = loadDefinitions();
   const pruned = options.expressionPruning ? pruneSearchExpressions(resourceTypes) : 0;
@@ -1522,6 +1535,72 @@ function main() {
     }
   }
 
+  // --seed: before the server listens, straight into the store (or, for a
+  // transaction or batch Bundle, through the engine), so no Policy applies.
+  // Messages name entries and lines by number, never their content.
+  async function loadSeed(file) {
+    let text;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      fatal(`cannot read --seed file: ${err.code ?? err.name}`);
+    }
+    let whole;
+    try {
+      whole = JSON.parse(text);
+    } catch {
+      whole = undefined; // NDJSON
+    }
+    const problem = (where, err) => {
+      const o = normalizeOperationOutcome(err);
+      const issue = o.issue?.[0];
+      const at = issue?.expression?.[0] ? ` at ${issue.expression[0]}` : '';
+      return `--seed ${where}: ${issue?.code ?? 'error'}${at}`;
+    };
+    if (whole?.resourceType === 'Bundle' && (whole.type === 'transaction' || whole.type === 'batch')) {
+      const [result, response] = await router.handleRequest(
+        { method: 'POST', url: '', pathname: '', params: {}, query: {}, body: whole, headers: {}, config: { transactions: true } },
+        repo
+      );
+      if (getStatus(result) >= 400) fatal(problem(`${whole.type} Bundle`, result));
+      for (const [i, entry] of (response?.entry ?? []).entries()) {
+        const status = Number.parseInt(entry?.response?.status ?? '0', 10);
+        if (!(status >= 200 && status < 300)) {
+          fatal(problem(`Bundle entry ${i} (status ${entry?.response?.status ?? 'none'})`, entry?.response?.outcome ?? {}));
+        }
+      }
+      return response?.entry?.length ?? 0;
+    }
+    let resources;
+    if (whole?.resourceType === 'Bundle') {
+      resources = (whole.entry ?? []).map((e, i) => ({ where: `Bundle entry ${i}`, resource: e?.resource }));
+    } else if (whole && typeof whole === 'object' && !Array.isArray(whole)) {
+      resources = [{ where: 'resource', resource: whole }];
+    } else {
+      resources = [];
+      for (const [i, line] of text.split('\n').entries()) {
+        if (line.trim() === '') continue;
+        try {
+          resources.push({ where: `line ${i + 1}`, resource: JSON.parse(line) });
+        } catch {
+          fatal(`--seed line ${i + 1}: not JSON`);
+        }
+      }
+    }
+    for (const { where, resource } of resources) {
+      if (!resource || !isResourceType(resource.resourceType)) fatal(`--seed ${where}: not an R4 resource`);
+      try {
+        // Both go through the store, which validates every version it keeps.
+        if (resource.id) await repo.updateResource(resource);
+        else await repo.createResource(resource);
+      } catch (err) {
+        fatal(problem(`${where} (${resource.resourceType})`, err));
+      }
+    }
+    return resources.length;
+  }
+  const seeded = options.seed ? await loadSeed(options.seed) : 0;
+
   server.keepAliveTimeout = 5000;
   server.listen(options.port, '127.0.0.1', () => {
     const { port } = server.address();
@@ -1534,7 +1613,8 @@ function main() {
     process.stderr.write(
       `peer: @medplum/fhir-router ${MEDPLUM_VERSION} MemoryRepository, ${mode}, ` +
         `${pruned} search expressions pruned, identifier index ${options.identifierIndex ? 'on' : 'off'}, ` +
-        `faults ${options.faults ? 'on' : 'off'}, version headers ${options.versionHeaders ? 'on' : 'off'}, ready in ${Math.round(performance.now() - startedAt)}ms\n`
+        `faults ${options.faults ? 'on' : 'off'}, version headers ${options.versionHeaders ? 'on' : 'off'}, ` +
+        `${seeded} resources seeded, ready in ${Math.round(performance.now() - startedAt)}ms\n`
     );
     process.stdout.write(`LISTENING ${base}\n`);
   });
@@ -1607,4 +1687,4 @@ process.on('unhandledRejection', (err) => {
   process.stderr.write(`peer: unhandled rejection (${err?.name ?? 'Error'})\n`);
 });
 
-main();
+main().catch((err) => fatal(`startup failed (${err?.name ?? "Error"})`));
