@@ -42,6 +42,11 @@ threshold minus 1 reads "withheld", and reports --for hie withhold them all.
   ips-earnings                    median hourly wage, total earnings of those working
   ips-employer-contact-30d        new clients with a first employer contact within 30 days
   ips-days-to-employer-contact    median days from enrollment to that contact
+  ips-days-to-competitive-job     median days from enrollment to the first competitive job
+  ips-job-tenure                  median weeks in the longest competitive job held
+  ips-job-retention-90d           first competitive jobs still held on their 90th day
+  ips-benefits-planning           first competitive jobs with benefits planning before them
+  ips-caseload-size               clients on the caseload on the first day, per specialist
 
 Each is broken down by program and, when reports.specialistKey is configured,
 by employment specialist: as a code such as es-3f9a1c20b7, never a name, made
@@ -60,11 +65,14 @@ of summary MeasureReports instead, the form HIEs and --aggregate read. Each
 MeasureReport is dated now, names the program as its reporter and claims the
 DEQM Summary MeasureReport profile (docs/OUTCOMES.md, "In FHIR").
 --html and --png also write the trend of the last 4 to 8 quarters up to
---quarter, with the same suppression: the PNG charts the competitive-employment
-rate, the HTML page embeds it and has a section per measure; both show each
-quarter's n and the rate over the 12 months ending with it, say "As of TODAY
-from the ipsfhir store of program ID", and warn of a quarter not over or not
-started (the table does too) and of a fidelity review more than a year old.
+--quarter: the PNG charts the competitive-employment rate, the HTML page
+embeds it and has a section per measure; both show each quarter's n and the
+rate over the 12 months ending with it, say "As of TODAY from the ipsfhir
+store of program ID", and warn of a quarter not over or not started (the
+table does too) and of a fidelity review more than a year old. The page's
+quarters and years are suppressed together, as one publication (they are
+linked: a year's served count is its first quarter's plus the enrollments
+since), so the page may withhold a figure the quarter's own report shows.
 
 --fidelity FILE adds the program's IPS-25 fidelity review (a FHIR
 QuestionnaireResponse to the ips-fidelity-25 Questionnaire; docs/FIDELITY.md):

@@ -532,6 +532,19 @@ func TestReportUsage(t *testing.T) {
 	}
 }
 
+// report --help names every measure it reports.
+func TestReportHelpListsEveryMeasure(t *testing.T) {
+	code, stdout, stderr := ipsfhir(t, "", "report", "--help")
+	if code != exitOK {
+		t.Fatalf("--help: exit %d", code)
+	}
+	for _, id := range outcomes.Measures() {
+		if !strings.Contains(stdout+stderr, "  "+id+" ") {
+			t.Errorf("--help does not list %s", id)
+		}
+	}
+}
+
 // TestReportFidelity: a program's IPS-25 review is scored next to its
 // outcomes, joins the FHIR Bundle as entered, and is refused when it is
 // another program's or incomplete.
