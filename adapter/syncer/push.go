@@ -656,6 +656,13 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 				if rp.Concurrency == plan.IfMatch {
 					ifMatch = cur.version
 				}
+				if typ == "Goal" {
+					// As after any read before a write: a pull may have
+					// merged what was found into the client meanwhile.
+					if err := e.clientUnchanged(ctx, clientID, ver); err != nil {
+						return s, err
+					}
+				}
 				if le.Key == "" {
 					le = store.LedgerEntry{Connection: conn.Name, Key: lk, ClientID: clientID, ResourceType: typ, UpdatedAt: e.now()}
 				}
