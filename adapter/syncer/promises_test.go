@@ -670,6 +670,10 @@ func TestLateFirstWriteDoesNotRevertAnEdit(t *testing.T) {
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.conn.Plan.Bundles = "none"
+	// An EHR without conditional create: the first write is a conditional
+	// update without If-Match, which can land over the edit (with
+	// conditional create it cannot: TestALateFirstWriteDoesNotOverwriteWhatCameAfter).
+	r.conn.Plan.Type("Goal").ConditionalCreate = false
 	p := r.proxiedWith(t, faultproxy.Options{Seed: 1, Hang: time.Minute}, ehr.Options{MaxAttempts: 1, Timeout: 500 * time.Millisecond})
 	c, g, k := r.firstGoal()
 	p.Once(faultproxy.Match{Method: "PUT", PathPrefix: "Goal"}, faultproxy.KindHang)
@@ -913,6 +917,9 @@ func TestAClinicianSettingAGoalBackToALostFirstWriteIsNotAnEcho(t *testing.T) {
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.conn.Plan.Bundles = "none"
+	// An EHR without conditional create: the first write is a conditional
+	// update without If-Match.
+	r.conn.Plan.Type("Goal").ConditionalCreate = false
 	p := r.proxied(t)
 	c, g, k := r.firstGoal()
 	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: c}}, []string{"clinic"}); err != nil {
@@ -1238,4 +1245,92 @@ func (r *rig) statusesSince(t *testing.T, k mappings.Key, version string) []stri
 	}
 	t.Fatalf("version %s is not in the goal's history", version)
 	return nil
+}
+
+// TestALateFirstWriteDoesNotOverwriteWhatCameAfter: the first write of a
+// goal carries no If-Match (there is no version yet). The EHR is slow: the
+// request is held past the client's timeout, the client's retry creates
+// the goal, a clinician changes its status, and then the held request
+// lands. It must not overwrite the clinician's change (seen in the
+// five-minute soak, twice: a clinician's note and status lost for good,
+// and, when the adapter's own next edit was what the held request
+// overwrote, that edit reverted in the store as a clinician's change).
+func TestALateFirstWriteDoesNotOverwriteWhatCameAfter(t *testing.T) {
+	for _, tc := range []struct {
+		name, bundles string
+		held          faultproxy.Match
+	}{
+		{"one by one", "none", faultproxy.Match{PathPrefix: "Goal", Func: func(method, _, _ string) bool { return method == "PUT" || method == "POST" }}},
+		{"transaction", "transaction", faultproxy.Match{Method: "POST", Func: func(_, path, _ string) bool { return path == "" }}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, "")
+			ctx := t.Context()
+			r.conn.Plan.Bundles = tc.bundles
+			log := &syncBuffer{}
+			p := r.proxiedWith(t, faultproxy.Options{Seed: 1, Hang: time.Minute, RequestLog: &faultproxy.RequestLog{W: log}},
+				ehr.Options{MaxAttempts: 2, Timeout: 500 * time.Millisecond})
+			c, g, k := r.firstGoal()
+			if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: c}}, []string{"clinic"}); err != nil {
+				t.Fatal(err)
+			}
+			held := p.Once(tc.held, faultproxy.KindHang)
+			if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+				t.Fatalf("push with the first write held and retried: %+v %v", s, err)
+			}
+			<-held.Done()
+			other := "on-hold"
+			if string(g.Status) == other {
+				other = "active"
+			}
+			r.clinicianEdits(t, k, func(m map[string]any) { m["lifecycleStatus"] = other })
+			clinicians := versionOf(r.ehrGoal(t, k))
+			// The held request lands now.
+			if p.ReleaseHung() != 1 {
+				t.Fatal("no request held")
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			for !strings.Contains(log.String(), `"fault":"hang","status"`) {
+				if time.Now().After(deadline) {
+					t.Fatal("the held request was not answered by the EHR")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if s, err := r.engine.PullOnce(ctx); err != nil || s.Conflicts != 0 {
+				t.Fatalf("pull: %+v %v", s, err)
+			}
+			makeDue(t, r)
+			if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+				t.Fatalf("next push: %+v %v", s, err)
+			}
+			if h := r.statusesSince(t, k, clinicians); slices.ContainsFunc(h, func(s string) bool { return s != other }) {
+				t.Errorf("EHR versions of the goal since the clinician's change have statuses %v; the clinician's %s was overwritten", h, other)
+			}
+			if eg := r.ehrGoal(t, k); eg["lifecycleStatus"] != other {
+				t.Errorf("EHR goal status %v, want the clinician's %s", eg["lifecycleStatus"], other)
+			}
+			got, _, _ := r.store.GetClient(ctx, c.ID)
+			if st := string(got.Goal(g.ID).Status); st != other {
+				t.Errorf("store goal status %s, want the clinician's %s", st, other)
+			}
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a request log's writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
