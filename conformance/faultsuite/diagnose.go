@@ -58,10 +58,9 @@ func describeResource(raw json.RawMessage) string {
 			VersionID string `json:"versionId"`
 		} `json:"meta"`
 		LifecycleStatus string `json:"lifecycleStatus"`
-		Description     struct {
-			Text string `json:"text"`
-		} `json:"description"`
-		Note []json.RawMessage `json:"note"`
+		// An object on a Goal, a string on a CarePlan.
+		Description json.RawMessage   `json:"description"`
+		Note        []json.RawMessage `json:"note"`
 	}
 	if json.Unmarshal(raw, &r) != nil {
 		return "unreadable"
@@ -74,7 +73,11 @@ func describeResource(raw json.RawMessage) string {
 		s += "/_history/" + r.Meta.VersionID
 	}
 	if r.ResourceType == "Goal" {
-		s += fmt.Sprintf(" status %s, description %s, %d notes", r.LifecycleStatus, textToken(r.Description.Text), len(r.Note))
+		var d struct {
+			Text string `json:"text"`
+		}
+		_ = json.Unmarshal(r.Description, &d)
+		s += fmt.Sprintf(" status %s, description %s, %d notes", r.LifecycleStatus, textToken(d.Text), len(r.Note))
 	}
 	return s
 }
