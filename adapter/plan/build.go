@@ -125,6 +125,7 @@ func Build(statement []byte, o Options) (*Plan, error) {
 		_, byPatient := rp.Searches("patient")
 		byID, byPatient = byID && searchable, byPatient && searchable
 		if slices.Contains(rp.Interactions, "create") || slices.Contains(rp.Interactions, "update") {
+			rp.ConditionalCreate = r.ConditionalCreate && byID && slices.Contains(rp.Interactions, "create")
 			switch {
 			case r.ConditionalUpdate && byID && slices.Contains(rp.Interactions, "update"):
 				rp.Idempotency = ConditionalUpdate

@@ -98,8 +98,15 @@ type ResourcePlan struct {
 	Type         string      `json:"type"`
 	Interactions []string    `json:"interactions"`
 	Idempotency  Idempotency `json:"idempotency,omitempty"`
-	Concurrency  Concurrency `json:"concurrency,omitempty"`
-	Detection    Detection   `json:"changeDetection"`
+	// ConditionalCreate: the EHR creates with If-None-Exist (and can be
+	// searched by identifier). Where the type is also updated
+	// conditionally with If-Match, a goal's first write, which has no
+	// version to carry, goes as such a create: held by a slow EHR and
+	// applied late, it finds the goal and changes nothing, where a
+	// conditional update would overwrite what was written since.
+	ConditionalCreate bool        `json:"conditionalCreate,omitempty"`
+	Concurrency       Concurrency `json:"concurrency,omitempty"`
+	Detection         Detection   `json:"changeDetection"`
 	// DateParam is the parameter polled when Detection is DateParameter.
 	DateParam string `json:"dateParameter,omitempty"`
 	// LastUpdatedParam is the parameter's name as the EHR spells it.

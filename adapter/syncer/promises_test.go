@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -669,6 +670,10 @@ func TestLateFirstWriteDoesNotRevertAnEdit(t *testing.T) {
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.conn.Plan.Bundles = "none"
+	// An EHR without conditional create: the first write is a conditional
+	// update without If-Match, which can land over the edit (with
+	// conditional create it cannot: TestALateFirstWriteDoesNotOverwriteWhatCameAfter).
+	r.conn.Plan.Type("Goal").ConditionalCreate = false
 	p := r.proxiedWith(t, faultproxy.Options{Seed: 1, Hang: time.Minute}, ehr.Options{MaxAttempts: 1, Timeout: 500 * time.Millisecond})
 	c, g, k := r.firstGoal()
 	p.Once(faultproxy.Match{Method: "PUT", PathPrefix: "Goal"}, faultproxy.KindHang)
@@ -912,6 +917,9 @@ func TestAClinicianSettingAGoalBackToALostFirstWriteIsNotAnEcho(t *testing.T) {
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.conn.Plan.Bundles = "none"
+	// An EHR without conditional create: the first write is a conditional
+	// update without If-Match.
+	r.conn.Plan.Type("Goal").ConditionalCreate = false
 	p := r.proxied(t)
 	c, g, k := r.firstGoal()
 	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: c}}, []string{"clinic"}); err != nil {
@@ -1070,4 +1078,259 @@ func TestNoBlindWriteOverAVersionTheLedgerDoesNotKnow(t *testing.T) {
 			}
 		})
 	}
+}
+
+// goalReads runs before (once) ahead of the first Goal read it passes on.
+// A pull run from before reads through it too, so the hook is a flag, not
+// a sync.Once (which would deadlock on that read).
+type goalReads struct {
+	EHR
+	before func()
+	fired  atomic.Bool
+}
+
+func (g *goalReads) Read(ctx context.Context, t, id string) (*ehr.Response, error) {
+	if t == "Goal" && g.before != nil && g.fired.CompareAndSwap(false, true) {
+		g.before()
+	}
+	return g.EHR.Read(ctx, t, id)
+}
+
+// goalSearches runs before (once) ahead of the first search of a Goal by
+// identifier it passes on (a pull's polls do not search by identifier).
+type goalSearches struct {
+	EHR
+	before func()
+	fired  atomic.Bool
+}
+
+func (g *goalSearches) Search(ctx context.Context, t string, q url.Values) ([]ehr.Entry, error) {
+	if t == "Goal" && q.Has("identifier") && g.before != nil && g.fired.CompareAndSwap(false, true) {
+		g.before()
+	}
+	return g.EHR.Search(ctx, t, q)
+}
+
+// TestAStaleCopyIsNotWrittenOverAVersionAPullJustMerged: a push's write of
+// a goal meets 412 (a clinician changed its status). Before the push reads
+// the goal to settle the conflict (a hung or reset read gives it half a
+// minute), a pull merges the clinician's change into the client and
+// records the EHR's version and content in the ledger. The push then finds
+// the EHR holding exactly what the ledger records, which is no one else's
+// change; but its own copy of the client is older than that merge, and
+// writing it with the version just read replaced the clinician's status
+// until the client's next push (seen in the five-minute soak: a
+// clinician's on-hold replaced by completed for 2.5 s).
+func TestAStaleCopyIsNotWrittenOverAVersionAPullJustMerged(t *testing.T) {
+	for _, tc := range []struct {
+		name, bundles string
+		// searched: the ledger has no id for the goal (a first write's
+		// answer was lost) and the EHR takes no conditional update, so
+		// the push finds the goal by search before it writes.
+		searched bool
+	}{
+		{"one by one, 412", "none", false},
+		{"transaction, 412", "transaction", false},
+		{"one by one, found by search", "none", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bundles := tc.bundles
+			r := newRig(t, "")
+			ctx := t.Context()
+			r.conn.Plan.Bundles = bundles
+			r.pushAll(t)
+			var c *ips.Client
+			for _, cc := range consenting(r.cl) {
+				if len(cc.Goals) > 0 && len(cc.Jobs) > 0 {
+					c = cc
+					break
+				}
+			}
+			if c == nil {
+				t.Fatal("no consenting client with a goal and a job")
+			}
+			g, k := c.Goals[0], r.conn.Mapping.GoalKey(c, c.Goals[0])
+			other := "on-hold"
+			if string(g.Status) == other {
+				other = "active"
+			}
+			// The specialist edits the goal (and, for a transaction, a
+			// job: two resources change); the clinician changes its status.
+			r.editGoal(t, c.ID, g.ID, func(g *ips.Goal) { g.Description = "Work at the bike shop" })
+			if bundles == "transaction" {
+				st, v, err := r.store.GetClient(ctx, c.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				st.Jobs[0].HoursPerWeek++
+				if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: st, Version: v}}, []string{"clinic"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r.clinicianEdits(t, k, func(m map[string]any) { m["lifecycleStatus"] = other })
+			clinicians := versionOf(r.ehrGoal(t, k))
+			// The push's write meets 412 (or it searches the goal); before
+			// it reads what the EHR holds, a pull merges the clinician's
+			// status.
+			pulled := false
+			pull := func() {
+				s, err := r.engine.PullOnce(ctx)
+				if err != nil || s.Applied != 1 {
+					t.Errorf("pull during the push: %+v %v; want the clinician's status applied", s, err)
+				}
+				pulled = true
+			}
+			var inner EHR = &goalReads{EHR: r.conn.EHR, before: pull}
+			if tc.searched {
+				r.conn.Plan.Type("Goal").Idempotency = plan.SearchByID
+				le, err := r.store.LedgerGet(ctx, "clinic", ledgerKey(k))
+				if err != nil {
+					t.Fatal(err)
+				}
+				le.ResourceID, le.VersionID = "", ""
+				if err := r.store.LedgerPut(ctx, le); err != nil {
+					t.Fatal(err)
+				}
+				inner = &goalSearches{EHR: r.conn.EHR, before: pull}
+			}
+			gw := &goalWrites{EHR: inner}
+			r.conn.EHR = gw
+			if _, err := r.engine.PushOnce(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if !pulled {
+				t.Fatal("the push read no goal; the test did not set up the race")
+			}
+			makeDue(t, r)
+			if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+				t.Fatalf("next push: %+v %v", s, err)
+			}
+			for i, s := range gw.accepted {
+				if s != other {
+					t.Errorf("Goal write %d the EHR accepted has status %s: the clinician's %s was overwritten", i+1, s, other)
+				}
+			}
+			if h := r.statusesSince(t, k, clinicians); slices.ContainsFunc(h, func(s string) bool { return s != other }) {
+				t.Errorf("EHR versions of the goal since the clinician's change have statuses %v; the clinician's %s was overwritten", h, other)
+			}
+			eg := r.ehrGoal(t, k)
+			if eg["lifecycleStatus"] != other || eg["description"].(map[string]any)["text"] != "Work at the bike shop" {
+				t.Errorf("EHR goal: status %v, description %v; want the clinician's status and the specialist's description", eg["lifecycleStatus"], eg["description"])
+			}
+			if cs, _ := r.store.Conflicts(ctx, "clinic", false); len(cs) != 0 {
+				t.Errorf("conflicts %+v; each side changed its own field", cs)
+			}
+		})
+	}
+}
+
+// statusesSince is the lifecycle status of each version of goal k the EHR
+// wrote after version, oldest first.
+func (r *rig) statusesSince(t *testing.T, k mappings.Key, version string) []string {
+	t.Helper()
+	es, err := r.client.History(t.Context(), "Goal", r.ehrGoal(t, k)["id"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, en := range es { // newest first
+		var m map[string]any
+		_ = json.Unmarshal(en.Resource, &m)
+		if versionOf(m) == version {
+			slices.Reverse(out)
+			return out
+		}
+		s, _ := m["lifecycleStatus"].(string)
+		out = append(out, s)
+	}
+	t.Fatalf("version %s is not in the goal's history", version)
+	return nil
+}
+
+// TestALateFirstWriteDoesNotOverwriteWhatCameAfter: the first write of a
+// goal carries no If-Match (there is no version yet). The EHR is slow: the
+// request is held past the client's timeout, the client's retry creates
+// the goal, a clinician changes its status, and then the held request
+// lands. It must not overwrite the clinician's change (seen in the
+// five-minute soak, twice: a clinician's note and status lost for good,
+// and, when the adapter's own next edit was what the held request
+// overwrote, that edit reverted in the store as a clinician's change).
+func TestALateFirstWriteDoesNotOverwriteWhatCameAfter(t *testing.T) {
+	for _, tc := range []struct {
+		name, bundles string
+		held          faultproxy.Match
+	}{
+		{"one by one", "none", faultproxy.Match{PathPrefix: "Goal", Func: func(method, _, _ string) bool { return method == "PUT" || method == "POST" }}},
+		{"transaction", "transaction", faultproxy.Match{Method: "POST", Func: func(_, path, _ string) bool { return path == "" }}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, "")
+			ctx := t.Context()
+			r.conn.Plan.Bundles = tc.bundles
+			log := &syncBuffer{}
+			p := r.proxiedWith(t, faultproxy.Options{Seed: 1, Hang: time.Minute, RequestLog: &faultproxy.RequestLog{W: log}},
+				ehr.Options{MaxAttempts: 2, Timeout: 500 * time.Millisecond})
+			c, g, k := r.firstGoal()
+			if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: c}}, []string{"clinic"}); err != nil {
+				t.Fatal(err)
+			}
+			held := p.Once(tc.held, faultproxy.KindHang)
+			if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+				t.Fatalf("push with the first write held and retried: %+v %v", s, err)
+			}
+			<-held.Done()
+			other := "on-hold"
+			if string(g.Status) == other {
+				other = "active"
+			}
+			r.clinicianEdits(t, k, func(m map[string]any) { m["lifecycleStatus"] = other })
+			clinicians := versionOf(r.ehrGoal(t, k))
+			// The held request lands now.
+			if p.ReleaseHung() != 1 {
+				t.Fatal("no request held")
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			for !strings.Contains(log.String(), `"fault":"hang","status"`) {
+				if time.Now().After(deadline) {
+					t.Fatal("the held request was not answered by the EHR")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if s, err := r.engine.PullOnce(ctx); err != nil || s.Conflicts != 0 {
+				t.Fatalf("pull: %+v %v", s, err)
+			}
+			makeDue(t, r)
+			if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+				t.Fatalf("next push: %+v %v", s, err)
+			}
+			if h := r.statusesSince(t, k, clinicians); slices.ContainsFunc(h, func(s string) bool { return s != other }) {
+				t.Errorf("EHR versions of the goal since the clinician's change have statuses %v; the clinician's %s was overwritten", h, other)
+			}
+			if eg := r.ehrGoal(t, k); eg["lifecycleStatus"] != other {
+				t.Errorf("EHR goal status %v, want the clinician's %s", eg["lifecycleStatus"], other)
+			}
+			got, _, _ := r.store.GetClient(ctx, c.ID)
+			if st := string(got.Goal(g.ID).Status); st != other {
+				t.Errorf("store goal status %s, want the clinician's %s", st, other)
+			}
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a request log's writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

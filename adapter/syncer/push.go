@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -617,6 +618,43 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 		if err != nil {
 			return s, &pushError{msg: "push: encode " + typ}
 		}
+		if ifMatch == "" && createsFirst(conn, typ) {
+			// No version to carry: a conditional create, which cannot
+			// overwrite the goal should it arrive after other writes.
+			if resp, err = conn.EHR.Create(ctx, typ, body, criteria); err != nil {
+				return s, err
+			}
+			if resp.Status != http.StatusOK {
+				break // created
+			}
+			// The goal was there already (an earlier write of it that
+			// landed late, or an EHR copy the ledger lost): it is judged
+			// like one found before a write, and updated only with the
+			// version it holds.
+			cur, err := e.currentOf(ctx, conn, typ, resp.Body)
+			if err != nil {
+				if cur, err = e.readCurrent(ctx, conn, typ, k, resp.ResourceID, res); err != nil {
+					return s, err
+				}
+				if cur == nil {
+					return s, &pushError{msg: "push: " + typ + " matched but could not be read"}
+				}
+			}
+			cur.seen = sent
+			w, stop, err := e.beforeWrite(ctx, conn, k, typ, &le, cur, hash, canonical, clientID, ver)
+			s.add(w)
+			if stop || err != nil {
+				return s, err
+			}
+			ifMatch = cur.version
+			if err := e.noteAttempt(ctx, conn.Name, &le, hash, ifMatch); err != nil {
+				return s, err
+			}
+			if err := e.clientUnchanged(ctx, clientID, ver); err != nil {
+				return s, err
+			}
+			sent = e.now()
+		}
 		resp, err = conn.EHR.Update(ctx, typ, criteria, body, ifMatch)
 		if errors.Is(err, ehr.ErrConflict) {
 			var w PushSummary
@@ -655,6 +693,13 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 				id = cur.id
 				if rp.Concurrency == plan.IfMatch {
 					ifMatch = cur.version
+				}
+				if typ == "Goal" {
+					// As after any read before a write: a pull may have
+					// merged what was found into the client meanwhile.
+					if err := e.clientUnchanged(ctx, clientID, ver); err != nil {
+						return s, err
+					}
 				}
 				if le.Key == "" {
 					le = store.LedgerEntry{Connection: conn.Name, Key: lk, ClientID: clientID, ResourceType: typ, UpdatedAt: e.now()}
@@ -740,6 +785,16 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 	}
 	s.Written++
 	return s, nil
+}
+
+// createsFirst reports whether a Goal's first write (no version to send as
+// If-Match) goes as a conditional create (see plan.ResourcePlan
+// ConditionalCreate). Only goals: they are the records both sides edit; a
+// late first write of any other type is found by pull and written again
+// (see pullWritten).
+func createsFirst(conn *Connection, typ string) bool {
+	rp := conn.Plan.Type(typ)
+	return typ == "Goal" && rp != nil && rp.Concurrency == plan.IfMatch && rp.ConditionalCreate && conn.Plan.Allows(typ, "create")
 }
 
 // DefaultCreateSettle is Connection.CreateSettle when unset: four times the

@@ -377,6 +377,11 @@ func splitReference(ref string) (typ, id string) {
 //     goes again, with the version just read, so a clinician who changes it
 //     once more meanwhile is not overwritten blindly either.
 //
+// A Goal is sent again only while the client is as the push read it: what
+// the EHR holds may be a change that a pull merged into the client while
+// this push waited (see clientUnchanged); the client's pending item then
+// writes the merged goal.
+//
 // retry sends the write again with the given If-Match. settled reports the
 // record is now up to date in the EHR as far as this push is concerned
 // (written, or handed to the merged client's next push).
@@ -411,6 +416,19 @@ func (e *Engine) settleStale(ctx context.Context, conn *Connection, k mappings.K
 			return nil, s, err
 		} else {
 			s.Conflicts++
+		}
+	}
+	if typ == "Goal" {
+		// The write goes again with the version just read, so it must
+		// still be the client's content. What the EHR holds may be a
+		// clinician's change that a pull merged into the client while
+		// this push waited for its 412 and its read: the pull recorded
+		// that version and content in the ledger, so the content passes
+		// as known (mine above), yet this push's copy of the client
+		// predates the merge. The client's pending item writes the merged
+		// goal.
+		if err := e.clientUnchanged(ctx, clientID, ver); err != nil {
+			return nil, s, err
 		}
 	}
 	ifMatch := ""

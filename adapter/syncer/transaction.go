@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	neturl "net/url"
 	"strings"
 	"sync"
 	"time"
@@ -223,6 +224,17 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 			done = false
 			continue
 		}
+		if strings.HasPrefix(results[i].Status, "200") && ch.ifMatch(conn) == "" && createsFirst(conn, ch.en.ResourceType) {
+			// A conditional create found the goal already there. Unless
+			// it holds this content (an earlier write of it that landed
+			// late), the one-by-one pass judges it before writing.
+			if cur, err := e.currentOf(ctx, conn, ch.en.ResourceType, results[i].raw); errors.Is(err, errStore) {
+				return s, nil, false, err
+			} else if err != nil || cur.hash != ch.hash {
+				done = false
+				continue
+			}
+		}
 		// The version: the entry's etag, else a versioned location, else
 		// the returned resource's meta.versionId. An EHR may give none of
 		// them (FHIR allows it); the ledger then has no version, and pull
@@ -274,12 +286,15 @@ func containsKey(changed []txEntry, k mappings.Key) bool {
 
 // bundleBody builds the Bundle: in a transaction PUT Type?identifier=…, in
 // a batch PUT Type/id; If-Match with the ledger's version where the plan
-// uses it.
+// uses it. A goal without a version to send goes in a transaction as a
+// conditional create, POST Goal with If-None-Exist, where the EHR takes
+// one (see createsFirst).
 func bundleBody(conn *Connection, kind string, changed []txEntry) ([]byte, error) {
 	type request struct {
-		Method  string `json:"method"`
-		URL     string `json:"url"`
-		IfMatch string `json:"ifMatch,omitempty"`
+		Method      string `json:"method"`
+		URL         string `json:"url"`
+		IfMatch     string `json:"ifMatch,omitempty"`
+		IfNoneExist string `json:"ifNoneExist,omitempty"`
 	}
 	type entry struct {
 		FullURL  string          `json:"fullUrl,omitempty"`
@@ -304,6 +319,9 @@ func bundleBody(conn *Connection, kind string, changed []txEntry) ([]byte, error
 		req := request{Method: "PUT", URL: url}
 		if v := ch.ifMatch(conn); v != "" {
 			req.IfMatch = `W/"` + v + `"`
+		} else if kind == "transaction" && createsFirst(conn, ch.en.ResourceType) {
+			// A first write: a conditional create (see createsFirst).
+			req = request{Method: "POST", URL: ch.en.ResourceType, IfNoneExist: "identifier=" + neturl.QueryEscape(ch.en.Key.System()+"|"+ch.en.Key.Value())}
 		}
 		b.Entry = append(b.Entry, entry{FullURL: fullURL, Resource: raw, Request: req})
 	}
@@ -324,6 +342,7 @@ type entryResponse struct {
 	Etag     string `json:"etag"`
 	// From the entry's resource, when the EHR returns it.
 	resourceID, resourceVersion string
+	raw                         json.RawMessage
 }
 
 // bundleResults reads a transaction- or batch-response Bundle: one response
@@ -332,13 +351,8 @@ func bundleResults(body []byte, n int) ([]entryResponse, bool) {
 	var b struct {
 		ResourceType string `json:"resourceType"`
 		Entry        []struct {
-			Response *entryResponse `json:"response"`
-			Resource *struct {
-				ID   string `json:"id"`
-				Meta struct {
-					VersionID string `json:"versionId"`
-				} `json:"meta"`
-			} `json:"resource"`
+			Response *entryResponse  `json:"response"`
+			Resource json.RawMessage `json:"resource"`
 		} `json:"entry"`
 	}
 	if json.Unmarshal(body, &b) != nil || b.ResourceType != "Bundle" || len(b.Entry) != n {
@@ -350,8 +364,14 @@ func bundleResults(body []byte, n int) ([]entryResponse, bool) {
 			return nil, false
 		}
 		out[i] = *en.Response
-		if en.Resource != nil {
-			out[i].resourceID, out[i].resourceVersion = en.Resource.ID, en.Resource.Meta.VersionID
+		var r struct {
+			ID   string `json:"id"`
+			Meta struct {
+				VersionID string `json:"versionId"`
+			} `json:"meta"`
+		}
+		if len(en.Resource) > 0 && json.Unmarshal(en.Resource, &r) == nil {
+			out[i].resourceID, out[i].resourceVersion, out[i].raw = r.ID, r.Meta.VersionID, en.Resource
 		}
 	}
 	return out, true

@@ -69,7 +69,11 @@ func (r *runner) conditional() {
 		id := "conditional." + t
 		switch rp.Idempotency {
 		case plan.ConditionalUpdate:
-			r.add(g, id, Pass, false, "%s: writes are conditional updates by identifier, safe to repeat", declared)
+			first := ""
+			if t == "Goal" && rp.ConditionalCreate && rp.Concurrency == plan.IfMatch {
+				first = "; a goal's first write, which has no version for If-Match yet, is a conditional create, so one applied late cannot overwrite a clinician's change"
+			}
+			r.add(g, id, Pass, false, "%s: writes are conditional updates by identifier, safe to repeat%s", declared, first)
 		case plan.ConditionalCreate:
 			r.add(g, id, Pass, false, "%s: creates carry If-None-Exist by identifier, later writes update by id", declared)
 		case plan.SearchByID:

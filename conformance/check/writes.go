@@ -130,7 +130,11 @@ func (w *writeTest) run(ctx context.Context) {
 		w.r.writes.conditionalCreate = finding(Omit, false, "%s %s: not tried", w.t, why)
 	} else {
 		again, err := w.r.client.Create(ctx, w.t, w.body("", 1), ifNoneExist)
-		used := w.rp.Idempotency == plan.ConditionalCreate
+		// Sync creates conditionally where that is its idempotency, and
+		// sends a goal's first write (no version for If-Match yet) as a
+		// conditional create where it updates conditionally with If-Match.
+		used := w.rp.Idempotency == plan.ConditionalCreate ||
+			(w.t == "Goal" && w.rp.ConditionalCreate && w.rp.Concurrency == plan.IfMatch)
 		switch {
 		case err != nil:
 			w.r.writes.conditionalCreate = finding(verdict(err), used, "a second create with the same If-None-Exist answered %s", describe(err))

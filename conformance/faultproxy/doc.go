@@ -22,6 +22,14 @@
 // exactly one of everything. Stats and FaultLog feed its report; neither
 // holds URLs, queries, ids or bodies.
 //
+// To work out afterwards which request wrote what, Options.RequestLog
+// records every request as a JSON line: path, query, If-Match (of the
+// request and of each Bundle entry), the fault, the target's answer (also
+// the one a lost reply or a hung request kept from the client), and the
+// resources of body and reply as RequestLog.Describe renders them. It
+// holds ids and search parameters, so it is for a test's own files over
+// synthetic data, and off unless set.
+//
 // The peer can inject faults of its own (X-Peer-Fault), but only when the
 // client sends that header, which the adapter never does. The proxy needs
 // nothing from either side.

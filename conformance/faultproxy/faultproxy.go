@@ -58,6 +58,9 @@ type Options struct {
 	// Hang is how long a hung request is held before it is forwarded. It
 	// should exceed the client's timeout. Zero means 45 s.
 	Hang time.Duration
+	// RequestLog, when set, records every request (see RequestLog): for a
+	// test's own files, over synthetic data only.
+	RequestLog *RequestLog
 }
 
 // Proxy is a fault-injecting reverse proxy in front of one FHIR server. It
@@ -73,6 +76,7 @@ type Proxy struct {
 	hang         time.Duration
 	transport    *http.Transport
 	rp           *httputil.ReverseProxy
+	reqLog       *RequestLog
 
 	mu       sync.Mutex
 	rng      *rand.Rand
@@ -160,6 +164,7 @@ func New(target string, opts Options) (*Proxy, error) {
 		stats:  Stats{Faults: map[Kind]int{}},
 		holds:  map[*hold]struct{}{},
 		closed: make(chan struct{}),
+		reqLog: opts.RequestLog,
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewriteRequest,
@@ -295,7 +300,12 @@ func (p *Proxy) FaultLog() []Fault {
 // r to the target.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := p.relPath(r.URL.Path)
-	kind, rule := p.decide(r.Method, path, r.URL.RawQuery)
+	kind, rule, seq := p.decide(r.Method, path, r.URL.RawQuery)
+	if p.reqLog != nil && p.reqLog.W != nil {
+		lc := p.startLog(r, seq, path, kind)
+		r = r.WithContext(context.WithValue(r.Context(), logKey{}, lc))
+		defer p.endLog(lc)
+	}
 	if kind == "" {
 		p.forward(w, r)
 		return
@@ -333,8 +343,8 @@ func (p *Proxy) relPath(path string) string {
 }
 
 // decide numbers the request and picks its fault: an armed rule first,
-// else the random draw. It returns "" for none.
-func (p *Proxy) decide(method, path, rawQuery string) (Kind, *Rule) {
+// else the random draw. It returns "" for none, and the request's number.
+func (p *Proxy) decide(method, path, rawQuery string) (Kind, *Rule, int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.seq++
@@ -354,14 +364,14 @@ func (p *Proxy) decide(method, path, rawQuery string) (Kind, *Rule) {
 		p.rules = slices.Delete(p.rules, i, i+1)
 		f.Kind, f.Armed = r.kind, true
 		p.record(f)
-		return r.kind, r
+		return r.kind, r, p.seq
 	}
 	if u < p.rate && p.scope.matches(method, path, rawQuery) {
 		f.Kind = drawn
 		p.record(f)
-		return drawn, nil
+		return drawn, nil, p.seq
 	}
-	return "", nil
+	return "", nil, p.seq
 }
 
 // record counts and logs a fault; p.mu is held.
@@ -408,16 +418,21 @@ func (p *Proxy) rewriteRequest(pr *httputil.ProxyRequest) {
 // paging. Everything else, ETag and Retry-After included, passes as is.
 func (p *Proxy) rewriteResponse(resp *http.Response) error {
 	origin, _ := resp.Request.Context().Value(originKey{}).(string)
-	if origin == "" || origin == p.targetOrigin {
+	lc, _ := resp.Request.Context().Value(logKey{}).(*loggedCall)
+	rewrite := origin != "" && origin != p.targetOrigin
+	if !rewrite && lc == nil {
 		return nil
 	}
 	from := p.targetOrigin + "/"
-	for _, h := range []string{"Location", "Content-Location"} {
-		if v := resp.Header.Get(h); strings.HasPrefix(v, from) {
-			resp.Header.Set(h, origin+v[len(p.targetOrigin):])
+	if rewrite {
+		for _, h := range []string{"Location", "Content-Location"} {
+			if v := resp.Header.Get(h); strings.HasPrefix(v, from) {
+				resp.Header.Set(h, origin+v[len(p.targetOrigin):])
+			}
 		}
 	}
 	if !strings.Contains(strings.ToLower(resp.Header.Get("Content-Type")), "json") || resp.Header.Get("Content-Encoding") != "" {
+		p.reply(lc, resp, nil)
 		return nil
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
@@ -427,6 +442,11 @@ func (p *Proxy) rewriteResponse(resp *http.Response) error {
 	}
 	if len(body) > maxBody {
 		return errors.New("faultproxy: reply body too large to rewrite")
+	}
+	p.reply(lc, resp, body)
+	if !rewrite {
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		return nil
 	}
 	body = bytes.ReplaceAll(body, []byte(from), []byte(origin+"/"))
 	resp.Body = io.NopCloser(bytes.NewReader(body))
@@ -566,8 +586,12 @@ func (p *Proxy) forwardAndDiscard(ctx context.Context, r *http.Request, body []b
 	p.countForward()
 	resp, err := p.transport.RoundTrip(out)
 	if err == nil {
-		_, err = io.Copy(io.Discard, resp.Body)
+		var body []byte
+		body, err = io.ReadAll(io.LimitReader(resp.Body, maxBody))
 		_ = resp.Body.Close()
+		if lc, _ := r.Context().Value(logKey{}).(*loggedCall); lc != nil && err == nil {
+			p.reply(lc, resp, body)
+		}
 	}
 	if err != nil && ctx.Err() == nil {
 		p.mu.Lock()

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -785,5 +786,96 @@ func TestStrings(t *testing.T) {
 	f := faultproxy.Fault{Seq: 3, Method: "POST", Kind: faultproxy.KindReset, Armed: true}
 	if got, want := f.String(), "#3 POST - reset (armed)"; got != want {
 		t.Errorf("Fault.String() = %q, want %q", got, want)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the proxy's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) lines(t *testing.T) []faultproxy.LoggedRequest {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []faultproxy.LoggedRequest
+	for _, l := range strings.Split(strings.TrimSpace(s.b.String()), "\n") {
+		var r faultproxy.LoggedRequest
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// TestRequestLog checks that the opt-in request log records what its doc
+// says: each request with its If-Match, the resources of the body and the
+// reply as Describe renders them, a Bundle entry by entry, the fault, the
+// target's answer even when the client never got it (lost reply), and
+// lines added with Record.
+func TestRequestLog(t *testing.T) {
+	t.Parallel()
+	srv := startPeer(t, peer.Options{})
+	var buf syncBuffer
+	describe := func(raw json.RawMessage) string {
+		var m map[string]any
+		_ = json.Unmarshal(raw, &m)
+		return fmt.Sprintf("%v %v", m["resourceType"], m["lifecycleStatus"])
+	}
+	rl := &faultproxy.RequestLog{W: &buf, Describe: describe}
+	p, base := startProxy(t, srv.BaseURL, faultproxy.Options{RequestLog: rl})
+	c := newClient(t, 30*time.Second)
+
+	r := c.call("POST", base+"/Goal", goal("log-1"))
+	c.expect(r, 201, "create")
+	id, vid := str(r.body, "id"), str(r.body, "meta", "versionId")
+	g := goal("log-1")
+	g["id"], g["lifecycleStatus"] = id, "on-hold"
+	lost := p.Once(faultproxy.Match{Method: "PUT"}, faultproxy.KindLostReply)
+	if _, err := c.try(t.Context(), "PUT", base+"/Goal/"+id, g, "If-Match", `W/"`+vid+`"`); err == nil {
+		t.Error("lost-reply answered")
+	}
+	waitDone(t, lost)
+	tx := map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": []any{map[string]any{
+		"resource": goal("log-1"),
+		"request":  map[string]any{"method": "PUT", "url": "Goal?identifier=" + url.QueryEscape(idSystem+"|log-1"), "ifMatch": `W/"` + vid + `"`},
+	}}}
+	// The lost-reply PUT moved the goal past vid.
+	c.expect(c.call("POST", base, tx), 412, "transaction with a stale ifMatch")
+	rl.Record(faultproxy.LoggedRequest{By: "test", Method: "PUT", Path: "Goal/" + id, Status: 200}, []byte(`{"resourceType":"Goal","lifecycleStatus":"completed"}`), nil)
+
+	eventually(t, "four log lines", func() bool {
+		buf.mu.Lock()
+		defer buf.mu.Unlock()
+		return strings.Count(buf.b.String(), "\n") == 4
+	})
+	lines := buf.lines(t)
+	byMethod := map[string]faultproxy.LoggedRequest{}
+	for _, l := range lines {
+		byMethod[l.By+l.Method+l.Path] = l
+	}
+	create := byMethod["POSTGoal"]
+	if create.Seq == 0 || create.Status != 201 || create.Body != "Goal active" || create.Reply != "Goal active" || create.ETag != `W/"`+vid+`"` || create.End.Before(create.Start) {
+		t.Errorf("create line %+v", create)
+	}
+	put := byMethod["PUTGoal/"+id]
+	if put.Fault != faultproxy.KindLostReply || put.IfMatch != `W/"`+vid+`"` || put.Status != 200 || put.Body != "Goal on-hold" || put.Reply != "Goal on-hold" {
+		t.Errorf("lost-reply PUT line %+v; want the If-Match, the fault and the answer the client never got", put)
+	}
+	bundle := byMethod["POST"]
+	if bundle.Status != 412 || len(bundle.Entries) != 1 || bundle.Entries[0].IfMatch != `W/"`+vid+`"` || bundle.Entries[0].Method != "PUT" ||
+		!strings.HasPrefix(bundle.Entries[0].URL, "Goal?identifier=") || bundle.Entries[0].Resource != "Goal active" {
+		t.Errorf("transaction line %+v", bundle)
+	}
+	if rec := byMethod["testPUTGoal/"+id]; rec.Seq != 0 || rec.Body != "Goal completed" || rec.Status != 200 {
+		t.Errorf("recorded line %+v", rec)
 	}
 }

@@ -90,6 +90,15 @@ func TestStoryTokensHoldNoText(t *testing.T) {
 			t.Errorf("goal token %q holds free text", s)
 		}
 	}
+	// The request log's rendering of a Goal: ids, version and tokens.
+	raw := []byte(`{"resourceType":"Goal","id":"g-1","meta":{"versionId":"7"},"lifecycleStatus":"on-hold",
+		"description":{"text":"Work at the library near Elm Street"},"note":[{"text":"Mentioned her sister's shop"}]}`)
+	if got, want := describeResource(raw), "Goal/g-1/_history/7 status on-hold, description original, 1 notes"; got != want {
+		t.Errorf("describeResource = %q, want %q", got, want)
+	}
+	if got := describeResource([]byte(`{"resourceType":"CarePlan","id":"p-1","description":"Talked about Elm Street"}`)); got != "CarePlan/p-1" {
+		t.Errorf("describeResource of a CarePlan = %q, want type and id only", got)
+	}
 }
 
 // checkOverwrites finds an adapter write that replaced a clinician's

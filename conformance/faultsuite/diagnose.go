@@ -48,6 +48,40 @@ func textToken(s string) string {
 	return "original"
 }
 
+// describeResource renders a resource for the proxy's request log: type,
+// id and version, and for a Goal its tokens (status, description, notes).
+func describeResource(raw json.RawMessage) string {
+	var r struct {
+		ResourceType string `json:"resourceType"`
+		ID           string `json:"id"`
+		Meta         struct {
+			VersionID string `json:"versionId"`
+		} `json:"meta"`
+		LifecycleStatus string `json:"lifecycleStatus"`
+		// An object on a Goal, a string on a CarePlan.
+		Description json.RawMessage   `json:"description"`
+		Note        []json.RawMessage `json:"note"`
+	}
+	if json.Unmarshal(raw, &r) != nil {
+		return "unreadable"
+	}
+	s := r.ResourceType
+	if r.ID != "" {
+		s += "/" + r.ID
+	}
+	if r.Meta.VersionID != "" {
+		s += "/_history/" + r.Meta.VersionID
+	}
+	if r.ResourceType == "Goal" {
+		var d struct {
+			Text string `json:"text"`
+		}
+		_ = json.Unmarshal(r.Description, &d)
+		s += fmt.Sprintf(" status %s, description %s, %d notes", r.LifecycleStatus, textToken(d.Text), len(r.Note))
+	}
+	return s
+}
+
 func goalToken(g *ips.Goal) string {
 	if g == nil {
 		return "absent"

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ipsfhir/ipsfhir/conformance/faultproxy"
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/mappings"
 )
@@ -327,7 +328,12 @@ func (r *run) clinicianEdit(ctx context.Context, rng *rand.Rand, n int) {
 			e.editError("clinician: encode Goal")
 			return
 		}
+		sent := time.Now()
 		rep, err := r.peerFHIR.do(ctx, http.MethodPut, "Goal/"+url.PathEscape(id), body, map[string]string{"If-Match": `W/"` + version + `"`})
+		if r.proxyLog != nil && err == nil {
+			r.proxyLog.Record(faultproxy.LoggedRequest{By: "clinician", Start: sent, End: time.Now(), Method: http.MethodPut,
+				Path: "Goal/" + id, IfMatch: `W/"` + version + `"`, Status: rep.Status, ETag: rep.Header.Get("ETag")}, body, rep.Body)
+		}
 		if err != nil {
 			e.editError("clinician PUT: " + err.Error())
 			return

@@ -52,6 +52,8 @@ type run struct {
 	program        string
 	peer           *peer.Server
 	proxy          *faultproxy.Proxy
+	reqLog         *os.File // the proxy's request log, if kept
+	proxyLog       *faultproxy.RequestLog
 	proxyBase      string
 	peerFHIR       *fhirClient
 	dropSchema     func(context.Context) error
@@ -179,7 +181,15 @@ func (r *run) setup(ctx context.Context) error {
 	r.peerFHIR = newFHIRClient(r.peer.BaseURL)
 	// Faults stay off until every replica serves: the chaos phase's
 	// restarts are where a start meets a failing EHR.
-	if r.proxy, err = faultproxy.New(r.peer.BaseURL, faultproxy.Options{Seed: o.Seed, Kinds: o.Kinds, RetryAfter: time.Second, Hang: o.Hang}); err != nil {
+	popt := faultproxy.Options{Seed: o.Seed, Kinds: o.Kinds, RetryAfter: time.Second, Hang: o.Hang}
+	if o.RequestLog && o.Dir != "" {
+		if r.reqLog, err = os.Create(filepath.Join(r.dir, "proxy-requests.jsonl")); err != nil {
+			return err
+		}
+		r.proxyLog = &faultproxy.RequestLog{W: r.reqLog, Describe: describeResource}
+		popt.RequestLog = r.proxyLog
+	}
+	if r.proxy, err = faultproxy.New(r.peer.BaseURL, popt); err != nil {
 		return err
 	}
 	if r.proxyBase, err = r.proxy.Start(); err != nil {
@@ -232,6 +242,10 @@ func (r *run) setup(ctx context.Context) error {
       job-outcome: {system: "urn:oid:1.2.840.114350.1.13.0.1.7.2.707679", code: "FS-JOB", display: "Job (fault suite flowsheet row)"}
       employment-status: {system: "urn:oid:1.2.840.114350.1.13.0.1.7.2.707679", code: "FS-EMP", display: "Employment status (fault suite flowsheet row)"}`
 	}
+	logLevel := "info"
+	if o.DebugLog {
+		logLevel = "debug"
+	}
 	for i := 0; i < r.sp.replicas; i++ {
 		port, err := freePort()
 		if err != nil {
@@ -244,14 +258,14 @@ server: {listen: "127.0.0.1:%d"}
 apiKeys:
   - {name: suite-specialist, role: specialist, sha256: %s}
   - {name: suite-admin, role: admin, sha256: %s}
-telemetry: {logLevel: info}
+telemetry: {logLevel: %s}
 sync: {pollInterval: 2s, overlap: 10s, maxAttempts: 8, workers: 2, leaseFor: %s}
 connections:
   - name: %s
     fhirBaseUrl: %q
     enabled: true
     auth: {type: none}%s
-`, r.program, storeYAML, port, keySum, adminSum, o.LeaseFor, Connection, r.proxyBase, codes)
+`, r.program, storeYAML, port, keySum, adminSum, logLevel, o.LeaseFor, Connection, r.proxyBase, codes)
 		if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 			return err
 		}
@@ -597,6 +611,9 @@ func (r *run) cleanup() {
 	}
 	if r.proxy != nil {
 		_ = r.proxy.Close()
+	}
+	if r.reqLog != nil {
+		_ = r.reqLog.Close()
 	}
 	if r.peer != nil {
 		_ = r.peer.Stop()

@@ -118,6 +118,14 @@ type Options struct {
 	// Log receives progress lines (counts and phases, no patient data).
 	// Nil discards them.
 	Log io.Writer
+	// RequestLog, with Dir set, keeps the fault proxy's record of every
+	// request (faultproxy.RequestLog) in Dir/proxy-requests.jsonl: paths,
+	// queries and If-Match headers of the synthetic caseload, resources
+	// as tokens (a goal's status, description token and note count).
+	RequestLog bool
+	// DebugLog runs the replicas at telemetry.logLevel debug (each EHR
+	// attempt is logged, with its method, type, status and duration).
+	DebugLog bool
 
 	// soak, when set, replaces the chaos phase by Soak's steady phase.
 	soak *SoakOptions

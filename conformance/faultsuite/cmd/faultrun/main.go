@@ -48,6 +48,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	eps := fs.Float64("edits-per-second", 2, "soak: edits per second (two thirds API, one third clinician)")
 	sampleEvery := fs.Duration("sample-every", 30*time.Second, "soak: how often each serve process is sampled")
 	dir := fs.String("dir", "", "keep the run's files (store, configurations, replica logs) in this directory")
+	requestLog := fs.Bool("request-log", false, "with -dir: keep the fault proxy's log of every request (paths, If-Match, resources as tokens) in proxy-requests.jsonl")
+	debugLog := fs.Bool("debug-log", false, "run the replicas at log level debug (every EHR attempt logged)")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
 	header := fs.Bool("header", false, "print the Markdown table's header before the row")
 	if err := fs.Parse(args); err != nil {
@@ -80,6 +82,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	o := faultsuite.Options{
 		Scenario: sc, Clients: *clients, Chaos: *chaos, Seed: *seed, Rate: *rate, KillEvery: *killEvery,
 		IPSEditsPerSecond: *ipsEdits, ClinicianEditsPerSecond: *clinEdits, DrainTimeout: *drain, LeaseFor: *lease, Dir: *dir, Log: stderr,
+		RequestLog: *requestLog, DebugLog: *debugLog,
 	}
 	if *quiet {
 		o.Log = io.Discard
