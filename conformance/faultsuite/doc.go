@@ -57,9 +57,8 @@
 //
 // # Commands
 //
-// The tests run a short run of each scenario; the five-minute soak runs
-// with -tags faultsuite until the defect docs/RELIABILITY.md lists under
-// "Still open" is shown fixed. Longer runs:
+// The tests run a short run of each scenario and the five-minute soak
+// (TestSoak), in parallel. Longer runs:
 //
 //	go run ./conformance/faultsuite/cmd/faultrun -scenario sqlite -clients 1000 -chaos 10m -seed 1 -rate 0.2
 //	go run ./conformance/faultsuite/cmd/faultrun -soak -clients 500 -minutes 60
