@@ -18,6 +18,10 @@ const (
 	SystemJobEndReason   = CanonicalBase + "/CodeSystem/ips-job-end-reason"
 	SystemTags           = CanonicalBase + "/CodeSystem/ips-tags"
 	ExtSupportIdentifier = CanonicalBase + "/StructureDefinition/ips-support-identifier"
+	// ExtLastKnown marks an Observation whose effective period the adapter
+	// closed because the client's IPS enrollment closed, not because the
+	// job or status ended: valueDate is the day the program last knew it.
+	ExtLastKnown = CanonicalBase + "/StructureDefinition/ips-last-known"
 
 	TagAuthored = "ipsfhir-authored"
 
@@ -40,18 +44,19 @@ const (
 
 // External code systems.
 const (
-	SystemLOINC            = "http://loinc.org"
-	SystemSNOMED           = "http://snomed.info/sct"
-	SystemUCUM             = "http://unitsofmeasure.org"
-	SystemISO4217          = "urn:iso:std:iso:4217"
-	SystemObsCategory      = "http://terminology.hl7.org/CodeSystem/observation-category"
-	SystemSDOHCCTemporary  = "http://hl7.org/fhir/us/sdoh-clinicalcare/CodeSystem/SDOHCC-CodeSystemTemporaryCodes"
-	SystemUSCoreCategory   = "http://hl7.org/fhir/us/core/CodeSystem/us-core-category"
-	SystemCarePlanCategory = "http://hl7.org/fhir/us/core/CodeSystem/careplan-category"
-	SystemDocRefCategory   = "http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category"
-	SystemGoalAchievement  = "http://terminology.hl7.org/CodeSystem/goal-achievement"
-	SystemConfidentiality  = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
-	SystemActCode          = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+	SystemLOINC              = "http://loinc.org"
+	SystemSNOMED             = "http://snomed.info/sct"
+	SystemV3ObservationValue = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
+	SystemUCUM               = "http://unitsofmeasure.org"
+	SystemISO4217            = "urn:iso:std:iso:4217"
+	SystemObsCategory        = "http://terminology.hl7.org/CodeSystem/observation-category"
+	SystemSDOHCCTemporary    = "http://hl7.org/fhir/us/sdoh-clinicalcare/CodeSystem/SDOHCC-CodeSystemTemporaryCodes"
+	SystemUSCoreCategory     = "http://hl7.org/fhir/us/core/CodeSystem/us-core-category"
+	SystemCarePlanCategory   = "http://hl7.org/fhir/us/core/CodeSystem/careplan-category"
+	SystemDocRefCategory     = "http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category"
+	SystemGoalAchievement    = "http://terminology.hl7.org/CodeSystem/goal-achievement"
+	SystemConfidentiality    = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+	SystemActCode            = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 
 	ExtODHEmployer     = "http://hl7.org/fhir/us/odh/StructureDefinition/odh-Employer-extension"
 	ExtODHIsCurrentJob = "http://hl7.org/fhir/us/odh/StructureDefinition/odh-isCurrentJob-extension"
@@ -80,8 +85,22 @@ var loincDisplay = map[string]string{
 	LOINCProgressNote:     "Progress note",
 }
 
+// employmentStatusV3 maps IPS employment status to the codes of the value set
+// ODH's EmploymentStatus profile binds its value to (required):
+// http://terminology.hl7.org/ValueSet/v3-employmentStatusODH, the concepts
+// under _EmploymentStatus in v3-ObservationValue. Codes are case-sensitive;
+// code and display as in the R4 expansion
+// (build.fhir.org/v3/employmentStatusODH/vs.html) and the ODH example
+// (HL7/us-odh observation-odh-employment-status-sample.xml: Employed).
+var employmentStatusV3 = map[ips.EmploymentStatus]struct{ Code, Display string }{
+	ips.Employed:        {"Employed", "Employed"},
+	ips.Unemployed:      {"Unemployed", "Unemployed"},
+	ips.NotInLaborForce: {"NotInLaborForce", "Not In Labor Force"},
+}
+
 // employmentStatusSNOMED maps IPS employment status to the SNOMED CT findings
-// of the THO NIOSHEmploymentStatusODH value set [C].
+// of the THO NIOSHEmploymentStatusODH value set [C], which is replacing the
+// v3 content: sent as a second coding for systems that already use it.
 var employmentStatusSNOMED = map[ips.EmploymentStatus]struct{ Code, Display string }{
 	ips.Employed:        {"224363007", "Employed"},
 	ips.Unemployed:      {"73438004", "Unemployed"},

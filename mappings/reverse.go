@@ -268,6 +268,11 @@ func readJob(o *obspb.Observation, r reader) (Key, *ips.Job) {
 	if j.Start.IsZero() {
 		r.fail("effectivePeriod.start", "is required: it is the job's start date")
 	}
+	if lastKnown(o) {
+		// The period ends where the program stopped knowing (the
+		// enrollment closed), not where the job ended.
+		j.End = ips.Date{}
+	}
 	v := o.GetValue().GetCodeableConcept()
 	j.Title = v.GetText().GetValue()
 	if j.Title == "" {
@@ -345,13 +350,38 @@ func readJob(o *obspb.Observation, r reader) (Key, *ips.Job) {
 	return k, j
 }
 
-var snomedToEmploymentStatus = func() map[string]ips.EmploymentStatus {
-	m := map[string]ips.EmploymentStatus{}
+// lastKnown reports whether an Observation's period was closed because the
+// client's enrollment closed (extension ips-last-known).
+func lastKnown(o *obspb.Observation) bool {
+	return slices.ContainsFunc(o.GetExtension(), func(e *dtpb.Extension) bool { return e.GetUrl().GetValue() == ExtLastKnown })
+}
+
+// codedEmploymentStatus reads an employment status value: the v3 code ODH
+// requires, or, from systems that send only that, the SNOMED CT finding.
+var codedEmploymentStatus = func() map[[2]string]ips.EmploymentStatus {
+	m := map[[2]string]ips.EmploymentStatus{}
+	for st, c := range employmentStatusV3 {
+		m[[2]string{SystemV3ObservationValue, c.Code}] = st
+	}
 	for st, c := range employmentStatusSNOMED {
-		m[c.Code] = st
+		m[[2]string{SystemSNOMED, c.Code}] = st
 	}
 	return m
 }()
+
+// DerivedEmploymentStatus reports whether an employment status Observation
+// is one the mapping derived from job records (derivedFrom names an
+// ipsfhir job) rather than a status the specialist recorded. Reading a
+// caseload back skips these: they are derived again from the jobs.
+func DerivedEmploymentStatus(o *obspb.Observation) bool {
+	for _, ref := range o.GetDerivedFrom() {
+		id := ref.GetIdentifier()
+		if k, ok := ParseKey(id.GetSystem().GetValue(), id.GetValue().GetValue()); ok && k.Kind == KindJob {
+			return true
+		}
+	}
+	return false
+}
 
 // EmploymentStatusFromFHIR reads a status snapshot back from its ODH
 // EmploymentStatus Observation.
@@ -371,12 +401,15 @@ func readEmploymentStatus(o *obspb.Observation, r reader) (Key, ips.EmploymentSn
 	if s.Date.IsZero() {
 		r.fail("effectivePeriod.start", "is required")
 	}
-	c := codingIn(o.GetValue().GetCodeableConcept(), SystemSNOMED)
-	st, ok := snomedToEmploymentStatus[c.GetCode().GetValue()]
-	if !ok {
-		r.fail("valueCodeableConcept", "must hold one of the SNOMED CT employment findings (employed, unemployed, not in labor force)")
+	for _, c := range o.GetValue().GetCodeableConcept().GetCoding() {
+		if st, ok := codedEmploymentStatus[[2]string{c.GetSystem().GetValue(), c.GetCode().GetValue()}]; ok {
+			s.Status = st
+			break
+		}
 	}
-	s.Status = st
+	if s.Status == "" {
+		r.fail("valueCodeableConcept", "must hold an employment status: a v3-ObservationValue code (Employed, Unemployed, NotInLaborForce) or the SNOMED CT finding")
+	}
 	return k, s
 }
 

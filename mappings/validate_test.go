@@ -246,6 +246,15 @@ func expectedIssues() map[string][]want {
 			{"required", "Observation.component[5].value[x]", ""},
 			{"required", "Observation.component[7].value[x]", ""},
 		},
+		"job-last-known.json": {
+			{"structure", "Observation.extension", "slice lastKnown: at most 1"},
+			{"structure", "Observation.extension[2].valueString", "allowed: date"},
+			{"structure", "Observation.extension[3].extension", "not allowed by profile ips-last-known"},
+			{"required", "Observation.extension[3].value[x]", "profile ips-last-known"},
+		},
+		"employment-status-last-known.json": {
+			{"structure", "Observation.extension", "slice lastKnown: at most 1"},
+		},
 		"job-wrong-value-types.json": {
 			{"structure", "Observation.effectiveDateTime", "allowed: Period"},
 			{"structure", "Observation.valueString", "allowed: CodeableConcept"},
@@ -271,7 +280,7 @@ func expectedIssues() map[string][]want {
 			{"structure", "Observation.category", "at most 1"},
 			{"value", "Observation.code", "http://loinc.org#74165-2"},
 			{"required", "Observation.effectivePeriod.start", ""},
-			{"value", "Observation.valueCodeableConcept", "http://snomed.info/sct"},
+			{"value", "Observation.valueCodeableConcept", "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"},
 			{"structure", "Observation.dataAbsentReason", "not allowed"},
 			{"structure", "Observation.component", "not allowed"},
 		},
@@ -290,6 +299,7 @@ func expectedIssues() map[string][]want {
 			{"required", "Observation.subject.identifier", ""},
 			{"required", "Observation.effective[x]", ""},
 			{"required", "Observation.value[x]", ""},
+			{"required", "Observation.derivedFrom", ""},
 		},
 		"prapare-wrong-values.json": {
 			{"value", "Observation.status", `"final"`},
@@ -316,7 +326,6 @@ func expectedIssues() map[string][]want {
 		},
 		"plan-note-wrong-values.json": {
 			{"value", "DocumentReference.status", `"current"`},
-			{"value", "DocumentReference.docStatus", `"final"`},
 			{"value", "DocumentReference.type", "http://loinc.org#11506-3"},
 			{"structure", "DocumentReference.category", "slice uscore: at most 1"},
 			{"structure", "DocumentReference.content", "at most 1"},
