@@ -68,6 +68,13 @@ func TestChartNoteIsAmendedNotSilentlyRewritten(t *testing.T) {
 			if s, err := r.engine.PushOnce(t.Context()); err != nil || s.Written != 0 || s.Conflicts != 0 {
 				t.Errorf("push with nothing changed: %+v %v; want nothing written, no conflict", s, err)
 			}
+			// Changed again: what the EHR holds (amended) is the adapter's
+			// own note, not a clinician's edit.
+			c.Supports[len(c.Supports)-1].Date = ips.MustDate("2099-10-27")
+			r.enqueueAll(t)
+			if s, err := r.engine.PushOnce(t.Context()); err != nil || s.Failed != 0 || s.Written != 1 || s.Conflicts != 0 {
+				t.Errorf("second amendment: %+v %v; want the note written, no conflict", s, err)
+			}
 		})
 	}
 }
@@ -128,5 +135,30 @@ func TestIssuedDoesNotRewriteObservations(t *testing.T) {
 	r.enqueueAll(t)
 	if s, err := r.engine.PushOnce(t.Context()); err != nil || s.Written != 0 || s.Conflicts != 0 {
 		t.Errorf("three days later, nothing changed: %+v %v; want nothing written", s, err)
+	}
+}
+
+// TestIssuedIsNotAClinicianEdit: where the EHR has no versioned update
+// (Epic, read-compare-write), a changed status is read before it is
+// written; the issued time the adapter wrote is its own, not an edit.
+func TestIssuedIsNotAClinicianEdit(t *testing.T) {
+	r := newEpicSiteCodedRig(t)
+	r.pushAll(t)
+	var c *ips.Client
+	for _, cc := range consenting(r.cl) {
+		if len(cc.Employment) > 0 {
+			c = cc
+			break
+		}
+	}
+	first := &c.Employment[0]
+	if first.Status == ips.Unemployed {
+		first.Status = ips.NotInLaborForce
+	} else {
+		first.Status = ips.Unemployed
+	}
+	r.enqueueAll(t)
+	if s, err := r.engine.PushOnce(t.Context()); err != nil || s.Failed != 0 || s.Written == 0 || s.Conflicts != 0 {
+		t.Errorf("push of a changed status: %+v %v; want it written, no conflict", s, err)
 	}
 }
