@@ -59,7 +59,7 @@ const MinPseudonymKeyBytes = 32
 // The security label every de-identified resource gets in meta.security,
 // besides the labels it had.
 const (
-	SystemObservationValue = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
+	SystemObservationValue = mappings.SystemV3ObservationValue
 	CodePseudonymized      = "PSEUDED"
 	DisplayPseudonymized   = "pseudonymized"
 )
