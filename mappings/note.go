@@ -163,8 +163,10 @@ func RenderPlan(c *ips.Client, o Options) string {
 }
 
 // overdue reports whether a planned support's date passed before the date
-// the note speaks for (Options.Now). A support in progress has started, so
-// it is not overdue; without a date nothing is.
+// the note speaks for: the day of Options.Now in UTC, as the note's date is
+// written, so anyone reading the note can tell what was overdue when. A
+// support in progress has started, so it is not overdue; without a date
+// nothing is.
 func overdue(s *ips.Support, o Options) bool {
 	return s.Status == ips.SupportPlanned && !o.Now.IsZero() && s.Date.Before(ips.DateOf(o.Now.UTC()))
 }
