@@ -389,6 +389,9 @@ func Validate(cl *Caseload) error {
 		if c.Status == ClientClosed && c.ClosedOn.IsZero() {
 			ps.add(child(cp, "closedOn"), "is required when status is closed")
 		}
+		if c.ClosedReason != "" && c.ClosedOn.IsZero() {
+			ps.add(child(cp, "closedReason"), "is given but the client has no closedOn")
+		}
 		validateGoals(c, cp, &ps)
 		validateSupports(c, cp, &ps)
 		validateJobs(c, cp, &ps)

@@ -40,20 +40,26 @@ type Coding struct {
 // Client is one person's enrollment in the IPS program. IPS has zero exclusion:
 // anyone who wants to work is eligible, so there is no eligibility field.
 type Client struct {
-	ID          string               `json:"id"`
-	Patient     Identifier           `json:"patient"`
-	EnrolledOn  Date                 `json:"enrolledOn"`
-	ReferredOn  Date                 `json:"referredOn,omitzero"`
-	ClosedOn    Date                 `json:"closedOn,omitzero"`
-	Status      ClientStatus         `json:"status,omitempty"`
-	Specialist  string               `json:"specialist,omitempty"`
-	Consent     *Consent             `json:"consent,omitempty"`
-	Disclosure  Disclosure           `json:"disclosure,omitempty"`
-	Preferences *WorkPreferences     `json:"preferences,omitempty"`
-	Goals       []*Goal              `json:"goals,omitempty"`
-	Supports    []*Support           `json:"supports,omitempty"`
-	Jobs        []*Job               `json:"jobs,omitempty"`
-	Employment  []EmploymentSnapshot `json:"employmentStatus,omitempty"`
+	ID         string     `json:"id"`
+	Patient    Identifier `json:"patient"`
+	EnrolledOn Date       `json:"enrolledOn"`
+	ReferredOn Date       `json:"referredOn,omitzero"`
+	ClosedOn   Date       `json:"closedOn,omitzero"`
+	// ClosedReason says, in the specialist's words, why the client left the
+	// program ("working steadily; follow-along passed to the team").
+	ClosedReason string       `json:"closedReason,omitempty"`
+	Status       ClientStatus `json:"status,omitempty"`
+	Specialist   string       `json:"specialist,omitempty"`
+	// SpecialistContact is how clinicians reach the employment specialist
+	// (a work phone or email). It is staff data, shown in the chart.
+	SpecialistContact string               `json:"specialistContact,omitempty"`
+	Consent           *Consent             `json:"consent,omitempty"`
+	Disclosure        Disclosure           `json:"disclosure,omitempty"`
+	Preferences       *WorkPreferences     `json:"preferences,omitempty"`
+	Goals             []*Goal              `json:"goals,omitempty"`
+	Supports          []*Support           `json:"supports,omitempty"`
+	Jobs              []*Job               `json:"jobs,omitempty"`
+	Employment        []EmploymentSnapshot `json:"employmentStatus,omitempty"`
 }
 
 // EffectiveStatus is the client's status with the documented default applied:

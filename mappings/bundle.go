@@ -18,7 +18,8 @@ type Entry struct {
 
 // ClientEntries maps everything about one client, in the order a server must
 // see it: goals before the plan that references them, then jobs, employment
-// status (and PRAPARE answers when configured) and the chart note.
+// status records (EmploymentStatusRecords, with PRAPARE answers when
+// configured) and the chart note.
 func ClientEntries(c *ips.Client, o Options) []Entry {
 	var out []Entry
 	for _, g := range c.Goals {
@@ -28,7 +29,7 @@ func ClientEntries(c *ips.Client, o Options) []Entry {
 	for _, j := range c.Jobs {
 		out = append(out, Entry{o.JobKey(c, j), "Observation", &bpb.ContainedResource{OneofResource: &bpb.ContainedResource_Observation{Observation: JobObservation(c, j, o)}}})
 	}
-	for _, s := range c.Employment {
+	for _, s := range EmploymentStatusRecords(c) {
 		out = append(out, Entry{o.EmploymentStatusKey(c, s), "Observation", &bpb.ContainedResource{OneofResource: &bpb.ContainedResource_Observation{Observation: EmploymentStatusObservation(c, s, o)}}})
 		if o.PRAPARE {
 			out = append(out, Entry{o.PRAPAREKey(c, s), "Observation", &bpb.ContainedResource{OneofResource: &bpb.ContainedResource_Observation{Observation: PRAPAREObservation(c, s, o)}}})
@@ -51,11 +52,14 @@ const (
 	Transaction BundleType = "transaction"
 )
 
-// CaseloadBundle maps a whole caseload into one Bundle. Options.Program
-// defaults to the caseload's program.
+// CaseloadBundle maps a whole caseload into one Bundle. Options.Program and
+// Options.ProgramName default to the caseload's program.
 func CaseloadBundle(cl *ips.Caseload, o Options, t BundleType) (*bpb.Bundle, error) {
 	if o.Program == "" {
 		o.Program = cl.ProgramID()
+	}
+	if o.ProgramName == "" && cl.Program != nil {
+		o.ProgramName = cl.Program.Name
 	}
 	var entries []Entry
 	for _, c := range cl.Clients {

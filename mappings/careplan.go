@@ -47,7 +47,7 @@ func CarePlan(c *ips.Client, o Options) *cppb.CarePlan {
 	k := o.PlanKey(c)
 	out := &cppb.CarePlan{
 		Meta:       o.meta(ProfileCarePlan),
-		Text:       &dtpb.Narrative{Status: &dtpb.Narrative_StatusCode{Value: cpb.NarrativeStatusCode_GENERATED}, Div: &dtpb.Xhtml{Value: planNarrative(c)}},
+		Text:       &dtpb.Narrative{Status: &dtpb.Narrative_StatusCode{Value: cpb.NarrativeStatusCode_GENERATED}, Div: &dtpb.Xhtml{Value: planNarrative(c, o)}},
 		Identifier: []*dtpb.Identifier{fidentifier(k.System(), k.Value())},
 		Status:     &cppb.CarePlan_StatusCode{Value: clientToPlanStatus[c.EffectiveStatus()]},
 		Intent:     &cppb.CarePlan_IntentCode{Value: vspb.CarePlanIntentValueSet_PLAN},
@@ -93,15 +93,19 @@ func CarePlan(c *ips.Client, o Options) *cppb.CarePlan {
 
 // planNarrative renders the plan as XHTML for CarePlan.text. Every value is
 // escaped: descriptions and notes are free text typed by people.
-func planNarrative(c *ips.Client) string {
+func planNarrative(c *ips.Client, o Options) string {
 	var b strings.Builder
 	e := html.EscapeString
 	b.WriteString(`<div xmlns="http://www.w3.org/1999/xhtml">`)
-	fmt.Fprintf(&b, "<p><b>%s</b> (%s since %s", PlanTitle, e(string(c.EffectiveStatus())), c.EnrolledOn)
-	if c.Specialist != "" {
-		fmt.Fprintf(&b, "; employment specialist %s", e(c.Specialist))
+	fmt.Fprintf(&b, "<p><b>%s</b>", PlanTitle)
+	if o.ProgramName != "" {
+		fmt.Fprintf(&b, " (%s)", e(o.ProgramName))
 	}
-	b.WriteString(")</p>")
+	fmt.Fprintf(&b, ". %s.", e(enrollmentSummary(c)))
+	if s := specialistLine(c); s != "" {
+		fmt.Fprintf(&b, " Employment specialist: %s.", e(s))
+	}
+	b.WriteString("</p>")
 	if len(c.Goals) > 0 {
 		b.WriteString("<p>Employment goals:</p><ul>")
 		for _, g := range c.Goals {
@@ -117,9 +121,16 @@ func planNarrative(c *ips.Client) string {
 		b.WriteString("</ul>")
 	}
 	if jobs := currentJobs(c); len(jobs) > 0 {
-		b.WriteString("<p>Current work:</p><ul>")
+		fmt.Fprintf(&b, "<p>%s:</p><ul>", e(currentWorkHeading(c)))
 		for _, j := range jobs {
-			fmt.Fprintf(&b, "<li>%s at %s since %s, %s hours a week</li>", e(j.Title), e(j.Employer), j.Start, formatHours(j.HoursPerWeek))
+			fmt.Fprintf(&b, "<li>%s at %s since %s, %s hours a week; %s</li>", e(j.Title), e(j.Employer), j.Start, formatHours(j.HoursPerWeek), disclosedPhrase(j))
+		}
+		b.WriteString("</ul>")
+	}
+	if jobs := pastJobs(c); len(jobs) > 0 {
+		b.WriteString("<p>Past jobs:</p><ul>")
+		for _, j := range jobs {
+			fmt.Fprintf(&b, "<li>%s at %s, %s to %s; %s; %s</li>", e(j.Title), e(j.Employer), j.Start, j.End, endedPhrase(j), disclosedPhrase(j))
 		}
 		b.WriteString("</ul>")
 	}
@@ -138,6 +149,71 @@ func planNarrative(c *ips.Client) string {
 	return b.String()
 }
 
+// enrollmentSummary says where the client stands in the program, with the
+// dates that matter: "Enrolled 2026-01-05; active", "Enrolled 2026-01-05;
+// closed 2026-06-30 (moved away)", "Referred 2026-01-02; not yet enrolled".
+func enrollmentSummary(c *ips.Client) string {
+	st := c.EffectiveStatus()
+	switch {
+	case st == ips.ClientReferred:
+		d := c.ReferredOn
+		if d.IsZero() {
+			d = c.EnrolledOn
+		}
+		return "Referred " + d.String() + "; not yet enrolled"
+	case st == ips.ClientClosed || !c.ClosedOn.IsZero():
+		s := "Enrolled " + c.EnrolledOn.String() + "; closed " + c.ClosedOn.String()
+		if c.ClosedReason != "" {
+			s += " (" + c.ClosedReason + ")"
+		}
+		return s
+	case st == ips.ClientOnHold:
+		return "Enrolled " + c.EnrolledOn.String() + "; on hold"
+	}
+	return "Enrolled " + c.EnrolledOn.String() + "; " + string(st)
+}
+
+// specialistLine names the employment specialist and how to reach them.
+func specialistLine(c *ips.Client) string {
+	switch {
+	case c.Specialist != "" && c.SpecialistContact != "":
+		return c.Specialist + " (" + c.SpecialistContact + ")"
+	case c.Specialist != "":
+		return c.Specialist
+	case c.SpecialistContact != "":
+		return "contact " + c.SpecialistContact
+	}
+	return ""
+}
+
+// currentWorkHeading titles the jobs not ended: current work, or for a
+// closed client the work held when the program last knew.
+func currentWorkHeading(c *ips.Client) string {
+	if c.ClosedOn.IsZero() {
+		return "Current work"
+	}
+	return "Work when the enrollment closed (last known as of " + c.ClosedOn.String() + ")"
+}
+
+// disclosedPhrase says whether the employer knows of the client's condition.
+func disclosedPhrase(j *ips.Job) string {
+	switch {
+	case j.Disclosed == nil:
+		return "disclosure to this employer not recorded"
+	case *j.Disclosed:
+		return "condition disclosed to this employer"
+	}
+	return "condition not disclosed to this employer"
+}
+
+// endedPhrase says why a job ended.
+func endedPhrase(j *ips.Job) string {
+	if j.EndReason == "" {
+		return "ended, reason not recorded"
+	}
+	return "ended: " + strings.ToLower(JobEndReasonDisplay[j.EndReason])
+}
+
 // currentJobs lists jobs not yet ended, newest first.
 func currentJobs(c *ips.Client) []*ips.Job {
 	var out []*ips.Job
@@ -147,6 +223,18 @@ func currentJobs(c *ips.Client) []*ips.Job {
 		}
 	}
 	slices.SortFunc(out, func(a, b *ips.Job) int { return b.Start.Compare(a.Start) })
+	return out
+}
+
+// pastJobs lists ended jobs, the most recently ended first.
+func pastJobs(c *ips.Client) []*ips.Job {
+	var out []*ips.Job
+	for _, j := range c.Jobs {
+		if !j.Current() {
+			out = append(out, j)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b *ips.Job) int { return b.End.Compare(a.End) })
 	return out
 }
 

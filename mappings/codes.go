@@ -18,6 +18,10 @@ const (
 	SystemJobEndReason   = CanonicalBase + "/CodeSystem/ips-job-end-reason"
 	SystemTags           = CanonicalBase + "/CodeSystem/ips-tags"
 	ExtSupportIdentifier = CanonicalBase + "/StructureDefinition/ips-support-identifier"
+	// ExtLastKnown marks an Observation whose effective period the adapter
+	// closed because the client's IPS enrollment closed, not because the
+	// job or status ended: valueDate is the day the program last knew it.
+	ExtLastKnown = CanonicalBase + "/StructureDefinition/ips-last-known"
 
 	TagAuthored = "ipsfhir-authored"
 
@@ -91,22 +95,27 @@ var loincDisplay = map[string]string{
 	LOINCProgressNote:     "Progress note",
 }
 
-// employmentStatusSNOMED maps IPS employment status to the SNOMED CT findings
-// of the THO NIOSHEmploymentStatusODH value set [C].
-var employmentStatusSNOMED = map[ips.EmploymentStatus]struct{ Code, Display string }{
-	ips.Employed:        {"224363007", "Employed"},
-	ips.Unemployed:      {"73438004", "Unemployed"},
-	ips.NotInLaborForce: {"741062008", "Not in labor force"},
-}
-
-// employmentStatusV3 maps IPS employment status to the HL7 v3 concepts of
-// the v3-employmentStatusODH value set (is-a _EmploymentStatus in
-// v3-ObservationValue; codes and displays from hl7.terminology.r4 7.0.1, copy
-// in conformance/baseprofiles/tho) [C].
+// employmentStatusV3 maps IPS employment status to the codes of the value set
+// ODH's EmploymentStatus profile binds its value to (required):
+// http://terminology.hl7.org/ValueSet/v3-employmentStatusODH, the concepts
+// under _EmploymentStatus in v3-ObservationValue. Codes are case-sensitive;
+// code and display as in the R4 expansion
+// (build.fhir.org/v3/employmentStatusODH/vs.html; hl7.terminology.r4 7.0.1,
+// copy in conformance/baseprofiles/tho) and the ODH example
+// (HL7/us-odh observation-odh-employment-status-sample.xml: Employed) [C].
 var employmentStatusV3 = map[ips.EmploymentStatus]struct{ Code, Display string }{
 	ips.Employed:        {"Employed", "Employed"},
 	ips.Unemployed:      {"Unemployed", "Unemployed"},
 	ips.NotInLaborForce: {"NotInLaborForce", "Not In Labor Force"},
+}
+
+// employmentStatusSNOMED maps IPS employment status to the SNOMED CT findings
+// of the THO NIOSHEmploymentStatusODH value set [C], which is replacing the
+// v3 content: sent as a second coding for systems that already use it.
+var employmentStatusSNOMED = map[ips.EmploymentStatus]struct{ Code, Display string }{
+	ips.Employed:        {"224363007", "Employed"},
+	ips.Unemployed:      {"73438004", "Unemployed"},
+	ips.NotInLaborForce: {"741062008", "Not in labor force"},
 }
 
 // PRAPARE answers (LOINC answer list for 67875-5) [C].

@@ -39,6 +39,29 @@ func (o Options) subject(c *ips.Client) *dtpb.Reference {
 	return r
 }
 
+// recordRef refers to another IPS record's resource by its business
+// identifier, and also by the EHR's literal id once the caller knows it, as
+// subject does: the reference means the same whether or not the record was
+// written to this EHR, and in a single request as in a Bundle.
+func (o Options) recordRef(k Key, resourceType string) *dtpb.Reference {
+	r := &dtpb.Reference{Type: furi(resourceType), Identifier: fidentifier(k.System(), k.Value())}
+	if o.Reference != nil {
+		if lit := o.Reference(k); lit != "" {
+			r.Reference = &dtpb.Reference_Uri{Uri: &dtpb.String{Value: lit}}
+			_ = jsonformat.NormalizeReference(r)
+		}
+	}
+	return r
+}
+
+// issued is Observation.issued: when this version is made available (Now).
+func (o Options) issued() *dtpb.Instant {
+	if o.Now.IsZero() {
+		return nil
+	}
+	return finstant(o.Now)
+}
+
 // patientOf reads the patient identifier a subject Reference carries.
 func patientOf(r *dtpb.Reference) ips.Identifier {
 	id := r.GetIdentifier()

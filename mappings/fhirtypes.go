@@ -73,6 +73,10 @@ func fidentifier(system, value string) *dtpb.Identifier {
 	return &dtpb.Identifier{System: furi(system), Value: &dtpb.String{Value: value}}
 }
 
+func fannotation(text string) *dtpb.Annotation {
+	return &dtpb.Annotation{Text: &dtpb.Markdown{Value: text}}
+}
+
 // fref is a reference to another entry of the same Bundle (urn:uuid) or to a
 // literal EHR resource.
 func fref(uri string) *dtpb.Reference {

@@ -18,8 +18,10 @@ func fixtureClient() *ips.Client {
 		ReferredOn: ips.MustDate("2026-01-02"),
 		Status:     ips.ClientActive,
 		Specialist: "Jordan Reyes",
-		Consent:    &ips.Consent{EHR: &yes, HIE: &no},
-		Disclosure: ips.DisclosurePartial,
+		// Staff contact, shown in the chart.
+		SpecialistContact: "jreyes@riverside.example",
+		Consent:           &ips.Consent{EHR: &yes, HIE: &no},
+		Disclosure:        ips.DisclosurePartial,
 		Preferences: &ips.WorkPreferences{
 			JobTypes: []string{"bakery", "grocery"}, HoursPerWeek: &h20, Schedule: "weekday mornings", Location: "on the 12 bus line",
 		},
@@ -53,5 +55,21 @@ func fixtureClient() *ips.Client {
 }
 
 func fixtureOptions() Options {
-	return Options{Program: "riverside-ips", PRAPARE: true, Now: time.Date(2026, 3, 15, 14, 30, 0, 0, time.UTC)}
+	return Options{Program: "riverside-ips", ProgramName: "Riverside Clinic IPS", PRAPARE: true, Now: time.Date(2026, 3, 15, 14, 30, 0, 0, time.UTC)}
+}
+
+// fixtureClosedClient is fixtureClient discharged on 2026-06-30 while still
+// working at the bakery: what the program last knew.
+func fixtureClosedClient() *ips.Client {
+	c := fixtureClient()
+	c.Status, c.ClosedOn, c.ClosedReason = ips.ClientClosed, ips.MustDate("2026-06-30"), "moved out of the area"
+	return c
+}
+
+// fixtureUnrecordedStart is fixtureClient without the status recorded on
+// the day the bakery job started: the mapping derives it from the job.
+func fixtureUnrecordedStart() *ips.Client {
+	c := fixtureClient()
+	c.Employment = c.Employment[:3]
+	return c
 }

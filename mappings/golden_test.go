@@ -6,8 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
+
+	"github.com/ipsfhir/ipsfhir/ips"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files under testdata/golden/ with current output")
@@ -42,6 +45,12 @@ func golden(t *testing.T, name string, r proto.Message) []byte {
 
 func TestGolden(t *testing.T) {
 	c, o := fixtureClient(), fixtureOptions()
+	closed, unrecorded := fixtureClosedClient(), fixtureUnrecordedStart()
+	// Mapped after the discharge, the note a second time.
+	afterClose := o
+	afterClose.Now = time.Date(2026, 7, 2, 9, 0, 0, 0, time.UTC)
+	amending := afterClose
+	amending.NoteReleased = func(Key) bool { return true }
 	cases := []struct {
 		name string
 		res  proto.Message
@@ -55,6 +64,13 @@ func TestGolden(t *testing.T) {
 		{"employment-status-current", EmploymentStatusObservation(c, c.Employment[3], o)},
 		{"prapare-employment", PRAPAREObservation(c, c.Employment[3], o)},
 		{"plan-note", PlanNote(c, o)},
+		// A status derived from a job start nobody recorded a status for.
+		{"employment-status-derived", EmploymentStatusObservation(unrecorded, ips.EmploymentSnapshot{Date: ips.MustDate("2026-03-02"), Status: ips.Employed}, o)},
+		// A discharged client: what the program last knew, and the note
+		// rewritten after discharge as an amendment.
+		{"job-last-known", JobObservation(closed, closed.Jobs[1], afterClose)},
+		{"employment-status-last-known", EmploymentStatusObservation(closed, closed.Employment[3], afterClose)},
+		{"plan-note-closed-amended", PlanNote(closed, amending)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -44,10 +44,15 @@ func TestInheritedRulesAreEnforced(t *testing.T) {
 		edit          func(m map[string]any)
 		want          []Issue // exactly these
 	}{
+		// ips-employment-status asks for a v3 coding itself too, so a SNOMED
+		// CT finding alone breaks both; the next case breaks ODH's alone.
 		{"ODH binds the employment status to the v3 codes", "employment-status.json", func(m map[string]any) {
 			m["valueCodeableConcept"] = map[string]any{"coding": []any{map[string]any{"system": "http://snomed.info/sct", "code": "224363007"}}}
-		}, []Issue{{"error", "code-invalid", "Observation.valueCodeableConcept",
-			"code is not in value set http://terminology.hl7.org/ValueSet/v3-employmentStatusODH, to which profile odh-EmploymentStatus (inherited by ips-employment-status) binds Observation.valueCodeableConcept (required)"}}},
+		}, []Issue{
+			{"error", "code-invalid", "Observation.valueCodeableConcept",
+				"code is not in value set http://terminology.hl7.org/ValueSet/v3-employmentStatusODH, to which profile odh-EmploymentStatus (inherited by ips-employment-status) binds Observation.valueCodeableConcept (required)"},
+			{"error", "value", "Observation.valueCodeableConcept", "profile ips-employment-status requires (a code from http://terminology.hl7.org/CodeSystem/v3-ObservationValue)"},
+		}},
 		{"a v3 code outside _EmploymentStatus", "employment-status.json", func(m map[string]any) {
 			cc := m["valueCodeableConcept"].(map[string]any)
 			cc["coding"].([]any)[0].(map[string]any)["code"] = "_EmploymentStatus" // the abstract root the value set excludes

@@ -15,11 +15,20 @@ func (o Options) JobKey(c *ips.Client, j *ips.Job) Key { return o.key(KindJob, c
 // ips-job-observation). ODH has no element for weekly hours, wage or the
 // competitive flag, which are the outcomes IPS is judged by, so they travel as
 // components coded in the project's ips-observation CodeSystem.
+//
+// A job still held when the client's enrollment closed is not reported as
+// current forever: its period ends on the closing day, it carries no
+// isCurrentJob (nobody knows any more), and the extension ips-last-known and
+// a note say that the period ends because the program stopped knowing.
 func JobObservation(c *ips.Client, j *ips.Job, o Options) *obspb.Observation {
 	k := o.JobKey(c, j)
 	value := &dtpb.CodeableConcept{Text: fstr(j.Title)}
 	if j.Occupation != nil {
 		value.Coding = []*dtpb.Coding{fcoding(j.Occupation.System, j.Occupation.Code, j.Occupation.Display)}
+	}
+	end, lastKnown := j.End, j.Current() && !c.ClosedOn.IsZero()
+	if lastKnown {
+		end = knownUntil(c, j.Start)
 	}
 	out := &obspb.Observation{
 		Meta:       o.meta(ProfileJob),
@@ -28,12 +37,17 @@ func JobObservation(c *ips.Client, j *ips.Job, o Options) *obspb.Observation {
 		Category:   []*dtpb.CodeableConcept{socialHistory()},
 		Code:       o.observationCode(KindJob, LOINCPastOrPresentJob),
 		Subject:    o.subject(c),
-		Effective:  &obspb.Observation_EffectiveX{Choice: &obspb.Observation_EffectiveX_Period{Period: fperiod(j.Start, j.End)}},
+		Effective:  &obspb.Observation_EffectiveX{Choice: &obspb.Observation_EffectiveX_Period{Period: fperiod(j.Start, end)}},
+		Issued:     o.issued(),
 		Value:      &obspb.Observation_ValueX{Choice: &obspb.Observation_ValueX_CodeableConcept{CodeableConcept: value}},
 		Extension: []*dtpb.Extension{
 			{Url: furi(ExtODHEmployer), Value: &dtpb.Extension_ValueX{Choice: &dtpb.Extension_ValueX_Reference{Reference: &dtpb.Reference{Display: fstr(j.Employer)}}}},
-			{Url: furi(ExtODHIsCurrentJob), Value: &dtpb.Extension_ValueX{Choice: &dtpb.Extension_ValueX_Boolean{Boolean: fbool(j.Current())}}},
 		},
+	}
+	if lastKnown {
+		markLastKnown(c, &out.Extension, &out.Note, end, "the job ended")
+	} else {
+		out.Extension = append(out.Extension, &dtpb.Extension{Url: furi(ExtODHIsCurrentJob), Value: &dtpb.Extension_ValueX{Choice: &dtpb.Extension_ValueX_Boolean{Boolean: fbool(j.Current())}}})
 	}
 	comp := func(code *dtpb.CodeableConcept, v *obspb.Observation_Component_ValueX) {
 		out.Component = append(out.Component, &obspb.Observation_Component{Code: code, Value: v})

@@ -18,21 +18,27 @@ func (o Options) PlanNoteKey(c *ips.Client) Key { return o.key(KindPlanNote, c.I
 
 // PlanNote maps the client's IPS plan to a DocumentReference chart note
 // (profile ips-plan-note): the fallback for EHRs that refuse Goal and CarePlan
-// writes but accept clinical notes.
+// writes but accept clinical notes. Its date (Options.Now) is the date the
+// note speaks for. A note already in the chart (Options.NoteReleased) is
+// updated as an amendment: docStatus amended, not final.
 func PlanNote(c *ips.Client, o Options) *drpb.DocumentReference {
 	k := o.PlanNoteKey(c)
+	docStatus := cpb.CompositionStatusCode_FINAL
+	if o.NoteReleased != nil && o.NoteReleased(k) {
+		docStatus = cpb.CompositionStatusCode_AMENDED
+	}
 	out := &drpb.DocumentReference{
 		Meta:        o.meta(ProfilePlanNote),
 		Identifier:  []*dtpb.Identifier{fidentifier(k.System(), k.Value())},
 		Status:      &drpb.DocumentReference_StatusCode{Value: cpb.DocumentReferenceStatusCode_CURRENT},
-		DocStatus:   &drpb.DocumentReference_DocStatusCode{Value: cpb.CompositionStatusCode_FINAL},
+		DocStatus:   &drpb.DocumentReference_DocStatusCode{Value: docStatus},
 		Type:        loinc(LOINCProgressNote),
 		Category:    []*dtpb.CodeableConcept{fconcept(SystemDocRefCategory, "clinical-note", "Clinical Note")},
 		Subject:     o.subject(c),
 		Description: fstr(PlanTitle),
 		Content: []*drpb.DocumentReference_Content{{Attachment: &dtpb.Attachment{
 			ContentType: &dtpb.Attachment_ContentTypeCode{Value: "text/plain; charset=utf-8"},
-			Data:        &dtpb.Base64Binary{Value: []byte(RenderPlan(c))},
+			Data:        &dtpb.Base64Binary{Value: []byte(RenderPlan(c, o))},
 			Title:       fstr(PlanTitle),
 		}}},
 		Context: &drpb.DocumentReference_Context{Period: fperiod(c.EnrolledOn, c.ClosedOn)},
@@ -44,19 +50,22 @@ func PlanNote(c *ips.Client, o Options) *drpb.DocumentReference {
 }
 
 // RenderPlan writes the client's IPS plan as plain text for the chart: the
-// goals, current work, next steps, supports given and the client's
-// preferences. It is what a clinician reads when the EHR takes only notes.
-func RenderPlan(c *ips.Client) string {
+// program and enrollment, the goals, work (current and past, with how each
+// job ended and whether the employer knows of the condition), next steps
+// (those whose date passed by Options.Now marked overdue), supports given and
+// the client's preferences. It is what a clinician reads when the EHR takes
+// only notes.
+func RenderPlan(c *ips.Client, o Options) string {
 	var b strings.Builder
 	line := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
 	line("%s", strings.ToUpper(PlanTitle))
 	line("Individual Placement and Support: evidence-based supported employment.")
-	line("Status: %s since %s", c.EffectiveStatus(), c.EnrolledOn)
-	if !c.ClosedOn.IsZero() {
-		line("Closed: %s", c.ClosedOn)
+	if o.ProgramName != "" {
+		line("Program: %s", o.ProgramName)
 	}
-	if c.Specialist != "" {
-		line("Employment specialist: %s", c.Specialist)
+	line("%s", enrollmentSummary(c))
+	if s := specialistLine(c); s != "" {
+		line("Employment specialist: %s", s)
 	}
 
 	line("")
@@ -80,28 +89,38 @@ func RenderPlan(c *ips.Client) string {
 	}
 
 	line("")
-	line("CURRENT WORK")
+	line("%s", strings.ToUpper(currentWorkHeading(c)))
 	jobs := currentJobs(c)
 	if len(jobs) == 0 {
 		line("- not working at present")
 	}
 	for _, j := range jobs {
-		kind := "competitive"
-		if !j.Competitive {
-			kind = "not competitive"
+		line("- %s at %s since %s: %s; %s", j.Title, j.Employer, j.Start, jobTerms(j), disclosedPhrase(j))
+	}
+	if past := pastJobs(c); len(past) > 0 {
+		line("")
+		line("PAST JOBS")
+		for _, j := range past {
+			line("- %s at %s, %s to %s: %s; %s; %s", j.Title, j.Employer, j.Start, j.End, jobTerms(j), endedPhrase(j), disclosedPhrase(j))
 		}
-		line("- %s at %s since %s: %s hours a week, %s %s an hour, %s", j.Title, j.Employer, j.Start,
-			formatHours(j.HoursPerWeek), fdecimal(j.HourlyWage.Value).GetValue(), j.HourlyWage.Currency, kind)
 	}
 
 	next, done := splitSupports(c)
 	line("")
-	line("NEXT STEPS")
+	if c.ClosedOn.IsZero() {
+		line("NEXT STEPS")
+	} else {
+		line("STEPS STILL OPEN WHEN THE ENROLLMENT CLOSED")
+	}
 	if len(next) == 0 {
 		line("- none planned")
 	}
 	for _, s := range next {
-		line("- %s", supportLine(s))
+		if overdue(s, o) {
+			line("- OVERDUE: %s", supportLine(s))
+		} else {
+			line("- %s", supportLine(s))
+		}
 	}
 	if len(done) > 0 {
 		line("")
@@ -141,6 +160,24 @@ func RenderPlan(c *ips.Client) string {
 		}
 	}
 	return b.String()
+}
+
+// overdue reports whether a planned support's date passed before the date
+// the note speaks for: the day of Options.Now in UTC, as the note's date is
+// written, so anyone reading the note can tell what was overdue when. A
+// support in progress has started, so it is not overdue; without a date
+// nothing is.
+func overdue(s *ips.Support, o Options) bool {
+	return s.Status == ips.SupportPlanned && !o.Now.IsZero() && s.Date.Before(ips.DateOf(o.Now.UTC()))
+}
+
+// jobTerms is a job's hours, wage and kind, as the outcomes count them.
+func jobTerms(j *ips.Job) string {
+	kind := "competitive"
+	if !j.Competitive {
+		kind = "not competitive"
+	}
+	return fmt.Sprintf("%s hours a week, %s %s an hour, %s", formatHours(j.HoursPerWeek), fdecimal(j.HourlyWage.Value).GetValue(), j.HourlyWage.Currency, kind)
 }
 
 // recentSupportsShown caps the list of supports given: a long-running client

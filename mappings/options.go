@@ -34,9 +34,21 @@ type Options struct {
 	// KindEmploymentStatus): some EHRs take Observation writes only under
 	// codes the site configured. The LOINC coding stays first.
 	SiteCodes map[Kind]ips.Coding
-	// Now dates the chart note. Mappings have no clock of their own, so the
-	// same input always gives the same output; zero leaves the date out.
+	// Now dates the chart note and is the issued time of the Observations:
+	// when this version is made available. The chart note marks the next
+	// steps whose date has passed by Now as overdue. Mappings have no clock
+	// of their own, so the same input always gives the same output; zero
+	// leaves the dates out and marks nothing overdue.
 	Now time.Time
+	// ProgramName is the IPS program's name, shown in the chart note and the
+	// plan narrative so that a clinician knows who wrote them. Empty: the
+	// caseload's program name (CaseloadBundle), or none.
+	ProgramName string
+	// NoteReleased reports whether the client's chart note (by its key) is
+	// already in the chart. A note written again then amends a released
+	// document: docStatus amended, never a silent rewrite of a final note.
+	// nil: every note is a first version (docStatus final).
+	NoteReleased func(Key) bool
 }
 
 // DefaultSecurity labels IPS records as restricted psychiatric information:

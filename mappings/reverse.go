@@ -268,6 +268,11 @@ func readJob(o *obspb.Observation, r reader) (Key, *ips.Job) {
 	if j.Start.IsZero() {
 		r.fail("effectivePeriod.start", "is required: it is the job's start date")
 	}
+	if lastKnown(o) {
+		// The period ends where the program stopped knowing (the
+		// enrollment closed), not where the job ended.
+		j.End = ips.Date{}
+	}
 	v := o.GetValue().GetCodeableConcept()
 	j.Title = v.GetText().GetValue()
 	if j.Title == "" {
@@ -355,6 +360,12 @@ func readYesNo(cc *dtpb.CodeableConcept) (bool, bool) {
 	return false, false
 }
 
+// lastKnown reports whether an Observation's period was closed because the
+// client's enrollment closed (extension ips-last-known).
+func lastKnown(o *obspb.Observation) bool {
+	return slices.ContainsFunc(o.GetExtension(), func(e *dtpb.Extension) bool { return e.GetUrl().GetValue() == ExtLastKnown })
+}
+
 var v3ToEmploymentStatus = func() map[string]ips.EmploymentStatus {
 	m := map[string]ips.EmploymentStatus{}
 	for st, c := range employmentStatusV3 {
@@ -370,6 +381,20 @@ var snomedToEmploymentStatus = func() map[string]ips.EmploymentStatus {
 	}
 	return m
 }()
+
+// DerivedEmploymentStatus reports whether an employment status Observation
+// is one the mapping derived from job records (derivedFrom names an
+// ipsfhir job) rather than a status the specialist recorded. Reading a
+// caseload back skips these: they are derived again from the jobs.
+func DerivedEmploymentStatus(o *obspb.Observation) bool {
+	for _, ref := range o.GetDerivedFrom() {
+		id := ref.GetIdentifier()
+		if k, ok := ParseKey(id.GetSystem().GetValue(), id.GetValue().GetValue()); ok && k.Kind == KindJob {
+			return true
+		}
+	}
+	return false
+}
 
 // EmploymentStatusFromFHIR reads a status snapshot back from its ODH
 // EmploymentStatus Observation.
@@ -389,14 +414,15 @@ func readEmploymentStatus(o *obspb.Observation, r reader) (Key, ips.EmploymentSn
 	if s.Date.IsZero() {
 		r.fail("effectivePeriod.start", "is required")
 	}
-	// The v3 code ODH requires, else the SNOMED CT finding.
+	// The v3 code ODH requires, else (from systems that send only that) the
+	// SNOMED CT finding.
 	cc := o.GetValue().GetCodeableConcept()
 	st, ok := v3ToEmploymentStatus[codingIn(cc, SystemV3ObservationValue).GetCode().GetValue()]
 	if !ok {
 		st, ok = snomedToEmploymentStatus[codingIn(cc, SystemSNOMED).GetCode().GetValue()]
 	}
 	if !ok {
-		r.fail("valueCodeableConcept", "must hold one of the v3 employment statuses or SNOMED CT employment findings (employed, unemployed, not in labor force)")
+		r.fail("valueCodeableConcept", "must hold an employment status: a v3-ObservationValue code (Employed, Unemployed, NotInLaborForce) or the SNOMED CT finding")
 	}
 	s.Status = st
 	return k, s

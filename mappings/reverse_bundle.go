@@ -12,7 +12,8 @@ import (
 
 // CaseloadFromBundle reads a Bundle of ipsfhir resources (as CaseloadBundle
 // writes them, or as searched back from an EHR) into a caseload, grouped by
-// client. Derived resources (PRAPARE answers, chart notes) are skipped; an
+// client. Derived resources (PRAPARE answers, chart notes, employment
+// statuses derived from job records) are skipped; an
 // active referral to IPS for a patient with no plan in the Bundle becomes a
 // new client. Anything else, and any record whose client has no plan in the
 // Bundle, is a problem: nothing is dropped silently. The result is a
@@ -90,6 +91,8 @@ func CaseloadFromBundle(b *bpb.Bundle, ro ReferralOptions) (*ips.Caseload, error
 				k, j := readJob(o, r)
 				note(k)
 				records = append(records, pending{k.Client, r, func(c *ips.Client) { c.Jobs = append(c.Jobs, j) }})
+			case hasCoding(o.GetCode(), SystemLOINC, LOINCEmploymentStatus) && DerivedEmploymentStatus(o):
+				// Derived from the jobs; derived again when mapped.
 			case hasCoding(o.GetCode(), SystemLOINC, LOINCEmploymentStatus):
 				k, s := readEmploymentStatus(o, r)
 				note(k)
@@ -185,8 +188,10 @@ func CaseloadFromBundle(b *bpb.Bundle, ro ReferralOptions) (*ips.Caseload, error
 
 // InFHIR returns the part of a caseload that the FHIR mapping carries: a copy
 // without the fields that stay in the IPS store (consent, disclosure
-// preference, work preferences, referral date, program name). Reading a
-// mapped Bundle back gives Normalize(InFHIR(cl)).
+// preference, work preferences, referral date, closing reason, the
+// specialist's contact, program name; some of them are in the narratives,
+// which are not read back). Reading a mapped Bundle back gives
+// Normalize(InFHIR(cl)).
 func InFHIR(cl *ips.Caseload) *ips.Caseload {
 	out := ips.Normalize(cl)
 	if out.Program != nil {
@@ -194,6 +199,7 @@ func InFHIR(cl *ips.Caseload) *ips.Caseload {
 	}
 	for _, c := range out.Clients {
 		c.Consent, c.Disclosure, c.Preferences, c.ReferredOn = nil, "", nil, ips.Date{}
+		c.ClosedReason, c.SpecialistContact = "", ""
 	}
 	return out
 }

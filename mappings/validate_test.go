@@ -272,6 +272,15 @@ func expectedIssues() map[string][]want {
 			{"value", "Observation.component[5].valueCodeableConcept", "v2-0136"},
 			{"value", "Observation.component[6].valueCodeableConcept", "v2-0136"},
 		},
+		"job-last-known.json": {
+			{"structure", "Observation.extension", "slice lastKnown: at most 1"},
+			{"structure", "Observation.extension[2].valueString", "allowed: date"},
+			{"structure", "Observation.extension[3].extension", "not allowed by profile ips-last-known"},
+			{"required", "Observation.extension[3].value[x]", "profile ips-last-known"},
+		},
+		"employment-status-last-known.json": {
+			{"structure", "Observation.extension", "slice lastKnown: at most 1"},
+		},
 		"job-wrong-value-types.json": {
 			{"structure", "Observation.effectiveDateTime", "allowed: Period"},
 			{"required", "Observation.effectivePeriod", "profile odh-PastOrPresentJob (inherited by ips-job-observation)"},
@@ -300,7 +309,8 @@ func expectedIssues() map[string][]want {
 			{"required", "Observation.category[0].coding", "slice Fixed_social-history: at least 1 required by profile odh-EmploymentStatus"},
 			{"required", "Observation.code.coding", "slice Fixed_74165-2: at least 1 required by profile odh-EmploymentStatus"},
 			{"required", "Observation.effectivePeriod.start", ""},
-			{"value", "Observation.valueCodeableConcept", "http://snomed.info/sct"},
+			{"value", "Observation.valueCodeableConcept", "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"},
+			{"code-invalid", "Observation.valueCodeableConcept", "v3-employmentStatusODH, to which profile odh-EmploymentStatus"},
 			{"structure", "Observation.dataAbsentReason", "not allowed"},
 			{"structure", "Observation.component", "not allowed"},
 		},
@@ -308,10 +318,12 @@ func expectedIssues() map[string][]want {
 			{"value", "Observation.category", "observation-category#social-history"},
 			{"required", "Observation.category[0].coding", "slice Fixed_social-history: at least 1 required by profile odh-EmploymentStatus (inherited by ips-employment-status)"},
 		},
-		// ODH binds the value to the v3 employment statuses (required); a
-		// SNOMED CT finding alone does not satisfy it.
+		// ODH binds the value to the v3 employment statuses (required), and
+		// ips-employment-status asks for a v3 coding; a SNOMED CT finding
+		// alone satisfies neither.
 		"employment-status-snomed-only.json": {
 			{"code-invalid", "Observation.valueCodeableConcept", "code is not in value set http://terminology.hl7.org/ValueSet/v3-employmentStatusODH, to which profile odh-EmploymentStatus (inherited by ips-employment-status) binds Observation.valueCodeableConcept (required)"},
+			{"value", "Observation.valueCodeableConcept", "profile ips-employment-status requires (a code from http://terminology.hl7.org/CodeSystem/v3-ObservationValue)"},
 		},
 		"employment-status-wrong-types.json": {
 			{"structure", "Observation.effectiveDateTime", "allowed: Period"},
@@ -325,6 +337,7 @@ func expectedIssues() map[string][]want {
 			{"required", "Observation.subject.identifier", ""},
 			{"required", "Observation.effective[x]", ""},
 			{"required", "Observation.value[x]", ""},
+			{"required", "Observation.derivedFrom", ""},
 		},
 		"prapare-wrong-values.json": {
 			{"value", "Observation.status", `"final"`},
@@ -352,7 +365,6 @@ func expectedIssues() map[string][]want {
 		},
 		"plan-note-wrong-values.json": {
 			{"value", "DocumentReference.status", `"current"`},
-			{"value", "DocumentReference.docStatus", `"final"`},
 			{"value", "DocumentReference.type", "http://loinc.org#11506-3"},
 			{"structure", "DocumentReference.category", "slice uscore: at most 1"},
 			{"structure", "DocumentReference.content", "at most 1"},

@@ -59,7 +59,7 @@ const MinPseudonymKeyBytes = 32
 // The security label every de-identified resource gets in meta.security,
 // besides the labels it had.
 const (
-	SystemObservationValue = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
+	SystemObservationValue = mappings.SystemV3ObservationValue
 	CodePseudonymized      = "PSEUDED"
 	DisplayPseudonymized   = "pseudonymized"
 )
@@ -471,6 +471,7 @@ var jobKind = &deidKind{
 	fields: withFields(map[string]elem{
 		"extension": extensions(map[string]extensionRule{
 			mappings.ExtODHIsCurrentJob: {"valueBoolean", keepBoolean},
+			mappings.ExtLastKnown:       {"valueDate", keepDate},
 		}),
 		"component": listOf(objectOf(map[string]elem{
 			"code":                 keepConcept,
@@ -482,18 +483,25 @@ var jobKind = &deidKind{
 	finish: maskLostValue,
 }
 
-// Employment status (ODH): fully coded; ips-employment-status still holds.
+// Employment status (ODH): fully coded, with the job records a derived
+// status came from and the date the program last knew it (a closed
+// client's); the note (free text) goes. ips-employment-status still holds.
 var employmentStatusKind = &deidKind{
 	profile: mappings.ProfileEmploymentStatus,
-	fields:  observationFields,
-	finish:  maskLostValue,
+	fields: withFields(map[string]elem{
+		"derivedFrom": listOf(keepRecordRef),
+		"extension": extensions(map[string]extensionRule{
+			mappings.ExtLastKnown: {"valueDate", keepDate},
+		}),
+	}),
+	finish: maskLostValue,
 }
 
-// PRAPARE employment answer: fully coded; ips-prapare-employment still
-// holds.
+// PRAPARE employment answer: fully coded, with the records it was derived
+// from; ips-prapare-employment still holds.
 var prapareKind = &deidKind{
 	profile: mappings.ProfilePRAPARE,
-	fields:  observationFields,
+	fields:  withFields(map[string]elem{"derivedFrom": listOf(keepRecordRef)}),
 	finish:  maskLostValue,
 }
 
@@ -630,13 +638,22 @@ var (
 	keepPeriod   = objectOf(map[string]elem{"start": keepDateTime, "end": keepDateTime})
 )
 
-// keepRecordRef rewrites a literal reference to another exported record; a
-// reference to anything else, and every display, is dropped.
+// keepRecordRef rewrites a reference to another exported record of the
+// client, literal or by its ipsfhir business identifier, to the record's
+// de-identified id; a reference to anything else, the identifier itself
+// (its value holds the client id) and every display are dropped.
 func keepRecordRef(s *scrub, v any) (any, bool) {
 	m, _ := v.(map[string]any)
 	ref, _ := m["reference"].(string)
 	if to, ok := s.refs[ref]; ok && ref != "" {
 		return map[string]any{"reference": to}, true
+	}
+	if sys, val, ok := identifierOf(v); ok {
+		if k, ok := mappings.ParseKey(sys, val); ok && k.Program == s.d.program {
+			if to, ok := s.refs[reference(k)]; ok {
+				return map[string]any{"reference": to}, true
+			}
+		}
 	}
 	return nil, false
 }

@@ -393,8 +393,10 @@ func TestDeidShapes(t *testing.T) {
 				if meta["profile"] != nil {
 					t.Errorf("job claims %s without employer and title", profile)
 				}
-				if ext := encode(t, out["extension"]); strings.Contains(ext, mappings.ExtODHEmployer) || !strings.Contains(ext, mappings.ExtODHIsCurrentJob) {
-					t.Errorf("job extensions %s: want isCurrentJob only", ext)
+				// isCurrentJob, or for a job held when the client's
+				// enrollment closed the date the program last knew it.
+				if ext := encode(t, out["extension"]); strings.Contains(ext, mappings.ExtODHEmployer) || strings.Contains(ext, mappings.ExtODHIsCurrentJob) == strings.Contains(ext, mappings.ExtLastKnown) {
+					t.Errorf("job extensions %s: want isCurrentJob or last known, only", ext)
 				}
 				if v, ok := out["valueCodeableConcept"].(map[string]any); ok {
 					sawOccupation = true
@@ -426,6 +428,14 @@ func TestDeidShapes(t *testing.T) {
 			case mappings.KindPRAPARE:
 				if profile != `["`+mappings.ProfilePRAPARE+`"]` {
 					t.Errorf("PRAPARE answer claims %s", profile)
+				}
+				// derivedFrom names the status record by its de-identified
+				// id; the business identifier (holding the client id) goes.
+				sk := m.entry.Key
+				sk.Kind = mappings.KindEmploymentStatus
+				from, _ := out["derivedFrom"].([]any)
+				if len(from) == 0 || encode(t, from[0]) != `{"reference":"Observation/`+d.recordID(sk.System(), sk.Value())+`"}` {
+					t.Errorf("PRAPARE derivedFrom %s, want the status record's de-identified id first", encode(t, from))
 				}
 			default:
 				t.Errorf("a %s was exported", kind)

@@ -58,7 +58,8 @@ type typedKey struct {
 // every client on every search would be slow. A test holds the two equal.
 func (s *Server) keysOf(c *ips.Client) []typedKey {
 	o := s.mapping
-	out := make([]typedKey, 0, len(c.Goals)+len(c.Jobs)+2*len(c.Employment)+2)
+	statuses := mappings.EmploymentStatusRecords(c)
+	out := make([]typedKey, 0, len(c.Goals)+len(c.Jobs)+2*len(statuses)+2)
 	for _, g := range c.Goals {
 		out = append(out, typedKey{o.GoalKey(c, g), "Goal"})
 	}
@@ -66,7 +67,7 @@ func (s *Server) keysOf(c *ips.Client) []typedKey {
 	for _, j := range c.Jobs {
 		out = append(out, typedKey{o.JobKey(c, j), "Observation"})
 	}
-	for _, e := range c.Employment {
+	for _, e := range statuses {
 		out = append(out, typedKey{o.EmploymentStatusKey(c, e), "Observation"})
 		if o.PRAPARE {
 			out = append(out, typedKey{o.PRAPAREKey(c, e), "Observation"})

@@ -28,6 +28,8 @@ import (
 
 var oracleCapability = filepath.Join("..", "..", "testdata", "ehr-capabilities", "oracle-health-millennium-r4-2026-08.json")
 
+var epicCapability = filepath.Join("..", "..", "testdata", "ehr-capabilities", "epic-r4-sandbox-2026-07.json")
+
 // TestWhatTheEHRHoldsHashesLikeWhatWasWritten: read back from the EHR,
 // every resource the adapter wrote has the canonical hash the ledger
 // recorded, whatever ids, versions and references the EHR gave it. This is

@@ -424,8 +424,16 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 		}
 		return le.ResourceType + "/" + le.ResourceID
 	}
-	canon := conn.Mapping // for hashing: no EHR ids, no clock
-	canon.Now = time.Time{}
+	// A chart note the EHR confirmed holding is amended when written
+	// again (docStatus amended), not silently rewritten as a final note.
+	o.NoteReleased = func(k mappings.Key) bool {
+		le, err := e.Store.LedgerGet(ctx, conn.Name, ledgerKey(k))
+		return err == nil && le.ContentHash != ""
+	}
+	// For hashing: no EHR ids, no write time (see canonicalEntries). The
+	// write's clock still decides content: the note's overdue marks.
+	canon := conn.Mapping
+	canon.Now = o.Now
 
 	p := conn.Plan
 	native := func(cpt plan.Concept) bool { return p.Concept(cpt).Path == plan.Native }
@@ -452,7 +460,7 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 			}
 		}
 		if native(plan.EmploymentStatus) {
-			for _, st := range c.Employment {
+			for _, st := range mappings.EmploymentStatusRecords(c) {
 				out = append(out, mappings.Entry{Key: o.EmploymentStatusKey(c, st), ResourceType: "Observation", Resource: wrap(mappings.EmploymentStatusObservation(c, st, o))})
 				if o.PRAPARE {
 					out = append(out, mappings.Entry{Key: o.PRAPAREKey(c, st), ResourceType: "Observation", Resource: wrap(mappings.PRAPAREObservation(c, st, o))})
@@ -501,13 +509,28 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 }
 
 // canonicalEntries maps every resource of the client with no EHR-specific
-// parts (no literal references, no note date), for hashing.
+// parts (no literal references, a note that amends nothing) and without the
+// write time (withoutWriteTime), for hashing: content that differs only in
+// when it was written is the same content, and is not written again.
 func canonicalEntries(c *ips.Client, canon mappings.Options) map[mappings.Key]*bpb.ContainedResource {
 	out := map[mappings.Key]*bpb.ContainedResource{}
 	for _, en := range mappings.ClientEntries(c, canon) {
+		withoutWriteTime(en.Resource)
 		out[en.Key] = en.Resource
 	}
 	return out
+}
+
+// withoutWriteTime clears what the mapping dates with the write time: the
+// chart note's date and Observation.issued (canonicalForm drops the same
+// from what the EHR holds).
+func withoutWriteTime(cr *bpb.ContainedResource) {
+	if d := cr.GetDocumentReference(); d != nil {
+		d.Date = nil
+	}
+	if ob := cr.GetObservation(); ob != nil {
+		ob.Issued = nil
+	}
 }
 
 func consentsToEHR(c *ips.Client, def bool) bool {

@@ -206,7 +206,7 @@ func TestFullSyncWritesEachRecordOnceThenNothing(t *testing.T) {
 		for _, j := range c.Jobs {
 			want[mappings.KindJob][o.JobKey(c, j).Value()] = 1
 		}
-		for _, s := range c.Employment {
+		for _, s := range mappings.EmploymentStatusRecords(c) {
 			want[mappings.KindEmploymentStatus][o.EmploymentStatusKey(c, s).Value()] = 1
 		}
 	}
@@ -330,7 +330,7 @@ func TestEpicModeWithASiteCodeWritesEmploymentStatus(t *testing.T) {
 	}
 	want := 0
 	for _, c := range consenting(r.cl) {
-		want += len(c.Employment)
+		want += len(mappings.EmploymentStatusRecords(c))
 	}
 	got := r.countByIdentifier(t, "Observation", mappings.KindEmploymentStatus)
 	if len(got) != want || want == 0 {

@@ -240,8 +240,11 @@ func (e *Engine) searchRecord(ctx context.Context, conn *Connection, typ string,
 // (id, meta.versionId, lastUpdated and source), without the literal references that only this EHR
 // understands (a reference that also carries an identifier keeps the
 // identifier; one to a record the ledger knows becomes that record's
-// urn:uuid), and without the chart note's date. Content the adapter wrote
-// therefore hashes to the ledger's hash whatever version the EHR gave it.
+// urn:uuid), without the write time (the chart note's date,
+// Observation.issued), and with an amended note counted as final (amending is
+// how the adapter writes a note again, not content). Content the adapter
+// wrote therefore hashes to the ledger's hash whatever version the EHR gave
+// it.
 func (e *Engine) canonicalHash(ctx context.Context, conn *Connection, typ string, raw []byte) (string, error) {
 	b, err := e.canonicalForm(ctx, conn, typ, raw)
 	if err != nil {
@@ -278,8 +281,14 @@ func (e *Engine) canonicalForm(ctx context.Context, conn *Connection, typ string
 			delete(m, "meta")
 		}
 	}
-	if typ == "DocumentReference" {
+	switch typ {
+	case "DocumentReference":
 		delete(m, "date")
+		if m["docStatus"] == "amended" {
+			m["docStatus"] = "final"
+		}
+	case "Observation":
+		delete(m, "issued")
 	}
 	if err := e.canonicalReferences(ctx, conn, m); err != nil {
 		return nil, err

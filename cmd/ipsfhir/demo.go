@@ -71,7 +71,8 @@ synthetic patients there and syncs the caseload to it.`, stderr)
 		fmt.Fprintf(stderr, "ipsfhir demo: %v\n", err)
 		return exitFindings
 	}
-	bundle, err := mappings.CaseloadBundle(cl, mappings.Options{Now: time.Now()}, mappings.Collection)
+	mo := mappings.Options{Now: time.Now()}
+	bundle, err := mappings.CaseloadBundle(cl, mo, mappings.Collection)
 	if err != nil {
 		fmt.Fprintf(stderr, "ipsfhir demo: %v\n", err)
 		return exitFindings
@@ -106,6 +107,7 @@ synthetic patients there and syncs the caseload to it.`, stderr)
 	name := cl.ProgramID()
 	if cl.Program != nil && cl.Program.Name != "" {
 		name = cl.Program.Name
+		mo.ProgramName = name
 	}
 	w("ipsfhir demo: IPS supported employment → FHIR R4 (synthetic data, no real patients)")
 	w("")
@@ -123,7 +125,7 @@ synthetic patients there and syncs the caseload to it.`, stderr)
 		w("What a clinician reads in the chart for client %s (the chart-note fallback;", c.ID)
 		w("EHRs that accept Goal and CarePlan show the same as native resources):")
 		w("")
-		for _, line := range strings.Split(strings.TrimRight(mappings.RenderPlan(c), "\n"), "\n") {
+		for _, line := range strings.Split(strings.TrimRight(mappings.RenderPlan(c, mo), "\n"), "\n") {
 			w("    %s", line)
 		}
 	}

@@ -67,6 +67,10 @@ func TestExportCommand(t *testing.T) {
 	if err != nil || !strings.Contains(string(plans), "MRN-") {
 		t.Errorf("the identified export does not name patients: %v", err)
 	}
+	// The plan's narrative names the program as configured (program.name).
+	if !strings.Contains(string(plans), "<b>IPS supported employment plan</b> (riverside-ips IPS).") {
+		t.Error("the plan narrative does not name the program (config program.name)")
+	}
 	if _, err := os.Stat(filepath.Join(own, "Observation.ndjson")); !os.IsNotExist(err) {
 		t.Error("--type CarePlan wrote Observations too")
 	}

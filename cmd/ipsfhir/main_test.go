@@ -162,11 +162,13 @@ func TestValidateExitCodesAndOutcome(t *testing.T) {
 
 // TestValidateInheritedBinding: validate refuses an employment status whose
 // value breaks the binding ips-employment-status inherits from ODH, and
-// says which element and which value set.
+// says which element and which value set. A SNOMED CT finding alone also
+// breaks ips-employment-status's own v3 pattern: two issues, each naming the
+// profile that states its rule.
 func TestValidateInheritedBinding(t *testing.T) {
 	file := repoFile("testdata", "fhir", "invalid", "employment-status-snomed-only.json")
 	code, stdout, stderr := ipsfhir(t, "", "validate", file)
-	if code != exitFindings || !strings.Contains(stderr, "invalid (1 error)") {
+	if code != exitFindings || !strings.Contains(stderr, "invalid (2 errors)") {
 		t.Fatalf("exit %d, want 1\n%s", code, stderr)
 	}
 	var oo struct {
@@ -176,14 +178,21 @@ func TestValidateInheritedBinding(t *testing.T) {
 			Expression  []string
 		}
 	}
-	if err := json.Unmarshal([]byte(stdout), &oo); err != nil || len(oo.Issue) != 1 {
-		t.Fatalf("want one issue: %v\n%s", err, stdout)
+	if err := json.Unmarshal([]byte(stdout), &oo); err != nil || len(oo.Issue) != 2 {
+		t.Fatalf("want two issues: %v\n%s", err, stdout)
 	}
-	is := oo.Issue[0]
-	if is.Code != "code-invalid" || !slices.Equal(is.Expression, []string{"Observation.valueCodeableConcept"}) ||
+	for _, is := range oo.Issue {
+		if !slices.Equal(is.Expression, []string{"Observation.valueCodeableConcept"}) {
+			t.Errorf("issue not on the value: %+v", is)
+		}
+	}
+	if is := oo.Issue[0]; is.Code != "code-invalid" ||
 		!strings.Contains(is.Diagnostics, "http://terminology.hl7.org/ValueSet/v3-employmentStatusODH") ||
 		!strings.Contains(is.Diagnostics, "profile odh-EmploymentStatus (inherited by ips-employment-status) binds Observation.valueCodeableConcept (required)") {
 		t.Errorf("issue does not name the element and the binding: %+v", is)
+	}
+	if is := oo.Issue[1]; is.Code != "value" || !strings.Contains(is.Diagnostics, "profile ips-employment-status requires (a code from http://terminology.hl7.org/CodeSystem/v3-ObservationValue)") {
+		t.Errorf("issue does not name ips-employment-status's own rule: %+v", is)
 	}
 }
 

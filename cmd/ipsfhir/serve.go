@@ -140,7 +140,7 @@ func (s *system) handler() http.Handler {
 	// The FHIR facade authenticates with the same keys; its /fhir/metadata
 	// is public, as on any FHIR server.
 	facade, err := fhirapi.New(fhirapi.Options{
-		Store: s.store, Keys: keys, Mapping: mappings.Options{Program: s.cfg.Program.ID},
+		Store: s.store, Keys: keys, Mapping: mappings.Options{Program: s.cfg.Program.ID, ProgramName: s.cfg.Program.Name},
 		AllowsEHR: s.cfg.Consent.AllowsEHR, AllowsHIE: s.cfg.Consent.AllowsHIE, Logger: s.logger,
 		PseudonymKey: s.pseudonymKey, Reports: s.measureReports,
 		BaseURL: publicFHIRBase(s.cfg.Server.PublicURL),

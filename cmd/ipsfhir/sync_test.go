@@ -100,7 +100,7 @@ func newSyncRigEnabled(t *testing.T, clients int, storeYAML, lease string, enabl
 	if storeYAML == "" {
 		storeYAML = fmt.Sprintf("{driver: sqlite, dsn: %s}", filepath.Join(dir, "ips.db"))
 	}
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`program: {id: crash-test}
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`program: {id: crash-test, name: Crash test IPS}
 store: %s
 sync: {leaseFor: %s, maxAttempts: 8}
 connections:
@@ -174,7 +174,7 @@ func (r *syncRig) wantExactlyOnce(t *testing.T) map[mappings.Kind]int {
 		want[mappings.KindGoal] += len(c.Goals)
 		want[mappings.KindPlan]++
 		want[mappings.KindJob] += len(c.Jobs)
-		want[mappings.KindEmploymentStatus] += len(c.Employment)
+		want[mappings.KindEmploymentStatus] += len(mappings.EmploymentStatusRecords(c))
 	}
 	types := map[mappings.Kind]string{mappings.KindGoal: "Goal", mappings.KindPlan: "CarePlan", mappings.KindJob: "Observation", mappings.KindEmploymentStatus: "Observation"}
 	for k, n := range want {
@@ -397,4 +397,9 @@ func TestSyncRunsUntilInterrupted(t *testing.T) {
 		t.Fatal("sync did not stop within 30 s of the interrupt")
 	}
 	r.wantExactlyOnce(t)
+	// The plan in the chart names the program (config program.name).
+	plans, err := r.client.Search(t.Context(), "CarePlan", url.Values{"_count": {"1"}})
+	if err != nil || len(plans) == 0 || !strings.Contains(string(plans[0].Resource), "<b>IPS supported employment plan</b> (Crash test IPS).") {
+		t.Errorf("the CarePlan narrative does not name the program: %v", err)
+	}
 }

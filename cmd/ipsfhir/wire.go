@@ -202,7 +202,7 @@ func (s *system) connector(cn config.Connection) (syncer.Connector, error) {
 		w := cn.Winners
 		return &syncer.Connection{
 			Name: cn.Name, Plan: p, EHR: client,
-			Mapping:        mappings.Options{Program: cfg.Program.ID, PRAPARE: prapare, SiteCodes: siteCodes(&cn)},
+			Mapping:        mappings.Options{Program: cfg.Program.ID, ProgramName: cfg.Program.Name, PRAPARE: prapare, SiteCodes: siteCodes(&cn)},
 			ConsentDefault: cfg.Consent.EHR,
 			Winners: syncer.Winners{Status: string(w.GoalStatus), Achievement: string(w.GoalAchievement), Notes: string(w.GoalNotes),
 				Description: string(w.GoalDescription), Target: string(w.GoalTarget)},

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/mappings"
@@ -74,6 +75,9 @@ func (r *run) verify(ctx context.Context) error {
 	// Lost, consent and stale: every consenting client's records are
 	// there with the expected content; nobody else's are.
 	o := mappings.Options{Program: r.program}
+	if r.caseload.Program != nil {
+		o.ProgramName = r.caseload.Program.Name
+	}
 	native := func(concept string) bool { return r.paths[concept] == "native" }
 	for _, cid := range e.ids {
 		c := e.clients[cid]
@@ -97,12 +101,12 @@ func (r *run) verify(ctx context.Context) error {
 			}
 		}
 		if native("employment-status") {
-			for _, s := range c.Employment {
+			for _, s := range mappings.EmploymentStatusRecords(c) {
 				wants = append(wants, want{o.EmploymentStatusKey(c, s), "Observation", func(raw json.RawMessage) []string { return statusDiff(s, raw) }})
 			}
 		}
 		if native("chart-note") {
-			wants = append(wants, want{o.PlanNoteKey(c), "DocumentReference", func(raw json.RawMessage) []string { return e.noteDiff(c, raw) }})
+			wants = append(wants, want{o.PlanNoteKey(c), "DocumentReference", func(raw json.RawMessage) []string { return e.noteDiff(c, raw, o) }})
 		}
 		if !consents(c) {
 			for k, copies := range index {
@@ -374,14 +378,16 @@ func statusDiff(want ips.EmploymentSnapshot, raw json.RawMessage) []string {
 }
 
 // noteDiff compares the chart note's text with the plan rendered from the
-// expected client; a client with an edit of unknown outcome is skipped.
-func (e *expectation) noteDiff(c *ips.Client, raw json.RawMessage) []string {
+// expected client as of the note's own date (its overdue marks depend on
+// it); a client with an edit of unknown outcome is skipped.
+func (e *expectation) noteDiff(c *ips.Client, raw json.RawMessage, o mappings.Options) []string {
 	for k := range e.ambiguous {
 		if strings.HasPrefix(k, c.ID+"/") {
 			return nil
 		}
 	}
 	var d struct {
+		Date    time.Time `json:"date"`
 		Content []struct {
 			Attachment struct {
 				Data string `json:"data"`
@@ -395,7 +401,8 @@ func (e *expectation) noteDiff(c *ips.Client, raw json.RawMessage) []string {
 	if err != nil {
 		return []string{"unreadable"}
 	}
-	if string(text) != mappings.RenderPlan(c) {
+	o.Now = d.Date
+	if string(text) != mappings.RenderPlan(c, o) {
 		return []string{"text"}
 	}
 	return nil

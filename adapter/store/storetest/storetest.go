@@ -182,8 +182,11 @@ func richClient(id string) *ips.Client {
 		ClosedOn:   ips.MustDate("2026-03-31"),
 		Status:     ips.ClientClosed,
 		Specialist: richSpecialist,
-		Consent:    &ips.Consent{EHR: &yes, HIE: &no},
-		Disclosure: ips.DisclosurePartial,
+		// The specialist's own words, kept as typed.
+		ClosedReason:      "Moved to her sister's — \"for now\"\nwill call",
+		SpecialistContact: "dana@ips.example; 555-0142 ext. 7",
+		Consent:           &ips.Consent{EHR: &yes, HIE: &no},
+		Disclosure:        ips.DisclosurePartial,
 		Preferences: &ips.WorkPreferences{
 			JobTypes:     []string{"bakery", "retail\tstock", "☕ barista"},
 			HoursPerWeek: &prefHours,
