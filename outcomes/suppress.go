@@ -369,7 +369,11 @@ func (a *audit) small(n int) bool { return n >= 1 && n < a.threshold }
 
 // sensitive reports whether the form at a level is a small count.
 func (a *audit) sensitive(level, f int) bool {
-	t := a.levels[level]
+	return a.small(a.levels[level].formCount(f))
+}
+
+// formCount is form f's value in a tally.
+func (t *tally) formCount(f int) int {
 	n := 0
 	for _, l := range forms[f].leaves {
 		n += t.leafCount(l)
@@ -377,7 +381,7 @@ func (a *audit) sensitive(level, f int) bool {
 	for _, l := range forms[f].minus {
 		n -= t.leafCount(l)
 	}
-	return a.small(n)
+	return n
 }
 
 // vector is the form at a level over the unknowns (stratum, leaf).

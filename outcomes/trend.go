@@ -28,8 +28,9 @@ import (
 // before the first (which the first years reach back to) as unknowns, and
 // asks for every small count the page withholds, and every difference of
 // nested counts, the least and the most it can be. Where a range holds
-// fewer than Protection values, it withholds more on the page: a year's
-// figure first (the page's own addition), then a quarter's.
+// fewer than Protection values, it withholds more on the page: the counts
+// the small count is made of first, then a year's figure (the page's own
+// addition), then a quarter's.
 
 // Trend is one quarter of a trend page: the quarter's reports and those of
 // the twelve months ending with it (ComputeRolling's groups), as the page
@@ -129,7 +130,7 @@ func (t *trendAudit) suppress() error {
 	var targets []trendTarget
 	for i, c := range t.quarters {
 		for f := range forms {
-			if n := formCount(c.levels[0], f); a.small(n) {
+			if n := c.levels[0].formCount(f); a.small(n) {
 				targets = append(targets, trendTarget{v: t.formVec(i, f)})
 			}
 		}
@@ -238,18 +239,6 @@ func (t *trendAudit) hide(c *computed, x cell) {
 	}
 }
 
-// formCount is a form's value in a tally.
-func formCount(tl *tally, f int) int {
-	n := 0
-	for _, l := range forms[f].leaves {
-		n += tl.leafCount(l)
-	}
-	for _, l := range forms[f].minus {
-		n -= tl.leafCount(l)
-	}
-	return n
-}
-
 // formVec is form f of quarter i over the count variables: each leaf is
 // the difference of two counts (leafCells).
 func (t *trendAudit) formVec(i, f int) vec {
@@ -275,12 +264,18 @@ func (t *trendAudit) formVec(i, f int) vec {
 	return v
 }
 
-// trendNesting: the first count is at most the second, in every period.
-var trendNesting = [][2]cell{
-	{cellN2, cellN1}, {cellN1, cellD}, {cellW, cellC}, {cellC, cellE}, {cellE, cellD},
-	{cellF, cellD}, {cellF, cellJ}, {cellB, cellG}, {cellG, cellD}, {cellR90, cellR}, {cellR, cellD},
-	{cellG, cellN1}, {cellG, cellJ}, {cellR90, cellN1},
-}
+// trendNesting: the first count is at most the second, in every period:
+// each leaf that is the difference of two counts (leafCells), and the
+// containments between cuts.
+var trendNesting = func() [][2]cell {
+	var out [][2]cell
+	for _, lc := range leafCells {
+		if lc[1] != noCell {
+			out = append(out, [2]cell{lc[1], lc[0]})
+		}
+	}
+	return append(out, containments...)
+}()
 
 // polytope is what a reader of the page knows, as the audit's polytope
 // type (its leaves are the count variables here, all ≥ 0).
