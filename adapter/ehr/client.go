@@ -114,6 +114,10 @@ type Request struct {
 	// entries are all conditional). GET, HEAD, PUT and DELETE always are.
 	// Only requests safe to repeat are retried after a lost answer.
 	Idempotent bool
+	// Once marks a PUT as not safe to repeat (see Client.UpdateOnce): it
+	// is not retried after a lost answer, and fails with
+	// KindOutcomeUnknown instead.
+	Once bool
 	// ResourceType labels spans and metrics (e.g. "Goal"). Default: the
 	// first segment of Path.
 	ResourceType string
@@ -306,7 +310,9 @@ func (c *Client) do(ctx context.Context, op string, r Request, cs *callState) (*
 	switch cs.method {
 	case http.MethodGet, http.MethodHead:
 		cs.idempotent, cs.read = true, true
-	case http.MethodPut, http.MethodDelete:
+	case http.MethodPut:
+		cs.idempotent = !r.Once
+	case http.MethodDelete:
 		cs.idempotent = true
 	case http.MethodPost:
 		cs.idempotent, cs.read = r.Idempotent || r.read, r.read

@@ -19,7 +19,9 @@
 //     POST or PATCH the caller marks Idempotent because it is a conditional
 //     create (If-None-Exist), a search via POST, or a transaction whose
 //     entries are all conditional;
-//   - not safe: every other POST and PATCH.
+//   - not safe: every other POST and PATCH, and a PUT sent with
+//     UpdateOnce (a first write that may create the resource: a copy of
+//     it applied late would undo what was written after it).
 //
 // Both are retried on 429 and 503 (the server says it did not process the
 // request) and on connection failures that happened before anything was

@@ -90,6 +90,21 @@ func (c *Client) Create(ctx context.Context, resourceType string, body []byte, i
 // update that was in fact applied answers 412: read the resource and
 // compare before treating the conflict as someone else's change.
 func (c *Client) Update(ctx context.Context, resourceType, target string, body []byte, ifMatch string) (*Response, error) {
+	return c.update(ctx, resourceType, target, body, ifMatch, false)
+}
+
+// UpdateOnce is Update without If-Match for a write that must not be
+// repeated: a conditional update that may create the resource, where a
+// copy of it held by a slow EHR and applied after a later write would
+// undo that write. It is sent once, like a plain create: after a lost
+// answer (a timeout, a reset, a gateway's 502 or 504) it fails with
+// KindOutcomeUnknown, and the caller looks the resource up before
+// writing it again.
+func (c *Client) UpdateOnce(ctx context.Context, resourceType, target string, body []byte) (*Response, error) {
+	return c.update(ctx, resourceType, target, body, "", true)
+}
+
+func (c *Client) update(ctx context.Context, resourceType, target string, body []byte, ifMatch string, once bool) (*Response, error) {
 	op, err := checkType("update", resourceType)
 	if err != nil {
 		return nil, err
@@ -107,7 +122,7 @@ func (c *Client) Update(ctx context.Context, resourceType, target string, body [
 	if ifMatch != "" {
 		h.Set("If-Match", etagFor(ifMatch))
 	}
-	return c.Do(ctx, Request{Method: http.MethodPut, Path: path, Body: body, Header: h, ResourceType: resourceType, op: op})
+	return c.Do(ctx, Request{Method: http.MethodPut, Path: path, Body: body, Header: h, Once: once, ResourceType: resourceType, op: op})
 }
 
 // etagFor turns a version id into the weak ETag FHIR servers expect, and

@@ -188,6 +188,28 @@ func TestPeer(t *testing.T) {
 		}
 	})
 
+	t.Run("OncePutLostAnswerIsOutcomeUnknown", func(t *testing.T) {
+		t.Parallel()
+		c, rec := newClient(t, base, ehr.Options{})
+		id := unique("once")
+		// A conditional update that creates the goal, marked Once (what
+		// UpdateOnce sends): its lost answer is not repeated.
+		_, err := c.Do(t.Context(), ehr.Request{
+			Method: http.MethodPut, Path: "Goal?identifier=" + url.QueryEscape(idSystem+"|"+id), Body: goalJSON(t, "Patient/p-once", id),
+			Header: http.Header{"X-Peer-Fault": {"drop-after"}}, Once: true,
+		})
+		e := wantKind(t, err, ehr.KindOutcomeUnknown)
+		if e.Attempts != 1 {
+			t.Fatalf("error %q: %d attempts, want 1", err, e.Attempts)
+		}
+		if got := resends(rec); len(got) != 1 || got[0] != 0 {
+			t.Fatalf("resend counts %v, want [0]", got)
+		}
+		if n := countGoals(t, c, id); n != 1 {
+			t.Fatalf("the peer holds %d Goals, want exactly 1 (applied once, never resent)", n)
+		}
+	})
+
 	t.Run("PlainPostGatewayTimeoutIsOutcomeUnknown", func(t *testing.T) {
 		t.Parallel()
 		c, rec := newClient(t, base, ehr.Options{})

@@ -325,6 +325,9 @@ func (p *Plan) warn() {
 		if rp != nil && rp.Idempotency == LedgerOnly {
 			p.Warnings = append(p.Warnings, fmt.Sprintf("%s cannot be searched by identifier or patient: a create whose answer is lost cannot be checked, and may be duplicated", cp.ResourceType))
 		}
+		if cp.Concept == Goal && rp != nil && rp.Idempotency == ConditionalUpdate && rp.Concurrency == IfMatch && !rp.ConditionalCreate {
+			p.Warnings = append(p.Warnings, "Goal cannot be created conditionally: a goal's first write is a conditional update without If-Match, sent once, and after a lost answer not written again for four EHR request timeouts, while it may still land")
+		}
 	}
 	slices.Sort(p.Warnings)
 	p.Warnings = slices.Compact(p.Warnings)

@@ -172,6 +172,27 @@ func TestReadOnlyConnectionSaysSo(t *testing.T) {
 	}
 }
 
+// TestGoalWithoutConditionalCreateIsWarned: where goals are updated
+// conditionally with If-Match but cannot be created conditionally, the
+// plan says what a goal's first write does (syncer's sentOnce).
+func TestGoalWithoutConditionalCreateIsWarned(t *testing.T) {
+	st := strings.Replace(string(full("Goal", "CarePlan")), `"conditionalCreate":true`, `"conditionalCreate":false`, 1)
+	p, err := Build([]byte(st), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := p.Type("Goal")
+	if rp.ConditionalCreate || rp.Idempotency != ConditionalUpdate || rp.Concurrency != IfMatch {
+		t.Fatalf("Goal plan %+v", rp)
+	}
+	if w := strings.Join(p.Warnings, " "); !strings.Contains(w, "Goal cannot be created conditionally") || !strings.Contains(w, "sent once") {
+		t.Errorf("warnings %v; want the goal's first write explained", p.Warnings)
+	}
+	if p.Type("CarePlan").ConditionalCreate != true {
+		t.Error("CarePlan lost its conditional create")
+	}
+}
+
 func TestLedgerOnlyIsWarned(t *testing.T) {
 	st := []byte(`{"resourceType":"CapabilityStatement","fhirVersion":"4.0.1","rest":[{"mode":"server","resource":[
 	 {"type":"Observation","interaction":[{"code":"create"},{"code":"update"}]}]}]}`)

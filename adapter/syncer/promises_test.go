@@ -672,9 +672,14 @@ func TestLateFirstWriteDoesNotRevertAnEdit(t *testing.T) {
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.conn.Plan.Bundles = "none"
+	clock := time.Now()
+	r.engine.Now = func() time.Time { return clock }
+	r.conn.CreateSettle = 10 * time.Second
 	// An EHR without conditional create: the first write is a conditional
-	// update without If-Match, which can land over the edit (with
+	// update without If-Match, which could land over the edit (with
 	// conditional create it cannot: TestALateFirstWriteDoesNotOverwriteWhatCameAfter).
+	// The edit waits while the first write may still land
+	// (TestAFirstGoalWriteIsNotRepeatedWhileItMayStillLand).
 	r.conn.Plan.Type("Goal").ConditionalCreate = false
 	p := r.proxiedWith(t, faultproxy.Options{Seed: 1, Hang: time.Minute}, ehr.Options{MaxAttempts: 1, Timeout: 500 * time.Millisecond})
 	c, g, k := r.firstGoal()
@@ -686,17 +691,12 @@ func TestLateFirstWriteDoesNotRevertAnEdit(t *testing.T) {
 		t.Fatalf("push with the first goal write held: %+v %v", s, err)
 	}
 	r.editGoal(t, c.ID, g.ID, func(g *ips.Goal) { g.Description = "Edited before the first write landed" })
-	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
-		t.Fatalf("push of the edit: %+v %v", s, err)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 1 {
+		t.Fatalf("push of the edit while the first write may still land: %+v %v; want it to wait", s, err)
 	}
 	p.ReleaseHung()
 	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var eg map[string]any
-		_ = json.Unmarshal(r.searchGoal(t, k), &eg)
-		if eg["description"].(map[string]any)["text"] != "Edited before the first write landed" {
-			break // the held write landed
-		}
+	for r.countByIdentifier(t, "Goal", mappings.KindGoal)[k.Value()] == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the held write never landed")
 		}
@@ -704,6 +704,11 @@ func TestLateFirstWriteDoesNotRevertAnEdit(t *testing.T) {
 	}
 	if s, err := r.engine.PullOnce(ctx); err != nil || s.Applied != 0 || s.Conflicts != 0 {
 		t.Errorf("pull: %+v %v; want the late write taken as the adapter's own", s, err)
+	}
+	clock = clock.Add(11 * time.Second)
+	makeDue(t, r)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 || s.Conflicts != 0 {
+		t.Fatalf("push of the edit once the first write landed: %+v %v", s, err)
 	}
 	got, _, _ := r.store.GetClient(ctx, c.ID)
 	if d := got.Goal(g.ID).Description; d != "Edited before the first write landed" {
@@ -1335,4 +1340,109 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestAFirstGoalWriteIsNotRepeatedWhileItMayStillLand: on an EHR that
+// updates goals conditionally with If-Match but cannot create them
+// conditionally, a goal's first write has no version to carry: it is a
+// conditional update that, held by a slow EHR and applied late, lands
+// over whatever was written after it. So it is sent once, and not again
+// while it may still land (CreateSettle): a retry of it could create the
+// goal, a clinician edit it, and the held copy then undo the edit.
+func TestAFirstGoalWriteIsNotRepeatedWhileItMayStillLand(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	clock := time.Now()
+	r.engine.Now = func() time.Time { return clock }
+	r.conn.CreateSettle = 10 * time.Second
+	r.conn.Plan.Bundles = "none"
+	r.conn.Plan.Type("Goal").ConditionalCreate = false
+	log := &syncBuffer{}
+	p := r.proxiedWith(t, faultproxy.Options{Seed: 1, Hang: time.Minute, RequestLog: &faultproxy.RequestLog{W: log}},
+		ehr.Options{MaxAttempts: 2, Timeout: 500 * time.Millisecond})
+	c, g, k := r.firstGoal()
+	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: c}}, []string{"clinic"}); err != nil {
+		t.Fatal(err)
+	}
+	goalWrite := faultproxy.Match{PathPrefix: "Goal", Func: func(method, _, _ string) bool { return method == "PUT" || method == "POST" }}
+	held := p.Once(goalWrite, faultproxy.KindHang)
+	if _, err := r.engine.PushOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-held.Done()
+	makeDue(t, r)
+	if _, err := r.engine.PushOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := goalWritesAnswered(t, log.String()); n != 0 {
+		t.Errorf("%d goal writes reached the EHR while the first one was held; want none until it may no longer land", n)
+	}
+	other := "on-hold"
+	if string(g.Status) == other {
+		other = "active"
+	}
+	clinicians := ""
+	copies := func() int { return r.countByIdentifier(t, "Goal", mappings.KindGoal)[k.Value()] }
+	if copies() > 0 {
+		// The goal is in the EHR already (a repeat of the held write):
+		// the clinician edits it before the held copy lands.
+		r.clinicianEdits(t, k, func(m map[string]any) { m["lifecycleStatus"] = other })
+		clinicians = versionOf(r.ehrGoal(t, k))
+	}
+	if p.ReleaseHung() != 1 {
+		t.Fatal("no request held")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(log.String(), `"fault":"hang","status"`) {
+		if time.Now().After(deadline) {
+			t.Fatal("the held request was not answered by the EHR")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := r.engine.PullOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	clock = clock.Add(11 * time.Second)
+	makeDue(t, r)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 || s.Conflicts != 0 {
+		t.Fatalf("push once the held write landed: %+v %v; want it found as the adapter's own", s, err)
+	}
+	if clinicians == "" {
+		r.clinicianEdits(t, k, func(m map[string]any) { m["lifecycleStatus"] = other })
+		clinicians = versionOf(r.ehrGoal(t, k))
+	}
+	if s, err := r.engine.PullOnce(ctx); err != nil || s.Conflicts != 0 {
+		t.Fatalf("pull: %+v %v", s, err)
+	}
+	makeDue(t, r)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+		t.Fatalf("next push: %+v %v", s, err)
+	}
+	if h := r.statusesSince(t, k, clinicians); slices.ContainsFunc(h, func(s string) bool { return s != other }) {
+		t.Errorf("EHR versions of the goal since the clinician's change have statuses %v; the clinician's %s was overwritten", h, other)
+	}
+	got, _, _ := r.store.GetClient(ctx, c.ID)
+	if st := string(got.Goal(g.ID).Status); st != other {
+		t.Errorf("store goal status %s, want the clinician's %s", st, other)
+	}
+	if n := copies(); n != 1 {
+		t.Errorf("the goal is in the EHR %d times, want once", n)
+	}
+}
+
+// goalWritesAnswered counts the Goal PUTs and POSTs in a request log that
+// the EHR answered.
+func goalWritesAnswered(t *testing.T, log string) int {
+	t.Helper()
+	n := 0
+	for line := range strings.Lines(log) {
+		var rec faultproxy.LoggedRequest
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("request log line: %v", err)
+		}
+		if (rec.Method == "PUT" || rec.Method == "POST") && strings.HasPrefix(rec.Path, "Goal") && rec.Status != 0 {
+			n++
+		}
+	}
+	return n
 }

@@ -34,6 +34,7 @@ type EHR interface {
 	Search(ctx context.Context, resourceType string, query url.Values) ([]ehr.Entry, error)
 	Create(ctx context.Context, resourceType string, body []byte, ifNoneExist string) (*ehr.Response, error)
 	Update(ctx context.Context, resourceType, target string, body []byte, ifMatch string) (*ehr.Response, error)
+	UpdateOnce(ctx context.Context, resourceType, target string, body []byte) (*ehr.Response, error)
 	Transaction(ctx context.Context, bundle []byte, idempotent bool) (*ehr.Response, error)
 	Batch(ctx context.Context, bundle []byte, idempotent bool) (*ehr.Response, error)
 	History(ctx context.Context, resourceType, id string) ([]ehr.Entry, error)
@@ -611,6 +612,15 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 			}
 		}
 	}
+	if ifMatch == "" && known && sentOnce(conn, typ) {
+		// A first write of the goal went without a version and its answer
+		// was not read; the search above did not find it. It may still be
+		// on its way: a second one now could create the goal, and the
+		// first, landing later, undo what is written after (see sentOnce).
+		if wait := e.unansweredWait(conn, le); wait > 0 {
+			return s, &pushError{msg: "push: an earlier first write of " + typ + " may still land; waiting before writing again", wait: wait}
+		}
+	}
 	if (known && le.ResourceID != "") || rp.Idempotency == plan.ConditionalUpdate {
 		// Remember what is about to be sent before sending it: if the
 		// answer is lost (or the process dies), the EHR may hold this
@@ -678,7 +688,11 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 			}
 			sent = e.now()
 		}
-		resp, err = conn.EHR.Update(ctx, typ, criteria, body, ifMatch)
+		if ifMatch == "" && sentOnce(conn, typ) {
+			resp, err = conn.EHR.UpdateOnce(ctx, typ, criteria, body)
+		} else {
+			resp, err = conn.EHR.Update(ctx, typ, criteria, body, ifMatch)
+		}
 		if errors.Is(err, ehr.ErrConflict) {
 			var w PushSummary
 			resp, w, err = e.settleStale(ctx, conn, k, typ, le, hash, clientID, ver, res, func(v string) (*ehr.Response, error) {
@@ -818,6 +832,38 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 func createsFirst(conn *Connection, typ string) bool {
 	rp := conn.Plan.Type(typ)
 	return typ == "Goal" && rp != nil && rp.Concurrency == plan.IfMatch && rp.ConditionalCreate && conn.Plan.Allows(typ, "create")
+}
+
+// sentOnce reports whether a Goal's first write (no version to send as
+// If-Match) is a conditional update sent once: the EHR updates goals with
+// If-Match and conditionally by identifier but cannot create them
+// conditionally, so the first write is a PUT Goal?identifier=… without
+// If-Match. Repeated after a lost answer, it could create the goal while
+// the first copy is still held by a slow EHR; a clinician edits the goal,
+// and the held copy then lands over the edit. So it is sent once
+// (ehr.Client.UpdateOnce) and, while it may still land (CreateSettle),
+// not sent again: the next attempt searches for the goal first and, if
+// it is there, writes with its version.
+func sentOnce(conn *Connection, typ string) bool {
+	rp := conn.Plan.Type(typ)
+	return typ == "Goal" && rp != nil && rp.Concurrency == plan.IfMatch && rp.Idempotency == plan.ConditionalUpdate && !createsFirst(conn, typ)
+}
+
+// unansweredWait is how long to wait before writing again without If-Match
+// a record whose last such write (per the ledger row le) went unanswered:
+// until CreateSettle has passed since it was sent; zero when none is
+// pending.
+func (e *Engine) unansweredWait(conn *Connection, le store.LedgerEntry) time.Duration {
+	var last time.Time
+	for _, a := range le.Attempted {
+		if a.IfMatch == "" && a.At.After(last) {
+			last = a.At
+		}
+	}
+	if last.IsZero() {
+		return 0
+	}
+	return max(0, e.createSettle(conn)-e.now().Sub(last))
 }
 
 // DefaultCreateSettle is Connection.CreateSettle when unset: four times the

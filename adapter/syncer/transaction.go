@@ -150,6 +150,11 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 		return s, nil, false, nil
 	}
 	for _, ch := range changed {
+		if ch.ifMatch(conn) == "" && sentOnce(conn, ch.en.ResourceType) {
+			// A goal's first write, which must not be repeated (see
+			// sentOnce), where a transaction is: one by one.
+			return s, nil, false, nil
+		}
 		if ch.known && ch.ifMatch(conn) == "" && conn.Plan.Type(ch.en.ResourceType).Concurrency == plan.IfMatch {
 			// A record the EHR may hold under a version the ledger does not
 			// know (an answer without one, a lost answer): a conditional

@@ -9,8 +9,10 @@
 //
 //  1. go build ./cmd/ipsfhir into a temporary directory (once: every
 //     replica runs the binary a deployment would).
-//  2. Start the peer (conformance/peer), in its own mode or acting out
-//     Epic's CapabilityStatement, and a faultproxy in front of it,
+//  2. Start the peer (conformance/peer), in its own mode (for the
+//     no-conditional-create scenario, without conditional create of
+//     Goal) or acting out Epic's CapabilityStatement, and a faultproxy
+//     in front of it,
 //     seeded, with faults off for now.
 //  3. Make a store: an SQLite file, or a fresh PostgreSQL schema on the
 //     server in IPSFHIR_TEST_POSTGRES_DSN (dropped at the end).

@@ -171,7 +171,7 @@ func (r *run) setup(ctx context.Context) error {
 		}
 	}
 
-	popts := peer.Options{Args: []string{"--quiet"}}
+	popts := peer.Options{Args: append([]string{"--quiet"}, r.sp.peerArgs...)}
 	if r.sp.epic {
 		popts.Capability = filepath.Join(r.root, EpicCapability)
 	}

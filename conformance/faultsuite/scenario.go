@@ -27,11 +27,18 @@ const (
 	// DocumentReference written by plain POST (no conditional create,
 	// no versions), so a lost reply to a create is the case that matters.
 	ScenarioEpic Scenario = "epic"
+	// ScenarioNoConditionalCreate is one replica on SQLite against the
+	// peer in its own mode but without conditional create of Goal (peer
+	// --no-conditional-create Goal): goals are updated conditionally with
+	// If-Match, so a goal's first write is a conditional update without
+	// a version, sent once and not repeated while it may still land; a
+	// held one applied late must not undo a clinician's edit.
+	ScenarioNoConditionalCreate Scenario = "no-conditional-create"
 )
 
 // Scenarios lists every scenario, in the order the docs describe them.
 func Scenarios() []Scenario {
-	return []Scenario{ScenarioSQLite, ScenarioPG2, ScenarioPG4, ScenarioEpic}
+	return []Scenario{ScenarioSQLite, ScenarioPG2, ScenarioPG4, ScenarioEpic, ScenarioNoConditionalCreate}
 }
 
 // spec is what a scenario means.
@@ -39,6 +46,8 @@ type spec struct {
 	replicas int
 	postgres bool
 	epic     bool
+	// peerArgs are extra flags for the peer.
+	peerArgs []string
 }
 
 func (s Scenario) spec() (spec, error) {
@@ -51,8 +60,10 @@ func (s Scenario) spec() (spec, error) {
 		return spec{replicas: 4, postgres: true}, nil
 	case ScenarioEpic:
 		return spec{replicas: 1, epic: true}, nil
+	case ScenarioNoConditionalCreate:
+		return spec{replicas: 1, peerArgs: []string{"--no-conditional-create", "Goal"}}, nil
 	}
-	return spec{}, fmt.Errorf("faultsuite: unknown scenario %q (want sqlite, pg2, pg4 or epic)", string(s))
+	return spec{}, fmt.Errorf("faultsuite: unknown scenario %q (want sqlite, pg2, pg4, epic or no-conditional-create)", string(s))
 }
 
 // NeedsPostgres reports whether the scenario runs on PostgreSQL.

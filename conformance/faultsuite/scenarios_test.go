@@ -87,6 +87,12 @@ func TestPostgresFourReplicas(t *testing.T) { runScenario(t, ScenarioPG4) }
 // and a lost reply to one is the duplicate waiting to happen.
 func TestEpic(t *testing.T) { runScenario(t, ScenarioEpic) }
 
+// TestNoConditionalCreate: the peer updates goals conditionally with
+// If-Match but cannot create them conditionally, so a goal's first write
+// carries no version: sent once, it must neither be duplicated nor, held
+// and applied late, undo what was written after it.
+func TestNoConditionalCreate(t *testing.T) { runScenario(t, ScenarioNoConditionalCreate) }
+
 // soakDuration is the soak's length in go test.
 const soakDuration = 5 * time.Minute
 

@@ -42,6 +42,10 @@ const USAGE = `usage: node --experimental-websocket server.mjs [flags]
                             unversioned Location on 201, and Bundle response entries
                             without response.etag and with an unversioned
                             response.location (bodies still carry meta.versionId)
+  --no-conditional-create TYPES
+                            own mode: declare (and enforce) no conditional create
+                            for these resource types, comma-separated (e.g. Goal):
+                            an EHR that updates conditionally but cannot create so
   --no-identifier-index     search identifier=system|value by linear scan (benchmarks)
   --no-expression-pruning   evaluate stock multi-type search expressions (benchmarks)
   --medplum-transaction-limits
@@ -68,6 +72,7 @@ function parseArgs(argv) {
     identifierIndex: true,
     expressionPruning: true,
     medplumTransactionLimits: false,
+    noConditionalCreate: new Set(),
     exitWithStdin: false,
     quiet: false,
   };
@@ -113,6 +118,12 @@ function parseArgs(argv) {
       case '--no-version-headers':
         opts.versionHeaders = false;
         break;
+      case '--no-conditional-create':
+        for (const t of next().split(',')) {
+          if (!/^[A-Z][A-Za-z]+$/.test(t)) fatal(`--no-conditional-create: "${t}" is not a resource type`);
+          opts.noConditionalCreate.add(t);
+        }
+        break;
       case '--no-identifier-index':
         opts.identifierIndex = false;
         break;
@@ -138,6 +149,9 @@ function parseArgs(argv) {
         process.stderr.write(`${USAGE}\n`);
         fatal(`unknown flag ${arg}`);
     }
+  }
+  if (opts.noConditionalCreate.size > 0 && opts.capability) {
+    fatal('--no-conditional-create changes the own CapabilityStatement: not with --capability');
   }
   if (opts.defaultCount > opts.maxCount) {
     fatal('--default-count must not exceed --max-count');
@@ -668,7 +682,7 @@ function buildOwnCapabilityStatement(base, resourceTypes) {
       versioning: 'versioned-update',
       readHistory: true,
       updateCreate: true,
-      conditionalCreate: true,
+      conditionalCreate: !options.noConditionalCreate.has(type),
       conditionalRead: 'not-supported',
       conditionalUpdate: true,
       conditionalDelete: 'single',

@@ -33,7 +33,7 @@ func main() {
 func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("faultrun", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	scenario := fs.String("scenario", "sqlite", "sqlite (1 replica), pg2, pg4 (replicas on PostgreSQL) or epic (the peer acts out Epic)")
+	scenario := fs.String("scenario", "sqlite", "sqlite (1 replica), pg2, pg4 (replicas on PostgreSQL), epic (the peer acts out Epic) or no-conditional-create (the peer cannot create goals conditionally)")
 	clients := fs.Int("clients", 1000, "clients in the synthetic caseload")
 	chaos := fs.Duration("chaos", 10*time.Minute, "how long faults, kills and edits run")
 	seed := fs.Uint64("seed", 1, "seed of the caseload, the faults and the harness's choices")
@@ -72,7 +72,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		known = known || s == sc
 	}
 	if !known {
-		fmt.Fprintf(stderr, "faultrun: unknown -scenario %q: sqlite, pg2, pg4 or epic\n", *scenario)
+		fmt.Fprintf(stderr, "faultrun: unknown -scenario %q: sqlite, pg2, pg4, epic or no-conditional-create\n", *scenario)
 		return 2
 	}
 	if sc.NeedsPostgres() && faultsuite.PostgresServerDSN() == "" {
