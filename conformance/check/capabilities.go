@@ -35,6 +35,13 @@ func (r *runner) writePaths() {
 			r.add(g, id, Fail, false, "none: %s%s", c.Why, change)
 		}
 	}
+	if !r.p.Writes() {
+		// Sync exists to put employment into the chart: an EHR that takes
+		// none of it is not ready, whatever else works.
+		r.add(g, "write-paths.any", Fail, true, "nothing can be written: no IPS concept has a path into this EHR (not natively, not in a chart note); sync would only read referrals")
+	} else {
+		r.add(g, "write-paths.any", Pass, true, "at least one IPS concept can be written")
+	}
 }
 
 // writtenTypes are the types the plan writes natively, in concept order.

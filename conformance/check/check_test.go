@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -259,8 +260,9 @@ func TestTLSVerification(t *testing.T) {
 	want(t, rep, "connectivity.tls", Pass, true, "https", "verified")
 	want(t, rep, "metadata.statement", Pass, true)
 	want(t, rep, "resources.Goal.search", Pass, false, "Bundle of 0")
-	if !rep.Ready {
-		t.Errorf("not ready with the CA trusted: %v", rep.Count().Blocking)
+	// The fake EHR takes no writes: that alone blocks, not TLS.
+	if b := rep.Count().Blocking; !slices.Equal(b, []string{"write-paths.any"}) {
+		t.Errorf("blocking with the CA trusted: %v; want only write-paths.any", b)
 	}
 }
 
@@ -344,8 +346,17 @@ func TestUnauthorized(t *testing.T) {
 	want(t, rep, "write-paths.employment-goal", Fail, false, "none:")
 	want(t, rep, "conditional", Omit, false)
 	want(t, rep, "smart", Omit, false)
-	if !rep.Ready {
-		t.Errorf("not ready: %v", rep.Count().Blocking)
+	// The token works; the fake EHR takes no writes, which alone blocks.
+	want(t, rep, "write-paths.any", Fail, true, "nothing can be written")
+	if b := rep.Count().Blocking; !slices.Equal(b, []string{"write-paths.any"}) {
+		t.Errorf("blocking: %v; want only write-paths.any", b)
+	}
+	var buf bytes.Buffer
+	if err := WriteText(&buf, rep); err != nil {
+		t.Fatal(err)
+	}
+	if v := buf.String(); !strings.Contains(v, "not ready: nothing can be written to this EHR") || strings.Contains(v, "\nready:") {
+		t.Errorf("verdict does not say plainly that nothing can be written:\n%s", v)
 	}
 }
 

@@ -63,6 +63,8 @@ func WriteText(w io.Writer, rep *Report) error {
 		c.ByStatus[Pass], c.ByStatus[Fail], c.ByStatus[Error], c.ByStatus[Skip], c.ByStatus[Omit])
 	if rep.Ready {
 		fmt.Fprintf(bw, "ready: sync can run (%s; no failure blocks sync)\n", tally)
+	} else if slices.Equal(c.Blocking, []string{"write-paths.any"}) {
+		fmt.Fprintf(bw, "not ready: nothing can be written to this EHR; write-paths.any blocks sync (%s)\n", tally)
 	} else {
 		fmt.Fprintf(bw, "not ready: %s blocks sync (%s)\n", strings.Join(c.Blocking, ", "), tally)
 	}
