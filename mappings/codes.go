@@ -65,6 +65,7 @@ const (
 	SystemCarePlanCategory = "http://hl7.org/fhir/us/core/CodeSystem/careplan-category"
 	SystemDocRefCategory   = "http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category"
 	SystemGoalAchievement  = "http://terminology.hl7.org/CodeSystem/goal-achievement"
+	SystemGoalStatus       = "http://hl7.org/fhir/goal-status"
 	SystemConfidentiality  = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 	SystemActCode          = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 

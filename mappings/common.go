@@ -24,6 +24,15 @@ func (o Options) meta(profile string, alsoClaims ...string) *dtpb.Meta {
 	return m
 }
 
+// metaUnprofiled is meta without a profile claim: the tag and the
+// security labels, for resources ipsfhir publishes no profile of (the
+// plan's QuestionnaireResponse, checked against its Questionnaire).
+func (o Options) metaUnprofiled() *dtpb.Meta {
+	m := o.meta("")
+	m.Profile = nil
+	return m
+}
+
 // subject refers to the client's patient by EHR identifier, and also by the
 // EHR's literal id once the caller knows it, so the resource resolves on EHRs
 // that insist on literal references and can still be matched back by identifier.

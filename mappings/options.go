@@ -86,6 +86,7 @@ const (
 	KindEmploymentStatus Kind = "employment-status"
 	KindPRAPARE          Kind = "prapare-employment"
 	KindPlanNote         Kind = "plan-note"
+	KindPlanResponse     Kind = "plan-response"
 )
 
 // IdentifierSystem is the business-identifier namespace of a kind of record

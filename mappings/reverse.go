@@ -68,6 +68,13 @@ func ParseKey(system, value string) (Key, bool) {
 			return Key{}, false
 		}
 		k.Client = value
+	case KindPlanResponse:
+		// {client}, or {client}/{digest} where each version is its own.
+		client, record, _ := strings.Cut(value, "/")
+		if client == "" || strings.Contains(record, "/") || (strings.Contains(value, "/") && record == "") {
+			return Key{}, false
+		}
+		k.Client, k.Record = client, record
 	case KindGoal, KindSupport, KindJob, KindEmploymentStatus, KindPRAPARE:
 		client, record, ok := strings.Cut(value, "/")
 		if !ok || client == "" || record == "" || strings.Contains(record, "/") {

@@ -185,6 +185,14 @@ func (p *Plan) interactionsOf(t string) string {
 	return strings.Join(rp.Interactions, ", ")
 }
 
+// noteName names where concepts that fall back go, for plan texts.
+func noteName(noteType string) string {
+	if noteType == "QuestionnaireResponse" {
+		return "IPS employment plan QuestionnaireResponse (the EHR takes no notes)"
+	}
+	return "chart note"
+}
+
 var nativeType = map[Concept]string{
 	Goal:             "Goal",
 	IPSPlan:          "CarePlan",
@@ -194,6 +202,15 @@ var nativeType = map[Concept]string{
 
 func (p *Plan) choosePaths(o Options) error {
 	noteWritable := p.writable("DocumentReference")
+	// An EHR that takes no notes may take QuestionnaireResponse: the
+	// note's content then goes as the plan's response (created at least;
+	// updated in place where the EHR updates them).
+	respWritable := !noteWritable && p.Allows("QuestionnaireResponse", "create")
+	noteType := "DocumentReference"
+	if respWritable {
+		noteType = "QuestionnaireResponse"
+	}
+	inNote := noteWritable || respWritable
 	var errs []string
 	needNote := false
 	for _, c := range []Concept{Goal, IPSPlan, JobOutcome, EmploymentStatus} {
@@ -205,9 +222,9 @@ func (p *Plan) choosePaths(o Options) error {
 			cp.Path, cp.ResourceType = Native, t
 			cp.Why = fmt.Sprintf("%s declares create and update; written under the site code the administrator mapped", t)
 			cp.Change = fmt.Sprintf("set connections[].overrides.%s to chart-note (to keep it out of %s) or none", c, t)
-		case p.writable(t) && siteCoded && noteWritable:
-			cp.Path, cp.ResourceType = InNote, "DocumentReference"
-			cp.Why = fmt.Sprintf("this EHR takes %s writes only under codes the site configured, and no site code is mapped for %s; it goes into the chart note", t, c)
+		case p.writable(t) && siteCoded && inNote:
+			cp.Path, cp.ResourceType = InNote, noteType
+			cp.Why = fmt.Sprintf("this EHR takes %s writes only under codes the site configured, and no site code is mapped for %s; it goes into the %s", t, c, noteName(noteType))
 			cp.Change = fmt.Sprintf("map the site's code in connections[].codes.%s to write it as %s", c, t)
 		case p.writable(t) && siteCoded:
 			cp.Path = NoPath
@@ -221,17 +238,21 @@ func (p *Plan) choosePaths(o Options) error {
 			cp.Path, cp.ResourceType = InNote, "DocumentReference"
 			cp.Why = fmt.Sprintf("%s is not writable here (declares %s); it goes into the chart note", t, p.interactionsOf(t))
 			cp.Change = fmt.Sprintf("set connections[].overrides.%s to none to leave it out of the note", c)
+		case respWritable:
+			cp.Path, cp.ResourceType = InNote, "QuestionnaireResponse"
+			cp.Why = fmt.Sprintf("%s is not writable here (declares %s), nor is DocumentReference (declares %s); it goes into the %s", t, p.interactionsOf(t), p.interactionsOf("DocumentReference"), noteName(noteType))
+			cp.Change = fmt.Sprintf("set connections[].overrides.%s to none to leave it out of the response", c)
 		default:
 			cp.Path = NoPath
-			cp.Why = fmt.Sprintf("neither %s (declares %s) nor DocumentReference (declares %s) can be written", t, p.interactionsOf(t), p.interactionsOf("DocumentReference"))
+			cp.Why = fmt.Sprintf("neither %s (declares %s), DocumentReference (declares %s) nor QuestionnaireResponse (declares %s) can be written", t, p.interactionsOf(t), p.interactionsOf("DocumentReference"), p.interactionsOf("QuestionnaireResponse"))
 			cp.Change = "ask the EHR vendor to enable " + t + " or DocumentReference create and update"
 		}
 		if want, ok := o.Overrides[c]; ok && want != cp.Path {
 			switch {
 			case want == NoPath:
 				cp.Path, cp.ResourceType = NoPath, ""
-			case want == InNote && noteWritable:
-				cp.Path, cp.ResourceType = InNote, "DocumentReference"
+			case want == InNote && inNote:
+				cp.Path, cp.ResourceType = InNote, noteType
 			case want == Native && p.writable(t) && (!siteCoded || o.SiteCodes[c]):
 				cp.Path, cp.ResourceType = Native, t
 			default:
@@ -251,6 +272,12 @@ func (p *Plan) choosePaths(o Options) error {
 	case needNote && noteWritable:
 		note.Path, note.ResourceType = Native, "DocumentReference"
 		note.Why = "some concepts fall back to the note; DocumentReference declares create and update, so one note per client is updated in place"
+	case needNote && respWritable && p.Allows("QuestionnaireResponse", "update"):
+		note.Path, note.ResourceType = Native, "QuestionnaireResponse"
+		note.Why = fmt.Sprintf("some concepts fall back to the note; DocumentReference declares %s, but QuestionnaireResponse declares create and update: one IPS employment plan response per client, updated in place", p.interactionsOf("DocumentReference"))
+	case needNote && respWritable:
+		note.Path, note.ResourceType = Native, "QuestionnaireResponse"
+		note.Why = fmt.Sprintf("some concepts fall back to the note; DocumentReference declares %s, but QuestionnaireResponse declares create (not update): a new IPS employment plan response each time the plan changes, the newest current", p.interactionsOf("DocumentReference"))
 	case noteWritable:
 		note.Why = "every concept is written natively; no note is needed"
 		note.Change = "set connections[].overrides.chart-note to native to also write the note"
@@ -259,8 +286,8 @@ func (p *Plan) choosePaths(o Options) error {
 	}
 	if want, ok := o.Overrides[ChartNote]; ok && want != note.Path {
 		switch {
-		case want == Native && noteWritable:
-			note.Path, note.ResourceType = Native, "DocumentReference"
+		case want == Native && inNote:
+			note.Path, note.ResourceType = Native, noteType
 		case want == NoPath:
 			note.Path, note.ResourceType = NoPath, ""
 			if needNote {

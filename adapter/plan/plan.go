@@ -23,7 +23,7 @@ type Path string
 // Paths, best first.
 const (
 	Native   Path = "native"     // written as its own FHIR resource
-	InNote   Path = "chart-note" // rendered into the client's chart note
+	InNote   Path = "chart-note" // rendered into the client's chart note (a DocumentReference, or the plan's QuestionnaireResponse where the EHR takes no notes)
 	ReadOnly Path = "read"       // read from the EHR (referral intake)
 	NoPath   Path = "none"       // neither written nor read
 )

@@ -439,6 +439,17 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 	p := conn.Plan
 	native := func(cpt plan.Concept) bool { return p.Concept(cpt).Path == plan.Native }
 	canonical := canonicalEntries(c, canon)
+	// Where the EHR takes no notes but QuestionnaireResponse, the note's
+	// content goes as the plan's QuestionnaireResponse: updated in place
+	// where the EHR updates it, else a new one per content (perVersion).
+	respond := p.Concept(plan.ChartNote).ResourceType == "QuestionnaireResponse"
+	perVersion := !p.Allows("QuestionnaireResponse", "update")
+	if respond && native(plan.ChartNote) {
+		k, qr := mappings.PlanResponse(c, canon, perVersion)
+		cr := wrap(qr)
+		withoutWriteTime(cr)
+		canonical[k] = cr
+	}
 	// Goals first: the plan refers to them. The rest is mapped when it is
 	// written, so that it refers to goals by the ids the EHR gave them.
 	goals := func() []mappings.Entry {
@@ -469,7 +480,12 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 			}
 		}
 		if native(plan.ChartNote) {
-			out = append(out, mappings.Entry{Key: o.PlanNoteKey(c), ResourceType: "DocumentReference", Resource: wrap(mappings.PlanNote(c, o))})
+			if respond {
+				k, qr := mappings.PlanResponse(c, o, perVersion)
+				out = append(out, mappings.Entry{Key: k, ResourceType: "QuestionnaireResponse", Resource: wrap(qr)})
+			} else {
+				out = append(out, mappings.Entry{Key: o.PlanNoteKey(c), ResourceType: "DocumentReference", Resource: wrap(mappings.PlanNote(c, o))})
+			}
 		}
 		return out
 	}
@@ -531,6 +547,9 @@ func withoutWriteTime(cr *bpb.ContainedResource) {
 	}
 	if ob := cr.GetObservation(); ob != nil {
 		ob.Issued = nil
+	}
+	if qr := cr.GetQuestionnaireResponse(); qr != nil {
+		qr.Authored = nil
 	}
 }
 

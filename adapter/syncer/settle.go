@@ -289,6 +289,8 @@ func (e *Engine) canonicalForm(ctx context.Context, conn *Connection, typ string
 		}
 	case "Observation":
 		delete(m, "issued")
+	case "QuestionnaireResponse":
+		delete(m, "authored")
 	}
 	if err := e.canonicalReferences(ctx, conn, m); err != nil {
 		return nil, err

@@ -107,6 +107,8 @@ func (r *runner) versioning() {
 		v := r.st.resource(t).Versioning
 		id := "versioning." + t
 		switch {
+		case !r.p.Allows(t, "update"):
+			r.add(g, id, Omit, false, "created only, never updated: each change is a new %s, so nothing is overwritten", t)
 		case r.p.Type(t).Concurrency == plan.IfMatch:
 			r.add(g, id, Pass, false, "versioned-update: updates carry If-Match with the version ipsfhir last wrote")
 		case v == "versioned" || v == "no-version":
