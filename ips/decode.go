@@ -432,6 +432,9 @@ func validateSupports(c *Client, cp string, ps *problems) {
 		if s.Goal != "" && c.Goal(s.Goal) == nil {
 			ps.add(child(sp, "goal"), "names no goal of this client")
 		}
+		if s.Contact != nil && s.Type != SupportEmployerContact && s.Type != SupportJobDevelopment {
+			ps.add(child(sp, "contact"), "is only for employer-contact and job-development supports")
+		}
 	}
 }
 

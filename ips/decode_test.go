@@ -326,6 +326,7 @@ func TestDecodeReportsEveryRuleProblem(t *testing.T) {
 		{"clients[0].goals[1].id", "duplicates another goal of this client"},
 		{"clients[0].supports[0].goal", "names no goal of this client"},
 		{"clients[0].supports[1].id", "duplicates another support of this client"},
+		{"clients[0].supports[2].contact", "is only for employer-contact and job-development supports"},
 		{"clients[0].jobs[0].end", "is before start"},
 		{"clients[0].jobs[0].hourlyWage.currency", "is not an ISO 4217 currency code"},
 		{"clients[0].jobs[1].id", "duplicates another job of this client"},

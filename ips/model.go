@@ -173,6 +173,57 @@ type Support struct {
 	Date   Date          `json:"date"`
 	Goal   string        `json:"goal,omitempty"`
 	Note   string        `json:"note,omitempty"`
+	// Contact says how a contact with an employer was made and on whose
+	// behalf; only employer-contact and job-development supports carry it.
+	// Rapid job search (fidelity item SV4) counts the first face-to-face
+	// contact with an employer on the client's behalf.
+	Contact *Contact `json:"contact,omitempty"`
+}
+
+// Contact describes a support that was a contact with an employer.
+type Contact struct {
+	Mode ContactMode `json:"mode"`
+	// OnBehalfOf is "client" when the contact was about work for this
+	// client, "program" when it was the program's own (learning an
+	// employer's needs, no client named). Empty: not recorded.
+	OnBehalfOf ContactBehalf `json:"onBehalfOf,omitempty"`
+}
+
+// ContactMode is how a contact with an employer was made.
+type ContactMode string
+
+// Contact modes.
+const (
+	ContactFaceToFace ContactMode = "face-to-face"
+	ContactPhone      ContactMode = "phone"
+	ContactVideo      ContactMode = "video"
+	ContactWritten    ContactMode = "written"
+)
+
+// ContactBehalf is on whose behalf a contact with an employer was made.
+type ContactBehalf string
+
+// Contact behalves.
+const (
+	ContactForClient  ContactBehalf = "client"
+	ContactForProgram ContactBehalf = "program"
+)
+
+// CountsAsEmployerContact reports whether the support is a contact with an
+// employer that rapid job search counts (fidelity item SV4: face to face,
+// on the client's behalf): an employer-contact or job-development support
+// recorded as face to face and not on the program's own behalf. An
+// employer-contact support with no contact recorded counts too, as it did
+// before the contact was recorded (caseloads written then say nothing
+// about it); one recorded as by phone, video or in writing does not.
+func (s *Support) CountsAsEmployerContact() bool {
+	switch {
+	case s.Type != SupportEmployerContact && s.Type != SupportJobDevelopment:
+		return false
+	case s.Contact == nil:
+		return s.Type == SupportEmployerContact
+	}
+	return s.Contact.Mode == ContactFaceToFace && s.Contact.OnBehalfOf != ContactForProgram
 }
 
 // SupportType is a code of the project's IPS support-type CodeSystem.

@@ -73,6 +73,9 @@ func CarePlan(c *ips.Client, o Options) *cppb.CarePlan {
 			Scheduled:   &cppb.CarePlan_Activity_Detail_ScheduledX{Choice: &cppb.CarePlan_Activity_Detail_ScheduledX_Period{Period: fperiod(s.Date, ips.Date{})}},
 			Description: fstr(s.Note),
 		}
+		if s.Contact != nil {
+			d.Extension = append(d.Extension, employerContactExtension(s.Contact))
+		}
 		if s.Goal != "" {
 			if g := c.Goal(s.Goal); g != nil {
 				d.Goal = []*dtpb.Reference{literalRef(o.ref(o.GoalKey(c, g)))}
@@ -239,3 +242,29 @@ func pastJobs(c *ips.Client) []*ips.Job {
 }
 
 func formatHours(h float64) string { return fdecimal(h).GetValue() }
+
+// contactModes maps IPS contact modes to v3 ParticipationMode codes and
+// displays.
+var contactModes = map[ips.ContactMode][2]string{
+	ips.ContactFaceToFace: {"FACE", "face-to-face"},
+	ips.ContactPhone:      {"PHONE", "telephone"},
+	ips.ContactVideo:      {"VIDEOCONF", "videoconferencing"},
+	ips.ContactWritten:    {"WRITTEN", "written"},
+}
+
+// employerContactExtension is the ips-employer-contact extension of a
+// support that was a contact with an employer.
+func employerContactExtension(ct *ips.Contact) *dtpb.Extension {
+	m := contactModes[ct.Mode]
+	e := &dtpb.Extension{Url: furi(ExtEmployerContact), Extension: []*dtpb.Extension{{
+		Url:   furi("mode"),
+		Value: &dtpb.Extension_ValueX{Choice: &dtpb.Extension_ValueX_Coding{Coding: fcoding(SystemParticipationMode, m[0], m[1])}},
+	}}}
+	if ct.OnBehalfOf != "" {
+		e.Extension = append(e.Extension, &dtpb.Extension{
+			Url:   furi("onBehalfOf"),
+			Value: &dtpb.Extension_ValueX{Choice: &dtpb.Extension_ValueX_Code{Code: fcode(string(ct.OnBehalfOf))}},
+		})
+	}
+	return e
+}

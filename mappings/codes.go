@@ -22,6 +22,15 @@ const (
 	// closed because the client's IPS enrollment closed, not because the
 	// job or status ended: valueDate is the day the program last knew it.
 	ExtLastKnown = CanonicalBase + "/StructureDefinition/ips-last-known"
+	// ExtEmployerContact, on CarePlan.activity.detail of an
+	// employer-contact or job-development support: how the contact with
+	// the employer was made (sub-extension mode, a v3 ParticipationMode
+	// coding) and on whose behalf (sub-extension onBehalfOf, client or
+	// program).
+	ExtEmployerContact = CanonicalBase + "/StructureDefinition/ips-employer-contact"
+	// SystemParticipationMode is HL7 v3 ParticipationMode: FACE, PHONE,
+	// VIDEOCONF, WRITTEN.
+	SystemParticipationMode = "http://terminology.hl7.org/CodeSystem/v3-ParticipationMode"
 
 	TagAuthored = "ipsfhir-authored"
 

@@ -257,7 +257,8 @@ func loadCodeSystem(cs map[string]any, fragmentOK bool) (*codeSystem, error) {
 }
 
 // loadValueSet reads one of the project's value sets: each includes whole
-// code systems the project publishes.
+// code systems the project publishes, or listed codes of another system
+// (ips-contact-mode: four v3 ParticipationMode codes).
 func loadValueSet(vs map[string]any, codeSystems map[string]*codeSystem) (*valueSet, error) {
 	url, _ := vs["url"].(string)
 	out := &valueSet{url: url, codes: map[string]map[string]bool{}}
@@ -274,11 +275,27 @@ func loadValueSet(vs map[string]any, codeSystems map[string]*codeSystem) (*value
 	for _, inc := range includes {
 		m, _ := inc.(map[string]any)
 		for _, k := range sortedKeys(m) {
-			if k != "system" {
-				return nil, fmt.Errorf("compose.include.%s is not supported: a value set includes whole code systems", k)
+			if k != "system" && k != "concept" {
+				return nil, fmt.Errorf("compose.include.%s is not supported: a value set includes whole code systems or listed codes", k)
 			}
 		}
 		system, _ := m["system"].(string)
+		if list, ok := m["concept"].([]any); ok {
+			if system == "" || len(list) == 0 {
+				return nil, fmt.Errorf("compose.include lists codes without a system, or no codes")
+			}
+			codes := map[string]bool{}
+			for _, c := range list {
+				cm, _ := c.(map[string]any)
+				code, _ := cm["code"].(string)
+				if code == "" {
+					return nil, fmt.Errorf("compose.include.concept without a code")
+				}
+				codes[code] = true
+			}
+			out.codes[system] = codes
+			continue
+		}
 		cs, ok := codeSystems[system]
 		if !ok || !strings.HasPrefix(system, CanonicalBase+"/") {
 			return nil, fmt.Errorf("includes code system %s, which the project does not publish", system)

@@ -241,6 +241,11 @@ func readSupport(a *cppb.CarePlan_Activity, goals GoalResolver, r reader) *ips.S
 		r.fail("scheduledPeriod.start", "is required: it is the support's date")
 	}
 	s.Note = d.GetDescription().GetValue()
+	for i, e := range d.GetExtension() {
+		if e.GetUrl().GetValue() == ExtEmployerContact {
+			s.Contact = readEmployerContact(e, r.at(fmt.Sprintf("extension[%d]", i)))
+		}
+	}
 	for i, g := range d.GetGoal() {
 		ref := referenceString(g)
 		if goals == nil {
@@ -255,6 +260,33 @@ func readSupport(a *cppb.CarePlan_Activity, goals GoalResolver, r reader) *ips.S
 		s.Goal = id
 	}
 	return s
+}
+
+// readEmployerContact reads the ips-employer-contact extension.
+func readEmployerContact(e *dtpb.Extension, r reader) *ips.Contact {
+	ct := &ips.Contact{}
+	for _, sub := range e.GetExtension() {
+		switch sub.GetUrl().GetValue() {
+		case "mode":
+			c := sub.GetValue().GetCoding()
+			for mode, m := range contactModes {
+				if c.GetSystem().GetValue() == SystemParticipationMode && c.GetCode().GetValue() == m[0] {
+					ct.Mode = mode
+				}
+			}
+		case "onBehalfOf":
+			switch b := ips.ContactBehalf(sub.GetValue().GetCode().GetValue()); b {
+			case ips.ContactForClient, ips.ContactForProgram:
+				ct.OnBehalfOf = b
+			default:
+				r.fail("extension:onBehalfOf", "must be client or program")
+			}
+		}
+	}
+	if ct.Mode == "" {
+		r.fail("extension:mode", "must be a %s coding FACE, PHONE, VIDEOCONF or WRITTEN", SystemParticipationMode)
+	}
+	return ct
 }
 
 // JobFromFHIR reads a job back from its ODH PastOrPresentJob Observation.

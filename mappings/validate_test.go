@@ -173,6 +173,20 @@ func expectedIssues() map[string][]want {
 			{"required", "CarePlan.activity[2].extension[0].valueIdentifier.value", ""},
 		},
 
+		"careplan-employer-contact.json": {
+			{"required", "CarePlan.activity[0].detail.extension[0].extension", "at least 1 required by profile ips-employer-contact"},
+			{"required", "CarePlan.activity[0].detail.extension[0].extension", "slice mode: at least 1"},
+			{"required", "CarePlan.activity[1].detail.extension[0].extension", "slice mode: at least 1"},
+			{"structure", "CarePlan.activity[2].detail.extension[0].extension", "slice mode: at most 1"},
+			{"required", "CarePlan.activity[3].detail.extension[0].extension[0].value[x]", "ips-employer-contact"},
+			{"structure", "CarePlan.activity[4].detail.extension[0].extension[0].valueString", "allowed: Coding"},
+			{"code-invalid", "CarePlan.activity[5].detail.extension[0].extension[0].valueCoding", "ValueSet/ips-contact-mode"},
+			{"structure", "CarePlan.activity[6].detail.extension[0].extension", "slice onBehalfOf: at most 1"},
+			{"required", "CarePlan.activity[7].detail.extension[0].extension[1].value[x]", "ips-employer-contact"},
+			{"structure", "CarePlan.activity[8].detail.extension[0].extension[1].valueString", "allowed: code"},
+			{"structure", "CarePlan.activity[9].detail.extension[0].value[x]", "not allowed by profile ips-employer-contact"},
+		},
+
 		// Published extensions are checked where no profile slices them in.
 		"measurereport-extensions.json": {
 			{"structure", "MeasureReport.extension[0].valueString", "ips-suppression-threshold (allowed: positiveInt)"},

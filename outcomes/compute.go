@@ -346,7 +346,7 @@ func count(t *tally, c *ips.Client, q window, currencies map[string]bool) {
 	t.n[cellE]++
 	var first ips.Date
 	for _, s := range c.Supports {
-		if s == nil || s.Type != ips.SupportEmployerContact || s.Date.IsZero() || s.Date.Before(c.EnrolledOn) {
+		if s == nil || !s.CountsAsEmployerContact() || s.Date.IsZero() || s.Date.Before(c.EnrolledOn) {
 			continue
 		}
 		if !supportDone(s) {

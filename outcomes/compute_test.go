@@ -612,3 +612,43 @@ func TestTableNotForRelease(t *testing.T) {
 		}
 	}
 }
+
+// TestRapidSearchCountsFaceToFaceContactsOnTheClientsBehalf: the first
+// employer contact is the first face-to-face contact with an employer on
+// the client's behalf (fidelity item SV4), whether recorded as an
+// employer-contact or a job-development support; a phone call, or a
+// contact on the program's own behalf, is not one.
+func TestRapidSearchCountsFaceToFaceContactsOnTheClientsBehalf(t *testing.T) {
+	faceToFace := &ips.Contact{Mode: ips.ContactFaceToFace, OnBehalfOf: ips.ContactForClient}
+	phone := &ips.Contact{Mode: ips.ContactPhone, OnBehalfOf: ips.ContactForClient}
+	forProgram := &ips.Contact{Mode: ips.ContactFaceToFace, OnBehalfOf: ips.ContactForProgram}
+	support := func(id string, typ ips.SupportType, date string, c *ips.Contact) *ips.Support {
+		return &ips.Support{ID: id, Type: typ, Status: ips.SupportCompleted, Date: d(date), Contact: c}
+	}
+	var cs []*ips.Client
+	for i, ss := range [][]*ips.Support{
+		// Job development, face to face for the client, on day 10: counts.
+		{support("s1", ips.SupportJobDevelopment, "2026-07-11", faceToFace)},
+		// A phone call on day 5, face to face on day 40: the latter, late.
+		{support("s1", ips.SupportEmployerContact, "2026-07-06", phone), support("s2", ips.SupportEmployerContact, "2026-08-10", faceToFace)},
+		// The program's own visit on day 3: not this client's contact.
+		{support("s1", ips.SupportEmployerContact, "2026-07-04", forProgram)},
+		// An employer contact with no contact recorded, day 20: counts,
+		// as before the mode was recorded.
+		{support("s1", ips.SupportEmployerContact, "2026-07-21", nil)},
+		// Job development with no contact recorded: not a contact.
+		{support("s1", ips.SupportJobDevelopment, "2026-07-08", nil)},
+	} {
+		c := client(fmt.Sprintf("r%02d", i+1), alex, "2026-07-01")
+		c.Supports = ss
+		cs = append(cs, c)
+	}
+	rs := computeT(t, cs, q3, 1)
+	p, _ := at(t, rs, MeasureEmployerContact30d, GroupEmployerContact30d, "")
+	// E 5 enrolled; W 2 within 30 days (r01 on day 10, r04 on day 20).
+	checkCounts(t, "contact within 30 days", p, exact(5), exact(5), exact(2))
+	p, s := at(t, rs, MeasureDaysToEmployerContact, GroupMedianDaysToContact, "")
+	// C 3 contacted at all (r01 day 10, r02 day 40, r04 day 20): median 20.
+	checkCounts(t, "days to contact", p, exact(5), exact(3))
+	checkScore(t, "days to contact", s, Exact, 20, "d")
+}

@@ -620,6 +620,11 @@ func (g *gen) followAlong(s *story, j *ips.Job) {
 
 func (g *gen) support(s *story, t ips.SupportType, st ips.SupportStatus, d ips.Date, goal *ips.Goal) *ips.Support {
 	sp := &ips.Support{Type: t, Status: st, Date: d}
+	if t == ips.SupportEmployerContact {
+		// The stories' employer contacts are the specialist meeting an
+		// employer about work for the client (see supportNotes).
+		sp.Contact = &ips.Contact{Mode: ips.ContactFaceToFace, OnBehalfOf: ips.ContactForClient}
+	}
 	if g.chance(0.4) {
 		sp.Note = pick(g, supportNotes[t])
 	}
