@@ -1293,16 +1293,7 @@ func TestALateFirstWriteDoesNotOverwriteWhatCameAfter(t *testing.T) {
 			r.clinicianEdits(t, k, func(m map[string]any) { m["lifecycleStatus"] = other })
 			clinicians := versionOf(r.ehrGoal(t, k))
 			// The held request lands now.
-			if p.ReleaseHung() != 1 {
-				t.Fatal("no request held")
-			}
-			deadline := time.Now().Add(30 * time.Second)
-			for !strings.Contains(log.String(), `"fault":"hang","status"`) {
-				if time.Now().After(deadline) {
-					t.Fatal("the held request was not answered by the EHR")
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+			releaseHeld(t, p, log)
 			if s, err := r.engine.PullOnce(ctx); err != nil || s.Conflicts != 0 {
 				t.Fatalf("pull: %+v %v", s, err)
 			}
@@ -1321,6 +1312,22 @@ func TestALateFirstWriteDoesNotOverwriteWhatCameAfter(t *testing.T) {
 				t.Errorf("store goal status %s, want the clinician's %s", st, other)
 			}
 		})
+	}
+}
+
+// releaseHeld lets the one request the proxy holds go on to the EHR, and
+// waits until the EHR answered it (the proxy's request log says so).
+func releaseHeld(t *testing.T, p *faultproxy.Proxy, log *syncBuffer) {
+	t.Helper()
+	if p.ReleaseHung() != 1 {
+		t.Fatal("no request held")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(log.String(), `"fault":"hang","status"`) {
+		if time.Now().After(deadline) {
+			t.Fatal("the held request was not answered by the EHR")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -1389,16 +1396,7 @@ func TestAFirstGoalWriteIsNotRepeatedWhileItMayStillLand(t *testing.T) {
 		r.clinicianEdits(t, k, func(m map[string]any) { m["lifecycleStatus"] = other })
 		clinicians = versionOf(r.ehrGoal(t, k))
 	}
-	if p.ReleaseHung() != 1 {
-		t.Fatal("no request held")
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(log.String(), `"fault":"hang","status"`) {
-		if time.Now().After(deadline) {
-			t.Fatal("the held request was not answered by the EHR")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	releaseHeld(t, p, log)
 	if _, err := r.engine.PullOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
