@@ -55,7 +55,7 @@ func (a *api) adminConnections(w http.ResponseWriter, r *http.Request) {
 		OutboxDepth  int      `json:"outboxDepth"`
 		PlanWarnings []string `json:"warnings,omitempty"`
 	}
-	var out []conn
+	out := []conn{}
 	for name, p := range a.plans() {
 		out = append(out, conn{Name: name, Writes: p.Writes(), Bundles: p.Bundles, OutboxDepth: depth[name], PlanWarnings: p.Warnings})
 	}
@@ -102,6 +102,9 @@ func (a *api) adminDeadLetters(w http.ResponseWriter, r *http.Request) {
 		a.storeError(w, r, err)
 		return
 	}
+	if dl == nil {
+		dl = []store.DeadLetter{}
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"deadLetters": dl})
 }
 
@@ -138,6 +141,9 @@ func (a *api) adminConflicts(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		a.storeError(w, r, err)
 		return
+	}
+	if cs == nil {
+		cs = []store.Conflict{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"conflicts": cs})
 }

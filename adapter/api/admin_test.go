@@ -123,3 +123,34 @@ func TestAdminEndpoints(t *testing.T) {
 }
 
 func itoa(i int64) string { b, _ := json.Marshal(i); return string(b) }
+
+// TestAdminListsAreNeverNull: with nothing connected and nothing failing,
+// every admin list is an empty JSON array, not null (scripts iterate them).
+func TestAdminListsAreNeverNull(t *testing.T) {
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "a.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	key := sha256.Sum256([]byte("admin-key"))
+	h := New(Options{Store: st, Keys: []Key{{Name: "root", Role: RoleAdmin, SHA256: key[:]}},
+		Admin: &Admin{Store: st, Plans: func() map[string]*plan.Plan { return nil }}})
+	for path, field := range map[string]string{
+		"/admin/connections":  "connections",
+		"/admin/dead-letters": "deadLetters",
+		"/admin/failures":     "failures",
+		"/admin/conflicts":    "conflicts",
+	} {
+		req := httptest.NewRequest("GET", path, nil)
+		req.Header.Set("Authorization", "Bearer admin-key")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		var body map[string]json.RawMessage
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || rec.Code != 200 {
+			t.Fatalf("%s: %d %s", path, rec.Code, rec.Body)
+		}
+		if got := string(body[field]); got != "[]" {
+			t.Errorf("%s: %q is %s, want []", path, field, got)
+		}
+	}
+}

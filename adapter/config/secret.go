@@ -8,6 +8,11 @@ import (
 	"strings"
 )
 
+// ErrSecret marks a secret that cannot be read (a variable not set, a file
+// missing or empty): the configuration's fault, which the CLI reports as a
+// usage error (exit 2), not a failure of the run. Its text is "config".
+var ErrSecret = errors.New("config")
+
 // Secret says where a secret is kept: in an environment variable or in a
 // file. It never holds the secret itself, so a Config can be printed,
 // logged or compared without leaking anything; Resolve reads the secret
@@ -39,14 +44,14 @@ func (s Secret) String() string {
 func (s Secret) Resolve() (string, error) {
 	switch {
 	case s.Env != "" && s.File != "":
-		return "", errors.New("config: a secret reference names both env and file")
+		return "", fmt.Errorf("%w: a secret reference names both env and file", ErrSecret)
 	case s.Env != "":
 		v, ok := os.LookupEnv(s.Env)
 		if !ok {
-			return "", fmt.Errorf("config: environment variable %s is not set", s.Env)
+			return "", fmt.Errorf("%w: environment variable %s is not set", ErrSecret, s.Env)
 		}
 		if v == "" {
-			return "", fmt.Errorf("config: environment variable %s is empty", s.Env)
+			return "", fmt.Errorf("%w: environment variable %s is empty", ErrSecret, s.Env)
 		}
 		return v, nil
 	case s.File != "":
@@ -54,17 +59,17 @@ func (s Secret) Resolve() (string, error) {
 		if err != nil {
 			var pe *fs.PathError
 			if errors.As(err, &pe) {
-				return "", fmt.Errorf("config: read secret file %s: %w", s.File, pe.Err)
+				return "", fmt.Errorf("%w: read secret file %s: %w", ErrSecret, s.File, pe.Err)
 			}
-			return "", fmt.Errorf("config: read secret file %s: %w", s.File, err)
+			return "", fmt.Errorf("%w: read secret file %s: %w", ErrSecret, s.File, err)
 		}
 		v := strings.TrimSpace(string(b))
 		if v == "" {
-			return "", fmt.Errorf("config: secret file %s is empty", s.File)
+			return "", fmt.Errorf("%w: secret file %s is empty", ErrSecret, s.File)
 		}
 		return v, nil
 	}
-	return "", errors.New("config: no secret reference given")
+	return "", fmt.Errorf("%w: no secret reference given", ErrSecret)
 }
 
 // Value is a setting given either in the file (Plain) or by reference

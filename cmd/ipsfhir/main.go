@@ -8,11 +8,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/ipsfhir/ipsfhir/adapter/config"
 )
 
 func main() {
@@ -28,6 +31,17 @@ const (
 	exitFindings = 1
 	exitUsage    = 2
 )
+
+// exitForSetup is the exit code of a failure to set a command up: a
+// secret the configuration names that cannot be read is unreadable input
+// (exitUsage); anything else (a store that does not answer, say) is a
+// failure of the run (exitFindings).
+func exitForSetup(err error) int {
+	if errors.Is(err, config.ErrSecret) {
+		return exitUsage
+	}
+	return exitFindings
+}
 
 // command is one subcommand.
 type command struct {

@@ -69,7 +69,7 @@ credentials or CA file cannot be read stops serve at start.`, stderr)
 	sys, err := wire(ctx, cfg, stderr, true)
 	if err != nil {
 		fmt.Fprintf(stderr, "ipsfhir serve: %v\n", err)
-		return exitFindings
+		return exitForSetup(err)
 	}
 	defer sys.close(context.WithoutCancel(ctx))
 
@@ -83,14 +83,14 @@ func (s *system) serve(ctx context.Context, stdout, stderr io.Writer) int {
 	key, err := s.cfg.Export.Key()
 	if err != nil {
 		fmt.Fprintf(stderr, "ipsfhir serve: %v\n", err)
-		return exitFindings
+		return exitForSetup(err)
 	}
 	s.pseudonymKey = key
 	// So does a specialist key that is configured but unreadable, rather
 	// than leaving the MeasureReports without their breakdown.
 	if s.specialistKey, err = s.cfg.Reports.Key(); err != nil {
 		fmt.Fprintf(stderr, "ipsfhir serve: %v\n", err)
-		return exitFindings
+		return exitForSetup(err)
 	}
 	if s.specialistKey == nil {
 		s.logger.LogAttrs(ctx, slog.LevelInfo, "no specialist key configured: MeasureReport strata by specialist are left out", slog.String("component", "serve"))

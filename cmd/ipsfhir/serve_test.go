@@ -548,3 +548,23 @@ func TestServeSaysWithoutSpecialistKey(t *testing.T) {
 		t.Errorf("serve did not say so:\n%s", stderr.String())
 	}
 }
+
+// TestUnreadableSecretIsAUsageError: a secret the configuration names but
+// that cannot be read is unreadable input: serve and sync exit 2, as the
+// README says, naming the reference (never a value).
+func TestUnreadableSecretIsAUsageError(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "ipsfhir.yaml")
+	doc := "store: {driver: sqlite, dsn: ips.db}\nserver: {listen: \"127.0.0.1:0\"}\nconnections:\n" +
+		"  - {name: clinic, enabled: true, fhirBaseUrl: \"http://127.0.0.1:1/fhir\", patientSystem: \"urn:x\",\n" +
+		"     auth: {type: bearer, token: {file: " + filepath.Join(dir, "missing-token") + "}}}\n"
+	if err := os.WriteFile(cfg, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"serve", "--config", cfg}, {"sync", "--once", "--config", cfg}} {
+		code, _, stderr := ipsfhir(t, "", args...)
+		if code != exitUsage || !strings.Contains(stderr, "read secret file") || !strings.Contains(stderr, "missing-token") {
+			t.Errorf("%s: exit %d, stderr %q; want 2 naming the secret file", args[0], code, stderr)
+		}
+	}
+}

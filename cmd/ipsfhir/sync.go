@@ -66,7 +66,7 @@ pulls every sync.pollInterval. Failures are logged with their reason.`, stderr)
 	sys, err := wire(ctx, cfg, stderr, true)
 	if err != nil {
 		fmt.Fprintf(stderr, "ipsfhir sync: %v\n", err)
-		return exitFindings
+		return exitForSetup(err)
 	}
 	defer sys.close(context.WithoutCancel(ctx))
 	if len(sys.connectors) == 0 {
