@@ -91,3 +91,25 @@ func (c *Client) Decline(on Date, reason string) error {
 	c.Status, c.EnrolledOn, c.ClosedOn, c.ClosedReason = ClientClosed, Date{}, on, reason
 	return nil
 }
+
+// KeepHistory gives c, a new version of a stored client written without
+// its history, what the store holds of it: the earlier episodes when c
+// lists none, and the referral's source when c names none for the same
+// referral date. A file or request written without episodes thereby does
+// not erase them. Validate the result: a stale version may not fit the
+// history (its episode overlapping the kept ones).
+func (c *Client) KeepHistory(stored *Client) {
+	if stored == nil {
+		return
+	}
+	if c.PastEpisodes == nil {
+		for _, e := range stored.PastEpisodes {
+			ec := *e
+			ec.Referral = clonePtr(e.Referral)
+			c.PastEpisodes = append(c.PastEpisodes, &ec)
+		}
+	}
+	if c.Referral == nil && stored.Referral != nil && c.ReferredOn == stored.ReferredOn {
+		c.Referral = clonePtr(stored.Referral)
+	}
+}
