@@ -380,18 +380,20 @@ func Validate(cl *Caseload) error {
 			ps.add(child(cp, "patient"), "is the same EHR patient as another client")
 		}
 		patients[c.Patient] = true
-		if !c.ClosedOn.IsZero() && c.ClosedOn.Before(c.EnrolledOn) {
-			ps.add(child(cp, "closedOn"), "is before enrolledOn")
+		if c.EnrolledOn.IsZero() && c.Status != ClientReferred && c.Status != ClientClosed {
+			// Only a referral waiting for acceptance, or one closed
+			// without enrollment, has no enrollment date; the status must
+			// say which, so that a forgotten date is not read as either.
+			ps.add(child(cp, "enrolledOn"), "is required unless status is referred (waiting for acceptance) or closed (a referral closed without enrollment)")
 		}
-		if !c.ReferredOn.IsZero() && c.EnrolledOn.Before(c.ReferredOn) {
-			ps.add(child(cp, "enrolledOn"), "is before referredOn")
-		}
+		validateEpisodeDates(c.CurrentEpisode(), cp, &ps)
 		if c.Status == ClientClosed && c.ClosedOn.IsZero() {
 			ps.add(child(cp, "closedOn"), "is required when status is closed")
 		}
 		if c.ClosedReason != "" && c.ClosedOn.IsZero() {
 			ps.add(child(cp, "closedReason"), "is given but the client has no closedOn")
 		}
+		validatePastEpisodes(c, cp, &ps)
 		validateGoals(c, cp, &ps)
 		validateSupports(c, cp, &ps)
 		validateJobs(c, cp, &ps)
@@ -405,6 +407,65 @@ func Validate(cl *Caseload) error {
 		}
 	}
 	return ps.err()
+}
+
+// validateEpisodeDates checks the order of one episode's dates: referral,
+// enrollment, closure.
+func validateEpisodeDates(e Episode, p string, ps *problems) {
+	if !e.ClosedOn.IsZero() && !e.EnrolledOn.IsZero() && e.ClosedOn.Before(e.EnrolledOn) {
+		ps.add(child(p, "closedOn"), "is before enrolledOn")
+	}
+	if !e.ReferredOn.IsZero() && !e.EnrolledOn.IsZero() && e.EnrolledOn.Before(e.ReferredOn) {
+		ps.add(child(p, "enrolledOn"), "is before referredOn")
+	}
+	if !e.ClosedOn.IsZero() && e.EnrolledOn.IsZero() && !e.ReferredOn.IsZero() && e.ClosedOn.Before(e.ReferredOn) {
+		ps.add(child(p, "closedOn"), "is before referredOn")
+	}
+}
+
+// episodeStart is the first date of an episode: the referral, or the
+// enrollment when no referral date is recorded.
+func episodeStart(e Episode) Date {
+	if !e.ReferredOn.IsZero() {
+		return e.ReferredOn
+	}
+	return e.EnrolledOn
+}
+
+// validatePastEpisodes checks the earlier episodes: each closed and dated,
+// in order, and the current episode beginning after the last one closed.
+func validatePastEpisodes(c *Client, cp string, ps *problems) {
+	var prev Date // the previous episode's closure
+	for k, e := range c.PastEpisodes {
+		ep := index(child(cp, "pastEpisodes"), k)
+		if e == nil {
+			ps.add(ep, "must be an object")
+			continue
+		}
+		if e.ClosedOn.IsZero() {
+			ps.add(child(ep, "closedOn"), "is required: an earlier episode is closed")
+		}
+		if e.EnrolledOn.IsZero() && e.ReferredOn.IsZero() {
+			ps.add(child(ep, "enrolledOn"), "is required unless the episode has a referredOn (a referral closed without enrollment)")
+		}
+		if e.ClosedReason != "" && e.ClosedOn.IsZero() {
+			ps.add(child(ep, "closedReason"), "is given but the episode has no closedOn")
+		}
+		validateEpisodeDates(*e, ep, ps)
+		if start := episodeStart(*e); !prev.IsZero() && !start.IsZero() && start.Before(prev) {
+			ps.add(ep, "begins before the episode listed before it closed; list earlier episodes oldest first, without overlap")
+		}
+		if !e.ClosedOn.IsZero() {
+			prev = e.ClosedOn
+		}
+	}
+	if start := episodeStart(c.CurrentEpisode()); len(c.PastEpisodes) > 0 && !prev.IsZero() && !start.IsZero() && start.Before(prev) {
+		field := "enrolledOn"
+		if !c.ReferredOn.IsZero() {
+			field = "referredOn"
+		}
+		ps.add(child(cp, field), "is before the last of pastEpisodes closed: the current episode begins after the earlier ones")
+	}
 }
 
 func validateGoals(c *Client, cp string, ps *problems) {

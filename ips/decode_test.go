@@ -210,6 +210,12 @@ var requiredAt = map[string]string{
 	"clients[0].employmentStatus[0]": "/$defs/statusSnapshot/required",
 }
 
+// elseRequiredAt are the names a schema "else" requires at a path of
+// minimal: enrolledOn, required unless status is referred or closed.
+var elseRequiredAt = map[string]string{
+	"clients[0]": "/$defs/client/else/required",
+}
+
 func TestDecodeMinimal(t *testing.T) {
 	cl, err := ips.Decode(strings.NewReader(minimal))
 	if err != nil {
@@ -237,6 +243,11 @@ func TestDecodeMinimal(t *testing.T) {
 		var want []string
 		for _, n := range pointer(t, schema, ptr).([]any) {
 			want = append(want, n.(string))
+		}
+		if ptr, ok := elseRequiredAt[path]; ok {
+			for _, n := range pointer(t, schema, ptr).([]any) {
+				want = append(want, n.(string))
+			}
 		}
 		for _, name := range want {
 			if _, ok := obj[name]; !ok {

@@ -37,19 +37,34 @@ type Coding struct {
 	Display string `json:"display,omitempty"`
 }
 
-// Client is one person's enrollment in the IPS program. IPS has zero exclusion:
-// anyone who wants to work is eligible, so there is no eligibility field.
+// Client is one person in the IPS program. IPS has zero exclusion: anyone
+// who wants to work is eligible, so there is no eligibility field.
+//
+// A person may be in the program more than once: referred, enrolled,
+// discharged, and referred again. Each time is an enrollment episode. The
+// client's own dates, status and referral are the current (latest)
+// episode; PastEpisodes are the earlier ones, all closed. Goals, supports,
+// jobs and status snapshots belong to the person, not to an episode.
 type Client struct {
-	ID         string     `json:"id"`
-	Patient    Identifier `json:"patient"`
-	EnrolledOn Date       `json:"enrolledOn"`
-	ReferredOn Date       `json:"referredOn,omitzero"`
-	ClosedOn   Date       `json:"closedOn,omitzero"`
+	ID      string     `json:"id"`
+	Patient Identifier `json:"patient"`
+	// EnrolledOn is the day a specialist accepted the client onto the
+	// caseload. It is unset only while the client is referred and not yet
+	// accepted, or when a referral was closed without enrollment.
+	EnrolledOn Date `json:"enrolledOn,omitzero"`
+	ReferredOn Date `json:"referredOn,omitzero"`
+	// Referral is where the current episode's referral came from, when it
+	// came from an EHR.
+	Referral *ReferralSource `json:"referral,omitempty"`
+	ClosedOn Date            `json:"closedOn,omitzero"`
 	// ClosedReason says, in the specialist's words, why the client left the
 	// program ("working steadily; follow-along passed to the team").
 	ClosedReason string       `json:"closedReason,omitempty"`
 	Status       ClientStatus `json:"status,omitempty"`
-	Specialist   string       `json:"specialist,omitempty"`
+	// PastEpisodes are the client's earlier enrollment episodes, all
+	// closed, oldest first, each ending on or before the next begins.
+	PastEpisodes []*Episode `json:"pastEpisodes,omitempty"`
+	Specialist   string     `json:"specialist,omitempty"`
 	// SpecialistContact is how clinicians reach the employment specialist
 	// (a work phone or email). It is staff data, shown in the chart.
 	SpecialistContact string               `json:"specialistContact,omitempty"`
@@ -72,6 +87,53 @@ func (c *Client) EffectiveStatus() ClientStatus {
 		return ClientClosed
 	}
 	return ClientActive
+}
+
+// Episode is one closed enrollment episode of a client: from the referral
+// (or, without one, the enrollment) to the closure. EnrolledOn is unset for
+// a referral that was closed without enrollment.
+type Episode struct {
+	ReferredOn   Date            `json:"referredOn,omitzero"`
+	Referral     *ReferralSource `json:"referral,omitempty"`
+	EnrolledOn   Date            `json:"enrolledOn,omitzero"`
+	ClosedOn     Date            `json:"closedOn"`
+	ClosedReason string          `json:"closedReason,omitempty"`
+}
+
+// ReferralSource names the EHR referral an episode began with: the
+// connection it was read from and the ServiceRequest's id there. Both are
+// identifiers of the EHR, not the patient's.
+type ReferralSource struct {
+	Connection     string `json:"connection"`
+	ServiceRequest string `json:"serviceRequest"`
+}
+
+// CurrentEpisode returns the client's own (latest) episode as an Episode.
+func (c *Client) CurrentEpisode() Episode {
+	return Episode{ReferredOn: c.ReferredOn, Referral: c.Referral, EnrolledOn: c.EnrolledOn, ClosedOn: c.ClosedOn, ClosedReason: c.ClosedReason}
+}
+
+// Enrollments returns every episode in which the client was enrolled, the
+// past ones and then the current one (unless the client is referred and
+// not yet accepted), oldest first. Each has an EnrolledOn; ClosedOn is
+// unset for a current episode that is still open.
+func (c *Client) Enrollments() []Episode {
+	var out []Episode
+	for _, e := range c.PastEpisodes {
+		if e != nil && !e.EnrolledOn.IsZero() {
+			out = append(out, *e)
+		}
+	}
+	if !c.EnrolledOn.IsZero() && c.EffectiveStatus() != ClientReferred {
+		out = append(out, c.CurrentEpisode())
+	}
+	return out
+}
+
+// Rereferred reports whether the client is referred and waiting for
+// acceptance after an earlier episode: a referral of a former client.
+func (c *Client) Rereferred() bool {
+	return c.EffectiveStatus() == ClientReferred && len(c.PastEpisodes) > 0
 }
 
 // Goal finds the client's goal with the given id, or nil.

@@ -31,6 +31,13 @@ func Normalize(cl *Caseload) *Caseload {
 func normalizeClient(c *Client) *Client {
 	n := *c
 	n.Status = c.EffectiveStatus()
+	n.Referral = clonePtr(c.Referral)
+	n.PastEpisodes = nil
+	for _, e := range c.PastEpisodes {
+		ec := *e
+		ec.Referral = clonePtr(e.Referral)
+		n.PastEpisodes = append(n.PastEpisodes, &ec)
+	}
 	if c.Consent != nil {
 		cs := Consent{EHR: clonePtr(c.Consent.EHR), HIE: clonePtr(c.Consent.HIE)}
 		n.Consent = &cs

@@ -21,6 +21,9 @@ func unordered() *ips.Caseload {
 			{
 				ID: "c2", Patient: ips.Identifier{System: "urn:oid:2.16.840.1.113883.3.9999.1", Value: "MRN1000002"},
 				EnrolledOn: d("2025-01-10"), ClosedOn: d("2025-09-30"), // status left to default: closed
+				Referral: &ips.ReferralSource{Connection: "clinic", ServiceRequest: "sr-2"},
+				PastEpisodes: []*ips.Episode{{ReferredOn: d("2023-02-01"), EnrolledOn: d("2023-02-10"), ClosedOn: d("2023-12-01"),
+					Referral: &ips.ReferralSource{Connection: "clinic", ServiceRequest: "sr-1"}}},
 			},
 			{
 				ID: "c1", Patient: ips.Identifier{System: "urn:oid:2.16.840.1.113883.3.9999.1", Value: "MRN1000001"},
@@ -144,6 +147,13 @@ func TestNormalizeSharesNothing(t *testing.T) {
 		}
 		for i := range c.Employment {
 			c.Employment[i].Status = ips.NotInLaborForce
+		}
+		if c.Referral != nil {
+			c.Referral.ServiceRequest = "changed"
+		}
+		for _, e := range c.PastEpisodes {
+			e.ClosedReason = "changed"
+			e.Referral.ServiceRequest = "changed"
 		}
 	}
 	if diff := cmp.Diff(unordered(), in); diff != "" {

@@ -49,7 +49,7 @@ func CarePlan(c *ips.Client, o Options) *cppb.CarePlan {
 		Meta:       o.meta(ProfileCarePlan),
 		Text:       &dtpb.Narrative{Status: &dtpb.Narrative_StatusCode{Value: cpb.NarrativeStatusCode_GENERATED}, Div: &dtpb.Xhtml{Value: planNarrative(c, o)}},
 		Identifier: []*dtpb.Identifier{fidentifier(k.System(), k.Value())},
-		Status:     &cppb.CarePlan_StatusCode{Value: clientToPlanStatus[c.EffectiveStatus()]},
+		Status:     &cppb.CarePlan_StatusCode{Value: planStatus(c)},
 		Intent:     &cppb.CarePlan_IntentCode{Value: vspb.CarePlanIntentValueSet_PLAN},
 		Category: []*dtpb.CodeableConcept{
 			fconcept(SystemCarePlanCategory, "assess-plan", "Assessment and Plan of Treatment"),
@@ -57,7 +57,7 @@ func CarePlan(c *ips.Client, o Options) *cppb.CarePlan {
 		},
 		Title:   fstr(PlanTitle),
 		Subject: o.subject(c),
-		Period:  fperiod(c.EnrolledOn, c.ClosedOn),
+		Period:  enrollmentPeriod(c),
 	}
 	if c.Specialist != "" {
 		out.Contributor = []*dtpb.Reference{{Display: fstr(c.Specialist)}}
@@ -92,6 +92,27 @@ func CarePlan(c *ips.Client, o Options) *cppb.CarePlan {
 		})
 	}
 	return out
+}
+
+// planStatus is the CarePlan status of a client: a referral closed
+// without enrollment (declined) is revoked, "terminated prior to the known
+// full completion"; otherwise the status follows the client's.
+func planStatus(c *ips.Client) cpb.RequestStatusCode_Value {
+	st := c.EffectiveStatus()
+	if st == ips.ClientClosed && c.EnrolledOn.IsZero() {
+		return cpb.RequestStatusCode_REVOKED
+	}
+	return clientToPlanStatus[st]
+}
+
+// enrollmentPeriod is the client's current enrollment as a Period: nil for
+// a client referred and waiting for acceptance, only the closing date for a
+// referral closed without enrollment.
+func enrollmentPeriod(c *ips.Client) *dtpb.Period {
+	if c.EnrolledOn.IsZero() && c.ClosedOn.IsZero() {
+		return nil
+	}
+	return fperiod(c.EnrolledOn, c.ClosedOn)
 }
 
 // planNarrative renders the plan as XHTML for CarePlan.text. Every value is
@@ -164,6 +185,16 @@ func enrollmentSummary(c *ips.Client) string {
 			d = c.EnrolledOn
 		}
 		return "Referred " + d.String() + "; not yet enrolled"
+	case c.EnrolledOn.IsZero():
+		// A referral closed without enrollment (declined).
+		s := "Referred " + c.ReferredOn.String() + "; closed " + c.ClosedOn.String() + " without enrollment"
+		if c.ReferredOn.IsZero() {
+			s = "Referral closed " + c.ClosedOn.String() + " without enrollment"
+		}
+		if c.ClosedReason != "" {
+			s += " (" + c.ClosedReason + ")"
+		}
+		return s
 	case st == ips.ClientClosed || !c.ClosedOn.IsZero():
 		s := "Enrolled " + c.EnrolledOn.String() + "; closed " + c.ClosedOn.String()
 		if c.ClosedReason != "" {

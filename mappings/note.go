@@ -41,7 +41,11 @@ func PlanNote(c *ips.Client, o Options) *drpb.DocumentReference {
 			Data:        &dtpb.Base64Binary{Value: []byte(RenderPlan(c, o))},
 			Title:       fstr(PlanTitle),
 		}}},
-		Context: &drpb.DocumentReference_Context{Period: fperiod(c.EnrolledOn, c.ClosedOn)},
+	}
+	if !c.EnrolledOn.IsZero() {
+		// No context for a client never enrolled: the profile's period
+		// is the enrollment, and needs its start.
+		out.Context = &drpb.DocumentReference_Context{Period: fperiod(c.EnrolledOn, c.ClosedOn)}
 	}
 	if !o.Now.IsZero() {
 		out.Date = finstant(o.Now)

@@ -48,6 +48,21 @@ var invariants = map[string]struct {
 	human      string
 	holds      func(obj map[string]any) bool
 }{
+	"ips-careplan-1": {
+		expression: "status = 'draft' or period.exists()",
+		human:      "the enrollment period is present unless the plan is a draft (the client is referred and not yet enrolled)",
+		holds: func(obj map[string]any) bool {
+			return obj["status"] == "draft" || obj["period"] != nil
+		},
+	},
+	"ips-careplan-2": {
+		expression: "period.empty() or period.start.exists() or status = 'revoked'",
+		human:      "the enrollment period has its start unless the plan was revoked before enrollment",
+		holds: func(obj map[string]any) bool {
+			p, _ := obj["period"].(map[string]any)
+			return p == nil || p["start"] != nil || p["_start"] != nil || obj["status"] == "revoked"
+		},
+	},
 	"us-core-6": {
 		expression: "url.exists() or data.exists()",
 		human:      "attachment url or data (or both) present",
@@ -582,18 +597,23 @@ func (b *treeBuilder) from() string { return b.src.str("id") }
 
 func (b *treeBuilder) root(m map[string]any, typ string, md protoreflect.MessageDescriptor) (*elemRule, error) {
 	for _, k := range sortedKeys(m) {
-		if !rootKeys[k] && (b.src.ours || !baseRootKeys[k]) {
+		// A profile of ours may add invariants on the whole resource
+		// (ips-careplan's status-dependent period).
+		if !rootKeys[k] && (b.src.ours || !baseRootKeys[k]) && (k != "constraint" || !b.src.ours) {
 			return nil, fmt.Errorf("%s on the root element is not supported", k)
 		}
 	}
 	if m["id"] != typ || m["path"] != typ {
 		return nil, fmt.Errorf("the first element must be the root, %s", typ)
 	}
-	if r, ok := b.byID[typ]; ok {
-		return r, nil
+	r, ok := b.byID[typ]
+	if !ok {
+		r = &elemRule{id: typ, name: typ, base: fhirElem{md: md, typ: typ}}
+		b.byID[typ] = r
 	}
-	r := &elemRule{id: typ, name: typ, base: fhirElem{md: md, typ: typ}}
-	b.byID[typ] = r
+	if err := readConstraints(m, r, b.from()); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 
@@ -825,6 +845,12 @@ func (b *treeBuilder) rules(r *elemRule, m map[string]any) error {
 			r.mustSupport, r.msFrom = true, from
 		}
 	}
+	return readConstraints(m, r, from)
+}
+
+// readConstraints reads an element's constraints into r: each must be one
+// of invariants, with the same expression.
+func readConstraints(m map[string]any, r *elemRule, from string) error {
 	if v, ok := m["constraint"]; ok {
 		list, _ := v.([]any)
 		for _, c := range list {

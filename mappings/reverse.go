@@ -195,7 +195,14 @@ func readPlan(cp *cppb.CarePlan, goals GoalResolver, r reader) (Key, *ips.Client
 	}
 	c.EnrolledOn = dateFromDateTime(cp.GetPeriod().GetStart())
 	c.ClosedOn = dateFromDateTime(cp.GetPeriod().GetEnd())
-	if c.EnrolledOn.IsZero() {
+	switch st := cp.GetStatus().GetValue(); {
+	case !c.EnrolledOn.IsZero():
+	case st == cpb.RequestStatusCode_DRAFT:
+		// Referred, not yet enrolled: no enrollment period.
+	case st == cpb.RequestStatusCode_REVOKED && !c.ClosedOn.IsZero():
+		// A referral closed without enrollment: the period has only
+		// its end, the closing date.
+	default:
 		r.fail("period.start", "is required: it is the enrollment date")
 	}
 	if cs := cp.GetContributor(); len(cs) > 0 {

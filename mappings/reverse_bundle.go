@@ -106,8 +106,8 @@ func CaseloadFromBundle(b *bpb.Bundle, ro ReferralOptions) (*ips.Caseload, error
 			// The chart note is rendered from the plan; nothing to read back.
 		case res.GetServiceRequest() != nil:
 			sr := res.GetServiceRequest()
-			if !IsIPSReferral(sr, nil) {
-				r.fail("code", "is not a referral to IPS")
+			if !IsIPSReferral(sr, ReferralMatch{}) {
+				r.fail("", "is not a referral to IPS (intent order, with an IPS referral code in code or category)")
 				continue
 			}
 			c, err := ReferralFromFHIR(sr, ro)
@@ -188,8 +188,9 @@ func CaseloadFromBundle(b *bpb.Bundle, ro ReferralOptions) (*ips.Caseload, error
 
 // InFHIR returns the part of a caseload that the FHIR mapping carries: a copy
 // without the fields that stay in the IPS store (consent, disclosure
-// preference, work preferences, referral date, closing reason, the
-// specialist's contact, program name; some of them are in the narratives,
+// preference, work preferences, referral date and source, earlier
+// episodes, closing reason, the specialist's contact, program name; some
+// of them are in the narratives,
 // which are not read back). Reading a mapped Bundle back gives
 // Normalize(InFHIR(cl)).
 func InFHIR(cl *ips.Caseload) *ips.Caseload {
@@ -199,6 +200,7 @@ func InFHIR(cl *ips.Caseload) *ips.Caseload {
 	}
 	for _, c := range out.Clients {
 		c.Consent, c.Disclosure, c.Preferences, c.ReferredOn = nil, "", nil, ips.Date{}
+		c.Referral, c.PastEpisodes = nil, nil
 		c.ClosedReason, c.SpecialistContact = "", ""
 	}
 	return out

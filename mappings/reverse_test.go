@@ -60,7 +60,10 @@ func TestGoalFromFHIRListsEveryProblem(t *testing.T) {
 	}
 }
 
-func TestReferralEnrollsWithoutEligibilityGate(t *testing.T) {
+// TestReferralIsReferredWithoutEligibilityGate: an active referral makes a
+// referred client (no eligibility check), not yet enrolled: enrollment is
+// the specialist's acceptance.
+func TestReferralIsReferredWithoutEligibilityGate(t *testing.T) {
 	sr := &srpb.ServiceRequest{
 		Id:         &dtpb.Id{Value: "sr-77"},
 		Status:     &srpb.ServiceRequest_StatusCode{Value: cpb.RequestStatusCode_ACTIVE},
@@ -69,17 +72,21 @@ func TestReferralEnrollsWithoutEligibilityGate(t *testing.T) {
 		Subject:    &dtpb.Reference{Identifier: fidentifier("urn:oid:2.16.840.1.113883.3.9999.1", "MRN7")},
 		AuthoredOn: fdateTime(ips.MustDate("2026-04-01")),
 	}
-	if !IsIPSReferral(sr, nil) {
+	if !IsIPSReferral(sr, ReferralMatch{}) {
 		t.Fatal("SDOH employment-status referral not recognised")
 	}
-	c, err := ReferralFromFHIR(sr, ReferralOptions{})
+	c, err := ReferralFromFHIR(sr, ReferralOptions{Connection: "clinic"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := &ips.Client{ID: "ref-sr-77", Patient: ips.Identifier{System: "urn:oid:2.16.840.1.113883.3.9999.1", Value: "MRN7"},
-		Status: ips.ClientActive, ReferredOn: ips.MustDate("2026-04-01"), EnrolledOn: ips.MustDate("2026-04-01")}
+		Status: ips.ClientReferred, ReferredOn: ips.MustDate("2026-04-01"),
+		Referral: &ips.ReferralSource{Connection: "clinic", ServiceRequest: "sr-77"}}
 	if d := cmp.Diff(want, c); d != "" {
 		t.Errorf("client (-want +got):\n%s", d)
+	}
+	if err := ips.Validate(&ips.Caseload{Clients: []*ips.Client{c}}); err != nil {
+		t.Errorf("the referred client is not a valid caseload client: %v", err)
 	}
 
 	// Subject by literal EHR id: the configured patient system names it.
@@ -92,16 +99,62 @@ func TestReferralEnrollsWithoutEligibilityGate(t *testing.T) {
 		t.Errorf("literal reference: %+v, %v", c, err)
 	}
 
-	sr.Status.Value = cpb.RequestStatusCode_REVOKED
-	if _, err := ReferralFromFHIR(sr, ReferralOptions{}); !errors.Is(err, ErrNotActiveReferral) {
-		t.Errorf("revoked referral: %v, want ErrNotActiveReferral", err)
+	for _, st := range []cpb.RequestStatusCode_Value{cpb.RequestStatusCode_REVOKED, cpb.RequestStatusCode_COMPLETED, cpb.RequestStatusCode_DRAFT, cpb.RequestStatusCode_ON_HOLD, cpb.RequestStatusCode_ENTERED_IN_ERROR} {
+		sr.Status.Value = st
+		if _, err := ReferralFromFHIR(sr, ReferralOptions{}); !errors.Is(err, ErrNotActiveReferral) {
+			t.Errorf("%s referral: %v, want ErrNotActiveReferral", st, err)
+		}
 	}
-	other := &srpb.ServiceRequest{Code: fconcept(SystemLOINC, "24627-2", "Chest CT")}
-	if IsIPSReferral(other, nil) {
-		t.Error("an unrelated order was taken for an IPS referral")
+}
+
+// TestReferralMatching: only an order (or a configured intent) that carries
+// a referral code, or names the program as performer, is a referral to this
+// program; a proposal to the state vocational-rehabilitation agency is not.
+func TestReferralMatching(t *testing.T) {
+	vr := &dtpb.Reference{Identifier: fidentifier("urn:oid:2.16.840.1.113883.3.9999.77", "state-vr"), Display: fstr("State Vocational Rehabilitation")}
+	program := fref("HealthcareService/ips-riverside")
+	programByID := &dtpb.Reference{Identifier: fidentifier("urn:oid:2.16.840.1.113883.3.9999.77", "ips-riverside")}
+	performers := []ReferralPerformer{
+		{Reference: "HealthcareService/ips-riverside"},
+		{Identifier: ips.Identifier{System: "urn:oid:2.16.840.1.113883.3.9999.77", Value: "ips-riverside"}},
 	}
-	if !IsIPSReferral(other, []ips.Coding{{System: SystemLOINC, Code: "24627-2"}}) {
-		t.Error("a site-configured referral code was not recognised")
+	sr := func(intent cpb.RequestIntentCode_Value, coded bool, performer ...*dtpb.Reference) *srpb.ServiceRequest {
+		s := &srpb.ServiceRequest{
+			Status:    &srpb.ServiceRequest_StatusCode{Value: cpb.RequestStatusCode_ACTIVE},
+			Intent:    &srpb.ServiceRequest_IntentCode{Value: intent},
+			Code:      fconcept(SystemLOINC, "24627-2", "Chest CT"),
+			Performer: performer,
+		}
+		if coded {
+			s.Category = []*dtpb.CodeableConcept{sdohEmploymentCategory()}
+		}
+		return s
+	}
+	order, proposal, plan := cpb.RequestIntentCode_ORDER, cpb.RequestIntentCode_PROPOSAL, cpb.RequestIntentCode_PLAN
+	for _, tc := range []struct {
+		name string
+		sr   *srpb.ServiceRequest
+		m    ReferralMatch
+		want bool
+	}{
+		{"coded order", sr(order, true), ReferralMatch{}, true},
+		{"coded proposal to the VR agency", sr(proposal, true, vr), ReferralMatch{}, false},
+		{"coded proposal to the VR agency, performers configured", sr(proposal, true, vr), ReferralMatch{Performers: performers}, false},
+		{"coded plan", sr(plan, true), ReferralMatch{}, false},
+		{"coded order to the VR agency, performers configured", sr(order, true, vr), ReferralMatch{Performers: performers}, false},
+		{"coded order to the VR agency, no performers configured", sr(order, true, vr), ReferralMatch{}, true},
+		{"coded order without performer, performers configured", sr(order, true), ReferralMatch{Performers: performers}, true},
+		{"uncoded order to the program (reference)", sr(order, false, program), ReferralMatch{Performers: performers}, true},
+		{"uncoded order to the program (identifier)", sr(order, false, vr, programByID), ReferralMatch{Performers: performers}, true},
+		{"uncoded order, no performer", sr(order, false), ReferralMatch{Performers: performers}, false},
+		{"uncoded proposal to the program", sr(proposal, false, program), ReferralMatch{Performers: performers}, false},
+		{"coded proposal, proposals configured", sr(proposal, true), ReferralMatch{Intents: []string{"order", "proposal"}}, true},
+		{"site code", sr(order, false), ReferralMatch{Codes: []ips.Coding{{System: SystemLOINC, Code: "24627-2"}}}, true},
+		{"unrelated order", sr(order, false), ReferralMatch{}, false},
+	} {
+		if got := IsIPSReferral(tc.sr, tc.m); got != tc.want {
+			t.Errorf("%s: IsIPSReferral = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
 
@@ -117,7 +170,7 @@ func TestCaseloadFromBundleRefusesWhatItCannotPlace(t *testing.T) {
 	if !errors.As(err, &re) || len(re.Problems) != 2 {
 		t.Fatalf("got %v, want two problems (orphan goal, non-IPS service request)", err)
 	}
-	if re.Problems[0].Path != "Bundle.entry[1].resource.code" || re.Problems[1].Path != "Bundle.entry[0].resource.identifier" {
+	if re.Problems[0].Path != "Bundle.entry[1].resource" || re.Problems[1].Path != "Bundle.entry[0].resource.identifier" {
 		t.Errorf("problem paths %q, %q", re.Problems[0].Path, re.Problems[1].Path)
 	}
 	for _, p := range re.Problems {

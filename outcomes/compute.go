@@ -273,16 +273,26 @@ func computeOver(clients []*ips.Client, q Quarter, w window, o Options) (*comput
 }
 
 // count adds one client of the caseload served in the window to t.
+//
+// A client with several enrollment episodes is one client: counted once
+// in each cell. What is measured from an enrollment is measured from the
+// episode's: a job falls in the latest episode enrolled on or before its
+// start, "first job since enrollment" is the first of that episode, and
+// the days to it or to a first employer contact run from that episode's
+// enrollment (see docs/OUTCOMES.md, Who is counted).
 func count(t *tally, c *ips.Client, q window, currencies map[string]bool) {
 	t.n[cellD]++
+	ens := c.Enrollments()
 
 	var (
 		competitive, twenty bool
 		earnings, hours     float64
 		wages               []float64
-		firstJob            ips.Date
-		firstComp           *ips.Job // the first competitive job since enrollment
-		longest             = -1     // days in the longest competitive job held
+		longest             = -1 // days in the longest competitive job held
+		// per episode: the first job, and the first competitive job, since
+		// its enrollment
+		firstJob  = make([]ips.Date, len(ens))
+		firstComp = make([]*ips.Job, len(ens))
 	)
 	for _, j := range c.Jobs {
 		if j == nil || j.Start.IsZero() {
@@ -291,11 +301,13 @@ func count(t *tally, c *ips.Client, q window, currencies map[string]bool) {
 		if q.Contains(j.Start) {
 			t.n[cellJ]++
 		}
-		if !j.Start.Before(c.EnrolledOn) && (firstJob.IsZero() || j.Start.Before(firstJob)) {
-			firstJob = j.Start
-		}
-		if j.Competitive && !j.Start.Before(c.EnrolledOn) && (firstComp == nil || j.Start.Before(firstComp.Start)) {
-			firstComp = j
+		if k := episodeOf(ens, j.Start); k >= 0 {
+			if firstJob[k].IsZero() || j.Start.Before(firstJob[k]) {
+				firstJob[k] = j.Start
+			}
+			if j.Competitive && (firstComp[k] == nil || j.Start.Before(firstComp[k].Start)) {
+				firstComp[k] = j
+			}
 		}
 		if !j.Competitive || !j.Overlaps(q.Start(), q.End()) {
 			continue
@@ -311,7 +323,7 @@ func count(t *tally, c *ips.Client, q window, currencies map[string]bool) {
 		wages = append(wages, j.HourlyWage.Value)
 		currencies[j.HourlyWage.Currency] = true
 	}
-	if q.Contains(firstJob) {
+	if slices.ContainsFunc(firstJob, q.Contains) {
 		t.n[cellF]++
 	}
 	if competitive {
@@ -332,21 +344,23 @@ func count(t *tally, c *ips.Client, q window, currencies map[string]bool) {
 	if twenty {
 		t.n[cellN2]++
 	}
-	if firstComp != nil {
-		countFirstCompetitiveJob(t, c, firstComp, q)
-	}
+	countFirstCompetitiveJobs(t, c, ens, firstComp, q)
 	if t.specialists == nil {
 		t.specialists = map[string]bool{}
 	}
 	t.specialists[normalSpecialist(c.Specialist)] = true
 
-	if !q.Contains(c.EnrolledOn) {
+	// E: enrolled in the window (once, however many episodes began in
+	// it); the first employer contact is measured from the first of them.
+	k := slices.IndexFunc(ens, func(e ips.Episode) bool { return q.Contains(e.EnrolledOn) })
+	if k < 0 {
 		return
 	}
+	enrolled := ens[k].EnrolledOn
 	t.n[cellE]++
 	var first ips.Date
 	for _, s := range c.Supports {
-		if s == nil || !s.CountsAsEmployerContact() || s.Date.IsZero() || s.Date.Before(c.EnrolledOn) {
+		if s == nil || !s.CountsAsEmployerContact() || s.Date.IsZero() || s.Date.Before(enrolled) {
 			continue
 		}
 		if !supportDone(s) {
@@ -359,12 +373,24 @@ func count(t *tally, c *ips.Client, q window, currencies map[string]bool) {
 	if first.IsZero() {
 		return
 	}
-	d := daysBetween(c.EnrolledOn, first)
+	d := daysBetween(enrolled, first)
 	t.n[cellC]++
 	t.days = append(t.days, d)
 	if d <= 30 {
 		t.n[cellW]++
 	}
+}
+
+// episodeOf is the index of the enrollment a day falls in: the latest
+// enrolled on or before it, or -1 before the first.
+func episodeOf(ens []ips.Episode, d ips.Date) int {
+	k := -1
+	for i, e := range ens {
+		if !d.Before(e.EnrolledOn) {
+			k = i
+		}
+	}
+	return k
 }
 
 // supportDone reports whether a support was given (completed, or in
@@ -377,23 +403,37 @@ func supportDone(s *ips.Support) bool {
 // still be held to count as kept (ips-job-retention-90d).
 const RetentionDays = 90
 
-// countFirstCompetitiveJob counts the G, B, R and R90 cells of a client
-// whose first competitive job since enrollment is j.
-func countFirstCompetitiveJob(t *tally, c *ips.Client, j *ips.Job, q window) {
-	if q.Contains(j.Start) {
+// countFirstCompetitiveJobs counts the G, B, R and R90 cells of a client
+// whose first competitive job since each enrollment is firstComp[k] (nil
+// where an episode has none). A client is counted once in each cell: by
+// the first episode whose first competitive job started in the window (G,
+// and B for it), and by the first whose job reached its 90th day in it (R,
+// and R90 for it).
+func countFirstCompetitiveJobs(t *tally, c *ips.Client, ens []ips.Episode, firstComp []*ips.Job, q window) {
+	for k, j := range firstComp {
+		if j == nil || !q.Contains(j.Start) {
+			continue
+		}
 		t.n[cellG]++
-		t.jobDays = append(t.jobDays, daysBetween(c.EnrolledOn, j.Start))
+		t.jobDays = append(t.jobDays, daysBetween(ens[k].EnrolledOn, j.Start))
 		for _, s := range c.Supports {
 			if s != nil && s.Type == ips.SupportBenefitsPlanning && supportDone(s) && !s.Date.IsZero() && s.Date.Before(j.Start) {
 				t.n[cellB]++
 				break
 			}
 		}
+		break
 	}
-	if day := j.Start.AddDays(RetentionDays); q.Contains(day) {
-		t.n[cellR]++
-		if j.Current() || !j.End.Before(day) {
-			t.n[cellR90]++
+	for _, j := range firstComp {
+		if j == nil {
+			continue
+		}
+		if day := j.Start.AddDays(RetentionDays); q.Contains(day) {
+			t.n[cellR]++
+			if j.Current() || !j.End.Before(day) {
+				t.n[cellR90]++
+			}
+			break
 		}
 	}
 }

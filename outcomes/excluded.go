@@ -36,12 +36,14 @@ func (a Audience) String() string {
 // ips-excluded extension's reason). Each client left out has exactly one:
 // the first of these, in this order, that applies.
 const (
-	// ExcludedNoEnrollmentDate: no enrollment date is recorded, so the
-	// client cannot be placed on the caseload of any quarter.
+	// ExcludedNoEnrollmentDate: no enrollment date is recorded (in any
+	// episode), so the client cannot be placed on the caseload of any
+	// quarter; a referral closed without enrollment is one.
 	ExcludedNoEnrollmentDate = "no-enrollment-date"
 	// ExcludedReferred: status "referred": referred to the program but not
-	// (yet) accepted onto a specialist's caseload. IPS counts the caseload
-	// served, and a referral is not service.
+	// (yet) accepted onto a specialist's caseload, and no earlier episode
+	// in the quarter. IPS counts the caseload served, and a referral is not
+	// service.
 	ExcludedReferred = "referred-not-enrolled"
 	// ExcludedEnrolledAfter: enrolled after the quarter's last day.
 	ExcludedEnrolledAfter = "enrolled-after-quarter"
@@ -82,20 +84,39 @@ type Exclusion struct {
 }
 
 // leftOut says why a client is not on the caseload served in the quarter,
-// or "" when they are: enrolled (status not referred, an enrollment date)
-// on or before the quarter's last day, and not closed before its first.
+// or "" when they are: one of their enrollment episodes (ips.Client.
+// Enrollments: enrolled, not merely referred) began on or before the
+// quarter's last day and did not close before its first.
 func leftOut(c *ips.Client, q window) string {
-	switch {
-	case c.EnrolledOn.IsZero():
-		return ExcludedNoEnrollmentDate
-	case c.Status == ips.ClientReferred:
-		return ExcludedReferred
-	case q.End().Before(c.EnrolledOn):
-		return ExcludedEnrolledAfter
-	case !c.ClosedOn.IsZero() && c.ClosedOn.Before(q.Start()):
-		return ExcludedClosedBefore
+	ens := c.Enrollments()
+	if served(ens, q) {
+		return ""
 	}
-	return ""
+	switch {
+	case len(ens) == 0 && c.EffectiveStatus() == ips.ClientReferred:
+		return ExcludedReferred
+	case len(ens) == 0:
+		// Never enrolled: no date, or a referral closed without
+		// enrollment.
+		return ExcludedNoEnrollmentDate
+	case c.EffectiveStatus() == ips.ClientReferred:
+		// Referred again, waiting; the earlier episodes missed the
+		// quarter.
+		return ExcludedReferred
+	case q.End().Before(ens[0].EnrolledOn):
+		return ExcludedEnrolledAfter
+	}
+	return ExcludedClosedBefore
+}
+
+// served reports whether any of the enrollments overlaps the window.
+func served(ens []ips.Episode, q window) bool {
+	for _, e := range ens {
+		if !q.End().Before(e.EnrolledOn) && (e.ClosedOn.IsZero() || !e.ClosedOn.Before(q.Start())) {
+			return true
+		}
+	}
+	return false
 }
 
 // exclusions are the counts of clients left out as a report shows them.

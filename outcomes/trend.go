@@ -16,7 +16,8 @@ import (
 //   - the clients served in a year are those on the caseload on its first
 //     day and those enrolled in it: D_y(q) = D(q−3) + E(q−2) + E(q−1) +
 //     E(q), an equation between the year's served count and four
-//     quarters' counts;
+//     quarters' counts (≤ when a client counted in the year was enrolled
+//     again in it: one person, two enrollment episodes);
 //   - the clients served in a quarter and not in the one before were
 //     enrolled in it: D(q) ≤ D(q−1) + E(q);
 //   - whoever was served, or worked, in a quarter was served, or worked,
@@ -73,7 +74,8 @@ func ComputeTrend(clients []*ips.Client, quarters []Quarter, o Options) ([]Trend
 		}
 	}
 	if len(quarters) > 0 {
-		t := &trendAudit{quarters: qs, years: ys, threshold: qs[0].threshold, protection: qs[0].protection}
+		t := &trendAudit{quarters: qs, years: ys, threshold: qs[0].threshold, protection: qs[0].protection,
+			reenrolled: reenrolledIn(clients, quarters, o)}
 		if err := t.suppress(); err != nil {
 			return nil, err
 		}
@@ -103,6 +105,43 @@ func ComputeTrend(clients []*ips.Client, quarters []Quarter, o Options) ([]Trend
 type trendAudit struct {
 	quarters, years       []*computed
 	threshold, protection int
+	// reenrolled[i]: a client counted in year i was enrolled again in it,
+	// so D_y < D(q−3) + E(q−2) + E(q−1) + E(q) (see reenrolledIn).
+	reenrolled []bool
+}
+
+// reenrolledIn says, for the year ending with each quarter, whether a
+// client counted in it is counted more than once in D(q−3) + E(q−2) +
+// E(q−1) + E(q): served in its first quarter and enrolled again later in
+// it, or enrolled in two of its later quarters (a client with several
+// enrollment episodes). Otherwise, every client served in the year is in
+// exactly one of those terms (one served in a later quarter and not in
+// the first was enrolled in that quarter or the one between), and the
+// year's D is their sum.
+func reenrolledIn(clients []*ips.Client, quarters []Quarter, o Options) []bool {
+	out := make([]bool, len(quarters))
+	for i, q := range quarters {
+		for _, c := range clients {
+			if c == nil || len(c.Enrollments()) < 2 || (o.Audience == AudienceHIE && !o.Consents(c)) {
+				continue
+			}
+			ens := c.Enrollments()
+			n := 0
+			if served(ens, q.Add(-3)) {
+				n++
+			}
+			for j := -2; j <= 0; j++ {
+				if slices.ContainsFunc(ens, func(e ips.Episode) bool { return q.Add(j).Contains(e.EnrolledOn) }) {
+					n++
+				}
+			}
+			if n > 1 {
+				out[i] = true
+				break
+			}
+		}
+	}
+	return out
 }
 
 // before is how many quarters before the first the years reach back to.
@@ -320,8 +359,14 @@ func (t *trendAudit) polytope() (*polytope, error) {
 		}
 		le(vec{t.yvar(i, cellN2): 1, t.yvar(i, cellN1): -1}, 0)
 		le(vec{t.yvar(i, cellN1): 1, t.yvar(i, cellD): -1}, 0)
-		// D_y = D(q−3) + E(q−2) + E(q−1) + E(q)
-		eq(vec{t.yvar(i, cellD): 1, t.qvar(i-3, cellD): -1, t.qvar(i-2, cellE): -1, t.qvar(i-1, cellE): -1, t.qvar(i, cellE): -1}, 0)
+		// D_y = D(q−3) + E(q−2) + E(q−1) + E(q); with a client enrolled
+		// again in the year, only ≤ holds (and D_y ≥ D(q−3), E(q) from
+		// the containments below).
+		if t.reenrolled[i] {
+			le(vec{t.yvar(i, cellD): 1, t.qvar(i-3, cellD): -1, t.qvar(i-2, cellE): -1, t.qvar(i-1, cellE): -1, t.qvar(i, cellE): -1}, 0)
+		} else {
+			eq(vec{t.yvar(i, cellD): 1, t.qvar(i-3, cellD): -1, t.qvar(i-2, cellE): -1, t.qvar(i-1, cellE): -1, t.qvar(i, cellE): -1}, 0)
+		}
 		for j := i - 3; j <= i; j++ {
 			for _, x := range rollingCells {
 				le(vec{t.qvar(j, x): 1, t.yvar(i, x): -1}, 0)

@@ -121,6 +121,8 @@ func New(o Options) http.Handler {
 	a.handle(r, http.MethodPost, "/api/v1/clients", permWrite, a.createClient)
 	a.handle(r, http.MethodGet, "/api/v1/clients/{id}", permRead, a.getClient)
 	a.handle(r, http.MethodPut, "/api/v1/clients/{id}", permWrite, a.putClient)
+	a.handle(r, http.MethodPost, "/api/v1/clients/{id}/accept", permWrite, a.acceptClient)
+	a.handle(r, http.MethodPost, "/api/v1/clients/{id}/decline", permWrite, a.declineClient)
 	for _, k := range kinds {
 		a.handle(r, http.MethodGet, "/api/v1/clients/{id}/"+k.plural, permRead, a.listRecords(k))
 		a.handle(r, http.MethodPost, "/api/v1/clients/{id}/"+k.plural, permWrite, a.createRecord(k))

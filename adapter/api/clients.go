@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 
 	"github.com/gorilla/mux"
@@ -21,17 +22,24 @@ type clientsPage struct {
 	Clients []*ips.Client `json:"clients"`
 }
 
-// listClients serves GET /api/v1/clients?after=ID&limit=N: clients in id
-// order (byte order), after the given id. Keyset paging stays correct
-// while clients are added, unlike offsets.
+// listClients serves GET /api/v1/clients?after=ID&limit=N[&status=S]:
+// clients in id order (byte order), after the given id, only those of
+// status S when given (status=referred is the specialists' worklist of
+// referrals waiting for acceptance; one with pastEpisodes is a
+// re-referral). Keyset paging stays correct while clients are added,
+// unlike offsets.
 func (a *api) listClients(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var issues []Issue
 	for name := range q {
-		if name != "after" && name != "limit" {
+		if name != "after" && name != "limit" && name != "status" {
 			// Names of parameters are not data; their values may be.
-			issues = append(issues, issue("not-supported", name, "unknown query parameter; the parameters are after and limit"))
+			issues = append(issues, issue("not-supported", name, "unknown query parameter; the parameters are after, limit and status"))
 		}
+	}
+	status := ips.ClientStatus(q.Get("status"))
+	if q.Has("status") && !slices.Contains([]ips.ClientStatus{ips.ClientReferred, ips.ClientActive, ips.ClientOnHold, ips.ClientClosed}, status) {
+		issues = append(issues, issue("invalid", "status", "must be referred, active, on-hold or closed"))
 	}
 	limit := DefaultPageSize
 	if s := q.Get("limit"); s != "" {
@@ -46,20 +54,33 @@ func (a *api) listClients(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	after := q.Get("after")
-	// One more than asked tells whether there is a next page.
-	got, err := a.store.ListClients(r.Context(), after, limit+1)
-	if err != nil {
-		a.internalError(w, r, "list clients", err, after)
-		return
+	// One more than asked tells whether there is a next page. With a
+	// status, the store is read in pages until that many match.
+	var got []*ips.Client
+	for from := after; len(got) <= limit; {
+		batch, err := a.store.ListClients(r.Context(), from, limit+1)
+		if err != nil {
+			a.internalError(w, r, "list clients", err, after)
+			return
+		}
+		for _, s := range batch {
+			if status == "" || s.Client.EffectiveStatus() == status {
+				got = append(got, s.Client)
+			}
+		}
+		if len(batch) <= limit {
+			break
+		}
+		from = batch[len(batch)-1].Client.ID
 	}
-	page := clientsPage{Clients: make([]*ips.Client, 0, min(len(got), limit))}
-	for _, s := range got[:min(len(got), limit)] {
-		page.Clients = append(page.Clients, s.Client)
-	}
+	page := clientsPage{Clients: append([]*ips.Client{}, got[:min(len(got), limit)]...)}
 	if len(got) > limit {
 		last := page.Clients[len(page.Clients)-1].ID
-		next := "/api/v1/clients?" + url.Values{"after": {last}, "limit": {strconv.Itoa(limit)}}.Encode()
-		w.Header().Set("Link", "<"+next+`>; rel="next"`)
+		v := url.Values{"after": {last}, "limit": {strconv.Itoa(limit)}}
+		if status != "" {
+			v.Set("status", string(status))
+		}
+		w.Header().Set("Link", "</api/v1/clients?"+v.Encode()+`>; rel="next"`)
 	}
 	writeJSON(w, http.StatusOK, page)
 }
@@ -113,9 +134,21 @@ func (a *api) putClient(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	saved, v, created, ok := a.save(w, r, id, mayExist, func(*ips.Client) (*ips.Client, []Issue, error) {
+	saved, v, created, ok := a.save(w, r, id, mayExist, func(cur *ips.Client) (*ips.Client, []Issue, error) {
 		c, issues, err := decodeClient(body, "clients[0]")
-		return c, append(idIssue(body, id), issues...), err
+		issues = append(idIssue(body, id), issues...)
+		if err != nil || len(issues) > 0 {
+			return c, issues, err
+		}
+		// A body without pastEpisodes keeps the stored ones.
+		c.KeepHistory(cur)
+		var ve *ips.ValidationError
+		if err := ips.Validate(&ips.Caseload{Clients: []*ips.Client{c}}); errors.As(err, &ve) {
+			return nil, problemIssues(ve.Problems, "clients[0]"), nil
+		} else if err != nil {
+			return nil, nil, err
+		}
+		return c, nil, nil
 	})
 	if !ok {
 		return

@@ -6,9 +6,12 @@
 // # Resources
 //
 //	GET  /api/v1/clients?after=ID&limit=N        a page of clients, in id order
+//	     …&status=referred                        only those of a status: the referrals waiting
 //	POST /api/v1/clients                          a new client (201; 409 if the id is taken)
 //	GET  /api/v1/clients/{id}                     one client
 //	PUT  /api/v1/clients/{id}                     the whole client, replaced (or created: 201)
+//	POST /api/v1/clients/{id}/accept              {"enrolledOn"}: a referred client enrolled (409 unless referred)
+//	POST /api/v1/clients/{id}/decline             {"closedOn", "closedReason"}: a referral closed without enrollment
 //	GET  /api/v1/clients/{id}/goals               {"goals": [...]}
 //	POST /api/v1/clients/{id}/goals               a new goal (201)
 //	GET  /api/v1/clients/{id}/goals/{gid}         one goal
@@ -21,6 +24,11 @@
 // one client), so the API and a file accept and refuse the same things, with
 // the same messages. A page of GET /api/v1/clients is itself a caseload
 // document; the next page's URL is in the Link header (rel="next").
+//
+// A referral read from an EHR makes a client with status referred (a
+// re-referral of a former client keeps the earlier episodes in
+// pastEpisodes); enrollment is the specialist's accept. A PUT whose client
+// has no pastEpisodes keeps the stored ones, and the result must fit them.
 //
 // # Writes
 //

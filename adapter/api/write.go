@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -30,6 +31,10 @@ const (
 	mayExist                      // PUT of a client: creates it if missing
 	mustNotExist                  // POST of a client: 409 if it exists
 )
+
+// codeBusinessRule is the issue code of a request the client's state does
+// not allow; save answers it with 409 instead of 422.
+const codeBusinessRule = "business-rule"
 
 // build turns the current client (nil if there is none) into the one to
 // save, or returns the issues that make the request invalid.
@@ -73,7 +78,13 @@ func (a *api) save(w http.ResponseWriter, r *http.Request, id string, want exist
 			return nil, 0, false, false
 		}
 		if len(issues) > 0 {
-			writeIssues(w, http.StatusUnprocessableEntity, issues...)
+			status := http.StatusUnprocessableEntity
+			if slices.ContainsFunc(issues, func(i Issue) bool { return i.Code == codeBusinessRule }) {
+				// The request is well formed but the client's state does
+				// not allow it (accepting a client who is not referred).
+				status = http.StatusConflict
+			}
+			writeIssues(w, status, issues...)
 			return nil, 0, false, false
 		}
 		vs, err := a.store.SaveClients(ctx, []store.Stored{{Client: next, Version: ver}}, a.connections())

@@ -274,6 +274,13 @@ type Connection struct {
 	PatientSystem string `yaml:"patientSystem"`
 	// ReferralCodes mark a ServiceRequest as a referral to IPS.
 	ReferralCodes []Coding `yaml:"referralCodes"`
+	// ReferralIntents are the ServiceRequest intents read as a referral
+	// (default order).
+	ReferralIntents []string `yaml:"referralIntents"`
+	// ReferralPerformers name the program as a ServiceRequest performer;
+	// with any given, a request addressed to another performer is not a
+	// referral to this program, whatever its code.
+	ReferralPerformers []ReferralPerformer `yaml:"referralPerformers"`
 	// PRAPARE adds the PRAPARE employment answer to each employment status.
 	PRAPARE bool    `yaml:"prapare"`
 	Winners Winners `yaml:"winners"`
@@ -359,6 +366,7 @@ func (c Connection) SiteCodings() map[plan.Concept]ips.Coding {
 func (c *Connection) setDefaults() {
 	c.Winners = DefaultWinners
 	c.ReferralCodes = defaultReferralCodes()
+	c.ReferralIntents = slices.Clone(mappings.DefaultReferralIntents)
 	c.Timeout = DefaultTimeout
 	c.Retry = DefaultRetry
 }
@@ -370,6 +378,29 @@ func (c Connection) ReferralCodings() []ips.Coding {
 		out[i] = ips.Coding{System: rc.System, Code: rc.Code, Display: rc.Display}
 	}
 	return out
+}
+
+// ReferralPerformer names the program as a ServiceRequest performer: a
+// reference to its Organization, HealthcareService or CareTeam in the EHR
+// (HealthcareService/ips-1), or an identifier of it (system and value).
+type ReferralPerformer struct {
+	Reference string `yaml:"reference"`
+	System    string `yaml:"system"`
+	Value     string `yaml:"value"`
+}
+
+// performerTypes are the resource types that can stand for the program
+// as a ServiceRequest performer.
+var performerTypes = []string{"Organization", "HealthcareService", "CareTeam"}
+
+// ReferralMatch says which ServiceRequests are referrals to the program on
+// this connection.
+func (c Connection) ReferralMatch() mappings.ReferralMatch {
+	m := mappings.ReferralMatch{Codes: c.ReferralCodings(), Intents: slices.Clone(c.ReferralIntents)}
+	for _, p := range c.ReferralPerformers {
+		m.Performers = append(m.Performers, mappings.ReferralPerformer{Reference: p.Reference, Identifier: ips.Identifier{System: p.System, Value: p.Value}})
+	}
+	return m
 }
 
 // Auth types.
@@ -815,6 +846,37 @@ func (cn *Connection) problems(p string, ps *problems) {
 		}
 		if rc.Code == "" {
 			ps.add(child(rp, "code"), "is required")
+		}
+	}
+	if len(cn.ReferralIntents) == 0 {
+		ps.add(child(p, "referralIntents"), "must list at least one intent; leave the key out for the default (order)")
+	}
+	for i, in := range cn.ReferralIntents {
+		if !slices.Contains(mappings.RequestIntents, in) {
+			ps.add(index(child(p, "referralIntents"), i), "must be a FHIR request intent: %s", strings.Join(mappings.RequestIntents, ", "))
+		}
+	}
+	for i, rp := range cn.ReferralPerformers {
+		pp := index(child(p, "referralPerformers"), i)
+		switch {
+		case rp.Reference != "" && (rp.System != "" || rp.Value != ""):
+			ps.add(pp, "must give either reference or system and value, not both")
+		case rp.Reference != "":
+			typ, id, ok := strings.Cut(rp.Reference, "/")
+			if !ok || !slices.Contains(performerTypes, typ) || id == "" || strings.Contains(id, "/") {
+				ps.add(child(pp, "reference"), "must be %s/{id}: the program's resource in the EHR", strings.Join(performerTypes, "/{id}, "))
+			}
+		case rp.System == "" && rp.Value == "":
+			ps.add(pp, "must give reference, or system and value")
+		default:
+			if rp.System == "" {
+				ps.add(child(pp, "system"), "is required with value")
+			} else if !isAbsoluteURI(rp.System) {
+				ps.add(child(pp, "system"), "must be an absolute URI")
+			}
+			if rp.Value == "" {
+				ps.add(child(pp, "value"), "is required with system")
+			}
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(cn.Overrides)) {

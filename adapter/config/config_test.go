@@ -43,8 +43,14 @@ func TestExampleValidates(t *testing.T) {
 	}
 	// A connection that says nothing of winners or referral codes gets the defaults.
 	a := c.Connection("clinic-a")
-	if a.Winners != config.DefaultWinners || len(a.ReferralCodings()) != 1 || a.ReferralCodings()[0].Code != "employment-status" {
+	if a.Winners != config.DefaultWinners || len(a.ReferralCodings()) != 1 || a.ReferralCodings()[0].Code != "employment-status" ||
+		!cmp.Equal(a.ReferralIntents, []string{"order"}) || len(a.ReferralPerformers) != 0 {
 		t.Errorf("clinic-a defaults: %+v", a)
+	}
+	m := epic.ReferralMatch()
+	if !cmp.Equal(m.Intents, []string{"order"}) || len(m.Performers) != 2 || m.Performers[0].Reference != "HealthcareService/ips-riverside" ||
+		m.Performers[1].Identifier.Value != "ips-riverside" || len(m.Codes) != 2 {
+		t.Errorf("riverside-epic referral match %+v", m)
 	}
 	if err := c.Validate(); err != nil {
 		t.Errorf("Validate of a loaded configuration: %v", err)
@@ -180,6 +186,12 @@ func TestEveryKindOfMistakeNamesItsKey(t *testing.T) {
 		{"program id", "program: {id: 'river side'}\n", "program.id", "letters, digits"},
 		{"sqlite memory", "store: {driver: sqlite, dsn: ':memory:'}\n", "store.dsn", "plain file name"},
 		{"empty referral codes", conn + "    referralCodes: []\n", "connections[0].referralCodes", "at least one code"},
+		{"empty referral intents", conn + "    referralIntents: []\n", "connections[0].referralIntents", "at least one intent"},
+		{"unknown referral intent", conn + "    referralIntents: [order, referral]\n", "connections[0].referralIntents[1]", "must be a FHIR request intent"},
+		{"performer of another type", conn + "    referralPerformers: [{reference: Practitioner/12}]\n", "connections[0].referralPerformers[0].reference", "Organization/{id}"},
+		{"performer both ways", conn + "    referralPerformers: [{reference: Organization/1, system: 'urn:x', value: v}]\n", "connections[0].referralPerformers[0]", "not both"},
+		{"performer value without system", conn + "    referralPerformers: [{value: v}]\n", "connections[0].referralPerformers[0].system", "is required with value"},
+		{"performer system not a URI", conn + "    referralPerformers: [{system: 'riverside', value: v}]\n", "connections[0].referralPerformers[0].system", "absolute URI"},
 		{"scope with a space", strings.Replace(conn, "{type: none}", "{type: smart-backend, clientId: c, privateKey: {file: k.pem}, keyId: k, alg: RS384, scopes: ['system/Goal.rs system/Patient.rs']}", 1), "connections[0].auth.scopes[0]", "without spaces"},
 		{"both env and file", strings.Replace(conn, "{type: none}", "{type: bearer, token: {env: A, file: b}}", 1), "connections[0].auth.token", "not both"},
 		{"pseudonym key env and file", "export: {pseudonymKey: {env: K, file: k}}\n", "export.pseudonymKey", "not both"},
@@ -421,7 +433,7 @@ func TestValidateConfigBuiltInCode(t *testing.T) {
 	}
 	// Defaults a file gets are not filled in for a connection built in
 	// code: it sets them, as demo does with DefaultTimeout and DefaultRetry.
-	for _, p := range []string{"sync.workers", "connections[0].auth.token", "connections[0].referralCodes", "connections[0].winners.goalStatus", "connections[0].winners.goalAchievement",
+	for _, p := range []string{"sync.workers", "connections[0].auth.token", "connections[0].referralCodes", "connections[0].referralIntents", "connections[0].winners.goalStatus", "connections[0].winners.goalAchievement",
 		"connections[0].timeout", "connections[0].retry.initial"} {
 		if !hasProblem(ve.Problems, p, "") {
 			t.Errorf("no problem at %s:\n%s", p, list(ve.Problems))

@@ -303,8 +303,8 @@ func (p *Plan) choosePaths(o Options) error {
 	ref := ConceptPlan{Concept: Referral, Path: NoPath}
 	if rp := p.types["ServiceRequest"]; rp != nil && p.Allows("ServiceRequest", "search-type") && rp.Detection != NotDetected {
 		ref.Path, ref.ResourceType = ReadOnly, "ServiceRequest"
-		ref.Why = fmt.Sprintf("ServiceRequest can be searched (%s): new referrals to IPS enroll clients", rp.Detection)
-		ref.Change = "set connections[].overrides.referral-intake to none to enroll only through the API and imports"
+		ref.Why = fmt.Sprintf("ServiceRequest can be searched (%s): new referrals to IPS make referred clients, enrolled when a specialist accepts them", rp.Detection)
+		ref.Change = "set connections[].overrides.referral-intake to none to take in clients only through the API and imports"
 	} else {
 		ref.Why = "ServiceRequest cannot be searched here; clients are enrolled through the API and imports"
 	}

@@ -34,11 +34,15 @@ var DefaultWinners = Winners{Status: "ehr", Achievement: "ehr", Notes: "ehr", De
 
 // PullSummary counts what a pull pass did.
 type PullSummary struct {
-	Seen       int `json:"seen"`
-	Echoes     int `json:"echoes"`
-	Applied    int `json:"applied"`
-	Conflicts  int `json:"conflicts"`
-	Enrolled   int `json:"enrolled"`
+	Seen      int `json:"seen"`
+	Echoes    int `json:"echoes"`
+	Applied   int `json:"applied"`
+	Conflicts int `json:"conflicts"`
+	// Referred counts new clients made from referrals (status referred,
+	// waiting for a specialist's acceptance); Rereferred counts closed
+	// clients referred again (a new episode, waiting likewise).
+	Referred   int `json:"referred"`
+	Rereferred int `json:"rereferred"`
 	Unreadable int `json:"unreadable"`
 	// Requeued counts records the EHR did not hold as the adapter last
 	// wrote them (a late write, an edit made in the EHR): queued to be
@@ -122,7 +126,8 @@ func (s *PullSummary) add(o PullSummary) {
 	s.Echoes += o.Echoes
 	s.Applied += o.Applied
 	s.Conflicts += o.Conflicts
-	s.Enrolled += o.Enrolled
+	s.Referred += o.Referred
+	s.Rereferred += o.Rereferred
 	s.Unreadable += o.Unreadable
 	s.Requeued += o.Requeued
 }
@@ -727,8 +732,11 @@ func (e *Engine) knownPatients(ctx context.Context, conn *Connection) ([]string,
 	}
 }
 
-// pullReferrals enrolls clients referred to IPS in the EHR. IPS has zero
-// exclusion: every referral enrolls, with no eligibility check.
+// pullReferrals takes in the referrals to this program made in the EHR.
+// IPS has zero exclusion: there is no eligibility check. A referral of a
+// new patient makes a referred client, one of a closed client opens a new
+// episode, and one of a client in the program is remembered and changes
+// nothing (ips.Client.Refer); enrollment is a specialist's acceptance.
 func (e *Engine) pullReferrals(ctx context.Context, conn *Connection) (PullSummary, error) {
 	var s PullSummary
 	if conn.Plan.Concept(plan.Referral).Path != plan.ReadOnly {
@@ -748,41 +756,30 @@ func (e *Engine) pullReferrals(ctx context.Context, conn *Connection) (PullSumma
 			continue
 		}
 		sr := cr.GetServiceRequest()
-		if !mappings.IsIPSReferral(sr, conn.ReferralCodes) {
+		if !mappings.IsIPSReferral(sr, conn.Referrals) {
 			continue
 		}
 		s.Seen++
 		lk := "ServiceRequest|" + sr.GetId().GetValue()
 		if _, err := e.Store.LedgerGet(ctx, conn.Name, lk); err == nil {
-			continue // already enrolled from this referral
+			continue // taken in already
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return s, fmt.Errorf("%w: ledger: %w", errStore, err)
 		}
-		enrolled, err := e.alreadyEnrolled(ctx, conn, sr.GetSubject())
-		if err != nil {
-			return s, err
-		}
-		if enrolled {
-			// A new referral for a client already in the program: IPS
-			// supports continue; nothing to enroll. Remember the referral.
-			if err := e.Store.LedgerPut(ctx, store.LedgerEntry{Connection: conn.Name, Key: lk, ResourceType: "ServiceRequest",
-				ResourceID: sr.GetId().GetValue(), VersionID: sr.GetMeta().GetVersionId().GetValue(), UpdatedAt: e.now()}); err != nil {
-				return s, fmt.Errorf("%w: ledger: %w", errStore, err)
-			}
-			continue
-		}
-		c, err := mappings.ReferralFromFHIR(sr, mappings.ReferralOptions{PatientSystem: conn.PatientSystem})
+		c, err := mappings.ReferralFromFHIR(sr, mappings.ReferralOptions{PatientSystem: conn.PatientSystem, Connection: conn.Name})
 		if errors.Is(err, mappings.ErrNotActiveReferral) {
-			continue
+			continue // a draft is read again when it becomes active
 		}
 		if err != nil {
 			s.Unreadable++
 			continue
 		}
-		if _, err := e.Store.SaveClients(ctx, []store.Stored{{Client: c}}, e.connectionNames()); err != nil && !errors.Is(err, store.ErrConflict) {
-			return s, fmt.Errorf("%w: enroll: %w", errStore, err)
-		} else if err == nil {
-			s.Enrolled++
+		out, clientID, err := e.takeInReferral(ctx, conn, sr.GetSubject(), c)
+		if err != nil {
+			return s, err
 		}
-		if err := e.Store.LedgerPut(ctx, store.LedgerEntry{Connection: conn.Name, Key: lk, ClientID: c.ID, ResourceType: "ServiceRequest",
+		s.add(out)
+		if err := e.Store.LedgerPut(ctx, store.LedgerEntry{Connection: conn.Name, Key: lk, ClientID: clientID, ResourceType: "ServiceRequest",
 			ResourceID: sr.GetId().GetValue(), VersionID: sr.GetMeta().GetVersionId().GetValue(), UpdatedAt: e.now()}); err != nil {
 			return s, fmt.Errorf("%w: ledger: %w", errStore, err)
 		}
@@ -793,40 +790,88 @@ func (e *Engine) pullReferrals(ctx context.Context, conn *Connection) (PullSumma
 	return s, nil
 }
 
-// alreadyEnrolled reports whether a referral's patient is already a client:
-// one the adapter has synced on this connection (the ledger maps each
-// client's patient identifier to the EHR's Patient id, which is how
-// referrals usually name the patient), or one whose patient identifier the
-// referral names, pushed or not (the store keeps one client per patient).
-func (e *Engine) alreadyEnrolled(ctx context.Context, conn *Connection, subject *dtpb.Reference) (bool, error) {
-	var (
-		err           error
-		system, value string
-	)
+// takeInReferral applies one referral: a new referred client (ref), or
+// the referral of the existing client of the same patient. It returns the
+// id of the client the referral concerns.
+func (e *Engine) takeInReferral(ctx context.Context, conn *Connection, subject *dtpb.Reference, ref *ips.Client) (PullSummary, string, error) {
+	var s PullSummary
+	for attempt := 1; ; attempt++ {
+		st, err := e.clientOfReferral(ctx, conn, subject)
+		if err != nil {
+			return s, "", err
+		}
+		if st.Client == nil {
+			_, err := e.Store.SaveClients(ctx, []store.Stored{{Client: ref}}, e.connectionNames())
+			switch {
+			case err == nil:
+				s.Referred++
+				return s, ref.ID, nil
+			case errors.Is(err, store.ErrConflict) && attempt < mergeAttempts:
+				continue // the patient's client (or this id) was saved meanwhile
+			case errors.Is(err, store.ErrConflict):
+				return s, ref.ID, nil // the client exists: nothing to add
+			}
+			return s, "", fmt.Errorf("%w: refer: %w", errStore, err)
+		}
+		c := st.Client
+		if c.Refer(ref.ReferredOn, ref.Referral) == ips.ReferralIgnored {
+			return s, c.ID, nil // in the program already: remembered only
+		}
+		_, err = e.Store.SaveClients(ctx, []store.Stored{{Client: c, Version: st.Version}}, e.connectionNames())
+		switch {
+		case err == nil:
+			s.Rereferred++
+			return s, c.ID, nil
+		case errors.Is(err, store.ErrConflict) && attempt < mergeAttempts:
+			continue // saved meanwhile: refer what is there now
+		case errors.Is(err, store.ErrConflict):
+			return s, "", &pushError{msg: "pull: the client kept changing while a referral was taken in"}
+		}
+		return s, "", fmt.Errorf("%w: refer: %w", errStore, err)
+	}
+}
+
+// clientOfReferral finds the client a referral's patient already is, or
+// returns a zero Stored: one the adapter has synced on this connection
+// (the ledger maps each client's patient identifier to the EHR's Patient
+// id, which is how referrals usually name the patient), or one whose
+// patient identifier the referral names, pushed or not (the store keeps
+// one client per patient).
+func (e *Engine) clientOfReferral(ctx context.Context, conn *Connection, subject *dtpb.Reference) (store.Stored, error) {
+	var system, value string
 	if id := subject.GetPatientId().GetValue(); id != "" {
-		_, err = e.Store.LedgerByResource(ctx, conn.Name, "Patient", id)
+		le, err := e.Store.LedgerByResource(ctx, conn.Name, "Patient", id)
+		switch {
+		case err == nil:
+			// The entry's key is Patient|{system}|{value}: the client's
+			// own identifier.
+			rest, _ := strings.CutPrefix(le.Key, "Patient|")
+			if i := strings.LastIndexByte(rest, '|'); i > 0 {
+				st, err := e.Store.ClientByPatient(ctx, rest[:i], rest[i+1:])
+				if err == nil || !errors.Is(err, store.ErrNotFound) {
+					return wrapClientByPatient(st, err)
+				}
+			}
+		case !errors.Is(err, store.ErrNotFound):
+			return store.Stored{}, fmt.Errorf("%w: ledger: %w", errStore, err)
+		}
 		system, value = conn.PatientSystem, id
 	} else if ident := subject.GetIdentifier(); ident.GetValue().GetValue() != "" {
 		system, value = ident.GetSystem().GetValue(), ident.GetValue().GetValue()
-		_, err = e.Store.LedgerGet(ctx, conn.Name, "Patient|"+system+"|"+value)
-	} else {
-		return false, nil
 	}
-	switch {
-	case err == nil:
-		return true, nil
-	case !errors.Is(err, store.ErrNotFound):
-		return false, fmt.Errorf("%w: ledger: %w", errStore, err)
+	if system == "" || value == "" {
+		return store.Stored{}, nil
 	}
-	if system == "" {
-		return false, nil
+	st, err := e.Store.ClientByPatient(ctx, system, value)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Stored{}, nil
 	}
-	_, err = e.Store.ClientByPatient(ctx, system, value)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, store.ErrNotFound):
-		return false, nil
+	return wrapClientByPatient(st, err)
+}
+
+func wrapClientByPatient(st store.Stored, err error) (store.Stored, error) {
+	if err != nil {
+		return store.Stored{}, fmt.Errorf("%w: client by patient: %w", errStore, err)
 	}
-	return false, fmt.Errorf("%w: client by patient: %w", errStore, err)
+	return st, nil
 }

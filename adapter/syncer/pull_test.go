@@ -124,34 +124,121 @@ func TestBothSidesChangedIsAConflictWithTheConfiguredWinner(t *testing.T) {
 	}
 }
 
-func TestReferralEnrollsOnce(t *testing.T) {
+// referral is a ServiceRequest as a clinician's EHR writes it: status,
+// intent, the SDOH employment category when coded, the subject, and
+// optional performers (JSON references).
+func referral(status, intent string, coded bool, subject, authored string, performers ...string) []byte {
+	sr := map[string]any{"resourceType": "ServiceRequest", "status": status, "intent": intent,
+		"code":       map[string]any{"text": "Referral to supported employment"},
+		"subject":    json.RawMessage(subject),
+		"authoredOn": authored}
+	if coded {
+		sr["category"] = []any{map[string]any{"coding": []any{map[string]any{"system": mappings.SystemSDOHCCTemporary, "code": "employment-status"}}}}
+	}
+	var ps []any
+	for _, p := range performers {
+		ps = append(ps, json.RawMessage(p))
+	}
+	if ps != nil {
+		sr["performer"] = ps
+	}
+	b, _ := json.Marshal(sr)
+	return b
+}
+
+// TestReferralMakesAReferredClientOnce: an active order to the program
+// makes one client, referred and not enrolled (enrollment is a
+// specialist's acceptance); a proposal to the state vocational-
+// rehabilitation agency, an order addressed to that agency, a completed
+// request and an unrelated order take in nobody.
+func TestReferralMakesAReferredClientOnce(t *testing.T) {
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.conn.PatientSystem = "https://ehr.example/Patient"
-	resp, err := r.client.Create(ctx, "Patient", []byte(`{"resourceType":"Patient","identifier":[{"system":"urn:oid:2.16.840.1.113883.3.9999.1","value":"MRN-NEW-1"}]}`), "")
+	r.conn.Referrals = mappings.ReferralMatch{Performers: []mappings.ReferralPerformer{{Reference: "HealthcareService/ips-riverside"}}}
+	patient := func(mrn string) string {
+		resp, err := r.client.Create(ctx, "Patient", []byte(`{"resourceType":"Patient","identifier":[{"system":"urn:oid:2.16.840.1.113883.3.9999.1","value":"`+mrn+`"}]}`), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.ResourceID
+	}
+	ref := func(id string) string { return fmt.Sprintf(`{"reference":"Patient/%s"}`, id) }
+	vr := `{"identifier":{"system":"urn:oid:2.16.840.1.113883.3.9999.77","value":"state-vr"},"display":"State Vocational Rehabilitation"}`
+	program := `{"reference":"HealthcareService/ips-riverside"}`
+	wanted := patient("MRN-NEW-1")
+	sr, err := r.client.Create(ctx, "ServiceRequest", referral("active", "order", false, ref(wanted), "2026-11-02", program), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sr := fmt.Sprintf(`{"resourceType":"ServiceRequest","status":"active","intent":"order",
-	 "category":[{"coding":[{"system":%q,"code":"employment-status"}]}],
-	 "subject":{"reference":"Patient/%s"},"authoredOn":"2026-11-02"}`, mappings.SystemSDOHCCTemporary, resp.ResourceID)
-	if _, err := r.client.Create(ctx, "ServiceRequest", []byte(sr), ""); err != nil {
+	for _, other := range [][]byte{
+		referral("active", "proposal", true, ref(patient("MRN-VR-1")), "2026-11-02", vr),
+		referral("active", "order", true, ref(patient("MRN-VR-2")), "2026-11-02", vr),
+		referral("completed", "order", true, ref(patient("MRN-DONE-3")), "2026-11-02", program),
+		referral("draft", "order", true, ref(patient("MRN-DRAFT-4")), "2026-11-02"),
+		[]byte(`{"resourceType":"ServiceRequest","status":"active","intent":"order","code":{"text":"chest CT"},"subject":{"reference":"Patient/x"},"authoredOn":"2026-11-02"}`),
+	} {
+		if _, err := r.client.Create(ctx, "ServiceRequest", other, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := r.engine.PullOnce(ctx)
+	if err != nil || s.Referred != 1 || s.Rereferred != 0 {
+		t.Fatalf("pull: %+v %v; want one new referral", s, err)
+	}
+	list, _ := r.store.ListClients(ctx, "", 10)
+	if len(list) != 1 {
+		t.Fatalf("%d clients after the pull, want 1 (only the order to the program)", len(list))
+	}
+	c := list[0].Client
+	if c.Patient.Value != wanted || c.Status != ips.ClientReferred || !c.EnrolledOn.IsZero() || c.ReferredOn != ips.MustDate("2026-11-02") ||
+		c.Referral == nil || *c.Referral != (ips.ReferralSource{Connection: "clinic", ServiceRequest: sr.ResourceID}) {
+		t.Errorf("client %+v; want referred on 2026-11-02 from the ServiceRequest, not enrolled", c)
+	}
+	if s, err := r.engine.PullOnce(ctx); err != nil || s.Referred != 0 {
+		t.Errorf("second pull: %+v %v; the referral was taken in twice", s, err)
+	}
+}
+
+// TestReferralOfAClosedClientOpensANewEpisode: a discharged client referred
+// again is not ignored: the closed episode is kept in pastEpisodes, the
+// client is referred again on the new date, and the pull counts a
+// re-referral. Taken in once.
+func TestReferralOfAClosedClientOpensANewEpisode(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	c := &ips.Client{ID: "c-closed", Patient: ips.Identifier{System: "https://ehr.example/mrn", Value: "MRN-CLOSED-5"},
+		ReferredOn: ips.MustDate("2025-01-02"), EnrolledOn: ips.MustDate("2025-01-10"),
+		ClosedOn: ips.MustDate("2025-09-30"), ClosedReason: "moved away", Status: ips.ClientClosed}
+	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: c}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	other := `{"resourceType":"ServiceRequest","status":"active","intent":"order","code":{"text":"chest CT"},"subject":{"reference":"Patient/x"},"authoredOn":"2026-11-02"}`
-	if _, err := r.client.Create(ctx, "ServiceRequest", []byte(other), ""); err != nil {
+	subject := fmt.Sprintf(`{"identifier":{"system":%q,"value":%q}}`, c.Patient.System, c.Patient.Value)
+	sr, err := r.client.Create(ctx, "ServiceRequest", referral("active", "order", true, subject, "2026-11-02"), "")
+	if err != nil {
 		t.Fatal(err)
 	}
 	s, err := r.engine.PullOnce(ctx)
-	if err != nil || s.Enrolled != 1 {
-		t.Fatalf("pull: %+v %v; want one enrollment", s, err)
+	if err != nil || s.Rereferred != 1 || s.Referred != 0 {
+		t.Fatalf("pull: %+v %v; want one re-referral", s, err)
 	}
-	list, _ := r.store.ListClients(ctx, "", 10)
-	if len(list) != 1 || list[0].Client.Patient.Value != resp.ResourceID || list[0].Client.EnrolledOn != ips.MustDate("2026-11-02") {
-		t.Errorf("enrolled %+v", list)
+	got, _, err := r.store.GetClient(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if s, err := r.engine.PullOnce(ctx); err != nil || s.Enrolled != 0 {
-		t.Errorf("second pull: %+v %v; the referral enrolled twice", s, err)
+	past := ips.Episode{ReferredOn: c.ReferredOn, EnrolledOn: c.EnrolledOn, ClosedOn: c.ClosedOn, ClosedReason: c.ClosedReason}
+	if len(got.PastEpisodes) != 1 || *got.PastEpisodes[0] != past {
+		t.Errorf("past episodes %+v; want the closed one %+v", got.PastEpisodes, past)
+	}
+	if got.Status != ips.ClientReferred || got.ReferredOn != ips.MustDate("2026-11-02") || !got.EnrolledOn.IsZero() || !got.ClosedOn.IsZero() ||
+		got.Referral == nil || got.Referral.ServiceRequest != sr.ResourceID || !got.Rereferred() {
+		t.Errorf("client after the re-referral %+v; want referred again on 2026-11-02", got)
+	}
+	if list, _ := r.store.ListClients(ctx, "", 10); len(list) != 1 {
+		t.Errorf("%d clients; the re-referral made a second client", len(list))
+	}
+	if s, err := r.engine.PullOnce(ctx); err != nil || s.Rereferred != 0 || s.Referred != 0 {
+		t.Errorf("second pull: %+v %v; the referral was taken in twice", s, err)
 	}
 }
 
@@ -198,7 +285,13 @@ func TestReferralForAnEnrolledClientDoesNotEnrollAgain(t *testing.T) {
 	if _, err := r.engine.PushOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
-	c := consenting(r.cl)[0]
+	var c *ips.Client
+	for _, cc := range consenting(r.cl) {
+		if cc.EffectiveStatus() == ips.ClientActive {
+			c = cc
+			break
+		}
+	}
 	pid, err := r.store.LedgerGet(ctx, "clinic", "Patient|"+c.Patient.System+"|"+c.Patient.Value)
 	if err != nil {
 		t.Fatal(err)
@@ -210,13 +303,22 @@ func TestReferralForAnEnrolledClientDoesNotEnrollAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	before, _ := r.store.ListClients(ctx, "", 1000)
+	_, v, err := r.store.GetClient(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	s, err := r.engine.PullOnce(ctx)
-	if err != nil || s.Enrolled != 0 {
-		t.Fatalf("pull: %+v %v; want no new enrollment", s, err)
+	if err != nil || s.Referred != 0 || s.Rereferred != 0 || s.Seen == 0 {
+		t.Fatalf("pull: %+v %v; want the referral seen, nothing taken in", s, err)
 	}
 	after, _ := r.store.ListClients(ctx, "", 1000)
 	if len(after) != len(before) {
 		t.Errorf("%d clients before, %d after a referral of an enrolled client", len(before), len(after))
+	}
+	// The active client is not changed (a referral of a client in the
+	// program is only remembered).
+	if got, v2, _ := r.store.GetClient(ctx, c.ID); v2 != v || got.Status == ips.ClientReferred || len(got.PastEpisodes) != 0 {
+		t.Errorf("active client changed by a new referral: version %d → %d, %+v", v, v2, got)
 	}
 }
 
@@ -240,14 +342,14 @@ func TestReferralForAnUnpushedClientDoesNotEnroll(t *testing.T) {
 	}
 	before, _ := r.store.ListClients(ctx, "", 1000)
 	s, err := r.engine.PullOnce(ctx)
-	if err != nil || s.Enrolled != 0 || s.Seen != 1 {
-		t.Fatalf("pull: %+v %v; want the referral seen and no new enrollment", s, err)
+	if err != nil || s.Referred != 0 || s.Rereferred != 0 || s.Seen != 1 {
+		t.Fatalf("pull: %+v %v; want the referral seen and nothing taken in", s, err)
 	}
 	after, _ := r.store.ListClients(ctx, "", 1000)
 	if len(after) != len(before) {
 		t.Errorf("%d clients before, %d after a referral of a client not yet pushed", len(before), len(after))
 	}
-	if s, err := r.engine.PullOnce(ctx); err != nil || s.Enrolled != 0 {
+	if s, err := r.engine.PullOnce(ctx); err != nil || s.Referred != 0 || s.Rereferred != 0 {
 		t.Errorf("second pull: %+v %v", s, err)
 	}
 }

@@ -52,9 +52,9 @@ type Connection struct {
 	ConsentDefault bool
 	// Winners decide fields both sides changed; zero means DefaultWinners.
 	Winners Winners
-	// ReferralCodes mark a ServiceRequest as a referral to IPS; nil means
-	// mappings.DefaultReferralCodes.
-	ReferralCodes []ips.Coding
+	// Referrals say which ServiceRequests are referrals to the program;
+	// the zero value takes the defaults (mappings.ReferralMatch).
+	Referrals mappings.ReferralMatch
 	// PatientSystem names the EHR's Patient id namespace, for referrals whose
 	// subject is only Patient/{id}.
 	PatientSystem string

@@ -83,7 +83,7 @@ func TestOnPostgres(t *testing.T) {
 	t.Run("EpicMode", TestEpicModeWritesOnlyWhatEpicDeclares)
 	t.Run("ClinicianChange", TestClinicianGoalChangeComesBackAndIsNotEchoed)
 	t.Run("Conflict", TestBothSidesChangedIsAConflictWithTheConfiguredWinner)
-	t.Run("Referral", TestReferralEnrollsOnce)
+	t.Run("Referral", TestReferralMakesAReferredClientOnce)
 }
 
 func newRig(t *testing.T, capability string, edit ...func(*ips.Caseload)) *rig {

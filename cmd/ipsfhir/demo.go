@@ -161,8 +161,9 @@ func demoService(ctx context.Context, cl *ips.Caseload, dir, ehrURL string, stdo
 	var connections []string
 	if ehrURL != "" {
 		cfg.Connections = []config.Connection{{Name: "demo-ehr", FHIRBaseURL: ehrURL, Enabled: true, Auth: config.Auth{Type: config.AuthNone}, Winners: config.DefaultWinners,
-			ReferralCodes: []config.Coding{{System: mappings.SystemSDOHCCTemporary, Code: mappings.SDOHEmploymentStatus}},
-			Timeout:       config.DefaultTimeout, Retry: config.DefaultRetry}}
+			ReferralCodes:   []config.Coding{{System: mappings.SystemSDOHCCTemporary, Code: mappings.SDOHEmploymentStatus}},
+			ReferralIntents: mappings.DefaultReferralIntents,
+			Timeout:         config.DefaultTimeout, Retry: config.DefaultRetry}}
 		connections = []string{"demo-ehr"}
 		if err := seedPatients(ctx, ehrURL, cl); err != nil {
 			fmt.Fprintf(stderr, "ipsfhir demo: create the synthetic patients on %s: %v\n", ehrURL, err)

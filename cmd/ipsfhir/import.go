@@ -22,7 +22,10 @@ for every enabled connection, all in one transaction.
 
 Clients are matched by id: a new id is added, an existing client is replaced
 by the file's version, and one whose content is unchanged is left alone (use
---all to store and queue it anyway, e.g. after enabling a connection).
+--all to store and queue it anyway, e.g. after enabling a connection). A
+client given without pastEpisodes keeps the earlier enrollment episodes the
+store holds; a referred client given with status active and enrolledOn is
+thereby accepted.
 Clients in the store that the file does not mention are not touched.
 
 The file is checked whole first: if anything is wrong, every problem is
@@ -144,6 +147,10 @@ func importClients(ctx context.Context, st store.Store, clients []*ips.Client, c
 		case err != nil:
 			return importSummary{}, err
 		}
+		// A client given without pastEpisodes keeps the stored ones
+		// (episodes ipsfhir opened on a re-referral), and must still fit
+		// them.
+		c.KeepHistory(cur)
 		same, err := sameClient(cur, c)
 		if err != nil {
 			return importSummary{}, err
@@ -154,6 +161,11 @@ func importClients(ctx context.Context, st store.Store, clients []*ips.Client, c
 		}
 		sum.Updated++
 		batch = append(batch, store.Stored{Client: c, Version: v})
+	}
+	// The file was valid; with the stored episodes kept it must still be
+	// (the paths are the file's).
+	if err := ips.Validate(&ips.Caseload{Clients: clients}); err != nil {
+		return importSummary{}, err
 	}
 	if len(batch) == 0 {
 		return sum, nil

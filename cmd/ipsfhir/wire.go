@@ -206,7 +206,7 @@ func (s *system) connector(cn config.Connection) (syncer.Connector, error) {
 			ConsentDefault: cfg.Consent.EHR,
 			Winners: syncer.Winners{Status: string(w.GoalStatus), Achievement: string(w.GoalAchievement), Notes: string(w.GoalNotes),
 				Description: string(w.GoalDescription), Target: string(w.GoalTarget)},
-			ReferralCodes: cn.ReferralCodings(),
+			Referrals:     cn.ReferralMatch(),
 			PatientSystem: cn.PatientSystem,
 			Retry:         syncer.RetrySchedule(cn.Retry),
 			// A create held by a slow EHR can land well after the
