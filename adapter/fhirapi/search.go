@@ -202,7 +202,7 @@ func (s *Server) openCursor(w http.ResponseWriter, typ string, caller api.Key, q
 	switch {
 	case errors.Is(err, errCursorExpired):
 		writeOutcome(w, http.StatusGone, oo("processing", fmt.Sprintf(
-			"_cursor: this paging link has expired (links are valid for %s); search again from the first page", s.cursors.ttl)))
+			"_cursor: this paging link has expired (links are valid for %s); search again from the first page", shortDuration(s.cursors.ttl))))
 		return nil, cursor{}, false
 	case err != nil:
 		writeOutcome(w, http.StatusBadRequest, oo("invalid",
@@ -383,3 +383,15 @@ func (s *Server) writeBundle(w http.ResponseWriter, r *http.Request, b bundle) {
 
 // instant writes a FHIR instant.
 func instant(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// shortDuration writes 1h for 1h0m0s and 30m for 30m0s.
+func shortDuration(d time.Duration) string {
+	t := d.String()
+	if strings.HasSuffix(t, "m0s") {
+		t = strings.TrimSuffix(t, "0s")
+	}
+	if strings.HasSuffix(t, "h0m") {
+		t = strings.TrimSuffix(t, "0m")
+	}
+	return t
+}

@@ -349,7 +349,7 @@ func TestCursorsRefused(t *testing.T) {
 	// Expired: past the TTL the link answers 410 Gone.
 	h.offset.Store(int64(fhirapi.DefaultCursorTTL + time.Second))
 	text := wantOutcome(t, h.get(next, clinicianKey), http.StatusGone)
-	if !strings.Contains(text, "expired") || !strings.Contains(text, "search again") {
+	if !strings.Contains(text, "expired (links are valid for 1h)") || !strings.Contains(text, "search again") {
 		t.Errorf("expired cursor: %s", text)
 	}
 	h.offset.Store(0)
