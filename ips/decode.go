@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
@@ -63,8 +65,10 @@ func Decode(r io.Reader) (*Caseload, error) {
 		return nil, &ValidationError{Problems: []Problem{{Message: "not valid JSON: " + jsonSyntaxMessage(data)}}, Err: ErrNotJSON}
 	}
 	// A key given twice is ambiguous: the schema would see one value and a
-	// struct decoder merge both. Refuse rather than guess.
-	ps := duplicateKeys(data)
+	// struct decoder merge both. Text that is not valid UTF-8 would be
+	// stored with U+FFFD in place of what was sent. Refuse both rather than
+	// guess.
+	ps := tokenProblems(data)
 	if err := sch.Validate(inst); err != nil {
 		var ve *jsonschema.ValidationError
 		if !errors.As(err, &ve) {
@@ -126,9 +130,13 @@ func ruleProblems(cl *Caseload, found problems) problems {
 	return out
 }
 
-// duplicateKeys walks the JSON tokens and reports every object key that
-// appears twice in the same object.
-func duplicateKeys(data []byte) problems {
+// tokenProblems walks the JSON tokens and reports every object key that
+// appears twice in the same object, and every string (key or value) that
+// Go's decoder would silently change: bytes that are not UTF-8, escapes of
+// unpaired UTF-16 surrogates (both become U+FFFD), and NUL (U+0000), which
+// PostgreSQL cannot store in text, so that the two stores would disagree.
+// The problem names the path, never the text.
+func tokenProblems(data []byte) problems {
 	var ps problems
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
@@ -163,9 +171,21 @@ func duplicateKeys(data []byte) problems {
 		}
 	}
 	for {
+		start := dec.InputOffset()
 		tok, err := dec.Token()
 		if err != nil {
 			return ps // EOF, or syntax already reported by the caller
+		}
+		if _, ok := tok.(string); ok {
+			// The token's bytes as written: the string literal, after
+			// white space and a ':' or ',' (ASCII, so harmless here).
+			if msg := textProblem(data[start:dec.InputOffset()]); msg != "" {
+				if top := stack[len(stack)-1]; top.object && top.expect {
+					ps.add(top.path, "has a field name that %s", msg)
+				} else {
+					ps.add(valuePath(), "%s", msg)
+				}
+			}
 		}
 		switch t := tok.(type) {
 		case json.Delim:
@@ -191,6 +211,52 @@ func duplicateKeys(data []byte) problems {
 			afterValue()
 		}
 	}
+}
+
+// textProblem says what is wrong with the text of a JSON string literal
+// (raw, as written, quotes and escapes included), or "".
+func textProblem(raw []byte) string {
+	if !utf8.Valid(raw) {
+		return "is not valid UTF-8 text; nothing is stored with replacement characters"
+	}
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' || i+1 >= len(raw) {
+			continue
+		}
+		i++
+		if raw[i] != 'u' {
+			continue
+		}
+		r, ok := hex4(raw, i+1)
+		if !ok {
+			continue // not JSON: the caller reports the syntax
+		}
+		i += 4
+		if r == 0 {
+			return "holds the NUL character (\\u0000), which cannot be stored"
+		}
+		if !utf16.IsSurrogate(r) {
+			continue
+		}
+		// A high surrogate escape must be followed by a low one.
+		if r < 0xDC00 && i+6 < len(raw) && raw[i+1] == '\\' && raw[i+2] == 'u' {
+			if lo, ok := hex4(raw, i+3); ok && lo >= 0xDC00 && lo <= 0xDFFF {
+				i += 6
+				continue
+			}
+		}
+		return "holds an unpaired UTF-16 surrogate escape, which is not valid Unicode text; nothing is stored with replacement characters"
+	}
+	return ""
+}
+
+// hex4 reads the four hexadecimal digits at raw[i:].
+func hex4(raw []byte, i int) (rune, bool) {
+	if i+4 > len(raw) {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(raw[i:i+4]), 16, 16)
+	return rune(n), err == nil
 }
 
 // numberProblems finds numbers that Go's float64 cannot hold: too large

@@ -116,3 +116,47 @@ func TestEmptyCaseloadSurvivesNormalizeAndEncode(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeText: text that encoding/json would silently turn into U+FFFD
+// (bytes that are not UTF-8, unpaired surrogate escapes) or that PostgreSQL
+// cannot hold (NUL) is refused at its path; text in any valid form, escaped
+// or not, decodes to exactly what was meant.
+func TestDecodeText(t *testing.T) {
+	for _, tc := range []struct {
+		name, specialist string
+		want             string // "" when refused
+		says             string
+	}{
+		{"plain UTF-8", "José Müller 李", "José Müller 李", ""},
+		{"escaped BMP", `Jos\u00e9`, "José", ""},
+		{"escaped pair", `Jo \ud83d\ude00`, "Jo 😀", ""},
+		{"a literal replacement character", "Jo \uFFFD", "Jo \uFFFD", ""},
+		{"an escaped backslash before u0000", `Jo \\u0000`, `Jo \u0000`, ""},
+		{"an escaped backslash before ud800", `Jo \\ud800`, `Jo \ud800`, ""},
+		{"Latin-1", "Jos\xe9", "", "not valid UTF-8"},
+		{"truncated", "Jo\xe2\x82", "", "not valid UTF-8"},
+		{"overlong", "Jo\xc0\xaf", "", "not valid UTF-8"},
+		{"encoded surrogate", "Jo\xed\xa0\x80", "", "not valid UTF-8"},
+		{"lone high surrogate", `Jo \ud83d`, "", "unpaired UTF-16 surrogate"},
+		{"high surrogate at the end", `Jo \ud83d\u0041`, "", "unpaired UTF-16 surrogate"},
+		{"lone low surrogate", `Jo \ude00`, "", "unpaired UTF-16 surrogate"},
+		{"reversed pair", `Jo \ude00\ud83d`, "", "unpaired UTF-16 surrogate"},
+		{"NUL", `Jo\u0000`, "", "NUL"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cl, ps := decodeClient(t, `,"specialist":"`+tc.specialist+`"`)
+			if tc.want == "" {
+				if len(ps) != 1 || ps[0].Path != "clients[0].specialist" || !strings.Contains(ps[0].Message, tc.says) {
+					t.Errorf("problems %v, want one at clients[0].specialist saying %q", ps, tc.says)
+				}
+				return
+			}
+			if len(ps) > 0 {
+				t.Fatalf("problems %v, want %q accepted", ps, tc.want)
+			}
+			if got := cl.Clients[0].Specialist; got != tc.want {
+				t.Errorf("specialist %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

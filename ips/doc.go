@@ -9,7 +9,9 @@
 // The package also owns the caseload JSON format that specialists and scripts
 // write by hand (caseload.schema.json, embedded and published). Decode checks a
 // file against that schema and against rules a schema cannot express (unique
-// ids, references between records, date order) and reports every problem with
-// the JSON path it was found at. Problem messages never quote values from the
+// ids, references between records, date order), refuses text that is not
+// valid UTF-8 (or holds unpaired surrogate escapes or NUL) rather than store
+// it with U+FFFD in its place, and reports every problem with the JSON path
+// it was found at. Problem messages never quote values from the
 // file: the values are patient data, the paths and field names are not.
 package ips

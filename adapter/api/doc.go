@@ -55,7 +55,8 @@
 // unknown API key; 403 a role that may not do this; 404; 409 a create whose
 // id is taken; 412 If-Match failed; 413; 415; 422 a body that is not a valid
 // client or record, listing every problem with its path relative to the
-// body; 500 with a message that says nothing about the request; 503 "store
+// body (text that is not valid UTF-8, or holds an unpaired surrogate escape
+// or NUL, included: ips.Decode refuses it rather than store U+FFFD); 500 with a message that says nothing about the request; 503 "store
 // unavailable", with Retry-After, while the database cannot be reached.
 // Nothing is stored on any error.
 //

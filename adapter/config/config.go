@@ -89,9 +89,61 @@ type Server struct {
 	Listen string `yaml:"listen"`
 	// PublicURL is the service's address as callers reach it (through a
 	// TLS proxy, say): https://ips.example.org. The FHIR facade's links,
-	// fullUrls and export file URLs start with it. Empty: taken from each
-	// request's Host.
+	// fullUrls and export URLs start with it. Empty: http:// and the
+	// address the service listens on (FHIRBase). Never a request's Host or
+	// X-Forwarded-* headers, which the caller chooses.
 	PublicURL string `yaml:"publicUrl"`
+	// CursorKey is the secret the FHIR facade seals its search paging
+	// links under. Every replica behind one PublicURL needs the same one.
+	// Not given: a random key per process, so a paging link works only on
+	// the replica that gave it out, and only until it restarts. At least
+	// MinCursorKeyBytes once read.
+	CursorKey Secret `yaml:"cursorKey"`
+	// CursorTTL is how long a search's paging links stay valid, from
+	// MinCursorTTL to MaxCursorTTL (default DefaultCursorTTL).
+	CursorTTL time.Duration `yaml:"cursorTTL"`
+}
+
+// Bounds and default of server.cursorTTL.
+const (
+	DefaultCursorTTL = time.Hour
+	MinCursorTTL     = time.Minute
+	MaxCursorTTL     = 24 * time.Hour
+)
+
+// MinCursorKeyBytes is the shortest server.cursorKey accepted: 32 bytes,
+// such as the 64 hex digits of openssl rand -hex 32.
+const MinCursorKeyBytes = 32
+
+// CursorKeyBytes reads the cursor key: nil when none is configured, an
+// error naming the reference (never the key) when it cannot be read or is
+// shorter than MinCursorKeyBytes.
+func (s Server) CursorKeyBytes() ([]byte, error) {
+	return readKey("server.cursorKey", s.CursorKey, MinCursorKeyBytes)
+}
+
+// FHIRBase is the absolute URL of the FHIR facade (/fhir): under PublicURL,
+// or else http:// and the address the service listens on: bound, the
+// listener's actual address when it is known (a port of 0 was chosen by the
+// system), or Listen. A listener on every interface (0.0.0.0, [::] or no
+// host) is named localhost: the one host name that is right on this
+// machine. Nothing a request says changes it.
+func (s Server) FHIRBase(bound net.Addr) string {
+	if s.PublicURL != "" {
+		return strings.TrimSuffix(s.PublicURL, "/") + "/fhir"
+	}
+	addr := s.Listen
+	if bound != nil {
+		addr = bound.String()
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://" + addr + "/fhir"
+	}
+	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/fhir"
 }
 
 // API key roles.
@@ -502,7 +554,7 @@ func defaults() *Config {
 		Program:   Program{ID: ips.DefaultProgramID},
 		Store:     Store{Driver: DriverSQLite},
 		Consent:   Consent{EHR: true, HIE: false},
-		Server:    Server{Listen: DefaultListen},
+		Server:    Server{Listen: DefaultListen, CursorTTL: DefaultCursorTTL},
 		Telemetry: Telemetry{ServiceName: DefaultServiceName, LogLevel: DefaultLogLevel},
 		Reports:   Reports{Threshold: DefaultThreshold, Protection: DefaultProtection},
 		Sync: Sync{PollInterval: DefaultPollInterval, Overlap: DefaultOverlap, MaxAttempts: DefaultMaxAttempts,
@@ -593,6 +645,7 @@ func (c *Config) relativeTo(dir string) {
 	c.Store.DSN.Ref.File = abs(c.Store.DSN.Ref.File)
 	c.Export.PseudonymKey.File = abs(c.Export.PseudonymKey.File)
 	c.Reports.SpecialistKey.File = abs(c.Reports.SpecialistKey.File)
+	c.Server.CursorKey.File = abs(c.Server.CursorKey.File)
 	for i := range c.Connections {
 		cn := &c.Connections[i]
 		cn.CAFile = abs(cn.CAFile)
@@ -727,6 +780,10 @@ func (c *Config) serverProblems(ps *problems) {
 	}
 	if c.Server.PublicURL != "" {
 		urlProblems(ps, "server.publicUrl", c.Server.PublicURL)
+	}
+	secretProblems(ps, "server.cursorKey", c.Server.CursorKey, false)
+	if c.Server.CursorTTL < MinCursorTTL || c.Server.CursorTTL > MaxCursorTTL {
+		ps.add("server.cursorTTL", "must be from 1m to 24h: how long a FHIR search's paging links stay valid (default 1h)")
 	}
 }
 

@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -181,6 +182,9 @@ func TestEveryKindOfMistakeNamesItsKey(t *testing.T) {
 		{"listen", "server: {listen: 'localhost'}\n", "server.listen", "host:port"},
 		{"public URL over http", "server: {publicUrl: 'http://ips.example.org'}\n", "server.publicUrl", "must use https"},
 		{"public URL with a path query", "server: {publicUrl: 'https://ips.example.org/?a=1'}\n", "server.publicUrl", "query"},
+		{"cursor TTL too short", "server: {cursorTTL: 30s}\n", "server.cursorTTL", "from 1m to 24h"},
+		{"cursor TTL too long", "server: {cursorTTL: 25h}\n", "server.cursorTTL", "from 1m to 24h"},
+		{"cursor key env and file", "server: {cursorKey: {env: K, file: k}}\n", "server.cursorKey", "not both"},
 		{"negative overlap", "sync: {overlap: -1m}\n", "sync.overlap", "must not be negative"},
 		{"zero workers", "sync: {workers: 0}\n", "sync.workers", "at least 1"},
 		{"program id", "program: {id: 'river side'}\n", "program.id", "letters, digits"},
@@ -210,6 +214,7 @@ func TestEveryKindOfMistakeNamesItsKey(t *testing.T) {
 		{"inline private key", strings.Replace(conn, "{type: none}", "{type: smart-backend, clientId: c, privateKey: '-----BEGIN', keyId: k, alg: RS384, scopes: [s]}", 1), "connections[0].auth.privateKey", "inline secret"},
 		{"inline pseudonym key", "export: {pseudonymKey: 0123456789abcdef0123456789abcdef}\n", "export.pseudonymKey", "inline secret"},
 		{"inline specialist key", "reports: {specialistKey: 0123456789abcdef0123456789abcdef}\n", "reports.specialistKey", "inline secret"},
+		{"inline cursor key", "server: {cursorKey: 0123456789abcdef0123456789abcdef}\n", "server.cursorKey", "inline secret"},
 		{"password in a postgres URL", "store: {driver: postgres, dsn: 'postgres://ips:pw@db/ips'}\n", "store.dsn", "holds a password"},
 		{"password in a postgres key=value DSN", "store: {driver: postgres, dsn: 'host=db user=ips password=pw'}\n", "store.dsn", "holds a password"},
 		{"password in a URL query", "store: {driver: postgres, dsn: 'postgres://db/ips?password=pw'}\n", "store.dsn", "holds a password"},
@@ -635,5 +640,63 @@ sync: {pushInterval: 2s}
 	// The documented default is the sync engine's.
 	if r := config.DefaultRetry; syncer.RetrySchedule(r) != syncer.DefaultRetry {
 		t.Errorf("config.DefaultRetry %+v differs from syncer.DefaultRetry %+v", r, syncer.DefaultRetry)
+	}
+}
+
+// TestFHIRBase: the facade's absolute URLs come from server.publicUrl, or
+// else from the address the service listens on; nothing else.
+func TestFHIRBase(t *testing.T) {
+	bound := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 41234}
+	for _, tc := range []struct {
+		server config.Server
+		bound  net.Addr
+		want   string
+	}{
+		{config.Server{Listen: "127.0.0.1:8080", PublicURL: "https://ips.example.org/"}, bound, "https://ips.example.org/fhir"},
+		{config.Server{Listen: "127.0.0.1:8080", PublicURL: "https://ips.example.org/ips"}, nil, "https://ips.example.org/ips/fhir"},
+		{config.Server{Listen: "127.0.0.1:0"}, bound, "http://127.0.0.1:41234/fhir"},
+		{config.Server{Listen: "127.0.0.1:8080"}, nil, "http://127.0.0.1:8080/fhir"},
+		{config.Server{Listen: ":8080"}, nil, "http://localhost:8080/fhir"},
+		{config.Server{Listen: "0.0.0.0:8080"}, nil, "http://localhost:8080/fhir"},
+		{config.Server{Listen: "[::]:8080"}, &net.TCPAddr{IP: net.IPv6unspecified, Port: 8080}, "http://localhost:8080/fhir"},
+		{config.Server{Listen: "[::1]:8080"}, nil, "http://[::1]:8080/fhir"},
+		{config.Server{Listen: "ips.internal:8080"}, nil, "http://ips.internal:8080/fhir"},
+	} {
+		if got := tc.server.FHIRBase(tc.bound); got != tc.want {
+			t.Errorf("%+v bound %v: %s, want %s", tc.server, tc.bound, got, tc.want)
+		}
+	}
+}
+
+// TestCursorKey: server.cursorKey is read on demand, relative to the
+// configuration file; a short or unreadable one is an error that names the
+// key and never its value.
+func TestCursorKey(t *testing.T) {
+	const planted = "PLANTED-cursor-key-0123456789abcdef0123"
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "cursor.key"), []byte(planted+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "ipsfhir.yaml")
+	if err := os.WriteFile(cfg, []byte("server: {cursorKey: {file: cursor.key}, cursorTTL: 15m}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, err := c.Server.CursorKeyBytes(); err != nil || string(k) != planted || c.Server.CursorTTL != 15*time.Minute {
+		t.Errorf("cursor key %q, %v; TTL %s", k, err, c.Server.CursorTTL)
+	}
+	if d := config.Default(); d.Server.CursorTTL != config.DefaultCursorTTL {
+		t.Errorf("default cursor TTL %s", d.Server.CursorTTL)
+	}
+	if k, err := config.Default().Server.CursorKeyBytes(); k != nil || err != nil {
+		t.Errorf("no key configured: %q, %v", k, err)
+	}
+	t.Setenv("IPSFHIR_TEST_SHORT_CURSOR_KEY", "PLANTED-short")
+	k, err := (config.Server{CursorKey: config.Secret{Env: "IPSFHIR_TEST_SHORT_CURSOR_KEY"}}).CursorKeyBytes()
+	if err == nil || k != nil || !strings.Contains(err.Error(), "server.cursorKey") || strings.Contains(err.Error(), "PLANTED") {
+		t.Errorf("a short key: %q, %v", k, err)
 	}
 }

@@ -45,6 +45,11 @@
 //	consent.ehr              bool     default for clients whose consent omits ehr; default true
 //	consent.hie              bool     default for clients whose consent omits hie; default false
 //	server.listen            host:port  default 127.0.0.1:8080 (loopback: exposing it is a decision)
+//	server.publicUrl         URL      where callers reach the service; /fhir's absolute URLs start with it;
+//	                                  default the listen address (never a request's Host)
+//	server.cursorKey         {env}/{file}  seals /fhir search paging links; at least 32 bytes, the same
+//	                                  on every replica; not given: a random key per process
+//	server.cursorTTL         duration how long /fhir paging links stay valid; default 1h, 1m to 24h
 //	apiKeys[]                         callers of the API
 //	  .name                  string   required, unique; the caller's name in the access log
 //	  .role                  enum     required: specialist | clinician | admin | hie

@@ -61,3 +61,26 @@ func secureEnough(u *url.URL) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
+
+// Origin returns the origin (RFC 6454) of an absolute http or https URL:
+// its scheme and host in lower case and its port, made explicit when it is
+// the scheme's default ("https://ehr.example.org:443"). ok is false for
+// anything else, and for a URL that holds a user name: "https://ehr@evil"
+// reads like one host and is another.
+func Origin(raw string) (origin string, ok bool) {
+	u, err := url.Parse(raw)
+	if err != nil || u.User != nil || u.Host == "" {
+		return "", false
+	}
+	scheme := strings.ToLower(u.Scheme)
+	port := u.Port()
+	switch {
+	case scheme == "https" && port == "":
+		port = "443"
+	case scheme == "http" && port == "":
+		port = "80"
+	case scheme != "https" && scheme != "http":
+		return "", false
+	}
+	return scheme + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port), true
+}

@@ -78,7 +78,10 @@
 // client_credentials grant with a private_key_jwt client assertion signed
 // RS384 or ES384 (iss = sub = client id, aud = token endpoint, a random jti,
 // exp four minutes ahead, the key's kid in the header). The token endpoint is
-// configured or discovered from [base]/.well-known/smart-configuration. The
+// configured, or discovered from [base]/.well-known/smart-configuration and
+// then used only on the FHIR base's origin (Origin): the assertion is a
+// credential, and a discovery document naming another host is refused with
+// ErrTokenEndpointOrigin rather than followed. The
 // access token is cached until RefreshBefore (default 60 s) ahead of its
 // expires_in, so no request leaves with a token about to expire; one fetch
 // runs at a time. On a 401 the client drops the token, fetches a new one and

@@ -59,7 +59,11 @@ type SMARTOptions struct {
 	// the EHR, directly or through the JWKS URL the adapter serves (JWKS).
 	Key SigningKey
 	// TokenURL is the token endpoint. Empty: discovered from
-	// {base}/.well-known/smart-configuration on first use.
+	// {base}/.well-known/smart-configuration on first use, and accepted
+	// only on the FHIR base's origin (scheme, host and port): the client
+	// assertion is a credential, and a discovery document that names
+	// another origin would have it sent there. An EHR whose token endpoint
+	// is on another origin is configured here, explicitly.
 	TokenURL string
 	// Scopes requested, e.g. "system/Goal.rs", "system/Observation.cruds".
 	Scopes []string
@@ -237,10 +241,29 @@ func (s *SMARTBackend) endpoint(ctx context.Context, env AuthEnv) (string, error
 	if err != nil || !u.IsAbs() || !secureEnough(u) {
 		return "", &Error{Op: op, Status: status, Kind: KindAuth, Err: because("SMART token_endpoint is not an https URL")}
 	}
+	if !SameOrigin(conf.TokenEndpoint, env.BaseURL) {
+		// The assertion would authenticate us to whoever runs that host.
+		// The reason names no address (errors group by their text); the
+		// check command shows both origins.
+		return "", &Error{Op: op, Status: status, Kind: KindAuth, Err: ErrTokenEndpointOrigin}
+	}
 	s.mu.Lock()
 	s.discovered = conf.TokenEndpoint
 	s.mu.Unlock()
 	return conf.TokenEndpoint, nil
+}
+
+// ErrTokenEndpointOrigin is the cause of a discovery that named a token
+// endpoint on another origin than the FHIR base: the client assertion is
+// not sent there unless SMARTOptions.TokenURL (auth.tokenUrl) names it.
+var ErrTokenEndpointOrigin error = &detail{msg: "SMART token_endpoint is on another origin than the FHIR base: the client assertion is not sent there unless auth.tokenUrl names it"}
+
+// SameOrigin reports whether two absolute http(s) URLs have one origin
+// (Origin).
+func SameOrigin(a, b string) bool {
+	oa, okA := Origin(a)
+	ob, okB := Origin(b)
+	return okA && okB && oa == ob
 }
 
 // oauthError accepts the registered OAuth error codes' shape, so a token

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -449,5 +450,107 @@ func TestLoadPrivateKey(t *testing.T) {
 				t.Fatalf("loaded key unusable: %v", err)
 			}
 		})
+	}
+}
+
+// TestSMARTTokenEndpointOnAnotherOrigin plays an EHR whose
+// .well-known/smart-configuration (tampered with, or simply wrong) names a
+// token endpoint on another host: the client assertion, a credential, must
+// not be sent there. A second server stands for the other host and counts
+// what reaches it. Configured explicitly (auth.tokenUrl), the same endpoint
+// is used.
+func TestSMARTTokenEndpointOnAnotherOrigin(t *testing.T) {
+	key := ecKey(t)
+	jwks, err := ehr.JWKS(ehr.SigningKey{ID: "k", Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The other host: a working token endpoint, so that a test that sent
+	// the assertion there would see it accepted.
+	elsewhere := newTokenServer(t, jwks, "c1", "system/Goal.rs")
+	var fhirCalls, discoveries atomic.Int32
+	ehrMux := http.NewServeMux()
+	ehrMux.HandleFunc("GET /fhir/.well-known/smart-configuration", func(w http.ResponseWriter, _ *http.Request) {
+		discoveries.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"token_endpoint": elsewhere.srv.URL + "/auth/token"})
+	})
+	ehrMux.HandleFunc("GET /fhir/Goal/{id}", func(w http.ResponseWriter, r *http.Request) {
+		fhirCalls.Add(1)
+		if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer at-") {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/fhir+json")
+		_, _ = w.Write([]byte(`{"resourceType":"Goal","id":"g1","meta":{"versionId":"1"}}`))
+	})
+	fhir := httptest.NewServer(ehrMux)
+	t.Cleanup(fhir.Close)
+
+	auth, err := ehr.NewSMARTBackend(ehr.SMARTOptions{ClientID: "c1", Key: ehr.SigningKey{ID: "k", Key: key}, Scopes: []string{"system/Goal.rs"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := newClient(t, fhir.URL+"/fhir", ehr.Options{Auth: auth})
+	for range 2 {
+		_, err = c.Read(t.Context(), "Goal", "g1")
+		e := wantKind(t, err, ehr.KindAuth)
+		if !errors.Is(err, ehr.ErrTokenEndpointOrigin) || !strings.Contains(err.Error(), "another origin") || !strings.Contains(err.Error(), "auth.tokenUrl") {
+			t.Errorf("the refusal does not say why: %v", err)
+		}
+		if strings.Contains(err.Error(), elsewhere.srv.URL) || strings.Contains(err.Error(), "127.0.0.1") {
+			t.Errorf("the error names an address: %v", e)
+		}
+	}
+	if n := elsewhere.tokenCalls.Load(); n != 0 {
+		t.Fatalf("the client assertion was sent to another origin %d times", n)
+	}
+	if n := fhirCalls.Load(); n != 0 {
+		t.Errorf("%d FHIR requests without a token", n)
+	}
+	if n := discoveries.Load(); n != 2 {
+		t.Errorf("%d discoveries, want 2: a refused endpoint is not cached", n)
+	}
+
+	// The administrator who knows the EHR's token endpoint is elsewhere
+	// says so: then it is used.
+	auth, err = ehr.NewSMARTBackend(ehr.SMARTOptions{ClientID: "c1", Key: ehr.SigningKey{ID: "k", Key: key}, Scopes: []string{"system/Goal.rs"},
+		TokenURL: elsewhere.srv.URL + "/auth/token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ = newClient(t, fhir.URL+"/fhir", ehr.Options{Auth: auth})
+	if _, err := c.Read(t.Context(), "Goal", "g1"); err != nil {
+		elsewhere.check()
+		t.Fatalf("with the token endpoint configured: %v", err)
+	}
+	if n := elsewhere.tokenCalls.Load(); n != 1 {
+		t.Errorf("%d token requests to the configured endpoint, want 1", n)
+	}
+}
+
+func TestOrigin(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		same bool
+	}{
+		{"https://ehr.example.org/fhir/R4", "https://ehr.example.org/oauth2/token", true},
+		{"https://EHR.example.org/fhir", "HTTPS://ehr.example.org:443/token", true},
+		{"http://127.0.0.1/fhir", "http://127.0.0.1:80/token", true},
+		{"https://ehr.example.org/fhir", "https://auth.example.org/token", false},
+		{"https://ehr.example.org/fhir", "https://ehr.example.org:8443/token", false},
+		{"https://ehr.example.org/fhir", "http://ehr.example.org/token", false},
+		{"http://127.0.0.1:8080/fhir", "http://127.0.0.1:8081/token", false},
+		{"https://ehr.example.org/fhir", "https://ehr.example.org@evil.example/token", false},
+		{"https://ehr.example.org/fhir", "https://ehr.example.org.evil.example/token", false},
+		{"https://ehr.example.org/fhir", "ftp://ehr.example.org/token", false},
+		{"https://ehr.example.org/fhir", "/token", false},
+	} {
+		if got := ehr.SameOrigin(tc.a, tc.b); got != tc.same {
+			t.Errorf("SameOrigin(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.same)
+		}
+	}
+	if o, ok := ehr.Origin("https://EHR.example.org/fhir?x=1"); !ok || o != "https://ehr.example.org:443" {
+		t.Errorf("Origin: %q %v", o, ok)
 	}
 }

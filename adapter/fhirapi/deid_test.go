@@ -531,10 +531,14 @@ func TestDeidDropsUnknownReferences(t *testing.T) {
 
 func TestNewRefusesShortKeys(t *testing.T) {
 	t.Parallel()
-	if _, err := New(Options{PseudonymKey: []byte("short")}); err == nil {
+	const base = "https://ips.example.org/fhir"
+	if _, err := New(Options{BaseURL: base, PseudonymKey: []byte("short")}); err == nil {
 		t.Error("a 5-byte key was accepted")
 	}
-	if _, err := New(Options{PseudonymKey: unitKey}); err != nil {
+	if _, err := New(Options{BaseURL: base, PseudonymKey: unitKey}); err != nil {
 		t.Errorf("a %d-byte key: %v", len(unitKey), err)
+	}
+	if _, err := New(Options{BaseURL: base, CursorKey: []byte("short")}); err == nil {
+		t.Error("a 5-byte cursor key was accepted")
 	}
 }

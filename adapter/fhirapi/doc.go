@@ -48,10 +48,27 @@
 // identifier=system|value the business identifier. _lastUpdated takes the
 // prefixes eq, gt, ge, lt and le, at any precision from a year to an instant,
 // and may repeat (a range). Results are in client id order, then in the order
-// mappings.ClientEntries gives; paging is keyset on the client id (the next
-// link carries an opaque _cursor), so it stays correct while clients are
-// added. A search that names no patient reads every client to count the
-// total; the store has no index to do better.
+// mappings.ClientEntries gives; paging is keyset on the client id, so it
+// stays correct while clients are added. A search that names no patient
+// reads every client to count the total; the store has no index to do
+// better.
+//
+// The self and next links carry one parameter, _cursor, for a GET search and
+// a POST _search alike (cursor.go): the search's parameters and the page's
+// position sealed with XChaCha20-Poly1305 under a key derived from
+// Options.CursorKey (or a random key of the process), bound to the resource
+// type and the caller's API key, expiring after Options.CursorTTL. A link
+// therefore never carries an identifier back into a URL, and a cursor that
+// was altered, made elsewhere or expired is refused (400, or 410 when
+// expired) with an OperationOutcome that says to search again.
+//
+// # Absolute URLs
+//
+// Every absolute URL the facade gives out (links, fullUrls, the export's
+// Content-Location and manifest, implementation.url) starts with
+// Options.BaseURL, which New requires. None is built from a request's Host or
+// X-Forwarded-* headers: the caller chooses those, and a client following a
+// link would send its key wherever they pointed.
 //
 // # Consent and roles
 //

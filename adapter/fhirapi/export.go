@@ -118,7 +118,7 @@ func kickOff(group bool) func(*Server, http.ResponseWriter, *http.Request) {
 		if deidentified {
 			j.deid = newDeidentifier(s.mapping.Program, s.pseudonymKey, caller.Scope())
 		}
-		base := s.base(r)
+		base := s.baseURL
 		j.id = newJobID()
 		j.ownerName, j.ownerSum = caller.Name, caller.SHA256
 		j.request = base + strings.TrimPrefix(r.URL.Path, prefix)
@@ -549,7 +549,7 @@ func (s *Server) exportStatus(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, http.StatusInternalServerError, failure)
 		return
 	}
-	base := s.base(r)
+	base := s.baseURL
 	m := manifest{TransactionTime: instant(j.txTime), Request: j.request, RequiresAccessToken: true,
 		Output: []manifestFile{}, Error: []manifestFile{}}
 	for _, o := range outputs {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -61,10 +62,22 @@ type Options struct {
 	// /fhir/MeasureReport answers 404.
 	Reports func(ctx context.Context, period string, forHIE bool) ([]json.RawMessage, error)
 	// BaseURL is the absolute URL of /fhir as callers reach it
-	// ("https://ips.example.org/fhir"), for fullUrls, links and the export's
-	// file URLs. "" derives it from each request's Host (http, or https
-	// when the connection is TLS); set it behind a proxy.
+	// ("https://ips.example.org/fhir"), for fullUrls, links, the export's
+	// status and file URLs and the CapabilityStatement's implementation.url;
+	// required. Absolute URLs are built from it alone, never from a
+	// request's Host or X-Forwarded-* headers: a caller who could choose
+	// them could send the next client that follows a link, and its API key,
+	// wherever it liked.
 	BaseURL string
+	// CursorKey is the secret the paging cursors of search links are
+	// sealed under (config server.cursorKey), at least MinCursorKeyBytes
+	// long; every replica behind one address needs the same. nil: a random
+	// key of this process, so a link works only on the replica that gave
+	// it out, and only until it restarts.
+	CursorKey []byte
+	// CursorTTL is how long a search's paging links stay valid (config
+	// server.cursorTTL); zero: DefaultCursorTTL.
+	CursorTTL time.Duration
 	// Limits bound Bulk Data export; zero fields take the defaults.
 	Limits Limits
 	// PseudonymKey is the secret HMAC key of the de-identified export that
@@ -124,6 +137,7 @@ type Server struct {
 	baseURL      string
 	limits       Limits
 	pseudonymKey []byte // nil: no pseudonymization key configured
+	cursors      *cursorSealer
 	log          *slog.Logger
 	version      string
 	now          func() time.Time
@@ -147,6 +161,12 @@ var _ http.Handler = (*Server)(nil)
 func New(o Options) (*Server, error) {
 	if n := len(o.PseudonymKey); n > 0 && n < MinPseudonymKeyBytes {
 		return nil, fmt.Errorf("fhirapi: the pseudonymization key is too short: at least %d bytes", MinPseudonymKeyBytes)
+	}
+	if n := len(o.CursorKey); n > 0 && n < MinCursorKeyBytes {
+		return nil, fmt.Errorf("fhirapi: the cursor key is too short: at least %d bytes", MinCursorKeyBytes)
+	}
+	if err := checkBaseURL(o.BaseURL); err != nil {
+		return nil, err
 	}
 	s := &Server{
 		store: o.Store, keys: o.Keys, mapping: o.Mapping, allowsEHR: o.AllowsEHR, allowsHIE: o.AllowsHIE,
@@ -185,7 +205,14 @@ func New(o Options) (*Server, error) {
 	if s.limits.JobTTL <= 0 {
 		s.limits.JobTTL = DefaultJobTTL
 	}
+	var cursorKey []byte
+	if len(o.CursorKey) > 0 {
+		cursorKey = o.CursorKey
+	}
 	var err error
+	if s.cursors, err = newCursorSealer(cursorKey, o.CursorTTL); err != nil {
+		return nil, err
+	}
 	if s.statement, err = serverStatement(); err != nil {
 		return nil, err
 	}
@@ -397,14 +424,17 @@ func marshalFHIR(v any) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// base is the absolute URL of /fhir for this request.
-func (s *Server) base(r *http.Request) string {
-	if s.baseURL != "" {
-		return s.baseURL
+// checkBaseURL accepts the absolute http(s) URL of /fhir, with no user
+// name, query or fragment.
+func checkBaseURL(base string) error {
+	u, err := url.Parse(base)
+	switch {
+	case base == "":
+		return errors.New("fhirapi: BaseURL is required: the absolute URL of /fhir as callers reach it; links are never built from request headers")
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return errors.New("fhirapi: BaseURL must be an absolute http or https URL")
+	case u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
+		return errors.New("fhirapi: BaseURL must not hold a user name, query or fragment")
 	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host + prefix
+	return nil
 }

@@ -106,8 +106,12 @@ func (h *harness) sibling(tweak ...func(*fhirapi.Options)) *harness {
 func serveHarness(t *testing.T, st store.Store, cl *ips.Caseload, tweak ...func(*fhirapi.Options)) *harness {
 	t.Helper()
 	h := &harness{t: t, st: st, cl: cl, tel: telemetrytest.New(t), mapping: mappings.Options{Program: cl.ProgramID()}}
+	// The server's address is known before the facade is built: BaseURL,
+	// from which every absolute URL is made, is configuration.
+	h.srv = httptest.NewUnstartedServer(nil)
 	o := fhirapi.Options{
-		Store: st,
+		BaseURL: "http://" + h.srv.Listener.Addr().String() + "/fhir",
+		Store:   st,
 		Keys: []api.Key{
 			{Name: "jordan", Role: api.RoleSpecialist, SHA256: sum(specialistKey)},
 			{Name: "dr-okafor", Role: api.RoleClinician, SHA256: sum(clinicianKey)},
@@ -130,7 +134,8 @@ func serveHarness(t *testing.T, st store.Store, cl *ips.Caseload, tweak ...func(
 		t.Fatal(err)
 	}
 	h.server = s
-	h.srv = httptest.NewServer(s)
+	h.srv.Config.Handler = s
+	h.srv.Start()
 	t.Cleanup(func() {
 		h.srv.Close()
 		s.Close()

@@ -44,7 +44,7 @@ func (s *Server) searchMeasures(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wantURL, wantVersion, _ := strings.Cut(want, "|")
-	base := s.base(r)
+	base := s.baseURL
 	b := searchset(s.now())
 	for _, m := range s.measures {
 		if byURL && (m.URL != wantURL || (wantVersion != "" && m.Version != wantVersion)) {
@@ -91,7 +91,7 @@ func (s *Server) searchMeasureReports(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "compute MeasureReports", err)
 		return
 	}
-	base := s.base(r)
+	base := s.baseURL
 	b := searchset(s.now())
 	for _, rep := range reports {
 		var head struct {

@@ -32,7 +32,7 @@ func serverStatement() ([]byte, error) {
 // the base URL). Without Options.Reports, MeasureReport is left out, since
 // it is not served.
 func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
-	body, err := s.instanceStatement(s.base(r))
+	body, err := s.instanceStatement(s.baseURL)
 	if err != nil {
 		s.internalError(w, r, "build the CapabilityStatement", err)
 		return

@@ -1,7 +1,6 @@
 package fhirapi
 
 import (
-	"encoding/base64"
 	"fmt"
 	"mime"
 	"net/http"
@@ -287,30 +286,4 @@ func parseDate(v string) (dateRange, string) {
 func parseInstant(v string) (time.Time, bool) {
 	t, err := time.Parse(time.RFC3339Nano, v)
 	return t, err == nil && strings.Contains(v, "T")
-}
-
-// ---------------------------------------------------------------- cursors
-
-// cursor is where the next page starts: the client, and how many of its
-// matching resources the earlier pages held.
-type cursor struct {
-	client string
-	offset int
-}
-
-func (c cursor) encode() string {
-	return base64.RawURLEncoding.EncodeToString([]byte(c.client + "\n" + strconv.Itoa(c.offset)))
-}
-
-func decodeCursor(s string) (cursor, bool) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return cursor{}, false
-	}
-	client, off, ok := strings.Cut(string(b), "\n")
-	n, err := strconv.Atoi(off)
-	if !ok || err != nil || n < 0 || !fhirID.MatchString(client) {
-		return cursor{}, false
-	}
-	return cursor{client: client, offset: n}, true
 }

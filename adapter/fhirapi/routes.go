@@ -59,7 +59,7 @@ var measureReportParams = []param{
 // They shape the result and are not declared as searchParam.
 const (
 	paramCount  = "_count"
-	paramCursor = "_cursor" // the next link's opaque position
+	paramCursor = "_cursor" // the sealed search and page of self and next links (cursor.go)
 	paramFormat = "_format" // JSON only
 )
 

@@ -3,6 +3,7 @@ package fhirapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/gorilla/mux"
 
+	"github.com/ipsfhir/ipsfhir/adapter/api"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
 	"github.com/ipsfhir/ipsfhir/mappings"
 )
@@ -67,7 +69,7 @@ type recordQuery struct {
 	foreign      bool          // identifier names no record of this program and type
 	lastUpdated  dateFilter
 	count        int
-	cursor       *cursor
+	cursor       cursor // where the page starts; zero: the first page
 }
 
 func parseRecordQuery(typ string, q url.Values) (recordQuery, []mappings.Issue) {
@@ -97,28 +99,32 @@ func parseRecordQuery(typ string, q url.Values) (recordQuery, []mappings.Issue) 
 		}
 	}
 	rq.lastUpdated = parseDates(q, "_lastUpdated", &issues)
-	if v, ok := once(q, paramCursor, &issues); ok {
-		if c, ok := decodeCursor(v); ok {
-			rq.cursor = &c
-		} else {
-			issues = append(issues, oo("invalid", "_cursor: not a position this server gave out; start again from the first page"))
-		}
-	}
 	return rq, issues
 }
 
 // searchRecords serves GET /fhir/{type}?… and POST /fhir/{type}/_search.
+// The Bundle's self and next links carry a sealed cursor (cursor.go) and
+// nothing else: the search's values never go back into a URL, whichever way
+// they came.
 func searchRecords(typ string) func(*Server, http.ResponseWriter, *http.Request) {
 	return func(s *Server, w http.ResponseWriter, r *http.Request) {
 		q, ok := searchParams(w, r, recordParams, "patient:identifier")
 		if !ok {
 			return
 		}
+		caller := api.RecordOf(r.Context()).Caller
+		var pos cursor
+		if _, paged := q[paramCursor]; paged {
+			if q, pos, ok = s.openCursor(w, typ, caller, q); !ok {
+				return
+			}
+		}
 		rq, issues := parseRecordQuery(typ, q)
 		if len(issues) > 0 {
 			writeOutcome(w, http.StatusBadRequest, issues...)
 			return
 		}
+		rq.cursor = pos
 		if rq.identifier != nil && !rq.foreign && rq.identifier.Program != s.mapping.Program {
 			rq.foreign = true
 		}
@@ -132,18 +138,33 @@ func searchRecords(typ string) func(*Server, http.ResponseWriter, *http.Request)
 			s.internalError(w, r, "search "+typ, err, ids...)
 			return
 		}
-		base := s.base(r)
+		// The search as the cursor keeps it: its parameters, the page size
+		// made explicit, and no _format (answers are JSON whatever it says).
+		sealed := url.Values{}
+		for k, v := range q {
+			if k != paramFormat {
+				sealed[k] = v
+			}
+		}
+		sealed.Set(paramCount, strconv.Itoa(rq.count))
 		b := searchset(s.now())
 		b.Total = &p.total
-		b.Link = append(b.Link, bundleLink{"self", base + "/" + typ + "?" + q.Encode()})
-		if p.next != nil && rq.count > 0 {
-			next := url.Values{}
-			for k, v := range q {
-				next[k] = v
+		link := func(rel string, at cursor) error {
+			c, err := s.cursors.seal(typ, caller, sealed, at, s.now())
+			if err == nil {
+				b.Link = append(b.Link, bundleLink{rel, s.baseURL + "/" + typ + "?" + paramCursor + "=" + c})
 			}
-			next.Set(paramCursor, p.next.encode())
-			next.Set(paramCount, strconv.Itoa(rq.count))
-			b.Link = append(b.Link, bundleLink{"next", base + "/" + typ + "?" + next.Encode()})
+			return err
+		}
+		if err := link("self", pos); err != nil {
+			s.internalError(w, r, "search "+typ, err, ids...)
+			return
+		}
+		if p.next != nil && rq.count > 0 {
+			if err := link("next", *p.next); err != nil {
+				s.internalError(w, r, "search "+typ, err, ids...)
+				return
+			}
 		}
 		for _, e := range p.entries {
 			body, err := mappings.MarshalCompact(e.Resource)
@@ -151,10 +172,45 @@ func searchRecords(typ string) func(*Server, http.ResponseWriter, *http.Request)
 				s.internalError(w, r, "marshal "+typ, err, ids...)
 				return
 			}
-			b.Entry = append(b.Entry, bundleEntry{FullURL: base + "/" + typ + "/" + resourceID(e.Key), Resource: body, Search: &entrySearch{Mode: "match"}})
+			b.Entry = append(b.Entry, bundleEntry{FullURL: s.baseURL + "/" + typ + "/" + resourceID(e.Key), Resource: body, Search: &entrySearch{Mode: "match"}})
 		}
 		s.writeBundle(w, r, b)
 	}
+}
+
+// openCursor replaces a request's parameters with the search its _cursor
+// holds, and returns where the page starts. The cursor carries the whole
+// search, so nothing else may come with it but _format. On a problem it
+// writes the answer and reports false: 400 for a cursor this server did not
+// seal for this search and caller (or sealed under another key: another
+// replica's, or this one's before a restart without a configured key), 410
+// for an expired one; both say to search again.
+func (s *Server) openCursor(w http.ResponseWriter, typ string, caller api.Key, q url.Values) (url.Values, cursor, bool) {
+	var issues []mappings.Issue
+	v, _ := once(q, paramCursor, &issues)
+	for _, name := range sortedKeys(q) {
+		if name != paramCursor && name != paramFormat {
+			issues = append(issues, oo("not-supported", "_cursor: give it alone, as the link has it: it carries the whole search, parameters and page size"))
+			break
+		}
+	}
+	if len(issues) > 0 {
+		writeOutcome(w, http.StatusBadRequest, issues...)
+		return nil, cursor{}, false
+	}
+	sq, pos, err := s.cursors.open(typ, caller, v, s.now())
+	switch {
+	case errors.Is(err, errCursorExpired):
+		writeOutcome(w, http.StatusGone, oo("processing", fmt.Sprintf(
+			"_cursor: this paging link has expired (links are valid for %s); search again from the first page", shortDuration(s.cursors.ttl))))
+		return nil, cursor{}, false
+	case err != nil:
+		writeOutcome(w, http.StatusBadRequest, oo("invalid",
+			"_cursor: not a paging link this server gave out for this search and API key, or one made before a restart or by another replica "+
+				"with a different server.cursorKey; search again from the first page"))
+		return nil, cursor{}, false
+	}
+	return sq, pos, true
 }
 
 // visitor walks the clients a search may match, in id order.
@@ -242,13 +298,11 @@ func (s *Server) collect(typ string, rq recordQuery, visit visitor) (page, error
 		}
 		p.total += len(keys)
 		skip := 0
-		if rq.cursor != nil {
-			switch c := strings.Compare(st.Client.ID, rq.cursor.client); {
-			case c < 0:
-				return true, nil
-			case c == 0:
-				skip = rq.cursor.offset
-			}
+		switch c := strings.Compare(st.Client.ID, rq.cursor.client); {
+		case c < 0:
+			return true, nil
+		case c == 0:
+			skip = rq.cursor.offset
 		}
 		if skip >= len(keys) {
 			return true, nil
@@ -329,3 +383,15 @@ func (s *Server) writeBundle(w http.ResponseWriter, r *http.Request, b bundle) {
 
 // instant writes a FHIR instant.
 func instant(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// shortDuration writes 1h for 1h0m0s and 30m for 30m0s.
+func shortDuration(d time.Duration) string {
+	t := d.String()
+	if strings.HasSuffix(t, "m0s") {
+		t = strings.TrimSuffix(t, "0s")
+	}
+	if strings.HasSuffix(t, "h0m") {
+		t = strings.TrimSuffix(t, "0m")
+	}
+	return t
+}

@@ -39,7 +39,8 @@ concept: native, chart-note or none), conditional (conditional
 create/update), versioning (versioned updates with If-Match), change-
 detection (_lastUpdated or a date parameter; a live poll as sync polls),
 bundles (batch, transaction), smart (.well-known/smart-configuration, only
-with smart-backend auth) and write-tests.
+with smart-backend auth; a token endpoint on another origin than the FHIR
+base is used only when --token-url or tokenUrl names it) and write-tests.
 
 A live check sends only interactions and search parameters the EHR's
 CapabilityStatement declares, and never patient data: without --test-patient
@@ -75,7 +76,7 @@ configuration).`, stderr)
 	privateKey := fs.String("private-key", "", "smart-backend: PEM file of the private key (RSA >= 2048 bits signs RS384, EC P-384 signs ES384)")
 	keyID := fs.String("key-id", "", "smart-backend: the key's kid (default: its JWK thumbprint)")
 	scopes := fs.String("scopes", "", `smart-backend: scopes to request, space-separated (e.g. "system/Goal.rs system/Observation.crus")`)
-	tokenURL := fs.String("token-url", "", "smart-backend: the token endpoint (default: from .well-known/smart-configuration)")
+	tokenURL := fs.String("token-url", "", "smart-backend: the token endpoint (default: from .well-known/smart-configuration, on the FHIR base's origin only)")
 	caFile := fs.String("ca-file", "", "with --ehr: PEM file of CA certificates to trust besides the system's")
 	cfgPath := fs.String("config", "", "configuration file; with --connection")
 	connName := fs.String("connection", "", "with --config: the name of the connection to check")

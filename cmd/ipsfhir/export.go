@@ -104,7 +104,7 @@ func runExport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		return code
 	}
 	defer st.Close()
-	srv, err := fhirapi.New(fhirapi.Options{Store: st, Mapping: mappings.Options{Program: cfg.Program.ID, ProgramName: cfg.Program.Name},
+	srv, err := fhirapi.New(fhirapi.Options{BaseURL: cfg.Server.FHIRBase(nil), Store: st, Mapping: mappings.Options{Program: cfg.Program.ID, ProgramName: cfg.Program.Name},
 		AllowsEHR: cfg.Consent.AllowsEHR, AllowsHIE: cfg.Consent.AllowsHIE, PseudonymKey: key})
 	if err != nil {
 		fmt.Fprintf(stderr, "ipsfhir export: %v\n", err)

@@ -292,3 +292,47 @@ connections:
 		t.Errorf("outbox depth %v, %v", d, err)
 	}
 }
+
+// TestImportRefusesInvalidText: a caseload file with text that is not
+// valid UTF-8 (here Latin-1 and truncated sequences, an unpaired surrogate
+// escape and a NUL) is refused whole, every such string named by its path,
+// and nothing is stored: not the broken client, not the valid one beside it.
+func TestImportRefusesInvalidText(t *testing.T) {
+	cfg, db := importConfig(t, "")
+	file := repoFile("testdata", "caseload-invalid", "invalid-text.json")
+	code, stdout, stderr := ipsfhir(t, "", "import", "--config", cfg, file)
+	if code != exitFindings || stdout != "" || !strings.Contains(stderr, "nothing was stored") {
+		t.Fatalf("invalid text: exit %d, want 1\n%s%s", code, stdout, stderr)
+	}
+	for _, p := range []string{"clients[0].goals[0].description: is not valid UTF-8", "clients[0].goals[2].description: holds an unpaired UTF-16 surrogate",
+		"clients[0].goals[3].description: holds the NUL character", "clients[0].preferences.jobTypes[1]: is not valid UTF-8", "clients[0].consent: has a field name that is not valid UTF-8"} {
+		if !strings.Contains(stderr, p) {
+			t.Errorf("stderr lacks %q:\n%s", p, stderr)
+		}
+	}
+	for _, s := range []string{"MRN1000001", "Latin-1", "Truncated", "surrogate here", "retail"} {
+		if strings.Contains(stderr, s) {
+			t.Errorf("stderr quotes the file (%q):\n%s", s, stderr)
+		}
+	}
+	if _, err := os.Stat(db); !os.IsNotExist(err) {
+		t.Errorf("a refused caseload created the database: %v", err)
+	}
+
+	// Into a store with clients: one valid new client beside one with
+	// invalid text, and neither is stored.
+	if code, _, stderr := ipsfhir(t, "", "import", "--config", cfg, repoFile("testdata", "caseload-sample.json")); code != exitOK {
+		t.Fatalf("import sample: %s", stderr)
+	}
+	st := openSQLite(t, db)
+	before := storedClients(t, st)
+	doc := "{\"program\": {\"id\": \"riverside-ips\"}, \"clients\": [\n" +
+		"{\"id\": \"c-new\", \"patient\": {\"system\": \"s\", \"value\": \"MRN-NEW\"}, \"enrolledOn\": \"2026-01-05\"},\n" +
+		"{\"id\": \"c001\", \"patient\": {\"system\": \"s\", \"value\": \"v\"}, \"enrolledOn\": \"2026-01-05\", \"specialist\": \"Jos\xe9\"}]}"
+	if code, _, stderr := ipsfhir(t, doc, "import", "--config", cfg, "-"); code != exitFindings || !strings.Contains(stderr, "clients[1].specialist: is not valid UTF-8") {
+		t.Errorf("half-broken caseload: exit %d\n%s", code, stderr)
+	}
+	if d := cmp.Diff(before, storedClients(t, st)); d != "" {
+		t.Errorf("a refused caseload changed the store:\n%s", d)
+	}
+}

@@ -95,12 +95,31 @@ func (s *system) serve(ctx context.Context, stdout, stderr io.Writer) int {
 	if s.specialistKey == nil {
 		s.logger.LogAttrs(ctx, slog.LevelInfo, "no specialist key configured: MeasureReport strata by specialist are left out", slog.String("component", "serve"))
 	}
+	// And a cursor key, rather than paging links that fail on the other
+	// replicas.
+	if s.cursorKey, err = s.cfg.Server.CursorKeyBytes(); err != nil {
+		fmt.Fprintf(stderr, "ipsfhir serve: %v\n", err)
+		return exitFindings
+	}
+	if s.cursorKey == nil {
+		// server.cursorKey, in words the log policy lets through.
+		s.logger.LogAttrs(ctx, slog.LevelInfo, "no cursor key configured: FHIR search paging links work only on this replica until it restarts",
+			slog.String("component", "serve"))
+	}
 	ln, err := net.Listen("tcp", s.cfg.Server.Listen)
 	if err != nil {
 		fmt.Fprintf(stderr, "ipsfhir serve: listen on server.listen: %v\n", err)
 		return exitFindings
 	}
-	srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
+	// Absolute URLs come from the configuration alone: server.publicUrl, or
+	// the address listened on. A request's Host is the caller's to choose.
+	base := s.cfg.Server.FHIRBase(ln.Addr())
+	if s.cfg.Server.PublicURL == "" {
+		// server.publicUrl, in words the log policy lets through.
+		s.logger.LogAttrs(ctx, slog.LevelInfo, "no public URL configured: FHIR links name the listen address, never a request's host",
+			slog.String("component", "serve"))
+	}
+	srv := &http.Server{Handler: s.handler(base), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
 	fmt.Fprintf(stdout, "ipsfhir serving on http://%s (API /api/v1, FHIR /fhir, admin /admin, /metrics, /healthz, /readyz)\n", ln.Addr())
 
 	var wg sync.WaitGroup
@@ -124,8 +143,9 @@ func (s *system) serve(ctx context.Context, stdout, stderr io.Writer) int {
 	return code
 }
 
-// handler routes the service's endpoints.
-func (s *system) handler() http.Handler {
+// handler routes the service's endpoints; fhirBase is the absolute URL of
+// /fhir (config.Server.FHIRBase).
+func (s *system) handler(fhirBase string) http.Handler {
 	keys := make([]api.Key, 0, len(s.cfg.APIKeys))
 	for _, k := range s.cfg.APIKeys {
 		keys = append(keys, api.Key{Name: k.Name, Role: api.Role(k.Role), SHA256: k.Sum(), PseudonymScope: k.PseudonymScope})
@@ -143,7 +163,7 @@ func (s *system) handler() http.Handler {
 		Store: s.store, Keys: keys, Mapping: mappings.Options{Program: s.cfg.Program.ID, ProgramName: s.cfg.Program.Name},
 		AllowsEHR: s.cfg.Consent.AllowsEHR, AllowsHIE: s.cfg.Consent.AllowsHIE, Logger: s.logger,
 		PseudonymKey: s.pseudonymKey, Reports: s.measureReports,
-		BaseURL: publicFHIRBase(s.cfg.Server.PublicURL),
+		BaseURL: fhirBase, CursorKey: s.cursorKey, CursorTTL: s.cfg.Server.CursorTTL,
 	})
 	if err == nil {
 		if s.facade != nil {
@@ -256,13 +276,4 @@ func reportingQuarter(period string, now time.Time) (outcomes.Quarter, error) {
 		return outcomes.Quarter{}, fhirapi.ErrBadPeriod
 	}
 	return outcomes.QuarterOf(d), nil
-}
-
-// publicFHIRBase is the facade's base URL under the configured public URL,
-// or "" to take it from each request.
-func publicFHIRBase(public string) string {
-	if public == "" {
-		return ""
-	}
-	return strings.TrimSuffix(public, "/") + "/fhir"
 }

@@ -142,7 +142,7 @@ func TestServesJWKSForSMARTKeys(t *testing.T) {
 	}
 	sys.signingKeys = []ehr.SigningKey{{ID: "k1", Key: k}}
 	rec := httptest.NewRecorder()
-	sys.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/.well-known/jwks.json", nil))
+	sys.handler("http://127.0.0.1:8080/fhir").ServeHTTP(rec, httptest.NewRequest("GET", "/.well-known/jwks.json", nil))
 	var set struct {
 		Keys []map[string]any `json:"keys"`
 	}
@@ -499,7 +499,7 @@ func TestReadyzIsAboutTheStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sys.close(context.Background())
-	h := sys.handler()
+	h := sys.handler("http://127.0.0.1:8080/fhir")
 	get := func() (int, string, string) {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))

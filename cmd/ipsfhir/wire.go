@@ -50,6 +50,9 @@ type system struct {
 	// specialistKey is the key of the reports' specialist codes
 	// (reports.specialistKey), read by serve; nil when none is configured.
 	specialistKey []byte
+	// cursorKey seals the facade's search paging links (server.cursorKey),
+	// read by serve; nil when none is configured.
+	cursorKey []byte
 }
 
 // wire builds the system a config describes. With connections, it also

@@ -58,6 +58,9 @@ func (r *runner) auth(ctx context.Context) {
 	switch {
 	case typ == AuthNone:
 		r.add(g, "auth.token", Omit, true, "no authentication configured")
+	case tokenFailed && errors.Is(inner, ehr.ErrTokenEndpointOrigin):
+		r.add(g, "auth.token", Fail, true,
+			"the SMART configuration names a token endpoint on another origin than the FHIR base (see smart.token-endpoint): the client assertion was not sent; set tokenUrl (--token-url) if that endpoint is the EHR's")
 	case tokenFailed && inner.Op == "smart-configuration":
 		r.add(g, "auth.token", verdict(inner), true,
 			"could not discover the token endpoint: .well-known/smart-configuration answered %s; set tokenUrl (--token-url)", describe(inner))

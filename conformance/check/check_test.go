@@ -2,6 +2,9 @@ package check
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -14,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
@@ -381,5 +385,64 @@ func TestJSONShape(t *testing.T) {
 		if _, ok := got.Results[0][k]; !ok {
 			t.Errorf("result has no %q: %v", k, got.Results[0])
 		}
+	}
+}
+
+// TestSMARTTokenEndpointOnAnotherOrigin: an EHR whose
+// .well-known/smart-configuration names a token endpoint on another origin
+// blocks sync until the token URL is configured, the check names both
+// origins, and no client assertion reaches the other host meanwhile.
+func TestSMARTTokenEndpointOnAnotherOrigin(t *testing.T) {
+	var tokenRequests atomic.Int32
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tokenRequests.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"access_token":"good-token","token_type":"bearer","expires_in":300}`))
+	}))
+	defer elsewhere.Close()
+	ehrSite := fakeEHR("good-token")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fhir/.well-known/smart-configuration" {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"token_endpoint":"` + elsewhere.URL + `/token","grant_types_supported":["client_credentials"],` +
+				`"token_endpoint_auth_methods_supported":["private_key_jwt"],"token_endpoint_auth_signing_alg_values_supported":["ES384"]}`))
+			return
+		}
+		ehrSite.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	base := srv.URL + "/fhir"
+	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	smart := func(tokenURL string) Auth {
+		p, err := ehr.NewSMARTBackend(ehr.SMARTOptions{ClientID: "c1", Key: ehr.SigningKey{Key: key}, Scopes: []string{"system/Goal.rs"}, TokenURL: tokenURL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Auth{Type: AuthSMARTBackend, Provider: p, Alg: "ES384", TokenURL: tokenURL}
+	}
+
+	rep := run(t, Options{BaseURL: base, Auth: smart("")})
+	// httptest URLs are origins already: http, 127.0.0.1 and a port.
+	want(t, rep, "smart.token-endpoint", Fail, true, "on origin "+elsewhere.URL, "not the FHIR base's "+srv.URL, "set tokenUrl")
+	want(t, rep, "auth.token", Fail, true, "another origin", "not sent", "tokenUrl")
+	if rep.Ready {
+		t.Error("ready although the token endpoint is on another origin")
+	}
+	if n := tokenRequests.Load(); n != 0 {
+		t.Fatalf("the check sent %d token requests to another origin", n)
+	}
+
+	// Configured, the endpoint is the administrator's choice: it is used.
+	rep = run(t, Options{BaseURL: base, Auth: smart(elsewhere.URL + "/token")})
+	want(t, rep, "auth.token", Pass, true, "token obtained")
+	want(t, rep, "smart.token-endpoint", Pass, false)
+	if n := tokenRequests.Load(); n == 0 {
+		t.Error("the configured token URL was not used")
+	}
+	if !rep.Ready {
+		t.Errorf("not ready with the token URL configured: %v", rep.Count().Blocking)
 	}
 }

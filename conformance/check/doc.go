@@ -24,9 +24,11 @@
 //   - change-detection: _lastUpdated or a date parameter per type, and a live
 //     poll the way the sync engine polls.
 //   - bundles: batch and transaction.
-//   - smart: .well-known/smart-configuration has a token endpoint and
-//     supports client_credentials, private_key_jwt and the key's algorithm
-//     (only when the connection uses smart-backend).
+//   - smart: .well-known/smart-configuration has a token endpoint, on the
+//     FHIR base's origin unless the token URL is configured (the reason
+//     names both origins), and supports client_credentials,
+//     private_key_jwt and the key's algorithm (only when the connection
+//     uses smart-backend).
 //   - write-tests: only with Options.WriteTests and a test patient.
 //
 // # Nothing undeclared, nothing written

@@ -1,13 +1,16 @@
 package check
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -61,7 +64,26 @@ func startPeer(t *testing.T, capability string) (string, *ehr.Client, *recorder)
 	}
 	rc := &recorder{}
 	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: target.Scheme, Host: target.Host})
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var front *httptest.Server
+	// The proxy is the EHR's address, so the SMART configuration names the
+	// token endpoint under it, as a real EHR's does; ipsfhir would refuse
+	// one on the peer's own origin.
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		if !strings.HasSuffix(resp.Request.URL.Path, "/.well-known/smart-configuration") {
+			return nil
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		b = bytes.ReplaceAll(b, []byte(target.Scheme+"://"+target.Host), []byte(front.URL))
+		resp.Body = io.NopCloser(bytes.NewReader(b))
+		resp.ContentLength = int64(len(b))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(b)))
+		return nil
+	}
+	front = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		proxy.ServeHTTP(sw, r)
 		rc.mu.Lock()
@@ -101,11 +123,13 @@ func noneRefused(t *testing.T, seen []exchange) {
 	}
 }
 
-// noWrites fails t if the check sent anything but GET to the FHIR base.
+// noWrites fails t if the check sent anything but GET to the FHIR base (and
+// the token request of smart-backend auth).
 func noWrites(t *testing.T, seen []exchange) {
 	t.Helper()
 	for _, e := range seen {
-		if e.method != http.MethodGet {
+		// The token request of smart-backend auth is the one POST allowed.
+		if e.method != http.MethodGet && (e.method != http.MethodPost || e.path != "/auth/token") {
 			t.Errorf("without write tests the check sent %s %s", e.method, e.path)
 		}
 	}

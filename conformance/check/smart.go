@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/ipsfhir/ipsfhir/adapter/ehr"
 )
 
 // smartSecurity is the system of the restful-security-service codes.
@@ -78,6 +80,13 @@ func (r *runner) smart(ctx context.Context) {
 		r.add(g, "smart.token-endpoint", Fail, needed, "token_endpoint is not an absolute URL without a query")
 	case !strings.EqualFold(u.Scheme, "https") && !isLoopback(u.Hostname()):
 		r.add(g, "smart.token-endpoint", Fail, needed, "token_endpoint is not https: ipsfhir sends no credentials over plain http")
+	case needed && !ehr.SameOrigin(conf.TokenEndpoint, r.o.BaseURL):
+		// Origins are addresses of the EHR, not patient data.
+		theirs, _ := ehr.Origin(conf.TokenEndpoint)
+		ours, _ := ehr.Origin(r.o.BaseURL)
+		r.add(g, "smart.token-endpoint", Fail, true,
+			"token_endpoint %s is on origin %s, not the FHIR base's %s: ipsfhir sends its client assertion only to the FHIR base's origin, unless the token URL is configured; if the EHR's vendor documents this endpoint, set tokenUrl (--token-url) to it",
+			conf.TokenEndpoint, theirs, ours)
 	case !needed && r.o.Auth.TokenURL != conf.TokenEndpoint:
 		r.add(g, "smart.token-endpoint", Pass, false, "token_endpoint %s (the configured token URL differs and is used)", conf.TokenEndpoint)
 	default:
