@@ -87,6 +87,7 @@ const (
 	KindPRAPARE          Kind = "prapare-employment"
 	KindPlanNote         Kind = "plan-note"
 	KindPlanResponse     Kind = "plan-response"
+	KindReferralTask     Kind = "referral-task"
 )
 
 // IdentifierSystem is the business-identifier namespace of a kind of record

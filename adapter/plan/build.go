@@ -318,6 +318,31 @@ func (p *Plan) choosePaths(o Options) error {
 	}
 	p.Concepts = append(p.Concepts, ref)
 
+	// Closing the loop with the referrer (the SDOH Clinical Care pattern):
+	// a Task on each referral taken in, received, then accepted or
+	// rejected as the specialist decides.
+	loop := ConceptPlan{Concept: ReferralLoop, Path: NoPath}
+	switch {
+	case ref.Path != ReadOnly:
+		loop.Why = "referrals are not read from this EHR, so there is none to acknowledge"
+	case p.writable("Task"):
+		loop.Path, loop.ResourceType = Native, "Task"
+		loop.Why = "Task declares create and update: each referral taken in gets a Task (focus the ServiceRequest) that says received, then accepted or rejected"
+		loop.Change = "set connections[].overrides.referral-loop to none to leave referrals unacknowledged in the EHR"
+	default:
+		loop.Why = fmt.Sprintf("Task declares %s; acknowledging a referral needs create and update: the referrer sees no answer in the EHR", p.interactionsOf("Task"))
+		loop.Change = "ask the EHR vendor to enable Task create and update"
+	}
+	if want, ok := o.Overrides[ReferralLoop]; ok && want != loop.Path {
+		if want == NoPath {
+			loop.Path, loop.ResourceType = NoPath, ""
+		} else {
+			errs = append(errs, fmt.Sprintf("override %s: %s is not possible: %s", ReferralLoop, want, loop.Why))
+		}
+		loop.Overridden = true
+	}
+	p.Concepts = append(p.Concepts, loop)
+
 	for c := range o.Overrides {
 		if !slices.Contains(Concepts, c) {
 			errs = append(errs, fmt.Sprintf("override %s: no such concept (want one of %s)", c, joinConcepts()))

@@ -12,10 +12,13 @@ const (
 	EmploymentStatus Concept = "employment-status"
 	ChartNote        Concept = "chart-note"
 	Referral         Concept = "referral-intake"
+	// ReferralLoop acknowledges each referral taken in to the referrer
+	// (a Task: received, then accepted or rejected).
+	ReferralLoop Concept = "referral-loop"
 )
 
 // Concepts lists every concept in the order plans print them.
-var Concepts = []Concept{Goal, IPSPlan, JobOutcome, EmploymentStatus, ChartNote, Referral}
+var Concepts = []Concept{Goal, IPSPlan, JobOutcome, EmploymentStatus, ChartNote, Referral, ReferralLoop}
 
 // Path is the route a concept's data takes.
 type Path string
@@ -148,7 +151,8 @@ func (p *Plan) Allows(t, interaction string) bool {
 // Writes reports whether any concept is written (the connection is not read-only).
 func (p *Plan) Writes() bool {
 	for _, c := range p.Concepts {
-		if c.Path == Native || c.Path == InNote {
+		// Acknowledging referrals is not IPS content in the chart.
+		if (c.Path == Native || c.Path == InNote) && c.Concept != ReferralLoop {
 			return true
 		}
 	}

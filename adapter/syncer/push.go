@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -450,6 +451,14 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 		withoutWriteTime(cr)
 		canonical[k] = cr
 	}
+	// The referral this episode began with, if read from this EHR, is
+	// answered there (received, accepted, rejected).
+	answer := native(plan.ReferralLoop) && c.Referral != nil && c.Referral.Connection == conn.Name
+	if answer {
+		if k, t := mappings.ReferralTask(c, canon); t != nil {
+			canonical[k] = wrap(t)
+		}
+	}
 	// Goals first: the plan refers to them. The rest is mapped when it is
 	// written, so that it refers to goals by the ids the EHR gave them.
 	goals := func() []mappings.Entry {
@@ -477,6 +486,11 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 				if o.PRAPARE {
 					out = append(out, mappings.Entry{Key: o.PRAPAREKey(c, st), ResourceType: "Observation", Resource: wrap(mappings.PRAPAREObservation(c, st, o))})
 				}
+			}
+		}
+		if answer {
+			if k, t := mappings.ReferralTask(c, o); t != nil {
+				out = append(out, mappings.Entry{Key: k, ResourceType: "Task", Resource: wrap(t)})
 			}
 		}
 		if native(plan.ChartNote) {
@@ -1052,6 +1066,11 @@ func (e *Engine) patientReference(ctx context.Context, conn *Connection, pid ips
 	if le, err := e.Store.LedgerGet(ctx, conn.Name, lk); err == nil && le.ResourceID != "" {
 		return "Patient/" + le.ResourceID, nil
 	}
+	if conn.PatientSystem != "" && pid.System == conn.PatientSystem && fhirID.MatchString(pid.Value) {
+		// The EHR's own Patient id (a client taken in from a referral
+		// whose subject was Patient/{id}): the reference is the id.
+		return "Patient/" + pid.Value, nil
+	}
 	rp := conn.Plan.Type("Patient")
 	name, ok := rp.Searches("identifier")
 	if !ok || !conn.Plan.Allows("Patient", "search-type") {
@@ -1082,6 +1101,9 @@ func (e *Engine) patientReference(ctx context.Context, conn *Connection, pid ips
 	}
 	return "Patient/" + ids[0], nil
 }
+
+// fhirID is the form of a FHIR resource id.
+var fhirID = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
 
 // ledgerKey is the ledger's key for a record: its business identifier.
 func ledgerKey(k mappings.Key) string { return k.System() + "|" + k.Value() }

@@ -1,0 +1,137 @@
+package syncer
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ipsfhir/ipsfhir/adapter/plan"
+	"github.com/ipsfhir/ipsfhir/adapter/store"
+	"github.com/ipsfhir/ipsfhir/ips"
+)
+
+// TestReferralsAreAnsweredInTheEHR: the referrer hears back in the EHR,
+// the SDOH Clinical Care way: each referral taken in gets a Task whose
+// focus is its ServiceRequest, received while the client waits, accepted
+// when a specialist enrolls them, rejected when the referral is declined;
+// one Task per referral, however often the client is pushed.
+func TestReferralsAreAnsweredInTheEHR(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	if cp := r.conn.Plan.Concept(plan.ReferralLoop); cp.Path != plan.Native || cp.ResourceType != "Task" {
+		t.Fatalf("referral-loop plan %+v, want Task", cp)
+	}
+	r.conn.PatientSystem = "https://ehr.example/Patient"
+	var srs []string
+	for i := range 2 {
+		p, err := r.client.Create(ctx, "Patient", []byte(fmt.Sprintf(`{"resourceType":"Patient","identifier":[{"system":"urn:x","value":"MRN-LOOP-%d"}]}`, i)), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sr, err := r.client.Create(ctx, "ServiceRequest", referral("active", "order", true, fmt.Sprintf(`{"reference":"Patient/%s"}`, p.ResourceID), "2026-11-02"), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srs = append(srs, sr.ResourceID)
+	}
+	if s, err := r.engine.PullOnce(ctx); err != nil || s.Referred != 2 {
+		t.Fatalf("pull: %+v %v; want two referrals taken in", s, err)
+	}
+	r.enqueueAll(t)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+		t.Fatalf("push: %+v %v", s, err)
+	}
+	want := func(status ...string) {
+		t.Helper()
+		got := r.referralTasks(t)
+		for i, sr := range srs {
+			if ts := got[sr]; len(ts) != 1 || ts[0] != status[i] {
+				t.Errorf("referral %d: Tasks %v, want one %s", i, ts, status[i])
+			}
+		}
+	}
+	want("received", "received")
+
+	// One accepted, one declined.
+	page, err := r.store.ListClients(ctx, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var changed []store.Stored
+	for _, st := range page {
+		c := st.Client
+		if c.Referral == nil {
+			continue
+		}
+		switch c.Referral.ServiceRequest {
+		case srs[0]:
+			err = c.Accept(ips.MustDate("2026-11-09"))
+		case srs[1]:
+			err = c.Decline(ips.MustDate("2026-11-20"), "could not be reached after three tries")
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		changed = append(changed, st)
+	}
+	if _, err := r.store.SaveClients(ctx, changed, []string{"clinic"}); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+		t.Fatalf("push of the decisions: %+v %v", s, err)
+	}
+	want("accepted", "rejected")
+	r.enqueueAll(t)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 || s.Written != 0 {
+		t.Fatalf("push with nothing changed: %+v %v; want nothing written", s, err)
+	}
+	want("accepted", "rejected")
+	// The Task says the referral was declined, not the specialist's words.
+	entries, err := r.client.Search(ctx, "Task", url.Values{"_count": {"100"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.Contains(string(e.Resource), "three tries") {
+			t.Errorf("a Task carries the decline's free-text reason: %s", e.Resource)
+		}
+	}
+}
+
+// TestNoReferralAnswerWhereTaskCannotBeWritten: Epic declares Task read,
+// search and update but not create: no Task is sent, and the plan says
+// why.
+func TestNoReferralAnswerWhereTaskCannotBeWritten(t *testing.T) {
+	r := newRig(t, filepath.Join("..", "..", "testdata", "ehr-capabilities", "epic-r4-sandbox-2026-07.json"))
+	if cp := r.conn.Plan.Concept(plan.ReferralLoop); cp.Path != plan.NoPath || !strings.Contains(cp.Why, "Task declares read, search-type, update") {
+		t.Errorf("referral-loop plan on Epic %+v, want none, saying why", cp)
+	}
+}
+
+// referralTasks lists the lifecycle status of every Task in the EHR by the
+// ServiceRequest it answers.
+func (r *rig) referralTasks(t *testing.T) map[string][]string {
+	t.Helper()
+	entries, err := r.client.Search(t.Context(), "Task", url.Values{"_count": {"1000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for _, e := range entries {
+		var task struct {
+			Status string `json:"status"`
+			Focus  struct {
+				Reference string `json:"reference"`
+			} `json:"focus"`
+		}
+		if err := json.Unmarshal(e.Resource, &task); err != nil {
+			t.Fatal(err)
+		}
+		sr := strings.TrimPrefix(task.Focus.Reference, "ServiceRequest/")
+		out[sr] = append(out[sr], task.Status)
+	}
+	return out
+}
