@@ -88,6 +88,7 @@ const (
 	KindPlanNote         Kind = "plan-note"
 	KindPlanResponse     Kind = "plan-response"
 	KindReferralTask     Kind = "referral-task"
+	KindEpisode          Kind = "episode"
 )
 
 // IdentifierSystem is the business-identifier namespace of a kind of record

@@ -75,7 +75,7 @@ func ParseKey(system, value string) (Key, bool) {
 			return Key{}, false
 		}
 		k.Client, k.Record = client, record
-	case KindGoal, KindSupport, KindJob, KindEmploymentStatus, KindPRAPARE, KindReferralTask:
+	case KindGoal, KindSupport, KindJob, KindEmploymentStatus, KindPRAPARE, KindReferralTask, KindEpisode:
 		client, record, ok := strings.Cut(value, "/")
 		if !ok || client == "" || record == "" || strings.Contains(record, "/") {
 			return Key{}, false

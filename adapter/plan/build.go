@@ -267,6 +267,26 @@ func (p *Plan) choosePaths(o Options) error {
 		p.Concepts = append(p.Concepts, cp)
 	}
 
+	// Enrollment episodes: EpisodeOfCare where the EHR takes it; else the
+	// enrollment is in the plan or the note (not a fallback of its own).
+	ep := ConceptPlan{Concept: Episodes, Path: NoPath}
+	if p.writable("EpisodeOfCare") {
+		ep.Path, ep.ResourceType = Native, "EpisodeOfCare"
+		ep.Why = "EpisodeOfCare declares create and update: each enrollment episode (referral, enrollment, closure) is one"
+		ep.Change = "set connections[].overrides.enrollment-episodes to none to leave them out"
+	} else {
+		ep.Why = fmt.Sprintf("EpisodeOfCare declares %s; episodes need create and update: the enrollment dates travel in the IPS plan or the chart note", p.interactionsOf("EpisodeOfCare"))
+	}
+	if want, ok := o.Overrides[Episodes]; ok && want != ep.Path {
+		if want == NoPath {
+			ep.Path, ep.ResourceType = NoPath, ""
+		} else {
+			errs = append(errs, fmt.Sprintf("override %s: %s is not possible: %s", Episodes, want, ep.Why))
+		}
+		ep.Overridden = true
+	}
+	p.Concepts = append(p.Concepts, ep)
+
 	note := ConceptPlan{Concept: ChartNote, Path: NoPath}
 	switch {
 	case needNote && noteWritable:

@@ -15,10 +15,12 @@ const (
 	// ReferralLoop acknowledges each referral taken in to the referrer
 	// (a Task: received, then accepted or rejected).
 	ReferralLoop Concept = "referral-loop"
+	// Episodes are the client's enrollment episodes, as EpisodeOfCare.
+	Episodes Concept = "enrollment-episodes"
 )
 
 // Concepts lists every concept in the order plans print them.
-var Concepts = []Concept{Goal, IPSPlan, JobOutcome, EmploymentStatus, ChartNote, Referral, ReferralLoop}
+var Concepts = []Concept{Goal, IPSPlan, JobOutcome, EmploymentStatus, Episodes, ChartNote, Referral, ReferralLoop}
 
 // Path is the route a concept's data takes.
 type Path string

@@ -135,3 +135,97 @@ func (r *rig) referralTasks(t *testing.T) map[string][]string {
 	}
 	return out
 }
+
+// TestEnrollmentEpisodesAreWritten: where the EHR takes EpisodeOfCare,
+// each enrollment episode is one: a closed client referred again has the
+// finished episode and a new one on the waitlist, which becomes active
+// when the specialist accepts; the finished one is not written again.
+func TestEnrollmentEpisodesAreWritten(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	if cp := r.conn.Plan.Concept(plan.Episodes); cp.Path != plan.Native || cp.ResourceType != "EpisodeOfCare" {
+		t.Fatalf("enrollment-episodes plan %+v, want EpisodeOfCare", cp)
+	}
+	c := &ips.Client{ID: "c-again", Patient: consenting(r.cl)[0].Patient,
+		ReferredOn: ips.MustDate("2025-01-02"), EnrolledOn: ips.MustDate("2025-01-10"),
+		ClosedOn: ips.MustDate("2025-09-30"), ClosedReason: "moved away", Status: ips.ClientClosed}
+	if c.Refer(ips.MustDate("2026-10-01"), nil) != ips.ReferralReopened {
+		t.Fatal("the closed client was not reopened")
+	}
+	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: c}}, []string{"clinic"}); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+		t.Fatalf("push: %+v %v", s, err)
+	}
+	want := func(statuses ...string) {
+		t.Helper()
+		got := r.episodesOf(t, c.ID)
+		if len(got) != len(statuses) {
+			t.Fatalf("episodes %v, want %v", got, statuses)
+		}
+		for i, st := range statuses {
+			if got[i].status != st {
+				t.Errorf("episode %d: %s, want %s", i+1, got[i].status, st)
+			}
+		}
+	}
+	want("finished", "waitlist")
+	first := r.episodesOf(t, c.ID)[0].version
+	st, v, err := r.store.GetClient(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Accept(ips.MustDate("2026-10-08")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: st, Version: v}}, []string{"clinic"}); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+		t.Fatalf("push of the acceptance: %+v %v", s, err)
+	}
+	want("finished", "active")
+	if got := r.episodesOf(t, c.ID)[0].version; got != first {
+		t.Errorf("the finished episode was written again (version %s, was %s)", got, first)
+	}
+}
+
+type episodeSeen struct{ status, version string }
+
+// episodesOf lists a client's EpisodeOfCare in the EHR, by episode number.
+func (r *rig) episodesOf(t *testing.T, clientID string) []episodeSeen {
+	t.Helper()
+	entries, err := r.client.Search(t.Context(), "EpisodeOfCare", url.Values{"_count": {"100"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byValue := map[string]episodeSeen{}
+	for _, e := range entries {
+		var eoc struct {
+			Status     string                     `json:"status"`
+			Meta       struct{ VersionID string } `json:"meta"`
+			Identifier []struct{ Value string }   `json:"identifier"`
+		}
+		if err := json.Unmarshal(e.Resource, &eoc); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range eoc.Identifier {
+			if strings.HasPrefix(id.Value, clientID+"/") {
+				byValue[id.Value] = episodeSeen{eoc.Status, eoc.Meta.VersionID}
+			}
+		}
+	}
+	var out []episodeSeen
+	for n := 1; ; n++ {
+		e, ok := byValue[fmt.Sprintf("%s/episode-%d", clientID, n)]
+		if !ok {
+			break
+		}
+		out = append(out, e)
+	}
+	if len(out) != len(byValue) {
+		t.Fatalf("episodes %v are not numbered 1 to %d", byValue, len(byValue))
+	}
+	return out
+}

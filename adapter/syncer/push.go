@@ -459,6 +459,11 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 			canonical[k] = wrap(t)
 		}
 	}
+	if native(plan.Episodes) {
+		for _, ep := range mappings.EpisodesOfCare(c, canon, conn.Name) {
+			canonical[ep.Key] = wrap(ep.Resource)
+		}
+	}
 	// Goals first: the plan refers to them. The rest is mapped when it is
 	// written, so that it refers to goals by the ids the EHR gave them.
 	goals := func() []mappings.Entry {
@@ -486,6 +491,11 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 				if o.PRAPARE {
 					out = append(out, mappings.Entry{Key: o.PRAPAREKey(c, st), ResourceType: "Observation", Resource: wrap(mappings.PRAPAREObservation(c, st, o))})
 				}
+			}
+		}
+		if native(plan.Episodes) {
+			for _, ep := range mappings.EpisodesOfCare(c, o, conn.Name) {
+				out = append(out, mappings.Entry{Key: ep.Key, ResourceType: "EpisodeOfCare", Resource: wrap(ep.Resource)})
 			}
 		}
 		if answer {

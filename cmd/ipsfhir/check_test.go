@@ -90,7 +90,7 @@ func TestCheckOffline(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("--json output: %v\n%s", err, out)
 	}
-	if !rep.Ready || rep.Plan.Bundles != "batch" || len(rep.Plan.Concepts) != 7 {
+	if !rep.Ready || rep.Plan.Bundles != "batch" || len(rep.Plan.Concepts) != 8 {
 		t.Errorf("Oracle: ready %v, bundles %q, %d concepts", rep.Ready, rep.Plan.Bundles, len(rep.Plan.Concepts))
 	}
 	statuses := map[string]string{}
