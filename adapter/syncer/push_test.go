@@ -196,7 +196,7 @@ func TestFullSyncWritesEachRecordOnceThenNothing(t *testing.T) {
 
 	// Every consenting client's goals, plan, jobs and statuses are in the
 	// EHR exactly once; nobody else's are.
-	want := map[mappings.Kind]map[string]int{mappings.KindGoal: {}, mappings.KindPlan: {}, mappings.KindJob: {}, mappings.KindEmploymentStatus: {}}
+	want := map[mappings.Kind]map[string]int{mappings.KindGoal: {}, mappings.KindPlan: {}, mappings.KindJob: {}, mappings.KindEmploymentStatus: {}, mappings.KindEpisode: {}}
 	o := r.conn.Mapping
 	for _, c := range consenting(r.cl) {
 		for _, g := range c.Goals {
@@ -209,8 +209,11 @@ func TestFullSyncWritesEachRecordOnceThenNothing(t *testing.T) {
 		for _, s := range mappings.EmploymentStatusRecords(c) {
 			want[mappings.KindEmploymentStatus][o.EmploymentStatusKey(c, s).Value()] = 1
 		}
+		for _, ep := range mappings.EpisodesOfCare(c, o, r.conn.Name) {
+			want[mappings.KindEpisode][ep.Key.Value()] = 1
+		}
 	}
-	types := map[mappings.Kind]string{mappings.KindGoal: "Goal", mappings.KindPlan: "CarePlan", mappings.KindJob: "Observation", mappings.KindEmploymentStatus: "Observation"}
+	types := map[mappings.Kind]string{mappings.KindGoal: "Goal", mappings.KindPlan: "CarePlan", mappings.KindJob: "Observation", mappings.KindEmploymentStatus: "Observation", mappings.KindEpisode: "EpisodeOfCare"}
 	total := 0
 	for k, w := range want {
 		got := r.countByIdentifier(t, types[k], k)
