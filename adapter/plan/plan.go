@@ -12,10 +12,23 @@ const (
 	EmploymentStatus Concept = "employment-status"
 	ChartNote        Concept = "chart-note"
 	Referral         Concept = "referral-intake"
+	// TreatmentPlan is the link to the patient's mental health treatment
+	// plan: the clinic's own CarePlan, found by a search by patient and
+	// referred to from the IPS plan (CarePlan.partOf) or the chart note
+	// (DocumentReference.context.related). IPS integrates employment with
+	// mental health treatment; the link shows it in the chart.
+	TreatmentPlan Concept = "treatment-plan"
+	// Specialist is the employment specialist as a Practitioner the plan
+	// and the note name as their author; where none can be written they
+	// carry the name as text.
+	Specialist Concept = "specialist"
+	// CareTeam is the client's IPS care team (the specialist and the
+	// program) as a CareTeam.
+	CareTeam Concept = "care-team"
 )
 
 // Concepts lists every concept in the order plans print them.
-var Concepts = []Concept{Goal, IPSPlan, JobOutcome, EmploymentStatus, ChartNote, Referral}
+var Concepts = []Concept{Goal, IPSPlan, JobOutcome, EmploymentStatus, ChartNote, Referral, TreatmentPlan, Specialist, CareTeam}
 
 // Path is the route a concept's data takes.
 type Path string
