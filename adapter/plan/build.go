@@ -352,12 +352,17 @@ func (p *Plan) chooseTeamPaths(o Options) []string {
 
 	link := ConceptPlan{Concept: TreatmentPlan, Path: NoPath}
 	_, byPatient := p.types["CarePlan"].Searches("patient")
+	_, patientByID := p.types["Patient"].Searches("identifier")
+	patientByID = patientByID && p.Allows("Patient", "search-type")
 	planNative, note := p.Concept(IPSPlan).Path == Native, p.Concept(ChartNote)
 	noteLinks := note.Path == Native && note.ResourceType == "DocumentReference"
 	switch {
 	case !byPatient || !p.Allows("CarePlan", "search-type"):
 		link.Why = fmt.Sprintf("CarePlan cannot be searched by patient here (declares %s): the IPS plan is not linked to the mental health treatment plan", p.interactionsOf("CarePlan"))
 		link.Change = "ask the EHR vendor to enable CarePlan search by patient"
+	case !patientByID:
+		link.Why = "Patient cannot be searched by identifier here, so the patient's CarePlans cannot be searched: the IPS plan is not linked to the mental health treatment plan"
+		link.Change = "ask the EHR vendor to enable Patient search by identifier"
 	case !planNative && !noteLinks:
 		link.Why = "neither the IPS CarePlan nor a chart note is written here, so nothing can carry the link to the mental health treatment plan"
 	default:

@@ -289,6 +289,13 @@ func TestTreatmentPlanLinkAndTeam(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if got := p.Concept(TreatmentPlan); got.Path != NoPath || !strings.Contains(got.Why, "Patient cannot be searched") {
+		t.Errorf("treatment plan without Patient search: %+v", got)
+	}
+	p, err = Build(full("Patient", "Goal", "CarePlan", "Observation", "DocumentReference", "Practitioner", "CareTeam"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if got := p.Concept(TreatmentPlan); got.Path != ReadOnly || got.ResourceType != "CarePlan" || !strings.Contains(got.Why, "partOf") {
 		t.Errorf("treatment plan on a writable server: %+v", got)
 	}
@@ -297,7 +304,7 @@ func TestTreatmentPlanLinkAndTeam(t *testing.T) {
 	}
 
 	// No CarePlan search by patient: no link, and the plan says why.
-	noSearch := strings.Replace(string(full("Goal", "DocumentReference")), `]}]}`, `,{"type":"CarePlan","interaction":[{"code":"read"}]}]}]}`, 1)
+	noSearch := strings.Replace(string(full("Patient", "Goal", "DocumentReference")), `]}]}`, `,{"type":"CarePlan","interaction":[{"code":"read"}]}]}]}`, 1)
 	p, err = Build([]byte(noSearch), Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -98,7 +98,7 @@ func (e *Engine) PullConnection(ctx context.Context, conn *Connection) (PullSumm
 	cctx, end := e.runSpan(ctx, conn.Name, telemetry.DirectionPull)
 	s, err := e.pullGoals(cctx, conn)
 	total.add(s)
-	for _, typ := range []string{"CarePlan", "Observation", "DocumentReference"} {
+	for _, typ := range []string{"CarePlan", "Observation", "DocumentReference", "Practitioner", "CareTeam"} {
 		if err != nil {
 			break
 		}
