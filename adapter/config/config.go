@@ -324,6 +324,11 @@ type TreatmentPlan struct {
 	// Refresh is how long the answer found for a client is used before
 	// the next push of the client searches again. Zero: 24h.
 	Refresh time.Duration `yaml:"refresh"`
+	// AddGoals adds references to the client's IPS goals to the treatment
+	// plan (CarePlan.goal): an update of the clinic's own CarePlan, made
+	// only where the EHR updates CarePlan with If-Match and goals are
+	// written natively. Off by default: the clinic owns its plan.
+	AddGoals bool `yaml:"addGoals"`
 }
 
 // Ways TreatmentPlan.Choose picks among several treatment plans.
@@ -389,7 +394,7 @@ var codedConcepts = []plan.Concept{plan.JobOutcome, plan.EmploymentStatus}
 // PlanOptions returns the plan options the connection's keys give.
 // Validate has checked them.
 func (c Connection) PlanOptions() plan.Options {
-	o := plan.Options{SiteCodedObservations: c.SiteCodedObservations}
+	o := plan.Options{SiteCodedObservations: c.SiteCodedObservations, AddGoalsToTreatmentPlan: c.TreatmentPlan.AddGoals}
 	for k, v := range c.Overrides {
 		if o.Overrides == nil {
 			o.Overrides = map[plan.Concept]plan.Path{}

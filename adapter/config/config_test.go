@@ -633,11 +633,15 @@ func TestTreatmentPlanKeys(t *testing.T) {
       categories: [{system: 'http://snomed.info/sct', code: '736353004'}]
       choose: periodStart
       refresh: 6h
+      addGoals: true
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
 	tp := c.Connections[0].TreatmentPlan
+	if !c.Connections[0].PlanOptions().AddGoalsToTreatmentPlan {
+		t.Error("addGoals does not reach the plan")
+	}
 	if cats := tp.TreatmentPlanCategories(); len(cats) != 1 || cats[0].Code != "736353004" || tp.Choose != syncer.ChoosePeriodStart || tp.Refresh != 6*time.Hour {
 		t.Errorf("treatment plan %+v", tp)
 	}

@@ -24,7 +24,18 @@ type Options struct {
 	// SiteCodes marks the concepts (job-outcome, employment-status) the
 	// administrator mapped to a site code.
 	SiteCodes map[Concept]bool
+	// AddGoalsToTreatmentPlan says the administrator asked for the IPS
+	// goals to be added to the clinic's treatment plan (an update of the
+	// clinic's CarePlan); the plan says whether this EHR allows it.
+	AddGoalsToTreatmentPlan bool
 }
+
+// AddsGoalsToTreatmentPlan reports whether the goals are added to the
+// treatment plan: asked for (Options.AddGoalsToTreatmentPlan), the plan is
+// linked, goals are written natively, and the EHR reads and updates
+// CarePlan with If-Match (versioned update): the clinic's plan is never
+// written without the version read.
+func (p *Plan) AddsGoalsToTreatmentPlan() bool { return p.addGoals }
 
 // restrictsObservationCodes recognises the EHRs known to accept Observation
 // writes only under site-configured codes. Their statements cannot say so:
@@ -377,6 +388,18 @@ func (p *Plan) chooseTeamPaths(o Options) []string {
 		link.Change = "set connections[].overrides.treatment-plan to none to leave the link out"
 	}
 	off(&link)
+	if o.AddGoalsToTreatmentPlan && link.Path == ReadOnly {
+		rp := p.types["CarePlan"]
+		switch {
+		case p.Concept(Goal).Path != Native:
+			link.Why += "; the goals cannot be added to it: Goal is not written natively here"
+		case rp == nil || rp.Concurrency != IfMatch || !p.Allows("CarePlan", "read") || !p.Allows("CarePlan", "update"):
+			link.Why += fmt.Sprintf("; the goals cannot be added to it: CarePlan is not read and updated with If-Match here (declares %s)", p.interactionsOf("CarePlan"))
+		default:
+			p.addGoals = true
+			link.Why += "; the IPS goals are added to it (CarePlan.goal; an update with If-Match, adding only)"
+		}
+	}
 	p.Concepts = append(p.Concepts, link)
 
 	spec := ConceptPlan{Concept: Specialist, Path: NoPath}

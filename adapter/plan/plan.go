@@ -92,6 +92,7 @@ type Plan struct {
 	Types                 []ResourcePlan `json:"resourceTypes"`
 	Warnings              []string       `json:"warnings,omitempty"`
 	types                 map[string]*ResourcePlan
+	addGoals              bool
 }
 
 // ConceptPlan is one concept's path and why it was chosen.

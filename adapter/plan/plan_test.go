@@ -329,3 +329,31 @@ func TestTreatmentPlanLinkAndTeam(t *testing.T) {
 		}
 	}
 }
+
+// TestAddingGoalsToTheTreatmentPlan: asked for, the goals are added to the
+// treatment plan only where goals are native and CarePlan is read and
+// updated with If-Match; the plan says which.
+func TestAddingGoalsToTheTreatmentPlan(t *testing.T) {
+	o := Options{AddGoalsToTreatmentPlan: true}
+	p, err := Build(full("Patient", "Goal", "CarePlan"), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.AddsGoalsToTreatmentPlan() || !strings.Contains(p.Concept(TreatmentPlan).Why, "goals are added to it") {
+		t.Errorf("writable server: adds %v: %s", p.AddsGoalsToTreatmentPlan(), p.Concept(TreatmentPlan).Why)
+	}
+	if p, _ := Build(full("Patient", "Goal", "CarePlan"), Options{}); p.AddsGoalsToTreatmentPlan() {
+		t.Error("goals added without being asked")
+	}
+	p, err = Build(statement(t, "epic-r4-sandbox-2026-07.json"), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.AddsGoalsToTreatmentPlan() || !strings.Contains(p.Concept(TreatmentPlan).Why, "goals cannot be added") {
+		t.Errorf("Epic: adds %v: %s", p.AddsGoalsToTreatmentPlan(), p.Concept(TreatmentPlan).Why)
+	}
+	unversioned := strings.Replace(string(full("Patient", "Goal", "CarePlan")), `"versioning":"versioned-update",`, ``, -1)
+	if p, err := Build([]byte(unversioned), o); err != nil || p.AddsGoalsToTreatmentPlan() {
+		t.Errorf("without versioned updates: adds %v, %v", p.AddsGoalsToTreatmentPlan(), err)
+	}
+}

@@ -26,8 +26,10 @@
 // chart note's context.related. The treatment plan is found by a CarePlan
 // search by patient and the answer is kept in the ledger per client
 // (treatmentplan.go), so a push searches only when the answer is older
-// than TreatmentPlanSearch.Refresh. The link is hashed content like any
-// other: a new answer rewrites the plan or note. The employment
+// than TreatmentPlanSearch.Refresh, or when a pull sees the plan change.
+// The link is hashed content like any other: a new answer rewrites the
+// plan or note. Where the plan says so, references to the client's goals
+// are added to the treatment plan, with If-Match, adding only. The employment
 // specialist (a Practitioner shared by their clients) and the client's
 // CareTeam are written before the plan that names them, where the plan
 // allows.

@@ -262,6 +262,12 @@ func (e *Engine) pullWritten(ctx context.Context, conn *Connection, typ string) 
 			}
 		}
 		if lk == "" {
+			if typ == "CarePlan" {
+				// Perhaps a client's treatment plan: the link may change.
+				if err := e.treatmentPlanChanged(ctx, conn, en.Resource); err != nil {
+					return s, err
+				}
+			}
 			continue // not the adapter's
 		}
 		le, err := e.Store.LedgerGet(ctx, conn.Name, lk)

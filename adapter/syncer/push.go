@@ -505,6 +505,7 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 		return out
 	}
 	var bundled map[mappings.Key]bool
+	singlesDone := false // every resource the Bundle left was written one by one
 	all := slices.Concat(goals(), team(), rest())
 	if kind := e.bundleKind(conn, all); kind != "" {
 		// In a transaction, references to new goals are their urn:uuid
@@ -512,7 +513,12 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 		// carries only updates of resources the EHR already holds.
 		w, written, done, err := e.pushBundle(ctx, conn, kind, all, canonical, clientID, ver)
 		s.add(w)
-		if done || err != nil {
+		if err != nil {
+			return s, err
+		}
+		if done {
+			w, err := e.linkGoals(ctx, conn, c, treatmentPlan)
+			s.add(w)
 			return s, err
 		}
 		// The Bundle did not write everything: push the rest one by one,
@@ -520,7 +526,7 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 		// says which resource is refused.
 		bundled = written
 		defer func() {
-			if conn.bundles.settled(kind, err == nil, e.now()) {
+			if conn.bundles.settled(kind, singlesDone, e.now()) {
 				e.log().InfoContext(ctx, "the EHR refuses these Bundles; writing one by one for a while", "connection", conn.Name, "mode", kind)
 			}
 		}()
@@ -537,7 +543,11 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 			}
 		}
 	}
-	return s, nil
+	singlesDone = true
+	// The goals are in the EHR now: the treatment plan can name them.
+	w, err := e.linkGoals(ctx, conn, c, treatmentPlan)
+	s.add(w)
+	return s, err
 }
 
 // canonicalEntries maps every resource of the client with no EHR-specific

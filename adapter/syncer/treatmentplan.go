@@ -1,6 +1,7 @@
 package syncer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,8 +11,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ipsfhir/ipsfhir/adapter/ehr"
 	"github.com/ipsfhir/ipsfhir/adapter/plan"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
+	"github.com/ipsfhir/ipsfhir/adapter/telemetry"
 	"github.com/ipsfhir/ipsfhir/ips"
 )
 
@@ -105,7 +108,12 @@ func (e *Engine) treatmentPlanOf(ctx context.Context, conn *Connection, clientID
 		e.log().WarnContext(ctx, "treatment plan search failed; the link stays as it was", "connection", conn.Name, "error_kind", errorToken(err), "status", statusOf(err))
 		return last, nil
 	}
-	if err := e.Store.LedgerPut(ctx, store.LedgerEntry{Connection: conn.Name, Key: lk, ClientID: clientID, ResourceType: "CarePlan", ResourceID: id, UpdatedAt: e.now()}); err != nil {
+	row := store.LedgerEntry{Connection: conn.Name, Key: lk, ClientID: clientID, ResourceType: "CarePlan", ResourceID: id, UpdatedAt: e.now()}
+	if known && le.ResourceID == id {
+		// The same plan: what linkGoals added to it stays known.
+		row.ContentHash, row.VersionID = le.ContentHash, le.VersionID
+	}
+	if err := e.Store.LedgerPut(ctx, row); err != nil {
 		return "", fmt.Errorf("%w: ledger: %w", errStore, err)
 	}
 	if id == "" {
@@ -148,42 +156,8 @@ func (e *Engine) findTreatmentPlan(ctx context.Context, conn *Connection, patien
 		if en.Mode != "" && en.Mode != "match" {
 			continue
 		}
-		var r struct {
-			ID     string `json:"id"`
-			Status string `json:"status"`
-			Meta   struct {
-				LastUpdated string `json:"lastUpdated"`
-			} `json:"meta"`
-			Identifier []struct {
-				System string `json:"system"`
-			} `json:"identifier"`
-			Category []struct {
-				Coding []struct {
-					System string `json:"system"`
-					Code   string `json:"code"`
-				} `json:"coding"`
-			} `json:"category"`
-			Period struct {
-				Start string `json:"start"`
-			} `json:"period"`
-		}
-		if json.Unmarshal(en.Resource, &r) != nil || r.ID == "" || r.Status != "active" {
-			continue
-		}
-		if slices.ContainsFunc(r.Identifier, func(id struct {
-			System string `json:"system"`
-		}) bool {
-			return strings.HasPrefix(id.System, "urn:ipsfhir:")
-		}) {
-			continue // an IPS plan: the adapter's own
-		}
-		match := false
-		for _, cc := range r.Category {
-			for _, cd := range cc.Coding {
-				match = match || slices.ContainsFunc(cats, func(c ips.Coding) bool { return c.System == cd.System && c.Code == cd.Code })
-			}
-		}
-		if match {
+		var r carePlanJSON
+		if json.Unmarshal(en.Resource, &r) == nil && r.candidate(cats) {
 			found = append(found, candidate{r.ID, r.Meta.LastUpdated, r.Period.Start})
 		}
 	}
@@ -205,6 +179,53 @@ func (e *Engine) findTreatmentPlan(ctx context.Context, conn *Connection, patien
 	return best.id, nil
 }
 
+// carePlanJSON is what the engine reads of a clinic's CarePlan.
+type carePlanJSON struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+	Meta   struct {
+		VersionID   string `json:"versionId"`
+		LastUpdated string `json:"lastUpdated"`
+	} `json:"meta"`
+	Identifier []struct {
+		System string `json:"system"`
+	} `json:"identifier"`
+	Category []struct {
+		Coding []struct {
+			System string `json:"system"`
+			Code   string `json:"code"`
+		} `json:"coding"`
+	} `json:"category"`
+	Period struct {
+		Start string `json:"start"`
+	} `json:"period"`
+	Subject struct {
+		Reference string `json:"reference"`
+	} `json:"subject"`
+}
+
+// candidate reports whether the CarePlan can be the treatment plan: active,
+// of one of the categories, and not an IPS plan (no urn:ipsfhir:
+// identifier: this program's or another's).
+func (r carePlanJSON) candidate(cats []ips.Coding) bool {
+	if r.ID == "" || r.Status != "active" {
+		return false
+	}
+	for _, id := range r.Identifier {
+		if strings.HasPrefix(id.System, "urn:ipsfhir:") {
+			return false
+		}
+	}
+	for _, cc := range r.Category {
+		for _, cd := range cc.Coding {
+			if slices.ContainsFunc(cats, func(c ips.Coding) bool { return c.System == cd.System && c.Code == cd.Code }) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // instant reads a FHIR instant, dateTime or date; the zero time when it
 // is absent or unreadable (such a plan is chosen last).
 func instant(s string) time.Time {
@@ -214,4 +235,173 @@ func instant(s string) time.Time {
 		}
 	}
 	return time.Time{}
+}
+
+// treatmentPlanChanged looks at a CarePlan a pull found changed that is not
+// the adapter's (pullWritten polls CarePlan where the IPS plan is written
+// natively). When it may change which treatment plan a client's IPS plan
+// links to (it is the plan linked now, or an active plan of the
+// treatment-plan categories), the client's answer is marked stale and the
+// client queued, so that the next push searches again at once rather than
+// after Refresh. Changes the last search already saw, and the adapter's own
+// update of the plan (goals added, see linkGoals), are left alone. Only
+// store errors are returned.
+func (e *Engine) treatmentPlanChanged(ctx context.Context, conn *Connection, raw []byte) error {
+	if conn.Plan.Concept(plan.TreatmentPlan).Path != plan.ReadOnly {
+		return nil
+	}
+	var r carePlanJSON
+	if json.Unmarshal(raw, &r) != nil || r.ID == "" {
+		return nil
+	}
+	typ, pid := splitReference(r.Subject.Reference)
+	if typ != "Patient" {
+		return nil
+	}
+	pat, err := e.Store.LedgerByResource(ctx, conn.Name, "Patient", pid)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // not a patient of the program's
+	}
+	if err != nil {
+		return fmt.Errorf("%w: ledger: %w", errStore, err)
+	}
+	sys, val, ok := strings.Cut(strings.TrimPrefix(pat.Key, "Patient|"), "|")
+	if !ok {
+		return nil
+	}
+	cli, err := e.Store.ClientByPatient(ctx, sys, val)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%w: client by patient: %w", errStore, err)
+	}
+	le, err := e.Store.LedgerGet(ctx, conn.Name, treatmentPlanKey(cli.Client.ID))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // never looked up: the first push searches
+	}
+	if err != nil {
+		return fmt.Errorf("%w: ledger: %w", errStore, err)
+	}
+	changed := instant(r.Meta.LastUpdated)
+	switch {
+	case le.ResourceID == r.ID && r.Meta.VersionID != "" && r.Meta.VersionID == le.VersionID:
+		return nil // the adapter's own update (goals added)
+	case !changed.IsZero() && changed.Before(le.UpdatedAt.Add(-e.overlap())):
+		return nil // the last search saw it
+	case le.ResourceID != r.ID && !r.candidate(conn.TreatmentPlan.categories()):
+		return nil // neither linked nor a candidate
+	}
+	le.UpdatedAt = time.Unix(0, 0).UTC() // stale: the next push searches
+	if err := e.Store.LedgerPut(ctx, le); err != nil {
+		return fmt.Errorf("%w: ledger: %w", errStore, err)
+	}
+	if err := e.Store.Enqueue(ctx, conn.Name, cli.Client.ID); err != nil {
+		return fmt.Errorf("%w: enqueue: %w", errStore, err)
+	}
+	return nil
+}
+
+// linkGoals puts references to the client's goals into the clinic's
+// treatment plan (its CarePlan.goal), where the plan says so
+// (plan.AddsGoalsToTreatmentPlan: the connection opts in, goals are written
+// natively and the EHR updates CarePlan with If-Match). The clinic owns that plan: it is read
+// first, only references to the client's goals it lacks are added (nothing
+// in it is removed or changed), and the update carries If-Match with the
+// version read, so a clinician's edit in between makes it fail (409 or
+// 412) and the item's retry reads again; a lost answer is retried the same
+// way and adds nothing twice. What was linked is remembered on the
+// treatment-plan row (ContentHash, with the version written), so the plan
+// is read again only when the goals or the link change; a reference a
+// clinician removes is not added back until then.
+func (e *Engine) linkGoals(ctx context.Context, conn *Connection, c *ips.Client, treatmentPlan string) (PushSummary, error) {
+	var s PushSummary
+	rp := conn.Plan.Type("CarePlan")
+	if !conn.Plan.AddsGoalsToTreatmentPlan() || treatmentPlan == "" || len(c.Goals) == 0 ||
+		rp == nil || rp.Concurrency != plan.IfMatch || !conn.Plan.Allows("CarePlan", "read") || !conn.Plan.Allows("CarePlan", "update") {
+		return s, nil
+	}
+	var refs []string
+	for _, g := range c.Goals {
+		le, err := e.Store.LedgerGet(ctx, conn.Name, ledgerKey(conn.Mapping.GoalKey(c, g)))
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return s, fmt.Errorf("%w: ledger: %w", errStore, err)
+		}
+		if le.ResourceID != "" {
+			refs = append(refs, "Goal/"+le.ResourceID)
+		}
+	}
+	slices.Sort(refs)
+	want := hashBytes([]byte(treatmentPlan + "\n" + strings.Join(refs, "\n")))
+	lk := treatmentPlanKey(c.ID)
+	row, err := e.Store.LedgerGet(ctx, conn.Name, lk)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && row.ContentHash == want) || len(refs) == 0 {
+		return s, nil
+	}
+	if err != nil {
+		return s, fmt.Errorf("%w: ledger: %w", errStore, err)
+	}
+	_, id := splitReference(treatmentPlan)
+	cur, err := conn.EHR.Read(ctx, "CarePlan", id)
+	if errors.Is(err, ehr.ErrNotFound) {
+		return s, nil // gone: the next search finds another, or none
+	}
+	if err != nil {
+		return s, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(cur.Body))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil || m["resourceType"] != "CarePlan" {
+		return s, &pushError{msg: "push: the EHR's copy of the treatment plan is unreadable"}
+	}
+	have := map[string]bool{}
+	goals, _ := m["goal"].([]any)
+	for _, g := range goals {
+		if gm, ok := g.(map[string]any); ok {
+			if t, gid := splitReference(fmt.Sprint(gm["reference"])); t == "Goal" {
+				have["Goal/"+gid] = true
+			}
+		}
+	}
+	version, added := "", 0
+	for _, r := range refs {
+		if !have[r] {
+			goals = append(goals, map[string]any{"reference": r})
+			added++
+		}
+	}
+	if added > 0 {
+		if cur.VersionID == "" {
+			e.log().WarnContext(ctx, "treatment plan read without a version: the goals are not added without If-Match", "connection", conn.Name)
+			return s, nil
+		}
+		m["goal"] = goals
+		body, err := json.Marshal(m)
+		if err != nil {
+			return s, &pushError{msg: "push: encode the treatment plan"}
+		}
+		resp, err := conn.EHR.Update(ctx, "CarePlan", id, body, cur.VersionID)
+		if err != nil {
+			return s, err
+		}
+		version = resp.VersionID
+		s.Written++
+		e.record(ctx, conn.Name, "CarePlan", telemetry.OutcomeWritten, nil)
+	}
+	now, err := e.Store.LedgerGet(ctx, conn.Name, lk)
+	if err != nil {
+		return s, fmt.Errorf("%w: ledger: %w", errStore, err)
+	}
+	if now.ResourceID != id {
+		return s, nil // another search moved the link meanwhile
+	}
+	now.ContentHash = want
+	if version != "" {
+		now.VersionID = version
+	}
+	if err := e.Store.LedgerPut(ctx, now); err != nil {
+		return s, fmt.Errorf("%w: ledger: %w", errStore, err)
+	}
+	return s, nil
 }

@@ -6,10 +6,12 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ipsfhir/ipsfhir/adapter/plan"
 	"github.com/ipsfhir/ipsfhir/conformance/peer"
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/ips/synth"
@@ -158,29 +160,31 @@ func TestIPSPlanIsPartOfTheTreatmentPlan(t *testing.T) {
 		t.Errorf("second push searched CarePlan %d times, want 0 (the lookup is remembered)", n)
 	}
 
-	// The clinic replaces the treatment plan; once the lookup is stale the
-	// link follows, and only that plan is written.
-	old, err := r.client.Read(ctx, "CarePlan", "mh-plan")
-	if err != nil {
+	// The clinic replaces the treatment plan: a pull sees the change, and
+	// the next push links the new plan, writing only the IPS plan.
+	if _, err := r.engine.PullOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
-	body := strings.Replace(string(old.Body), `"status":"active"`, `"status":"completed"`, 1)
-	if _, err := r.client.Update(ctx, "CarePlan", "mh-plan", []byte(body), ""); err != nil {
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Written != 0 {
+		t.Errorf("push after the first pull: %+v %v; want nothing written", s, err)
+	}
+	r.replaceTreatmentPlan(t, "mh-plan", "mh-plan-2")
+	if _, err := r.engine.PullOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
-	body = strings.Replace(strings.Replace(body, `"status":"completed"`, `"status":"active"`, 1), `"id":"mh-plan"`, `"id":"mh-plan-2"`, 1)
-	if _, err := r.client.Update(ctx, "CarePlan", "mh-plan-2", []byte(body), ""); err != nil {
-		t.Fatal(err)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Written != 1 || s.Items != 1 || s.Failed != 0 {
+		t.Errorf("push after a pull saw the treatment plan change: %+v %v; want that client's IPS plan written", s, err)
 	}
+	r.wantPartOf(t, o.PlanKey(who), "CarePlan/mh-plan-2")
+
+	// Unseen by a pull, the change is found once the lookup is stale.
+	r.replaceTreatmentPlan(t, "mh-plan-2", "mh-plan-3")
 	r.engine.Now = func() time.Time { return start.Add(DefaultTreatmentPlanRefresh + time.Hour) }
 	r.enqueueAll(t)
 	if s, err := r.engine.PushOnce(ctx); err != nil || s.Written != 1 || s.Failed != 0 {
 		t.Errorf("push after the treatment plan changed: %+v %v; want exactly the IPS plan written", s, err)
 	}
-	cp := r.ipsResource(t, "CarePlan", o.PlanKey(who))
-	if partOf, _ := cp["partOf"].([]any); len(partOf) != 1 || refOf(partOf[0]) != "CarePlan/mh-plan-2" {
-		t.Errorf("after the change the IPS plan is partOf %v, want CarePlan/mh-plan-2", partOf)
-	}
+	r.wantPartOf(t, o.PlanKey(who), "CarePlan/mh-plan-3")
 	if _, err := r.engine.PullOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -248,6 +252,33 @@ func TestChartNoteRelatesToTheTreatmentPlan(t *testing.T) {
 	}
 }
 
+// replaceTreatmentPlan completes the clinic's plan from and makes an
+// active copy of it under the id to.
+func (r *rig) replaceTreatmentPlan(t *testing.T, from, to string) {
+	t.Helper()
+	old, err := r.client.Read(t.Context(), "CarePlan", from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := strings.Replace(string(old.Body), `"status":"active"`, `"status":"completed"`, 1)
+	if _, err := r.client.Update(t.Context(), "CarePlan", from, []byte(body), ""); err != nil {
+		t.Fatal(err)
+	}
+	body = strings.Replace(strings.Replace(body, `"status":"completed"`, `"status":"active"`, 1), `"id":"`+from+`"`, `"id":"`+to+`"`, 1)
+	if _, err := r.client.Update(t.Context(), "CarePlan", to, []byte(body), ""); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wantPartOf checks what the IPS plan k is part of.
+func (r *rig) wantPartOf(t *testing.T, k mappings.Key, want string) {
+	t.Helper()
+	cp := r.ipsResource(t, "CarePlan", k)
+	if partOf, _ := cp["partOf"].([]any); len(partOf) != 1 || refOf(partOf[0]) != want {
+		t.Errorf("the IPS plan is partOf %v, want %s", partOf, want)
+	}
+}
+
 func mustSearch(t *testing.T, r *rig, typ string) [][]byte {
 	t.Helper()
 	es, err := r.client.Search(t.Context(), typ, url.Values{"_count": {"1000"}})
@@ -259,4 +290,126 @@ func mustSearch(t *testing.T, r *rig, typ string) [][]byte {
 		out[i] = e.Resource
 	}
 	return out
+}
+
+// TestGoalsAreAddedToTheTreatmentPlan: where the connection asks for it
+// and the EHR updates CarePlan with If-Match, references to the client's
+// goals are added to the clinic's treatment plan, keeping everything it
+// held; a second push (and a pull that sees the update) neither reads nor
+// writes it again; a reference a clinician removes is not put back until
+// the goals change, and then only what is missing is added.
+func TestGoalsAreAddedToTheTreatmentPlan(t *testing.T) {
+	seed, who := treatmentPlanSeed(t)
+	r := newRigWith(t, peer.Options{Seed: seed})
+	ctx := t.Context()
+	meta, err := r.client.Metadata(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.conn.Plan, err = plan.Build(meta, plan.Options{AddGoalsToTreatmentPlan: true}); err != nil {
+		t.Fatal(err)
+	}
+	if !r.conn.Plan.AddsGoalsToTreatmentPlan() {
+		t.Fatalf("plan: %s", r.conn.Plan.Concept(plan.TreatmentPlan).Why)
+	}
+	r.enqueueAll(t)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+		t.Fatalf("push: %+v %v", s, err)
+	}
+	goalRefs := func() []string {
+		t.Helper()
+		resp, err := r.client.Read(ctx, "CarePlan", "mh-plan")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m struct {
+			Title string `json:"title"`
+			Goal  []struct {
+				Reference string `json:"reference"`
+			} `json:"goal"`
+		}
+		if err := json.Unmarshal(resp.Body, &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Title != "Mental health treatment plan" {
+			t.Errorf("the clinic's plan lost its title: %q", m.Title)
+		}
+		var out []string
+		for _, g := range m.Goal {
+			out = append(out, g.Reference)
+		}
+		slices.Sort(out)
+		return out
+	}
+	var want []string
+	for _, g := range who.Goals {
+		le, err := r.store.LedgerGet(ctx, "clinic", ledgerKey(r.conn.Mapping.GoalKey(who, g)))
+		if err != nil || le.ResourceID == "" {
+			t.Fatalf("goal not in the ledger: %v", err)
+		}
+		want = append(want, "Goal/"+le.ResourceID)
+	}
+	slices.Sort(want)
+	if got := goalRefs(); !slices.Equal(got, want) || len(want) == 0 {
+		t.Errorf("treatment plan goals %v, want the client's %v", got, want)
+	}
+
+	version := func() string {
+		t.Helper()
+		resp, err := r.client.Read(ctx, "CarePlan", "mh-plan")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.VersionID
+	}
+	before := version()
+	if _, err := r.engine.PullOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.enqueueAll(t)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Written != 0 {
+		t.Errorf("second push: %+v %v; want nothing written", s, err)
+	}
+	if v := version(); v != before {
+		t.Error("the treatment plan was updated again with nothing changed")
+	}
+
+	// A clinician takes the goals out; they stay out while nothing changes.
+	resp, err := r.client.Read(ctx, "CarePlan", "mh-plan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(resp.Body, &m); err != nil {
+		t.Fatal(err)
+	}
+	delete(m, "goal")
+	body, _ := json.Marshal(m)
+	if _, err := r.client.Update(ctx, "CarePlan", "mh-plan", body, resp.VersionID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.engine.PullOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.enqueueAll(t)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Written != 0 {
+		t.Errorf("push after a clinician took the goals out: %+v %v; want nothing written", s, err)
+	}
+	if got := goalRefs(); len(got) != 0 {
+		t.Errorf("goals put back: %v", got)
+	}
+	// A new goal: the plan is read again and every goal it lacks is added.
+	for _, c := range r.cl.Clients {
+		if c.ID == who.ID {
+			who = c // the rig's copy, which it saves
+		}
+	}
+	who.Goals = append(who.Goals, &ips.Goal{ID: "g-new", Description: "Work in a garden centre", Status: ips.GoalProposed, Start: ips.MustDate("2026-11-02")})
+	r.enqueueAll(t)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+		t.Fatalf("push with a new goal: %+v %v", s, err)
+	}
+	if got := goalRefs(); len(got) != len(want)+1 {
+		t.Errorf("after a new goal the treatment plan names %v, want all %d goals", got, len(want)+1)
+	}
 }
