@@ -84,6 +84,7 @@ func TestOnPostgres(t *testing.T) {
 	t.Run("ClinicianChange", TestClinicianGoalChangeComesBackAndIsNotEchoed)
 	t.Run("Conflict", TestBothSidesChangedIsAConflictWithTheConfiguredWinner)
 	t.Run("Referral", TestReferralEnrollsOnce)
+	t.Run("TreatmentPlan", TestIPSPlanIsPartOfTheTreatmentPlan)
 }
 
 func newRig(t *testing.T, capability string, edit ...func(*ips.Caseload)) *rig {

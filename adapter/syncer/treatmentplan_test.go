@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipsfhir/ipsfhir/adapter/ehr"
 	"github.com/ipsfhir/ipsfhir/adapter/plan"
+	"github.com/ipsfhir/ipsfhir/conformance/faultproxy"
 	"github.com/ipsfhir/ipsfhir/conformance/peer"
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/ips/synth"
@@ -411,5 +413,72 @@ func TestGoalsAreAddedToTheTreatmentPlan(t *testing.T) {
 	}
 	if got := goalRefs(); len(got) != len(want)+1 {
 		t.Errorf("after a new goal the treatment plan names %v, want all %d goals", got, len(want)+1)
+	}
+}
+
+// TestTreatmentPlanSearchFailureDoesNotHoldThePushBack: when the search
+// for the treatment plan fails, everything is still written (without the
+// link), and the client's next push searches again and links it.
+func TestTreatmentPlanSearchFailureDoesNotHoldThePushBack(t *testing.T) {
+	seed, who := treatmentPlanSeed(t)
+	r := newRigWith(t, peer.Options{Seed: seed})
+	ctx := t.Context()
+	// Every search by patient for CarePlans fails.
+	r.proxiedWith(t, faultproxy.Options{Rate: 1, Kinds: []faultproxy.Kind{faultproxy.Kind503},
+		Scope: faultproxy.Match{Method: "GET", Func: func(_, path, q string) bool { return path == "CarePlan" && strings.Contains(q, "patient=") }}},
+		ehr.Options{MaxAttempts: 1})
+	r.enqueueAll(t)
+	s, err := r.engine.PushOnce(ctx)
+	if err != nil || s.Failed != 0 || s.Written == 0 {
+		t.Fatalf("push with the treatment plan search failing: %+v %v; want everything written", s, err)
+	}
+	if partOf := r.ipsResource(t, "CarePlan", r.conn.Mapping.PlanKey(who))["partOf"]; partOf != nil {
+		t.Errorf("linked although the search failed: %v", partOf)
+	}
+	r.conn.EHR = r.client // the EHR answers again
+	r.enqueueAll(t)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Written != 1 {
+		t.Errorf("next push: %+v %v; want the IPS plan written with the link", s, err)
+	}
+	r.wantPartOf(t, r.conn.Mapping.PlanKey(who), "CarePlan/mh-plan")
+}
+
+// TestGoalsAddedOnceAfterALostAnswer: the update that adds the goals to the
+// treatment plan is applied but its answer is lost; the retry reads the
+// plan, finds the goals there and adds nothing twice.
+func TestGoalsAddedOnceAfterALostAnswer(t *testing.T) {
+	seed, who := treatmentPlanSeed(t)
+	r := newRigWith(t, peer.Options{Seed: seed})
+	ctx := t.Context()
+	meta, err := r.client.Metadata(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.conn.Plan, err = plan.Build(meta, plan.Options{AddGoalsToTreatmentPlan: true}); err != nil {
+		t.Fatal(err)
+	}
+	p := r.proxiedWith(t, faultproxy.Options{}, ehr.Options{MaxAttempts: 1})
+	lost := p.Once(faultproxy.Match{Method: "PUT", PathPrefix: "CarePlan/mh-plan"}, faultproxy.KindLostReply)
+	r.enqueueAll(t)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 1 {
+		t.Fatalf("push with the answer lost: %+v %v; want that client's item failed", s, err)
+	}
+	<-lost.Done()
+	makeDue(t, r)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 || s.Written != 0 {
+		t.Errorf("retry: %+v %v; want every item done, nothing written again", s, err)
+	}
+	resp, err := r.client.Read(ctx, "CarePlan", "mh-plan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Goal []struct{ Reference string } `json:"goal"`
+	}
+	if err := json.Unmarshal(resp.Body, &m); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Goal) != len(who.Goals) {
+		t.Errorf("the treatment plan names %d goals, want the client's %d once each: %v", len(m.Goal), len(who.Goals), m.Goal)
 	}
 }
