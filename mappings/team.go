@@ -123,10 +123,12 @@ func CareTeam(c *ips.Client, o Options) *ctpb.CareTeam {
 // identifier (and literal id once known) with the name as display where it
 // is written, the name alone otherwise; nil when none is recorded.
 func (o Options) specialistRef(c *ips.Client) *dtpb.Reference {
-	name := oneLine(c.Specialist)
-	if name == "" {
+	if oneLine(c.Specialist) == "" {
 		return nil
 	}
+	// The name as recorded, as the plan has always named the specialist
+	// (and reads it back).
+	name := c.Specialist
 	if k, ok := o.SpecialistKey(c); ok && o.SpecialistRecord {
 		r := o.recordRef(k, "Practitioner")
 		r.Display = fstr(name)

@@ -136,7 +136,7 @@ func TestIPSPlanIsPartOfTheTreatmentPlan(t *testing.T) {
 			specialists[k.Value()] = true
 			author, _ := cp["author"].(map[string]any)
 			id, _ := author["identifier"].(map[string]any)
-			if id["value"] != k.Value() || author["display"] != strings.Join(strings.Fields(c.Specialist), " ") {
+			if id["value"] != k.Value() || author["display"] != c.Specialist {
 				t.Errorf("plan author %v, want the specialist's Practitioner", author)
 			}
 		}
