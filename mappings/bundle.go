@@ -17,7 +17,8 @@ type Entry struct {
 }
 
 // ClientEntries maps everything about one client, in the order a server must
-// see it: goals before the plan that references them, then jobs, employment
+// see it: goals, the specialist and the care team (TeamEntries) before the
+// plan that references them, then jobs, employment
 // status records (EmploymentStatusRecords, with PRAPARE answers when
 // configured) and the chart note.
 func ClientEntries(c *ips.Client, o Options) []Entry {
@@ -25,6 +26,7 @@ func ClientEntries(c *ips.Client, o Options) []Entry {
 	for _, g := range c.Goals {
 		out = append(out, Entry{o.GoalKey(c, g), "Goal", &bpb.ContainedResource{OneofResource: &bpb.ContainedResource_Goal{Goal: Goal(c, g, o)}}})
 	}
+	out = append(out, TeamEntries(c, o)...)
 	out = append(out, Entry{o.PlanKey(c), "CarePlan", &bpb.ContainedResource{OneofResource: &bpb.ContainedResource_CarePlan{CarePlan: CarePlan(c, o)}}})
 	for _, j := range c.Jobs {
 		out = append(out, Entry{o.JobKey(c, j), "Observation", &bpb.ContainedResource{OneofResource: &bpb.ContainedResource_Observation{Observation: JobObservation(c, j, o)}}})
@@ -36,6 +38,23 @@ func ClientEntries(c *ips.Client, o Options) []Entry {
 		}
 	}
 	out = append(out, Entry{o.PlanNoteKey(c), "DocumentReference", &bpb.ContainedResource{OneofResource: &bpb.ContainedResource_DocumentReference{DocumentReference: PlanNote(c, o)}}})
+	return out
+}
+
+// TeamEntries maps the client's specialist (Options.SpecialistRecord) and
+// care team (Options.CareTeamRecord), as far as the options say they are
+// written; none by default.
+func TeamEntries(c *ips.Client, o Options) []Entry {
+	var out []Entry
+	if o.SpecialistRecord {
+		if p, ok := Practitioner(c, o); ok {
+			k, _ := o.SpecialistKey(c)
+			out = append(out, Entry{k, "Practitioner", &bpb.ContainedResource{OneofResource: &bpb.ContainedResource_Practitioner{Practitioner: p}}})
+		}
+	}
+	if o.CareTeamRecord {
+		out = append(out, Entry{o.CareTeamKey(c), "CareTeam", &bpb.ContainedResource{OneofResource: &bpb.ContainedResource_CareTeam{CareTeam: CareTeam(c, o)}}})
+	}
 	return out
 }
 
@@ -62,8 +81,15 @@ func CaseloadBundle(cl *ips.Caseload, o Options, t BundleType) (*bpb.Bundle, err
 		o.ProgramName = cl.Program.Name
 	}
 	var entries []Entry
+	seen := map[Key]bool{}
 	for _, c := range cl.Clients {
-		entries = append(entries, ClientEntries(c, o)...)
+		for _, e := range ClientEntries(c, o) {
+			// A specialist is one record for all their clients.
+			if !seen[e.Key] {
+				seen[e.Key] = true
+				entries = append(entries, e)
+			}
+		}
 	}
 	return EntriesBundle(entries, t)
 }

@@ -41,7 +41,10 @@ var supportToActivityStatus = map[ips.SupportStatus]cpb.CarePlanActivityStatusCo
 
 // CarePlan maps a client's IPS plan to a FHIR CarePlan (profile ips-careplan,
 // on US Core CarePlan): the goals it pursues, one activity per support, and a
-// narrative a clinician can read in the chart. Goals are referenced by their
+// narrative a clinician can read in the chart. It is part of the client's
+// mental health treatment plan where one is known (Options.TreatmentPlan),
+// its author is the employment specialist, and it names the care team where
+// that is written. Goals are referenced by their
 // Bundle fullUrl, which a FHIR server rewrites to its own ids in a transaction.
 func CarePlan(c *ips.Client, o Options) *cppb.CarePlan {
 	k := o.PlanKey(c)
@@ -59,8 +62,15 @@ func CarePlan(c *ips.Client, o Options) *cppb.CarePlan {
 		Subject: o.subject(c),
 		Period:  enrollmentPeriod(c),
 	}
-	if c.Specialist != "" {
-		out.Contributor = []*dtpb.Reference{{Display: fstr(c.Specialist)}}
+	if s := o.specialistRef(c); s != nil {
+		out.Author = s
+		out.Contributor = []*dtpb.Reference{o.specialistRef(c)}
+	}
+	if ct := o.careTeamRef(c); ct != nil {
+		out.CareTeam = []*dtpb.Reference{ct}
+	}
+	if tp := o.treatmentPlan(c); tp != nil {
+		out.PartOf = []*dtpb.Reference{tp}
 	}
 	for _, g := range c.Goals {
 		out.Goal = append(out.Goal, literalRef(o.ref(o.GoalKey(c, g))))

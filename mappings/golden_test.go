@@ -51,6 +51,19 @@ func TestGolden(t *testing.T) {
 	afterClose.Now = time.Date(2026, 7, 2, 9, 0, 0, 0, time.UTC)
 	amending := afterClose
 	amending.NoteReleased = func(Key) bool { return true }
+	// Written where the EHR takes the team and has a treatment plan: the
+	// plan and the note link to it and name the specialist by identifier.
+	linked := o
+	linked.SpecialistRecord, linked.CareTeamRecord = true, true
+	linked.TreatmentPlan = func(*ips.Client) string { return "CarePlan/mh-plan-7" }
+	linked.PatientReference = func(ips.Identifier) string { return "Patient/p-100001" }
+	linked.Reference = func(k Key) string {
+		if k.Kind == KindSpecialist {
+			return "Practitioner/es-1"
+		}
+		return ""
+	}
+	practitioner, _ := Practitioner(c, linked)
 	cases := []struct {
 		name string
 		res  proto.Message
@@ -71,6 +84,10 @@ func TestGolden(t *testing.T) {
 		{"job-last-known", JobObservation(closed, closed.Jobs[1], afterClose)},
 		{"employment-status-last-known", EmploymentStatusObservation(closed, closed.Employment[3], afterClose)},
 		{"plan-note-closed-amended", PlanNote(closed, amending)},
+		{"careplan-linked", CarePlan(c, linked)},
+		{"plan-note-linked", PlanNote(c, linked)},
+		{"practitioner", practitioner},
+		{"careteam", CareTeam(c, linked)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -281,7 +281,6 @@ func TestMustSupportElementsLeftOut(t *testing.T) {
 		"employment-status-closed":  nil,
 		"prapare-employment":        nil,
 		"plan-note": {
-			"DocumentReference.author (profile us-core-documentreference)",
 			"DocumentReference.content.attachment.url (profile us-core-documentreference)",
 			"DocumentReference.content.format (profile us-core-documentreference)",
 			"DocumentReference.context.encounter (profile us-core-documentreference)",

@@ -20,7 +20,9 @@ func (o Options) PlanNoteKey(c *ips.Client) Key { return o.key(KindPlanNote, c.I
 // (profile ips-plan-note): the fallback for EHRs that refuse Goal and CarePlan
 // writes but accept clinical notes. Its date (Options.Now) is the date the
 // note speaks for. A note already in the chart (Options.NoteReleased) is
-// updated as an amendment: docStatus amended, not final.
+// updated as an amendment: docStatus amended, not final. Its author is the
+// employment specialist, and it relates to the client's mental health
+// treatment plan where one is known (context.related).
 func PlanNote(c *ips.Client, o Options) *drpb.DocumentReference {
 	k := o.PlanNoteKey(c)
 	docStatus := cpb.CompositionStatusCode_FINAL
@@ -49,6 +51,12 @@ func PlanNote(c *ips.Client, o Options) *drpb.DocumentReference {
 	}
 	if !o.Now.IsZero() {
 		out.Date = finstant(o.Now)
+	}
+	if s := o.specialistRef(c); s != nil {
+		out.Author = []*dtpb.Reference{s}
+	}
+	if tp := o.treatmentPlan(c); tp != nil {
+		out.Context.Related = []*dtpb.Reference{tp}
 	}
 	return out
 }

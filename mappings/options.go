@@ -49,6 +49,20 @@ type Options struct {
 	// document: docStatus amended, never a silent rewrite of a final note.
 	// nil: every note is a first version (docStatus final).
 	NoteReleased func(Key) bool
+	// TreatmentPlan returns the EHR's literal reference ("CarePlan/123") to
+	// the client's mental health treatment plan, the clinic's own CarePlan:
+	// the IPS CarePlan is partOf it and the chart note relates to it
+	// (context.related), so the chart shows employment as part of
+	// treatment. "" (or nil): none known, no link.
+	TreatmentPlan func(*ips.Client) string
+	// SpecialistRecord says the employment specialist is written as a
+	// Practitioner (Practitioner, SpecialistKey): the plan and the note
+	// name it as author by identifier. false names the specialist by
+	// display alone.
+	SpecialistRecord bool
+	// CareTeamRecord says the client's IPS care team is written as a
+	// CareTeam (CareTeam, CareTeamKey), which the plan refers to.
+	CareTeamRecord bool
 }
 
 // DefaultSecurity labels IPS records as restricted psychiatric information:
@@ -89,6 +103,14 @@ const (
 	KindPlanResponse     Kind = "plan-response"
 	KindReferralTask     Kind = "referral-task"
 	KindEpisode          Kind = "episode"
+	// KindSpecialist is an employment specialist: one record per program
+	// and specialist as recorded, shared by their clients (the key has a
+	// Record and no Client).
+	KindSpecialist Kind = "specialist"
+	KindCareTeam   Kind = "care-team"
+	// KindProgram identifies the IPS program itself (the Organization the
+	// care team names); ipsfhir writes no record of it.
+	KindProgram Kind = "program"
 )
 
 // IdentifierSystem is the business-identifier namespace of a kind of record
@@ -109,10 +131,14 @@ type Key struct {
 // System is the key's identifier.system.
 func (k Key) System() string { return IdentifierSystem(k.Program, k.Kind) }
 
-// Value is the key's identifier.value: {client} or {client}/{record}.
+// Value is the key's identifier.value: {client}, {client}/{record}, or
+// {record} for a record no client owns (a specialist).
 func (k Key) Value() string {
-	if k.Record == "" {
+	switch {
+	case k.Record == "":
 		return k.Client
+	case k.Client == "":
+		return k.Record
 	}
 	return k.Client + "/" + k.Record
 }
@@ -150,6 +176,18 @@ func (o Options) ref(k Key) string {
 		}
 	}
 	return k.FullURL()
+}
+
+// treatmentPlan is the literal reference to the client's treatment plan,
+// or nil.
+func (o Options) treatmentPlan(c *ips.Client) *dtpb.Reference {
+	if o.TreatmentPlan == nil {
+		return nil
+	}
+	if ref := o.TreatmentPlan(c); ref != "" {
+		return literalRef(ref)
+	}
+	return nil
 }
 
 func (o Options) key(k Kind, client, record string) Key {

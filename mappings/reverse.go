@@ -63,7 +63,12 @@ func ParseKey(system, value string) (Key, bool) {
 	}
 	k := Key{Program: program, Kind: Kind(kind)}
 	switch k.Kind {
-	case KindPlan, KindPlanNote:
+	case KindSpecialist:
+		if value == "" || strings.Contains(value, "/") {
+			return Key{}, false
+		}
+		k.Record = value
+	case KindPlan, KindPlanNote, KindCareTeam:
 		if value == "" || strings.Contains(value, "/") {
 			return Key{}, false
 		}

@@ -13,7 +13,8 @@ import (
 // CaseloadFromBundle reads a Bundle of ipsfhir resources (as CaseloadBundle
 // writes them, or as searched back from an EHR) into a caseload, grouped by
 // client. Derived resources (PRAPARE answers, chart notes, employment
-// statuses derived from job records) are skipped; an
+// statuses derived from job records, the specialist's Practitioner and the
+// care team) are skipped; an
 // active referral to IPS for a patient with no plan in the Bundle becomes a
 // new client. Anything else, and any record whose client has no plan in the
 // Bundle, is a problem: nothing is dropped silently. The result is a
@@ -104,6 +105,9 @@ func CaseloadFromBundle(b *bpb.Bundle, ro ReferralOptions) (*ips.Caseload, error
 			}
 		case res.GetDocumentReference() != nil:
 			// The chart note is rendered from the plan; nothing to read back.
+		case res.GetPractitioner() != nil, res.GetCareTeam() != nil:
+			// The specialist and the care team are derived from the
+			// client (the plan names the specialist); nothing to read back.
 		case res.GetServiceRequest() != nil:
 			sr := res.GetServiceRequest()
 			if !IsIPSReferral(sr, ReferralMatch{}) {

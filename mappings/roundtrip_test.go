@@ -113,3 +113,36 @@ func TestNotEnrolledClientsMapAndRoundTrip(t *testing.T) {
 		t.Errorf("declined referral's plan status %s, want revoked", got)
 	}
 }
+
+// TestRoundTripWithTeam: a Bundle with the specialists, care teams and
+// treatment-plan links (as sync writes them where the EHR takes them)
+// reads back to the same caseload, each specialist once.
+func TestRoundTripWithTeam(t *testing.T) {
+	cl := synth.GenerateSample()
+	o := Options{SpecialistRecord: true, CareTeamRecord: true, TreatmentPlan: func(c *ips.Client) string { return "CarePlan/mh-" + c.ID }}
+	b, err := CaseloadBundle(cl, o, Transaction)
+	if err != nil {
+		t.Fatal(err)
+	}
+	practitioners := map[string]int{}
+	for _, e := range b.GetEntry() {
+		if p := e.GetResource().GetPractitioner(); p != nil {
+			practitioners[p.GetIdentifier()[0].GetValue().GetValue()]++
+		}
+	}
+	for v, n := range practitioners {
+		if n != 1 {
+			t.Errorf("specialist %s is in the Bundle %d times", v, n)
+		}
+	}
+	if len(practitioners) == 0 {
+		t.Error("no Practitioner in the Bundle")
+	}
+	back, err := CaseloadFromBundle(b, ReferralOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(InFHIR(cl), ips.Normalize(back)); d != "" {
+		t.Fatalf("round trip changed the sample (-in +out):\n%s", d)
+	}
+}

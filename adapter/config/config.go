@@ -338,7 +338,8 @@ type Connection struct {
 	Winners Winners `yaml:"winners"`
 	// Overrides force an IPS concept's path in the sync plan: concept
 	// (employment-goal, ips-plan, job-outcome, employment-status,
-	// chart-note, referral-intake) → native, chart-note or none. A path the
+	// chart-note, referral-intake, treatment-plan, specialist, care-team)
+	// → native, chart-note or none (only none for the last three). A path the
 	// EHR cannot take is refused when the plan is built.
 	Overrides map[string]string `yaml:"overrides"`
 	// Codes are the site's local codes for the employment observations
@@ -350,6 +351,10 @@ type Connection struct {
 	// only under site-configured codes; left out, ipsfhir decides from the
 	// EHR's CapabilityStatement (Epic, Oracle Health and athenahealth do).
 	SiteCodedObservations *bool `yaml:"siteCodedObservations"`
+	// TreatmentPlan says which of a patient's CarePlans is the clinic's
+	// mental health treatment plan, which the IPS plan is linked to (see
+	// TreatmentPlan).
+	TreatmentPlan TreatmentPlan `yaml:"treatmentPlan"`
 	// TestPatient is the EHR Patient id that `ipsfhir check --write-tests`
 	// writes to and cleans up; never a real patient's.
 	TestPatient string `yaml:"testPatient"`
@@ -361,6 +366,69 @@ type Connection struct {
 	// (syncer.RetrySchedule). A file that leaves it, or any of its keys,
 	// out gets DefaultRetry's values; a Connection built in code must set it.
 	Retry Retry `yaml:"retry"`
+}
+
+// TreatmentPlan picks the patient's mental health treatment plan among their
+// CarePlans in the EHR: an active one with one of Categories, not written
+// by ipsfhir. The IPS CarePlan is partOf it, and the chart note relates to
+// it. The zero value takes every default (syncer.TreatmentPlanSearch, which
+// a test holds to these keys).
+type TreatmentPlan struct {
+	// Categories mark the treatment plan, any one by system and code.
+	// Empty: US Core's careplan-category assess-plan.
+	Categories []Coding `yaml:"categories"`
+	// Choose picks one of several: lastUpdated (the most recently
+	// updated; the default) or periodStart (the latest to start).
+	Choose string `yaml:"choose"`
+	// Refresh is how long the answer found for a client is used before
+	// the next push of the client searches again. Zero: 24h.
+	Refresh time.Duration `yaml:"refresh"`
+	// AddGoals adds references to the client's IPS goals to the treatment
+	// plan (CarePlan.goal): an update of the clinic's own CarePlan, made
+	// only where the EHR updates CarePlan with If-Match and goals are
+	// written natively. Off by default: the clinic owns its plan.
+	AddGoals bool `yaml:"addGoals"`
+}
+
+// Ways TreatmentPlan.Choose picks among several treatment plans.
+const (
+	ChooseLastUpdated = "lastUpdated"
+	ChoosePeriodStart = "periodStart"
+)
+
+// TreatmentPlanCategories returns Categories as domain codings, nil for
+// the default.
+func (t TreatmentPlan) TreatmentPlanCategories() []ips.Coding {
+	if len(t.Categories) == 0 {
+		return nil
+	}
+	out := make([]ips.Coding, len(t.Categories))
+	for i, c := range t.Categories {
+		out[i] = ips.Coding{System: c.System, Code: c.Code}
+	}
+	return out
+}
+
+func (t TreatmentPlan) problems(p string, ps *problems) {
+	for i, c := range t.Categories {
+		cp := index(child(p, "categories"), i)
+		if c.System == "" {
+			ps.add(child(cp, "system"), "is required")
+		} else if !isAbsoluteURI(c.System) {
+			ps.add(child(cp, "system"), "must be an absolute URI")
+		}
+		if c.Code == "" {
+			ps.add(child(cp, "code"), "is required")
+		}
+	}
+	switch t.Choose {
+	case "", ChooseLastUpdated, ChoosePeriodStart:
+	default:
+		ps.add(child(p, "choose"), "must be %s or %s", ChooseLastUpdated, ChoosePeriodStart)
+	}
+	if t.Refresh != 0 && t.Refresh < time.Minute {
+		ps.add(child(p, "refresh"), "must be at least 1m (or left out for 24h): each refresh is a search per client pushed")
+	}
 }
 
 // Retry spaces the retries of a connection's failing outbox items: Initial
@@ -385,7 +453,7 @@ var codedConcepts = []plan.Concept{plan.JobOutcome, plan.EmploymentStatus}
 // PlanOptions returns the plan options the connection's keys give.
 // Validate has checked them.
 func (c Connection) PlanOptions() plan.Options {
-	o := plan.Options{SiteCodedObservations: c.SiteCodedObservations}
+	o := plan.Options{SiteCodedObservations: c.SiteCodedObservations, AddGoalsToTreatmentPlan: c.TreatmentPlan.AddGoals}
 	for k, v := range c.Overrides {
 		if o.Overrides == nil {
 			o.Overrides = map[plan.Concept]plan.Path{}
@@ -968,6 +1036,7 @@ func (cn *Connection) problems(p string, ps *problems) {
 		ps.add(child(p, "timeout"), "must be at least 1s: it bounds each request to the EHR")
 	}
 	cn.Retry.problems(child(p, "retry"), ps)
+	cn.TreatmentPlan.problems(child(p, "treatmentPlan"), ps)
 	if cn.TestPatient != "" && !fhirIDPattern.MatchString(cn.TestPatient) {
 		ps.add(child(p, "testPatient"), "must be a FHIR Patient id: 1 to 64 letters, digits, '-' or '.'")
 	}

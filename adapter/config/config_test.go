@@ -700,3 +700,43 @@ func TestCursorKey(t *testing.T) {
 		t.Errorf("a short key: %q, %v", k, err)
 	}
 }
+
+// TestTreatmentPlanKeys: the treatment-plan keys reach the sync engine as
+// written, defaults where left out, and bad values are named by key.
+func TestTreatmentPlanKeys(t *testing.T) {
+	c, err := config.Parse([]byte(conn + `    treatmentPlan:
+      categories: [{system: 'http://snomed.info/sct', code: '736353004'}]
+      choose: periodStart
+      refresh: 6h
+      addGoals: true
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := c.Connections[0].TreatmentPlan
+	if !c.Connections[0].PlanOptions().AddGoalsToTreatmentPlan {
+		t.Error("addGoals does not reach the plan")
+	}
+	if cats := tp.TreatmentPlanCategories(); len(cats) != 1 || cats[0].Code != "736353004" || tp.Choose != syncer.ChoosePeriodStart || tp.Refresh != 6*time.Hour {
+		t.Errorf("treatment plan %+v", tp)
+	}
+	c, err = config.Parse([]byte(conn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tp := c.Connections[0].TreatmentPlan; tp.TreatmentPlanCategories() != nil || tp.Choose != "" || tp.Refresh != 0 {
+		t.Errorf("left out: %+v, want the engine's defaults", tp)
+	}
+	if config.ChooseLastUpdated != syncer.ChooseLastUpdated || config.ChoosePeriodStart != syncer.ChoosePeriodStart {
+		t.Error("config and the sync engine spell the choices differently")
+	}
+	for key, doc := range map[string]string{
+		"connections[0].treatmentPlan.categories[0].code": "    treatmentPlan: {categories: [{system: 'http://snomed.info/sct'}]}\n",
+		"connections[0].treatmentPlan.choose":             "    treatmentPlan: {choose: newest}\n",
+		"connections[0].treatmentPlan.refresh":            "    treatmentPlan: {refresh: 5s}\n",
+	} {
+		if ps := problemsOf(t, conn+doc); !hasProblem(ps, key, "") {
+			t.Errorf("want a problem at %s; got:\n%s", key, list(ps))
+		}
+	}
+}

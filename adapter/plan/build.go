@@ -24,7 +24,18 @@ type Options struct {
 	// SiteCodes marks the concepts (job-outcome, employment-status) the
 	// administrator mapped to a site code.
 	SiteCodes map[Concept]bool
+	// AddGoalsToTreatmentPlan says the administrator asked for the IPS
+	// goals to be added to the clinic's treatment plan (an update of the
+	// clinic's CarePlan); the plan says whether this EHR allows it.
+	AddGoalsToTreatmentPlan bool
 }
+
+// AddsGoalsToTreatmentPlan reports whether the goals are added to the
+// treatment plan: asked for (Options.AddGoalsToTreatmentPlan), the plan is
+// linked, goals are written natively, and the EHR reads and updates
+// CarePlan with If-Match (versioned update): the clinic's plan is never
+// written without the version read.
+func (p *Plan) AddsGoalsToTreatmentPlan() bool { return p.addGoals }
 
 // restrictsObservationCodes recognises the EHRs known to accept Observation
 // writes only under site-configured codes. Their statements cannot say so:
@@ -337,6 +348,7 @@ func (p *Plan) choosePaths(o Options) error {
 		ref.Overridden = true
 	}
 	p.Concepts = append(p.Concepts, ref)
+	errs = append(errs, p.chooseTeamPaths(o)...)
 
 	// Closing the loop with the referrer (the SDOH Clinical Care pattern):
 	// a Task on each referral taken in, received, then accepted or
@@ -374,6 +386,96 @@ func (p *Plan) choosePaths(o Options) error {
 	}
 	p.warn()
 	return nil
+}
+
+// chooseTeamPaths plans the treatment-plan link, the specialist and the
+// care team, after the concepts that carry them are planned.
+func (p *Plan) chooseTeamPaths(o Options) []string {
+	var errs []string
+	// off applies an override: only none is possible for these concepts.
+	off := func(cp *ConceptPlan) {
+		want, ok := o.Overrides[cp.Concept]
+		if !ok || want == cp.Path {
+			return
+		}
+		if want == NoPath {
+			cp.Path, cp.ResourceType = NoPath, ""
+		} else {
+			errs = append(errs, fmt.Sprintf("override %s: %s is not possible: %s", cp.Concept, want, cp.Why))
+		}
+		cp.Overridden = true
+	}
+
+	link := ConceptPlan{Concept: TreatmentPlan, Path: NoPath}
+	_, byPatient := p.types["CarePlan"].Searches("patient")
+	_, patientByID := p.types["Patient"].Searches("identifier")
+	patientByID = patientByID && p.Allows("Patient", "search-type")
+	planNative, note := p.Concept(IPSPlan).Path == Native, p.Concept(ChartNote)
+	noteLinks := note.Path == Native && note.ResourceType == "DocumentReference"
+	switch {
+	case !byPatient || !p.Allows("CarePlan", "search-type"):
+		link.Why = fmt.Sprintf("CarePlan cannot be searched by patient here (declares %s): the IPS plan is not linked to the mental health treatment plan", p.interactionsOf("CarePlan"))
+		link.Change = "ask the EHR vendor to enable CarePlan search by patient"
+	case !patientByID:
+		link.Why = "Patient cannot be searched by identifier here, so the patient's CarePlans cannot be searched: the IPS plan is not linked to the mental health treatment plan"
+		link.Change = "ask the EHR vendor to enable Patient search by identifier"
+	case !planNative && !noteLinks:
+		link.Why = "neither the IPS CarePlan nor a chart note is written here, so nothing can carry the link to the mental health treatment plan"
+	default:
+		link.Path, link.ResourceType = ReadOnly, "CarePlan"
+		where := "the IPS CarePlan is partOf it"
+		if !planNative {
+			where = "the chart note relates to it (context.related)"
+		} else if noteLinks {
+			where += ", and the chart note relates to it"
+		}
+		link.Why = "the patient's active treatment plan is found by a CarePlan search by patient (connections[].treatmentPlan says which); " + where
+		link.Change = "set connections[].overrides.treatment-plan to none to leave the link out"
+	}
+	off(&link)
+	if o.AddGoalsToTreatmentPlan && link.Path == ReadOnly {
+		rp := p.types["CarePlan"]
+		switch {
+		case p.Concept(Goal).Path != Native:
+			link.Why += "; the goals cannot be added to it: Goal is not written natively here"
+		case rp == nil || rp.Concurrency != IfMatch || !p.Allows("CarePlan", "read") || !p.Allows("CarePlan", "update"):
+			link.Why += fmt.Sprintf("; the goals cannot be added to it: CarePlan is not read and updated with If-Match here (declares %s)", p.interactionsOf("CarePlan"))
+		default:
+			p.addGoals = true
+			link.Why += "; the IPS goals are added to it (CarePlan.goal; an update with If-Match, adding only)"
+		}
+	}
+	p.Concepts = append(p.Concepts, link)
+
+	spec := ConceptPlan{Concept: Specialist, Path: NoPath}
+	carried := planNative || note.Path == Native
+	switch {
+	case !carried:
+		spec.Why = "neither the IPS CarePlan nor a chart note is written here"
+	case p.writable("Practitioner"):
+		spec.Path, spec.ResourceType = Native, "Practitioner"
+		spec.Why = "Practitioner declares create and update: the employment specialist is a Practitioner, named as author of the plan and the note"
+		spec.Change = "set connections[].overrides.specialist to none to name the specialist by text only"
+	default:
+		spec.Why = fmt.Sprintf("Practitioner is not writable here (declares %s): the plan and the note name the employment specialist as text", p.interactionsOf("Practitioner"))
+	}
+	off(&spec)
+	p.Concepts = append(p.Concepts, spec)
+
+	team := ConceptPlan{Concept: CareTeam, Path: NoPath}
+	switch {
+	case spec.Path != Native:
+		team.Why = "the specialist is not written as a Practitioner here, so there is no care team to write"
+	case p.writable("CareTeam"):
+		team.Path, team.ResourceType = Native, "CareTeam"
+		team.Why = "CareTeam declares create and update: one per client, the specialist with the IPS program"
+		team.Change = "set connections[].overrides.care-team to none to leave it out"
+	default:
+		team.Why = fmt.Sprintf("CareTeam is not writable here (declares %s)", p.interactionsOf("CareTeam"))
+	}
+	off(&team)
+	p.Concepts = append(p.Concepts, team)
+	return errs
 }
 
 func joinConcepts() string {

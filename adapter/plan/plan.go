@@ -17,10 +17,23 @@ const (
 	ReferralLoop Concept = "referral-loop"
 	// Episodes are the client's enrollment episodes, as EpisodeOfCare.
 	Episodes Concept = "enrollment-episodes"
+	// TreatmentPlan is the link to the patient's mental health treatment
+	// plan: the clinic's own CarePlan, found by a search by patient and
+	// referred to from the IPS plan (CarePlan.partOf) or the chart note
+	// (DocumentReference.context.related). IPS integrates employment with
+	// mental health treatment; the link shows it in the chart.
+	TreatmentPlan Concept = "treatment-plan"
+	// Specialist is the employment specialist as a Practitioner the plan
+	// and the note name as their author; where none can be written they
+	// carry the name as text.
+	Specialist Concept = "specialist"
+	// CareTeam is the client's IPS care team (the specialist and the
+	// program) as a CareTeam.
+	CareTeam Concept = "care-team"
 )
 
 // Concepts lists every concept in the order plans print them.
-var Concepts = []Concept{Goal, IPSPlan, JobOutcome, EmploymentStatus, Episodes, ChartNote, Referral, ReferralLoop}
+var Concepts = []Concept{Goal, IPSPlan, JobOutcome, EmploymentStatus, Episodes, ChartNote, Referral, ReferralLoop, TreatmentPlan, Specialist, CareTeam}
 
 // Path is the route a concept's data takes.
 type Path string
@@ -84,6 +97,7 @@ type Plan struct {
 	Types                 []ResourcePlan `json:"resourceTypes"`
 	Warnings              []string       `json:"warnings,omitempty"`
 	types                 map[string]*ResourcePlan
+	addGoals              bool
 }
 
 // ConceptPlan is one concept's path and why it was chosen.

@@ -279,3 +279,81 @@ func TestBuildRefusesWhatIsNotAnR4Statement(t *testing.T) {
 		}
 	}
 }
+
+// TestTreatmentPlanLinkAndTeam: the link to the treatment plan needs a
+// CarePlan search by patient and something that carries it; the specialist
+// and the care team are written only where Practitioner and CareTeam are
+// writable; each can be turned off, and nothing else.
+func TestTreatmentPlanLinkAndTeam(t *testing.T) {
+	p, err := Build(full("Goal", "CarePlan", "Observation", "DocumentReference", "Practitioner", "CareTeam"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Concept(TreatmentPlan); got.Path != NoPath || !strings.Contains(got.Why, "Patient cannot be searched") {
+		t.Errorf("treatment plan without Patient search: %+v", got)
+	}
+	p, err = Build(full("Patient", "Goal", "CarePlan", "Observation", "DocumentReference", "Practitioner", "CareTeam"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Concept(TreatmentPlan); got.Path != ReadOnly || got.ResourceType != "CarePlan" || !strings.Contains(got.Why, "partOf") {
+		t.Errorf("treatment plan on a writable server: %+v", got)
+	}
+	if p.Concept(Specialist).Path != Native || p.Concept(CareTeam).Path != Native || p.Concept(CareTeam).ResourceType != "CareTeam" {
+		t.Errorf("specialist %+v, care team %+v; want both written", p.Concept(Specialist), p.Concept(CareTeam))
+	}
+
+	// No CarePlan search by patient: no link, and the plan says why.
+	noSearch := strings.Replace(string(full("Patient", "Goal", "DocumentReference")), `]}]}`, `,{"type":"CarePlan","interaction":[{"code":"read"}]}]}]}`, 1)
+	p, err = Build([]byte(noSearch), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Concept(TreatmentPlan); got.Path != NoPath || !strings.Contains(got.Why, "cannot be searched by patient") {
+		t.Errorf("treatment plan without CarePlan search: %+v", got)
+	}
+	if got := p.Concept(Specialist); got.Path != NoPath || !strings.Contains(got.Why, "as text") {
+		t.Errorf("specialist without Practitioner writes: %+v", got)
+	}
+
+	p, err = Build(full("Goal", "CarePlan", "Practitioner", "CareTeam"), Options{Overrides: map[Concept]Path{TreatmentPlan: NoPath, CareTeam: NoPath}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Concept(TreatmentPlan).Path != NoPath || p.Concept(CareTeam).Path != NoPath || p.Concept(Specialist).Path != Native {
+		t.Errorf("overrides to none: link %s, team %s, specialist %s", p.Concept(TreatmentPlan).Path, p.Concept(CareTeam).Path, p.Concept(Specialist).Path)
+	}
+	for _, o := range []map[Concept]Path{{TreatmentPlan: Native}, {Specialist: InNote}, {CareTeam: Native}} {
+		if _, err := Build(full("Goal", "CarePlan"), Options{Overrides: o}); err == nil {
+			t.Errorf("override %v accepted; only none is possible", o)
+		}
+	}
+}
+
+// TestAddingGoalsToTheTreatmentPlan: asked for, the goals are added to the
+// treatment plan only where goals are native and CarePlan is read and
+// updated with If-Match; the plan says which.
+func TestAddingGoalsToTheTreatmentPlan(t *testing.T) {
+	o := Options{AddGoalsToTreatmentPlan: true}
+	p, err := Build(full("Patient", "Goal", "CarePlan"), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.AddsGoalsToTreatmentPlan() || !strings.Contains(p.Concept(TreatmentPlan).Why, "goals are added to it") {
+		t.Errorf("writable server: adds %v: %s", p.AddsGoalsToTreatmentPlan(), p.Concept(TreatmentPlan).Why)
+	}
+	if p, _ := Build(full("Patient", "Goal", "CarePlan"), Options{}); p.AddsGoalsToTreatmentPlan() {
+		t.Error("goals added without being asked")
+	}
+	p, err = Build(statement(t, "epic-r4-sandbox-2026-07.json"), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.AddsGoalsToTreatmentPlan() || !strings.Contains(p.Concept(TreatmentPlan).Why, "goals cannot be added") {
+		t.Errorf("Epic: adds %v: %s", p.AddsGoalsToTreatmentPlan(), p.Concept(TreatmentPlan).Why)
+	}
+	unversioned := strings.Replace(string(full("Patient", "Goal", "CarePlan")), `"versioning":"versioned-update",`, ``, -1)
+	if p, err := Build([]byte(unversioned), o); err != nil || p.AddsGoalsToTreatmentPlan() {
+		t.Errorf("without versioned updates: adds %v, %v", p.AddsGoalsToTreatmentPlan(), err)
+	}
+}

@@ -21,6 +21,19 @@
 // references, no note date), so a record's hash changes only when the IPS
 // record does, however the EHR assigned ids.
 //
+// The treatment plan. The IPS plan is linked to the patient's mental
+// health treatment plan (the clinic's own CarePlan): its partOf, or the
+// chart note's context.related. The treatment plan is found by a CarePlan
+// search by patient and the answer is kept in the ledger per client
+// (treatmentplan.go), so a push searches only when the answer is older
+// than TreatmentPlanSearch.Refresh, or when a pull sees the plan change.
+// The link is hashed content like any other: a new answer rewrites the
+// plan or note. Where the plan says so, references to the client's goals
+// are added to the treatment plan, with If-Match, adding only. The employment
+// specialist (a Practitioner shared by their clients) and the client's
+// CareTeam are written before the plan that names them, where the plan
+// allows.
+//
 // Knowing what the EHR holds. Versions alone cannot tell whose content a
 // resource holds: an EHR may answer a write without a version, and a write
 // whose answer was lost leaves the EHR on a version the ledger never saw.

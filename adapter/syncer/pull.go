@@ -102,7 +102,7 @@ func (e *Engine) PullConnection(ctx context.Context, conn *Connection) (PullSumm
 	cctx, end := e.runSpan(ctx, conn.Name, telemetry.DirectionPull)
 	s, err := e.pullGoals(cctx, conn)
 	total.add(s)
-	for _, typ := range []string{"CarePlan", "Observation", "DocumentReference"} {
+	for _, typ := range []string{"CarePlan", "Observation", "DocumentReference", "Practitioner", "CareTeam"} {
 		if err != nil {
 			break
 		}
@@ -267,6 +267,12 @@ func (e *Engine) pullWritten(ctx context.Context, conn *Connection, typ string) 
 			}
 		}
 		if lk == "" {
+			if typ == "CarePlan" {
+				// Perhaps a client's treatment plan: the link may change.
+				if err := e.treatmentPlanChanged(ctx, conn, en.Resource); err != nil {
+					return s, err
+				}
+			}
 			continue // not the adapter's
 		}
 		le, err := e.Store.LedgerGet(ctx, conn.Name, lk)

@@ -62,6 +62,10 @@ type Connection struct {
 	// Retry spaces the retries of this connection's failing outbox items;
 	// zero means DefaultRetry.
 	Retry RetrySchedule
+	// TreatmentPlan says which of the patient's CarePlans is the mental
+	// health treatment plan the IPS plan and the note link to (see
+	// treatmentplan.go); the zero value takes the defaults.
+	TreatmentPlan TreatmentPlanSearch
 	// CreateSettle is how long a plain create whose answer was lost may
 	// still land in the EHR (a request held by a slow EHR or a gateway
 	// after the client gave up). Until it has passed, a search that finds
@@ -416,8 +420,19 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 		return s, err
 	}
 
+	treatmentPlan, err := e.treatmentPlanOf(ctx, conn, c.ID, patientRef)
+	if err != nil {
+		return s, err
+	}
+	p := conn.Plan
+	native := func(cpt plan.Concept) bool { return p.Concept(cpt).Path == plan.Native }
+
 	o := conn.Mapping
 	o.Now = e.now()
+	// The link and the team are content (the canonical form below has them
+	// too): a link that changes is written.
+	o.TreatmentPlan = func(*ips.Client) string { return treatmentPlan }
+	o.SpecialistRecord, o.CareTeamRecord = native(plan.Specialist), native(plan.CareTeam)
 	o.PatientReference = func(ips.Identifier) string { return patientRef }
 	o.Reference = func(k mappings.Key) string {
 		le, err := e.Store.LedgerGet(ctx, conn.Name, ledgerKey(k))
@@ -435,10 +450,8 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 	// For hashing: no EHR ids, no write time (see canonicalEntries). The
 	// write's clock still decides content: the note's overdue marks.
 	canon := conn.Mapping
-	canon.Now = o.Now
+	canon.Now, canon.TreatmentPlan, canon.SpecialistRecord, canon.CareTeamRecord = o.Now, o.TreatmentPlan, o.SpecialistRecord, o.CareTeamRecord
 
-	p := conn.Plan
-	native := func(cpt plan.Concept) bool { return p.Concept(cpt).Path == plan.Native }
 	canonical := canonicalEntries(c, canon)
 	// Where the EHR takes no notes but QuestionnaireResponse, the note's
 	// content goes as the plan's QuestionnaireResponse: updated in place
@@ -475,6 +488,8 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 		}
 		return out
 	}
+	// The specialist and the care team next: the plan and the note name them.
+	team := func() []mappings.Entry { return mappings.TeamEntries(c, o) }
 	rest := func() []mappings.Entry {
 		var out []mappings.Entry
 		if native(plan.IPSPlan) {
@@ -514,14 +529,20 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 		return out
 	}
 	var bundled map[mappings.Key]bool
-	all := append(goals(), rest()...)
+	singlesDone := false // every resource the Bundle left was written one by one
+	all := slices.Concat(goals(), team(), rest())
 	if kind := e.bundleKind(conn, all); kind != "" {
 		// In a transaction, references to new goals are their urn:uuid
 		// fullUrls, which the EHR resolves inside the Bundle; a batch
 		// carries only updates of resources the EHR already holds.
 		w, written, done, err := e.pushBundle(ctx, conn, kind, all, canonical, clientID, ver)
 		s.add(w)
-		if done || err != nil {
+		if err != nil {
+			return s, err
+		}
+		if done {
+			w, err := e.linkGoals(ctx, conn, c, treatmentPlan)
+			s.add(w)
 			return s, err
 		}
 		// The Bundle did not write everything: push the rest one by one,
@@ -529,12 +550,12 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 		// says which resource is refused.
 		bundled = written
 		defer func() {
-			if conn.bundles.settled(kind, err == nil, e.now()) {
+			if conn.bundles.settled(kind, singlesDone, e.now()) {
 				e.log().InfoContext(ctx, "the EHR refuses these Bundles; writing one by one for a while", "connection", conn.Name, "mode", kind)
 			}
 		}()
 	}
-	for _, batch := range []func() []mappings.Entry{goals, rest} {
+	for _, batch := range []func() []mappings.Entry{goals, team, rest} {
 		for _, en := range batch() {
 			if bundled[en.Key] {
 				continue
@@ -546,7 +567,11 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 			}
 		}
 	}
-	return s, nil
+	singlesDone = true
+	// The goals are in the EHR now: the treatment plan can name them.
+	w, err := e.linkGoals(ctx, conn, c, treatmentPlan)
+	s.add(w)
+	return s, err
 }
 
 // canonicalEntries maps every resource of the client with no EHR-specific

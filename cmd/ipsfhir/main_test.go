@@ -204,7 +204,7 @@ func TestValidateMustSupport(t *testing.T) {
 		t.Errorf("without the flag: exit %d\n%s\n%s", code, stderr, stdout)
 	}
 	code, stdout, stderr := ipsfhir(t, "", "validate", "--must-support", note)
-	if code != exitOK || !strings.Contains(stderr, "valid (0 errors, 4 must-support elements left out)") {
+	if code != exitOK || !strings.Contains(stderr, "valid (0 errors, 3 must-support elements left out)") {
 		t.Errorf("exit %d\n%s", code, stderr)
 	}
 	if !strings.Contains(stdout, `"severity": "information"`) || !strings.Contains(stdout, "DocumentReference.context.encounter (profile us-core-documentreference)") {

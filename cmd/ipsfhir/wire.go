@@ -212,6 +212,7 @@ func (s *system) connector(cn config.Connection) (syncer.Connector, error) {
 			Referrals:     cn.ReferralMatch(),
 			PatientSystem: cn.PatientSystem,
 			Retry:         syncer.RetrySchedule(cn.Retry),
+			TreatmentPlan: syncer.TreatmentPlanSearch{Categories: cn.TreatmentPlan.TreatmentPlanCategories(), Choose: cn.TreatmentPlan.Choose, Refresh: cn.TreatmentPlan.Refresh},
 			// A create held by a slow EHR can land well after the
 			// client's timeout; four timeouts is the wait before the
 			// same record is created again.

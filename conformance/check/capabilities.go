@@ -32,6 +32,11 @@ func (r *runner) writePaths() {
 				r.add(g, id, Omit, false, "not needed: %s", c.Why)
 				continue
 			}
+			if c.Concept == plan.Specialist || c.Concept == plan.CareTeam {
+				// The plan and the note still name the specialist.
+				r.add(g, id, Omit, false, "not written: %s%s", c.Why, change)
+				continue
+			}
 			r.add(g, id, Fail, false, "none: %s%s", c.Why, change)
 		}
 	}

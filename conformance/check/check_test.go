@@ -447,3 +447,21 @@ func TestSMARTTokenEndpointOnAnotherOrigin(t *testing.T) {
 		t.Errorf("blocking with the token URL configured: %v; want only write-paths.any", b)
 	}
 }
+
+// TestTreatmentPlanLinkIsReported: the check says whether the IPS plan can
+// be linked to the treatment plan, and fails the line where CarePlan
+// cannot be searched by patient; the specialist not being writable is
+// not a failure (the plan and the note name them).
+func TestTreatmentPlanLinkIsReported(t *testing.T) {
+	rep := run(t, Options{Statement: readStatement(t, epicFile)})
+	want(t, rep, "write-paths.treatment-plan", Pass, false, "CarePlan search by patient", "context.related")
+	want(t, rep, "write-paths.specialist", Omit, false, "Practitioner is not writable here")
+	want(t, rep, "write-paths.care-team", Omit, false, "no care team")
+
+	st := strings.Replace(string(readStatement(t, epicFile)), `"type":"CarePlan"`, `"type":"CarePlanX"`, 1)
+	if st == string(readStatement(t, epicFile)) {
+		t.Fatal("the statement's CarePlan entry was not found")
+	}
+	rep = run(t, Options{Statement: []byte(st)})
+	want(t, rep, "write-paths.treatment-plan", Fail, false, "cannot be searched by patient")
+}
