@@ -33,7 +33,7 @@ const (
 )
 
 // Concepts lists every concept in the order plans print them.
-var Concepts = []Concept{Goal, IPSPlan, JobOutcome, EmploymentStatus, Episodes, ChartNote, Referral, ReferralLoop, TreatmentPlan, Specialist, CareTeam}
+var Concepts = []Concept{Goal, IPSPlan, JobOutcome, EmploymentStatus, Episodes, ChartNote, Referral, TreatmentPlan, Specialist, CareTeam, ReferralLoop}
 
 // Path is the route a concept's data takes.
 type Path string
