@@ -232,6 +232,7 @@ func TestFullSyncWritesEachRecordOnceThenNothing(t *testing.T) {
 		}
 		for _, ep := range mappings.EpisodesOfCare(c, o, r.conn.Name) {
 			want[mappings.KindEpisode][ep.Key.Value()] = 1
+			perClient++
 		}
 	}
 	types := map[mappings.Kind]string{mappings.KindGoal: "Goal", mappings.KindPlan: "CarePlan", mappings.KindJob: "Observation", mappings.KindEmploymentStatus: "Observation",
