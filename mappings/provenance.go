@@ -53,12 +53,13 @@ func ProvenanceKey(w Written) Key {
 	return Key{Program: w.Key.Program, Kind: KindProvenance, Client: w.Key.Client, Record: rec + "/" + h}
 }
 
-// ProvenanceCriteria is the search that finds the Provenance of identity k,
-// as an If-None-Exist query or search parameters: _tag=system|value. FHIR R4
-// Provenance has no identifier element, so the identity is a meta.tag (see
-// Provenance), and _tag, a parameter of every resource type, searches it.
-func ProvenanceCriteria(k Key) string {
-	return "_tag=" + url.QueryEscape(k.System()+"|"+k.Value())
+// ProvenanceCriteria is the search that finds the Provenance whose
+// identity is identity (ProvenanceKey's system|value), as an If-None-Exist
+// query: _tag=system|value. FHIR R4 Provenance has no identifier element,
+// so the identity is a meta.tag (see Provenance), and _tag, a parameter of
+// every resource type, searches it.
+func ProvenanceCriteria(identity string) string {
+	return "_tag=" + url.QueryEscape(identity)
 }
 
 // Provenance maps one write (w) of a client's record to the Provenance that
