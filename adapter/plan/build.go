@@ -198,8 +198,9 @@ func (p *Plan) provenance(rest capRest) {
 			conditional = r.ConditionalCreate
 		}
 	}
+	writes := slices.ContainsFunc(p.Concepts, func(c ConceptPlan) bool { return c.Path == Native || c.Path == InNote })
 	switch {
-	case !p.Writes():
+	case !writes:
 		rp.Why = "nothing is written to this EHR, so no Provenance either"
 	case !p.Allows("Provenance", "create"):
 		rp.Why = fmt.Sprintf("Provenance declares %s, not create: no Provenance is written (each resource still carries the adapter's authorship tag)", p.interactionsOf("Provenance"))
