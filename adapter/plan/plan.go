@@ -56,6 +56,11 @@ const (
 	SearchByID        Idempotency = "ledger+search-identifier" // ledger; before a create, search by identifier
 	SearchByPatient   Idempotency = "ledger+search-patient"    // ledger; before a create, search by patient and match the identifier locally
 	LedgerOnly        Idempotency = "ledger-only"              // ledger alone: a create whose answer is lost cannot be checked
+	// For Provenance, which FHIR R4 gives no identifier: its identity is
+	// a meta.tag (see mappings.ProvenanceKey). ConditionalCreate then
+	// means If-None-Exist: _tag=…
+	SearchByTag    Idempotency = "ledger+search-tag"    // ledger; before a create, search by _tag
+	SearchByTarget Idempotency = "ledger+search-target" // ledger; before a create, search by target and match the tag locally
 )
 
 // Concurrency is how the adapter avoids overwriting a clinician's edit.
@@ -132,6 +137,15 @@ type ResourcePlan struct {
 	LastUpdatedParam string `json:"lastUpdatedParameter,omitempty"`
 	// SearchParams the EHR declares for the type, in its spelling.
 	SearchParams []string `json:"searchParameters,omitempty"`
+	// WrittenAlongside (Provenance only): a Provenance accompanies each
+	// resource the adapter writes to this EHR, created once per written
+	// content and never updated; Idempotency says how a retried one is
+	// kept from making two. Provenance is no concept of its own: it goes
+	// wherever a concept's resource goes.
+	WrittenAlongside bool `json:"writtenAlongside,omitempty"`
+	// Why (Provenance only) says, for a person, whether and how the
+	// Provenance is written, and what in the statement led there.
+	Why string `json:"why,omitempty"`
 }
 
 // Concept returns the plan of a concept.
@@ -162,6 +176,22 @@ func (p *Plan) Allows(t, interaction string) bool {
 		}
 	}
 	return false
+}
+
+// WritesProvenance reports whether each resource written to this EHR is
+// accompanied by a Provenance (see ResourcePlan.WrittenAlongside).
+func (p *Plan) WritesProvenance() bool {
+	rp := p.types["Provenance"]
+	return rp != nil && rp.WrittenAlongside
+}
+
+// ProvenanceWhy says whether and how a Provenance accompanies each write,
+// and why, for a person.
+func (p *Plan) ProvenanceWhy() string {
+	if rp := p.types["Provenance"]; rp != nil {
+		return rp.Why
+	}
+	return "the statement does not list Provenance: no Provenance is written (each resource still carries the adapter's authorship tag)"
 }
 
 // Writes reports whether any concept is written (the connection is not read-only).

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -355,5 +357,67 @@ func TestAddingGoalsToTheTreatmentPlan(t *testing.T) {
 	unversioned := strings.Replace(string(full("Patient", "Goal", "CarePlan")), `"versioning":"versioned-update",`, ``, -1)
 	if p, err := Build([]byte(unversioned), o); err != nil || p.AddsGoalsToTreatmentPlan() {
 		t.Errorf("without versioned updates: adds %v, %v", p.AddsGoalsToTreatmentPlan(), err)
+	}
+}
+
+// TestProvenanceWrittenAlongside: a Provenance goes with each write only
+// where the EHR takes Provenance create and a retried one can be found
+// again (by its identity tag, or by the written resource); best, a
+// conditional create by tag, which is what lets it ride in the client's
+// transaction. It is never a concept, and never written by a read-only
+// connection.
+func TestProvenanceWrittenAlongside(t *testing.T) {
+	provenance := func(conditionalCreate bool, interactions, params string) string {
+		return fmt.Sprintf(`{"type":"Provenance","conditionalCreate":%v,"interaction":[%s],"searchParam":[%s]}`, conditionalCreate, interactions, params)
+	}
+	build := func(t *testing.T, st []byte) *Plan {
+		t.Helper()
+		p, err := Build(st, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	withTypes := func(rs ...string) []byte {
+		return []byte(strings.Replace(fullStatement, "%s", strings.Join(rs, ","), 1))
+	}
+	const createSearch = `{"code":"create"},{"code":"search-type"}`
+	for _, tc := range []struct {
+		name    string
+		st      []byte
+		written bool
+		idem    Idempotency
+		why     string
+	}{
+		{"conditional create by tag", withTypes(fullResource("Goal"), provenance(true, createSearch, `{"name":"_tag"},{"name":"target"}`)), true, ConditionalCreate, "conditional create by its identity tag"},
+		{"search by tag", withTypes(fullResource("Goal"), provenance(false, createSearch, `{"name":"_tag"},{"name":"target"}`)), true, SearchByTag, "searched for by its identity tag"},
+		{"conditional create without _tag", withTypes(fullResource("Goal"), provenance(true, createSearch, `{"name":"target"}`)), true, SearchByTarget, "searched for by the written resource"},
+		{"create, no search", withTypes(fullResource("Goal"), provenance(true, `{"code":"create"}`, `{"name":"_tag"},{"name":"target"}`)), false, "", "might be duplicated"},
+		{"read only", withTypes(fullResource("Goal"), provenance(false, `{"code":"read"},{"code":"search-type"}`, `{"name":"target"}`)), false, "", "declares read, search-type, not create"},
+		{"not listed", withTypes(fullResource("Goal")), false, "", "does not list Provenance"},
+		{"nothing written", withTypes(`{"type":"Goal","interaction":[{"code":"read"}]}`, provenance(true, createSearch, `{"name":"_tag"}`)), false, "", "nothing is written"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := build(t, tc.st)
+			if p.WritesProvenance() != tc.written || !strings.Contains(p.ProvenanceWhy(), tc.why) {
+				t.Errorf("writes Provenance %v (%s), want %v and a why with %q", p.WritesProvenance(), p.ProvenanceWhy(), tc.written, tc.why)
+			}
+			if rp := p.Type("Provenance"); rp != nil {
+				if rp.Idempotency != tc.idem || rp.Concurrency != "" || rp.ConditionalCreate != (tc.idem == ConditionalCreate) {
+					t.Errorf("Provenance plan %+v, want idempotency %q, no concurrency", rp, tc.idem)
+				}
+			}
+			if slices.ContainsFunc(p.Concepts, func(c ConceptPlan) bool { return c.ResourceType == "Provenance" }) {
+				t.Error("Provenance became a concept")
+			}
+		})
+	}
+	// Epic declares Provenance read only; Oracle Health create and search
+	// by target (no _tag, no conditional create).
+	if p := build(t, statement(t, "epic-r4-sandbox-2026-07.json")); p.WritesProvenance() {
+		t.Errorf("Epic: Provenance written (%s)", p.ProvenanceWhy())
+	}
+	if p := build(t, statement(t, "oracle-health-millennium-r4-2026-08.json")); !p.WritesProvenance() || p.Type("Provenance").Idempotency != SearchByTarget {
+		t.Errorf("Oracle Health: writes Provenance %v, %+v; want searched for by target", p.WritesProvenance(), p.Type("Provenance"))
 	}
 }

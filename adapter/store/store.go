@@ -94,6 +94,11 @@ type Store interface {
 	LedgerByResource(ctx context.Context, connection, resourceType, resourceID string) (LedgerEntry, error)
 	// LedgerPut inserts or replaces the entry for (connection, key).
 	LedgerPut(ctx context.Context, e LedgerEntry) error
+	// LedgerPending lists a client's entries on a connection of one
+	// resource type that have no EHR resource id yet (a write owed, or
+	// sent and not confirmed), oldest UpdatedAt first, then by key. The
+	// sync engine keeps the Provenances it owes an EHR so.
+	LedgerPending(ctx context.Context, connection, clientID, resourceType string) ([]LedgerEntry, error)
 
 	// Watermark returns how far polling of a resource type has read on a
 	// connection; zero time if never.

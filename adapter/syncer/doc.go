@@ -17,6 +17,21 @@
 // adapter's own writes. Goals are written before the plan that refers to
 // them, so single requests can carry literal references.
 //
+// Provenance. Where the plan says the EHR takes Provenance
+// (plan.ResourcePlan.WrittenAlongside), every content the adapter writes of
+// a record is accompanied by one Provenance (mappings.Provenance),
+// identified by the record's key and the content hash so that a retried
+// write never makes two: in a transaction, as a conditional create in the
+// same Bundle; otherwise owed in the ledger once the write is known to be
+// in the EHR and sent right after it (a conditional create where declared,
+// else a search by tag or by target, then a create). A Provenance that
+// fails never fails or repeats its resource's write: the other resources
+// are written, then the item fails with a "provenance" reason and its
+// retry sends only what is still owed (see provenance.go). Content written
+// again after something else (A, B, then A) keeps the Provenance of its
+// first write; a write whose answers were all lost and that only a pull
+// then recognises as the adapter's gets none.
+//
 // The hash is taken over the mapping with no EHR-specific parts (no literal
 // references, no note date), so a record's hash changes only when the IPS
 // record does, however the EHR assigned ids.

@@ -164,14 +164,18 @@ func blameOf(err error) telemetry.Blame {
 // so a pass can end with "60 failed: patient not found in the EHR by
 // identifier".
 type PushSummary struct {
-	Items        int            `json:"items"`
-	Written      int            `json:"written"`
-	Unchanged    int            `json:"unchanged"`
-	Skipped      int            `json:"skipped"`
-	Failed       int            `json:"failed"`
-	DeadLettered int            `json:"deadLettered"`
-	Conflicts    int            `json:"conflicts"`
-	Failures     map[string]int `json:"failures,omitempty"`
+	Items        int `json:"items"`
+	Written      int `json:"written"`
+	Unchanged    int `json:"unchanged"`
+	Skipped      int `json:"skipped"`
+	Failed       int `json:"failed"`
+	DeadLettered int `json:"deadLettered"`
+	Conflicts    int `json:"conflicts"`
+	// Provenances counts the Provenances the EHR was found to hold after
+	// this pass wrote them (or found them there): one per written content,
+	// where the plan writes them.
+	Provenances int            `json:"provenances"`
+	Failures    map[string]int `json:"failures,omitempty"`
 }
 
 func (s *PushSummary) add(o PushSummary) {
@@ -182,6 +186,7 @@ func (s *PushSummary) add(o PushSummary) {
 	s.Failed += o.Failed
 	s.DeadLettered += o.DeadLettered
 	s.Conflicts += o.Conflicts
+	s.Provenances += o.Provenances
 	for r, n := range o.Failures {
 		if s.Failures == nil {
 			s.Failures = map[string]int{}
@@ -347,6 +352,10 @@ var errStore = errors.New("store")
 // status and the EHR's issue codes, never diagnostics or addresses, so
 // that the same failure reads the same for every item and can be grouped.
 func reasonOf(err error) string {
+	var pv *provenanceError
+	if errors.As(err, &pv) {
+		return "provenance: " + reasonOf(pv.err)
+	}
 	var ee *ehr.Error
 	if errors.As(err, &ee) {
 		var b strings.Builder
@@ -528,50 +537,88 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 		}
 		return out
 	}
-	var bundled map[mappings.Key]bool
-	singlesDone := false // every resource the Bundle left was written one by one
-	all := slices.Concat(goals(), team(), rest())
-	if kind := e.bundleKind(conn, all); kind != "" {
-		// In a transaction, references to new goals are their urn:uuid
-		// fullUrls, which the EHR resolves inside the Bundle; a batch
-		// carries only updates of resources the EHR already holds.
-		w, written, done, err := e.pushBundle(ctx, conn, kind, all, canonical, clientID, ver)
-		s.add(w)
-		if err != nil {
-			return s, err
+	// Each write owes its Provenance where the EHR takes one (see
+	// provenance.go). They are sent right after each write; the first
+	// failure stops them for this push, without stopping the writes, and
+	// fails the item once the writes are done.
+	prov := provenanceOf(c, o)
+	owedBy := func(k mappings.Key, typ string) owedFunc {
+		return func(ctx context.Context, id, version, hash string) error {
+			return e.owe(ctx, conn, prov, clientID, k, typ, id, version, hash)
 		}
-		if done {
-			w, err := e.linkGoals(ctx, conn, c, treatmentPlan)
-			s.add(w)
-			return s, err
-		}
-		// The Bundle did not write everything: push the rest one by one,
-		// which finds what a refused transaction may have written and
-		// says which resource is refused.
-		bundled = written
-		defer func() {
-			if conn.bundles.settled(kind, singlesDone, e.now()) {
-				e.log().InfoContext(ctx, "the EHR refuses these Bundles; writing one by one for a while", "connection", conn.Name, "mode", kind)
-			}
-		}()
 	}
-	for _, batch := range []func() []mappings.Entry{goals, team, rest} {
-		for _, en := range batch() {
-			if bundled[en.Key] {
-				continue
-			}
-			w, err := e.write(ctx, conn, en.Key, en.ResourceType, en.Resource, canonical[en.Key], clientID, ver)
+	var provErr error
+	sendProvenances := func() error {
+		if provErr != nil || !conn.Plan.WritesProvenance() {
+			return nil
+		}
+		n, err := e.sendOwedProvenances(ctx, conn, clientID)
+		s.Provenances += n
+		if errors.Is(err, errStore) {
+			return err
+		}
+		provErr = err
+		return nil
+	}
+	writeAll := func() error {
+		var bundled map[mappings.Key]bool
+		singlesDone := false // every resource the Bundle left was written one by one
+		all := slices.Concat(goals(), team(), rest())
+		if kind := e.bundleKind(conn, all); kind != "" {
+			// In a transaction, references to new goals are their urn:uuid
+			// fullUrls, which the EHR resolves inside the Bundle; a batch
+			// carries only updates of resources the EHR already holds.
+			w, written, done, err := e.pushBundle(ctx, conn, kind, all, canonical, clientID, ver, prov)
 			s.add(w)
 			if err != nil {
-				return s, err
+				return err
+			}
+			if done {
+				w, err := e.linkGoals(ctx, conn, c, treatmentPlan)
+				s.add(w)
+				return err
+			}
+			// The Bundle did not write everything: push the rest one by
+			// one, which finds what a refused transaction may have written
+			// and says which resource is refused.
+			bundled = written
+			defer func() {
+				if conn.bundles.settled(kind, singlesDone, e.now()) {
+					e.log().InfoContext(ctx, "the EHR refuses these Bundles; writing one by one for a while", "connection", conn.Name, "mode", kind)
+				}
+			}()
+		}
+		for _, batch := range []func() []mappings.Entry{goals, team, rest} {
+			for _, en := range batch() {
+				if bundled[en.Key] {
+					continue
+				}
+				w, err := e.write(ctx, conn, en.Key, en.ResourceType, en.Resource, canonical[en.Key], clientID, ver, owedBy(en.Key, en.ResourceType))
+				s.add(w)
+				if err != nil {
+					return err
+				}
+				if w.Written > 0 {
+					if err := sendProvenances(); err != nil {
+						return err
+					}
+				}
 			}
 		}
+		singlesDone = true
+		// The goals are in the EHR now: the treatment plan can name them.
+		w, err := e.linkGoals(ctx, conn, c, treatmentPlan)
+		s.add(w)
+		return err
 	}
-	singlesDone = true
-	// The goals are in the EHR now: the treatment plan can name them.
-	w, err := e.linkGoals(ctx, conn, c, treatmentPlan)
-	s.add(w)
-	return s, err
+	if err := writeAll(); err != nil {
+		return s, err
+	}
+	// What the Bundle wrote, and what earlier pushes still owe.
+	if err := sendProvenances(); err != nil {
+		return s, err
+	}
+	return s, provErr
 }
 
 // canonicalEntries maps every resource of the client with no EHR-specific
@@ -611,7 +658,7 @@ func consentsToEHR(c *ips.Client, def bool) bool {
 
 // write sends one resource if its canonical content changed since the
 // ledger's record of it.
-func (e *Engine) write(ctx context.Context, conn *Connection, k mappings.Key, typ string, res, canonical *bpb.ContainedResource, clientID string, ver store.Version) (s PushSummary, err error) {
+func (e *Engine) write(ctx context.Context, conn *Connection, k mappings.Key, typ string, res, canonical *bpb.ContainedResource, clientID string, ver store.Version, owe owedFunc) (s PushSummary, err error) {
 	defer func() {
 		switch {
 		case err != nil && errors.Is(err, ehr.ErrConflict):
@@ -622,10 +669,13 @@ func (e *Engine) write(ctx context.Context, conn *Connection, k mappings.Key, ty
 			e.record(ctx, conn.Name, typ, telemetry.OutcomeWritten, nil)
 		}
 	}()
-	return e.writeResource(ctx, conn, k, typ, res, canonical, clientID, ver)
+	return e.writeResource(ctx, conn, k, typ, res, canonical, clientID, ver, owe)
 }
 
-func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings.Key, typ string, res, canonical *bpb.ContainedResource, clientID string, ver store.Version) (PushSummary, error) {
+// writeResource writes one resource (see write). owe is told of every
+// write of it the EHR is known to hold: the answer to it was read, or one
+// whose answer was lost is found there (its Provenance is owed).
+func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings.Key, typ string, res, canonical *bpb.ContainedResource, clientID string, ver store.Version, owe owedFunc) (PushSummary, error) {
 	var s PushSummary
 	if canonical == nil {
 		canonical = res
@@ -670,7 +720,7 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 			// first, should it come back).
 			known, le = false, store.LedgerEntry{}
 		} else if cur != nil {
-			w, stop, err := e.beforeWrite(ctx, conn, k, typ, &le, cur, hash, canonical, clientID, ver)
+			w, stop, err := e.beforeWrite(ctx, conn, k, typ, &le, cur, hash, canonical, clientID, ver, owe)
 			s.add(w)
 			if stop || err != nil {
 				return s, err
@@ -742,7 +792,7 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 				}
 			}
 			cur.seen = sent
-			w, stop, err := e.beforeWrite(ctx, conn, k, typ, &le, cur, hash, canonical, clientID, ver)
+			w, stop, err := e.beforeWrite(ctx, conn, k, typ, &le, cur, hash, canonical, clientID, ver, owe)
 			s.add(w)
 			if stop || err != nil {
 				return s, err
@@ -790,7 +840,7 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 					return s, err
 				}
 				cur.seen = seen
-				w, stop, err := e.beforeWrite(ctx, conn, k, typ, &le, cur, hash, canonical, clientID, ver)
+				w, stop, err := e.beforeWrite(ctx, conn, k, typ, &le, cur, hash, canonical, clientID, ver, owe)
 				s.add(w)
 				if stop || err != nil {
 					return s, err
@@ -886,6 +936,9 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 		}
 	}
 	if err := e.ledgerWritten(ctx, conn, le, k, typ, clientID, id, version, hash, canonical, resp.EarlierAttemptUnanswered, sent); err != nil {
+		return s, err
+	}
+	if err := owe(ctx, id, version, hash); err != nil {
 		return s, err
 	}
 	s.Written++
@@ -1052,7 +1105,10 @@ func (e *Engine) freshAttempts(ctx context.Context, conn, key string, mine []sto
 // client: its pending item pushes the merged goal), any other type's is
 // recorded as a conflict the IPS side wins (go on). le is updated to what
 // the ledger holds afterwards.
-func (e *Engine) beforeWrite(ctx context.Context, conn *Connection, k mappings.Key, typ string, le *store.LedgerEntry, cur *current, hash string, canonical *bpb.ContainedResource, clientID string, ver store.Version) (s PushSummary, stop bool, err error) {
+//
+// Content the adapter sent whose answer was lost, found in the EHR, is its
+// own write landed: owe hears of it (the write's Provenance is owed).
+func (e *Engine) beforeWrite(ctx context.Context, conn *Connection, k mappings.Key, typ string, le *store.LedgerEntry, cur *current, hash string, canonical *bpb.ContainedResource, clientID string, ver store.Version, owe owedFunc) (s PushSummary, stop bool, err error) {
 	mine := false
 	if le.Key != "" {
 		if mine, err = e.oursNow(ctx, conn, typ, *le, cur); err != nil {
@@ -1063,6 +1119,11 @@ func (e *Engine) beforeWrite(ctx context.Context, conn *Connection, k mappings.K
 	case cur.hash == hash:
 		if err := e.ledgerWritten(ctx, conn, *le, k, typ, clientID, cur.id, cur.version, hash, canonical, false, cur.seen); err != nil {
 			return s, true, err
+		}
+		if mine {
+			if err := owe(ctx, cur.id, cur.version, hash); err != nil {
+				return s, true, err
+			}
 		}
 		s.Unchanged++
 		return s, true, nil

@@ -124,7 +124,12 @@ type txEntry struct {
 // which settles conflicts and names the refused resource; written lists
 // what the Bundle did write, for that pass to leave alone. Store errors are
 // returned.
-func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, entries []mappings.Entry, canonical map[mappings.Key]*bpb.ContainedResource, clientID string, ver store.Version) (s PushSummary, written map[mappings.Key]bool, done bool, err error) {
+//
+// Each written resource's Provenance (prov maps it) goes in a transaction
+// as a conditional create by its identity tag where the EHR takes that
+// (see transactionProvenances); otherwise it is owed once the entry's
+// answer is read, and pushClient sends it after the Bundle.
+func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, entries []mappings.Entry, canonical map[mappings.Key]*bpb.ContainedResource, clientID string, ver store.Version, prov provenanceMapper) (s PushSummary, written map[mappings.Key]bool, done bool, err error) {
 	var changed []txEntry
 	for _, en := range entries {
 		can := canonical[en.Key]
@@ -171,7 +176,11 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 			}
 		}
 	}
-	body, err := bundleBody(conn, kind, changed)
+	provs, err := e.transactionProvenances(conn, kind, prov, changed)
+	if err != nil {
+		return s, nil, false, nil
+	}
+	body, err := bundleBody(conn, kind, changed, provs)
 	if err != nil {
 		return s, nil, false, nil
 	}
@@ -216,7 +225,7 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 		}
 		return s, nil, false, nil
 	}
-	results, ok := bundleResults(resp.Body, len(changed))
+	results, ok := bundleResults(resp.Body, len(changed)+len(provs))
 	if !ok {
 		e.log().InfoContext(ctx, kind+" answer unreadable; pushing resources one by one", "connection", conn.Name)
 		return s, nil, false, nil
@@ -260,6 +269,19 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 		if err := e.ledgerWritten(ctx, conn, ch.le, ch.en.Key, ch.en.ResourceType, clientID, id, vid, ch.hash, ch.canonical, resp.EarlierAttemptUnanswered, sent); err != nil {
 			return s, nil, false, err
 		}
+		// Its Provenance: written with it, or owed now.
+		recorded := false
+		if i < len(provs) {
+			if recorded, err = e.recordTransactionProvenance(ctx, conn, clientID, provs[i], results[len(changed)+i]); err != nil {
+				return s, nil, false, err
+			}
+		}
+		if recorded {
+			s.Provenances++
+			e.record(ctx, conn.Name, "Provenance", telemetry.OutcomeWritten, nil)
+		} else if err := e.owe(ctx, conn, prov, clientID, ch.en.Key, ch.en.ResourceType, id, vid, ch.hash); err != nil {
+			return s, nil, false, err
+		}
 		s.Written++
 		e.record(ctx, conn.Name, ch.en.ResourceType, telemetry.OutcomeWritten, nil)
 		if written == nil {
@@ -293,8 +315,9 @@ func containsKey(changed []txEntry, k mappings.Key) bool {
 // a batch PUT Type/id; If-Match with the ledger's version where the plan
 // uses it. A goal without a version to send goes in a transaction as a
 // conditional create, POST Goal with If-None-Exist, where the EHR takes
-// one (see createsFirst).
-func bundleBody(conn *Connection, kind string, changed []txEntry) ([]byte, error) {
+// one (see createsFirst). The Provenances (transactions only) follow the
+// resources, each a conditional create by its identity tag.
+func bundleBody(conn *Connection, kind string, changed []txEntry, provs []txProvenance) ([]byte, error) {
 	type request struct {
 		Method      string `json:"method"`
 		URL         string `json:"url"`
@@ -329,6 +352,10 @@ func bundleBody(conn *Connection, kind string, changed []txEntry) ([]byte, error
 			req = request{Method: "POST", URL: ch.en.ResourceType, IfNoneExist: "identifier=" + neturl.QueryEscape(ch.en.Key.System()+"|"+ch.en.Key.Value())}
 		}
 		b.Entry = append(b.Entry, entry{FullURL: fullURL, Resource: raw, Request: req})
+	}
+	for _, p := range provs {
+		b.Entry = append(b.Entry, entry{FullURL: p.key.FullURL(), Resource: p.body,
+			Request: request{Method: "POST", URL: "Provenance", IfNoneExist: mappings.ProvenanceCriteria(ledgerKey(p.key))}})
 	}
 	return json.Marshal(b)
 }

@@ -70,6 +70,7 @@ func TestCheckOffline(t *testing.T) {
 		"strategies:",
 		"DocumentReference  idempotency ledger+search-identifier; concurrency read-compare-write; changes found by _lastUpdated (_lastupdated)",
 		"ServiceRequest     changes found by date-parameter (authored)",
+		"provenance         Provenance declares read, not create: no Provenance is written",
 	} {
 		if !strings.Contains(plan, want) {
 			t.Errorf("the plan summary lacks %q:\n%s", want, plan)

@@ -196,6 +196,22 @@ func TestValidateInheritedBinding(t *testing.T) {
 	}
 }
 
+// TestValidateProvenance: the Provenance the adapter writes beside each
+// resource validates against ips-provenance and the US Core Provenance it
+// inherits; one whose Device acts on no one's behalf breaks US Core's
+// provenance-1.
+func TestValidateProvenance(t *testing.T) {
+	for _, name := range []string{"provenance.json", "provenance-transaction.json"} {
+		if code, stdout, stderr := ipsfhir(t, "", "validate", repoFile("testdata", "golden", name)); code != exitOK || stdout != "" || !strings.HasSuffix(stderr, ": valid\n") {
+			t.Errorf("%s: exit %d\n%s\n%s", name, code, stderr, stdout)
+		}
+	}
+	code, stdout, _ := ipsfhir(t, "", "validate", repoFile("testdata", "fhir", "invalid", "provenance-no-organization.json"))
+	if code != exitFindings || !strings.Contains(stdout, "constraint provenance-1 of profile us-core-provenance (inherited by ips-provenance)") {
+		t.Errorf("a Device on no one's behalf: exit %d\n%s", code, stdout)
+	}
+}
+
 // TestValidateMustSupport: --must-support lists what a resource leaves out,
 // as information that does not make it invalid.
 func TestValidateMustSupport(t *testing.T) {

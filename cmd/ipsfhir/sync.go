@@ -136,8 +136,8 @@ func report(w io.Writer, asJSON bool, s passSummary) {
 	pull, push := s.Pull, s.Push
 	fmt.Fprintf(w, "pull: %d changed resources seen, %d applied, %d conflicts, %d echoes of our own writes, %d new referrals and %d re-referrals waiting for acceptance\n",
 		pull.Seen, pull.Applied, pull.Conflicts, pull.Echoes, pull.Referred, pull.Rereferred)
-	fmt.Fprintf(w, "push: %d clients, %d resources written, %d unchanged, %d clients without EHR consent, %d failed, %d to dead letters\n",
-		push.Items, push.Written, push.Unchanged, push.Skipped, push.Failed, push.DeadLettered)
+	fmt.Fprintf(w, "push: %d clients, %d resources written, %d unchanged, %d clients without EHR consent, %d failed, %d to dead letters, %d Provenances\n",
+		push.Items, push.Written, push.Unchanged, push.Skipped, push.Failed, push.DeadLettered, push.Provenances)
 	// The reasons are the patient-free texts stored on the outbox items,
 	// most frequent first.
 	reasons := slices.SortedFunc(maps.Keys(push.Failures), func(a, b string) int {

@@ -64,6 +64,7 @@ var Files = []File{
 	{"uscore/StructureDefinition-us-core-goal.json", pkgUSCore, USCoreVersion},
 	{"uscore/StructureDefinition-us-core-careplan.json", pkgUSCore, USCoreVersion},
 	{"uscore/StructureDefinition-us-core-documentreference.json", pkgUSCore, USCoreVersion},
+	{"uscore/StructureDefinition-us-core-provenance.json", pkgUSCore, USCoreVersion},
 	{"sdohcc/SDOHCC-Goal.json", pkgSDOHCC, SDOHCCVersion},
 }
 

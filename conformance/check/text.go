@@ -131,6 +131,9 @@ func writePlan(w io.Writer, p *plan.Plan) {
 		parts = append(parts, detect)
 		fmt.Fprintf(w, "    %-17s  %s\n", t, strings.Join(parts, "; "))
 	}
+	if p.Writes() {
+		fmt.Fprintf(w, "  %-17s  %s\n", "provenance", p.ProvenanceWhy())
+	}
 	for _, warn := range p.Warnings {
 		fmt.Fprintf(w, "  warning: %s\n", warn)
 	}

@@ -155,29 +155,38 @@ func (a *apiClient) outboxDepth(ctx context.Context) (int, error) {
 }
 
 // conceptPaths reads a connection's sync plan: each IPS concept's path
-// (native, chart-note, none, read).
-func (a *apiClient) conceptPaths(ctx context.Context, connection string) (map[string]string, error) {
+// (native, chart-note, none, read), and whether each write carries a
+// Provenance.
+func (a *apiClient) conceptPaths(ctx context.Context, connection string) (map[string]string, bool, error) {
 	r, err := a.do(ctx, http.MethodGet, "/admin/connections/"+url.PathEscape(connection)+"/plan", a.adminKey, nil, nil)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if r.Status != http.StatusOK {
-		return nil, fmt.Errorf("faultsuite: GET the connection's plan: HTTP %d", r.Status)
+		return nil, false, fmt.Errorf("faultsuite: GET the connection's plan: HTTP %d", r.Status)
 	}
 	var p struct {
 		Concepts []struct {
 			Concept string `json:"concept"`
 			Path    string `json:"path"`
 		} `json:"concepts"`
+		Types []struct {
+			Type             string `json:"type"`
+			WrittenAlongside bool   `json:"writtenAlongside"`
+		} `json:"resourceTypes"`
 	}
 	if err := json.Unmarshal(r.Body, &p); err != nil {
-		return nil, fmt.Errorf("faultsuite: GET the connection's plan: unexpected reply")
+		return nil, false, fmt.Errorf("faultsuite: GET the connection's plan: unexpected reply")
 	}
 	out := map[string]string{}
 	for _, c := range p.Concepts {
 		out[c.Concept] = c.Path
 	}
-	return out, nil
+	provenance := false
+	for _, t := range p.Types {
+		provenance = provenance || (t.Type == "Provenance" && t.WrittenAlongside)
+	}
+	return out, provenance, nil
 }
 
 // DeadLetter is a dead letter as /admin/dead-letters lists it.

@@ -62,6 +62,7 @@ type run struct {
 	exp            *expectation
 	replicas       []*replica
 	paths          map[string]string // concept → path, from the plan
+	provenance     bool              // the plan writes a Provenance with each write
 
 	emu   sync.Mutex
 	exits []string // unexpected exits, with stderr tails
@@ -295,11 +296,14 @@ connections:
 	}
 	// Each connection connects on its own after serve starts: its plan is
 	// served (404 until then) once it has read the EHR's statement.
-	var paths map[string]string
+	var (
+		paths      map[string]string
+		provenance bool
+	)
 	deadline := time.Now().Add(healthTimeout)
 	for {
 		var err error
-		if paths, err = r.api(0).conceptPaths(ctx, Connection); err == nil {
+		if paths, provenance, err = r.api(0).conceptPaths(ctx, Connection); err == nil {
 			break
 		} else if time.Now().After(deadline) {
 			return err
@@ -310,8 +314,8 @@ connections:
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	r.paths = paths
-	r.logf("%d replica(s) serving; plan: %v", len(r.replicas), paths)
+	r.paths, r.provenance = paths, provenance
+	r.logf("%d replica(s) serving; plan: %v, provenance %v", len(r.replicas), paths, provenance)
 	return nil
 }
 

@@ -61,7 +61,8 @@ type Report struct {
 	DeadLetterReasons map[string]int
 
 	// What the checks found; each counts resources or fields.
-	Duplicates        int // extra copies of a record in the EHR, by business identifier
+	Duplicates        int // extra copies of a record in the EHR, by business identifier (of a Provenance, by identity tag)
+	Provenances       int // distinct Provenances in the EHR, where the plan writes them
 	Lost              int // a consenting client's record missing from the EHR
 	Stale             int // an EHR resource whose content is not the expected final one
 	Reverted          int // a field the API last set that the store no longer holds
@@ -186,6 +187,9 @@ func (r *Report) String() string {
 	w("  conflicts %d (%s), dead letters %d (%s)", r.Conflicts, countsText(r.ConflictFields), r.DeadLetters, countsText(r.DeadLetterReasons))
 	w("  duplicates %d, lost %d, stale %d, reverted IPS edits %d, clinician changes missing %d, clinician changes overwritten in the EHR %d, store drift %d, consent violations %d",
 		r.Duplicates, r.Lost, r.Stale, r.Reverted, r.ClinicianMissing, r.Overwritten, r.StoreDrift, r.ConsentViolations)
+	if r.Provenances > 0 {
+		w("  Provenances %d (by identity; their duplicates are counted above)", r.Provenances)
+	}
 	for _, c := range []string{"duplicate", "lost", "stale", "reverted", "clinician-missing", "clinician-overwritten", "store-drift", "consent"} {
 		if s := r.mismatchSummary(c); s != "none" {
 			w("    %s: %s", c, s)

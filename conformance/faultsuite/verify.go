@@ -72,6 +72,38 @@ func (r *run) verify(ctx context.Context) error {
 		}
 	}
 
+	// Duplicate Provenances: more than one per identity (the record and
+	// the content written; a meta.tag, R4 Provenance having no identifier).
+	if r.provenance {
+		list, err := r.peerFHIR.searchAll(ctx, "Provenance", nil)
+		if err != nil {
+			return fmt.Errorf("faultsuite: reading the EHR's Provenance resources: %w", err)
+		}
+		system := mappings.IdentifierSystem(r.program, mappings.KindProvenance)
+		byIdentity := map[string]int{}
+		for _, raw := range list {
+			var p struct {
+				Meta struct {
+					Tag []struct{ System, Code string } `json:"tag"`
+				} `json:"meta"`
+			}
+			_ = json.Unmarshal(raw, &p)
+			for _, t := range p.Meta.Tag {
+				if t.System == system {
+					byIdentity[t.Code]++
+				}
+			}
+		}
+		rep.Provenances = len(byIdentity)
+		for _, code := range slices.Sorted(maps.Keys(byIdentity)) {
+			if n := byIdentity[code]; n > 1 {
+				rep.Duplicates += n - 1
+				client, rest, _ := strings.Cut(code, "/")
+				add(Mismatch{Check: "duplicate", ResourceType: "Provenance", Kind: string(mappings.KindProvenance), Client: client, Record: rest, Detail: fmt.Sprintf("%d copies", n)})
+			}
+		}
+	}
+
 	// Lost, consent and stale: every consenting client's records are
 	// there with the expected content; nobody else's are.
 	o := mappings.Options{Program: r.program}

@@ -1024,6 +1024,113 @@ func TestIdentifierIndexMatchesScan(t *testing.T) {
 	}
 }
 
+// TestTagIndexMatchesScan is TestIdentifierIndexMatchesScan for the tag
+// index: `_tag` searches find the same resources with the index as by the
+// engine's scan, after random creates, updates with other tags, deletes
+// and rolled-back transactions.
+func TestTagIndexMatchesScan(t *testing.T) {
+	t.Parallel()
+	indexed := newClient(t, StartForTest(t, Options{Args: []string{"--quiet"}}))
+	scanned := newClient(t, StartForTest(t, Options{Args: []string{"--quiet", "--no-identifier-index"}}))
+	servers := []*fhirClient{indexed, scanned}
+
+	rng := rand.New(rand.NewPCG(3, 4))
+	systems := []string{"urn:ipsfhir:test:provenance", "urn:other", "URN:IPSFHIR:TEST:PROVENANCE", ""}
+	codes := []string{"c1/goal/g1/a", "C1/GOAL/G1/A", "c1/plan/b", "x", ""}
+	makeGoal := func(label string) map[string]any {
+		g := goal("Patient/x", "unused", "active")
+		g["description"] = map[string]any{"text": label}
+		var tags []any
+		for range rng.IntN(3) {
+			tag := map[string]any{}
+			if sys := systems[rng.IntN(len(systems))]; sys != "" {
+				tag["system"] = sys
+			}
+			if code := codes[rng.IntN(len(codes))]; code != "" {
+				tag["code"] = code
+			}
+			if len(tag) > 0 {
+				tags = append(tags, tag)
+			}
+		}
+		if len(tags) > 0 {
+			g["meta"] = map[string]any{"tag": tags}
+		}
+		return g
+	}
+	ids := make([]map[*fhirClient]string, 0)
+	for step := range 150 {
+		switch op := rng.IntN(10); {
+		case op < 5 || len(ids) == 0:
+			g := makeGoal(fmt.Sprintf("r-%d", len(ids)))
+			byServer := map[*fhirClient]string{}
+			for _, c := range servers {
+				r := c.call("POST", "Goal", g)
+				c.expect(r, 201, "create")
+				byServer[c] = str(r.body, "id")
+			}
+			ids = append(ids, byServer)
+		case op < 8:
+			n := rng.IntN(len(ids))
+			g := makeGoal(fmt.Sprintf("r-%d", n))
+			for _, c := range servers {
+				if ids[n][c] == "" {
+					continue
+				}
+				g["id"] = ids[n][c]
+				c.expect(c.call("PUT", "Goal/"+ids[n][c], g), 200, "update")
+			}
+		case op < 9:
+			n := rng.IntN(len(ids))
+			for _, c := range servers {
+				if ids[n][c] != "" {
+					c.expect(c.call("DELETE", "Goal/"+ids[n][c], nil), 200, "delete")
+					ids[n][c] = ""
+				}
+			}
+		default:
+			g := makeGoal(fmt.Sprintf("rolled-back-%d", step))
+			bundle := map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": []any{
+				map[string]any{"resource": g, "request": map[string]any{"method": "POST", "url": "Goal"}},
+				map[string]any{"request": map[string]any{"method": "DELETE", "url": "Goal/missing"}},
+			}}
+			for _, c := range servers {
+				if r := c.call("POST", "", bundle); r.status < 400 {
+					t.Fatalf("failing transaction answered %d", r.status)
+				}
+			}
+		}
+	}
+	var queries []string
+	for _, code := range codes[:4] {
+		queries = append(queries, code, "|"+code)
+		for _, sys := range systems[:3] {
+			queries = append(queries, sys+"|"+code, sys+"|", sys+"|"+code+","+systems[0]+"|x")
+		}
+	}
+	labels := func(c *fhirClient, q string) []string {
+		r := c.call("GET", "Goal?_count=1000&_tag="+url.QueryEscape(q), nil)
+		c.expect(r, 200, "search "+q)
+		var out []string
+		for _, e := range entries(r.body) {
+			out = append(out, str(e["resource"].(map[string]any), "description", "text"))
+		}
+		slices.Sort(out)
+		return out
+	}
+	matched := 0
+	for _, q := range queries {
+		a, b := labels(indexed, q), labels(scanned, q)
+		if !slices.Equal(a, b) {
+			t.Errorf("_tag=%s: index finds %v, scan finds %v", q, a, b)
+		}
+		matched += len(a)
+	}
+	if matched == 0 {
+		t.Fatal("no query matched anything; the comparison proves nothing")
+	}
+}
+
 // BenchmarkIdentifier measures the two identifier paths an adapter uses
 // most, over 3,000 stored Goals: search (`Goal?identifier=system|value`) and
 // conditional update by identifier (`PUT Goal?identifier=system|value`). It

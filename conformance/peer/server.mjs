@@ -46,7 +46,8 @@ const USAGE = `usage: node --experimental-websocket server.mjs [flags]
                             own mode: declare (and enforce) no conditional create
                             for these resource types, comma-separated (e.g. Goal):
                             an EHR that updates conditionally but cannot create so
-  --no-identifier-index     search identifier=system|value by linear scan (benchmarks)
+  --no-identifier-index     search identifier=system|value and _tag=system|code by
+                            linear scan (benchmarks)
   --no-expression-pruning   evaluate stock multi-type search expressions (benchmarks)
   --medplum-transaction-limits
                             keep Medplum's limits of 8 entries for transactions with
@@ -338,6 +339,11 @@ class TypeStore extends Map {
     // Cleared for good if a value of the identifier expression is not an
     // Identifier; searches on this type then use the engine's linear scan.
     this.indexUsable = this.identifierExpression !== undefined;
+    // lower-cased meta.tag "system|code" -> Set(id): `_tag=system|code`
+    // (ipsfhir finds its Provenances so, R4 Provenance having no identifier).
+    this.tagsEnabled = repo.identifierIndex;
+    this.byTag = new Map();
+    this.tagsById = new Map();
   }
 
   set(id, resource) {
@@ -347,6 +353,7 @@ class TypeStore extends Map {
     }
     super.set(id, resource);
     this.reindex(id, resource);
+    this.reindexTags(id, resource);
     return this;
   }
 
@@ -357,6 +364,7 @@ class TypeStore extends Map {
     }
     super.delete(id);
     this.reindex(id, undefined);
+    this.reindexTags(id, undefined);
     return true;
   }
 
@@ -365,6 +373,48 @@ class TypeStore extends Map {
     this.bySystemValue.clear();
     this.byValue.clear();
     this.keysById.clear();
+    this.byTag.clear();
+    this.tagsById.clear();
+  }
+
+  reindexTags(id, resource) {
+    if (!this.tagsEnabled) return;
+    for (const key of this.tagsById.get(id) ?? []) {
+      const ids = this.byTag.get(key);
+      ids?.delete(id);
+      if (ids?.size === 0) this.byTag.delete(key);
+    }
+    const keys = [];
+    for (const tag of resource?.meta?.tag ?? []) {
+      // Only system and code both set: "system|" or "|code" queries scan.
+      if (typeof tag?.system === 'string' && tag.system && typeof tag.code === 'string' && tag.code) {
+        keys.push(`${tag.system}|${tag.code}`.toLowerCase());
+      }
+    }
+    for (const key of keys) {
+      let ids = this.byTag.get(key);
+      if (!ids) {
+        ids = new Set();
+        this.byTag.set(key, ids);
+      }
+      ids.add(id);
+    }
+    if (keys.length) this.tagsById.set(id, keys);
+    else this.tagsById.delete(id);
+  }
+
+  // Candidate ids for one `_tag` filter value of "system|code" alternatives,
+  // or undefined for any other form (the engine then scans). A superset, as
+  // for identifiers: the engine's matcher still runs on each candidate.
+  tagCandidates(filterValue) {
+    if (!this.tagsEnabled || filterValue.includes('\\')) return undefined;
+    const result = new Set();
+    for (const alternative of filterValue.split(',')) {
+      const bar = alternative.indexOf('|');
+      if (bar <= 0 || bar === alternative.length - 1 || alternative.indexOf('|', bar + 1) >= 0) return undefined;
+      for (const id of this.byTag.get(alternative.toLowerCase()) ?? []) result.add(id);
+    }
+    return result;
   }
 
   reindex(id, resource) {
@@ -601,10 +651,11 @@ class PeerRepository extends MemoryRepository {
     if (filters.some((f) => f.code.includes('.') || f.code.startsWith('_has'))) return undefined;
     let best;
     for (const filter of filters) {
-      if (filter.code !== 'identifier' || filter.operator !== Operator.EQUALS || typeof filter.value !== 'string') {
-        continue;
-      }
-      const ids = store.candidates(filter.value);
+      if (filter.operator !== Operator.EQUALS || typeof filter.value !== 'string') continue;
+      let ids;
+      if (filter.code === 'identifier') ids = store.candidates(filter.value);
+      else if (filter.code === '_tag') ids = store.tagCandidates(filter.value);
+      else continue;
       if (ids && (!best || ids.size < best.size)) best = ids;
     }
     return best;

@@ -56,6 +56,30 @@ func (s *Store) LedgerByResource(ctx context.Context, connection, resourceType, 
 	return e, nil
 }
 
+// LedgerPending lists a client's entries of resourceType without a
+// resource id, oldest first (see store.Store).
+func (s *Store) LedgerPending(ctx context.Context, connection, clientID, resourceType string) ([]store.LedgerEntry, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+ledgerColumns+` FROM ledger
+		WHERE connection = $1 AND resource_type = $2 AND resource_id = '' AND client_id = $3
+		ORDER BY updated_at, key`, connection, resourceType, clientID)
+	if err != nil {
+		return nil, storeErr(ctx, "ledger pending", err)
+	}
+	defer rows.Close()
+	var out []store.LedgerEntry
+	for rows.Next() {
+		e, err := scanLedger(rows)
+		if err != nil {
+			return nil, storeErr(ctx, "ledger pending", err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, storeErr(ctx, "ledger pending", err)
+	}
+	return out, nil
+}
+
 // LedgerPut inserts or replaces the entry for (connection, key). A zero
 // UpdatedAt means now.
 func (s *Store) LedgerPut(ctx context.Context, e store.LedgerEntry) error {

@@ -12,7 +12,7 @@ import (
 
 const ledgerColumns = `connection, key, client_id, resource_type, resource_id, version_id, content_hash, updated_at, attempted, base`
 
-func scanLedger(row *sql.Row) (store.LedgerEntry, error) {
+func scanLedger(row interface{ Scan(dest ...any) error }) (store.LedgerEntry, error) {
 	var (
 		e         store.LedgerEntry
 		at        int64
@@ -54,6 +54,30 @@ func (s *Store) LedgerByResource(ctx context.Context, connection, resourceType, 
 		return store.LedgerEntry{}, storeErr("ledger by resource", err)
 	}
 	return e, nil
+}
+
+// LedgerPending lists a client's entries of resourceType without a
+// resource id, oldest first (see store.Store).
+func (s *Store) LedgerPending(ctx context.Context, connection, clientID, resourceType string) ([]store.LedgerEntry, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+ledgerColumns+` FROM ledger
+		WHERE connection = ? AND resource_type = ? AND resource_id = '' AND client_id = ?
+		ORDER BY updated_at, key`, connection, resourceType, clientID)
+	if err != nil {
+		return nil, storeErr("ledger pending", err)
+	}
+	defer rows.Close()
+	var out []store.LedgerEntry
+	for rows.Next() {
+		e, err := scanLedger(rows)
+		if err != nil {
+			return nil, storeErr("ledger pending", err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, storeErr("ledger pending", err)
+	}
+	return out, nil
 }
 
 // LedgerPut inserts or replaces the entry for (connection, key). A zero

@@ -97,6 +97,47 @@ func testLedger(t *testing.T, s *suite) {
 	if err := st.LedgerPut(ctx, store.LedgerEntry{Connection: "a"}); err == nil {
 		t.Error("LedgerPut without a key: no error")
 	}
+
+	// Pending: a client's entries of one type without a resource id,
+	// oldest first; not another client's, type's or connection's, and
+	// not once they have an id.
+	t0 := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	pending := func(key, client, typ, id string, at time.Time) store.LedgerEntry {
+		return store.LedgerEntry{Connection: "a", Key: key, ClientID: client, ResourceType: typ, ResourceID: id, ContentHash: "h-" + key,
+			UpdatedAt: at, Base: []byte(`{"resourceType":"Provenance"}`), Attempted: []store.Attempt{{Hash: "h-" + key, At: at}}}
+	}
+	rows := []store.LedgerEntry{
+		pending("p2", "c1", "Provenance", "", t0.Add(2*time.Second)),
+		pending("p1", "c1", "Provenance", "", t0.Add(time.Second)),
+		pending("p3", "c1", "Provenance", "77", t0),
+		pending("p4", "c2", "Provenance", "", t0),
+		pending("p5", "c1", "Goal", "", t0),
+	}
+	other = pending("p6", "c1", "Provenance", "", t0)
+	other.Connection = "b"
+	for _, e := range append(rows, other) {
+		if err := st.LedgerPut(ctx, e); err != nil {
+			t.Fatalf("LedgerPut: %v", err)
+		}
+	}
+	list, err := st.LedgerPending(ctx, "a", "c1", "Provenance")
+	if err != nil {
+		t.Fatalf("LedgerPending: %v", err)
+	}
+	if diff := cmp.Diff([]store.LedgerEntry{rows[1], rows[0]}, list, atMicros); diff != "" {
+		t.Errorf("LedgerPending (-want +got):\n%s", diff)
+	}
+	done := rows[1]
+	done.ResourceID = "78"
+	if err := st.LedgerPut(ctx, done); err != nil {
+		t.Fatalf("LedgerPut: %v", err)
+	}
+	if list, err := st.LedgerPending(ctx, "a", "c1", "Provenance"); err != nil || len(list) != 1 || list[0].Key != "p2" {
+		t.Errorf("LedgerPending after one got an id = %+v, %v; want only p2", list, err)
+	}
+	if list, err := st.LedgerPending(ctx, "a", "c9", "Provenance"); err != nil || len(list) != 0 {
+		t.Errorf("LedgerPending of a client with none = %+v, %v", list, err)
+	}
 }
 
 func testWatermarks(t *testing.T, s *suite) {

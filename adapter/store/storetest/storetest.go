@@ -179,6 +179,11 @@ func richClient(id string) *ips.Client {
 		Patient:    ips.Identifier{System: "urn:oid:2.16.840.1.113883.3.9999.1", Value: richMRN},
 		EnrolledOn: ips.MustDate("2025-01-15"),
 		ReferredOn: ips.MustDate("2025-01-02"),
+		Referral:   &ips.ReferralSource{Connection: "clinic", ServiceRequest: "sr-rich-2"},
+		PastEpisodes: []*ips.Episode{{
+			ReferredOn: ips.MustDate("2023-05-01"), Referral: &ips.ReferralSource{Connection: "clinic", ServiceRequest: "sr-rich-1"},
+			EnrolledOn: ips.MustDate("2023-05-10"), ClosedOn: ips.MustDate("2024-02-01"), ClosedReason: "moved away — for a while",
+		}},
 		ClosedOn:   ips.MustDate("2026-03-31"),
 		Status:     ips.ClientClosed,
 		Specialist: richSpecialist,
@@ -219,8 +224,10 @@ func richClient(id string) *ips.Client {
 			},
 		},
 		Supports: []*ips.Support{
-			{ID: "s1", Type: ips.SupportCareerProfile, Status: ips.SupportCompleted, Date: ips.MustDate("2025-01-22"), Goal: "g1", Note: "career profile done"},
-			{ID: "s2", Type: ips.SupportFollowAlongOnJob, Status: ips.SupportInProgress, Date: ips.MustDate("2025-05-10"), Goal: "g2", Note: "weekly check-in"},
+			{ID: "s1", Type: ips.SupportJobDevelopment, Status: ips.SupportCompleted, Date: ips.MustDate("2025-01-22"), Goal: "g1", Note: "met the bakery's owner",
+				Contact: &ips.Contact{Mode: ips.ContactFaceToFace, OnBehalfOf: ips.ContactForClient}},
+			{ID: "s2", Type: ips.SupportEmployerContact, Status: ips.SupportInProgress, Date: ips.MustDate("2025-05-10"), Goal: "g2", Note: "weekly check-in",
+				Contact: &ips.Contact{Mode: ips.ContactPhone, OnBehalfOf: ips.ContactForProgram}},
 		},
 		Jobs: []*ips.Job{
 			{
