@@ -333,14 +333,7 @@ func (p *Plan) choosePaths(o Options) error {
 	} else {
 		ep.Why = fmt.Sprintf("EpisodeOfCare declares %s; episodes need create and update: the enrollment dates travel in the IPS plan or the chart note", p.interactionsOf("EpisodeOfCare"))
 	}
-	if want, ok := o.Overrides[Episodes]; ok && want != ep.Path {
-		if want == NoPath {
-			ep.Path, ep.ResourceType = NoPath, ""
-		} else {
-			errs = append(errs, fmt.Sprintf("override %s: %s is not possible: %s", Episodes, want, ep.Why))
-		}
-		ep.Overridden = true
-	}
+	errs = append(errs, offOnly(&ep, o)...)
 	p.Concepts = append(p.Concepts, ep)
 
 	note := ConceptPlan{Concept: ChartNote, Path: NoPath}
@@ -384,14 +377,7 @@ func (p *Plan) choosePaths(o Options) error {
 	} else {
 		ref.Why = "ServiceRequest cannot be searched here; clients are enrolled through the API and imports"
 	}
-	if want, ok := o.Overrides[Referral]; ok && want != ref.Path {
-		if want == NoPath {
-			ref.Path, ref.ResourceType = NoPath, ""
-		} else {
-			errs = append(errs, fmt.Sprintf("override %s: %s is not possible: %s", Referral, want, ref.Why))
-		}
-		ref.Overridden = true
-	}
+	errs = append(errs, offOnly(&ref, o)...)
 	p.Concepts = append(p.Concepts, ref)
 	errs = append(errs, p.chooseTeamPaths(o)...)
 
@@ -410,14 +396,7 @@ func (p *Plan) choosePaths(o Options) error {
 		loop.Why = fmt.Sprintf("Task declares %s; acknowledging a referral needs create and update: the referrer sees no answer in the EHR", p.interactionsOf("Task"))
 		loop.Change = "ask the EHR vendor to enable Task create and update"
 	}
-	if want, ok := o.Overrides[ReferralLoop]; ok && want != loop.Path {
-		if want == NoPath {
-			loop.Path, loop.ResourceType = NoPath, ""
-		} else {
-			errs = append(errs, fmt.Sprintf("override %s: %s is not possible: %s", ReferralLoop, want, loop.Why))
-		}
-		loop.Overridden = true
-	}
+	errs = append(errs, offOnly(&loop, o)...)
 	p.Concepts = append(p.Concepts, loop)
 
 	for c := range o.Overrides {
@@ -433,23 +412,26 @@ func (p *Plan) choosePaths(o Options) error {
 	return nil
 }
 
+// offOnly applies the administrator's override of a concept whose only
+// possible override is none; it returns the error for any other.
+func offOnly(cp *ConceptPlan, o Options) []string {
+	want, ok := o.Overrides[cp.Concept]
+	if !ok || want == cp.Path {
+		return nil
+	}
+	cp.Overridden = true
+	if want != NoPath {
+		return []string{fmt.Sprintf("override %s: %s is not possible: %s", cp.Concept, want, cp.Why)}
+	}
+	cp.Path, cp.ResourceType = NoPath, ""
+	return nil
+}
+
 // chooseTeamPaths plans the treatment-plan link, the specialist and the
 // care team, after the concepts that carry them are planned.
 func (p *Plan) chooseTeamPaths(o Options) []string {
 	var errs []string
-	// off applies an override: only none is possible for these concepts.
-	off := func(cp *ConceptPlan) {
-		want, ok := o.Overrides[cp.Concept]
-		if !ok || want == cp.Path {
-			return
-		}
-		if want == NoPath {
-			cp.Path, cp.ResourceType = NoPath, ""
-		} else {
-			errs = append(errs, fmt.Sprintf("override %s: %s is not possible: %s", cp.Concept, want, cp.Why))
-		}
-		cp.Overridden = true
-	}
+	off := func(cp *ConceptPlan) { errs = append(errs, offOnly(cp, o)...) }
 
 	link := ConceptPlan{Concept: TreatmentPlan, Path: NoPath}
 	_, byPatient := p.types["CarePlan"].Searches("patient")
