@@ -103,12 +103,50 @@ func withoutResource(cs object, typ string) (object, error) {
 	return cs, nil
 }
 
-// buildVersion is the version of the module the binary was built from.
+// Version is the software version /fhir/metadata reports. Set it when
+// building a release:
+//
+//	go build -ldflags "-X github.com/ipsfhir/ipsfhir/adapter/fhirapi.Version=1.4.0" ./cmd/ipsfhir
+//
+// Left empty, it comes from the binary's build information: the module
+// version, else 0.0.0+{first 12 digits of the VCS revision} (".dirty"
+// when the checkout had uncommitted changes), else "dev".
+var Version string
+
+// buildVersion is the version of the software the binary was built from
+// (see Version).
 func buildVersion() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
+	if Version != "" {
+		return Version
 	}
-	return "dev"
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
+	}
+	return versionFromBuildInfo(bi)
+}
+
+func versionFromBuildInfo(bi *debug.BuildInfo) string {
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value
+		}
+	}
+	if rev == "" {
+		return "dev"
+	}
+	v := "0.0.0+" + rev[:min(12, len(rev))]
+	if modified == "true" {
+		v += ".dirty"
+	}
+	return v
 }
 
 // ---------------------------------------------------------------- ordered JSON
