@@ -72,6 +72,8 @@ const (
 func routes() []route {
 	rs := []route{
 		{method: http.MethodGet, path: metadataPath, access: public, handler: (*Server).metadata},
+		// HEAD: clients and load balancers probe the base this way.
+		{method: http.MethodHead, path: metadataPath, access: public, handler: (*Server).metadata},
 	}
 	for _, t := range recordTypes {
 		rs = append(rs,

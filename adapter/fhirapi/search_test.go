@@ -475,3 +475,15 @@ func TestLogsHoldNoPatientData(t *testing.T) {
 	}
 	h.tel.AssertNoneOf(t, append(h.patientData(), append(ids, h.idsOfType(c, "Goal")...)...)...)
 }
+
+// TestMetadataAnswersHEAD: HEAD /fhir/metadata (how clients and load
+// balancers probe a FHIR base) answers 200 with the GET's headers and no
+// body, without a key.
+func TestMetadataAnswersHEAD(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	r := h.do(http.MethodHead, "/fhir/metadata", "", nil)
+	if r.status != http.StatusOK || len(r.body) != 0 || !strings.HasPrefix(r.header.Get("Content-Type"), "application/fhir+json") {
+		t.Errorf("HEAD /fhir/metadata: %d, %d body bytes, Content-Type %q", r.status, len(r.body), r.header.Get("Content-Type"))
+	}
+}
