@@ -154,3 +154,23 @@ func TestAdminListsAreNeverNull(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminJSONIsLowerCamel: dead letters and conflicts name their fields
+// in lowerCamel, as every other JSON the service writes.
+func TestAdminJSONIsLowerCamel(t *testing.T) {
+	for _, v := range []any{store.DeadLetter{ID: 1, FailedAt: time.Now()}, store.Conflict{ID: 1, CreatedAt: time.Now()}} {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		for k := range m {
+			if k == "" || strings.ToLower(k[:1]) != k[:1] || strings.Contains(k, "_") {
+				t.Errorf("%T field %q is not lowerCamel", v, k)
+			}
+		}
+	}
+}

@@ -146,12 +146,12 @@ type OutboxItem struct {
 
 // DeadLetter is an outbox item that kept failing.
 type DeadLetter struct {
-	ID         int64
-	Connection string
-	ClientID   string
-	Attempts   int
-	Reason     string // patient-free by contract
-	FailedAt   time.Time
+	ID         int64     `json:"id"`
+	Connection string    `json:"connection"`
+	ClientID   string    `json:"clientId"`
+	Attempts   int       `json:"attempts"`
+	Reason     string    `json:"reason"` // patient-free by contract
+	FailedAt   time.Time `json:"failedAt"`
 }
 
 // ReasonCount is how many items of one connection failed for one reason:
@@ -283,17 +283,17 @@ func SplitAttempted(s string) []Attempt {
 
 // Conflict is a field both sides changed since the last sync.
 type Conflict struct {
-	ID         int64
-	Connection string
-	ClientID   string
-	Key        string // business identifier of the record
-	Field      string // e.g. "status"
-	IPSValue   string
-	EHRValue   string
-	Winner     string // "ips" or "ehr": the configured winner that was applied
-	Resolution string // empty while open
-	CreatedAt  time.Time
-	ResolvedAt time.Time
+	ID         int64     `json:"id"`
+	Connection string    `json:"connection"`
+	ClientID   string    `json:"clientId"`
+	Key        string    `json:"key"`   // business identifier of the record
+	Field      string    `json:"field"` // e.g. "status"
+	IPSValue   string    `json:"ipsValue"`
+	EHRValue   string    `json:"ehrValue"`
+	Winner     string    `json:"winner"`               // "ips" or "ehr": the configured winner that was applied
+	Resolution string    `json:"resolution,omitempty"` // empty while open
+	CreatedAt  time.Time `json:"createdAt"`
+	ResolvedAt time.Time `json:"resolvedAt,omitzero"`
 }
 
 // Errors with stable kinds, mapped once to HTTP status by the API.
