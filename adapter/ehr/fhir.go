@@ -22,6 +22,9 @@ var ErrForeignLink = because("search next link leaves the base URL")
 // fhirID is FHIR's id datatype.
 var fhirID = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
 
+// IsID reports whether s has the form of a FHIR resource id.
+func IsID(s string) bool { return fhirID.MatchString(s) }
+
 // Metadata returns the EHR's CapabilityStatement JSON (GET [base]/metadata,
 // without credentials: the statement is public by the FHIR spec).
 func (c *Client) Metadata(ctx context.Context) ([]byte, error) {

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -903,7 +902,7 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 				// whose answer was lost may still land: until it has had
 				// time to, the search above finding nothing proves nothing.
 				if known && le.ResourceID == "" {
-					if wait := e.createSettle(conn) - e.now().Sub(le.UpdatedAt); wait > 0 {
+					if wait := e.unansweredWait(conn, le); wait > 0 {
 						return s, &pushError{msg: "push: an earlier create of " + typ + " may still land; waiting before creating again", wait: wait}
 					}
 				}
@@ -971,9 +970,9 @@ func sentOnce(conn *Connection, typ string) bool {
 }
 
 // unansweredWait is how long to wait before writing again without If-Match
-// a record whose last such write (per the ledger row le) went unanswered:
-// until CreateSettle has passed since it was sent; zero when none is
-// pending.
+// (a plain create, or a goal's first write that is sent once) a record
+// whose last such write, per the ledger row le, went unanswered: until
+// CreateSettle has passed since it was sent; zero when none is pending.
 func (e *Engine) unansweredWait(conn *Connection, le store.LedgerEntry) time.Duration {
 	var last time.Time
 	for _, a := range le.Attempted {
@@ -1162,7 +1161,7 @@ func (e *Engine) patientReference(ctx context.Context, conn *Connection, pid ips
 	if le, err := e.Store.LedgerGet(ctx, conn.Name, lk); err == nil && le.ResourceID != "" {
 		return "Patient/" + le.ResourceID, nil
 	}
-	if conn.PatientSystem != "" && pid.System == conn.PatientSystem && fhirID.MatchString(pid.Value) {
+	if conn.PatientSystem != "" && pid.System == conn.PatientSystem && ehr.IsID(pid.Value) {
 		// The EHR's own Patient id (a client taken in from a referral
 		// whose subject was Patient/{id}): the reference is the id.
 		return "Patient/" + pid.Value, nil
@@ -1197,9 +1196,6 @@ func (e *Engine) patientReference(ctx context.Context, conn *Connection, pid ips
 	}
 	return "Patient/" + ids[0], nil
 }
-
-// fhirID is the form of a FHIR resource id.
-var fhirID = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
 
 // ledgerKey is the ledger's key for a record: its business identifier.
 func ledgerKey(k mappings.Key) string { return k.System() + "|" + k.Value() }
