@@ -1444,3 +1444,100 @@ func goalWritesAnswered(t *testing.T, log string) int {
 	}
 	return n
 }
+
+// TestTheSameWriteLandingTwiceIsStillOurs: the first write of a goal is
+// applied but its answer is lost, and the same content lands once more (a
+// retry of the same request: an EHR may keep a new version for content
+// that did not change, as the peer and many servers do). The program then
+// edits the goal. The EHR's history holds the adapter's content in two
+// versions in a row, with nothing between them: that is the adapter's write
+// repeated, not a clinician setting the goal back, and the edit must go out
+// without a conflict or a merge that undoes it (seen in the soak as a false
+// conflict on a CarePlan).
+func TestTheSameWriteLandingTwiceIsStillOurs(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	r.conn.Plan.Bundles = "none"
+	r.conn.Plan.Type("Goal").ConditionalCreate = false
+	p := r.proxied(t)
+	c, g, k := r.firstGoal()
+	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: c}}, []string{"clinic"}); err != nil {
+		t.Fatal(err)
+	}
+	r.pushWithGoalAnswerLost(t, p)
+	first := r.ehrGoal(t, k)
+	// The same write again, as a retry would send it.
+	r.clinicianEdits(t, k, func(map[string]any) {})
+	if again := r.ehrGoal(t, k); versionOf(again) == versionOf(first) {
+		t.Fatal("the peer kept no second version; the test needs one")
+	}
+	r.editGoal(t, c.ID, g.ID, func(g *ips.Goal) { g.Description = "Edited after the write landed twice" })
+	makeDue(t, r)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+		t.Fatalf("push of the edit: %+v %v", s, err)
+	}
+	if d := r.ehrGoal(t, k)["description"].(map[string]any)["text"]; d != "Edited after the write landed twice" {
+		t.Errorf("EHR goal description %q; want the program's edit", d)
+	}
+	got, _, _ := r.store.GetClient(ctx, c.ID)
+	if d := got.Goal(g.ID).Description; d != "Edited after the write landed twice" {
+		t.Errorf("store goal description %q; the program's edit was undone", d)
+	}
+	if cs, _ := r.store.Conflicts(ctx, "clinic", false); len(cs) != 0 {
+		t.Errorf("conflicts %+v; nobody but the adapter wrote the goal", cs)
+	}
+}
+
+// TestALostWriteLookedAtLateIsStillOurs: a goal update is applied but its
+// answer is lost, and the client's next try comes only after CreateSettle
+// (its retries backed off under faults). The write landed within
+// CreateSettle of being sent, as the EHR's meta.lastUpdated shows, so it is
+// the adapter's own however late the adapter looks: a pull takes it as an
+// echo and a push writes the program's newer edit over it, with no conflict
+// and no merge that would undo the edit (seen in the soak as a false
+// conflict on a CarePlan).
+func TestALostWriteLookedAtLateIsStillOurs(t *testing.T) {
+	for _, pullFirst := range []bool{false, true} {
+		name := "push"
+		if pullFirst {
+			name = "pull then push"
+		}
+		t.Run(name, func(t *testing.T) {
+			r := newRig(t, "")
+			ctx := t.Context()
+			clock := time.Now()
+			r.engine.Now = func() time.Time { return clock }
+			r.conn.CreateSettle = 10 * time.Second
+			r.conn.Plan.Bundles = "none"
+			r.pushAll(t)
+			p := r.proxied(t)
+			c, g, k := r.firstGoal()
+			r.editGoal(t, c.ID, g.ID, func(g *ips.Goal) { g.Description = "First edit, answer lost" })
+			r.pushWithGoalAnswerLost(t, p)
+			if d := r.ehrGoal(t, k)["description"].(map[string]any)["text"]; d != "First edit, answer lost" {
+				t.Fatalf("EHR goal description %q; the lost write should have landed", d)
+			}
+			r.editGoal(t, c.ID, g.ID, func(g *ips.Goal) { g.Description = "Second edit" })
+			clock = clock.Add(time.Minute) // the next try comes late
+			if pullFirst {
+				if s, err := r.engine.PullOnce(ctx); err != nil || s.Applied != 0 || s.Conflicts != 0 {
+					t.Fatalf("pull: %+v %v; want the landed write taken as the adapter's own", s, err)
+				}
+			}
+			makeDue(t, r)
+			if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 || s.Conflicts != 0 {
+				t.Fatalf("push: %+v %v", s, err)
+			}
+			if d := r.ehrGoal(t, k)["description"].(map[string]any)["text"]; d != "Second edit" {
+				t.Errorf("EHR goal description %q; want the program's second edit", d)
+			}
+			got, _, _ := r.store.GetClient(ctx, c.ID)
+			if d := got.Goal(g.ID).Description; d != "Second edit" {
+				t.Errorf("store goal description %q; the program's edit was undone", d)
+			}
+			if cs, _ := r.store.Conflicts(ctx, "clinic", false); len(cs) != 0 {
+				t.Errorf("conflicts %+v; nobody but the adapter wrote the goal", cs)
+			}
+		})
+	}
+}

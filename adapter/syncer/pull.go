@@ -287,7 +287,8 @@ func (e *Engine) pullWritten(ctx context.Context, conn *Connection, typ string) 
 			s.Echoes++
 			continue
 		}
-		h, err := e.canonicalHash(ctx, conn, typ, en.Resource)
+		body := []byte(en.Resource) // what h is the hash of
+		h, err := e.canonicalHash(ctx, conn, typ, body)
 		if errors.Is(err, errStore) {
 			return s, err
 		}
@@ -316,8 +317,8 @@ func (e *Engine) pullWritten(ctx context.Context, conn *Connection, typ string) 
 			// The attempts a push recorded since the first read count:
 			// what was just read may be that push's write.
 			le = now
-			r.Meta.VersionID = resp.VersionID
-			if h, err = e.canonicalHash(ctx, conn, typ, resp.Body); errors.Is(err, errStore) {
+			r.Meta.VersionID, body = resp.VersionID, resp.Body
+			if h, err = e.canonicalHash(ctx, conn, typ, body); errors.Is(err, errStore) {
 				return s, err
 			} else if err != nil {
 				h = ""
@@ -331,7 +332,7 @@ func (e *Engine) pullWritten(ctx context.Context, conn *Connection, typ string) 
 				h = le.ContentHash
 			}
 		} else {
-			if h != "" && !e.ours(conn, le, h) {
+			if h != "" && !e.ours(conn, le, h, lastUpdated(body)) {
 				if err := e.recordResourceConflict(ctx, conn, keyOfLedger(lk), le, &current{id: r.ID, version: r.Meta.VersionID}, le.ContentHash, le.ClientID); err != nil {
 					return s, err
 				}
@@ -440,7 +441,8 @@ func (e *Engine) pullGoal(ctx context.Context, conn *Connection, key mappings.Ke
 		h := hashBytes(form)
 		mine := !known
 		if err == nil && known {
-			if mine, err = e.ownContent(ctx, conn, "Goal", &le, g.GetId().GetValue(), version, h); err != nil {
+			cur := &current{id: g.GetId().GetValue(), version: version, hash: h, updated: lastUpdated(raw)}
+			if mine, err = e.ownContent(ctx, conn, "Goal", &le, cur); err != nil {
 				return s, err
 			}
 		}

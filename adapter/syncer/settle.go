@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,24 +40,35 @@ type current struct {
 	// passes for the adapter's own content.
 	hash string
 	raw  []byte
+	// updated is the version's meta.lastUpdated, when the EHR was written
+	// (by the EHR's clock); zero when it has none.
+	updated time.Time
 }
 
 // ours reports whether content with this canonical hash is something the
 // adapter itself wrote or sent to the EHR: what the ledger says the EHR
-// holds, or a write sent recently whose answer was not read.
+// holds, or a write sent whose answer was not read and that may have landed.
 // Content the adapter confirmed writing earlier does not count: a
 // clinician may set a goal back to exactly what it was. A write whose
-// answer was not read counts until CreateSettle has passed, the time a
-// slow EHR may take to apply it late.
-func (e *Engine) ours(conn *Connection, le store.LedgerEntry, hash string) bool {
+// answer was not read lands, if ever, within CreateSettle of being sent
+// (the time a slow EHR may take to apply it late): it counts while that
+// window is open, and afterwards for content the EHR holds in a version
+// written within the window (landed, the version's meta.lastUpdated). The
+// EHR's clock judges the landing, so a retry that comes back late, after
+// its tries backed off, still knows its own write.
+func (e *Engine) ours(conn *Connection, le store.LedgerEntry, hash string, landed time.Time) bool {
 	if hash == "" {
 		return false
 	}
 	if hash == le.ContentHash {
 		return true
 	}
+	settle := e.createSettle(conn)
 	for _, a := range le.Attempted {
-		if a.Hash == hash && e.now().Sub(a.At) < e.createSettle(conn) {
+		if a.Hash != hash {
+			continue
+		}
+		if e.now().Sub(a.At) < settle || (!landed.IsZero() && landed.Sub(a.At) < settle) {
 			return true
 		}
 	}
@@ -68,8 +80,8 @@ func (e *Engine) ours(conn *Connection, le store.LedgerEntry, hash string) bool 
 // over an expired lease) may have recorded the attempt since the copy was
 // read. cur is what the EHR holds.
 func (e *Engine) oursNow(ctx context.Context, conn *Connection, typ string, le store.LedgerEntry, cur *current) (bool, error) {
-	if e.ours(conn, le, cur.hash) || le.Key == "" {
-		return e.ownContent(ctx, conn, typ, &le, cur.id, cur.version, cur.hash)
+	if e.ours(conn, le, cur.hash, cur.updated) || le.Key == "" {
+		return e.ownContent(ctx, conn, typ, &le, cur)
 	}
 	now, err := e.Store.LedgerGet(ctx, conn.Name, le.Key)
 	switch {
@@ -78,7 +90,7 @@ func (e *Engine) oursNow(ctx context.Context, conn *Connection, typ string, le s
 	case err != nil:
 		return false, fmt.Errorf("%w: ledger: %w", errStore, err)
 	}
-	return e.ownContent(ctx, conn, typ, &now, cur.id, cur.version, cur.hash)
+	return e.ownContent(ctx, conn, typ, &now, cur)
 }
 
 // ownContent is ours, with a match on a write whose answer was not read
@@ -89,8 +101,9 @@ func (e *Engine) oursNow(ctx context.Context, conn *Connection, typ string, le s
 // The attempt is then dropped from the ledger row (and from le) and the
 // content is not the adapter's. Without a history, the attempt counts for
 // CreateSettle (see ours).
-func (e *Engine) ownContent(ctx context.Context, conn *Connection, typ string, le *store.LedgerEntry, id, version, hash string) (bool, error) {
-	if !e.ours(conn, *le, hash) {
+func (e *Engine) ownContent(ctx context.Context, conn *Connection, typ string, le *store.LedgerEntry, cur *current) (bool, error) {
+	id, version, hash := cur.id, cur.version, cur.hash
+	if !e.ours(conn, *le, hash, cur.updated) {
 		return false, nil
 	}
 	if hash == le.ContentHash || id == "" || version == "" || le.Key == "" || !conn.Plan.Allows(typ, "history-instance") {
@@ -115,26 +128,65 @@ func (e *Engine) ownContent(ctx context.Context, conn *Connection, typ string, l
 	return false, nil
 }
 
-// landedBefore reports whether the EHR's history of typ/id holds content
-// with this canonical hash in a version other than the current one.
+// landedBefore reports whether the EHR's history of typ/id shows content
+// with this canonical hash landing before the current version, with other
+// content between then and now: the record was changed and then set back
+// to it. The same content in the versions just before the current one, with
+// nothing else between, is one write landing more than once (a retried
+// request: many EHRs keep a new version even when nothing changed), not
+// someone setting it back.
+//
+// History is newest first (FHIR's order); meta.lastUpdated orders it where
+// every version has one.
 func (e *Engine) landedBefore(ctx context.Context, conn *Connection, typ, id, version, hash string) (bool, error) {
-	versions, err := conn.EHR.History(ctx, typ, id)
+	entries, err := conn.EHR.History(ctx, typ, id)
 	if err != nil {
 		return false, err
 	}
-	for _, v := range versions {
+	type past struct {
+		version, hash string
+		at            time.Time
+	}
+	var versions []past
+	dated := true
+	for _, v := range entries {
 		cur, err := e.currentOf(ctx, conn, typ, v.Resource)
 		if errors.Is(err, errStore) {
 			return false, err
 		}
-		if err != nil || cur.version == version {
+		if err != nil {
 			continue
 		}
-		if cur.hash == hash {
-			return true, nil
-		}
+		at := lastUpdated(v.Resource)
+		dated = dated && !at.IsZero()
+		versions = append(versions, past{cur.version, cur.hash, at})
 	}
-	return false, nil
+	if dated {
+		slices.SortStableFunc(versions, func(a, b past) int { return b.at.Compare(a.at) })
+	}
+	// Past the current version and the run of the same content before it.
+	i := slices.IndexFunc(versions, func(p past) bool { return p.version == version })
+	for i++; i < len(versions) && versions[i].hash == hash; i++ {
+	}
+	return slices.ContainsFunc(versions[min(i, len(versions)):], func(p past) bool { return p.hash == hash }), nil
+}
+
+// lastUpdated is a resource's meta.lastUpdated; the zero time when it has
+// none or it cannot be read.
+func lastUpdated(raw []byte) time.Time {
+	var r struct {
+		Meta struct {
+			LastUpdated string `json:"lastUpdated"`
+		} `json:"meta"`
+	}
+	if json.Unmarshal(raw, &r) != nil {
+		return time.Time{}
+	}
+	t, err := time.Parse(time.RFC3339Nano, r.Meta.LastUpdated)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
 }
 
 // readCurrent reads what the EHR holds for record k: by the EHR id where the
@@ -178,7 +230,7 @@ func (e *Engine) currentOf(ctx context.Context, conn *Connection, typ string, ra
 	if err := json.Unmarshal(raw, &r); err != nil || r.ID == "" {
 		return nil, &pushError{msg: "push: the EHR's copy of " + typ + " is unreadable"}
 	}
-	cur := &current{id: r.ID, version: r.Meta.VersionID, raw: raw}
+	cur := &current{id: r.ID, version: r.Meta.VersionID, raw: raw, updated: lastUpdated(raw)}
 	h, err := e.canonicalHash(ctx, conn, typ, raw)
 	if errors.Is(err, errStore) {
 		return nil, err
