@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ipsfhir/ipsfhir/ips"
+	"github.com/ipsfhir/ipsfhir/ips/synth"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden problem lists in testdata/caseload-invalid")
@@ -417,5 +418,30 @@ func TestEncodeWritesWhatDecodeReads(t *testing.T) {
 	}
 	if diff := cmp.Diff(cl, again); diff != "" {
 		t.Errorf("round trip changed the caseload (-before +after):\n%s", diff)
+	}
+}
+
+// TestNoteSourceRoundTrips: a goal note a pull took from a clinic's EHR
+// carries the connection's name; a caseload (or a client through the
+// records API) read back with it keeps it, and a malformed one is refused.
+func TestNoteSourceRoundTrips(t *testing.T) {
+	cl := synth.GenerateSample()
+	g := cl.Clients[0].Goals[0]
+	g.Notes = append(g.Notes, ips.Note{Text: "From the clinic", Source: "riverside-epic"})
+	b, err := json.Marshal(cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ips.Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("a caseload with a sourced note was refused: %v", err)
+	}
+	notes := back.Clients[0].Goals[0].Notes
+	if n := notes[len(notes)-1]; n.Source != "riverside-epic" {
+		t.Errorf("note source %q after a round trip", n.Source)
+	}
+	bad := bytes.Replace(b, []byte(`"source":"riverside-epic"`), []byte(`"source":"Riverside EHR"`), 1)
+	if _, err := ips.Decode(bytes.NewReader(bad)); err == nil || !strings.Contains(err.Error(), "source") {
+		t.Errorf("a note source that is no connection name: %v; want it refused, naming source", err)
 	}
 }

@@ -199,6 +199,11 @@ type Goal struct {
 type Note struct {
 	Text string `json:"text"`
 	Date Date   `json:"date,omitzero"`
+	// Source names the EHR connection whose clinicians wrote the note, as
+	// a pull took it from that EHR; empty for the program's own notes. A
+	// sourced note goes back to that connection's EHR only, unless the
+	// connection shares its clinical text (config clinicalText).
+	Source string `json:"source,omitempty"`
 }
 
 // GoalStatus is a FHIR Goal lifecycleStatus code.

@@ -336,6 +336,10 @@ type Connection struct {
 	// PRAPARE adds the PRAPARE employment answer to each employment status.
 	PRAPARE bool    `yaml:"prapare"`
 	Winners Winners `yaml:"winners"`
+	// ClinicalText says where the goal notes this EHR's clinicians write
+	// go: keep (the default) keeps them in the program's record and this
+	// connection's EHR only; share writes them to every connection's EHR.
+	ClinicalText ClinicalText `yaml:"clinicalText"`
 	// Overrides force an IPS concept's path in the sync plan: concept
 	// (employment-goal, ips-plan, job-outcome, employment-status,
 	// chart-note, referral-intake, treatment-plan, specialist, care-team)
@@ -485,6 +489,7 @@ func (c Connection) SiteCodings() map[plan.Concept]ips.Coding {
 // file's keys are applied.
 func (c *Connection) setDefaults() {
 	c.Winners = DefaultWinners
+	c.ClinicalText = ClinicalTextKeep
 	c.ReferralCodes = defaultReferralCodes()
 	c.ReferralIntents = slices.Clone(mappings.DefaultReferralIntents)
 	c.Timeout = DefaultTimeout
@@ -569,6 +574,18 @@ type Side string
 const (
 	SideIPS Side = "ips"
 	SideEHR Side = "ehr"
+)
+
+// ClinicalText is a connection's choice for its clinicians' free text.
+type ClinicalText string
+
+// ClinicalText values.
+const (
+	// ClinicalTextKeep keeps a clinic's clinical free text out of other
+	// clinics' charts.
+	ClinicalTextKeep ClinicalText = "keep"
+	// ClinicalTextShare writes it to every connection's EHR.
+	ClinicalTextShare ClinicalText = "share"
 )
 
 // Winners says which side's value is applied when both sides changed a
@@ -1039,6 +1056,9 @@ func (cn *Connection) problems(p string, ps *problems) {
 	cn.TreatmentPlan.problems(child(p, "treatmentPlan"), ps)
 	if cn.TestPatient != "" && !fhirIDPattern.MatchString(cn.TestPatient) {
 		ps.add(child(p, "testPatient"), "must be a FHIR Patient id: 1 to 64 letters, digits, '-' or '.'")
+	}
+	if cn.ClinicalText != ClinicalTextKeep && cn.ClinicalText != ClinicalTextShare {
+		ps.add(child(p, "clinicalText"), "must be keep or share")
 	}
 	wp := child(p, "winners")
 	for _, w := range []struct {

@@ -45,7 +45,7 @@ func TestExampleValidates(t *testing.T) {
 	// A connection that says nothing of winners or referral codes gets the defaults.
 	a := c.Connection("clinic-a")
 	if a.Winners != config.DefaultWinners || len(a.ReferralCodings()) != 1 || a.ReferralCodings()[0].Code != "employment-status" ||
-		!cmp.Equal(a.ReferralIntents, []string{"order"}) || len(a.ReferralPerformers) != 0 {
+		!cmp.Equal(a.ReferralIntents, []string{"order"}) || len(a.ReferralPerformers) != 0 || a.ClinicalText != config.ClinicalTextKeep {
 		t.Errorf("clinic-a defaults: %+v", a)
 	}
 	m := epic.ReferralMatch()
@@ -146,6 +146,7 @@ func TestEveryKindOfMistakeNamesItsKey(t *testing.T) {
 		{"auth type", strings.Replace(conn, "{type: none}", "{type: basic}", 1), "connections[0].auth.type", "must be one of: none, bearer, smart-backend"},
 		{"alg", strings.Replace(conn, "{type: none}", "{type: smart-backend, clientId: c, privateKey: {file: k.pem}, keyId: k, alg: HS256, scopes: [system/Goal.rs]}", 1), "connections[0].auth.alg", "must be RS384 or ES384"},
 		{"winner", conn + "    winners: {goalStatus: clinic}\n", "connections[0].winners.goalStatus", "must be ips or ehr"},
+		{"clinical text", conn + "    clinicalText: everyone\n", "connections[0].clinicalText", "must be keep or share"},
 		{"log level", "telemetry: {logLevel: verbose}\n", "telemetry.logLevel", "must be one of"},
 		{"override of an unknown concept", conn + "    overrides: {employment-goals: none}\n", "connections[0].overrides.employment-goals", "not an IPS concept"},
 		{"override to an unknown path", conn + "    overrides: {employment-goal: note}\n", "connections[0].overrides.employment-goal", "native, chart-note or none"},
@@ -439,7 +440,7 @@ func TestValidateConfigBuiltInCode(t *testing.T) {
 	// Defaults a file gets are not filled in for a connection built in
 	// code: it sets them, as demo does with DefaultTimeout and DefaultRetry.
 	for _, p := range []string{"sync.workers", "connections[0].auth.token", "connections[0].referralCodes", "connections[0].referralIntents", "connections[0].winners.goalStatus", "connections[0].winners.goalAchievement",
-		"connections[0].timeout", "connections[0].retry.initial"} {
+		"connections[0].clinicalText", "connections[0].timeout", "connections[0].retry.initial"} {
 		if !hasProblem(ve.Problems, p, "") {
 			t.Errorf("no problem at %s:\n%s", p, list(ve.Problems))
 		}

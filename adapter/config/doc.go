@@ -86,6 +86,7 @@
 //	  .patientSystem         URI      optional: the EHR's Patient identifier system
 //	  .referralCodes[]       {system, code, display}  default: SDOHCC employment-status
 //	  .prapare               bool     default false
+//	  .clinicalText          keep|share default keep: this EHR's clinicians' goal notes stay out of other connections' EHRs
 //	  .winners.goalStatus    ips|ehr  default ehr (the clinical side owns clinical status)
 //	  .winners.goalAchievement ips|ehr default ehr
 //	  .winners.goalNotes     ips|ehr  default ehr

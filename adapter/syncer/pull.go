@@ -560,10 +560,16 @@ func (e *Engine) applyGoalChange(ctx context.Context, conn *Connection, key mapp
 		if err != nil {
 			return r, fmt.Errorf("%w: get client: %w", errStore, err)
 		}
-		g := c.Goal(key.Record)
-		if g == nil {
+		full := c.Goal(key.Record)
+		if full == nil {
 			return r, nil // deleted on the IPS side since
 		}
+		// The merge works on the goal as this connection sees it (without
+		// other clinics' notes it may not see); what it takes is folded
+		// back into the program's record below.
+		view := *full
+		view.Notes = slices.DeleteFunc(slices.Clone(full.Notes), func(n ips.Note) bool { return !e.noteVisible(conn, n) })
+		g := &view
 		ipsHash, err := contentHash(wrap(mappings.Goal(c, g, o)))
 		if err != nil {
 			return r, &pushError{msg: "pull: encode Goal"}
@@ -583,7 +589,7 @@ func (e *Engine) applyGoalChange(ctx context.Context, conn *Connection, key mapp
 		}{
 			{"status", func(a, b *ips.Goal) bool { return a.Status == b.Status }, w.Status, func() { g.Status = ehrGoal.Status }, string(g.Status), string(ehrGoal.Status)},
 			{"achievement", func(a, b *ips.Goal) bool { return a.Achievement == b.Achievement }, w.Achievement, func() { g.Achievement = ehrGoal.Achievement }, string(g.Achievement), string(ehrGoal.Achievement)},
-			{"notes", func(a, b *ips.Goal) bool { return slices.Equal(a.Notes, b.Notes) }, w.Notes, func() { g.Notes = ehrGoal.Notes }, notesText(g.Notes), notesText(ehrGoal.Notes)},
+			{"notes", func(a, b *ips.Goal) bool { return sameNotes(a.Notes, b.Notes) }, w.Notes, func() { g.Notes = ehrGoal.Notes }, notesText(g.Notes), notesText(ehrGoal.Notes)},
 			{"description", func(a, b *ips.Goal) bool { return a.Description == b.Description }, w.Description, func() { g.Description = ehrGoal.Description }, g.Description, ehrGoal.Description},
 			{"target", sameTarget, w.Target, func() { g.TargetHoursPerWeek, g.Due = ehrGoal.TargetHoursPerWeek, ehrGoal.Due }, targetText(g), targetText(ehrGoal)},
 		}
@@ -620,6 +626,11 @@ func (e *Engine) applyGoalChange(ctx context.Context, conn *Connection, key mapp
 			if mergedHash, err = contentHash(wrap(mappings.Goal(c, g, o))); err != nil {
 				return r, &pushError{msg: "pull: encode Goal"}
 			}
+		}
+		if took {
+			notes := e.foldNotes(conn, full.Notes, g.Notes)
+			*full = *g
+			full.Notes = notes
 		}
 		if took || mergedHash != ehrHash {
 			_, err := e.Store.SaveClients(ctx, []store.Stored{{Client: c, Version: ver}}, e.connectionNames())

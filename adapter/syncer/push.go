@@ -102,6 +102,11 @@ type Engine struct {
 	// Tracer, when set, makes a span per sync run and connection; the EHR
 	// client's spans nest under it.
 	Tracer trace.Tracer
+	// SharedText names the connections whose clinicians' goal notes are
+	// written to every connection's EHR (config clinicalText: share). A
+	// note from any other connection goes back to its own EHR only (see
+	// clinicaltext.go).
+	SharedText []string
 }
 
 // runSpan starts the span of one push or pull run on a connection. Its
@@ -423,6 +428,9 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 		s.Skipped++
 		return s, nil
 	}
+	// Other clinics' notes this one may not see are left out of all it is
+	// sent (the goals, the plan, the note).
+	c = e.visibleTo(conn, c)
 	patientRef, err := e.patientReference(ctx, conn, c.Patient)
 	if err != nil {
 		return s, err

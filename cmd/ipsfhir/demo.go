@@ -160,7 +160,7 @@ func demoService(ctx context.Context, cl *ips.Caseload, dir, ehrURL string, stdo
 	cfg.APIKeys = []config.APIKey{{Name: "demo", Role: config.RoleSpecialist, SHA256: hex.EncodeToString(sum[:])}}
 	var connections []string
 	if ehrURL != "" {
-		cfg.Connections = []config.Connection{{Name: "demo-ehr", FHIRBaseURL: ehrURL, Enabled: true, Auth: config.Auth{Type: config.AuthNone}, Winners: config.DefaultWinners,
+		cfg.Connections = []config.Connection{{Name: "demo-ehr", FHIRBaseURL: ehrURL, Enabled: true, Auth: config.Auth{Type: config.AuthNone}, Winners: config.DefaultWinners, ClinicalText: config.ClinicalTextKeep,
 			ReferralCodes:   []config.Coding{{System: mappings.SystemSDOHCCTemporary, Code: mappings.SDOHEmploymentStatus}},
 			ReferralIntents: mappings.DefaultReferralIntents,
 			Timeout:         config.DefaultTimeout, Retry: config.DefaultRetry}}

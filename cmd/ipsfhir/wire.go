@@ -77,6 +77,7 @@ func wire(ctx context.Context, cfg *config.Config, logOut io.Writer, connections
 	s.store = st
 	s.engine = &syncer.Engine{
 		Store: st, Owner: workerName(), Lease: cfg.Sync.LeaseFor, MaxAttempts: cfg.Sync.MaxAttempts, Overlap: cfg.Sync.Overlap, Logger: s.logger,
+		SharedText: sharedText(cfg),
 	}
 	sm, err := telemetry.NewSyncMetrics(tel.MeterProvider(), telemetry.SyncObservers{
 		OutboxDepth: st.OutboxDepth,
@@ -276,4 +277,16 @@ func workerName() string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
+}
+
+// sharedText names the connections whose clinicians' goal notes go to
+// every connection's EHR (clinicalText: share).
+func sharedText(cfg *config.Config) []string {
+	var out []string
+	for _, cn := range cfg.Connections {
+		if cn.ClinicalText == config.ClinicalTextShare {
+			out = append(out, cn.Name)
+		}
+	}
+	return out
 }
