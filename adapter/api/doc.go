@@ -3,11 +3,13 @@
 // employment goals, supports, jobs), and clinicians and administrators read
 // them.
 //
-// openapi.json is its OpenAPI 3.1 description, with /admin and /metrics,
-// served at GET /api/v1/openapi.json without a key. Tests hold it to the
-// router both ways (every route and method is an operation, every operation
-// a route), to the roles each route admits, to every response the package's
-// tests receive, and to the caseload schema, whose definitions it copies.
+// openapi.json is its OpenAPI 3.1 description, with /admin and /metrics:
+// served at GET /api/v1/openapi.json without a key, and rendered as
+// docs/API.md. Tests hold it to the router both ways (every route and
+// method is an operation, every operation a route), to the roles each route
+// admits, to every response the package's tests receive, and to the
+// caseload schema, whose definitions it copies; and docs/API.md to it (go
+// test ./adapter/api -run TestAPIReference -update renders it again).
 //
 // # Resources
 //

@@ -13,7 +13,8 @@ const openAPIPath = "/api/v1/openapi.json"
 // openAPI is the OpenAPI 3.1 description of /api/v1, /admin and /metrics.
 // Tests hold it to the router (every route and method, both ways, and the
 // roles each operation admits), to the responses the handlers write, and to
-// ips/caseload.schema.json, whose definitions it copies.
+// ips/caseload.schema.json, whose definitions it copies; docs/API.md is
+// rendered from it.
 //
 //go:embed openapi.json
 var openAPI []byte
