@@ -50,6 +50,7 @@ func TestAdminEndpoints(t *testing.T) {
 		req.Header.Set("Authorization", "Bearer "+key)
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
+		checkOpenAPI(t, req, rec.Code, rec.Header(), rec.Body.Bytes())
 		return rec
 	}
 	if rec := call("GET", "/admin/connections/epic/plan", "admin-key"); rec.Code != 200 {
@@ -145,6 +146,7 @@ func TestAdminListsAreNeverNull(t *testing.T) {
 		req.Header.Set("Authorization", "Bearer admin-key")
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
+		checkOpenAPI(t, req, rec.Code, rec.Header(), rec.Body.Bytes())
 		var body map[string]json.RawMessage
 		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || rec.Code != 200 {
 			t.Fatalf("%s: %d %s", path, rec.Code, rec.Body)

@@ -96,19 +96,40 @@ type api struct {
 	keys        []Key
 	log         *slog.Logger
 	admin       *Admin
+	metrics     http.Handler
 }
 
 // New returns the handler of the records API, /api/v1/… . Every request
-// needs an API key (Authorization: Bearer KEY) whose role allows it.
+// but GET /api/v1/openapi.json needs an API key (Authorization: Bearer KEY)
+// whose role allows it.
 func New(o Options) http.Handler {
-	a := &api{store: o.Store, connections: o.Connections, keys: o.Keys, log: o.Logger, admin: o.Admin}
+	a := &api{store: o.Store, connections: o.Connections, keys: o.Keys, log: o.Logger, admin: o.Admin, metrics: o.Metrics}
 	if a.connections == nil {
 		a.connections = func() []string { return nil }
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
+	r := a.router()
+	// Authentication comes before routing, so that without a key nobody
+	// learns which paths exist; authorization is per route. Only the API's
+	// description is public: it lists the paths anyway.
+	authed := a.authenticate(r)
+	accessLog := AccessLog(a.log, "http request", "panic in API handler", func(w http.ResponseWriter) {
+		writeIssues(w, http.StatusInternalServerError, internalIssue())
+	})
+	return accessLog(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == openAPIPath {
+			r.ServeHTTP(w, req)
+			return
+		}
+		authed.ServeHTTP(w, req)
+	}))
+}
 
+// router routes every request New serves; openapi.json describes each
+// route, and a test holds the two together.
+func (a *api) router() *mux.Router {
 	r := mux.NewRouter()
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeIssues(w, http.StatusNotFound, issue("not-found", "", "no such resource in the records API"))
@@ -117,6 +138,7 @@ func New(o Options) http.Handler {
 		writeIssues(w, http.StatusMethodNotAllowed, issue("not-supported", "", "this method is not allowed on this resource"))
 	})
 
+	a.handle(r, http.MethodGet, openAPIPath, permPublic, serveOpenAPI)
 	a.handle(r, http.MethodGet, "/api/v1/clients", permRead, a.listClients)
 	a.handle(r, http.MethodPost, "/api/v1/clients", permWrite, a.createClient)
 	a.handle(r, http.MethodGet, "/api/v1/clients/{id}", permRead, a.getClient)
@@ -129,18 +151,13 @@ func New(o Options) http.Handler {
 		a.handle(r, http.MethodGet, "/api/v1/clients/{id}/"+k.plural+"/{rid}", permRead, a.getRecord(k))
 		a.handle(r, http.MethodPut, "/api/v1/clients/{id}/"+k.plural+"/{rid}", permWrite, a.putRecord(k))
 	}
-	if o.Admin != nil {
+	if a.admin != nil {
 		a.adminRoutes(r)
 	}
-	if o.Metrics != nil {
-		a.handle(r, http.MethodGet, "/metrics", permAdmin, o.Metrics.ServeHTTP)
+	if a.metrics != nil {
+		a.handle(r, http.MethodGet, "/metrics", permAdmin, a.metrics.ServeHTTP)
 	}
-	// Authentication comes before routing, so that without a key nobody
-	// learns which paths exist; authorization is per route.
-	accessLog := AccessLog(a.log, "http request", "panic in API handler", func(w http.ResponseWriter) {
-		writeIssues(w, http.StatusInternalServerError, internalIssue())
-	})
-	return accessLog(a.authenticate(r))
+	return r
 }
 
 // handle registers a route. The wrapper records the route template for the

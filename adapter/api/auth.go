@@ -13,7 +13,8 @@ type permission int
 const (
 	permRead permission = iota + 1
 	permWrite
-	permAdmin // connections, plans, dead letters, conflicts, metrics
+	permAdmin  // connections, plans, dead letters, conflicts, metrics
+	permPublic // the API's description: no key needed
 )
 
 func (p permission) verb() string {
@@ -30,6 +31,9 @@ func (p permission) verb() string {
 // specialists keep them; clinicians and administrators may read them;
 // HIE operators get de-identified outcomes elsewhere and no records here.
 func (r Role) may(p permission) bool {
+	if p == permPublic {
+		return true
+	}
 	switch r {
 	case RoleSpecialist:
 		return p == permRead || p == permWrite

@@ -3,8 +3,17 @@
 // employment goals, supports, jobs), and clinicians and administrators read
 // them.
 //
+// openapi.json is its OpenAPI 3.1 description, with /admin and /metrics:
+// served at GET /api/v1/openapi.json without a key, and rendered as
+// docs/API.md. Tests hold it to the router both ways (every route and
+// method is an operation, every operation a route), to the roles each route
+// admits, to every response the package's tests receive, and to the
+// caseload schema, whose definitions it copies; and docs/API.md to it (go
+// test ./adapter/api -run TestAPIReference -update renders it again).
+//
 // # Resources
 //
+//	GET  /api/v1/openapi.json                     this API's OpenAPI description (no key needed)
 //	GET  /api/v1/clients?after=ID&limit=N        a page of clients, in id order
 //	     …&status=referred                        only those of a status: the referrals waiting
 //	POST /api/v1/clients                          a new client (201; 409 if the id is taken)
@@ -76,9 +85,11 @@
 //
 // # Who may call
 //
-// Every request needs an API key, "Authorization: Bearer KEY". Only the
-// keys' SHA-256 sums are configured; a presented key is hashed and compared
-// with each in constant time. Roles: specialist reads and writes records;
+// Every request but GET /api/v1/openapi.json needs an API key,
+// "Authorization: Bearer KEY" (the description is public, like a FHIR
+// server's /fhir/metadata: it holds no data). Only the keys' SHA-256 sums
+// are configured; a presented key is hashed and compared with each in
+// constant time. Roles: specialist reads and writes records;
 // clinician and admin read; hie may not touch records (403). A missing or
 // unknown key is 401, a known key whose role does not allow the request 403.
 //

@@ -155,6 +155,8 @@ func (h *harness) do(method, path, body string, headers ...string) response {
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	// Every answer is one openapi.json promises.
+	api.CheckOpenAPI(h.t, req, resp.StatusCode, resp.Header, b)
 	return response{status: resp.StatusCode, header: resp.Header, body: b}
 }
 

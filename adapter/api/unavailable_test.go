@@ -31,7 +31,7 @@ func TestStoreUnavailable(t *testing.T) {
 		Store:  st,
 		Keys:   []api.Key{{Name: "jordan", Role: api.RoleSpecialist, SHA256: sum(specialistKey)}, {Name: "ehr-admin", Role: api.RoleAdmin, SHA256: sum(adminKey)}},
 		Logger: slog.New(slog.NewJSONHandler(h.logs, nil)),
-		Admin:  &api.Admin{Store: st, Plans: func() map[string]*plan.Plan { return map[string]*plan.Plan{"clinic-a": {}} }},
+		Admin:  &api.Admin{Store: st, Plans: func() map[string]*plan.Plan { return map[string]*plan.Plan{"clinic-a": {Bundles: "none"}} }},
 	}))
 	t.Cleanup(h.srv.Close)
 	want(t, h.do("POST", "/api/v1/clients", clientJSON("c1", "MRN1", "g", "e")), http.StatusCreated, "create before the outage")

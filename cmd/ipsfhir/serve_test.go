@@ -61,6 +61,12 @@ connections:
 	if resp, err := http.Get(base + "/api/v1/clients"); err != nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("API without a key: %v %v, want 401", resp, err)
 	}
+	// The API's description needs none, as /fhir/metadata.
+	if resp, err := http.Get(base + "/api/v1/openapi.json"); err != nil || resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("API description without a key: %v %v, want 200 with JSON", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	body := `{"id":"c1","patient":{"system":"urn:oid:2.16.840.1.113883.3.9999.1","value":"MRN555"},"enrolledOn":"2026-11-02",
 	 "goals":[{"id":"g1","description":"Work in a library","status":"active","start":"2026-11-03"}]}`
 	req, _ := http.NewRequest("POST", base+"/api/v1/clients", strings.NewReader(body))
