@@ -115,6 +115,8 @@ type Store interface {
 	// chose; ErrConflict if it was already resolved.
 	ResolveConflict(ctx context.Context, id int64, resolution string) error
 
+	Auditor
+
 	// Close releases the database.
 	Close() error
 }

@@ -53,6 +53,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Ledger", testLedger},
 		{"Watermarks", testWatermarks},
 		{"Conflicts", testConflicts},
+		{"Audit", testAudit},
 		{"Reopen", testReopen},
 	}
 	for _, tc := range tests {
@@ -208,8 +209,8 @@ func richClient(id string) *ips.Client {
 				Start:              ips.MustDate("2025-01-20"),
 				Due:                ips.MustDate("2025-12-31"),
 				Notes: []ips.Note{
-					{Text: "Clinician: steady mood, proud of the job", Date: ips.MustDate("2025-06-01")},
-					{Text: "日本語のメモ", Date: ips.MustDate("2025-07-01")},
+					{Text: "Clinician: steady mood, proud of the job", Date: ips.MustDate("2025-06-01"), Source: "riverside-epic"},
+					{Text: "日本語のメモ", Date: ips.MustDate("2025-07-01"), Source: "clinic-b"},
 				},
 			},
 			{
@@ -220,7 +221,7 @@ func richClient(id string) *ips.Client {
 				TargetHoursPerWeek: &prefHours,
 				Start:              ips.MustDate("2025-03-01"),
 				Due:                ips.MustDate("2026-06-30"),
-				Notes:              []ips.Note{{Text: "paused", Date: ips.MustDate("2025-09-09")}},
+				Notes:              []ips.Note{{Text: "paused", Date: ips.MustDate("2025-09-09"), Source: "riverside-epic"}},
 			},
 		},
 		Supports: []*ips.Support{
