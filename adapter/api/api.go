@@ -71,6 +71,10 @@ type Options struct {
 	// Metrics, when set, is served at /metrics for the admin role (a
 	// Prometheus scraper authenticates with an admin key).
 	Metrics http.Handler
+	// Audit, when set, keeps the audit trail: every request but to
+	// openapi.json is recorded (see Audited), and admins read the trail
+	// at /admin/audit.
+	Audit store.Auditor
 }
 
 // Limits of the API.
@@ -97,13 +101,14 @@ type api struct {
 	log         *slog.Logger
 	admin       *Admin
 	metrics     http.Handler
+	audit       store.Auditor
 }
 
 // New returns the handler of the records API, /api/v1/… . Every request
 // but GET /api/v1/openapi.json needs an API key (Authorization: Bearer KEY)
 // whose role allows it.
 func New(o Options) http.Handler {
-	a := &api{store: o.Store, connections: o.Connections, keys: o.Keys, log: o.Logger, admin: o.Admin, metrics: o.Metrics}
+	a := &api{store: o.Store, connections: o.Connections, keys: o.Keys, log: o.Logger, admin: o.Admin, metrics: o.Metrics, audit: o.Audit}
 	if a.connections == nil {
 		a.connections = func() []string { return nil }
 	}
@@ -118,13 +123,17 @@ func New(o Options) http.Handler {
 	accessLog := AccessLog(a.log, "http request", "panic in API handler", func(w http.ResponseWriter) {
 		writeIssues(w, http.StatusInternalServerError, internalIssue())
 	})
-	return accessLog(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	h := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if req.URL.Path == openAPIPath {
 			r.ServeHTTP(w, req)
 			return
 		}
 		authed.ServeHTTP(w, req)
 	}))
+	if a.audit != nil {
+		h = Audited(a.audit, a.log, func(route string) bool { return route == openAPIPath })(h)
+	}
+	return accessLog(h)
 }
 
 // router routes every request New serves; openapi.json describes each
@@ -156,6 +165,9 @@ func (a *api) router() *mux.Router {
 	}
 	if a.metrics != nil {
 		a.handle(r, http.MethodGet, "/metrics", permAdmin, a.metrics.ServeHTTP)
+	}
+	if a.audit != nil {
+		a.handle(r, http.MethodGet, "/admin/audit", permAdmin, a.adminAudit)
 	}
 	return r
 }

@@ -82,6 +82,7 @@ func (a *api) listClients(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Header().Set("Link", "</api/v1/clients?"+v.Encode()+`>; rel="next"`)
 	}
+	RecordOf(r.Context()).Records = len(page.Clients)
 	writeJSON(w, http.StatusOK, page)
 }
 

@@ -87,6 +87,7 @@ func newHarnessOver(t *testing.T, st store.Store, s api.Store) *harness {
 			{Name: "state-hie", Role: api.RoleHIE, SHA256: sum(hieKey)},
 		},
 		Logger: slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Audit:  st,
 	})
 	h.srv = httptest.NewServer(handler)
 	t.Cleanup(h.srv.Close)

@@ -21,6 +21,12 @@ type RequestRecord struct {
 	Route string
 	// Caller is the authenticated caller; zero until authentication.
 	Caller Key
+	// Records is how many records the request read or wrote, for the
+	// audit trail; handlers that return lists set it (see Audited).
+	Records int
+	// ResourceType overrides the audit trail's resource type, which is
+	// otherwise taken from the route.
+	ResourceType string
 }
 
 type recordKey struct{}

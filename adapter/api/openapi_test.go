@@ -23,6 +23,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/ipsfhir/ipsfhir/adapter/plan"
+	"github.com/ipsfhir/ipsfhir/adapter/store"
 	"github.com/ipsfhir/ipsfhir/adapter/store/sqlite"
 	"github.com/ipsfhir/ipsfhir/ips"
 )
@@ -95,8 +96,12 @@ func checkOpenAPI(t testing.TB, req *http.Request, status int, header http.Heade
 
 // TestOpenAPIMatchesRouter: every route the router registers, with its
 // method, is an operation of openapi.json, and every operation is a route.
+// noAudit stands for an audit trail in a router that is walked, never
+// served.
+type noAudit struct{ store.Auditor }
+
 func TestOpenAPIMatchesRouter(t *testing.T) {
-	a := &api{admin: &Admin{}, metrics: http.NotFoundHandler()}
+	a := &api{admin: &Admin{}, metrics: http.NotFoundHandler(), audit: noAudit{}}
 	routed := map[string]bool{}
 	err := a.router().Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
 		tpl, err := route.GetPathTemplate()
@@ -301,7 +306,8 @@ func fullHandler(t *testing.T) http.Handler {
 	}
 	return New(Options{Store: st, Keys: keysOfEveryRole(),
 		Admin:   &Admin{Store: st, Plans: func() map[string]*plan.Plan { return map[string]*plan.Plan{"epic": p} }},
-		Metrics: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("# metrics\n")) })})
+		Metrics: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("# metrics\n")) }),
+		Audit:   st})
 }
 
 // TestOpenAPIRolesAreEnforced calls every documented operation with a key

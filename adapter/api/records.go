@@ -61,6 +61,7 @@ func (a *api) listRecords(k recordKind) http.HandlerFunc {
 			items[i] = k.item(c, i)
 		}
 		w.Header().Set("ETag", etag(v))
+		RecordOf(r.Context()).Records = len(items)
 		writeJSON(w, http.StatusOK, map[string][]any{k.plural: items})
 	}
 }

@@ -35,8 +35,23 @@ type Config struct {
 	Reports     Reports      `yaml:"reports"`
 	Telemetry   Telemetry    `yaml:"telemetry"`
 	Sync        Sync         `yaml:"sync"`
+	Audit       Audit        `yaml:"audit"`
 	Connections []Connection `yaml:"connections"`
 }
+
+// Audit says how long the audit trail is kept.
+type Audit struct {
+	// Retention is how long an audit entry is kept before serve deletes
+	// it, from MinAuditRetention (default DefaultAuditRetention).
+	Retention time.Duration `yaml:"retention"`
+}
+
+// Audit trail retention: six years by default, the time HIPAA asks
+// covered entities to keep required documentation (45 CFR 164.316(b)(2)).
+const (
+	DefaultAuditRetention = 6 * 365 * 24 * time.Hour
+	MinAuditRetention     = 24 * time.Hour
+)
 
 // Program names the IPS program this deployment serves.
 type Program struct {
@@ -640,6 +655,7 @@ func defaults() *Config {
 		Store:     Store{Driver: DriverSQLite},
 		Consent:   Consent{EHR: true, HIE: false},
 		Server:    Server{Listen: DefaultListen, CursorTTL: DefaultCursorTTL},
+		Audit:     Audit{Retention: DefaultAuditRetention},
 		Telemetry: Telemetry{ServiceName: DefaultServiceName, LogLevel: DefaultLogLevel},
 		Reports:   Reports{Threshold: DefaultThreshold, Protection: DefaultProtection},
 		Sync: Sync{PollInterval: DefaultPollInterval, Overlap: DefaultOverlap, MaxAttempts: DefaultMaxAttempts,
@@ -789,6 +805,9 @@ func (c *Config) problems() problems {
 	secretProblems(&ps, "reports.specialistKey", c.Reports.SpecialistKey, false)
 	c.telemetryProblems(&ps)
 	c.syncProblems(&ps)
+	if c.Audit.Retention < MinAuditRetention {
+		ps.add("audit.retention", "must be at least 24h: how long the audit trail is kept (default 52560h, six years)")
+	}
 	if c.Reports.Protection < 2 {
 		ps.add("reports.protection", "must be at least 2: a withheld count must never be narrowed to a single value (default %d)", DefaultProtection)
 	}

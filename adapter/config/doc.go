@@ -70,6 +70,7 @@
 //	sync.workers             int      default 2, at least 1
 //	sync.leaseFor            duration default 2m, at least 1s
 //	sync.pushInterval        duration default 5s, at least 1s
+//	audit.retention          duration default 52560h (six years), at least 24h: how long audit entries are kept
 //	connections[]                     clinic EHRs
 //	  .name                  string   required, unique, [a-z0-9-], at most 63
 //	  .fhirBaseUrl           URL      required; https, or http to a loopback host only

@@ -98,6 +98,10 @@ type Options struct {
 	SoftwareVersion string
 	// Now is the clock; nil means time.Now. Tests set it.
 	Now func() time.Time
+	// Audit, when set, keeps the audit trail: every request but to
+	// /fhir/metadata is recorded (api.Audited), and admins read the trail
+	// as AuditEvent resources.
+	Audit store.Auditor
 }
 
 // Limits bound Bulk Data export, which keeps its jobs in memory.
@@ -234,13 +238,17 @@ func New(o Options) (*Server, error) {
 	accessLog := api.AccessLog(s.log, "fhir request", "panic in FHIR handler", func(w http.ResponseWriter) {
 		writeOutcome(w, http.StatusInternalServerError, internalOutcome())
 	})
-	s.root = accessLog(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	h := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if req.URL.Path == metadataPath {
 			r.ServeHTTP(w, req)
 			return
 		}
 		authed.ServeHTTP(w, req)
 	}))
+	if o.Audit != nil {
+		h = api.Audited(o.Audit, s.log, func(route string) bool { return route == metadataPath })(h)
+	}
+	s.root = accessLog(h)
 	return s, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
 	"github.com/ipsfhir/ipsfhir/adapter/plan"
@@ -215,5 +216,39 @@ func TestFoldNotes(t *testing.T) {
 	}
 	if got := e.foldNotes(a, []ips.Note{fromB}, nil); len(got) != 0 {
 		t.Errorf("a clinician of a removing b's shared note: %+v, want it gone", got)
+	}
+}
+
+// TestSyncPassesAreAudited: a push that wrote to the EHR and a pull that
+// read from it are each one entry in the audit trail (caller sync, the
+// connection, how many records), and a pass that did nothing is none.
+func TestSyncPassesAreAudited(t *testing.T) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	r.enqueueAll(t)
+	ps, err := r.engine.PushOnce(ctx)
+	if err != nil || ps.Written == 0 {
+		t.Fatalf("push: %+v %v", ps, err)
+	}
+	pl, err := r.engine.PullOnce(ctx)
+	if err != nil || pl.Seen == 0 {
+		t.Fatalf("pull: %+v %v", pl, err)
+	}
+	if _, err := r.engine.PushOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.store.Audit(ctx, store.AuditQuery{Caller: "sync"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.AuditEntry{
+		{Caller: "sync", Action: "U", Route: "push", Connection: "clinic", Records: ps.Written, Status: 200},
+		{Caller: "sync", Action: "R", Route: "pull", Connection: "clinic", Records: pl.Seen, Status: 200},
+	}
+	for i := range got {
+		got[i].ID, got[i].At = 0, time.Time{}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("audit trail of sync:\n got %+v\nwant %+v", got, want)
 	}
 }

@@ -115,6 +115,7 @@ func (e *Engine) PullConnection(ctx context.Context, conn *Connection) (PullSumm
 	}
 	e.recordRun(ctx, conn.Name, telemetry.DirectionPull, err)
 	end(err)
+	e.audit(ctx, conn.Name, telemetry.DirectionPull, total.Seen, err)
 	if err != nil {
 		return total, &ConnectionError{Connection: conn.Name, Direction: telemetry.DirectionPull, Err: err}
 	}

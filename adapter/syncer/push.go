@@ -144,6 +144,29 @@ func (e *Engine) recordRun(ctx context.Context, conn string, d telemetry.Directi
 	e.Metrics.RecordRun(ctx, conn, d, r, blameOf(err))
 }
 
+// audit records a sync pass that read or wrote patient records, or failed,
+// in the audit trail: the connection, the direction ("pull" reads, "push"
+// writes), how many records, and whether it succeeded. A pass that found
+// nothing to do is not recorded. The trail failing is logged, never the
+// pass's failure.
+func (e *Engine) audit(ctx context.Context, conn string, d telemetry.Direction, records int, err error) {
+	if records == 0 && err == nil {
+		return
+	}
+	entry := store.AuditEntry{Caller: "sync", Action: "U", Route: string(d), Connection: conn, Records: records, Status: 200}
+	if d == telemetry.DirectionPull {
+		entry.Action = "R"
+	}
+	if err != nil {
+		entry.Status = 500
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if aerr := e.Store.AddAudit(actx, entry); aerr != nil {
+		e.log().ErrorContext(ctx, "audit entry not recorded", "connection", conn, "direction", string(d), "error_kind", errorToken(aerr))
+	}
+}
+
 // blameOf says whose side a failure is on: the EHR refusing what we sent is
 // ours (client), the EHR failing or unreachable is external, anything else
 // (the store, a bug) is the adapter's own (server).
@@ -259,7 +282,11 @@ func (e *ConnectionError) Unwrap() error { return e.Err }
 // pushConnection drains one connection's outbox, in one span.
 func (e *Engine) pushConnection(ctx context.Context, conn *Connection, total *PushSummary) (err error) {
 	ctx, end := e.runSpan(ctx, conn.Name, telemetry.DirectionPush)
-	defer func() { end(err) }()
+	before := *total
+	defer func() {
+		end(err)
+		e.audit(ctx, conn.Name, telemetry.DirectionPush, total.Written-before.Written, err)
+	}()
 	for {
 		items, err := e.Store.Lease(ctx, conn.Name, e.Owner, 16, e.Lease)
 		if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/ipsfhir/ipsfhir/adapter/config"
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
 	"github.com/ipsfhir/ipsfhir/adapter/fhirapi"
+	"github.com/ipsfhir/ipsfhir/adapter/store"
 	"github.com/ipsfhir/ipsfhir/adapter/syncer"
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/mappings"
@@ -124,6 +125,7 @@ func (s *system) serve(ctx context.Context, stdout, stderr io.Writer) int {
 
 	var wg sync.WaitGroup
 	wg.Go(func() { s.runner.Run(ctx) })
+	wg.Go(func() { pruneAudit(ctx, s.store, s.cfg.Audit.Retention, time.Hour, s.logger) })
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
@@ -155,6 +157,7 @@ func (s *system) handler(fhirBase string) http.Handler {
 		// Plans appear as connections connect.
 		Admin:   &api.Admin{Store: s.store, Plans: s.runner.Plans},
 		Metrics: s.tel.MetricsHandler(),
+		Audit:   s.store,
 	})
 	mux := http.NewServeMux()
 	// The FHIR facade authenticates with the same keys; its /fhir/metadata
@@ -164,6 +167,7 @@ func (s *system) handler(fhirBase string) http.Handler {
 		AllowsEHR: s.cfg.Consent.AllowsEHR, AllowsHIE: s.cfg.Consent.AllowsHIE, Logger: s.logger,
 		PseudonymKey: s.pseudonymKey, Reports: s.measureReports,
 		BaseURL: fhirBase, CursorKey: s.cursorKey, CursorTTL: s.cfg.Server.CursorTTL,
+		Audit: s.store,
 	})
 	if err == nil {
 		if s.facade != nil {
@@ -276,4 +280,26 @@ func reportingQuarter(period string, now time.Time) (outcomes.Quarter, error) {
 		return outcomes.Quarter{}, fhirapi.ErrBadPeriod
 	}
 	return outcomes.QuarterOf(d), nil
+}
+
+// pruneAudit deletes audit entries older than retention now and then every
+// interval, until ctx ends. A failure is logged (its kind) and tried again
+// at the next round.
+func pruneAudit(ctx context.Context, a store.Auditor, retention, interval time.Duration, log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		n, err := a.PruneAudit(ctx, time.Now().Add(-retention))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.LogAttrs(ctx, slog.LevelError, "audit trail not pruned", slog.String("component", "serve"), slog.String("error_kind", "store"))
+		case n > 0:
+			log.LogAttrs(ctx, slog.LevelInfo, "audit trail pruned", slog.String("component", "serve"), slog.Int64("count", n))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
