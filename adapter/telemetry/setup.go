@@ -166,26 +166,22 @@ func parseEndpoint(raw string) (*url.URL, error) {
 	return u, nil
 }
 
+// traceOptions and metricOptions point the exporters at u with
+// WithEndpointURL, which sets the scheme as well as host and path:
+// WithEndpoint would leave the scheme to the environment, and an
+// OTEL_EXPORTER_OTLP_ENDPOINT with http, or OTEL_EXPORTER_OTLP_INSECURE,
+// would then send to an https collector in the clear.
 func traceOptions(u *url.URL) []otlptracehttp.Option {
-	opts := []otlptracehttp.Option{
-		otlptracehttp.WithEndpoint(u.Host),
-		otlptracehttp.WithURLPath(strings.TrimSuffix(u.Path, "/") + "/v1/traces"),
-	}
-	if u.Scheme == "http" {
-		opts = append(opts, otlptracehttp.WithInsecure())
-	}
-	return opts
+	return []otlptracehttp.Option{otlptracehttp.WithEndpointURL(signalURL(u, "/v1/traces"))}
 }
 
 func metricOptions(u *url.URL) []otlpmetrichttp.Option {
-	opts := []otlpmetrichttp.Option{
-		otlpmetrichttp.WithEndpoint(u.Host),
-		otlpmetrichttp.WithURLPath(strings.TrimSuffix(u.Path, "/") + "/v1/metrics"),
-	}
-	if u.Scheme == "http" {
-		opts = append(opts, otlpmetrichttp.WithInsecure())
-	}
-	return opts
+	return []otlpmetrichttp.Option{otlpmetrichttp.WithEndpointURL(signalURL(u, "/v1/metrics"))}
+}
+
+// signalURL is the URL of one signal under the collector's base URL u.
+func signalURL(u *url.URL, path string) string {
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: strings.TrimSuffix(u.Path, "/") + path}).String()
 }
 
 // TracerProvider is what instrumented packages take to create spans.

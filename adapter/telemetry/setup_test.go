@@ -1,10 +1,14 @@
 package telemetry_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/pem"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,24 +20,45 @@ import (
 // collector stands in for an OTLP/HTTP collector on loopback and counts
 // what reaches it.
 type collector struct {
-	srv   *httptest.Server
-	mu    sync.Mutex
-	paths map[string]int
+	srv    *httptest.Server
+	mu     sync.Mutex
+	paths  map[string]int
+	bodies [][]byte
 }
 
 func newCollector(t *testing.T) *collector {
 	t.Helper()
 	c := &collector{paths: map[string]int{}}
-	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
+	c.srv = httptest.NewServer(c.handler())
+	t.Cleanup(c.srv.Close)
+	return c
+}
+
+// newTLSCollector is a collector that answers only https, and the name of
+// a PEM file holding the certificate to trust it with.
+func newTLSCollector(t *testing.T) (*collector, string) {
+	t.Helper()
+	c := &collector{paths: map[string]int{}}
+	c.srv = httptest.NewTLSServer(c.handler())
+	t.Cleanup(c.srv.Close)
+	ca := filepath.Join(t.TempDir(), "collector.pem")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.srv.Certificate().Raw})
+	if err := os.WriteFile(ca, pemBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return c, ca
+}
+
+func (c *collector) handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
 		c.mu.Lock()
 		c.paths[r.URL.Path]++
+		c.bodies = append(c.bodies, body)
 		c.mu.Unlock()
 		// An empty body is a valid, fully successful OTLP response.
 		w.Header().Set("Content-Type", "application/x-protobuf")
-	}))
-	t.Cleanup(c.srv.Close)
-	return c
+	})
 }
 
 func (c *collector) requests() map[string]int {
@@ -44,6 +69,49 @@ func (c *collector) requests() map[string]int {
 		out[k] = v
 	}
 	return out
+}
+
+// received reports whether any request body held s (a string field of an
+// OTLP protobuf message, such as service.name, appears in it verbatim).
+func (c *collector) received(s string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, b := range c.bodies {
+		if bytes.Contains(b, []byte(s)) {
+			return true
+		}
+	}
+	return false
+}
+
+// otelVariables are the environment variables that choose where the OTLP
+// exporters send; clearOTEL unsets them for one test, so that a developer's
+// shell cannot change what a test sees.
+var otelVariables = []string{
+	"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+	"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+	"OTEL_EXPORTER_OTLP_INSECURE", "OTEL_EXPORTER_OTLP_TRACES_INSECURE", "OTEL_EXPORTER_OTLP_METRICS_INSECURE",
+	"OTEL_EXPORTER_OTLP_CERTIFICATE", "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TIMEOUT",
+	"OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_SERVICE_NAME", "OTEL_SDK_DISABLED",
+}
+
+func clearOTEL(t *testing.T) {
+	t.Helper()
+	for _, v := range otelVariables {
+		t.Setenv(v, "") // restores the old value when t ends
+		os.Unsetenv(v)
+	}
+}
+
+// shutdown flushes tel (the batch span processor and the periodic metric
+// reader) within 10 s.
+func shutdown(t *testing.T, tel *telemetry.Telemetry) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tel.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // exercise records one span and one of each sync metric.
@@ -229,4 +297,57 @@ func hasSample(text, name string, labels []string, value string) bool {
 		}
 	}
 	return false
+}
+
+// A configured https endpoint stays https whatever the environment says:
+// an OTEL_EXPORTER_OTLP_ENDPOINT with http (injected by a platform, say)
+// or OTEL_EXPORTER_OTLP_INSECURE must not turn the file's collector into a
+// plain-text one.
+func TestSetupConfiguredHTTPSIsNeverDowngraded(t *testing.T) {
+	for name, env := range map[string]map[string]string{
+		"http endpoint variable": {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"},
+		"insecure variable":      {"OTEL_EXPORTER_OTLP_INSECURE": "true"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			clearOTEL(t)
+			c, ca := newTLSCollector(t)
+			t.Setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", ca)
+			for k, v := range env {
+				t.Setenv(k, v)
+			}
+			tel, err := telemetry.Setup(context.Background(), telemetry.Config{ServiceName: "ipsfhir", OTLPEndpoint: c.srv.URL})
+			if err != nil {
+				t.Fatal(err)
+			}
+			exercise(t, tel)
+			shutdown(t, tel)
+			got := c.requests()
+			for _, path := range []string{"/v1/traces", "/v1/metrics"} {
+				if got[path] == 0 {
+					t.Errorf("nothing reached the https collector at %s; requests: %v", path, got)
+				}
+			}
+		})
+	}
+}
+
+// The same, seen from a plain-text listener at the configured https
+// address: it must receive nothing, since whatever reaches it crossed the
+// network in the clear.
+func TestSetupConfiguredHTTPSSendsNothingInTheClear(t *testing.T) {
+	clearOTEL(t)
+	plain := newCollector(t)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", plain.srv.URL)
+	t.Setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "2000")
+	tel, err := telemetry.Setup(context.Background(), telemetry.Config{ServiceName: "ipsfhir", OTLPEndpoint: strings.Replace(plain.srv.URL, "http://", "https://", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exercise(t, tel)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = tel.Shutdown(ctx) // fails: the TLS handshake with a plain listener
+	if got := plain.requests(); len(got) != 0 {
+		t.Errorf("sent in the clear to a collector configured as https: %v", got)
+	}
 }
