@@ -289,10 +289,14 @@ func readKey(path string, ref Secret, minBytes int) ([]byte, error) {
 
 // Telemetry configures traces, metrics and logs.
 type Telemetry struct {
-	// OTLPEndpoint is an OTLP/HTTP collector URL; empty exports nothing.
+	// OTLPEndpoint is an OTLP/HTTP collector URL. Empty: the standard
+	// OTEL_EXPORTER_OTLP_ENDPOINT variables decide (telemetry.Config), and
+	// with none set nothing is exported.
 	OTLPEndpoint string `yaml:"otlpEndpoint"`
-	ServiceName  string `yaml:"serviceName"`
-	LogLevel     string `yaml:"logLevel"`
+	// ServiceName is service.name of traces and metrics. Empty: the
+	// OTEL_SERVICE_NAME variable, else ipsfhir (telemetry.Config).
+	ServiceName string `yaml:"serviceName"`
+	LogLevel    string `yaml:"logLevel"`
 }
 
 // SlogLevel returns LogLevel as a slog level (info for an unknown name,
@@ -625,7 +629,6 @@ var DefaultWinners = Winners{GoalStatus: SideEHR, GoalAchievement: SideEHR, Goal
 const (
 	DefaultListen       = "127.0.0.1:8080" // loopback: nothing is exposed until someone decides to
 	DefaultSQLiteDSN    = "ipsfhir.db"
-	DefaultServiceName  = "ipsfhir"
 	DefaultLogLevel     = "info"
 	DefaultPollInterval = 5 * time.Minute
 	DefaultOverlap      = 2 * time.Minute
@@ -656,7 +659,7 @@ func defaults() *Config {
 		Consent:   Consent{EHR: true, HIE: false},
 		Server:    Server{Listen: DefaultListen, CursorTTL: DefaultCursorTTL},
 		Audit:     Audit{Retention: DefaultAuditRetention},
-		Telemetry: Telemetry{ServiceName: DefaultServiceName, LogLevel: DefaultLogLevel},
+		Telemetry: Telemetry{LogLevel: DefaultLogLevel},
 		Reports:   Reports{Threshold: DefaultThreshold, Protection: DefaultProtection},
 		Sync: Sync{PollInterval: DefaultPollInterval, Overlap: DefaultOverlap, MaxAttempts: DefaultMaxAttempts,
 			Workers: DefaultWorkers, LeaseFor: DefaultLeaseFor, PushInterval: DefaultPushInterval},
@@ -942,13 +945,10 @@ func (c *Config) telemetryProblems(ps *problems) {
 		// on http inside a pod or compose network.
 		u, err := url.Parse(t.OTLPEndpoint)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			ps.add("telemetry.otlpEndpoint", "must be an http or https URL of an OTLP/HTTP collector, or empty for no export")
+			ps.add("telemetry.otlpEndpoint", "must be an http or https URL of an OTLP/HTTP collector, or empty (then OTEL_EXPORTER_OTLP_ENDPOINT decides)")
 		} else if u.User != nil {
 			ps.add("telemetry.otlpEndpoint", "must not hold a user name or password")
 		}
-	}
-	if t.ServiceName == "" {
-		ps.add("telemetry.serviceName", "must not be empty")
 	}
 	switch t.LogLevel {
 	case "debug", "info", "warn", "error":

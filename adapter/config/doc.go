@@ -61,8 +61,9 @@
 //	reports.protection       int      least number of values a withheld small count keeps; default 3, least 2
 //	reports.specialistKey    {env}/{file}  the HMAC key of the specialist codes in the reports;
 //	                                  at least 32 bytes; not given: no breakdown by specialist
-//	telemetry.otlpEndpoint   URL      OTLP/HTTP collector; empty (default) exports nothing
-//	telemetry.serviceName    string   default ipsfhir
+//	telemetry.otlpEndpoint   URL      OTLP/HTTP collector; empty (default): the standard
+//	                                  OTEL_EXPORTER_OTLP_ENDPOINT variables, else no export
+//	telemetry.serviceName    string   default OTEL_SERVICE_NAME, else ipsfhir
 //	telemetry.logLevel       enum     debug | info (default) | warn | error
 //	sync.pollInterval        duration default 5m, at least 1s
 //	sync.overlap             duration default 2m, not negative

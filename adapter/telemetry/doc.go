@@ -70,12 +70,16 @@
 // # Traces and metrics
 //
 // [Setup] builds OpenTelemetry tracer and meter providers. Nothing leaves
-// the process unless Config.OTLPEndpoint is set: without it spans are never
-// sampled (they still carry trace ids, for correlation) and metrics are only
-// served in Prometheus text format by [Telemetry.MetricsHandler], from a
-// registry of its own so that nothing registered globally by a dependency
-// shows up. Setup does not touch the otel globals; wiring is explicit in
-// cmd/ipsfhir.
+// the process unless a collector is named: Config.OTLPEndpoint, or where it
+// is empty the standard OTEL_EXPORTER_OTLP_ENDPOINT variable (or its
+// per-signal OTEL_EXPORTER_OTLP_TRACES_ENDPOINT and _METRICS_ENDPOINT), as
+// any OpenTelemetry SDK reads them; OTEL_TRACES_EXPORTER or
+// OTEL_METRICS_EXPORTER set to none keeps that signal in. Without a
+// collector, spans are never sampled (they still carry trace ids, for
+// correlation) and metrics are only served in Prometheus text format by
+// [Telemetry.MetricsHandler], from a registry of its own so that nothing
+// registered globally by a dependency shows up. Setup does not touch the
+// otel globals; wiring is explicit in cmd/ipsfhir.
 //
 // Span names, span attributes and metric attributes follow the same rule as
 // logs. Metric attributes must also be bounded, because every distinct value

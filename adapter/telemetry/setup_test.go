@@ -1,10 +1,14 @@
 package telemetry_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/pem"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,24 +20,45 @@ import (
 // collector stands in for an OTLP/HTTP collector on loopback and counts
 // what reaches it.
 type collector struct {
-	srv   *httptest.Server
-	mu    sync.Mutex
-	paths map[string]int
+	srv    *httptest.Server
+	mu     sync.Mutex
+	paths  map[string]int
+	bodies [][]byte
 }
 
 func newCollector(t *testing.T) *collector {
 	t.Helper()
 	c := &collector{paths: map[string]int{}}
-	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
+	c.srv = httptest.NewServer(c.handler())
+	t.Cleanup(c.srv.Close)
+	return c
+}
+
+// newTLSCollector is a collector that answers only https, and the name of
+// a PEM file holding the certificate to trust it with.
+func newTLSCollector(t *testing.T) (*collector, string) {
+	t.Helper()
+	c := &collector{paths: map[string]int{}}
+	c.srv = httptest.NewTLSServer(c.handler())
+	t.Cleanup(c.srv.Close)
+	ca := filepath.Join(t.TempDir(), "collector.pem")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.srv.Certificate().Raw})
+	if err := os.WriteFile(ca, pemBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return c, ca
+}
+
+func (c *collector) handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
 		c.mu.Lock()
 		c.paths[r.URL.Path]++
+		c.bodies = append(c.bodies, body)
 		c.mu.Unlock()
 		// An empty body is a valid, fully successful OTLP response.
 		w.Header().Set("Content-Type", "application/x-protobuf")
-	}))
-	t.Cleanup(c.srv.Close)
-	return c
+	})
 }
 
 func (c *collector) requests() map[string]int {
@@ -44,6 +69,49 @@ func (c *collector) requests() map[string]int {
 		out[k] = v
 	}
 	return out
+}
+
+// received reports whether any request body held s (a string field of an
+// OTLP protobuf message, such as service.name, appears in it verbatim).
+func (c *collector) received(s string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, b := range c.bodies {
+		if bytes.Contains(b, []byte(s)) {
+			return true
+		}
+	}
+	return false
+}
+
+// otelVariables are the environment variables that choose where the OTLP
+// exporters send; clearOTEL unsets them for one test, so that a developer's
+// shell cannot change what a test sees.
+var otelVariables = []string{
+	"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+	"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+	"OTEL_EXPORTER_OTLP_INSECURE", "OTEL_EXPORTER_OTLP_TRACES_INSECURE", "OTEL_EXPORTER_OTLP_METRICS_INSECURE",
+	"OTEL_EXPORTER_OTLP_CERTIFICATE", "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TIMEOUT",
+	"OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES",
+}
+
+func clearOTEL(t *testing.T) {
+	t.Helper()
+	for _, v := range otelVariables {
+		t.Setenv(v, "") // restores the old value when t ends
+		os.Unsetenv(v)
+	}
+}
+
+// shutdown flushes tel (the batch span processor and the periodic metric
+// reader) within 10 s.
+func shutdown(t *testing.T, tel *telemetry.Telemetry) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tel.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // exercise records one span and one of each sync metric.
@@ -61,12 +129,14 @@ func exercise(t *testing.T, tel *telemetry.Telemetry) {
 	m.RecordRun(ctx, "epic-sandbox", telemetry.DirectionPush, telemetry.ResultOK, telemetry.BlameNone)
 }
 
-// Not parallel: t.Setenv.
+// Not parallel (here and below): t.Setenv.
 func TestSetupWithoutEndpointExportsNothing(t *testing.T) {
-	// Point the exporters' environment variables at a collector: if Setup
-	// built an exporter without being asked, this is where it would send.
-	c := newCollector(t)
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", c.srv.URL)
+	// Every OTLP setting but an endpoint: none of them is a destination,
+	// and the exporters' own default (localhost:4318) is nobody's choice.
+	clearOTEL(t)
+	t.Setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20x")
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
 	t.Setenv("OTEL_TRACES_SAMPLER", "always_on")
 
 	ctx := context.Background()
@@ -86,12 +156,10 @@ func TestSetupWithoutEndpointExportsNothing(t *testing.T) {
 	if err := tel.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := c.requests(); len(got) != 0 {
-		t.Errorf("exported with no endpoint configured: %v", got)
-	}
 }
 
 func TestSetupExportsToEndpoint(t *testing.T) {
+	clearOTEL(t)
 	c := newCollector(t)
 	ctx := context.Background()
 	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "ipsfhir", OTLPEndpoint: c.srv.URL + "/otlp/"})
@@ -120,14 +188,14 @@ func TestSetupExportsToEndpoint(t *testing.T) {
 }
 
 func TestSetupRejectsBadConfig(t *testing.T) {
+	clearOTEL(t)
 	for name, cfg := range map[string]telemetry.Config{
-		"no service name": {},
-		"no scheme":       {ServiceName: "ipsfhir", OTLPEndpoint: "collector:4318"},
-		"grpc scheme":     {ServiceName: "ipsfhir", OTLPEndpoint: "grpc://collector:4317"},
-		"no host":         {ServiceName: "ipsfhir", OTLPEndpoint: "http:///v1"},
-		"credentials":     {ServiceName: "ipsfhir", OTLPEndpoint: "https://user:secret@collector:4318"},
-		"query":           {ServiceName: "ipsfhir", OTLPEndpoint: "https://collector:4318?token=x"},
-		"short hash key":  {ServiceName: "ipsfhir", HashKey: []byte("short")},
+		"no scheme":      {ServiceName: "ipsfhir", OTLPEndpoint: "collector:4318"},
+		"grpc scheme":    {ServiceName: "ipsfhir", OTLPEndpoint: "grpc://collector:4317"},
+		"no host":        {ServiceName: "ipsfhir", OTLPEndpoint: "http:///v1"},
+		"credentials":    {ServiceName: "ipsfhir", OTLPEndpoint: "https://user:secret@collector:4318"},
+		"query":          {ServiceName: "ipsfhir", OTLPEndpoint: "https://collector:4318?token=x"},
+		"short hash key": {ServiceName: "ipsfhir", HashKey: []byte("short")},
 	} {
 		if tel, err := telemetry.Setup(context.Background(), cfg); err == nil {
 			_ = tel.Shutdown(context.Background())
@@ -229,4 +297,243 @@ func hasSample(text, name string, labels []string, value string) bool {
 		}
 	}
 	return false
+}
+
+// The standard variable is how containers are pointed at a collector
+// (docker-compose.yml does): with no endpoint in the configuration, Setup
+// exports traces and metrics where OTEL_EXPORTER_OTLP_ENDPOINT says, under
+// the service name OTEL_SERVICE_NAME gives.
+func TestSetupHonoursStandardEndpointVariable(t *testing.T) {
+	clearOTEL(t)
+	c := newCollector(t)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", c.srv.URL+"/otlp")
+	t.Setenv("OTEL_SERVICE_NAME", "ipsfhir-riverside")
+	tel, err := telemetry.Setup(context.Background(), telemetry.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exercise(t, tel)
+	shutdown(t, tel)
+	got := c.requests()
+	for _, path := range []string{"/otlp/v1/traces", "/otlp/v1/metrics"} {
+		if got[path] == 0 {
+			t.Errorf("nothing exported to %s; requests: %v", path, got)
+		}
+	}
+	if !c.received("ipsfhir-riverside") {
+		t.Error("exports do not carry OTEL_SERVICE_NAME as service.name")
+	}
+}
+
+// A configured https endpoint stays https whatever the environment says:
+// an OTEL_EXPORTER_OTLP_ENDPOINT with http (injected by a platform, say)
+// or OTEL_EXPORTER_OTLP_INSECURE must not turn the file's collector into a
+// plain-text one.
+func TestSetupConfiguredHTTPSIsNeverDowngraded(t *testing.T) {
+	for name, env := range map[string]map[string]string{
+		"http endpoint variable": {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"},
+		"insecure variable":      {"OTEL_EXPORTER_OTLP_INSECURE": "true"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			clearOTEL(t)
+			c, ca := newTLSCollector(t)
+			t.Setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", ca)
+			for k, v := range env {
+				t.Setenv(k, v)
+			}
+			tel, err := telemetry.Setup(context.Background(), telemetry.Config{ServiceName: "ipsfhir", OTLPEndpoint: c.srv.URL})
+			if err != nil {
+				t.Fatal(err)
+			}
+			exercise(t, tel)
+			shutdown(t, tel)
+			got := c.requests()
+			for _, path := range []string{"/v1/traces", "/v1/metrics"} {
+				if got[path] == 0 {
+					t.Errorf("nothing reached the https collector at %s; requests: %v", path, got)
+				}
+			}
+		})
+	}
+}
+
+// The same, seen from a plain-text listener at the configured https
+// address: it must receive nothing, since whatever reaches it crossed the
+// network in the clear.
+func TestSetupConfiguredHTTPSSendsNothingInTheClear(t *testing.T) {
+	clearOTEL(t)
+	plain := newCollector(t)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", plain.srv.URL)
+	t.Setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "2000")
+	tel, err := telemetry.Setup(context.Background(), telemetry.Config{ServiceName: "ipsfhir", OTLPEndpoint: strings.Replace(plain.srv.URL, "http://", "https://", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exercise(t, tel)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = tel.Shutdown(ctx) // fails: the TLS handshake with a plain listener
+	if got := plain.requests(); len(got) != 0 {
+		t.Errorf("sent in the clear to a collector configured as https: %v", got)
+	}
+}
+
+// The per-signal variables are whole URLs, used as they are, and each
+// turns on its own signal only.
+func TestSetupSignalEndpointVariables(t *testing.T) {
+	for _, tc := range []struct {
+		variable, want, not string
+	}{
+		{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "/collect/spans", "metrics"},
+		{"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "/collect/points", "traces"},
+	} {
+		t.Run(tc.variable, func(t *testing.T) {
+			clearOTEL(t)
+			c := newCollector(t)
+			t.Setenv(tc.variable, c.srv.URL+tc.want)
+			tel, err := telemetry.Setup(context.Background(), telemetry.Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			exercise(t, tel)
+			shutdown(t, tel)
+			if got := c.requests(); len(got) != 1 || got[tc.want] == 0 {
+				t.Errorf("requests %v, want %s only (no %s)", got, tc.want, tc.not)
+			}
+		})
+	}
+}
+
+// The configuration file is what an administrator wrote for this service;
+// a variable set for the whole platform does not redirect it.
+func TestSetupConfiguredEndpointWinsOverVariables(t *testing.T) {
+	clearOTEL(t)
+	configured, platform := newCollector(t), newCollector(t)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", platform.srv.URL)
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", platform.srv.URL+"/v1/traces")
+	t.Setenv("OTEL_SERVICE_NAME", "platform-default")
+	tel, err := telemetry.Setup(context.Background(), telemetry.Config{ServiceName: "ipsfhir-east", OTLPEndpoint: configured.srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exercise(t, tel)
+	shutdown(t, tel)
+	if got := configured.requests(); got["/v1/traces"] == 0 || got["/v1/metrics"] == 0 {
+		t.Errorf("the configured collector got %v, want traces and metrics", got)
+	}
+	if got := platform.requests(); len(got) != 0 {
+		t.Errorf("the variables' collector got %v, want nothing", got)
+	}
+	if !configured.received("ipsfhir-east") || configured.received("platform-default") {
+		t.Error("service.name is not the configured one")
+	}
+}
+
+// OTEL_TRACES_EXPORTER and OTEL_METRICS_EXPORTER turn a signal's export
+// off: a Jaeger collector takes traces but no metrics.
+func TestSetupExporterVariables(t *testing.T) {
+	for _, tc := range []struct {
+		variable, value string
+		traces, metrics bool
+	}{
+		{"OTEL_METRICS_EXPORTER", "none", true, false},
+		{"OTEL_METRICS_EXPORTER", "prometheus", true, false},
+		{"OTEL_METRICS_EXPORTER", "otlp", true, true},
+		{"OTEL_TRACES_EXPORTER", "none", false, true},
+		{"OTEL_TRACES_EXPORTER", "otlp", true, true},
+	} {
+		t.Run(tc.variable+"="+tc.value, func(t *testing.T) {
+			clearOTEL(t)
+			c := newCollector(t)
+			t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", c.srv.URL)
+			t.Setenv(tc.variable, tc.value)
+			tel, err := telemetry.Setup(context.Background(), telemetry.Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, span := tel.TracerProvider().Tracer("test").Start(context.Background(), "sync.run")
+			if span.IsRecording() != tc.traces {
+				t.Errorf("span recording: %v, want %v", span.IsRecording(), tc.traces)
+			}
+			span.End()
+			exercise(t, tel)
+			shutdown(t, tel)
+			got := c.requests()
+			if (got["/v1/traces"] > 0) != tc.traces || (got["/v1/metrics"] > 0) != tc.metrics {
+				t.Errorf("requests %v, want traces %v, metrics %v", got, tc.traces, tc.metrics)
+			}
+		})
+	}
+}
+
+// A variable that is set but cannot be followed stops Setup with its
+// name, never its value: the exporters would otherwise send to
+// localhost:4318, or speak HTTP to a gRPC port, without a word.
+func TestSetupRejectsBadVariables(t *testing.T) {
+	for _, tc := range []struct{ variable, value string }{
+		{"OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"},
+		{"OTEL_EXPORTER_OTLP_ENDPOINT", "grpc://collector:4317"},
+		{"OTEL_EXPORTER_OTLP_ENDPOINT", "https://user:secret@collector:4318"},
+		{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "https://collector:4318/v1/traces?token=secret"},
+		{"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http:///v1/metrics"},
+		{"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"},
+		{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "secret"},
+		{"OTEL_TRACES_EXPORTER", "zipkin"},
+		{"OTEL_METRICS_EXPORTER", "otlp,console"},
+	} {
+		t.Run(tc.variable+"="+tc.value, func(t *testing.T) {
+			clearOTEL(t)
+			if !strings.Contains(tc.variable, "ENDPOINT") {
+				t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+			}
+			t.Setenv(tc.variable, tc.value)
+			tel, err := telemetry.Setup(context.Background(), telemetry.Config{})
+			if err == nil {
+				_ = tel.Shutdown(context.Background())
+				t.Fatal("Setup accepted it")
+			}
+			if !strings.Contains(err.Error(), tc.variable) {
+				t.Errorf("error does not name %s: %v", tc.variable, err)
+			}
+			if strings.Contains(err.Error(), "secret") {
+				t.Errorf("error quotes the value: %v", err)
+			}
+		})
+	}
+}
+
+// The service name comes from the configuration, else OTEL_SERVICE_NAME,
+// else ipsfhir, and OTEL_RESOURCE_ATTRIBUTES cannot override it (the SDK
+// adds its other attributes, such as deployment.environment, to the
+// resource).
+func TestSetupServiceName(t *testing.T) {
+	for _, tc := range []struct{ configured, variable, want string }{
+		{"", "", "ipsfhir"},
+		{"", "ipsfhir-riverside", "ipsfhir-riverside"},
+		{"ipsfhir-east", "ipsfhir-riverside", "ipsfhir-east"},
+	} {
+		clearOTEL(t)
+		t.Setenv("OTEL_SERVICE_NAME", tc.variable)
+		t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attributes,deployment.environment=compose")
+		tel, err := telemetry.Setup(context.Background(), telemetry.Config{ServiceName: tc.configured})
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := scrape(t, tel)
+		_ = tel.Shutdown(context.Background())
+		if !strings.Contains(text, `service_name="`+tc.want+`"`) || strings.Contains(text, "from-attributes") {
+			t.Errorf("configured %q, OTEL_SERVICE_NAME %q: target_info has not service_name=%q:\n%s", tc.configured, tc.variable, tc.want, text)
+		}
+		if !strings.Contains(text, `deployment_environment="compose"`) {
+			t.Errorf("OTEL_RESOURCE_ATTRIBUTES left out")
+		}
+	}
+}
+
+// scrape returns what tel's /metrics serves.
+func scrape(t *testing.T, tel *telemetry.Telemetry) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	tel.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	return rec.Body.String()
 }

@@ -64,9 +64,11 @@ type system struct {
 // down cannot stop the others or the service.
 func wire(ctx context.Context, cfg *config.Config, logOut io.Writer, connections bool) (*system, error) {
 	s := &system{cfg: cfg, logger: telemetry.NewLogger(logOut, cfg.Telemetry.SlogLevel(), "text")}
+	// Where the file leaves the collector or the service name out, Setup
+	// takes them from the standard OTEL_* variables.
 	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: cfg.Telemetry.ServiceName, OTLPEndpoint: cfg.Telemetry.OTLPEndpoint})
 	if err != nil {
-		return nil, fmt.Errorf("telemetry: %w", err)
+		return nil, err // "telemetry: …" already
 	}
 	s.tel = tel
 	st, err := storeFor(ctx, cfg.Store)
