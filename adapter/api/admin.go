@@ -29,6 +29,9 @@ type Admin struct {
 	Store AdminStore
 	// Plans returns each connected EHR's sync plan by connection name.
 	Plans func() map[string]*plan.Plan
+	// Exports, when set, lets admins list and cancel Bulk Data exports
+	// (/admin/exports).
+	Exports Exports
 }
 
 func (a *api) adminRoutes(r *mux.Router) {
@@ -40,6 +43,10 @@ func (a *api) adminRoutes(r *mux.Router) {
 	a.handle(r, http.MethodGet, "/admin/failures", permAdmin, a.adminFailures)
 	a.handle(r, http.MethodGet, "/admin/conflicts", permAdmin, a.adminConflicts)
 	a.handle(r, http.MethodPost, "/admin/conflicts/{id}/resolve", permAdmin, a.adminResolve)
+	if a.admin.Exports != nil {
+		a.handle(r, http.MethodGet, "/admin/exports", permAdmin, a.adminExports)
+		a.handle(r, http.MethodDelete, "/admin/exports/{id}", permAdmin, a.adminCancelExport)
+	}
 }
 
 func (a *api) adminConnections(w http.ResponseWriter, r *http.Request) {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -100,8 +101,20 @@ func checkOpenAPI(t testing.TB, req *http.Request, status int, header http.Heade
 // served.
 type noAudit struct{ store.Auditor }
 
+// oneExport stands for the facade's exports where the API's routing and
+// roles are tested: one finished export, "job-1", that can be cancelled
+// (the facade's own tests cover its exports).
+type oneExport struct{}
+
+func (oneExport) ExportJobs() []ExportJob {
+	at := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+	return []ExportJob{{ID: "job-1", Owner: "hie", State: "complete", StartedAt: at, FinishedAt: at.Add(time.Minute), ExpiresAt: at.Add(time.Hour), Files: 3}}
+}
+
+func (oneExport) CancelExport(id string) bool { return id == "job-1" }
+
 func TestOpenAPIMatchesRouter(t *testing.T) {
-	a := &api{admin: &Admin{}, metrics: http.NotFoundHandler(), audit: noAudit{}}
+	a := &api{admin: &Admin{Exports: oneExport{}}, metrics: http.NotFoundHandler(), audit: noAudit{}}
 	routed := map[string]bool{}
 	err := a.router().Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
 		tpl, err := route.GetPathTemplate()
@@ -305,7 +318,7 @@ func fullHandler(t *testing.T) http.Handler {
 		t.Fatal(err)
 	}
 	return New(Options{Store: st, Keys: keysOfEveryRole(),
-		Admin:   &Admin{Store: st, Plans: func() map[string]*plan.Plan { return map[string]*plan.Plan{"epic": p} }},
+		Admin:   &Admin{Store: st, Plans: func() map[string]*plan.Plan { return map[string]*plan.Plan{"epic": p} }, Exports: oneExport{}},
 		Metrics: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("# metrics\n")) }),
 		Audit:   st})
 }
