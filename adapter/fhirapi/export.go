@@ -99,8 +99,8 @@ func kickOff(group bool) func(*Server, http.ResponseWriter, *http.Request) {
 				"de-identified export is not configured on this server: an administrator must set export.pseudonymKey (see docs/CONFIG.md); nothing was exported"))
 			return
 		}
-		async, lenient := prefer(r.Header.Values("Prefer"))
-		if !async {
+		pref := preferences(r.Header.Values("Prefer"))
+		if !pref.async {
 			writeOutcome(w, http.StatusBadRequest, oo("required", "Prefer: respond-async is required: a Bulk Data export runs asynchronously"))
 			return
 		}
@@ -109,7 +109,7 @@ func kickOff(group bool) func(*Server, http.ResponseWriter, *http.Request) {
 			writeOutcome(w, http.StatusBadRequest, oo("invalid", "the query string is not valid URL encoding"))
 			return
 		}
-		j, issues := parseExport(q, lenient, deidentified)
+		j, issues := parseExport(q, pref.lenient, deidentified)
 		if len(issues) > 0 {
 			writeOutcome(w, http.StatusBadRequest, issues...)
 			return
@@ -151,22 +151,6 @@ func kickOff(group bool) func(*Server, http.ResponseWriter, *http.Request) {
 		writeFHIR(w, http.StatusAccepted, mappings.OperationOutcomeJSON([]mappings.Issue{{Severity: "information", Code: "informational",
 			Message: "export started; poll the Content-Location URL for its manifest"}}))
 	}
-}
-
-// prefer reads the Prefer header(s): respond-async, and handling=lenient.
-func prefer(values []string) (async, lenient bool) {
-	for _, v := range values {
-		for _, p := range strings.Split(v, ",") {
-			p, _, _ = strings.Cut(p, ";") // a preference's parameters (RFC 7240) do not matter here
-			switch strings.ToLower(strings.Join(strings.Fields(p), "")) {
-			case "respond-async":
-				async = true
-			case "handling=lenient":
-				lenient = true
-			}
-		}
-	}
-	return async, lenient
 }
 
 // exportParams are the kick-off parameters the facade supports.

@@ -396,6 +396,11 @@ func oo(code, message string) mappings.Issue {
 	return mappings.Issue{Severity: "error", Code: code, Message: message}
 }
 
+// warning is a warning issue: what a lenient search or export ignored.
+func warning(code, message string) mappings.Issue {
+	return mappings.Issue{Severity: "warning", Code: code, Message: message}
+}
+
 func internalOutcome() mappings.Issue {
 	return oo("exception", "internal error; the server log has the cause")
 }
