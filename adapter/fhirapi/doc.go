@@ -10,7 +10,8 @@
 //	GET  /fhir/metadata                           the CapabilityStatement (no API key needed)
 //	GET  /fhir/{type}/{id}                        read: Goal, CarePlan, Observation, DocumentReference
 //	GET  /fhir/{type}?patient=…&_lastUpdated=…    search (also POST /fhir/{type}/_search)
-//	GET  /fhir/$export, /fhir/Group/{id}/$export  Bulk Data kick-off (Prefer: respond-async)
+//	GET  /fhir/$export, /fhir/Group/{id}/$export  Bulk Data kick-off (Prefer: respond-async);
+//	                                              POST too, with a Parameters body
 //	GET  /fhir/bulk-status/{job}                  202 while running, 200 with the manifest when done
 //	DELETE /fhir/bulk-status/{job}                cancel, or free the files
 //	GET  /fhir/bulk-files/{job}/{file}            one output file, application/fhir+ndjson

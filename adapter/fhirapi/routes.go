@@ -108,8 +108,13 @@ func routes() []route {
 		)
 	}
 	rs = append(rs,
+		// Bulk Data kick-off: GET with query parameters, or POST with a
+		// Parameters body (or, as Medplum's client sends it, query
+		// parameters and no body).
 		route{method: http.MethodGet, path: prefix + "/$export", access: bulk, operation: "export", handler: kickOff(false)},
+		route{method: http.MethodPost, path: prefix + "/$export", access: bulk, operation: "export", handler: kickOff(false)},
 		route{method: http.MethodGet, path: prefix + "/Group/{id}/$export", access: bulk, resource: "Group", operation: "export", handler: kickOff(true)},
+		route{method: http.MethodPost, path: prefix + "/Group/{id}/$export", access: bulk, resource: "Group", operation: "export", handler: kickOff(true)},
 		route{method: http.MethodGet, path: statusPath, access: bulk, handler: (*Server).exportStatus},
 		route{method: http.MethodDelete, path: statusPath, access: bulk, handler: (*Server).exportDelete},
 		route{method: http.MethodGet, path: filePath, access: bulk, handler: (*Server).exportFile},
