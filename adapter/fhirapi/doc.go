@@ -120,6 +120,14 @@
 // kick-off (transactionTime) is left out, so the next export with
 // _since=transactionTime picks it up.
 //
+// # Browser apps
+//
+// Options.CORSOrigins (config server.corsOrigins) lists the origins of the
+// browser apps that may call /fhir; api.CORS answers their preflights before
+// authentication and adds the CORS headers, with the exact origin, to their
+// answers, and the statement then says security.cors true. Other origins get
+// none.
+//
 // # Errors and logs
 //
 // Every error is an OperationOutcome (application/fhir+json). A bad request
