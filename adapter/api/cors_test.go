@@ -9,14 +9,15 @@ import (
 	"testing"
 
 	"github.com/ipsfhir/ipsfhir/adapter/api"
+	"github.com/ipsfhir/ipsfhir/adapter/store"
 	"github.com/ipsfhir/ipsfhir/adapter/store/sqlite"
 )
 
 const appOrigin = "https://app.example.org"
 
 // corsServer is the records API over a real SQLite store, allowing
-// appOrigin, with /admin and /metrics mounted.
-func corsServer(t *testing.T) *httptest.Server {
+// appOrigin, with /admin, /metrics and the audit trail.
+func corsServer(t *testing.T) (*httptest.Server, store.Store) {
 	t.Helper()
 	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "ips.db"))
 	if err != nil {
@@ -28,10 +29,11 @@ func corsServer(t *testing.T) *httptest.Server {
 		Keys:        []api.Key{{Name: "jordan", Role: api.RoleSpecialist, SHA256: sum(specialistKey)}, {Name: "ehr-admin", Role: api.RoleAdmin, SHA256: sum(adminKey)}},
 		Admin:       &api.Admin{Store: st},
 		Metrics:     http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("# metrics\n")) }),
+		Audit:       st,
 		CORSOrigins: []string{appOrigin, "http://localhost:3000/"},
 	}))
 	t.Cleanup(srv.Close)
-	return srv
+	return srv, st
 }
 
 func send(t *testing.T, srv *httptest.Server, method, path, body string, header ...string) *http.Response {
@@ -66,7 +68,7 @@ func listed(h string) []string {
 // headers, and neither do /admin and /metrics.
 func TestCORSRecordsAPI(t *testing.T) {
 	t.Parallel()
-	srv := corsServer(t)
+	srv, st := corsServer(t)
 	pre := send(t, srv, http.MethodOptions, "/api/v1/clients/c1", "", "Origin", appOrigin,
 		"Access-Control-Request-Method", "PUT", "Access-Control-Request-Headers", "authorization, content-type, if-match")
 	h := pre.Header
@@ -91,6 +93,20 @@ func TestCORSRecordsAPI(t *testing.T) {
 	// A 401 is readable by the app too: it can tell the key is wrong.
 	if r := send(t, srv, http.MethodGet, "/api/v1/clients", "", "Origin", appOrigin); r.StatusCode != http.StatusUnauthorized || r.Header.Get("Access-Control-Allow-Origin") != appOrigin {
 		t.Errorf("401 from the app: %d %v", r.StatusCode, r.Header)
+	}
+
+	// The audit trail has the app's calls, not its preflights: they read
+	// nothing and name no caller.
+	entries, err := st.Audit(t.Context(), store.AuditQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var routes []string
+	for _, e := range entries {
+		routes = append(routes, e.Route)
+	}
+	if slices.Contains(routes, "/api/v1/{preflight}") || !slices.Contains(routes, "/api/v1/clients") {
+		t.Errorf("audit trail routes %v: want the create, and no preflight", routes)
 	}
 
 	for _, tc := range []struct{ method, path, origin string }{

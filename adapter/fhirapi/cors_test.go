@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/ipsfhir/ipsfhir/adapter/fhirapi"
+	"github.com/ipsfhir/ipsfhir/adapter/store"
 )
 
 const appOrigin = "https://app.example.org"
@@ -44,7 +45,10 @@ func statementCORS(t *testing.T, body []byte) bool {
 // Retry-After. Other origins get no CORS headers at all.
 func TestCORS(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(o *fhirapi.Options) { o.CORSOrigins = []string{appOrigin} })
+	h := newHarness(t, func(o *fhirapi.Options) {
+		o.CORSOrigins = []string{appOrigin}
+		o.Audit = o.Store.(store.Auditor)
+	})
 
 	pre := h.do(http.MethodOptions, "/fhir/Goal/_search", "", nil, "Origin", appOrigin,
 		"Access-Control-Request-Method", "POST", "Access-Control-Request-Headers", "authorization, content-type, prefer, x-medplum")
@@ -104,6 +108,19 @@ func TestCORS(t *testing.T) {
 	}
 	if logs := h.tel.Logs(); !strings.Contains(logs, `"method":"OPTIONS","route":"/fhir/{preflight}","status":204`) {
 		t.Errorf("the access log does not name the preflight:\n%s", logs)
+	}
+	// The audit trail has the app's calls, not its preflights: they read
+	// nothing and name no caller.
+	entries, err := h.st.Audit(t.Context(), store.AuditQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var routes []string
+	for _, e := range entries {
+		routes = append(routes, e.Route)
+	}
+	if slices.Contains(routes, "/fhir/{preflight}") || !slices.Contains(routes, "/fhir/Goal") {
+		t.Errorf("audit trail routes %v: want the search, and no preflight", routes)
 	}
 
 	// Without configured origins: none, and security.cors false.
