@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -75,6 +76,10 @@ type Options struct {
 	// openapi.json is recorded (see Audited), and admins read the trail
 	// at /admin/audit.
 	Audit store.Auditor
+	// CORSOrigins are the origins of the browser apps allowed to call
+	// /api/v1 (config server.corsOrigins), scheme://host[:port]: they get
+	// CORS headers (CORS). /admin and /metrics get none. nil: nobody.
+	CORSOrigins []string
 }
 
 // Limits of the API.
@@ -133,8 +138,21 @@ func New(o Options) http.Handler {
 	if a.audit != nil {
 		h = Audited(a.audit, a.log, func(route string) bool { return route == openAPIPath })(h)
 	}
-	return accessLog(h)
+	// CORS comes before authentication (browsers send preflights without
+	// the key) and before the audit trail (a preflight reads nothing and
+	// names no caller). Only the records API takes calls from browser apps.
+	cors := CORS{Origins: o.CORSOrigins, Methods: corsMethods, Headers: CORSHeaders, Expose: CORSExpose, PreflightRoute: "/api/v1/{preflight}"}.Handler(h)
+	return accessLog(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/api/v1" || strings.HasPrefix(req.URL.Path, "/api/v1/") {
+			cors.ServeHTTP(w, req)
+			return
+		}
+		h.ServeHTTP(w, req)
+	}))
 }
+
+// corsMethods are the methods a CORS preflight to /api/v1 allows.
+var corsMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut}
 
 // router routes every request New serves; openapi.json describes each
 // route, and a test holds the two together.

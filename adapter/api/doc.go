@@ -93,6 +93,12 @@
 // clinician and admin read; hie may not touch records (403). A missing or
 // unknown key is 401, a known key whose role does not allow the request 403.
 //
+// Browser apps of the origins in Options.CORSOrigins (config
+// server.corsOrigins) may call /api/v1 from their pages (cors.go, which the
+// FHIR facade uses too): their preflights are answered before
+// authentication, and their answers name their exact origin. Other origins,
+// and /admin and /metrics, get no CORS headers.
+//
 // # Logs
 //
 // One access-log line per request: method, route template

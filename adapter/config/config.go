@@ -117,6 +117,12 @@ type Server struct {
 	// CursorTTL is how long a search's paging links stay valid, from
 	// MinCursorTTL to MaxCursorTTL (default DefaultCursorTTL).
 	CursorTTL time.Duration `yaml:"cursorTTL"`
+	// CORSOrigins are the origins of the browser apps allowed to call
+	// /fhir and /api/v1 from their pages (CORS): scheme://host[:port],
+	// https unless the host is loopback, such as https://app.example.org.
+	// Not given: no CORS headers, so browsers keep other sites' pages from
+	// reading the answers. Callers still need an API key.
+	CORSOrigins []string `yaml:"corsOrigins"`
 }
 
 // Bounds and default of server.cursorTTL.
@@ -891,6 +897,37 @@ func (c *Config) serverProblems(ps *problems) {
 	secretProblems(ps, "server.cursorKey", c.Server.CursorKey, false)
 	if c.Server.CursorTTL < MinCursorTTL || c.Server.CursorTTL > MaxCursorTTL {
 		ps.add("server.cursorTTL", "must be from 1m to 24h: how long a FHIR search's paging links stay valid (default 1h)")
+	}
+	for i, o := range c.Server.CORSOrigins {
+		originProblems(ps, index("server.corsOrigins", i), o)
+	}
+}
+
+// originProblems checks a CORS origin: scheme://host[:port], as browsers
+// send it in Origin, https unless the host is loopback.
+func originProblems(ps *problems, path, s string) {
+	const shape = "must be an origin, scheme://host[:port] with no path, such as https://app.example.org"
+	if s == "*" || s == "null" {
+		ps.add(path, "must name one origin: %s is not allowed, since every caller's page could then read the answers; list each app's origin", s)
+		return
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || u.Opaque != "" {
+		ps.add(path, shape)
+		return
+	}
+	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
+		ps.add(path, shape)
+		return
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !isLoopback(u.Hostname()) {
+			ps.add(path, "must use https: a page served over plain http could be changed on its way to the browser; http is allowed only for a loopback host (localhost, 127.0.0.0/8, [::1])")
+		}
+	default:
+		ps.add(path, shape)
 	}
 }
 

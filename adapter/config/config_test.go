@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -186,6 +187,11 @@ func TestEveryKindOfMistakeNamesItsKey(t *testing.T) {
 		{"cursor TTL too short", "server: {cursorTTL: 30s}\n", "server.cursorTTL", "from 1m to 24h"},
 		{"cursor TTL too long", "server: {cursorTTL: 25h}\n", "server.cursorTTL", "from 1m to 24h"},
 		{"cursor key env and file", "server: {cursorKey: {env: K, file: k}}\n", "server.cursorKey", "not both"},
+		{"CORS any origin", "server: {corsOrigins: ['https://app.example.org', '*']}\n", "server.corsOrigins[1]", "must name one origin"},
+		{"CORS origin with a path", "server: {corsOrigins: ['https://app.example.org/ips']}\n", "server.corsOrigins[0]", "no path"},
+		{"CORS origin over http", "server: {corsOrigins: ['http://app.example.org']}\n", "server.corsOrigins[0]", "must use https"},
+		{"CORS origin without a scheme", "server: {corsOrigins: ['app.example.org']}\n", "server.corsOrigins[0]", "scheme://host"},
+		{"CORS null origin", "server: {corsOrigins: ['null']}\n", "server.corsOrigins[0]", "must name one origin"},
 		{"negative overlap", "sync: {overlap: -1m}\n", "sync.overlap", "must not be negative"},
 		{"zero workers", "sync: {workers: 0}\n", "sync.workers", "at least 1"},
 		{"program id", "program: {id: 'river side'}\n", "program.id", "letters, digits"},
@@ -739,5 +745,20 @@ func TestTreatmentPlanKeys(t *testing.T) {
 		if ps := problemsOf(t, conn+doc); !hasProblem(ps, key, "") {
 			t.Errorf("want a problem at %s; got:\n%s", key, list(ps))
 		}
+	}
+}
+
+// TestCORSOrigins: server.corsOrigins takes https origins, and http ones
+// on a loopback host for development; none by default.
+func TestCORSOrigins(t *testing.T) {
+	c, err := config.Parse([]byte("server: {corsOrigins: ['https://app.example.org', 'https://ehr.example.org:8443', 'http://localhost:3000', 'http://127.0.0.1:5173/']}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"https://app.example.org", "https://ehr.example.org:8443", "http://localhost:3000", "http://127.0.0.1:5173/"}; !slices.Equal(c.Server.CORSOrigins, want) {
+		t.Errorf("corsOrigins %v, want %v", c.Server.CORSOrigins, want)
+	}
+	if d := config.Default(); d.Server.CORSOrigins != nil {
+		t.Errorf("default corsOrigins %v", d.Server.CORSOrigins)
 	}
 }

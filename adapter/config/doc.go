@@ -50,6 +50,8 @@
 //	server.cursorKey         {env}/{file}  seals /fhir search paging links; at least 32 bytes, the same
 //	                                  on every replica; not given: a random key per process
 //	server.cursorTTL         duration how long /fhir paging links stay valid; default 1h, 1m to 24h
+//	server.corsOrigins[]     URL      origins of browser apps allowed to call /fhir and /api/v1 (CORS),
+//	                                  scheme://host[:port], https unless loopback; default none
 //	apiKeys[]                         callers of the API
 //	  .name                  string   required, unique; the caller's name in the access log
 //	  .role                  enum     required: specialist | clinician | admin | hie

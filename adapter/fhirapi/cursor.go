@@ -48,19 +48,27 @@ const maxCursorChars = maxFormBytes*4/3 + 1024
 // may serve other purposes too, and this keeps the derived keys apart.
 const cursorInfo = "ipsfhir fhirapi search cursor v1"
 
-// cursor is where a page starts: the client, and how many of its matching
+// cursor is where a page starts: the client, when the store last saved it
+// (the page's position in _lastUpdated order), and how many of its matching
 // resources the earlier pages held. The zero cursor is the first page.
 type cursor struct {
 	client string
+	at     time.Time
 	offset int
 }
 
-// sealedSearch is what a cursor holds: the search, the page and the expiry.
+// first reports whether c is the first page.
+func (c cursor) first() bool { return c.client == "" }
+
+// sealedSearch is what a cursor holds: the search, the page, what the
+// search ignored and the expiry.
 type sealedSearch struct {
-	Query   string `json:"q"`           // the search parameters, URL-encoded, _count included
-	Client  string `json:"c,omitempty"` // the position (cursor)
-	Offset  int    `json:"o,omitempty"`
-	Expires int64  `json:"e"` // Unix seconds
+	Query   string   `json:"q"`           // the search parameters, URL-encoded, _count included
+	Client  string   `json:"c,omitempty"` // the position (cursor)
+	At      int64    `json:"t,omitempty"` // Unix nanoseconds
+	Offset  int      `json:"o,omitempty"`
+	Notes   []string `json:"n,omitempty"` // the warnings about ignored parameters, which name no value
+	Expires int64    `json:"e"`           // Unix seconds
 }
 
 // cursorSealer seals and opens cursors under one key.
@@ -98,9 +106,14 @@ func binding(typ string, caller api.Key) []byte {
 	return append(b, caller.SHA256...)
 }
 
-// seal returns the cursor of the page at pos of the search q.
-func (cs *cursorSealer) seal(typ string, caller api.Key, q url.Values, pos cursor, now time.Time) (string, error) {
-	plain, err := json.Marshal(sealedSearch{Query: q.Encode(), Client: pos.client, Offset: pos.offset, Expires: now.Add(cs.ttl).Unix()})
+// seal returns the cursor of the page at pos of the search q, which
+// ignored what notes say.
+func (cs *cursorSealer) seal(typ string, caller api.Key, q url.Values, pos cursor, notes []string, now time.Time) (string, error) {
+	st := sealedSearch{Query: q.Encode(), Client: pos.client, Offset: pos.offset, Notes: notes, Expires: now.Add(cs.ttl).Unix()}
+	if !pos.first() {
+		st.At = pos.at.UnixNano()
+	}
+	plain, err := json.Marshal(st)
 	if err != nil {
 		return "", fmt.Errorf("marshal cursor: %w", err)
 	}
@@ -117,34 +130,38 @@ var (
 	errCursorExpired = errors.New("cursor expired")
 )
 
-// open returns the search and position a cursor holds. It fails with
+// open returns the search, position and notes a cursor holds. It fails with
 // errCursorForeign for anything this server did not seal for this type and
 // caller under its current key (tampered, made up, another replica's or an
 // earlier process's without a configured key), and errCursorExpired for a
 // cursor past its expiry.
-func (cs *cursorSealer) open(typ string, caller api.Key, s string, now time.Time) (url.Values, cursor, error) {
+func (cs *cursorSealer) open(typ string, caller api.Key, s string, now time.Time) (url.Values, cursor, []string, error) {
 	if len(s) > maxCursorChars {
-		return nil, cursor{}, errCursorForeign
+		return nil, cursor{}, nil, errCursorForeign
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil || len(raw) < 1+cs.aead.NonceSize()+cs.aead.Overhead() || raw[0] != cursorVersion {
-		return nil, cursor{}, errCursorForeign
+		return nil, cursor{}, nil, errCursorForeign
 	}
 	n := 1 + cs.aead.NonceSize()
 	plain, err := cs.aead.Open(nil, raw[1:n], raw[n:], binding(typ, caller))
 	if err != nil {
-		return nil, cursor{}, errCursorForeign
+		return nil, cursor{}, nil, errCursorForeign
 	}
 	var st sealedSearch
 	if err := json.Unmarshal(plain, &st); err != nil {
-		return nil, cursor{}, errCursorForeign // sealed by us, so a bug; refused all the same
+		return nil, cursor{}, nil, errCursorForeign // sealed by us, so a bug; refused all the same
 	}
 	if !now.Before(time.Unix(st.Expires, 0)) {
-		return nil, cursor{}, errCursorExpired
+		return nil, cursor{}, nil, errCursorExpired
 	}
 	q, err := url.ParseQuery(st.Query)
 	if err != nil || st.Offset < 0 || (st.Client != "" && !fhirID.MatchString(st.Client)) {
-		return nil, cursor{}, errCursorForeign
+		return nil, cursor{}, nil, errCursorForeign
 	}
-	return q, cursor{client: st.Client, offset: st.Offset}, nil
+	pos := cursor{client: st.Client, offset: st.Offset}
+	if st.Client != "" {
+		pos.at = time.Unix(0, st.At)
+	}
+	return q, pos, st.Notes, nil
 }

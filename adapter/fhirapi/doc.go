@@ -10,7 +10,8 @@
 //	GET  /fhir/metadata                           the CapabilityStatement (no API key needed)
 //	GET  /fhir/{type}/{id}                        read: Goal, CarePlan, Observation, DocumentReference
 //	GET  /fhir/{type}?patient=…&_lastUpdated=…    search (also POST /fhir/{type}/_search)
-//	GET  /fhir/$export, /fhir/Group/{id}/$export  Bulk Data kick-off (Prefer: respond-async)
+//	GET  /fhir/$export, /fhir/Group/{id}/$export  Bulk Data kick-off (Prefer: respond-async);
+//	                                              POST too, with a Parameters body
 //	GET  /fhir/bulk-status/{job}                  202 while running, 200 with the manifest when done
 //	DELETE /fhir/bulk-status/{job}                cancel, or free the files
 //	GET  /fhir/bulk-files/{job}/{file}            one output file, application/fhir+ndjson
@@ -43,18 +44,31 @@
 //
 // # Search
 //
-// patient=Patient/{id} names the IPS client id (the id of /api/v1/clients);
-// patient:identifier=system|value names the patient's EHR identifier;
-// identifier=system|value the business identifier. _lastUpdated takes the
-// prefixes eq, gt, ge, lt and le, at any precision from a year to an instant,
-// and may repeat (a range). Results are in client id order, then in the order
-// mappings.ClientEntries gives; paging is keyset on the client id, so it
-// stays correct while clients are added. A search that names no patient
+// patient=Patient/{id} (or subject=…) names the IPS client id (the id of
+// /api/v1/clients); patient:identifier=system|value (or subject:identifier)
+// names the patient's EHR identifier; identifier=system|value the business
+// identifier; _id resource ids, found through the read index; code (on
+// Observation) a token matched against the codings the mapping writes in
+// Observation.code (codingsOf, held to the mapping by a test). _lastUpdated
+// takes the prefixes eq, gt, ge, lt and le, at any precision from a year to
+// an instant, and may repeat (a range). Results are in client id order, or
+// with _sort=_lastUpdated (-_lastUpdated) in the order of the client's last
+// save (newest first), then client id; within a client, in the order
+// mappings.ClientEntries gives. Paging is keyset on that order, so it stays
+// correct while clients are added. A search that names no patient or _id
 // reads every client to count the total; the store has no index to do
-// better.
+// better. collect keeps only the clients the page could come from.
+//
+// _summary=count answers the total alone; _summary=data and _elements cut
+// resources down (results.go), keeping the mandatory elements the R4 protos
+// mark, tagging them SUBSETTED and dropping their profile claims.
+// Parameters a search does not support (and a _sort or _summary value it
+// cannot do) are ignored and named in an OperationOutcome entry of the
+// Bundle, or refused with 400 under Prefer: handling=strict.
 //
 // The self and next links carry one parameter, _cursor, for a GET search and
-// a POST _search alike (cursor.go): the search's parameters and the page's
+// a POST _search alike (cursor.go): the search's parameters (the result
+// parameters included), the warnings about what it ignored and the page's
 // position sealed with XChaCha20-Poly1305 under a key derived from
 // Options.CursorKey (or a random key of the process), bound to the resource
 // type and the caller's API key, expiring after Options.CursorTTL. A link
@@ -105,6 +119,14 @@
 // store client by client and is not a snapshot: a client saved after the
 // kick-off (transactionTime) is left out, so the next export with
 // _since=transactionTime picks it up.
+//
+// # Browser apps
+//
+// Options.CORSOrigins (config server.corsOrigins) lists the origins of the
+// browser apps that may call /fhir; api.CORS answers their preflights before
+// authentication and adds the CORS headers, with the exact origin, to their
+// answers, and the statement then says security.cors true. Other origins get
+// none.
 //
 // # Errors and logs
 //

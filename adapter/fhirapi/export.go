@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/url"
 	"slices"
@@ -82,8 +84,12 @@ func (j *exportJob) wants(typ string) bool { return j.types == nil || slices.Con
 // errTooLarge fails a job whose output would exceed Limits.MaxJobBytes.
 var errTooLarge = errors.New("export larger than the configured limit")
 
-// kickOff serves GET /fhir/$export and /fhir/Group/{id}/$export. The
-// program is the only Group, and both export the same clients.
+// kickOff serves GET and POST /fhir/$export and /fhir/Group/{id}/$export.
+// The program is the only Group, and both export the same clients. A POST
+// takes its parameters as a FHIR Parameters body (Bulk Data IG: the
+// kick-off MAY be a POST of a Parameters resource), or, with no body, from
+// the query string, as Medplum's client sends them; either way it is the
+// same export as the GET.
 func kickOff(group bool) func(*Server, http.ResponseWriter, *http.Request) {
 	return func(s *Server, w http.ResponseWriter, r *http.Request) {
 		if group && mux.Vars(r)["id"] != s.mapping.Program {
@@ -99,8 +105,8 @@ func kickOff(group bool) func(*Server, http.ResponseWriter, *http.Request) {
 				"de-identified export is not configured on this server: an administrator must set export.pseudonymKey (see docs/CONFIG.md); nothing was exported"))
 			return
 		}
-		async, lenient := prefer(r.Header.Values("Prefer"))
-		if !async {
+		pref := preferences(r.Header.Values("Prefer"))
+		if !pref.async {
 			writeOutcome(w, http.StatusBadRequest, oo("required", "Prefer: respond-async is required: a Bulk Data export runs asynchronously"))
 			return
 		}
@@ -109,7 +115,28 @@ func kickOff(group bool) func(*Server, http.ResponseWriter, *http.Request) {
 			writeOutcome(w, http.StatusBadRequest, oo("invalid", "the query string is not valid URL encoding"))
 			return
 		}
-		j, issues := parseExport(q, lenient, deidentified)
+		// The manifest's request is the kick-off URL; a POST's body
+		// parameters are not in it (Bulk Data IG).
+		request := s.baseURL + strings.TrimPrefix(r.URL.Path, prefix)
+		if r.URL.RawQuery != "" {
+			request += "?" + r.URL.RawQuery
+		}
+		if r.Method == http.MethodPost {
+			status, body, issue := readParameters(w, r)
+			if issue != nil {
+				writeOutcome(w, status, *issue)
+				return
+			}
+			if body != nil {
+				if len(q) > 0 {
+					writeOutcome(w, http.StatusBadRequest, oo("not-supported",
+						"give the kick-off parameters in the Parameters body or in the query string, not both"))
+					return
+				}
+				q = body
+			}
+		}
+		j, issues := parseExport(q, pref.lenient, deidentified)
 		if len(issues) > 0 {
 			writeOutcome(w, http.StatusBadRequest, issues...)
 			return
@@ -121,10 +148,7 @@ func kickOff(group bool) func(*Server, http.ResponseWriter, *http.Request) {
 		base := s.baseURL
 		j.id = newJobID()
 		j.ownerName, j.ownerSum = caller.Name, caller.SHA256
-		j.request = base + strings.TrimPrefix(r.URL.Path, prefix)
-		if r.URL.RawQuery != "" {
-			j.request += "?" + r.URL.RawQuery
-		}
+		j.request = request
 		j.txTime = s.now()
 
 		s.jobsMu.Lock()
@@ -153,20 +177,91 @@ func kickOff(group bool) func(*Server, http.ResponseWriter, *http.Request) {
 	}
 }
 
-// prefer reads the Prefer header(s): respond-async, and handling=lenient.
-func prefer(values []string) (async, lenient bool) {
-	for _, v := range values {
-		for _, p := range strings.Split(v, ",") {
-			p, _, _ = strings.Cut(p, ";") // a preference's parameters (RFC 7240) do not matter here
-			switch strings.ToLower(strings.Join(strings.Fields(p), "")) {
-			case "respond-async":
-				async = true
-			case "handling=lenient":
-				lenient = true
-			}
-		}
+// readParameters reads the body of a POST kick-off: a FHIR Parameters
+// resource (application/fhir+json or application/json), each parameter a
+// name and a string-like value, as the kick-off's query parameters. An
+// empty body gives nil: the parameters are in the query string. On a
+// problem it returns the status and the issue, which names the parameter
+// and never quotes a value.
+func readParameters(w http.ResponseWriter, r *http.Request) (int, url.Values, *mappings.Issue) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	data, err := io.ReadAll(r.Body)
+	if err != nil {
+		i := oo("too-costly", fmt.Sprintf("the kick-off body is larger than %d KiB", maxFormBytes>>10))
+		return http.StatusRequestEntityTooLarge, nil, &i
 	}
-	return async, lenient
+	if len(bytes.TrimSpace(data)) == 0 {
+		return 0, nil, nil
+	}
+	switch mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt {
+	case "application/fhir+json", "application/json":
+	default:
+		i := oo("not-supported", "a POST kick-off takes a FHIR Parameters resource as application/fhir+json")
+		return http.StatusUnsupportedMediaType, nil, &i
+	}
+	var body struct {
+		ResourceType string                       `json:"resourceType"`
+		Parameter    []map[string]json.RawMessage `json:"parameter"`
+	}
+	if err := json.Unmarshal(data, &body); err != nil || body.ResourceType != "Parameters" {
+		i := oo("invalid", "the kick-off body is not a FHIR Parameters resource in JSON")
+		return http.StatusBadRequest, nil, &i
+	}
+	q := url.Values{}
+	for _, p := range body.Parameter {
+		var name string
+		if err := json.Unmarshal(p["name"], &name); err != nil || name == "" {
+			i := oo("invalid", "Parameters.parameter: every parameter needs a name")
+			return http.StatusBadRequest, nil, &i
+		}
+		shown := name
+		if !paramName.MatchString(name) {
+			shown = "a parameter"
+		}
+		v, issue := parameterValue(shown, p)
+		if issue != nil {
+			return http.StatusBadRequest, nil, issue
+		}
+		q[name] = append(q[name], v)
+	}
+	return 0, q, nil
+}
+
+// parameterValue is the value of one Parameters.parameter as text: its one
+// value[x] of a string-like type (string, code, uri, instant, dateTime,
+// or a Reference's reference). Parts and resources are refused.
+func parameterValue(name string, p map[string]json.RawMessage) (string, *mappings.Issue) {
+	var value string
+	found := 0
+	for k, raw := range p {
+		switch k {
+		case "name", "id", "extension":
+			continue
+		case "valueString", "valueCode", "valueUri", "valueUrl", "valueCanonical", "valueInstant", "valueDateTime", "valueDate":
+			if err := json.Unmarshal(raw, &value); err != nil {
+				i := oo("invalid", name+": "+k+" must be a JSON string")
+				return "", &i
+			}
+		case "valueReference":
+			var ref struct {
+				Reference string `json:"reference"`
+			}
+			if err := json.Unmarshal(raw, &ref); err != nil {
+				i := oo("invalid", name+": valueReference must be a Reference")
+				return "", &i
+			}
+			value = ref.Reference
+		default:
+			i := oo("not-supported", name+": give it as valueString (valueInstant for _since); parts, resources and other value types are not taken")
+			return "", &i
+		}
+		found++
+	}
+	if found != 1 {
+		i := oo("invalid", name+": give it exactly one value")
+		return "", &i
+	}
+	return value, nil
 }
 
 // exportParams are the kick-off parameters the facade supports.

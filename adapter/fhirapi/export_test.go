@@ -377,3 +377,113 @@ func TestCloseStopsRunningExports(t *testing.T) {
 	r := h.do(http.MethodGet, "/fhir/$export", hieKey, nil, "Prefer", "respond-async")
 	wantOutcome(t, r, http.StatusServiceUnavailable)
 }
+
+// postKickOff starts an export with a POST and returns its status URL.
+func (h *harness) postKickOff(path, key, contentType, body string, prefer ...string) string {
+	h.t.Helper()
+	header := []string{"Accept", "application/fhir+json"}
+	if contentType != "" {
+		header = append(header, "Content-Type", contentType)
+	}
+	for _, p := range append([]string{"respond-async"}, prefer...) {
+		header = append(header, "Prefer", p)
+	}
+	r := h.do(http.MethodPost, path, key, strings.NewReader(body), header...)
+	if r.status != http.StatusAccepted {
+		h.t.Fatalf("POST kick-off %s: %d %s", path, r.status, r.body)
+	}
+	loc := r.header.Get("Content-Location")
+	if !strings.HasPrefix(loc, h.srv.URL+"/fhir/bulk-status/") {
+		h.t.Fatalf("Content-Location %q is not an absolute status URL", loc)
+	}
+	return loc
+}
+
+// TestExportPostKickOff: a kick-off may be a POST of a Parameters resource
+// (Bulk Data IG), or a POST with the parameters in the query and no body
+// (Medplum's client); either is the export the GET would start. A body it
+// cannot read is refused, naming the parameter and never a value.
+func TestExportPostKickOff(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(o *fhirapi.Options) { o.Limits.MaxJobs = 20 })
+	var hie []*ips.Client
+	for _, c := range h.cl.Clients {
+		if consent.AllowsHIE(c) {
+			hie = append(hie, c)
+		}
+	}
+	want := h.exportedDeid(hie, h.scoped(testPseudonymKey), "Goal", "CarePlan")
+
+	get, _ := h.wait(h.kickOff("/fhir/$export?_type=Goal,CarePlan", hieKey), hieKey)
+	if got := idsByType(t, h.download(get, hieKey)); !equalSets(got, want) {
+		t.Fatalf("GET: %v, want %v", got, want)
+	}
+	since := time.Now().Add(-24 * time.Hour).UTC().Format(time.RFC3339)
+	cases := []struct {
+		name, path, contentType, body, request string
+	}{
+		{"Parameters", "/fhir/$export", "application/fhir+json", `{"resourceType":"Parameters","parameter":[
+			{"name":"_type","valueString":"Goal,CarePlan"},{"name":"_outputFormat","valueString":"application/fhir+ndjson"},
+			{"name":"_since","valueInstant":"` + since + `"}]}`, "/fhir/$export"},
+		{"repeated _type, application/json, Group", "/fhir/Group/" + h.cl.ProgramID() + "/$export", "application/json; charset=utf-8", `{"resourceType":"Parameters","parameter":[
+			{"name":"_type","valueString":"Goal"},{"name":"_type","valueCode":"CarePlan"}]}`, "/fhir/Group/" + h.cl.ProgramID() + "/$export"},
+		{"query, no body", "/fhir/$export?_type=Goal,CarePlan", "", "", "/fhir/$export?_type=Goal,CarePlan"},
+		{"query, no body, FHIR content type", "/fhir/$export?_type=Goal&_type=CarePlan", "application/fhir+json", "", "/fhir/$export?_type=Goal&_type=CarePlan"},
+	}
+	for _, tc := range cases {
+		m, r := h.wait(h.postKickOff(tc.path, hieKey, tc.contentType, tc.body), hieKey)
+		if r.status != http.StatusOK {
+			t.Fatalf("%s: status %d %s", tc.name, r.status, r.body)
+		}
+		if got := idsByType(t, h.download(m, hieKey)); !equalSets(got, want) {
+			t.Errorf("%s: %v, want what the GET exports, %v", tc.name, got, want)
+		}
+		if m.Request != h.srv.URL+tc.request || len(m.Error) != 0 {
+			t.Errorf("%s: request %q (want the kick-off URL, without the body's parameters), errors %+v", tc.name, m.Request, m.Error)
+		}
+	}
+
+	// Unsupported parameters: refused, or under handling=lenient noted.
+	lenient := h.postKickOff("/fhir/$export", hieKey, "application/fhir+json", `{"resourceType":"Parameters","parameter":[
+		{"name":"_type","valueString":"Goal,CarePlan"},{"name":"patient","valueReference":{"reference":"Patient/x"}}]}`, "handling=lenient")
+	m, _ := h.wait(lenient, hieKey)
+	if got := idsByType(t, h.download(m, hieKey)); !equalSets(got, want) || len(m.Error) != 1 || m.Error[0].Count != 1 {
+		t.Errorf("lenient POST: %v, errors %+v", got, m.Error)
+	}
+
+	mrn := hie[0].Patient.Value
+	bad := []struct {
+		name, contentType, query, body string
+		status                         int
+		says                           string
+	}{
+		{"not JSON", "application/fhir+json", "", `{"resourceType":"Parameters",` + mrn, 400, "Parameters"},
+		{"not Parameters", "application/fhir+json", "", `{"resourceType":"Patient","id":"` + mrn + `"}`, 400, "Parameters"},
+		{"not JSON content", "text/plain", "", `_type=Goal&x=` + mrn, 415, "application/fhir+json"},
+		{"both", "application/fhir+json", "?_type=Goal", `{"resourceType":"Parameters","parameter":[{"name":"_type","valueString":"Goal"}]}`, 400, "not both"},
+		{"unsupported parameter", "application/fhir+json", "", `{"resourceType":"Parameters","parameter":[{"name":"patient","valueReference":{"reference":"Patient/` + mrn + `"}}]}`, 400, "patient"},
+		{"bad _since", "application/fhir+json", "", `{"resourceType":"Parameters","parameter":[{"name":"_since","valueInstant":"` + mrn + `"}]}`, 400, "_since"},
+		{"integer value", "application/fhir+json", "", `{"resourceType":"Parameters","parameter":[{"name":"_since","valueInteger":2024}]}`, 400, "_since"},
+		{"two values", "application/fhir+json", "", `{"resourceType":"Parameters","parameter":[{"name":"_type","valueString":"Goal","valueCode":"Goal"}]}`, 400, "_type"},
+		{"a part", "application/fhir+json", "", `{"resourceType":"Parameters","parameter":[{"name":"_type","part":[{"name":"x","valueString":"` + mrn + `"}]}]}`, 400, "_type"},
+		{"no name", "application/fhir+json", "", `{"resourceType":"Parameters","parameter":[{"valueString":"` + mrn + `"}]}`, 400, "name"},
+		{"a name that is no name", "application/fhir+json", "", `{"resourceType":"Parameters","parameter":[{"name":"` + mrn + `","valueString":"x"}]}`, 400, "not supported"},
+		{"unknown type", "application/fhir+json", "", `{"resourceType":"Parameters","parameter":[{"name":"_type","valueString":"Patient"}]}`, 400, "_type"},
+	}
+	for _, tc := range bad {
+		r := h.do(http.MethodPost, "/fhir/$export"+tc.query, hieKey, strings.NewReader(tc.body), "Content-Type", tc.contentType, "Prefer", "respond-async")
+		text := wantOutcome(t, r, tc.status)
+		if !strings.Contains(text, tc.says) {
+			t.Errorf("%s: the message does not say %q: %s", tc.name, tc.says, text)
+		}
+		if strings.Contains(string(r.body), mrn) {
+			t.Errorf("%s: the answer quotes the body: %s", tc.name, r.body)
+		}
+	}
+	// The same rules as the GET: Prefer: respond-async, and the role.
+	body := `{"resourceType":"Parameters","parameter":[{"name":"_type","valueString":"Goal"}]}`
+	wantOutcome(t, h.do(http.MethodPost, "/fhir/$export", hieKey, strings.NewReader(body), "Content-Type", "application/fhir+json"), http.StatusBadRequest)
+	wantOutcome(t, h.do(http.MethodPost, "/fhir/$export", clinicianKey, strings.NewReader(body), "Content-Type", "application/fhir+json", "Prefer", "respond-async"), http.StatusForbidden)
+	wantOutcome(t, h.do(http.MethodPost, "/fhir/Group/another-program/$export", hieKey, strings.NewReader(body), "Content-Type", "application/fhir+json", "Prefer", "respond-async"), http.StatusNotFound)
+	h.tel.AssertNoneOf(t, mrn)
+}

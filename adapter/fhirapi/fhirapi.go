@@ -78,6 +78,11 @@ type Options struct {
 	// CursorTTL is how long a search's paging links stay valid (config
 	// server.cursorTTL); zero: DefaultCursorTTL.
 	CursorTTL time.Duration
+	// CORSOrigins are the origins of the browser apps allowed to call
+	// /fhir (config server.corsOrigins): scheme://host[:port]. They get
+	// CORS headers (api.CORS), and the CapabilityStatement says
+	// security.cors true; nil: no CORS headers for anyone.
+	CORSOrigins []string
 	// Limits bound Bulk Data export; zero fields take the defaults.
 	Limits Limits
 	// PseudonymKey is the secret HMAC key of the de-identified export that
@@ -142,6 +147,7 @@ type Server struct {
 	limits       Limits
 	pseudonymKey []byte // nil: no pseudonymization key configured
 	cursors      *cursorSealer
+	cors         bool // CORS headers for Options.CORSOrigins
 	log          *slog.Logger
 	version      string
 	now          func() time.Time
@@ -175,7 +181,7 @@ func New(o Options) (*Server, error) {
 	s := &Server{
 		store: o.Store, keys: o.Keys, mapping: o.Mapping, allowsEHR: o.AllowsEHR, allowsHIE: o.AllowsHIE,
 		reports: o.Reports, baseURL: strings.TrimSuffix(o.BaseURL, "/"), limits: o.Limits, log: o.Logger,
-		version: o.SoftwareVersion, now: o.Now, jobs: map[string]*exportJob{},
+		version: o.SoftwareVersion, now: o.Now, jobs: map[string]*exportJob{}, cors: len(o.CORSOrigins) > 0,
 	}
 	if s.mapping.Program == "" {
 		s.mapping.Program = ips.DefaultProgramID
@@ -248,9 +254,17 @@ func New(o Options) (*Server, error) {
 	if o.Audit != nil {
 		h = api.Audited(o.Audit, s.log, func(route string) bool { return route == metadataPath })(h)
 	}
-	s.root = accessLog(h)
+	// CORS comes before authentication too: browsers send preflights
+	// without the key. A preflight reads nothing and names no caller, so it
+	// is answered before the audit trail too.
+	cors := api.CORS{Origins: o.CORSOrigins, Methods: corsMethods, Headers: api.CORSHeaders, Expose: api.CORSExpose, PreflightRoute: prefix + "/{preflight}"}
+	s.root = accessLog(cors.Handler(h))
 	return s, nil
 }
+
+// corsMethods are the methods a CORS preflight allows: the facade's
+// (POST for _search and the export kick-off, DELETE for an export).
+var corsMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodDelete}
 
 // ServeHTTP serves /fhir/… .
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.root.ServeHTTP(w, r) }
@@ -394,6 +408,11 @@ func redact(err error, ids ...string) string {
 // oo is one error issue; message names what is wrong, never a value.
 func oo(code, message string) mappings.Issue {
 	return mappings.Issue{Severity: "error", Code: code, Message: message}
+}
+
+// warning is a warning issue: what a lenient search or export ignored.
+func warning(code, message string) mappings.Issue {
+	return mappings.Issue{Severity: "warning", Code: code, Message: message}
 }
 
 func internalOutcome() mappings.Issue {

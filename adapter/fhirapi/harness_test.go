@@ -255,11 +255,14 @@ func (b searchsetBundle) link(rel string) string {
 	return ""
 }
 
-// ids lists the ids of the Bundle's resources.
+// ids lists the ids of the Bundle's matches.
 func (b searchsetBundle) ids(t *testing.T) []string {
 	t.Helper()
 	var out []string
 	for _, e := range b.Entry {
+		if e.Search.Mode != "match" {
+			continue
+		}
 		var r struct {
 			ID string `json:"id"`
 		}
@@ -300,4 +303,45 @@ func (h *harness) patientData() []string {
 		}
 	}
 	return out
+}
+
+// outcomes lists the texts of the issues of the Bundle's OperationOutcome
+// entries (search.mode outcome): what a lenient search ignored. Each must
+// be a warning.
+func (b searchsetBundle) outcomes(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	for _, e := range b.Entry {
+		if e.Search.Mode != "outcome" {
+			continue
+		}
+		var oo struct {
+			ResourceType string `json:"resourceType"`
+			Issue        []struct {
+				Severity, Code string
+				Details        struct{ Text string }
+			} `json:"issue"`
+		}
+		if err := json.Unmarshal(e.Resource, &oo); err != nil || oo.ResourceType != "OperationOutcome" {
+			t.Fatalf("an outcome entry is not an OperationOutcome: %s", e.Resource)
+		}
+		for _, i := range oo.Issue {
+			if i.Severity != "warning" {
+				t.Errorf("outcome issue severity %q, want warning", i.Severity)
+			}
+			out = append(out, i.Details.Text)
+		}
+	}
+	return out
+}
+
+// matches counts the Bundle's matches (search.mode match).
+func (b searchsetBundle) matches() int {
+	n := 0
+	for _, e := range b.Entry {
+		if e.Search.Mode == "match" {
+			n++
+		}
+	}
+	return n
 }

@@ -68,7 +68,16 @@ func TestMeasures(t *testing.T) {
 		break // one is enough for the url search
 	}
 	wantOutcome(t, h.get("/fhir/Measure/no-such-measure", hieKey), http.StatusNotFound)
-	wantOutcome(t, h.get("/fhir/Measure?name=x", hieKey), http.StatusBadRequest)
+	// An unknown parameter is ignored and said to be (FHIR search), or
+	// refused under Prefer: handling=strict.
+	lenient := h.search("/fhir/Measure?name=x", hieKey)
+	if *lenient.Total != *b.Total || len(lenient.outcomes(t)) != 1 || !strings.Contains(lenient.outcomes(t)[0], "name") {
+		t.Errorf("name=x, lenient: total %d, outcomes %q", *lenient.Total, lenient.outcomes(t))
+	}
+	if self := lenient.link("self"); strings.Contains(self, "name") {
+		t.Errorf("the self link keeps the ignored parameter: %s", self)
+	}
+	wantOutcome(t, h.do(http.MethodGet, "/fhir/Measure?name=x", hieKey, nil, "Prefer", "handling=strict"), http.StatusBadRequest)
 }
 
 func TestMeasureReports(t *testing.T) {
@@ -122,7 +131,10 @@ func TestMeasureReports(t *testing.T) {
 	if strings.Contains(text, "down") {
 		t.Errorf("the cause of a 500 reached the caller: %s", text)
 	}
-	wantOutcome(t, h.get("/fhir/MeasureReport?status=complete", hieKey), http.StatusBadRequest)
+	wantOutcome(t, h.do(http.MethodGet, "/fhir/MeasureReport?status=complete", hieKey, nil, "Prefer", "handling=strict"), http.StatusBadRequest)
+	if b := h.search("/fhir/MeasureReport?status=complete", hieKey); len(b.outcomes(t)) != 1 {
+		t.Errorf("status=complete, lenient: outcomes %q", b.outcomes(t))
+	}
 }
 
 // hie callers get the reports for HIEs (forHIE), which count only clients

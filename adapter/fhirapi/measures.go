@@ -29,7 +29,7 @@ func (s *Server) readMeasure(w http.ResponseWriter, r *http.Request) {
 // searchMeasures serves GET /fhir/Measure?url=…: every published Measure,
 // or the one with the canonical URL (a |version must match the version).
 func (s *Server) searchMeasures(w http.ResponseWriter, r *http.Request) {
-	q, ok := searchParams(w, r, measureParams)
+	q, notes, ok := searchParams(w, r, measureParams)
 	if !ok {
 		return
 	}
@@ -55,6 +55,7 @@ func (s *Server) searchMeasures(w http.ResponseWriter, r *http.Request) {
 	total := len(b.Entry)
 	b.Total = &total
 	b.Link = []bundleLink{{"self", base + "/Measure?" + q.Encode()}}
+	b.addOutcome(notes)
 	s.writeBundle(w, r, b)
 }
 
@@ -66,7 +67,7 @@ func (s *Server) searchMeasureReports(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, http.StatusNotFound, oo("not-found", "MeasureReports are not configured on this server"))
 		return
 	}
-	q, ok := searchParams(w, r, measureReportParams)
+	q, notes, ok := searchParams(w, r, measureReportParams)
 	if !ok {
 		return
 	}
@@ -133,6 +134,7 @@ func (s *Server) searchMeasureReports(w http.ResponseWriter, r *http.Request) {
 	total := len(b.Entry)
 	b.Total = &total
 	b.Link = []bundleLink{{"self", base + "/MeasureReport?" + q.Encode()}}
+	b.addOutcome(notes)
 	s.writeBundle(w, r, b)
 }
 

@@ -59,11 +59,45 @@ func (s *Server) instanceStatement(base string) ([]byte, error) {
 			return nil, err
 		}
 	}
+	if s.cors {
+		if cs, err = withCORS(cs); err != nil {
+			return nil, err
+		}
+	}
 	out, err := json.MarshalIndent(cs, "", "  ")
 	if err != nil {
 		return nil, err
 	}
 	return append(out, '\n'), nil
+}
+
+// withCORS says security.cors true in every rest entry: this instance
+// answers CORS requests from its configured origins.
+func withCORS(cs object) (object, error) {
+	var rests []object
+	if err := json.Unmarshal(cs.get("rest"), &rests); err != nil {
+		return nil, fmt.Errorf("rest: %w", err)
+	}
+	for i, rest := range rests {
+		var sec object
+		if raw := rest.get("security"); raw != nil {
+			if err := json.Unmarshal(raw, &sec); err != nil {
+				return nil, fmt.Errorf("rest.security: %w", err)
+			}
+		}
+		sec.set("cors", json.RawMessage("true"))
+		b, err := json.Marshal(sec)
+		if err != nil {
+			return nil, err
+		}
+		rests[i].setAfter("security", "mode", b)
+	}
+	b, err := json.Marshal(rests)
+	if err != nil {
+		return nil, err
+	}
+	cs.set("rest", b)
+	return cs, nil
 }
 
 // withoutResource drops a resource type from every rest entry.

@@ -19,23 +19,37 @@ import (
 // is quoted only when it looks like a parameter name.
 
 // searchParams reads a search's parameters, from the query string of a GET
-// or from the query string and form body of a POST _search, and checks that
-// each is one the route accepts (its search parameters, the extra names, and
-// the result parameters). On a problem it writes the 400 and reports false.
-func searchParams(w http.ResponseWriter, r *http.Request, params []param, extra ...string) (url.Values, bool) {
+// or from the query string and form body of a POST _search, and keeps those
+// the route accepts: its search parameters, the extra names (modified
+// parameters and result parameters) and resultParams. A parameter it does
+// not accept is refused with 400 under Prefer: handling=strict, and
+// otherwise dropped with a warning for the Bundle (notes): FHIR servers
+// ignore what they do not understand. On a problem it writes the 400 and
+// reports false.
+func searchParams(w http.ResponseWriter, r *http.Request, params []param, extra ...string) (q url.Values, notes []mappings.Issue, ok bool) {
 	q, issue := readParams(w, r)
 	if issue != nil {
 		writeOutcome(w, http.StatusBadRequest, *issue)
-		return nil, false
+		return nil, nil, false
 	}
-	allowed := append([]string{paramCount, paramCursor, paramFormat}, extra...)
+	strict := preferences(r.Header.Values("Prefer")).strict
+	allowed := append(slices.Clone(resultParams), extra...)
 	for _, p := range params {
 		allowed = append(allowed, p.name)
 	}
 	var issues []mappings.Issue
 	for _, name := range sortedKeys(q) {
-		if !slices.Contains(allowed, name) {
+		if slices.Contains(allowed, name) {
+			continue
+		}
+		if strict {
 			issues = append(issues, unknownParam(name, allowed))
+			continue
+		}
+		delete(q, name)
+		n := ignoredParam(name)
+		if !slices.Contains(notes, n) {
+			notes = append(notes, n)
 		}
 	}
 	if v, ok := q[paramFormat]; ok {
@@ -45,9 +59,48 @@ func searchParams(w http.ResponseWriter, r *http.Request, params []param, extra 
 	}
 	if len(issues) > 0 {
 		writeOutcome(w, http.StatusBadRequest, issues...)
-		return nil, false
+		return nil, nil, false
 	}
-	return q, true
+	return q, notes, true
+}
+
+// prefs are the preferences of a request's Prefer headers (RFC 7240) that
+// the facade honours.
+type prefs struct {
+	async   bool // respond-async
+	strict  bool // handling=strict
+	lenient bool // handling=lenient
+}
+
+// preferences reads the Prefer header(s).
+func preferences(values []string) prefs {
+	var p prefs
+	for _, v := range values {
+		for _, pref := range strings.Split(v, ",") {
+			pref, _, _ = strings.Cut(pref, ";") // a preference's parameters (RFC 7240) do not matter here
+			switch strings.ToLower(strings.Join(strings.Fields(pref), "")) {
+			case "respond-async":
+				p.async = true
+			case "handling=lenient":
+				p.lenient = true
+			case "handling=strict":
+				p.strict = true
+			}
+		}
+	}
+	return p
+}
+
+// refuseOrIgnore files an issue with a supported parameter's value the
+// facade does not support (a _sort it cannot do, say): an error under
+// Prefer: handling=strict, else a warning note, the parameter dropped.
+func refuseOrIgnore(q url.Values, name, why string, strict bool, issues, notes *[]mappings.Issue) {
+	if strict {
+		*issues = append(*issues, oo("not-supported", name+": "+why))
+		return
+	}
+	q.Del(name)
+	*notes = append(*notes, warning("not-supported", name+": "+why+"; ignored"))
 }
 
 func readParams(w http.ResponseWriter, r *http.Request) (url.Values, *mappings.Issue) {
@@ -94,6 +147,15 @@ func unknownParam(name string, allowed []string) mappings.Issue {
 		return oo("not-supported", "a query parameter name is not a parameter of this search; the parameters are "+known)
 	}
 	return oo("not-supported", name+": not a parameter of this search; the parameters are "+known)
+}
+
+// ignoredParam is the warning for a parameter a lenient search ignored. It
+// names the parameter (when the name looks like one), never its value.
+func ignoredParam(name string) mappings.Issue {
+	if !paramName.MatchString(name) {
+		return warning("not-supported", "a query parameter name is not a parameter of this search; ignored (see /fhir/metadata)")
+	}
+	return warning("not-supported", name+": not a parameter of this search; ignored (see /fhir/metadata)")
 }
 
 func isJSONFormat(f string) bool {

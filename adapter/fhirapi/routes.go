@@ -38,12 +38,25 @@ type param struct {
 // The record types the facade serves, in the order of the statement.
 var recordTypes = []string{"Goal", "CarePlan", "Observation", "DocumentReference"}
 
-// recordParams are the search parameters of every record type.
-var recordParams = []param{
-	{"patient", "reference", "http://hl7.org/fhir/SearchParameter/clinical-patient"},
-	{"identifier", "token", "http://hl7.org/fhir/SearchParameter/clinical-identifier"},
-	{"_lastUpdated", "date", "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"},
+// recordParams are the search parameters of a record type: the same for
+// every type, and code for Observation.
+func recordParams(typ string) []param {
+	ps := []param{
+		{"patient", "reference", "http://hl7.org/fhir/SearchParameter/clinical-patient"},
+		{"subject", "reference", "http://hl7.org/fhir/SearchParameter/" + typ + "-subject"},
+		{"identifier", "token", "http://hl7.org/fhir/SearchParameter/clinical-identifier"},
+		{"_id", "token", "http://hl7.org/fhir/SearchParameter/Resource-id"},
+		{"_lastUpdated", "date", "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"},
+	}
+	if typ == "Observation" {
+		ps = append(ps, param{"code", "token", "http://hl7.org/fhir/SearchParameter/clinical-code"})
+	}
+	return ps
 }
+
+// recordModifiers are the modified parameter names a record search takes
+// besides its search parameters.
+var recordModifiers = []string{"patient:identifier", "subject:identifier"}
 
 var measureParams = []param{
 	{"url", "uri", "http://hl7.org/fhir/SearchParameter/Measure-url"},
@@ -55,12 +68,24 @@ var measureReportParams = []param{
 	{"measure", "reference", "http://hl7.org/fhir/SearchParameter/MeasureReport-measure"},
 }
 
-// Result parameters every search accepts besides its search parameters.
-// They shape the result and are not declared as searchParam.
+// Result parameters. Every search accepts _count, _cursor and _format;
+// record searches also _sort, _summary and _elements. They shape the result
+// and are not declared as searchParam: the statement's rest.documentation
+// names them.
 const (
-	paramCount  = "_count"
-	paramCursor = "_cursor" // the sealed search and page of self and next links (cursor.go)
-	paramFormat = "_format" // JSON only
+	paramCount    = "_count"
+	paramCursor   = "_cursor" // the sealed search and page of self and next links (cursor.go)
+	paramFormat   = "_format" // JSON only
+	paramSort     = "_sort"   // _lastUpdated or -_lastUpdated
+	paramSummary  = "_summary"
+	paramElements = "_elements"
+)
+
+// resultParams are the result parameters of every search; recordResults
+// those a record search takes besides.
+var (
+	resultParams  = []string{paramCount, paramCursor, paramFormat}
+	recordResults = []string{paramSort, paramSummary, paramElements}
 )
 
 // Paths of the Bulk Data protocol after the kick-off.
@@ -78,13 +103,18 @@ func routes() []route {
 	for _, t := range recordTypes {
 		rs = append(rs,
 			route{method: http.MethodGet, path: prefix + "/" + t + "/{id}", access: records, resource: t, interaction: "read", handler: readRecord(t)},
-			route{method: http.MethodGet, path: prefix + "/" + t, access: records, resource: t, interaction: "search-type", params: recordParams, handler: searchRecords(t)},
-			route{method: http.MethodPost, path: prefix + "/" + t + "/_search", access: records, resource: t, interaction: "search-type", params: recordParams, handler: searchRecords(t)},
+			route{method: http.MethodGet, path: prefix + "/" + t, access: records, resource: t, interaction: "search-type", params: recordParams(t), handler: searchRecords(t)},
+			route{method: http.MethodPost, path: prefix + "/" + t + "/_search", access: records, resource: t, interaction: "search-type", params: recordParams(t), handler: searchRecords(t)},
 		)
 	}
 	rs = append(rs,
+		// Bulk Data kick-off: GET with query parameters, or POST with a
+		// Parameters body (or, as Medplum's client sends it, query
+		// parameters and no body).
 		route{method: http.MethodGet, path: prefix + "/$export", access: bulk, operation: "export", handler: kickOff(false)},
+		route{method: http.MethodPost, path: prefix + "/$export", access: bulk, operation: "export", handler: kickOff(false)},
 		route{method: http.MethodGet, path: prefix + "/Group/{id}/$export", access: bulk, resource: "Group", operation: "export", handler: kickOff(true)},
+		route{method: http.MethodPost, path: prefix + "/Group/{id}/$export", access: bulk, resource: "Group", operation: "export", handler: kickOff(true)},
 		route{method: http.MethodGet, path: statusPath, access: bulk, handler: (*Server).exportStatus},
 		route{method: http.MethodDelete, path: statusPath, access: bulk, handler: (*Server).exportDelete},
 		route{method: http.MethodGet, path: filePath, access: bulk, handler: (*Server).exportFile},

@@ -434,7 +434,8 @@ func TestErrorsAreOperationOutcomesWithoutValues(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
-			r := h.do(tc.method, tc.path, clinicianKey, strings.NewReader(`{"patient":"`+mrn+`"}`), "Content-Type", "application/json")
+			// Strict: unknown parameters are refused, not ignored.
+			r := h.do(tc.method, tc.path, clinicianKey, strings.NewReader(`{"patient":"`+mrn+`"}`), "Content-Type", "application/json", "Prefer", "handling=strict")
 			text := wantOutcome(t, r, tc.status)
 			if !strings.Contains(text, tc.names) {
 				t.Errorf("message does not say %q: %s", tc.names, text)

@@ -5,10 +5,12 @@ import (
 	"io/fs"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/ipsfhir/ipsfhir/conformance/artifacts"
+	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/ips/ipstest"
 	"github.com/ipsfhir/ipsfhir/mappings"
 )
@@ -243,6 +245,84 @@ func TestParseDate(t *testing.T) {
 		d.prefix = prefix
 		if got := [3]bool{d.matches(before), d.matches(in), d.matches(after)}; got != want {
 			t.Errorf("%s: %v, want %v", prefix, got, want)
+		}
+	}
+}
+
+// TestCodingsOfMatchesMapping: code searches count Observations by
+// codingsOf, without mapping them; it must list the codings the mapping
+// writes in Observation.code, a site's own codes included.
+func TestCodingsOfMatchesMapping(t *testing.T) {
+	t.Parallel()
+	cl := ipstest.Sample(t)
+	site := map[mappings.Kind]ips.Coding{
+		mappings.KindEmploymentStatus: {System: "urn:oid:1.2.3.4", Code: "es-1", Display: "Employment status"},
+		mappings.KindJob:              {System: "urn:oid:1.2.3.5", Code: "job-1"},
+		mappings.KindPRAPARE:          {System: "urn:oid:1.2.3.6", Code: "prapare-1"},
+	}
+	for _, o := range []mappings.Options{{Program: cl.ProgramID()}, {Program: cl.ProgramID(), PRAPARE: true, SiteCodes: site}} {
+		s := &Server{mapping: o}
+		seen := map[mappings.Kind]bool{}
+		for _, c := range cl.Clients {
+			for _, e := range mappings.ClientEntries(c, o) {
+				if e.ResourceType != "Observation" {
+					continue
+				}
+				body, err := mappings.MarshalCompact(e.Resource)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var obs struct {
+					Code struct {
+						Coding []struct{ System, Code string }
+					}
+				}
+				if err := json.Unmarshal(body, &obs); err != nil {
+					t.Fatal(err)
+				}
+				var got []ips.Coding
+				for _, c := range obs.Code.Coding {
+					got = append(got, ips.Coding{System: c.System, Code: c.Code})
+				}
+				var want []ips.Coding
+				for _, c := range s.codingsOf(e.Key.Kind) {
+					want = append(want, ips.Coding{System: c.System, Code: c.Code})
+				}
+				if !slices.Equal(got, want) {
+					t.Errorf("%s (site codes %v): mapped code %v, codingsOf %v", e.Key.Kind, o.SiteCodes != nil, got, want)
+				}
+				seen[e.Key.Kind] = true
+			}
+		}
+		if len(seen) < 2 {
+			t.Errorf("only %v Observation kinds in the sample", seen)
+		}
+	}
+}
+
+// TestStatementNamesResultParameters: the result parameters record searches
+// take are not searchParams; the statement's rest.documentation names each,
+// and says how unsupported parameters are handled.
+func TestStatementNamesResultParameters(t *testing.T) {
+	t.Parallel()
+	data, err := fs.ReadFile(artifacts.FS(), serverStatementPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cs struct {
+		Rest []struct{ Documentation string } `json:"rest"`
+	}
+	if err := json.Unmarshal(data, &cs); err != nil {
+		t.Fatal(err)
+	}
+	doc := cs.Rest[0].Documentation
+	for _, want := range append(append(slices.Clone(resultParams), recordResults...),
+		"_sort=_lastUpdated", "-_lastUpdated", "_summary=count", "SUBSETTED", "Prefer: handling=strict", "search.mode outcome") {
+		if want == paramFormat {
+			continue // the statement's format says JSON
+		}
+		if !strings.Contains(doc, want) {
+			t.Errorf("rest.documentation does not say %q", want)
 		}
 	}
 }

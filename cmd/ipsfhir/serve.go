@@ -155,9 +155,10 @@ func (s *system) handler(fhirBase string) http.Handler {
 	records := api.New(api.Options{
 		Store: s.store, Connections: s.cfg.EnabledConnections, Keys: keys, Logger: s.logger,
 		// Plans appear as connections connect.
-		Admin:   &api.Admin{Store: s.store, Plans: s.runner.Plans},
-		Metrics: s.tel.MetricsHandler(),
-		Audit:   s.store,
+		Admin:       &api.Admin{Store: s.store, Plans: s.runner.Plans},
+		Metrics:     s.tel.MetricsHandler(),
+		Audit:       s.store,
+		CORSOrigins: s.cfg.Server.CORSOrigins,
 	})
 	mux := http.NewServeMux()
 	// The FHIR facade authenticates with the same keys; its /fhir/metadata
@@ -167,7 +168,8 @@ func (s *system) handler(fhirBase string) http.Handler {
 		AllowsEHR: s.cfg.Consent.AllowsEHR, AllowsHIE: s.cfg.Consent.AllowsHIE, Logger: s.logger,
 		PseudonymKey: s.pseudonymKey, Reports: s.measureReports,
 		BaseURL: fhirBase, CursorKey: s.cursorKey, CursorTTL: s.cfg.Server.CursorTTL,
-		Audit: s.store,
+		Audit:       s.store,
+		CORSOrigins: s.cfg.Server.CORSOrigins,
 	})
 	if err == nil {
 		if s.facade != nil {

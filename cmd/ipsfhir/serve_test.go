@@ -574,3 +574,46 @@ func TestUnreadableSecretIsAUsageError(t *testing.T) {
 		}
 	}
 }
+
+// TestServeAllowsConfiguredOrigins: server.corsOrigins reaches /fhir and
+// /api/v1 (preflights answered, the exact origin allowed, the statement
+// saying security.cors); another origin, and /admin, get no CORS headers.
+func TestServeAllowsConfiguredOrigins(t *testing.T) {
+	cfg := config.Default()
+	cfg.Store.DSN = config.Value{Plain: filepath.Join(t.TempDir(), "ips.db")}
+	cfg.Server.CORSOrigins = []string{"https://app.example.org"}
+	sys, err := wire(t.Context(), cfg, io.Discard, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys.close(context.Background())
+	h := sys.handler("http://127.0.0.1:8080/fhir")
+	do := func(method, path, origin string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, path, nil)
+		req.Header.Set("Origin", origin)
+		if method == http.MethodOptions {
+			req.Header.Set("Access-Control-Request-Method", "POST")
+			req.Header.Set("Access-Control-Request-Headers", "authorization, content-type")
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	for _, path := range []string{"/fhir/Goal/_search", "/api/v1/clients"} {
+		rec := do(http.MethodOptions, path, "https://app.example.org")
+		if rec.Code != http.StatusNoContent || rec.Header().Get("Access-Control-Allow-Origin") != "https://app.example.org" ||
+			!strings.Contains(rec.Header().Get("Access-Control-Allow-Headers"), "Authorization") {
+			t.Errorf("preflight %s: %d %v", path, rec.Code, rec.Header())
+		}
+		if rec := do(http.MethodOptions, path, "https://evil.example.org"); rec.Header().Get("Access-Control-Allow-Origin") != "" {
+			t.Errorf("preflight %s from another origin: %v", path, rec.Header())
+		}
+	}
+	if rec := do(http.MethodOptions, "/admin/connections", "https://app.example.org"); rec.Header().Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("/admin answers CORS: %v", rec.Header())
+	}
+	rec := do(http.MethodGet, "/fhir/metadata", "https://app.example.org")
+	if rec.Code != 200 || rec.Header().Get("Access-Control-Allow-Origin") != "https://app.example.org" || !strings.Contains(rec.Body.String(), `"cors": true`) {
+		t.Errorf("/fhir/metadata from the app: %d %v %.200s", rec.Code, rec.Header(), rec.Body)
+	}
+}

@@ -24,6 +24,10 @@
 //		Capability: "../../testdata/ehr-capabilities/epic-r4-sandbox-2026-07.json",
 //	})
 //
+// NodeForTest gives a test node and the installed dependencies without a
+// server, to run Medplum's client (@medplum/core) against one of this
+// project's servers (adapter/fhirapi's TestMedplumClient does).
+//
 // The server needs Node.js 20 or later. The first start runs `npm ci` in this
 // directory (from the npm registry, under a lock file so parallel test
 // packages do not race) when node_modules is missing or older than

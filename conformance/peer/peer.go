@@ -238,6 +238,32 @@ func StartForTest(t testing.TB, opts Options) *Server {
 	return s
 }
 
+// NodeForTest returns node, the flags it needs and the directory whose
+// node_modules hold the peer's npm dependencies (@medplum/core among them),
+// installing them if needed: for tests that run a third-party FHIR client,
+// Medplum's, against a server of this project. It skips or fails t as
+// StartForTest does when node is missing.
+func NodeForTest(t testing.TB) (node string, args []string, dir string) {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		if os.Getenv(RequireEnv) == "" {
+			t.Skipf("Medplum's client needs node (Node.js >= 20) on PATH, which is missing; install it, or set %s=1 to make this a failure", RequireEnv)
+		}
+		t.Fatalf("node is not on PATH and %s is set: %v", RequireEnv, err)
+	}
+	if dir, err = resolveDir(""); err == nil {
+		err = ensureDependencies(t.Context(), dir)
+	}
+	if err == nil {
+		args, err = nodeArgs(t.Context(), node)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return node, args, dir
+}
+
 // resolveDir finds the directory with server.mjs: dir if given, else this
 // source file's directory, else conformance/peer under the module root above
 // the working directory (for binaries built with -trimpath).
