@@ -112,8 +112,11 @@
 // # Bulk export
 //
 // Jobs run in the process that accepted them and keep their output in
-// memory: at most Limits.MaxJobs at once, each at most Limits.MaxJobBytes, and
-// a finished job's files are dropped after Limits.JobTTL. That suits one
+// memory: at most Limits.MaxJobs running at once, Limits.MaxJobsPerCaller
+// kept per caller until their files are fetched, each at most
+// Limits.MaxJobBytes, and a finished job's files are dropped after
+// Limits.JobTTL (or at its owner's next kick-off once all were fetched).
+// Server.ExportJobs and CancelExport serve /admin/exports. That suits one
 // replica; behind a load balancer, polls must reach the same replica, and
 // a restart loses every job (the client starts again). The export reads the
 // store client by client and is not a snapshot: a client saved after the

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
@@ -67,6 +68,11 @@ type exportJob struct {
 	outputs  []output
 	failure  mappings.Issue
 	finished time.Time
+	// reported: the owner read the finished job's status (its manifest,
+	// or its failure); fetched: the output files the owner fetched. Both
+	// decide when the job stops holding its owner's slot (delivered).
+	reported bool
+	fetched  map[string]bool
 }
 
 // output is one file: its resource type, name in URLs, lines and count.
@@ -158,9 +164,10 @@ func kickOff(group bool) func(*Server, http.ResponseWriter, *http.Request) {
 			return
 		}
 		s.expireLocked()
-		if msg := s.refuseLocked(caller); msg != "" {
+		s.dropDeliveredLocked(caller)
+		if msg, after := s.refuseLocked(caller); msg != "" {
 			s.jobsMu.Unlock()
-			w.Header().Set("Retry-After", "60")
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(after.Seconds()))))
 			writeOutcome(w, http.StatusTooManyRequests, oo("throttled", msg))
 			return
 		}
@@ -345,20 +352,77 @@ func newJobID() string {
 	return hex.EncodeToString(b)
 }
 
-// refuseLocked says why a kick-off cannot start now, or "".
-func (s *Server) refuseLocked(caller api.Key) string {
+// refuseLocked says why a kick-off by caller cannot start now, or "", and
+// how long until it could (the Retry-After). A caller holds a slot for
+// each of its jobs still running, or finished and not yet delivered (its
+// files not all fetched, a failure not yet reported) nor expired; it has
+// Limits.MaxJobsPerCaller, and at most Limits.MaxJobs jobs run at once
+// across callers. One caller's exports never hold another's back.
+func (s *Server) refuseLocked(caller api.Key) (string, time.Duration) {
+	running, held := 0, 0
+	var freeAt time.Time // when the caller's earliest held finished job expires
 	for _, j := range s.jobs {
 		j.mu.Lock()
-		running := j.state == jobRunning
+		state, delivered, finished := j.state, j.delivered(), j.finished
 		j.mu.Unlock()
-		if running && j.ownedBy(caller) {
-			return "your previous export is still running; poll it, or DELETE it, before starting another"
+		if state == jobRunning {
+			running++
+		}
+		if !j.ownedBy(caller) {
+			continue
+		}
+		if state == jobRunning {
+			return "your previous export is still running; poll it, or DELETE it, before starting another", pollAfter
+		}
+		if !delivered {
+			held++
+			if exp := finished.Add(s.limits.JobTTL); freeAt.IsZero() || exp.Before(freeAt) {
+				freeAt = exp
+			}
 		}
 	}
-	if len(s.jobs) >= s.limits.MaxJobs {
-		return fmt.Sprintf("this server keeps at most %d exports at once; DELETE finished ones, or try again later", s.limits.MaxJobs)
+	if held >= s.limits.MaxJobsPerCaller {
+		return fmt.Sprintf("you keep %d finished exports whose files were not all fetched; fetch them or DELETE them, or wait until the first expires", held),
+			max(time.Second, freeAt.Sub(s.now()))
 	}
-	return ""
+	if running >= s.limits.MaxJobs {
+		return fmt.Sprintf("this server runs at most %d exports at once; try again shortly", s.limits.MaxJobs), pollAfter
+	}
+	return "", 0
+}
+
+// dropDeliveredLocked drops caller's finished jobs whose files it has
+// fetched: their slots are free already, and their files are not kept for
+// a caller that has moved on to a new export.
+func (s *Server) dropDeliveredLocked(caller api.Key) {
+	for id, j := range s.jobs {
+		j.mu.Lock()
+		done := j.state != jobRunning && j.delivered()
+		j.mu.Unlock()
+		if done && j.ownedBy(caller) {
+			delete(s.jobs, id)
+		}
+	}
+}
+
+// delivered reports that the job's owner has what it produced: every
+// output file fetched, or its failure reported. Callers hold j.mu.
+func (j *exportJob) delivered() bool {
+	switch j.state {
+	case jobFailed:
+		return j.reported
+	case jobComplete:
+		if !j.reported {
+			return false // the manifest was never read
+		}
+		for _, o := range j.outputs {
+			if !j.fetched[o.name] {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 func (j *exportJob) ownedBy(k api.Key) bool {
@@ -628,9 +692,13 @@ func (s *Server) exportStatus(w http.ResponseWriter, r *http.Request) {
 		noSuchJob(w)
 		return
 	}
+	owner := j.ownedBy(api.RecordOf(r.Context()).Caller)
 	j.mu.Lock()
 	state, read, failure, finished := j.state, j.read, j.failure, j.finished
 	outputs := slices.Clone(j.outputs)
+	if state != jobRunning && owner {
+		j.reported = true
+	}
 	j.mu.Unlock()
 	switch state {
 	case jobRunning:
@@ -688,6 +756,7 @@ func (s *Server) exportFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := mux.Vars(r)["file"]
+	owner := j.ownedBy(api.RecordOf(r.Context()).Caller)
 	j.mu.Lock()
 	var data []byte
 	found := false
@@ -698,10 +767,67 @@ func (s *Server) exportFile(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	if found && owner {
+		if j.fetched == nil {
+			j.fetched = map[string]bool{}
+		}
+		j.fetched[name] = true
+	}
 	j.mu.Unlock()
 	if !found {
 		writeOutcome(w, http.StatusNotFound, oo("not-found", "this export has no such file (yet)"))
 		return
 	}
 	writeBody(w, http.StatusOK, ndjson, data)
+}
+
+// ExportJobs lists the jobs kept now, oldest first, for administrators
+// (api.Exports): who started each, its state and times, never its
+// parameters or content.
+func (s *Server) ExportJobs() []api.ExportJob {
+	s.jobsMu.Lock()
+	defer s.jobsMu.Unlock()
+	s.expireLocked()
+	out := []api.ExportJob{}
+	for _, j := range s.jobs {
+		j.mu.Lock()
+		e := api.ExportJob{ID: j.id, Owner: j.ownerName, State: j.state.String(), Deidentified: j.deidentified,
+			StartedAt: j.txTime.UTC(), Files: len(j.outputs), Fetched: j.state == jobComplete && j.delivered()}
+		if j.state != jobRunning {
+			e.FinishedAt, e.ExpiresAt = j.finished.UTC(), j.finished.Add(s.limits.JobTTL).UTC()
+		}
+		j.mu.Unlock()
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(a, b api.ExportJob) int {
+		if c := a.StartedAt.Compare(b.StartedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out
+}
+
+// CancelExport stops a running job, or drops a finished one and its
+// files, for administrators (api.Exports); false when there is none.
+func (s *Server) CancelExport(id string) bool {
+	s.jobsMu.Lock()
+	j := s.jobs[id]
+	delete(s.jobs, id)
+	s.jobsMu.Unlock()
+	if j == nil {
+		return false
+	}
+	j.cancel()
+	return true
+}
+
+func (st jobState) String() string {
+	switch st {
+	case jobRunning:
+		return "running"
+	case jobComplete:
+		return "complete"
+	}
+	return "failed"
 }

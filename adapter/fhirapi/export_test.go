@@ -9,12 +9,14 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/ipsfhir/ipsfhir/adapter/api"
 	"github.com/ipsfhir/ipsfhir/adapter/fhirapi"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
 	"github.com/ipsfhir/ipsfhir/ips"
@@ -339,24 +341,67 @@ func TestExportFilters(t *testing.T) {
 	}
 }
 
-func TestExportLimits(t *testing.T) {
+// TestExportSlotsArePerCaller plays a hostile export caller: one hie key
+// that starts an export and never fetches it must not block another
+// caller's exports; its own next kick-off gets 429 with a Retry-After that
+// says when its slot frees (its job's expiry), not a guess; fetching every
+// file frees the slot at once; and an admin sees and cancels jobs.
+func TestExportSlotsArePerCaller(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(o *fhirapi.Options) { o.Limits = fhirapi.Limits{MaxJobs: 1, JobTTL: time.Minute} })
+	h := newHarness(t, func(o *fhirapi.Options) {
+		o.Limits = fhirapi.Limits{MaxJobs: 1, MaxJobsPerCaller: 1, JobTTL: time.Minute}
+	})
 	first := h.kickOff("/fhir/$export", hieKey)
-	if _, r := h.wait(first, hieKey); r.status != http.StatusOK {
+	m, r := h.wait(first, hieKey)
+	if r.status != http.StatusOK {
 		t.Fatalf("first export: %d", r.status)
 	}
-	r := h.do(http.MethodGet, "/fhir/$export", hie2Key, nil, "Prefer", "respond-async")
-	wantOutcome(t, r, http.StatusTooManyRequests)
-	if r.header.Get("Retry-After") == "" {
-		t.Error("429 without Retry-After")
+	// hie keeps its files unfetched: hie2 is not held back.
+	other := h.kickOff("/fhir/$export", hie2Key)
+	if _, r := h.wait(other, hie2Key); r.status != http.StatusOK {
+		t.Fatalf("another caller's export while hie's sits unfetched: %d", r.status)
 	}
-	// After its TTL the first job is gone and makes room.
-	h.offset.Store(int64(2 * time.Minute))
+	// hie's own slot is taken until its job expires, and Retry-After says so.
+	r = h.do(http.MethodGet, "/fhir/$export", hieKey, nil, "Prefer", "respond-async")
+	wantOutcome(t, r, http.StatusTooManyRequests)
+	if after, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || after < 1 || after > 60 {
+		t.Errorf("Retry-After %q; want the seconds until the unfetched job expires (at most 60)", r.header.Get("Retry-After"))
+	}
+	// Fetching every file frees the slot; the next kick-off drops the old job.
+	h.download(m, hieKey)
+	for _, f := range m.Error {
+		h.get(f.URL, hieKey)
+	}
+	jobs := h.server.ExportJobs()
+	if len(jobs) != 2 || !slices.ContainsFunc(jobs, func(j api.ExportJob) bool { return j.Owner == "state-hie" && j.Fetched && j.State == "complete" }) {
+		t.Errorf("jobs an admin sees: %+v; want hie's, fetched, and hie2's", jobs)
+	}
+	second := h.kickOff("/fhir/$export", hieKey)
 	wantOutcome(t, h.get(first, hieKey), http.StatusNotFound)
-	second := h.kickOff("/fhir/$export", hie2Key)
-	if _, r := h.wait(second, hie2Key); r.status != http.StatusOK {
-		t.Errorf("second export: %d", r.status)
+	if _, r := h.wait(second, hieKey); r.status != http.StatusOK {
+		t.Errorf("hie's export once it fetched the first: %d", r.status)
+	}
+	// An admin cancels hie2's job: its owner's status URL is gone.
+	var id string
+	for _, j := range h.server.ExportJobs() {
+		if j.Owner != "state-hie" {
+			id = j.ID
+		}
+	}
+	if !h.server.CancelExport(id) || h.server.CancelExport(id) {
+		t.Error("CancelExport: want true once, then false")
+	}
+	wantOutcome(t, h.get(other, hie2Key), http.StatusNotFound)
+	for _, j := range h.server.ExportJobs() {
+		if j.ID == id {
+			t.Errorf("a cancelled job is still listed: %+v", j)
+		}
+	}
+	// After its TTL a finished job is gone and makes room.
+	h.offset.Store(int64(2 * time.Minute))
+	wantOutcome(t, h.get(second, hieKey), http.StatusNotFound)
+	if jobs := h.server.ExportJobs(); len(jobs) != 0 {
+		t.Errorf("jobs after the TTL: %+v", jobs)
 	}
 
 	// An export larger than the limit fails with an OperationOutcome.

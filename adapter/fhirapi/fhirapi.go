@@ -111,10 +111,17 @@ type Options struct {
 
 // Limits bound Bulk Data export, which keeps its jobs in memory.
 type Limits struct {
-	// MaxJobs is how many jobs are kept at once, running or finished and
-	// not yet expired or deleted (default 4). A kick-off beyond it, or by
-	// a caller whose previous job still runs, gets 429.
+	// MaxJobs is how many jobs run at once across callers (default 4).
+	// A kick-off beyond it gets 429 with a short Retry-After.
 	MaxJobs int
+	// MaxJobsPerCaller is how many jobs one caller (API key) keeps at
+	// once (default 2): running, or finished with files it has not all
+	// fetched (a failure it has not read) and not expired or deleted. A
+	// kick-off beyond it, or while the caller's previous job runs, gets
+	// 429 with Retry-After until the first of them expires. Fetching a
+	// job's every file frees its slot; the caller's next kick-off drops
+	// it.
+	MaxJobsPerCaller int
 	// MaxJobBytes bounds one job's output (default 256 MiB); a job that
 	// would exceed it fails, and the caller narrows it with _type or _since.
 	MaxJobBytes int64
@@ -125,11 +132,13 @@ type Limits struct {
 
 // Defaults of Limits and of search paging.
 const (
-	DefaultMaxJobs     = 4
-	DefaultMaxJobBytes = 256 << 20
-	DefaultJobTTL      = time.Hour
-	DefaultCount       = 50
-	MaxCount           = 500
+	DefaultMaxJobs = 4
+	// DefaultMaxJobsPerCaller is Limits.MaxJobsPerCaller when unset.
+	DefaultMaxJobsPerCaller = 2
+	DefaultMaxJobBytes      = 256 << 20
+	DefaultJobTTL           = time.Hour
+	DefaultCount            = 50
+	MaxCount                = 500
 )
 
 // maxFormBytes bounds the body of a POST _search: parameters, not data.
@@ -208,6 +217,9 @@ func New(o Options) (*Server, error) {
 	}
 	if s.limits.MaxJobs <= 0 {
 		s.limits.MaxJobs = DefaultMaxJobs
+	}
+	if s.limits.MaxJobsPerCaller <= 0 {
+		s.limits.MaxJobsPerCaller = DefaultMaxJobsPerCaller
 	}
 	if s.limits.MaxJobBytes <= 0 {
 		s.limits.MaxJobBytes = DefaultMaxJobBytes

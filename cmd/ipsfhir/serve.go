@@ -152,14 +152,6 @@ func (s *system) handler(fhirBase string) http.Handler {
 	for _, k := range s.cfg.APIKeys {
 		keys = append(keys, api.Key{Name: k.Name, Role: api.Role(k.Role), SHA256: k.Sum(), PseudonymScope: k.PseudonymScope})
 	}
-	records := api.New(api.Options{
-		Store: s.store, Connections: s.cfg.EnabledConnections, Keys: keys, Logger: s.logger,
-		// Plans appear as connections connect.
-		Admin:       &api.Admin{Store: s.store, Plans: s.runner.Plans},
-		Metrics:     s.tel.MetricsHandler(),
-		Audit:       s.store,
-		CORSOrigins: s.cfg.Server.CORSOrigins,
-	})
 	mux := http.NewServeMux()
 	// The FHIR facade authenticates with the same keys; its /fhir/metadata
 	// is public, as on any FHIR server.
@@ -180,6 +172,17 @@ func (s *system) handler(fhirBase string) http.Handler {
 	} else {
 		s.logger.LogAttrs(context.Background(), slog.LevelError, "cannot build the FHIR facade", slog.String("component", "serve"))
 	}
+	admin := &api.Admin{Store: s.store, Plans: s.runner.Plans} // plans appear as connections connect
+	if err == nil {
+		admin.Exports = facade
+	}
+	records := api.New(api.Options{
+		Store: s.store, Connections: s.cfg.EnabledConnections, Keys: keys, Logger: s.logger,
+		Admin:       admin,
+		Metrics:     s.tel.MetricsHandler(),
+		Audit:       s.store,
+		CORSOrigins: s.cfg.Server.CORSOrigins,
+	})
 	// Liveness needs no key: orchestrators probe it, and it says nothing.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	// Readiness needs no key either: it says whether the store answers and
