@@ -165,6 +165,7 @@ type Server struct {
 	measures  []artifacts.Artifact // the published Measures, by id
 	index     locator
 	root      http.Handler
+	audit     store.Auditor // nil: no audit trail kept
 
 	jobsMu sync.Mutex
 	jobs   map[string]*exportJob
@@ -190,7 +191,7 @@ func New(o Options) (*Server, error) {
 	s := &Server{
 		store: o.Store, keys: o.Keys, mapping: o.Mapping, allowsEHR: o.AllowsEHR, allowsHIE: o.AllowsHIE,
 		reports: o.Reports, baseURL: strings.TrimSuffix(o.BaseURL, "/"), limits: o.Limits, log: o.Logger,
-		version: o.SoftwareVersion, now: o.Now, jobs: map[string]*exportJob{}, cors: len(o.CORSOrigins) > 0,
+		version: o.SoftwareVersion, now: o.Now, jobs: map[string]*exportJob{}, cors: len(o.CORSOrigins) > 0, audit: o.Audit,
 	}
 	if s.mapping.Program == "" {
 		s.mapping.Program = ips.DefaultProgramID
@@ -341,10 +342,11 @@ func looksLikeType(s string) bool {
 type access int
 
 const (
-	public   access = iota + 1 // the CapabilityStatement
-	records                    // IPS records: specialist, clinician, admin
-	bulk                       // Bulk Data export: hie, admin
-	outcomes                   // Measure and MeasureReport: every role
+	public     access = iota + 1 // the CapabilityStatement
+	records                      // IPS records: specialist, clinician, admin
+	bulk                         // Bulk Data export: hie, admin
+	outcomes                     // Measure and MeasureReport: every role
+	auditTrail                   // AuditEvent: admin
 )
 
 func (a access) allows(r api.Role) bool {
@@ -357,6 +359,8 @@ func (a access) allows(r api.Role) bool {
 		return r == api.RoleHIE || r == api.RoleAdmin
 	case outcomes:
 		return r == api.RoleSpecialist || r == api.RoleClinician || r == api.RoleAdmin || r == api.RoleHIE
+	case auditTrail:
+		return r == api.RoleAdmin
 	}
 	return false
 }
@@ -367,6 +371,8 @@ func (a access) verb() string {
 		return "read IPS records; HIE operators use $export and MeasureReport"
 	case bulk:
 		return "run a Bulk Data export"
+	case auditTrail:
+		return "read the audit trail"
 	}
 	return "read outcomes"
 }

@@ -59,6 +59,11 @@ func (s *Server) instanceStatement(base string) ([]byte, error) {
 			return nil, err
 		}
 	}
+	if s.audit == nil {
+		if cs, err = withoutResource(cs, "AuditEvent"); err != nil {
+			return nil, err
+		}
+	}
 	if s.cors {
 		if cs, err = withCORS(cs); err != nil {
 			return nil, err

@@ -124,6 +124,8 @@ func routes() []route {
 		route{method: http.MethodPost, path: prefix + "/Measure/_search", access: outcomes, resource: "Measure", interaction: "search-type", params: measureParams, handler: (*Server).searchMeasures},
 		route{method: http.MethodGet, path: prefix + "/MeasureReport", access: outcomes, resource: "MeasureReport", interaction: "search-type", params: measureReportParams, handler: (*Server).searchMeasureReports},
 		route{method: http.MethodPost, path: prefix + "/MeasureReport/_search", access: outcomes, resource: "MeasureReport", interaction: "search-type", params: measureReportParams, handler: (*Server).searchMeasureReports},
+
+		route{method: http.MethodGet, path: prefix + "/AuditEvent", access: auditTrail, resource: "AuditEvent", interaction: "search-type", params: auditEventParams, handler: (*Server).searchAuditEvents},
 	)
 	return rs
 }
