@@ -84,8 +84,9 @@ pulls every sync.pollInterval. Failures are logged with their reason.`, stderr)
 		sys.runner.Run(ctx)
 		return exitOK
 	}
-	bar := prog.startEstimate("push", "clients", pushTotal(ctx, sys))
-	if bar != nil {
+	var bar *progress
+	if prog != nil {
+		bar = prog.startEstimate("push", "clients", pushTotal(ctx, sys))
 		sys.engine.Progress = func(s syncer.PushSummary) { bar.set(s.Items) }
 	}
 	sched := sys.schedule()
