@@ -60,7 +60,10 @@ type exportJob struct {
 	since        time.Time
 	txTime       time.Time
 	notes        []mappings.Issue // what a lenient kick-off ignored
-	cancel       context.CancelFunc
+	// progress, if set, is called with the clients read so far after each
+	// (ExportOptions.Progress).
+	progress func(read int)
+	cancel   context.CancelFunc
 
 	mu       sync.Mutex
 	state    jobState
@@ -490,7 +493,11 @@ func (s *Server) collectExport(ctx context.Context, j *exportJob, maxBytes int64
 		}
 		j.mu.Lock()
 		j.read++
+		read := j.read
 		j.mu.Unlock()
+		if j.progress != nil {
+			j.progress(read)
+		}
 		if st.UpdatedAt.After(j.txTime) || (!j.since.IsZero() && !st.UpdatedAt.After(j.since)) || !s.allowsHIE(st.Client) {
 			return true, nil
 		}
@@ -549,6 +556,9 @@ type ExportOptions struct {
 	// export: the files get the pseudonyms an hie caller of this scope
 	// (api.Key.Scope) gets from $export. Required unless Identified.
 	PseudonymScope string
+	// Progress, if set, is called after each client read with how many
+	// have been read (exported or left out), for a progress line.
+	Progress func(read int)
 }
 
 // ExportFile is one NDJSON file of an export.
@@ -578,7 +588,7 @@ func (s *Server) Export(ctx context.Context, o ExportOptions) ([]ExportFile, err
 			return nil, fmt.Errorf("%w: chart notes (DocumentReference) are free text and never leave de-identified", ErrExportRequest)
 		}
 	}
-	j := &exportJob{types: o.Types, deidentified: !o.Identified, since: o.Since, txTime: s.now()}
+	j := &exportJob{types: o.Types, deidentified: !o.Identified, since: o.Since, txTime: s.now(), progress: o.Progress}
 	if j.deidentified {
 		j.deid = newDeidentifier(s.mapping.Program, s.pseudonymKey, o.PseudonymScope)
 	}

@@ -19,6 +19,9 @@ type Store interface {
 	// ListClients returns up to limit clients with ids greater than after,
 	// in byte order of id (keyset paging).
 	ListClients(ctx context.Context, after string, limit int) ([]Stored, error)
+	// CountClients returns how many clients the store holds (what a
+	// command that goes through them all counts its progress against).
+	CountClients(ctx context.Context) (int, error)
 	// SaveClients writes clients and enqueues an outbox item for each client
 	// and each of connections, all in one transaction: all are saved or none.
 	// A save makes the client's pending items due now with attempts reset.

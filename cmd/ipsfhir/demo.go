@@ -36,7 +36,10 @@ Then, unless --serve=false, it loads the caseload into an SQLite store in
 that directory and runs the service (records API, admin, metrics) on a free
 loopback port with a one-time demo API key, until Ctrl-C. With --ehr URL (a
 test FHIR R4 server such as HAPI, never a production EHR) it also creates the
-synthetic patients there and syncs the caseload to it.`, stderr)
+synthetic patients there and syncs the caseload to it.
+
+When stderr is a terminal, a progress line there shows the clients mapped
+and validated and the patients created (done/total, rate, time left).`, stderr)
 	out := fs.String("out", "", "directory for caseload.json and bundle.json (default: a new temporary directory)")
 	n := fs.Int("clients", synth.SampleClients, "number of synthetic clients")
 	seed := fs.Uint64("seed", synth.SampleSeed, "random seed; with the default seed and client count the demo uses testdata/caseload-sample.json's caseload")
@@ -66,28 +69,27 @@ synthetic patients there and syncs the caseload to it.`, stderr)
 	if *seed != synth.SampleSeed || *n != synth.SampleClients {
 		cl = synth.Generate(mrand.New(mrand.NewPCG(*seed, *seed)), *n)
 	}
+	prog := progressTo(stderr)
+	prog.status(fmt.Sprintf("demo: writing %d clients", len(cl.Clients)))
 	var caseJSON strings.Builder
-	if err := ips.Encode(&caseJSON, cl); err != nil {
-		fmt.Fprintf(stderr, "ipsfhir demo: %v\n", err)
-		return exitFindings
-	}
-	mo := mappings.Options{Now: time.Now()}
-	bundle, err := mappings.CaseloadBundle(cl, mo, mappings.Collection)
+	err := ips.Encode(&caseJSON, cl)
+	prog.clear()
 	if err != nil {
 		fmt.Fprintf(stderr, "ipsfhir demo: %v\n", err)
 		return exitFindings
 	}
+	mo := mappings.Options{Now: time.Now(), Program: cl.ProgramID()}
+	if cl.Program != nil {
+		mo.ProgramName = cl.Program.Name
+	}
+	bundle, issues, err := mapAndValidate(cl, mo, prog)
+	if err != nil {
+		fmt.Fprintf(stderr, "ipsfhir demo: %v\n", err)
+		return exitFindings
+	}
+	prog.status(fmt.Sprintf("demo: writing %d resources", len(bundle.GetEntry())))
 	bundleJSON, err := mappings.MarshalPretty(bundle)
-	if err != nil {
-		fmt.Fprintf(stderr, "ipsfhir demo: %v\n", err)
-		return exitFindings
-	}
-	v, err := mappings.NewValidator()
-	if err != nil {
-		fmt.Fprintf(stderr, "ipsfhir demo: %v\n", err)
-		return exitFindings
-	}
-	issues, err := v.ValidateJSON(bundleJSON)
+	prog.clear()
 	if err != nil {
 		fmt.Fprintf(stderr, "ipsfhir demo: %v\n", err)
 		return exitFindings
@@ -107,7 +109,6 @@ synthetic patients there and syncs the caseload to it.`, stderr)
 	name := cl.ProgramID()
 	if cl.Program != nil && cl.Program.Name != "" {
 		name = cl.Program.Name
-		mo.ProgramName = name
 	}
 	w("ipsfhir demo: IPS supported employment → FHIR R4 (synthetic data, no real patients)")
 	w("")
@@ -143,6 +144,50 @@ synthetic patients there and syncs the caseload to it.`, stderr)
 	return demoService(ctx, cl, dir, *ehrURL, stdout, stderr)
 }
 
+// mapAndValidate maps the caseload to one collection Bundle, as
+// mappings.CaseloadBundle does, and validates it client by client (each
+// client's resources in a Bundle of their own, the same checks as of the
+// whole), so that prog can show the clients done.
+func mapAndValidate(cl *ips.Caseload, mo mappings.Options, prog *progressOut) (*bpb.Bundle, []mappings.Issue, error) {
+	v, err := mappings.NewValidator()
+	if err != nil {
+		return nil, nil, err
+	}
+	bar := prog.start("demo: map and validate", "clients", len(cl.Clients))
+	defer bar.finish()
+	var (
+		all    []mappings.Entry
+		issues []mappings.Issue
+		seen   = map[mappings.Key]bool{}
+	)
+	for i, c := range cl.Clients {
+		es := mappings.ClientEntries(c, mo)
+		one, err := mappings.EntriesBundle(es, mappings.Collection)
+		if err != nil {
+			return nil, nil, err
+		}
+		data, err := mappings.MarshalCompact(one)
+		if err != nil {
+			return nil, nil, err
+		}
+		found, err := v.ValidateJSON(data)
+		if err != nil {
+			return nil, nil, err
+		}
+		issues = append(issues, found...)
+		for _, e := range es {
+			// A specialist is one record for all their clients.
+			if !seen[e.Key] {
+				seen[e.Key] = true
+				all = append(all, e)
+			}
+		}
+		bar.set(i + 1)
+	}
+	b, err := mappings.EntriesBundle(all, mappings.Collection)
+	return b, issues, err
+}
+
 // demoService loads the demo caseload into a fresh SQLite store and runs the
 // service on it, with a random API key printed once for the person trying it.
 func demoService(ctx context.Context, cl *ips.Caseload, dir, ehrURL string, stdout, stderr io.Writer) int {
@@ -165,7 +210,7 @@ func demoService(ctx context.Context, cl *ips.Caseload, dir, ehrURL string, stdo
 			ReferralIntents: mappings.DefaultReferralIntents,
 			Timeout:         config.DefaultTimeout, Retry: config.DefaultRetry}}
 		connections = []string{"demo-ehr"}
-		if err := seedPatients(ctx, ehrURL, cl); err != nil {
+		if err := seedPatients(ctx, ehrURL, cl, progressTo(stderr)); err != nil {
 			fmt.Fprintf(stderr, "ipsfhir demo: create the synthetic patients on %s: %v\n", ehrURL, err)
 			return exitFindings
 		}
@@ -184,7 +229,11 @@ func demoService(ctx context.Context, cl *ips.Caseload, dir, ehrURL string, stdo
 	for i, c := range cl.Clients {
 		batch[i] = store.Stored{Client: c}
 	}
-	if _, err := sys.store.SaveClients(ctx, batch, connections); err != nil {
+	prog := progressTo(stderr)
+	prog.status(fmt.Sprintf("demo: storing %d clients", len(batch)))
+	_, err = sys.store.SaveClients(ctx, batch, connections)
+	prog.clear()
+	if err != nil {
 		fmt.Fprintf(stderr, "ipsfhir demo: load the caseload: %v\n", err)
 		return exitFindings
 	}
@@ -200,12 +249,15 @@ func demoService(ctx context.Context, cl *ips.Caseload, dir, ehrURL string, stdo
 
 // seedPatients creates the demo's synthetic patients on a test FHIR server,
 // as a clinic EHR would already hold them, unless they are there.
-func seedPatients(ctx context.Context, base string, cl *ips.Caseload) error {
+func seedPatients(ctx context.Context, base string, cl *ips.Caseload, prog *progressOut) error {
 	c, err := ehr.New(ehr.Options{BaseURL: base, Connection: "demo-ehr"})
 	if err != nil {
 		return err
 	}
-	for _, cli := range cl.Clients {
+	bar := prog.start("demo: create patients", "patients", len(cl.Clients))
+	defer bar.finish()
+	for i, cli := range cl.Clients {
+		bar.set(i)
 		body := fmt.Sprintf(`{"resourceType":"Patient","identifier":[{"system":%q,"value":%q}]}`, cli.Patient.System, cli.Patient.Value)
 		criteria := "identifier=" + url.QueryEscape(cli.Patient.System+"|"+cli.Patient.Value)
 		if _, err := c.Create(ctx, "Patient", []byte(body), criteria); err != nil {

@@ -37,6 +37,9 @@ program's own use only: they name patients.
 $export's _since; --type limits the resource types. The manifest's
 transactionTime is the time to pass as --since next time.
 
+When stderr is a terminal, a progress line there counts the clients read
+(done/total, rate, time left).
+
 Exit 0 written; 1 the store or the key failed; 2 usage or a bad configuration.
 Existing files in --out are replaced; nothing is left half-written.`
 
@@ -111,8 +114,18 @@ func runExport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		return exitFindings
 	}
 	defer srv.Close()
+	var bar *progress
+	if prog := progressTo(stderr); prog != nil {
+		// The count is for the progress line only: if it fails, the
+		// export itself reports the store's failure.
+		if n, err := st.CountClients(ctx); err == nil && n > 0 {
+			bar = prog.start("export", "clients", n)
+			o.Progress = bar.set
+		}
+	}
 	started := time.Now().UTC()
 	files, err := srv.Export(ctx, o)
+	bar.finish()
 	if err != nil {
 		fmt.Fprintf(stderr, "ipsfhir export: %v\n", err)
 		if errors.Is(err, fhirapi.ErrExportRequest) {

@@ -30,7 +30,8 @@ Clients in the store that the file does not mention are not touched.
 
 The file is checked whole first: if anything is wrong, every problem is
 listed with its path and nothing is stored. The summary counts clients; it
-names none. Exit 0 imported, 1 invalid caseload or the store failed, 2 usage,
+names none. When stderr is a terminal, a progress line there shows how the
+import goes (clients compared with the store: done/total, rate, time left). Exit 0 imported, 1 invalid caseload or the store failed, 2 usage,
 a bad configuration or an unreadable file.`, stderr)
 	cfgPath := fs.String("config", "", "configuration file (required)")
 	all := fs.Bool("all", false, "store and queue unchanged clients too")
@@ -65,7 +66,10 @@ a bad configuration or an unreadable file.`, stderr)
 		fmt.Fprintf(stderr, "ipsfhir import: %s\n", fileError(err))
 		return exitUsage
 	}
+	prog := progressTo(stderr)
+	prog.status(fmt.Sprintf("import: checking the caseload (%d MB)", len(data)>>20))
 	cl, err := ips.Decode(bytes.NewReader(data))
+	prog.clear()
 	if err != nil {
 		fmt.Fprintf(stderr, "ipsfhir import: %v\nnothing was stored\n", err)
 		if errors.Is(err, ips.ErrNotJSON) || errors.Is(err, ips.ErrTooLarge) || !errors.As(err, new(*ips.ValidationError)) {
@@ -86,7 +90,8 @@ a bad configuration or an unreadable file.`, stderr)
 	}
 	defer st.Close()
 	connections := cfg.EnabledConnections()
-	sum, err := importClients(ctx, st, cl.Clients, connections, *all)
+	sum, err := importClients(ctx, st, cl.Clients, connections, *all, prog)
+	prog.clear()
 	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			fmt.Fprintln(stderr, "ipsfhir import: a client changed in the store while the file was imported; nothing was stored; run the import again")
@@ -131,13 +136,16 @@ type importSummary struct {
 // new ones at version 0, existing ones at the version just read, so that a
 // client changed meanwhile through the API fails the whole import with
 // store.ErrConflict instead of being overwritten unseen. Clients whose
-// stored content is the same are skipped unless all is set.
-func importClients(ctx context.Context, st store.Store, clients []*ips.Client, connections []string, all bool) (importSummary, error) {
+// stored content is the same are skipped unless all is set. prog, if not
+// nil, shows the clients compared with the store and then the save.
+func importClients(ctx context.Context, st store.Store, clients []*ips.Client, connections []string, all bool, prog *progressOut) (importSummary, error) {
+	bar := prog.start("import", "clients", len(clients))
 	var (
 		sum   importSummary
 		batch []store.Stored
 	)
-	for _, c := range clients {
+	for i, c := range clients {
+		bar.set(i)
 		cur, v, err := st.GetClient(ctx, c.ID)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
@@ -162,6 +170,7 @@ func importClients(ctx context.Context, st store.Store, clients []*ips.Client, c
 		sum.Updated++
 		batch = append(batch, store.Stored{Client: c, Version: v})
 	}
+	bar.finish()
 	// The file was valid; with the stored episodes kept it must still be
 	// (the paths are the file's).
 	if err := ips.Validate(&ips.Caseload{Clients: clients}); err != nil {
@@ -170,6 +179,7 @@ func importClients(ctx context.Context, st store.Store, clients []*ips.Client, c
 	if len(batch) == 0 {
 		return sum, nil
 	}
+	prog.status(fmt.Sprintf("import: saving %d clients", len(batch)))
 	if _, err := st.SaveClients(ctx, batch, connections); err != nil {
 		return importSummary{}, err
 	}

@@ -96,7 +96,8 @@ carries the threshold in its ips-suppression-threshold extension.
 Exit 0 reported; 1 the store failed, the data cannot be reported (wages in
 two currencies) or the aggregated files disagree (quarter, measures, a
 program twice); 2 usage, a bad configuration (a specialist key that cannot be
-read or is too short, say) or an unreadable file.`
+read or is too short, say) or an unreadable file (with --aggregate also a
+file that is not a MeasureReport or a Bundle of them ipsfhir can read).`
 
 func runReport(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlags("report", "--config FILE --quarter YYYYQn [--for program|hie] [--json] [--threshold N] [--html FILE] [--png FILE]\n       ipsfhir report --aggregate [--json] [--reporter SYSTEM|VALUE] REPORT.json...\n       ipsfhir report --config FILE --specialist-codes", reportAbout, stderr)
@@ -422,7 +423,10 @@ func runAggregate(files []string, o outcomes.AggregateOptions, asJSON bool, stdi
 			return exitFindings
 		}
 		fmt.Fprintf(stderr, "ipsfhir report: %s: %v\n", files[ie.Index], ie.Err)
-		if errors.Is(err, outcomes.ErrNotReport) {
+		// A file that is not a MeasureReport, or a Bundle of them, that
+		// this version can read is unreadable input; files that disagree
+		// with each other are findings.
+		if errors.Is(err, outcomes.ErrNotReport) || errors.As(err, new(*outcomes.ParseError)) {
 			return exitUsage
 		}
 		return exitFindings

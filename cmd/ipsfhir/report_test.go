@@ -506,6 +506,31 @@ func TestReportAggregate(t *testing.T) {
 	if code, _, _ := ipsfhir(t, "", "report", "--aggregate", river, filepath.Join(dir, "missing.json")); code != exitUsage {
 		t.Errorf("a missing file: exit %d", code)
 	}
+	// So is FHIR that is not MeasureReports: a resource of another type, the
+	// Bundle 'ipsfhir map' writes, a Bundle with none, one that cannot be
+	// read as a report.
+	mapped := filepath.Join(dir, "mapped.json")
+	if code, _, stderr := ipsfhir(t, "", "map", "--in", repoFile("testdata", "caseload-sample.json"), "--out", mapped); code != exitOK {
+		t.Fatalf("map: exit %d\n%s", code, stderr)
+	}
+	notReports := map[string]string{
+		"patient.json":      `{"resourceType":"Patient","id":"p1"}`,
+		"empty-bundle.json": `{"resourceType":"Bundle","type":"collection"}`,
+		"bad-report.json":   `{"resourceType":"MeasureReport","status":"pending","type":"summary"}`,
+	}
+	for name, doc := range notReports {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{mapped, filepath.Join(dir, "patient.json"), filepath.Join(dir, "empty-bundle.json"), filepath.Join(dir, "bad-report.json")} {
+		for _, args := range [][]string{{f}, {river, f}} {
+			code, _, stderr := ipsfhir(t, "", append([]string{"report", "--aggregate"}, args...)...)
+			if code != exitUsage || !strings.Contains(stderr, f) {
+				t.Errorf("report --aggregate %s: exit %d, want 2 naming the file\n%s", strings.Join(args, " "), code, stderr)
+			}
+		}
+	}
 }
 
 func TestReportUsage(t *testing.T) {

@@ -7,11 +7,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"os"
 	"slices"
 	"time"
-
-	"golang.org/x/term"
 
 	"github.com/ipsfhir/ipsfhir/adapter/config"
 	"github.com/ipsfhir/ipsfhir/adapter/syncer"
@@ -42,7 +39,9 @@ connect, pull or push, by name and reason (ehr-unreachable, ehr-auth, plan,
 store …). --json prints the same as JSON, with each connection's own
 summary and failures under "connections". Exit 1 when a connection failed
 or anything went to dead letters in the pass (replay them once the cause is
-fixed), 0 otherwise.
+fixed), 0 otherwise. While the pass pushes, a progress line on stderr
+shows the clients pushed of the outbox's depth at the start, the rate and
+the time left, when stderr is a terminal (never otherwise).
 
 Without --once it runs the sync workers of 'ipsfhir serve' (without the
 HTTP service) until interrupted: each connection connects on its own,
@@ -63,7 +62,15 @@ pulls every sync.pollInterval. Failures are logged with their reason.`, stderr)
 		fmt.Fprintf(stderr, "ipsfhir sync: %v\n", err)
 		return exitUsage
 	}
-	sys, err := wire(ctx, cfg, stderr, true)
+	// One pass draws its push progress on stderr when that is a terminal;
+	// the log shares the terminal with it.
+	logOut, prog := stderr, (*progressOut)(nil)
+	if *once {
+		if prog = progressTo(stderr); prog != nil {
+			logOut = prog
+		}
+	}
+	sys, err := wire(ctx, cfg, logOut, true)
 	if err != nil {
 		fmt.Fprintf(stderr, "ipsfhir sync: %v\n", err)
 		return exitForSetup(err)
@@ -77,17 +84,15 @@ pulls every sync.pollInterval. Failures are logged with their reason.`, stderr)
 		sys.runner.Run(ctx)
 		return exitOK
 	}
-	if isTerminal(stderr) && !*asJSON {
-		sys.engine.Progress = func(s syncer.PushSummary) {
-			fmt.Fprintf(stderr, "\rpushing: %d clients, %d resources written, %d unchanged, %d failed ", s.Items, s.Written, s.Unchanged, s.Failed)
-		}
+	var bar *progress
+	if prog != nil {
+		bar = prog.startEstimate("push", "clients", pushTotal(ctx, sys))
+		sys.engine.Progress = func(s syncer.PushSummary) { bar.set(s.Items) }
 	}
 	sched := sys.schedule()
 	sched.ConnectRetry = onceConnectRetry
 	results := syncer.NewRunner(sys.engine, sched, sys.connectors...).Once(ctx, onceAttempts)
-	if sys.engine.Progress != nil {
-		fmt.Fprintln(stderr)
-	}
+	bar.finish()
 	if ctx.Err() != nil {
 		fmt.Fprintln(stderr, "ipsfhir sync: interrupted")
 		return exitFindings
@@ -158,7 +163,19 @@ func report(w io.Writer, asJSON bool, s passSummary) {
 	}
 }
 
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
+// pushTotal is what one pass's progress counts up to: the outbox items of
+// the enabled connections when the pass starts. It is an estimate: items
+// backing off until later are counted but not pushed in this pass, and
+// clients a pull saves are queued and pushed in it. 0 when the store does
+// not answer (the pass reports that itself).
+func pushTotal(ctx context.Context, sys *system) int {
+	depth, err := sys.store.OutboxDepth(ctx)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, c := range sys.connectors {
+		n += depth[c.Name]
+	}
+	return n
 }

@@ -33,6 +33,15 @@ func (s *Store) GetClient(ctx context.Context, id string) (*ips.Client, store.Ve
 	return c, store.Version(v), nil
 }
 
+// CountClients returns how many clients the store holds.
+func (s *Store) CountClients(ctx context.Context) (int, error) {
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM clients`).Scan(&n); err != nil {
+		return 0, storeErr("count clients", err)
+	}
+	return n, nil
+}
+
 // ListClients returns up to limit clients with ids greater than after, in
 // id order (byte order, as in the PostgreSQL store).
 func (s *Store) ListClients(ctx context.Context, after string, limit int) ([]store.Stored, error) {

@@ -244,7 +244,13 @@ func testListClientsPages(t *testing.T, s *suite) {
 	for _, id := range []string{"A", "B", "a", "a-b", "a_b", "a b", "Z9", "z", "é"} {
 		clients = append(clients, minimalClient(id))
 	}
+	if n, err := st.CountClients(ctx); err != nil || n != 0 {
+		t.Errorf("CountClients of an empty store = %d, %v; want 0", n, err)
+	}
 	vs := save(t, st, nil, clients...)
+	if n, err := st.CountClients(ctx); err != nil || n != len(clients) {
+		t.Errorf("CountClients = %d, %v; want %d", n, err, len(clients))
+	}
 	want := map[string]*ips.Client{}
 	var ids []string
 	for i, c := range clients {
