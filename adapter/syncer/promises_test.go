@@ -1505,20 +1505,23 @@ func TestALostWriteLookedAtLateIsStillOurs(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			r := newRig(t, "")
 			ctx := t.Context()
-			clock := time.Now()
-			r.engine.Now = func() time.Time { return clock }
-			r.conn.CreateSettle = 10 * time.Second
+			r.conn.CreateSettle = 30 * time.Second
 			r.conn.Plan.Bundles = "none"
 			r.pushAll(t)
 			p := r.proxied(t)
 			c, g, k := r.firstGoal()
 			r.editGoal(t, c.ID, g.ID, func(g *ips.Goal) { g.Description = "First edit, answer lost" })
+			// The engine's clock stands still from here: the lost write is
+			// sent at clock and lands moments later by the EHR's clock, well
+			// within CreateSettle however loaded the machine.
+			clock := time.Now()
+			r.engine.Now = func() time.Time { return clock }
 			r.pushWithGoalAnswerLost(t, p)
 			if d := r.ehrGoal(t, k)["description"].(map[string]any)["text"]; d != "First edit, answer lost" {
 				t.Fatalf("EHR goal description %q; the lost write should have landed", d)
 			}
 			r.editGoal(t, c.ID, g.ID, func(g *ips.Goal) { g.Description = "Second edit" })
-			clock = clock.Add(time.Minute) // the next try comes late
+			clock = clock.Add(2 * time.Minute) // the next try comes late, after CreateSettle
 			if pullFirst {
 				if s, err := r.engine.PullOnce(ctx); err != nil || s.Applied != 0 || s.Conflicts != 0 {
 					t.Fatalf("pull: %+v %v; want the landed write taken as the adapter's own", s, err)
