@@ -206,6 +206,10 @@ type Note struct {
 	Source string `json:"source,omitempty"`
 }
 
+// SameText reports whether two notes say the same as an EHR holds them:
+// text and date, whoever wrote them (Source is not in FHIR).
+func (n Note) SameText(o Note) bool { return n.Text == o.Text && n.Date == o.Date }
+
 // GoalStatus is a FHIR Goal lifecycleStatus code.
 type GoalStatus string
 

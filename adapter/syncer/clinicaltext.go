@@ -63,10 +63,10 @@ func (e *Engine) foldNotes(conn *Connection, notes, seen []ips.Note) []ips.Note 
 	hidden := len(out)
 	for _, n := range seen {
 		n.Source = conn.Name
-		if i := slices.IndexFunc(before, func(b ips.Note) bool { return sameNote(b, n) }); i >= 0 {
+		if i := slices.IndexFunc(before, n.SameText); i >= 0 {
 			n.Source = before[i].Source
 			before = slices.Delete(before, i, i+1)
-		} else if slices.ContainsFunc(out[:hidden], func(h ips.Note) bool { return sameNote(h, n) }) {
+		} else if slices.ContainsFunc(out[:hidden], n.SameText) {
 			// Another clinic's note this EHR still holds from when that
 			// clinic shared: it stays that clinic's, and the next push
 			// takes it out of this EHR.
@@ -77,9 +77,5 @@ func (e *Engine) foldNotes(conn *Connection, notes, seen []ips.Note) []ips.Note 
 	return out
 }
 
-// sameNote compares notes as an EHR holds them: text and date, whoever
-// wrote them.
-func sameNote(a, b ips.Note) bool { return a.Text == b.Text && a.Date == b.Date }
-
-// sameNotes is sameNote over two lists, in order.
-func sameNotes(a, b []ips.Note) bool { return slices.EqualFunc(a, b, sameNote) }
+// sameNotes compares two lists of notes, in order, as an EHR holds them.
+func sameNotes(a, b []ips.Note) bool { return slices.EqualFunc(a, b, ips.Note.SameText) }

@@ -297,10 +297,9 @@ func (e *expectation) goalFields(cid string, want, got *ips.Goal) []string {
 	diff("target", !sameTarget(want, got))
 	diff("status", want.Status != got.Status)
 	diff("achievement", want.Achievement != got.Achievement)
-	// Notes as the EHR holds them: text and date. The store also keeps
-	// which connection a clinician's note came from (ips.Note.Source),
-	// which the EHR does not carry.
-	diff("notes", !slices.EqualFunc(want.Notes, got.Notes, func(a, b ips.Note) bool { return a.Text == b.Text && a.Date == b.Date }))
+	// Notes as the EHR holds them: the store also keeps which connection
+	// a clinician's note came from (ips.Note.Source), which it does not.
+	diff("notes", !slices.EqualFunc(want.Notes, got.Notes, ips.Note.SameText))
 	diff("start", want.Start != got.Start)
 	return out
 }
