@@ -117,8 +117,9 @@ type Limits struct {
 	// MaxJobsPerCaller is how many jobs one caller (API key) keeps at
 	// once (default 2): running, or finished with files it has not all
 	// fetched (a failure it has not read) and not expired or deleted. A
-	// kick-off beyond it, or while the caller's previous job runs, gets
-	// 429 with Retry-After until the first of them expires. Fetching a
+	// kick-off beyond it gets 429 with Retry-After until the first of them
+	// expires; one while the caller's previous job runs, 429 with the poll
+	// interval. Fetching a
 	// job's every file frees its slot; the caller's next kick-off drops
 	// it.
 	MaxJobsPerCaller int
