@@ -34,11 +34,12 @@ func ReferralTask(c *ips.Client, o Options) (Key, *taskpb.Task) {
 		return Key{}, nil
 	}
 	k := o.ReferralTaskKey(c, src.ServiceRequest)
+	answer, reason := ReferralAnswer(c)
 	status := cpb.TaskStatusCode_RECEIVED
-	switch {
-	case !c.EnrolledOn.IsZero():
+	switch answer {
+	case TaskAccepted:
 		status = cpb.TaskStatusCode_ACCEPTED
-	case c.EffectiveStatus() == ips.ClientClosed:
+	case TaskRejected:
 		status = cpb.TaskStatusCode_REJECTED
 	}
 	out := &taskpb.Task{
@@ -56,8 +57,31 @@ func ReferralTask(c *ips.Client, o Options) (Key, *taskpb.Task) {
 	if o.ProgramName != "" {
 		out.Owner = &dtpb.Reference{Display: fstr(o.ProgramName)}
 	}
-	if status == cpb.TaskStatusCode_REJECTED {
-		out.StatusReason = &dtpb.CodeableConcept{Text: fstr("Closed by the IPS program without enrollment")}
+	if reason != "" {
+		out.StatusReason = &dtpb.CodeableConcept{Text: fstr(reason)}
 	}
 	return k, out
+}
+
+// Task statuses (FHIR task-status codes) a referral's answer takes.
+const (
+	TaskReceived = "received"
+	TaskAccepted = "accepted"
+	TaskRejected = "rejected"
+)
+
+// ReferralAnswer is where the referral of the client's current episode
+// stands, as a Task status: received while the client waits for
+// acceptance, accepted once enrolled, rejected when closed without
+// enrollment. reason is the Task's statusReason text, set only when
+// rejected: a fixed phrase, never the specialist's own words, which stay
+// in the program.
+func ReferralAnswer(c *ips.Client) (status, reason string) {
+	switch {
+	case !c.EnrolledOn.IsZero():
+		return TaskAccepted, ""
+	case c.EffectiveStatus() == ips.ClientClosed:
+		return TaskRejected, "Closed by the IPS program without enrollment"
+	}
+	return TaskReceived, ""
 }

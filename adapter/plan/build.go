@@ -392,8 +392,12 @@ func (p *Plan) choosePaths(o Options) error {
 		loop.Path, loop.ResourceType = Native, "Task"
 		loop.Why = "Task declares create and update: each referral taken in gets a Task (focus the ServiceRequest) that says received, then accepted or rejected"
 		loop.Change = "set connections[].overrides.referral-loop to none to leave referrals unacknowledged in the EHR"
+	case p.answersReferrerTasks():
+		loop.Path, loop.ResourceType = Native, "Task"
+		loop.Why = fmt.Sprintf("Task declares %s (no create): the referrer's own Task on each referral taken in (found by its focus, the ServiceRequest) is updated to received, then accepted or rejected; a referral that has no such Task gets no answer", p.interactionsOf("Task"))
+		loop.Change = "set connections[].overrides.referral-loop to none to leave the referrers' Tasks as they are"
 	default:
-		loop.Why = fmt.Sprintf("Task declares %s; acknowledging a referral needs create and update: the referrer sees no answer in the EHR", p.interactionsOf("Task"))
+		loop.Why = fmt.Sprintf("Task declares %s; acknowledging a referral needs Task create and update, or search by focus and update of the referrer's own Task: the referrer sees no answer in the EHR", p.interactionsOf("Task"))
 		loop.Change = "ask the EHR vendor to enable Task create and update"
 	}
 	errs = append(errs, offOnly(&loop, o)...)
@@ -410,6 +414,24 @@ func (p *Plan) choosePaths(o Options) error {
 	}
 	p.warn()
 	return nil
+}
+
+// answersReferrerTasks reports whether referrals are answered on the
+// referrer's own Task rather than on one the adapter creates: the EHR
+// takes no new Tasks but searches them by focus and updates them (Epic
+// declares Task read, search-type and update). The referrer, or its
+// system, makes the Task when it sends the referral, as the SDOH Clinical
+// Care closed loop does; the performer updates its status.
+func (p *Plan) answersReferrerTasks() bool {
+	_, byFocus := p.types["Task"].Searches("focus")
+	return !p.Allows("Task", "create") && p.Allows("Task", "update") && p.Allows("Task", "search-type") && byFocus
+}
+
+// AnswersReferrerTasks reports whether the referral loop updates the
+// referrer's own Tasks (see answersReferrerTasks) instead of writing
+// Tasks of its own.
+func (p *Plan) AnswersReferrerTasks() bool {
+	return p.Concept(ReferralLoop).Path == Native && p.answersReferrerTasks()
 }
 
 // offOnly applies the administrator's override of a concept whose only

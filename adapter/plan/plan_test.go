@@ -421,3 +421,42 @@ func TestProvenanceWrittenAlongside(t *testing.T) {
 		t.Errorf("Oracle Health: writes Provenance %v, %+v; want searched for by target", p.WritesProvenance(), p.Type("Provenance"))
 	}
 }
+
+// TestReferralLoopPaths: referrals are answered on the program's own Task
+// where Task is created and updated; on the referrer's Task where Task is
+// only searched by focus and updated (Epic); not at all where the Task
+// cannot be found by its focus, since the right one could not be told.
+func TestReferralLoopPaths(t *testing.T) {
+	task := func(interactions, params string) []byte {
+		st := string(full("Goal", "ServiceRequest"))
+		return []byte(strings.Replace(st, fullResource("Goal"), fullResource("Goal")+`,{"type":"Task","interaction":[`+interactions+`],"searchParam":[`+params+`]}`, 1))
+	}
+	for _, c := range []struct {
+		name, interactions, params string
+		path                       Path
+		referrers                  bool
+	}{
+		{"own Task", `{"code":"create"},{"code":"update"},{"code":"search-type"}`, `{"name":"focus"}`, Native, false},
+		{"referrer's Task", `{"code":"read"},{"code":"update"},{"code":"search-type"}`, `{"name":"focus"},{"name":"patient"}`, Native, true},
+		{"no focus search", `{"code":"read"},{"code":"update"},{"code":"search-type"}`, `{"name":"patient"}`, NoPath, false},
+		{"no update", `{"code":"read"},{"code":"search-type"}`, `{"name":"focus"}`, NoPath, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := Build(task(c.interactions, c.params), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cp := p.Concept(ReferralLoop); cp.Path != c.path || p.AnswersReferrerTasks() != c.referrers || cp.Why == "" {
+				t.Errorf("referral-loop %+v, answers referrers' Tasks %v; want %s, %v", cp, p.AnswersReferrerTasks(), c.path, c.referrers)
+			}
+		})
+	}
+	// Switched off, the referrer's Tasks are left alone.
+	p, err := Build(task(`{"code":"read"},{"code":"update"},{"code":"search-type"}`, `{"name":"focus"}`), Options{Overrides: map[Concept]Path{ReferralLoop: NoPath}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.AnswersReferrerTasks() {
+		t.Error("referral-loop none still answers the referrers' Tasks")
+	}
+}

@@ -101,13 +101,12 @@ func TestReferralsAreAnsweredInTheEHR(t *testing.T) {
 	}
 }
 
-// TestNoReferralAnswerWhereTaskCannotBeWritten: Epic declares Task read,
-// search and update but not create: no Task is sent, and the plan says
-// why.
+// TestNoReferralAnswerWhereTaskCannotBeWritten: Oracle Health declares no
+// Task at all: no Task is sent, and the plan says why.
 func TestNoReferralAnswerWhereTaskCannotBeWritten(t *testing.T) {
-	r := newRig(t, filepath.Join("..", "..", "testdata", "ehr-capabilities", "epic-r4-sandbox-2026-07.json"))
-	if cp := r.conn.Plan.Concept(plan.ReferralLoop); cp.Path != plan.NoPath || !strings.Contains(cp.Why, "Task declares read, search-type, update") {
-		t.Errorf("referral-loop plan on Epic %+v, want none, saying why", cp)
+	r := newRig(t, filepath.Join("..", "..", "testdata", "ehr-capabilities", "oracle-health-millennium-r4-2026-08.json"))
+	if cp := r.conn.Plan.Concept(plan.ReferralLoop); cp.Path != plan.NoPath || r.conn.Plan.AnswersReferrerTasks() {
+		t.Errorf("referral-loop plan on Oracle Health %+v, want none", cp)
 	}
 }
 

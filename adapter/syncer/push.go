@@ -508,8 +508,10 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 		canonical[k] = cr
 	}
 	// The referral this episode began with, if read from this EHR, is
-	// answered there (received, accepted, rejected).
-	answer := native(plan.ReferralLoop) && c.Referral != nil && c.Referral.Connection == conn.Name
+	// answered there (received, accepted, rejected): on a Task of the
+	// program's own, or, where the EHR takes no new Tasks, on the
+	// referrer's (answerReferrerTask, after the writes).
+	answer := native(plan.ReferralLoop) && !p.AnswersReferrerTasks() && c.Referral != nil && c.Referral.Connection == conn.Name
 	if answer {
 		if k, t := mappings.ReferralTask(c, canon); t != nil {
 			canonical[k] = wrap(t)
@@ -646,6 +648,11 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 		return err
 	}
 	if err := writeAll(); err != nil {
+		return s, err
+	}
+	w, err := e.answerReferrerTask(ctx, conn, c)
+	s.add(w)
+	if err != nil {
 		return s, err
 	}
 	// What the Bundle wrote, and what earlier pushes still owe.
