@@ -1,6 +1,8 @@
 package mappings
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,11 +12,53 @@ import (
 	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
 	dtpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
 	drpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/document_reference_go_proto"
+	"google.golang.org/protobuf/proto"
 )
 
 // PlanNoteKey is the identity of a client's chart note. There is one per
 // client, updated in place, so the chart never fills with copies.
 func (o Options) PlanNoteKey(c *ips.Client) Key { return o.key(KindPlanNote, c.ID, "") }
+
+// PlanNoteVersionKey is the identity of one version of a client's chart
+// note where the EHR creates notes but does not update them: record is
+// "{n}-{digest}", the note's number in the client's sequence of notes and
+// NoteDigest of its content. The number makes a plan changed back to an
+// earlier content a new note (replacing the newest), where the digest
+// alone would name the old one.
+func (o Options) PlanNoteVersionKey(c *ips.Client, record string) Key {
+	return o.key(KindPlanNote, c.ID, record)
+}
+
+// NoteDigest names a chart note's content: the first 16 bytes of the
+// SHA-256 of its deterministic protobuf encoding, in hex, without what
+// does not make content (identifier, date, docStatus and relatesTo: which
+// note it is, when it was written, and which one it replaces).
+func NoteDigest(d *drpb.DocumentReference) string {
+	d = proto.Clone(d).(*drpb.DocumentReference)
+	d.Identifier, d.Date, d.DocStatus, d.RelatesTo = nil, nil, nil, nil
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(d)
+	if err != nil {
+		panic("mappings: encode a DocumentReference: " + err.Error())
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
+}
+
+// AsNoteVersion makes a chart note (PlanNote) one version of a note the
+// EHR only creates: identified by k (PlanNoteVersionKey), final, and
+// replacing the note before it (relatesTo replaces), given as a reference
+// ("DocumentReference/123"), or "" for the first.
+func AsNoteVersion(d *drpb.DocumentReference, k Key, replaces string) {
+	d.Identifier = []*dtpb.Identifier{fidentifier(k.System(), k.Value())}
+	d.DocStatus = &drpb.DocumentReference_DocStatusCode{Value: cpb.CompositionStatusCode_FINAL}
+	d.RelatesTo = nil
+	if replaces != "" {
+		d.RelatesTo = []*drpb.DocumentReference_RelatesTo{{
+			Code:   &drpb.DocumentReference_RelatesTo_CodeType{Value: cpb.DocumentRelationshipTypeCode_REPLACES},
+			Target: literalRef(replaces),
+		}}
+	}
+}
 
 // PlanNote maps the client's IPS plan to a DocumentReference chart note
 // (profile ips-plan-note): the fallback for EHRs that refuse Goal and CarePlan

@@ -68,13 +68,14 @@ func ParseKey(system, value string) (Key, bool) {
 			return Key{}, false
 		}
 		k.Record = value
-	case KindPlan, KindPlanNote, KindCareTeam:
+	case KindPlan, KindCareTeam:
 		if value == "" || strings.Contains(value, "/") {
 			return Key{}, false
 		}
 		k.Client = value
-	case KindPlanResponse:
-		// {client}, or {client}/{digest} where each version is its own.
+	case KindPlanResponse, KindPlanNote:
+		// {client}, or {client}/{version} where each version is its own
+		// (an EHR that creates but does not update them).
 		client, record, _ := strings.Cut(value, "/")
 		if client == "" || strings.Contains(record, "/") || (strings.Contains(value, "/") && record == "") {
 			return Key{}, false

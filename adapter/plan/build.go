@@ -257,7 +257,9 @@ var nativeType = map[Concept]string{
 }
 
 func (p *Plan) choosePaths(o Options) error {
-	noteWritable := p.writable("DocumentReference")
+	// A note the EHR creates but does not update is written again as a
+	// new note that replaces the one before (relatesTo replaces).
+	noteWritable := p.writable("DocumentReference") || p.NotesCreatedOnly()
 	// An EHR that takes no notes may take QuestionnaireResponse: the
 	// note's content then goes as the plan's response (created at least;
 	// updated in place where the EHR updates them).
@@ -301,7 +303,7 @@ func (p *Plan) choosePaths(o Options) error {
 		default:
 			cp.Path = NoPath
 			cp.Why = fmt.Sprintf("neither %s (declares %s), DocumentReference (declares %s) nor QuestionnaireResponse (declares %s) can be written", t, p.interactionsOf(t), p.interactionsOf("DocumentReference"), p.interactionsOf("QuestionnaireResponse"))
-			cp.Change = "ask the EHR vendor to enable " + t + " or DocumentReference create and update"
+			cp.Change = "ask the EHR vendor to enable " + t + " or DocumentReference create"
 		}
 		if want, ok := o.Overrides[c]; ok && want != cp.Path {
 			switch {
@@ -338,6 +340,9 @@ func (p *Plan) choosePaths(o Options) error {
 
 	note := ConceptPlan{Concept: ChartNote, Path: NoPath}
 	switch {
+	case needNote && p.NotesCreatedOnly():
+		note.Path, note.ResourceType = Native, "DocumentReference"
+		note.Why = "some concepts fall back to the note; DocumentReference declares create (not update): each change of the plan is a new note that replaces the one before (relatesTo replaces), the newest current"
 	case needNote && noteWritable:
 		note.Path, note.ResourceType = Native, "DocumentReference"
 		note.Why = "some concepts fall back to the note; DocumentReference declares create and update, so one note per client is updated in place"
@@ -351,7 +356,7 @@ func (p *Plan) choosePaths(o Options) error {
 		note.Why = "every concept is written natively; no note is needed"
 		note.Change = "set connections[].overrides.chart-note to native to also write the note"
 	default:
-		note.Why = fmt.Sprintf("DocumentReference declares %s; a note needs create and update", p.interactionsOf("DocumentReference"))
+		note.Why = fmt.Sprintf("DocumentReference declares %s; a note needs create", p.interactionsOf("DocumentReference"))
 	}
 	if want, ok := o.Overrides[ChartNote]; ok && want != note.Path {
 		switch {
@@ -414,6 +419,13 @@ func (p *Plan) choosePaths(o Options) error {
 	}
 	p.warn()
 	return nil
+}
+
+// NotesCreatedOnly reports whether the EHR creates DocumentReferences but
+// does not update them: a chart note written again is then a new note
+// that replaces the one before (relatesTo replaces).
+func (p *Plan) NotesCreatedOnly() bool {
+	return p.Allows("DocumentReference", "create") && !p.Allows("DocumentReference", "update")
 }
 
 // answersReferrerTasks reports whether referrals are answered on the

@@ -507,6 +507,18 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 		withoutWriteTime(cr)
 		canonical[k] = cr
 	}
+	// Where the EHR creates notes but does not update them, the note is
+	// one version of a sequence (see notes.go): a changed plan is a new
+	// note that replaces the newest.
+	var nv noteVersion
+	versioned := native(plan.ChartNote) && p.Concept(plan.ChartNote).ResourceType == "DocumentReference" && p.NotesCreatedOnly()
+	if versioned {
+		if nv, err = e.nextNote(ctx, conn, c, canon); err != nil {
+			return s, err
+		}
+		delete(canonical, canon.PlanNoteKey(c))
+		canonical[nv.key] = wrap(nv.canonical)
+	}
 	// The referral this episode began with, if read from this EHR, is
 	// answered there (received, accepted, rejected): on a Task of the
 	// program's own, or, where the EHR takes no new Tasks, on the
@@ -564,10 +576,15 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 			}
 		}
 		if native(plan.ChartNote) {
-			if respond {
+			switch {
+			case respond:
 				k, qr := mappings.PlanResponse(c, o, perVersion)
 				out = append(out, mappings.Entry{Key: k, ResourceType: "QuestionnaireResponse", Resource: wrap(qr)})
-			} else {
+			case versioned:
+				d := mappings.PlanNote(c, o)
+				mappings.AsNoteVersion(d, nv.key, nv.replaces)
+				out = append(out, mappings.Entry{Key: nv.key, ResourceType: "DocumentReference", Resource: wrap(d)})
+			default:
 				out = append(out, mappings.Entry{Key: o.PlanNoteKey(c), ResourceType: "DocumentReference", Resource: wrap(mappings.PlanNote(c, o))})
 			}
 		}
@@ -649,6 +666,11 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 	}
 	if err := writeAll(); err != nil {
 		return s, err
+	}
+	if versioned {
+		if err := e.noteWritten(ctx, conn, c.ID, nv); err != nil {
+			return s, err
+		}
 	}
 	w, err := e.answerReferrerTask(ctx, conn, c)
 	s.add(w)

@@ -336,6 +336,9 @@ func (e *Engine) canonicalForm(ctx context.Context, conn *Connection, typ string
 	switch typ {
 	case "DocumentReference":
 		delete(m, "date")
+		// Which note a note replaces (where notes are only created, see
+		// notes.go) is not content either.
+		delete(m, "relatesTo")
 		if m["docStatus"] == "amended" {
 			m["docStatus"] = "final"
 		}
