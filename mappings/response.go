@@ -20,28 +20,28 @@ const QuestionnairePlan = CanonicalBase + "/Questionnaire/ips-employment-plan|0.
 // PlanResponseKey is the identity of a client's plan QuestionnaireResponse.
 // record is "" for the one response an EHR updates in place; where the EHR
 // only creates QuestionnaireResponses, each content is its own response,
-// and record is the content's digest (PlanResponse).
+// and record is "{n}-{digest}": its number in the client's sequence of
+// responses and ResponseDigest of its answers (the number makes a plan
+// changed back to an earlier content a new response, the newest).
 func (o Options) PlanResponseKey(c *ips.Client, record string) Key {
 	return o.key(KindPlanResponse, c.ID, record)
 }
+
+// ResponseDigest names the answers of the client's plan response: the
+// first 16 bytes of the SHA-256 of their deterministic protobuf encoding,
+// in hex. The answers hold no EHR-specific part and no write time, so the
+// digest is the same whichever EHR, and whenever, the plan is written.
+func ResponseDigest(c *ips.Client, o Options) string { return itemsDigest(planItems(c, o)) }
 
 // PlanResponse maps the client's enrollment, goals, work and plan to a
 // QuestionnaireResponse to the IPS employment plan Questionnaire: the path
 // into the chart for EHRs that take QuestionnaireResponse but neither Goal,
 // CarePlan nor a clinical note. Its authored time (Options.Now) is the date
-// it speaks for. perVersion says the EHR only creates QuestionnaireResponses:
-// the key (and identifier) then names the answers' digest, so a changed
-// plan is a new response and the same plan is never written twice; else
-// the key is the client's, for one response updated in place.
-//
-// The answers hold no EHR-specific part and no write time, so the digest
-// is the same whichever EHR, and whenever, the plan is written.
-func PlanResponse(c *ips.Client, o Options, perVersion bool) (Key, *qrpb.QuestionnaireResponse) {
+// it speaks for. record names the response (PlanResponseKey): "" for the
+// one response an EHR updates in place.
+func PlanResponse(c *ips.Client, o Options, record string) (Key, *qrpb.QuestionnaireResponse) {
 	items := planItems(c, o)
-	k := o.PlanResponseKey(c, "")
-	if perVersion {
-		k = o.PlanResponseKey(c, itemsDigest(items))
-	}
+	k := o.PlanResponseKey(c, record)
 	out := &qrpb.QuestionnaireResponse{
 		Meta:          o.metaUnprofiled(),
 		Identifier:    fidentifier(k.System(), k.Value()),

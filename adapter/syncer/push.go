@@ -498,26 +498,41 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 	canonical := canonicalEntries(c, canon)
 	// Where the EHR takes no notes but QuestionnaireResponse, the note's
 	// content goes as the plan's QuestionnaireResponse: updated in place
-	// where the EHR updates it, else a new one per content (perVersion).
+	// where the EHR updates it. Where the EHR creates but does not update
+	// the note (or the response), each content is a record of its own in
+	// the client's sequence (see notes.go); a changed plan is a new one,
+	// the newest, and a new note replaces the one before.
 	respond := p.Concept(plan.ChartNote).ResourceType == "QuestionnaireResponse"
-	perVersion := !p.Allows("QuestionnaireResponse", "update")
-	if respond && native(plan.ChartNote) {
-		k, qr := mappings.PlanResponse(c, canon, perVersion)
-		cr := wrap(qr)
-		withoutWriteTime(cr)
-		canonical[k] = cr
+	var seq sequence
+	var nv version
+	switch {
+	case !native(plan.ChartNote):
+	case respond && !p.Allows("QuestionnaireResponse", "update"):
+		seq = responseSequence(canon, c)
+	case !respond && p.NotesCreatedOnly():
+		seq = noteSequence(canon, c)
 	}
-	// Where the EHR creates notes but does not update them, the note is
-	// one version of a sequence (see notes.go): a changed plan is a new
-	// note that replaces the newest.
-	var nv noteVersion
-	versioned := native(plan.ChartNote) && p.Concept(plan.ChartNote).ResourceType == "DocumentReference" && p.NotesCreatedOnly()
-	if versioned {
-		if nv, err = e.nextNote(ctx, conn, c, canon); err != nil {
+	versioned := seq.pointer != ""
+	switch {
+	case versioned && respond:
+		if nv, err = e.nextVersion(ctx, conn, seq, mappings.ResponseDigest(c, canon)); err != nil {
+			return s, err
+		}
+	case versioned:
+		cn := mappings.PlanNote(c, canon)
+		cn.Date = nil // the write time is not content (withoutWriteTime)
+		if nv, err = e.nextVersion(ctx, conn, seq, mappings.NoteDigest(cn)); err != nil {
 			return s, err
 		}
 		delete(canonical, canon.PlanNoteKey(c))
-		canonical[nv.key] = wrap(nv.canonical)
+		mappings.AsNoteVersion(cn, nv.key, "")
+		canonical[nv.key] = wrap(cn)
+	}
+	if respond && native(plan.ChartNote) {
+		k, qr := mappings.PlanResponse(c, canon, nv.record)
+		cr := wrap(qr)
+		withoutWriteTime(cr)
+		canonical[k] = cr
 	}
 	// The referral this episode began with, if read from this EHR, is
 	// answered there (received, accepted, rejected): on a Task of the
@@ -578,7 +593,7 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 		if native(plan.ChartNote) {
 			switch {
 			case respond:
-				k, qr := mappings.PlanResponse(c, o, perVersion)
+				k, qr := mappings.PlanResponse(c, o, nv.record)
 				out = append(out, mappings.Entry{Key: k, ResourceType: "QuestionnaireResponse", Resource: wrap(qr)})
 			case versioned:
 				d := mappings.PlanNote(c, o)
@@ -668,7 +683,7 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 		return s, err
 	}
 	if versioned {
-		if err := e.noteWritten(ctx, conn, c.ID, nv); err != nil {
+		if err := e.versionWritten(ctx, conn, c.ID, seq, nv); err != nil {
 			return s, err
 		}
 	}

@@ -71,6 +71,15 @@ func TestQuestionnaireOnlyEHRGetsThePlanAsResponses(t *testing.T) {
 	if n != 1 {
 		t.Errorf("%d responses hold the changed goal, want 1", n)
 	}
+	// Changed back: a third response, the newest, with the first content
+	// (the first response, already written, is not the newest).
+	r.editGoal(t, c.ID, g.ID, func(gg *ips.Goal) { gg.Description = g.Description })
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 || s.Written != 1 {
+		t.Fatalf("push of the plan changed back: %+v %v; want a new response written", s, err)
+	}
+	if got = r.responsesByClient(t)[c.ID]; len(got) != 3 {
+		t.Fatalf("client has %d responses after changing back, want 3", len(got))
+	}
 	if l := r.refused("405"); len(l) != 0 {
 		t.Errorf("requests the statement does not declare were sent:\n%s", strings.Join(l, "\n"))
 	}
