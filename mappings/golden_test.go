@@ -73,10 +73,33 @@ func TestGolden(t *testing.T) {
 	noSpecialist.Specialist = ""
 	inTransaction := Written{Key: o.PlanNoteKey(noSpecialist), ResourceType: "DocumentReference", Reference: o.PlanNoteKey(noSpecialist).FullURL(),
 		ContentHash: "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752", Recorded: o.Now}
+	// A client referred through the EHR and accepted, whose earlier
+	// enrollment closed: the Task that answers the referrer, and the two
+	// enrollment episodes.
+	referred := fixtureClosedClient()
+	if referred.Refer(ips.MustDate("2026-09-01"), &ips.ReferralSource{Connection: "clinic", ServiceRequest: "sr-77"}) != ips.ReferralReopened {
+		t.Fatal("the closed client was not reopened")
+	}
+	if err := referred.Accept(ips.MustDate("2026-09-08")); err != nil {
+		t.Fatal(err)
+	}
+	_, task := ReferralTask(referred, o)
+	episodes := EpisodesOfCare(referred, o, "clinic")
+	if len(episodes) != 2 {
+		t.Fatalf("%d episodes, want the closed one and the new one", len(episodes))
+	}
+	// Where the EHR creates notes but does not update them: the second
+	// note, replacing the first.
+	replacing := PlanNote(c, o)
+	AsNoteVersion(replacing, o.PlanNoteVersionKey(c, "2-"+NoteDigest(replacing)), "DocumentReference/note-1")
 	cases := []struct {
 		name string
 		res  proto.Message
 	}{
+		{"referral-task-accepted", task},
+		{"episode-of-care-finished", episodes[0].Resource},
+		{"episode-of-care-active", episodes[1].Resource},
+		{"plan-note-replacing", replacing},
 		{"goal-active", Goal(c, c.Goals[0], o)},
 		{"goal-proposed", Goal(c, c.Goals[1], o)},
 		{"careplan", CarePlan(c, o)},
