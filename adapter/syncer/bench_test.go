@@ -1,11 +1,14 @@
 package syncer
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -80,7 +83,8 @@ func benchSync(b *testing.B, n, workers int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	conn := &Connection{Name: "bench", Plan: p, EHR: c, Mapping: mappings.Options{Program: "bench"}, ConsentDefault: true}
+	rec := &recordingEHR{EHR: c}
+	conn := &Connection{Name: "bench", Plan: p, EHR: rec, Mapping: mappings.Options{Program: "bench"}, ConsentDefault: true}
 	e := &Engine{Store: st, Connections: []*Connection{conn}, Owner: "bench", Lease: 10 * time.Minute, MaxAttempts: 3}
 	save := func(clients []*ips.Client) {
 		for i := 0; i < len(clients); i += 1000 {
@@ -101,6 +105,9 @@ func benchSync(b *testing.B, n, workers int) {
 	if err != nil || s.Failed != 0 {
 		b.Fatalf("sync: %+v %v", s, err)
 	}
+	rec.mu.Lock()
+	synced, syncRequests := rec.bundles, rec.requests
+	rec.mu.Unlock()
 
 	// 1% of the clients change one goal each: an incremental pass.
 	var changed []*ips.Client
@@ -120,30 +127,18 @@ func benchSync(b *testing.B, n, workers int) {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 
-	// The ceiling: the same resources as transaction Bundles of 100, built
-	// beforehand, posted to a fresh server holding the same patients.
+	// The ceiling: what the sync wrote, entry for entry (the resources and
+	// their Provenances, with the same conditional requests), regrouped
+	// into transaction Bundles of at least 100 entries (whole Bundles of the
+	// sync joined, so that each one's urn:uuid references still resolve
+	// inside it) and posted to a fresh server holding the same patients.
 	srv2 := peer.StartForTest(b, peer.Options{Args: []string{"--quiet"}})
 	c2, err := ehr.New(ehr.Options{BaseURL: srv2.BaseURL, Connection: "ceiling"})
 	if err != nil {
 		b.Fatal(err)
 	}
 	seed(c2)
-	var entries []mappings.Entry
-	for _, cc := range cl.Clients {
-		entries = append(entries, mappings.ClientEntries(cc, mappings.Options{Program: "bench"})...)
-	}
-	var bundles [][]byte
-	for i := 0; i < len(entries); i += 100 {
-		bd, err := mappings.EntriesBundle(entries[i:min(i+100, len(entries))], mappings.Transaction)
-		if err != nil {
-			b.Fatal(err)
-		}
-		js, err := mappings.MarshalCompact(bd)
-		if err != nil {
-			b.Fatal(err)
-		}
-		bundles = append(bundles, js)
-	}
+	bundles, entries := regrouped(b, synced, 100)
 	start = time.Now()
 	for _, js := range bundles {
 		if _, err := c2.Transaction(ctx, js, true); err != nil {
@@ -151,15 +146,89 @@ func benchSync(b *testing.B, n, workers int) {
 		}
 	}
 	ceilWall := time.Since(start)
+	sent := s.Written + s.Provenances
 
 	b.ReportMetric(float64(n), "clients")
 	b.ReportMetric(float64(workers), "workers")
 	b.ReportMetric(float64(s.Written), "resources")
+	b.ReportMetric(float64(s.Provenances), "provenances")
 	b.ReportMetric(syncWall.Seconds(), "sync-s")
 	b.ReportMetric(float64(s.Written)/syncWall.Seconds(), "sync-resources/s")
-	b.ReportMetric(float64(len(entries))/ceilWall.Seconds(), "ceiling-resources/s")
-	b.ReportMetric(ceilWall.Seconds()/syncWall.Seconds(), "ratio")
+	b.ReportMetric(float64(sent)/syncWall.Seconds(), "sync-entries/s")
+	b.ReportMetric(float64(entries)/ceilWall.Seconds(), "ceiling-entries/s")
+	b.ReportMetric(float64(syncRequests), "sync-requests")
+	b.ReportMetric(float64(len(bundles)), "ceiling-requests")
+	b.ReportMetric((float64(sent)/syncWall.Seconds())/(float64(entries)/ceilWall.Seconds()), "ratio")
 	b.ReportMetric(incWall.Seconds(), "incremental-s")
 	b.ReportMetric(float64(inc.Written), "incremental-written")
 	b.ReportMetric(float64(ru.Maxrss)/1024, "peak-RSS-MiB")
+}
+
+// recordingEHR keeps every write the sync sends (Bundles, and single
+// creates and updates as one-entry Bundles), for the ceiling to send the
+// same entries again.
+type recordingEHR struct {
+	EHR
+	mu       sync.Mutex
+	requests int
+	bundles  [][]json.RawMessage // each Bundle's entries
+}
+
+func (r *recordingEHR) keep(entries []json.RawMessage) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.requests++
+	r.bundles = append(r.bundles, entries)
+}
+
+func (r *recordingEHR) Transaction(ctx context.Context, bundle []byte, idempotent bool) (*ehr.Response, error) {
+	var b struct{ Entry []json.RawMessage }
+	if json.Unmarshal(bundle, &b) == nil {
+		r.keep(b.Entry)
+	}
+	return r.EHR.Transaction(ctx, bundle, idempotent)
+}
+
+func (r *recordingEHR) single(method, url string, body []byte, ifNoneExist string) {
+	req := map[string]string{"method": method, "url": url}
+	if ifNoneExist != "" {
+		req["ifNoneExist"] = ifNoneExist
+	}
+	e, _ := json.Marshal(map[string]any{"resource": json.RawMessage(body), "request": req})
+	r.keep([]json.RawMessage{e})
+}
+
+func (r *recordingEHR) Create(ctx context.Context, t string, body []byte, ifNoneExist string) (*ehr.Response, error) {
+	r.single("POST", t, body, ifNoneExist)
+	return r.EHR.Create(ctx, t, body, ifNoneExist)
+}
+
+func (r *recordingEHR) Update(ctx context.Context, t, target string, body []byte, ifMatch string) (*ehr.Response, error) {
+	r.single("PUT", t+"/"+target, body, "")
+	return r.EHR.Update(ctx, t, target, body, ifMatch)
+}
+
+// regrouped joins recorded Bundles into transaction Bundles of at least n
+// entries each, and counts the entries.
+func regrouped(b *testing.B, recorded [][]json.RawMessage, n int) (bundles [][]byte, entries int) {
+	var cur []json.RawMessage
+	flush := func() {
+		if len(cur) == 0 {
+			return
+		}
+		js, err := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": cur})
+		if err != nil {
+			b.Fatal(err)
+		}
+		bundles, cur = append(bundles, js), nil
+	}
+	for _, es := range recorded {
+		cur = append(cur, es...)
+		entries += len(es)
+		if len(cur) >= n {
+			flush()
+		}
+	}
+	flush()
+	return bundles, entries
 }
