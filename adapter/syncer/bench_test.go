@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -204,7 +205,11 @@ func (r *recordingEHR) Create(ctx context.Context, t string, body []byte, ifNone
 }
 
 func (r *recordingEHR) Update(ctx context.Context, t, target string, body []byte, ifMatch string) (*ehr.Response, error) {
-	r.single("PUT", t+"/"+target, body, "")
+	url := t + "/" + target
+	if strings.Contains(target, "=") {
+		url = t + "?" + strings.TrimPrefix(target, "?") // a conditional update
+	}
+	r.single("PUT", url, body, "")
 	return r.EHR.Update(ctx, t, target, body, ifMatch)
 }
 
