@@ -24,6 +24,11 @@
 //		Capability: "../../testdata/ehr-capabilities/epic-r4-sandbox-2026-07.json",
 //	})
 //
+// Each test's server is a tenant of one node process shared by the test
+// binary (server.mjs --tenants): its own store, statement and base URL, but
+// no process start per test. Options.Dedicated, Options.Dir, process-wide
+// flags, benchmarks and IPSFHIR_PEER_SHARED=0 get a process of their own.
+//
 // NodeForTest gives a test node and the installed dependencies without a
 // server, to run Medplum's client (@medplum/core) against one of this
 // project's servers (adapter/fhirapi's TestMedplumClient does).

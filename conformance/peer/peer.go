@@ -77,6 +77,12 @@ type Options struct {
 	// Args are extra server.mjs flags, for example "--no-identifier-index" or
 	// "--default-count=50". See `node server.mjs --help`.
 	Args []string
+	// Dedicated makes StartForTest start a node process for this server
+	// alone. Without it, a test's server is a tenant of one process shared
+	// by the test binary (see SharedEnv), unless Dir or a process-wide flag
+	// (--no-expression-pruning, --medplum-transaction-limits) is given.
+	// Benchmarks always get a process of their own.
+	Dedicated bool
 }
 
 // Server is a running peer FHIR server.
@@ -92,6 +98,10 @@ type Server struct {
 	waitErr  error         // valid after exited is closed
 	stopOnce sync.Once
 	stopErr  error
+
+	// tenant and shared are set for a tenant of the shared process.
+	tenant string
+	shared *tenants
 }
 
 // Start installs the server's npm dependencies if needed, starts the server
@@ -114,34 +124,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	flags, err := opts.flags()
+	if err != nil {
+		return nil, err
+	}
 	args = append(args, "server.mjs", "--port", "0", "--exit-with-stdin")
-	if opts.Capability != "" {
-		path, err := filepath.Abs(opts.Capability)
-		if err != nil {
-			return nil, fmt.Errorf("peer: capability path: %w", err)
-		}
-		if _, err := os.Stat(path); err != nil {
-			return nil, fmt.Errorf("peer: capability file: %w", err)
-		}
-		args = append(args, "--capability", path)
-	}
-	if opts.Seed != "" {
-		path, err := filepath.Abs(opts.Seed)
-		if err != nil {
-			return nil, fmt.Errorf("peer: seed path: %w", err)
-		}
-		if _, err := os.Stat(path); err != nil {
-			return nil, fmt.Errorf("peer: seed file: %w", err)
-		}
-		args = append(args, "--seed", path)
-	}
-	if opts.Faults {
-		args = append(args, "--faults")
-	}
-	if opts.NoVersionHeaders {
-		args = append(args, "--no-version-headers")
-	}
-	args = append(args, opts.Args...)
+	args = append(args, flags...)
 
 	s := &Server{tail: tail.New(tailLines), exited: make(chan struct{})}
 	listening := &listenWatcher{found: make(chan string, 1)}
@@ -186,10 +174,46 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 }
 
+// flags are the server.mjs flags opts asks for, paths made absolute.
+func (opts Options) flags() ([]string, error) {
+	var args []string
+	if opts.Capability != "" {
+		path, err := filepath.Abs(opts.Capability)
+		if err != nil {
+			return nil, fmt.Errorf("peer: capability path: %w", err)
+		}
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("peer: capability file: %w", err)
+		}
+		args = append(args, "--capability", path)
+	}
+	if opts.Seed != "" {
+		path, err := filepath.Abs(opts.Seed)
+		if err != nil {
+			return nil, fmt.Errorf("peer: seed path: %w", err)
+		}
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("peer: seed file: %w", err)
+		}
+		args = append(args, "--seed", path)
+	}
+	if opts.Faults {
+		args = append(args, "--faults")
+	}
+	if opts.NoVersionHeaders {
+		args = append(args, "--no-version-headers")
+	}
+	return append(args, opts.Args...), nil
+}
+
 // Stop ends the server and its process group: SIGTERM, then SIGKILL after a
 // grace period. It is safe to call more than once. It returns an error only if
 // the server had already exited on its own (crashed) before Stop.
 func (s *Server) Stop() error {
+	if s.shared != nil {
+		s.stopOnce.Do(func() { s.stopErr = s.shared.stop(s.tenant) })
+		return s.stopErr
+	}
 	s.stopOnce.Do(func() {
 		select {
 		case <-s.exited:
@@ -214,7 +238,10 @@ func (s *Server) stderrTail() string { return s.tail.String() }
 
 // StartForTest starts a server for t and stops it in t.Cleanup. It skips t
 // when node is not on PATH and IPSFHIR_REQUIRE_PEER is unset, and fails t on
-// any other problem (including a failed npm ci).
+// any other problem (including a failed npm ci). A test's server is a tenant
+// of one node process shared by the test binary (Options.Dedicated says
+// when it is not): its own store, statement, flags and access log, so tests
+// may run in parallel, without paying seconds of CPU to start node each.
 func StartForTest(t testing.TB, opts Options) *Server {
 	t.Helper()
 	if _, err := exec.LookPath("node"); err != nil {
@@ -223,7 +250,16 @@ func StartForTest(t testing.TB, opts Options) *Server {
 		}
 		t.Fatalf("peer FHIR server: node is not on PATH and %s is set: %v", RequireEnv, err)
 	}
-	s, err := Start(t.Context(), opts)
+	var s *Server
+	var err error
+	if _, isTest := t.(*testing.T); isTest && opts.shareable() {
+		var ts *tenants
+		if ts, err = sharedTenants(); err == nil {
+			s, err = ts.start(t.Context(), opts)
+		}
+	} else {
+		s, err = Start(t.Context(), opts)
+	}
 	if err != nil {
 		t.Fatalf("starting peer FHIR server: %v", err)
 	}

@@ -882,7 +882,7 @@ func TestStartStop(t *testing.T) {
 		t.Errorf("Start in a directory without server.mjs: %v", err)
 	}
 
-	srv := StartForTest(t, Options{})
+	srv := StartForTest(t, Options{Dedicated: true})
 	resp, err := http.Get(srv.BaseURL + "/metadata")
 	if err != nil {
 		t.Fatal(err)
@@ -1346,4 +1346,86 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestTenantsAreIsolatedServers: tests share one node process, so each
+// test's server must behave as a process of its own: its own store,
+// statement and access log, and gone once stopped.
+func TestTenantsAreIsolatedServers(t *testing.T) {
+	t.Parallel()
+	var logA, logB bytes.Buffer
+	var muA, muB sync.Mutex
+	a := StartForTest(t, Options{Stderr: lockedWriter{&muA, &logA}})
+	b := StartForTest(t, Options{Capability: epicCapability, Stderr: lockedWriter{&muB, &logB}})
+	if a.shared == nil || b.shared == nil || a.shared != b.shared {
+		t.Fatal("two tests' servers are not tenants of one shared process")
+	}
+	ca, cb := newClient(t, a), newClient(t, b)
+
+	created := ca.call("POST", "Patient", map[string]any{"resourceType": "Patient"})
+	if created.status != http.StatusCreated {
+		t.Fatalf("create in tenant A: %d %v", created.status, created.body)
+	}
+	id, _ := created.body["id"].(string)
+	if r := ca.call("GET", "Patient/"+id, nil); r.status != http.StatusOK {
+		t.Fatalf("tenant A cannot read its own patient: %d", r.status)
+	}
+	if r := cb.call("GET", "Patient/"+id, nil); r.status != http.StatusNotFound {
+		t.Errorf("tenant B reads tenant A's patient: %d, want 404", r.status)
+	}
+	// B enforces Epic's statement, A does not.
+	if r := cb.call("POST", "Goal", map[string]any{"resourceType": "Goal"}); r.status != http.StatusMethodNotAllowed {
+		t.Errorf("Goal create in the Epic tenant: %d, want 405", r.status)
+	}
+	if r := ca.call("GET", "metadata", nil); r.body["software"] != nil && strings.Contains(fmt.Sprint(r.body["software"]), "Epic") {
+		t.Error("tenant A serves Epic's statement")
+	}
+	// Each log has its own lines, as a dedicated server writes them.
+	muA.Lock()
+	la := logA.String()
+	muA.Unlock()
+	muB.Lock()
+	lb := logB.String()
+	muB.Unlock()
+	if !strings.Contains(la, "peer: POST Patient create 201") || strings.Contains(la, "Goal") {
+		t.Errorf("tenant A's log:\n%s", la)
+	}
+	if !strings.Contains(lb, "peer: POST Goal create 405") || strings.Contains(lb, "Patient create") {
+		t.Errorf("tenant B's log:\n%s", lb)
+	}
+	if strings.Contains(la+lb, "peer[") {
+		t.Errorf("tenant prefixes leaked into a log:\n%s%s", la, lb)
+	}
+
+	// A flag only a process can take is refused for a tenant, by name.
+	if _, err := a.shared.start(t.Context(), Options{Args: []string{"--port", "1"}}); err == nil || !strings.Contains(err.Error(), "--port") {
+		t.Errorf("a tenant with --port: %v; want a refusal naming the flag", err)
+	}
+	if _, err := a.shared.start(t.Context(), Options{Args: []string{"--no-such-flag"}}); err == nil || !strings.Contains(err.Error(), "--no-such-flag") {
+		t.Errorf("a tenant with an unknown flag: %v; want a refusal naming it", err)
+	}
+
+	if err := a.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if err := a.Stop(); err != nil {
+		t.Fatalf("second Stop: %v", err)
+	}
+	if r := ca.call("GET", "Patient/"+id, nil); r.status != http.StatusNotFound {
+		t.Errorf("a stopped tenant still answers: %d", r.status)
+	}
+	if r := cb.call("GET", "metadata", nil); r.status != http.StatusOK {
+		t.Errorf("stopping one tenant stopped another: %d", r.status)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -55,13 +55,20 @@ const USAGE = `usage: node --experimental-websocket server.mjs [flags]
   --exit-with-stdin         exit when stdin closes (the Go launcher uses this so a
                             killed test binary never leaves a server behind)
   --quiet                   no access log
+  --tenants                 serve many isolated servers in this one process, for
+                            test suites: POST /_tenants {"args": [flags]} makes one
+                            (any flag above but --port, --exit-with-stdin and the
+                            two benchmark flags) and answers {"id", "base",
+                            "started": the startup line}, its
+                            FHIR base being /t/{id}/fhir/R4; DELETE /_tenants/{id}
+                            drops it. Access log lines start peer[{id}]:
   --help                    this text
 `;
 
 // ---------------------------------------------------------------------------
 // Flags
 
-function parseArgs(argv) {
+function parseArgs(argv, fail = fatal) {
   const opts = {
     port: 0,
     capability: undefined,
@@ -76,11 +83,12 @@ function parseArgs(argv) {
     noConditionalCreate: new Set(),
     exitWithStdin: false,
     quiet: false,
+    tenants: false,
   };
   const intFlag = (name, value) => {
     const n = Number(value);
     if (!Number.isInteger(n) || n < 0) {
-      fatal(`${name} needs a non-negative integer`);
+      fail(`${name} needs a non-negative integer`);
     }
     return n;
   };
@@ -94,7 +102,7 @@ function parseArgs(argv) {
     }
     const next = () => {
       if (value !== undefined) return value;
-      if (i + 1 >= argv.length) fatal(`${arg} needs a value`);
+      if (i + 1 >= argv.length) fail(`${arg} needs a value`);
       return argv[++i];
     };
     switch (arg) {
@@ -121,7 +129,7 @@ function parseArgs(argv) {
         break;
       case '--no-conditional-create':
         for (const t of next().split(',')) {
-          if (!/^[A-Z][A-Za-z]+$/.test(t)) fatal(`--no-conditional-create: "${t}" is not a resource type`);
+          if (!/^[A-Z][A-Za-z]+$/.test(t)) fail(`--no-conditional-create: "${t}" is not a resource type`);
           opts.noConditionalCreate.add(t);
         }
         break;
@@ -140,6 +148,9 @@ function parseArgs(argv) {
       case '--quiet':
         opts.quiet = true;
         break;
+      case '--tenants':
+        opts.tenants = true;
+        break;
       case '--help':
       case '-h':
         process.stdout.write(USAGE);
@@ -147,15 +158,15 @@ function parseArgs(argv) {
         break;
       default:
         // The usage first, so the error is the last line a launcher quotes.
-        process.stderr.write(`${USAGE}\n`);
-        fatal(`unknown flag ${arg}`);
+        if (fail === fatal) process.stderr.write(`${USAGE}\n`);
+        fail(`unknown flag ${arg}`);
     }
   }
   if (opts.noConditionalCreate.size > 0 && opts.capability) {
-    fatal('--no-conditional-create changes the own CapabilityStatement: not with --capability');
+    fail('--no-conditional-create changes the own CapabilityStatement: not with --capability');
   }
   if (opts.defaultCount > opts.maxCount) {
-    fatal('--default-count must not exceed --max-count');
+    fail('--default-count must not exceed --max-count');
   }
   return opts;
 }
@@ -693,11 +704,13 @@ function liftTransactionLimits() {
 // One request at a time through the engine. MemoryRepository's methods do no
 // real I/O, so this costs no throughput, and it makes conditional
 // create/update atomic and transaction rollback safe.
-let engineTail = Promise.resolve();
-function serialized(fn) {
-  const run = engineTail.then(fn, fn);
-  engineTail = run.catch(() => {});
-  return run;
+function serializer() {
+  let engineTail = Promise.resolve();
+  return function serialized(fn) {
+    const run = engineTail.then(fn, fn);
+    engineTail = run.catch(() => {});
+    return run;
+  };
 }
 
 // ---------------------------------------------------------------------------
@@ -714,7 +727,7 @@ const RESULT_PARAMS = new Set(['_count', '_offset', '_sort', '_format', '_pretty
 // Medplum-specific parameters every type gets in its schema; not FHIR, not advertised.
 const MEDPLUM_ONLY_PARAMS = new Set(['_compartment', '_project', '_account']);
 
-function buildOwnCapabilityStatement(base, resourceTypes) {
+function buildOwnCapabilityStatement(base, resourceTypes, options) {
   const resource = [];
   for (const type of resourceTypes) {
     const params = globalSchema.types[type]?.searchParams ?? {};
@@ -1039,7 +1052,6 @@ function canonicalQuery(type, params) {
 //   once=<token>               fire only for the first request carrying this token;
 //                              later requests with it are processed normally
 
-const onceTokens = new Set();
 
 function parseFault(header) {
   if (header === undefined) return undefined;
@@ -1179,29 +1191,150 @@ async function main() {
   const pruned = options.expressionPruning ? pruneSearchExpressions(resourceTypes) : 0;
   if (!options.medplumTransactionLimits) liftTransactionLimits();
 
+  const server = http.createServer();
+  server.keepAliveTimeout = 5000;
+  const listening = new Promise((resolve) => server.listen(options.port, '127.0.0.1', resolve));
+  server.on('error', (err) => fatal(`cannot listen: ${err.message}`));
+
+  if (options.tenants) {
+    // Many isolated servers in one process (see --tenants): each test gets
+    // its own store and statement without paying for a process of its own.
+    const tenants = new Map();
+    let nextTenant = 1;
+    server.on('request', (req, res) => {
+      const path = new URL(req.url, 'http://127.0.0.1').pathname;
+      const m = /^\/t\/([0-9]+)(\/.*)?$/.exec(path);
+      if (m) {
+        const tenant = tenants.get(m[1]);
+        if (tenant) return tenant.serve(req, res, m[2] ?? '/');
+        return send(res, 404, notFoundOutcome('No such tenant'));
+      }
+      if (path === '/auth/token') {
+        // Stateless, shared by every tenant (the token endpoint sits at the origin's root).
+        return readBody(req).then((raw) => {
+          const a = tokenResponse(req, req.method, raw);
+          send(res, a.status, a.body, a.headers);
+        }, () => send(res, 400, invalid('Unreadable body')));
+      }
+      const del = /^\/_tenants\/([0-9]+)$/.exec(path);
+      if (del && req.method === 'DELETE') {
+        const found = tenants.delete(del[1]);
+        return send(res, found ? 204 : 404, found ? undefined : notFoundOutcome('No such tenant'));
+      }
+      if (path === '/_tenants' && req.method === 'POST') {
+        return readBody(req)
+          .then(async (raw) => {
+            let args;
+            try {
+              args = JSON.parse(raw.toString('utf8')).args ?? [];
+              if (!Array.isArray(args) || !args.every((a) => typeof a === 'string')) throw new Error();
+            } catch {
+              throw new HttpError(400, invalid('Body must be {"args": [flags...]}'));
+            }
+            const refuse = (message) => {
+              throw new HttpError(400, invalid(message));
+            };
+            const opts = parseArgs(args, refuse);
+            for (const flag of PROCESS_FLAGS) {
+              if (args.some((a) => a === flag || a.startsWith(`${flag}=`))) refuse(`${flag} is a process flag, not a tenant's`);
+            }
+            const id = String(nextTenant++);
+            const { port } = server.address();
+            const tenant = await createTenant(opts, {
+              resourceTypes,
+              origin: `http://127.0.0.1:${port}`,
+              prefix: `/t/${id}`,
+              name: `peer[${id}]`,
+              fail: refuse,
+            });
+            tenants.set(id, tenant);
+            // The startup line goes back to the launcher, which writes it to the
+            // tenant's own log before any request of the tenant's.
+            send(res, 201, { id, base: tenant.base, started: tenant.describe() }, { Location: `/_tenants/${id}` });
+          })
+          .catch((err) => {
+            if (err instanceof HttpError) send(res, err.status, err.outcome, err.headers);
+            else send(res, 500, outcome('error', 'exception', `Tenant not created (${err?.name ?? 'Error'})`));
+          });
+      }
+      send(res, 404, notFoundOutcome('Not found; this peer serves tenants under /t/{id}/fhir/R4 (POST /_tenants makes one)'));
+    });
+    await listening;
+    const { port } = server.address();
+    process.stderr.write(
+      `peer: @medplum/fhir-router ${MEDPLUM_VERSION} MemoryRepository, tenants, ` +
+        `${pruned} search expressions pruned, ready in ${Math.round(performance.now() - startedAt)}ms\n`
+    );
+    process.stdout.write(`LISTENING http://127.0.0.1:${port}\n`);
+  } else {
+    // Seed before listening: no request sees a half-loaded store.
+    let tenant;
+    const ready = listening.then(() => {
+      const { port } = server.address();
+      return `http://127.0.0.1:${port}`;
+    });
+    tenant = await createTenant(options, { resourceTypes, origin: ready, prefix: '', name: 'peer', fail: fatal });
+    server.on('request', (req, res) => tenant.serve(req, res, new URL(req.url, 'http://127.0.0.1').pathname));
+    await listening;
+    await tenant.ready;
+    process.stderr.write(
+      `peer: @medplum/fhir-router ${MEDPLUM_VERSION} MemoryRepository, ${tenant.describe()}, ` +
+        `${pruned} search expressions pruned, ready in ${Math.round(performance.now() - startedAt)}ms\n`
+    );
+    process.stdout.write(`LISTENING ${tenant.base}\n`);
+  }
+
+  const shutdown = () => {
+    server.close(() => process.exit(0));
+    server.closeAllConnections?.();
+    setTimeout(() => process.exit(0), 2000).unref();
+  };
+  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
+  if (options.exitWithStdin) {
+    process.stdin.on('end', shutdown);
+    process.stdin.on('error', shutdown);
+    process.stdin.resume();
+  }
+}
+
+// Flags that shape the whole process; a tenant cannot set them.
+const PROCESS_FLAGS = ['--port', '--tenants', '--exit-with-stdin', '--no-expression-pruning', '--medplum-transaction-limits', '--help'];
+
+// createTenant makes one FHIR server: its store, its statement and policy,
+// and serve(req, res, path) for requests whose path has env.prefix taken off.
+// env.origin is the origin (or a promise of it, for a server not yet
+// listening); env.fail(message) reports a bad flag or seed (the process's
+// fatal for the one-server mode, a 400 for a tenant).
+async function createTenant(opts, env) {
+  const { resourceTypes, prefix, name, fail } = env;
+  const options = opts; // the per-server flags
   let enforcedStatement;
   if (options.capability) {
     try {
       enforcedStatement = JSON.parse(readFileSync(options.capability, 'utf8'));
     } catch (err) {
-      fatal(`cannot read --capability file: ${err.message}`);
+      fail(`cannot read --capability file: ${err.code ?? err.name}`);
     }
     if (enforcedStatement?.resourceType !== 'CapabilityStatement') {
-      fatal('--capability file is not a CapabilityStatement');
+      fail('--capability file is not a CapabilityStatement');
     }
   }
 
   const repo = new PeerRepository({ identifierIndex: options.identifierIndex, resourceTypes });
   const router = new FhirRouter();
-  let base; // set once listening
+  // One request at a time through this server's engine (see serialized).
+  const serialized = serializer();
+  const onceTokens = new Set();
+  let base; // set once the origin is known
   let statement;
   let policy;
 
   const log = (line) => {
-    if (!options.quiet) process.stderr.write(`peer: ${line}\n`);
+    if (!options.quiet) process.stderr.write(`${name}: ${line}\n`);
   };
 
-  const server = http.createServer((req, res) => {
+  function serve(req, res, path) {
     const t0 = performance.now();
     const ctx = { label: '-', interaction: '' };
     let logged = false;
@@ -1212,21 +1345,20 @@ async function main() {
     };
     res.on('finish', () => done(res.statusCode));
     res.on('close', () => done(res.writableFinished ? res.statusCode : 'dropped'));
-    handle(req, res, ctx).catch((err) => {
+    handle(req, res, ctx, path).catch((err) => {
       if (err instanceof HttpError) {
         if (!res.headersSent) send(res, err.status, err.outcome, err.headers);
         return;
       }
       // A stack without its message: messages can quote data.
-      process.stderr.write(`peer: internal error (${err?.name ?? 'Error'})\n${String(err?.stack ?? '').split('\n').slice(1, 8).join('\n')}\n`);
+      process.stderr.write(`${name}: internal error (${err?.name ?? 'Error'})\n${String(err?.stack ?? '').split('\n').slice(1, 8).join('\n')}\n`);
       if (!res.headersSent) send(res, 500, outcome('error', 'exception', 'Internal server error in the peer wrapper'));
       else res.destroy();
     });
-  });
+  }
 
-  async function handle(req, res, ctx) {
+  async function handle(req, res, ctx, path) {
     const url = new URL(req.url, 'http://127.0.0.1');
-    const path = url.pathname;
     const method = req.method;
 
     let fault;
@@ -1608,7 +1740,7 @@ async function main() {
     try {
       text = readFileSync(file, 'utf8');
     } catch (err) {
-      fatal(`cannot read --seed file: ${err.code ?? err.name}`);
+      fail(`cannot read --seed file: ${err.code ?? err.name}`);
     }
     let whole;
     try {
@@ -1627,11 +1759,11 @@ async function main() {
         { method: 'POST', url: '', pathname: '', params: {}, query: {}, body: whole, headers: {}, config: { transactions: true } },
         repo
       );
-      if (getStatus(result) >= 400) fatal(problem(`${whole.type} Bundle`, result));
+      if (getStatus(result) >= 400) fail(problem(`${whole.type} Bundle`, result));
       for (const [i, entry] of (response?.entry ?? []).entries()) {
         const status = Number.parseInt(entry?.response?.status ?? '0', 10);
         if (!(status >= 200 && status < 300)) {
-          fatal(problem(`Bundle entry ${i} (status ${entry?.response?.status ?? 'none'})`, entry?.response?.outcome ?? {}));
+          fail(problem(`Bundle entry ${i} (status ${entry?.response?.status ?? 'none'})`, entry?.response?.outcome ?? {}));
         }
       }
       return response?.entry?.length ?? 0;
@@ -1648,55 +1780,46 @@ async function main() {
         try {
           resources.push({ where: `line ${i + 1}`, resource: JSON.parse(line) });
         } catch {
-          fatal(`--seed line ${i + 1}: not JSON`);
+          fail(`--seed line ${i + 1}: not JSON`);
         }
       }
     }
     for (const { where, resource } of resources) {
-      if (!resource || !isResourceType(resource.resourceType)) fatal(`--seed ${where}: not an R4 resource`);
+      if (!resource || !isResourceType(resource.resourceType)) fail(`--seed ${where}: not an R4 resource`);
       try {
         // Both go through the store, which validates every version it keeps.
         if (resource.id) await repo.updateResource(resource);
         else await repo.createResource(resource);
       } catch (err) {
-        fatal(problem(`${where} (${resource.resourceType})`, err));
+        fail(problem(`${where} (${resource.resourceType})`, err));
       }
     }
     return resources.length;
   }
   const seeded = options.seed ? await loadSeed(options.seed) : 0;
 
-  server.keepAliveTimeout = 5000;
-  server.listen(options.port, '127.0.0.1', () => {
-    const { port } = server.address();
-    base = `http://127.0.0.1:${port}${BASE_PATH}`;
-    statement = enforcedStatement ?? buildOwnCapabilityStatement(base, resourceTypes);
-    policy = new Policy(statement, { own: !enforcedStatement });
-    const mode = enforcedStatement
-      ? `enforcing ${enforcedStatement.software?.name ?? enforcedStatement.name ?? 'a'} CapabilityStatement`
-      : 'own CapabilityStatement';
-    process.stderr.write(
-      `peer: @medplum/fhir-router ${MEDPLUM_VERSION} MemoryRepository, ${mode}, ` +
-        `${pruned} search expressions pruned, identifier index ${options.identifierIndex ? 'on' : 'off'}, ` +
+  const tenant = {
+    name,
+    serve,
+    describe() {
+      const mode = enforcedStatement
+        ? `enforcing ${enforcedStatement.software?.name ?? enforcedStatement.name ?? 'a'} CapabilityStatement`
+        : 'own CapabilityStatement';
+      return (
+        `${mode}, identifier index ${options.identifierIndex ? 'on' : 'off'}, ` +
         `faults ${options.faults ? 'on' : 'off'}, version headers ${options.versionHeaders ? 'on' : 'off'}, ` +
-        `${seeded} resources seeded, ready in ${Math.round(performance.now() - startedAt)}ms\n`
-    );
-    process.stdout.write(`LISTENING ${base}\n`);
-  });
-  server.on('error', (err) => fatal(`cannot listen: ${err.message}`));
-
-  const shutdown = () => {
-    server.close(() => process.exit(0));
-    server.closeAllConnections?.();
-    setTimeout(() => process.exit(0), 2000).unref();
+        `${seeded} resources seeded`
+      );
+    },
   };
-  process.on('SIGTERM', shutdown);
-  process.on('SIGINT', shutdown);
-  if (options.exitWithStdin) {
-    process.stdin.on('end', shutdown);
-    process.stdin.on('error', shutdown);
-    process.stdin.resume();
-  }
+  tenant.ready = Promise.resolve(env.origin).then((origin) => {
+    base = `${origin}${prefix}${BASE_PATH}`;
+    tenant.base = base;
+    statement = enforcedStatement ?? buildOwnCapabilityStatement(base, resourceTypes, options);
+    policy = new Policy(statement, { own: !enforcedStatement });
+  });
+  await (typeof env.origin === 'string' ? tenant.ready : undefined);
+  return tenant;
 }
 
 // Headers the engine reads (If-Match, If-None-Exist, …); nothing else.
