@@ -94,6 +94,7 @@ func addNoteInEHR(t *testing.T, c *ehr.Client, k mappings.Key, text string) {
 // does not push the first's out of the record. With the first clinic set
 // to share, its note reaches the second EHR too.
 func TestOneClinicsNotesStayOutOfAnothersChart(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	connB, ehrB := r.secondClinic(t)
@@ -184,6 +185,7 @@ func TestOneClinicsNotesStayOutOfAnothersChart(t *testing.T) {
 // TestFoldNotes: what a merge with one clinic's EHR leaves in the program's
 // record, note by note.
 func TestFoldNotes(t *testing.T) {
+	t.Parallel()
 	e := &Engine{}
 	a := &Connection{Name: "a"}
 	prog := ips.Note{Text: "program", Date: ips.MustDate("2026-10-01")}
@@ -223,6 +225,7 @@ func TestFoldNotes(t *testing.T) {
 // read from it are each one entry in the audit trail (caller sync, the
 // connection, how many records), and a pass that did nothing is none.
 func TestSyncPassesAreAudited(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.enqueueAll(t)

@@ -44,6 +44,7 @@ func (r *rig) ehrNote(t *testing.T, c *ips.Client) (docStatus, text string) {
 // amendment mark is not content: the next push finds the note unchanged and
 // records no conflict.
 func TestChartNoteIsAmendedNotSilentlyRewritten(t *testing.T) {
+	t.Parallel()
 	for name, capability := range map[string]string{"oracle": oracleCapability, "epic": epicCapability} {
 		t.Run(name, func(t *testing.T) {
 			r := newRig(t, capability)
@@ -84,6 +85,7 @@ func TestChartNoteIsAmendedNotSilentlyRewritten(t *testing.T) {
 // later with nothing due, nothing is written; once a planned step's date has
 // passed, the note is amended to say it is overdue.
 func TestNoteMarksAStepOverdueOnceItsDatePasses(t *testing.T) {
+	t.Parallel()
 	clock := time.Date(2099, 3, 1, 9, 0, 0, 0, time.UTC)
 	r := newRig(t, oracleCapability)
 	r.engine.Now = func() time.Time { return clock }
@@ -115,6 +117,7 @@ func TestNoteMarksAStepOverdueOnceItsDatePasses(t *testing.T) {
 // time; a later push of unchanged records writes nothing, and derived
 // status records are written once each like recorded ones.
 func TestIssuedDoesNotRewriteObservations(t *testing.T) {
+	t.Parallel()
 	clock := time.Date(2099, 3, 1, 9, 0, 0, 0, time.UTC)
 	r := newRig(t, "")
 	r.engine.Now = func() time.Time { return clock }
@@ -142,6 +145,7 @@ func TestIssuedDoesNotRewriteObservations(t *testing.T) {
 // (Epic, read-compare-write), a changed status is read before it is
 // written; the issued time the adapter wrote is its own, not an edit.
 func TestIssuedIsNotAClinicianEdit(t *testing.T) {
+	t.Parallel()
 	r := newEpicSiteCodedRig(t)
 	r.pushAll(t)
 	var c *ips.Client

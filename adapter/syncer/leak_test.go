@@ -35,6 +35,7 @@ func plantClient(cl *ips.Caseload) {
 }
 
 func TestSyncLeaksNoPatientData(t *testing.T) {
+	t.Parallel()
 	capt := telemetrytest.New(t)
 	r := newRig(t, "", plantClient)
 	ctx := t.Context()

@@ -19,6 +19,7 @@ import (
 // when a specialist enrolls them, rejected when the referral is declined;
 // one Task per referral, however often the client is pushed.
 func TestReferralsAreAnsweredInTheEHR(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	if cp := r.conn.Plan.Concept(plan.ReferralLoop); cp.Path != plan.Native || cp.ResourceType != "Task" {
@@ -104,6 +105,7 @@ func TestReferralsAreAnsweredInTheEHR(t *testing.T) {
 // TestNoReferralAnswerWhereTaskCannotBeWritten: Oracle Health declares no
 // Task at all: no Task is sent, and the plan says why.
 func TestNoReferralAnswerWhereTaskCannotBeWritten(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, filepath.Join("..", "..", "testdata", "ehr-capabilities", "oracle-health-millennium-r4-2026-08.json"))
 	if cp := r.conn.Plan.Concept(plan.ReferralLoop); cp.Path != plan.NoPath || r.conn.Plan.AnswersReferrerTasks() {
 		t.Errorf("referral-loop plan on Oracle Health %+v, want none", cp)
@@ -140,6 +142,7 @@ func (r *rig) referralTasks(t *testing.T) map[string][]string {
 // finished episode and a new one on the waitlist, which becomes active
 // when the specialist accepts; the finished one is not written again.
 func TestEnrollmentEpisodesAreWritten(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	if cp := r.conn.Plan.Concept(plan.Episodes); cp.Path != plan.Native || cp.ResourceType != "EpisodeOfCare" {

@@ -107,6 +107,7 @@ func (r *rig) notesOf(t *testing.T, clientID string) []noteSeen {
 // again, not made twice; nothing is updated (the peer enforces the
 // statement: no 405).
 func TestNotesAreReplacedWhereTheEHRCannotUpdateThem(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, createOnlyNotes(t))
 	ctx := t.Context()
 	clock := time.Now()

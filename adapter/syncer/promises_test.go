@@ -35,6 +35,7 @@ var epicCapability = filepath.Join("..", "..", "testdata", "ehr-capabilities", "
 // recorded, whatever ids, versions and references the EHR gave it. This is
 // what lets the engine recognise its own writes without versions.
 func TestWhatTheEHRHoldsHashesLikeWhatWasWritten(t *testing.T) {
+	t.Parallel()
 	for name, capability := range map[string]string{"full": "", "oracle": oracleCapability} {
 		t.Run(name, func(t *testing.T) {
 			r := newRig(t, capability)
@@ -74,6 +75,7 @@ func TestWhatTheEHRHoldsHashesLikeWhatWasWritten(t *testing.T) {
 // reads it, finds content the adapter never wrote, records a conflict, and
 // writes the program's plan (the IPS side owns it).
 func TestReadCompareWriteKeepsTraceOfAClinicianNoteEdit(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, oracleCapability)
 	ctx := t.Context()
 	if got := r.conn.Plan.Type("DocumentReference").Concurrency; got != plan.ReadCompareWrite {
@@ -153,6 +155,7 @@ func (s *racingStore) SaveClients(ctx context.Context, cs []store.Stored, conns 
 // client while a pull merges a clinician's change into it. The pull reads
 // the client again and merges once more: both changes are kept.
 func TestPullRetriesAMergeThatLostToAConcurrentSave(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.pushAll(t)
@@ -199,6 +202,7 @@ func TestPullRetriesAMergeThatLostToAConcurrentSave(t *testing.T) {
 // without changing it (a new version, the same content) changes nothing in
 // the program: no client version, no outbox item.
 func TestPullOfUnchangedContentSavesNothing(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.pushAll(t)
@@ -222,6 +226,7 @@ func TestPullOfUnchangedContentSavesNothing(t *testing.T) {
 // transactions (Medplum's limit of 8 conditional entries) gets one, not
 // one per client, before the adapter writes one by one.
 func TestBundleRefusalIsLearned(t *testing.T) {
+	t.Parallel()
 	r := newRigWith(t, peer.Options{Args: []string{"--medplum-transaction-limits"}}, func(cl *ips.Caseload) {
 		for _, c := range cl.Clients {
 			for i := len(c.Goals); i < 9; i++ {
@@ -263,8 +268,7 @@ func (r *rig) searchGoal(t *testing.T, k mappings.Key) []byte {
 // answers writes with neither an ETag nor a versioned Location (stock
 // Medplum's transaction answers; FHIR allows it).
 func TestOnPeerWithoutVersions(t *testing.T) {
-	peerWithoutVersions = true
-	defer func() { peerWithoutVersions = false }()
+	t.Parallel()
 	t.Run("FullSync", TestFullSyncWritesEachRecordOnceThenNothing)
 	t.Run("ClinicianChange", TestClinicianGoalChangeComesBackAndIsNotEchoed)
 	t.Run("Conflict", TestBothSidesChangedIsAConflictWithTheConfiguredWinner)
@@ -278,6 +282,7 @@ func TestOnPeerWithoutVersions(t *testing.T) {
 // specialist's edit alone (observed reverted when the EHR's answers carried
 // no version).
 func TestIPSEditIsNotRevertedByTheNextPull(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.pushAll(t)
@@ -303,8 +308,11 @@ func TestIPSEditIsNotRevertedByTheNextPull(t *testing.T) {
 	}
 }
 
-// peerWithoutVersions makes newRig's peer answer without version headers.
-var peerWithoutVersions bool
+// onPeerWithoutVersions reports whether t runs under
+// TestOnPeerWithoutVersions, whose peer answers without version headers.
+func onPeerWithoutVersions(t *testing.T) bool {
+	return strings.HasPrefix(t.Name(), "TestOnPeerWithoutVersions/")
+}
 
 // proxied puts a fault proxy between the rig's engine and its peer. The
 // EHR client makes one attempt per call, so each armed fault fails a call.
@@ -341,6 +349,7 @@ func (r *rig) proxiedWith(t *testing.T, po faultproxy.Options, eo ehr.Options) *
 // content, learns the version and goes on: no conflict, nothing stuck. The
 // same holds when the program changed the goal again before that attempt.
 func TestLostReplyOnAnUpdateIsRecognisedAsOurs(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.conn.Plan.Bundles = "none" // one If-Match PUT per resource
@@ -413,6 +422,7 @@ func makeDue(t *testing.T, r *rig) {
 // adapter waits out CreateSettle before creating again, so the late create
 // is found, not duplicated.
 func TestLostCreateIsNotRepeatedWhileItMayStillLand(t *testing.T) {
+	t.Parallel()
 	r := newEpicSiteCodedRig(t)
 	ctx := t.Context()
 	clock := time.Now()
@@ -474,6 +484,7 @@ func TestLostCreateIsNotRepeatedWhileItMayStillLand(t *testing.T) {
 // late write is the adapter's own), and the next push writes the program's
 // content again.
 func TestPullRepairsWhatTheEHRDoesNotHoldAsWritten(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.conn.Plan.Bundles = "none" // one conditional PUT per resource
@@ -547,6 +558,7 @@ func TestPullRepairsWhatTheEHRDoesNotHoldAsWritten(t *testing.T) {
 // status and later sets it back, so the goal holds exactly what the adapter
 // once wrote. That is the clinician's change, not the adapter's echo.
 func TestAClinicianSettingAGoalBackIsNotAnEcho(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.pushAll(t)
@@ -569,6 +581,7 @@ func TestAClinicianSettingAGoalBackIsNotAnEcho(t *testing.T) {
 // is synced. Each side changed its own field: both are kept, and no
 // conflict is recorded. Only a field both sides changed is a conflict.
 func TestDifferentFieldsChangedOnEachSideAreNoConflict(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.pushAll(t)
@@ -638,6 +651,7 @@ func (g *goalUpdates) Update(ctx context.Context, t, target string, body []byte,
 // clinician's change in the EHR, if only until the next push); it writes
 // the new content once.
 func TestPushDoesNotWriteAGoalOlderThanTheClient(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.conn.Plan.Bundles = "none"
@@ -669,6 +683,7 @@ func TestPushDoesNotWriteAGoalOlderThanTheClient(t *testing.T) {
 // was sent) and the program's edit is kept and written again, never taken
 // back into the store as a clinician's change.
 func TestLateFirstWriteDoesNotRevertAnEdit(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.conn.Plan.Bundles = "none"
@@ -815,6 +830,7 @@ func (g *goalWrites) Update(ctx context.Context, t, target string, body []byte, 
 // push (seen in the five-minute soak: a clinician's on-hold replaced by
 // active for some seconds).
 func TestAStaleCopyIsNotWrittenAfterAMergeFoundNothingToDo(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.conn.Plan.Bundles = "none"
@@ -877,6 +893,7 @@ func TestAStaleCopyIsNotWrittenAfterAMergeFoundNothingToDo(t *testing.T) {
 // merged, and never overwritten by the next push (seen in the five-minute
 // soak: a clinician's on-hold replaced by active).
 func TestAClinicianSettingAGoalBackToAnUnansweredWriteIsNotAnEcho(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.conn.Plan.Bundles = "none"
@@ -921,6 +938,7 @@ func TestAClinicianSettingAGoalBackToAnUnansweredWriteIsNotAnEcho(t *testing.T) 
 // late (seen in the four-replica scenario: a clinician's active replaced by
 // completed for good).
 func TestAClinicianSettingAGoalBackToALostFirstWriteIsNotAnEcho(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.conn.Plan.Bundles = "none"
@@ -959,6 +977,7 @@ func TestAClinicianSettingAGoalBackToALostFirstWriteIsNotAnEcho(t *testing.T) {
 // later would pass for a clinician's change (seen with four replicas as a
 // false conflict on a CarePlan).
 func TestAWriterKeepsAttemptsAnotherWorkerRecorded(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.conn.Plan.Bundles = "none"
@@ -999,6 +1018,7 @@ func TestAWriterKeepsAttemptsAnotherWorkerRecorded(t *testing.T) {
 // recorded as a clinician's change (seen as false conflicts on CarePlans
 // in the long runs).
 func TestAPlanReferringToAGoalWithoutAnIDIsNoConflict(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.conn.Plan.Bundles = "none"
@@ -1039,6 +1059,7 @@ func TestAPlanReferringToAGoalWithoutAnIDIsNoConflict(t *testing.T) {
 // a conditional PUT without If-Match would overwrite the clinician's
 // change (seen once in the five-minute soak).
 func TestNoBlindWriteOverAVersionTheLedgerDoesNotKnow(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		bundles string
@@ -1129,6 +1150,7 @@ func (g *goalSearches) Search(ctx context.Context, t string, q url.Values) ([]eh
 // until the client's next push (seen in the five-minute soak: a
 // clinician's on-hold replaced by completed for 2.5 s).
 func TestAStaleCopyIsNotWrittenOverAVersionAPullJustMerged(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, bundles string
 		// searched: the ledger has no id for the goal (a first write's
@@ -1263,6 +1285,7 @@ func (r *rig) statusesSince(t *testing.T, k mappings.Key, version string) []stri
 // and, when the adapter's own next edit was what the held request
 // overwrote, that edit reverted in the store as a clinician's change).
 func TestALateFirstWriteDoesNotOverwriteWhatCameAfter(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, bundles string
 		held          faultproxy.Match
@@ -1357,6 +1380,7 @@ func (s *syncBuffer) String() string {
 // while it may still land (CreateSettle): a retry of it could create the
 // goal, a clinician edit it, and the held copy then undo the edit.
 func TestAFirstGoalWriteIsNotRepeatedWhileItMayStillLand(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	clock := time.Now()
@@ -1455,6 +1479,7 @@ func goalWritesAnswered(t *testing.T, log string) int {
 // without a conflict or a merge that undoes it (seen in the soak as a false
 // conflict on a CarePlan).
 func TestTheSameWriteLandingTwiceIsStillOurs(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.conn.Plan.Bundles = "none"
@@ -1497,6 +1522,7 @@ func TestTheSameWriteLandingTwiceIsStillOurs(t *testing.T) {
 // and no merge that would undo the edit (seen in the soak as a false
 // conflict on a CarePlan).
 func TestALostWriteLookedAtLateIsStillOurs(t *testing.T) {
+	t.Parallel()
 	for _, pullFirst := range []bool{false, true} {
 		name := "push"
 		if pullFirst {

@@ -244,6 +244,7 @@ func (r *rig) writtenTypes() []string {
 // pass that writes nothing writes no Provenance; a changed record gets a
 // second one for its new version.
 func TestProvenanceForEachWrite(t *testing.T) {
+	t.Parallel()
 	for _, bundles := range []string{"transaction", "none"} {
 		t.Run(bundles, func(t *testing.T) {
 			r := newRig(t, "")
@@ -305,6 +306,7 @@ func TestProvenanceForEachWrite(t *testing.T) {
 // after every resource was written, and its retry writes no resource
 // again.
 func TestNoDuplicateProvenanceAfterLostReplies(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, bundles string
 		lose          faultproxy.Match
@@ -372,6 +374,7 @@ func (r *rig) saveOne(t *testing.T, c *ips.Client) error {
 // whose answer was lost is found by that search, not made twice. Nothing
 // undeclared is sent.
 func TestOracleModeProvenance(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, filepath.Join("..", "..", "testdata", "ehr-capabilities", "oracle-health-millennium-r4-2026-08.json"))
 	ctx := t.Context()
 	clock := time.Now()
@@ -427,6 +430,7 @@ func TestOracleModeProvenance(t *testing.T) {
 // TestEpicModeSendsNoProvenance: Epic declares Provenance read only, so a
 // sync acting out its statement sends no Provenance at all.
 func TestEpicModeSendsNoProvenance(t *testing.T) {
+	t.Parallel()
 	for _, siteCoded := range []bool{false, true} {
 		var r *rig
 		if siteCoded {

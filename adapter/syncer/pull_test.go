@@ -39,6 +39,7 @@ func (r *rig) clinicianEdits(t *testing.T, k mappings.Key, edit func(g map[strin
 func versionOf(g map[string]any) string { return g["meta"].(map[string]any)["versionId"].(string) }
 
 func TestClinicianGoalChangeComesBackAndIsNotEchoed(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.enqueueAll(t)
@@ -91,6 +92,7 @@ func TestClinicianGoalChangeComesBackAndIsNotEchoed(t *testing.T) {
 }
 
 func TestBothSidesChangedIsAConflictWithTheConfiguredWinner(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.enqueueAll(t)
@@ -152,6 +154,7 @@ func referral(status, intent string, coded bool, subject, authored string, perfo
 // rehabilitation agency, an order addressed to that agency, a completed
 // request and an unrelated order take in nobody.
 func TestReferralMakesAReferredClientOnce(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.conn.PatientSystem = "https://ehr.example/Patient"
@@ -205,6 +208,7 @@ func TestReferralMakesAReferredClientOnce(t *testing.T) {
 // client is referred again on the new date, and the pull counts a
 // re-referral. Taken in once.
 func TestReferralOfAClosedClientOpensANewEpisode(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	c := &ips.Client{ID: "c-closed", Patient: ips.Identifier{System: "https://ehr.example/mrn", Value: "MRN-CLOSED-5"},
@@ -251,6 +255,7 @@ func asList(v any) []any {
 // Observation in the EHR; the next push of that job meets 412, records a
 // conflict, and writes the IPS content (job data is the IPS side's).
 func TestStaleIPSOwnedResourceIsAConflictTheIPSSideWins(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.enqueueAll(t)
@@ -278,6 +283,7 @@ func TestStaleIPSOwnedResourceIsAConflictTheIPSSideWins(t *testing.T) {
 // patient who is already in the program (its records were pushed); no second
 // client appears.
 func TestReferralForAnEnrolledClientDoesNotEnrollAgain(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.conn.PatientSystem = "https://ehr.example/Patient"
@@ -326,6 +332,7 @@ func TestReferralForAnEnrolledClientDoesNotEnrollAgain(t *testing.T) {
 // program (imported, never pushed to this EHR) is referred in the EHR; the
 // store knows the patient, so no second client appears.
 func TestReferralForAnUnpushedClientDoesNotEnroll(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	c := &ips.Client{ID: "c-unpushed", EnrolledOn: ips.MustDate("2026-10-01"),

@@ -49,15 +49,16 @@ func (r *rig) refused(status string) []string {
 	return out
 }
 
-// storeUnderTest says which store the integration tests use:
-// IPSFHIR_TEST_SYNC_STORE=postgres runs them on PostgreSQL (with
-// IPSFHIR_TEST_POSTGRES_DSN); TestOnPostgres does that for the main cases.
-var storeUnderTest = "sqlite"
+// onPostgres reports whether t runs under TestOnPostgres, which runs the
+// main cases on the PostgreSQL store (IPSFHIR_TEST_POSTGRES_DSN); the rest
+// run on SQLite. Tests run in parallel, so the choice is the test's name,
+// not a variable.
+func onPostgres(t *testing.T) bool { return strings.HasPrefix(t.Name(), "TestOnPostgres/") }
 
 func openTestStore(t *testing.T) store.Store {
 	t.Helper()
 	ctx := t.Context()
-	if storeUnderTest == "postgres" {
+	if onPostgres(t) {
 		st, err := postgres.Open(ctx, storetest.PostgresDSN(t))
 		if err != nil {
 			t.Fatal(err)
@@ -75,10 +76,8 @@ func openTestStore(t *testing.T) store.Store {
 
 // TestOnPostgres runs the main integration cases with the PostgreSQL store.
 func TestOnPostgres(t *testing.T) {
+	t.Parallel()
 	storetest.PostgresServer(t) // skips without a server
-
-	storeUnderTest = "postgres"
-	defer func() { storeUnderTest = "sqlite" }()
 	t.Run("FullSync", TestFullSyncWritesEachRecordOnceThenNothing)
 	t.Run("EpicMode", TestEpicModeWritesOnlyWhatEpicDeclares)
 	t.Run("ClinicianChange", TestClinicianGoalChangeComesBackAndIsNotEchoed)
@@ -98,7 +97,7 @@ func newRigWith(t *testing.T, po peer.Options, edit ...func(*ips.Caseload)) *rig
 	ctx := t.Context()
 	peerLog := &telemetrytest.Buffer{}
 	po.Stderr = peerLog
-	po.NoVersionHeaders = po.NoVersionHeaders || peerWithoutVersions
+	po.NoVersionHeaders = po.NoVersionHeaders || onPeerWithoutVersions(t)
 	srv := peer.StartForTest(t, po)
 	c, err := ehr.New(ehr.Options{BaseURL: srv.BaseURL, Connection: "clinic"})
 	if err != nil {
@@ -194,6 +193,7 @@ func consenting(cl *ips.Caseload) []*ips.Client {
 }
 
 func TestFullSyncWritesEachRecordOnceThenNothing(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.enqueueAll(t)
@@ -279,6 +279,7 @@ func TestFullSyncWritesEachRecordOnceThenNothing(t *testing.T) {
 }
 
 func TestEpicModeWritesOnlyWhatEpicDeclares(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, filepath.Join("..", "..", "testdata", "ehr-capabilities", "epic-r4-sandbox-2026-07.json"))
 	ctx := t.Context()
 	r.enqueueAll(t)
@@ -346,6 +347,7 @@ func newEpicSiteCodedRig(t *testing.T) *rig {
 }
 
 func TestEpicModeWithASiteCodeWritesEmploymentStatus(t *testing.T) {
+	t.Parallel()
 	r := newEpicSiteCodedRig(t)
 	ctx := t.Context()
 	flowsheet := epicFlowsheet
@@ -378,6 +380,7 @@ func TestEpicModeWithASiteCodeWritesEmploymentStatus(t *testing.T) {
 }
 
 func TestParallelWorkersWriteEachRecordOnce(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	r.enqueueAll(t)
 	var last PushSummary
@@ -404,6 +407,7 @@ func TestParallelWorkersWriteEachRecordOnce(t *testing.T) {
 // in once per client, found again by patient, updated in place, and nothing
 // undeclared is sent.
 func TestOracleModeSync(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, filepath.Join("..", "..", "testdata", "ehr-capabilities", "oracle-health-millennium-r4-2026-08.json"))
 	ctx := t.Context()
 	if r.conn.Plan.Bundles != "batch" || r.conn.Plan.Type("DocumentReference").Idempotency != plan.SearchByPatient {

@@ -67,6 +67,7 @@ func referrerTaskSeed(t *testing.T) string {
 // enforces Epic's statement: nothing answered 405), and a push with the
 // same answer sends nothing.
 func TestReferralsAreAnsweredOnTheReferrersTask(t *testing.T) {
+	t.Parallel()
 	r := newRigWith(t, peer.Options{Seed: referrerTaskSeed(t), Capability: filepath.Join("..", "..", "testdata", "ehr-capabilities", "epic-r4-sandbox-2026-07.json")})
 	ctx := t.Context()
 	if cp := r.conn.Plan.Concept(plan.ReferralLoop); cp.Path != plan.Native || !r.conn.Plan.AnswersReferrerTasks() || !strings.Contains(cp.Why, "referrer's own Task") {

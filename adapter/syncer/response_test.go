@@ -25,6 +25,7 @@ var questionnaireOnly = filepath.Join("testdata", "questionnaire-only-capability
 // one when the plan changes (the EHR cannot update them), and nothing the
 // statement does not declare.
 func TestQuestionnaireOnlyEHRGetsThePlanAsResponses(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, questionnaireOnly)
 	ctx := t.Context()
 	if cp := r.conn.Plan.Concept(plan.ChartNote); cp.Path != plan.Native || cp.ResourceType != "QuestionnaireResponse" {
@@ -150,6 +151,7 @@ func answers(t *testing.T, raw json.RawMessage, linkID, want string) bool {
 // also updates QuestionnaireResponses, each client has one, updated when
 // the plan changes.
 func TestQuestionnaireResponseUpdatedInPlaceWhereTheEHRAllows(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile(questionnaireOnly)
 	if err != nil {
 		t.Fatal(err)

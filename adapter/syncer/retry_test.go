@@ -13,6 +13,7 @@ import (
 // from Initial up to Max, spread by at most ±Jitter; an EHR's Retry-After
 // lengthens a delay and never shortens it.
 func TestRetryScheduleDoublesWithJitterAndHonoursRetryAfter(t *testing.T) {
+	t.Parallel()
 	r := RetrySchedule{Initial: 10 * time.Second, Max: time.Minute, Jitter: 0.2}
 	for attempt, base := range map[int]time.Duration{1: 10 * time.Second, 2: 20 * time.Second, 3: 40 * time.Second, 4: time.Minute, 9: time.Minute} {
 		lo, hi := time.Duration(float64(base)*0.8), time.Duration(float64(base)*1.2)
@@ -43,6 +44,7 @@ func TestRetryScheduleDoublesWithJitterAndHonoursRetryAfter(t *testing.T) {
 // operation, a kind and the status, never the socket addresses a transport
 // error quotes, so items that failed the same way read the same.
 func TestFailureReasonsGroup(t *testing.T) {
+	t.Parallel()
 	reset := func(port int) error {
 		return &ehr.Error{Op: "update Goal", Kind: ehr.KindTransient, Attempts: 3,
 			Err: &net.OpError{Op: "read", Net: "tcp", Source: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port},

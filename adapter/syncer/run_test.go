@@ -176,6 +176,7 @@ func fail500(w http.ResponseWriter) {
 // answers 500 keeps being retried on backoff and becomes ready when it
 // recovers, and meanwhile another connection connects and pushes.
 func TestRunnerRetriesConnectUntilTheEHRRecovers(t *testing.T) {
+	t.Parallel()
 	rr := newRunRig(t, 3)
 	var down atomic.Bool
 	down.Store(true)
@@ -245,6 +246,7 @@ func TestRunnerRetriesConnectUntilTheEHRRecovers(t *testing.T) {
 // TestRunnerFailingPullDoesNotStopPushes: an EHR that refuses the
 // referral search fails every pull, and pushes go on regardless.
 func TestRunnerFailingPullDoesNotStopPushes(t *testing.T) {
+	t.Parallel()
 	rr := newRunRig(t, 3)
 	var refusals atomic.Int32
 	base := rr.proxy(t, func(w http.ResponseWriter, req *http.Request) bool {
@@ -303,6 +305,7 @@ func TestRunnerFailingPullDoesNotStopPushes(t *testing.T) {
 // out a long backoff, one whose EHR holds /metadata unanswered, and one
 // between passes, and Run returns.
 func TestRunnerStopsWhenTheContextEnds(t *testing.T) {
+	t.Parallel()
 	rr := newRunRig(t, 1)
 	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { <-req.Context().Done() }))
 	defer hang.Close()
@@ -336,6 +339,7 @@ func TestRunnerStopsWhenTheContextEnds(t *testing.T) {
 // TestRunnerOnce: one pass connects each connection a few times at most,
 // gives up on the dead one, and pulls and pushes the healthy one.
 func TestRunnerOnce(t *testing.T) {
+	t.Parallel()
 	rr := newRunRig(t, 2)
 	rr.enqueue(t, "clinic", "dead")
 	e := rr.engine()
@@ -386,6 +390,7 @@ func TestRunnerOnce(t *testing.T) {
 }
 
 func TestReason(t *testing.T) {
+	t.Parallel()
 	timeout := &url.Error{Op: "Get", URL: "x", Err: context.DeadlineExceeded}
 	for _, tc := range []struct {
 		err  error

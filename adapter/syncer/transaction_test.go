@@ -61,6 +61,7 @@ func (c *countingEHR) Transaction(ctx context.Context, bundle []byte, idempotent
 // transaction and conditional update, each client's changed resources go in
 // one Bundle, every record exactly once; a second pass sends nothing.
 func TestFullModePushesEachClientInOneTransaction(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	if r.conn.Plan.Bundles != "transaction" {
@@ -119,6 +120,7 @@ func TestFullModePushesEachClientInOneTransaction(t *testing.T) {
 // Bundle, the engine pushes one by one, records the conflict (IPS wins) and
 // writes the other change too.
 func TestStaleResourceInATransactionFallsBackToSingleWrites(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	cnt := &countingEHR{EHR: r.conn.EHR}
@@ -156,6 +158,7 @@ func TestStaleResourceInATransactionFallsBackToSingleWrites(t *testing.T) {
 // written first and the plan then refers to them by the ids the EHR gave,
 // never by a Bundle-only urn:uuid.
 func TestSingleWritesReferToGoalsTheEHRStored(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.conn.Plan.Bundles = "none" // an EHR with conditional update but no transaction
@@ -187,6 +190,7 @@ func TestSingleWritesReferToGoalsTheEHRStored(t *testing.T) {
 // searched for first); a later change to resources the EHR already holds
 // goes as one batch of PUT Type/id, updated in place.
 func TestOracleModeBatchesUpdates(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, filepath.Join("..", "..", "testdata", "ehr-capabilities", "oracle-health-millennium-r4-2026-08.json"))
 	ctx := t.Context()
 	meta, err := r.client.Metadata(ctx)

@@ -108,6 +108,7 @@ func refOf(v any) string {
 // the lookup is stale and the clinic has a new treatment plan, exactly that
 // client's plan is written again, linked to it.
 func TestIPSPlanIsPartOfTheTreatmentPlan(t *testing.T) {
+	t.Parallel()
 	seed, who := treatmentPlanSeed(t)
 	r := newRigWith(t, peer.Options{Seed: seed})
 	ctx := t.Context()
@@ -201,6 +202,7 @@ func TestIPSPlanIsPartOfTheTreatmentPlan(t *testing.T) {
 // author, by name; nothing either EHR does not declare is sent; a second
 // push writes nothing.
 func TestChartNoteRelatesToTheTreatmentPlan(t *testing.T) {
+	t.Parallel()
 	for name, file := range map[string]string{"epic": "epic-r4-sandbox-2026-07.json", "oracle": "oracle-health-millennium-r4-2026-08.json"} {
 		t.Run(name, func(t *testing.T) {
 			seed, who := treatmentPlanSeed(t)
@@ -301,6 +303,7 @@ func mustSearch(t *testing.T, r *rig, typ string) [][]byte {
 // writes it again; a reference a clinician removes is not put back until
 // the goals change, and then only what is missing is added.
 func TestGoalsAreAddedToTheTreatmentPlan(t *testing.T) {
+	t.Parallel()
 	seed, who := treatmentPlanSeed(t)
 	r := newRigWith(t, peer.Options{Seed: seed})
 	ctx := t.Context()
@@ -420,6 +423,7 @@ func TestGoalsAreAddedToTheTreatmentPlan(t *testing.T) {
 // for the treatment plan fails, everything is still written (without the
 // link), and the client's next push searches again and links it.
 func TestTreatmentPlanSearchFailureDoesNotHoldThePushBack(t *testing.T) {
+	t.Parallel()
 	seed, who := treatmentPlanSeed(t)
 	r := newRigWith(t, peer.Options{Seed: seed})
 	ctx := t.Context()
@@ -447,6 +451,7 @@ func TestTreatmentPlanSearchFailureDoesNotHoldThePushBack(t *testing.T) {
 // treatment plan is applied but its answer is lost; the retry reads the
 // plan, finds the goals there and adds nothing twice.
 func TestGoalsAddedOnceAfterALostAnswer(t *testing.T) {
+	t.Parallel()
 	seed, who := treatmentPlanSeed(t)
 	r := newRigWith(t, peer.Options{Seed: seed})
 	ctx := t.Context()
