@@ -15,6 +15,7 @@ import (
 // older than audit.retention at once, keeps newer ones, and stops with
 // its context.
 func TestPruneAuditKeepsTheRetention(t *testing.T) {
+	t.Parallel()
 	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "ips.db"))
 	if err != nil {
 		t.Fatal(err)

@@ -36,6 +36,7 @@ func checkLine(t *testing.T, out, id string) string {
 }
 
 func TestCheckOffline(t *testing.T) {
+	t.Parallel()
 	code, out, stderr := ipsfhir(t, "", "check", "--capability-statement", epicStatement)
 	if code != exitOK {
 		t.Fatalf("Epic: exit %d, want 0 (nothing blocks sync)\n%s%s", code, out, stderr)
@@ -108,6 +109,7 @@ func TestCheckOffline(t *testing.T) {
 }
 
 func TestCheckNotR4IsExit1(t *testing.T) {
+	t.Parallel()
 	f := filepath.Join(t.TempDir(), "stu3.json")
 	if err := os.WriteFile(f, []byte(`{"resourceType":"CapabilityStatement","fhirVersion":"3.0.2","format":["json"],"rest":[{"mode":"server"}]}`), 0o644); err != nil {
 		t.Fatal(err)
@@ -167,6 +169,7 @@ func TestCheckUsageErrors(t *testing.T) {
 }
 
 func TestCheckHelp(t *testing.T) {
+	t.Parallel()
 	code, out, _ := ipsfhir(t, "", "check", "--help")
 	if code != exitOK {
 		t.Fatalf("--help: exit %d", code)
@@ -185,6 +188,7 @@ func TestCheckHelp(t *testing.T) {
 // TestCheckLive runs the command against the peer: a configured connection
 // with write tests, and SMART Backend Services given by flags.
 func TestCheckLive(t *testing.T) {
+	t.Parallel()
 	srv := peer.StartForTest(t, peer.Options{Args: []string{"--quiet"}})
 	c, err := ehr.New(ehr.Options{BaseURL: srv.BaseURL})
 	if err != nil {

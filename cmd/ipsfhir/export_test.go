@@ -15,6 +15,7 @@ import (
 // by default, every line valid, only consenting clients, a manifest; the
 // program's identified copy on request; clear refusals.
 func TestExportCommand(t *testing.T) {
+	t.Parallel()
 	cfg := reportStore(t, "riverside-ips", "consent: {hie: true}\nexport: {pseudonymKey: {file: pseudonym.key}}\n")
 	if err := os.WriteFile(filepath.Join(filepath.Dir(cfg), "pseudonym.key"), []byte(strings.Repeat("p", 48)), 0o600); err != nil {
 		t.Fatal(err)
@@ -104,6 +105,7 @@ func TestExportCommand(t *testing.T) {
 // pseudonyms every time; an hie key's name gives that key's scope (its
 // pseudonymScope when set), so keys configured into one scope share them.
 func TestExportRecipients(t *testing.T) {
+	t.Parallel()
 	sum := func(k string) string { s := sha256.Sum256([]byte(k)); return hex.EncodeToString(s[:]) }
 	cfg := reportStore(t, "riverside-ips", "consent: {hie: true}\nexport: {pseudonymKey: {file: pseudonym.key}}\napiKeys:\n"+
 		"  - {name: state-hie, role: hie, sha256: "+sum("a")+", pseudonymScope: regional}\n"+

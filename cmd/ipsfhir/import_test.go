@@ -66,6 +66,7 @@ func patientValues(t *testing.T) []string {
 }
 
 func TestImportSample(t *testing.T) {
+	t.Parallel()
 	cfg, db := importConfig(t, "")
 	sample := repoFile("testdata", "caseload-sample.json")
 
@@ -159,6 +160,7 @@ func TestImportSample(t *testing.T) {
 }
 
 func TestImportBrokenCaseloadStoresNothing(t *testing.T) {
+	t.Parallel()
 	cfg, db := importConfig(t, "")
 	broken := repoFile("testdata", "caseload-invalid", "several-problems.json")
 	code, stdout, stderr := ipsfhir(t, "", "import", "--config", cfg, broken)
@@ -209,6 +211,7 @@ func TestImportBrokenCaseloadStoresNothing(t *testing.T) {
 }
 
 func TestImportBadConfig(t *testing.T) {
+	t.Parallel()
 	sample := repoFile("testdata", "caseload-sample.json")
 	cfg, db := importConfig(t, `  - {name: clinic-c, fhirBaseUrl: "http://ehr.example.org/fhir", auth: {tpye: bearer, token: sk-PLANTED-SECRET}}
 sync: {workers: two}
@@ -241,6 +244,7 @@ sync: {workers: two}
 }
 
 func TestImportUsage(t *testing.T) {
+	t.Parallel()
 	code, stdout, _ := ipsfhir(t, "", "import", "--help")
 	if code != exitOK || !strings.Contains(stdout, "Usage: ipsfhir import") || !strings.Contains(stdout, "--config") {
 		t.Errorf("import --help: exit %d\n%s", code, stdout)
@@ -298,6 +302,7 @@ connections:
 // escape and a NUL) is refused whole, every such string named by its path,
 // and nothing is stored: not the broken client, not the valid one beside it.
 func TestImportRefusesInvalidText(t *testing.T) {
+	t.Parallel()
 	cfg, db := importConfig(t, "")
 	file := repoFile("testdata", "caseload-invalid", "invalid-text.json")
 	code, stdout, stderr := ipsfhir(t, "", "import", "--config", cfg, file)

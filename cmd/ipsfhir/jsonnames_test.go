@@ -46,6 +46,7 @@ func wantLowerCamel(t *testing.T, what string, doc []byte, ex jsoncase.Exempt) {
 // lowerCamel JSON name. It finds a field left without a json tag even
 // where no test output holds a value for it.
 func TestJSONNamesOfTypes(t *testing.T) {
+	t.Parallel()
 	for _, p := range jsoncase.CheckTypes(
 		passSummary{}, importSummary{}, readiness{}, // sync --once --json, import --json, /readyz
 		check.Report{},                                            // check --json
@@ -63,6 +64,7 @@ func TestJSONNamesOfTypes(t *testing.T) {
 // the service it can (with data in the maps and lists: failures, dead
 // letters, a conflict, a failing connection) and checks the names in each.
 func TestJSONOutputsAreLowerCamel(t *testing.T) {
+	t.Parallel()
 	srv := peer.StartForTest(t, peer.Options{Args: []string{"--quiet"}})
 	dir := t.TempDir()
 	keyOf := func(k string) string { s := sha256.Sum256([]byte(k)); return hex.EncodeToString(s[:]) }

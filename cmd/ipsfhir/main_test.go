@@ -30,6 +30,7 @@ func repoFile(parts ...string) string {
 }
 
 func TestMapSampleValidatesAndReadsBack(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	bundle := filepath.Join(dir, "bundle.json")
 	sample := repoFile("testdata", "caseload-sample.json")
@@ -64,6 +65,7 @@ func TestMapSampleValidatesAndReadsBack(t *testing.T) {
 }
 
 func TestMapBadCaseloadWritesNothing(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	out := filepath.Join(dir, "bundle.json")
 	if err := os.WriteFile(out, []byte("previous content"), 0o644); err != nil {
@@ -114,6 +116,7 @@ func TestMapBadCaseloadWritesNothing(t *testing.T) {
 }
 
 func TestMapFromStdinToStdout(t *testing.T) {
+	t.Parallel()
 	doc := `{"clients":[{"id":"c1","patient":{"system":"s","value":"v"},"enrolledOn":"2026-01-05"}]}`
 	code, stdout, stderr := ipsfhir(t, doc, "map", "--in", "-")
 	if code != exitOK {
@@ -126,6 +129,7 @@ func TestMapFromStdinToStdout(t *testing.T) {
 }
 
 func TestValidateExitCodesAndOutcome(t *testing.T) {
+	t.Parallel()
 	valid := repoFile("testdata", "golden", "goal-active.json")
 	invalids, _ := filepath.Glob(repoFile("testdata", "fhir", "invalid", "*.json"))
 	if len(invalids) == 0 {
@@ -166,6 +170,7 @@ func TestValidateExitCodesAndOutcome(t *testing.T) {
 // breaks ips-employment-status's own v3 pattern: two issues, each naming the
 // profile that states its rule.
 func TestValidateInheritedBinding(t *testing.T) {
+	t.Parallel()
 	file := repoFile("testdata", "fhir", "invalid", "employment-status-snomed-only.json")
 	code, stdout, stderr := ipsfhir(t, "", "validate", file)
 	if code != exitFindings || !strings.Contains(stderr, "invalid (2 errors)") {
@@ -201,6 +206,7 @@ func TestValidateInheritedBinding(t *testing.T) {
 // inherits; one whose Device acts on no one's behalf breaks US Core's
 // provenance-1.
 func TestValidateProvenance(t *testing.T) {
+	t.Parallel()
 	for _, name := range []string{"provenance.json", "provenance-transaction.json"} {
 		if code, stdout, stderr := ipsfhir(t, "", "validate", repoFile("testdata", "golden", name)); code != exitOK || stdout != "" || !strings.HasSuffix(stderr, ": valid\n") {
 			t.Errorf("%s: exit %d\n%s\n%s", name, code, stderr, stdout)
@@ -215,6 +221,7 @@ func TestValidateProvenance(t *testing.T) {
 // TestValidateMustSupport: --must-support lists what a resource leaves out,
 // as information that does not make it invalid.
 func TestValidateMustSupport(t *testing.T) {
+	t.Parallel()
 	note := repoFile("testdata", "golden", "plan-note.json")
 	if code, stdout, stderr := ipsfhir(t, "", "validate", note); code != exitOK || stdout != "" || !strings.HasSuffix(stderr, ": valid\n") {
 		t.Errorf("without the flag: exit %d\n%s\n%s", code, stderr, stdout)
@@ -231,6 +238,7 @@ func TestValidateMustSupport(t *testing.T) {
 // TestValidateNDJSON: Bulk Data output is checked line by line, each line
 // named by its number.
 func TestValidateNDJSON(t *testing.T) {
+	t.Parallel()
 	var lines []string
 	for _, f := range []string{repoFile("testdata", "golden", "goal-active.json"), repoFile("testdata", "fhir", "invalid", "careplan-no-subject.json")} {
 		data, err := os.ReadFile(f)
@@ -257,6 +265,7 @@ func TestValidateNDJSON(t *testing.T) {
 }
 
 func TestHelpAndUsage(t *testing.T) {
+	t.Parallel()
 	for _, cmd := range []string{"demo", "map", "validate"} {
 		code, stdout, _ := ipsfhir(t, "", cmd, "--help")
 		if code != exitOK || !strings.Contains(stdout, "Usage: ipsfhir "+cmd) {
@@ -278,6 +287,7 @@ func TestHelpAndUsage(t *testing.T) {
 }
 
 func TestDemo(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	code, stdout, stderr := ipsfhir(t, "", "demo", "--out", dir, "--serve=false")
 	if code != exitOK {

@@ -98,6 +98,7 @@ func quoteAll(ss []string) []string {
 }
 
 func TestReportTable(t *testing.T) {
+	t.Parallel()
 	cfg := reportStore(t, "riverside-ips", "consent: {hie: true}\n"+keyed)
 	code, stdout, stderr := ipsfhir(t, "", "report", "--for", "hie", "--config", cfg, "--quarter", "2026Q3")
 	if code != exitOK || stderr != "" {
@@ -139,6 +140,7 @@ func TestReportTable(t *testing.T) {
 // broken down by specialist (an unkeyed code could be worked out from a
 // staff list), and a note says so; the program's figures are as with a key.
 func TestReportWithoutSpecialistKey(t *testing.T) {
+	t.Parallel()
 	cfg := reportStore(t, "riverside-ips", "consent: {hie: true}\n")
 	code, stdout, stderr := ipsfhir(t, "", "report", "--for", "hie", "--config", cfg, "--quarter", "2026Q3", "--threshold", "1")
 	if code != exitOK || !strings.Contains(stderr, "reports.specialistKey is not configured") {
@@ -192,6 +194,7 @@ func TestReportWithoutSpecialistKey(t *testing.T) {
 // (on stdout, nowhere else); they are the codes its reports carry, the same
 // every quarter, and another key gives other ones.
 func TestReportSpecialistCodes(t *testing.T) {
+	t.Parallel()
 	cfg := reportStore(t, "riverside-ips", "consent: {hie: true}\n"+keyed)
 	code, stdout, stderr := ipsfhir(t, "", "report", "--config", cfg, "--specialist-codes")
 	if code != exitOK {
@@ -242,6 +245,7 @@ func TestReportSpecialistCodes(t *testing.T) {
 }
 
 func TestReportJSONValidates(t *testing.T) {
+	t.Parallel()
 	cfg := reportStore(t, "riverside-ips", "consent: {hie: true}\n")
 	code, stdout, stderr := ipsfhir(t, "", "report", "--for", "hie", "--json", "--config", cfg, "--quarter", "2026Q3")
 	if code != exitOK {
@@ -339,6 +343,7 @@ func checkDEQM(t *testing.T, bundle []byte, n int) {
 }
 
 func TestReportTrend(t *testing.T) {
+	t.Parallel()
 	cfg := reportStore(t, "riverside-ips", "consent: {hie: true}\n")
 	dir := t.TempDir()
 	html, png := filepath.Join(dir, "trend.html"), filepath.Join(dir, "trend.png")
@@ -385,6 +390,7 @@ func TestReportTrend(t *testing.T) {
 }
 
 func TestStaleReview(t *testing.T) {
+	t.Parallel()
 	asOf := time.Date(2026, 10, 20, 9, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
 		date  string
@@ -398,6 +404,7 @@ func TestStaleReview(t *testing.T) {
 }
 
 func TestTrendQuarters(t *testing.T) {
+	t.Parallel()
 	q := outcomes.Quarter{Year: 2026, Q: 3}
 	client := func(enrolled string) *ips.Client { return &ips.Client{EnrolledOn: ips.MustDate(enrolled)} }
 	for _, tc := range []struct {
@@ -417,6 +424,7 @@ func TestTrendQuarters(t *testing.T) {
 }
 
 func TestReportAggregate(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	write := func(name, program, quarter string) string {
 		cfg := reportStore(t, program, "consent: {hie: true}\n")
@@ -534,6 +542,7 @@ func TestReportAggregate(t *testing.T) {
 }
 
 func TestReportUsage(t *testing.T) {
+	t.Parallel()
 	cfg := reportStore(t, "riverside-ips", "")
 	for _, tc := range []struct {
 		name string
@@ -559,6 +568,7 @@ func TestReportUsage(t *testing.T) {
 
 // report --help names every measure it reports.
 func TestReportHelpListsEveryMeasure(t *testing.T) {
+	t.Parallel()
 	code, stdout, stderr := ipsfhir(t, "", "report", "--help")
 	if code != exitOK {
 		t.Fatalf("--help: exit %d", code)
@@ -574,6 +584,7 @@ func TestReportHelpListsEveryMeasure(t *testing.T) {
 // outcomes, joins the FHIR Bundle as entered, and is refused when it is
 // another program's or incomplete.
 func TestReportFidelity(t *testing.T) {
+	t.Parallel()
 	review := repoFile("testdata", "fidelity", "review-good.json") // program ips-east-county, 104: Good
 	cfg := reportStore(t, "ips-east-county", "consent: {hie: true}\n")
 	code, stdout, stderr := ipsfhir(t, "", "report", "--config", cfg, "--quarter", "2026Q3", "--fidelity", review)
@@ -626,6 +637,7 @@ func TestReportFidelity(t *testing.T) {
 // TestReportThresholdFromConfig: reports.threshold sets the release
 // threshold (17 working is withheld under 20); --threshold overrides it.
 func TestReportThresholdFromConfig(t *testing.T) {
+	t.Parallel()
 	cfg := reportStore(t, "riverside-ips", "consent: {hie: true}\nreports: {threshold: 20}\n")
 	code, stdout, stderr := ipsfhir(t, "", "report", "--for", "hie", "--config", cfg, "--quarter", "2026Q3")
 	if code != exitOK {
@@ -655,6 +667,7 @@ func TestReportThresholdFromConfig(t *testing.T) {
 // TestReportNotForRelease: below the release threshold, the table, the page
 // and the chart all say NOT FOR RELEASE; at the configured 11 none does.
 func TestReportNotForRelease(t *testing.T) {
+	t.Parallel()
 	cfg := reportStore(t, "riverside-ips", "consent: {hie: true}\n"+keyed)
 	const mark = "NOT FOR RELEASE (threshold 5)"
 	render := func(args ...string) (table, page string, img image.Image) {
@@ -715,6 +728,7 @@ func TestReportNotForRelease(t *testing.T) {
 // --for hie counts the consenting clients only and withholds the
 // exclusion counts; what an HIE aggregates must be --for hie output.
 func TestReportForProgramAndHIE(t *testing.T) {
+	t.Parallel()
 	cfg := reportStore(t, "riverside-ips", keyed)
 	code, stdout, stderr := ipsfhir(t, "", "report", "--config", cfg, "--quarter", "2026Q3")
 	if code != exitOK {

@@ -22,6 +22,7 @@ import (
 // links, fullUrls and export URLs still name the address the service
 // listens on, so a client following them never takes its key elsewhere.
 func TestServeLinksIgnoreForgedHost(t *testing.T) {
+	t.Parallel()
 	const evil = "attacker.example"
 	dir := t.TempDir()
 	keyOf := func(k string) string { s := sha256.Sum256([]byte(k)); return hex.EncodeToString(s[:]) }
@@ -108,6 +109,7 @@ apiKeys:
 // with the same key); without, it is refused with a 400 that says to
 // search again; and a key too short stops serve.
 func TestServeCursorKeySurvivesRestart(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	sum := sha256.Sum256([]byte("spec-key"))
 	write := func(name, server string) string {

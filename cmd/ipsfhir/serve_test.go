@@ -30,6 +30,7 @@ import (
 )
 
 func TestServePushesWhatTheAPIStores(t *testing.T) {
+	t.Parallel()
 	srv := peer.StartForTest(t, peer.Options{Args: []string{"--quiet"}})
 	dir := t.TempDir()
 	sum := sha256.Sum256([]byte("spec-key"))
@@ -105,6 +106,7 @@ connections:
 // TestDemoSyncsToAnEHR runs the README's demo with --ehr against the peer:
 // the service comes up and the sample caseload reaches the EHR.
 func TestDemoSyncsToAnEHR(t *testing.T) {
+	t.Parallel()
 	srv := peer.StartForTest(t, peer.Options{Args: []string{"--quiet"}})
 	client, err := ehr.New(ehr.Options{BaseURL: srv.BaseURL})
 	if err != nil {
@@ -135,6 +137,7 @@ func TestDemoSyncsToAnEHR(t *testing.T) {
 }
 
 func TestServesJWKSForSMARTKeys(t *testing.T) {
+	t.Parallel()
 	cfg := config.Default()
 	cfg.Store.DSN = config.Value{Plain: filepath.Join(t.TempDir(), "ips.db")}
 	sys, err := wire(t.Context(), cfg, io.Discard, false)
@@ -162,6 +165,7 @@ func TestServesJWKSForSMARTKeys(t *testing.T) {
 // quarter's MeasureReports (and no records) for an HIE key, and a
 // de-identification key that cannot be read stops the service at start.
 func TestServeFHIRFacade(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	keyOf := func(k string) string { s := sha256.Sum256([]byte(k)); return hex.EncodeToString(s[:]) }
 	if err := os.WriteFile(filepath.Join(dir, "pseudonym.key"), []byte(strings.Repeat("k", 40)), 0o600); err != nil {
@@ -396,6 +400,7 @@ func getReadyz(t *testing.T, base string) (int, readyzBody, string) {
 // neither stops serve nor the other connection: the API and /readyz answer,
 // /readyz shows the dead one failing, and the live one gets its clients.
 func TestServeStaysUpWhileAnEHRIsDown(t *testing.T) {
+	t.Parallel()
 	srv := peer.StartForTest(t, peer.Options{Args: []string{"--quiet"}})
 	dir := t.TempDir()
 	keyOf := func(k string) string { s := sha256.Sum256([]byte(k)); return hex.EncodeToString(s[:]) }
@@ -498,6 +503,7 @@ connections:
 // TestReadyzIsAboutTheStore: /readyz is 200 while the store answers and
 // 503 once it does not, without a key, and says so in JSON.
 func TestReadyzIsAboutTheStore(t *testing.T) {
+	t.Parallel()
 	cfg := config.Default()
 	cfg.Store.DSN = config.Value{Plain: filepath.Join(t.TempDir(), "ips.db")}
 	sys, err := wire(t.Context(), cfg, io.Discard, false)
@@ -524,6 +530,7 @@ func TestReadyzIsAboutTheStore(t *testing.T) {
 // service says, once at start, that its MeasureReports are not broken down
 // by specialist, and serves them without that breakdown.
 func TestServeSaysWithoutSpecialistKey(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	sum := sha256.Sum256([]byte("hie-key"))
 	cfg := filepath.Join(dir, "ipsfhir.yaml")
@@ -559,6 +566,7 @@ func TestServeSaysWithoutSpecialistKey(t *testing.T) {
 // that cannot be read is unreadable input: serve and sync exit 2, as the
 // README says, naming the reference (never a value).
 func TestUnreadableSecretIsAUsageError(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "ipsfhir.yaml")
 	doc := "store: {driver: sqlite, dsn: ips.db}\nserver: {listen: \"127.0.0.1:0\"}\nconnections:\n" +
@@ -579,6 +587,7 @@ func TestUnreadableSecretIsAUsageError(t *testing.T) {
 // /api/v1 (preflights answered, the exact origin allowed, the statement
 // saying security.cors); another origin, and /admin, get no CORS headers.
 func TestServeAllowsConfiguredOrigins(t *testing.T) {
+	t.Parallel()
 	cfg := config.Default()
 	cfg.Store.DSN = config.Value{Plain: filepath.Join(t.TempDir(), "ips.db")}
 	cfg.Server.CORSOrigins = []string{"https://app.example.org"}

@@ -24,18 +24,6 @@ import (
 	"github.com/ipsfhir/ipsfhir/mappings"
 )
 
-// buildBinary compiles ipsfhir once per test, so the test can kill a real
-// process as an operator's crash would.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "ipsfhir")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // countIdentifiers counts, per business identifier of kind k, the resources
 // of type typ in the EHR.
 func countIdentifiers(t *testing.T, c *ehr.Client, typ, program string, k mappings.Kind) map[string]int {
@@ -130,6 +118,7 @@ connections:
 // TestConnectionEnabledLaterGetsTheWholeCaseload: clients imported while the
 // connection was disabled reach the EHR once it is enabled, exactly once.
 func TestConnectionEnabledLaterGetsTheWholeCaseload(t *testing.T) {
+	t.Parallel()
 	r := newSyncRigEnabled(t, 12, "", "1m", false)
 	out, err := exec.Command(r.bin, "sync", "--config", r.cfg, "--once", "--json").CombinedOutput()
 	if err != nil {
@@ -192,6 +181,7 @@ func (r *syncRig) wantExactlyOnce(t *testing.T) map[mappings.Kind]int {
 }
 
 func TestSyncKilledHalfwayConverges(t *testing.T) {
+	t.Parallel()
 	// A short lease, so the restart can take over the dead worker's items.
 	r := newSyncRig(t, 400, "", "1s")
 	bin, cfg, client := r.bin, r.cfg, r.client
@@ -241,6 +231,7 @@ func TestSyncKilledHalfwayConverges(t *testing.T) {
 // PostgreSQL database, as two replicas would: leases split the work and no
 // record is written twice.
 func TestTwoProcessesOnOnePostgres(t *testing.T) {
+	t.Parallel()
 	dsn := storetest.PostgresDSN(t)
 	// A lease longer than the run: each item is leased once, by one replica.
 	r := newSyncRig(t, 150, fmt.Sprintf("{driver: postgres, dsn: %q}", dsn), "5m")
@@ -279,6 +270,7 @@ func TestTwoProcessesOnOnePostgres(t *testing.T) {
 // --once pushes to the live one, ends with its failures grouped by reason
 // and the dead connection named with its reason, and exits 1.
 func TestSyncOnceWithADeadConnection(t *testing.T) {
+	t.Parallel()
 	srv := peer.StartForTest(t, peer.Options{Args: []string{"--quiet"}})
 	dir := t.TempDir()
 	cl := synth.Generate(rand.New(rand.NewPCG(9, 9)), 4)
@@ -375,6 +367,7 @@ connections:
 // TestSyncRunsUntilInterrupted: sync without --once runs the per-connection
 // workers until interrupted, and exits 0.
 func TestSyncRunsUntilInterrupted(t *testing.T) {
+	t.Parallel()
 	r := newSyncRig(t, 5, "", "1m")
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
