@@ -716,13 +716,19 @@ func TestForwarding(t *testing.T) {
 		ts := httptest.NewServer(h)
 		defer ts.Close()
 		defer h.Close()
-		r := c.call("POST", ts.URL+"/fhir/R4/Goal", goal("fwd-handler"))
+		// The handler serves the target's path (the peer's base path) on its own origin.
+		target, err := url.Parse(srv.BaseURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hbase := ts.URL + target.Path
+		r := c.call("POST", hbase+"/Goal", goal("fwd-handler"))
 		c.expect(r, 201, "create")
-		if loc := r.header.Get("Location"); !strings.HasPrefix(loc, ts.URL+"/fhir/R4/Goal/") {
+		if loc := r.header.Get("Location"); !strings.HasPrefix(loc, hbase+"/Goal/") {
 			t.Errorf("Location %q, want it under %s", loc, ts.URL)
 		}
 		rule := h.Once(faultproxy.Match{Method: "POST"}, faultproxy.KindLostReply)
-		if _, err := c.try(t.Context(), "POST", ts.URL+"/fhir/R4/Goal", goal("fwd-handler-lost")); err == nil {
+		if _, err := c.try(t.Context(), "POST", hbase+"/Goal", goal("fwd-handler-lost")); err == nil {
 			t.Error("lost-reply answered")
 		}
 		waitDone(t, rule)

@@ -907,8 +907,10 @@ class Policy {
   }
 }
 
+// tokenEndpoint is /auth/token beside the FHIR base: at the origin's root
+// for a server of its own, under /t/{id} for a tenant.
 function tokenEndpoint(base) {
-  return new URL('/auth/token', base).toString();
+  return `${base.slice(0, base.length - BASE_PATH.length)}/auth/token`;
 }
 
 // ---------------------------------------------------------------------------
@@ -1208,13 +1210,6 @@ async function main() {
         const tenant = tenants.get(m[1]);
         if (tenant) return tenant.serve(req, res, m[2] ?? '/');
         return send(res, 404, notFoundOutcome('No such tenant'));
-      }
-      if (path === '/auth/token') {
-        // Stateless, shared by every tenant (the token endpoint sits at the origin's root).
-        return readBody(req).then((raw) => {
-          const a = tokenResponse(req, req.method, raw);
-          send(res, a.status, a.body, a.headers);
-        }, () => send(res, 400, invalid('Unreadable body')));
       }
       const del = /^\/_tenants\/([0-9]+)$/.exec(path);
       if (del && req.method === 'DELETE') {
