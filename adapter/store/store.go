@@ -86,6 +86,17 @@ type Store interface {
 	// wrote asks for the record to be pushed again. A missing client is
 	// ignored.
 	Enqueue(ctx context.Context, connection, clientID string) error
+	// WatchOutbox returns a channel that is woken after a commit enqueued
+	// or made due an outbox item of connection (SaveClients, Enqueue,
+	// EnqueueAll, Replay, SeedConnections), so that a push worker need not
+	// wait for its next poll. It is woken until ctx ends and never closed.
+	// Wakes coalesce (the channel holds at most one) and may be spurious;
+	// a wake may also be missed (the PostgreSQL listener is reconnecting;
+	// another process wrote a SQLite file), so a worker still polls, less
+	// often. SQLite wakes watchers of the same Store; PostgreSQL wakes
+	// every Store on the same database and schema (replicas wake each
+	// other) through NOTIFY.
+	WatchOutbox(ctx context.Context, connection string) <-chan struct{}
 	// EnqueueAll queues every client for a connection (a full reconcile),
 	// leaving items already pending as they are; it returns how many it
 	// queued.

@@ -241,8 +241,10 @@ func (s *Store) Replay(ctx context.Context, id int64) error {
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, enqueueSQL, conn, clientID)
-		return err
+		if _, err = tx.Exec(ctx, enqueueSQL, conn, clientID); err != nil {
+			return err
+		}
+		return s.notify(ctx, tx, conn)
 	})
 }
 
@@ -276,6 +278,9 @@ func (s *Store) SeedConnections(ctx context.Context, enabled []string) (map[stri
 			if out[c], err = enqueueAll(ctx, tx, c); err != nil {
 				return err
 			}
+			if err := s.notify(ctx, tx, c); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -292,8 +297,10 @@ func (s *Store) EnqueueAll(ctx context.Context, connection string) (int, error) 
 	}
 	var n int
 	err := s.write(ctx, "enqueue all", func(tx pgx.Tx) (err error) {
-		n, err = enqueueAll(ctx, tx, connection)
-		return err
+		if n, err = enqueueAll(ctx, tx, connection); err != nil {
+			return err
+		}
+		return s.notify(ctx, tx, connection)
 	})
 	return n, err
 }
@@ -322,6 +329,9 @@ func (s *Store) Enqueue(ctx context.Context, connection, clientID string) error 
 				generation = o.generation + 1,
 				attempts = 0,
 				due_at = LEAST(o.due_at, excluded.due_at)`, connection, clientID)
-		return err
+		if err != nil {
+			return err
+		}
+		return s.notify(ctx, tx, connection)
 	})
 }

@@ -261,8 +261,9 @@ func (s *Store) FailureReasons(ctx context.Context, connection string) ([]store.
 // counted, due now; if the client already has a pending item on that
 // connection (it was saved since), the dead letter coalesces into it.
 func (s *Store) Replay(ctx context.Context, id int64) error {
-	return s.write(ctx, "replay", func(tx *sql.Tx) error {
-		var conn, clientID string
+	var conn string
+	err := s.write(ctx, "replay", func(tx *sql.Tx) error {
+		var clientID string
 		err := tx.QueryRowContext(ctx, `DELETE FROM dead_letters WHERE id = ? RETURNING connection, client_id`, id).Scan(&conn, &clientID)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("dead letter %d: %w", id, store.ErrNotFound)
@@ -274,6 +275,10 @@ func (s *Store) Replay(ctx context.Context, id int64) error {
 		_, err = tx.ExecContext(ctx, enqueueSQL, conn, clientID, now, now)
 		return err
 	})
+	if err == nil {
+		s.watch.Notify(conn)
+	}
+	return err
 }
 
 // SeedConnections queues every client for each connection newly enabled
@@ -325,6 +330,9 @@ func (s *Store) SeedConnections(ctx context.Context, enabled []string) (map[stri
 	if err != nil {
 		return nil, err
 	}
+	for c := range out {
+		s.watch.Notify(c)
+	}
 	return out, nil
 }
 
@@ -338,6 +346,9 @@ func (s *Store) EnqueueAll(ctx context.Context, connection string) (int, error) 
 		n, err = enqueueAll(ctx, tx, connection, micros(time.Now()))
 		return err
 	})
+	if err == nil {
+		s.watch.Notify(connection)
+	}
 	return n, err
 }
 
@@ -360,7 +371,7 @@ func (s *Store) Enqueue(ctx context.Context, connection, clientID string) error 
 		return storeErr("enqueue", err)
 	}
 	now := micros(time.Now())
-	return s.write(ctx, "enqueue", func(tx *sql.Tx) error {
+	err := s.write(ctx, "enqueue", func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO outbox (connection, client_id, generation, attempts, due_at, created_at)
 			SELECT ?, id, 1, 0, ?, ? FROM clients WHERE id = ?
 			ON CONFLICT (connection, client_id) DO UPDATE SET
@@ -369,4 +380,8 @@ func (s *Store) Enqueue(ctx context.Context, connection, clientID string) error 
 				due_at = MIN(due_at, excluded.due_at)`, connection, now, now, clientID)
 		return err
 	})
+	if err == nil {
+		s.watch.Notify(connection)
+	}
+	return err
 }

@@ -50,6 +50,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OutboxDepth", testOutboxDepth},
 		{"SeedConnection", testSeedConnection},
 		{"OldestPending", testOldestPending},
+		{"WatchOutbox", testWatchOutbox},
 		{"Ledger", testLedger},
 		{"Watermarks", testWatermarks},
 		{"Conflicts", testConflicts},
