@@ -45,8 +45,9 @@ the time left, when stderr is a terminal (never otherwise).
 
 Without --once it runs the sync workers of 'ipsfhir serve' (without the
 HTTP service) until interrupted: each connection connects on its own,
-retrying while its EHR is down, then pushes every sync.pushInterval and
-pulls every sync.pollInterval. Failures are logged with their reason.`, stderr)
+retrying while its EHR is down, then pushes as soon as a change is saved
+(and every sync.pushInterval in any case) and pulls every
+sync.pollInterval. Failures are logged with their reason.`, stderr)
 	cfgPath := fs.String("config", "", "configuration file (required)")
 	once := fs.Bool("once", false, "run one pass and exit")
 	asJSON := fs.Bool("json", false, "print the summary as JSON (with --once)")
