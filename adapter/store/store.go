@@ -79,6 +79,11 @@ type Store interface {
 	// forgotten, so that enabling it again queues everything again. Replicas
 	// starting together queue once.
 	SeedConnections(ctx context.Context, enabled []string) (map[string]int, error)
+	// LoadProgress reports how far the initial load of a connection has
+	// come (the caseload SeedConnections queued when it was enabled), or
+	// ErrNotFound for a connection not enabled, or seeded before the store
+	// recorded loads.
+	LoadProgress(ctx context.Context, connection string) (LoadProgress, error)
 	// Enqueue queues one client for one connection again, as a save does
 	// for that connection alone (a pending item is due now with attempts
 	// reset and a new generation), without a new client version: a pull

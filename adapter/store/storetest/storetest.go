@@ -51,6 +51,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SeedConnection", testSeedConnection},
 		{"OldestPending", testOldestPending},
 		{"WatchOutbox", testWatchOutbox},
+		{"InitialLoad", testInitialLoad},
 		{"Ledger", testLedger},
 		{"Watermarks", testWatermarks},
 		{"Conflicts", testConflicts},
