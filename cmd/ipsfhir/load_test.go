@@ -1,8 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,10 +18,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipsfhir/ipsfhir/adapter/ehr"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
 	"github.com/ipsfhir/ipsfhir/adapter/store/postgres"
 	"github.com/ipsfhir/ipsfhir/adapter/store/sqlite"
 	"github.com/ipsfhir/ipsfhir/adapter/store/storetest"
+	"github.com/ipsfhir/ipsfhir/conformance/peer"
+	"github.com/ipsfhir/ipsfhir/ips"
+	"github.com/ipsfhir/ipsfhir/ips/synth"
 )
 
 // TestSyncOnceReportsTheInitialLoad: sync --once says, per connection, how
@@ -130,6 +141,102 @@ func TestRoughly(t *testing.T) {
 	} {
 		if got := roughly(d); got != want {
 			t.Errorf("roughly(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+// TestServeShowsTheInitialLoad: serve's /admin/connections and /metrics
+// show a connection's initial load, here the imported caseload pushed to
+// the EHR.
+func TestServeShowsTheInitialLoad(t *testing.T) {
+	t.Parallel()
+	srv := peer.StartForTest(t, peer.Options{Args: []string{"--quiet"}})
+	dir := t.TempDir()
+	cl := synth.Generate(rand.New(rand.NewPCG(3, 3)), 3)
+	cl.Program = &ips.Program{ID: "load-test"}
+	yes := true
+	client, err := ehr.New(ehr.Options{BaseURL: srv.BaseURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cl.Clients {
+		c.Consent = &ips.Consent{EHR: &yes}
+		body := fmt.Sprintf(`{"resourceType":"Patient","identifier":[{"system":%q,"value":%q}]}`, c.Patient.System, c.Patient.Value)
+		if _, err := client.Create(t.Context(), "Patient", []byte(body), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	if err := ips.Encode(&buf, cl); err != nil {
+		t.Fatal(err)
+	}
+	caseload := filepath.Join(dir, "caseload.json")
+	if err := os.WriteFile(caseload, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte("admin-key"))
+	cfg := filepath.Join(dir, "ipsfhir.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`program: {id: load-test}
+store: {driver: sqlite, dsn: %s}
+server: {listen: "127.0.0.1:0"}
+apiKeys:
+  - {name: ops, role: admin, sha256: %s}
+connections:
+  - {name: clinic, fhirBaseUrl: %q, enabled: true, auth: {type: none}}
+`, filepath.Join(dir, "ips.db"), hex.EncodeToString(sum[:]), srv.BaseURL)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := run(t.Context(), []string{"import", "--config", cfg, caseload}, strings.NewReader(""), &out, &errOut); code != exitOK {
+		t.Fatalf("import: exit %d\n%s", code, errOut.String())
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	base, stderr, done := startServe(t, ctx, cfg)
+	defer func() { cancel(); <-done }()
+	get := func(path string) string {
+		t.Helper()
+		req, _ := http.NewRequest("GET", base+path, nil)
+		req.Header.Set("Authorization", "Bearer admin-key")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	var conns struct {
+		Connections []struct {
+			Name string
+			Load *struct {
+				Total, Done int
+				Finished    *time.Time
+			}
+		}
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		if err := json.Unmarshal([]byte(get("/admin/connections")), &conns); err != nil {
+			t.Fatal(err)
+		}
+		if len(conns.Connections) == 1 && conns.Connections[0].Load != nil && conns.Connections[0].Load.Finished != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the initial load never finished: %+v\n%s", conns, stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if l := conns.Connections[0].Load; l.Total != 3 || l.Done != 3 {
+		t.Errorf("/admin/connections load %+v; want 3 of 3", l)
+	}
+	metrics := get("/metrics")
+	for name, value := range map[string]string{"ipsfhir_initial_load_done": "3", "ipsfhir_initial_load_total": "3", "ipsfhir_initial_load_remaining_seconds": "0"} {
+		if !regexp.MustCompile(`(?m)^` + name + `\{connection="clinic"[^}]*\} ` + value + `$`).MatchString(metrics) {
+			t.Errorf("/metrics lacks %s{connection=\"clinic\"} %s:\n%s", name, value, metrics)
 		}
 	}
 }
