@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/gorilla/mux"
 
@@ -21,6 +22,7 @@ type AdminStore interface {
 	Conflicts(ctx context.Context, connection string, all bool) ([]store.Conflict, error)
 	ResolveConflict(ctx context.Context, id int64, resolution string) error
 	OutboxDepth(ctx context.Context) (map[string]int, error)
+	LoadProgress(ctx context.Context, connection string) (store.LoadProgress, error)
 	EnqueueAll(ctx context.Context, connection string) (int, error)
 }
 
@@ -56,18 +58,50 @@ func (a *api) adminConnections(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	type conn struct {
-		Name         string   `json:"name"`
-		Writes       bool     `json:"writes"`
-		Bundles      string   `json:"bundles"`
-		OutboxDepth  int      `json:"outboxDepth"`
-		PlanWarnings []string `json:"warnings,omitempty"`
+		Name         string    `json:"name"`
+		Writes       bool      `json:"writes"`
+		Bundles      string    `json:"bundles"`
+		OutboxDepth  int       `json:"outboxDepth"`
+		Load         *LoadJSON `json:"load,omitempty"`
+		PlanWarnings []string  `json:"warnings,omitempty"`
 	}
 	out := []conn{}
 	for name, p := range a.plans() {
-		out = append(out, conn{Name: name, Writes: p.Writes(), Bundles: p.Bundles, OutboxDepth: depth[name], PlanWarnings: p.Warnings})
+		c := conn{Name: name, Writes: p.Writes(), Bundles: p.Bundles, OutboxDepth: depth[name], PlanWarnings: p.Warnings}
+		lp, err := a.admin.Store.LoadProgress(r.Context(), name)
+		switch {
+		case err == nil:
+			l := NewLoadJSON(lp)
+			c.Load = &l
+		case !errors.Is(err, store.ErrNotFound):
+			a.storeError(w, r, err)
+			return
+		}
+		out = append(out, c)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	writeJSON(w, http.StatusOK, map[string]any{"connections": out})
+}
+
+// LoadJSON is a connection's initial load as /admin/connections and
+// sync --once --json show it (openapi.json's initialLoad).
+type LoadJSON struct {
+	Total            int       `json:"total"`
+	Done             int       `json:"done"`
+	Started          time.Time `json:"started"`
+	Finished         time.Time `json:"finished,omitzero"`
+	RatePerSecond    float64   `json:"ratePerSecond"`
+	RemainingSeconds *float64  `json:"remainingSeconds,omitempty"`
+}
+
+// NewLoadJSON is p as LoadJSON: remainingSeconds only with an estimate.
+func NewLoadJSON(p store.LoadProgress) LoadJSON {
+	l := LoadJSON{Total: p.Total, Done: p.Done, Started: p.Started, Finished: p.Finished, RatePerSecond: p.Rate}
+	if p.Estimated {
+		s := p.Remaining.Seconds()
+		l.RemainingSeconds = &s
+	}
+	return l
 }
 
 func (a *api) plans() map[string]*plan.Plan {

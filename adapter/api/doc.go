@@ -73,7 +73,7 @@
 //
 // With Options.Admin set, the admin role also gets:
 //
-//	GET  /admin/connections                       connected EHRs, their write mode and outbox depth
+//	GET  /admin/connections                       connected EHRs, their write mode, outbox depth and initial load
 //	GET  /admin/connections/{name}/plan           one connection's sync plan
 //	POST /admin/connections/{name}/reconcile      queue every client for it (202)
 //	GET  /admin/dead-letters?connection=NAME      dead letters, oldest first

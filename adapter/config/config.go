@@ -329,9 +329,10 @@ type Sync struct {
 	// LeaseFor is how long a worker holds an outbox item before another
 	// replica may take it over.
 	LeaseFor time.Duration `yaml:"leaseFor"`
-	// PushInterval is how often each connection's outbox is looked at for
-	// new items, independently of PollInterval: a slow pull does not hold
-	// back pushes.
+	// PushInterval is how often, at least, each connection's outbox is
+	// looked at for due items, independently of PollInterval: a slow pull
+	// does not hold back pushes. A save wakes the push worker at once; this
+	// is the fallback (a retry come due, a wake missed).
 	PushInterval time.Duration `yaml:"pushInterval"`
 }
 

@@ -10,6 +10,12 @@
 // always maps the client as it is now, so nothing is lost and nothing is sent
 // twice for one change.
 //
+// A commit that enqueues wakes the push workers watching the connection
+// (WatchOutbox), so a change need not wait for the next poll. The first
+// load of a connection, the whole caseload queued when it is enabled, is
+// tracked (LoadProgress): how much is done, and an estimate of the time
+// left.
+//
 // Outbox workers Lease items (several adapter replicas may share one
 // PostgreSQL database; a lease is exclusive until it expires), push the
 // client's resources to the EHR, and then Complete the item, or Fail it with a

@@ -79,6 +79,11 @@ type Store interface {
 	// forgotten, so that enabling it again queues everything again. Replicas
 	// starting together queue once.
 	SeedConnections(ctx context.Context, enabled []string) (map[string]int, error)
+	// LoadProgress reports how far the initial load of a connection has
+	// come (the caseload SeedConnections queued when it was enabled), or
+	// ErrNotFound for a connection not enabled, or seeded before the store
+	// recorded loads.
+	LoadProgress(ctx context.Context, connection string) (LoadProgress, error)
 	// Enqueue queues one client for one connection again, as a save does
 	// for that connection alone (a pending item is due now with attempts
 	// reset and a new generation), without a new client version: a pull
@@ -86,6 +91,17 @@ type Store interface {
 	// wrote asks for the record to be pushed again. A missing client is
 	// ignored.
 	Enqueue(ctx context.Context, connection, clientID string) error
+	// WatchOutbox returns a channel that is woken after a commit enqueued
+	// or made due an outbox item of connection (SaveClients, Enqueue,
+	// EnqueueAll, Replay, SeedConnections), so that a push worker need not
+	// wait for its next poll. It is woken until ctx ends and never closed.
+	// Wakes coalesce (the channel holds at most one) and may be spurious;
+	// a wake may also be missed (the PostgreSQL listener is reconnecting;
+	// another process wrote a SQLite file), so a worker still polls, less
+	// often. SQLite wakes watchers of the same Store; PostgreSQL wakes
+	// every Store on the same database and schema (replicas wake each
+	// other) through NOTIFY.
+	WatchOutbox(ctx context.Context, connection string) <-chan struct{}
 	// EnqueueAll queues every client for a connection (a full reconcile),
 	// leaving items already pending as they are; it returns how many it
 	// queued.

@@ -21,10 +21,12 @@ import (
 // For each connection it first connects (reads the EHR's
 // CapabilityStatement and builds the sync plan, which is the Connector's
 // job), retrying with capped exponential backoff until that succeeds. Then
-// two loops run side by side: push drains the connection's outbox every
-// Schedule.PushInterval, pull reads the EHR's changes every
+// two loops run side by side: push drains the connection's outbox as soon
+// as the store says an item was enqueued for it (store.Store.WatchOutbox),
+// and every Schedule.PushInterval in any case (a wake the store could not
+// give, an item whose retry came due); pull reads the EHR's changes every
 // Schedule.PollInterval. A loop whose pass fails tries again on its own
-// backoff and leaves the other alone.
+// backoff, which a wake does not cut short, and leaves the other alone.
 //
 // What each connection is doing is kept for operators (Snapshot): its
 // state, what is failing and why (as a short token), and when it last
@@ -52,9 +54,13 @@ type Connector struct {
 // Schedule says how often a Runner pushes and pulls each connection and how
 // it spaces its attempts after a failure. Zero fields take the defaults.
 type Schedule struct {
-	// PushInterval is the pause between push passes of a connection;
-	// default DefaultPushInterval.
+	// PushInterval is the longest pause between push passes of a
+	// connection; default DefaultPushInterval. An enqueue ends the pause
+	// early unless PollOnly.
 	PushInterval time.Duration
+	// PollOnly turns waking off: push passes run every PushInterval only,
+	// however soon an item is enqueued (the latency benchmark's baseline).
+	PollOnly bool
 	// PollInterval is the pause between pull passes; default
 	// DefaultPollInterval.
 	PollInterval time.Duration
@@ -319,6 +325,12 @@ func (r *Runner) loop(ctx context.Context, e *Engine, conn *Connection, step Ste
 	if step == StepPull {
 		interval, retry = r.sched.PollInterval, r.sched.PullRetry
 	}
+	// The watch is taken before the first pass, so that nothing enqueued
+	// during a pass goes unseen: it wakes the wait after it.
+	var wake <-chan struct{}
+	if step == StepPush && !r.sched.PollOnly {
+		wake = e.Store.WatchOutbox(ctx, conn.Name)
+	}
 	failures := 0
 	for {
 		var err error
@@ -338,16 +350,16 @@ func (r *Runner) loop(ctx context.Context, e *Engine, conn *Connection, step Ste
 		if ctx.Err() != nil {
 			return
 		}
-		wait := interval
+		wait, woken := interval, wake
 		if err != nil {
 			failures++
-			wait = backoff(retry, failures, err)
+			wait, woken = backoff(retry, failures, err), nil
 			r.failed(ctx, conn.Name, step, err, failures, wait)
 		} else {
 			failures = 0
 			r.succeeded(conn.Name, step)
 		}
-		if !sleep(ctx, wait) {
+		if !sleepOrWake(ctx, wait, woken) {
 			return
 		}
 	}
@@ -363,6 +375,11 @@ func backoff(s RetrySchedule, n int, err error) time.Duration {
 
 // sleep waits d or until ctx ends, and reports whether ctx is still live.
 func sleep(ctx context.Context, d time.Duration) bool {
+	return sleepOrWake(ctx, d, nil)
+}
+
+// sleepOrWake is sleep that wake (nil: never) also ends.
+func sleepOrWake(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -370,6 +387,8 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return false
 	case <-t.C:
 		return true
+	case <-wake:
+		return ctx.Err() == nil
 	}
 }
 

@@ -157,7 +157,21 @@ const (
 	MetricSyncLag       = "ipsfhir.sync.lag"
 	MetricSyncResources = "ipsfhir.sync.resources"
 	MetricSyncRuns      = "ipsfhir.sync.runs"
+	// The initial load of each connection (Prometheus:
+	// ipsfhir_initial_load_done, ipsfhir_initial_load_total,
+	// ipsfhir_initial_load_remaining_seconds).
+	MetricInitialLoadDone      = "ipsfhir.initial_load.done"
+	MetricInitialLoadTotal     = "ipsfhir.initial_load.total"
+	MetricInitialLoadRemaining = "ipsfhir.initial_load.remaining"
 )
+
+// InitialLoad is how far one connection's initial load has come: clients
+// done of Total, and the estimated time left, when there is an estimate.
+type InitialLoad struct {
+	Done, Total int
+	Remaining   time.Duration
+	Estimated   bool
+}
 
 // SyncObservers are read whenever metrics are collected (a /metrics
 // scrape, an OTLP export). They are asked rather than pushed to, because a
@@ -171,6 +185,10 @@ type SyncObservers struct {
 	// OldestPending returns the age of the oldest undelivered change, per
 	// connection.
 	OldestPending func(ctx context.Context) (map[string]time.Duration, error)
+	// InitialLoads returns each connection's initial load, for those that
+	// have one recorded. The remaining-time gauge is left out while a load
+	// has no estimate (nothing done yet), rather than reported as 0.
+	InitialLoads func(ctx context.Context) (map[string]InitialLoad, error)
 }
 
 // SyncMetrics are the sync engine's instruments. Create one per process
@@ -210,8 +228,26 @@ func NewSyncMetrics(mp metric.MeterProvider, obs SyncObservers) (*SyncMetrics, e
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: %s: %w", MetricSyncRuns, err)
 	}
+	loadDone, err := meter.Int64ObservableGauge(MetricInitialLoadDone,
+		metric.WithDescription("Clients of the connection's initial load pushed (or gone to dead letters), per connection."),
+		metric.WithUnit("{client}"))
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: %s: %w", MetricInitialLoadDone, err)
+	}
+	loadTotal, err := meter.Int64ObservableGauge(MetricInitialLoadTotal,
+		metric.WithDescription("Clients queued by the connection's initial load, per connection."),
+		metric.WithUnit("{client}"))
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: %s: %w", MetricInitialLoadTotal, err)
+	}
+	loadLeft, err := meter.Float64ObservableGauge(MetricInitialLoadRemaining,
+		metric.WithDescription("Estimated seconds until the connection's initial load is done, at its rate so far; 0 once done, absent before anything is."),
+		metric.WithUnit("s"))
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: %s: %w", MetricInitialLoadRemaining, err)
+	}
 	m := &SyncMetrics{resources: resources, runs: runs}
-	if obs.OutboxDepth == nil && obs.OldestPending == nil {
+	if obs.OutboxDepth == nil && obs.OldestPending == nil && obs.InitialLoads == nil {
 		return m, nil
 	}
 	m.reg, err = meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
@@ -234,8 +270,22 @@ func NewSyncMetrics(mp metric.MeterProvider, obs SyncObservers) (*SyncMetrics, e
 				o.ObserveFloat64(lag, age.Seconds(), metric.WithAttributes(KeyConnection.String(ConnectionLabel(conn))))
 			}
 		}
+		if obs.InitialLoads != nil {
+			loads, err := obs.InitialLoads(ctx)
+			if err != nil {
+				errs = append(errs, observerError(MetricInitialLoadDone, err))
+			}
+			for conn, l := range loads {
+				attrs := metric.WithAttributes(KeyConnection.String(ConnectionLabel(conn)))
+				o.ObserveInt64(loadDone, int64(l.Done), attrs)
+				o.ObserveInt64(loadTotal, int64(l.Total), attrs)
+				if l.Estimated {
+					o.ObserveFloat64(loadLeft, l.Remaining.Seconds(), attrs)
+				}
+			}
+		}
 		return errors.Join(errs...)
-	}, depth, lag)
+	}, depth, lag, loadDone, loadTotal, loadLeft)
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: register sync observers: %w", err)
 	}

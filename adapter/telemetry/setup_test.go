@@ -219,6 +219,12 @@ func TestMetricsHandlerServesPrometheusText(t *testing.T) {
 		OldestPending: func(context.Context) (map[string]time.Duration, error) {
 			return map[string]time.Duration{"epic-sandbox": 90 * time.Second}, nil
 		},
+		InitialLoads: func(context.Context) (map[string]telemetry.InitialLoad, error) {
+			return map[string]telemetry.InitialLoad{
+				"epic-sandbox": {Done: 250, Total: 1000, Remaining: 450 * time.Second, Estimated: true},
+				"oracle":       {Done: 0, Total: 40},
+			}, nil
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -247,10 +253,19 @@ func TestMetricsHandlerServesPrometheusText(t *testing.T) {
 		"# TYPE ipsfhir_sync_runs_total counter",
 		"# TYPE ipsfhir_outbox_depth gauge",
 		"# TYPE ipsfhir_sync_lag_seconds gauge",
+		"# TYPE ipsfhir_initial_load_done gauge",
+		"# TYPE ipsfhir_initial_load_total gauge",
+		"# TYPE ipsfhir_initial_load_remaining_seconds gauge",
 		"go_goroutines ",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	// A load with nothing done has no estimate: no remaining sample.
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, "ipsfhir_initial_load_remaining_seconds{") && strings.Contains(line, `connection="oracle"`) {
+			t.Errorf("/metrics has a time left for a load without an estimate: %s", line)
 		}
 	}
 	for _, s := range []struct {
@@ -262,6 +277,11 @@ func TestMetricsHandlerServesPrometheusText(t *testing.T) {
 		{"ipsfhir_sync_resources_total", []string{`blame="none"`, `connection="epic-sandbox"`, `outcome="written"`, `resource_type="Goal"`}, "1"},
 		{"ipsfhir_outbox_depth", []string{`connection="epic-sandbox"`}, "7"},
 		{"ipsfhir_sync_lag_seconds", []string{`connection="epic-sandbox"`}, "90"},
+		{"ipsfhir_initial_load_done", []string{`connection="epic-sandbox"`}, "250"},
+		{"ipsfhir_initial_load_total", []string{`connection="epic-sandbox"`}, "1000"},
+		{"ipsfhir_initial_load_remaining_seconds", []string{`connection="epic-sandbox"`}, "450"},
+		{"ipsfhir_initial_load_done", []string{`connection="oracle"`}, "0"},
+		{"ipsfhir_initial_load_total", []string{`connection="oracle"`}, "40"},
 	} {
 		if !hasSample(text, s.name, s.labels, s.value) {
 			t.Errorf("/metrics lacks %s%v %s", s.name, s.labels, s.value)

@@ -47,7 +47,8 @@ every other endpoint needs an API key (apiKeys in the config).
 Each enabled EHR connection runs on its own. It reads the EHR's
 CapabilityStatement and builds its sync plan, retrying with backoff (5 s
 doubling to 5 min) while the EHR is unreachable or failing; then it pushes
-IPS changes every sync.pushInterval and pulls clinicians' changes every
+IPS changes as soon as they are saved (and every sync.pushInterval in any
+case) and pulls clinicians' changes every
 sync.pollInterval, push and pull each retrying on its own backoff. An EHR
 that is down stops neither the service nor the other connections: it shows
 as failing in /readyz and the log, and /readyz stays 200, because

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/ipsfhir/ipsfhir/adapter/api"
 	"github.com/ipsfhir/ipsfhir/adapter/config"
 	"github.com/ipsfhir/ipsfhir/adapter/syncer"
 )
@@ -36,8 +37,13 @@ connected one, and prints a summary: the totals, the failed outbox items
 grouped by reason ("60 failed: push: patient not found in the EHR by
 identifier"; they are retried later), and each connection that failed to
 connect, pull or push, by name and reason (ehr-unreachable, ehr-auth, plan,
-store …). --json prints the same as JSON, with each connection's own
-summary and failures under "connections". Exit 1 when a connection failed
+store …), and each connection still in its initial load (the whole
+caseload, queued when the connection was first enabled) with how much of
+it is done and about how long the rest will take at the rate so far
+("clinic: initial load 1200/10000, about 2h10m left"; a load that ended
+in the pass says "done" once). --json prints the same as JSON, with each
+connection's own summary and failures under "connections" and the initial
+loads, finished or not, under "loads". Exit 1 when a connection failed
 or anything went to dead letters in the pass (replay them once the cause is
 fixed), 0 otherwise. While the pass pushes, a progress line on stderr
 shows the clients pushed of the outbox's depth at the start, the rate and
@@ -45,8 +51,9 @@ the time left, when stderr is a terminal (never otherwise).
 
 Without --once it runs the sync workers of 'ipsfhir serve' (without the
 HTTP service) until interrupted: each connection connects on its own,
-retrying while its EHR is down, then pushes every sync.pushInterval and
-pulls every sync.pollInterval. Failures are logged with their reason.`, stderr)
+retrying while its EHR is down, then pushes as soon as a change is saved
+(and every sync.pushInterval in any case) and pulls every
+sync.pollInterval. Failures are logged with their reason.`, stderr)
 	cfgPath := fs.String("config", "", "configuration file (required)")
 	once := fs.Bool("once", false, "run one pass and exit")
 	asJSON := fs.Bool("json", false, "print the summary as JSON (with --once)")
@@ -91,6 +98,7 @@ pulls every sync.pollInterval. Failures are logged with their reason.`, stderr)
 	}
 	sched := sys.schedule()
 	sched.ConnectRetry = onceConnectRetry
+	passStart := time.Now()
 	results := syncer.NewRunner(sys.engine, sched, sys.connectors...).Once(ctx, onceAttempts)
 	bar.finish()
 	if ctx.Err() != nil {
@@ -98,6 +106,21 @@ pulls every sync.pollInterval. Failures are logged with their reason.`, stderr)
 		return exitFindings
 	}
 	pass := summarize(results)
+	names := make([]string, len(sys.connectors))
+	for i, c := range sys.connectors {
+		names[i] = c.Name
+	}
+	loads, err := initialLoads(ctx, sys.store, names)
+	if err != nil {
+		// The pass itself reports a store that does not answer; the
+		// loads are extra.
+		sys.logger.WarnContext(ctx, "initial load progress not read", "error", err)
+	}
+	for _, name := range names {
+		if p, ok := loads[name]; ok {
+			pass.Loads = append(pass.Loads, loadSummary{Connection: name, LoadJSON: api.NewLoadJSON(p), finishedInPass: !p.Finished.Before(passStart)})
+		}
+	}
 	report(stdout, *asJSON, pass)
 	if pass.failed() {
 		return exitFindings
@@ -111,6 +134,19 @@ type passSummary struct {
 	Pull        syncer.PullSummary `json:"pull"`
 	Push        syncer.PushSummary `json:"push"`
 	Connections []syncer.Result    `json:"connections"`
+	// Loads are the initial loads of the connections that have one
+	// recorded, finished or not, after the pass.
+	Loads []loadSummary `json:"loads,omitempty"`
+}
+
+// loadSummary is one connection's initial load, as /admin/connections
+// shows it, with the connection's name.
+type loadSummary struct {
+	Connection string `json:"connection"`
+	api.LoadJSON
+	// finishedInPass: the load ended during this pass (the text report
+	// says so once, then no more).
+	finishedInPass bool
 }
 
 func summarize(results []syncer.Result) passSummary {
@@ -151,6 +187,16 @@ func report(w io.Writer, asJSON bool, s passSummary) {
 	for _, r := range reasons {
 		fmt.Fprintf(w, "%d failed: %s\n", push.Failures[r], r)
 	}
+	for _, l := range s.Loads {
+		switch {
+		case l.Finished.IsZero() && l.RemainingSeconds == nil:
+			fmt.Fprintf(w, "%s: initial load %d/%d, no estimate yet\n", l.Connection, l.Done, l.Total)
+		case l.Finished.IsZero():
+			fmt.Fprintf(w, "%s: initial load %d/%d, about %s left\n", l.Connection, l.Done, l.Total, roughly(time.Duration(*l.RemainingSeconds*float64(time.Second))))
+		case l.finishedInPass:
+			fmt.Fprintf(w, "%s: initial load %d/%d, done\n", l.Connection, l.Done, l.Total)
+		}
+	}
 	for _, r := range s.Connections {
 		for _, f := range r.Failures {
 			switch f.Step {
@@ -161,6 +207,19 @@ func report(w io.Writer, asJSON bool, s passSummary) {
 			}
 		}
 	}
+}
+
+// roughly is a time left as a person reads it: seconds under a minute,
+// minutes under an hour, then hours and minutes ("45s", "12m", "3h20m").
+func roughly(d time.Duration) string {
+	if s := d.Round(time.Second); s < time.Minute {
+		return fmt.Sprintf("%ds", int(s/time.Second))
+	}
+	d = d.Round(time.Minute)
+	if d < time.Hour {
+		return fmt.Sprintf("%dm", int(d/time.Minute))
+	}
+	return fmt.Sprintf("%dh%02dm", int(d/time.Hour), int(d%time.Hour/time.Minute))
 }
 
 // pushTotal is what one pass's progress counts up to: the outbox items of

@@ -94,6 +94,14 @@ func wire(ctx context.Context, cfg *config.Config, logOut io.Writer, connections
 			}
 			return lag, nil
 		},
+		InitialLoads: func(ctx context.Context) (map[string]telemetry.InitialLoad, error) {
+			loads, err := initialLoads(ctx, st, cfg.EnabledConnections())
+			out := make(map[string]telemetry.InitialLoad, len(loads))
+			for c, p := range loads {
+				out[c] = telemetry.InitialLoad{Done: p.Done, Total: p.Total, Remaining: p.Remaining, Estimated: p.Estimated}
+			}
+			return out, err
+		},
 	})
 	if err != nil {
 		s.close(ctx)
@@ -291,4 +299,22 @@ func sharedText(cfg *config.Config) []string {
 		}
 	}
 	return out
+}
+
+// initialLoads is the initial load of each of connections that has one
+// recorded (see store.Store.LoadProgress), with what it read before a
+// store error.
+func initialLoads(ctx context.Context, st store.Store, connections []string) (map[string]store.LoadProgress, error) {
+	out := make(map[string]store.LoadProgress, len(connections))
+	for _, c := range connections {
+		p, err := st.LoadProgress(ctx, c)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return out, err
+		}
+		out[c] = p
+	}
+	return out, nil
 }

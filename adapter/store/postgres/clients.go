@@ -166,6 +166,13 @@ func (s *Store) SaveClients(ctx context.Context, clients []store.Stored, connect
 				return err
 			}
 		}
+		if len(clients) > 0 {
+			for _, conn := range conns {
+				if err := s.notify(ctx, tx, conn); err != nil {
+					return err
+				}
+			}
+		}
 		return nil
 	})
 	if err != nil {

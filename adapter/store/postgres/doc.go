@@ -23,6 +23,21 @@
 // rows in pipelined batches inside one transaction: a version conflict on
 // any client rolls back all of it.
 //
+// Waking. Every transaction that enqueues sends pg_notify on channel
+// ipsfhir_outbox with the schema and the connection name (delivered on
+// commit, folded within a transaction). WatchOutbox starts, once per Store,
+// a listener on a connection of its own outside the pool, which passes
+// notifications of its schema to the watchers and reconnects with backoff
+// when the connection is lost, waking every watcher after each (re)connect
+// since notifications sent meanwhile are lost.
+//
+// Initial load. The connections row keeps the load's total and end; the
+// load's pending items are those created no later than seeded_at, counted
+// through an index on (connection, created_at). Complete and Fail lock the
+// connection's row while its load runs before checking whether any is
+// left, so that two workers removing the last two items cannot each miss
+// the end.
+//
 // Schema. Clients are jsonb documents in the ips.Client encoding. Ids that
 // are paged or joined on are COLLATE "C", so ListClients pages in byte order
 // whatever the database's collation, as SQLite does. Migrations are numbered

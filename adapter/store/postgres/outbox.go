@@ -100,13 +100,65 @@ func (s *Store) Complete(ctx context.Context, item store.OutboxItem) error {
 		if err != nil {
 			return err
 		}
-		if r.generation == item.Generation {
-			_, err = tx.Exec(ctx, `DELETE FROM outbox WHERE id = $1`, item.ID)
-		} else {
+		if r.generation != item.Generation {
 			_, err = tx.Exec(ctx, `UPDATE outbox SET owner = NULL, leased_until = NULL WHERE id = $1`, item.ID)
+			return err
 		}
-		return err
+		if _, err = tx.Exec(ctx, `DELETE FROM outbox WHERE id = $1`, item.ID); err != nil {
+			return err
+		}
+		return finishLoad(ctx, tx, r.connection)
 	})
+}
+
+// finishLoad records the end of connection's initial load when none of its
+// items is left, in the transaction that removed one. While the load runs
+// it locks the connection's row first, so that of two workers removing the
+// last two items at once the second waits for the first to commit and then
+// sees no item left (its next statement reads what was committed by then);
+// without the lock each would still see the other's item and neither
+// would record the end. Once the load is finished nothing is locked.
+func finishLoad(ctx context.Context, tx pgx.Tx, connection string) error {
+	var one int
+	err := tx.QueryRow(ctx, `SELECT 1 FROM connections
+		WHERE name = $1 AND load_total IS NOT NULL AND load_finished_at IS NULL
+		FOR UPDATE`, connection).Scan(&one)
+	if isNoRows(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `UPDATE connections c SET load_finished_at = now()
+		WHERE c.name = $1 AND c.load_total IS NOT NULL AND c.load_finished_at IS NULL
+		  AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.connection = $1 AND o.created_at <= c.seeded_at)`, connection)
+	return err
+}
+
+// LoadProgress reports connection's initial load from its connections row
+// and the load's items still pending.
+func (s *Store) LoadProgress(ctx context.Context, connection string) (store.LoadProgress, error) {
+	var (
+		started  time.Time
+		total    *int32
+		finished *time.Time
+		pending  int64
+		now      time.Time
+	)
+	err := s.pool.QueryRow(ctx, `
+		SELECT c.seeded_at, c.load_total, c.load_finished_at,
+		       CASE WHEN c.load_finished_at IS NULL
+		            THEN (SELECT count(*) FROM outbox o WHERE o.connection = c.name AND o.created_at <= c.seeded_at)
+		            ELSE 0 END,
+		       now()
+		FROM connections c WHERE c.name = $1`, connection).Scan(&started, &total, &finished, &pending, &now)
+	if isNoRows(err) || err == nil && total == nil {
+		return store.LoadProgress{}, storeErr(ctx, "load progress", fmt.Errorf("connection %s: no initial load recorded: %w", connection, store.ErrNotFound))
+	}
+	if err != nil {
+		return store.LoadProgress{}, storeErr(ctx, "load progress", err)
+	}
+	return store.NewLoadProgress(int(*total), int(pending), started.UTC(), utc(finished), now.UTC()), nil
 }
 
 // Fail records a failed attempt. Attempts count failures of the current
@@ -133,6 +185,9 @@ func (s *Store) Fail(ctx context.Context, item store.OutboxItem, reason string, 
 				return err
 			}
 			if _, err := tx.Exec(ctx, `DELETE FROM outbox WHERE id = $1`, item.ID); err != nil {
+				return err
+			}
+			if err := finishLoad(ctx, tx, r.connection); err != nil {
 				return err
 			}
 			dead = true
@@ -241,8 +296,10 @@ func (s *Store) Replay(ctx context.Context, id int64) error {
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, enqueueSQL, conn, clientID)
-		return err
+		if _, err = tx.Exec(ctx, enqueueSQL, conn, clientID); err != nil {
+			return err
+		}
+		return s.notify(ctx, tx, conn)
 	})
 }
 
@@ -276,6 +333,20 @@ func (s *Store) SeedConnections(ctx context.Context, enabled []string) (map[stri
 			if out[c], err = enqueueAll(ctx, tx, c); err != nil {
 				return err
 			}
+			// The load is everything pending for c now, items left from
+			// before it was disabled included.
+			if _, err := tx.Exec(ctx, `UPDATE connections SET
+				load_total = (SELECT count(*) FROM outbox WHERE connection = $1 AND created_at <= now()),
+				load_finished_at = NULL
+				WHERE name = $1`, c); err != nil {
+				return err
+			}
+			if err := finishLoad(ctx, tx, c); err != nil {
+				return err
+			}
+			if err := s.notify(ctx, tx, c); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -292,8 +363,10 @@ func (s *Store) EnqueueAll(ctx context.Context, connection string) (int, error) 
 	}
 	var n int
 	err := s.write(ctx, "enqueue all", func(tx pgx.Tx) (err error) {
-		n, err = enqueueAll(ctx, tx, connection)
-		return err
+		if n, err = enqueueAll(ctx, tx, connection); err != nil {
+			return err
+		}
+		return s.notify(ctx, tx, connection)
 	})
 	return n, err
 }
@@ -322,6 +395,9 @@ func (s *Store) Enqueue(ctx context.Context, connection, clientID string) error 
 				generation = o.generation + 1,
 				attempts = 0,
 				due_at = LEAST(o.due_at, excluded.due_at)`, connection, clientID)
-		return err
+		if err != nil {
+			return err
+		}
+		return s.notify(ctx, tx, connection)
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -21,6 +22,18 @@ var _ store.Store = (*Store)(nil)
 // concurrent use, and several Stores (replicas) may share one database.
 type Store struct {
 	pool *pgxpool.Pool
+	// schema is where the tables are (current_schema()), which
+	// notifications name (see notify).
+	schema string
+	// connConfig opens the listener's own connection.
+	connConfig *pgx.ConnConfig
+
+	// watch, listenOnce … are the WatchOutbox listener (watch.go).
+	watch        store.Watchers
+	listenOnce   sync.Once
+	stopListener context.CancelFunc
+	listenerDone chan struct{}
+	listenerPID  atomic.Uint32
 
 	closeOnce sync.Once
 }
@@ -47,13 +60,26 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &Store{pool: pool}, nil
+	var schema string
+	if err := pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		pool.Close()
+		return nil, storeErr(ctx, "open postgres", err)
+	}
+	return &Store{pool: pool, schema: schema, connConfig: cfg.ConnConfig}, nil
 }
 
-// Close closes the pool, waiting for connections in use to be returned.
-// Calling it again does nothing.
+// Close stops the listener, if WatchOutbox started one, and closes the
+// pool, waiting for connections in use to be returned. Calling it again
+// does nothing.
 func (s *Store) Close() error {
-	s.closeOnce.Do(s.pool.Close)
+	s.closeOnce.Do(func() {
+		s.listenOnce.Do(func() {}) // no listener starts after this
+		if s.stopListener != nil {
+			s.stopListener()
+			<-s.listenerDone
+		}
+		s.pool.Close()
+	})
 	return nil
 }
 

@@ -181,6 +181,11 @@ func (s *Store) SaveClients(ctx context.Context, clients []store.Stored, connect
 	if err != nil {
 		return nil, err
 	}
+	if len(clients) > 0 {
+		for _, c := range conns {
+			s.watch.Notify(c)
+		}
+	}
 	return versions, nil
 }
 

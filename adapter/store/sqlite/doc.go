@@ -23,6 +23,10 @@
 // expiry) lives on the outbox row, one per (connection, client), so a
 // client's items on different connections are leased independently.
 //
+// Waking. WatchOutbox is in-process (store.Watchers): a commit that
+// enqueued wakes the watchers of this Store. Another process writing the
+// same file wakes nobody here; its items are found by polling.
+//
 // Storage. Clients are JSON documents in the ips.Client encoding, checked
 // with json_valid; tables are STRICT, so a value of the wrong type is an
 // error rather than silently stored. Times are INTEGER Unix microseconds,

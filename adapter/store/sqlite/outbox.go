@@ -100,13 +100,49 @@ func (s *Store) Complete(ctx context.Context, item store.OutboxItem) error {
 		if err != nil {
 			return err
 		}
-		if r.generation == item.Generation {
-			_, err = tx.ExecContext(ctx, `DELETE FROM outbox WHERE id = ?`, item.ID)
-		} else {
+		if r.generation != item.Generation {
 			_, err = tx.ExecContext(ctx, `UPDATE outbox SET owner = NULL, leased_until = NULL WHERE id = ?`, item.ID)
+			return err
 		}
-		return err
+		if _, err = tx.ExecContext(ctx, `DELETE FROM outbox WHERE id = ?`, item.ID); err != nil {
+			return err
+		}
+		return finishLoad(ctx, tx, r.connection)
 	})
+}
+
+// finishLoad records the end of connection's initial load when none of its
+// items is left, in the transaction that removed one.
+func finishLoad(ctx context.Context, tx *sql.Tx, connection string) error {
+	_, err := tx.ExecContext(ctx, `UPDATE connections SET load_finished_at = ?2
+		WHERE name = ?1 AND load_total IS NOT NULL AND load_finished_at IS NULL
+		  AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.connection = ?1 AND o.created_at <= connections.seeded_at)`,
+		connection, micros(time.Now()))
+	return err
+}
+
+// LoadProgress reports connection's initial load from its connections row
+// and the load's items still pending.
+func (s *Store) LoadProgress(ctx context.Context, connection string) (store.LoadProgress, error) {
+	var (
+		started  int64
+		total    sql.NullInt64
+		finished sql.NullInt64
+		pending  int
+	)
+	err := s.r.QueryRowContext(ctx, `
+		SELECT c.seeded_at, c.load_total, c.load_finished_at,
+		       CASE WHEN c.load_finished_at IS NULL
+		            THEN (SELECT count(*) FROM outbox o WHERE o.connection = c.name AND o.created_at <= c.seeded_at)
+		            ELSE 0 END
+		FROM connections c WHERE c.name = ?`, connection).Scan(&started, &total, &finished, &pending)
+	if errors.Is(err, sql.ErrNoRows) || err == nil && !total.Valid {
+		return store.LoadProgress{}, storeErr("load progress", fmt.Errorf("connection %s: no initial load recorded: %w", connection, store.ErrNotFound))
+	}
+	if err != nil {
+		return store.LoadProgress{}, storeErr("load progress", err)
+	}
+	return store.NewLoadProgress(int(total.Int64), pending, fromMicros(started), fromNullMicros(finished), time.Now()), nil
 }
 
 // Fail records a failed attempt. Attempts count failures of the current
@@ -133,6 +169,9 @@ func (s *Store) Fail(ctx context.Context, item store.OutboxItem, reason string, 
 				return err
 			}
 			if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE id = ?`, item.ID); err != nil {
+				return err
+			}
+			if err := finishLoad(ctx, tx, r.connection); err != nil {
 				return err
 			}
 			dead = true
@@ -261,8 +300,9 @@ func (s *Store) FailureReasons(ctx context.Context, connection string) ([]store.
 // counted, due now; if the client already has a pending item on that
 // connection (it was saved since), the dead letter coalesces into it.
 func (s *Store) Replay(ctx context.Context, id int64) error {
-	return s.write(ctx, "replay", func(tx *sql.Tx) error {
-		var conn, clientID string
+	var conn string
+	err := s.write(ctx, "replay", func(tx *sql.Tx) error {
+		var clientID string
 		err := tx.QueryRowContext(ctx, `DELETE FROM dead_letters WHERE id = ? RETURNING connection, client_id`, id).Scan(&conn, &clientID)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("dead letter %d: %w", id, store.ErrNotFound)
@@ -274,6 +314,10 @@ func (s *Store) Replay(ctx context.Context, id int64) error {
 		_, err = tx.ExecContext(ctx, enqueueSQL, conn, clientID, now, now)
 		return err
 	})
+	if err == nil {
+		s.watch.Notify(conn)
+	}
+	return err
 }
 
 // SeedConnections queues every client for each connection newly enabled
@@ -319,11 +363,25 @@ func (s *Store) SeedConnections(ctx context.Context, enabled []string) (map[stri
 			if out[c], err = enqueueAll(ctx, tx, c, now); err != nil {
 				return err
 			}
+			// The load is everything pending for c now, items left from
+			// before it was disabled included.
+			if _, err := tx.ExecContext(ctx, `UPDATE connections SET
+				load_total = (SELECT count(*) FROM outbox WHERE connection = ?1 AND created_at <= ?2),
+				load_finished_at = NULL
+				WHERE name = ?1`, c, now); err != nil {
+				return err
+			}
+			if err := finishLoad(ctx, tx, c); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	for c := range out {
+		s.watch.Notify(c)
 	}
 	return out, nil
 }
@@ -338,6 +396,9 @@ func (s *Store) EnqueueAll(ctx context.Context, connection string) (int, error) 
 		n, err = enqueueAll(ctx, tx, connection, micros(time.Now()))
 		return err
 	})
+	if err == nil {
+		s.watch.Notify(connection)
+	}
 	return n, err
 }
 
@@ -360,7 +421,7 @@ func (s *Store) Enqueue(ctx context.Context, connection, clientID string) error 
 		return storeErr("enqueue", err)
 	}
 	now := micros(time.Now())
-	return s.write(ctx, "enqueue", func(tx *sql.Tx) error {
+	err := s.write(ctx, "enqueue", func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO outbox (connection, client_id, generation, attempts, due_at, created_at)
 			SELECT ?, id, 1, 0, ?, ? FROM clients WHERE id = ?
 			ON CONFLICT (connection, client_id) DO UPDATE SET
@@ -369,4 +430,8 @@ func (s *Store) Enqueue(ctx context.Context, connection, clientID string) error 
 				due_at = MIN(due_at, excluded.due_at)`, connection, now, now, clientID)
 		return err
 	})
+	if err == nil {
+		s.watch.Notify(connection)
+	}
+	return err
 }

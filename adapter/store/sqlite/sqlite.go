@@ -32,8 +32,19 @@ type Store struct {
 	// the writer on a consistent snapshot.
 	r *sql.DB
 
+	// watch wakes this process's push workers (WatchOutbox); another
+	// process on the same file is not woken, and polls.
+	watch store.Watchers
+
 	closeOnce sync.Once
 	closeErr  error
+}
+
+// WatchOutbox returns a channel woken after this Store committed an
+// enqueue for connection (see store.Store). Writes by other processes on
+// the same file do not wake it.
+func (s *Store) WatchOutbox(ctx context.Context, connection string) <-chan struct{} {
+	return s.watch.Watch(ctx, connection)
 }
 
 // busyTimeout is how long a connection waits for another process's write

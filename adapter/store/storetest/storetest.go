@@ -50,6 +50,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OutboxDepth", testOutboxDepth},
 		{"SeedConnection", testSeedConnection},
 		{"OldestPending", testOldestPending},
+		{"WatchOutbox", testWatchOutbox},
+		{"InitialLoad", testInitialLoad},
 		{"Ledger", testLedger},
 		{"Watermarks", testWatermarks},
 		{"Conflicts", testConflicts},
