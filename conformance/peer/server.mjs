@@ -36,6 +36,10 @@ const USAGE = `usage: node --experimental-websocket server.mjs [flags]
                             type: each entry's resource stored as is) or NDJSON,
                             one resource per line; resources keep their ids.
                             A resource that fails validation stops the server.
+  --latency MS              answer every request MS milliseconds late (default 0):
+                            an EHR far away or slow. Requests wait side by side,
+                            outside the one-at-a-time engine, so a client with
+                            c requests in flight gets about c answers per MS
   --default-count N         page size when a search has no _count (default 20)
   --max-count N             largest _count honoured (default 1000)
   --no-version-headers      act like stock Medplum on writes: no ETag header, an
@@ -74,6 +78,7 @@ function parseArgs(argv, fail = fatal) {
     capability: undefined,
     seed: undefined,
     faults: false,
+    latency: 0,
     defaultCount: 20,
     maxCount: 1000,
     versionHeaders: true,
@@ -117,6 +122,9 @@ function parseArgs(argv, fail = fatal) {
         break;
       case '--seed':
         opts.seed = next();
+        break;
+      case '--latency':
+        opts.latency = intFlag(arg, next());
         break;
       case '--default-count':
         opts.defaultCount = intFlag(arg, next());
@@ -1368,6 +1376,7 @@ async function createTenant(opts, env) {
         else onceTokens.add(fault.once);
       }
     }
+    if (options.latency) await sleep(options.latency);
     if (fault?.delay) await sleep(fault.delay);
     if (fault?.action === 'drop-before') {
       ctx.label = 'fault';
@@ -1803,6 +1812,7 @@ async function createTenant(opts, env) {
       return (
         `${mode}, identifier index ${options.identifierIndex ? 'on' : 'off'}, ` +
         `faults ${options.faults ? 'on' : 'off'}, version headers ${options.versionHeaders ? 'on' : 'off'}, ` +
+        (options.latency ? `latency ${options.latency}ms, ` : '') +
         `${seeded} resources seeded`
       );
     },
