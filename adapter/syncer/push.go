@@ -108,9 +108,7 @@ type Engine struct {
 	// client's spans nest under it.
 	Tracer trace.Tracer
 	// leaseBatch is how many outbox items a worker leases at a time; zero
-	// means maxLeaseBatch. PushParallel shares maxLeaseBatch among its
-	// workers, so that a small outbox is spread over all of them and no
-	// worker holds leases on items it will not reach for a long time.
+	// means maxLeaseBatch (see PushParallel).
 	leaseBatch int
 	// SharedText names the connections whose clinicians' goal notes are
 	// written to every connection's EHR (config clinicalText: share). A
@@ -1350,9 +1348,11 @@ const maxLeaseBatch = 16
 
 // PushParallel runs PushOnce in n workers at once, each leasing under its own
 // owner name, and adds up what they did. Leases keep them off each other's
-// clients; several workers help when the EHR answers slowly. The workers
-// lease maxLeaseBatch/n items at a time each (at least one), so that they
-// hold about as many leases together as one worker alone. Progress, if
+// clients; several workers help when the EHR answers slowly. Each worker
+// leases 8/n items at a time (at least one), not maxLeaseBatch: the last
+// items of a pass are then spread over the workers instead of queued behind
+// one of them, which matters most when each item takes a slow EHR seconds,
+// and a worker holds no leases on items it will not reach for long. Progress, if
 // set, sees the running totals of all workers together, one call at a time.
 func (e *Engine) PushParallel(ctx context.Context, n int) (PushSummary, error) {
 	if n <= 1 {
@@ -1368,7 +1368,7 @@ func (e *Engine) PushParallel(ctx context.Context, n int) (PushSummary, error) {
 	for i := range n {
 		w := *e
 		w.Owner = fmt.Sprintf("%s-%d", e.Owner, i)
-		w.leaseBatch = max(1, maxLeaseBatch/n)
+		w.leaseBatch = max(1, 8/n)
 		w.Progress = nil
 		if e.Progress != nil {
 			w.Progress = func(s PushSummary) {

@@ -66,10 +66,11 @@ type Options struct {
 	// carry meta.versionId and If-Match still works. FHIR allows this, so an
 	// adapter must cope with it.
 	NoVersionHeaders bool
-	// Latency makes the server answer every request this much late
-	// (--latency, whole milliseconds): an EHR far away or slow. The waits
-	// run side by side, so a client with c requests in flight gets about
-	// c answers per Latency.
+	// Latency makes the server answer every request this long after it
+	// arrived, its own processing included (--latency, whole
+	// milliseconds): an EHR far away or slow. The waits run side by side,
+	// so a client with c requests in flight gets about c answers per
+	// Latency.
 	Latency time.Duration
 	// Dir is the directory holding server.mjs and package-lock.json. Default:
 	// this package's source directory.
