@@ -54,10 +54,12 @@ type limiter struct {
 	changed time.Time
 	sends   [sendRing]time.Time
 	nsends  int
+	// now is the clock of throttled and succeeded (tests set it).
+	now func() time.Time
 }
 
 func newLimiter(concurrency int, perSecond float64, maxPause time.Duration) *limiter {
-	l := &limiter{sem: make(chan struct{}, concurrency), configured: perSecond, current: perSecond, maxPause: maxPause}
+	l := &limiter{sem: make(chan struct{}, concurrency), configured: perSecond, current: perSecond, maxPause: maxPause, now: time.Now}
 	l.bucket = rate.NewLimiter(limitOf(perSecond), 1)
 	return l
 }
@@ -134,7 +136,7 @@ func (l *limiter) waitPause(ctx context.Context) error {
 func (l *limiter) throttled(sent time.Time, retryAfter time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := time.Now()
+	now := l.now()
 	if retryAfter > 0 {
 		if until := now.Add(min(retryAfter, l.maxPause)); until.After(l.pauseUntil) {
 			l.pauseUntil = until
@@ -165,7 +167,7 @@ func (l *limiter) succeeded() {
 	if target == 0 {
 		target = l.ceiling
 	}
-	now := time.Now()
+	now := l.now()
 	next := l.current + now.Sub(l.changed).Seconds()*max(target*recoverShare, minRate)
 	l.changed = now
 	switch {
