@@ -95,6 +95,10 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 // A Retry-After beyond MaxRetryAfter, or beyond the context's deadline,
 // stops the retries instead of being waited out. Either way the last 429
 // or 503's Retry-After is kept for the Error.
+//
+// It also enforces MaxAttempts (retryablehttp's own bound is set out of
+// reach): a 429 is free, not counted, while the call has been throttled
+// for less than MaxThrottleWait.
 func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	cs := stateFrom(ctx)
 	if cs == nil {
