@@ -56,7 +56,8 @@ func (e *inFlightEHR) Transaction(ctx context.Context, bundle []byte, idempotent
 
 // TestConnectionWorkers: a connection whose Workers is more than the
 // schedule's is pushed by that many workers, so its EHR client's
-// concurrency can be used.
+// concurrency can be used; and the workers share the outbox (30 clients)
+// rather than the first two leasing 16 items each and the others none.
 func TestConnectionWorkers(t *testing.T) {
 	t.Parallel()
 	r := newRigWith(t, peer.Options{Latency: 50 * time.Millisecond})
@@ -69,8 +70,8 @@ func TestConnectionWorkers(t *testing.T) {
 	if len(res) != 1 || len(res[0].Failures) != 0 || res[0].Push.Failed != 0 || res[0].Push.Items == 0 {
 		t.Fatalf("once: %+v", res)
 	}
-	if m := counted.most.Load(); m < 2 || m > 4 {
-		t.Fatalf("at most %d EHR calls in flight at once; want the connection's 4 workers at work (2 to 4)", m)
+	if m := counted.most.Load(); m < 3 || m > 4 {
+		t.Fatalf("at most %d EHR calls in flight at once; want the connection's 4 workers at work (3 or 4)", m)
 	}
 }
 
