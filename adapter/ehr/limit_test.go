@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
@@ -227,4 +229,36 @@ func rateGauge(t *testing.T, r *sdkmetric.ManualReader, conn string) float64 {
 	}
 	t.Fatalf("no %s for connection %s", ehr.MetricRateLimit, conn)
 	return 0
+}
+
+// TestRateGaugeName: /metrics shows the gauge under the name docs/CONFIG.md
+// gives, with the configured rate.
+func TestRateGaugeName(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	r, err := otelprom.New(otelprom.WithRegisterer(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(r))
+	if _, err := ehr.New(ehr.Options{BaseURL: "http://127.0.0.1:1/fhir", Connection: "clinic-g", MeterProvider: mp, RequestsPerSecond: 3}); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "ipsfhir_ehr_rate_limit_per_second" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "connection" && l.GetValue() == "clinic-g" && m.GetGauge().GetValue() == 3 {
+					return
+				}
+			}
+		}
+	}
+	t.Fatal("no ipsfhir_ehr_rate_limit_per_second{connection=\"clinic-g\"} 3")
 }
