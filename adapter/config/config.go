@@ -392,6 +392,15 @@ type Connection struct {
 	// reading the whole answer (ehr.Options.Timeout). A file that leaves it
 	// out gets DefaultTimeout; a Connection built in code must set it.
 	Timeout time.Duration `yaml:"timeout"`
+	// MaxConcurrency bounds this connection's requests in flight at once
+	// (ehr.Options.MaxConcurrency), 1 to 64; the connection is pushed by
+	// at least that many workers. A file that leaves it out gets
+	// DefaultMaxConcurrency; a Connection built in code must set it.
+	MaxConcurrency int `yaml:"maxConcurrency"`
+	// RequestsPerSecond bounds the rate of this connection's requests
+	// (ehr.Options.RequestsPerSecond); 0, the default, sets no bound until
+	// the EHR throttles.
+	RequestsPerSecond float64 `yaml:"requestsPerSecond"`
 	// Retry spaces the retries of this connection's failing outbox items
 	// (syncer.RetrySchedule). A file that leaves it, or any of its keys,
 	// out gets DefaultRetry's values; a Connection built in code must set it.
@@ -519,6 +528,7 @@ func (c *Connection) setDefaults() {
 	c.ReferralCodes = defaultReferralCodes()
 	c.ReferralIntents = slices.Clone(mappings.DefaultReferralIntents)
 	c.Timeout = DefaultTimeout
+	c.MaxConcurrency = DefaultMaxConcurrency
 	c.Retry = DefaultRetry
 }
 
@@ -646,6 +656,11 @@ const (
 	// DefaultTimeout bounds each EHR request attempt: the ehr package's
 	// own default.
 	DefaultTimeout = 30 * time.Second
+	// DefaultMaxConcurrency bounds each connection's requests in flight:
+	// the ehr package's own default.
+	DefaultMaxConcurrency = 4
+	// MaxConcurrencyLimit is the most maxConcurrency may be.
+	MaxConcurrencyLimit = 64
 )
 
 // Default returns the configuration an empty file gives: program "local",
@@ -1108,6 +1123,12 @@ func (cn *Connection) problems(p string, ps *problems) {
 	}
 	if cn.Timeout < time.Second {
 		ps.add(child(p, "timeout"), "must be at least 1s: it bounds each request to the EHR")
+	}
+	if cn.MaxConcurrency < 1 || cn.MaxConcurrency > MaxConcurrencyLimit {
+		ps.add(child(p, "maxConcurrency"), "must be from 1 to %d: the requests to the EHR in flight at once", MaxConcurrencyLimit)
+	}
+	if !(cn.RequestsPerSecond >= 0) || math.IsInf(cn.RequestsPerSecond, 0) {
+		ps.add(child(p, "requestsPerSecond"), "must be a number, 0 (no limit) or more")
 	}
 	cn.Retry.problems(child(p, "retry"), ps)
 	cn.TreatmentPlan.problems(child(p, "treatmentPlan"), ps)

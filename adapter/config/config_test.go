@@ -159,6 +159,12 @@ func TestEveryKindOfMistakeNamesItsKey(t *testing.T) {
 		{"yes for siteCodedObservations", conn + "    siteCodedObservations: yes\n", "connections[0].siteCodedObservations", "must be true or false"},
 		{"zero timeout", conn + "    timeout: 0s\n", "connections[0].timeout", "at least 1s"},
 		{"number for a timeout", conn + "    timeout: 30\n", "connections[0].timeout", "must be a duration"},
+		{"zero concurrency", conn + "    maxConcurrency: 0\n", "connections[0].maxConcurrency", "from 1 to 64"},
+		{"concurrency over 64", conn + "    maxConcurrency: 65\n", "connections[0].maxConcurrency", "from 1 to 64"},
+		{"string for a concurrency", conn + "    maxConcurrency: four\n", "connections[0].maxConcurrency", "must be"},
+		{"negative rate", conn + "    requestsPerSecond: -1\n", "connections[0].requestsPerSecond", "0 (no limit) or more"},
+		{"rate not a number", conn + "    requestsPerSecond: .nan\n", "connections[0].requestsPerSecond", "0 (no limit) or more"},
+		{"infinite rate", conn + "    requestsPerSecond: .inf\n", "connections[0].requestsPerSecond", "0 (no limit) or more"},
 		{"zero first retry", conn + "    retry: {initial: 0s}\n", "connections[0].retry.initial", "more than 0s"},
 		{"retry max below initial", conn + "    retry: {initial: 2h}\n", "connections[0].retry.max", "at least retry.initial"},
 		{"jitter of 1", conn + "    retry: {jitter: 1}\n", "connections[0].retry.jitter", "fraction from 0 up to"},
@@ -446,7 +452,7 @@ func TestValidateConfigBuiltInCode(t *testing.T) {
 	// Defaults a file gets are not filled in for a connection built in
 	// code: it sets them, as demo does with DefaultTimeout and DefaultRetry.
 	for _, p := range []string{"sync.workers", "connections[0].auth.token", "connections[0].referralCodes", "connections[0].referralIntents", "connections[0].winners.goalStatus", "connections[0].winners.goalAchievement",
-		"connections[0].clinicalText", "connections[0].timeout", "connections[0].retry.initial"} {
+		"connections[0].clinicalText", "connections[0].timeout", "connections[0].maxConcurrency", "connections[0].retry.initial"} {
 		if !hasProblem(ve.Problems, p, "") {
 			t.Errorf("no problem at %s:\n%s", p, list(ve.Problems))
 		}
@@ -760,5 +766,26 @@ func TestCORSOrigins(t *testing.T) {
 	}
 	if d := config.Default(); d.Server.CORSOrigins != nil {
 		t.Errorf("default corsOrigins %v", d.Server.CORSOrigins)
+	}
+}
+
+// TestConnectionLimits: a connection's concurrency and rate limits, read
+// from the file or defaulted.
+func TestConnectionLimits(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse([]byte(conn + `    maxConcurrency: 8
+    requestsPerSecond: 12.5
+  - name: clinic-b
+    fhirBaseUrl: https://b.example.org/fhir
+    auth: {type: none}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := c.Connections[0]; a.MaxConcurrency != 8 || a.RequestsPerSecond != 12.5 {
+		t.Errorf("%s: maxConcurrency %d requestsPerSecond %v, want 8 and 12.5", a.Name, a.MaxConcurrency, a.RequestsPerSecond)
+	}
+	if b := c.Connections[1]; b.MaxConcurrency != config.DefaultMaxConcurrency || b.RequestsPerSecond != 0 {
+		t.Errorf("%s: maxConcurrency %d requestsPerSecond %v, want the defaults %d and 0", b.Name, b.MaxConcurrency, b.RequestsPerSecond, config.DefaultMaxConcurrency)
 	}
 }

@@ -97,6 +97,8 @@
 //	  .winners.goalDescription ips|ehr default ips (the client's own words, as the specialist recorded them)
 //	  .winners.goalTarget    ips|ehr  default ips
 //	  .timeout               duration default 30s (DefaultTimeout), at least 1s: each EHR request attempt
+//	  .maxConcurrency        int      default 4, 1 to 64: EHR requests in flight at once; push workers at least this
+//	  .requestsPerSecond     number   default 0 (no limit), not negative: EHR requests per second
 //	  .retry.initial         duration default 30s, more than 0: outbox retry after an item's first failure
 //	  .retry.max             duration default 1h, at least retry.initial
 //	  .retry.jitter          number   default 0.2, from 0 up to (not including) 1

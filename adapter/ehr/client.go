@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -68,6 +69,16 @@ type Options struct {
 	MaxRetryAfter time.Duration
 	// MaxPages bounds the pages Search follows. Default 100.
 	MaxPages int
+	// MaxConcurrency bounds the requests of this connection in flight at
+	// once, every attempt counted, whichever goroutine sends it. Default 4.
+	MaxConcurrency int
+	// RequestsPerSecond bounds the rate at which requests (every attempt)
+	// are sent. Zero: no bound until the EHR throttles (see doc.go).
+	RequestsPerSecond float64
+	// MaxThrottleWait is how long one call keeps waiting out 429s without
+	// the throttled attempts counting towards MaxAttempts. Default 10
+	// minutes.
+	MaxThrottleWait time.Duration
 	// Logger receives one Debug line per attempt and one line per call
 	// (Debug on success, Warn on failure) with method, resource type, status,
 	// attempt and duration only. Nil discards.
@@ -92,8 +103,16 @@ type Client struct {
 	maxPages int
 	// maxRetryAfter is read by checkRetry and backoff.
 	maxRetryAfter time.Duration
-	log           *slog.Logger
-	tel           telemetry
+	// maxAttempts and maxThrottleWait are enforced by checkRetry: attempts
+	// answered with a throttle count only once the call has been throttled
+	// for maxThrottleWait.
+	maxAttempts     int
+	maxThrottleWait time.Duration
+	// timeout bounds each attempt once the limiter let it go.
+	timeout time.Duration
+	lim     *limiter
+	log     *slog.Logger
+	tel     telemetry
 }
 
 // Request is one FHIR interaction for Do.
@@ -170,8 +189,17 @@ func New(o Options) (*Client, error) {
 	if !labelValue.MatchString(o.Connection) {
 		return nil, errors.New("ehr: Connection must be 1-64 letters, digits, '.', '_' or '-'")
 	}
-	if o.Timeout < 0 || o.MaxAttempts < 0 || o.MaxRetryAfter < 0 || o.MaxPages < 0 {
-		return nil, errors.New("ehr: Timeout, MaxAttempts, MaxRetryAfter and MaxPages must not be negative")
+	if o.Timeout < 0 || o.MaxAttempts < 0 || o.MaxRetryAfter < 0 || o.MaxPages < 0 || o.MaxConcurrency < 0 || o.MaxThrottleWait < 0 {
+		return nil, errors.New("ehr: Timeout, MaxAttempts, MaxRetryAfter, MaxPages, MaxConcurrency and MaxThrottleWait must not be negative")
+	}
+	if !(o.RequestsPerSecond >= 0) || math.IsInf(o.RequestsPerSecond, 0) {
+		return nil, errors.New("ehr: RequestsPerSecond must be a finite number, 0 or more")
+	}
+	if o.MaxConcurrency == 0 {
+		o.MaxConcurrency = defaultMaxConcurrency
+	}
+	if o.MaxThrottleWait == 0 {
+		o.MaxThrottleWait = defaultMaxThrottleWait
 	}
 	if o.Timeout == 0 {
 		o.Timeout = defaultTimeout
@@ -212,7 +240,8 @@ func New(o Options) (*Client, error) {
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.TLSClientConfig = tlsConf
-	transport.MaxIdleConnsPerHost = 16
+	// Enough idle connections for every request the limiter lets fly.
+	transport.MaxIdleConnsPerHost = max(16, o.MaxConcurrency)
 	// FHIR APIs do not redirect; following one would turn a POST into a GET
 	// or carry a request where the base URL did not say.
 	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
@@ -222,20 +251,25 @@ func New(o Options) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{
-		base:          base,
-		baseStr:       base.String(),
-		conn:          o.Connection,
-		auth:          o.Auth,
-		plain:         &http.Client{Transport: transport, Timeout: o.Timeout, CheckRedirect: noRedirect},
-		maxPages:      o.MaxPages,
-		maxRetryAfter: o.MaxRetryAfter,
-		log:           o.Logger,
-		tel:           tel,
+		base:            base,
+		baseStr:         base.String(),
+		conn:            o.Connection,
+		auth:            o.Auth,
+		plain:           &http.Client{Transport: transport, Timeout: o.Timeout, CheckRedirect: noRedirect},
+		maxPages:        o.MaxPages,
+		maxRetryAfter:   o.MaxRetryAfter,
+		maxAttempts:     o.MaxAttempts,
+		maxThrottleWait: o.MaxThrottleWait,
+		timeout:         o.Timeout,
+		lim:             newLimiter(o.MaxConcurrency, o.RequestsPerSecond, o.MaxRetryAfter),
+		log:             o.Logger,
+		tel:             tel,
 	}
 	c.rc = &retryablehttp.Client{
+		// No http.Client Timeout: it would count the wait for the
+		// limiter. attemptTransport bounds each attempt from its send.
 		HTTPClient: &http.Client{
 			Transport:     &attemptTransport{next: transport, c: c},
-			Timeout:       o.Timeout,
 			CheckRedirect: noRedirect,
 		},
 		// retryablehttp logs request URLs, and a FHIR search URL names the
@@ -243,12 +277,16 @@ func New(o Options) (*Client, error) {
 		Logger:       nil,
 		RetryWaitMin: defaultWaitMin,
 		RetryWaitMax: defaultWaitMax,
-		RetryMax:     o.MaxAttempts - 1,
-		CheckRetry:   c.checkRetry,
-		Backoff:      c.backoff,
+		// checkRetry enforces MaxAttempts, not counting throttled attempts.
+		RetryMax:   math.MaxInt32,
+		CheckRetry: c.checkRetry,
+		Backoff:    c.backoff,
 		// Keep the last response (and its OperationOutcome) when retries run
 		// out, instead of retryablehttp's default of draining it.
 		ErrorHandler: retryablehttp.PassthroughErrorHandler,
+	}
+	if err := c.observeRate(o.MeterProvider); err != nil {
+		return nil, fmt.Errorf("ehr: metrics: %w", err)
 	}
 	return c, nil
 }
@@ -279,6 +317,10 @@ type callState struct {
 	transportErr error
 	// retryAfter is the last answer's Retry-After, if it was a 429 or 503.
 	retryAfter time.Duration
+	// throttledSince is when the call was first throttled; free counts the
+	// throttled attempts that do not count towards MaxAttempts.
+	throttledSince time.Time
+	free           int
 	// local: the failure is ours (a request we could not build).
 	local bool
 }

@@ -60,10 +60,39 @@
 // on one EHR's say-so. Whenever the final answer is a 429 or 503 with a
 // Retry-After, waited out before or not, Error.RetryAfter holds it, so the
 // outbox does not come back sooner than the EHR asked. Attempts are bounded
-// (Options.MaxAttempts, default 5); the wait ends as soon as the context
+// (Options.MaxAttempts, default 5; throttled attempts are free for a while,
+// see below); the wait ends as soon as the context
 // does. When the attempts run out the last response is kept (retryablehttp
 // would drop it), so the Error carries the EHR's status and its
 // OperationOutcome.
+//
+// # Pacing: concurrency, rate, throttling
+//
+// Every attempt of every call (retries included; not the token requests of
+// Auth) passes the connection's limiter before it is sent: at most
+// Options.MaxConcurrency (default 4) in flight at once, whichever
+// goroutines send them, held until the answer has been read; at most
+// Options.RequestsPerSecond per second (default 0: no bound); and none
+// while the EHR has asked the connection to wait. Options.Timeout counts
+// from the send, not from the wait for the limiter. A 429, or a 503 with
+// Retry-After, pauses the whole connection for the Retry-After (at most
+// MaxRetryAfter), so that every worker waits, not only the one throttled,
+// and halves the connection's effective rate (not below 0.5 per second;
+// with no rate configured, from the rate it was sending at). Requests
+// throttled together halve it once. Answers that are not throttles raise
+// it again by 5% of the configured rate per second (at least 0.5) until it
+// is back there; with none configured, the limit is lifted once the rate is
+// twice what it was sending at when throttled. The ipsfhir.ehr.rate_limit
+// gauge (per second, label connection; 0 when unlimited) shows the
+// effective rate.
+//
+// A 429 is slowing down, not failing: its attempts do not count towards
+// MaxAttempts while the call has been throttled for less than
+// Options.MaxThrottleWait (default 10 minutes), so a throttled call waits
+// and succeeds rather than failing an outbox item. Past that, or for a
+// Retry-After beyond MaxRetryAfter, the call ends as described above. A
+// 503 slows the connection the same way but counts as an attempt: it is an
+// outage, however politely announced.
 //
 // Redirects are not followed: FHIR APIs do not redirect, and following one
 // would turn a POST into a GET or send the request where the base URL did

@@ -32,9 +32,32 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if err := req.Context().Err(); err != nil {
 		return nil, err // not sent
 	}
+	// The connection's limiter first: a slot, the end of any pause the
+	// EHR asked for, a token of the rate. Only then does the attempt's
+	// timeout start.
+	sent, release, err := t.c.lim.acquire(req.Context())
+	if err != nil {
+		return nil, err // not sent
+	}
+	actx, cancel := context.WithTimeout(req.Context(), t.c.timeout)
+	done := func() { cancel(); release() }
 	cs.attempts++
 	start := time.Now()
-	resp, err := t.next.RoundTrip(req)
+	resp, err := t.next.RoundTrip(req.WithContext(actx))
+	if err != nil {
+		if req.Context().Err() == nil && actx.Err() == context.DeadlineExceeded && !notSent(err) {
+			err = attemptTimeout{}
+		}
+		done()
+	} else {
+		resp.Body = &releaseBody{ReadCloser: resp.Body, done: done}
+		if throttle(resp) {
+			d, _ := retryAfter(resp.Header, time.Now())
+			t.c.lim.throttled(sent, d)
+		} else {
+			t.c.lim.succeeded()
+		}
+	}
 	attrs := []slog.Attr{
 		slog.String("connection", t.c.conn),
 		slog.String("method", cs.method),
@@ -72,6 +95,10 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 // A Retry-After beyond MaxRetryAfter, or beyond the context's deadline,
 // stops the retries instead of being waited out. Either way the last 429
 // or 503's Retry-After is kept for the Error.
+//
+// It also enforces MaxAttempts (retryablehttp's own bound is set out of
+// reach): a 429 is free, not counted, while the call has been throttled
+// for less than MaxThrottleWait.
 func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	cs := stateFrom(ctx)
 	if cs == nil {
@@ -91,11 +118,12 @@ func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error)
 		if isCertError(err) || isProtocolError(err) {
 			return false, nil
 		}
-		return cs.idempotent || notSent(err), nil
+		return (cs.idempotent || notSent(err)) && c.attemptsLeft(cs), nil
 	}
 	switch code := resp.StatusCode; {
 	case code == http.StatusTooManyRequests, code == http.StatusServiceUnavailable:
-		if d := cs.retryAfter; d > 0 {
+		d := cs.retryAfter
+		if d > 0 {
 			if d > c.maxRetryAfter {
 				return false, nil
 			}
@@ -103,15 +131,59 @@ func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error)
 				return false, nil
 			}
 		}
-		return true, nil
+		if code == http.StatusTooManyRequests {
+			// Slowing down, not failing: the attempt is free while the
+			// call has been throttled for less than MaxThrottleWait. A
+			// 503 is an outage, however politely announced: it counts.
+			now := time.Now()
+			if cs.throttledSince.IsZero() {
+				cs.throttledSince = now
+			}
+			if now.Sub(cs.throttledSince)+d <= c.maxThrottleWait {
+				cs.free++
+				return true, nil
+			}
+		}
+		return c.attemptsLeft(cs), nil
 	case cs.read && code >= 500 && code != http.StatusNotImplemented:
 		// 501: the EHR does not do this at all (KindNotAllowed).
-		return true, nil
+		return c.attemptsLeft(cs), nil
 	case code == http.StatusBadGateway, code == http.StatusGatewayTimeout:
-		return cs.idempotent, nil
+		return cs.idempotent && c.attemptsLeft(cs), nil
 	}
 	return false, nil
 }
+
+// attemptsLeft reports whether the call may make another attempt: the
+// attempts that count (all but the free throttled ones) are fewer than
+// MaxAttempts.
+func (c *Client) attemptsLeft(cs *callState) bool {
+	return cs.attempts-cs.free < c.maxAttempts
+}
+
+// throttle reports an answer that asks the client to slow down: a 429, or
+// a 503 with Retry-After. A 503 without one is an outage.
+func throttle(resp *http.Response) bool {
+	switch resp.StatusCode {
+	case http.StatusTooManyRequests:
+		return true
+	case http.StatusServiceUnavailable:
+		return resp.Header.Get("Retry-After") != ""
+	}
+	return false
+}
+
+// attemptTimeout is the error of an attempt that ran out of
+// Options.Timeout: a timeout (net.Error), not the caller's context ending.
+type attemptTimeout struct{}
+
+func (attemptTimeout) Error() string   { return "attempt timed out" }
+func (attemptTimeout) Timeout() bool   { return true }
+func (attemptTimeout) Temporary() bool { return true }
+
+// Is makes an attempt timeout a context.DeadlineExceeded, as net/http's
+// own client timeout is.
+func (attemptTimeout) Is(target error) bool { return target == context.DeadlineExceeded }
 
 // backoff is retryablehttp's Backoff: the server's Retry-After when it sent
 // one (checkRetry has already refused those above the cap), otherwise

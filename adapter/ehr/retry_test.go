@@ -225,7 +225,8 @@ func TestRetryAfterReachesCaller(t *testing.T) {
 
 	t.Run("429 under the cap, waited out, then given up", func(t *testing.T) {
 		t.Parallel()
-		c, _ := newClient(t, always(http.StatusTooManyRequests, "1").URL, ehr.Options{MaxAttempts: 2})
+		// Past MaxThrottleWait a 429 counts as an attempt like any other.
+		c, _ := newClient(t, always(http.StatusTooManyRequests, "1").URL, ehr.Options{MaxAttempts: 2, MaxThrottleWait: time.Nanosecond})
 		_, err := c.Read(t.Context(), "Goal", "g1")
 		e := wantKind(t, err, ehr.KindTransient)
 		if e.Status != http.StatusTooManyRequests || e.Attempts != 2 || e.RetryAfter != time.Second || e.Token() != "throttled" {
@@ -256,7 +257,7 @@ func TestRetryAfterReachesCaller(t *testing.T) {
 	})
 	t.Run("no header", func(t *testing.T) {
 		t.Parallel()
-		c, _ := newClient(t, always(http.StatusTooManyRequests, "").URL, ehr.Options{MaxAttempts: 1})
+		c, _ := newClient(t, always(http.StatusTooManyRequests, "").URL, ehr.Options{MaxAttempts: 1, MaxThrottleWait: time.Nanosecond})
 		_, err := c.Read(t.Context(), "Goal", "g1")
 		if e := wantKind(t, err, ehr.KindTransient); e.RetryAfter != 0 {
 			t.Fatalf("retry-after %v, want 0", e.RetryAfter)

@@ -22,6 +22,10 @@ const instrumentationName = "github.com/ipsfhir/ipsfhir/adapter/ehr"
 const (
 	MetricDuration = "ipsfhir.ehr.request.duration"
 	MetricRequests = "ipsfhir.ehr.requests"
+	// MetricRateLimit is the rate a connection's requests are held to now
+	// (a gauge, per second; 0 when unlimited): the configured
+	// requestsPerSecond, or less while the EHR throttles it.
+	MetricRateLimit = "ipsfhir.ehr.rate_limit"
 
 	attrConnection   = "connection"
 	attrMethod       = "method"
@@ -62,6 +66,24 @@ func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) (telemetry, 
 		return telemetry{}, err
 	}
 	return telemetry{tracer: tp.Tracer(instrumentationName), duration: dur, requests: req}, nil
+}
+
+// observeRate registers the gauge of c's effective request rate.
+func (c *Client) observeRate(mp metric.MeterProvider) error {
+	m := mp.Meter(instrumentationName)
+	g, err := m.Float64ObservableGauge(MetricRateLimit,
+		metric.WithUnit("{request}/s"),
+		metric.WithDescription("The request rate an EHR connection is held to now: its configured rate, or less while the EHR throttles it; 0 when unlimited."),
+	)
+	if err != nil {
+		return err
+	}
+	set := metric.WithAttributeSet(attribute.NewSet(attribute.String(attrConnection, c.conn)))
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveFloat64(g, c.lim.rate(), set)
+		return nil
+	}, g)
+	return err
 }
 
 // start opens the span of one call. Its name and attributes carry the

@@ -1,242 +1,173 @@
 package syncer
 
 import (
-	"context"
+	"bufio"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"slices"
+	"regexp"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
 	"github.com/ipsfhir/ipsfhir/adapter/plan"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
-	"github.com/ipsfhir/ipsfhir/adapter/store/postgres"
 	"github.com/ipsfhir/ipsfhir/adapter/store/sqlite"
-	"github.com/ipsfhir/ipsfhir/adapter/store/storetest"
 	"github.com/ipsfhir/ipsfhir/conformance/peer"
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/ips/synth"
 	"github.com/ipsfhir/ipsfhir/mappings"
 )
 
-// BenchmarkChangeLatency measures how long one IPS change takes to reach a
-// responsive EHR (the peer) under a running Runner: from the save's commit
-// to the EHR's answer to the write it causes. It makes 200 single edits
-// (IPSFHIR_BENCH_EDITS) one after another with the outbox waking the push
-// loop, then a tenth as many (at least 10) with PollOnly, where a change
-// waits for the next pass of the default 5 s push interval: the ceiling it
-// is compared against, measured in the same run. Polling edits come at a
-// random moment of the interval. On SQLite the save goes through the
-// Runner's Store; on PostgreSQL through a second Store on the same
-// database, as another replica's API would. It reports p50 and p95 of
-// each, and the ratio of the p95s.
-// Run: go test -run '^$' -bench ChangeLatency -benchtime 1x ./adapter/syncer
-func BenchmarkChangeLatency(b *testing.B) {
-	edits := 200
-	if v := os.Getenv("IPSFHIR_BENCH_EDITS"); v != "" {
-		edits, _ = strconv.Atoi(v)
+// benchLatency is the latency-bound EHR's answer time.
+const benchLatency = 150 * time.Millisecond
+
+// BenchmarkLatencyBound syncs a synthetic caseload (200 clients unless
+// IPSFHIR_BENCH_CLIENTS says otherwise) to the peer acting as Epic (its
+// CapabilityStatement enforced: one request per resource, no Bundles) and
+// answering every request 150 ms late, with the EHR client's concurrency
+// limit (and as many push workers) at 4 and at 8. The ceiling is what that
+// limit allows against that latency, concurrency / 150 ms requests per
+// second; the ratio is the requests per second the sync made, counted in
+// the peer's access log, over the ceiling.
+// Run: IPSFHIR_REQUIRE_PEER=1 go test -run '^$' -bench LatencyBound -benchtime 1x ./adapter/syncer
+func BenchmarkLatencyBound(b *testing.B) {
+	n := 200
+	if v := os.Getenv("IPSFHIR_BENCH_CLIENTS"); v != "" {
+		n, _ = strconv.Atoi(v)
 	}
-	for _, kind := range []string{"sqlite", "postgres"} {
-		b.Run(kind, func(b *testing.B) {
+	for _, c := range []int{4, 8} {
+		b.Run(fmt.Sprintf("c=%d", c), func(b *testing.B) {
 			for b.Loop() {
-				woken := benchLatency(b, kind, edits, false)
-				polled := benchLatency(b, kind, max(edits/10, 10), true)
-				wp50, wp95 := percentile(woken, 50), percentile(woken, 95)
-				pp50, pp95 := percentile(polled, 50), percentile(polled, 95)
-				b.ReportMetric(ms(wp50), "woken-p50-ms")
-				b.ReportMetric(ms(wp95), "woken-p95-ms")
-				b.ReportMetric(ms(pp50), "poll-p50-ms")
-				b.ReportMetric(ms(pp95), "poll-p95-ms")
-				b.ReportMetric(float64(wp95)/float64(pp95), "p95-ratio")
-				b.Logf("%s: woken %d edits p50 %v p95 %v max %v; polling (%v) %d edits p50 %v p95 %v; p95 ratio %.3f",
-					kind, len(woken), wp50, wp95, slices.Max(woken), DefaultPushInterval, len(polled), pp50, pp95, float64(wp95)/float64(pp95))
+				benchLatencyBound(b, n, c)
 			}
 		})
 	}
 }
 
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-// percentile is the nearest-rank p-th percentile of ds.
-func percentile(ds []time.Duration, p int) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	i := (len(s)*p+99)/100 - 1
-	return s[max(i, 0)]
+// accessLog counts the peer's access log lines: one per request answered.
+type accessLog struct {
+	mu      sync.Mutex
+	partial []byte
+	count   int
+	ms      int // the answer times the lines report, added up
 }
 
-// writeSignal tells, after each write the EHR answered without error,
-// that a write landed.
-type writeSignal struct {
-	EHR
-	landed chan struct{}
-}
+var accessLine = regexp.MustCompile(`^peer: [A-Z]+ \S+.* (\d+)ms$`)
 
-func (w *writeSignal) signal(err error) {
-	if err == nil {
-		select {
-		case w.landed <- struct{}{}:
-		default:
+func (l *accessLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.partial = append(l.partial, p...)
+	for {
+		i := -1
+		for j, c := range l.partial {
+			if c == '\n' {
+				i = j
+				break
+			}
 		}
+		if i < 0 {
+			return len(p), nil
+		}
+		if m := accessLine.FindSubmatch(l.partial[:i]); m != nil {
+			l.count++
+			ms, _ := strconv.Atoi(string(m[1]))
+			l.ms += ms
+		}
+		l.partial = l.partial[i+1:]
 	}
 }
 
-func (w *writeSignal) Create(ctx context.Context, t string, body []byte, ifNoneExist string) (*ehr.Response, error) {
-	r, err := w.EHR.Create(ctx, t, body, ifNoneExist)
-	w.signal(err)
-	return r, err
+func (l *accessLog) requests() (n, ms int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.count, l.ms
 }
 
-func (w *writeSignal) Update(ctx context.Context, t, target string, body []byte, ifMatch string) (*ehr.Response, error) {
-	r, err := w.EHR.Update(ctx, t, target, body, ifMatch)
-	w.signal(err)
-	return r, err
-}
-
-func (w *writeSignal) UpdateOnce(ctx context.Context, t, target string, body []byte) (*ehr.Response, error) {
-	r, err := w.EHR.UpdateOnce(ctx, t, target, body)
-	w.signal(err)
-	return r, err
-}
-
-func (w *writeSignal) Transaction(ctx context.Context, bundle []byte, idempotent bool) (*ehr.Response, error) {
-	r, err := w.EHR.Transaction(ctx, bundle, idempotent)
-	w.signal(err)
-	return r, err
-}
-
-func (w *writeSignal) Batch(ctx context.Context, bundle []byte, idempotent bool) (*ehr.Response, error) {
-	r, err := w.EHR.Batch(ctx, bundle, idempotent)
-	w.signal(err)
-	return r, err
-}
-
-// benchLatency runs a Runner over a small synced caseload and returns the
-// latency of each of edits single edits.
-func benchLatency(b *testing.B, kind string, edits int, pollOnly bool) []time.Duration {
+func benchLatencyBound(b *testing.B, n, concurrency int) {
 	ctx := b.Context()
-	cl := synth.Generate(rand.New(rand.NewPCG(5, 5)), 20)
-	cl.Program = &ips.Program{ID: "latency"}
+	cl := synth.Generate(rand.New(rand.NewPCG(13, 13)), n)
+	cl.Program = &ips.Program{ID: "bench"}
 	yes := true
-	var withGoals []*ips.Client
 	for _, c := range cl.Clients {
 		c.Consent = &ips.Consent{EHR: &yes}
-		if len(c.Goals) > 0 {
-			withGoals = append(withGoals, c)
-		}
 	}
-	srv := peer.StartForTest(b, peer.Options{Args: []string{"--quiet"}})
-	c, err := ehr.New(ehr.Options{BaseURL: srv.BaseURL, Connection: "bench"})
+	// The clinic's patients, loaded before the server listens (and without
+	// its latency).
+	seed := filepath.Join(b.TempDir(), "patients.ndjson")
+	f, err := os.Create(seed)
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, cc := range cl.Clients {
-		body := fmt.Sprintf(`{"resourceType":"Patient","identifier":[{"system":%q,"value":%q}]}`, cc.Patient.System, cc.Patient.Value)
-		if _, err := c.Create(ctx, "Patient", []byte(body), ""); err != nil {
-			b.Fatal(err)
-		}
+	w := bufio.NewWriter(f)
+	for _, c := range cl.Clients {
+		fmt.Fprintf(w, `{"resourceType":"Patient","identifier":[{"system":%q,"value":%q}]}`+"\n", c.Patient.System, c.Patient.Value)
 	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
 
-	var st, saver store.Store
-	switch kind {
-	case "sqlite":
-		s, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "ips.db"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		st, saver = s, s
-	case "postgres":
-		dsn := storetest.PostgresDSN(b)
-		s1, err := postgres.Open(ctx, dsn)
-		if err != nil {
-			b.Fatal(err)
-		}
-		s2, err := postgres.Open(ctx, dsn)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer s2.Close()
-		st, saver = s1, s2
+	log := &accessLog{}
+	srv := peer.StartForTest(b, peer.Options{
+		Capability: filepath.Join("..", "..", "testdata", "ehr-capabilities", "epic-r4-sandbox-2026-07.json"),
+		Seed:       seed, Latency: benchLatency, Stderr: log, Dedicated: true,
+	})
+	client, err := ehr.New(ehr.Options{BaseURL: srv.BaseURL, Connection: "bench", MaxConcurrency: concurrency})
+	if err != nil {
+		b.Fatal(err)
+	}
+	meta, err := client.Metadata(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := plan.Build(meta, plan.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if p.Bundles != "none" {
+		b.Fatalf("the Epic plan groups writes in %s Bundles; this benchmark is about one request per resource", p.Bundles)
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "ips.db"))
+	if err != nil {
+		b.Fatal(err)
 	}
 	defer st.Close()
-
-	batch := make([]store.Stored, len(cl.Clients))
-	for i, cc := range cl.Clients {
-		batch[i] = store.Stored{Client: cc}
+	conn := &Connection{Name: "bench", Plan: p, EHR: client, Mapping: mappings.Options{Program: "bench"}, ConsentDefault: true, Workers: concurrency}
+	e := &Engine{Store: st, Connections: []*Connection{conn}, Owner: "bench", Lease: 10 * time.Minute, MaxAttempts: 3}
+	var batch []store.Stored
+	for _, c := range cl.Clients {
+		batch = append(batch, store.Stored{Client: c})
 	}
 	if _, err := st.SaveClients(ctx, batch, []string{"bench"}); err != nil {
 		b.Fatal(err)
 	}
-	sig := &writeSignal{EHR: c, landed: make(chan struct{}, 1)}
-	connector := Connector{Name: "bench", Connect: func(ctx context.Context) (*Connection, error) {
-		meta, err := c.Metadata(ctx)
-		if err != nil {
-			return nil, err
-		}
-		p, err := plan.Build(meta, plan.Options{})
-		if err != nil {
-			return nil, err
-		}
-		return &Connection{Plan: p, EHR: sig, Mapping: mappings.Options{Program: cl.ProgramID()}, ConsentDefault: true}, nil
-	}}
-	e := &Engine{Store: st, Owner: "bench", Lease: time.Minute, MaxAttempts: 3}
-	r := NewRunner(e, Schedule{PushInterval: DefaultPushInterval, PollInterval: time.Hour, PollOnly: pollOnly}, connector)
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { r.Run(runCtx); close(done) }()
-	defer func() { cancel(); <-done }()
 
-	drained := func() {
-		for deadline := time.Now().Add(2 * time.Minute); ; {
-			d, err := st.OutboxDepth(ctx)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if d["bench"] == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				b.Fatalf("the outbox did not drain: %v", d)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+	before, beforeMS := log.requests()
+	start := time.Now()
+	s, err := e.PushConnection(ctx, conn, conn.Workers)
+	wall := time.Since(start)
+	if err != nil || s.Failed != 0 {
+		b.Fatalf("sync: %+v %v", s, err)
 	}
-	drained()
-	rng := rand.New(rand.NewPCG(1, 2))
-	out := make([]time.Duration, 0, edits)
-	for i := range edits {
-		if pollOnly {
-			// A change comes at any moment of the push interval.
-			time.Sleep(rand.N(DefaultPushInterval))
-		}
-		select {
-		case <-sig.landed:
-		default:
-		}
-		cc := withGoals[rng.IntN(len(withGoals))]
-		cc.Goals[0].Description = fmt.Sprintf("Work 20 hours a week (edit %d)", i)
-		_, v, err := saver.GetClient(ctx, cc.ID)
-		if err != nil {
-			b.Fatal(err)
-		}
-		start := time.Now()
-		if _, err := saver.SaveClients(ctx, []store.Stored{{Client: cc, Version: v}}, []string{"bench"}); err != nil {
-			b.Fatal(err)
-		}
-		select {
-		case <-sig.landed:
-			out = append(out, time.Since(start))
-		case <-time.After(time.Minute):
-			b.Fatalf("edit %d did not reach the EHR", i)
-		}
-		drained()
-	}
-	if dl, err := st.DeadLetters(ctx, ""); err != nil || len(dl) != 0 {
-		b.Fatalf("dead letters %v, %v", dl, err)
-	}
-	return out
+	// The last lines may reach the log a moment after their answers.
+	time.Sleep(100 * time.Millisecond)
+	after, afterMS := log.requests()
+	requests := after - before
+
+	throughput := float64(requests) / wall.Seconds()
+	ceiling := float64(concurrency) / benchLatency.Seconds()
+	b.ReportMetric(float64(n), "clients")
+	b.ReportMetric(float64(concurrency), "concurrency")
+	b.ReportMetric(float64(s.Written), "resources")
+	b.ReportMetric(float64(requests), "requests")
+	b.ReportMetric(wall.Seconds(), "sync-s")
+	b.ReportMetric(throughput, "requests/s")
+	b.ReportMetric(ceiling, "ceiling-requests/s")
+	b.ReportMetric(float64(afterMS-beforeMS)/float64(requests), "peer-ms/request")
+	b.ReportMetric(throughput/ceiling, "ratio")
 }

@@ -72,6 +72,11 @@ type Connection struct {
 	// DefaultCreateSettle. Set it well above the EHR request timeout.
 	CreateSettle time.Duration
 
+	// Workers, when more than the Runner's Schedule.Workers, is how many
+	// workers push this connection's outbox: the EHR client's concurrency
+	// limit, so that the limit can be used.
+	Workers int
+
 	// bundles is what the engine learned about this EHR's Bundles.
 	bundles bundleMemory
 }
@@ -102,6 +107,9 @@ type Engine struct {
 	// Tracer, when set, makes a span per sync run and connection; the EHR
 	// client's spans nest under it.
 	Tracer trace.Tracer
+	// leaseBatch is how many outbox items a worker leases at a time; zero
+	// means maxLeaseBatch (see PushParallel).
+	leaseBatch int
 	// SharedText names the connections whose clinicians' goal notes are
 	// written to every connection's EHR (config clinicalText: share). A
 	// note from any other connection goes back to its own EHR only (see
@@ -288,7 +296,11 @@ func (e *Engine) pushConnection(ctx context.Context, conn *Connection, total *Pu
 		e.audit(ctx, conn.Name, telemetry.DirectionPush, total.Written-before.Written, err)
 	}()
 	for {
-		items, err := e.Store.Lease(ctx, conn.Name, e.Owner, 16, e.Lease)
+		batch := e.leaseBatch
+		if batch <= 0 {
+			batch = maxLeaseBatch
+		}
+		items, err := e.Store.Lease(ctx, conn.Name, e.Owner, batch, e.Lease)
 		if err != nil {
 			e.recordRun(ctx, conn.Name, telemetry.DirectionPush, err)
 			return fmt.Errorf("push %s: lease: %w", conn.Name, err)
@@ -1331,9 +1343,16 @@ func contentHash(cr *bpb.ContainedResource) (string, error) {
 	return hashBytes(b), nil
 }
 
+// maxLeaseBatch is how many outbox items one worker leases at a time.
+const maxLeaseBatch = 16
+
 // PushParallel runs PushOnce in n workers at once, each leasing under its own
 // owner name, and adds up what they did. Leases keep them off each other's
-// clients; several workers help when the EHR answers slowly. Progress, if
+// clients; several workers help when the EHR answers slowly. Each worker
+// leases 8/n items at a time (at least one), not maxLeaseBatch: the last
+// items of a pass are then spread over the workers instead of queued behind
+// one of them, which matters most when each item takes a slow EHR seconds,
+// and a worker holds no leases on items it will not reach for long. Progress, if
 // set, sees the running totals of all workers together, one call at a time.
 func (e *Engine) PushParallel(ctx context.Context, n int) (PushSummary, error) {
 	if n <= 1 {
@@ -1349,6 +1368,7 @@ func (e *Engine) PushParallel(ctx context.Context, n int) (PushSummary, error) {
 	for i := range n {
 		w := *e
 		w.Owner = fmt.Sprintf("%s-%d", e.Owner, i)
+		w.leaseBatch = max(1, 8/n)
 		w.Progress = nil
 		if e.Progress != nil {
 			w.Progress = func(s PushSummary) {

@@ -65,7 +65,7 @@ type Schedule struct {
 	// DefaultPollInterval.
 	PollInterval time.Duration
 	// Workers push a connection's outbox in parallel (see PushParallel);
-	// default 1.
+	// default 1. A Connection whose Workers is more gets that many.
 	Workers int
 	// ConnectRetry spaces the attempts to connect; default
 	// DefaultConnectRetry.
@@ -278,7 +278,7 @@ func (r *Runner) Once(ctx context.Context, attempts int) []Result {
 			} else {
 				r.succeeded(c.Name, StepPull)
 			}
-			if res.Push, err = e.PushConnection(ctx, conn, r.sched.Workers); err != nil {
+			if res.Push, err = e.PushConnection(ctx, conn, r.workers(conn)); err != nil {
 				r.failed(ctx, c.Name, StepPush, err, 1, 0)
 				res.Failures = append(res.Failures, r.failure(c.Name, StepPush, err))
 			} else {
@@ -342,7 +342,7 @@ func (r *Runner) loop(ctx context.Context, e *Engine, conn *Connection, step Ste
 			}
 		} else {
 			var s PushSummary
-			s, err = e.PushConnection(ctx, conn, r.sched.Workers)
+			s, err = e.PushConnection(ctx, conn, r.workers(conn))
 			if err == nil {
 				e.log().DebugContext(ctx, "push pass", "connection", conn.Name, "direction", string(step), "count", s.Items)
 			}
@@ -363,6 +363,12 @@ func (r *Runner) loop(ctx context.Context, e *Engine, conn *Connection, step Ste
 			return
 		}
 	}
+}
+
+// workers is how many workers push conn's outbox: Schedule.Workers, or
+// the connection's own Workers if that is more.
+func (r *Runner) workers(conn *Connection) int {
+	return max(r.sched.Workers, conn.Workers)
 }
 
 // backoff is the wait after the nth failure in a row: the schedule's delay,

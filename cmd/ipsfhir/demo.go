@@ -208,7 +208,7 @@ func demoService(ctx context.Context, cl *ips.Caseload, dir, ehrURL string, stdo
 		cfg.Connections = []config.Connection{{Name: "demo-ehr", FHIRBaseURL: ehrURL, Enabled: true, Auth: config.Auth{Type: config.AuthNone}, Winners: config.DefaultWinners, ClinicalText: config.ClinicalTextKeep,
 			ReferralCodes:   []config.Coding{{System: mappings.SystemSDOHCCTemporary, Code: mappings.SDOHEmploymentStatus}},
 			ReferralIntents: mappings.DefaultReferralIntents,
-			Timeout:         config.DefaultTimeout, Retry: config.DefaultRetry}}
+			Timeout:         config.DefaultTimeout, MaxConcurrency: config.DefaultMaxConcurrency, Retry: config.DefaultRetry}}
 		connections = []string{"demo-ehr"}
 		if err := seedPatients(ctx, ehrURL, cl, progressTo(stderr)); err != nil {
 			fmt.Fprintf(stderr, "ipsfhir demo: create the synthetic patients on %s: %v\n", ehrURL, err)

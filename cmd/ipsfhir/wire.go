@@ -190,6 +190,10 @@ func (s *system) connector(cn config.Connection) (syncer.Connector, error) {
 	client, err := ehr.New(ehr.Options{
 		BaseURL: cn.FHIRBaseURL, Connection: cn.Name, Auth: auth, CAFile: cn.CAFile, Timeout: cn.Timeout, Logger: s.logger,
 		TracerProvider: s.tel.TracerProvider(), MeterProvider: s.tel.MeterProvider(),
+		MaxConcurrency: cn.MaxConcurrency, RequestsPerSecond: cn.RequestsPerSecond,
+		// A push throttled for longer than half its lease would lose the
+		// lease to another worker, which would send the same writes.
+		MaxThrottleWait: min(maxThrottleWait, s.cfg.Sync.LeaseFor/2),
 	})
 	if err != nil {
 		return syncer.Connector{}, err
@@ -228,10 +232,16 @@ func (s *system) connector(cn config.Connection) (syncer.Connector, error) {
 			// client's timeout; four timeouts is the wait before the
 			// same record is created again.
 			CreateSettle: 4 * cn.Timeout,
+			// As many workers as requests may be in flight.
+			Workers: cn.MaxConcurrency,
 		}, nil
 	}
 	return syncer.Connector{Name: cn.Name, Connect: connect}, nil
 }
+
+// maxThrottleWait is the longest an EHR call keeps waiting out 429s
+// (ehr.Options.MaxThrottleWait), unless half of sync.leaseFor is shorter.
+const maxThrottleWait = 10 * time.Minute
 
 // siteCodes maps a connection's site codes to the mapping's record kinds.
 func siteCodes(cn *config.Connection) map[mappings.Kind]ips.Coding {

@@ -66,6 +66,12 @@ type Options struct {
 	// carry meta.versionId and If-Match still works. FHIR allows this, so an
 	// adapter must cope with it.
 	NoVersionHeaders bool
+	// Latency makes the server answer every request this long after it
+	// arrived, its own processing included (--latency, whole
+	// milliseconds): an EHR far away or slow. The waits run side by side,
+	// so a client with c requests in flight gets about c answers per
+	// Latency.
+	Latency time.Duration
 	// Dir is the directory holding server.mjs and package-lock.json. Default:
 	// this package's source directory.
 	Dir string
@@ -202,6 +208,12 @@ func (opts Options) flags() ([]string, error) {
 	}
 	if opts.NoVersionHeaders {
 		args = append(args, "--no-version-headers")
+	}
+	if opts.Latency < 0 {
+		return nil, errors.New("peer: Latency must not be negative")
+	}
+	if ms := opts.Latency.Milliseconds(); ms > 0 {
+		args = append(args, "--latency="+strconv.FormatInt(ms, 10))
 	}
 	return append(args, opts.Args...), nil
 }

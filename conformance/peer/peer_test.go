@@ -1429,3 +1429,47 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// TestLatency: with Latency set, every answer comes that much late, as the
+// access log's own duration shows (a lower bound the server keeps by
+// construction, not a measurement of this machine), requests in flight
+// together included.
+func TestLatency(t *testing.T) {
+	t.Parallel()
+	var log bytes.Buffer
+	var mu sync.Mutex
+	srv := StartForTest(t, Options{Latency: 300 * time.Millisecond, Stderr: lockedWriter{&mu, &log}})
+	c := newClient(t, srv)
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			if r := c.call("GET", "metadata", nil); r.status != http.StatusOK {
+				t.Errorf("metadata: %d", r.status)
+			}
+		})
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	var ms []int
+	for _, line := range strings.Split(log.String(), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.Contains(line, "GET metadata") {
+			n, err := strconv.Atoi(strings.TrimSuffix(f[len(f)-1], "ms"))
+			if err != nil {
+				t.Fatalf("access log line without a duration: %q", line)
+			}
+			ms = append(ms, n)
+		}
+	}
+	if len(ms) != 3 {
+		t.Fatalf("%d metadata lines in the log, want 3:\n%s", len(ms), log.String())
+	}
+	for _, n := range ms {
+		if n < 300 {
+			t.Errorf("an answer after %dms with a latency of 300ms", n)
+		}
+	}
+	if _, err := (Options{Latency: -time.Second}).flags(); err == nil {
+		t.Error("a negative Latency was accepted")
+	}
+}

@@ -36,6 +36,11 @@ const USAGE = `usage: node --experimental-websocket server.mjs [flags]
                             type: each entry's resource stored as is) or NDJSON,
                             one resource per line; resources keep their ids.
                             A resource that fails validation stops the server.
+  --latency MS              answer every request MS milliseconds after it arrived,
+                            the engine's time included (default 0): an EHR far
+                            away or slow. Requests wait side by side, outside the
+                            one-at-a-time engine, so a client with c requests in
+                            flight gets about c answers per MS
   --default-count N         page size when a search has no _count (default 20)
   --max-count N             largest _count honoured (default 1000)
   --no-version-headers      act like stock Medplum on writes: no ETag header, an
@@ -74,6 +79,7 @@ function parseArgs(argv, fail = fatal) {
     capability: undefined,
     seed: undefined,
     faults: false,
+    latency: 0,
     defaultCount: 20,
     maxCount: 1000,
     versionHeaders: true,
@@ -117,6 +123,9 @@ function parseArgs(argv, fail = fatal) {
         break;
       case '--seed':
         opts.seed = next();
+        break;
+      case '--latency':
+        opts.latency = intFlag(arg, next());
         break;
       case '--default-count':
         opts.defaultCount = intFlag(arg, next());
@@ -1331,7 +1340,13 @@ async function createTenant(opts, env) {
 
   function serve(req, res, path) {
     const t0 = performance.now();
-    const ctx = { label: '-', interaction: '' };
+    // --latency: an answer leaves no sooner than this long after the
+    // request arrived, the engine's own time included.
+    const late = async () => {
+      const left = options.latency - (performance.now() - t0);
+      if (left > 0) await sleep(left);
+    };
+    const ctx = { label: '-', interaction: '', late };
     let logged = false;
     const done = (status) => {
       if (logged) return;
@@ -1340,9 +1355,12 @@ async function createTenant(opts, env) {
     };
     res.on('finish', () => done(res.statusCode));
     res.on('close', () => done(res.writableFinished ? res.statusCode : 'dropped'));
-    handle(req, res, ctx, path).catch((err) => {
+    handle(req, res, ctx, path).catch(async (err) => {
       if (err instanceof HttpError) {
-        if (!res.headersSent) send(res, err.status, err.outcome, err.headers);
+        if (!res.headersSent) {
+          await late();
+          if (!res.headersSent) send(res, err.status, err.outcome, err.headers);
+        }
         return;
       }
       // A stack without its message: messages can quote data.
@@ -1353,6 +1371,7 @@ async function createTenant(opts, env) {
   }
 
   async function handle(req, res, ctx, path) {
+    const late = ctx.late;
     const url = new URL(req.url, 'http://127.0.0.1');
     const method = req.method;
 
@@ -1382,6 +1401,7 @@ async function createTenant(opts, env) {
       ctx.label = 'fault';
       const headers = {};
       if (fault.status === 429 || fault.status === 503) headers['Retry-After'] = String(fault.retryAfter);
+      await late();
       send(res, fault.status, outcome('error', fault.status === 429 ? 'throttled' : 'transient', `Injected fault ${fault.status}`), headers);
       return;
     }
@@ -1391,6 +1411,7 @@ async function createTenant(opts, env) {
       req.socket.destroy();
       return;
     }
+    await late();
     send(res, answer.status, answer.body, answer.headers);
   }
 
@@ -1803,6 +1824,7 @@ async function createTenant(opts, env) {
       return (
         `${mode}, identifier index ${options.identifierIndex ? 'on' : 'off'}, ` +
         `faults ${options.faults ? 'on' : 'off'}, version headers ${options.versionHeaders ? 'on' : 'off'}, ` +
+        (options.latency ? `latency ${options.latency}ms, ` : '') +
         `${seeded} resources seeded`
       );
     },
