@@ -17,7 +17,7 @@ func (s *Store) GetClient(ctx context.Context, id string) (*ips.Client, store.Ve
 		v   int64
 		doc []byte
 	)
-	err := s.r.QueryRowContext(ctx, `SELECT version, doc FROM clients WHERE id = ?`, id).Scan(&v, &doc)
+	err := s.queryRow(ctx, `SELECT version, doc FROM clients WHERE id = ?`, id).Scan(&v, &doc)
 	if errors.Is(err, sql.ErrNoRows) {
 		// The id is not echoed: it names no client, so it may be anything
 		// a caller typed, such as a medical record number.
@@ -84,7 +84,7 @@ func (s *Store) ClientByPatient(ctx context.Context, system, value string) (stor
 		doc []byte
 		at  int64
 	)
-	err := s.r.QueryRowContext(ctx, `SELECT id, version, doc, updated_at FROM clients WHERE patient_key = ?`, system+"|"+value).Scan(&id, &v, &doc, &at)
+	err := s.queryRow(ctx, `SELECT id, version, doc, updated_at FROM clients WHERE patient_key = ?`, system+"|"+value).Scan(&id, &v, &doc, &at)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Stored{}, fmt.Errorf("store: client by patient: %w", store.ErrNotFound)
 	}

@@ -94,6 +94,12 @@ func heldItem(ctx context.Context, tx *sql.Tx, item store.OutboxItem) (outboxRow
 // Complete removes a leased item, or, when the client was saved during the
 // lease (a newer generation), leaves it pending for the newer content; the
 // save already made it due and reset its attempts.
+// Complete's statements, prepared at Open.
+const (
+	qCompleteRelease = `UPDATE outbox SET owner = NULL, leased_until = NULL WHERE id = ?`
+	qCompleteDelete  = `DELETE FROM outbox WHERE id = ?`
+)
+
 func (s *Store) Complete(ctx context.Context, item store.OutboxItem) error {
 	return s.write(ctx, "complete", func(tx *sql.Tx) error {
 		r, err := heldItem(ctx, tx, item)
@@ -101,10 +107,10 @@ func (s *Store) Complete(ctx context.Context, item store.OutboxItem) error {
 			return err
 		}
 		if r.generation != item.Generation {
-			_, err = tx.ExecContext(ctx, `UPDATE outbox SET owner = NULL, leased_until = NULL WHERE id = ?`, item.ID)
+			_, err = s.txExec(ctx, tx, qCompleteRelease, item.ID)
 			return err
 		}
-		if _, err = tx.ExecContext(ctx, `DELETE FROM outbox WHERE id = ?`, item.ID); err != nil {
+		if _, err = s.txExec(ctx, tx, qCompleteDelete, item.ID); err != nil {
 			return err
 		}
 		return finishLoad(ctx, tx, r.connection)

@@ -30,7 +30,7 @@ func scanLedger(row interface{ Scan(dest ...any) error }) (store.LedgerEntry, er
 
 // LedgerGet returns the entry for a business identifier, or store.ErrNotFound.
 func (s *Store) LedgerGet(ctx context.Context, connection, key string) (store.LedgerEntry, error) {
-	e, err := scanLedger(s.r.QueryRowContext(ctx, `SELECT `+ledgerColumns+` FROM ledger WHERE connection = ? AND key = ?`, connection, key))
+	e, err := scanLedger(s.queryRow(ctx, `SELECT `+ledgerColumns+` FROM ledger WHERE connection = ? AND key = ?`, connection, key))
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.LedgerEntry{}, fmt.Errorf("store: ledger get: %w", store.ErrNotFound)
 	}
@@ -44,7 +44,7 @@ func (s *Store) LedgerGet(ctx context.Context, connection, key string) (store.Le
 // store.ErrNotFound. Should two keys name the same resource, the most
 // recently updated entry wins.
 func (s *Store) LedgerByResource(ctx context.Context, connection, resourceType, resourceID string) (store.LedgerEntry, error) {
-	e, err := scanLedger(s.r.QueryRowContext(ctx, `SELECT `+ledgerColumns+` FROM ledger
+	e, err := scanLedger(s.queryRow(ctx, `SELECT `+ledgerColumns+` FROM ledger
 		WHERE connection = ? AND resource_type = ? AND resource_id = ?
 		ORDER BY updated_at DESC, key LIMIT 1`, connection, resourceType, resourceID))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -59,7 +59,7 @@ func (s *Store) LedgerByResource(ctx context.Context, connection, resourceType, 
 // LedgerPending lists a client's entries of resourceType without a
 // resource id, oldest first (see store.Store).
 func (s *Store) LedgerPending(ctx context.Context, connection, clientID, resourceType string) ([]store.LedgerEntry, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+ledgerColumns+` FROM ledger
+	rows, err := s.query(ctx, `SELECT `+ledgerColumns+` FROM ledger
 		WHERE connection = ? AND resource_type = ? AND resource_id = '' AND client_id = ?
 		ORDER BY updated_at, key`, connection, resourceType, clientID)
 	if err != nil {
@@ -80,6 +80,18 @@ func (s *Store) LedgerPending(ctx context.Context, connection, clientID, resourc
 	return out, nil
 }
 
+// qLedgerPut inserts or replaces a ledger row (prepared at Open).
+const qLedgerPut = `INSERT INTO ledger (` + ledgerColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (connection, key) DO UPDATE SET
+				client_id = excluded.client_id,
+				resource_type = excluded.resource_type,
+				resource_id = excluded.resource_id,
+				version_id = excluded.version_id,
+				content_hash = excluded.content_hash,
+				updated_at = excluded.updated_at,
+				attempted = excluded.attempted,
+				base = excluded.base`
+
 // LedgerPut inserts or replaces the entry for (connection, key). A zero
 // UpdatedAt means now.
 func (s *Store) LedgerPut(ctx context.Context, e store.LedgerEntry) error {
@@ -90,16 +102,7 @@ func (s *Store) LedgerPut(ctx context.Context, e store.LedgerEntry) error {
 		e.UpdatedAt = time.Now()
 	}
 	return s.write(ctx, "ledger put", func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO ledger (`+ledgerColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (connection, key) DO UPDATE SET
-				client_id = excluded.client_id,
-				resource_type = excluded.resource_type,
-				resource_id = excluded.resource_id,
-				version_id = excluded.version_id,
-				content_hash = excluded.content_hash,
-				updated_at = excluded.updated_at,
-				attempted = excluded.attempted,
-				base = excluded.base`,
+		_, err := s.txExec(ctx, tx, qLedgerPut,
 			e.Connection, e.Key, e.ClientID, e.ResourceType, e.ResourceID, e.VersionID, e.ContentHash, micros(e.UpdatedAt), store.JoinAttempted(e.Attempted), string(e.Base))
 		return err
 	})
@@ -109,7 +112,7 @@ func (s *Store) LedgerPut(ctx context.Context, e store.LedgerEntry) error {
 // connection, or the zero time.
 func (s *Store) Watermark(ctx context.Context, connection, resourceType string) (time.Time, error) {
 	var at int64
-	err := s.r.QueryRowContext(ctx, `SELECT at FROM watermarks WHERE connection = ? AND resource_type = ?`, connection, resourceType).Scan(&at)
+	err := s.queryRow(ctx, `SELECT at FROM watermarks WHERE connection = ? AND resource_type = ?`, connection, resourceType).Scan(&at)
 	if errors.Is(err, sql.ErrNoRows) {
 		return time.Time{}, nil
 	}

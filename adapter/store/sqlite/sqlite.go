@@ -32,6 +32,10 @@ type Store struct {
 	// the writer on a consistent snapshot.
 	r *sql.DB
 
+	// rstmts and wstmts keep the hot queries prepared (see stmts.go).
+	rstmts readStmts
+	wstmts map[string]*sql.Stmt
+
 	// watch wakes this process's push workers (WatchOutbox); another
 	// process on the same file is not woken, and polls.
 	watch store.Watchers
@@ -114,13 +118,23 @@ func open(ctx context.Context, path string, busy time.Duration) (*Store, error) 
 		r.Close()
 		return nil, storeErr("open sqlite", err)
 	}
-	return &Store{w: w, r: r}, nil
+	ws, err := prepareWrites(ctx, w)
+	if err != nil {
+		w.Close()
+		r.Close()
+		return nil, err
+	}
+	return &Store{w: w, r: r, rstmts: readStmts{db: r}, wstmts: ws}, nil
 }
 
 // Close closes the database. Calling it again returns the first result.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		s.closeErr = errors.Join(s.r.Close(), s.w.Close())
+		errs := []error{s.rstmts.close()}
+		for _, st := range s.wstmts {
+			errs = append(errs, st.Close())
+		}
+		s.closeErr = errors.Join(append(errs, s.r.Close(), s.w.Close())...)
 		if s.closeErr != nil {
 			s.closeErr = fmt.Errorf("store: close: %w", s.closeErr)
 		}

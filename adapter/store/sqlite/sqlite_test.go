@@ -232,3 +232,60 @@ func TestUnopenableIsUnavailable(t *testing.T) {
 		t.Errorf("Open in a missing directory: %v, want ErrUnavailable without the path", err)
 	}
 }
+
+// TestPreparedReadsSeeEveryWrite: the hot reads are prepared once and
+// kept (stmts.go). A kept statement must hold no snapshot between calls,
+// or a reader would go on seeing the ledger as it was: every read sees the
+// write before it, whether this store or another on the same file (another
+// process) wrote it.
+func TestPreparedReadsSeeEveryWrite(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "ips.db")
+	a, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	b, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	for i := range 50 {
+		writer := []*sqlite.Store{a, b}[i%2]
+		want := fmt.Sprintf("v%d", i)
+		if err := writer.LedgerPut(ctx, store.LedgerEntry{Connection: "clinic", Key: "urn:k|1", ClientID: "c1", ResourceType: "Goal", ResourceID: "g1", VersionID: want}); err != nil {
+			t.Fatal(err)
+		}
+		// Several reads at once, so more than one reader connection holds
+		// the prepared statement.
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for _, reader := range []*sqlite.Store{a, b} {
+					e, err := reader.LedgerGet(ctx, "clinic", "urn:k|1")
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if e.VersionID != want {
+						t.Errorf("write %d: read version %q, want %q", i, e.VersionID, want)
+					}
+					if _, err := reader.LedgerByResource(ctx, "clinic", "Goal", "g1"); err != nil {
+						t.Error(err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	// A closed store's kept statements are gone with it: closing again is
+	// harmless, and reads fail rather than reach a closed database.
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.LedgerGet(ctx, "clinic", "urn:k|1"); err == nil {
+		t.Error("LedgerGet on a closed store succeeded")
+	}
+}
