@@ -442,8 +442,15 @@ type pushError struct {
 func (e *pushError) Error() string { return e.msg }
 
 // pushClient writes every resource of one client that the plan allows and
-// that changed since the ledger last saw it.
-func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID string) (s PushSummary, err error) {
+// that changed since the ledger last saw it. The push reads the client's
+// ledger rows at once (see pushLedger).
+func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID string) (PushSummary, error) {
+	pe := *e
+	pe.Store = &pushLedger{Store: e.Store, conn: conn.Name}
+	return pe.pushClientRows(ctx, conn, clientID)
+}
+
+func (e *Engine) pushClientRows(ctx context.Context, conn *Connection, clientID string) (s PushSummary, err error) {
 	c, ver, err := e.Store.GetClient(ctx, clientID)
 	if errors.Is(err, store.ErrNotFound) {
 		return s, nil // nothing left to push
@@ -478,7 +485,7 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 	o.SpecialistRecord, o.CareTeamRecord = native(plan.Specialist), native(plan.CareTeam)
 	o.PatientReference = func(ips.Identifier) string { return patientRef }
 	o.Reference = func(k mappings.Key) string {
-		le, err := e.Store.LedgerGet(ctx, conn.Name, ledgerKey(k))
+		le, err := e.ledgerRow(ctx, conn.Name, ledgerKey(k))
 		if err != nil || le.ResourceID == "" {
 			return ""
 		}
@@ -487,7 +494,7 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 	// A chart note the EHR confirmed holding is amended when written
 	// again (docStatus amended), not silently rewritten as a final note.
 	o.NoteReleased = func(k mappings.Key) bool {
-		le, err := e.Store.LedgerGet(ctx, conn.Name, ledgerKey(k))
+		le, err := e.ledgerRow(ctx, conn.Name, ledgerKey(k))
 		return err == nil && le.ContentHash != ""
 	}
 	// For hashing: no EHR ids, no write time (see canonicalEntries). The
@@ -679,6 +686,16 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 		s.add(w)
 		return err
 	}
+	// The rows of every record the push may write or refer to, in one
+	// read; what the push writes is read again (see pushLedger).
+	keys := make([]string, 0, len(canonical))
+	for k := range canonical {
+		keys = append(keys, ledgerKey(k))
+	}
+	slices.Sort(keys)
+	if err := e.prefetchLedger(ctx, keys); err != nil {
+		return s, err
+	}
 	if err := writeAll(); err != nil {
 		return s, err
 	}
@@ -763,7 +780,7 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 		return s, &pushError{msg: "push: encode " + typ}
 	}
 	lk := ledgerKey(k)
-	le, err := e.Store.LedgerGet(ctx, conn.Name, lk)
+	le, err := e.ledgerRow(ctx, conn.Name, lk)
 	known := err == nil
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return s, fmt.Errorf("%w: ledger: %w", errStore, err)

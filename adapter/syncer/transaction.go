@@ -140,7 +140,7 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 		if err != nil {
 			return s, nil, false, nil
 		}
-		le, err := e.Store.LedgerGet(ctx, conn.Name, ledgerKey(en.Key))
+		le, err := e.ledgerRow(ctx, conn.Name, ledgerKey(en.Key))
 		known := err == nil
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return s, nil, false, fmt.Errorf("%w: ledger: %w", errStore, err)
