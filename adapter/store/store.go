@@ -109,6 +109,11 @@ type Store interface {
 
 	// LedgerGet returns the ledger entry for a business identifier, or ErrNotFound.
 	LedgerGet(ctx context.Context, connection, key string) (LedgerEntry, error)
+	// LedgerGetMany returns the ledger entries of the given business
+	// identifiers on a connection, by key, in one read: the same rows
+	// LedgerGet would return one at a time. A key with no entry is absent
+	// from the map (not an error); repeated keys are read once.
+	LedgerGetMany(ctx context.Context, connection string, keys []string) (map[string]LedgerEntry, error)
 	// LedgerByResource finds the entry for an EHR resource, or ErrNotFound.
 	LedgerByResource(ctx context.Context, connection, resourceType, resourceID string) (LedgerEntry, error)
 	// LedgerPut inserts or replaces the entry for (connection, key).

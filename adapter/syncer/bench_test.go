@@ -29,22 +29,28 @@ import (
 // server, then posts the same resources as pre-built transaction Bundles of
 // 100 to a second, fresh peer: the ceiling, what the server itself accepts.
 // It also times an incremental pass after 1% of the clients changed.
-// IPSFHIR_BENCH_WORKERS sets the push workers (default 1, as sync.workers).
+// IPSFHIR_BENCH_WORKERS sets the push workers (default 1).
+// IPSFHIR_BENCH_CEILING_ENTRIES sets the least entries of a ceiling Bundle
+// (default 100); 1 replays the sync's own Bundles as they were, one
+// request at a time, which shows the peer's cost per request.
 // Run: go test -run '^$' -bench SyncCaseload -benchtime 1x ./adapter/syncer
 func BenchmarkSyncCaseload(b *testing.B) {
-	n, workers := 10000, 1
+	n, workers, ceilingEntries := 10000, 1, 100
 	if v := os.Getenv("IPSFHIR_BENCH_CLIENTS"); v != "" {
 		n, _ = strconv.Atoi(v)
 	}
 	if v := os.Getenv("IPSFHIR_BENCH_WORKERS"); v != "" {
 		workers, _ = strconv.Atoi(v)
 	}
+	if v := os.Getenv("IPSFHIR_BENCH_CEILING_ENTRIES"); v != "" {
+		ceilingEntries, _ = strconv.Atoi(v)
+	}
 	for b.Loop() {
-		benchSync(b, n, workers)
+		benchSync(b, n, workers, ceilingEntries)
 	}
 }
 
-func benchSync(b *testing.B, n, workers int) {
+func benchSync(b *testing.B, n, workers, ceilingEntries int) {
 	ctx := b.Context()
 	cl := synth.Generate(rand.New(rand.NewPCG(99, 99)), n)
 	cl.Program = &ips.Program{ID: "bench"}
@@ -139,7 +145,7 @@ func benchSync(b *testing.B, n, workers int) {
 		b.Fatal(err)
 	}
 	seed(c2)
-	bundles, entries := regrouped(b, synced, 100)
+	bundles, entries := regrouped(b, synced, ceilingEntries)
 	start = time.Now()
 	for _, js := range bundles {
 		if _, err := c2.Transaction(ctx, js, true); err != nil {

@@ -6,6 +6,8 @@
 // an item the worker loads the client as it is now, maps it with the pure
 // functions in mappings, and for each resource the plan says to write
 // compares a content hash with the ledger: unchanged resources are not sent.
+// The ledger rows of the client's records are read in one query; a row the
+// push writes is read again where a later step needs it.
 // A changed one is written the way the plan allows, best first: a
 // conditional update by business identifier; else an update by the EHR id
 // the ledger holds (If-Match with the known version where the EHR declares

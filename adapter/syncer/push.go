@@ -454,8 +454,15 @@ type pushError struct {
 func (e *pushError) Error() string { return e.msg }
 
 // pushClient writes every resource of one client that the plan allows and
-// that changed since the ledger last saw it.
-func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID string) (s PushSummary, err error) {
+// that changed since the ledger last saw it. The push reads the client's
+// ledger rows at once (see pushLedger).
+func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID string) (PushSummary, error) {
+	pe := *e
+	pe.Store = &pushLedger{Store: e.Store, conn: conn.Name}
+	return pe.pushClientRows(ctx, conn, clientID)
+}
+
+func (e *Engine) pushClientRows(ctx context.Context, conn *Connection, clientID string) (s PushSummary, err error) {
 	c, ver, err := e.Store.GetClient(ctx, clientID)
 	if errors.Is(err, store.ErrNotFound) {
 		return s, nil // nothing left to push
@@ -490,7 +497,7 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 	o.SpecialistRecord, o.CareTeamRecord = native(plan.Specialist), native(plan.CareTeam)
 	o.PatientReference = func(ips.Identifier) string { return patientRef }
 	o.Reference = func(k mappings.Key) string {
-		le, err := e.Store.LedgerGet(ctx, conn.Name, ledgerKey(k))
+		le, err := e.ledgerRow(ctx, conn.Name, ledgerKey(k))
 		if err != nil || le.ResourceID == "" {
 			return ""
 		}
@@ -499,7 +506,7 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 	// A chart note the EHR confirmed holding is amended when written
 	// again (docStatus amended), not silently rewritten as a final note.
 	o.NoteReleased = func(k mappings.Key) bool {
-		le, err := e.Store.LedgerGet(ctx, conn.Name, ledgerKey(k))
+		le, err := e.ledgerRow(ctx, conn.Name, ledgerKey(k))
 		return err == nil && le.ContentHash != ""
 	}
 	// For hashing: no EHR ids, no write time (see canonicalEntries). The
@@ -691,6 +698,16 @@ func (e *Engine) pushClient(ctx context.Context, conn *Connection, clientID stri
 		s.add(w)
 		return err
 	}
+	// The rows of every record the push may write or refer to, in one
+	// read; what the push writes is read again (see pushLedger).
+	keys := make([]string, 0, len(canonical))
+	for k := range canonical {
+		keys = append(keys, ledgerKey(k))
+	}
+	slices.Sort(keys)
+	if err := e.prefetchLedger(ctx, keys); err != nil {
+		return s, err
+	}
 	if err := writeAll(); err != nil {
 		return s, err
 	}
@@ -770,12 +787,13 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 	if canonical == nil {
 		canonical = res
 	}
-	hash, err := contentHash(canonical)
+	canonJSON, hash, err := canonicalJSON(canonical)
 	if err != nil {
 		return s, &pushError{msg: "push: encode " + typ}
 	}
+	base := goalBase(typ, canonJSON)
 	lk := ledgerKey(k)
-	le, err := e.Store.LedgerGet(ctx, conn.Name, lk)
+	le, err := e.ledgerRow(ctx, conn.Name, lk)
 	known := err == nil
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return s, fmt.Errorf("%w: ledger: %w", errStore, err)
@@ -810,7 +828,7 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 			// first, should it come back).
 			known, le = false, store.LedgerEntry{}
 		} else if cur != nil {
-			w, stop, err := e.beforeWrite(ctx, conn, k, typ, &le, cur, hash, canonical, clientID, ver, owe)
+			w, stop, err := e.beforeWrite(ctx, conn, k, typ, &le, cur, hash, base, clientID, ver, owe)
 			s.add(w)
 			if stop || err != nil {
 				return s, err
@@ -882,7 +900,7 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 				}
 			}
 			cur.seen = sent
-			w, stop, err := e.beforeWrite(ctx, conn, k, typ, &le, cur, hash, canonical, clientID, ver, owe)
+			w, stop, err := e.beforeWrite(ctx, conn, k, typ, &le, cur, hash, base, clientID, ver, owe)
 			s.add(w)
 			if stop || err != nil {
 				return s, err
@@ -930,7 +948,7 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 					return s, err
 				}
 				cur.seen = seen
-				w, stop, err := e.beforeWrite(ctx, conn, k, typ, &le, cur, hash, canonical, clientID, ver, owe)
+				w, stop, err := e.beforeWrite(ctx, conn, k, typ, &le, cur, hash, base, clientID, ver, owe)
 				s.add(w)
 				if stop || err != nil {
 					return s, err
@@ -1025,7 +1043,7 @@ func (e *Engine) writeResource(ctx context.Context, conn *Connection, k mappings
 			version = r.VersionID
 		}
 	}
-	if err := e.ledgerWritten(ctx, conn, le, k, typ, clientID, id, version, hash, canonical, resp.EarlierAttemptUnanswered, sent); err != nil {
+	if err := e.ledgerWritten(ctx, conn, le, k, typ, clientID, id, version, hash, base, resp.EarlierAttemptUnanswered, sent); err != nil {
 		return s, err
 	}
 	if err := owe(ctx, id, version, hash); err != nil {
@@ -1114,13 +1132,10 @@ var errClientChanged = &pushError{msg: "push: the client changed while it was pu
 // Other attempts stay, unless the EHR can no longer apply them (see
 // store.WithoutSuperseded): an older one may still show up in a stale read.
 //
-// For a Goal the ledger also keeps the canonical content as the base of the
-// next three-way merge (see applyGoalChange).
-func (e *Engine) ledgerWritten(ctx context.Context, conn *Connection, le store.LedgerEntry, k mappings.Key, typ, clientID, id, version, hash string, canonical *bpb.ContainedResource, unanswered bool, seen time.Time) error {
-	var base []byte
-	if typ == "Goal" && canonical != nil {
-		base, _ = mappings.MarshalCompact(canonical)
-	}
+// For a Goal the ledger also keeps the canonical content (base, the bytes
+// hashed: see goalBase) as the base of the next three-way merge (see
+// applyGoalChange).
+func (e *Engine) ledgerWritten(ctx context.Context, conn *Connection, le store.LedgerEntry, k mappings.Key, typ, clientID, id, version, hash string, base []byte, unanswered bool, seen time.Time) error {
 	// The write's answer was read: it is no longer an open attempt, unless
 	// an earlier attempt of the same call went unanswered and may still
 	// be applied late.
@@ -1198,7 +1213,7 @@ func (e *Engine) freshAttempts(ctx context.Context, conn, key string, mine []sto
 //
 // Content the adapter sent whose answer was lost, found in the EHR, is its
 // own write landed: owe hears of it (the write's Provenance is owed).
-func (e *Engine) beforeWrite(ctx context.Context, conn *Connection, k mappings.Key, typ string, le *store.LedgerEntry, cur *current, hash string, canonical *bpb.ContainedResource, clientID string, ver store.Version, owe owedFunc) (s PushSummary, stop bool, err error) {
+func (e *Engine) beforeWrite(ctx context.Context, conn *Connection, k mappings.Key, typ string, le *store.LedgerEntry, cur *current, hash string, base []byte, clientID string, ver store.Version, owe owedFunc) (s PushSummary, stop bool, err error) {
 	mine := false
 	if le.Key != "" {
 		if mine, err = e.oursNow(ctx, conn, typ, *le, cur); err != nil {
@@ -1207,7 +1222,7 @@ func (e *Engine) beforeWrite(ctx context.Context, conn *Connection, k mappings.K
 	}
 	switch {
 	case cur.hash == hash:
-		if err := e.ledgerWritten(ctx, conn, *le, k, typ, clientID, cur.id, cur.version, hash, canonical, false, cur.seen); err != nil {
+		if err := e.ledgerWritten(ctx, conn, *le, k, typ, clientID, cur.id, cur.version, hash, base, false, cur.seen); err != nil {
 			return s, true, err
 		}
 		if mine {
@@ -1336,11 +1351,28 @@ func subjectOf(cr *bpb.ContainedResource) string {
 
 // contentHash is the SHA-256 of the resource's canonical FHIR JSON.
 func contentHash(cr *bpb.ContainedResource) (string, error) {
+	_, h, err := canonicalJSON(cr)
+	return h, err
+}
+
+// canonicalJSON is the resource's canonical FHIR JSON and its hash
+// (contentHash), marshalled once: a push keeps the bytes of a Goal as the
+// ledger's merge base (goalBase) rather than marshalling it again.
+func canonicalJSON(cr *bpb.ContainedResource) ([]byte, string, error) {
 	b, err := mappings.MarshalCompact(cr)
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
-	return hashBytes(b), nil
+	return b, hashBytes(b), nil
+}
+
+// goalBase is what the ledger keeps as the base of a record's next
+// three-way merge: a Goal's canonical JSON, nothing for other types.
+func goalBase(typ string, canonJSON []byte) []byte {
+	if typ != "Goal" {
+		return nil
+	}
+	return canonJSON
 }
 
 // maxLeaseBatch is how many outbox items one worker leases at a time.

@@ -108,11 +108,11 @@ func refusesBundle(err error) bool {
 
 // txEntry is one changed resource of a transaction.
 type txEntry struct {
-	en        mappings.Entry
-	canonical *bpb.ContainedResource
-	hash      string
-	le        store.LedgerEntry
-	known     bool
+	en    mappings.Entry
+	base  []byte // the ledger's merge base (goalBase)
+	hash  string
+	le    store.LedgerEntry
+	known bool
 }
 
 // pushBundle writes the client's changed resources in one Bundle of kind
@@ -136,11 +136,11 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 		if can == nil {
 			can = en.Resource
 		}
-		hash, err := contentHash(can)
+		canonJSON, hash, err := canonicalJSON(can)
 		if err != nil {
 			return s, nil, false, nil
 		}
-		le, err := e.Store.LedgerGet(ctx, conn.Name, ledgerKey(en.Key))
+		le, err := e.ledgerRow(ctx, conn.Name, ledgerKey(en.Key))
 		known := err == nil
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return s, nil, false, fmt.Errorf("%w: ledger: %w", errStore, err)
@@ -148,7 +148,7 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 		if known && le.ContentHash == hash {
 			continue
 		}
-		changed = append(changed, txEntry{en: en, canonical: can, hash: hash, le: le, known: known})
+		changed = append(changed, txEntry{en: en, base: goalBase(en.ResourceType, canonJSON), hash: hash, le: le, known: known})
 	}
 	if len(changed) < 2 {
 		// Nothing, or one resource: the single request says more.
@@ -266,7 +266,7 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 		if id == "" && ch.known {
 			id = ch.le.ResourceID
 		}
-		if err := e.ledgerWritten(ctx, conn, ch.le, ch.en.Key, ch.en.ResourceType, clientID, id, vid, ch.hash, ch.canonical, resp.EarlierAttemptUnanswered, sent); err != nil {
+		if err := e.ledgerWritten(ctx, conn, ch.le, ch.en.Key, ch.en.ResourceType, clientID, id, vid, ch.hash, ch.base, resp.EarlierAttemptUnanswered, sent); err != nil {
 			return s, nil, false, err
 		}
 		// Its Provenance: written with it, or owed now.
@@ -324,16 +324,33 @@ func bundleBody(conn *Connection, kind string, changed []txEntry, provs []txProv
 		IfMatch     string `json:"ifMatch,omitempty"`
 		IfNoneExist string `json:"ifNoneExist,omitempty"`
 	}
-	type entry struct {
-		FullURL  string          `json:"fullUrl,omitempty"`
-		Resource json.RawMessage `json:"resource"`
-		Request  request         `json:"request"`
+	// Written out here rather than by json.Marshal of the whole Bundle,
+	// which would check and compact every resource's JSON once more.
+	b := make([]byte, 0, 2048*(len(changed)+len(provs)))
+	b = append(b, `{"resourceType":"Bundle","type":`...)
+	b = appendJSONString(b, kind)
+	b = append(b, `,"entry":[`...)
+	entry := func(fullURL string, resource []byte, req request) error {
+		if b[len(b)-1] != '[' {
+			b = append(b, ',')
+		}
+		b = append(b, '{')
+		if fullURL != "" {
+			b = append(b, `"fullUrl":`...)
+			b = appendJSONString(b, fullURL)
+			b = append(b, ',')
+		}
+		b = append(b, `"resource":`...)
+		b = append(b, resource...)
+		r, err := json.Marshal(req)
+		if err != nil {
+			return err
+		}
+		b = append(b, `,"request":`...)
+		b = append(b, r...)
+		b = append(b, '}')
+		return nil
 	}
-	b := struct {
-		ResourceType string  `json:"resourceType"`
-		Type         string  `json:"type"`
-		Entry        []entry `json:"entry"`
-	}{ResourceType: "Bundle", Type: kind}
 	for _, ch := range changed {
 		fullURL, url := ch.en.Key.FullURL(), ch.en.Key.ConditionalURL(ch.en.ResourceType)
 		if kind == "batch" {
@@ -351,13 +368,22 @@ func bundleBody(conn *Connection, kind string, changed []txEntry, provs []txProv
 			// A first write: a conditional create (see createsFirst).
 			req = request{Method: "POST", URL: ch.en.ResourceType, IfNoneExist: "identifier=" + neturl.QueryEscape(ch.en.Key.System()+"|"+ch.en.Key.Value())}
 		}
-		b.Entry = append(b.Entry, entry{FullURL: fullURL, Resource: raw, Request: req})
+		if err := entry(fullURL, raw, req); err != nil {
+			return nil, err
+		}
 	}
 	for _, p := range provs {
-		b.Entry = append(b.Entry, entry{FullURL: p.key.FullURL(), Resource: p.body,
-			Request: request{Method: "POST", URL: "Provenance", IfNoneExist: mappings.ProvenanceCriteria(ledgerKey(p.key))}})
+		if err := entry(p.key.FullURL(), p.body, request{Method: "POST", URL: "Provenance", IfNoneExist: mappings.ProvenanceCriteria(ledgerKey(p.key))}); err != nil {
+			return nil, err
+		}
 	}
-	return json.Marshal(b)
+	return append(b, "]}"...), nil
+}
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(b []byte, s string) []byte {
+	q, _ := json.Marshal(s) // a string always marshals
+	return append(b, q...)
 }
 
 // ifMatch is the version the entry's write is conditioned on, "" for none.

@@ -2,14 +2,20 @@ package syncer
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	bpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
 
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
 	"github.com/ipsfhir/ipsfhir/adapter/plan"
+	"github.com/ipsfhir/ipsfhir/adapter/store"
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/mappings"
 )
@@ -251,4 +257,84 @@ func TestOracleModeBatchesUpdates(t *testing.T) {
 	if l := r.refused("405"); len(l) != 0 {
 		t.Errorf("requests Oracle Health does not declare were sent:\n%s", strings.Join(l, "\n"))
 	}
+}
+
+// TestBundleBodyIsTheBundleOfTheEntries: the Bundle written out entry by
+// entry (not through json.Marshal of the whole) is valid FHIR R4 JSON
+// holding each resource's JSON unchanged, its fullUrl and its request, the
+// Provenances after the resources; text that JSON escapes stays intact.
+func TestBundleBodyIsTheBundleOfTheEntries(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, "")
+	c := consenting(r.cl)[0]
+	c.Goals[0].Description = `Work <20 h> & "keep" \ benefits` + "\n\tü"
+	o := r.conn.Mapping
+	var changed []txEntry
+	for _, en := range mappings.ClientEntries(c, o) {
+		changed = append(changed, txEntry{en: en, hash: "h-" + en.Key.Value()})
+	}
+	w := mappings.Written{Key: changed[0].en.Key, ResourceType: changed[0].en.ResourceType, Reference: "Goal/1", ContentHash: "h", Recorded: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}
+	pbody, err := provenanceOf(c, o)(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	provs := []txProvenance{{key: mappings.ProvenanceKey(w), body: pbody, of: w.Key, hash: "h"}}
+	for _, kind := range []string{"transaction", "batch"} {
+		if kind == "batch" {
+			provs = nil
+			for i := range changed {
+				changed[i].known, changed[i].le = true, store.LedgerEntry{ResourceID: fmt.Sprintf("id-%d", i), VersionID: "3"}
+			}
+		}
+		body, err := bundleBody(r.conn, kind, changed, provs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := mappings.ParseBundle(body); err != nil {
+			t.Fatalf("%s: not a valid R4 Bundle: %v\n%.500s", kind, err, body)
+		}
+		var b struct {
+			ResourceType, Type string
+			Entry              []struct {
+				FullURL  string          `json:"fullUrl"`
+				Resource json.RawMessage `json:"resource"`
+				Request  map[string]string
+			}
+		}
+		if err := json.Unmarshal(body, &b); err != nil || b.ResourceType != "Bundle" || b.Type != kind || len(b.Entry) != len(changed)+len(provs) {
+			t.Fatalf("%s: %v; type %q, %d entries, want %d", kind, err, b.Type, len(b.Entry), len(changed)+len(provs))
+		}
+		for i, ch := range changed {
+			want, _ := mappings.MarshalCompact(ch.en.Resource)
+			got := b.Entry[i]
+			if string(got.Resource) != string(want) {
+				t.Errorf("%s entry %d: resource\n%s\nwant\n%s", kind, i, got.Resource, want)
+			}
+			wantURL, wantFull := ch.en.Key.ConditionalURL(ch.en.ResourceType), ch.en.Key.FullURL()
+			if kind == "batch" {
+				wantURL, wantFull = ch.en.ResourceType+"/"+ch.le.ResourceID, ""
+			}
+			if got.FullURL != wantFull || (got.Request["method"] == "PUT" && got.Request["url"] != wantURL) || (kind == "batch" && got.Request["ifMatch"] != `W/"3"`) {
+				t.Errorf("%s entry %d: fullUrl %q request %v; want %q, PUT %q", kind, i, got.FullURL, got.Request, wantFull, wantURL)
+			}
+		}
+		for i, p := range provs {
+			got := b.Entry[len(changed)+i]
+			if string(got.Resource) != string(p.body) || got.FullURL != p.key.FullURL() || got.Request["method"] != "POST" || got.Request["ifNoneExist"] != mappings.ProvenanceCriteria(ledgerKey(p.key)) {
+				t.Errorf("provenance entry: fullUrl %q request %v", got.FullURL, got.Request)
+			}
+		}
+	}
+	if !strings.Contains(string(mustMarshal(t, changed[0].en.Resource)), `Work <20 h> & \"keep\" \\ benefits\n\tü`) {
+		t.Errorf("the goal's text is not in its JSON as written: %s", mustMarshal(t, changed[0].en.Resource))
+	}
+}
+
+func mustMarshal(t *testing.T, cr *bpb.ContainedResource) []byte {
+	t.Helper()
+	b, err := mappings.MarshalCompact(cr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

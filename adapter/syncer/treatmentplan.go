@@ -323,7 +323,7 @@ func (e *Engine) linkGoals(ctx context.Context, conn *Connection, c *ips.Client,
 	}
 	var refs []string
 	for _, g := range c.Goals {
-		le, err := e.Store.LedgerGet(ctx, conn.Name, ledgerKey(conn.Mapping.GoalKey(c, g)))
+		le, err := e.ledgerRow(ctx, conn.Name, ledgerKey(conn.Mapping.GoalKey(c, g)))
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return s, fmt.Errorf("%w: ledger: %w", errStore, err)
 		}

@@ -279,6 +279,7 @@ func TestServerGone(t *testing.T) {
 		"DeadLetters":    func() error { _, err := s.DeadLetters(ctx, ""); return err },
 		"FailureReasons": func() error { _, err := s.FailureReasons(ctx, ""); return err },
 		"LedgerGet":      func() error { _, err := s.LedgerGet(ctx, "a", "k"); return err },
+		"LedgerGetMany":  func() error { _, err := s.LedgerGetMany(ctx, "a", []string{"k", "l"}); return err },
 	}
 	for name, op := range ops {
 		err := op()

@@ -40,6 +40,31 @@ func (s *Store) LedgerGet(ctx context.Context, connection, key string) (store.Le
 	return e, nil
 }
 
+// LedgerGetMany returns the entries of keys on a connection, by key, in
+// one query (see store.Store).
+func (s *Store) LedgerGetMany(ctx context.Context, connection string, keys []string) (map[string]store.LedgerEntry, error) {
+	out := make(map[string]store.LedgerEntry, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+ledgerColumns+` FROM ledger WHERE connection = $1 AND key = ANY($2)`, connection, keys)
+	if err != nil {
+		return nil, storeErr(ctx, "ledger get many", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		e, err := scanLedger(rows)
+		if err != nil {
+			return nil, storeErr(ctx, "ledger get many", err)
+		}
+		out[e.Key] = e
+	}
+	if err := rows.Err(); err != nil {
+		return nil, storeErr(ctx, "ledger get many", err)
+	}
+	return out, nil
+}
+
 // LedgerByResource finds the entry for an EHR resource, or
 // store.ErrNotFound. Should two keys name the same resource, the most
 // recently updated entry wins.

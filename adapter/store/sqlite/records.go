@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ipsfhir/ipsfhir/adapter/store"
@@ -38,6 +39,41 @@ func (s *Store) LedgerGet(ctx context.Context, connection, key string) (store.Le
 		return store.LedgerEntry{}, storeErr("ledger get", err)
 	}
 	return e, nil
+}
+
+// LedgerGetMany returns the entries of keys on a connection, by key, in
+// one read (see store.Store).
+func (s *Store) LedgerGetMany(ctx context.Context, connection string, keys []string) (map[string]store.LedgerEntry, error) {
+	out := make(map[string]store.LedgerEntry, len(keys))
+	// SQLite limits the variables of one statement: a long list is read
+	// in parts (one query for the keys of one client).
+	const chunk = 500
+	for i := 0; i < len(keys); i += chunk {
+		part := keys[i:min(i+chunk, len(keys))]
+		args := make([]any, 0, len(part)+1)
+		args = append(args, connection)
+		for _, k := range part {
+			args = append(args, k)
+		}
+		rows, err := s.r.QueryContext(ctx, `SELECT `+ledgerColumns+` FROM ledger WHERE connection = ? AND key IN (?`+strings.Repeat(", ?", len(part)-1)+`)`, args...)
+		if err != nil {
+			return nil, storeErr("ledger get many", err)
+		}
+		for rows.Next() {
+			e, err := scanLedger(rows)
+			if err != nil {
+				rows.Close()
+				return nil, storeErr("ledger get many", err)
+			}
+			out[e.Key] = e
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, storeErr("ledger get many", err)
+		}
+	}
+	return out, nil
 }
 
 // LedgerByResource finds the entry for an EHR resource, or

@@ -138,6 +138,48 @@ func testLedger(t *testing.T, s *suite) {
 	if list, err := st.LedgerPending(ctx, "a", "c9", "Provenance"); err != nil || len(list) != 0 {
 		t.Errorf("LedgerPending of a client with none = %+v, %v", list, err)
 	}
+
+	// Many keys at once: each row as LedgerGet reads it, whatever client
+	// wrote it; missing keys and other connections' rows absent; a key
+	// asked twice read once.
+	keys := []string{e.Key, "p1", "p2", "p4", "p6", "missing", "p1"}
+	many, err := st.LedgerGetMany(ctx, "a", keys)
+	if err != nil {
+		t.Fatalf("LedgerGetMany: %v", err)
+	}
+	want := map[string]store.LedgerEntry{}
+	for _, k := range keys {
+		if one, err := st.LedgerGet(ctx, "a", k); err == nil {
+			want[k] = one
+		}
+	}
+	if len(want) != 4 {
+		t.Fatalf("setup: %d rows on a, want 4", len(want))
+	}
+	if diff := cmp.Diff(want, many, atMicros); diff != "" {
+		t.Errorf("LedgerGetMany (-LedgerGet +got):\n%s", diff)
+	}
+	if many, err := st.LedgerGetMany(ctx, "b", []string{e.Key, "p6", "p1"}); err != nil || len(many) != 2 || many["p6"].Connection != "b" || many[e.Key].ResourceID != "b-77" {
+		t.Errorf("LedgerGetMany on b = %+v, %v; want b's two rows", many, err)
+	}
+	if many, err := st.LedgerGetMany(ctx, "a", nil); err != nil || len(many) != 0 {
+		t.Errorf("LedgerGetMany of no keys = %+v, %v", many, err)
+	}
+	// More keys than one statement takes (SQLite's variable limit, read
+	// in parts).
+	var lots []string
+	for i := range 1200 {
+		lots = append(lots, fmt.Sprintf("k%04d", i))
+	}
+	for _, k := range []string{"k0003", "k0700", "k1199"} {
+		if err := st.LedgerPut(ctx, store.LedgerEntry{Connection: "a", Key: k, ClientID: "c7", ResourceType: "Goal", ResourceID: k}); err != nil {
+			t.Fatalf("LedgerPut: %v", err)
+		}
+	}
+	many, err = st.LedgerGetMany(ctx, "a", lots)
+	if err != nil || len(many) != 3 || many["k0700"].ResourceID != "k0700" || many["k1199"].ResourceID != "k1199" {
+		t.Errorf("LedgerGetMany of 1,200 keys = %d rows, %v; want the 3 stored", len(many), err)
+	}
 }
 
 func testWatermarks(t *testing.T, s *suite) {
