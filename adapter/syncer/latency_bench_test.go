@@ -35,10 +35,7 @@ const benchLatency = 150 * time.Millisecond
 // the peer's access log, over the ceiling.
 // Run: IPSFHIR_REQUIRE_PEER=1 go test -run '^$' -bench LatencyBound -benchtime 1x ./adapter/syncer
 func BenchmarkLatencyBound(b *testing.B) {
-	n := 200
-	if v := os.Getenv("IPSFHIR_BENCH_CLIENTS"); v != "" {
-		n, _ = strconv.Atoi(v)
-	}
+	n := benchClients(b)
 	for _, c := range []int{4, 8} {
 		b.Run(fmt.Sprintf("c=%d", c), func(b *testing.B) {
 			for b.Loop() {
@@ -46,6 +43,46 @@ func BenchmarkLatencyBound(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchClients is IPSFHIR_BENCH_CLIENTS, or 200.
+func benchClients(b *testing.B) int {
+	v := os.Getenv("IPSFHIR_BENCH_CLIENTS")
+	if v == "" {
+		return 200
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		b.Fatalf("IPSFHIR_BENCH_CLIENTS=%q: want a positive number of clients", v)
+	}
+	return n
+}
+
+// latencyCaseload makes cl the program "bench"'s, every client consenting,
+// and writes the clinic's patients as NDJSON for the peer to load before
+// it listens (and without its latency); it returns the file.
+func latencyCaseload(b *testing.B, cl *ips.Caseload) string {
+	cl.Program = &ips.Program{ID: "bench"}
+	yes := true
+	for _, c := range cl.Clients {
+		c.Consent = &ips.Consent{EHR: &yes}
+	}
+	seed := filepath.Join(b.TempDir(), "patients.ndjson")
+	f, err := os.Create(seed)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriter(f)
+	for _, c := range cl.Clients {
+		fmt.Fprintf(w, `{"resourceType":"Patient","identifier":[{"system":%q,"value":%q}]}`+"\n", c.Patient.System, c.Patient.Value)
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return seed
 }
 
 // accessLog counts the peer's access log lines: one per request answered.
@@ -91,26 +128,7 @@ func (l *accessLog) requests() (n, ms int) {
 func benchLatencyBound(b *testing.B, n, concurrency int) {
 	ctx := b.Context()
 	cl := synth.Generate(rand.New(rand.NewPCG(13, 13)), n)
-	cl.Program = &ips.Program{ID: "bench"}
-	yes := true
-	for _, c := range cl.Clients {
-		c.Consent = &ips.Consent{EHR: &yes}
-	}
-	// The clinic's patients, loaded before the server listens (and without
-	// its latency).
-	seed := filepath.Join(b.TempDir(), "patients.ndjson")
-	f, err := os.Create(seed)
-	if err != nil {
-		b.Fatal(err)
-	}
-	w := bufio.NewWriter(f)
-	for _, c := range cl.Clients {
-		fmt.Fprintf(w, `{"resourceType":"Patient","identifier":[{"system":%q,"value":%q}]}`+"\n", c.Patient.System, c.Patient.Value)
-	}
-	if err := w.Flush(); err != nil {
-		b.Fatal(err)
-	}
-	f.Close()
+	seed := latencyCaseload(b, cl)
 
 	log := &accessLog{}
 	srv := peer.StartForTest(b, peer.Options{
