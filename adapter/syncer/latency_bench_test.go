@@ -85,6 +85,43 @@ func latencyCaseload(b *testing.B, cl *ips.Caseload) string {
 	return seed
 }
 
+// latencyPeer starts a peer of its own acting out Epic's statement and
+// answering every request benchLatency late, holding the patients of a
+// synthetic caseload of n clients (latencyCaseload); its access log counts
+// the requests.
+func latencyPeer(b *testing.B, n int) (*ips.Caseload, *peer.Server, *accessLog) {
+	cl := synth.Generate(rand.New(rand.NewPCG(13, 13)), n)
+	log := &accessLog{}
+	srv := peer.StartForTest(b, peer.Options{
+		Capability: filepath.Join("..", "..", "testdata", "ehr-capabilities", "epic-r4-sandbox-2026-07.json"),
+		Seed:       latencyCaseload(b, cl), Latency: benchLatency, Stderr: log, Dedicated: true,
+	})
+	return cl, srv, log
+}
+
+// latencyConnection is a connection "bench" to the latency-bound peer at
+// base: its own EHR client with the given concurrency limit and as many
+// workers, and the plan its statement gives, which must send one request
+// per resource.
+func latencyConnection(b *testing.B, base string, concurrency int) *Connection {
+	client, err := ehr.New(ehr.Options{BaseURL: base, Connection: "bench", MaxConcurrency: concurrency})
+	if err != nil {
+		b.Fatal(err)
+	}
+	meta, err := client.Metadata(b.Context())
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := plan.Build(meta, plan.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if p.Bundles != "none" {
+		b.Fatalf("the Epic plan groups writes in %s Bundles; this benchmark is about one request per resource", p.Bundles)
+	}
+	return &Connection{Name: "bench", Plan: p, EHR: client, Mapping: mappings.Options{Program: "bench"}, ConsentDefault: true, Workers: concurrency}
+}
+
 // accessLog counts the peer's access log lines: one per request answered.
 type accessLog struct {
 	mu      sync.Mutex
@@ -127,35 +164,13 @@ func (l *accessLog) requests() (n, ms int) {
 
 func benchLatencyBound(b *testing.B, n, concurrency int) {
 	ctx := b.Context()
-	cl := synth.Generate(rand.New(rand.NewPCG(13, 13)), n)
-	seed := latencyCaseload(b, cl)
-
-	log := &accessLog{}
-	srv := peer.StartForTest(b, peer.Options{
-		Capability: filepath.Join("..", "..", "testdata", "ehr-capabilities", "epic-r4-sandbox-2026-07.json"),
-		Seed:       seed, Latency: benchLatency, Stderr: log, Dedicated: true,
-	})
-	client, err := ehr.New(ehr.Options{BaseURL: srv.BaseURL, Connection: "bench", MaxConcurrency: concurrency})
-	if err != nil {
-		b.Fatal(err)
-	}
-	meta, err := client.Metadata(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, err := plan.Build(meta, plan.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if p.Bundles != "none" {
-		b.Fatalf("the Epic plan groups writes in %s Bundles; this benchmark is about one request per resource", p.Bundles)
-	}
+	cl, srv, log := latencyPeer(b, n)
+	conn := latencyConnection(b, srv.BaseURL, concurrency)
 	st, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "ips.db"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	conn := &Connection{Name: "bench", Plan: p, EHR: client, Mapping: mappings.Options{Program: "bench"}, ConsentDefault: true, Workers: concurrency}
 	e := &Engine{Store: st, Connections: []*Connection{conn}, Owner: "bench", Lease: 10 * time.Minute, MaxAttempts: 3}
 	var batch []store.Stored
 	for _, c := range cl.Clients {

@@ -2,20 +2,13 @@ package syncer
 
 import (
 	"fmt"
-	"math/rand/v2"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/ipsfhir/ipsfhir/adapter/ehr"
-	"github.com/ipsfhir/ipsfhir/adapter/plan"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
 	"github.com/ipsfhir/ipsfhir/adapter/store/postgres"
 	"github.com/ipsfhir/ipsfhir/adapter/store/storetest"
-	"github.com/ipsfhir/ipsfhir/conformance/peer"
-	"github.com/ipsfhir/ipsfhir/ips/synth"
-	"github.com/ipsfhir/ipsfhir/mappings"
 )
 
 // BenchmarkReplicas syncs the same caseload (200 clients unless
@@ -55,13 +48,7 @@ func (r replicaRun) perSecond() float64 { return float64(r.requests) / r.wall.Se
 func benchReplicas(b *testing.B, n, replicas int) replicaRun {
 	const concurrency = 4
 	ctx := b.Context()
-	cl := synth.Generate(rand.New(rand.NewPCG(13, 13)), n)
-	seed := latencyCaseload(b, cl)
-	log := &accessLog{}
-	srv := peer.StartForTest(b, peer.Options{
-		Capability: filepath.Join("..", "..", "testdata", "ehr-capabilities", "epic-r4-sandbox-2026-07.json"),
-		Seed:       seed, Latency: benchLatency, Stderr: log, Dedicated: true,
-	})
+	cl, srv, log := latencyPeer(b, n)
 	dsn := storetest.PostgresDSN(b)
 	engines := make([]*Engine, replicas)
 	conns := make([]*Connection, replicas)
@@ -71,19 +58,7 @@ func benchReplicas(b *testing.B, n, replicas int) replicaRun {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { st.Close() })
-		client, err := ehr.New(ehr.Options{BaseURL: srv.BaseURL, Connection: "bench", MaxConcurrency: concurrency})
-		if err != nil {
-			b.Fatal(err)
-		}
-		meta, err := client.Metadata(ctx)
-		if err != nil {
-			b.Fatal(err)
-		}
-		p, err := plan.Build(meta, plan.Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		conns[i] = &Connection{Name: "bench", Plan: p, EHR: client, Mapping: mappings.Options{Program: "bench"}, ConsentDefault: true, Workers: concurrency}
+		conns[i] = latencyConnection(b, srv.BaseURL, concurrency)
 		engines[i] = &Engine{Store: st, Connections: []*Connection{conns[i]}, Owner: fmt.Sprintf("replica-%d", i), Lease: 10 * time.Minute, MaxAttempts: 3}
 	}
 	batch := make([]store.Stored, len(cl.Clients))
