@@ -23,8 +23,9 @@ import (
 // pivot, and under -race each touch is a call into the detector: the
 // package's tests took about ten times as long with -race as without, and
 // the directive took them from 266 s of CPU to 160 s (`go test -race
-// ./outcomes`, back to back on the same loaded machine, 2026-12-03). A tableau is built by feasible and copied by minimizeIn,
-// which stay checked where the memory is shared: minimizeIn writes the
+// ./outcomes`, back to back on the same loaded machine, 2026-12-03). A
+// tableau is built by feasible and copied by minimizeIn, which stay
+// checked where the memory is shared: minimizeIn writes the
 // whole scratch copy (a range write the detector sees) before optimize
 // works on it, and a component's tableau is only read after feasible
 // returns it. So two goroutines sharing a component would still be
