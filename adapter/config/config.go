@@ -1001,6 +1001,10 @@ func (c *Config) telemetryProblems(ps *problems) {
 			ps.add("telemetry.otlpEndpoint", "must be an http or https URL of an OTLP/HTTP collector, or empty (then OTEL_EXPORTER_OTLP_ENDPOINT decides)")
 		} else if u.User != nil {
 			ps.add("telemetry.otlpEndpoint", "must not hold a user name or password")
+		} else if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
+			// The telemetry package refuses these at start (see its
+			// parseEndpoint): say so here, with the setting's path.
+			ps.add("telemetry.otlpEndpoint", "must not carry a query or a fragment (headers go in OTEL_EXPORTER_OTLP_HEADERS)")
 		}
 	}
 	switch t.LogLevel {

@@ -789,3 +789,16 @@ func TestConnectionLimits(t *testing.T) {
 		t.Errorf("%s: maxConcurrency %d requestsPerSecond %v, want the defaults %d and 0", b.Name, b.MaxConcurrency, b.RequestsPerSecond, config.DefaultMaxConcurrency)
 	}
 }
+
+// The telemetry package refuses a collector URL with a query or a fragment
+// (the exporters would drop or garble them); the file's check says so
+// first, with the setting's path, rather than serve failing at start.
+func TestOTLPEndpointWithQueryIsAProblem(t *testing.T) {
+	t.Parallel()
+	for _, u := range []string{"https://otel.example.org:4318?tenant=a", "https://otel.example.org:4318#x"} {
+		ps := problemsOf(t, "program: {id: riverside}\ntelemetry: {otlpEndpoint: \""+u+"\"}\n")
+		if !hasProblem(ps, "telemetry.otlpEndpoint", "query") {
+			t.Errorf("%s: problems %v, want one on telemetry.otlpEndpoint naming the query", u, ps)
+		}
+	}
+}

@@ -97,12 +97,12 @@ type Telemetry struct {
 func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 	if len(cfg.HashKey) > 0 {
 		if err := SetHashKey(cfg.HashKey); err != nil {
-			return nil, fmt.Errorf("telemetry: HashKey: %w", err)
+			return nil, settingError{fmt.Errorf("telemetry: HashKey: %w", err)}
 		}
 	}
 	dest, err := destinationsFor(cfg.OTLPEndpoint)
 	if err != nil {
-		return nil, err
+		return nil, settingError{err}
 	}
 	name := cfg.ServiceName
 	if name == "" {
@@ -267,6 +267,18 @@ func exporterChosen(name, allowed string, also ...string) (bool, error) {
 	}
 	return otlp, nil
 }
+
+// ErrSetting is what Setup's errors match (errors.Is) when a setting or a
+// standard OTEL_* variable asks for something ipsfhir cannot do: a mistake
+// in the deployment to fix, not a failure of the run.
+var ErrSetting = errors.New("telemetry: bad setting")
+
+// settingError keeps its error's message and matches ErrSetting.
+type settingError struct{ err error }
+
+func (e settingError) Error() string        { return e.err.Error() }
+func (e settingError) Unwrap() error        { return e.err }
+func (e settingError) Is(target error) bool { return target == ErrSetting }
 
 // parseEndpoint accepts only an absolute http or https URL without query
 // or credentials; what names the setting (OTLPEndpoint or a variable) for

@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/ipsfhir/ipsfhir/adapter/config"
+	"github.com/ipsfhir/ipsfhir/adapter/telemetry"
 )
 
 func main() {
@@ -33,11 +34,12 @@ const (
 )
 
 // exitForSetup is the exit code of a failure to set a command up: a
-// secret the configuration names that cannot be read is unreadable input
+// secret the configuration names that cannot be read, or a telemetry
+// setting or OTEL_* variable ipsfhir cannot follow, is unreadable input
 // (exitUsage); anything else (a store that does not answer, say) is a
 // failure of the run (exitFindings).
 func exitForSetup(err error) int {
-	if errors.Is(err, config.ErrSecret) {
+	if errors.Is(err, config.ErrSecret) || errors.Is(err, telemetry.ErrSetting) {
 		return exitUsage
 	}
 	return exitFindings

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -95,6 +96,30 @@ connections:
 			}
 			if wantMetrics := metricsExporter == ""; collector.got("/v1/metrics", "ipsfhir-compose-test") != wantMetrics {
 				t.Errorf("metrics exported: %v, want %v", !wantMetrics, wantMetrics)
+			}
+		})
+	}
+}
+
+// A standard OTEL_* variable set to something ipsfhir cannot do is a
+// mistake in the deployment, like a bad setting in the file: the command
+// exits 2 (usage or unreadable input) and names the variable, before it
+// touches the store or an EHR.
+func TestBadOTELVariableIsAUsageError(t *testing.T) {
+	for name, value := range map[string]string{
+		"OTEL_TRACES_EXPORTER":        "zipkin",
+		"OTEL_EXPORTER_OTLP_ENDPOINT": "ftp://collector.example.org",
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv(name, value)
+			dir := t.TempDir()
+			cfg := filepath.Join(dir, "ipsfhir.yaml")
+			if err := os.WriteFile(cfg, []byte("store: {driver: sqlite, dsn: "+filepath.Join(dir, "ips.db")+"}\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			code, _, stderr := ipsfhir(t, "", "sync", "--once", "--config", cfg)
+			if code != exitUsage || !strings.Contains(stderr, name) {
+				t.Errorf("sync --once with %s=%s: exit %d, stderr %q; want %d naming the variable", name, value, code, stderr, exitUsage)
 			}
 		})
 	}
