@@ -323,6 +323,13 @@ func (r *rig) proxied(t *testing.T) *faultproxy.Proxy {
 
 // proxiedWith is proxied with the proxy's and the EHR client's options
 // (the client's BaseURL and Connection are set here).
+// heldTimeout is the per-attempt timeout of the tests that hold one
+// request at the proxy: the held attempt waits this long, and every other
+// request must be answered within it. 500 ms failed on a loaded 2-core
+// machine (load 12: the peer took 1.6 s for one Provenance), failing
+// pushes the tests expected to succeed.
+const heldTimeout = 5 * time.Second
+
 func (r *rig) proxiedWith(t *testing.T, po faultproxy.Options, eo ehr.Options) *faultproxy.Proxy {
 	t.Helper()
 	p, err := faultproxy.New(r.client.BaseURL(), po)
@@ -429,7 +436,7 @@ func TestLostCreateIsNotRepeatedWhileItMayStillLand(t *testing.T) {
 	r.engine.Now = func() time.Time { return clock }
 	r.conn.CreateSettle = 10 * time.Second
 
-	p := r.proxiedWith(t, faultproxy.Options{Seed: 1, Hang: time.Minute}, ehr.Options{MaxAttempts: 1, Timeout: 500 * time.Millisecond})
+	p := r.proxiedWith(t, faultproxy.Options{Seed: 1, Hang: time.Minute}, ehr.Options{MaxAttempts: 1, Timeout: heldTimeout})
 
 	var cl *ips.Client
 	for _, cc := range consenting(r.cl) {
@@ -488,7 +495,7 @@ func TestPullRepairsWhatTheEHRDoesNotHoldAsWritten(t *testing.T) {
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.conn.Plan.Bundles = "none" // one conditional PUT per resource
-	p := r.proxiedWith(t, faultproxy.Options{Seed: 1, Hang: time.Minute}, ehr.Options{MaxAttempts: 2, Timeout: 500 * time.Millisecond})
+	p := r.proxiedWith(t, faultproxy.Options{Seed: 1, Hang: time.Minute}, ehr.Options{MaxAttempts: 2, Timeout: heldTimeout})
 
 	var c *ips.Client
 	for _, cc := range consenting(r.cl) {
@@ -696,7 +703,7 @@ func TestLateFirstWriteDoesNotRevertAnEdit(t *testing.T) {
 	// The edit waits while the first write may still land
 	// (TestAFirstGoalWriteIsNotRepeatedWhileItMayStillLand).
 	r.conn.Plan.Type("Goal").ConditionalCreate = false
-	p := r.proxiedWith(t, faultproxy.Options{Seed: 1, Hang: time.Minute}, ehr.Options{MaxAttempts: 1, Timeout: 500 * time.Millisecond})
+	p := r.proxiedWith(t, faultproxy.Options{Seed: 1, Hang: time.Minute}, ehr.Options{MaxAttempts: 1, Timeout: heldTimeout})
 	c, g, k := r.firstGoal()
 	p.Once(faultproxy.Match{Method: "PUT", PathPrefix: "Goal"}, faultproxy.KindHang)
 	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: c}}, []string{"clinic"}); err != nil {
@@ -1299,7 +1306,7 @@ func TestALateFirstWriteDoesNotOverwriteWhatCameAfter(t *testing.T) {
 			r.conn.Plan.Bundles = tc.bundles
 			log := &syncBuffer{}
 			p := r.proxiedWith(t, faultproxy.Options{Seed: 1, Hang: time.Minute, RequestLog: &faultproxy.RequestLog{W: log}},
-				ehr.Options{MaxAttempts: 2, Timeout: 500 * time.Millisecond})
+				ehr.Options{MaxAttempts: 2, Timeout: heldTimeout})
 			c, g, k := r.firstGoal()
 			if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: c}}, []string{"clinic"}); err != nil {
 				t.Fatal(err)
@@ -1390,7 +1397,7 @@ func TestAFirstGoalWriteIsNotRepeatedWhileItMayStillLand(t *testing.T) {
 	r.conn.Plan.Type("Goal").ConditionalCreate = false
 	log := &syncBuffer{}
 	p := r.proxiedWith(t, faultproxy.Options{Seed: 1, Hang: time.Minute, RequestLog: &faultproxy.RequestLog{W: log}},
-		ehr.Options{MaxAttempts: 2, Timeout: 500 * time.Millisecond})
+		ehr.Options{MaxAttempts: 2, Timeout: heldTimeout})
 	c, g, k := r.firstGoal()
 	if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: c}}, []string{"clinic"}); err != nil {
 		t.Fatal(err)
