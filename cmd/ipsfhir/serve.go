@@ -15,6 +15,7 @@ import (
 
 	"github.com/ipsfhir/ipsfhir/adapter/api"
 	"github.com/ipsfhir/ipsfhir/adapter/config"
+	"github.com/ipsfhir/ipsfhir/adapter/console"
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
 	"github.com/ipsfhir/ipsfhir/adapter/fhirapi"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
@@ -32,6 +33,8 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
   /fhir        the FHIR R4 read facade with Bulk Data export (docs/FHIR-API.md)
   /admin       connected EHRs and their sync plans, reconcile, dead letters,
                conflicts
+  /console/    the administrator's web console (admin and director keys;
+               docs/CONSOLE.md)
   /metrics     Prometheus metrics
   /healthz     200 while the process runs
   /readyz      200 when the store answers, 503 when it does not; the JSON
@@ -201,8 +204,27 @@ func (s *system) handler(fhirBase string) http.Handler {
 			s.logger.LogAttrs(context.Background(), slog.LevelError, "cannot build the JWKS", slog.String("component", "serve"))
 		}
 	}
+	// The administrator's console (docs/CONSOLE.md): same keys, same store.
+	if con, err := console.New(console.Options{
+		Store: s.store, Keys: keys, Logger: s.logger, Status: s.runner.Snapshot,
+		Connections:   s.consoleConnections,
+		SecureCookies: strings.HasPrefix(s.cfg.Server.PublicURL, "https://"),
+	}); err == nil {
+		mux.Handle(console.Prefix, con)
+	} else {
+		s.logger.LogAttrs(context.Background(), slog.LevelError, "cannot build the console", slog.String("component", "serve"))
+	}
 	mux.Handle("/", records)
 	return mux
+}
+
+// consoleConnections are the configured connections, for the console.
+func (s *system) consoleConnections() []console.Connection {
+	out := make([]console.Connection, 0, len(s.cfg.Connections))
+	for _, c := range s.cfg.Connections {
+		out = append(out, console.Connection{Name: c.Name, Enabled: c.Enabled})
+	}
+	return out
 }
 
 // readyTimeout bounds the store query of /readyz: a store that takes
