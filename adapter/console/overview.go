@@ -99,7 +99,16 @@ func (c *console) overview(ctx context.Context) (*overviewData, error) {
 		ov.Conflicts += row.Conflicts
 		ov.Connections = append(ov.Connections, row)
 	}
-	sort.SliceStable(ov.Connections, func(i, j int) bool { return ov.Connections[i].Name < ov.Connections[j].Name })
+	// What needs attention first: failing, then starting, ready and
+	// disabled connections, each by name.
+	rank := map[string]int{string(syncer.StateFailing): 0, string(syncer.StateStarting): 1, string(syncer.StateReady): 2, "disabled": 3}
+	sort.SliceStable(ov.Connections, func(i, j int) bool {
+		a, b := ov.Connections[i], ov.Connections[j]
+		if rank[a.State] != rank[b.State] {
+			return rank[a.State] < rank[b.State]
+		}
+		return a.Name < b.Name
+	})
 	return ov, nil
 }
 
@@ -116,6 +125,9 @@ func (r connectionRow) LoadText() string {
 	l := r.Load
 	if l == nil {
 		return "not started"
+	}
+	if l.Total == 0 {
+		return "nothing to load: the store held no clients when the connection was enabled"
 	}
 	if !l.Finished.IsZero() {
 		return fmt.Sprintf("done: %d of %d, finished %s", l.Done, l.Total, l.Finished.UTC().Format("2006-01-02 15:04 UTC"))
