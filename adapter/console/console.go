@@ -47,6 +47,9 @@ type Options struct {
 	// Status returns how each running connection stands (the sync
 	// runner's Snapshot, as /readyz shows it).
 	Status func() []syncer.ConnectionStatus
+	// Outcomes, when set, renders the program's own outcomes report page
+	// (the page report --html writes) for the outcomes page.
+	Outcomes func(ctx context.Context) ([]byte, error)
 	// Logger receives the access log and the causes of failures, all
 	// patient-free; nil discards them.
 	Logger *slog.Logger
@@ -87,6 +90,7 @@ type console struct {
 	keys      []api.Key
 	conns     func() []Connection
 	status    func() []syncer.ConnectionStatus
+	outcomes  func(ctx context.Context) ([]byte, error)
 	log       *slog.Logger
 	secure    bool
 	now       func() time.Time
@@ -124,7 +128,7 @@ func (a access) allows(r api.Role) bool {
 // audit trail (api.Audited) by route template, caller and status: sign-ins
 // that failed (401, no caller) and requests refused (403) too.
 func New(o Options) (http.Handler, error) {
-	c := &console{store: o.Store, keys: o.Keys, conns: o.Connections, status: o.Status, log: o.Logger, secure: o.SecureCookies, now: o.Now}
+	c := &console{store: o.Store, keys: o.Keys, conns: o.Connections, status: o.Status, outcomes: o.Outcomes, log: o.Logger, secure: o.SecureCookies, now: o.Now}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -168,7 +172,8 @@ func New(o Options) (http.Handler, error) {
 	c.route(mux, "POST /console/dead-letters/{id}/replay", adminOnly, c.replay)
 	c.route(mux, "GET /console/conflicts", adminOnly, c.conflicts)
 	c.route(mux, "POST /console/conflicts/{id}/resolve", adminOnly, c.resolve)
-	c.route(mux, "GET /console/outcomes", outcomesFor, c.outcomes)
+	c.route(mux, "GET /console/outcomes", outcomesFor, c.outcomesIndex)
+	c.route(mux, "GET /console/outcomes/report", outcomesFor, c.outcomesReport)
 	mux.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) {
 		c.errorPage(w, r, nil, http.StatusNotFound, "Not found", "There is no such page in the console.")
 	})

@@ -1,8 +1,10 @@
 package console_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/base64"
 	"io"
 	"log/slog"
 	"net/http"
@@ -98,6 +100,7 @@ func newRig(t *testing.T, st store.Store, tweak ...func(*console.Options)) *rig 
 			}
 		},
 		Logger:      telemetry.NewLogger(r.logs, slog.LevelInfo, "text"),
+		Outcomes:    func(context.Context) ([]byte, error) { return []byte(reportPage), nil },
 		IdleTimeout: 30 * time.Minute,
 		Now:         func() time.Time { return time.Now().Add(time.Duration(r.clock.Load())) },
 	}
@@ -580,3 +583,52 @@ func TestRoles(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// reportPage stands for the page report --html writes: an inline style
+// sheet and a data: image.
+const reportPage = `<!doctype html><html lang="en"><head><title>Outcomes</title><style>
+body { color: #222; }
+</style></head><body><main><h1>Outcomes</h1><img src="data:image/png;base64,iVBORw0KGgo=" alt="chart"></main></body></html>`
+
+func TestOutcomesReport(t *testing.T) {
+	t.Parallel()
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "ips.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	r := newRig(t, st)
+	css := sha256.Sum256([]byte("\nbody { color: #222; }\n"))
+	wantCSP := "default-src 'none'; style-src 'sha256-" + base64.StdEncoding.EncodeToString(css[:]) + "'; img-src data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+	for _, key := range []string{directorKey, adminKey} {
+		b := r.browser()
+		b.signIn(key)
+		idx := b.do("GET", "/console/outcomes", nil)
+		if idx.code != 200 || !strings.Contains(idx.body, `href="/console/outcomes/report"`) {
+			t.Errorf("outcomes page with %s: %d", key, idx.code)
+		}
+		res := b.do("GET", "/console/outcomes/report", nil)
+		if res.code != 200 || res.body != reportPage {
+			t.Errorf("report with %s: %d\n%s", key, res.code, res.body)
+		}
+		if got := res.header.Get("Content-Security-Policy"); got != wantCSP {
+			t.Errorf("report CSP:\n got %s\nwant %s", got, wantCSP)
+		}
+		if res.header.Get("X-Frame-Options") != "DENY" {
+			t.Error("report may be framed")
+		}
+	}
+	for _, key := range []string{clinicianKey, specialistKey, hieKey} {
+		if res := r.browser().do("GET", "/console/outcomes/report", nil, "Authorization", "Bearer "+key); res.code != http.StatusForbidden || strings.Contains(res.body, "Outcomes</h1><img") {
+			t.Errorf("report with %s: %d", key, res.code)
+		}
+	}
+	entries, _ := st.Audit(t.Context(), store.AuditQuery{Caller: "dana"})
+	found := false
+	for _, e := range entries {
+		found = found || (e.Route == "/console/outcomes/report" && e.Status == 200 && e.Role == "director")
+	}
+	if !found {
+		t.Errorf("the director's reading of the report is not in the audit trail: %+v", entries)
+	}
+}

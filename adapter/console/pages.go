@@ -2,6 +2,8 @@ package console
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"html/template"
@@ -303,8 +305,52 @@ func (c *console) pathID(w http.ResponseWriter, r *http.Request, q *request) (in
 
 // ---------------------------------------------------------------- outcomes
 
-func (c *console) outcomes(w http.ResponseWriter, r *http.Request, q *request) {
-	c.render(w, r, q, http.StatusOK, "outcomes", page{Title: "Outcomes", Nav: "outcomes"})
+func (c *console) outcomesIndex(w http.ResponseWriter, r *http.Request, q *request) {
+	c.render(w, r, q, http.StatusOK, "outcomes", page{Title: "Outcomes", Nav: "outcomes", Data: c.outcomes != nil})
+}
+
+// outcomesReport serves the report page as report --html writes it. The
+// page is self-contained: one inline style sheet and the chart as a data:
+// image. Its Content-Security-Policy allows exactly that style sheet (by
+// its hash) and data: images, and nothing else: no script at all.
+func (c *console) outcomesReport(w http.ResponseWriter, r *http.Request, q *request) {
+	if c.outcomes == nil {
+		c.errorPage(w, r, q, http.StatusNotFound, "No outcomes report", "This server does not make outcomes reports.")
+		return
+	}
+	page, err := c.outcomes(r.Context())
+	if err != nil {
+		c.internalError(w, r, q, "outcomes", err)
+		return
+	}
+	api.RecordOf(r.Context()).ResourceType = "MeasureReport"
+	w.Header().Set("Content-Security-Policy", reportCSP(page))
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_, _ = w.Write(page)
+}
+
+// reportCSP is the policy of a self-contained report page: its inline
+// style sheets by hash, data: images, nothing else.
+func reportCSP(page []byte) string {
+	styles := ""
+	rest := page
+	for {
+		_, after, ok := bytes.Cut(rest, []byte("<style>"))
+		if !ok {
+			break
+		}
+		css, tail, ok := bytes.Cut(after, []byte("</style>"))
+		if !ok {
+			break
+		}
+		sum := sha256.Sum256(css)
+		styles += " 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+		rest = tail
+	}
+	if styles == "" {
+		styles = " 'none'"
+	}
+	return "default-src 'none'; style-src" + styles + "; img-src data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 }
 
 func isUnavailable(err error) bool { return errors.Is(err, store.ErrUnavailable) }

@@ -84,7 +84,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	srv := peer.StartForTest(t, peer.Options{Args: []string{"--quiet"}})
 	dir := t.TempDir()
 	keyOf := func(k string) string { s := sha256.Sum256([]byte(k)); return hex.EncodeToString(s[:]) }
-	const adminKey, specKey = "console-admin-key-0001", "console-spec-key-0002"
+	const adminKey, specKey, directorKey = "console-admin-key-0001", "console-spec-key-0002", "console-director-key-0003"
 	dbPath := filepath.Join(dir, "ips.db")
 	cfg := filepath.Join(dir, "ipsfhir.yaml")
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, `program: {id: console-test}
@@ -94,11 +94,12 @@ sync: {pushInterval: 1s, maxAttempts: 1}
 apiKeys:
   - {name: jordan, role: specialist, sha256: %s}
   - {name: ops, role: admin, sha256: %s}
+  - {name: dana, role: director, sha256: %s}
 connections:
   - {name: clinic, fhirBaseUrl: %q, enabled: true, auth: {type: none}, timeout: 10s, retry: {initial: 1s, max: 2s}}
   - {name: riverside-epic, fhirBaseUrl: %q, enabled: true, auth: {type: none}, retry: {initial: 1s, max: 5s}}
   - {name: northside-oracle, fhirBaseUrl: "https://ehr.example.org/fhir", enabled: false, auth: {type: none}}
-`, dbPath, keyOf(specKey), keyOf(adminKey), srv.BaseURL, closedPortURL(t)), 0o644); err != nil {
+`, dbPath, keyOf(specKey), keyOf(adminKey), keyOf(directorKey), srv.BaseURL, closedPortURL(t)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	peerClient, err := ehr.New(ehr.Options{BaseURL: srv.BaseURL})
@@ -330,6 +331,35 @@ connections:
 		t.Errorf("after sign-out: %q", s)
 	}
 	do(chromedp.Navigate(base+"/console/dead-letters"), chromedp.WaitVisible(chromedp.CSS("#key")))
+
+	// A program director: the outcomes page, and the report it opens,
+	// whose inline style sheet and chart the report's own policy lets
+	// through; none of the administrator's pages.
+	do(chromedp.SendKeys(chromedp.CSS("#key"), directorKey), chromedp.Click(chromedp.CSS("form.login button")), chromedp.WaitVisible(chromedp.CSS("a.button")))
+	if nav := text("nav"); strings.Contains(nav, "Dead letters") || !strings.Contains(nav, "Outcomes") {
+		t.Errorf("a director's navigation: %q", nav)
+	}
+	check("outcomes")
+	do(chromedp.Click(chromedp.CSS("a.button")), chromedp.WaitVisible(chromedp.CSS("main img")))
+	if w := eval(`String(document.querySelector("main img").naturalWidth)`); w == "0" {
+		t.Error("the report's chart did not load under its Content-Security-Policy")
+	}
+	if mw := eval(`getComputedStyle(document.querySelector("main")).maxWidth`); mw == "none" {
+		t.Error("the report's style sheet did not apply under its Content-Security-Policy")
+	}
+	if shots != "" {
+		png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(shots, "console-outcomes-report-1280.png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	do(chromedp.Navigate(base + "/console/dead-letters"))
+	if s := text("main"); !strings.Contains(s, "may not open this page") {
+		t.Errorf("a director on the dead letters page: %s", s)
+	}
 
 	if logs := stderr.String(); strings.Contains(logs, adminKey) || strings.Contains(logs, "MRN70") {
 		t.Errorf("the service log holds a key or patient data:\n%s", logs)

@@ -208,6 +208,7 @@ func (s *system) handler(fhirBase string) http.Handler {
 	if con, err := console.New(console.Options{
 		Store: s.store, Keys: keys, Logger: s.logger, Status: s.runner.Snapshot,
 		Connections:   s.consoleConnections,
+		Outcomes:      s.outcomesPage,
 		SecureCookies: strings.HasPrefix(s.cfg.Server.PublicURL, "https://"),
 	}); err == nil {
 		mux.Handle(console.Prefix, con)
@@ -225,6 +226,28 @@ func (s *system) consoleConnections() []console.Connection {
 		out = append(out, console.Connection{Name: c.Name, Enabled: c.Enabled})
 	}
 	return out
+}
+
+// outcomesPage is the program's own report page of the last complete
+// quarter and the quarters before it, as report --html writes it, for the
+// console's outcomes page.
+func (s *system) outcomesPage(ctx context.Context) ([]byte, error) {
+	now := time.Now()
+	q, err := reportingQuarter("", now)
+	if err != nil {
+		return nil, err
+	}
+	clients, err := allClients(ctx, s.store)
+	if err != nil {
+		return nil, err
+	}
+	name := s.cfg.Program.Name
+	if name == "" {
+		name = s.cfg.Program.ID
+	}
+	opts := outcomes.Options{Program: s.cfg.Program.ID, Audience: outcomes.AudienceProgram, Threshold: s.cfg.Reports.Threshold, Protection: s.cfg.Reports.Protection, Consents: s.cfg.Consent.AllowsHIE, SpecialistKey: s.specialistKey, Date: now}
+	page, _, err := trendPage(clients, q, opts, name, "the ipsfhir store of program "+s.cfg.Program.ID, true)
+	return page, err
 }
 
 // readyTimeout bounds the store query of /readyz: a store that takes
