@@ -277,6 +277,13 @@ func TestSignInAndSecurityHeaders(t *testing.T) {
 				t.Errorf("the overview lacks %q", want)
 			}
 		}
+		// Failing first; clinic's pending item has an age.
+		if strings.Index(home.body, `id="conn-down-clinic"`) > strings.Index(home.body, `id="conn-clinic"`) {
+			t.Error("the failing connection is not listed first")
+		}
+		if !strings.Contains(home.body, `Oldest pending</dt><dd><time`) {
+			t.Error("no age of the oldest pending item")
+		}
 		live := b.do("GET", "/console/overview/live", nil)
 		if live.code != 200 || strings.Contains(live.body, "<html") || !strings.Contains(live.body, "down-clinic") {
 			t.Errorf("live part: %d\n%.300s", live.code, live.body)
