@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ipsfhir/ipsfhir/adapter/api"
+	"github.com/ipsfhir/ipsfhir/adapter/plan"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
 	"github.com/ipsfhir/ipsfhir/adapter/syncer"
 )
@@ -47,6 +48,9 @@ type Options struct {
 	// Status returns how each running connection stands (the sync
 	// runner's Snapshot, as /readyz shows it).
 	Status func() []syncer.ConnectionStatus
+	// Plans returns the sync plan of each connection connected so far, by
+	// name (the sync runner's Plans, as /admin serves them).
+	Plans func() map[string]*plan.Plan
 	// Outcomes, when set, renders the program's own outcomes report page
 	// (the page report --html writes) for the outcomes page.
 	Outcomes func(ctx context.Context) ([]byte, error)
@@ -91,6 +95,7 @@ type console struct {
 	conns     func() []Connection
 	status    func() []syncer.ConnectionStatus
 	outcomes  func(ctx context.Context) ([]byte, error)
+	plans     func() map[string]*plan.Plan
 	log       *slog.Logger
 	secure    bool
 	now       func() time.Time
@@ -128,7 +133,7 @@ func (a access) allows(r api.Role) bool {
 // audit trail (api.Audited) by route template, caller and status: sign-ins
 // that failed (401, no caller) and requests refused (403) too.
 func New(o Options) (http.Handler, error) {
-	c := &console{store: o.Store, keys: o.Keys, conns: o.Connections, status: o.Status, outcomes: o.Outcomes, log: o.Logger, secure: o.SecureCookies, now: o.Now}
+	c := &console{store: o.Store, keys: o.Keys, conns: o.Connections, status: o.Status, outcomes: o.Outcomes, plans: o.Plans, log: o.Logger, secure: o.SecureCookies, now: o.Now}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -137,6 +142,9 @@ func New(o Options) (http.Handler, error) {
 	}
 	if c.conns == nil {
 		c.conns = func() []Connection { return nil }
+	}
+	if c.plans == nil {
+		c.plans = func() map[string]*plan.Plan { return nil }
 	}
 	if c.status == nil {
 		c.status = func() []syncer.ConnectionStatus { return nil }
@@ -168,6 +176,7 @@ func New(o Options) (http.Handler, error) {
 	c.route(mux, "POST /console/signout", signedIn, c.signOut)
 	c.route(mux, "GET /console/{$}", signedIn, c.home)
 	c.route(mux, "GET /console/overview/live", adminOnly, c.overviewLive)
+	c.route(mux, "GET /console/connections/{name}", adminOnly, c.connection)
 	c.route(mux, "GET /console/dead-letters", adminOnly, c.deadLetters)
 	c.route(mux, "POST /console/dead-letters/{id}/replay", adminOnly, c.replay)
 	c.route(mux, "GET /console/conflicts", adminOnly, c.conflicts)

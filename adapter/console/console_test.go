@@ -5,11 +5,13 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
+	"html"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/ipsfhir/ipsfhir/adapter/api"
 	"github.com/ipsfhir/ipsfhir/adapter/console"
+	"github.com/ipsfhir/ipsfhir/adapter/plan"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
 	"github.com/ipsfhir/ipsfhir/adapter/store/postgres"
 	"github.com/ipsfhir/ipsfhir/adapter/store/sqlite"
@@ -101,6 +104,7 @@ func newRig(t *testing.T, st store.Store, tweak ...func(*console.Options)) *rig 
 		},
 		Logger:      telemetry.NewLogger(r.logs, slog.LevelInfo, "text"),
 		Outcomes:    func(context.Context) ([]byte, error) { return []byte(reportPage), nil },
+		Plans:       func() map[string]*plan.Plan { return map[string]*plan.Plan{"clinic": epicPlan(t)} },
 		IdleTimeout: 30 * time.Minute,
 		Now:         func() time.Time { return time.Now().Add(time.Duration(r.clock.Load())) },
 	}
@@ -637,5 +641,66 @@ func TestOutcomesReport(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("the director's reading of the report is not in the audit trail: %+v", entries)
+	}
+}
+
+// epicPlan is the sync plan of Epic's R4 sandbox statement.
+func epicPlan(t *testing.T) *plan.Plan {
+	t.Helper()
+	epic, err := os.ReadFile(filepath.Join("..", "..", "testdata", "ehr-capabilities", "epic-r4-sandbox-2026-07.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Build(epic, plan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestConnectionPage(t *testing.T) {
+	t.Parallel()
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "ips.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	r := newRig(t, st)
+	b := r.browser()
+	b.signIn(adminKey)
+	p := epicPlan(t)
+	res := b.do("GET", "/console/connections/clinic", nil)
+	if res.code != 200 {
+		t.Fatalf("clinic: %d", res.code)
+	}
+	res.body = html.UnescapeString(res.body) // html/template writes + as &#43;
+	// Every concept and every type of the plan, with its path, idempotency,
+	// concurrency and change detection.
+	for _, cp := range p.Concepts {
+		if !strings.Contains(res.body, string(cp.Concept)) || !strings.Contains(res.body, "<code>"+string(cp.Path)+"</code>") {
+			t.Errorf("the page lacks concept %s or its path %s", cp.Concept, cp.Path)
+		}
+	}
+	for _, rp := range p.Types {
+		if !strings.Contains(res.body, "<td data-label=\"Type\">"+rp.Type+"</td>") || !strings.Contains(res.body, "<code>"+string(rp.Detection)+"</code>") {
+			t.Errorf("the page lacks type %s or its change detection", rp.Type)
+		}
+		if rp.Idempotency != "" && !strings.Contains(res.body, "<code>"+string(rp.Idempotency)+"</code>") {
+			t.Errorf("the page lacks %s's idempotency %s", rp.Type, rp.Idempotency)
+		}
+	}
+	if !strings.Contains(res.body, "Ready") {
+		t.Error("the page lacks the connection's state")
+	}
+	if res := b.do("GET", "/console/connections/down-clinic", nil); res.code != 200 || !strings.Contains(res.body, "No sync plan yet") || !strings.Contains(res.body, "ehr-unreachable") {
+		t.Errorf("down-clinic: %d", res.code)
+	}
+	if res := b.do("GET", "/console/connections/nowhere", nil); res.code != http.StatusNotFound {
+		t.Errorf("an unknown connection: %d", res.code)
+	}
+	d := r.browser()
+	d.signIn(directorKey)
+	if res := d.do("GET", "/console/connections/clinic", nil); res.code != http.StatusForbidden {
+		t.Errorf("a director on a connection page: %d", res.code)
 	}
 }

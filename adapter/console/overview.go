@@ -25,6 +25,8 @@ type overviewData struct {
 // initial load are the store's (what /admin/connections, /admin/dead-letters,
 // /admin/conflicts and /metrics read).
 type connectionRow struct {
+	// Now is when the figures were read.
+	Now     time.Time
 	Name    string
 	Enabled bool
 	// State is disabled, starting, ready or failing.
@@ -68,7 +70,7 @@ func (c *console) overview(ctx context.Context) (*overviewData, error) {
 	}
 	ov := &overviewData{At: now}
 	for _, cn := range c.conns() {
-		row := connectionRow{Name: cn.Name, Enabled: cn.Enabled, State: "disabled", Pending: depth[cn.Name], OldestPending: oldest[cn.Name]}
+		row := connectionRow{Now: now, Name: cn.Name, Enabled: cn.Enabled, State: "disabled", Pending: depth[cn.Name], OldestPending: oldest[cn.Name]}
 		if cn.Enabled {
 			row.State = string(syncer.StateStarting)
 			if s, ok := status[cn.Name]; ok {

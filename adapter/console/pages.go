@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ipsfhir/ipsfhir/adapter/api"
+	"github.com/ipsfhir/ipsfhir/adapter/plan"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
 )
 
@@ -43,13 +44,16 @@ var funcs = template.FuncMap{
 	"ago":    ago,
 	"age":    age,
 	"reason": reasonText,
+	"typesOf": func(types []plan.ResourcePlan, caption string) map[string]any {
+		return map[string]any{"Types": types, "Caption": caption}
+	},
 	"isAdmin": func(k *api.Key) bool {
 		return k != nil && k.Role == api.RoleAdmin
 	},
 }
 
 // pageNames are the page templates; each is layout.html with its content.
-var pageNames = []string{"login", "overview", "deadletters", "conflicts", "outcomes", "error"}
+var pageNames = []string{"login", "overview", "connection", "deadletters", "conflicts", "outcomes", "error"}
 
 func (c *console) parseTemplates() error {
 	base, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/parts.html")
@@ -206,6 +210,59 @@ func (c *console) overviewLive(w http.ResponseWriter, r *http.Request, q *reques
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	_, _ = w.Write(buf.Bytes())
+}
+
+// ---------------------------------------------------------------- a connection
+
+// connectionData is a connection's page: its figures as on the overview,
+// and its sync plan once it connected.
+type connectionData struct {
+	Row  connectionRow
+	Plan *plan.Plan
+}
+
+// UsedTypes are the resource types the plan reads or writes: those of its
+// concepts, and Provenance when it goes alongside; OtherTypes the rest the
+// EHR offers.
+func (d connectionData) UsedTypes() []plan.ResourcePlan { return d.types(true) }
+
+// OtherTypes: see UsedTypes.
+func (d connectionData) OtherTypes() []plan.ResourcePlan { return d.types(false) }
+
+func (d connectionData) types(used bool) []plan.ResourcePlan {
+	if d.Plan == nil {
+		return nil
+	}
+	uses := map[string]bool{}
+	for _, cp := range d.Plan.Concepts {
+		if cp.ResourceType != "" && cp.Path != plan.NoPath {
+			uses[cp.ResourceType] = true
+		}
+	}
+	var out []plan.ResourcePlan
+	for _, rp := range d.Plan.Types {
+		if (uses[rp.Type] || rp.WrittenAlongside) == used {
+			out = append(out, rp)
+		}
+	}
+	return out
+}
+
+func (c *console) connection(w http.ResponseWriter, r *http.Request, q *request) {
+	name := r.PathValue("name")
+	ov, err := c.overview(r.Context())
+	if err != nil {
+		c.internalError(w, r, q, "connection", err)
+		return
+	}
+	api.RecordOf(r.Context()).ResourceType = "connections"
+	for _, row := range ov.Connections {
+		if row.Name == name {
+			c.render(w, r, q, http.StatusOK, "connection", page{Title: name, Nav: "overview", Data: connectionData{Row: row, Plan: c.plans()[name]}})
+			return
+		}
+	}
+	c.errorPage(w, r, q, http.StatusNotFound, "No such connection", "The configuration has no connection by that name. The overview lists every one.")
 }
 
 // ---------------------------------------------------------------- dead letters

@@ -270,6 +270,13 @@ connections:
 	}
 	check("overview")
 
+	// A connection's page: its sync plan, as the peer's statement made it.
+	do(chromedp.Click(chromedp.CSS(`#conn-clinic a`)), chromedp.WaitVisible(chromedp.CSS("#plan")))
+	if s := text("main"); !strings.Contains(s, "employment-goal") || !strings.Contains(s, "Change detection") || !strings.Contains(s, "Ready") {
+		t.Errorf("clinic's page: %s", s)
+	}
+	check("connection")
+
 	// Dead letters: c2, and why.
 	do(chromedp.Click(chromedp.CSS(`nav a[href="/console/dead-letters"]`)), chromedp.WaitVisible(chromedp.CSS("table")))
 	if s := text("table"); !strings.Contains(s, "c2") || !strings.Contains(s, "clinic") || !strings.Contains(s, "patient") {
@@ -294,11 +301,14 @@ connections:
 	// The overview says so, and refreshes itself without a reload.
 	do(chromedp.Click(chromedp.CSS(`nav a[href="/console/"]`)), chromedp.WaitVisible(chromedp.CSS("#live")))
 	eval(`window.consoleMarker = "still here"; ""`)
-	first := text("#live .summary time")
+	// Read in one evaluation: the refresh may replace the node between
+	// a query and a read.
+	asOf := func() string { return eval(`document.querySelector("#live .summary time").textContent`) }
+	first := asOf()
 	if s := text("#live .summary"); !strings.Contains(s, "no dead letters") {
 		t.Errorf("the overview after the replay was delivered: %s", s)
 	}
-	for deadline := time.Now().Add(45 * time.Second); text("#live .summary time") == first; {
+	for deadline := time.Now().Add(45 * time.Second); asOf() == first; {
 		if time.Now().After(deadline) {
 			t.Fatal("the overview did not refresh itself within 45 s")
 		}

@@ -209,6 +209,7 @@ func (s *system) handler(fhirBase string) http.Handler {
 		Store: s.store, Keys: keys, Logger: s.logger, Status: s.runner.Snapshot,
 		Connections:   s.consoleConnections,
 		Outcomes:      s.outcomesPage,
+		Plans:         s.runner.Plans,
 		SecureCookies: strings.HasPrefix(s.cfg.Server.PublicURL, "https://"),
 	}); err == nil {
 		mux.Handle(console.Prefix, con)
