@@ -179,6 +179,7 @@ func New(o Options) (http.Handler, error) {
 	c.route(mux, "GET /console/connections/{name}", adminOnly, c.connection)
 	c.route(mux, "GET /console/dead-letters", adminOnly, c.deadLetters)
 	c.route(mux, "POST /console/dead-letters/{id}/replay", adminOnly, c.replay)
+	c.route(mux, "POST /console/dead-letters/replay", adminOnly, c.replayAll)
 	c.route(mux, "GET /console/conflicts", adminOnly, c.conflicts)
 	c.route(mux, "POST /console/conflicts/{id}/resolve", adminOnly, c.resolve)
 	c.route(mux, "GET /console/outcomes", outcomesFor, c.outcomesIndex)

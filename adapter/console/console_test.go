@@ -704,3 +704,69 @@ func TestConnectionPage(t *testing.T) {
 		t.Errorf("a director on a connection page: %d", res.code)
 	}
 }
+
+func TestReplayAll(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		r := newRig(t, st)
+		ctx := t.Context()
+		// A second dead letter: clinic's item for c2.
+		kill := func(conn string) {
+			t.Helper()
+			items, err := st.Lease(ctx, conn, "test", 1, time.Minute)
+			if err != nil || len(items) != 1 {
+				t.Fatalf("lease %s: %v %v", conn, items, err)
+			}
+			if _, err := st.Fail(ctx, items[0], "push: the EHR refused the resource as invalid", time.Now(), 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		kill("clinic")
+		b := r.browser()
+		b.signIn(adminKey)
+		page := b.do("GET", "/console/dead-letters", nil)
+		if !strings.Contains(page.body, "Replay all 2 listed") {
+			t.Fatalf("no replay-all button:\n%s", page.body)
+		}
+		form := url.Values{"csrf": {csrf(t, page.body)}}
+		for _, m := range regexp.MustCompile(`name="id" value="(\d+)"`).FindAllStringSubmatch(page.body, -1) {
+			form.Add("id", m[1])
+		}
+		if len(form["id"]) != 2 {
+			t.Fatalf("the form lists %d ids", len(form["id"]))
+		}
+		// One more arrives after the page was read: not replayed.
+		c3 := &ips.Client{ID: "c3", Patient: ips.Identifier{System: "urn:test", Value: "MRN3"}, EnrolledOn: ips.MustDate("2026-01-05")}
+		if _, err := st.SaveClients(ctx, []store.Stored{{Client: c3}}, []string{"clinic"}); err != nil {
+			t.Fatal(err)
+		}
+		kill("clinic")
+		if res := b.do("POST", "/console/dead-letters/replay", url.Values{"id": form["id"]}); res.code != http.StatusForbidden {
+			t.Errorf("replay all without CSRF: %d", res.code)
+		}
+		res := b.do("POST", "/console/dead-letters/replay", form)
+		if res.code != http.StatusSeeOther {
+			t.Fatalf("replay all: %d %s", res.code, res.body)
+		}
+		dl, _ := st.DeadLetters(ctx, "")
+		if len(dl) != 1 || dl[0].ClientID != "c3" {
+			t.Errorf("dead letters after replaying the 2 listed: %+v", dl)
+		}
+		if after := b.do("GET", res.header.Get("Location"), nil); !strings.Contains(after.body, "2 dead letters are queued again") {
+			t.Errorf("the page after replay all:\n%s", after.body)
+		}
+		// Again: both are gone by now, and said so.
+		res = b.do("POST", "/console/dead-letters/replay", form)
+		if after := b.do("GET", res.header.Get("Location"), nil); !strings.Contains(after.body, "0 dead letters are queued again") || !strings.Contains(after.body, "2 of those listed had been replayed already") {
+			t.Errorf("replaying the same twice:\n%s", after.body)
+		}
+		// Bearer callers need no token.
+		bearer := r.browser().do("POST", "/console/dead-letters/replay", url.Values{"id": {itoa(dl[0].ID)}}, "Authorization", "Bearer "+adminKey)
+		if bearer.code != http.StatusSeeOther {
+			t.Errorf("bearer replay all: %d", bearer.code)
+		}
+		if dl, _ := st.DeadLetters(ctx, ""); len(dl) != 0 {
+			t.Errorf("left: %+v", dl)
+		}
+	})
+}

@@ -276,6 +276,14 @@ func (c *console) deadLetters(w http.ResponseWriter, r *http.Request, q *request
 	rec := api.RecordOf(r.Context())
 	rec.ResourceType, rec.Records = "dead-letters", len(dl)
 	p := page{Title: "Dead letters", Nav: "dead-letters", Data: dl}
+	if n := r.URL.Query().Get("replayedAll"); n != "" {
+		if n, err := strconv.Atoi(n); err == nil && n >= 0 {
+			p.Notice = fmt.Sprintf("%d dead letter%s queued again. They are pushed at each connection's next pass; the overview shows them pending until then.", n, map[bool]string{true: " is", false: "s are"}[n == 1])
+			if gone := r.URL.Query().Get("gone"); gone != "" && gone != "0" {
+				p.Notice += " " + gone + " of those listed had been replayed already."
+			}
+		}
+	}
 	if id := r.URL.Query().Get("replayed"); id != "" {
 		if n, err := strconv.ParseInt(id, 10, 64); err == nil && n > 0 {
 			p.Notice = fmt.Sprintf("Dead letter %d is queued again. It is pushed at the connection's next pass (within seconds while the connection is ready): the overview shows it pending until then. If the EHR refuses it again as often as sync.maxAttempts allows, it comes back to this list.", n)
@@ -301,6 +309,41 @@ func (c *console) replay(w http.ResponseWriter, r *http.Request, q *request) {
 		return
 	}
 	http.Redirect(w, r, Prefix+"dead-letters?replayed="+strconv.FormatInt(id, 10), http.StatusSeeOther)
+}
+
+// replayAll replays the dead letters the page listed (their ids are in the
+// form), not ones that arrived since: the administrator replays what they
+// saw. One already replayed meanwhile is counted, not an error.
+func (c *console) replayAll(w http.ResponseWriter, r *http.Request, q *request) {
+	api.RecordOf(r.Context()).ResourceType = "dead-letters"
+	if err := r.ParseForm(); err != nil {
+		c.errorPage(w, r, q, http.StatusBadRequest, "Form not readable", "The form could not be read; nothing was replayed.")
+		return
+	}
+	ids := r.PostForm["id"]
+	if len(ids) == 0 {
+		c.errorPage(w, r, q, http.StatusBadRequest, "Nothing to replay", "The form listed no dead letters. Reload the dead letters page and try again.")
+		return
+	}
+	done, gone := 0, 0
+	for _, s := range ids {
+		id, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || id <= 0 {
+			c.errorPage(w, r, q, http.StatusBadRequest, "Not a valid number", "The form carried a dead letter number that is not a positive number; nothing more was replayed.")
+			return
+		}
+		switch err := c.store.Replay(r.Context(), id); {
+		case err == nil:
+			done++
+		case errors.Is(err, store.ErrNotFound):
+			gone++
+		default:
+			c.internalError(w, r, q, "replay", err)
+			return
+		}
+	}
+	api.RecordOf(r.Context()).Records = done
+	http.Redirect(w, r, Prefix+"dead-letters?replayedAll="+strconv.Itoa(done)+"&gone="+strconv.Itoa(gone), http.StatusSeeOther)
 }
 
 // ---------------------------------------------------------------- conflicts
