@@ -535,6 +535,9 @@ func TestRoles(t *testing.T) {
 		if _, ok := res.set["ipsfhir_console"]; ok {
 			t.Errorf("%s got a session", key)
 		}
+		if strings.Contains(res.body, "Signed in as") || strings.Contains(res.body, `href="/console/outcomes"`) {
+			t.Errorf("the 403 page of %s shows it signed in, with navigation", key)
+		}
 		for _, p := range append(adminPages, "/console/outcomes") {
 			if res := r.browser().do("GET", p, nil, "Authorization", "Bearer "+key); res.code != http.StatusForbidden {
 				t.Errorf("GET %s with %s: %d, want 403", p, key, res.code)

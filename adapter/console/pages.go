@@ -101,7 +101,9 @@ func (c *console) forbidden(w http.ResponseWriter, r *http.Request, q *request) 
 		msg += " Program directors see the outcomes page."
 	case api.RoleAdmin:
 	default:
+		// Not signed in to the console at all: no navigation, no name.
 		msg = fmt.Sprintf("The key %s has role %s. The console is for administrators (role admin) and program directors (role director).", q.caller.Name, q.caller.Role)
+		q = nil
 	}
 	c.errorPage(w, r, q, http.StatusForbidden, "Not allowed", msg)
 }
