@@ -29,6 +29,7 @@ const (
 	RoleClinician  Role = "clinician"  // reads IPS records
 	RoleAdmin      Role = "admin"      // reads IPS records
 	RoleHIE        Role = "hie"        // no IPS records: de-identified outcomes only, served elsewhere
+	RoleDirector   Role = "director"   // no IPS records: the program's outcomes only (the console's outcomes page, MeasureReport)
 )
 
 // Key is one caller: its name (for the access log), role, and the SHA-256

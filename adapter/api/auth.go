@@ -29,7 +29,9 @@ func (p permission) verb() string {
 
 // may reports whether a role has a permission. Records are patient data:
 // specialists keep them; clinicians and administrators may read them;
-// HIE operators get de-identified outcomes elsewhere and no records here.
+// HIE operators get de-identified outcomes elsewhere and no records here;
+// program directors get the program's outcomes (the console, /fhir
+// MeasureReport) and nothing here either.
 func (r Role) may(p permission) bool {
 	if p == permPublic {
 		return true

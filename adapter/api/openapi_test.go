@@ -216,7 +216,7 @@ func opRoles(op *openapi3.Operation) ([]Role, error) {
 	var out []Role
 	for _, v := range list {
 		s, _ := v.(string)
-		if r := Role(s); !slices.Contains([]Role{RoleSpecialist, RoleClinician, RoleAdmin, RoleHIE}, r) {
+		if r := Role(s); !slices.Contains([]Role{RoleSpecialist, RoleClinician, RoleAdmin, RoleHIE, RoleDirector}, r) {
 			return nil, errString("x-roles holds " + s + ", which is no role")
 		} else {
 			out = append(out, r)
@@ -289,6 +289,7 @@ var roleKeys = map[Role]string{
 	RoleClinician:  "openapi-clinician-key",
 	RoleAdmin:      "openapi-admin-key",
 	RoleHIE:        "openapi-hie-key",
+	RoleDirector:   "openapi-director-key",
 }
 
 func keysOfEveryRole() []Key {
@@ -341,7 +342,7 @@ func TestOpenAPIRolesAreEnforced(t *testing.T) {
 			url = strings.ReplaceAll(url, "{id}", "1")
 		}
 		url = strings.ReplaceAll(url, "{id}", "c1")
-		for _, role := range []Role{"", RoleSpecialist, RoleClinician, RoleAdmin, RoleHIE} {
+		for _, role := range []Role{"", RoleSpecialist, RoleClinician, RoleAdmin, RoleHIE, RoleDirector} {
 			var body io.Reader
 			if method == http.MethodPost || method == http.MethodPut {
 				body = strings.NewReader("{}")

@@ -173,6 +173,7 @@ const (
 	RoleClinician  = "clinician"  // reads IPS records
 	RoleAdmin      = "admin"      // reads records; runs connections, plans, dead letters
 	RoleHIE        = "hie"        // de-identified outcomes only, never records
+	RoleDirector   = "director"   // the program's outcomes only (console, MeasureReport), never records
 )
 
 // APIKey is one caller of the API. Only the SHA-256 of the key is kept, so
@@ -960,11 +961,11 @@ func (c *Config) apiKeyProblems(ps *problems) {
 			names[k.Name] = i
 		}
 		switch k.Role {
-		case RoleSpecialist, RoleClinician, RoleAdmin, RoleHIE:
+		case RoleSpecialist, RoleClinician, RoleAdmin, RoleHIE, RoleDirector:
 		case "":
-			ps.add(child(p, "role"), "is required: one of specialist, clinician, admin, hie")
+			ps.add(child(p, "role"), "is required: one of specialist, clinician, admin, hie, director")
 		default:
-			ps.add(child(p, "role"), "must be one of: specialist, clinician, admin, hie")
+			ps.add(child(p, "role"), "must be one of: specialist, clinician, admin, hie, director")
 		}
 		switch {
 		case k.PseudonymScope == "":

@@ -802,3 +802,28 @@ func TestOTLPEndpointWithQueryIsAProblem(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectorRole: director is a role a key may have (a program director,
+// who sees outcomes only); it takes no pseudonym scope (no export), is no
+// hie key, and the message for a wrong role names it.
+func TestDirectorRole(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse([]byte("apiKeys:\n  - {name: dana, role: director, sha256: " + strings.Repeat("d4", 32) + "}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.APIKeys) != 1 || c.APIKeys[0].Role != config.RoleDirector {
+		t.Errorf("keys: %+v", c.APIKeys)
+	}
+	if c.HIEKey("dana") != nil {
+		t.Error("a director key taken for an hie key")
+	}
+	_, err = config.Parse([]byte("apiKeys:\n  - {name: dana, role: director, sha256: " + strings.Repeat("d4", 32) + ", pseudonymScope: x}\n"))
+	if err == nil || !strings.Contains(err.Error(), "apiKeys[0].pseudonymScope") {
+		t.Errorf("a director key with a pseudonym scope: %v", err)
+	}
+	_, err = config.Parse([]byte("apiKeys:\n  - {name: dana, role: directors, sha256: " + strings.Repeat("d4", 32) + "}\n"))
+	if err == nil || !strings.Contains(err.Error(), "hie, director") {
+		t.Errorf("a wrong role's message does not list director: %v", err)
+	}
+}

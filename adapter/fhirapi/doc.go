@@ -92,7 +92,7 @@
 // (Options.AllowsHIE). Callers authenticate with the records API's keys
 // (api.Authenticate). specialist, clinician and admin may read and search
 // records; hie may not (403) but may export, as may admin; every role may read
-// Measure and MeasureReport.
+// Measure and MeasureReport, which is all director (a program director) may.
 //
 // # De-identified export
 //

@@ -346,7 +346,7 @@ const (
 	public     access = iota + 1 // the CapabilityStatement
 	records                      // IPS records: specialist, clinician, admin
 	bulk                         // Bulk Data export: hie, admin
-	outcomes                     // Measure and MeasureReport: every role
+	outcomes                     // Measure and MeasureReport: every role (director: nothing else)
 	auditTrail                   // AuditEvent: admin
 )
 
@@ -359,7 +359,7 @@ func (a access) allows(r api.Role) bool {
 	case bulk:
 		return r == api.RoleHIE || r == api.RoleAdmin
 	case outcomes:
-		return r == api.RoleSpecialist || r == api.RoleClinician || r == api.RoleAdmin || r == api.RoleHIE
+		return r == api.RoleSpecialist || r == api.RoleClinician || r == api.RoleAdmin || r == api.RoleHIE || r == api.RoleDirector
 	case auditTrail:
 		return r == api.RoleAdmin
 	}

@@ -32,6 +32,7 @@ const (
 	adminKey      = "fhir-test-admin-0003"
 	hieKey        = "fhir-test-hie-0004"
 	hie2Key       = "fhir-test-hie-0005"
+	directorKey   = "fhir-test-director-0006"
 )
 
 func sum(key string) []byte {
@@ -118,6 +119,7 @@ func serveHarness(t *testing.T, st store.Store, cl *ips.Caseload, tweak ...func(
 			{Name: "ehr-admin", Role: api.RoleAdmin, SHA256: sum(adminKey)},
 			{Name: "state-hie", Role: api.RoleHIE, SHA256: sum(hieKey)},
 			{Name: "county-hie", Role: api.RoleHIE, SHA256: sum(hie2Key)},
+			{Name: "program-director", Role: api.RoleDirector, SHA256: sum(directorKey)},
 		},
 		Mapping:      h.mapping,
 		AllowsEHR:    consent.AllowsEHR,

@@ -155,7 +155,7 @@ func TestMeasureReportsAudienceFollowsRole(t *testing.T) {
 	for _, tc := range []struct {
 		key    string
 		forHIE bool
-	}{{hieKey, true}, {adminKey, false}, {clinicianKey, false}, {specialistKey, false}} {
+	}{{hieKey, true}, {adminKey, false}, {clinicianKey, false}, {specialistKey, false}, {directorKey, false}} {
 		got = nil
 		h.search("/fhir/MeasureReport?period=2025Q1", tc.key)
 		if !slices.Equal(got, []bool{tc.forHIE}) {

@@ -106,8 +106,18 @@ func TestRoles(t *testing.T) {
 	if r := h.get("/fhir/Measure", hieKey); r.status != http.StatusOK {
 		t.Errorf("hie reading Measure: %d", r.status)
 	}
-	// Clinicians and specialists do not export.
-	for _, key := range []string{specialistKey, clinicianKey} {
+	// Program directors get outcomes only: no records, no export, no
+	// audit trail.
+	wantOutcome(t, h.get("/fhir/Goal", directorKey), http.StatusForbidden)
+	wantOutcome(t, h.get(goal, directorKey), http.StatusForbidden)
+	wantOutcome(t, h.do(http.MethodPost, "/fhir/Goal/_search", directorKey, strings.NewReader(""), "Content-Type", "application/x-www-form-urlencoded"), http.StatusForbidden)
+	wantOutcome(t, h.get("/fhir/AuditEvent", directorKey), http.StatusForbidden)
+	wantOutcome(t, h.do(http.MethodPost, "/fhir/Group/"+h.cl.ProgramID()+"/$export", directorKey, nil, "Prefer", "respond-async"), http.StatusForbidden)
+	if r := h.get("/fhir/Measure", directorKey); r.status != http.StatusOK {
+		t.Errorf("director reading Measure: %d", r.status)
+	}
+	// Clinicians, specialists and directors do not export.
+	for _, key := range []string{specialistKey, clinicianKey, directorKey} {
 		wantOutcome(t, h.do(http.MethodGet, "/fhir/$export", key, nil, "Prefer", "respond-async"), http.StatusForbidden)
 	}
 }

@@ -491,34 +491,48 @@ func trendReports(clients []*ips.Client, last outcomes.Quarter, opts outcomes.Op
 // writeTrend writes the trend chart as a PNG and/or an HTML page embedding
 // it, with every measure's figures on the page.
 func writeTrend(clients []*ips.Client, last outcomes.Quarter, opts outcomes.Options, program, source, htmlOut, pngOut string, stdout io.Writer, extra ...chart.Option) error {
+	page, png, err := trendPage(clients, last, opts, program, source, htmlOut != "", extra...)
+	if err != nil {
+		return err
+	}
+	if pngOut != "" {
+		if err := writeOutput(pngOut, png, stdout); err != nil {
+			return errors.New(fileError(err))
+		}
+	}
+	if htmlOut != "" {
+		if err := writeOutput(htmlOut, page, stdout); err != nil {
+			return errors.New(fileError(err))
+		}
+	}
+	return nil
+}
+
+// trendPage renders the trend chart as a PNG and, with withPage, the HTML
+// page embedding it (what report --html writes and the console's outcomes
+// page serves).
+func trendPage(clients []*ips.Client, last outcomes.Quarter, opts outcomes.Options, program, source string, withPage bool, extra ...chart.Option) (page, png []byte, err error) {
 	today := ips.DateOf(opts.Date)
 	quarters, err := trendReports(clients, last, opts, today)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	pts := chart.Points(quarters)
 	title := fmt.Sprintf("Competitive employment, %s, %s to %s", program, pts[0].Quarter, pts[len(pts)-1].Quarter)
 	// The chart quotes the threshold in its "withheld" notes.
 	common := append([]chart.Option{chart.Threshold(opts.Threshold), chart.AsOf(opts.Date, source)}, extra...)
-	var png bytes.Buffer
-	if err := chart.WritePNG(&png, title, pts, common...); err != nil {
-		return fmt.Errorf("trend chart: %w", err)
+	var pngBuf bytes.Buffer
+	if err := chart.WritePNG(&pngBuf, title, pts, common...); err != nil {
+		return nil, nil, fmt.Errorf("trend chart: %w", err)
 	}
-	if pngOut != "" {
-		if err := writeOutput(pngOut, png.Bytes(), stdout); err != nil {
-			return errors.New(fileError(err))
-		}
+	if !withPage {
+		return nil, pngBuf.Bytes(), nil
 	}
-	if htmlOut != "" {
-		var page bytes.Buffer
-		if err := chart.WriteHTML(&page, title, pts, png.Bytes(), append(common, chart.Reports(quarters))...); err != nil {
-			return fmt.Errorf("trend page: %w", err)
-		}
-		if err := writeOutput(htmlOut, page.Bytes(), stdout); err != nil {
-			return errors.New(fileError(err))
-		}
+	var pageBuf bytes.Buffer
+	if err := chart.WriteHTML(&pageBuf, title, pts, pngBuf.Bytes(), append(common, chart.Reports(quarters))...); err != nil {
+		return nil, nil, fmt.Errorf("trend page: %w", err)
 	}
-	return nil
+	return pageBuf.Bytes(), pngBuf.Bytes(), nil
 }
 
 // flagSet reports whether the command line gave flag name.

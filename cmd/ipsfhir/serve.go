@@ -15,6 +15,7 @@ import (
 
 	"github.com/ipsfhir/ipsfhir/adapter/api"
 	"github.com/ipsfhir/ipsfhir/adapter/config"
+	"github.com/ipsfhir/ipsfhir/adapter/console"
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
 	"github.com/ipsfhir/ipsfhir/adapter/fhirapi"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
@@ -32,6 +33,8 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
   /fhir        the FHIR R4 read facade with Bulk Data export (docs/FHIR-API.md)
   /admin       connected EHRs and their sync plans, reconcile, dead letters,
                conflicts
+  /console/    the administrator's web console (admin and director keys;
+               docs/CONSOLE.md)
   /metrics     Prometheus metrics
   /healthz     200 while the process runs
   /readyz      200 when the store answers, 503 when it does not; the JSON
@@ -201,8 +204,51 @@ func (s *system) handler(fhirBase string) http.Handler {
 			s.logger.LogAttrs(context.Background(), slog.LevelError, "cannot build the JWKS", slog.String("component", "serve"))
 		}
 	}
+	// The administrator's console (docs/CONSOLE.md): same keys, same store.
+	if con, err := console.New(console.Options{
+		Store: s.store, Keys: keys, Logger: s.logger, Status: s.runner.Snapshot,
+		Connections:   s.consoleConnections,
+		Outcomes:      s.outcomesPage,
+		Plans:         s.runner.Plans,
+		SecureCookies: strings.HasPrefix(s.cfg.Server.PublicURL, "https://"),
+	}); err == nil {
+		mux.Handle(console.Prefix, con)
+	} else {
+		s.logger.LogAttrs(context.Background(), slog.LevelError, "cannot build the console", slog.String("component", "serve"))
+	}
 	mux.Handle("/", records)
 	return mux
+}
+
+// consoleConnections are the configured connections, for the console.
+func (s *system) consoleConnections() []console.Connection {
+	out := make([]console.Connection, 0, len(s.cfg.Connections))
+	for _, c := range s.cfg.Connections {
+		out = append(out, console.Connection{Name: c.Name, Enabled: c.Enabled})
+	}
+	return out
+}
+
+// outcomesPage is the program's own report page of the last complete
+// quarter and the quarters before it, as report --html writes it, for the
+// console's outcomes page.
+func (s *system) outcomesPage(ctx context.Context) ([]byte, error) {
+	now := time.Now()
+	q, err := reportingQuarter("", now)
+	if err != nil {
+		return nil, err
+	}
+	clients, err := allClients(ctx, s.store)
+	if err != nil {
+		return nil, err
+	}
+	name := s.cfg.Program.Name
+	if name == "" {
+		name = s.cfg.Program.ID
+	}
+	opts := outcomes.Options{Program: s.cfg.Program.ID, Audience: outcomes.AudienceProgram, Threshold: s.cfg.Reports.Threshold, Protection: s.cfg.Reports.Protection, Consents: s.cfg.Consent.AllowsHIE, SpecialistKey: s.specialistKey, Date: now}
+	page, _, err := trendPage(clients, q, opts, name, "the ipsfhir store of program "+s.cfg.Program.ID, true)
+	return page, err
 }
 
 // readyTimeout bounds the store query of /readyz: a store that takes

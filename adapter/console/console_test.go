@@ -1,0 +1,775 @@
+package console_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/base64"
+	"html"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ipsfhir/ipsfhir/adapter/api"
+	"github.com/ipsfhir/ipsfhir/adapter/console"
+	"github.com/ipsfhir/ipsfhir/adapter/plan"
+	"github.com/ipsfhir/ipsfhir/adapter/store"
+	"github.com/ipsfhir/ipsfhir/adapter/store/postgres"
+	"github.com/ipsfhir/ipsfhir/adapter/store/sqlite"
+	"github.com/ipsfhir/ipsfhir/adapter/store/storetest"
+	"github.com/ipsfhir/ipsfhir/adapter/syncer"
+	"github.com/ipsfhir/ipsfhir/adapter/telemetry"
+	"github.com/ipsfhir/ipsfhir/adapter/telemetry/telemetrytest"
+	"github.com/ipsfhir/ipsfhir/ips"
+)
+
+// API keys of the test callers, one per role.
+const (
+	adminKey      = "console-test-admin-0001"
+	directorKey   = "console-test-director-0002"
+	clinicianKey  = "console-test-clinician-0003"
+	specialistKey = "console-test-specialist-0004"
+	hieKey        = "console-test-hie-0005"
+)
+
+func sum(k string) []byte { s := sha256.Sum256([]byte(k)); return s[:] }
+
+var keys = []api.Key{
+	{Name: "ops", Role: api.RoleAdmin, SHA256: sum(adminKey)},
+	{Name: "dana", Role: api.RoleDirector, SHA256: sum(directorKey)},
+	{Name: "dr-okafor", Role: api.RoleClinician, SHA256: sum(clinicianKey)},
+	{Name: "jordan", Role: api.RoleSpecialist, SHA256: sum(specialistKey)},
+	{Name: "state-hie", Role: api.RoleHIE, SHA256: sum(hieKey)},
+}
+
+// forEachStore runs f against a fresh SQLite store and, when
+// IPSFHIR_TEST_POSTGRES_DSN is set, a fresh PostgreSQL schema.
+func forEachStore(t *testing.T, f func(t *testing.T, st store.Store)) {
+	t.Run("sqlite", func(t *testing.T) {
+		t.Parallel()
+		st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "ips.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		f(t, st)
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		st, err := postgres.Open(t.Context(), storetest.PostgresDSN(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		f(t, st)
+	})
+}
+
+// rig is the console over a real store, with a clock the test moves.
+type rig struct {
+	t     *testing.T
+	st    store.Store
+	h     http.Handler
+	clock atomic.Int64 // offset added to time.Now
+	logs  *telemetrytest.Buffer
+	dead  store.DeadLetter
+	conf  int64
+}
+
+func newRig(t *testing.T, st store.Store, tweak ...func(*console.Options)) *rig {
+	t.Helper()
+	r := &rig{t: t, st: st, logs: &telemetrytest.Buffer{}}
+	o := console.Options{
+		Store: st, Keys: keys,
+		Connections: func() []console.Connection {
+			return []console.Connection{{Name: "clinic", Enabled: true}, {Name: "down-clinic", Enabled: true}, {Name: "later-clinic"}}
+		},
+		Status: func() []syncer.ConnectionStatus {
+			since := time.Date(2026, 12, 1, 9, 0, 4, 0, time.UTC)
+			return []syncer.ConnectionStatus{
+				{Name: "clinic", State: syncer.StateReady, Since: since, LastPull: since.Add(time.Minute), LastPush: since.Add(2 * time.Minute)},
+				{Name: "down-clinic", State: syncer.StateFailing, Since: since,
+					Failures: []syncer.Failure{{Step: syncer.StepConnect, Reason: "ehr-unreachable", Since: since, Attempts: 7}}},
+			}
+		},
+		Logger:      telemetry.NewLogger(r.logs, slog.LevelInfo, "text"),
+		Outcomes:    func(context.Context) ([]byte, error) { return []byte(reportPage), nil },
+		Plans:       func() map[string]*plan.Plan { return map[string]*plan.Plan{"clinic": epicPlan(t)} },
+		IdleTimeout: 30 * time.Minute,
+		Now:         func() time.Time { return time.Now().Add(time.Duration(r.clock.Load())) },
+	}
+	for _, f := range tweak {
+		f(&o)
+	}
+	h, err := console.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.h = h
+	// A dead letter of down-clinic, a pending item of clinic, an open
+	// conflict.
+	ctx := t.Context()
+	c1 := &ips.Client{ID: "c1", Patient: ips.Identifier{System: "urn:test", Value: "MRN1"}, EnrolledOn: ips.MustDate("2026-01-05")}
+	c2 := &ips.Client{ID: "c2", Patient: ips.Identifier{System: "urn:test", Value: "MRN2"}, EnrolledOn: ips.MustDate("2026-01-05")}
+	if _, err := st.SaveClients(ctx, []store.Stored{{Client: c1}}, []string{"down-clinic"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.SaveClients(ctx, []store.Stored{{Client: c2}}, []string{"clinic"}); err != nil {
+		t.Fatal(err)
+	}
+	items, err := st.Lease(ctx, "down-clinic", "test", 1, time.Minute)
+	if err != nil || len(items) != 1 {
+		t.Fatalf("lease: %v %v", items, err)
+	}
+	if dead, err := st.Fail(ctx, items[0], "push: patient not found in the EHR by identifier", time.Now(), 1); err != nil || !dead {
+		t.Fatalf("fail: %v %v", dead, err)
+	}
+	dl, err := st.DeadLetters(ctx, "")
+	if err != nil || len(dl) != 1 {
+		t.Fatalf("dead letters: %v %v", dl, err)
+	}
+	r.dead = dl[0]
+	if r.conf, err = st.AddConflict(ctx, store.Conflict{Connection: "clinic", ClientID: "c2", Key: "urn:test|goal-1", Field: "status",
+		IPSValue: "active", EHRValue: "completed", Winner: "ehr"}); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// browser is a cookie-keeping client of the rig, as a browser is.
+type browser struct {
+	r       *rig
+	cookies map[string]*http.Cookie
+	tls     bool
+}
+
+func (r *rig) browser() *browser { return &browser{r: r, cookies: map[string]*http.Cookie{}} }
+
+type reply struct {
+	code   int
+	header http.Header
+	body   string
+	set    map[string]*http.Cookie
+}
+
+func (b *browser) do(method, path string, form url.Values, header ...string) reply {
+	b.r.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req := httptest.NewRequest(method, path, body)
+	if b.tls {
+		req.TLS = &tls.ConnectionState{}
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	for _, c := range b.cookies {
+		req.AddCookie(c)
+	}
+	rec := httptest.NewRecorder()
+	b.r.h.ServeHTTP(rec, req)
+	res := rec.Result()
+	out := reply{code: res.StatusCode, header: res.Header, body: rec.Body.String(), set: map[string]*http.Cookie{}}
+	for _, c := range res.Cookies() {
+		out.set[c.Name] = c
+		if c.MaxAge < 0 {
+			delete(b.cookies, c.Name)
+		} else {
+			b.cookies[c.Name] = c
+		}
+	}
+	return out
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// csrf is the token of the first form of a page.
+func csrf(t *testing.T, body string) string {
+	t.Helper()
+	m := csrfField.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no CSRF token in the page:\n%.600s", body)
+	}
+	return m[1]
+}
+
+// signIn signs b in with key and returns the overview's (or outcomes')
+// CSRF token.
+func (b *browser) signIn(key string) reply {
+	b.r.t.Helper()
+	form := b.do("GET", "/console/login", nil)
+	if form.code != 200 {
+		b.r.t.Fatalf("sign-in form: %d", form.code)
+	}
+	return b.do("POST", "/console/login", url.Values{"csrf": {csrf(b.r.t, form.body)}, "key": {key}})
+}
+
+func TestSignInAndSecurityHeaders(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		r := newRig(t, st)
+		b := r.browser()
+		if res := b.do("GET", "/console/", nil); res.code != http.StatusSeeOther || res.header.Get("Location") != "/console/login" {
+			t.Fatalf("the console without signing in: %d %q, want 303 to the sign-in form", res.code, res.header.Get("Location"))
+		}
+		form := b.do("GET", "/console/login", nil)
+		for name, want := range map[string]string{
+			"Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'",
+			"X-Frame-Options":         "DENY",
+			"X-Content-Type-Options":  "nosniff",
+			"Cache-Control":           "no-store",
+		} {
+			if got := form.header.Get(name); !strings.Contains(got, want) {
+				t.Errorf("%s: %q, want %q", name, got, want)
+			}
+		}
+		if csp := form.header.Get("Content-Security-Policy"); strings.Contains(csp, "unsafe") || !strings.Contains(csp, "frame-ancestors 'none'") {
+			t.Errorf("CSP %q", csp)
+		}
+		if strings.Contains(form.body, "<script>") || strings.Contains(form.body, "style=") || strings.Contains(form.body, "<style") || strings.Contains(form.body, "http://") || strings.Contains(form.body, "https://") {
+			t.Errorf("the page has inline code or an external URL:\n%s", form.body)
+		}
+
+		// A wrong key: the form again, with a message, and no echo.
+		res := b.do("POST", "/console/login", url.Values{"csrf": {csrf(t, form.body)}, "key": {"not-a-key-PLANTED"}})
+		if res.code != http.StatusUnauthorized || !strings.Contains(res.body, "That key is not valid") || strings.Contains(res.body, "PLANTED") {
+			t.Errorf("wrong key: %d\n%s", res.code, res.body)
+		}
+		if _, ok := res.set["ipsfhir_console"]; ok {
+			t.Error("a wrong key got a session cookie")
+		}
+		// The sign-in form's own CSRF token: without it, nothing.
+		res = r.browser().do("POST", "/console/login", url.Values{"key": {adminKey}})
+		if res.code != http.StatusForbidden || strings.Contains(res.body, adminKey) {
+			t.Errorf("sign-in without the form's token: %d", res.code)
+		}
+
+		res = b.signIn(adminKey)
+		if res.code != http.StatusSeeOther || res.header.Get("Location") != "/console/" {
+			t.Fatalf("sign-in: %d %q\n%s", res.code, res.header.Get("Location"), res.body)
+		}
+		ck := res.set["ipsfhir_console"]
+		if ck == nil || !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode || ck.Path != "/console/" || ck.Secure || len(ck.Value) < 43 {
+			t.Errorf("session cookie: %+v", ck)
+		}
+		if strings.Contains(ck.Value, adminKey) {
+			t.Error("the cookie holds the key")
+		}
+		home := b.do("GET", "/console/", nil)
+		if home.code != 200 {
+			t.Fatalf("overview: %d %s", home.code, home.body)
+		}
+		for _, want := range []string{"clinic", "Ready", "down-clinic", "Failing", "ehr-unreachable", "the EHR cannot be reached", "7 attempts",
+			"later-clinic", "Disabled", `href="/console/dead-letters">1</a>`, `href="/console/conflicts">1</a>`, "Signed in as <strong>ops</strong>", `data-live="/console/overview/live"`,
+			`<noscript><meta http-equiv="refresh" content="30"></noscript>`} {
+			if !strings.Contains(home.body, want) {
+				t.Errorf("the overview lacks %q", want)
+			}
+		}
+		// Failing first; clinic's pending item has an age.
+		if strings.Index(home.body, `id="conn-down-clinic"`) > strings.Index(home.body, `id="conn-clinic"`) {
+			t.Error("the failing connection is not listed first")
+		}
+		if !strings.Contains(home.body, `Oldest pending</dt><dd><time`) {
+			t.Error("no age of the oldest pending item")
+		}
+		live := b.do("GET", "/console/overview/live", nil)
+		if live.code != 200 || strings.Contains(live.body, "<html") || !strings.Contains(live.body, "down-clinic") {
+			t.Errorf("live part: %d\n%.300s", live.code, live.body)
+		}
+
+		// Failed and successful sign-ins are in the audit trail; the key
+		// nowhere in it nor in the log.
+		entries, err := st.Audit(t.Context(), store.AuditQuery{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var failed, ok bool
+		for _, e := range entries {
+			if e.Route == "/console/login" && e.Status == http.StatusUnauthorized && e.Caller == "" {
+				failed = true
+			}
+			if e.Route == "/console/login" && e.Status == http.StatusSeeOther && e.Caller == "ops" && e.Role == "admin" {
+				ok = true
+			}
+		}
+		if !failed || !ok {
+			t.Errorf("audit trail lacks the failed (%v) or the successful (%v) sign-in: %+v", failed, ok, entries)
+		}
+		if logs := r.logs.String(); strings.Contains(logs, "PLANTED") || strings.Contains(logs, adminKey) || strings.Contains(logs, ck.Value) {
+			t.Errorf("the log holds a key or session id:\n%s", logs)
+		}
+	})
+}
+
+func TestSecureCookie(t *testing.T) {
+	t.Parallel()
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "ips.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	// Over TLS, the cookie is Secure.
+	r := newRig(t, st)
+	b := r.browser()
+	b.tls = true
+	if ck := b.signIn(adminKey).set["ipsfhir_console"]; ck == nil || !ck.Secure {
+		t.Errorf("over TLS: %+v", ck)
+	}
+	// Behind a TLS-terminating proxy (publicUrl https), too.
+	st2, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "ips2.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	r2 := newRig(t, st2, func(o *console.Options) { o.SecureCookies = true })
+	if ck := r2.browser().signIn(adminKey).set["ipsfhir_console"]; ck == nil || !ck.Secure {
+		t.Errorf("with SecureCookies: %+v", ck)
+	}
+}
+
+func TestCSRFAndReplay(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		r := newRig(t, st)
+		b := r.browser()
+		b.signIn(adminKey)
+		page := b.do("GET", "/console/dead-letters", nil)
+		if page.code != 200 || !strings.Contains(page.body, "patient not found in the EHR by identifier") || !strings.Contains(page.body, "down-clinic") {
+			t.Fatalf("dead letters page: %d\n%s", page.code, page.body)
+		}
+		tok := csrf(t, page.body)
+		path := "/console/dead-letters/" + itoa(r.dead.ID) + "/replay"
+		for name, form := range map[string]url.Values{
+			"no token":    {},
+			"wrong token": {"csrf": {tok + "x"}},
+			"empty token": {"csrf": {""}},
+		} {
+			if res := b.do("POST", path, form); res.code != http.StatusForbidden {
+				t.Errorf("replay with %s: %d, want 403", name, res.code)
+			}
+		}
+		if dl, _ := st.DeadLetters(t.Context(), ""); len(dl) != 1 {
+			t.Fatalf("a refused replay changed something: %v", dl)
+		}
+		// GET does not change anything either.
+		if res := b.do("GET", path, nil); res.code != http.StatusMethodNotAllowed && res.code != http.StatusNotFound {
+			t.Errorf("GET replay: %d", res.code)
+		}
+		res := b.do("POST", path, url.Values{"csrf": {tok}})
+		if res.code != http.StatusSeeOther {
+			t.Fatalf("replay: %d %s", res.code, res.body)
+		}
+		if dl, _ := st.DeadLetters(t.Context(), ""); len(dl) != 0 {
+			t.Errorf("still a dead letter after replay: %v", dl)
+		}
+		if depth, _ := st.OutboxDepth(t.Context()); depth["down-clinic"] != 1 {
+			t.Errorf("outbox after replay: %v", depth)
+		}
+		after := b.do("GET", res.header.Get("Location"), nil)
+		if !strings.Contains(after.body, "is queued again") || !strings.Contains(after.body, "No dead letters") {
+			t.Errorf("the page after replay does not say what happened:\n%s", after.body)
+		}
+		// Replaying it again: it is no dead letter any more.
+		if res := b.do("POST", path, url.Values{"csrf": {tok}}); res.code != http.StatusNotFound {
+			t.Errorf("second replay: %d", res.code)
+		}
+		// A path that is no number.
+		if res := b.do("POST", "/console/dead-letters/x/replay", url.Values{"csrf": {tok}}); res.code != http.StatusBadRequest {
+			t.Errorf("replay x: %d", res.code)
+		}
+	})
+}
+
+func TestResolveConflict(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		r := newRig(t, st)
+		b := r.browser()
+		b.signIn(adminKey)
+		page := b.do("GET", "/console/conflicts", nil)
+		for _, want := range []string{"active", "completed", "IPS value", "EHR value", `value="kept-ips"`, `value="kept-ehr"`, "applied"} {
+			if !strings.Contains(page.body, want) {
+				t.Errorf("conflicts page lacks %q", want)
+			}
+		}
+		tok := csrf(t, page.body)
+		path := "/console/conflicts/" + itoa(r.conf) + "/resolve"
+		if res := b.do("POST", path, url.Values{"csrf": {tok}, "resolution": {"whatever"}}); res.code != http.StatusBadRequest {
+			t.Errorf("resolution whatever: %d", res.code)
+		}
+		if res := b.do("POST", path, url.Values{"resolution": {"kept-ehr"}}); res.code != http.StatusForbidden {
+			t.Errorf("resolve without CSRF: %d", res.code)
+		}
+		res := b.do("POST", path, url.Values{"csrf": {tok}, "resolution": {"kept-ehr"}})
+		if res.code != http.StatusSeeOther {
+			t.Fatalf("resolve: %d %s", res.code, res.body)
+		}
+		all, _ := st.Conflicts(t.Context(), "", true)
+		if len(all) != 1 || all[0].Resolution != "kept-ehr" || all[0].ResolvedAt.IsZero() {
+			t.Errorf("conflict after resolve: %+v", all)
+		}
+		after := b.do("GET", res.header.Get("Location"), nil)
+		if !strings.Contains(after.body, "is closed: keep the EHR value") || !strings.Contains(after.body, "No open conflicts") {
+			t.Errorf("the page after resolving:\n%s", after.body)
+		}
+		if res := b.do("POST", path, url.Values{"csrf": {tok}, "resolution": {"kept-ips"}}); res.code != http.StatusConflict && res.code != http.StatusNotFound {
+			t.Errorf("resolving twice: %d", res.code)
+		}
+		entries, _ := st.Audit(t.Context(), store.AuditQuery{Caller: "ops"})
+		found := false
+		for _, e := range entries {
+			if e.Route == "/console/conflicts/{id}/resolve" && e.Status == http.StatusSeeOther && e.Role == "admin" {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("the decision is not in the audit trail: %+v", entries)
+		}
+	})
+}
+
+func TestSignOutAndExpiry(t *testing.T) {
+	t.Parallel()
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "ips.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	r := newRig(t, st)
+
+	// Sign-out ends the session on the server: the old cookie, replayed,
+	// opens nothing.
+	b := r.browser()
+	b.signIn(adminKey)
+	home := b.do("GET", "/console/", nil)
+	old := *b.cookies["ipsfhir_console"]
+	res := b.do("POST", "/console/signout", url.Values{"csrf": {csrf(t, home.body)}})
+	if res.code != http.StatusSeeOther || res.header.Get("Location") != "/console/login?signedout=1" {
+		t.Fatalf("sign-out: %d %q", res.code, res.header.Get("Location"))
+	}
+	if ck := res.set["ipsfhir_console"]; ck == nil || ck.MaxAge >= 0 {
+		t.Errorf("sign-out does not clear the cookie: %+v", ck)
+	}
+	thief := r.browser()
+	thief.cookies["ipsfhir_console"] = &old
+	if res := thief.do("GET", "/console/", nil); res.code != http.StatusSeeOther || !strings.HasPrefix(res.header.Get("Location"), "/console/login") {
+		t.Errorf("old cookie after sign-out: %d %q", res.code, res.header.Get("Location"))
+	}
+	thief.cookies["ipsfhir_console"] = &old
+	if res := thief.do("POST", "/console/dead-letters/"+itoa(r.dead.ID)+"/replay", url.Values{"csrf": {csrf(t, home.body)}}); res.code != http.StatusForbidden {
+		t.Errorf("replay with the old cookie and token: %d", res.code)
+	}
+	if dl, _ := st.DeadLetters(t.Context(), ""); len(dl) != 1 {
+		t.Error("a signed-out session replayed a dead letter")
+	}
+	// A tampered cookie is no session.
+	tampered := r.browser()
+	tampered.cookies["ipsfhir_console"] = &http.Cookie{Name: "ipsfhir_console", Value: old.Value[:len(old.Value)-2] + "AA"}
+	if res := tampered.do("GET", "/console/dead-letters", nil); res.code != http.StatusSeeOther {
+		t.Errorf("tampered cookie: %d", res.code)
+	}
+
+	// Idle too long: the session ends.
+	b2 := r.browser()
+	b2.signIn(adminKey)
+	if res := b2.do("GET", "/console/", nil); res.code != 200 {
+		t.Fatalf("fresh session: %d", res.code)
+	}
+	r.clock.Add(int64(31 * time.Minute))
+	res = b2.do("GET", "/console/", nil)
+	if res.code != http.StatusSeeOther || res.header.Get("Location") != "/console/login?ended=1" {
+		t.Errorf("idle session: %d %q", res.code, res.header.Get("Location"))
+	}
+	if page := b2.do("GET", "/console/login?ended=1", nil); !strings.Contains(page.body, "Your session has ended") {
+		t.Error("the sign-in form does not say the session ended")
+	}
+	// Used within the idle time, it lives on, up to its maximum age.
+	b3 := r.browser()
+	b3.signIn(adminKey)
+	for range 25 { // 25 × 29 min > 12 h
+		r.clock.Add(int64(29 * time.Minute))
+		if res := b3.do("GET", "/console/dead-letters", nil); res.code != 200 {
+			if res.header.Get("Location") != "/console/login?ended=1" {
+				t.Errorf("session in use: %d", res.code)
+			}
+			return
+		}
+	}
+	t.Error("a session in use never reached its maximum age")
+}
+
+func TestRoles(t *testing.T) {
+	t.Parallel()
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "ips.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	r := newRig(t, st)
+	adminPages := []string{"/console/", "/console/dead-letters", "/console/conflicts", "/console/overview/live"}
+
+	// Clinician, specialist and hie keys: 403 at sign-in (no session) and
+	// on every page with the key as a bearer token.
+	for _, key := range []string{clinicianKey, specialistKey, hieKey} {
+		b := r.browser()
+		res := b.signIn(key)
+		if res.code != http.StatusForbidden || !strings.Contains(res.body, "administrators (role admin) and program directors") {
+			t.Errorf("sign-in with %s: %d\n%s", key, res.code, res.body)
+		}
+		if _, ok := res.set["ipsfhir_console"]; ok {
+			t.Errorf("%s got a session", key)
+		}
+		if strings.Contains(res.body, "Signed in as") || strings.Contains(res.body, `href="/console/outcomes"`) {
+			t.Errorf("the 403 page of %s shows it signed in, with navigation", key)
+		}
+		for _, p := range append(adminPages, "/console/outcomes") {
+			if res := r.browser().do("GET", p, nil, "Authorization", "Bearer "+key); res.code != http.StatusForbidden {
+				t.Errorf("GET %s with %s: %d, want 403", p, key, res.code)
+			}
+		}
+		if res := r.browser().do("POST", "/console/dead-letters/"+itoa(r.dead.ID)+"/replay", url.Values{}, "Authorization", "Bearer "+key); res.code != http.StatusForbidden {
+			t.Errorf("replay with %s: %d", key, res.code)
+		}
+	}
+
+	// A director sees outcomes, and nothing else.
+	d := r.browser()
+	if res := d.signIn(directorKey); res.code != http.StatusSeeOther {
+		t.Fatalf("director sign-in: %d", res.code)
+	}
+	if res := d.do("GET", "/console/", nil); res.code != http.StatusSeeOther || res.header.Get("Location") != "/console/outcomes" {
+		t.Errorf("director's home: %d %q", res.code, res.header.Get("Location"))
+	}
+	out := d.do("GET", "/console/outcomes", nil)
+	if out.code != 200 || strings.Contains(out.body, "Dead letters") || strings.Contains(out.body, "clinic") {
+		t.Errorf("director's outcomes page: %d\n%s", out.code, out.body)
+	}
+	tok := csrf(t, out.body)
+	for _, p := range adminPages[1:] {
+		if res := d.do("GET", p, nil); res.code != http.StatusForbidden || strings.Contains(res.body, "patient not found") || strings.Contains(res.body, "down-clinic") {
+			t.Errorf("director GET %s: %d", p, res.code)
+		}
+	}
+	if res := d.do("POST", "/console/dead-letters/"+itoa(r.dead.ID)+"/replay", url.Values{"csrf": {tok}}); res.code != http.StatusForbidden {
+		t.Errorf("director replay: %d", res.code)
+	}
+	if res := d.do("POST", "/console/conflicts/"+itoa(r.conf)+"/resolve", url.Values{"csrf": {tok}, "resolution": {"kept-ips"}}); res.code != http.StatusForbidden {
+		t.Errorf("director resolve: %d", res.code)
+	}
+	if dl, _ := st.DeadLetters(t.Context(), ""); len(dl) != 1 {
+		t.Error("a director replayed a dead letter")
+	}
+	if cs, _ := st.Conflicts(t.Context(), "", false); len(cs) != 1 {
+		t.Error("a director resolved a conflict")
+	}
+
+	// Bearer keys work for scripts, without CSRF (a browser never sends
+	// the header by itself); a bad one is 401.
+	bearer := r.browser()
+	if res := bearer.do("GET", "/console/dead-letters", nil, "Authorization", "Bearer "+adminKey); res.code != 200 || strings.Contains(res.body, "Sign out") {
+		t.Errorf("bearer admin: %d", res.code)
+	}
+	if res := bearer.do("POST", "/console/dead-letters/"+itoa(r.dead.ID)+"/replay", url.Values{}, "Authorization", "Bearer "+adminKey); res.code != http.StatusSeeOther {
+		t.Errorf("bearer replay: %d %s", res.code, res.body)
+	}
+	if res := bearer.do("GET", "/console/", nil, "Authorization", "Bearer not-a-key"); res.code != http.StatusUnauthorized || res.header.Get("WWW-Authenticate") == "" {
+		t.Errorf("bad bearer: %d", res.code)
+	}
+	if res := bearer.do("GET", "/console/outcomes", nil, "Authorization", "Bearer "+directorKey); res.code != 200 {
+		t.Errorf("bearer director outcomes: %d", res.code)
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// reportPage stands for the page report --html writes: an inline style
+// sheet and a data: image.
+const reportPage = `<!doctype html><html lang="en"><head><title>Outcomes</title><style>
+body { color: #222; }
+</style></head><body><main><h1>Outcomes</h1><img src="data:image/png;base64,iVBORw0KGgo=" alt="chart"></main></body></html>`
+
+func TestOutcomesReport(t *testing.T) {
+	t.Parallel()
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "ips.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	r := newRig(t, st)
+	css := sha256.Sum256([]byte("\nbody { color: #222; }\n"))
+	wantCSP := "default-src 'none'; style-src 'sha256-" + base64.StdEncoding.EncodeToString(css[:]) + "'; img-src data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+	for _, key := range []string{directorKey, adminKey} {
+		b := r.browser()
+		b.signIn(key)
+		idx := b.do("GET", "/console/outcomes", nil)
+		if idx.code != 200 || !strings.Contains(idx.body, `href="/console/outcomes/report"`) {
+			t.Errorf("outcomes page with %s: %d", key, idx.code)
+		}
+		res := b.do("GET", "/console/outcomes/report", nil)
+		if res.code != 200 || res.body != reportPage {
+			t.Errorf("report with %s: %d\n%s", key, res.code, res.body)
+		}
+		if got := res.header.Get("Content-Security-Policy"); got != wantCSP {
+			t.Errorf("report CSP:\n got %s\nwant %s", got, wantCSP)
+		}
+		if res.header.Get("X-Frame-Options") != "DENY" {
+			t.Error("report may be framed")
+		}
+	}
+	for _, key := range []string{clinicianKey, specialistKey, hieKey} {
+		if res := r.browser().do("GET", "/console/outcomes/report", nil, "Authorization", "Bearer "+key); res.code != http.StatusForbidden || strings.Contains(res.body, "Outcomes</h1><img") {
+			t.Errorf("report with %s: %d", key, res.code)
+		}
+	}
+	entries, _ := st.Audit(t.Context(), store.AuditQuery{Caller: "dana"})
+	found := false
+	for _, e := range entries {
+		found = found || (e.Route == "/console/outcomes/report" && e.Status == 200 && e.Role == "director")
+	}
+	if !found {
+		t.Errorf("the director's reading of the report is not in the audit trail: %+v", entries)
+	}
+}
+
+// epicPlan is the sync plan of Epic's R4 sandbox statement.
+func epicPlan(t *testing.T) *plan.Plan {
+	t.Helper()
+	epic, err := os.ReadFile(filepath.Join("..", "..", "testdata", "ehr-capabilities", "epic-r4-sandbox-2026-07.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Build(epic, plan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestConnectionPage(t *testing.T) {
+	t.Parallel()
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "ips.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	r := newRig(t, st)
+	b := r.browser()
+	b.signIn(adminKey)
+	p := epicPlan(t)
+	res := b.do("GET", "/console/connections/clinic", nil)
+	if res.code != 200 {
+		t.Fatalf("clinic: %d", res.code)
+	}
+	res.body = html.UnescapeString(res.body) // html/template writes + as &#43;
+	// Every concept and every type of the plan, with its path, idempotency,
+	// concurrency and change detection.
+	for _, cp := range p.Concepts {
+		if !strings.Contains(res.body, string(cp.Concept)) || !strings.Contains(res.body, "<code>"+string(cp.Path)+"</code>") {
+			t.Errorf("the page lacks concept %s or its path %s", cp.Concept, cp.Path)
+		}
+	}
+	for _, rp := range p.Types {
+		if !strings.Contains(res.body, "<td data-label=\"Type\">"+rp.Type+"</td>") || !strings.Contains(res.body, "<code>"+string(rp.Detection)+"</code>") {
+			t.Errorf("the page lacks type %s or its change detection", rp.Type)
+		}
+		if rp.Idempotency != "" && !strings.Contains(res.body, "<code>"+string(rp.Idempotency)+"</code>") {
+			t.Errorf("the page lacks %s's idempotency %s", rp.Type, rp.Idempotency)
+		}
+	}
+	if !strings.Contains(res.body, "Ready") {
+		t.Error("the page lacks the connection's state")
+	}
+	if res := b.do("GET", "/console/connections/down-clinic", nil); res.code != 200 || !strings.Contains(res.body, "No sync plan yet") || !strings.Contains(res.body, "ehr-unreachable") {
+		t.Errorf("down-clinic: %d", res.code)
+	}
+	if res := b.do("GET", "/console/connections/nowhere", nil); res.code != http.StatusNotFound {
+		t.Errorf("an unknown connection: %d", res.code)
+	}
+	d := r.browser()
+	d.signIn(directorKey)
+	if res := d.do("GET", "/console/connections/clinic", nil); res.code != http.StatusForbidden {
+		t.Errorf("a director on a connection page: %d", res.code)
+	}
+}
+
+func TestReplayAll(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		r := newRig(t, st)
+		ctx := t.Context()
+		// A second dead letter: clinic's item for c2.
+		kill := func(conn string) {
+			t.Helper()
+			items, err := st.Lease(ctx, conn, "test", 1, time.Minute)
+			if err != nil || len(items) != 1 {
+				t.Fatalf("lease %s: %v %v", conn, items, err)
+			}
+			if _, err := st.Fail(ctx, items[0], "push: the EHR refused the resource as invalid", time.Now(), 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		kill("clinic")
+		b := r.browser()
+		b.signIn(adminKey)
+		page := b.do("GET", "/console/dead-letters", nil)
+		if !strings.Contains(page.body, "Replay all 2 listed") {
+			t.Fatalf("no replay-all button:\n%s", page.body)
+		}
+		form := url.Values{"csrf": {csrf(t, page.body)}}
+		for _, m := range regexp.MustCompile(`name="id" value="(\d+)"`).FindAllStringSubmatch(page.body, -1) {
+			form.Add("id", m[1])
+		}
+		if len(form["id"]) != 2 {
+			t.Fatalf("the form lists %d ids", len(form["id"]))
+		}
+		// One more arrives after the page was read: not replayed.
+		c3 := &ips.Client{ID: "c3", Patient: ips.Identifier{System: "urn:test", Value: "MRN3"}, EnrolledOn: ips.MustDate("2026-01-05")}
+		if _, err := st.SaveClients(ctx, []store.Stored{{Client: c3}}, []string{"clinic"}); err != nil {
+			t.Fatal(err)
+		}
+		kill("clinic")
+		if res := b.do("POST", "/console/dead-letters/replay", url.Values{"id": form["id"]}); res.code != http.StatusForbidden {
+			t.Errorf("replay all without CSRF: %d", res.code)
+		}
+		res := b.do("POST", "/console/dead-letters/replay", form)
+		if res.code != http.StatusSeeOther {
+			t.Fatalf("replay all: %d %s", res.code, res.body)
+		}
+		dl, _ := st.DeadLetters(ctx, "")
+		if len(dl) != 1 || dl[0].ClientID != "c3" {
+			t.Errorf("dead letters after replaying the 2 listed: %+v", dl)
+		}
+		if after := b.do("GET", res.header.Get("Location"), nil); !strings.Contains(after.body, "2 dead letters are queued again") {
+			t.Errorf("the page after replay all:\n%s", after.body)
+		}
+		// Again: both are gone by now, and said so.
+		res = b.do("POST", "/console/dead-letters/replay", form)
+		if after := b.do("GET", res.header.Get("Location"), nil); !strings.Contains(after.body, "0 dead letters are queued again") || !strings.Contains(after.body, "2 of those listed had been replayed already") {
+			t.Errorf("replaying the same twice:\n%s", after.body)
+		}
+		// Bearer callers need no token.
+		bearer := r.browser().do("POST", "/console/dead-letters/replay", url.Values{"id": {itoa(dl[0].ID)}}, "Authorization", "Bearer "+adminKey)
+		if bearer.code != http.StatusSeeOther {
+			t.Errorf("bearer replay all: %d", bearer.code)
+		}
+		if dl, _ := st.DeadLetters(ctx, ""); len(dl) != 0 {
+			t.Errorf("left: %+v", dl)
+		}
+	})
+}

@@ -1,0 +1,383 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/ipsfhir/ipsfhir/adapter/ehr"
+	"github.com/ipsfhir/ipsfhir/adapter/store"
+	"github.com/ipsfhir/ipsfhir/adapter/store/sqlite"
+	"github.com/ipsfhir/ipsfhir/conformance/peer"
+	"github.com/ipsfhir/ipsfhir/mappings"
+)
+
+// The console's browser test drives `ipsfhir serve` in headless Chromium
+// and runs axe-core on every page. It needs chromium on the PATH and
+// axe-core from npm (the package.json of outcomes/chart/testdata/browser,
+// installed on first use when npm is there; .ci/run installs both); without
+// them it skips, unless IPSFHIR_REQUIRE_BROWSER=1, when it fails. With
+// IPSFHIR_SCREENSHOTS=DIR it writes each page at 1280 and 390 px wide there.
+
+func consoleBrowserSetup(t *testing.T) (chrome string, axe []byte) {
+	t.Helper()
+	must := os.Getenv("IPSFHIR_REQUIRE_BROWSER") == "1"
+	fail := func(format string, a ...any) {
+		t.Helper()
+		if must {
+			t.Fatalf(format, a...)
+		}
+		t.Skipf(format+" (IPSFHIR_REQUIRE_BROWSER=1 makes this a failure)", a...)
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			chrome = p
+			break
+		}
+	}
+	if chrome == "" {
+		fail("no chromium on the PATH")
+	}
+	dir := filepath.Join("..", "..", "outcomes", "chart", "testdata", "browser")
+	axePath := filepath.Join(dir, "node_modules", "axe-core", "axe.min.js")
+	if _, err := os.Stat(axePath); err != nil {
+		if npm, lookErr := exec.LookPath("npm"); lookErr == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund")
+			cmd.Dir = dir
+			out, err := cmd.CombinedOutput()
+			cancel()
+			if err != nil {
+				t.Logf("npm ci in %s: %v\n%s", dir, err, out)
+			}
+		}
+	}
+	axe, err := os.ReadFile(axePath)
+	if err != nil {
+		fail("axe-core is not installed (cd outcomes/chart/testdata/browser && npm ci): %v", err)
+	}
+	return chrome, axe
+}
+
+// TestConsoleInBrowser: an administrator signs in with an admin key, sees
+// two enabled connections (one ready against the peer EHR, one failing)
+// and a disabled one, replays a dead letter and sees it delivered to the
+// peer, closes a conflict, and signs out; axe-core finds no violation on
+// any page, and the overview refreshes itself without a reload.
+func TestConsoleInBrowser(t *testing.T) {
+	t.Parallel()
+	chrome, axe := consoleBrowserSetup(t)
+	shots := os.Getenv("IPSFHIR_SCREENSHOTS")
+	srv := peer.StartForTest(t, peer.Options{Args: []string{"--quiet"}})
+	dir := t.TempDir()
+	keyOf := func(k string) string { s := sha256.Sum256([]byte(k)); return hex.EncodeToString(s[:]) }
+	const adminKey, specKey, directorKey = "console-admin-key-0001", "console-spec-key-0002", "console-director-key-0003"
+	dbPath := filepath.Join(dir, "ips.db")
+	cfg := filepath.Join(dir, "ipsfhir.yaml")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, `program: {id: console-test}
+store: {driver: sqlite, dsn: %s}
+server: {listen: "127.0.0.1:0"}
+sync: {pushInterval: 1s, maxAttempts: 1}
+apiKeys:
+  - {name: jordan, role: specialist, sha256: %s}
+  - {name: ops, role: admin, sha256: %s}
+  - {name: dana, role: director, sha256: %s}
+connections:
+  - {name: clinic, fhirBaseUrl: %q, enabled: true, auth: {type: none}, timeout: 10s, retry: {initial: 1s, max: 2s}}
+  - {name: riverside-epic, fhirBaseUrl: %q, enabled: true, auth: {type: none}, retry: {initial: 1s, max: 5s}}
+  - {name: northside-oracle, fhirBaseUrl: "https://ehr.example.org/fhir", enabled: false, auth: {type: none}}
+`, dbPath, keyOf(specKey), keyOf(adminKey), keyOf(directorKey), srv.BaseURL, closedPortURL(t)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	peerClient, err := ehr.New(ehr.Options{BaseURL: srv.BaseURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	createPatient := func(mrn string) {
+		t.Helper()
+		if _, err := peerClient.Create(t.Context(), "Patient", fmt.Appendf(nil, `{"resourceType":"Patient","identifier":[{"system":"urn:oid:2.16.840.1.113883.3.9999.1","value":%q}]}`, mrn), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	createPatient("MRN700")
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	base, stderr, done := startServe(t, ctx, cfg)
+	call := func(method, path, key, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	// c1's patient is in the EHR; c2's is not yet, so its push fails and,
+	// with maxAttempts 1, becomes a dead letter.
+	for _, c := range []struct{ id, mrn string }{{"c1", "MRN700"}, {"c2", "MRN701"}} {
+		body := fmt.Sprintf(`{"id":%q,"patient":{"system":"urn:oid:2.16.840.1.113883.3.9999.1","value":%q},"enrolledOn":"2026-11-02",
+		 "goals":[{"id":"g1","description":"Work in a library","status":"active","start":"2026-11-03"}]}`, c.id, c.mrn)
+		if code, b := call("POST", "/api/v1/clients", specKey, body); code != http.StatusCreated {
+			t.Fatalf("create %s: %d %s", c.id, code, b)
+		}
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		_, dl := call("GET", "/admin/dead-letters?connection=clinic", adminKey, "")
+		_, r, _ := getReadyz(t, base)
+		if strings.Contains(dl, `"clientId":"c2"`) && len(r.Connections) == 2 && r.Connections[0].State == "ready" && r.Connections[1].State == "failing" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never: c2 a dead letter, clinic ready, riverside-epic failing: %s\n%s", dl, stderr.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// An open conflict, recorded as a pull records one when a clinician
+	// and a specialist changed the same field.
+	st, err := sqlite.Open(t.Context(), dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.AddConflict(t.Context(), store.Conflict{Connection: "clinic", ClientID: "c1", Key: "urn:ipsfhir:console-test:goal|c1.g1",
+		Field: "status", IPSValue: "active", EHRValue: "completed", Winner: "ehr"}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.WindowSize(1280, 900))...)
+	defer cancelA()
+	bctx, cancelB := chromedp.NewContext(actx)
+	defer cancelB()
+	bctx, cancelT := context.WithTimeout(bctx, 3*time.Minute)
+	defer cancelT()
+	do := func(steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(bctx, steps...); err != nil {
+			t.Fatalf("browser: %v\n%s", err, stderr.String())
+		}
+	}
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("browser: text of %s: %v", sel, err)
+		}
+		return s
+	}
+	eval := func(js string) string {
+		t.Helper()
+		s, err := chromedp.Run(bctx, chromedp.Evaluate[string](js))
+		if err != nil {
+			t.Fatalf("browser: %s: %v", js, err)
+		}
+		return s
+	}
+	// check runs axe-core on the page and screenshots it at 1280 and 390
+	// px wide.
+	check := func(name string) {
+		t.Helper()
+		if _, err := chromedp.Run(bctx, chromedp.Evaluate[*runtime.RemoteObject](string(axe))); err != nil {
+			t.Fatalf("loading axe-core: %v", err)
+		}
+		raw, err := chromedp.Run(bctx, chromedp.Evaluate[string](`axe.run(document).then(r => JSON.stringify({violations: r.violations, passes: r.passes.length}))`, chromedp.EvalAwaitPromise))
+		if err != nil {
+			t.Fatalf("axe on %s: %v", name, err)
+		}
+		var res struct {
+			Violations []struct {
+				ID, Impact, Help string
+				Nodes            []struct {
+					Target []any `json:"target"`
+				} `json:"nodes"`
+			} `json:"violations"`
+			Passes int `json:"passes"`
+		}
+		if err := json.Unmarshal([]byte(raw), &res); err != nil {
+			t.Fatalf("axe result: %v", err)
+		}
+		if res.Passes == 0 {
+			t.Fatalf("axe-core checked nothing on %s", name)
+		}
+		for _, v := range res.Violations {
+			t.Errorf("%s: axe %s (%s): %s at %v", name, v.ID, v.Impact, v.Help, v.Nodes)
+		}
+		if shots == "" {
+			return
+		}
+		eval(`document.activeElement && document.activeElement.blur(); ""`)
+		for _, w := range []int64{1280, 390} {
+			do(chromedp.EmulateViewport(w, 900))
+			png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
+			if err != nil {
+				t.Fatalf("screenshot: %v", err)
+			}
+			if err := os.WriteFile(filepath.Join(shots, fmt.Sprintf("console-%s-%d.png", name, w)), png, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		do(chromedp.EmulateViewport(1280, 900))
+	}
+
+	// Not signed in: the sign-in form.
+	do(chromedp.Navigate(base+"/console/"), chromedp.WaitVisible(chromedp.CSS("#key")))
+	if loc, _ := chromedp.Run(bctx, chromedp.Location()); !strings.HasSuffix(loc, "/console/login") {
+		t.Errorf("the console without a session is at %s", loc)
+	}
+	// The key field has the focus, ready to type in.
+	if got := eval(`document.activeElement.id`); got != "key" {
+		t.Errorf("focus on the sign-in form: %q, want the key field", got)
+	}
+	check("login")
+	// A wrong key first.
+	do(chromedp.SendKeys(chromedp.CSS("#key"), "wrong-key"), chromedp.Click(chromedp.CSS("form.login button")), chromedp.WaitVisible(chromedp.CSS(".problem")))
+	if s := text(".problem"); !strings.Contains(s, "not valid") || strings.Contains(eval(`document.body.innerHTML`), "wrong-key") {
+		t.Errorf("wrong key: %q", s)
+	}
+	do(chromedp.SendKeys(chromedp.CSS("#key"), adminKey), chromedp.Click(chromedp.CSS("form.login button")), chromedp.WaitVisible(chromedp.CSS("#live")))
+
+	// The overview: clinic ready, riverside-epic failing and why,
+	// northside-oracle disabled, c2 a dead letter of clinic.
+	main := text("main")
+	for _, want := range []string{"clinic", "Ready", "riverside-epic", "Failing", "the EHR cannot be reached", "ehr-unreachable", "northside-oracle", "Disabled", "1 dead letter", "1 open conflict", "Signed in as ops"} {
+		if !strings.Contains(main+text("header"), want) {
+			t.Errorf("the overview lacks %q:\n%s", want, main)
+		}
+	}
+	// The keyboard's first stop is the skip link, which leads to the
+	// content.
+	do(chromedp.KeyEvent("\t"))
+	if got := eval(`document.activeElement.className`); got != "skip" {
+		t.Errorf("first Tab stop: %q, want the skip link", got)
+	}
+	check("overview")
+
+	// A connection's page: its sync plan, as the peer's statement made it.
+	do(chromedp.Click(chromedp.CSS(`#conn-clinic a`)), chromedp.WaitVisible(chromedp.CSS("#plan")))
+	if s := text("main"); !strings.Contains(s, "employment-goal") || !strings.Contains(s, "Change detection") || !strings.Contains(s, "Ready") {
+		t.Errorf("clinic's page: %s", s)
+	}
+	check("connection")
+
+	// Dead letters: c2, and why.
+	do(chromedp.Click(chromedp.CSS(`nav a[href="/console/dead-letters"]`)), chromedp.WaitVisible(chromedp.CSS("table")))
+	if s := text("table"); !strings.Contains(s, "c2") || !strings.Contains(s, "clinic") || !strings.Contains(s, "patient") {
+		t.Errorf("dead letters table: %s", s)
+	}
+	check("dead-letters")
+	// The clinic registers the patient; the administrator replays.
+	createPatient("MRN701")
+	do(chromedp.Click(chromedp.CSS(`table form button`)), chromedp.WaitVisible(chromedp.CSS(".notice")))
+	if s := text(".notice"); !strings.Contains(s, "queued again") {
+		t.Errorf("after replay: %q", s)
+	}
+	check("dead-letters-replayed")
+	key := mappings.Key{Program: "console-test", Kind: mappings.KindPlan, Client: "c2"}
+	for deadline := time.Now().Add(60 * time.Second); countIdentifiers(t, peerClient, "CarePlan", "console-test", mappings.KindPlan)[key.Value()] != 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the replayed client never reached the EHR:\n%s", stderr.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// The overview says so, and refreshes itself without a reload.
+	do(chromedp.Click(chromedp.CSS(`nav a[href="/console/"]`)), chromedp.WaitVisible(chromedp.CSS("#live")))
+	eval(`window.consoleMarker = "still here"; ""`)
+	// Read in one evaluation: the refresh may replace the node between
+	// a query and a read.
+	asOf := func() string { return eval(`document.querySelector("#live .summary time").textContent`) }
+	first := asOf()
+	if s := text("#live .summary"); !strings.Contains(s, "no dead letters") {
+		t.Errorf("the overview after the replay was delivered: %s", s)
+	}
+	for deadline := time.Now().Add(45 * time.Second); asOf() == first; {
+		if time.Now().After(deadline) {
+			t.Fatal("the overview did not refresh itself within 45 s")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if eval(`String(window.consoleMarker)`) != "still here" {
+		t.Error("the overview refreshed by reloading the page, not its live part")
+	}
+
+	// Conflicts: both values, the one applied, and a decision.
+	do(chromedp.Click(chromedp.CSS(`nav a[href="/console/conflicts"]`)), chromedp.WaitVisible(chromedp.CSS(".sides")))
+	if s := text(".sides"); !strings.Contains(s, "active") || !strings.Contains(s, "completed") || !strings.Contains(s, "applied") {
+		t.Errorf("conflict: %s", s)
+	}
+	check("conflicts")
+	do(chromedp.Click(chromedp.CSS(`button[value="kept-ehr"]`)), chromedp.WaitVisible(chromedp.CSS(".notice")))
+	if s := text("main"); !strings.Contains(s, "keep the EHR value") || !strings.Contains(s, "No open conflicts") {
+		t.Errorf("after resolving: %s", s)
+	}
+	if code, b := call("GET", "/admin/conflicts?all=true", adminKey, ""); code != 200 || !strings.Contains(b, `"resolution":"kept-ehr"`) {
+		t.Errorf("/admin/conflicts after the console closed it: %d %s", code, b)
+	}
+	if code, b := call("GET", "/admin/audit?caller=ops", adminKey, ""); code != 200 || !strings.Contains(b, `/console/conflicts/{id}/resolve`) || !strings.Contains(b, `/console/dead-letters/{id}/replay`) {
+		t.Errorf("the audit trail lacks the console's changes: %d %.500s", code, b)
+	}
+
+	// Sign out: the session is gone.
+	do(chromedp.Click(chromedp.CSS(`.who button`)), chromedp.WaitVisible(chromedp.CSS("#key")))
+	if s := text(".notice"); !strings.Contains(s, "signed out") {
+		t.Errorf("after sign-out: %q", s)
+	}
+	do(chromedp.Navigate(base+"/console/dead-letters"), chromedp.WaitVisible(chromedp.CSS("#key")))
+
+	// A program director: the outcomes page, and the report it opens,
+	// whose inline style sheet and chart the report's own policy lets
+	// through; none of the administrator's pages.
+	do(chromedp.SendKeys(chromedp.CSS("#key"), directorKey), chromedp.Click(chromedp.CSS("form.login button")), chromedp.WaitVisible(chromedp.CSS("a.button")))
+	if nav := text("nav"); strings.Contains(nav, "Dead letters") || !strings.Contains(nav, "Outcomes") {
+		t.Errorf("a director's navigation: %q", nav)
+	}
+	check("outcomes")
+	do(chromedp.Click(chromedp.CSS("a.button")), chromedp.WaitVisible(chromedp.CSS("main img")))
+	if w := eval(`String(document.querySelector("main img").naturalWidth)`); w == "0" {
+		t.Error("the report's chart did not load under its Content-Security-Policy")
+	}
+	if mw := eval(`getComputedStyle(document.querySelector("main")).maxWidth`); mw == "none" {
+		t.Error("the report's style sheet did not apply under its Content-Security-Policy")
+	}
+	if shots != "" {
+		png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(shots, "console-outcomes-report-1280.png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	do(chromedp.Navigate(base + "/console/dead-letters"))
+	if s := text("main"); !strings.Contains(s, "may not open this page") {
+		t.Errorf("a director on the dead letters page: %s", s)
+	}
+
+	if logs := stderr.String(); strings.Contains(logs, adminKey) || strings.Contains(logs, "MRN70") {
+		t.Errorf("the service log holds a key or patient data:\n%s", logs)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+}
