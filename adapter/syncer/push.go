@@ -113,6 +113,9 @@ type Engine struct {
 	// ahead is what the joint searches found for the clients of the lease
 	// being pushed (see lookahead.go); nil for none.
 	ahead *lookahead
+	// joint, when set, sends the push's transaction Bundle, joined with
+	// those of the other clients of the lease (see joint.go).
+	joint txSender
 	// SharedText names the connections whose clinicians' goal notes are
 	// written to every connection's EHR (config clinicalText: share). A
 	// note from any other connection goes back to its own EHR only (see
@@ -318,6 +321,23 @@ func (e *Engine) pushConnection(ctx context.Context, conn *Connection, total *Pu
 		}
 		le := *e
 		le.ahead = ahead
+		if j := e.newJoiner(conn, items); j != nil {
+			err := j.pushAll(ctx, items, func(it store.OutboxItem, send txSender) error {
+				ie := le
+				ie.joint = send
+				s, err := ie.pushItem(ctx, conn, it)
+				total.add(s)
+				if e.Progress != nil {
+					e.Progress(*total)
+				}
+				return err
+			})
+			if err != nil {
+				e.recordRun(ctx, conn.Name, telemetry.DirectionPush, err)
+				return err
+			}
+			continue
+		}
 		for _, it := range items {
 			s, err := le.pushItem(ctx, conn, it)
 			if err != nil {
