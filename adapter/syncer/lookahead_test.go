@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
 	"github.com/ipsfhir/ipsfhir/conformance/faultproxy"
@@ -85,12 +86,14 @@ func TestJointSearchesFindWhatSingleSearchesFind(t *testing.T) {
 		patientSearches, planSearches int
 	}
 	run := func(t *testing.T, joint bool) outcome {
-		r := newRigWith(t, peer.Options{Seed: seed}, ownSpecialists)
+		r := newRigWith(t, peer.Options{Seed: seed})
 		ctx := t.Context()
 		r.conn.TreatmentPlan.Choose = ChoosePeriodStart
 		if !joint {
 			r.engine.leaseBatch = 1 // one client per lease: searched alone
 		}
+		// A failed item is not due again within a slow pass.
+		r.conn.Retry = RetrySchedule{Initial: time.Hour, Max: time.Hour}
 		// The last client's Patient is nowhere in the EHR (see jointSeed).
 		lost := r.cl.Clients[len(r.cl.Clients)-1]
 		lost.Patient.Value = "nowhere-" + lost.Patient.Value
@@ -151,6 +154,7 @@ func TestJointSearchFailureFallsBackToSingleSearches(t *testing.T) {
 	r := newRigWith(t, peer.Options{Seed: seed})
 	ctx := t.Context()
 	r.conn.TreatmentPlan.Choose = ChoosePeriodStart
+	r.conn.Retry = RetrySchedule{Initial: time.Hour, Max: time.Hour}
 	joined := func(_, path, q string) bool {
 		return (path == "Patient" || path == "CarePlan") && (strings.Contains(q, "%2CPatient") || strings.Contains(q, "identifier=") && strings.Count(q, "%7C") > 1)
 	}
