@@ -146,6 +146,13 @@ func (x *exportFiles) finish() ([]output, error) {
 		}
 		outs = append(outs, output{typ: t, name: t + ".ndjson", count: o.count, size: fi.Size()})
 	}
+	// What would stop a rename, found before the first: a directory in
+	// a file's place.
+	for _, out := range outs {
+		if fi, err := os.Lstat(filepath.Join(x.dir, out.name)); err == nil && fi.IsDir() {
+			return nil, fmt.Errorf("export: %s is a directory; nothing was replaced", filepath.Join(x.dir, out.name))
+		}
+	}
 	for _, out := range outs {
 		o := x.files[out.typ]
 		if err := os.Rename(o.f.Name(), filepath.Join(x.dir, out.name)); err != nil {
