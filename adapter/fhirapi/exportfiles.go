@@ -206,7 +206,9 @@ const lineOverhead = 48
 
 func (s *lineSorter) add(key string, data []byte) error {
 	s.lines = append(s.lines, keyedLine{key: []byte(key), data: data})
-	if s.held += len(key) + len(data) + lineOverhead; s.held >= s.budget {
+	// data's capacity, not its length, is what it holds (an encoder's
+	// buffer may be twice the line).
+	if s.held += len(key) + cap(data) + lineOverhead; s.held >= s.budget {
 		return s.spill()
 	}
 	return nil
