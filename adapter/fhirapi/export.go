@@ -844,9 +844,6 @@ func (s *Server) exportFile(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Length", strconv.FormatInt(size, 10))
 	w.WriteHeader(http.StatusOK)
-	if r.Method == http.MethodHead {
-		return
-	}
 	if _, err := io.CopyN(w, f, size); err != nil {
 		s.log.LogAttrs(r.Context(), slog.LevelWarn, "export file not sent in full", slog.String("op", "export"), slog.String("error", err.Error()))
 	}
