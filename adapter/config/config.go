@@ -266,6 +266,11 @@ type Export struct {
 	// the same pseudonyms in every export, a new key new ones. Not given:
 	// hie exports are refused. At least MinPseudonymKeyBytes once read.
 	PseudonymKey Secret `yaml:"pseudonymKey"`
+	// JobDir is where /fhir/$export jobs keep their output files until
+	// they are fetched, deleted or expire: patient data (de-identified
+	// for hie callers, identified for admins) on disk. "" uses the
+	// system's temporary directory (TMPDIR). Relative to the file.
+	JobDir string `yaml:"jobDir"`
 }
 
 // MinPseudonymKeyBytes is the shortest export.pseudonymKey accepted: 32
@@ -771,6 +776,7 @@ func (c *Config) relativeTo(dir string) {
 	}
 	c.Store.DSN.Ref.File = abs(c.Store.DSN.Ref.File)
 	c.Export.PseudonymKey.File = abs(c.Export.PseudonymKey.File)
+	c.Export.JobDir = abs(c.Export.JobDir)
 	c.Reports.SpecialistKey.File = abs(c.Reports.SpecialistKey.File)
 	c.Server.CursorKey.File = abs(c.Server.CursorKey.File)
 	for i := range c.Connections {

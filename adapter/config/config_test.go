@@ -827,3 +827,25 @@ func TestDirectorRole(t *testing.T) {
 		t.Errorf("a wrong role's message does not list director: %v", err)
 	}
 }
+
+// TestExportJobDir: export.jobDir, where $export jobs keep their files, is
+// relative to the configuration file; unset, it is "" (the facade uses the
+// system's temporary directory).
+func TestExportJobDir(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "ipsfhir.yaml")
+	if err := os.WriteFile(cfg, []byte("export: {jobDir: exports}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Export.JobDir != filepath.Join(dir, "exports") {
+		t.Errorf("export.jobDir = %q, want %q", c.Export.JobDir, filepath.Join(dir, "exports"))
+	}
+	if d := config.Default(); d.Export.JobDir != "" {
+		t.Errorf("default export.jobDir %q", d.Export.JobDir)
+	}
+}

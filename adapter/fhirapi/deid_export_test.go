@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -408,31 +410,47 @@ func TestExportFilesScope(t *testing.T) {
 	h := newHarness(t)
 	m, _ := h.exportAll("/fhir/$export", hieKey)
 	viaAPI := h.download(m, hieKey)
-	files, err := h.server.Export(t.Context(), fhirapi.ExportOptions{PseudonymScope: hieScope})
+	dir, otherDir := t.TempDir(), t.TempDir()
+	files, err := h.server.Export(t.Context(), fhirapi.ExportOptions{PseudonymScope: hieScope, Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(files) != len(viaAPI) {
 		t.Fatalf("%d files, $export gave %d", len(files), len(viaAPI))
 	}
+	read := func(dir, name string) []byte {
+		t.Helper()
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
 	for _, f := range files {
-		if want := bytes.Join(viaAPI[f.Type], []byte("\n")); !bytes.Equal(bytes.TrimSuffix(f.Data, []byte("\n")), want) {
+		data := read(dir, f.Name)
+		if want := bytes.Join(viaAPI[f.Type], []byte("\n")); !bytes.Equal(bytes.TrimSuffix(data, []byte("\n")), want) {
 			t.Errorf("%s: the file differs from what $export gives state-hie", f.Type)
 		}
+		if f.Size != int64(len(data)) {
+			t.Errorf("%s: Size %d, the file holds %d bytes", f.Type, f.Size, len(data))
+		}
 	}
-	other, err := h.server.Export(t.Context(), fhirapi.ExportOptions{PseudonymScope: "county-hie"})
+	other, err := h.server.Export(t.Context(), fhirapi.ExportOptions{PseudonymScope: "county-hie", Dir: otherDir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i, f := range other {
-		if bytes.Equal(f.Data, files[i].Data) {
+		if bytes.Equal(read(otherDir, f.Name), read(dir, files[i].Name)) {
 			t.Errorf("%s: another scope, the same file", f.Type)
 		}
 	}
-	if _, err := h.server.Export(t.Context(), fhirapi.ExportOptions{}); !errors.Is(err, fhirapi.ErrExportRequest) || !strings.Contains(err.Error(), "pseudonym scope") {
+	if _, err := h.server.Export(t.Context(), fhirapi.ExportOptions{Dir: t.TempDir()}); !errors.Is(err, fhirapi.ErrExportRequest) || !strings.Contains(err.Error(), "pseudonym scope") {
 		t.Errorf("no scope: %v", err)
 	}
-	if _, err := h.server.Export(t.Context(), fhirapi.ExportOptions{Identified: true}); err != nil {
+	if _, err := h.server.Export(t.Context(), fhirapi.ExportOptions{Identified: true}); !errors.Is(err, fhirapi.ErrExportRequest) || !strings.Contains(err.Error(), "directory") {
+		t.Errorf("no directory: %v", err)
+	}
+	if _, err := h.server.Export(t.Context(), fhirapi.ExportOptions{Identified: true, Dir: t.TempDir()}); err != nil {
 		t.Errorf("an identified export needs no scope: %v", err)
 	}
 }

@@ -111,11 +111,14 @@
 //
 // # Bulk export
 //
-// Jobs run in the process that accepted them and keep their output in
-// memory: at most Limits.MaxJobs running at once, Limits.MaxJobsPerCaller
+// Jobs run in the process that accepted them and write their output, as
+// they read the clients, to files on disk under Options.ExportDir
+// (exportdir.go, exportfiles.go), never holding it in memory: at most
+// Limits.MaxJobs running at once, Limits.MaxJobsPerCaller
 // kept per caller until their files are fetched, each at most
-// Limits.MaxJobBytes, and a finished job's files are dropped after
-// Limits.JobTTL (or at its owner's next kick-off once all were fetched).
+// Limits.MaxJobBytes, and a finished job's files are removed after
+// Limits.JobTTL (or at its owner's next kick-off once all were fetched, or
+// when it is deleted).
 // Server.ExportJobs and CancelExport serve /admin/exports. That suits one
 // replica; behind a load balancer, polls must reach the same replica, and
 // a restart loses every job (the client starts again). The export reads the

@@ -14,6 +14,8 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -66,6 +68,8 @@ type exportJob struct {
 	cancel   context.CancelFunc
 
 	mu       sync.Mutex
+	dir      string // the job's files (exportdir.go); "" until it runs
+	dropped  bool   // deleted, expired or dropped: its files go
 	state    jobState
 	read     int // clients read so far
 	outputs  []output
@@ -78,14 +82,12 @@ type exportJob struct {
 	fetched  map[string]bool
 }
 
-// output is one file: its resource type, name in URLs, lines and count.
-// A de-identified file gathers its lines in keyed first, and sorts them
-// when the export finishes.
+// output is one file written: its resource type, its name in the export's
+// directory and in URLs, its lines and its bytes.
 type output struct {
 	typ, name string
-	data      []byte
 	count     int
-	keyed     []deidLine
+	size      int64
 }
 
 func (j *exportJob) wants(typ string) bool { return j.types == nil || slices.Contains(j.types, typ) }
@@ -403,7 +405,7 @@ func (s *Server) dropDeliveredLocked(caller api.Key) {
 		done := j.state != jobRunning && j.delivered()
 		j.mu.Unlock()
 		if done && j.ownedBy(caller) {
-			delete(s.jobs, id)
+			s.dropLocked(id)
 		}
 	}
 }
@@ -440,9 +442,39 @@ func (s *Server) expireLocked() {
 		expired := j.state != jobRunning && now.After(j.finished.Add(s.limits.JobTTL))
 		j.mu.Unlock()
 		if expired {
-			delete(s.jobs, id)
+			s.dropLocked(id)
 		}
 	}
+}
+
+// dropLocked drops a job: cancels it if it runs, and removes its files,
+// now if it has finished, or as it stops (runExport). Callers hold
+// s.jobsMu.
+func (s *Server) dropLocked(id string) {
+	j := s.jobs[id]
+	if j == nil {
+		return
+	}
+	delete(s.jobs, id)
+	j.cancel()
+	j.mu.Lock()
+	j.dropped = true
+	dir := ""
+	if j.state != jobRunning {
+		dir, j.dir = j.dir, ""
+	}
+	j.mu.Unlock()
+	s.removeJobDir(dir)
+}
+
+// expireLater drops the job's files when it expires, should no request
+// come by to do it.
+func (s *Server) expireLater(j *exportJob) {
+	time.AfterFunc(s.limits.JobTTL+time.Second, func() {
+		s.jobsMu.Lock()
+		defer s.jobsMu.Unlock()
+		s.expireLocked()
+	})
 }
 
 // runExport writes every exported resource, one NDJSON line each, a file
@@ -450,14 +482,35 @@ func (s *Server) expireLocked() {
 // promises nothing later, and the next export with _since picks them up.
 func (s *Server) runExport(ctx context.Context, j *exportJob) {
 	defer s.jobsWG.Done()
-	outs, err := s.collectExport(ctx, j, s.limits.MaxJobBytes)
-	if ctx.Err() != nil {
-		return // deleted, or the server is closing: nobody will ask
+	dir, err := s.newJobDir(j.id)
+	var outs []output
+	if err == nil {
+		j.mu.Lock()
+		j.dir = dir
+		j.mu.Unlock()
+		outs, err = s.collectExport(ctx, j, dir, s.limits.MaxJobBytes)
+		if err == nil && len(j.notes) > 0 {
+			var o output
+			o, err = writeNotes(dir, j.notes)
+			outs = append(outs, o)
+		}
 	}
 
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if ctx.Err() != nil || j.dropped {
+		// Deleted, or the server is closing: nobody will ask.
+		s.removeJobDir(j.dir)
+		j.dir = ""
+		return
+	}
 	j.finished = s.now()
+	defer s.expireLater(j)
+	if err != nil {
+		// A failed job keeps no files.
+		s.removeJobDir(j.dir)
+		j.dir = ""
+	}
 	switch {
 	case errors.Is(err, errTooLarge):
 		j.state = jobFailed
@@ -470,23 +523,35 @@ func (s *Server) runExport(ctx context.Context, j *exportJob) {
 		return
 	}
 	j.outputs = outs
-	if len(j.notes) > 0 {
-		// One OperationOutcome per ignored parameter, as the IG asks.
-		var data []byte
-		for _, n := range j.notes {
-			data = append(data, compactJSON(mappings.OperationOutcomeJSON([]mappings.Issue{n}))...)
-			data = append(data, '\n')
-		}
-		j.outputs = append(j.outputs, output{typ: "OperationOutcome", name: "errors.ndjson", data: data, count: len(j.notes)})
-	}
 	j.state = jobComplete
 }
 
-// collectExport reads the clients j covers and returns the export's files, in
-// recordTypes order, within maxBytes (0: no limit).
-func (s *Server) collectExport(ctx context.Context, j *exportJob, maxBytes int64) ([]output, error) {
-	files := map[string]*output{}
-	var size int64
+// writeNotes writes the error file of a lenient kick-off: one
+// OperationOutcome per ignored parameter, as the IG asks.
+func writeNotes(dir string, notes []mappings.Issue) (output, error) {
+	var data []byte
+	for _, n := range notes {
+		data = append(data, compactJSON(mappings.OperationOutcomeJSON([]mappings.Issue{n}))...)
+		data = append(data, '\n')
+	}
+	name := "errors.ndjson"
+	if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+		return output{}, err
+	}
+	return output{typ: "OperationOutcome", name: name, count: len(notes), size: int64(len(data))}, nil
+}
+
+// collectExport reads the clients j covers and writes the export's files
+// into dir as it goes (exportfiles.go), within maxBytes (0: no limit). It
+// returns them in recordTypes order once every one is complete under its
+// name; on an error it leaves none of its files in dir, and a file of the
+// same name that was there before stays as it was.
+func (s *Server) collectExport(ctx context.Context, j *exportJob, dir string, maxBytes int64) ([]output, error) {
+	return s.collectExportTo(ctx, j, newExportFiles(dir, maxBytes))
+}
+
+func (s *Server) collectExportTo(ctx context.Context, j *exportJob, files *exportFiles) ([]output, error) {
+	defer files.discard()
 	err := s.eachClient(ctx, "", func(st store.Stored) (bool, error) {
 		if err := ctx.Err(); err != nil {
 			return false, err
@@ -506,7 +571,7 @@ func (s *Server) collectExport(ctx context.Context, j *exportJob, maxBytes int64
 			return false, err
 		}
 		if j.deidentified {
-			return true, s.addDeidentified(j, es, files, &size, maxBytes)
+			return true, addDeidentified(j, es, files)
 		}
 		for _, e := range es {
 			if !j.wants(e.ResourceType) {
@@ -516,30 +581,19 @@ func (s *Server) collectExport(ctx context.Context, j *exportJob, maxBytes int64
 			if err != nil {
 				return false, err
 			}
-			if size += int64(len(line)) + 1; maxBytes > 0 && size > maxBytes {
-				return false, errTooLarge
+			if err := files.add(e.ResourceType, line); err != nil {
+				return false, err
 			}
-			f := files[e.ResourceType]
-			if f == nil {
-				f = &output{typ: e.ResourceType, name: e.ResourceType + ".ndjson"}
-				files[e.ResourceType] = f
-			}
-			f.data = append(append(f.data, line...), '\n')
-			f.count++
 		}
 		return true, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	var outs []output
-	for _, t := range recordTypes {
-		if f := files[t]; f != nil {
-			f.sort()
-			outs = append(outs, *f)
-		}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
-	return outs, nil
+	return files.finish()
 }
 
 // ExportOptions choose what Export writes.
@@ -559,20 +613,28 @@ type ExportOptions struct {
 	// Progress, if set, is called after each client read with how many
 	// have been read (exported or left out), for a progress line.
 	Progress func(read int)
+	// Dir is the directory the files are written to (required; it must
+	// exist). See Export.
+	Dir string
 }
 
-// ExportFile is one NDJSON file of an export.
+// ExportFile is one NDJSON file of an export, written.
 type ExportFile struct {
 	Type  string // resource type
-	Name  string // {Type}.ndjson
+	Name  string // {Type}.ndjson, in ExportOptions.Dir
 	Count int    // resources (lines)
-	Data  []byte
+	Size  int64  // bytes
 }
 
 // Export runs a Bulk Data export at once, with no job and no size limit,
-// and returns its files: the same files $export would serve a caller of
-// the matching role, from clients whose consent allows HIE sharing
-// (ipsfhir export writes them to a directory).
+// and writes its files into o.Dir: the same files $export would serve a
+// caller of the matching role, from clients whose consent allows HIE
+// sharing (ipsfhir export). Each file is written, as the clients are read,
+// to a temporary file in o.Dir (named .ipsfhir-export-{random}.tmp, mode
+// 0600, as are the de-identified export's sort runs there), and renamed to
+// its name, replacing a file of that name, only once every file of the
+// export is complete; an export that fails leaves no file of its own in
+// o.Dir, and the files that were there as they were.
 func (s *Server) Export(ctx context.Context, o ExportOptions) ([]ExportFile, error) {
 	if !o.Identified && s.pseudonymKey == nil {
 		return nil, ErrNoPseudonymKey
@@ -588,17 +650,20 @@ func (s *Server) Export(ctx context.Context, o ExportOptions) ([]ExportFile, err
 			return nil, fmt.Errorf("%w: chart notes (DocumentReference) are free text and never leave de-identified", ErrExportRequest)
 		}
 	}
+	if o.Dir == "" {
+		return nil, fmt.Errorf("%w: no directory to write the files to", ErrExportRequest)
+	}
 	j := &exportJob{types: o.Types, deidentified: !o.Identified, since: o.Since, txTime: s.now(), progress: o.Progress}
 	if j.deidentified {
 		j.deid = newDeidentifier(s.mapping.Program, s.pseudonymKey, o.PseudonymScope)
 	}
-	outs, err := s.collectExport(ctx, j, 0)
+	outs, err := s.collectExport(ctx, j, o.Dir, 0)
 	if err != nil {
 		return nil, err
 	}
 	files := make([]ExportFile, len(outs))
 	for i, f := range outs {
-		files[i] = ExportFile{Type: f.typ, Name: f.name, Count: f.count, Data: f.data}
+		files[i] = ExportFile{Type: f.typ, Name: f.name, Count: f.count, Size: f.size}
 	}
 	return files, nil
 }
@@ -610,8 +675,10 @@ var ErrExportRequest = errors.New("fhirapi: export")
 var ErrNoPseudonymKey = errors.New("fhirapi: a de-identified export needs a pseudonym key (export.pseudonymKey)")
 
 // addDeidentified adds a client's de-identified resources to the files
-// (deid.go), within the job's size limit.
-func (s *Server) addDeidentified(j *exportJob, es []mappings.Entry, files map[string]*output, size *int64, maxBytes int64) error {
+// (deid.go), within the job's size limit. Their files are written in the
+// order of the lines' keys (patient pseudonym, then id), so that the order
+// says nothing of the program's client ids.
+func addDeidentified(j *exportJob, es []mappings.Entry, files *exportFiles) error {
 	lines, err := j.deid.entries(es)
 	if err != nil {
 		return err
@@ -620,37 +687,11 @@ func (s *Server) addDeidentified(j *exportJob, es []mappings.Entry, files map[st
 		if !j.wants(l.typ) {
 			continue
 		}
-		if *size += int64(len(l.data)) + 1; maxBytes > 0 && *size > maxBytes {
-			return errTooLarge
+		if err := files.addSorted(l); err != nil {
+			return err
 		}
-		f := files[l.typ]
-		if f == nil {
-			f = &output{typ: l.typ, name: l.typ + ".ndjson"}
-			files[l.typ] = f
-		}
-		f.keyed = append(f.keyed, l)
-		f.count++
 	}
 	return nil
-}
-
-// sort writes a de-identified file's lines in the order of their keys
-// (patient pseudonym, then id), so that the order says nothing of the
-// program's client ids. Other files are already written.
-func (o *output) sort() {
-	if o.keyed == nil {
-		return
-	}
-	slices.SortFunc(o.keyed, func(a, b deidLine) int { return strings.Compare(a.sortKey, b.sortKey) })
-	n := 0
-	for _, l := range o.keyed {
-		n += len(l.data) + 1
-	}
-	o.data = make([]byte, 0, n)
-	for _, l := range o.keyed {
-		o.data = append(append(o.data, l.data...), '\n')
-	}
-	o.keyed = nil
 }
 
 func compactJSON(b []byte) []byte {
@@ -751,9 +792,8 @@ func (s *Server) exportDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.jobsMu.Lock()
-	delete(s.jobs, j.id)
+	s.dropLocked(j.id)
 	s.jobsMu.Unlock()
-	j.cancel()
 	writeFHIR(w, http.StatusAccepted, mappings.OperationOutcomeJSON([]mappings.Issue{{Severity: "information", Code: "informational",
 		Message: "export deleted: cancelled if it was running, its files freed"}}))
 }
@@ -768,27 +808,45 @@ func (s *Server) exportFile(w http.ResponseWriter, r *http.Request) {
 	name := mux.Vars(r)["file"]
 	owner := j.ownedBy(api.RecordOf(r.Context()).Caller)
 	j.mu.Lock()
-	var data []byte
-	found := false
-	if j.state == jobComplete {
+	var f *os.File
+	var size int64
+	var err error
+	if j.state == jobComplete && j.dir != "" {
 		for _, o := range j.outputs {
 			if o.name == name {
-				data, found = o.data, true
+				// Opened under j.mu: the job cannot drop the file
+				// between the lookup and the open; once open, it reads
+				// to the end even if the job is dropped meanwhile.
+				f, err = os.Open(filepath.Join(j.dir, o.name))
+				size = o.size
 			}
 		}
 	}
-	if found && owner {
+	if f != nil && owner {
 		if j.fetched == nil {
 			j.fetched = map[string]bool{}
 		}
 		j.fetched[name] = true
 	}
 	j.mu.Unlock()
-	if !found {
+	if err != nil {
+		s.internalError(w, r, "open an export file", err)
+		return
+	}
+	if f == nil {
 		writeOutcome(w, http.StatusNotFound, oo("not-found", "this export has no such file (yet)"))
 		return
 	}
-	writeBody(w, http.StatusOK, ndjson, data)
+	defer f.Close()
+	h := w.Header()
+	h.Set("Content-Type", ndjson)
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.FormatInt(size, 10))
+	w.WriteHeader(http.StatusOK)
+	if _, err := io.CopyN(w, f, size); err != nil {
+		s.log.LogAttrs(r.Context(), slog.LevelWarn, "export file not sent in full", slog.String("op", "export"), slog.String("error", err.Error()))
+	}
 }
 
 // ExportJobs lists the jobs kept now, oldest first, for administrators
@@ -822,13 +880,11 @@ func (s *Server) ExportJobs() []api.ExportJob {
 // files, for administrators (api.Exports); false when there is none.
 func (s *Server) CancelExport(id string) bool {
 	s.jobsMu.Lock()
-	j := s.jobs[id]
-	delete(s.jobs, id)
-	s.jobsMu.Unlock()
-	if j == nil {
+	defer s.jobsMu.Unlock()
+	if s.jobs[id] == nil {
 		return false
 	}
-	j.cancel()
+	s.dropLocked(id)
 	return true
 }
 

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -85,6 +86,12 @@ type Options struct {
 	CORSOrigins []string
 	// Limits bound Bulk Data export; zero fields take the defaults.
 	Limits Limits
+	// ExportDir is where Bulk Data jobs keep their output files (config
+	// export.jobDir); "" means os.TempDir(). The server makes a directory
+	// of its own in it (mode 0700) and removes each job's files with the
+	// job, and its directory when it closes; New removes what servers
+	// that did not close left there (see exportdir.go).
+	ExportDir string
 	// PseudonymKey is the secret HMAC key of the de-identified export that
 	// hie callers get (config export.pseudonymKey): patient pseudonyms and
 	// resource ids are HMAC-SHA256 under a key derived from it, the program
@@ -109,7 +116,8 @@ type Options struct {
 	Audit store.Auditor
 }
 
-// Limits bound Bulk Data export, which keeps its jobs in memory.
+// Limits bound Bulk Data export, whose jobs run in the server's process and
+// keep their files on disk under Options.ExportDir.
 type Limits struct {
 	// MaxJobs is how many jobs run at once across callers (default 4).
 	// A kick-off beyond it gets 429 with a short Retry-After.
@@ -172,6 +180,12 @@ type Server struct {
 	jobs   map[string]*exportJob
 	closed bool
 	jobsWG sync.WaitGroup
+
+	exportDir  string     // Options.ExportDir
+	rootMu     sync.Mutex // guards jobsRoot, rootLock and rootClosed
+	jobsRoot   string     // the server's directory of job files; "" until the first job
+	rootLock   *os.File   // its lock, held while the server runs
+	rootClosed bool
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -193,6 +207,7 @@ func New(o Options) (*Server, error) {
 		store: o.Store, keys: o.Keys, mapping: o.Mapping, allowsEHR: o.AllowsEHR, allowsHIE: o.AllowsHIE,
 		reports: o.Reports, baseURL: strings.TrimSuffix(o.BaseURL, "/"), limits: o.Limits, log: o.Logger,
 		version: o.SoftwareVersion, now: o.Now, jobs: map[string]*exportJob{}, cors: len(o.CORSOrigins) > 0, audit: o.Audit,
+		exportDir: o.ExportDir,
 	}
 	if s.mapping.Program == "" {
 		s.mapping.Program = ips.DefaultProgramID
@@ -228,6 +243,10 @@ func New(o Options) (*Server, error) {
 	}
 	if s.limits.JobTTL <= 0 {
 		s.limits.JobTTL = DefaultJobTTL
+	}
+	if n := sweepStale(s.exportDir, s.log); n > 0 {
+		s.log.LogAttrs(context.Background(), slog.LevelInfo, "removed export files left by a server that stopped without closing",
+			slog.String("op", "export"), slog.Int("directories", n))
 	}
 	var cursorKey []byte
 	if len(o.CursorKey) > 0 {
@@ -284,7 +303,7 @@ var corsMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, htt
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.root.ServeHTTP(w, r) }
 
 // Close cancels running export jobs, waits for them to stop and drops every
-// job. Requests after Close get no new jobs.
+// job, and removes the jobs' files. Requests after Close get no new jobs.
 func (s *Server) Close() {
 	s.jobsMu.Lock()
 	s.closed = true
@@ -294,6 +313,7 @@ func (s *Server) Close() {
 	}
 	s.jobsMu.Unlock()
 	s.jobsWG.Wait()
+	s.closeRoot()
 }
 
 // handle registers a route; the wrapper notes the route template for the

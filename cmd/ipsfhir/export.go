@@ -40,8 +40,14 @@ transactionTime is the time to pass as --since next time.
 When stderr is a terminal, a progress line there counts the clients read
 (done/total, rate, time left).
 
-Exit 0 written; 1 the store or the key failed; 2 usage or a bad configuration.
-Existing files in --out are replaced; nothing is left half-written.`
+The files are written as the clients are read, never held in memory: each to
+a temporary file in --out (.ipsfhir-export-*.tmp, readable by its owner only,
+as are the de-identified export's sort runs there), renamed to its name only
+once every file is complete, then manifest.json. Existing files in --out are
+replaced; an export that fails leaves them as they were, and nothing
+half-written under a file's name.
+
+Exit 0 written; 1 the store or the key failed; 2 usage or a bad configuration.`
 
 func runExport(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlags("export", "--config FILE --out DIR --recipient NAME [--since TIME] [--type T,...]\n       ipsfhir export --config FILE --out DIR --identified [--since TIME] [--type T,...]", exportAbout, stderr)
@@ -123,6 +129,11 @@ func runExport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 			o.Progress = bar.set
 		}
 	}
+	if err := os.MkdirAll(*outDir, 0o750); err != nil {
+		fmt.Fprintf(stderr, "ipsfhir export: %s\n", fileError(err))
+		return exitFindings
+	}
+	o.Dir = *outDir
 	started := time.Now().UTC()
 	files, err := srv.Export(ctx, o)
 	bar.finish()
@@ -133,7 +144,7 @@ func runExport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		}
 		return exitFindings
 	}
-	if err := writeExport(*outDir, files, started, o); err != nil {
+	if err := writeManifest(*outDir, files, started, o); err != nil {
 		fmt.Fprintf(stderr, "ipsfhir export: %v\n", err)
 		return exitFindings
 	}
@@ -162,12 +173,9 @@ func parseSince(s string) (time.Time, error) {
 	return d.Time(), nil
 }
 
-// writeExport writes the files and a Bulk Data style manifest, each
-// atomically.
-func writeExport(dir string, files []fhirapi.ExportFile, started time.Time, o fhirapi.ExportOptions) error {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return errors.New(fileError(err))
-	}
+// writeManifest writes a Bulk Data style manifest of the files Export
+// wrote (each atomically, once all were complete), itself atomically.
+func writeManifest(dir string, files []fhirapi.ExportFile, started time.Time, o fhirapi.ExportOptions) error {
 	type entry struct {
 		Type  string `json:"type"`
 		URL   string `json:"url"`
@@ -183,9 +191,6 @@ func writeExport(dir string, files []fhirapi.ExportFile, started time.Time, o fh
 	}{TransactionTime: started.Format(time.RFC3339), Request: exportRequest(o), Deidentified: !o.Identified, PseudonymScope: o.PseudonymScope,
 		Output: []entry{}, Error: []entry{}}
 	for _, f := range files {
-		if err := writeOutput(filepath.Join(dir, f.Name), f.Data, nil); err != nil {
-			return errors.New(fileError(err))
-		}
 		manifest.Output = append(manifest.Output, entry{Type: f.Type, URL: f.Name, Count: f.Count})
 	}
 	data, err := json.MarshalIndent(manifest, "", "  ")

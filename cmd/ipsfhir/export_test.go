@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -93,6 +95,56 @@ func TestExportCommand(t *testing.T) {
 	if code, _, stderr := ipsfhir(t, "", "export", "--config", noKey, "--out", out, "--recipient", "state-hie"); code != exitUsage || !strings.Contains(stderr, "export.pseudonymKey") {
 		t.Errorf("no key: exit %d %s", code, stderr)
 	}
+	// An export that fails leaves --out as it was: the previous export's
+	// files, no temporary file, nothing half-written. Here a directory
+	// stands where the Observations would go.
+	again := filepath.Join(t.TempDir(), "again")
+	if code, _, stderr := ipsfhir(t, "", "export", "--config", cfg, "--out", again, "--recipient", "state-hie"); code != exitOK {
+		t.Fatalf("export: exit %d\n%s", code, stderr)
+	}
+	if err := os.Remove(filepath.Join(again, "Observation.ndjson")); err != nil {
+		t.Fatal(err)
+	}
+	before := map[string][]byte{}
+	written, err := os.ReadDir(again)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range written {
+		data, err := os.ReadFile(filepath.Join(again, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[e.Name()] = data
+	}
+	if _, ok := before["CarePlan.ndjson"]; !ok {
+		t.Fatalf("the export wrote %v: want CarePlans, written before the Observations", slices.Collect(maps.Keys(before)))
+	}
+	if err := os.Mkdir(filepath.Join(again, "Observation.ndjson"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = ipsfhir(t, "", "export", "--config", cfg, "--out", again, "--recipient", "other-hie")
+	if code != exitFindings || !strings.Contains(stderr, "nothing was replaced") {
+		t.Errorf("export over a directory: exit %d, want 1\n%s", code, stderr)
+	}
+	es, err := os.ReadDir(again)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != len(before)+1 {
+		t.Errorf("after the failed export --out holds %d entries, want %d", len(es), len(before)+1)
+	}
+	for _, e := range es {
+		if strings.HasPrefix(e.Name(), ".") {
+			t.Errorf("a temporary file is left: %s", e.Name())
+		}
+	}
+	for name, data := range before {
+		if now, err := os.ReadFile(filepath.Join(again, name)); err != nil || !bytes.Equal(now, data) {
+			t.Errorf("%s changed though the export failed (%v)", name, err)
+		}
+	}
+
 	// --since after everything: nothing to export, still a manifest.
 	empty := filepath.Join(t.TempDir(), "empty")
 	if code, stdout, stderr := ipsfhir(t, "", "export", "--config", cfg, "--out", empty, "--recipient", "state-hie", "--since", "2999-01-01"); code != exitOK || !strings.Contains(stdout, "exported 0 resources") {

@@ -162,7 +162,7 @@ func (s *system) handler(fhirBase string) http.Handler {
 	facade, err := fhirapi.New(fhirapi.Options{
 		Store: s.store, Keys: keys, Mapping: mappings.Options{Program: s.cfg.Program.ID, ProgramName: s.cfg.Program.Name},
 		AllowsEHR: s.cfg.Consent.AllowsEHR, AllowsHIE: s.cfg.Consent.AllowsHIE, Logger: s.logger,
-		PseudonymKey: s.pseudonymKey, Reports: s.measureReports,
+		PseudonymKey: s.pseudonymKey, Reports: s.measureReports, ExportDir: s.cfg.Export.JobDir,
 		BaseURL: fhirBase, CursorKey: s.cursorKey, CursorTTL: s.cfg.Server.CursorTTL,
 		Audit:       s.store,
 		CORSOrigins: s.cfg.Server.CORSOrigins,
