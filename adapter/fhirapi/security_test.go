@@ -162,12 +162,12 @@ func TestAbsoluteURLsComeFromConfiguration(t *testing.T) {
 		t.Fatalf("Content-Location %q", status)
 	}
 	var m response
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	for deadline := time.Now().Add(exportWait); ; {
 		m = h.forged(http.MethodGet, strings.TrimPrefix(status, h.srv.URL), adminKey, nil)
 		if m.status != http.StatusAccepted || time.Now().After(deadline) {
 			break
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 	if m.status != http.StatusOK {
 		t.Fatalf("manifest: %d %s", m.status, m.body)
