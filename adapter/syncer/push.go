@@ -110,12 +110,6 @@ type Engine struct {
 	// leaseBatch is how many outbox items a worker leases at a time; zero
 	// means maxLeaseBatch (see PushParallel).
 	leaseBatch int
-	// ahead is what the joint searches found for the clients of the lease
-	// being pushed (see lookahead.go); nil for none.
-	ahead *lookahead
-	// joint, when set, sends the push's transaction Bundle, joined with
-	// those of the other clients of the lease (see joint.go).
-	joint *jointTurn
 	// SharedText names the connections whose clinicians' goal notes are
 	// written to every connection's EHR (config clinicalText: share). A
 	// note from any other connection goes back to its own EHR only (see
@@ -314,32 +308,8 @@ func (e *Engine) pushConnection(ctx context.Context, conn *Connection, total *Pu
 		if len(items) == 0 {
 			break
 		}
-		ahead, err := e.lookAhead(ctx, conn, items)
-		if err != nil {
-			e.recordRun(ctx, conn.Name, telemetry.DirectionPush, err)
-			return fmt.Errorf("push %s: %w", conn.Name, err)
-		}
-		le := *e
-		le.ahead = ahead
-		if j := e.newJoiner(conn, items); j != nil {
-			err := j.pushAll(ctx, items, func(it store.OutboxItem, turn *jointTurn) error {
-				ie := le
-				ie.joint = turn
-				s, err := ie.pushItem(ctx, conn, it)
-				total.add(s)
-				if e.Progress != nil {
-					e.Progress(*total)
-				}
-				return err
-			})
-			if err != nil {
-				e.recordRun(ctx, conn.Name, telemetry.DirectionPush, err)
-				return err
-			}
-			continue
-		}
 		for _, it := range items {
-			s, err := le.pushItem(ctx, conn, it)
+			s, err := e.pushItem(ctx, conn, it)
 			if err != nil {
 				e.recordRun(ctx, conn.Name, telemetry.DirectionPush, err)
 				return err
@@ -360,12 +330,6 @@ func (e *Engine) pushConnection(ctx context.Context, conn *Connection, total *Pu
 func (e *Engine) pushItem(ctx context.Context, conn *Connection, it store.OutboxItem) (PushSummary, error) {
 	s := PushSummary{Items: 1}
 	w, err := e.pushClient(ctx, conn, it.ClientID)
-	if errors.Is(err, errHeld) {
-		// Held before it wrote anything, for a record another push of
-		// the lease was writing (see jointTurn.await): again, from the
-		// ledger as that push left it.
-		w, err = e.pushClient(ctx, conn, it.ClientID)
-	}
 	s.add(w)
 	if err == nil || errors.Is(err, errClientChanged) {
 		// A client saved during its push keeps its item pending (Complete
@@ -1299,7 +1263,7 @@ func (e *Engine) beforeWrite(ctx context.Context, conn *Connection, k mappings.K
 // remembers it in the ledger. Without Patient search the resources refer to
 // the patient by identifier alone.
 func (e *Engine) patientReference(ctx context.Context, conn *Connection, pid ips.Identifier) (string, error) {
-	lk := patientKey(pid)
+	lk := "Patient|" + pid.System + "|" + pid.Value
 	if le, err := e.Store.LedgerGet(ctx, conn.Name, lk); err == nil && le.ResourceID != "" {
 		return "Patient/" + le.ResourceID, nil
 	}
@@ -1313,15 +1277,18 @@ func (e *Engine) patientReference(ctx context.Context, conn *Connection, pid ips
 	if !ok || !conn.Plan.Allows("Patient", "search-type") {
 		return "", nil
 	}
-	// A joint search of the lease's clients may have found it already
-	// (see lookahead.go).
-	ids := e.ahead.patientIDs(pid)
-	if ids == nil {
-		entries, err := conn.EHR.Search(ctx, "Patient", url.Values{name: {pid.System + "|" + pid.Value}})
-		if err != nil {
-			return "", err
+	entries, err := conn.EHR.Search(ctx, "Patient", url.Values{name: {pid.System + "|" + pid.Value}})
+	if err != nil {
+		return "", err
+	}
+	var ids []string
+	for _, en := range entries {
+		var r struct {
+			ID string `json:"id"`
 		}
-		ids = patientMatches(entries)
+		if (en.Mode == "" || en.Mode == "match") && json.Unmarshal(en.Resource, &r) == nil && r.ID != "" {
+			ids = append(ids, r.ID)
+		}
 	}
 	switch len(ids) {
 	case 0:
@@ -1334,20 +1301,6 @@ func (e *Engine) patientReference(ctx context.Context, conn *Connection, pid ips
 		return "", fmt.Errorf("%w: ledger: %w", errStore, err)
 	}
 	return "Patient/" + ids[0], nil
-}
-
-// patientMatches are the ids of the Patients a search by identifier found.
-func patientMatches(entries []ehr.Entry) []string {
-	var ids []string
-	for _, en := range entries {
-		var r struct {
-			ID string `json:"id"`
-		}
-		if (en.Mode == "" || en.Mode == "match") && json.Unmarshal(en.Resource, &r) == nil && r.ID != "" {
-			ids = append(ids, r.ID)
-		}
-	}
-	return ids
 }
 
 // ledgerKey is the ledger's key for a record: its business identifier.
@@ -1425,20 +1378,13 @@ func goalBase(typ string, canonJSON []byte) []byte {
 // maxLeaseBatch is how many outbox items one worker leases at a time.
 const maxLeaseBatch = 16
 
-// parallelLeaseItems is how many outbox items the workers of PushParallel
-// lease at a time between them: 8 each for the default two workers, so
-// that one joint search covers 8 clients (see lookahead.go).
-const parallelLeaseItems = 16
-
 // PushParallel runs PushOnce in n workers at once, each leasing under its own
 // owner name, and adds up what they did. Leases keep them off each other's
 // clients; several workers help when the EHR answers slowly. Each worker
-// leases parallelLeaseItems/n items at a time (at least one), not
-// maxLeaseBatch: the last items of a pass are then spread over the workers
-// instead of queued behind one of them, which matters most when each item
-// takes a slow EHR seconds, and a worker holds no leases on items it will
-// not reach for long. The items a worker leases together share their
-// Patient and treatment plan searches (see lookahead.go). Progress, if
+// leases 8/n items at a time (at least one), not maxLeaseBatch: the last
+// items of a pass are then spread over the workers instead of queued behind
+// one of them, which matters most when each item takes a slow EHR seconds,
+// and a worker holds no leases on items it will not reach for long. Progress, if
 // set, sees the running totals of all workers together, one call at a time.
 func (e *Engine) PushParallel(ctx context.Context, n int) (PushSummary, error) {
 	if n <= 1 {
@@ -1454,7 +1400,7 @@ func (e *Engine) PushParallel(ctx context.Context, n int) (PushSummary, error) {
 	for i := range n {
 		w := *e
 		w.Owner = fmt.Sprintf("%s-%d", e.Owner, i)
-		w.leaseBatch = max(1, parallelLeaseItems/n)
+		w.leaseBatch = max(1, 8/n)
 		w.Progress = nil
 		if e.Progress != nil {
 			w.Progress = func(s PushSummary) {
