@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,6 +21,7 @@ import (
 	"github.com/ipsfhir/ipsfhir/adapter/store"
 	"github.com/ipsfhir/ipsfhir/adapter/store/sqlite"
 	"github.com/ipsfhir/ipsfhir/conformance/peer"
+	"github.com/ipsfhir/ipsfhir/internal/browsertest"
 	"github.com/ipsfhir/ipsfhir/mappings"
 )
 
@@ -32,46 +32,6 @@ import (
 // them it skips, unless IPSFHIR_REQUIRE_BROWSER=1, when it fails. With
 // IPSFHIR_SCREENSHOTS=DIR it writes each page at 1280 and 390 px wide there.
 
-func consoleBrowserSetup(t *testing.T) (chrome string, axe []byte) {
-	t.Helper()
-	must := os.Getenv("IPSFHIR_REQUIRE_BROWSER") == "1"
-	fail := func(format string, a ...any) {
-		t.Helper()
-		if must {
-			t.Fatalf(format, a...)
-		}
-		t.Skipf(format+" (IPSFHIR_REQUIRE_BROWSER=1 makes this a failure)", a...)
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			chrome = p
-			break
-		}
-	}
-	if chrome == "" {
-		fail("no chromium on the PATH")
-	}
-	dir := filepath.Join("..", "..", "outcomes", "chart", "testdata", "browser")
-	axePath := filepath.Join(dir, "node_modules", "axe-core", "axe.min.js")
-	if _, err := os.Stat(axePath); err != nil {
-		if npm, lookErr := exec.LookPath("npm"); lookErr == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-			cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund")
-			cmd.Dir = dir
-			out, err := cmd.CombinedOutput()
-			cancel()
-			if err != nil {
-				t.Logf("npm ci in %s: %v\n%s", dir, err, out)
-			}
-		}
-	}
-	axe, err := os.ReadFile(axePath)
-	if err != nil {
-		fail("axe-core is not installed (cd outcomes/chart/testdata/browser && npm ci): %v", err)
-	}
-	return chrome, axe
-}
-
 // TestConsoleInBrowser: an administrator signs in with an admin key, sees
 // two enabled connections (one ready against the peer EHR, one failing)
 // and a disabled one, replays a dead letter and sees it delivered to the
@@ -79,7 +39,7 @@ func consoleBrowserSetup(t *testing.T) (chrome string, axe []byte) {
 // any page, and the overview refreshes itself without a reload.
 func TestConsoleInBrowser(t *testing.T) {
 	t.Parallel()
-	chrome, axe := consoleBrowserSetup(t)
+	chrome, axe := browsertest.Setup(t, filepath.Join("..", "..", "outcomes", "chart", "testdata", "browser"))
 	shots := os.Getenv("IPSFHIR_SCREENSHOTS")
 	srv := peer.StartForTest(t, peer.Options{Args: []string{"--quiet"}})
 	dir := t.TempDir()

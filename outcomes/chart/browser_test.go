@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/ipsfhir/ipsfhir/internal/browsertest"
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/ips/synth"
 	"github.com/ipsfhir/ipsfhir/outcomes"
@@ -27,47 +27,6 @@ import (
 // there; .ci/run installs chromium); without them it skips,
 // unless IPSFHIR_REQUIRE_BROWSER=1, when it fails. With
 // IPSFHIR_SCREENSHOTS=DIR it also writes a screenshot of each page there.
-
-func browserSetup(t *testing.T) (chrome string, axe []byte) {
-	t.Helper()
-	must := os.Getenv("IPSFHIR_REQUIRE_BROWSER") == "1"
-	fail := func(format string, a ...any) {
-		t.Helper()
-		if must {
-			t.Fatalf(format, a...)
-		}
-		t.Skipf(format+" (IPSFHIR_REQUIRE_BROWSER=1 makes this a failure)", a...)
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			chrome = p
-			break
-		}
-	}
-	if chrome == "" {
-		fail("no chromium on the PATH")
-	}
-	axePath := filepath.Join("testdata", "browser", "node_modules", "axe-core", "axe.min.js")
-	if _, err := os.Stat(axePath); err != nil {
-		// Installed on first use, as the peer server's packages are, so
-		// the README's test command needs no step of its own.
-		if npm, lookErr := exec.LookPath("npm"); lookErr == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-			cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund")
-			cmd.Dir = filepath.Join("testdata", "browser")
-			out, err := cmd.CombinedOutput()
-			cancel()
-			if err != nil {
-				t.Logf("npm ci in testdata/browser: %v\n%s", err, out)
-			}
-		}
-	}
-	axe, err := os.ReadFile(axePath)
-	if err != nil {
-		fail("axe-core is not installed (cd outcomes/chart/testdata/browser && npm ci): %v", err)
-	}
-	return chrome, axe
-}
 
 // programPage computes a synthetic program of n clients as the CLI does
 // and renders its page.
@@ -113,7 +72,7 @@ type axeResult struct {
 }
 
 func TestPageInBrowserPassesAxe(t *testing.T) {
-	chrome, axe := browserSetup(t)
+	chrome, axe := browsertest.Setup(t, filepath.Join("testdata", "browser"))
 	shots := os.Getenv("IPSFHIR_SCREENSHOTS")
 	today := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC) // 2026Q4 not over
 	last := outcomes.Quarter{Year: 2026, Q: 4}
