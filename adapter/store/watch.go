@@ -12,7 +12,11 @@ import (
 // reader got to it. The zero value is ready to use.
 type Watchers struct {
 	mu sync.Mutex
-	m  map[string]map[chan struct{}]struct{}
+	// m holds each channel with its watch's context: the context is
+	// checked on every wake, so a watch whose context ended is not woken
+	// even before the clean-up that lets it go has run (context.AfterFunc
+	// runs it in a goroutine of its own, later).
+	m map[string]map[chan struct{}]context.Context
 }
 
 // Watch returns a channel that Notify(connection) and NotifyAll wake until
@@ -24,12 +28,12 @@ func (w *Watchers) Watch(ctx context.Context, connection string) <-chan struct{}
 	}
 	w.mu.Lock()
 	if w.m == nil {
-		w.m = map[string]map[chan struct{}]struct{}{}
+		w.m = map[string]map[chan struct{}]context.Context{}
 	}
 	if w.m[connection] == nil {
-		w.m[connection] = map[chan struct{}]struct{}{}
+		w.m[connection] = map[chan struct{}]context.Context{}
 	}
-	w.m[connection][ch] = struct{}{}
+	w.m[connection][ch] = ctx
 	w.mu.Unlock()
 	context.AfterFunc(ctx, func() {
 		w.mu.Lock()
@@ -46,8 +50,8 @@ func (w *Watchers) Watch(ctx context.Context, connection string) <-chan struct{}
 func (w *Watchers) Notify(connection string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for ch := range w.m[connection] {
-		wake(ch)
+	for ch, ctx := range w.m[connection] {
+		wake(ctx, ch)
 	}
 }
 
@@ -57,8 +61,8 @@ func (w *Watchers) NotifyAll() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, chs := range w.m {
-		for ch := range chs {
-			wake(ch)
+		for ch, ctx := range chs {
+			wake(ctx, ch)
 		}
 	}
 }
@@ -74,7 +78,12 @@ func (w *Watchers) Len() int {
 	return n
 }
 
-func wake(ch chan struct{}) {
+// wake sends one wake to ch unless it holds one already or its watch's
+// context has ended.
+func wake(ctx context.Context, ch chan struct{}) {
+	if ctx.Err() != nil {
+		return
+	}
 	select {
 	case ch <- struct{}{}:
 	default:

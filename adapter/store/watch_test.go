@@ -46,3 +46,22 @@ func TestWatchers(t *testing.T) {
 		t.Errorf("a watch with an ended context was registered")
 	}
 }
+
+// TestWatchersEndedNotWoken: a watch is not woken once its context has
+// ended, even before the clean-up that unregisters it has run (it runs in
+// a goroutine of its own). Notify right after cancel: the clean-up has
+// almost never run by then.
+func TestWatchersEndedNotWoken(t *testing.T) {
+	t.Parallel()
+	var w store.Watchers
+	for i := range 200 {
+		ctx, cancel := context.WithCancel(t.Context())
+		ch := w.Watch(ctx, "a")
+		cancel()
+		w.Notify("a")
+		w.NotifyAll()
+		if len(ch) != 0 {
+			t.Fatalf("round %d: a watch whose context ended was woken", i)
+		}
+	}
+}
