@@ -116,7 +116,13 @@ func newRigWith(t *testing.T, po peer.Options, edit ...func(*ips.Caseload)) *rig
 	for _, f := range edit {
 		f(cl)
 	}
-	conn := &Connection{Name: "clinic", Plan: p, EHR: c, Mapping: mappings.Options{Program: cl.ProgramID()}, ConsentDefault: true}
+	// Retry: an item that failed is not due again within the test, however
+	// long a pass takes on a loaded machine (the default's 24 to 36 s is
+	// measured from the engine's clock, which tests freeze, and the store's
+	// lease compares it with the real time); tests make items due with a
+	// save (makeDue) when they want the retry.
+	conn := &Connection{Name: "clinic", Plan: p, EHR: c, Mapping: mappings.Options{Program: cl.ProgramID()}, ConsentDefault: true,
+		Retry: RetrySchedule{Initial: time.Hour, Max: time.Hour}}
 	r := &rig{store: st, client: c, conn: conn, cl: cl, peerLog: peerLog,
 		engine: &Engine{Store: st, Connections: []*Connection{conn}, Owner: "test-worker", Lease: time.Minute, MaxAttempts: 3, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))}}
 	// The clinic EHR knows its patients; the adapter finds them by MRN.
