@@ -218,7 +218,7 @@ func (r *run) goalHistory(ctx context.Context, id string) string {
 }
 
 // duplicateStory says when each copy of a duplicated record was first
-// written: copies ~35 s apart point at a hung create that landed after
+// written: copies a hang apart (the EHR timeout + 5 s) point at a hung create that landed after
 // the adapter gave up on it, copies close together at a lost reply.
 func duplicateStory(k mappings.Key, copies []ehrCopy) string {
 	var firsts []time.Time

@@ -95,7 +95,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	r.logf = func(format string, a ...any) {
 		fmt.Fprintf(o.Log, "faultsuite %s %s: %s\n", time.Now().Format("15:04:05"), o.Scenario, fmt.Sprintf(format, a...))
 	}
-	r.report = &Report{Scenario: o.Scenario, Replicas: sp.replicas, Clients: o.Clients, Chaos: o.Chaos, Rate: o.Rate, Seed: o.Seed, LeaseFor: o.LeaseFor, Soak: o.soak != nil,
+	r.report = &Report{Scenario: o.Scenario, Replicas: sp.replicas, Clients: o.Clients, Chaos: o.Chaos, Rate: o.Rate, Seed: o.Seed, LeaseFor: o.LeaseFor, EHRTimeout: o.EHRTimeout, Soak: o.soak != nil,
 		Started: time.Now(), Store: "sqlite"}
 	if sp.postgres {
 		r.report.Store = "postgres"
@@ -264,9 +264,10 @@ sync: {pollInterval: 2s, overlap: 10s, maxAttempts: 8, workers: 2, leaseFor: %s}
 connections:
   - name: %s
     fhirBaseUrl: %q
+    timeout: %s
     enabled: true
     auth: {type: none}%s
-`, r.program, storeYAML, port, keySum, adminSum, logLevel, o.LeaseFor, Connection, r.proxyBase, codes)
+`, r.program, storeYAML, port, keySum, adminSum, logLevel, o.LeaseFor, Connection, r.proxyBase, o.EHRTimeout, codes)
 		if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 			return err
 		}

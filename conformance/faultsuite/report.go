@@ -23,6 +23,7 @@ type Report struct {
 	Rate       float64
 	Seed       uint64
 	LeaseFor   time.Duration // the replicas' sync.leaseFor
+	EHRTimeout time.Duration // the connection's per-attempt request timeout
 	Soak       bool          // a soak (steady load, no kills), not a chaos run
 	Started    time.Time
 	Elapsed    time.Duration
@@ -168,8 +169,8 @@ func (r *Report) String() string {
 	if r.Soak {
 		kind = "soak"
 	}
-	w("%s %s: %s store, %d replica(s), %d clients (%d consenting), chaos %v at fault rate %.2f, seed %d, lease %v: %s",
-		kind, r.Scenario, r.Store, r.Replicas, r.Clients, r.Consenting, r.Chaos, r.Rate, r.Seed, r.LeaseFor, res)
+	w("%s %s: %s store, %d replica(s), %d clients (%d consenting), chaos %v at fault rate %.2f, seed %d, lease %v, EHR timeout %v: %s",
+		kind, r.Scenario, r.Store, r.Replicas, r.Clients, r.Consenting, r.Chaos, r.Rate, r.Seed, r.LeaseFor, r.EHRTimeout, res)
 	w("  edits: IPS %d (%s), clinician %d (%s), unconfirmed %d", r.IPSEdits, countsText(r.IPSEditsByKind), r.ClinicianEdits, countsText(r.ClinicianEditsByKind), r.Unconfirmed)
 	if r.ClinicianNote != "" {
 		w("  clinician edits: %s", r.ClinicianNote)

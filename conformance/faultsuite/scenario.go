@@ -96,8 +96,14 @@ type Options struct {
 	// 502, 503, 429 with Retry-After, hangs past the client's timeout,
 	// resets and lost replies.
 	Kinds []faultproxy.Kind
-	// Hang is how long a hung request is held. Default 35 s, past the
-	// adapter's 30 s per-attempt timeout.
+	// EHRTimeout is the connection's per-attempt request timeout
+	// (`timeout` in the replicas' configuration). Default 10 s: a held
+	// plain create may land until 4 times it has passed (CreateSettle), so
+	// with the product's 30 s the scenarios that create with plain POSTs
+	// could not drain in less than two minutes, close to DrainTimeout.
+	EHRTimeout time.Duration
+	// Hang is how long a hung request is held. Default EHRTimeout + 5 s,
+	// past the adapter's per-attempt timeout.
 	Hang time.Duration
 	// KillEvery is the mean time between SIGKILLs of a random replica
 	// (each kill is drawn from 0.5 to 1.5 times it). Default 5 s;
@@ -155,8 +161,11 @@ func (o Options) withDefaults() Options {
 	if o.NoFaults {
 		o.Rate = 0
 	}
+	if o.EHRTimeout == 0 {
+		o.EHRTimeout = 10 * time.Second
+	}
 	if o.Hang == 0 {
-		o.Hang = 35 * time.Second
+		o.Hang = o.EHRTimeout + 5*time.Second
 	}
 	if o.KillEvery == 0 {
 		o.KillEvery = 5 * time.Second

@@ -42,6 +42,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	ipsEdits := fs.Float64("ips-edits-per-second", 3, "IPS-side edits per second during chaos")
 	clinEdits := fs.Float64("clinician-edits-per-second", 1.5, "clinician edits per second during chaos")
 	lease := fs.Duration("lease", 60*time.Second, "the replicas' sync.leaseFor")
+	ehrTimeout := fs.Duration("ehr-timeout", 10*time.Second, "the connection's per-attempt request timeout; hung requests are held 5 s longer, and a plain create that timed out may land until 4 times it has passed")
 	drain := fs.Duration("drain", 0, "bound on the wait for the outbox to drain after faults stop (default 4m; 5m for a soak)")
 	soak := fs.Bool("soak", false, "run a soak instead of a chaos scenario")
 	minutes := fs.Float64("minutes", 10, "soak: minutes of steady load before faults stop")
@@ -81,7 +82,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	o := faultsuite.Options{
 		Scenario: sc, Clients: *clients, Chaos: *chaos, Seed: *seed, Rate: *rate, KillEvery: *killEvery,
-		IPSEditsPerSecond: *ipsEdits, ClinicianEditsPerSecond: *clinEdits, DrainTimeout: *drain, LeaseFor: *lease, Dir: *dir, Log: stderr,
+		IPSEditsPerSecond: *ipsEdits, ClinicianEditsPerSecond: *clinEdits, DrainTimeout: *drain, LeaseFor: *lease, EHRTimeout: *ehrTimeout, Dir: *dir, Log: stderr,
 		RequestLog: *requestLog, DebugLog: *debugLog,
 	}
 	if *quiet {
