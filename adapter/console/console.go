@@ -100,6 +100,7 @@ type console struct {
 	secure    bool
 	now       func() time.Time
 	sessions  *sessions
+	throttle  *throttle
 	pages     map[string]*template.Template
 	fragments *template.Template
 }
@@ -110,7 +111,7 @@ type access int
 const (
 	public      access = iota + 1 // the sign-in page and the assets
 	signedIn                      // any role that may use the console
-	adminOnly                     // connections, dead letters, conflicts
+	adminOnly                     // connections, dead letters, conflicts, audit
 	outcomesFor                   // admin and director
 )
 
@@ -157,6 +158,7 @@ func New(o Options) (http.Handler, error) {
 		max = 12 * time.Hour
 	}
 	c.sessions = newSessions(idle, max, c.now)
+	c.throttle = newThrottle(c.now)
 	if err := c.parseTemplates(); err != nil {
 		return nil, err
 	}
@@ -182,6 +184,7 @@ func New(o Options) (http.Handler, error) {
 	c.route(mux, "POST /console/dead-letters/replay", adminOnly, c.replayAll)
 	c.route(mux, "GET /console/conflicts", adminOnly, c.conflicts)
 	c.route(mux, "POST /console/conflicts/{id}/resolve", adminOnly, c.resolve)
+	c.route(mux, "GET /console/audit", adminOnly, c.audit)
 	c.route(mux, "GET /console/outcomes", outcomesFor, c.outcomesIndex)
 	c.route(mux, "GET /console/outcomes/report", outcomesFor, c.outcomesReport)
 	mux.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) {

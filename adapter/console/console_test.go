@@ -151,6 +151,7 @@ type browser struct {
 	r       *rig
 	cookies map[string]*http.Cookie
 	tls     bool
+	addr    string // the client's address ("host:port"); "" is httptest's
 }
 
 func (r *rig) browser() *browser { return &browser{r: r, cookies: map[string]*http.Cookie{}} }
@@ -171,6 +172,9 @@ func (b *browser) do(method, path string, form url.Values, header ...string) rep
 	req := httptest.NewRequest(method, path, body)
 	if b.tls {
 		req.TLS = &tls.ConnectionState{}
+	}
+	if b.addr != "" {
+		req.RemoteAddr = b.addr
 	}
 	if form != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -770,6 +774,176 @@ func TestReplayAll(t *testing.T) {
 		}
 		if dl, _ := st.DeadLetters(ctx, ""); len(dl) != 0 {
 			t.Errorf("left: %+v", dl)
+		}
+	})
+}
+
+// auditRows counts the rows of the audit page's table.
+func auditRows(body string) int { return strings.Count(body, `<td data-label="When">`) }
+
+// TestAuditPage: the audit trail, filtered by caller and time, a page at a
+// time; bad filters are named and change nothing; directors may not see
+// it; reading it is audited too.
+func TestAuditPage(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		r := newRig(t, st)
+		ctx := t.Context()
+		now := time.Now().UTC()
+		for _, e := range []store.AuditEntry{
+			{At: now.Add(-time.Hour), Caller: "ops", Role: "admin", Action: "U", Route: "/console/conflicts/{id}/resolve", ResourceType: "conflicts", Records: 1, Status: 303},
+			{At: now.Add(-2 * time.Hour), Caller: "state-hie", Role: "hie", Action: "E", Route: "/fhir/$export", Status: 202},
+			{At: now.Add(-48 * time.Hour), Caller: "sync", Action: "C", Route: "push", Connection: "clinic", Records: 12, Status: 200},
+		} {
+			if err := st.AddAudit(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b := r.browser()
+		b.signIn(adminKey)
+
+		// Without a filter: the last 24 hours (the sign-in too), the old
+		// push left out.
+		res := b.do("GET", "/console/audit", nil)
+		if res.code != 200 || auditRows(res.body) != 3 || !strings.Contains(res.body, "/console/login") || !strings.Contains(res.body, "/fhir/$export") || !strings.Contains(res.body, "/console/conflicts/{id}/resolve") ||
+			strings.Contains(res.body, "on clinic") || !strings.Contains(res.body, "in the last 24 hours") {
+			t.Fatalf("the audit page: %d, %d rows\n%s", res.code, auditRows(res.body), res.body)
+		}
+		if !strings.Contains(res.body, `aria-current="page">Audit`) || !strings.Contains(res.body, "<td data-label=\"Action\">update</td>") {
+			t.Errorf("the audit page's navigation or action names:\n%s", res.body)
+		}
+		// By caller.
+		res = b.do("GET", "/console/audit?caller=state-hie", nil)
+		if res.code != 200 || auditRows(res.body) != 1 || !strings.Contains(res.body, "/fhir/$export") || !strings.Contains(res.body, `value="state-hie"`) {
+			t.Errorf("filtered by caller: %d, %d rows\n%s", res.code, auditRows(res.body), res.body)
+		}
+		// From a date three days ago to ten minutes ago: the push too, with
+		// its connection; not the console's own entries of this test.
+		since, until := now.Add(-72*time.Hour).Format("2006-01-02"), now.Add(-10*time.Minute).Format(time.RFC3339)
+		res = b.do("GET", "/console/audit?since="+since+"&until="+url.QueryEscape(until), nil)
+		if res.code != 200 || auditRows(res.body) != 3 || !strings.Contains(res.body, "on clinic") {
+			t.Errorf("since %s until %s: %d, %d rows", since, until, res.code, auditRows(res.body))
+		}
+		// A window that holds only the push, as the form's picker sends it.
+		res = b.do("GET", "/console/audit?since="+url.QueryEscape(now.Add(-50*time.Hour).Format("2006-01-02T15:04"))+"&until="+url.QueryEscape(now.Add(-47*time.Hour).Format("2006-01-02T15:04")), nil)
+		if res.code != 200 || auditRows(res.body) != 1 || !strings.Contains(res.body, "on clinic") {
+			t.Errorf("a window around the push: %d, %d rows", res.code, auditRows(res.body))
+		}
+		// Nothing matches: said so.
+		res = b.do("GET", "/console/audit?caller=nobody", nil)
+		if res.code != 200 || auditRows(res.body) != 0 || !strings.Contains(res.body, "No entries match") {
+			t.Errorf("no match: %d\n%s", res.code, res.body)
+		}
+
+		// Bad filters: 400, each named, the form shows what was typed.
+		for _, c := range []struct{ query, want string }{
+			{"since=last+tuesday", "From is not a date and time"},
+			{"until=2026-13-45", "To is not a date and time"},
+			{"since=2026-12-02&until=2026-12-01", "To is before From"},
+			{"after=-4", "The page link is damaged"},
+		} {
+			res := b.do("GET", "/console/audit?"+c.query, nil)
+			if res.code != http.StatusBadRequest || !strings.Contains(res.body, c.want) || auditRows(res.body) != 0 {
+				t.Errorf("%s: %d, want 400 saying %q\n%s", c.query, res.code, c.want, res.body)
+			}
+		}
+		if res := b.do("GET", "/console/audit?since=last+tuesday", nil); !strings.Contains(res.body, `value="last tuesday"`) {
+			t.Errorf("the form does not show back what was typed:\n%s", res.body)
+		}
+
+		// A page at a time: 105 entries of one caller, 100 then 5.
+		for i := range 105 {
+			if err := st.AddAudit(ctx, store.AuditEntry{At: now.Add(-30 * time.Minute).Add(time.Duration(i) * time.Millisecond), Caller: "pager", Role: "specialist", Action: "R", Route: "/api/v1/clients", Status: 200}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		res = b.do("GET", "/console/audit?caller=pager", nil)
+		next := regexp.MustCompile(`href="(/console/audit\?[^"]+)" rel="next"`).FindStringSubmatch(res.body)
+		if res.code != 200 || auditRows(res.body) != 100 || next == nil {
+			t.Fatalf("the first page of 105: %d, %d rows, next link %v", res.code, auditRows(res.body), next)
+		}
+		res = b.do("GET", html.UnescapeString(next[1]), nil)
+		if res.code != 200 || auditRows(res.body) != 5 || strings.Contains(res.body, `rel="next"`) || !strings.Contains(res.body, "First page") {
+			t.Errorf("the second page: %d, %d rows\n%s", res.code, auditRows(res.body), res.body)
+		}
+
+		// Reading the trail is in the trail.
+		got, err := st.Audit(ctx, store.AuditQuery{Caller: "ops"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		reads := 0
+		for _, e := range got {
+			if e.Route == "/console/audit" {
+				reads++
+			}
+		}
+		if reads < 8 {
+			t.Errorf("%d reads of /console/audit audited, want every one", reads)
+		}
+
+		// For scripts, a bearer admin key; a director may not.
+		if res := r.browser().do("GET", "/console/audit?caller=state-hie", nil, "Authorization", "Bearer "+adminKey); res.code != 200 || auditRows(res.body) != 1 {
+			t.Errorf("bearer admin: %d", res.code)
+		}
+		if res := r.browser().do("GET", "/console/audit", nil, "Authorization", "Bearer "+directorKey); res.code != http.StatusForbidden || auditRows(res.body) != 0 {
+			t.Errorf("director: %d, want 403", res.code)
+		}
+	})
+}
+
+// TestFailedSignInsAreThrottled: ten wrong keys from one address, then
+// that address is refused for a while (429 with Retry-After), the right
+// key too, while another address signs in; once the wait is over it may
+// sign in again. Each refusal is in the audit trail.
+func TestFailedSignInsAreThrottled(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		r := newRig(t, st)
+		b := r.browser()
+		b.addr = "198.51.100.7:50123"
+		for i := range 10 {
+			if res := b.signIn("not-a-key"); res.code != http.StatusUnauthorized {
+				t.Fatalf("wrong key %d: %d, want 401", i+1, res.code)
+			}
+		}
+		res := b.signIn(adminKey)
+		ra, _ := strconv.Atoi(res.header.Get("Retry-After"))
+		if res.code != http.StatusTooManyRequests || ra < 1 || ra > 6 || !strings.Contains(res.body, "Too many failed sign-ins") || !strings.Contains(res.body, "Wait") {
+			t.Fatalf("the right key after 10 wrong ones: %d, Retry-After %q\n%s", res.code, res.header.Get("Retry-After"), res.body)
+		}
+		if _, ok := res.set["ipsfhir_console"]; ok {
+			t.Fatal("a throttled sign-in got a session")
+		}
+		// The same port or another: the address counts, not the connection.
+		b2 := r.browser()
+		b2.addr = "198.51.100.7:50999"
+		if res := b2.signIn(adminKey); res.code != http.StatusTooManyRequests {
+			t.Errorf("the same address from another port: %d, want 429", res.code)
+		}
+		// Another address is not held up.
+		other := r.browser()
+		other.addr = "203.0.113.9:40000"
+		if res := other.signIn(adminKey); res.code != http.StatusSeeOther {
+			t.Errorf("another address: %d, want 303 (signed in)", res.code)
+		}
+		// After the wait, one more try is allowed, and the right key works.
+		r.clock.Add(int64(7 * time.Second))
+		if res := b.signIn(adminKey); res.code != http.StatusSeeOther {
+			t.Errorf("after the wait: %d, want 303", res.code)
+		}
+		es, err := st.Audit(t.Context(), store.AuditQuery{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		throttled := 0
+		for _, e := range es {
+			if e.Route == "/console/login" && e.Status == http.StatusTooManyRequests && e.Caller == "" {
+				throttled++
+			}
+		}
+		if throttled != 2 {
+			t.Errorf("%d throttled sign-ins in the audit trail, want 2", throttled)
 		}
 	})
 }

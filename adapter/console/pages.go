@@ -47,13 +47,14 @@ var funcs = template.FuncMap{
 	"typesOf": func(types []plan.ResourcePlan, caption string) map[string]any {
 		return map[string]any{"Types": types, "Caption": caption}
 	},
+	"action": actionName,
 	"isAdmin": func(k *api.Key) bool {
 		return k != nil && k.Role == api.RoleAdmin
 	},
 }
 
 // pageNames are the page templates; each is layout.html with its content.
-var pageNames = []string{"login", "overview", "connection", "deadletters", "conflicts", "outcomes", "error"}
+var pageNames = []string{"login", "overview", "connection", "deadletters", "conflicts", "audit", "outcomes", "error"}
 
 func (c *console) parseTemplates() error {
 	base, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/parts.html")
@@ -141,12 +142,20 @@ func (c *console) showLogin(w http.ResponseWriter, r *http.Request, status int, 
 // login signs in with an API key typed into the form. A key that is not
 // valid gets the form again with a message that does not repeat it; the
 // request is recorded in the audit trail (status 401, no caller) like any
-// API request with a bad key.
+// API request with a bad key. Failed sign-ins are throttled per address
+// (throttle.go): past the allowance, 429 with Retry-After.
 func (c *console) login(w http.ResponseWriter, r *http.Request, _ *request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 	ck, err := r.Cookie(loginCookie)
 	if err != nil || !sameToken(r.PostFormValue("csrf"), ck.Value) {
 		c.showLogin(w, r, http.StatusForbidden, "The sign-in form had expired. Please enter your key again.")
+		return
+	}
+	addr := clientAddr(r)
+	if wait := c.throttle.wait(addr); wait > 0 {
+		secs := int((wait + time.Second - 1) / time.Second)
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		c.showLogin(w, r, http.StatusTooManyRequests, fmt.Sprintf("Too many failed sign-ins from this address. Wait %d seconds, then try again.", secs))
 		return
 	}
 	key := r.PostFormValue("key")
@@ -158,6 +167,7 @@ func (c *console) login(w http.ResponseWriter, r *http.Request, _ *request) {
 	probe.Header.Set("Authorization", "Bearer "+key)
 	found, aerr := api.Authenticate(c.keys, probe)
 	if aerr != nil {
+		c.throttle.failed(addr)
 		c.showLogin(w, r, http.StatusUnauthorized, "That key is not valid. Check it and try again.")
 		return
 	}

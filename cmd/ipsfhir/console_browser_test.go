@@ -151,6 +151,19 @@ connections:
 		}
 		return s
 	}
+	// arrive waits until the browser has loaded the page whose path and
+	// query start with want: after a click, an element the page before had
+	// too (a table) says nothing of which page is shown.
+	arrive := func(want string) {
+		t.Helper()
+		js := fmt.Sprintf(`String((location.pathname + location.search).startsWith(%q) && document.readyState === "complete")`, want)
+		for deadline := time.Now().Add(30 * time.Second); eval(js) != "true"; {
+			if time.Now().After(deadline) {
+				t.Fatalf("the browser did not arrive at %s", want)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 	// check runs axe-core on the page and screenshots it at 1280 and 390
 	// px wide.
 	check := func(name string) {
@@ -180,6 +193,13 @@ connections:
 		for _, v := range res.Violations {
 			t.Errorf("%s: axe %s (%s): %s at %v", name, v.ID, v.Impact, v.Help, v.Nodes)
 		}
+		// On a phone the page never scrolls sideways (tables stack, or
+		// scroll in their own frame).
+		do(chromedp.EmulateViewport(390, 900))
+		if sw := eval(`String(document.documentElement.scrollWidth)`); sw != "390" {
+			t.Errorf("%s is %s px wide in a 390 px viewport: it scrolls sideways", name, sw)
+		}
+		do(chromedp.EmulateViewport(1280, 900))
 		if shots == "" {
 			return
 		}
@@ -238,7 +258,9 @@ connections:
 	check("connection")
 
 	// Dead letters: c2, and why.
-	do(chromedp.Click(chromedp.CSS(`nav a[href="/console/dead-letters"]`)), chromedp.WaitVisible(chromedp.CSS("table")))
+	do(chromedp.Click(chromedp.CSS(`nav a[href="/console/dead-letters"]`)))
+	arrive("/console/dead-letters")
+	do(chromedp.WaitVisible(chromedp.CSS("table")))
 	if s := text("table"); !strings.Contains(s, "c2") || !strings.Contains(s, "clinic") || !strings.Contains(s, "patient") {
 		t.Errorf("dead letters table: %s", s)
 	}
@@ -294,6 +316,15 @@ connections:
 	if code, b := call("GET", "/admin/audit?caller=ops", adminKey, ""); code != 200 || !strings.Contains(b, `/console/conflicts/{id}/resolve`) || !strings.Contains(b, `/console/dead-letters/{id}/replay`) {
 		t.Errorf("the audit trail lacks the console's changes: %d %.500s", code, b)
 	}
+	// The audit page shows the same, filtered by the administrator's key.
+	do(chromedp.Click(chromedp.CSS(`nav a[href="/console/audit"]`)), chromedp.WaitVisible(chromedp.CSS("#caller")))
+	do(chromedp.SendKeys(chromedp.CSS("#caller"), "ops"), chromedp.Click(chromedp.CSS("form.filters button")))
+	arrive("/console/audit?caller=ops")
+	do(chromedp.WaitVisible(chromedp.CSS("table.audit")))
+	if s := text("table.audit"); !strings.Contains(s, "/console/conflicts/{id}/resolve") || !strings.Contains(s, "/console/dead-letters/{id}/replay") || strings.Contains(s, "state-hie") {
+		t.Errorf("the audit page filtered by ops: %s", s)
+	}
+	check("audit")
 
 	// Sign out: the session is gone.
 	do(chromedp.Click(chromedp.CSS(`.who button`)), chromedp.WaitVisible(chromedp.CSS("#key")))
