@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/big"
 	"strconv"
 	"strings"
@@ -43,18 +44,31 @@ var compiledSchema = sync.OnceValues(func() (*jsonschema.Schema, error) {
 // memory. 256 MiB holds several hundred thousand clients.
 const MaxCaseloadBytes = 256 << 20
 
+// tooLarge is Decode's answer to a caseload over MaxCaseloadBytes.
+func tooLarge() error {
+	return &ValidationError{Problems: []Problem{{Message: fmt.Sprintf("caseload is larger than %d bytes", MaxCaseloadBytes)}}, Err: ErrTooLarge}
+}
+
 // Decode reads a caseload JSON document, checks it against the caseload schema
 // and the rules in Validate, and returns it only if nothing is wrong. On any
 // problem it returns a *ValidationError listing all of them: duplicate keys,
 // schema problems, numbers Go cannot hold, and rule problems, so one pass
 // over a file shows everything to fix.
+//
+// A regular file (an *os.File) larger than MaxCaseloadBytes is refused by
+// its size, before anything is read.
 func Decode(r io.Reader) (*Caseload, error) {
+	if f, ok := r.(interface{ Stat() (fs.FileInfo, error) }); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > MaxCaseloadBytes {
+			return nil, tooLarge()
+		}
+	}
 	data, err := io.ReadAll(io.LimitReader(r, MaxCaseloadBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("read caseload: %w", err)
 	}
 	if len(data) > MaxCaseloadBytes {
-		return nil, &ValidationError{Problems: []Problem{{Message: fmt.Sprintf("caseload is larger than %d bytes", MaxCaseloadBytes)}}, Err: ErrTooLarge}
+		return nil, tooLarge()
 	}
 	sch, err := compiledSchema()
 	if err != nil {

@@ -445,3 +445,26 @@ func TestNoteSourceRoundTrips(t *testing.T) {
 		t.Errorf("a note source that is no connection name: %v; want it refused, naming source", err)
 	}
 }
+
+// TestDecodeRefusesAnOversizedFileUnread: a file larger than
+// MaxCaseloadBytes is refused by its size, before a byte of it is read (a
+// sparse file here: nothing is written to disk).
+func TestDecodeRefusesAnOversizedFileUnread(t *testing.T) {
+	t.Parallel()
+	f, err := os.Create(filepath.Join(t.TempDir(), "huge.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(ips.MaxCaseloadBytes + 1); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := ips.Decode(f)
+	var ve *ips.ValidationError
+	if cl != nil || !errors.As(err, &ve) || !errors.Is(err, ips.ErrTooLarge) || !strings.Contains(ve.Problems[0].Message, "larger than") {
+		t.Fatalf("Decode of a %d-byte file = %v, %v; want a size problem", ips.MaxCaseloadBytes+1, cl, err)
+	}
+	if off, err := f.Seek(0, io.SeekCurrent); err != nil || off != 0 {
+		t.Errorf("Decode read %d bytes of a file it could refuse by its size (%v)", off, err)
+	}
+}

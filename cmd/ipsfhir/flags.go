@@ -51,6 +51,37 @@ func readInput(name string, stdin io.Reader) ([]byte, error) {
 	return os.ReadFile(name)
 }
 
+// errTooBig is readInputAtMost's answer to an input over its bound.
+var errTooBig = errors.New("input too big")
+
+// readInputAtMost is readInput with a bound: a regular file larger than
+// max bytes is refused by its size before anything is read, and anything
+// else (stdin, a pipe) is read to max+1 bytes at most; either way the
+// error wraps errTooBig. What a command reads whole must not hold a
+// runaway file in memory before the check that refuses it.
+func readInputAtMost(name string, stdin io.Reader, max int64) ([]byte, error) {
+	r := stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > max {
+			return nil, errTooBig
+		}
+		r = f
+	}
+	data, err := io.ReadAll(io.LimitReader(r, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > max {
+		return nil, errTooBig
+	}
+	return data, nil
+}
+
 // writeOutput writes data to a file atomically (a temporary file renamed into
 // place, so a failed run never leaves half a file), or to stdout for "" or "-".
 func writeOutput(name string, data []byte, stdout io.Writer) error {

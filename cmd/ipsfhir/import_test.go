@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -339,5 +343,70 @@ func TestImportRefusesInvalidText(t *testing.T) {
 	}
 	if d := cmp.Diff(before, storedClients(t, st)); d != "" {
 		t.Errorf("a refused caseload changed the store:\n%s", d)
+	}
+}
+
+// endless is stdin that never ends (a runaway pipe), counting what was read.
+type endless struct{ read atomic.Int64 }
+
+func (e *endless) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = ' '
+	}
+	e.read.Add(int64(len(p)))
+	return len(p), nil
+}
+
+// TestImportBoundsWhatItReads: import reads at most its bound of a
+// caseload, from a pipe that never ends as from a file too big (refused by
+// its size), and stores nothing; a caseload within the bound imports. Not
+// parallel: it lowers the bound (maxImportBytes) for its duration, before
+// the parallel tests run.
+func TestImportBoundsWhatItReads(t *testing.T) {
+	sample := repoFile("testdata", "caseload-sample.json")
+	fi, err := os.Stat(sample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := maxImportBytes
+	maxImportBytes = fi.Size() + 1024
+	t.Cleanup(func() { maxImportBytes = old })
+	cfg, db := importConfig(t, "")
+
+	// A pipe that never ends: before the bound, import read it forever.
+	in := &endless{}
+	done := make(chan struct{})
+	var code int
+	var stderr bytes.Buffer
+	go func() {
+		defer close(done)
+		code = run(t.Context(), []string{"import", "--config", cfg, "-"}, in, io.Discard, &stderr)
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatalf("import kept reading an endless stdin (%d bytes so far)", in.read.Load())
+	}
+	if code != exitUsage || !strings.Contains(stderr.String(), "larger than") || !strings.Contains(stderr.String(), "nothing was stored") {
+		t.Errorf("an endless stdin: exit %d\n%s", code, stderr.String())
+	}
+	if n := in.read.Load(); n > 2*maxImportBytes {
+		t.Errorf("import read %d bytes of stdin, bound %d", n, maxImportBytes)
+	}
+
+	// A file over the bound.
+	big := filepath.Join(t.TempDir(), "big.json")
+	if err := os.WriteFile(big, bytes.Repeat([]byte(" "), int(maxImportBytes)+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := ipsfhir(t, "", "import", "--config", cfg, big); code != exitUsage || !strings.Contains(stderr, "larger than") {
+		t.Errorf("a file over the bound: exit %d\n%s", code, stderr)
+	}
+	if _, err := os.Stat(db); !os.IsNotExist(err) {
+		t.Errorf("a refused import created the database: %v", err)
+	}
+	// Within the bound: imported.
+	if code, _, stderr := ipsfhir(t, "", "import", "--config", cfg, sample); code != exitOK {
+		t.Errorf("the sample within the bound: exit %d\n%s", code, stderr)
 	}
 }
