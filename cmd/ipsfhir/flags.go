@@ -7,6 +7,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+
+	"github.com/ipsfhir/ipsfhir/ips"
 )
 
 // newFlags makes a subcommand's flag set that prints its help to stdout when
@@ -43,23 +46,32 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) (code int, do
 	return 0, false
 }
 
-// readInput reads a named file, or standard input for "-".
+// maxInputBytes bounds every input a command reads whole (a caseload, a
+// Bundle, a CapabilityStatement, MeasureReports): ips.Decode's bound,
+// applied before the input is held in memory. A variable for tests.
+var maxInputBytes int64 = ips.MaxCaseloadBytes
+
+// readInput reads a named file, or standard input for "-", at most
+// maxInputBytes of it (see readInputAtMost).
 func readInput(name string, stdin io.Reader) ([]byte, error) {
-	if name == "-" {
-		return io.ReadAll(stdin)
-	}
-	return os.ReadFile(name)
+	return readInputAtMost(name, stdin, maxInputBytes)
 }
 
 // errTooBig is readInputAtMost's answer to an input over its bound.
-var errTooBig = errors.New("input too big")
+var errTooBig = errors.New("larger than " + strconv.FormatInt(ips.MaxCaseloadBytes>>20, 10) + " MiB, the most ipsfhir reads")
 
-// readInputAtMost is readInput with a bound: a regular file larger than
-// max bytes is refused by its size before anything is read, and anything
-// else (stdin, a pipe) is read to max+1 bytes at most; either way the
-// error wraps errTooBig. What a command reads whole must not hold a
-// runaway file in memory before the check that refuses it.
+// readInputAtMost reads a named file, or standard input for "-", with a
+// bound: a regular file larger than max bytes is refused by its size
+// before anything is read, and anything else (stdin, a pipe) is read to
+// max+1 bytes at most; either way the error is an *os.PathError (its Op
+// "read", its Path the name) wrapping errTooBig. What a command reads
+// whole must not hold a runaway file in memory before the check that
+// refuses it.
 func readInputAtMost(name string, stdin io.Reader, max int64) ([]byte, error) {
+	tooBig := &os.PathError{Op: "read", Path: name, Err: errTooBig}
+	if name == "-" {
+		tooBig.Path = "standard input"
+	}
 	r := stdin
 	if name != "-" {
 		f, err := os.Open(name)
@@ -68,7 +80,7 @@ func readInputAtMost(name string, stdin io.Reader, max int64) ([]byte, error) {
 		}
 		defer f.Close()
 		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > max {
-			return nil, errTooBig
+			return nil, tooBig
 		}
 		r = f
 	}
@@ -77,7 +89,7 @@ func readInputAtMost(name string, stdin io.Reader, max int64) ([]byte, error) {
 		return nil, err
 	}
 	if int64(len(data)) > max {
-		return nil, errTooBig
+		return nil, tooBig
 	}
 	return data, nil
 }

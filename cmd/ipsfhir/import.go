@@ -14,10 +14,6 @@ import (
 	"github.com/ipsfhir/ipsfhir/ips"
 )
 
-// maxImportBytes bounds the caseload import reads: ips.Decode's bound,
-// applied before the file is held in memory (a variable for tests).
-var maxImportBytes int64 = ips.MaxCaseloadBytes
-
 func runImport(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlags("import", "--config FILE [--all] [--json] CASELOAD",
 		`Stores the clients of a caseload JSON file (docs/CASELOAD.md; - for standard
@@ -65,9 +61,9 @@ a bad configuration or an unreadable file.`, stderr)
 
 	// The caseload is checked before the store is opened, so a broken
 	// file leaves no trace, not even a new empty database.
-	data, err := readInputAtMost(files[0], stdin, maxImportBytes)
+	data, err := readInput(files[0], stdin)
 	if errors.Is(err, errTooBig) {
-		fmt.Fprintf(stderr, "ipsfhir import: the caseload is larger than %d bytes (%d MiB), the most import reads: split it and import each part\nnothing was stored\n", maxImportBytes, maxImportBytes>>20)
+		fmt.Fprintf(stderr, "ipsfhir import: %s: split the caseload and import each part\nnothing was stored\n", fileError(err))
 		return exitUsage
 	}
 	if err != nil {

@@ -360,7 +360,7 @@ func (e *endless) Read(p []byte) (int, error) {
 // TestImportBoundsWhatItReads: import reads at most its bound of a
 // caseload, from a pipe that never ends as from a file too big (refused by
 // its size), and stores nothing; a caseload within the bound imports. Not
-// parallel: it lowers the bound (maxImportBytes) for its duration, before
+// parallel: it lowers the bound (maxInputBytes) for its duration, before
 // the parallel tests run.
 func TestImportBoundsWhatItReads(t *testing.T) {
 	sample := repoFile("testdata", "caseload-sample.json")
@@ -368,9 +368,9 @@ func TestImportBoundsWhatItReads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := maxImportBytes
-	maxImportBytes = fi.Size() + 1024
-	t.Cleanup(func() { maxImportBytes = old })
+	old := maxInputBytes
+	maxInputBytes = fi.Size() + 1024
+	t.Cleanup(func() { maxInputBytes = old })
 	cfg, db := importConfig(t, "")
 
 	// A pipe that never ends: before the bound, import read it forever.
@@ -387,23 +387,30 @@ func TestImportBoundsWhatItReads(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatalf("import kept reading an endless stdin (%d bytes so far)", in.read.Load())
 	}
-	if code != exitUsage || !strings.Contains(stderr.String(), "larger than") || !strings.Contains(stderr.String(), "nothing was stored") {
+	if code != exitUsage || !strings.Contains(stderr.String(), "read standard input: larger than 256 MiB") || !strings.Contains(stderr.String(), "nothing was stored") {
 		t.Errorf("an endless stdin: exit %d\n%s", code, stderr.String())
 	}
-	if n := in.read.Load(); n > 2*maxImportBytes {
-		t.Errorf("import read %d bytes of stdin, bound %d", n, maxImportBytes)
+	if n := in.read.Load(); n > 2*maxInputBytes {
+		t.Errorf("import read %d bytes of stdin, bound %d", n, maxInputBytes)
 	}
 
 	// A file over the bound.
 	big := filepath.Join(t.TempDir(), "big.json")
-	if err := os.WriteFile(big, bytes.Repeat([]byte(" "), int(maxImportBytes)+1), 0o600); err != nil {
+	if err := os.WriteFile(big, bytes.Repeat([]byte(" "), int(maxInputBytes)+1), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if code, _, stderr := ipsfhir(t, "", "import", "--config", cfg, big); code != exitUsage || !strings.Contains(stderr, "larger than") {
+	if code, _, stderr := ipsfhir(t, "", "import", "--config", cfg, big); code != exitUsage || !strings.Contains(stderr, "read "+big+": larger than") {
 		t.Errorf("a file over the bound: exit %d\n%s", code, stderr)
 	}
 	if _, err := os.Stat(db); !os.IsNotExist(err) {
 		t.Errorf("a refused import created the database: %v", err)
+	}
+	// The other commands that read a file whole have the same bound.
+	if code, _, stderr := ipsfhir(t, "", "validate", big); code != exitUsage || !strings.Contains(stderr, "read "+big+": larger than") {
+		t.Errorf("validate of a file over the bound: exit %d\n%s", code, stderr)
+	}
+	if code, _, stderr := ipsfhir(t, "", "map", "--in", big); code != exitUsage || !strings.Contains(stderr, "read "+big+": larger than") {
+		t.Errorf("map of a file over the bound: exit %d\n%s", code, stderr)
 	}
 	// Within the bound: imported.
 	if code, _, stderr := ipsfhir(t, "", "import", "--config", cfg, sample); code != exitOK {
