@@ -14,6 +14,7 @@ import (
 	"github.com/ipsfhir/ipsfhir/adapter/plan"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
 	"github.com/ipsfhir/ipsfhir/adapter/syncer"
+	"github.com/ipsfhir/ipsfhir/conformance/check"
 )
 
 // Store is what the console needs of the IPS store: store.Store satisfies
@@ -51,6 +52,10 @@ type Options struct {
 	// Plans returns the sync plan of each connection connected so far, by
 	// name (the sync runner's Plans, as /admin serves them).
 	Plans func() map[string]*plan.Plan
+	// Check, when set, runs the readiness check of a connection by name
+	// (as ipsfhir check --config FILE --connection NAME does, without write
+	// tests), for the button on the connection's page.
+	Check func(ctx context.Context, connection string) (*check.Report, error)
 	// Outcomes, when set, renders the program's own outcomes report page
 	// (the page report --html writes) for the outcomes page.
 	Outcomes func(ctx context.Context) ([]byte, error)
@@ -96,6 +101,8 @@ type console struct {
 	status    func() []syncer.ConnectionStatus
 	outcomes  func(ctx context.Context) ([]byte, error)
 	plans     func() map[string]*plan.Plan
+	check     func(ctx context.Context, connection string) (*check.Report, error)
+	checks    *checkRuns
 	log       *slog.Logger
 	secure    bool
 	now       func() time.Time
@@ -134,7 +141,7 @@ func (a access) allows(r api.Role) bool {
 // audit trail (api.Audited) by route template, caller and status: sign-ins
 // that failed (401, no caller) and requests refused (403) too.
 func New(o Options) (http.Handler, error) {
-	c := &console{store: o.Store, keys: o.Keys, conns: o.Connections, status: o.Status, outcomes: o.Outcomes, plans: o.Plans, log: o.Logger, secure: o.SecureCookies, now: o.Now}
+	c := &console{store: o.Store, keys: o.Keys, conns: o.Connections, status: o.Status, outcomes: o.Outcomes, plans: o.Plans, check: o.Check, checks: newCheckRuns(), log: o.Logger, secure: o.SecureCookies, now: o.Now}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -179,6 +186,7 @@ func New(o Options) (http.Handler, error) {
 	c.route(mux, "GET /console/{$}", signedIn, c.home)
 	c.route(mux, "GET /console/overview/live", adminOnly, c.overviewLive)
 	c.route(mux, "GET /console/connections/{name}", adminOnly, c.connection)
+	c.route(mux, "POST /console/connections/{name}/check", adminOnly, c.runCheck)
 	c.route(mux, "GET /console/dead-letters", adminOnly, c.deadLetters)
 	c.route(mux, "POST /console/dead-letters/{id}/replay", adminOnly, c.replay)
 	c.route(mux, "POST /console/dead-letters/replay", adminOnly, c.replayAll)

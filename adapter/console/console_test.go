@@ -30,6 +30,7 @@ import (
 	"github.com/ipsfhir/ipsfhir/adapter/syncer"
 	"github.com/ipsfhir/ipsfhir/adapter/telemetry"
 	"github.com/ipsfhir/ipsfhir/adapter/telemetry/telemetrytest"
+	"github.com/ipsfhir/ipsfhir/conformance/check"
 	"github.com/ipsfhir/ipsfhir/ips"
 )
 
@@ -946,4 +947,107 @@ func TestFailedSignInsAreThrottled(t *testing.T) {
 			t.Errorf("%d throttled sign-ins in the audit trail, want 2", throttled)
 		}
 	})
+}
+
+// TestReadinessCheckFromTheConsole: an admin runs a connection's readiness
+// check from its page (here the check of Epic's saved statement, offline);
+// the page then shows the verdict and every result, the run is audited,
+// and the form needs its CSRF token; directors, unknown connections and a
+// check that cannot be described are each refused or explained.
+func TestReadinessCheckFromTheConsole(t *testing.T) {
+	t.Parallel()
+	epic, err := os.ReadFile(filepath.Join("..", "..", "testdata", "ehr-capabilities", "epic-r4-sandbox-2026-07.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runs atomic.Int32
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "ips.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	r := newRig(t, st, func(o *console.Options) {
+		o.Check = func(ctx context.Context, name string) (*check.Report, error) {
+			runs.Add(1)
+			if name == "down-clinic" {
+				return check.Run(ctx, check.Options{}) // neither a statement nor a base URL
+			}
+			return check.Run(ctx, check.Options{Statement: epic})
+		}
+	})
+	want, err := check.Run(t.Context(), check.Options{Statement: epic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := r.browser()
+	b.signIn(adminKey)
+	page := b.do("GET", "/console/connections/clinic", nil)
+	if page.code != 200 || !strings.Contains(page.body, "No readiness check was run") || !strings.Contains(page.body, "Run the readiness check") {
+		t.Fatalf("before a check: %d\n%s", page.code, page.body)
+	}
+	// Without the form's token: nothing runs.
+	if res := b.do("POST", "/console/connections/clinic/check", url.Values{}); res.code != http.StatusForbidden || runs.Load() != 0 {
+		t.Errorf("a check without the CSRF token: %d, %d runs", res.code, runs.Load())
+	}
+	res := b.do("POST", "/console/connections/clinic/check", url.Values{"csrf": {csrf(t, page.body)}})
+	if res.code != http.StatusSeeOther || res.header.Get("Location") != "/console/connections/clinic?check=done#check" || runs.Load() != 1 {
+		t.Fatalf("run the check: %d %q, %d runs", res.code, res.header.Get("Location"), runs.Load())
+	}
+	page = b.do("GET", "/console/connections/clinic?check=done", nil)
+	verdict := "Not ready"
+	if want.Ready {
+		verdict = "Ready: nothing blocks sync"
+	}
+	if !strings.Contains(page.body, verdict) || !strings.Contains(page.body, "by ops") || !strings.Contains(page.body, "its results are below") {
+		t.Errorf("after the check, the page lacks %q or who ran it:\n%s", verdict, page.body)
+	}
+	for _, res := range want.Results {
+		if !strings.Contains(page.body, "<code>"+res.ID+"</code>") {
+			t.Errorf("the page lacks the result %s", res.ID)
+		}
+	}
+	// A connection whose check cannot be described: said so, no report.
+	res = b.do("POST", "/console/connections/down-clinic/check", url.Values{"csrf": {csrf(t, page.body)}})
+	if page := b.do("GET", res.header.Get("Location"), nil); !strings.Contains(page.body, "cannot describe a check") {
+		t.Errorf("a check that cannot be described:\n%s", page.body)
+	}
+	// Unknown connection; a director; a bearer admin (scripts).
+	if res := b.do("POST", "/console/connections/nowhere/check", url.Values{"csrf": {csrf(t, page.body)}}); res.code != http.StatusNotFound {
+		t.Errorf("an unknown connection: %d, want 404", res.code)
+	}
+	if res := r.browser().do("POST", "/console/connections/clinic/check", url.Values{}, "Authorization", "Bearer "+directorKey); res.code != http.StatusForbidden {
+		t.Errorf("a director: %d, want 403", res.code)
+	}
+	if res := r.browser().do("POST", "/console/connections/clinic/check", url.Values{}, "Authorization", "Bearer "+adminKey); res.code != http.StatusSeeOther {
+		t.Errorf("a bearer admin: %d, want 303", res.code)
+	}
+	if n := runs.Load(); n != 3 {
+		t.Errorf("%d checks run, want 3 (clinic twice, down-clinic once)", n)
+	}
+	es, err := st.Audit(t.Context(), store.AuditQuery{Caller: "ops"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	audited := 0
+	for _, e := range es {
+		if e.Route == "/console/connections/{name}/check" && e.Status == http.StatusSeeOther {
+			audited++
+		}
+	}
+	if audited != 3 {
+		t.Errorf("%d check runs in the audit trail, want 3", audited)
+	}
+
+	// A console that cannot run checks offers no button.
+	st2, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "ips.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st2.Close() })
+	r2 := newRig(t, st2)
+	b2 := r2.browser()
+	b2.signIn(adminKey)
+	if page := b2.do("GET", "/console/connections/clinic", nil); strings.Contains(page.body, "Run the readiness check") || !strings.Contains(page.body, "ipsfhir check --config FILE --connection clinic") {
+		t.Errorf("without Check: %s", page.body)
+	}
 }

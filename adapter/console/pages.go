@@ -15,6 +15,7 @@ import (
 	"github.com/ipsfhir/ipsfhir/adapter/api"
 	"github.com/ipsfhir/ipsfhir/adapter/plan"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
+	"github.com/ipsfhir/ipsfhir/conformance/check"
 )
 
 // page is what every page template gets.
@@ -48,6 +49,9 @@ var funcs = template.FuncMap{
 		return map[string]any{"Types": types, "Caption": caption}
 	},
 	"action": actionName,
+	"checkTable": func(results []check.Result, caption string) map[string]any {
+		return map[string]any{"Results": results, "Caption": caption}
+	},
 	"isAdmin": func(k *api.Key) bool {
 		return k != nil && k.Role == api.RoleAdmin
 	},
@@ -231,6 +235,10 @@ func (c *console) overviewLive(w http.ResponseWriter, r *http.Request, q *reques
 type connectionData struct {
 	Row  connectionRow
 	Plan *plan.Plan
+	// Check is the latest readiness check run from the console; nil when
+	// none was. CanCheck says the console can run one.
+	Check    *checkRun
+	CanCheck bool
 }
 
 // UsedTypes are the resource types the plan reads or writes: those of its
@@ -270,7 +278,14 @@ func (c *console) connection(w http.ResponseWriter, r *http.Request, q *request)
 	api.RecordOf(r.Context()).ResourceType = "connections"
 	for _, row := range ov.Connections {
 		if row.Name == name {
-			c.render(w, r, q, http.StatusOK, "connection", page{Title: name, Nav: "overview", Data: connectionData{Row: row, Plan: c.plans()[name]}})
+			p := page{Title: name, Nav: "overview", Data: connectionData{Row: row, Plan: c.plans()[name], Check: c.checks.get(name), CanCheck: c.check != nil}}
+			switch r.URL.Query().Get("check") {
+			case "done":
+				p.Notice = "The readiness check has run: its results are below."
+			case "running":
+				p.Notice = "A readiness check of this connection is running already: reload the page in a moment."
+			}
+			c.render(w, r, q, http.StatusOK, "connection", p)
 			return
 		}
 	}

@@ -256,6 +256,17 @@ connections:
 		t.Errorf("clinic's page: %s", s)
 	}
 	check("connection")
+	// Its readiness check, run from the page against the peer: ready.
+	do(chromedp.Click(chromedp.CSS(`form[action="/console/connections/clinic/check"] button`)))
+	arrive("/console/connections/clinic?check=done")
+	do(chromedp.WaitVisible(chromedp.CSS(".check-verdict")))
+	if s := text(".check-verdict"); !strings.Contains(s, "Ready: nothing blocks sync") || !strings.Contains(s, "by ops") {
+		t.Errorf("the readiness check run from the console: %s", s)
+	}
+	if s := text("main"); !strings.Contains(s, "metadata.fhir-version") {
+		t.Errorf("the check's results are not listed: %.600s", s)
+	}
+	check("connection-checked")
 
 	// Dead letters: c2, and why.
 	do(chromedp.Click(chromedp.CSS(`nav a[href="/console/dead-letters"]`)))

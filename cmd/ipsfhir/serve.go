@@ -20,6 +20,7 @@ import (
 	"github.com/ipsfhir/ipsfhir/adapter/fhirapi"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
 	"github.com/ipsfhir/ipsfhir/adapter/syncer"
+	"github.com/ipsfhir/ipsfhir/conformance/check"
 	"github.com/ipsfhir/ipsfhir/ips"
 	"github.com/ipsfhir/ipsfhir/mappings"
 	"github.com/ipsfhir/ipsfhir/outcomes"
@@ -209,6 +210,7 @@ func (s *system) handler(fhirBase string) http.Handler {
 		Store: s.store, Keys: keys, Logger: s.logger, Status: s.runner.Snapshot,
 		Connections:   s.consoleConnections,
 		Outcomes:      s.outcomesPage,
+		Check:         s.consoleCheck,
 		Plans:         s.runner.Plans,
 		SecureCookies: strings.HasPrefix(s.cfg.Server.PublicURL, "https://"),
 	}); err == nil {
@@ -227,6 +229,21 @@ func (s *system) consoleConnections() []console.Connection {
 		out = append(out, console.Connection{Name: c.Name, Enabled: c.Enabled})
 	}
 	return out
+}
+
+// consoleCheck runs the readiness check of a configured connection, as
+// ipsfhir check --config FILE --connection NAME does, without write tests,
+// for the console's connection page.
+func (s *system) consoleCheck(ctx context.Context, name string) (*check.Report, error) {
+	cn := s.cfg.Connection(name)
+	if cn == nil {
+		return nil, fmt.Errorf("%w: no such connection", check.ErrOptions)
+	}
+	a, err := checkAuth(cn.Auth)
+	if err != nil {
+		return nil, fmt.Errorf("%w: auth", check.ErrOptions)
+	}
+	return check.Run(ctx, check.Options{BaseURL: cn.FHIRBaseURL, CAFile: cn.CAFile, Plan: cn.PlanOptions(), Auth: a})
 }
 
 // outcomesPage is the program's own report page of the last complete
