@@ -13,10 +13,11 @@ import (
 	"github.com/ipsfhir/ipsfhir/conformance/check"
 )
 
-// checkTimeout bounds a readiness check run from the console (each of its
-// requests has its own, shorter, timeout). The run goes on if the browser
-// gives up waiting, so its report is still kept.
-const checkTimeout = 2 * time.Minute
+// CheckTimeout bounds a readiness check run from the console (each of its
+// requests has its own, shorter, timeout). The page waits for the run, so
+// the server's write timeout must be longer, or the browser gets a broken
+// answer; the run goes on if the browser gives up, and its report is kept.
+const CheckTimeout = 90 * time.Second
 
 // checkRun is the latest readiness check of a connection run from the
 // console: when, by whom, and its report, or why it could not run.
@@ -108,7 +109,7 @@ func (c *console) runCheck(w http.ResponseWriter, r *http.Request, q *request) {
 		http.Redirect(w, r, back+"?check=running#check", http.StatusSeeOther)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), checkTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), CheckTimeout)
 	defer cancel()
 	run := &checkRun{At: c.now(), By: q.caller.Name}
 	rep, err := c.check(ctx, name)

@@ -125,7 +125,7 @@ func (s *system) serve(ctx context.Context, stdout, stderr io.Writer) int {
 		s.logger.LogAttrs(ctx, slog.LevelInfo, "no public URL configured: FHIR links name the listen address, never a request's host",
 			slog.String("component", "serve"))
 	}
-	srv := &http.Server{Handler: s.handler(base), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: s.handler(base), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: writeTimeout, IdleTimeout: 2 * time.Minute}
 	fmt.Fprintf(stdout, "ipsfhir serving on http://%s (API /api/v1, FHIR /fhir, admin /admin, /metrics, /healthz, /readyz)\n", ln.Addr())
 
 	var wg sync.WaitGroup
@@ -267,6 +267,10 @@ func (s *system) outcomesPage(ctx context.Context) ([]byte, error) {
 	page, _, err := trendPage(clients, q, opts, name, "the ipsfhir store of program "+s.cfg.Program.ID, true)
 	return page, err
 }
+
+// writeTimeout bounds the writing of an answer; the console's readiness
+// check (console.CheckTimeout) is answered within it.
+const writeTimeout = 2 * time.Minute
 
 // readyTimeout bounds the store query of /readyz: a store that takes
 // longer is not ready to serve requests.
