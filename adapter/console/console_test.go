@@ -53,16 +53,23 @@ var keys = []api.Key{
 	{Name: "state-hie", Role: api.RoleHIE, SHA256: sum(hieKey)},
 }
 
+// sqliteStore is a fresh SQLite store, closed when the test ends.
+func sqliteStore(t *testing.T) store.Store {
+	t.Helper()
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "ips.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
 // forEachStore runs f against a fresh SQLite store and, when
 // IPSFHIR_TEST_POSTGRES_DSN is set, a fresh PostgreSQL schema.
 func forEachStore(t *testing.T, f func(t *testing.T, st store.Store)) {
 	t.Run("sqlite", func(t *testing.T) {
 		t.Parallel()
-		st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "ips.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
+		st := sqliteStore(t)
 		f(t, st)
 	})
 	t.Run("postgres", func(t *testing.T) {
@@ -324,11 +331,7 @@ func TestSignInAndSecurityHeaders(t *testing.T) {
 
 func TestSecureCookie(t *testing.T) {
 	t.Parallel()
-	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "ips.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := sqliteStore(t)
 	// Over TLS, the cookie is Secure.
 	r := newRig(t, st)
 	b := r.browser()
@@ -451,11 +454,7 @@ func TestResolveConflict(t *testing.T) {
 
 func TestSignOutAndExpiry(t *testing.T) {
 	t.Parallel()
-	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "ips.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := sqliteStore(t)
 	r := newRig(t, st)
 
 	// Sign-out ends the session on the server: the old cookie, replayed,
@@ -521,11 +520,7 @@ func TestSignOutAndExpiry(t *testing.T) {
 
 func TestRoles(t *testing.T) {
 	t.Parallel()
-	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "ips.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := sqliteStore(t)
 	r := newRig(t, st)
 	adminPages := []string{"/console/", "/console/dead-letters", "/console/conflicts", "/console/overview/live"}
 
@@ -611,11 +606,7 @@ body { color: #222; }
 
 func TestOutcomesReport(t *testing.T) {
 	t.Parallel()
-	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "ips.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := sqliteStore(t)
 	r := newRig(t, st)
 	css := sha256.Sum256([]byte("\nbody { color: #222; }\n"))
 	wantCSP := "default-src 'none'; style-src 'sha256-" + base64.StdEncoding.EncodeToString(css[:]) + "'; img-src data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
@@ -668,11 +659,7 @@ func epicPlan(t *testing.T) *plan.Plan {
 
 func TestConnectionPage(t *testing.T) {
 	t.Parallel()
-	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "ips.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := sqliteStore(t)
 	r := newRig(t, st)
 	b := r.browser()
 	b.signIn(adminKey)
@@ -961,11 +948,7 @@ func TestReadinessCheckFromTheConsole(t *testing.T) {
 		t.Fatal(err)
 	}
 	var runs atomic.Int32
-	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "ips.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := sqliteStore(t)
 	r := newRig(t, st, func(o *console.Options) {
 		o.Check = func(ctx context.Context, name string) (*check.Report, error) {
 			runs.Add(1)
@@ -1039,11 +1022,7 @@ func TestReadinessCheckFromTheConsole(t *testing.T) {
 	}
 
 	// A console that cannot run checks offers no button.
-	st2, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "ips.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st2.Close() })
+	st2 := sqliteStore(t)
 	r2 := newRig(t, st2)
 	b2 := r2.browser()
 	b2.signIn(adminKey)

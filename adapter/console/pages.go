@@ -78,7 +78,8 @@ func (c *console) parseTemplates() error {
 }
 
 // render writes a page. It renders into a buffer first, so a template
-// error becomes a clean 500, never half a page.
+// error becomes a clean 500, never half a page. Without a caller (q nil)
+// the page keeps the CSRF token it was given (the sign-in form's).
 func (c *console) render(w http.ResponseWriter, r *http.Request, q *request, status int, name string, p page) {
 	if q != nil {
 		p.Caller = &q.caller
@@ -133,14 +134,7 @@ func (c *console) showLogin(w http.ResponseWriter, r *http.Request, status int, 
 		p.Notice = "You are signed out."
 	}
 	p.CSRF = tok
-	var buf bytes.Buffer
-	if err := c.pages["login"].ExecuteTemplate(&buf, "layout.html", p); err != nil {
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
+	c.render(w, r, nil, status, "login", p)
 }
 
 // login signs in with an API key typed into the form. A key that is not

@@ -51,27 +51,18 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) (code int, do
 // applied before the input is held in memory. A variable for tests.
 var maxInputBytes int64 = ips.MaxCaseloadBytes
 
-// readInput reads a named file, or standard input for "-", at most
-// maxInputBytes of it (see readInputAtMost).
-func readInput(name string, stdin io.Reader) ([]byte, error) {
-	return readInputAtMost(name, stdin, maxInputBytes)
-}
-
-// errTooBig is readInputAtMost's answer to an input over its bound.
+// errTooBig is readInput's answer to an input over maxInputBytes.
 var errTooBig = errors.New("larger than " + strconv.FormatInt(ips.MaxCaseloadBytes>>20, 10) + " MiB, the most ipsfhir reads")
 
-// readInputAtMost reads a named file, or standard input for "-", with a
-// bound: a regular file larger than max bytes is refused by its size
-// before anything is read, and anything else (stdin, a pipe) is read to
-// max+1 bytes at most; either way the error is an *os.PathError (its Op
-// "read", its Path the name) wrapping errTooBig. What a command reads
-// whole must not hold a runaway file in memory before the check that
-// refuses it.
-func readInputAtMost(name string, stdin io.Reader, max int64) ([]byte, error) {
-	tooBig := &os.PathError{Op: "read", Path: name, Err: errTooBig}
-	if name == "-" {
-		tooBig.Path = "standard input"
-	}
+// readInput reads a named file, or standard input for "-", with a bound:
+// a regular file larger than maxInputBytes is refused by its size before
+// anything is read, and anything else (stdin, a pipe) is read to
+// maxInputBytes+1 bytes at most; either way the error is an *os.PathError
+// (its Op "read", its Path the name) wrapping errTooBig. What a command
+// reads whole must not hold a runaway file in memory before the check
+// that refuses it.
+func readInput(name string, stdin io.Reader) ([]byte, error) {
+	tooBig := &os.PathError{Op: "read", Path: "standard input", Err: errTooBig}
 	r := stdin
 	if name != "-" {
 		f, err := os.Open(name)
@@ -79,16 +70,17 @@ func readInputAtMost(name string, stdin io.Reader, max int64) ([]byte, error) {
 			return nil, err
 		}
 		defer f.Close()
-		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > max {
+		tooBig.Path = name
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > maxInputBytes {
 			return nil, tooBig
 		}
 		r = f
 	}
-	data, err := io.ReadAll(io.LimitReader(r, max+1))
+	data, err := io.ReadAll(io.LimitReader(r, maxInputBytes+1))
 	if err != nil {
 		return nil, err
 	}
-	if int64(len(data)) > max {
+	if int64(len(data)) > maxInputBytes {
 		return nil, tooBig
 	}
 	return data, nil
