@@ -69,7 +69,13 @@ func sharedTenants() (*tenants, error) {
 			shared.err = err
 			return
 		}
-		shared.t = &tenants{srv: srv, demux: d, http: &http.Client{Timeout: startTimeout}}
+		// The server closes a connection idle for 5 s (keepAliveTimeout in
+		// server.mjs); a client reusing one at that moment gets EOF on a
+		// request it had sent (CI: "dropping tenant 59: EOF"). Idle
+		// connections are let go well before the server drops them.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.IdleConnTimeout = 2 * time.Second
+		shared.t = &tenants{srv: srv, demux: d, http: &http.Client{Timeout: startTimeout, Transport: tr}}
 	})
 	return shared.t, shared.err
 }
