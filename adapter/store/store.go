@@ -139,6 +139,31 @@ type Store interface {
 	// chose; ErrConflict if it was already resolved.
 	ResolveConflict(ctx context.Context, id int64, resolution string) error
 
+	// ConnectionSettings lists the connections an administrator enabled
+	// or disabled from the console, in byte order of name.
+	ConnectionSettings(ctx context.Context) ([]ConnectionSetting, error)
+	// SetConnectionSetting records that a connection was enabled or
+	// disabled, replacing what was recorded for it before.
+	SetConnectionSetting(ctx context.Context, s ConnectionSetting) error
+	// ClearConnectionSetting forgets what was recorded for a connection
+	// (the configuration file's enabled: applies to it again); clearing
+	// one with nothing recorded is not an error.
+	ClearConnectionSetting(ctx context.Context, name string) error
+
+	// StartReadinessCheck records that a readiness check of a connection
+	// began at at, run by by, in place of the connection's latest one;
+	// ErrConflict if one began less than running before at and has not
+	// finished (older unfinished runs are taken to have been abandoned by
+	// a replica that stopped).
+	StartReadinessCheck(ctx context.Context, connection, by string, at time.Time, running time.Duration) error
+	// FinishReadinessCheck records the outcome of the run that began at
+	// started: its report (JSON), or the problem that kept it from making
+	// one. ErrNotFound if that run is no longer the latest.
+	FinishReadinessCheck(ctx context.Context, connection string, started, at time.Time, report []byte, problem string) error
+	// ReadinessCheck returns the latest readiness check of a connection,
+	// or ErrNotFound when none was run.
+	ReadinessCheck(ctx context.Context, connection string) (ReadinessCheck, error)
+
 	Auditor
 
 	// Close releases the database.
@@ -321,6 +346,33 @@ type Conflict struct {
 	CreatedAt  time.Time `json:"createdAt"`
 	ResolvedAt time.Time `json:"resolvedAt,omitzero"`
 }
+
+// ConnectionSetting is a connection an administrator enabled or disabled
+// from the console: it wins over the configuration file's enabled: until it
+// is cleared.
+type ConnectionSetting struct {
+	Name    string    `json:"name"`
+	Enabled bool      `json:"enabled"`
+	By      string    `json:"changedBy"` // an API key's name
+	At      time.Time `json:"changedAt"`
+}
+
+// ReadinessCheck is the latest readiness check of a connection run from the
+// console: running while Finished is zero.
+type ReadinessCheck struct {
+	Connection string
+	Started    time.Time
+	By         string // an API key's name
+	Finished   time.Time
+	// Report is the check's report as JSON (conformance/check.Report:
+	// results and sync plan, no patient data); nil when Problem says why
+	// none was made, or while it runs.
+	Report  []byte
+	Problem string
+}
+
+// Running reports whether the check has not finished.
+func (c ReadinessCheck) Running() bool { return c.Finished.IsZero() }
 
 // Errors with stable kinds, mapped once to HTTP status by the API.
 var (

@@ -56,6 +56,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Watermarks", testWatermarks},
 		{"Conflicts", testConflicts},
 		{"Audit", testAudit},
+		{"ConnectionSettings", testConnectionSettings},
+		{"ReadinessChecks", testReadinessChecks},
 		{"Reopen", testReopen},
 	}
 	for _, tc := range tests {
