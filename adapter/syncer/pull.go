@@ -718,6 +718,9 @@ func (c *Connection) winners() Winners {
 }
 
 func (e *Engine) connectionNames() []string {
+	if e.queueFor != nil {
+		return e.queueFor()
+	}
 	if e.QueueFor != nil {
 		return e.QueueFor
 	}

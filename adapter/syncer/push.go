@@ -87,9 +87,12 @@ type Engine struct {
 	Connections []*Connection
 	// QueueFor names the connections a client saved by a pull (a
 	// clinician's change, a referral) is queued for; nil means those of
-	// Connections. A Runner sets it to every configured connection,
-	// connected yet or not.
+	// Connections. A Runner queues for every connection it runs, connected
+	// yet or not (see Runner.SetEnabled).
 	QueueFor []string
+	// queueFor, when set (by a Runner), is read instead of QueueFor: the
+	// connections enabled now.
+	queueFor func() []string
 	// Owner names this worker in leases; unique per running worker.
 	Owner       string
 	Lease       time.Duration

@@ -31,6 +31,9 @@ import (
 // What each connection is doing is kept for operators (Snapshot): its
 // state, what is failing and why (as a short token), and when it last
 // pulled and pushed. None of it is patient data or an address.
+//
+// Which connections run can change while it runs (SetEnabled): an
+// administrator enables or disables one from the console.
 type Runner struct {
 	engine     Engine
 	connectors []Connector
@@ -38,6 +41,11 @@ type Runner struct {
 
 	mu    sync.Mutex
 	conns map[string]*connState
+	// enabled names the connectors that run; changed is signalled when it
+	// changes, for Run.
+	enabled map[string]bool
+	queue   []string // the enabled connectors' names, in connector order
+	changed chan struct{}
 }
 
 // Connector is one configured connection: its name and how to connect it.
@@ -197,42 +205,115 @@ type connState struct {
 }
 
 // NewRunner makes a Runner for the connectors, which must have unique
-// names, over e's store. The Runner works on its own copy of e, whose
-// QueueFor names every connector, so that a client that a pull saves (a
-// clinician's change, a referral) is queued for every connection, connected
-// yet or not.
+// names, over e's store; all of them are enabled until SetEnabled says
+// otherwise. The Runner works on its own copy of e, which queues a client
+// that a pull saves (a clinician's change, a referral) for every enabled
+// connection, connected yet or not.
 func NewRunner(e *Engine, sched Schedule, connectors ...Connector) *Runner {
-	r := &Runner{engine: *e, connectors: slices.Clone(connectors), sched: sched.withDefaults(), conns: map[string]*connState{}}
+	r := &Runner{engine: *e, connectors: slices.Clone(connectors), sched: sched.withDefaults(), conns: map[string]*connState{},
+		enabled: map[string]bool{}, changed: make(chan struct{}, 1)}
 	r.engine.Connections = nil
-	r.engine.QueueFor = make([]string, len(connectors))
-	now := r.engine.now()
-	for i, c := range connectors {
-		r.engine.QueueFor[i] = c.Name
-		r.conns[c.Name] = &connState{state: StateStarting, since: now, failures: map[Step]*Failure{}}
+	r.engine.QueueFor = nil
+	r.engine.queueFor = r.queueFor
+	for _, c := range connectors {
+		r.enabled[c.Name] = true
+		r.queue = append(r.queue, c.Name)
+		r.conns[c.Name] = r.fresh()
 	}
 	return r
 }
 
-// Run keeps every connection in sync until ctx ends, each on its own (see
-// Runner), and returns once all its work has stopped. Engine.Progress is not
-// used: it draws a one-pass progress line.
+// fresh is the record of a connection that has not tried to connect.
+func (r *Runner) fresh() *connState {
+	return &connState{state: StateStarting, since: r.engine.now(), failures: map[Step]*Failure{}}
+}
+
+// SetEnabled says which connectors run, by name (names of no connector
+// are ignored); the others do not. Run starts a connection newly enabled
+// at once, and stops one disabled (its passes are cancelled; outbox items
+// it held are leased again after their lease). A connection enabled again
+// connects afresh. From the call on, a client a pull saves is queued for
+// the enabled connections only.
+func (r *Runner) SetEnabled(names []string) {
+	r.mu.Lock()
+	r.enabled = map[string]bool{}
+	r.queue = r.queue[:0:0]
+	for _, c := range r.connectors {
+		if slices.Contains(names, c.Name) {
+			r.enabled[c.Name] = true
+			r.queue = append(r.queue, c.Name)
+		}
+	}
+	r.mu.Unlock()
+	select {
+	case r.changed <- struct{}{}:
+	default:
+	}
+}
+
+// queueFor is the engine's QueueFor: the enabled connections now.
+func (r *Runner) queueFor() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.queue
+}
+
+func (r *Runner) isEnabled(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.enabled[name]
+}
+
+// Run keeps every enabled connection in sync until ctx ends, each on its
+// own (see Runner), starting and stopping connections as SetEnabled says,
+// and returns once all its work has stopped. Engine.Progress is not used:
+// it draws a one-pass progress line.
 func (r *Runner) Run(ctx context.Context) {
 	e := r.engine
 	e.Progress = nil
 	var wg sync.WaitGroup
-	for _, c := range r.connectors {
-		wg.Go(func() {
-			conn, err := r.connect(ctx, c, 0, true)
-			if err != nil {
-				return // ctx ended
+	defer wg.Wait()
+	stop := map[string]func(){} // of each running connection: cancel it and wait
+	for {
+		for _, c := range r.connectors {
+			on, running := r.isEnabled(c.Name), stop[c.Name] != nil
+			switch {
+			case on && !running:
+				cctx, cancel := context.WithCancel(ctx)
+				done := make(chan struct{})
+				stop[c.Name] = func() { cancel(); <-done }
+				wg.Go(func() {
+					defer close(done)
+					r.runOne(cctx, &e, c)
+				})
+			case !on && running:
+				stop[c.Name]()
+				delete(stop, c.Name)
+				r.mu.Lock()
+				r.conns[c.Name] = r.fresh()
+				r.mu.Unlock()
+				e.log().InfoContext(ctx, "connection disabled", "connection", c.Name)
 			}
-			var loops sync.WaitGroup
-			loops.Go(func() { r.loop(ctx, &e, conn, StepPull) })
-			loops.Go(func() { r.loop(ctx, &e, conn, StepPush) })
-			loops.Wait()
-		})
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.changed:
+		}
 	}
-	wg.Wait()
+}
+
+// runOne connects one connection and runs its pull and push loops until ctx
+// ends.
+func (r *Runner) runOne(ctx context.Context, e *Engine, c Connector) {
+	conn, err := r.connect(ctx, c, 0, true)
+	if err != nil {
+		return // ctx ended
+	}
+	var loops sync.WaitGroup
+	loops.Go(func() { r.loop(ctx, e, conn, StepPull) })
+	loops.Go(func() { r.loop(ctx, e, conn, StepPush) })
+	loops.Wait()
 }
 
 // Once connects every connection, trying at most attempts times each
@@ -482,12 +563,16 @@ func (r *Runner) settle(cs *connState) State {
 	return s
 }
 
-// Snapshot returns every connection's status, in the connectors' order.
+// Snapshot returns every enabled connection's status, in the connectors'
+// order.
 func (r *Runner) Snapshot() []ConnectionStatus {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]ConnectionStatus, 0, len(r.connectors))
 	for _, c := range r.connectors {
+		if !r.enabled[c.Name] {
+			continue
+		}
 		cs := r.conns[c.Name]
 		st := ConnectionStatus{Name: c.Name, State: cs.state, Since: cs.since, LastPull: cs.lastPull, LastPush: cs.lastPush}
 		for _, step := range []Step{StepConnect, StepPull, StepPush} {
@@ -507,7 +592,7 @@ func (r *Runner) Plans() map[string]*plan.Plan {
 	defer r.mu.Unlock()
 	out := map[string]*plan.Plan{}
 	for name, cs := range r.conns {
-		if cs.conn != nil {
+		if cs.conn != nil && r.enabled[name] {
 			out[name] = cs.conn.Plan
 		}
 	}

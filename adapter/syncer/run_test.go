@@ -424,3 +424,81 @@ func TestReason(t *testing.T) {
 		t.Error("WithReason(nil) is not nil")
 	}
 }
+
+// TestRunnerEnablesAndDisablesWhileRunning: a connection disabled before
+// Run does not touch its EHR or its outbox; enabled while running, it
+// connects and pushes; disabled again, it stops (no request reaches the
+// EHR any more, Snapshot and Plans leave it out, a pull's save no longer
+// queues for it), and enabled again it connects afresh.
+func TestRunnerEnablesAndDisablesWhileRunning(t *testing.T) {
+	t.Parallel()
+	rr := newRunRig(t, 3)
+	var requests atomic.Int32
+	counted := rr.proxy(t, func(http.ResponseWriter, *http.Request) bool {
+		requests.Add(1)
+		return false
+	})
+	rr.enqueue(t, "clinic", "second")
+	r := NewRunner(rr.engine(), Schedule{PushInterval: 50 * time.Millisecond, PollInterval: 100 * time.Millisecond},
+		rr.connector(t, "clinic", rr.peer.BaseURL), rr.connector(t, "second", counted))
+	r.SetEnabled([]string{"clinic"})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	dump := func() string {
+		b, _ := json.MarshalIndent(r.Snapshot(), "", " ")
+		return string(b) + "\n" + rr.log.String()
+	}
+	names := func() []string {
+		var out []string
+		for _, s := range r.Snapshot() {
+			out = append(out, s.Name)
+		}
+		return out
+	}
+	waitFor(t, "clinic pushed", func() bool { return rr.depth(t, "clinic") == 0 && !connStatus(r, "clinic").LastPush.IsZero() }, dump)
+	if n := requests.Load(); n != 0 || rr.depth(t, "second") != len(rr.cl.Clients) {
+		t.Fatalf("a disabled connection made %d requests and left %d of %d items", n, rr.depth(t, "second"), len(rr.cl.Clients))
+	}
+	if got := names(); len(got) != 1 || got[0] != "clinic" {
+		t.Errorf("Snapshot names %v, want only the enabled clinic", got)
+	}
+	if got := r.engine.connectionNames(); len(got) != 1 || got[0] != "clinic" {
+		t.Errorf("a pull's save queues for %v, want [clinic]", got)
+	}
+
+	r.SetEnabled([]string{"clinic", "second"})
+	waitFor(t, "second connected and pushed", func() bool {
+		s := connStatus(r, "second")
+		return s.State == StateReady && !s.LastPush.IsZero() && rr.depth(t, "second") == 0
+	}, dump)
+	if r.Plans()["second"] == nil || len(r.engine.connectionNames()) != 2 {
+		t.Errorf("enabled: plans %v, queue %v", r.Plans(), r.engine.connectionNames())
+	}
+
+	r.SetEnabled([]string{"clinic"})
+	waitFor(t, "second gone from the snapshot", func() bool { return len(names()) == 1 }, dump)
+	if r.Plans()["second"] != nil {
+		t.Error("a disabled connection's plan is still published")
+	}
+	// Its loops have stopped: nothing reaches its EHR any more, though its
+	// poll interval is 100 ms.
+	before := requests.Load()
+	time.Sleep(500 * time.Millisecond)
+	if n := requests.Load(); n != before {
+		t.Errorf("a disabled connection made %d more requests", n-before)
+	}
+	if !strings.Contains(rr.log.String(), `msg="connection disabled" connection=second`) {
+		t.Errorf("the log does not say the connection was disabled:\n%s", rr.log.String())
+	}
+
+	r.SetEnabled([]string{"clinic", "second"})
+	// It connects afresh: a second "connection ready".
+	waitFor(t, "second ready again", func() bool {
+		return strings.Count(rr.log.String(), `msg="connection ready" connection=second`) == 2 && connStatus(r, "second").State == StateReady
+	}, dump)
+	if requests.Load() == before {
+		t.Error("enabled again, the connection made no request")
+	}
+}
