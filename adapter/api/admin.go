@@ -12,6 +12,7 @@ import (
 
 	"github.com/ipsfhir/ipsfhir/adapter/plan"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
+	"github.com/ipsfhir/ipsfhir/adapter/syncer"
 )
 
 // AdminStore is what /admin needs of the store.
@@ -34,6 +35,11 @@ type Admin struct {
 	// Exports, when set, lets admins list and cancel Bulk Data exports
 	// (/admin/exports).
 	Exports Exports
+	// ResolveConflict, when set, resolves a conflict in place of
+	// Store.ResolveConflict: kept-ips and kept-ehr make the chosen value
+	// stand on both sides, anything else is a note that only closes (see
+	// syncer.Engine.ResolveConflict, whose errors it answers).
+	ResolveConflict func(ctx context.Context, id int64, resolution string) (syncer.Resolution, error)
 }
 
 func (a *api) adminRoutes(r *mux.Router) {
@@ -199,11 +205,24 @@ func (a *api) adminResolve(w http.ResponseWriter, r *http.Request) {
 		writeIssues(w, http.StatusBadRequest, issue("required", "resolution", "say how the conflict was resolved: ?resolution=kept-ips, kept-ehr or a short note"))
 		return
 	}
-	if err := a.admin.Store.ResolveConflict(r.Context(), id, resolution); err != nil {
-		a.storeError(w, r, err)
-		return
+	var err error
+	if a.admin.ResolveConflict != nil {
+		_, err = a.admin.ResolveConflict(r.Context(), id, resolution)
+	} else {
+		err = a.admin.Store.ResolveConflict(r.Context(), id, resolution)
 	}
-	w.WriteHeader(http.StatusNoContent)
+	switch {
+	case errors.Is(err, syncer.ErrConflictStale):
+		writeIssues(w, http.StatusConflict, issue("conflict", "resolution",
+			"the record changed since the conflict was found (the field no longer holds the value that was applied, or the goal is gone): nothing was rewritten and the conflict stays open; look at the record, then keep a side once the record holds it, or close the conflict with a note"))
+	case errors.Is(err, syncer.ErrCannotApply):
+		writeIssues(w, http.StatusConflict, issue("not-supported", "resolution",
+			"this side's value cannot be written into the IPS record automatically (for a whole resource changed in the EHR, the conflict keeps only a description of the EHR's version): nothing was changed and the conflict stays open; make the change in the IPS record, then keep the IPS value, or close the conflict with a note"))
+	case err != nil:
+		a.storeError(w, r, err)
+	default:
+		w.WriteHeader(http.StatusNoContent)
+	}
 }
 
 func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {

@@ -1,10 +1,12 @@
 package api
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,8 +15,12 @@ import (
 
 	"github.com/ipsfhir/ipsfhir/adapter/plan"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
+	"github.com/ipsfhir/ipsfhir/adapter/store/postgres"
 	"github.com/ipsfhir/ipsfhir/adapter/store/sqlite"
+	"github.com/ipsfhir/ipsfhir/adapter/store/storetest"
+	"github.com/ipsfhir/ipsfhir/adapter/syncer"
 	"github.com/ipsfhir/ipsfhir/ips"
+	"github.com/ipsfhir/ipsfhir/mappings"
 )
 
 func TestAdminEndpoints(t *testing.T) {
@@ -176,3 +182,160 @@ func TestAdminJSONIsLowerCamel(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminResolveAppliesTheChosenValue: with Admin.ResolveConflict wired
+// to the sync engine, as serve wires it, keeping a side makes its value
+// stand in the IPS record (204), keeping the side that was applied only
+// closes, a conflict whose record changed since is 409 with code conflict
+// and path resolution, kept-ehr of a whole-resource conflict 409 with code
+// not-supported, and nothing is changed by either; a note closes; a
+// resolved conflict is 409 and a missing one 404, as before.
+func TestAdminResolveAppliesTheChosenValue(t *testing.T) {
+	for _, name := range []string{"sqlite", "postgres"} {
+		t.Run(name, func(t *testing.T) {
+			var st store.Store
+			var err error
+			if name == "sqlite" {
+				st, err = sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "a.db"))
+			} else {
+				st, err = postgres.Open(t.Context(), storetest.PostgresDSN(t))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			testAdminResolve(t, st)
+		})
+	}
+}
+
+func testAdminResolve(t *testing.T, st store.Store) {
+	ctx := t.Context()
+	const ipsWords, ehrWords, laterWords = "Work at the bakery", "Work in a kitchen", "Drive for a delivery firm"
+	c := &ips.Client{ID: "c1", Patient: ips.Identifier{System: "s", Value: "v"}, EnrolledOn: ips.MustDate("2026-01-05"), Goals: []*ips.Goal{
+		{ID: "g1", Description: ipsWords, Status: ips.GoalCancelled, Start: ips.MustDate("2026-02-01")},
+		{ID: "g2", Description: laterWords, Status: ips.GoalActive, Start: ips.MustDate("2026-02-01")},
+	}}
+	if _, err := st.SaveClients(ctx, []store.Stored{{Client: c}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	o := mappings.Options{Program: "p"}
+	key := func(k mappings.Key) string { return k.System() + "|" + k.Value() }
+	add := func(k mappings.Key, field, ipsValue, ehrValue, winner string) string {
+		id, err := st.AddConflict(ctx, store.Conflict{Connection: "epic", ClientID: "c1", Key: key(k), Field: field, IPSValue: ipsValue, EHRValue: ehrValue, Winner: winner})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return itoa(id)
+	}
+	g1, g2 := o.GoalKey(c, c.Goals[0]), o.GoalKey(c, c.Goals[1])
+	status := add(g1, "status", "on-hold", "cancelled", "ehr") // the EHR's applied
+	desc := add(g1, "description", ipsWords, ehrWords, "ips")  // the IPS side's applied
+	stale := add(g2, "description", ipsWords, ehrWords, "ips") // edited since
+	resource := add(o.JobKey(c, &ips.Job{ID: "j1"}), "resource", "ipsfhir content 0123456789ab", "changed in the EHR (version 3)", "ips")
+
+	engine := &syncer.Engine{Store: st}
+	h := New(Options{Store: st, Keys: []Key{{Name: "root", Role: RoleAdmin, SHA256: sum256("admin-key")}},
+		Admin: &Admin{Store: st, ResolveConflict: func(ctx context.Context, id int64, resolution string) (syncer.Resolution, error) {
+			return engine.ResolveConflict(ctx, id, resolution, []string{"epic"})
+		}}})
+	resolve := func(id, resolution string) (int, ErrorBody) {
+		req := httptest.NewRequest("POST", "/admin/conflicts/"+id+"/resolve?resolution="+url.QueryEscape(resolution), nil)
+		req.Header.Set("Authorization", "Bearer admin-key")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		checkOpenAPI(t, req, rec.Code, rec.Header(), rec.Body.Bytes())
+		var body ErrorBody
+		if rec.Code != http.StatusNoContent {
+			if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || len(body.Issues) != 1 {
+				t.Fatalf("%s %s: %d %s", id, resolution, rec.Code, rec.Body)
+			}
+			for _, v := range []string{ipsWords, ehrWords, laterWords, "on-hold", "cancelled"} {
+				if strings.Contains(rec.Body.String(), v) {
+					t.Errorf("the answer names a value (%q): %s", v, rec.Body)
+				}
+			}
+		}
+		return rec.Code, body
+	}
+	goals := func() (*ips.Goal, *ips.Goal, store.Version) {
+		got, v, err := st.GetClient(ctx, "c1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.Goal("g1"), got.Goal("g2"), v
+	}
+	open := func() map[string]string {
+		all, err := st.Conflicts(ctx, "", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, cf := range all {
+			out[itoa(cf.ID)] = cf.Resolution
+		}
+		return out
+	}
+	_, _, v0 := goals()
+
+	// Refused, nothing changed: the record changed since; kept-ehr of a
+	// whole resource.
+	for _, kept := range []string{"kept-ips", "kept-ehr"} {
+		if code, body := resolve(stale, kept); code != http.StatusConflict || body.Issues[0].Code != "conflict" || body.Issues[0].Path != "resolution" {
+			t.Errorf("%s of a stale conflict: %d %+v; want 409 conflict at resolution", kept, code, body)
+		}
+	}
+	if code, body := resolve(resource, "kept-ehr"); code != http.StatusConflict || body.Issues[0].Code != "not-supported" || body.Issues[0].Path != "resolution" {
+		t.Errorf("kept-ehr of a resource conflict: %d %+v; want 409 not-supported at resolution", code, body)
+	}
+	if _, g2, v := goals(); v != v0 || g2.Description != laterWords {
+		t.Errorf("a refused resolution changed the record: version %d → %d", v0, v)
+	}
+	if got := open(); got[stale] != "" || got[resource] != "" {
+		t.Errorf("a refused resolution closed a conflict: %v", got)
+	}
+
+	// Keeping the side that was applied only closes.
+	if code, _ := resolve(status, "kept-ehr"); code != http.StatusNoContent {
+		t.Errorf("kept-ehr of the applied side: %d", code)
+	}
+	if code, _ := resolve(resource, "kept-ips"); code != http.StatusNoContent {
+		t.Errorf("kept-ips of a resource conflict: %d", code)
+	}
+	if _, _, v := goals(); v != v0 {
+		t.Errorf("keeping the applied side saved the client: version %d → %d", v0, v)
+	}
+	if depth, _ := st.OutboxDepth(ctx); depth["epic"] != 0 {
+		t.Errorf("keeping the applied side queued the client: %v", depth)
+	}
+
+	// Keeping the other side writes it to the IPS record and queues it.
+	if code, _ := resolve(desc, "kept-ehr"); code != http.StatusNoContent {
+		t.Errorf("kept-ehr: %d", code)
+	}
+	if g1, _, v := goals(); g1.Description != ehrWords || g1.Status != ips.GoalCancelled || v != v0+1 {
+		t.Errorf("after kept-ehr: %q %s at version %d", g1.Description, g1.Status, v)
+	}
+	if depth, _ := st.OutboxDepth(ctx); depth["epic"] != 1 {
+		t.Errorf("after kept-ehr the outbox holds %v, want the client", depth)
+	}
+
+	// A note closes the stale one; resolving again is 409, a missing one 404.
+	if code, _ := resolve(stale, "set by hand"); code != http.StatusNoContent {
+		t.Errorf("a note: %d", code)
+	}
+	if got := open(); got[status] != "kept-ehr" || got[desc] != "kept-ehr" || got[stale] != "set by hand" || got[resource] != "kept-ips" {
+		t.Errorf("resolutions %v", got)
+	}
+	if code, body := resolve(desc, "kept-ips"); code != http.StatusConflict || body.Issues[0].Code != "conflict" || body.Issues[0].Path != "" {
+		t.Errorf("resolving twice: %d %+v; want 409 conflict", code, body)
+	}
+	if code, _ := resolve("987654", "kept-ehr"); code != http.StatusNotFound {
+		t.Errorf("a missing conflict: %d, want 404", code)
+	}
+	if g1, _, _ := goals(); g1.Description != ehrWords {
+		t.Errorf("resolving again rewrote the record: %q", g1.Description)
+	}
+}
+
+func sum256(k string) []byte { s := sha256.Sum256([]byte(k)); return s[:] }

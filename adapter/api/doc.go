@@ -81,7 +81,7 @@
 //	GET  /admin/failures?connection=NAME          {"failures": [{"connection", "reason", "pending", "dead"}]}:
 //	                                              what is failing, per connection and reason, largest first
 //	GET  /admin/conflicts?connection=NAME&all=true  open (or all) conflicts
-//	POST /admin/conflicts/{id}/resolve?resolution=…  close one (204)
+//	POST /admin/conflicts/{id}/resolve?resolution=…  resolve one (204): kept-ips or kept-ehr makes that value stand on both sides, anything else closes it with a note
 //
 // # Who may call
 //

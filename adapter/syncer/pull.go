@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -581,22 +582,9 @@ func (e *Engine) applyGoalChange(ctx context.Context, conn *Connection, key mapp
 		}
 		ipsChanged := le.ContentHash != "" && ipsHash != le.ContentHash
 		base := baseGoal(le)
-		fields := []struct {
-			name   string
-			same   func(a, b *ips.Goal) bool
-			winner string
-			take   func()
-			iv, ev string
-		}{
-			{"status", func(a, b *ips.Goal) bool { return a.Status == b.Status }, w.Status, func() { g.Status = ehrGoal.Status }, string(g.Status), string(ehrGoal.Status)},
-			{"achievement", func(a, b *ips.Goal) bool { return a.Achievement == b.Achievement }, w.Achievement, func() { g.Achievement = ehrGoal.Achievement }, string(g.Achievement), string(ehrGoal.Achievement)},
-			{"notes", func(a, b *ips.Goal) bool { return sameNotes(a.Notes, b.Notes) }, w.Notes, func() { g.Notes = ehrGoal.Notes }, notesText(g.Notes), notesText(ehrGoal.Notes)},
-			{"description", func(a, b *ips.Goal) bool { return a.Description == b.Description }, w.Description, func() { g.Description = ehrGoal.Description }, g.Description, ehrGoal.Description},
-			{"target", sameTarget, w.Target, func() { g.TargetHoursPerWeek, g.Due = ehrGoal.TargetHoursPerWeek, ehrGoal.Due }, targetText(g), targetText(ehrGoal)},
-		}
 		var conflicts []store.Conflict
 		took := false
-		for _, f := range fields {
+		for _, f := range goalFields {
 			if f.same(g, ehrGoal) {
 				continue
 			}
@@ -613,13 +601,16 @@ func (e *Engine) applyGoalChange(ctx context.Context, conn *Connection, key mapp
 				bothChanged = ipsField
 			}
 			if bothChanged {
+				// Each field's take below sets that field alone, so g
+				// still holds the IPS side's value of this one.
+				winner := f.winner(w)
 				conflicts = append(conflicts, store.Conflict{Connection: conn.Name, ClientID: c.ID, Key: ledgerKey(key), Field: f.name,
-					IPSValue: f.iv, EHRValue: f.ev, Winner: f.winner, CreatedAt: e.now()})
-				if f.winner != "ehr" {
+					IPSValue: f.text(g), EHRValue: f.text(ehrGoal), Winner: winner, CreatedAt: e.now()})
+				if winner != "ehr" {
 					continue
 				}
 			}
-			f.take()
+			f.take(g, ehrGoal)
 			took = true
 		}
 		mergedHash := ipsHash
@@ -684,6 +675,101 @@ func baseGoal(le store.LedgerEntry) *ips.Goal {
 	return g
 }
 
+// goalField is one field of a goal that both sides edit, as the merge
+// (applyGoalChange) and a conflict's resolution (ResolveConflict) both
+// handle it: the name a store.Conflict records, the text it keeps of each
+// side's value, and how that text is read back. The two share these
+// definitions, so that a value a conflict kept is read back exactly as the
+// merge rendered it.
+type goalField struct {
+	name string
+	// winner is the field's winner among a connection's Winners.
+	winner func(Winners) string
+	// same compares the field of two goals as an EHR holds them.
+	same func(a, b *ips.Goal) bool
+	// take sets the field of dst to src's.
+	take func(dst, src *ips.Goal)
+	// text renders the field of g as a conflict keeps it.
+	text func(g *ips.Goal) string
+	// parse reads what text rendered back into the field of g. It fails
+	// on text text would not have rendered.
+	parse func(s string, g *ips.Goal) error
+}
+
+// goalFields are the goal fields the merge compares, in the order it
+// records their conflicts.
+var goalFields = []goalField{
+	{
+		name:   "status",
+		winner: func(w Winners) string { return w.Status },
+		same:   func(a, b *ips.Goal) bool { return a.Status == b.Status },
+		take:   func(dst, src *ips.Goal) { dst.Status = src.Status },
+		text:   func(g *ips.Goal) string { return string(g.Status) },
+		parse: func(s string, g *ips.Goal) error {
+			if !slices.Contains(ips.GoalStatuses, ips.GoalStatus(s)) {
+				return errors.New("not a goal status")
+			}
+			g.Status = ips.GoalStatus(s)
+			return nil
+		},
+	},
+	{
+		name:   "achievement",
+		winner: func(w Winners) string { return w.Achievement },
+		same:   func(a, b *ips.Goal) bool { return a.Achievement == b.Achievement },
+		take:   func(dst, src *ips.Goal) { dst.Achievement = src.Achievement },
+		text:   func(g *ips.Goal) string { return string(g.Achievement) },
+		parse: func(s string, g *ips.Goal) error {
+			if s != "" && !slices.Contains(ips.GoalAchievements, ips.GoalAchievement(s)) {
+				return errors.New("not a goal achievement")
+			}
+			g.Achievement = ips.GoalAchievement(s)
+			return nil
+		},
+	},
+	{
+		name:   "notes",
+		winner: func(w Winners) string { return w.Notes },
+		same:   func(a, b *ips.Goal) bool { return sameNotes(a.Notes, b.Notes) },
+		take:   func(dst, src *ips.Goal) { dst.Notes = src.Notes },
+		text:   func(g *ips.Goal) string { return notesText(g.Notes) },
+		parse: func(s string, g *ips.Goal) error {
+			var ns []ips.Note
+			if err := json.Unmarshal([]byte(s), &ns); err != nil {
+				return errors.New("not a list of notes")
+			}
+			g.Notes = ns
+			return nil
+		},
+	},
+	{
+		name:   "description",
+		winner: func(w Winners) string { return w.Description },
+		same:   func(a, b *ips.Goal) bool { return a.Description == b.Description },
+		take:   func(dst, src *ips.Goal) { dst.Description = src.Description },
+		text:   func(g *ips.Goal) string { return g.Description },
+		parse:  func(s string, g *ips.Goal) error { g.Description = s; return nil },
+	},
+	{
+		name:   "target",
+		winner: func(w Winners) string { return w.Target },
+		same:   sameTarget,
+		take:   func(dst, src *ips.Goal) { dst.TargetHoursPerWeek, dst.Due = src.TargetHoursPerWeek, src.Due },
+		text:   targetText,
+		parse:  parseTarget,
+	},
+}
+
+// goalFieldNamed returns the goal field a conflict names.
+func goalFieldNamed(name string) (goalField, bool) {
+	for _, f := range goalFields {
+		if f.name == name {
+			return f, true
+		}
+	}
+	return goalField{}, false
+}
+
 func sameTarget(a, b *ips.Goal) bool {
 	if (a.TargetHoursPerWeek == nil) != (b.TargetHoursPerWeek == nil) {
 		return false
@@ -703,6 +789,33 @@ func targetText(g *ips.Goal) string {
 		s += " by " + g.Due.String()
 	}
 	return strings.TrimSpace(s)
+}
+
+// parseTarget reads what targetText wrote: "N h/wk by YYYY-MM-DD",
+// "N h/wk", "by YYYY-MM-DD" or "".
+func parseTarget(s string, g *ips.Goal) error {
+	var hours *float64
+	var due ips.Date
+	rest := s
+	if h, after, ok := strings.Cut(rest, " h/wk"); ok {
+		v, err := strconv.ParseFloat(h, 64)
+		if err != nil {
+			return errors.New("not a number of hours")
+		}
+		hours, rest = &v, strings.TrimPrefix(after, " ")
+	}
+	if d, ok := strings.CutPrefix(rest, "by "); ok {
+		v, err := ips.ParseDate(d)
+		if err != nil {
+			return err
+		}
+		due, rest = v, ""
+	}
+	if rest != "" {
+		return errors.New("not a target")
+	}
+	g.TargetHoursPerWeek, g.Due = hours, due
+	return nil
 }
 
 func notesText(ns []ips.Note) string {
