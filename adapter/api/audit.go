@@ -67,7 +67,8 @@ func AuditEntryOf(method string, rec *RequestRecord, status int) store.AuditEntr
 
 // auditAction is the FHIR AuditEvent action of a request: R for a read of
 // one record (a route ending in a parameter), E for searches, lists and
-// operations, C, U and D for writes.
+// operations (a readiness check), C, U and D for writes (enabling or
+// disabling a connection is an update).
 func auditAction(method, route string) string {
 	switch method {
 	case http.MethodGet, http.MethodHead:
@@ -82,8 +83,11 @@ func auditAction(method, route string) string {
 	case http.MethodPost:
 		last := route[strings.LastIndex(route, "/")+1:]
 		if strings.HasPrefix(last, "$") || strings.HasPrefix(last, "_") || last == "accept" || last == "decline" ||
-			last == "replay" || last == "resolve" || last == "reconcile" {
+			last == "replay" || last == "resolve" || last == "reconcile" || last == "check" {
 			return "E"
+		}
+		if last == "enable" || last == "disable" || last == "follow-file" {
+			return "U" // a connection's setting (the console)
 		}
 		return "C"
 	}

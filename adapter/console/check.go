@@ -2,31 +2,41 @@ package console
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"sync"
 	"time"
 
 	"github.com/ipsfhir/ipsfhir/adapter/api"
+	"github.com/ipsfhir/ipsfhir/adapter/store"
 	"github.com/ipsfhir/ipsfhir/conformance/check"
 )
 
 // CheckTimeout bounds a readiness check run from the console (each of its
-// requests has its own, shorter, timeout). The page waits for the run, so
-// the server's write timeout must be longer, or the browser gets a broken
-// answer; the run goes on if the browser gives up, and its report is kept.
+// requests has its own, shorter, timeout). The check runs in the
+// background; a run unfinished after CheckTimeout and a margin was
+// abandoned (its replica stopped), and the next press starts a new one.
 const CheckTimeout = 90 * time.Second
 
+// checkAbandoned is how long after it started an unfinished run is taken to
+// have been abandoned.
+const checkAbandoned = CheckTimeout + 30*time.Second
+
 // checkRun is the latest readiness check of a connection run from the
-// console: when, by whom, and its report, or why it could not run.
+// console (store.ReadinessCheck): when, by whom, and its report, or why it
+// could not run.
 type checkRun struct {
-	At     time.Time
-	By     string
-	Report *check.Report
-	// Problem says why no report was made (the options the connection's
-	// configuration gives cannot describe a check); no value in it.
+	At       time.Time
+	By       string
+	Finished time.Time
+	// Running: started and not finished; Abandoned: so for longer than
+	// checkAbandoned (the replica running it stopped).
+	Running, Abandoned bool
+	Report             *check.Report
+	// Problem says why no report was made; no value in it.
 	Problem string
 }
 
@@ -50,53 +60,54 @@ func (r *checkRun) results(blocking bool) []check.Result {
 	return out
 }
 
-// checkRuns keeps the latest run of each connection, in memory: a restart
-// forgets them, and each replica has its own.
-type checkRuns struct {
-	mu      sync.Mutex
-	latest  map[string]*checkRun
-	running map[string]bool
+// Problems a run may end with, as stored (tokens) and as shown.
+const (
+	problemOptions = "options"
+	problemError   = "error"
+)
+
+var problemText = map[string]string{
+	problemOptions: "The connection's configuration cannot describe a check (its base URL or auth). ipsfhir check --config FILE --connection NAME says what is wrong.",
+	problemError:   "The check could not be run; the service log has its kind.",
 }
 
-func newCheckRuns() *checkRuns {
-	return &checkRuns{latest: map[string]*checkRun{}, running: map[string]bool{}}
-}
-
-func (c *checkRuns) get(name string) *checkRun {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.latest[name]
-}
-
-// start marks a run of name as begun; false when one is running already.
-func (c *checkRuns) start(name string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.running[name] {
-		return false
+// latestCheck reads the latest readiness check of a connection from the
+// store; nil when none was run.
+func (c *console) latestCheck(ctx context.Context, name string) (*checkRun, error) {
+	rc, err := c.store.ReadinessCheck(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
 	}
-	c.running[name] = true
-	return true
+	if err != nil {
+		return nil, err
+	}
+	run := &checkRun{At: rc.Started, By: rc.By, Finished: rc.Finished, Running: rc.Running()}
+	run.Abandoned = run.Running && c.now().Sub(rc.Started) >= checkAbandoned
+	if rc.Problem != "" {
+		run.Problem = problemText[rc.Problem]
+		if run.Problem == "" {
+			run.Problem = problemText[problemError]
+		}
+	}
+	if rc.Report != nil {
+		var rep check.Report
+		if err := json.Unmarshal(rc.Report, &rep); err != nil {
+			return nil, fmt.Errorf("console: stored readiness report: %w", err)
+		}
+		run.Report = &rep
+	}
+	return run, nil
 }
 
-func (c *checkRuns) finish(name string, run *checkRun) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.running, name)
-	c.latest[name] = run
-}
-
-// runCheck runs the readiness check of a connection (as ipsfhir check
-// --config FILE --connection NAME does, never with write tests) and shows
-// the connection's page with its results.
+// runCheck starts the readiness check of a connection (as ipsfhir check
+// --config FILE --connection NAME does, never with write tests) in the
+// background and sends the browser to the connection's page, which shows
+// it running and then its results. One run per connection at a time, over
+// every replica.
 func (c *console) runCheck(w http.ResponseWriter, r *http.Request, q *request) {
 	name := r.PathValue("name")
 	api.RecordOf(r.Context()).ResourceType = "connections"
-	known := false
-	for _, cn := range c.conns() {
-		known = known || cn.Name == name
-	}
-	if !known {
+	if _, ok := c.configured(name); !ok {
 		c.errorPage(w, r, q, http.StatusNotFound, "No such connection", "The configuration has no connection by that name. The overview lists every one.")
 		return
 	}
@@ -105,23 +116,39 @@ func (c *console) runCheck(w http.ResponseWriter, r *http.Request, q *request) {
 		return
 	}
 	back := Prefix + "connections/" + url.PathEscape(name)
-	if !c.checks.start(name) {
+	started := c.now()
+	err := c.store.StartReadinessCheck(r.Context(), name, q.caller.Name, started, checkAbandoned)
+	if errors.Is(err, store.ErrConflict) {
 		http.Redirect(w, r, back+"?check=running#check", http.StatusSeeOther)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), CheckTimeout)
-	defer cancel()
-	run := &checkRun{At: c.now(), By: q.caller.Name}
-	rep, err := c.check(ctx, name)
-	switch {
-	case err == nil:
-		run.Report = rep
-	case errors.Is(err, check.ErrOptions):
-		run.Problem = "The connection's configuration cannot describe a check (its base URL or auth). ipsfhir check --config FILE --connection NAME says what is wrong."
-	default:
-		run.Problem = "The check could not be run; the service log has its kind."
-		c.log.LogAttrs(r.Context(), slog.LevelError, "console readiness check not run", slog.String("connection", name), slog.String("error_kind", "check"))
+	if err != nil {
+		c.internalError(w, r, q, "check", err)
+		return
 	}
-	c.checks.finish(name, run)
-	http.Redirect(w, r, back+"?check=done#check", http.StatusSeeOther)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), CheckTimeout)
+	c.background.Go(func() {
+		defer cancel()
+		var report []byte
+		problem := ""
+		rep, err := c.check(ctx, name)
+		switch {
+		case err == nil:
+			if report, err = json.Marshal(rep); err != nil {
+				problem = problemError
+			}
+		case errors.Is(err, check.ErrOptions):
+			problem = problemOptions
+		default:
+			problem = problemError
+			c.log.LogAttrs(ctx, slog.LevelError, "console readiness check not run", slog.String("connection", name), slog.String("error_kind", "check"))
+		}
+		// The outcome is stored even when the run used all its time.
+		done, cancelDone := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancelDone()
+		if err := c.store.FinishReadinessCheck(done, name, started, c.now(), report, problem); err != nil {
+			c.log.LogAttrs(done, slog.LevelError, "console readiness check not stored", slog.String("connection", name), slog.String("error_kind", "store"))
+		}
+	})
+	http.Redirect(w, r, back+"?check=started#check", http.StatusSeeOther)
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ipsfhir/ipsfhir/adapter/api"
@@ -27,13 +28,21 @@ type Store interface {
 	Replay(ctx context.Context, id int64) error
 	Conflicts(ctx context.Context, connection string, all bool) ([]store.Conflict, error)
 	ResolveConflict(ctx context.Context, id int64, resolution string) error
+	StartReadinessCheck(ctx context.Context, connection, by string, at time.Time, running time.Duration) error
+	FinishReadinessCheck(ctx context.Context, connection string, started, at time.Time, report []byte, problem string) error
+	ReadinessCheck(ctx context.Context, connection string) (store.ReadinessCheck, error)
 	store.Auditor
 }
 
 // Connection is one EHR connection of the configuration.
 type Connection struct {
-	Name    string
+	Name string
+	// Enabled says whether it is enabled now: InFile, the configuration
+	// file's enabled:, unless Setting, an administrator's choice made in
+	// the console, overrides it.
 	Enabled bool
+	InFile  bool
+	Setting *store.ConnectionSetting
 }
 
 // Options configure the console.
@@ -56,6 +65,16 @@ type Options struct {
 	// (as ipsfhir check --config FILE --connection NAME does, without write
 	// tests), for the button on the connection's page.
 	Check func(ctx context.Context, connection string) (*check.Report, error)
+	// SetEnabled, when set, records an administrator's choice to enable
+	// (true) or disable (false) a connection by name, or to follow the
+	// configuration file again (nil), and applies it (the connection
+	// starts or stops): the buttons on the connection's page.
+	SetEnabled func(ctx context.Context, connection string, enabled *bool, by string) error
+	// ResolveConflict, when set, resolves a conflict in place of
+	// Store.ResolveConflict, for the conflicts page's buttons: the chosen
+	// side's value is made to stand on both sides (see
+	// syncer.Engine.ResolveConflict, whose errors the page explains).
+	ResolveConflict func(ctx context.Context, id int64, resolution string) (syncer.Resolution, error)
 	// Outcomes, when set, renders the program's own outcomes report page
 	// (the page report --html writes) for the outcomes page.
 	Outcomes func(ctx context.Context) ([]byte, error)
@@ -95,21 +114,26 @@ var staticFS embed.FS
 
 // console holds the handler's dependencies; handlers are its methods.
 type console struct {
-	store     Store
-	keys      []api.Key
-	conns     func() []Connection
-	status    func() []syncer.ConnectionStatus
-	outcomes  func(ctx context.Context) ([]byte, error)
-	plans     func() map[string]*plan.Plan
-	check     func(ctx context.Context, connection string) (*check.Report, error)
-	checks    *checkRuns
-	log       *slog.Logger
-	secure    bool
-	now       func() time.Time
-	sessions  *sessions
-	throttle  *throttle
-	pages     map[string]*template.Template
-	fragments *template.Template
+	store      Store
+	keys       []api.Key
+	conns      func() []Connection
+	status     func() []syncer.ConnectionStatus
+	outcomes   func(ctx context.Context) ([]byte, error)
+	plans      func() map[string]*plan.Plan
+	check      func(ctx context.Context, connection string) (*check.Report, error)
+	setEnabled func(ctx context.Context, connection string, enabled *bool, by string) error
+	// background runs the readiness checks started from the console.
+	background sync.WaitGroup
+	log        *slog.Logger
+	secure     bool
+	now        func() time.Time
+	sessions   *sessions
+	throttle   *throttle
+	pages      map[string]*template.Template
+	fragments  *template.Template
+
+	// resolveConflict is Options.ResolveConflict.
+	resolveConflict func(ctx context.Context, id int64, resolution string) (syncer.Resolution, error)
 }
 
 // access is what a route needs of the caller.
@@ -141,7 +165,7 @@ func (a access) allows(r api.Role) bool {
 // audit trail (api.Audited) by route template, caller and status: sign-ins
 // that failed (401, no caller) and requests refused (403) too.
 func New(o Options) (http.Handler, error) {
-	c := &console{store: o.Store, keys: o.Keys, conns: o.Connections, status: o.Status, outcomes: o.Outcomes, plans: o.Plans, check: o.Check, checks: newCheckRuns(), log: o.Logger, secure: o.SecureCookies, now: o.Now}
+	c := &console{store: o.Store, keys: o.Keys, conns: o.Connections, status: o.Status, outcomes: o.Outcomes, plans: o.Plans, check: o.Check, resolveConflict: o.ResolveConflict, setEnabled: o.SetEnabled, log: o.Logger, secure: o.SecureCookies, now: o.Now}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -187,6 +211,11 @@ func New(o Options) (http.Handler, error) {
 	c.route(mux, "GET /console/overview/live", adminOnly, c.overviewLive)
 	c.route(mux, "GET /console/connections/{name}", adminOnly, c.connection)
 	c.route(mux, "POST /console/connections/{name}/check", adminOnly, c.runCheck)
+	c.route(mux, "GET /console/connections/{name}/enable", adminOnly, c.toggleForm(true))
+	c.route(mux, "POST /console/connections/{name}/enable", adminOnly, c.toggle(true))
+	c.route(mux, "GET /console/connections/{name}/disable", adminOnly, c.toggleForm(false))
+	c.route(mux, "POST /console/connections/{name}/disable", adminOnly, c.toggle(false))
+	c.route(mux, "POST /console/connections/{name}/follow-file", adminOnly, c.followFile)
 	c.route(mux, "GET /console/dead-letters", adminOnly, c.deadLetters)
 	c.route(mux, "POST /console/dead-letters/{id}/replay", adminOnly, c.replay)
 	c.route(mux, "POST /console/dead-letters/replay", adminOnly, c.replayAll)

@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -97,6 +98,24 @@ type rig struct {
 func newRig(t *testing.T, st store.Store, tweak ...func(*console.Options)) *rig {
 	t.Helper()
 	r := &rig{t: t, st: st, logs: &telemetrytest.Buffer{}}
+	r.build(tweak...)
+	r.seed()
+	return r
+}
+
+// restarted is the console started afresh over the rig's store, as after
+// a restart or on another replica: nothing of the first console's memory.
+func (r *rig) restarted(tweak ...func(*console.Options)) *rig {
+	r.t.Helper()
+	again := &rig{t: r.t, st: r.st, logs: &telemetrytest.Buffer{}, dead: r.dead, conf: r.conf}
+	again.build(tweak...)
+	return again
+}
+
+// build makes the console's handler.
+func (r *rig) build(tweak ...func(*console.Options)) {
+	t, st := r.t, r.st
+	t.Helper()
 	o := console.Options{
 		Store: st, Keys: keys,
 		Connections: func() []console.Connection {
@@ -124,8 +143,13 @@ func newRig(t *testing.T, st store.Store, tweak ...func(*console.Options)) *rig 
 		t.Fatal(err)
 	}
 	r.h = h
-	// A dead letter of down-clinic, a pending item of clinic, an open
-	// conflict.
+}
+
+// seed stores a dead letter of down-clinic, a pending item of clinic and
+// an open conflict.
+func (r *rig) seed() {
+	t, st := r.t, r.st
+	t.Helper()
 	ctx := t.Context()
 	c1 := &ips.Client{ID: "c1", Patient: ips.Identifier{System: "urn:test", Value: "MRN1"}, EnrolledOn: ips.MustDate("2026-01-05")}
 	c2 := &ips.Client{ID: "c2", Patient: ips.Identifier{System: "urn:test", Value: "MRN2"}, EnrolledOn: ips.MustDate("2026-01-05")}
@@ -151,7 +175,6 @@ func newRig(t *testing.T, st store.Store, tweak ...func(*console.Options)) *rig 
 		IPSValue: "active", EHRValue: "completed", Winner: "ehr"}); err != nil {
 		t.Fatal(err)
 	}
-	return r
 }
 
 // browser is a cookie-keeping client of the rig, as a browser is.
@@ -177,6 +200,7 @@ func (b *browser) do(method, path string, form url.Values, header ...string) rep
 	if form != nil {
 		body = strings.NewReader(form.Encode())
 	}
+	path, _, _ = strings.Cut(path, "#") // a browser keeps the fragment to itself
 	req := httptest.NewRequest(method, path, body)
 	if b.tls {
 		req.TLS = &tls.ConnectionState{}
@@ -948,16 +972,18 @@ func TestReadinessCheckFromTheConsole(t *testing.T) {
 		t.Fatal(err)
 	}
 	var runs atomic.Int32
+	release := make(chan struct{}) // holds the first run of clinic until the test lets it go
 	st := sqliteStore(t)
-	r := newRig(t, st, func(o *console.Options) {
-		o.Check = func(ctx context.Context, name string) (*check.Report, error) {
-			runs.Add(1)
-			if name == "down-clinic" {
-				return check.Run(ctx, check.Options{}) // neither a statement nor a base URL
-			}
-			return check.Run(ctx, check.Options{Statement: epic})
+	check1 := func(ctx context.Context, name string) (*check.Report, error) {
+		if runs.Add(1) == 1 {
+			<-release
 		}
-	})
+		if name == "down-clinic" {
+			return check.Run(ctx, check.Options{}) // neither a statement nor a base URL
+		}
+		return check.Run(ctx, check.Options{Statement: epic})
+	}
+	r := newRig(t, st, func(o *console.Options) { o.Check = check1 })
 	want, err := check.Run(t.Context(), check.Options{Statement: epic})
 	if err != nil {
 		t.Fatal(err)
@@ -965,37 +991,55 @@ func TestReadinessCheckFromTheConsole(t *testing.T) {
 	b := r.browser()
 	b.signIn(adminKey)
 	page := b.do("GET", "/console/connections/clinic", nil)
-	if page.code != 200 || !strings.Contains(page.body, "No readiness check was run") || !strings.Contains(page.body, "Run the readiness check") {
+	if page.code != 200 || !strings.Contains(page.body, "No readiness check of this connection was run") || !strings.Contains(page.body, "Run the readiness check") {
 		t.Fatalf("before a check: %d\n%s", page.code, page.body)
 	}
 	// Without the form's token: nothing runs.
 	if res := b.do("POST", "/console/connections/clinic/check", url.Values{}); res.code != http.StatusForbidden || runs.Load() != 0 {
 		t.Errorf("a check without the CSRF token: %d, %d runs", res.code, runs.Load())
 	}
-	res := b.do("POST", "/console/connections/clinic/check", url.Values{"csrf": {csrf(t, page.body)}})
-	if res.code != http.StatusSeeOther || res.header.Get("Location") != "/console/connections/clinic?check=done#check" || runs.Load() != 1 {
-		t.Fatalf("run the check: %d %q, %d runs", res.code, res.header.Get("Location"), runs.Load())
+	token := csrf(t, page.body)
+	res := b.do("POST", "/console/connections/clinic/check", url.Values{"csrf": {token}})
+	if res.code != http.StatusSeeOther || res.header.Get("Location") != "/console/connections/clinic?check=started#check" {
+		t.Fatalf("run the check: %d %q", res.code, res.header.Get("Location"))
 	}
-	page = b.do("GET", "/console/connections/clinic?check=done", nil)
+	// It runs in the background: the page says so and reloads itself;
+	// another administrator pressing the button meanwhile starts nothing.
+	page = b.do("GET", "/console/connections/clinic?check=started", nil)
+	if !strings.Contains(page.body, "<strong>Running</strong>") || !strings.Contains(page.body, "by ops") || !strings.Contains(page.body, `<meta http-equiv="refresh" content="5">`) {
+		t.Errorf("while the check runs, the page lacks its state or its reload:\n%s", page.body)
+	}
+	if res := b.do("POST", "/console/connections/clinic/check", url.Values{"csrf": {token}}); res.header.Get("Location") != "/console/connections/clinic?check=running#check" {
+		t.Errorf("a second press while it runs: %q", res.header.Get("Location"))
+	}
+	close(release)
+	page = waitCheckDone(t, b, "clinic")
 	verdict := "Not ready"
 	if want.Ready {
 		verdict = "Ready: nothing blocks sync"
 	}
-	if !strings.Contains(page.body, verdict) || !strings.Contains(page.body, "by ops") || !strings.Contains(page.body, "its results are below") {
-		t.Errorf("after the check, the page lacks %q or who ran it:\n%s", verdict, page.body)
+	if !strings.Contains(page.body, verdict) || !strings.Contains(page.body, "by ops") || strings.Contains(page.body, `http-equiv="refresh"`) {
+		t.Errorf("after the check, the page lacks %q or who ran it, or still reloads:\n%s", verdict, page.body)
 	}
 	for _, res := range want.Results {
 		if !strings.Contains(page.body, "<code>"+res.ID+"</code>") {
 			t.Errorf("the page lacks the result %s", res.ID)
 		}
 	}
+	// The report is stored: a console started afresh on the same store (a
+	// restart, another replica) shows it.
+	again := r.restarted(func(o *console.Options) { o.Check = check1 }).browser()
+	again.signIn(adminKey)
+	if p := again.do("GET", "/console/connections/clinic", nil); !strings.Contains(p.body, verdict) || !strings.Contains(p.body, "<code>"+want.Results[0].ID+"</code>") {
+		t.Errorf("after a restart the check's results are gone:\n%s", p.body)
+	}
 	// A connection whose check cannot be described: said so, no report.
-	res = b.do("POST", "/console/connections/down-clinic/check", url.Values{"csrf": {csrf(t, page.body)}})
-	if page := b.do("GET", res.header.Get("Location"), nil); !strings.Contains(page.body, "cannot describe a check") {
+	b.do("POST", "/console/connections/down-clinic/check", url.Values{"csrf": {token}})
+	if page := waitCheckDone(t, b, "down-clinic"); !strings.Contains(page.body, "cannot describe a check") {
 		t.Errorf("a check that cannot be described:\n%s", page.body)
 	}
 	// Unknown connection; a director; a bearer admin (scripts).
-	if res := b.do("POST", "/console/connections/nowhere/check", url.Values{"csrf": {csrf(t, page.body)}}); res.code != http.StatusNotFound {
+	if res := b.do("POST", "/console/connections/nowhere/check", url.Values{"csrf": {token}}); res.code != http.StatusNotFound {
 		t.Errorf("an unknown connection: %d, want 404", res.code)
 	}
 	if res := r.browser().do("POST", "/console/connections/clinic/check", url.Values{}, "Authorization", "Bearer "+directorKey); res.code != http.StatusForbidden {
@@ -1004,6 +1048,7 @@ func TestReadinessCheckFromTheConsole(t *testing.T) {
 	if res := r.browser().do("POST", "/console/connections/clinic/check", url.Values{}, "Authorization", "Bearer "+adminKey); res.code != http.StatusSeeOther {
 		t.Errorf("a bearer admin: %d, want 303", res.code)
 	}
+	waitCheckDone(t, b, "clinic")
 	if n := runs.Load(); n != 3 {
 		t.Errorf("%d checks run, want 3 (clinic twice, down-clinic once)", n)
 	}
@@ -1017,8 +1062,8 @@ func TestReadinessCheckFromTheConsole(t *testing.T) {
 			audited++
 		}
 	}
-	if audited != 3 {
-		t.Errorf("%d check runs in the audit trail, want 3", audited)
+	if audited != 4 {
+		t.Errorf("%d presses of the check button in the audit trail, want 4 (one while a check ran)", audited)
 	}
 
 	// A console that cannot run checks offers no button.
@@ -1029,4 +1074,321 @@ func TestReadinessCheckFromTheConsole(t *testing.T) {
 	if page := b2.do("GET", "/console/connections/clinic", nil); strings.Contains(page.body, "Run the readiness check") || !strings.Contains(page.body, "ipsfhir check --config FILE --connection clinic") {
 		t.Errorf("without Check: %s", page.body)
 	}
+}
+
+// waitCheckDone reloads a connection's page until its readiness check is
+// no longer running, as the page itself does, and returns the page.
+func waitCheckDone(t *testing.T, b *browser, name string) reply {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		page := b.do("GET", "/console/connections/"+name, nil)
+		if !strings.Contains(page.body, "<strong>Running</strong>") {
+			return page
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the readiness check of %s never finished:\n%s", name, page.body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestEnableAndDisableFromTheConsole: a disabled connection is enabled only
+// after its plan is shown (from a readiness check) and confirmed; an
+// enabled one is disabled after confirming; the choice can be given back
+// to the configuration file; CSRF, roles and the audit trail hold.
+func TestEnableAndDisableFromTheConsole(t *testing.T) {
+	t.Parallel()
+	epic, err := os.ReadFile(filepath.Join("..", "..", "testdata", "ehr-capabilities", "epic-r4-sandbox-2026-07.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type call struct {
+		name    string
+		enabled *bool
+		by      string
+	}
+	var (
+		mu       sync.Mutex
+		calls    []call
+		settings = map[string]*store.ConnectionSetting{}
+	)
+	inFile := map[string]bool{"clinic": true, "down-clinic": true, "later-clinic": false}
+	st := sqliteStore(t)
+	r := newRig(t, st, func(o *console.Options) {
+		o.Check = func(ctx context.Context, name string) (*check.Report, error) {
+			return check.Run(ctx, check.Options{Statement: epic})
+		}
+		o.Connections = func() []console.Connection {
+			mu.Lock()
+			defer mu.Unlock()
+			var out []console.Connection
+			for _, name := range []string{"clinic", "down-clinic", "later-clinic"} {
+				cn := console.Connection{Name: name, InFile: inFile[name], Enabled: inFile[name], Setting: settings[name]}
+				if cn.Setting != nil {
+					cn.Enabled = cn.Setting.Enabled
+				}
+				out = append(out, cn)
+			}
+			return out
+		}
+		o.SetEnabled = func(_ context.Context, name string, enabled *bool, by string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			calls = append(calls, call{name, enabled, by})
+			if enabled == nil {
+				delete(settings, name)
+			} else {
+				settings[name] = &store.ConnectionSetting{Name: name, Enabled: *enabled, By: by, At: time.Date(2026, 12, 3, 16, 0, 0, 0, time.UTC)}
+			}
+			return nil
+		}
+	})
+	lastCall := func() (call, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(calls) == 0 {
+			return call{}, 0
+		}
+		return calls[len(calls)-1], len(calls)
+	}
+	b := r.browser()
+	b.signIn(adminKey)
+	page := b.do("GET", "/console/connections/later-clinic", nil)
+	if !strings.Contains(page.body, "<strong>Disabled</strong>, as the configuration file says (<code>enabled: false</code>)") ||
+		!strings.Contains(page.body, `href="/console/connections/later-clinic/enable"`) {
+		t.Fatalf("a connection disabled in the file:\n%s", page.body)
+	}
+	token := csrf(t, page.body)
+	// No check run yet: no plan, so nothing to confirm.
+	page = b.do("GET", "/console/connections/later-clinic/enable", nil)
+	if page.code != 200 || !strings.Contains(page.body, "No readiness check of this connection was run yet") || strings.Contains(page.body, "Yes, enable") {
+		t.Fatalf("the enable page before any check: %d\n%s", page.code, page.body)
+	}
+	if !strings.Contains(page.body, `action="/console/connections/later-clinic/check"`) {
+		t.Errorf("the enable page offers no readiness check:\n%s", page.body)
+	}
+	b.do("POST", "/console/connections/later-clinic/check", url.Values{"csrf": {token}})
+	waitCheckDone(t, b, "later-clinic")
+	page = b.do("GET", "/console/connections/later-clinic/enable", nil)
+	for _, want := range []string{"What goes into the chart, and how", "From the readiness check run", "by ops", "Yes, enable later-clinic", "every client"} {
+		if !strings.Contains(page.body, want) {
+			t.Errorf("the enable page after a check lacks %q:\n%s", want, page.body)
+		}
+	}
+	// Refused: without the form's token, without the confirmation.
+	if res := b.do("POST", "/console/connections/later-clinic/enable", url.Values{"confirm": {"yes"}}); res.code != http.StatusForbidden {
+		t.Errorf("enable without the CSRF token: %d", res.code)
+	}
+	if res := b.do("POST", "/console/connections/later-clinic/enable", url.Values{"csrf": {token}}); res.code != http.StatusBadRequest || !strings.Contains(res.body, "Nothing was changed") {
+		t.Errorf("enable without confirming: %d\n%s", res.code, res.body)
+	}
+	if _, n := lastCall(); n != 0 {
+		t.Fatalf("a refused request changed a connection (%d calls)", n)
+	}
+	res := b.do("POST", "/console/connections/later-clinic/enable", url.Values{"csrf": {token}, "confirm": {"yes"}})
+	if res.code != http.StatusSeeOther || res.header.Get("Location") != "/console/connections/later-clinic?changed=enabled#enabled" {
+		t.Fatalf("enable: %d %q", res.code, res.header.Get("Location"))
+	}
+	if c, n := lastCall(); n != 1 || c.name != "later-clinic" || c.enabled == nil || !*c.enabled || c.by != "ops" {
+		t.Errorf("enable called SetEnabled %d times, last %+v", n, c)
+	}
+	page = b.do("GET", res.header.Get("Location"), nil)
+	for _, want := range []string{"The connection is enabled", "enabled from the console by ops", "<code>enabled: false</code>", "Follow the configuration file again", `href="/console/connections/later-clinic/disable"`} {
+		if !strings.Contains(page.body, want) {
+			t.Errorf("after enabling, the page lacks %q:\n%s", want, page.body)
+		}
+	}
+	// Enabled already: the enable page sends back to the connection.
+	if res := b.do("GET", "/console/connections/later-clinic/enable", nil); res.code != http.StatusSeeOther {
+		t.Errorf("the enable page of an enabled connection: %d, want 303", res.code)
+	}
+	// Disabling shows the plan that runs now and what waits, then asks.
+	page = b.do("GET", "/console/connections/clinic/disable", nil)
+	for _, want := range []string{"stops its pull and push", "What goes into the chart, and how", "1 item waits to be pushed", "Yes, disable clinic"} {
+		if !strings.Contains(page.body, want) {
+			t.Errorf("the disable page lacks %q:\n%s", want, page.body)
+		}
+	}
+	if res := b.do("POST", "/console/connections/clinic/disable", url.Values{"csrf": {token}, "confirm": {"yes"}}); res.code != http.StatusSeeOther {
+		t.Errorf("disable: %d", res.code)
+	}
+	if c, n := lastCall(); n != 2 || c.name != "clinic" || c.enabled == nil || *c.enabled {
+		t.Errorf("disable called SetEnabled %d times, last %+v", n, c)
+	}
+	if res := b.do("POST", "/console/connections/clinic/follow-file", url.Values{"csrf": {token}}); res.code != http.StatusSeeOther || res.header.Get("Location") != "/console/connections/clinic?changed=file#enabled" {
+		t.Errorf("follow the file: %d %q", res.code, res.header.Get("Location"))
+	}
+	if c, n := lastCall(); n != 3 || c.name != "clinic" || c.enabled != nil {
+		t.Errorf("follow-file called SetEnabled %d times, last %+v", n, c)
+	}
+	// Unknown connection, a director, a bearer admin.
+	if res := b.do("POST", "/console/connections/nowhere/enable", url.Values{"csrf": {token}, "confirm": {"yes"}}); res.code != http.StatusNotFound {
+		t.Errorf("an unknown connection: %d", res.code)
+	}
+	for _, path := range []string{"/console/connections/clinic/disable", "/console/connections/later-clinic/enable"} {
+		if res := r.browser().do("GET", path, nil, "Authorization", "Bearer "+directorKey); res.code != http.StatusForbidden {
+			t.Errorf("a director on %s: %d", path, res.code)
+		}
+	}
+	if res := r.browser().do("POST", "/console/connections/later-clinic/disable", url.Values{"confirm": {"yes"}}, "Authorization", "Bearer "+adminKey); res.code != http.StatusSeeOther {
+		t.Errorf("a bearer admin disabling: %d", res.code)
+	}
+	if _, n := lastCall(); n != 4 {
+		t.Errorf("%d changes, want 4", n)
+	}
+	es, err := st.Audit(t.Context(), store.AuditQuery{Caller: "ops"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, e := range es {
+		if e.Status == http.StatusSeeOther && e.Action == "U" {
+			seen[e.Route]++
+		}
+	}
+	if seen["/console/connections/{name}/enable"] != 1 || seen["/console/connections/{name}/disable"] != 2 || seen["/console/connections/{name}/follow-file"] != 1 {
+		t.Errorf("changes in the audit trail: %v", seen)
+	}
+}
+
+// TestResolveConflictKeepsTheChosenSide: with Options.ResolveConflict
+// wired to the sync engine, as serve wires it, the conflicts page says what
+// each button rewrites; keeping the side not applied writes it into the IPS
+// record and queues the client, keeping the applied side only closes, and
+// the page after says which; a conflict whose record changed since and a
+// whole-resource conflict's EHR side are refused with a page that says why,
+// and nothing changes. CSRF and the audit trail are as for every form.
+func TestResolveConflictKeepsTheChosenSide(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		ctx := t.Context()
+		engine := &syncer.Engine{Store: st}
+		r := newRig(t, st, func(o *console.Options) {
+			o.ResolveConflict = func(ctx context.Context, id int64, resolution string) (syncer.Resolution, error) {
+				return engine.ResolveConflict(ctx, id, resolution, []string{"clinic"})
+			}
+		})
+		const ipsWords, ehrWords = "Work at the bakery", "Work in a kitchen"
+		c := &ips.Client{ID: "c3", Patient: ips.Identifier{System: "urn:test", Value: "MRN3"}, EnrolledOn: ips.MustDate("2026-01-05"), Goals: []*ips.Goal{
+			{ID: "g1", Description: ipsWords, Status: ips.GoalCancelled, Start: ips.MustDate("2026-02-01")},
+		}}
+		if _, err := st.SaveClients(ctx, []store.Stored{{Client: c}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		add := func(key, field, ipsValue, ehrValue, winner string) string {
+			id, err := st.AddConflict(ctx, store.Conflict{Connection: "clinic", ClientID: "c3", Key: key, Field: field, IPSValue: ipsValue, EHRValue: ehrValue, Winner: winner})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return itoa(id)
+		}
+		goal := "urn:ipsfhir:p:goal|c3/g1"
+		desc := add(goal, "description", ipsWords, ehrWords, "ips")       // the IPS side's applied
+		status := add(goal, "status", "on-hold", "cancelled", "ehr")      // the EHR's applied
+		stale := add(goal, "achievement", "improving", "achieved", "ehr") // the record holds neither
+		resource := add("urn:ipsfhir:p:job|c3/j1", "resource", "ipsfhir content 0123456789ab", "changed in the EHR (version 3)", "ips")
+		version := func() store.Version {
+			_, v, err := st.GetClient(ctx, "c3")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+		v0 := version()
+		depth := func() int { d, _ := st.OutboxDepth(ctx); return d["clinic"] }
+		d0 := depth()
+
+		b := r.browser()
+		b.signIn(adminKey)
+		page := b.do("GET", "/console/conflicts", nil)
+		for _, want := range []string{">Keep the IPS value</button>", ">Keep the EHR value</button>", "Keeping a side makes its value stand on both sides",
+			"rewrites the IPS record with the EHR value; the next push writes it to the EHR", "rewrites the IPS record with the IPS value; the next push writes it to the EHR",
+			"it was applied already: closes the conflict, nothing is rewritten", "cannot be applied automatically: the conflict keeps only a description"} {
+			if !strings.Contains(html.UnescapeString(page.body), want) {
+				t.Errorf("conflicts page lacks %q", want)
+			}
+		}
+		if strings.Contains(page.body, "Close: keep") || strings.Contains(page.body, "does not rewrite either side") {
+			t.Error("the conflicts page still says resolving does not rewrite")
+		}
+		tok := csrf(t, page.body)
+		post := func(id, resolution string, form ...bool) reply {
+			v := url.Values{"resolution": {resolution}}
+			if len(form) == 0 {
+				v.Set("csrf", tok)
+			}
+			return b.do("POST", "/console/conflicts/"+id+"/resolve", v)
+		}
+		open := func() map[string]string {
+			all, err := st.Conflicts(ctx, "", true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := map[string]string{}
+			for _, cf := range all {
+				out[itoa(cf.ID)] = cf.Resolution
+			}
+			return out
+		}
+
+		// Refused: without CSRF; the record changed since; the EHR side of
+		// a whole resource. Nothing changes.
+		if res := post(desc, "kept-ehr", false); res.code != http.StatusForbidden {
+			t.Errorf("without CSRF: %d", res.code)
+		}
+		if res := post(stale, "kept-ips"); res.code != http.StatusConflict || !strings.Contains(res.body, "The record changed since") || !strings.Contains(html.UnescapeString(res.body), "Nothing was rewritten") {
+			t.Errorf("a stale conflict: %d %s", res.code, res.body)
+		}
+		if res := post(resource, "kept-ehr"); res.code != http.StatusConflict || !strings.Contains(res.body, "Cannot be applied automatically") {
+			t.Errorf("kept-ehr of a resource conflict: %d %s", res.code, res.body)
+		}
+		if v := version(); v != v0 || depth() != d0 {
+			t.Errorf("a refused resolution changed the record (version %d → %d) or queued it", v0, v)
+		}
+		if got := open(); got[desc] != "" || got[stale] != "" || got[resource] != "" {
+			t.Errorf("a refused resolution closed a conflict: %v", got)
+		}
+
+		// Keeping the side not applied rewrites the IPS record and queues it.
+		res := post(desc, "kept-ehr")
+		if res.code != http.StatusSeeOther {
+			t.Fatalf("kept-ehr: %d %s", res.code, res.body)
+		}
+		after := b.do("GET", res.header.Get("Location"), nil)
+		if !strings.Contains(after.body, "is closed: keep the EHR value (the EHR value was written to the IPS record and is queued for the EHR)") {
+			t.Errorf("the page after kept-ehr:\n%s", after.body)
+		}
+		got, v, _ := st.GetClient(ctx, "c3")
+		if got.Goal("g1").Description != ehrWords || v != v0+1 || depth() != d0+1 {
+			t.Errorf("after kept-ehr: version %d, outbox %d; want the EHR's description saved and queued", v, depth())
+		}
+
+		// Keeping the side applied only closes.
+		res = post(status, "kept-ehr")
+		if res.code != http.StatusSeeOther {
+			t.Fatalf("kept-ehr of the applied side: %d %s", res.code, res.body)
+		}
+		if after := b.do("GET", res.header.Get("Location"), nil); !strings.Contains(after.body, "(the EHR value was already in place; closed)") {
+			t.Errorf("the page after keeping the applied side:\n%s", after.body)
+		}
+		if v := version(); v != v0+1 {
+			t.Errorf("keeping the applied side saved the client again: version %d", v)
+		}
+		if res := post(desc, "kept-ips"); res.code != http.StatusConflict || !strings.Contains(res.body, "Already resolved") {
+			t.Errorf("resolving twice: %d", res.code)
+		}
+		if got := open(); got[desc] != "kept-ehr" || got[status] != "kept-ehr" || got[stale] != "" {
+			t.Errorf("resolutions %v", got)
+		}
+		entries, _ := st.Audit(ctx, store.AuditQuery{Caller: "ops"})
+		n := 0
+		for _, e := range entries {
+			if e.Route == "/console/conflicts/{id}/resolve" && e.Role == "admin" {
+				n++
+			}
+		}
+		if n != 6 {
+			t.Errorf("%d resolve requests in the audit trail, want 6 (refused ones too)", n)
+		}
+	})
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/ipsfhir/ipsfhir/adapter/api"
 	"github.com/ipsfhir/ipsfhir/adapter/plan"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
+	"github.com/ipsfhir/ipsfhir/adapter/syncer"
 	"github.com/ipsfhir/ipsfhir/conformance/check"
 )
 
@@ -48,7 +49,9 @@ var funcs = template.FuncMap{
 	"typesOf": func(types []plan.ResourcePlan, caption string) map[string]any {
 		return map[string]any{"Types": types, "Caption": caption}
 	},
-	"action": actionName,
+	"action":     actionName,
+	"usedTypes":  usedTypes,
+	"otherTypes": otherTypes,
 	"checkTable": func(results []check.Result, caption string) map[string]any {
 		return map[string]any{"Results": results, "Caption": caption}
 	},
@@ -58,7 +61,7 @@ var funcs = template.FuncMap{
 }
 
 // pageNames are the page templates; each is layout.html with its content.
-var pageNames = []string{"login", "overview", "connection", "deadletters", "conflicts", "audit", "outcomes", "error"}
+var pageNames = []string{"login", "overview", "connection", "toggle", "deadletters", "conflicts", "audit", "outcomes", "error"}
 
 func (c *console) parseTemplates() error {
 	base, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/parts.html")
@@ -233,28 +236,32 @@ type connectionData struct {
 	// none was. CanCheck says the console can run one.
 	Check    *checkRun
 	CanCheck bool
+	// Conn is the connection as configured, with the console's setting;
+	// CanToggle says the console can enable and disable it.
+	Conn      Connection
+	CanToggle bool
 }
 
-// UsedTypes are the resource types the plan reads or writes: those of its
-// concepts, and Provenance when it goes alongside; OtherTypes the rest the
+// usedTypes are the resource types a plan reads or writes: those of its
+// concepts, and Provenance when it goes alongside; otherTypes the rest the
 // EHR offers.
-func (d connectionData) UsedTypes() []plan.ResourcePlan { return d.types(true) }
+func usedTypes(p *plan.Plan) []plan.ResourcePlan { return planTypes(p, true) }
 
-// OtherTypes: see UsedTypes.
-func (d connectionData) OtherTypes() []plan.ResourcePlan { return d.types(false) }
+// otherTypes: see usedTypes.
+func otherTypes(p *plan.Plan) []plan.ResourcePlan { return planTypes(p, false) }
 
-func (d connectionData) types(used bool) []plan.ResourcePlan {
-	if d.Plan == nil {
+func planTypes(p *plan.Plan, used bool) []plan.ResourcePlan {
+	if p == nil {
 		return nil
 	}
 	uses := map[string]bool{}
-	for _, cp := range d.Plan.Concepts {
+	for _, cp := range p.Concepts {
 		if cp.ResourceType != "" && cp.Path != plan.NoPath {
 			uses[cp.ResourceType] = true
 		}
 	}
 	var out []plan.ResourcePlan
-	for _, rp := range d.Plan.Types {
+	for _, rp := range p.Types {
 		if (uses[rp.Type] || rp.WrittenAlongside) == used {
 			out = append(out, rp)
 		}
@@ -272,12 +279,34 @@ func (c *console) connection(w http.ResponseWriter, r *http.Request, q *request)
 	api.RecordOf(r.Context()).ResourceType = "connections"
 	for _, row := range ov.Connections {
 		if row.Name == name {
-			p := page{Title: name, Nav: "overview", Data: connectionData{Row: row, Plan: c.plans()[name], Check: c.checks.get(name), CanCheck: c.check != nil}}
+			run, err := c.latestCheck(r.Context(), name)
+			if err != nil {
+				c.internalError(w, r, q, "connection", err)
+				return
+			}
+			d := connectionData{Row: row, Plan: c.plans()[name], Check: run, CanCheck: c.check != nil, CanToggle: c.setEnabled != nil}
+			for _, cn := range c.conns() {
+				if cn.Name == name {
+					d.Conn = cn
+				}
+			}
+			p := page{Title: name, Nav: "overview", Data: d}
+			if run != nil && run.Running && !run.Abandoned {
+				p.Refresh = 5 // until the results are in
+			}
 			switch r.URL.Query().Get("check") {
-			case "done":
-				p.Notice = "The readiness check has run: its results are below."
+			case "started":
+				p.Notice = "The readiness check is running: this page shows its results when it is done."
 			case "running":
-				p.Notice = "A readiness check of this connection is running already: reload the page in a moment."
+				p.Notice = "A readiness check of this connection was running already: this page shows its results when it is done."
+			}
+			switch r.URL.Query().Get("changed") {
+			case "enabled":
+				p.Notice = "The connection is enabled: it connects now, and every client is queued for it."
+			case "disabled":
+				p.Notice = "The connection is disabled: its pull and push have stopped."
+			case "file":
+				p.Notice = "The connection follows the configuration file's enabled: again."
 			}
 			c.render(w, r, q, http.StatusOK, "connection", p)
 			return
@@ -371,7 +400,22 @@ func (c *console) replayAll(w http.ResponseWriter, r *http.Request, q *request) 
 
 // resolutions are the decisions the conflicts page offers, as the
 // resolution POST /admin/conflicts/{id}/resolve records.
-var resolutions = map[string]string{"kept-ips": "keep the IPS value", "kept-ehr": "keep the EHR value"}
+var resolutions = map[string]string{syncer.KeptIPS: "keep the IPS value", syncer.KeptEHR: "keep the EHR value"}
+
+// conflictsData is the conflicts page: the open conflicts, and whether
+// keeping a side makes its value stand (Options.ResolveConflict) or only
+// closes the conflict.
+type conflictsData struct {
+	Conflicts []conflictRow
+	Applies   bool
+}
+
+// conflictRow is an open conflict; Appliable says whether the side that
+// was not applied can be written into the IPS record (syncer.Appliable).
+type conflictRow struct {
+	store.Conflict
+	Appliable bool
+}
 
 func (c *console) conflicts(w http.ResponseWriter, r *http.Request, q *request) {
 	cs, err := c.store.Conflicts(r.Context(), "", false)
@@ -381,10 +425,19 @@ func (c *console) conflicts(w http.ResponseWriter, r *http.Request, q *request) 
 	}
 	rec := api.RecordOf(r.Context())
 	rec.ResourceType, rec.Records = "conflicts", len(cs)
-	p := page{Title: "Conflicts", Nav: "conflicts", Data: cs}
+	d := conflictsData{Applies: c.resolveConflict != nil}
+	for _, cf := range cs {
+		d.Conflicts = append(d.Conflicts, conflictRow{Conflict: cf, Appliable: syncer.Appliable(cf)})
+	}
+	p := page{Title: "Conflicts", Nav: "conflicts", Data: d}
 	if id := r.URL.Query().Get("resolved"); id != "" {
 		if n, err := strconv.ParseInt(id, 10, 64); err == nil && n > 0 {
-			p.Notice = fmt.Sprintf("Conflict %d is closed: %s. The decision is recorded with your name in the audit trail.", n, resolutions[r.URL.Query().Get("as")])
+			as := r.URL.Query().Get("as")
+			done := ""
+			if o := r.URL.Query().Get("done"); o == syncer.ResolutionApplied || o == syncer.ResolutionInPlace {
+				done = " (" + syncer.Resolution{Outcome: o, Kept: map[string]string{syncer.KeptIPS: "ips", syncer.KeptEHR: "ehr"}[as]}.Message() + ")"
+			}
+			p.Notice = fmt.Sprintf("Conflict %d is closed: %s%s. The decision is recorded with your name in the audit trail.", n, resolutions[as], done)
 		}
 	}
 	c.render(w, r, q, http.StatusOK, "conflicts", p)
@@ -401,18 +454,34 @@ func (c *console) resolve(w http.ResponseWriter, r *http.Request, q *request) {
 		c.errorPage(w, r, q, http.StatusBadRequest, "Choose a side", "Resolve a conflict with one of its two buttons: keep the IPS value, or keep the EHR value.")
 		return
 	}
-	if err := c.store.ResolveConflict(r.Context(), id, res); err != nil {
+	done := ""
+	var err error
+	if c.resolveConflict != nil {
+		var out syncer.Resolution
+		out, err = c.resolveConflict(r.Context(), id, res)
+		done = "&done=" + out.Outcome
+	} else {
+		err = c.store.ResolveConflict(r.Context(), id, res)
+	}
+	if err != nil {
+		note := " To close it without rewriting anything, resolve it with a short note: POST /admin/conflicts/" + strconv.FormatInt(id, 10) + "/resolve?resolution=… with an admin key."
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			c.errorPage(w, r, q, http.StatusNotFound, "No such conflict", "The conflicts page lists the open ones.")
 		case errors.Is(err, store.ErrConflict):
 			c.errorPage(w, r, q, http.StatusConflict, "Already resolved", "Someone resolved this conflict meanwhile. The conflicts page lists the open ones.")
+		case errors.Is(err, syncer.ErrConflictStale):
+			c.errorPage(w, r, q, http.StatusConflict, "The record changed since",
+				"The IPS record no longer holds the value that was applied when this conflict was found: someone changed the field since, or the goal is gone. Nothing was rewritten, and the conflict stays open. Look at the client's goal: once it holds the value that should stand, keep that value here and the conflict closes."+note)
+		case errors.Is(err, syncer.ErrCannotApply):
+			c.errorPage(w, r, q, http.StatusConflict, "Cannot be applied automatically",
+				"This side's value cannot be written into the IPS record automatically: for a whole record changed in the EHR, the conflict keeps only a description of the EHR's version, not the record. Nothing was changed, and the conflict stays open. If the EHR's change should stand, make it in the IPS record, then keep the IPS value here: the next push writes it to the EHR."+note)
 		default:
 			c.internalError(w, r, q, "resolve", err)
 		}
 		return
 	}
-	http.Redirect(w, r, Prefix+"conflicts?resolved="+strconv.FormatInt(id, 10)+"&as="+res, http.StatusSeeOther)
+	http.Redirect(w, r, Prefix+"conflicts?resolved="+strconv.FormatInt(id, 10)+"&as="+res+done, http.StatusSeeOther)
 }
 
 func (c *console) pathID(w http.ResponseWriter, r *http.Request, q *request) (int64, bool) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,8 +20,6 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
-	"github.com/ipsfhir/ipsfhir/adapter/store"
-	"github.com/ipsfhir/ipsfhir/adapter/store/sqlite"
 	"github.com/ipsfhir/ipsfhir/conformance/peer"
 	"github.com/ipsfhir/ipsfhir/internal/browsertest"
 	"github.com/ipsfhir/ipsfhir/mappings"
@@ -42,6 +42,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	chrome, axe := browsertest.Setup(t, filepath.Join("..", "..", "outcomes", "chart", "testdata", "browser"))
 	shots := os.Getenv("IPSFHIR_SCREENSHOTS")
 	srv := peer.StartForTest(t, peer.Options{Args: []string{"--quiet"}})
+	// northside-oracle's EHR: disabled in the file, enabled in the browser.
+	north := peer.StartForTest(t, peer.Options{Args: []string{"--quiet"}})
 	dir := t.TempDir()
 	keyOf := func(k string) string { s := sha256.Sum256([]byte(k)); return hex.EncodeToString(s[:]) }
 	const adminKey, specKey, directorKey = "console-admin-key-0001", "console-spec-key-0002", "console-director-key-0003"
@@ -50,7 +52,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, `program: {id: console-test}
 store: {driver: sqlite, dsn: %s}
 server: {listen: "127.0.0.1:0"}
-sync: {pushInterval: 1s, maxAttempts: 1}
+sync: {pushInterval: 1s, pollInterval: 1h, maxAttempts: 1}
 apiKeys:
   - {name: jordan, role: specialist, sha256: %s}
   - {name: ops, role: admin, sha256: %s}
@@ -58,8 +60,8 @@ apiKeys:
 connections:
   - {name: clinic, fhirBaseUrl: %q, enabled: true, auth: {type: none}, timeout: 10s, retry: {initial: 1s, max: 2s}}
   - {name: riverside-epic, fhirBaseUrl: %q, enabled: true, auth: {type: none}, retry: {initial: 1s, max: 5s}}
-  - {name: northside-oracle, fhirBaseUrl: "https://ehr.example.org/fhir", enabled: false, auth: {type: none}}
-`, dbPath, keyOf(specKey), keyOf(adminKey), keyOf(directorKey), srv.BaseURL, closedPortURL(t)), 0o644); err != nil {
+  - {name: northside-oracle, fhirBaseUrl: %q, enabled: false, auth: {type: none}, timeout: 10s}
+`, dbPath, keyOf(specKey), keyOf(adminKey), keyOf(directorKey), srv.BaseURL, closedPortURL(t), north.BaseURL), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	peerClient, err := ehr.New(ehr.Options{BaseURL: srv.BaseURL})
@@ -73,6 +75,15 @@ connections:
 		}
 	}
 	createPatient("MRN700")
+	northClient, err := ehr.New(ehr.Options{BaseURL: north.BaseURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mrn := range []string{"MRN700", "MRN701"} {
+		if _, err := northClient.Create(t.Context(), "Patient", fmt.Appendf(nil, `{"resourceType":"Patient","identifier":[{"system":"urn:oid:2.16.840.1.113883.3.9999.1","value":%q}]}`, mrn), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -110,17 +121,42 @@ connections:
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	// An open conflict, recorded as a pull records one when a clinician
-	// and a specialist changed the same field.
-	st, err := sqlite.Open(t.Context(), dbPath)
-	if err != nil {
-		t.Fatal(err)
+	// A conflict, made as in a clinic: a clinician puts c1's goal on hold
+	// in the EHR while the specialist marks it completed in the program.
+	// The push finds the goal changed in the EHR (its If-Match fails),
+	// merges, and records the conflict; the status's winner is the EHR.
+	goalKey := mappings.Key{Program: "console-test", Kind: mappings.KindGoal, Client: "c1", Record: "g1"}
+	ehrGoal := func() map[string]any {
+		t.Helper()
+		es, err := peerClient.Search(t.Context(), "Goal", url.Values{"identifier": {goalKey.System() + "|" + goalKey.Value()}})
+		if err != nil || len(es) != 1 {
+			t.Fatalf("c1's goal in the EHR: %d found, %v", len(es), err)
+		}
+		var g map[string]any
+		if err := json.Unmarshal(es[0].Resource, &g); err != nil {
+			t.Fatal(err)
+		}
+		return g
 	}
-	if _, err := st.AddConflict(t.Context(), store.Conflict{Connection: "clinic", ClientID: "c1", Key: "urn:ipsfhir:console-test:goal|c1.g1",
-		Field: "status", IPSValue: "active", EHRValue: "completed", Winner: "ehr"}); err != nil {
-		t.Fatal(err)
+	g := ehrGoal()
+	g["lifecycleStatus"] = "on-hold"
+	edited, _ := json.Marshal(g)
+	if _, err := peerClient.Update(t.Context(), "Goal", g["id"].(string), edited, ""); err != nil {
+		t.Fatalf("the clinician's edit: %v", err)
 	}
-	st.Close()
+	if code, b := call("PUT", "/api/v1/clients/c1", specKey, `{"id":"c1","patient":{"system":"urn:oid:2.16.840.1.113883.3.9999.1","value":"MRN700"},"enrolledOn":"2026-11-02",
+		 "goals":[{"id":"g1","description":"Work in a library","status":"completed","start":"2026-11-03"}]}`); code != http.StatusOK {
+		t.Fatalf("the specialist's edit: %d %s", code, b)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		if _, b := call("GET", "/admin/conflicts", adminKey, ""); strings.Contains(b, `"field":"status"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the two edits never made a conflict:\n%s", stderr.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.WindowSize(1280, 900))...)
@@ -256,17 +292,78 @@ connections:
 		t.Errorf("clinic's page: %s", s)
 	}
 	check("connection")
-	// Its readiness check, run from the page against the peer: ready.
+	// Its readiness check, run from the page against the peer: it runs in
+	// the background, and the page reloads itself until it is ready.
 	do(chromedp.Click(chromedp.CSS(`form[action="/console/connections/clinic/check"] button`)))
-	arrive("/console/connections/clinic?check=done")
-	do(chromedp.WaitVisible(chromedp.CSS(".check-verdict")))
-	if s := text(".check-verdict"); !strings.Contains(s, "Ready: nothing blocks sync") || !strings.Contains(s, "by ops") {
+	arrive("/console/connections/clinic")
+	verdict := func() string {
+		t.Helper()
+		js := `(document.querySelector(".check-verdict") || {textContent: ""}).textContent`
+		for deadline := time.Now().Add(60 * time.Second); ; {
+			if s := eval(js); s != "" && !strings.HasPrefix(s, "Running") {
+				return s
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the readiness check never finished: %s", eval(js))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if s := verdict(); !strings.Contains(s, "Ready: nothing blocks sync") || !strings.Contains(s, "by ops") {
 		t.Errorf("the readiness check run from the console: %s", s)
 	}
 	if s := text("main"); !strings.Contains(s, "metadata.fhir-version") {
 		t.Errorf("the check's results are not listed: %.600s", s)
 	}
 	check("connection-checked")
+
+	// Enabling northside-oracle: its page says it is disabled by the file;
+	// the enable page has no plan to show until a readiness check ran, then
+	// shows it and asks to confirm.
+	do(chromedp.Navigate(base+"/console/connections/northside-oracle"), chromedp.WaitVisible(chromedp.CSS("#enabled")))
+	if s := text("main"); !strings.Contains(s, "Disabled, as the configuration file says") {
+		t.Errorf("northside-oracle's page: %.400s", s)
+	}
+	do(chromedp.Click(chromedp.CSS(`a[href="/console/connections/northside-oracle/enable"]`)))
+	arrive("/console/connections/northside-oracle/enable")
+	if s := text("main"); !strings.Contains(s, "No readiness check of this connection was run yet") || strings.Contains(s, "Yes, enable") {
+		t.Errorf("the enable page before a check: %.600s", s)
+	}
+	do(chromedp.Click(chromedp.CSS(`form[action="/console/connections/northside-oracle/check"] button`)))
+	arrive("/console/connections/northside-oracle")
+	if s := verdict(); !strings.Contains(s, "Ready") {
+		t.Errorf("northside-oracle's readiness check: %s", s)
+	}
+	do(chromedp.Click(chromedp.CSS(`a[href="/console/connections/northside-oracle/enable"]`)))
+	arrive("/console/connections/northside-oracle/enable")
+	do(chromedp.WaitVisible(chromedp.CSS("form.confirm")))
+	if s := text("main"); !strings.Contains(s, "What goes into the chart") || !strings.Contains(s, "employment-goal") || !strings.Contains(s, "every client") {
+		t.Errorf("the enable page after the check: %.800s", s)
+	}
+	check("enable")
+	do(chromedp.Click(chromedp.CSS(`form.confirm button[value="yes"]`)))
+	arrive("/console/connections/northside-oracle?changed=enabled")
+	if s := text(".notice"); !strings.Contains(s, "is enabled") {
+		t.Errorf("after enabling: %q", s)
+	}
+	if s := text("main"); !strings.Contains(s, "enabled from the console by ops") {
+		t.Errorf("northside-oracle after enabling: %.500s", s)
+	}
+	// The whole caseload reaches its EHR: c1 now (c2's patient is not in
+	// the clinic's EHR yet, so it is a dead letter there, but it is here).
+	for _, c := range []string{"c1", "c2"} {
+		key := mappings.Key{Program: "console-test", Kind: mappings.KindPlan, Client: c}
+		for deadline := time.Now().Add(60 * time.Second); countIdentifiers(t, northClient, "CarePlan", "console-test", mappings.KindPlan)[key.Value()] != 1; {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never reached the connection enabled from the console:\n%s", c, stderr.String())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	var listed bytes.Buffer
+	if code := run(t.Context(), []string{"connections", "--config", cfg}, strings.NewReader(""), &listed, io.Discard); code != exitOK || !strings.Contains(listed.String(), "console (ops,") {
+		t.Errorf("ipsfhir connections after the console enabled northside-oracle: %d\n%s", code, listed.String())
+	}
 
 	// Dead letters: c2, and why.
 	do(chromedp.Click(chromedp.CSS(`nav a[href="/console/dead-letters"]`)))
@@ -311,18 +408,36 @@ connections:
 		t.Error("the overview refreshed by reloading the page, not its live part")
 	}
 
-	// Conflicts: both values, the one applied, and a decision.
+	// Conflicts: both values (the clinician's on-hold applied, the
+	// specialist's completed not), and a decision: keep the program's.
 	do(chromedp.Click(chromedp.CSS(`nav a[href="/console/conflicts"]`)), chromedp.WaitVisible(chromedp.CSS(".sides")))
-	if s := text(".sides"); !strings.Contains(s, "active") || !strings.Contains(s, "completed") || !strings.Contains(s, "applied") {
+	if s := text(".sides"); !strings.Contains(s, "on-hold") || !strings.Contains(s, "completed") || !strings.Contains(s, "applied") {
 		t.Errorf("conflict: %s", s)
 	}
+	if g := ehrGoal(); g["lifecycleStatus"] != "on-hold" {
+		t.Errorf("the EHR's goal before the decision: %v, want the clinician's on-hold", g["lifecycleStatus"])
+	}
 	check("conflicts")
-	do(chromedp.Click(chromedp.CSS(`button[value="kept-ehr"]`)), chromedp.WaitVisible(chromedp.CSS(".notice")))
-	if s := text("main"); !strings.Contains(s, "keep the EHR value") || !strings.Contains(s, "No open conflicts") {
+	do(chromedp.Click(chromedp.CSS(`button[value="kept-ips"]`)), chromedp.WaitVisible(chromedp.CSS(".notice")))
+	if s := text("main"); !strings.Contains(s, "No open conflicts") {
 		t.Errorf("after resolving: %s", s)
 	}
-	if code, b := call("GET", "/admin/conflicts?all=true", adminKey, ""); code != 200 || !strings.Contains(b, `"resolution":"kept-ehr"`) {
-		t.Errorf("/admin/conflicts after the console closed it: %d %s", code, b)
+	if s := text(".notice"); !strings.Contains(s, "IPS value") {
+		t.Errorf("the notice after keeping the IPS value: %q", s)
+	}
+	check("conflicts-resolved")
+	if code, b := call("GET", "/admin/conflicts?all=true", adminKey, ""); code != 200 || !strings.Contains(b, `"resolution":"kept-ips"`) {
+		t.Errorf("/admin/conflicts after the console resolved it: %d %s", code, b)
+	}
+	// The program's value is written to the EHR, and the program keeps it.
+	for deadline := time.Now().Add(60 * time.Second); ehrGoal()["lifecycleStatus"] != "completed"; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the kept IPS value never reached the EHR: %v\n%s", ehrGoal()["lifecycleStatus"], stderr.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if _, b := call("GET", "/api/v1/clients/c1", specKey, ""); !strings.Contains(b, `"status":"completed"`) {
+		t.Errorf("the program's record after keeping its value: %s", b)
 	}
 	if code, b := call("GET", "/admin/audit?caller=ops", adminKey, ""); code != 200 || !strings.Contains(b, `/console/conflicts/{id}/resolve`) || !strings.Contains(b, `/console/dead-letters/{id}/replay`) {
 		t.Errorf("the audit trail lacks the console's changes: %d %.500s", code, b)

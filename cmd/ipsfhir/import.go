@@ -93,7 +93,12 @@ a bad configuration or an unreadable file.`, stderr)
 		return code
 	}
 	defer st.Close()
-	connections := cfg.EnabledConnections()
+	set, err := readEnabled(ctx, cfg, st)
+	if err != nil {
+		fmt.Fprintf(stderr, "ipsfhir import: %v\nnothing was stored\n", err)
+		return exitFindings
+	}
+	connections := set.names
 	sum, err := importClients(ctx, st, cl.Clients, connections, *all, prog)
 	prog.clear()
 	if err != nil {

@@ -61,6 +61,7 @@ func commands() []command {
 		{"serve", "run the service: records API, admin, metrics and the sync workers", runServe},
 		{"check", "check an EHR's readiness for sync (or a saved CapabilityStatement) and print its sync plan", runCheck},
 		{"sync", "sync the IPS store with the configured EHRs (pull clinicians' changes, push IPS work)", runSync},
+		{"connections", "list the EHR connections: enabled or not, by the configuration file or the console", runConnections},
 		{"export", "write the program's records as Bulk Data NDJSON files for an HIE (de-identified) or the program", runExport},
 		{"report", "compute a quarter's IPS outcome measures (small cells withheld), or add up programs' reports", runReport},
 	}

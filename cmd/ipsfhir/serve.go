@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -130,6 +131,7 @@ func (s *system) serve(ctx context.Context, stdout, stderr io.Writer) int {
 
 	var wg sync.WaitGroup
 	wg.Go(func() { s.runner.Run(ctx) })
+	wg.Go(func() { s.followSettings(ctx) })
 	wg.Go(func() { pruneAudit(ctx, s.store, s.cfg.Audit.Retention, time.Hour, s.logger) })
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -177,12 +179,17 @@ func (s *system) handler(fhirBase string) http.Handler {
 	} else {
 		s.logger.LogAttrs(context.Background(), slog.LevelError, "cannot build the FHIR facade", slog.String("component", "serve"))
 	}
-	admin := &api.Admin{Store: s.store, Plans: s.runner.Plans} // plans appear as connections connect
+	// Resolving a conflict writes the chosen value into the IPS record and
+	// queues it for the connections enabled now.
+	resolve := func(ctx context.Context, id int64, resolution string) (syncer.Resolution, error) {
+		return s.engine.ResolveConflict(ctx, id, resolution, s.enabledConnections())
+	}
+	admin := &api.Admin{Store: s.store, Plans: s.runner.Plans, ResolveConflict: resolve} // plans appear as connections connect
 	if err == nil {
 		admin.Exports = facade
 	}
 	records := api.New(api.Options{
-		Store: s.store, Connections: s.cfg.EnabledConnections, Keys: keys, Logger: s.logger,
+		Store: s.store, Connections: s.enabledConnections, Keys: keys, Logger: s.logger,
 		Admin:       admin,
 		Metrics:     s.tel.MetricsHandler(),
 		Audit:       s.store,
@@ -208,11 +215,13 @@ func (s *system) handler(fhirBase string) http.Handler {
 	// The administrator's console (docs/CONSOLE.md): same keys, same store.
 	if con, err := console.New(console.Options{
 		Store: s.store, Keys: keys, Logger: s.logger, Status: s.runner.Snapshot,
-		Connections:   s.consoleConnections,
-		Outcomes:      s.outcomesPage,
-		Check:         s.consoleCheck,
-		Plans:         s.runner.Plans,
-		SecureCookies: strings.HasPrefix(s.cfg.Server.PublicURL, "https://"),
+		Connections:     s.consoleConnections,
+		Outcomes:        s.outcomesPage,
+		Check:           s.consoleCheck,
+		SetEnabled:      s.setConnection,
+		ResolveConflict: resolve,
+		Plans:           s.runner.Plans,
+		SecureCookies:   strings.HasPrefix(s.cfg.Server.PublicURL, "https://"),
 	}); err == nil {
 		mux.Handle(console.Prefix, con)
 	} else {
@@ -222,11 +231,17 @@ func (s *system) handler(fhirBase string) http.Handler {
 	return mux
 }
 
-// consoleConnections are the configured connections, for the console.
+// consoleConnections are the configured connections, for the console:
+// enabled or not now, by the file or by an administrator's choice.
 func (s *system) consoleConnections() []console.Connection {
+	set := s.enabled.get()
 	out := make([]console.Connection, 0, len(s.cfg.Connections))
 	for _, c := range s.cfg.Connections {
-		out = append(out, console.Connection{Name: c.Name, Enabled: c.Enabled})
+		cn := console.Connection{Name: c.Name, Enabled: slices.Contains(set.names, c.Name), InFile: c.Enabled}
+		if st, ok := set.settings[c.Name]; ok {
+			cn.Setting = &st
+		}
+		out = append(out, cn)
 	}
 	return out
 }
@@ -268,8 +283,8 @@ func (s *system) outcomesPage(ctx context.Context) ([]byte, error) {
 	return page, err
 }
 
-// writeTimeout bounds the writing of an answer; the console's readiness
-// check (console.CheckTimeout) is answered within it.
+// writeTimeout bounds the writing of an answer (a bulk export file, the
+// outcomes report).
 const writeTimeout = 2 * time.Minute
 
 // readyTimeout bounds the store query of /readyz: a store that takes

@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/ipsfhir/ipsfhir/adapter/config"
-	"github.com/ipsfhir/ipsfhir/adapter/console"
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
 	"github.com/ipsfhir/ipsfhir/adapter/telemetry/telemetrytest"
 	"github.com/ipsfhir/ipsfhir/conformance/peer"
@@ -627,15 +626,5 @@ func TestServeAllowsConfiguredOrigins(t *testing.T) {
 	rec := do(http.MethodGet, "/fhir/metadata", "https://app.example.org")
 	if rec.Code != 200 || rec.Header().Get("Access-Control-Allow-Origin") != "https://app.example.org" || !strings.Contains(rec.Body.String(), `"cors": true`) {
 		t.Errorf("/fhir/metadata from the app: %d %v %.200s", rec.Code, rec.Header(), rec.Body)
-	}
-}
-
-// TestConsoleCheckFitsTheWriteTimeout: the console's readiness check page
-// waits for the check, so the server must still be allowed to answer when
-// the check has used all its time.
-func TestConsoleCheckFitsTheWriteTimeout(t *testing.T) {
-	t.Parallel()
-	if console.CheckTimeout+10*time.Second > writeTimeout {
-		t.Errorf("the console's check may take %v, the server writes its answer within %v: a slow check would get the browser a broken answer", console.CheckTimeout, writeTimeout)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/ipsfhir/ipsfhir/adapter/api"
@@ -88,7 +89,10 @@ sync.pollInterval. Failures are logged with their reason.`, stderr)
 		return exitOK
 	}
 	if !*once {
+		var wg sync.WaitGroup
+		wg.Go(func() { sys.followSettings(ctx) })
 		sys.runner.Run(ctx)
+		wg.Wait()
 		return exitOK
 	}
 	var bar *progress

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/ipsfhir/ipsfhir/adapter/config"
@@ -33,11 +34,14 @@ type system struct {
 	store   store.Store
 	engine  *syncer.Engine
 	metrics *telemetry.SyncMetrics
-	// connectors connect the enabled connections, one each; runner runs
-	// them (serve, and sync without --once). Neither touches an EHR until
-	// the runner starts.
+	// connectors connect the connections enabled when the system was
+	// wired, one each (sync); runner runs every configured connection's
+	// connector while it is enabled (serve, and sync without --once), and
+	// enabled says which are. Neither touches an EHR until the runner
+	// starts.
 	connectors []syncer.Connector
 	runner     *syncer.Runner
+	enabled    enabledState
 	// signingKeys are the SMART Backend Services keys of the connections;
 	// their public halves are served at /.well-known/jwks.json.
 	signingKeys []ehr.SigningKey
@@ -95,7 +99,7 @@ func wire(ctx context.Context, cfg *config.Config, logOut io.Writer, connections
 			return lag, nil
 		},
 		InitialLoads: func(ctx context.Context) (map[string]telemetry.InitialLoad, error) {
-			loads, err := initialLoads(ctx, st, cfg.EnabledConnections())
+			loads, err := initialLoads(ctx, st, s.enabledConnections())
 			out := make(map[string]telemetry.InitialLoad, len(loads))
 			for c, p := range loads {
 				out[c] = telemetry.InitialLoad{Done: p.Done, Total: p.Total, Remaining: p.Remaining, Estimated: p.Estimated}
@@ -110,30 +114,46 @@ func wire(ctx context.Context, cfg *config.Config, logOut io.Writer, connections
 	s.metrics = sm
 	s.engine.Metrics = sm
 	s.engine.Tracer = tel.TracerProvider().Tracer("github.com/ipsfhir/ipsfhir/adapter/syncer")
-	s.runner = syncer.NewRunner(s.engine, s.schedule())
-	if !connections {
-		return s, nil
-	}
-	for _, cn := range cfg.Connections {
-		if !cn.Enabled {
-			continue
-		}
-		c, err := s.connector(cn)
-		if err != nil {
-			s.close(ctx)
-			return nil, fmt.Errorf("connection %s: %w", cn.Name, err)
-		}
-		s.connectors = append(s.connectors, c)
-	}
-	s.runner = syncer.NewRunner(s.engine, s.schedule(), s.connectors...)
-	// An EHR enabled after the program started, or enabled again after a
-	// pause, gets the whole caseload, not only what changes from now on.
-	seeded, err := st.SeedConnections(ctx, cfg.EnabledConnections())
+	set, err := readEnabled(ctx, cfg, st)
 	if err != nil {
 		s.close(ctx)
 		return nil, err
 	}
-	for _, name := range cfg.EnabledConnections() {
+	s.enabled.set = set
+	s.runner = syncer.NewRunner(s.engine, s.schedule())
+	if !connections {
+		return s, nil
+	}
+	var all []syncer.Connector
+	for _, cn := range cfg.Connections {
+		c, err := s.connector(cn)
+		if err != nil {
+			if slices.Contains(set.names, cn.Name) {
+				s.close(ctx)
+				return nil, fmt.Errorf("connection %s: %w", cn.Name, err)
+			}
+			// A disabled connection's credentials are read when it is
+			// enabled from the console; until they can be, it fails to
+			// connect with reason config.
+			c = syncer.Connector{Name: cn.Name, Connect: func(context.Context) (*syncer.Connection, error) {
+				return nil, syncer.WithReason("config", fmt.Errorf("connection %s: %w", cn.Name, err))
+			}}
+		}
+		all = append(all, c)
+		if slices.Contains(set.names, cn.Name) {
+			s.connectors = append(s.connectors, c)
+		}
+	}
+	s.runner = syncer.NewRunner(s.engine, s.schedule(), all...)
+	s.runner.SetEnabled(set.names)
+	// An EHR enabled after the program started, or enabled again after a
+	// pause, gets the whole caseload, not only what changes from now on.
+	seeded, err := st.SeedConnections(ctx, set.names)
+	if err != nil {
+		s.close(ctx)
+		return nil, err
+	}
+	for _, name := range set.names {
 		if n := seeded[name]; n > 0 {
 			s.logger.InfoContext(ctx, "connection enabled: every client queued for it", "connection", name, "clients", n)
 		}

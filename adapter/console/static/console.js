@@ -1,6 +1,7 @@
 // ipsfhir console: progressive enhancement only; every page works without it.
 // An element with data-live="URL" data-every="SECONDS" is replaced by the
-// HTML that URL answers, every so many seconds while the tab is visible.
+// HTML that URL answers, every so many seconds while the tab is visible;
+// one with data-reload="SECONDS" reloads the page (see reloadLater).
 // When the session has ended (the answer is not the fragment), the page is
 // reloaded, which shows the sign-in form.
 (function () {
@@ -41,9 +42,26 @@
     });
     schedule();
   }
+  // An element with data-reload="SECONDS" (a readiness check that runs)
+  // reloads the page, without its query, after so many seconds while the
+  // tab is visible; the page drops the element once there is nothing to
+  // wait for.
+  function reloadLater(el) {
+    var every = Math.max(2, parseInt(el.getAttribute("data-reload"), 10) || 5) * 1000;
+    setTimeout(function again() {
+      if (document.hidden) { setTimeout(again, every); return; }
+      if (window.location.search) {
+        window.location.replace(window.location.pathname + window.location.hash);
+      } else {
+        window.location.reload(); // the same URL with a fragment would only scroll
+      }
+    }, every);
+  }
   function start() {
     var live = document.querySelectorAll("[data-live]");
     for (var i = 0; i < live.length; i++) { poll(live[i]); }
+    var reload = document.querySelector("[data-reload]");
+    if (reload) { reloadLater(reload); }
   }
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", start);
