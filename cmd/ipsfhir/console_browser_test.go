@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
@@ -47,6 +49,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	dir := t.TempDir()
 	keyOf := func(k string) string { s := sha256.Sum256([]byte(k)); return hex.EncodeToString(s[:]) }
 	const adminKey, specKey, directorKey = "console-admin-key-0001", "console-spec-key-0002", "console-director-key-0003"
+	const clinicianKey, hieKey = "console-clinician-key-0004", "console-hie-key-0005"
 	dbPath := filepath.Join(dir, "ips.db")
 	cfg := filepath.Join(dir, "ipsfhir.yaml")
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, `program: {id: console-test}
@@ -57,11 +60,13 @@ apiKeys:
   - {name: jordan, role: specialist, sha256: %s}
   - {name: ops, role: admin, sha256: %s}
   - {name: dana, role: director, sha256: %s}
+  - {name: dr-lee, role: clinician, sha256: %s}
+  - {name: state-hie, role: hie, sha256: %s}
 connections:
   - {name: clinic, fhirBaseUrl: %q, enabled: true, auth: {type: none}, timeout: 10s, retry: {initial: 1s, max: 2s}}
   - {name: riverside-epic, fhirBaseUrl: %q, enabled: true, auth: {type: none}, retry: {initial: 1s, max: 5s}}
   - {name: northside-oracle, fhirBaseUrl: %q, enabled: false, auth: {type: none}, timeout: 10s}
-`, dbPath, keyOf(specKey), keyOf(adminKey), keyOf(directorKey), srv.BaseURL, closedPortURL(t), north.BaseURL), 0o644); err != nil {
+`, dbPath, keyOf(specKey), keyOf(adminKey), keyOf(directorKey), keyOf(clinicianKey), keyOf(hieKey), srv.BaseURL, closedPortURL(t), north.BaseURL), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	peerClient, err := ehr.New(ehr.Options{BaseURL: srv.BaseURL})
@@ -452,12 +457,43 @@ connections:
 	}
 	check("audit")
 
+	// A form whose CSRF token was tampered with changes nothing: the
+	// sign-out form, sent with another token, leaves the session signed in.
+	eval(`document.querySelector(".who form input[name=csrf]").value = "tampered"; ""`)
+	do(chromedp.Click(chromedp.CSS(`.who button`)))
+	arrive("/console/signout")
+	if s := text("main"); !strings.Contains(s, "This form has expired") || !strings.Contains(s, "nothing was changed") {
+		t.Errorf("a tampered CSRF token: %.300s", s)
+	}
+	do(chromedp.Navigate(base+"/console/audit"), chromedp.WaitVisible(chromedp.CSS("#caller")))
+	// A session cookie tampered with opens nothing: the sign-in form.
+	do(chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, network.SetCookie, network.SetCookieParams{Name: "ipsfhir_console", Value: "tampered-session-id", URL: base + "/console/", Path: "/console/"})
+		return err
+	}))
+	do(chromedp.Navigate(base+"/console/dead-letters"), chromedp.WaitVisible(chromedp.CSS("#key")))
+	do(chromedp.SendKeys(chromedp.CSS("#key"), adminKey), chromedp.Click(chromedp.CSS("form.login button")), chromedp.WaitVisible(chromedp.CSS("#live")))
+
 	// Sign out: the session is gone.
 	do(chromedp.Click(chromedp.CSS(`.who button`)), chromedp.WaitVisible(chromedp.CSS("#key")))
 	if s := text(".notice"); !strings.Contains(s, "signed out") {
 		t.Errorf("after sign-out: %q", s)
 	}
 	do(chromedp.Navigate(base+"/console/dead-letters"), chromedp.WaitVisible(chromedp.CSS("#key")))
+
+	// A clinician's key and an HIE's key open nothing: 403.
+	for role, k := range map[string]string{"clinician": clinicianKey, "hie": hieKey} {
+		do(chromedp.SendKeys(chromedp.CSS("#key"), k), chromedp.Click(chromedp.CSS("form.login button")))
+		// The answer stays at /console/login: wait for its words.
+		want := "has role " + role + ". The console is for administrators"
+		for deadline := time.Now().Add(30 * time.Second); !strings.Contains(eval(`document.body.innerText`), want); {
+			if time.Now().After(deadline) {
+				t.Fatalf("a %s key in the console: %.300s", role, eval(`document.body.innerText`))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		do(chromedp.Navigate(base+"/console/"), chromedp.WaitVisible(chromedp.CSS("#key")))
+	}
 
 	// A program director: the outcomes page, and the report it opens,
 	// whose inline style sheet and chart the report's own policy lets
