@@ -459,8 +459,10 @@ connections:
 		if code != 200 {
 			t.Fatalf("/readyz with the store up: %d %s", code, raw)
 		}
+		// The pass that wrote the CarePlan is over (lastPush is set when
+		// it returns, a moment after its last write).
 		if len(ready.Connections) == 2 && ready.Connections[0].State == "failing" && ready.Connections[1].State == "ready" &&
-			countIdentifiers(t, client, "CarePlan", "serve-test", mappings.KindPlan)[key.Value()] == 1 {
+			ready.Connections[1].LastPush != "" && countIdentifiers(t, client, "CarePlan", "serve-test", mappings.KindPlan)[key.Value()] == 1 {
 			break
 		}
 		if time.Now().After(deadline) {
