@@ -484,11 +484,20 @@ connections:
 	// A clinician's key and an HIE's key open nothing: 403.
 	for role, k := range map[string]string{"clinician": clinicianKey, "hie": hieKey} {
 		do(chromedp.SendKeys(chromedp.CSS("#key"), k), chromedp.Click(chromedp.CSS("form.login button")))
-		// The answer stays at /console/login: wait for its words.
+		// The answer stays at /console/login: wait for its words. The page
+		// may be between documents when asked (no body, or its context
+		// gone): ask again.
 		want := "has role " + role + ". The console is for administrators"
-		for deadline := time.Now().Add(30 * time.Second); !strings.Contains(eval(`document.body.innerText`), want); {
+		body := func() string {
+			s, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
+			if err != nil {
+				return ""
+			}
+			return s
+		}
+		for deadline := time.Now().Add(30 * time.Second); !strings.Contains(body(), want); {
 			if time.Now().After(deadline) {
-				t.Fatalf("a %s key in the console: %.300s", role, eval(`document.body.innerText`))
+				t.Fatalf("a %s key in the console: %.300s", role, body())
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
