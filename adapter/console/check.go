@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/ipsfhir/ipsfhir/adapter/api"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
 	"github.com/ipsfhir/ipsfhir/conformance/check"
 )
@@ -106,13 +105,7 @@ func (c *console) latestCheck(ctx context.Context, name string) (*checkRun, erro
 // every replica.
 func (c *console) runCheck(w http.ResponseWriter, r *http.Request, q *request) {
 	name := r.PathValue("name")
-	api.RecordOf(r.Context()).ResourceType = "connections"
-	if _, ok := c.configured(name); !ok {
-		c.errorPage(w, r, q, http.StatusNotFound, "No such connection", "The configuration has no connection by that name. The overview lists every one.")
-		return
-	}
-	if c.check == nil {
-		c.errorPage(w, r, q, http.StatusNotImplemented, "Not available", "This service cannot run the readiness check from the console. Run ipsfhir check --config FILE --connection NAME.")
+	if _, ok := c.connectionFor(w, r, q, c.check != nil, cannotCheck); !ok {
 		return
 	}
 	back := Prefix + "connections/" + url.PathEscape(name)

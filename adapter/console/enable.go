@@ -37,19 +37,37 @@ func (c *console) configured(name string) (Connection, bool) {
 	return Connection{}, false
 }
 
+// Why a console cannot do what a connection's buttons ask.
+const (
+	cannotToggle = "This service cannot enable or disable connections from the console. Set enabled: in the configuration file."
+	cannotCheck  = "This service cannot run the readiness check from the console. Run ipsfhir check --config FILE --connection NAME."
+)
+
+// connectionFor is the start of every action on a connection
+// (/console/connections/{name}/…): it names the record kind for the audit
+// trail, and answers 404 for a name the configuration does not have and
+// 501 (with why) when the console cannot do the action (available false).
+func (c *console) connectionFor(w http.ResponseWriter, r *http.Request, q *request, available bool, why string) (Connection, bool) {
+	api.RecordOf(r.Context()).ResourceType = "connections"
+	cn, ok := c.configured(r.PathValue("name"))
+	if !ok {
+		c.errorPage(w, r, q, http.StatusNotFound, "No such connection", "The configuration has no connection by that name. The overview lists every one.")
+		return cn, false
+	}
+	if !available {
+		c.errorPage(w, r, q, http.StatusNotImplemented, "Not available", why)
+		return cn, false
+	}
+	return cn, true
+}
+
 // toggleForm shows what enabling (or disabling) a connection does and asks
 // for confirmation: GET /console/connections/{name}/enable and /disable.
 func (c *console) toggleForm(enable bool) func(http.ResponseWriter, *http.Request, *request) {
 	return func(w http.ResponseWriter, r *http.Request, q *request) {
 		name := r.PathValue("name")
-		api.RecordOf(r.Context()).ResourceType = "connections"
-		cn, ok := c.configured(name)
+		cn, ok := c.connectionFor(w, r, q, c.setEnabled != nil, cannotToggle)
 		if !ok {
-			c.errorPage(w, r, q, http.StatusNotFound, "No such connection", "The configuration has no connection by that name. The overview lists every one.")
-			return
-		}
-		if c.setEnabled == nil {
-			c.errorPage(w, r, q, http.StatusNotImplemented, "Not available", "This service cannot enable or disable connections from the console. Set enabled: in the configuration file.")
 			return
 		}
 		back := Prefix + "connections/" + url.PathEscape(name)
@@ -91,13 +109,7 @@ func (c *console) toggleForm(enable bool) func(http.ResponseWriter, *http.Reques
 func (c *console) toggle(enable bool) func(http.ResponseWriter, *http.Request, *request) {
 	return func(w http.ResponseWriter, r *http.Request, q *request) {
 		name := r.PathValue("name")
-		api.RecordOf(r.Context()).ResourceType = "connections"
-		if _, ok := c.configured(name); !ok {
-			c.errorPage(w, r, q, http.StatusNotFound, "No such connection", "The configuration has no connection by that name. The overview lists every one.")
-			return
-		}
-		if c.setEnabled == nil {
-			c.errorPage(w, r, q, http.StatusNotImplemented, "Not available", "This service cannot enable or disable connections from the console. Set enabled: in the configuration file.")
+		if _, ok := c.connectionFor(w, r, q, c.setEnabled != nil, cannotToggle); !ok {
 			return
 		}
 		if r.PostFormValue("confirm") != "yes" {
@@ -120,13 +132,7 @@ func (c *console) toggle(enable bool) func(http.ResponseWriter, *http.Request, *
 // /console/connections/{name}/follow-file.
 func (c *console) followFile(w http.ResponseWriter, r *http.Request, q *request) {
 	name := r.PathValue("name")
-	api.RecordOf(r.Context()).ResourceType = "connections"
-	if _, ok := c.configured(name); !ok {
-		c.errorPage(w, r, q, http.StatusNotFound, "No such connection", "The configuration has no connection by that name. The overview lists every one.")
-		return
-	}
-	if c.setEnabled == nil {
-		c.errorPage(w, r, q, http.StatusNotImplemented, "Not available", "This service cannot enable or disable connections from the console. Set enabled: in the configuration file.")
+	if _, ok := c.connectionFor(w, r, q, c.setEnabled != nil, cannotToggle); !ok {
 		return
 	}
 	if err := c.setEnabled(r.Context(), name, nil, q.caller.Name); err != nil {
