@@ -202,3 +202,50 @@ connections:
 	cancel()
 	<-done
 }
+
+// TestDisabledConnectionWithUnreadableCredentials: serve starts although a
+// disabled connection's token file cannot be read (an enabled one would
+// stop it); enabled from the console, that connection fails to connect
+// with reason config, as --help and docs/CONSOLE.md say.
+func TestDisabledConnectionWithUnreadableCredentials(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	keyOf := func(k string) string { s := sha256.Sum256([]byte(k)); return hex.EncodeToString(s[:]) }
+	cfg := filepath.Join(dir, "ipsfhir.yaml")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, `program: {id: creds-test}
+store: {driver: sqlite, dsn: %s}
+server: {listen: "127.0.0.1:0"}
+apiKeys:
+  - {name: ops, role: admin, sha256: %s}
+connections:
+  - {name: later, fhirBaseUrl: "https://ehr.example.org/fhir", enabled: false, auth: {type: bearer, token: {file: %s}}}
+`, filepath.Join(dir, "ips.db"), keyOf("creds-admin-key"), filepath.Join(dir, "no-such-token")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	base, stderr, done := startServe(t, ctx, cfg)
+	req, _ := http.NewRequest("POST", base+"/console/connections/later/enable", strings.NewReader("confirm=yes"))
+	req.Header.Set("Authorization", "Bearer creds-admin-key")
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("enable: %d\n%s", resp.StatusCode, stderr.String())
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		_, r, raw := getReadyz(t, base)
+		if len(r.Connections) == 1 && len(r.Connections[0].Failures) == 1 && r.Connections[0].Failures[0].Reason == "config" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the enabled connection with an unreadable token never failed with reason config: %s\n%s", raw, stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cancel()
+	<-done
+}

@@ -58,8 +58,15 @@ sync.pollInterval, push and pull each retrying on its own backoff. An EHR
 that is down stops neither the service nor the other connections: it shows
 as failing in /readyz and the log, and /readyz stays 200, because
 readiness is about the store (an EHR outage is not cured by restarting or
-by taking this replica out of a load balancer). A connection whose
-credentials or CA file cannot be read stops serve at start.`, stderr)
+by taking this replica out of a load balancer). An enabled connection
+whose credentials or CA file cannot be read stops serve at start; a
+disabled one fails to connect (reason config) if enabled from the console.
+
+Whether a connection is enabled is the configuration file's enabled:,
+unless an administrator enabled or disabled it in the console
+(/console/connections/NAME): that choice is stored, wins over the file,
+and is applied at once here and within 5 s on other replicas
+(ipsfhir connections --config FILE lists it).`, stderr)
 	cfgPath := fs.String("config", "", "configuration file (required)")
 	if code, done := parseFlags(fs, args, stdout); done {
 		return code
