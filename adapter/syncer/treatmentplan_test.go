@@ -16,7 +16,6 @@ import (
 	"github.com/ipsfhir/ipsfhir/conformance/faultproxy"
 	"github.com/ipsfhir/ipsfhir/conformance/peer"
 	"github.com/ipsfhir/ipsfhir/ips"
-	"github.com/ipsfhir/ipsfhir/ips/synth"
 	"github.com/ipsfhir/ipsfhir/mappings"
 )
 
@@ -27,7 +26,7 @@ import (
 // ipsfhir identifier. It returns the file and that client.
 func treatmentPlanSeed(t *testing.T) (string, *ips.Client) {
 	t.Helper()
-	cl := synth.GenerateSample()
+	cl := rigCaseload()
 	var lines []string
 	add := func(v any) {
 		b, err := json.Marshal(v)
