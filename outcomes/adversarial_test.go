@@ -104,6 +104,10 @@ func lpAttack(t *testing.T, pub published, levels []string, real published, thre
 	if err != nil {
 		t.Fatalf("attacker: the published numbers have no solution: %v", err)
 	}
+	// One scratch for every question, as the audit does: a fresh copy of
+	// the tableau per question made most of the package's allocations,
+	// and under -race each is checked when allocated and freed.
+	var scratch tableau
 	out := map[[2]string]interval{}
 	for _, key := range ask {
 		c := make([]float64, cols)
@@ -112,11 +116,11 @@ func lpAttack(t *testing.T, pub published, levels []string, real published, thre
 		if diff {
 			c[at(key[0], y)] = -1
 		}
-		lo, _ := tab.minimize(c)
+		lo, _ := tab.minimizeIn(&scratch, c)
 		for j := range c {
 			c[j] = -c[j]
 		}
-		hi, bounded := tab.minimize(c)
+		hi, bounded := tab.minimizeIn(&scratch, c)
 		hi = -hi
 		if !bounded {
 			hi = math.Inf(1)

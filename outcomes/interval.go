@@ -70,7 +70,7 @@ type component struct {
 	tab     *tableau
 	col     map[int]int // leaf → column
 	cols    int
-	scratch tableau // reused by the range questions (one goroutine)
+	scratch *tableau // reused by the range questions: the audit's (one goroutine)
 	// ranges are the answers given on this component, by cost vector:
 	// the audit asks the same questions of the same parts many times.
 	ranges map[string]compRange
@@ -214,7 +214,7 @@ func (a *audit) polytope(hidden withheld) (*polytope, error) {
 			p.comps = append(p.comps, c)
 			continue
 		}
-		c := &component{col: map[int]int{}, ranges: map[string]compRange{}}
+		c := &component{col: map[int]int{}, ranges: map[string]compRange{}, scratch: &a.scratch}
 		nslack := 0
 		for _, r := range rs {
 			for _, k := range slices.Sorted(maps.Keys(r.v)) {
@@ -242,7 +242,7 @@ func (a *audit) polytope(hidden withheld) (*polytope, error) {
 			}
 			b[i] = r.b
 		}
-		tab, err := feasible(m, b, c.cols)
+		tab, err := feasibleIn(&a.phase1, m, b, c.cols)
 		if err != nil {
 			// The data satisfy every constraint: this cannot happen.
 			return nil, errAudit
@@ -286,12 +286,12 @@ func (p *polytope) rng(v vec) (lo, hi int) {
 		key := fmt.Sprint(cost)
 		r, ok := c.ranges[key]
 		if !ok {
-			r.min, _ = c.tab.minimizeIn(&c.scratch, cost) // bounded: every leaf is at least 0
+			r.min, _ = c.tab.minimizeIn(c.scratch, cost) // bounded: every leaf is at least 0
 			for j := range cost {
 				cost[j] = -cost[j]
 			}
 			var maxF float64
-			maxF, r.bounded = c.tab.minimizeIn(&c.scratch, cost)
+			maxF, r.bounded = c.tab.minimizeIn(c.scratch, cost)
 			r.max = -maxF
 			if c.ranges != nil {
 				c.ranges[key] = r

@@ -52,12 +52,26 @@ func (t *tableau) rhs(i int) float64   { return t.t[i*(t.n+1)+t.n] }
 
 // feasible runs phase 1 on A·z = b (rows of length n), z ≥ 0. Redundant
 // equalities are dropped; an infeasible system is errInfeasible.
+func feasible(a [][]float64, b []float64, n int) (*tableau, error) {
+	var work []float64
+	return feasibleIn(&work, a, b, n)
+}
+
+// feasibleIn is feasible with phase 1's tableau (m rows of n+m+1: every
+// row has its artificial) made in *work, whose memory is reused from one
+// call to the next: an audit builds hundreds of polytopes, and this was
+// most of what it allocated. The tableau returned is new memory.
 //
 //go:norace
-func feasible(a [][]float64, b []float64, n int) (*tableau, error) {
+func feasibleIn(work *[]float64, a [][]float64, b []float64, n int) (*tableau, error) {
 	m := len(a)
 	w := n + m // with one artificial per row
-	t := &tableau{m: m, n: w, t: make([]float64, m*(w+1)), basis: make([]int, m)}
+	size := m * (w + 1)
+	if cap(*work) < size {
+		*work = make([]float64, size)
+	}
+	t := &tableau{m: m, n: w, t: (*work)[:size], basis: make([]int, m)}
+	clear(t.t)
 	for i, row := range a {
 		sign := 1.0
 		if b[i] < 0 {

@@ -188,16 +188,20 @@ func pageAttack(t *testing.T, clients []*ips.Client, qs []Quarter, tr []Trend, t
 	if err != nil {
 		t.Fatalf("page attacker: the page's numbers have no solution: %v", err)
 	}
+	// One scratch for every question, as the audit does: a fresh copy of
+	// the tableau per question made most of the package's allocations,
+	// and under -race each is checked when allocated and freed.
+	var scratch tableau
 	rng := func(coef map[int]float64) interval {
 		c := make([]float64, cols)
 		for j, x := range coef {
 			c[j] = x
 		}
-		lo, _ := tab.minimize(c)
+		lo, _ := tab.minimizeIn(&scratch, c)
 		for j := range c {
 			c[j] = -c[j]
 		}
-		hi, bounded := tab.minimize(c)
+		hi, bounded := tab.minimizeIn(&scratch, c)
 		if !bounded {
 			return interval{math.Ceil(lo - 1e-6), math.Inf(1)}
 		}
