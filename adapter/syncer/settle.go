@@ -443,10 +443,11 @@ func splitReference(ref string) (typ, id string) {
 //     goes again, with the version just read, so a clinician who changes it
 //     once more meanwhile is not overwritten blindly either.
 //
-// A Goal is sent again only while the client is as the push read it: what
-// the EHR holds may be a change that a pull merged into the client while
-// this push waited (see clientUnchanged); the client's pending item then
-// writes the merged goal.
+// A record is sent again only while the client is as the push read it:
+// what the EHR holds may be a change that a pull merged into the client
+// while this push waited, or another worker's write of a newer copy (see
+// clientUnchanged); the client's pending item then writes the newer
+// content.
 //
 // retry sends the write again with the given If-Match. settled reports the
 // record is now up to date in the EHR as far as this push is concerned
@@ -484,18 +485,19 @@ func (e *Engine) settleStale(ctx context.Context, conn *Connection, k mappings.K
 			s.Conflicts++
 		}
 	}
-	if typ == "Goal" {
-		// The write goes again with the version just read, so it must
-		// still be the client's content. What the EHR holds may be a
-		// clinician's change that a pull merged into the client while
-		// this push waited for its 412 and its read: the pull recorded
-		// that version and content in the ledger, so the content passes
-		// as known (mine above), yet this push's copy of the client
-		// predates the merge. The client's pending item writes the merged
-		// goal.
-		if err := e.clientUnchanged(ctx, clientID, ver); err != nil {
-			return nil, s, err
-		}
+	// The write goes again with the version just read, so it must still
+	// be the client's content, whatever the type. What the EHR holds may
+	// be newer than this push's copy of the client and still pass as
+	// known (mine above): a clinician's Goal change that a pull merged
+	// into the client while this push waited for its 412 and its read
+	// (the pull recorded that version and content in the ledger), or,
+	// for any type, the adapter's own write of a newer copy by another
+	// worker that took over the client's item after this push's lease ran
+	// out. Writing this copy would put the older content back, and
+	// nothing queued would correct it. The client's pending item, if the
+	// other worker has not already done it, writes the newer content.
+	if err := e.clientUnchanged(ctx, clientID, ver); err != nil {
+		return nil, s, err
 	}
 	ifMatch := ""
 	if rp := conn.Plan.Type(typ); rp != nil && rp.Concurrency == plan.IfMatch {

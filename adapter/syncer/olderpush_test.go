@@ -1,0 +1,131 @@
+package syncer
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ipsfhir/ipsfhir/adapter/ehr"
+	"github.com/ipsfhir/ipsfhir/adapter/store"
+	"github.com/ipsfhir/ipsfhir/ips"
+)
+
+// planWrites runs before once, just before the first CarePlan update or
+// transaction it passes on.
+type planWrites struct {
+	EHR
+	before func()
+	once   sync.Once
+}
+
+func (p *planWrites) Update(ctx context.Context, t, target string, body []byte, ifMatch string) (*ehr.Response, error) {
+	if t == "CarePlan" {
+		p.once.Do(p.before)
+	}
+	return p.EHR.Update(ctx, t, target, body, ifMatch)
+}
+
+func (p *planWrites) Transaction(ctx context.Context, bundle []byte, idempotent bool) (*ehr.Response, error) {
+	p.once.Do(p.before)
+	return p.EHR.Transaction(ctx, bundle, idempotent)
+}
+
+// TestAnOlderCopyIsNotWrittenOverANewerPush: two workers push the same
+// client, the first one's lease having run out while it was slow (leases
+// are not renewed; under load, with hung requests, a batch's last items
+// wait longer than the lease). The slow worker holds the client as it
+// was; the other pushes the client's newer content first. The slow one's
+// CarePlan write then meets 412, and what the EHR holds is the adapter's
+// own content, the newer one: writing the older copy again with the
+// version just read put the older support note back in the EHR, with
+// nothing left in the outbox to correct it (seen in the fault suite's
+// four-replica scenario: "stale: CarePlan plan.support.note").
+func TestAnOlderCopyIsNotWrittenOverANewerPush(t *testing.T) {
+	t.Parallel()
+	for _, bundles := range []string{"none", "transaction"} {
+		t.Run(bundles, func(t *testing.T) {
+			t.Parallel()
+			testOlderCopy(t, bundles)
+		})
+	}
+}
+
+func testOlderCopy(t *testing.T, bundles string) {
+	r := newRig(t, "")
+	ctx := t.Context()
+	r.conn.Plan.Bundles = bundles
+	r.pushAll(t)
+	var c *ips.Client
+	for _, cc := range consenting(r.cl) {
+		if len(cc.Supports) > 0 {
+			c = cc
+			break
+		}
+	}
+	if c == nil {
+		t.Fatal("no consenting client with a support")
+	}
+	setNote := func(note string) {
+		t.Helper()
+		st, v, err := r.store.GetClient(ctx, c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Supports[0].Note = note
+		if _, err := r.store.SaveClients(ctx, []store.Stored{{Client: st, Version: v}}, []string{"clinic"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setNote("Older note written first")
+
+	other := &Engine{Store: r.store, Owner: "other-worker", Lease: time.Minute, MaxAttempts: 3,
+		Logger:      slog.New(slog.NewTextHandler(t.Output(), nil)),
+		Connections: []*Connection{{Name: "clinic", Plan: r.conn.Plan, EHR: r.client, Mapping: r.conn.Mapping, ConsentDefault: true, Retry: r.conn.Retry}}}
+	raced := false
+	r.conn.EHR = &planWrites{EHR: r.conn.EHR, before: func() {
+		// The slow worker is about to write the plan: meanwhile the
+		// specialist edits the note again and the other worker, finding
+		// the item's lease run out, pushes the newer content.
+		setNote("Newer note written second")
+		s, err := other.PushOnce(ctx)
+		if err != nil || s.Written == 0 {
+			t.Errorf("the other worker's push: %+v %v; want the newer plan written", s, err)
+		}
+		raced = true
+	}}
+	r.engine.Lease = time.Millisecond // the slow worker's lease runs out at once
+	if _, err := r.engine.PushOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !raced {
+		t.Fatal("the slow worker wrote no CarePlan; the test did not set up the race")
+	}
+
+	le, err := r.store.LedgerGet(ctx, "clinic", ledgerKey(r.conn.Mapping.PlanKey(c)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := r.client.Read(ctx, "CarePlan", le.ResourceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(resp.Body, []byte("Newer note written second")) || bytes.Contains(resp.Body, []byte("Older note written first")) {
+		t.Errorf("the EHR's CarePlan (version %s) holds the older copy's support note: the slow worker wrote over the newer push", resp.VersionID)
+	}
+
+	// Whatever is still queued converges on the newer content.
+	r.engine.Lease = time.Minute
+	makeDue(t, r)
+	if s, err := r.engine.PushOnce(ctx); err != nil || s.Failed != 0 {
+		t.Fatalf("next push: %+v %v", s, err)
+	}
+	if resp, err = r.client.Read(ctx, "CarePlan", le.ResourceID); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(resp.Body, []byte("Newer note written second")) {
+		t.Errorf("after the next push the EHR's CarePlan does not hold the newer support note")
+	}
+}
