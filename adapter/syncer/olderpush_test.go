@@ -43,17 +43,42 @@ func (p *planWrites) Transaction(ctx context.Context, bundle []byte, idempotent 
 // version just read put the older support note back in the EHR, with
 // nothing left in the outbox to correct it (seen in the fault suite's
 // four-replica scenario: "stale: CarePlan plan.support.note").
+//
+// The other worker's push may also come before the slow one reads the
+// ledger rows of the client's records: the rows then hold the newer write
+// and its version, and the older copy's write would go with that version
+// as If-Match, which the EHR takes ("before the ledger read").
 func TestAnOlderCopyIsNotWrittenOverANewerPush(t *testing.T) {
 	t.Parallel()
-	for _, bundles := range []string{"none", "transaction"} {
-		t.Run(bundles, func(t *testing.T) {
+	for _, tc := range []struct {
+		name, bundles string
+		beforeLedger  bool
+	}{
+		{"one by one", "none", false},
+		{"transaction", "transaction", false},
+		{"before the ledger read", "none", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			testOlderCopy(t, bundles)
+			testOlderCopy(t, tc.bundles, tc.beforeLedger)
 		})
 	}
 }
 
-func testOlderCopy(t *testing.T, bundles string) {
+// ledgerReadHook runs before once, just before the first read of several
+// ledger rows at once (a push's, before its writes).
+type ledgerReadHook struct {
+	store.Store
+	before func()
+	once   sync.Once
+}
+
+func (l *ledgerReadHook) LedgerGetMany(ctx context.Context, conn string, keys []string) (map[string]store.LedgerEntry, error) {
+	l.once.Do(l.before)
+	return l.Store.LedgerGetMany(ctx, conn, keys)
+}
+
+func testOlderCopy(t *testing.T, bundles string, beforeLedger bool) {
 	r := newRig(t, "")
 	ctx := t.Context()
 	r.conn.Plan.Bundles = bundles
@@ -85,23 +110,29 @@ func testOlderCopy(t *testing.T, bundles string) {
 		Logger:      slog.New(slog.NewTextHandler(t.Output(), nil)),
 		Connections: []*Connection{{Name: "clinic", Plan: r.conn.Plan, EHR: r.client, Mapping: r.conn.Mapping, ConsentDefault: true, Retry: r.conn.Retry}}}
 	raced := false
-	r.conn.EHR = &planWrites{EHR: r.conn.EHR, before: func() {
-		// The slow worker is about to write the plan: meanwhile the
-		// specialist edits the note again and the other worker, finding
-		// the item's lease run out, pushes the newer content.
+	race := func() {
+		// The slow worker is about to write the plan (or to read the
+		// ledger): meanwhile the specialist edits the note again and the
+		// other worker, finding the item's lease run out, pushes the
+		// newer content.
 		setNote("Newer note written second")
 		s, err := other.PushOnce(ctx)
 		if err != nil || s.Written == 0 {
 			t.Errorf("the other worker's push: %+v %v; want the newer plan written", s, err)
 		}
 		raced = true
-	}}
+	}
+	if beforeLedger {
+		r.engine.Store = &ledgerReadHook{Store: r.store, before: race}
+	} else {
+		r.conn.EHR = &planWrites{EHR: r.conn.EHR, before: race}
+	}
 	r.engine.Lease = time.Millisecond // the slow worker's lease runs out at once
 	if _, err := r.engine.PushOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if !raced {
-		t.Fatal("the slow worker wrote no CarePlan; the test did not set up the race")
+		t.Fatal("the slow worker wrote no CarePlan (or read no ledger rows); the test did not set up the race")
 	}
 
 	le, err := r.store.LedgerGet(ctx, "clinic", ledgerKey(r.conn.Mapping.PlanKey(c)))

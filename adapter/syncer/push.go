@@ -711,6 +711,16 @@ func (e *Engine) pushClientRows(ctx context.Context, conn *Connection, clientID 
 	if err := e.prefetchLedger(ctx, keys); err != nil {
 		return s, err
 	}
+	// The rows just read may hold another worker's write of a newer copy
+	// of the client (one that took the client's item over when this
+	// push's lease ran out): this older copy would then pass as a change
+	// on top of it and be written with its version as If-Match, which the
+	// EHR takes. The client is read again after the rows, so a newer copy
+	// written before them is seen here; one written after them meets 412
+	// (see settleStale).
+	if err := e.clientUnchanged(ctx, clientID, ver); err != nil {
+		return s, err
+	}
 	if err := writeAll(); err != nil {
 		return s, err
 	}

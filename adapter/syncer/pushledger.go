@@ -27,7 +27,8 @@ import (
 // than it would be read one by one; those are the same races as between a
 // read and a write today, and the same checks catch them (If-Match, the
 // attempts joined by freshAttempts, the search before a create, the client
-// version before a goal's write).
+// version read again after the rows and before a write refused as stale
+// goes again).
 type pushLedger struct {
 	store.Store
 	conn string
