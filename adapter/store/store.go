@@ -50,6 +50,11 @@ type Store interface {
 	// ErrConflict if the lease was lost to another owner, ErrNotFound if the
 	// item is gone.
 	Complete(ctx context.Context, item OutboxItem) error
+	// Renew makes a leased item's lease last lease from now, for a worker
+	// about to start on it after others of its batch: a lease that ran
+	// out untaken is this owner's again. ErrConflict if another owner took
+	// the item over, ErrNotFound if the item is gone.
+	Renew(ctx context.Context, item OutboxItem, lease time.Duration) error
 	// Fail records a failed attempt with a patient-free reason. The item is
 	// retried at retryAt, or becomes a dead letter when it has now failed
 	// maxAttempts times; dead reports which.

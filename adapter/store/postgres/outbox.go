@@ -111,6 +111,21 @@ func (s *Store) Complete(ctx context.Context, item store.OutboxItem) error {
 	})
 }
 
+// Renew makes a held lease last lease from now (see store.Store).
+func (s *Store) Renew(ctx context.Context, item store.OutboxItem, lease time.Duration) error {
+	if err := store.CheckLease(item.Connection, item.Owner, 1, lease); err != nil {
+		return storeErr(ctx, "renew", err)
+	}
+	return s.write(ctx, "renew", func(tx pgx.Tx) error {
+		if _, err := heldItem(ctx, tx, item); err != nil {
+			return err
+		}
+		// The database's clock, as Lease's.
+		_, err := tx.Exec(ctx, `UPDATE outbox SET leased_until = now() + $1 * interval '1 microsecond' WHERE id = $2`, lease.Microseconds(), item.ID)
+		return err
+	})
+}
+
 // finishLoad records the end of connection's initial load when none of its
 // items is left, in the transaction that removed one. While the load runs
 // it locks the connection's row first, so that of two workers removing the

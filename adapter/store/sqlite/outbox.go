@@ -117,6 +117,20 @@ func (s *Store) Complete(ctx context.Context, item store.OutboxItem) error {
 	})
 }
 
+// Renew makes a held lease last lease from now (see store.Store).
+func (s *Store) Renew(ctx context.Context, item store.OutboxItem, lease time.Duration) error {
+	if err := store.CheckLease(item.Connection, item.Owner, 1, lease); err != nil {
+		return storeErr("renew", err)
+	}
+	return s.write(ctx, "renew", func(tx *sql.Tx) error {
+		if _, err := heldItem(ctx, tx, item); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE outbox SET leased_until = ? WHERE id = ?`, micros(time.Now().Add(lease)), item.ID)
+		return err
+	})
+}
+
 // finishLoad records the end of connection's initial load when none of its
 // items is left, in the transaction that removed one.
 func finishLoad(ctx context.Context, tx *sql.Tx, connection string) error {

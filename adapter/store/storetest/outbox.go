@@ -198,6 +198,46 @@ func testLeaseExpiry(t *testing.T, s *suite) {
 	wantDepth(t, st, map[string]int{})
 }
 
+// testLeaseRenewed: Renew keeps an item from being taken over for another
+// lease, takes back a lease that ran out untaken, and refuses an item
+// another owner took over or that is gone.
+func testLeaseRenewed(t *testing.T, s *suite) {
+	ctx := t.Context()
+	st := s.openStore(t)
+	save(t, st, []string{"a"}, minimalClient("c1"))
+	items := lease(t, st, "a", "w1", 1, 50*time.Millisecond)
+	if len(items) != 1 {
+		t.Fatalf("leased %d items, want 1", len(items))
+	}
+	it := items[0]
+	time.Sleep(100 * time.Millisecond) // ran out; nobody took it
+	if err := st.Renew(ctx, it, time.Minute); err != nil {
+		t.Fatalf("Renew of a lease that ran out untaken: %v", err)
+	}
+	if other := lease(t, st, "a", "w2", 1, time.Minute); len(other) != 0 {
+		t.Fatalf("w2 leased %+v after w1 renewed its lease", other)
+	}
+	if err := st.Renew(ctx, it, 0); err == nil {
+		t.Error("Renew for no time: no error")
+	}
+
+	// Taken over after it ran out: Renew refuses, the new owner keeps it.
+	if err := st.Renew(ctx, it, 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	it2 := leaseOne(t, st, "a", "w2")
+	if it2.ID != it.ID {
+		t.Fatalf("w2 leased %+v, want item %d", it2, it.ID)
+	}
+	wantErrIs(t, "Renew by the owner of a lease taken over", st.Renew(ctx, it, time.Minute), store.ErrConflict)
+	if err := st.Complete(ctx, it2); err != nil {
+		t.Fatalf("Complete by the new owner: %v", err)
+	}
+	wantErrIs(t, "Renew of a completed item", st.Renew(ctx, it2, time.Minute), store.ErrNotFound)
+	wantDepth(t, st, map[string]int{})
+}
+
 func testLeaseConcurrent(t *testing.T, s *suite) {
 	LeaseFromReplicas(t, []store.Store{s.openStore(t)})
 }

@@ -40,6 +40,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LeasePerConnection", testLeasePerConnection},
 		{"LeaseOrderAndLimit", testLeaseOrderAndLimit},
 		{"LeaseExpiry", testLeaseExpiry},
+		{"LeaseRenewed", testLeaseRenewed},
 		{"LeaseConcurrent", testLeaseConcurrent},
 		{"FailRetryDeadLetterReplay", testFailRetryDeadLetterReplay},
 		{"FailBackoffAndSave", testFailBackoffAndSave},
