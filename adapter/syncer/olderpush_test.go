@@ -34,9 +34,9 @@ func (p *planWrites) Transaction(ctx context.Context, bundle []byte, idempotent 
 }
 
 // TestAnOlderCopyIsNotWrittenOverANewerPush: two workers push the same
-// client, the first one's lease having run out while it was slow (leases
-// are not renewed; under load, with hung requests, a batch's last items
-// wait longer than the lease). The slow worker holds the client as it
+// client, the first one's lease having run out while it was slow (under
+// load, with hung requests, one client's push can outlive the lease). The
+// slow worker holds the client as it
 // was; the other pushes the client's newer content first. The slow one's
 // CarePlan write then meets 412, and what the EHR holds is the adapter's
 // own content, the newer one: writing the older copy again with the
@@ -158,5 +158,87 @@ func testOlderCopy(t *testing.T, bundles string, beforeLedger bool) {
 	}
 	if !bytes.Contains(resp.Body, []byte("Newer note written second")) {
 		t.Errorf("after the next push the EHR's CarePlan does not hold the newer support note")
+	}
+}
+
+// clientReads runs before once, just before the first client read (the
+// start of a push).
+type clientReads struct {
+	store.Store
+	before func()
+	once   sync.Once
+}
+
+func (c *clientReads) GetClient(ctx context.Context, id string) (*ips.Client, store.Version, error) {
+	c.once.Do(c.before)
+	return c.Store.GetClient(ctx, id)
+}
+
+// TestABatchItemTakenOverIsNotPushed: a worker leases several clients'
+// items at once and pushes them one after another, so when the first ones
+// take long (a hung EHR) the lease of the last runs out before they start,
+// and another worker may take them over: both then pushed the same client
+// at once, the race TestAnOlderCopyIsNotWrittenOverANewerPush is about.
+// Now an item whose lease has run half out is renewed before it starts,
+// and one another worker took over is left to it.
+func TestABatchItemTakenOverIsNotPushed(t *testing.T) {
+	t.Parallel()
+	for _, takenOver := range []bool{true, false} {
+		name := "taken over"
+		if !takenOver {
+			name = "not taken over"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t, "")
+			ctx := t.Context()
+			r.conn.Plan.Bundles = "none"
+			r.pushAll(t)
+			makeDue(t, r) // every client queued again
+			queued := len(r.cl.Clients)
+			var taken []store.OutboxItem
+			r.engine.Store = &clientReads{Store: r.store, before: func() {
+				if !takenOver {
+					return
+				}
+				// The first push is slow: its batch's leases run out and
+				// another worker takes the items over.
+				time.Sleep(20 * time.Millisecond)
+				items, err := r.store.Lease(ctx, "clinic", "other-worker", 100, time.Minute)
+				if err != nil {
+					t.Error(err)
+				}
+				taken = items
+			}}
+			r.engine.Lease = time.Millisecond // runs out before the second item starts
+			s, err := r.engine.PushOnce(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !takenOver {
+				if s.Items != queued {
+					t.Errorf("pushed %d items, want all %d (each renewed before it started)", s.Items, queued)
+				}
+				wantOutboxEmpty(t, r)
+				return
+			}
+			if len(taken) != queued {
+				t.Fatalf("the other worker took over %d items, want all %d; the test did not set up the race", len(taken), queued)
+			}
+			if s.Items != 1 {
+				t.Errorf("the slow worker pushed %d items, want only the one it had started: the rest were another worker's", s.Items)
+			}
+		})
+	}
+}
+
+func wantOutboxEmpty(t *testing.T, r *rig) {
+	t.Helper()
+	depth, err := r.store.OutboxDepth(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if depth["clinic"] != 0 {
+		t.Errorf("outbox holds %d items after the push, want none", depth["clinic"])
 	}
 }

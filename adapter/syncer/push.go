@@ -303,6 +303,7 @@ func (e *Engine) pushConnection(ctx context.Context, conn *Connection, total *Pu
 		if batch <= 0 {
 			batch = maxLeaseBatch
 		}
+		leased := time.Now()
 		items, err := e.Store.Lease(ctx, conn.Name, e.Owner, batch, e.Lease)
 		if err != nil {
 			e.recordRun(ctx, conn.Name, telemetry.DirectionPush, err)
@@ -311,7 +312,23 @@ func (e *Engine) pushConnection(ctx context.Context, conn *Connection, total *Pu
 		if len(items) == 0 {
 			break
 		}
-		for _, it := range items {
+		for i, it := range items {
+			// The items of a batch are pushed one after another, so the
+			// last ones wait for the others (minutes, when the EHR hangs).
+			// One whose lease has run half out is renewed before it is
+			// started, and left alone when another worker has taken it
+			// over meanwhile: two workers pushing one client race each
+			// other's writes (see settleStale).
+			if i > 0 && time.Since(leased) > e.Lease/2 {
+				err := e.Store.Renew(ctx, it, e.Lease)
+				if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					e.recordRun(ctx, conn.Name, telemetry.DirectionPush, err)
+					return fmt.Errorf("push %s: renew lease: %w", conn.Name, err)
+				}
+			}
 			s, err := e.pushItem(ctx, conn, it)
 			if err != nil {
 				e.recordRun(ctx, conn.Name, telemetry.DirectionPush, err)
