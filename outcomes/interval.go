@@ -214,7 +214,7 @@ func (a *audit) polytope(hidden withheld) (*polytope, error) {
 			p.comps = append(p.comps, c)
 			continue
 		}
-		c := &component{col: map[int]int{}, ranges: map[string]compRange{}, scratch: &a.scratch}
+		c := &component{col: map[int]int{}, ranges: map[string]compRange{}, scratch: &a.lp.scratch}
 		nslack := 0
 		for _, r := range rs {
 			for _, k := range slices.Sorted(maps.Keys(r.v)) {
@@ -242,7 +242,7 @@ func (a *audit) polytope(hidden withheld) (*polytope, error) {
 			}
 			b[i] = r.b
 		}
-		tab, err := feasibleIn(&a.phase1, m, b, c.cols)
+		tab, err := feasibleIn(&a.lp.phase1, m, b, c.cols)
 		if err != nil {
 			// The data satisfy every constraint: this cannot happen.
 			return nil, errAudit

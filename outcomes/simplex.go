@@ -18,18 +18,17 @@ import (
 // specialists takes seconds or minutes. The tests check this solver
 // against gonum's on every polytope they build.
 
-// The race detector and the tableau: feasible, pivot and optimize are
+// The race detector and the tableau: feasibleIn, pivot and optimize are
 // marked //go:norace. Their loops touch every entry of a tableau on every
 // pivot, and under -race each touch is a call into the detector: the
 // package's tests took about ten times as long with -race as without, and
 // the directive took them from 266 s of CPU to 160 s (`go test -race
-// ./outcomes`, back to back on the same loaded machine, 2026-12-03). A
-// tableau is built by feasible and copied by minimizeIn, which stay
-// checked where the memory is shared: minimizeIn writes the
-// whole scratch copy (a range write the detector sees) before optimize
-// works on it, and a component's tableau is only read after feasible
-// returns it. So two goroutines sharing a component would still be
-// reported, at that copy.
+// ./outcomes`, back to back on the same loaded machine, 2026-12-03).
+// minimizeIn stays checked where the memory is shared: it writes the whole
+// scratch copy (a range write the detector sees) before optimize works on
+// it, and a component's tableau is only read after feasibleIn returns it.
+// So two goroutines sharing a scratch would still be reported, at that
+// copy.
 
 // simplexEps is the tolerance of the pivots and the optimality test. The
 // audit's coefficients are 0 and ±1 and its right-hand sides whole numbers
@@ -55,6 +54,16 @@ func (t *tableau) rhs(i int) float64   { return t.t[i*(t.n+1)+t.n] }
 func feasible(a [][]float64, b []float64, n int) (*tableau, error) {
 	var work []float64
 	return feasibleIn(&work, a, b, n)
+}
+
+// lpWork is the simplex's working memory for one audit's polytopes,
+// reused from one to the next (an audit runs on one goroutine): the copy
+// of a component's tableau that each range question works on
+// (minimizeIn), and phase 1's tableau of each component (feasibleIn).
+// Allocating them afresh was most of what an audit allocated.
+type lpWork struct {
+	scratch tableau
+	phase1  []float64
 }
 
 // feasibleIn is feasible with phase 1's tableau (m rows of n+m+1: every
@@ -225,15 +234,10 @@ func (t *tableau) optimize(cost []float64, cols int) (opt float64, bounded bool)
 	}
 }
 
-// minimize returns the least of cost·z over the polytope (a copy of the
-// tableau is used; t is unchanged), and whether it is bounded.
-func (t *tableau) minimize(cost []float64) (float64, bool) {
-	return t.minimizeIn(&tableau{}, cost)
-}
-
-// minimizeIn is minimize with the copy made in scratch, whose memory is
-// reused from one call to the next (the audit asks thousands of range
-// questions of one polytope).
+// minimizeIn returns the least of cost·z over the polytope, and whether it
+// is bounded. It works on a copy of the tableau made in scratch (t is
+// unchanged), whose memory is reused from one call to the next: the audit
+// asks thousands of range questions of one polytope.
 func (t *tableau) minimizeIn(scratch *tableau, cost []float64) (float64, bool) {
 	scratch.m, scratch.n = t.m, t.n
 	scratch.t = append(scratch.t[:0], t.t...)

@@ -105,3 +105,9 @@ func TestSimplexAgreesWithGonum(t *testing.T) {
 		t.Errorf("only %d programs compared", checked)
 	}
 }
+
+// minimize is minimizeIn with a scratch of its own, for the tests that
+// ask one question at a time.
+func (t *tableau) minimize(cost []float64) (float64, bool) {
+	return t.minimizeIn(&tableau{}, cost)
+}

@@ -265,11 +265,7 @@ type audit struct {
 	// (see polytope): one audit builds hundreds of polytopes that differ
 	// in a few rows.
 	components map[string]*component
-	// scratch and phase1 are the simplex's working memory, shared by
-	// every polytope of the audit (one goroutine): a copy of a component's
-	// tableau per range question, and phase 1's tableau per component.
-	scratch tableau
-	phase1  []float64
+	lp         lpWork
 }
 
 // target is a small count to protect: form f at a level.

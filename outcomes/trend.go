@@ -108,10 +108,7 @@ type trendAudit struct {
 	// reenrolled[i]: a client counted in year i was enrolled again in it,
 	// so D_y < D(q−3) + E(q−2) + E(q−1) + E(q) (see reenrolledIn).
 	reenrolled []bool
-	// scratch and phase1 are the simplex's working memory, shared by the
-	// audit's polytopes (one goroutine; see audit).
-	scratch tableau
-	phase1  []float64
+	lp         lpWork
 }
 
 // reenrolledIn says, for the year ending with each quarter, whether a
@@ -378,7 +375,7 @@ func (t *trendAudit) polytope() (*polytope, error) {
 		}
 	}
 	// One component: the periods are chained.
-	comp := &component{col: map[int]int{}, scratch: &t.scratch}
+	comp := &component{col: map[int]int{}, scratch: &t.lp.scratch}
 	nslack := 0
 	for _, r := range rows {
 		if r.slack != 0 {
@@ -403,7 +400,7 @@ func (t *trendAudit) polytope() (*polytope, error) {
 		}
 		b[i] = r.b
 	}
-	tab, err := feasibleIn(&t.phase1, m, b, comp.cols)
+	tab, err := feasibleIn(&t.lp.phase1, m, b, comp.cols)
 	if err != nil {
 		return nil, errAudit
 	}
