@@ -65,17 +65,28 @@ func TestAnOlderCopyIsNotWrittenOverANewerPush(t *testing.T) {
 	}
 }
 
-// ledgerReadHook runs before once, just before the first read of several
-// ledger rows at once (a push's, before its writes).
-type ledgerReadHook struct {
+// storeHook runs one function once, just before the first read of the
+// kind set: beforeLedger before the first read of several ledger rows at
+// once (a push's, before its writes), beforeClient before the first client
+// read (the start of a push).
+type storeHook struct {
 	store.Store
-	before func()
-	once   sync.Once
+	beforeLedger, beforeClient func()
+	once                       sync.Once
 }
 
-func (l *ledgerReadHook) LedgerGetMany(ctx context.Context, conn string, keys []string) (map[string]store.LedgerEntry, error) {
-	l.once.Do(l.before)
-	return l.Store.LedgerGetMany(ctx, conn, keys)
+func (h *storeHook) LedgerGetMany(ctx context.Context, conn string, keys []string) (map[string]store.LedgerEntry, error) {
+	if h.beforeLedger != nil {
+		h.once.Do(h.beforeLedger)
+	}
+	return h.Store.LedgerGetMany(ctx, conn, keys)
+}
+
+func (h *storeHook) GetClient(ctx context.Context, id string) (*ips.Client, store.Version, error) {
+	if h.beforeClient != nil {
+		h.once.Do(h.beforeClient)
+	}
+	return h.Store.GetClient(ctx, id)
 }
 
 func testOlderCopy(t *testing.T, bundles string, beforeLedger bool) {
@@ -123,7 +134,7 @@ func testOlderCopy(t *testing.T, bundles string, beforeLedger bool) {
 		raced = true
 	}
 	if beforeLedger {
-		r.engine.Store = &ledgerReadHook{Store: r.store, before: race}
+		r.engine.Store = &storeHook{Store: r.store, beforeLedger: race}
 	} else {
 		r.conn.EHR = &planWrites{EHR: r.conn.EHR, before: race}
 	}
@@ -161,19 +172,6 @@ func testOlderCopy(t *testing.T, bundles string, beforeLedger bool) {
 	}
 }
 
-// clientReads runs before once, just before the first client read (the
-// start of a push).
-type clientReads struct {
-	store.Store
-	before func()
-	once   sync.Once
-}
-
-func (c *clientReads) GetClient(ctx context.Context, id string) (*ips.Client, store.Version, error) {
-	c.once.Do(c.before)
-	return c.Store.GetClient(ctx, id)
-}
-
 // TestABatchItemTakenOverIsNotPushed: a worker leases several clients'
 // items at once and pushes them one after another, so when the first ones
 // take long (a hung EHR) the lease of the last runs out before they start,
@@ -197,7 +195,7 @@ func TestABatchItemTakenOverIsNotPushed(t *testing.T) {
 			makeDue(t, r) // every client queued again
 			queued := len(r.cl.Clients)
 			var taken []store.OutboxItem
-			r.engine.Store = &clientReads{Store: r.store, before: func() {
+			r.engine.Store = &storeHook{Store: r.store, beforeClient: func() {
 				if !takenOver {
 					return
 				}
