@@ -15,7 +15,11 @@ const (
 	testClients = 200
 	testChaos   = 25 * time.Second
 	testDrain   = 150 * time.Second
-	testBound   = 5 * time.Minute
+	// testBound only stops a hang. 5 minutes was hit once (2026-12-03,
+	// .ci/run with the fault suite started first, beside the compiles and
+	// the heaviest packages): no-conditional-create drained in time and
+	// ran out during its checks. A slow machine is not a failure.
+	testBound = 8 * time.Minute
 )
 
 var (
