@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -220,9 +221,13 @@ func (r *recordingEHR) Update(ctx context.Context, t, target string, body []byte
 }
 
 // regrouped joins recorded Bundles into transaction Bundles of at least n
-// entries each, and counts the entries.
+// entries each, and counts the entries. A recorded Bundle that names a
+// conditional target already in the Bundle being built (two workers both
+// wrote a specialist's Practitioner, and its Provenance) starts a new one:
+// a transaction may not hold two entries for one resource.
 func regrouped(b *testing.B, recorded [][]json.RawMessage, n int) (bundles [][]byte, entries int) {
 	var cur []json.RawMessage
+	targets := map[string]bool{}
 	flush := func() {
 		if len(cur) == 0 {
 			return
@@ -232,8 +237,28 @@ func regrouped(b *testing.B, recorded [][]json.RawMessage, n int) (bundles [][]b
 			b.Fatal(err)
 		}
 		bundles, cur = append(bundles, js), nil
+		clear(targets)
+	}
+	targetsOf := func(es []json.RawMessage) []string {
+		var out []string
+		for _, e := range es {
+			var en struct {
+				Request struct{ Method, URL, IfNoneExist string }
+			}
+			if json.Unmarshal(e, &en) == nil {
+				out = append(out, en.Request.Method+" "+en.Request.URL+" "+en.Request.IfNoneExist)
+			}
+		}
+		return out
 	}
 	for _, es := range recorded {
+		ts := targetsOf(es)
+		if slices.ContainsFunc(ts, func(t string) bool { return targets[t] }) {
+			flush()
+		}
+		for _, t := range ts {
+			targets[t] = true
+		}
 		cur = append(cur, es...)
 		entries += len(es)
 		if len(cur) >= n {

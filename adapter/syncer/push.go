@@ -113,6 +113,9 @@ type Engine struct {
 	// leaseBatch is how many outbox items a worker leases at a time; zero
 	// means maxLeaseBatch (see PushParallel).
 	leaseBatch int
+	// ahead is what the joint searches found for the clients of the lease
+	// being pushed (see lookahead.go); nil for none.
+	ahead *lookahead
 	// SharedText names the connections whose clinicians' goal notes are
 	// written to every connection's EHR (config clinicalText: share). A
 	// note from any other connection goes back to its own EHR only (see
@@ -312,6 +315,13 @@ func (e *Engine) pushConnection(ctx context.Context, conn *Connection, total *Pu
 		if len(items) == 0 {
 			break
 		}
+		ahead, err := e.lookAhead(ctx, conn, items)
+		if err != nil {
+			e.recordRun(ctx, conn.Name, telemetry.DirectionPush, err)
+			return fmt.Errorf("push %s: %w", conn.Name, err)
+		}
+		le := *e
+		le.ahead = ahead
 		for i, it := range items {
 			// The items of a batch are pushed one after another, so the
 			// last ones wait for the others (minutes, when the EHR hangs).
@@ -329,7 +339,7 @@ func (e *Engine) pushConnection(ctx context.Context, conn *Connection, total *Pu
 					return fmt.Errorf("push %s: renew lease: %w", conn.Name, err)
 				}
 			}
-			s, err := e.pushItem(ctx, conn, it)
+			s, err := le.pushItem(ctx, conn, it)
 			if err != nil {
 				e.recordRun(ctx, conn.Name, telemetry.DirectionPush, err)
 				return err
@@ -1293,7 +1303,7 @@ func (e *Engine) beforeWrite(ctx context.Context, conn *Connection, k mappings.K
 // remembers it in the ledger. Without Patient search the resources refer to
 // the patient by identifier alone.
 func (e *Engine) patientReference(ctx context.Context, conn *Connection, pid ips.Identifier) (string, error) {
-	lk := "Patient|" + pid.System + "|" + pid.Value
+	lk := patientKey(pid)
 	if le, err := e.Store.LedgerGet(ctx, conn.Name, lk); err == nil && le.ResourceID != "" {
 		return "Patient/" + le.ResourceID, nil
 	}
@@ -1307,18 +1317,15 @@ func (e *Engine) patientReference(ctx context.Context, conn *Connection, pid ips
 	if !ok || !conn.Plan.Allows("Patient", "search-type") {
 		return "", nil
 	}
-	entries, err := conn.EHR.Search(ctx, "Patient", url.Values{name: {pid.System + "|" + pid.Value}})
-	if err != nil {
-		return "", err
-	}
-	var ids []string
-	for _, en := range entries {
-		var r struct {
-			ID string `json:"id"`
+	// A joint search of the lease's clients may have found it already
+	// (see lookahead.go).
+	ids := e.ahead.patientIDs(pid)
+	if ids == nil {
+		entries, err := conn.EHR.Search(ctx, "Patient", url.Values{name: {pid.System + "|" + pid.Value}})
+		if err != nil {
+			return "", err
 		}
-		if (en.Mode == "" || en.Mode == "match") && json.Unmarshal(en.Resource, &r) == nil && r.ID != "" {
-			ids = append(ids, r.ID)
-		}
+		ids = patientMatches(entries)
 	}
 	switch len(ids) {
 	case 0:
@@ -1331,6 +1338,20 @@ func (e *Engine) patientReference(ctx context.Context, conn *Connection, pid ips
 		return "", fmt.Errorf("%w: ledger: %w", errStore, err)
 	}
 	return "Patient/" + ids[0], nil
+}
+
+// patientMatches are the ids of the Patients a search by identifier found.
+func patientMatches(entries []ehr.Entry) []string {
+	var ids []string
+	for _, en := range entries {
+		var r struct {
+			ID string `json:"id"`
+		}
+		if (en.Mode == "" || en.Mode == "match") && json.Unmarshal(en.Resource, &r) == nil && r.ID != "" {
+			ids = append(ids, r.ID)
+		}
+	}
+	return ids
 }
 
 // ledgerKey is the ledger's key for a record: its business identifier.
@@ -1408,13 +1429,20 @@ func goalBase(typ string, canonJSON []byte) []byte {
 // maxLeaseBatch is how many outbox items one worker leases at a time.
 const maxLeaseBatch = 16
 
+// parallelLeaseItems is how many outbox items the workers of PushParallel
+// lease at a time between them: 8 each for the default two workers, so
+// that one joint search covers 8 clients (see lookahead.go).
+const parallelLeaseItems = 16
+
 // PushParallel runs PushOnce in n workers at once, each leasing under its own
 // owner name, and adds up what they did. Leases keep them off each other's
 // clients; several workers help when the EHR answers slowly. Each worker
-// leases 8/n items at a time (at least one), not maxLeaseBatch: the last
-// items of a pass are then spread over the workers instead of queued behind
-// one of them, which matters most when each item takes a slow EHR seconds,
-// and a worker holds no leases on items it will not reach for long. Progress, if
+// leases parallelLeaseItems/n items at a time (at least one), not
+// maxLeaseBatch: the last items of a pass are then spread over the workers
+// instead of queued behind one of them, which matters most when each item
+// takes a slow EHR seconds, and a worker holds no leases on items it will
+// not reach for long. The items a worker leases together share their
+// Patient and treatment plan searches (see lookahead.go). Progress, if
 // set, sees the running totals of all workers together, one call at a time.
 func (e *Engine) PushParallel(ctx context.Context, n int) (PushSummary, error) {
 	if n <= 1 {
@@ -1430,7 +1458,7 @@ func (e *Engine) PushParallel(ctx context.Context, n int) (PushSummary, error) {
 	for i := range n {
 		w := *e
 		w.Owner = fmt.Sprintf("%s-%d", e.Owner, i)
-		w.leaseBatch = max(1, 8/n)
+		w.leaseBatch = max(1, parallelLeaseItems/n)
 		w.Progress = nil
 		if e.Progress != nil {
 			w.Progress = func(s PushSummary) {

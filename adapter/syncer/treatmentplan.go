@@ -103,7 +103,16 @@ func (e *Engine) treatmentPlanOf(ctx context.Context, conn *Connection, clientID
 	if known && e.now().Sub(le.UpdatedAt) < conn.TreatmentPlan.refresh() {
 		return last, nil
 	}
-	id, err := e.findTreatmentPlan(ctx, conn, patientRef)
+	// A joint search of the lease's clients may have looked it up
+	// already (see lookahead.go).
+	id, ahead := "", false
+	if e.ahead != nil {
+		id, ahead = e.ahead.plans[patientRef]
+	}
+	err = nil
+	if !ahead {
+		id, err = e.findTreatmentPlan(ctx, conn, patientRef)
+	}
 	if err != nil {
 		e.log().WarnContext(ctx, "treatment plan search failed; the link stays as it was", "connection", conn.Name, "error_kind", errorToken(err), "status", statusOf(err))
 		return last, nil
@@ -132,8 +141,20 @@ func (e *Engine) findTreatmentPlan(ctx context.Context, conn *Connection, patien
 	if !ok || !conn.Plan.Allows("CarePlan", "search-type") {
 		return "", nil
 	}
+	entries, err := conn.EHR.Search(ctx, "CarePlan", treatmentPlanQuery(conn, name, patientRef))
+	if err != nil {
+		return "", err
+	}
+	return chooseTreatmentPlan(conn, entries), nil
+}
+
+// treatmentPlanQuery is the CarePlan search of patient (one reference, or
+// several joined in an OR list: see lookahead.go), with name the EHR's
+// spelling of the patient parameter.
+func treatmentPlanQuery(conn *Connection, name, patient string) url.Values {
+	rp := conn.Plan.Type("CarePlan")
 	cats := conn.TreatmentPlan.categories()
-	q := url.Values{name: {patientRef}, "_count": {"50"}}
+	q := url.Values{name: {patient}, "_count": {"50"}}
 	if n, ok := rp.Searches("category"); ok {
 		tokens := make([]string, len(cats))
 		for i, c := range cats {
@@ -144,10 +165,13 @@ func (e *Engine) findTreatmentPlan(ctx context.Context, conn *Connection, patien
 	if n, ok := rp.Searches("status"); ok {
 		q.Set(n, "active")
 	}
-	entries, err := conn.EHR.Search(ctx, "CarePlan", q)
-	if err != nil {
-		return "", err
-	}
+	return q
+}
+
+// chooseTreatmentPlan picks the treatment plan among one patient's
+// CarePlans a search found: the id, or "" for none.
+func chooseTreatmentPlan(conn *Connection, entries []ehr.Entry) string {
+	cats := conn.TreatmentPlan.categories()
 	type candidate struct {
 		id, lastUpdated, periodStart string
 	}
@@ -162,7 +186,7 @@ func (e *Engine) findTreatmentPlan(ctx context.Context, conn *Connection, patien
 		}
 	}
 	if len(found) == 0 {
-		return "", nil
+		return ""
 	}
 	by := func(c candidate) time.Time { return instant(c.lastUpdated) }
 	if conn.TreatmentPlan.Choose == ChoosePeriodStart {
@@ -176,7 +200,7 @@ func (e *Engine) findTreatmentPlan(ctx context.Context, conn *Connection, patien
 		}
 		return strings.Compare(a.id, b.id)
 	})
-	return best.id, nil
+	return best.id
 }
 
 // carePlanJSON is what the engine reads of a clinic's CarePlan.
