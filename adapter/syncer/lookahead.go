@@ -230,6 +230,9 @@ func (e *Engine) searchPatients(ctx context.Context, conn *Connection, name stri
 			return nil, nil
 		}
 	}
+	if len(out) >= 2 {
+		conn.orLists.Store(true)
+	}
 	return out, nil
 }
 
@@ -265,8 +268,22 @@ func (e *Engine) searchTreatmentPlans(ctx context.Context, conn *Connection, nam
 		}
 		byPatient[ref] = append(byPatient[ref], en)
 	}
+	found := 0
+	for _, ens := range byPatient {
+		if len(ens) > 0 {
+			found++
+		}
+	}
+	if found >= 2 {
+		conn.orLists.Store(true)
+	}
 	out := make(map[string]string, len(byPatient))
 	for ref, ens := range byPatient {
+		if len(ens) == 0 && !conn.orLists.Load() {
+			// Not known to honour OR lists: "none" may mean "not read";
+			// the push searches for this patient alone.
+			continue
+		}
 		out[ref] = chooseTreatmentPlan(conn, ens)
 	}
 	return out, nil

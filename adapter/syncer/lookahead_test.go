@@ -3,12 +3,16 @@ package syncer
 import (
 	"encoding/json"
 	"fmt"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
+	"github.com/ipsfhir/ipsfhir/adapter/store"
 	"github.com/ipsfhir/ipsfhir/conformance/faultproxy"
 	"github.com/ipsfhir/ipsfhir/conformance/peer"
 	"github.com/ipsfhir/ipsfhir/ips"
@@ -165,6 +169,67 @@ func TestJointSearchFailureFallsBackToSingleSearches(t *testing.T) {
 	}
 	if st := p.Stats(); st.Faults[faultproxy.Kind500] == 0 {
 		t.Errorf("no joint search was made (and failed): %+v", st)
+	}
+	for id, tp := range want {
+		le, err := r.store.LedgerGet(ctx, "clinic", treatmentPlanKey(id))
+		if err != nil || le.ResourceID != tp {
+			t.Errorf("client %s's treatment plan %q (%v), want %q", id, le.ResourceID, err, tp)
+		}
+	}
+}
+
+// TestJointSearchOfAnEHRReadingOnlyTheFirstValue: an EHR that reads only
+// the first value of an OR list (a fault the peer cannot play: a proxy
+// drops the rest) answers a joint treatment plan search with the first
+// patient's CarePlans only. Until the EHR has answered a joint search for
+// two values, that "nothing" is not taken as "no treatment plan": each
+// other patient is searched alone, and every plan is found.
+func TestJointSearchOfAnEHRReadingOnlyTheFirstValue(t *testing.T) {
+	t.Parallel()
+	seed, want, _ := jointSeed(t)
+	r := newRigWith(t, peer.Options{Seed: seed})
+	ctx := t.Context()
+	r.conn.TreatmentPlan.Choose = ChoosePeriodStart
+	r.conn.Retry = RetrySchedule{Initial: time.Hour, Max: time.Hour}
+	target, err := url.Parse(r.client.BaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstOnly := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.SetURL(&url.URL{Scheme: target.Scheme, Host: target.Host})
+		q := pr.Out.URL.Query()
+		for k, vs := range q {
+			for i, v := range vs {
+				vs[i], _, _ = strings.Cut(v, ",")
+			}
+			q[k] = vs
+		}
+		pr.Out.URL.RawQuery = q.Encode()
+	}}
+	srv := httptest.NewServer(firstOnly)
+	t.Cleanup(srv.Close)
+	c, err := ehr.New(ehr.Options{BaseURL: srv.URL + target.Path, Connection: "clinic"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.conn.EHR = c
+	// The Patients are known already (from an earlier pass), so the
+	// treatment plans are what the joint search is for.
+	for i, cl := range r.cl.Clients {
+		if err := r.store.LedgerPut(ctx, store.LedgerEntry{Connection: "clinic", Key: patientKey(cl.Patient), ResourceType: "Patient", ResourceID: fmt.Sprintf("pt-%d", i), UpdatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c0 := r.searches("CarePlan")
+	r.enqueueAll(t)
+	if _, err := r.engine.PushOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.searches("CarePlan") - c0; n < 2 {
+		t.Errorf("%d CarePlan searches: the joint search was not made, or no client was searched alone", n)
+	}
+	if r.conn.orLists.Load() {
+		t.Error("an EHR that read one value of each OR list was taken to honour OR lists")
 	}
 	for id, tp := range want {
 		le, err := r.store.LedgerGet(ctx, "clinic", treatmentPlanKey(id))

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -79,6 +80,12 @@ type Connection struct {
 
 	// bundles is what the engine learned about this EHR's Bundles.
 	bundles bundleMemory
+	// orLists is set once a joint search (lookahead.go) was answered with
+	// matches for two or more of its values: the EHR honours FHIR's OR
+	// lists. Until then a joint search's "nothing found" for a value is
+	// not taken as the answer (an EHR that read only the first value
+	// would say it of all the others).
+	orLists atomic.Bool
 }
 
 // Engine runs push (and pull) for a set of connections over one store.
