@@ -2,6 +2,8 @@ package syncer
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"sync/atomic"
 	"testing"
@@ -10,6 +12,8 @@ import (
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
 	"github.com/ipsfhir/ipsfhir/conformance/faultproxy"
 	"github.com/ipsfhir/ipsfhir/conformance/peer"
+	"github.com/ipsfhir/ipsfhir/ips"
+	"github.com/ipsfhir/ipsfhir/ips/synth"
 )
 
 // inFlightEHR counts the calls in flight at once.
@@ -56,11 +60,20 @@ func (e *inFlightEHR) Transaction(ctx context.Context, bundle []byte, idempotent
 
 // TestConnectionWorkers: a connection whose Workers is more than the
 // schedule's is pushed by that many workers, so its EHR client's
-// concurrency can be used; and the workers share the outbox (30 clients)
-// rather than the first two leasing 16 items each and the others none.
+// concurrency can be used; and the workers share the outbox (16 consenting
+// clients, leased 16/4 at a time by each worker) rather than the first
+// one leasing them all and the others none.
 func TestConnectionWorkers(t *testing.T) {
 	t.Parallel()
-	r := newRigWith(t, peer.Options{Latency: 50 * time.Millisecond})
+	r := newRigWith(t, peer.Options{Latency: 50 * time.Millisecond}, func(cl *ips.Caseload) {
+		more := synth.Generate(rand.New(rand.NewPCG(7, 7)), 8)
+		for i, c := range more.Clients {
+			c.ID = fmt.Sprintf("w%03d", i)
+			c.Patient.Value = "W" + c.Patient.Value
+			c.Consent = &ips.Consent{EHR: new(true)}
+			cl.Clients = append(cl.Clients, c)
+		}
+	})
 	counted := &inFlightEHR{EHR: r.conn.EHR}
 	r.conn.EHR = counted
 	r.conn.Workers = 4

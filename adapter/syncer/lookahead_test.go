@@ -10,17 +10,17 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
 	"github.com/ipsfhir/ipsfhir/adapter/store"
 	"github.com/ipsfhir/ipsfhir/conformance/faultproxy"
 	"github.com/ipsfhir/ipsfhir/conformance/peer"
 	"github.com/ipsfhir/ipsfhir/ips"
-	"github.com/ipsfhir/ipsfhir/ips/synth"
 )
 
 // jointSeed writes a peer seed for the joint searches: every client's
-// Patient (pt-N); a second Patient carrying the identifier of the second
+// Patient (pt-N) of the rig's caseload; a second Patient carrying the identifier of the second
 // consenting client (ambiguous); and for the first four consenting
 // clients treatment plans to choose from by period start: the first has
 // two (the later one, tp-0-b, is chosen), the second one, the third none,
@@ -29,7 +29,7 @@ import (
 // ambiguous client.
 func jointSeed(t *testing.T) (string, map[string]string, *ips.Client) {
 	t.Helper()
-	cl := synth.GenerateSample()
+	cl := rigCaseload()
 	var lines []string
 	add := func(v any) {
 		b, err := json.Marshal(v)
@@ -65,8 +65,8 @@ func jointSeed(t *testing.T) (string, map[string]string, *ips.Client) {
 	}
 	want[who[0].ID], want[who[2].ID] = "tp-0-b", "tp-2"
 	delete(want, ambiguous.ID) // its push stops before the lookup
-	// The test moves the last client's Patient out of the EHR.
-	delete(want, cl.Clients[len(cl.Clients)-1].ID)
+	// The test moves the last consenting client's Patient out of the EHR.
+	delete(want, who[len(who)-1].ID)
 	path := filepath.Join(t.TempDir(), "seed.ndjson")
 	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -95,8 +95,10 @@ func TestJointSearchesFindWhatSingleSearchesFind(t *testing.T) {
 		if !joint {
 			r.engine.leaseBatch = 1 // one client per lease: searched alone
 		}
-		// The last client's Patient is nowhere in the EHR (see jointSeed).
-		lost := r.cl.Clients[len(r.cl.Clients)-1]
+		// The last consenting client's Patient is nowhere in the EHR (see
+		// jointSeed).
+		who := consenting(r.cl)
+		lost := who[len(who)-1]
 		lost.Patient.Value = "nowhere-" + lost.Patient.Value
 		p0, c0 := r.searches("Patient"), r.searches("CarePlan")
 		r.enqueueAll(t)

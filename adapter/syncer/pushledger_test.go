@@ -12,7 +12,7 @@ import (
 
 // ledgerReads counts the ledger reads a push makes: single reads of a
 // record's row (keys of the client's records, not the patient's or the
-// treatment plan's lookups) and reads of many rows at once.
+// treatment plan's lookups) and reads of many records' rows at once.
 type ledgerReads struct {
 	store.Store
 	records map[string]bool // the ledger keys of the caseload's records
@@ -32,7 +32,14 @@ func (l *ledgerReads) LedgerGet(ctx context.Context, conn, key string) (store.Le
 
 func (l *ledgerReads) LedgerGetMany(ctx context.Context, conn string, keys []string) (map[string]store.LedgerEntry, error) {
 	l.mu.Lock()
-	l.many++
+	for _, k := range keys {
+		if l.records[k] {
+			// A read of records' rows (not the joint lookups' reads of
+			// the patients' and treatment plans' rows, see lookahead.go).
+			l.many++
+			break
+		}
+	}
 	l.mu.Unlock()
 	return l.Store.LedgerGetMany(ctx, conn, keys)
 }
