@@ -89,7 +89,7 @@ func TestJointSearchesFindWhatSingleSearchesFind(t *testing.T) {
 		patientSearches, planSearches int
 	}
 	run := func(t *testing.T, joint bool) outcome {
-		r := newRigWith(t, peer.Options{Seed: seed})
+		r := newRigWith(t, peer.Options{Seed: seed}, ownSpecialists)
 		ctx := t.Context()
 		r.conn.TreatmentPlan.Choose = ChoosePeriodStart
 		if !joint {

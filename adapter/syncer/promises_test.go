@@ -223,8 +223,10 @@ func TestPullOfUnchangedContentSavesNothing(t *testing.T) {
 }
 
 // TestBundleRefusalIsLearned: an EHR that refuses the adapter's
-// transactions (Medplum's limit of 8 conditional entries) gets one, not
-// one per client, before the adapter writes one by one.
+// transactions (Medplum's limit of 8 conditional entries) gets two, not
+// one per client, before the adapter writes one by one: the joint
+// transaction of the first lease's clients, then the first client's
+// alone (which tells a refused Bundle from refused content).
 func TestBundleRefusalIsLearned(t *testing.T) {
 	t.Parallel()
 	r := newRigWith(t, peer.Options{Args: []string{"--medplum-transaction-limits"}}, func(cl *ips.Caseload) {
@@ -241,8 +243,8 @@ func TestBundleRefusalIsLearned(t *testing.T) {
 	if err != nil || s.Failed != 0 {
 		t.Fatalf("push: %+v %v", s, err)
 	}
-	if cnt.bundles != 1 {
-		t.Errorf("%d transactions sent to an EHR that refuses them; want 1, then one by one", cnt.bundles)
+	if cnt.bundles != 2 {
+		t.Errorf("%d transactions sent to an EHR that refuses them; want 2 (joint, then alone), then one by one", cnt.bundles)
 	}
 	for v, n := range r.countByIdentifier(t, "Goal", mappings.KindGoal) {
 		if n != 1 {

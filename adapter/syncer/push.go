@@ -123,6 +123,9 @@ type Engine struct {
 	// ahead is what the joint searches found for the clients of the lease
 	// being pushed (see lookahead.go); nil for none.
 	ahead *lookahead
+	// joint, when set, sends the push's transaction Bundle, joined with
+	// those of the other clients of the lease (see joint.go).
+	joint txSender
 	// SharedText names the connections whose clinicians' goal notes are
 	// written to every connection's EHR (config clinicalText: share). A
 	// note from any other connection goes back to its own EHR only (see
@@ -329,22 +332,32 @@ func (e *Engine) pushConnection(ctx context.Context, conn *Connection, total *Pu
 		}
 		le := *e
 		le.ahead = ahead
+		if j := e.newJoiner(conn, items); j != nil {
+			err := j.pushAll(ctx, items, func(i int, it store.OutboxItem, send txSender) error {
+				if skip, err := e.renewIfDue(ctx, conn, i, it, leased); skip || err != nil {
+					return err
+				}
+				ie := le
+				ie.joint = send
+				s, err := ie.pushItem(ctx, conn, it)
+				total.add(s)
+				if e.Progress != nil {
+					e.Progress(*total)
+				}
+				return err
+			})
+			if err != nil {
+				e.recordRun(ctx, conn.Name, telemetry.DirectionPush, err)
+				return err
+			}
+			continue
+		}
 		for i, it := range items {
-			// The items of a batch are pushed one after another, so the
-			// last ones wait for the others (minutes, when the EHR hangs).
-			// One whose lease has run half out is renewed before it is
-			// started, and left alone when another worker has taken it
-			// over meanwhile: two workers pushing one client race each
-			// other's writes (see settleStale).
-			if i > 0 && time.Since(leased) > e.Lease/2 {
-				err := e.Store.Renew(ctx, it, e.Lease)
-				if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
-					continue
-				}
-				if err != nil {
-					e.recordRun(ctx, conn.Name, telemetry.DirectionPush, err)
-					return fmt.Errorf("push %s: renew lease: %w", conn.Name, err)
-				}
+			if skip, err := e.renewIfDue(ctx, conn, i, it, leased); err != nil {
+				e.recordRun(ctx, conn.Name, telemetry.DirectionPush, err)
+				return err
+			} else if skip {
+				continue
 			}
 			s, err := le.pushItem(ctx, conn, it)
 			if err != nil {
@@ -359,6 +372,27 @@ func (e *Engine) pushConnection(ctx context.Context, conn *Connection, total *Pu
 	}
 	e.recordRun(ctx, conn.Name, telemetry.DirectionPush, nil)
 	return nil
+}
+
+// renewIfDue renews the lease of a batch's item i before its push starts.
+// The items of a batch are pushed one after another, so the last ones wait
+// for the others (minutes, when the EHR hangs). One whose lease has run
+// half out is renewed before it is started, and left alone (skip) when
+// another worker has taken it over meanwhile: two workers pushing one
+// client race each other's writes (see settleStale). Only store errors are
+// returned.
+func (e *Engine) renewIfDue(ctx context.Context, conn *Connection, i int, it store.OutboxItem, leased time.Time) (skip bool, err error) {
+	if i == 0 || time.Since(leased) <= e.Lease/2 {
+		return false, nil
+	}
+	err = e.Store.Renew(ctx, it, e.Lease)
+	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("push %s: renew lease: %w", conn.Name, err)
+	}
+	return false, nil
 }
 
 // pushItem pushes one client and settles its outbox item. Only store errors

@@ -210,8 +210,12 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 		}
 	}
 	send := conn.EHR.Transaction
-	if kind == "batch" {
+	switch {
+	case kind == "batch":
 		send = conn.EHR.Batch
+	case e.joint != nil:
+		// Joined with the other clients of the lease (see joint.go).
+		send = e.joint
 	}
 	sent := e.now()
 	resp, err := send(ctx, body, true)

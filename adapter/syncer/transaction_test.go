@@ -65,11 +65,14 @@ func (c *countingEHR) Transaction(ctx context.Context, bundle []byte, idempotent
 
 // TestFullModePushesEachClientInOneTransaction: where the EHR declares
 // transaction and conditional update, each client's changed resources go in
-// one Bundle, every record exactly once; a second pass sends nothing.
+// one Bundle, every record exactly once; a second pass sends nothing. (One
+// client leased at a time: several leased together have their Bundles
+// joined, see TestJointTransactionsWriteWhatSingleOnesWrite.)
 func TestFullModePushesEachClientInOneTransaction(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, "")
 	ctx := t.Context()
+	r.engine.leaseBatch = 1
 	if r.conn.Plan.Bundles != "transaction" {
 		t.Fatalf("peer plan bundles = %q, want transaction", r.conn.Plan.Bundles)
 	}
