@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sync"
 
 	"github.com/ipsfhir/ipsfhir/adapter/ehr"
@@ -49,6 +50,12 @@ type joiner struct {
 	mu      sync.Mutex
 	live    int // pushes not done
 	waiting []*jointSend
+	// writing counts, by ledger key, the pushes whose transaction writes
+	// the record, until they are done.
+	writing map[string]int
+	// held are the pushes waiting for the others to be done (see
+	// jointTurn.await).
+	held []chan struct{}
 }
 
 // jointSend is one push's transaction, waiting to be sent.
@@ -77,14 +84,20 @@ func (e *Engine) newJoiner(conn *Connection, items []store.OutboxItem) *joiner {
 // jointKind is the bundleMemory kind of joint transactions.
 const jointKind = "joint transaction"
 
-// txSender sends a transaction Bundle (ehr.Client.Transaction).
-type txSender func(ctx context.Context, body []byte, idempotent bool) (*ehr.Response, error)
+// jointTurn is one push's part in a joiner: its transactions go through
+// it (transaction), and it can wait for the others (await).
+type jointTurn struct {
+	j    *joiner
+	next func() // hands the turn on to the next push of the lease, once
+	keys []string
+	held bool
+}
 
 // pushAll pushes items, one at a time but for their transactions, which
 // are joined (see above). push is called in lease order, each under the
-// run token, with the sender its transaction goes through; it returns the
+// run token, with the turn its transaction goes through; it returns the
 // first error push returned, after every push is done.
-func (j *joiner) pushAll(ctx context.Context, items []store.OutboxItem, push func(store.OutboxItem, txSender) error) error {
+func (j *joiner) pushAll(ctx context.Context, items []store.OutboxItem, push func(int, store.OutboxItem, *jointTurn) error) error {
 	var (
 		wg    sync.WaitGroup
 		errs  = make([]error, len(items))
@@ -100,9 +113,9 @@ func (j *joiner) pushAll(ctx context.Context, items []store.OutboxItem, push fun
 			// for its transaction or is done.
 			<-turns[i]
 			j.acquire()
-			next := sync.OnceFunc(func() { close(turns[i+1]) })
-			errs[i] = push(it, j.sender(next))
-			j.finish(ctx, next)
+			t := &jointTurn{j: j, next: sync.OnceFunc(func() { close(turns[i+1]) })}
+			errs[i] = push(i, it, t)
+			j.finish(ctx, t)
 		})
 	}
 	wg.Wait()
@@ -122,21 +135,34 @@ func (j *joiner) acquire() { j.token <- struct{}{} }
 func (j *joiner) release() { <-j.token }
 
 // finish is called by a push that is done, holding the token.
-func (j *joiner) finish(ctx context.Context, next func()) {
+func (j *joiner) finish(ctx context.Context, t *jointTurn) {
 	j.mu.Lock()
 	j.live--
+	for _, k := range t.keys {
+		if j.writing[k]--; j.writing[k] <= 0 {
+			delete(j.writing, k)
+		}
+	}
 	ready := j.ready()
 	j.mu.Unlock()
 	j.release()
-	next()
+	t.next()
 	if ready != nil {
 		j.flush(ctx, ready)
 	}
 }
 
-// ready takes the waiting sends when every push left is waiting.
+// ready takes the waiting sends when every push left is waiting (for its
+// send, or held); when only held pushes are left, it lets them go.
 func (j *joiner) ready() []*jointSend {
-	if len(j.waiting) == 0 || len(j.waiting) < j.live {
+	if len(j.waiting)+len(j.held) < j.live {
+		return nil
+	}
+	if len(j.waiting) == 0 {
+		for _, h := range j.held {
+			close(h)
+		}
+		j.held = nil
 		return nil
 	}
 	w := j.waiting
@@ -144,42 +170,84 @@ func (j *joiner) ready() []*jointSend {
 	return w
 }
 
-// sender returns the Transaction of the push whose turn next hands on.
-func (j *joiner) sender(next func()) txSender {
-	return func(ctx context.Context, body []byte, idempotent bool) (*ehr.Response, error) {
-		entries, targets, ok := bundleEntries(body)
-		if !ok || !idempotent {
-			return j.conn.EHR.Transaction(ctx, body, idempotent)
-		}
-		js := &jointSend{body: body, entries: entries, targets: targets, done: make(chan struct{})}
-		j.mu.Lock()
-		j.waiting = append(j.waiting, js)
-		ready := j.ready()
-		j.mu.Unlock()
-		j.release()
-		next()
-		if ready != nil {
-			j.flush(ctx, ready)
-		}
-		<-js.done
-		j.acquire()
-		if js.alone == nil {
-			return js.resp, js.err
-		}
-		if !j.conn.bundles.allowed("transaction", j.e.now()) {
-			js.alone.taken(false)
-			return nil, errNotSent
-		}
-		resp, err := j.conn.EHR.Transaction(ctx, body, idempotent)
-		if js.alone.taken(err == nil) {
-			j.conn.bundles.suspect(jointKind)
-			if j.conn.bundles.settled(jointKind, true, j.e.now()) {
-				j.e.log().InfoContext(ctx, "the EHR refuses joint transactions but takes each client's alone; sending them alone for a while", "connection", j.conn.Name)
-			}
-		}
-		return resp, err
+// await holds the push, before it writes anything, until every other push
+// of the lease is done, when another's transaction writes one of keys (a
+// record two clients share, the specialist's Practitioner): the push then
+// starts again and finds that record written, instead of writing it a
+// second time. It reports whether it held the push; a push is held once.
+func (t *jointTurn) await(ctx context.Context, keys []string) bool {
+	j := t.j
+	if t.held {
+		return false
 	}
+	j.mu.Lock()
+	shared := slices.ContainsFunc(keys, func(k string) bool { return j.writing[k] > 0 })
+	if !shared {
+		j.mu.Unlock()
+		return false
+	}
+	t.held = true
+	h := make(chan struct{})
+	j.held = append(j.held, h)
+	ready := j.ready()
+	j.mu.Unlock()
+	j.release()
+	t.next()
+	if ready != nil {
+		j.flush(ctx, ready)
+	}
+	<-h
+	j.acquire()
+	return true
 }
+
+// transaction sends the push's transaction Bundle, which writes the
+// records of keys, joined with the others' (see above).
+func (t *jointTurn) transaction(ctx context.Context, body []byte, keys []string) (*ehr.Response, error) {
+	j := t.j
+	entries, targets, ok := bundleEntries(body)
+	if !ok {
+		return j.conn.EHR.Transaction(ctx, body, true)
+	}
+	js := &jointSend{body: body, entries: entries, targets: targets, done: make(chan struct{})}
+	j.mu.Lock()
+	if j.writing == nil {
+		j.writing = map[string]int{}
+	}
+	for _, k := range keys {
+		j.writing[k]++
+	}
+	t.keys = append(t.keys, keys...)
+	j.waiting = append(j.waiting, js)
+	ready := j.ready()
+	j.mu.Unlock()
+	j.release()
+	t.next()
+	if ready != nil {
+		j.flush(ctx, ready)
+	}
+	<-js.done
+	j.acquire()
+	if js.alone == nil {
+		return js.resp, js.err
+	}
+	if !j.conn.bundles.allowed("transaction", j.e.now()) {
+		js.alone.taken(false)
+		return nil, errNotSent
+	}
+	resp, err := j.conn.EHR.Transaction(ctx, body, true)
+	if js.alone.taken(err == nil) {
+		j.conn.bundles.suspect(jointKind)
+		if j.conn.bundles.settled(jointKind, true, j.e.now()) {
+			j.e.log().InfoContext(ctx, "the EHR refuses joint transactions but takes each client's alone; sending them alone for a while", "connection", j.conn.Name)
+		}
+	}
+	return resp, err
+}
+
+// errHeld: the push was held for the other pushes of its lease to be done
+// (jointTurn.await) and starts again.
+var errHeld = errors.New("push held for the lease's other pushes")
 
 // flush sends the waiting transactions, joined in groups, and hands each
 // its answer.

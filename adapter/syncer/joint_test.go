@@ -20,7 +20,6 @@ func TestJointTransactionsWriteWhatSingleOnesWrite(t *testing.T) {
 	t.Parallel()
 	var bad string
 	blank := func(cl *ips.Caseload) {
-		ownSpecialists(cl)
 		for _, c := range consenting(cl)[3:] {
 			if len(c.Goals) > 0 {
 				c.Goals[0].Description = "   "
@@ -164,19 +163,6 @@ func TestJointTransactionIsolatesAStaleClient(t *testing.T) {
 	for _, g := range other.Goals[:2] {
 		if body := string(r.searchGoal(t, r.conn.Mapping.GoalKey(other, g))); !strings.Contains(body, g.Description) {
 			t.Errorf("the other client's goal in the EHR: %s; want %q", body, g.Description)
-		}
-	}
-}
-
-// ownSpecialists gives every client a specialist of their own, so that no
-// two clients write one Practitioner: the first write of one two clients
-// of a lease share is made by both (the second push meets the first one's
-// attempt, unanswered yet, and writes one by one), which makes the counts
-// of a joint push differ from those of single ones, not the outcome.
-func ownSpecialists(cl *ips.Caseload) {
-	for _, c := range cl.Clients {
-		if c.Specialist != "" {
-			c.Specialist += " " + c.ID
 		}
 	}
 }

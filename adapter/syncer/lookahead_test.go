@@ -89,7 +89,7 @@ func TestJointSearchesFindWhatSingleSearchesFind(t *testing.T) {
 		patientSearches, planSearches int
 	}
 	run := func(t *testing.T, joint bool) outcome {
-		r := newRigWith(t, peer.Options{Seed: seed}, ownSpecialists)
+		r := newRigWith(t, peer.Options{Seed: seed})
 		ctx := t.Context()
 		r.conn.TreatmentPlan.Choose = ChoosePeriodStart
 		if !joint {
@@ -157,6 +157,7 @@ func TestJointSearchFailureFallsBackToSingleSearches(t *testing.T) {
 	r := newRigWith(t, peer.Options{Seed: seed})
 	ctx := t.Context()
 	r.conn.TreatmentPlan.Choose = ChoosePeriodStart
+	r.conn.Retry = RetrySchedule{Initial: time.Hour, Max: time.Hour}
 	joined := func(_, path, q string) bool {
 		return (path == "Patient" || path == "CarePlan") && (strings.Contains(q, "%2CPatient") || strings.Contains(q, "identifier=") && strings.Count(q, "%7C") > 1)
 	}

@@ -125,7 +125,7 @@ type Engine struct {
 	ahead *lookahead
 	// joint, when set, sends the push's transaction Bundle, joined with
 	// those of the other clients of the lease (see joint.go).
-	joint txSender
+	joint *jointTurn
 	// SharedText names the connections whose clinicians' goal notes are
 	// written to every connection's EHR (config clinicalText: share). A
 	// note from any other connection goes back to its own EHR only (see
@@ -333,12 +333,12 @@ func (e *Engine) pushConnection(ctx context.Context, conn *Connection, total *Pu
 		le := *e
 		le.ahead = ahead
 		if j := e.newJoiner(conn, items); j != nil {
-			err := j.pushAll(ctx, items, func(i int, it store.OutboxItem, send txSender) error {
+			err := j.pushAll(ctx, items, func(i int, it store.OutboxItem, turn *jointTurn) error {
 				if skip, err := e.renewIfDue(ctx, conn, i, it, leased); skip || err != nil {
 					return err
 				}
 				ie := le
-				ie.joint = send
+				ie.joint = turn
 				s, err := ie.pushItem(ctx, conn, it)
 				total.add(s)
 				if e.Progress != nil {
@@ -401,6 +401,12 @@ func (e *Engine) renewIfDue(ctx context.Context, conn *Connection, i int, it sto
 func (e *Engine) pushItem(ctx context.Context, conn *Connection, it store.OutboxItem) (PushSummary, error) {
 	s := PushSummary{Items: 1}
 	w, err := e.pushClient(ctx, conn, it.ClientID)
+	if errors.Is(err, errHeld) {
+		// Held before it wrote anything, for a record another push of
+		// the lease was writing (see jointTurn.await): again, from the
+		// ledger as that push left it.
+		w, err = e.pushClient(ctx, conn, it.ClientID)
+	}
 	s.add(w)
 	if err == nil || errors.Is(err, errClientChanged) {
 		// A client saved during its push keeps its item pending (Complete

@@ -154,6 +154,16 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 		// Nothing, or one resource: the single request says more.
 		return s, nil, false, nil
 	}
+	keys := make([]string, len(changed))
+	for i, ch := range changed {
+		keys[i] = ledgerKey(ch.en.Key)
+	}
+	if kind == "transaction" && e.joint != nil && e.joint.await(ctx, keys) {
+		// Another client's transaction of the lease writes one of these
+		// records: this push starts again once it is written (see
+		// joint.go).
+		return s, nil, false, errHeld
+	}
 	for _, ch := range changed {
 		if ch.ifMatch(conn) == "" && sentOnce(conn, ch.en.ResourceType) {
 			// A goal's first write, which must not be repeated (see
@@ -215,7 +225,9 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 		send = conn.EHR.Batch
 	case e.joint != nil:
 		// Joined with the other clients of the lease (see joint.go).
-		send = e.joint
+		send = func(ctx context.Context, body []byte, _ bool) (*ehr.Response, error) {
+			return e.joint.transaction(ctx, body, keys)
+		}
 	}
 	sent := e.now()
 	resp, err := send(ctx, body, true)
