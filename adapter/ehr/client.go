@@ -538,16 +538,14 @@ func (c *Client) newResponse(h *http.Response, body []byte) *Response {
 	if r.VersionID == "" {
 		r.VersionID = vid
 	}
-	if (r.ResourceID == "" || r.VersionID == "") && len(body) > 0 && body[0] == '{' {
+	if (r.ResourceID == "" || r.VersionID == "") && len(body) > 0 && body[0] == '{' && singleResource(body) {
 		var res struct {
-			ResourceType string `json:"resourceType"`
-			ID           string `json:"id"`
-			Meta         struct {
+			ID   string `json:"id"`
+			Meta struct {
 				VersionID string `json:"versionId"`
 			} `json:"meta"`
 		}
-		if json.Unmarshal(body, &res) == nil && res.ResourceType != "" &&
-			res.ResourceType != "Bundle" && res.ResourceType != "OperationOutcome" {
+		if json.Unmarshal(body, &res) == nil {
 			if r.ResourceID == "" {
 				r.ResourceID = res.ID
 			}
@@ -557,6 +555,14 @@ func (c *Client) newResponse(h *http.Response, body []byte) *Response {
 		}
 	}
 	return r
+}
+
+// singleResource reports whether body is a resource other than a Bundle
+// or an OperationOutcome, by its resourceType alone (see topStrings): a
+// transaction's answer is not read through to learn that it is a Bundle.
+func singleResource(body []byte) bool {
+	v, ok := topStrings(body, "resourceType")
+	return ok && v[0] != "" && v[0] != "Bundle" && v[0] != "OperationOutcome"
 }
 
 // VersionFromETag returns the opaque version in an ETag: W/"3" → 3. Version

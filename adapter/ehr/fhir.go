@@ -152,11 +152,10 @@ func (c *Client) Batch(ctx context.Context, bundle []byte, idempotent bool) (*Re
 }
 
 func (c *Client) postBundle(ctx context.Context, kind string, bundle []byte, idempotent bool) (*Response, error) {
-	var b struct {
-		ResourceType string `json:"resourceType"`
-		Type         string `json:"type"`
-	}
-	if err := json.Unmarshal(bundle, &b); err != nil || b.ResourceType != "Bundle" || b.Type != kind {
+	// The kind is checked, not the whole body: the EHR refuses malformed
+	// JSON, and reading every byte of each Bundle cost more than sending it
+	// (see topStrings).
+	if v, ok := topStrings(bundle, "resourceType", "type"); !ok || v[0] != "Bundle" || v[1] != kind {
 		return nil, &Error{Op: kind, Kind: KindInvalid, Err: because("not a Bundle of type " + kind)}
 	}
 	return c.Do(ctx, Request{Method: http.MethodPost, Body: bundle, Idempotent: idempotent, op: kind, label: "Bundle"})
