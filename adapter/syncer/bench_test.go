@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -114,7 +115,7 @@ func benchSync(b *testing.B, n, workers, ceilingEntries int) {
 		b.Fatalf("sync: %+v %v", s, err)
 	}
 	rec.mu.Lock()
-	synced, syncRequests := rec.bundles, rec.requests
+	synced, syncRequests, syncSearches := rec.bundles, rec.requests, rec.searches
 	rec.mu.Unlock()
 
 	// 1% of the clients change one goal each: an incremental pass.
@@ -165,6 +166,7 @@ func benchSync(b *testing.B, n, workers, ceilingEntries int) {
 	b.ReportMetric(float64(sent)/syncWall.Seconds(), "sync-entries/s")
 	b.ReportMetric(float64(entries)/ceilWall.Seconds(), "ceiling-entries/s")
 	b.ReportMetric(float64(syncRequests), "sync-requests")
+	b.ReportMetric(float64(syncSearches), "sync-searches")
 	b.ReportMetric(float64(len(bundles)), "ceiling-requests")
 	b.ReportMetric((float64(sent)/syncWall.Seconds())/(float64(entries)/ceilWall.Seconds()), "ratio")
 	b.ReportMetric(incWall.Seconds(), "incremental-s")
@@ -179,7 +181,15 @@ type recordingEHR struct {
 	EHR
 	mu       sync.Mutex
 	requests int
+	searches int
 	bundles  [][]json.RawMessage // each Bundle's entries
+}
+
+func (r *recordingEHR) Search(ctx context.Context, t string, q url.Values) ([]ehr.Entry, error) {
+	r.mu.Lock()
+	r.searches++
+	r.mu.Unlock()
+	return r.EHR.Search(ctx, t, q)
 }
 
 func (r *recordingEHR) keep(entries []json.RawMessage) {
