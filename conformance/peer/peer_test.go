@@ -1131,6 +1131,106 @@ func TestTagIndexMatchesScan(t *testing.T) {
 	}
 }
 
+// TestSubjectIndexMatchesScan: `patient=` and `subject=` searches of
+// CarePlans (one reference or an OR list, as ipsfhir's joint treatment
+// plan search sends) find with the subject index exactly what the engine's
+// scan finds, over random creates, updates, deletes and rolled-back
+// transactions, and subjects written in every form a reference takes.
+func TestSubjectIndexMatchesScan(t *testing.T) {
+	t.Parallel()
+	indexed := newClient(t, StartForTest(t, Options{Args: []string{"--quiet"}}))
+	scanned := newClient(t, StartForTest(t, Options{Args: []string{"--quiet", "--no-identifier-index"}}))
+	servers := []*fhirClient{indexed, scanned}
+
+	rng := rand.New(rand.NewPCG(5, 6))
+	subjects := []string{"Patient/p1", "Patient/p2", "Patient/P1", "Patient/p3/_history/2", "http://example.org/fhir/Patient/p2",
+		"Group/p1", "urn:uuid:0f8c3a55-1a7c-4c2a-9a0e-5a1d2b3c4d5e", "#contained", "p1", ""}
+	makePlan := func(label string) map[string]any {
+		cp := map[string]any{"resourceType": "CarePlan", "status": "active", "intent": "plan", "description": label}
+		if s := subjects[rng.IntN(len(subjects))]; s != "" {
+			cp["subject"] = map[string]any{"reference": s}
+		}
+		return cp
+	}
+	ids := make([]map[*fhirClient]string, 0)
+	for step := range 150 {
+		switch op := rng.IntN(10); {
+		case op < 5 || len(ids) == 0:
+			cp := makePlan(fmt.Sprintf("r-%d", len(ids)))
+			byServer := map[*fhirClient]string{}
+			for _, c := range servers {
+				r := c.call("POST", "CarePlan", cp)
+				if r.status != 201 {
+					// A subject the server refuses, on both (checked below).
+					byServer[c] = ""
+					continue
+				}
+				byServer[c] = str(r.body, "id")
+			}
+			if (byServer[indexed] == "") != (byServer[scanned] == "") {
+				t.Fatalf("create %v: accepted by one server only", cp["subject"])
+			}
+			ids = append(ids, byServer)
+		case op < 8:
+			n := rng.IntN(len(ids))
+			cp := makePlan(fmt.Sprintf("r-%d", n))
+			for _, c := range servers {
+				if ids[n][c] == "" {
+					continue
+				}
+				cp["id"] = ids[n][c]
+				c.call("PUT", "CarePlan/"+ids[n][c], cp)
+			}
+		case op < 9:
+			n := rng.IntN(len(ids))
+			for _, c := range servers {
+				if ids[n][c] != "" {
+					c.expect(c.call("DELETE", "CarePlan/"+ids[n][c], nil), 200, "delete")
+					ids[n][c] = ""
+				}
+			}
+		default:
+			cp := makePlan(fmt.Sprintf("rolled-back-%d", step))
+			bundle := map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": []any{
+				map[string]any{"resource": cp, "request": map[string]any{"method": "POST", "url": "CarePlan"}},
+				map[string]any{"request": map[string]any{"method": "DELETE", "url": "CarePlan/missing"}},
+			}}
+			for _, c := range servers {
+				if r := c.call("POST", "", bundle); r.status < 400 {
+					t.Fatalf("failing transaction answered %d", r.status)
+				}
+			}
+		}
+	}
+	queries := []string{"Patient/p1", "Patient/p2", "Patient/P1", "Patient/p3", "Patient/p9", "Group/p1", "p1",
+		"Patient/p1,Patient/p2", "Patient/p2,Patient/p3,Patient/p9", "Patient/p1,p2", "http://example.org/fhir/Patient/p2"}
+	labels := func(c *fhirClient, code, q string) []string {
+		r := c.call("GET", "CarePlan?_count=1000&"+code+"="+url.QueryEscape(q), nil)
+		if r.status != 200 {
+			return []string{fmt.Sprintf("status %d", r.status)}
+		}
+		var out []string
+		for _, e := range entries(r.body) {
+			out = append(out, str(e["resource"].(map[string]any), "description"))
+		}
+		slices.Sort(out)
+		return out
+	}
+	matched := 0
+	for _, code := range []string{"patient", "subject"} {
+		for _, q := range queries {
+			a, b := labels(indexed, code, q), labels(scanned, code, q)
+			if !slices.Equal(a, b) {
+				t.Errorf("%s=%s: index finds %v, scan finds %v", code, q, a, b)
+			}
+			matched += len(a)
+		}
+	}
+	if matched == 0 {
+		t.Fatal("no query matched anything; the comparison proves nothing")
+	}
+}
+
 // BenchmarkIdentifier measures the two identifier paths an adapter uses
 // most, over 3,000 stored Goals: search (`Goal?identifier=system|value`) and
 // conditional update by identifier (`PUT Goal?identifier=system|value`). It

@@ -364,6 +364,14 @@ class TypeStore extends Map {
     this.tagsEnabled = repo.identifierIndex;
     this.byTag = new Map();
     this.tagsById = new Map();
+    // lower-cased "Type/id" of subject.reference -> Set(id): `patient=` and
+    // `subject=` searches of the types whose parameter is the subject
+    // (CarePlan?patient=Patient/1,Patient/2), as a real EHR indexes a
+    // patient's compartment; a linear scan made each search cost as much as
+    // the server held.
+    this.subjectCodes = repo.identifierIndex ? subjectSearchCodes(type, repo.concreteTypes) : new Set();
+    this.bySubject = new Map();
+    this.subjectById = new Map();
   }
 
   set(id, resource) {
@@ -374,6 +382,7 @@ class TypeStore extends Map {
     super.set(id, resource);
     this.reindex(id, resource);
     this.reindexTags(id, resource);
+    this.reindexSubject(id, resource);
     return this;
   }
 
@@ -385,6 +394,7 @@ class TypeStore extends Map {
     super.delete(id);
     this.reindex(id, undefined);
     this.reindexTags(id, undefined);
+    this.reindexSubject(id, undefined);
     return true;
   }
 
@@ -395,6 +405,42 @@ class TypeStore extends Map {
     this.keysById.clear();
     this.byTag.clear();
     this.tagsById.clear();
+    this.bySubject.clear();
+    this.subjectById.clear();
+  }
+
+  reindexSubject(id, resource) {
+    if (this.subjectCodes.size === 0) return;
+    const old = this.subjectById.get(id);
+    if (old !== undefined) {
+      const ids = this.bySubject.get(old);
+      ids?.delete(id);
+      if (ids?.size === 0) this.bySubject.delete(old);
+      this.subjectById.delete(id);
+    }
+    const key = referenceKey(resource?.subject?.reference);
+    if (key === undefined) return;
+    let ids = this.bySubject.get(key);
+    if (!ids) {
+      ids = new Set();
+      this.bySubject.set(key, ids);
+    }
+    ids.add(id);
+    this.subjectById.set(id, key);
+  }
+
+  // Candidate ids for a `patient` or `subject` filter value of "Type/id"
+  // alternatives, or undefined for any other form (the engine then scans).
+  // A superset: the engine's matcher (resolve() is Patient included) still
+  // runs on each candidate.
+  subjectCandidates(code, filterValue) {
+    if (!this.subjectCodes.has(code) || filterValue.includes('\\')) return undefined;
+    const result = new Set();
+    for (const alternative of filterValue.split(',')) {
+      if (!/^[A-Za-z]+\/[A-Za-z0-9\-.]{1,64}$/.test(alternative)) return undefined;
+      for (const id of this.bySubject.get(alternative.toLowerCase()) ?? []) result.add(id);
+    }
+    return result;
   }
 
   reindexTags(id, resource) {
@@ -509,6 +555,30 @@ function identifierExpressionFor(type, concrete) {
   } catch {
     return undefined;
   }
+}
+
+// The search codes among `patient` and `subject` whose expression, cut to
+// `type`, is the resource's subject (with or without `.where(resolve() is
+// Patient)`): the subject index answers those.
+function subjectSearchCodes(type, concrete) {
+  const codes = new Set();
+  for (const code of ['patient', 'subject']) {
+    const param = globalSchema.types[type]?.searchParams?.[code];
+    if (!param || param.type !== 'reference' || typeof param.expression !== 'string') continue;
+    const expression = (expressionForType(type, param.expression, concrete) ?? param.expression).trim();
+    if (expression === `${type}.subject` || expression === `${type}.subject.where(resolve() is Patient)`) codes.add(code);
+  }
+  return codes;
+}
+
+// The index key of a reference: "type/id", lower-cased, from a relative or
+// absolute reference, without a version; undefined for anything else (a
+// contained or logical reference: not indexed, and no filter value the index
+// answers could match it, since the engine compares "Type/id").
+function referenceKey(reference) {
+  if (typeof reference !== 'string') return undefined;
+  const m = /(?:^|\/)([A-Za-z]+\/[A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]*)?$/.exec(reference);
+  return m ? m[1].toLowerCase() : undefined;
 }
 
 // Index keys for a resource: [mapName, key] pairs, or undefined if the
@@ -675,6 +745,7 @@ class PeerRepository extends MemoryRepository {
       let ids;
       if (filter.code === 'identifier') ids = store.candidates(filter.value);
       else if (filter.code === '_tag') ids = store.tagCandidates(filter.value);
+      else if (filter.code === 'patient' || filter.code === 'subject') ids = store.subjectCandidates(filter.code, filter.value);
       else continue;
       if (ids && (!best || ids.size < best.size)) best = ids;
     }
