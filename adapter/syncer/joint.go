@@ -143,6 +143,15 @@ func (j *joiner) finish(ctx context.Context, t *jointTurn) {
 			delete(j.writing, k)
 		}
 	}
+	t.stepAside(ctx)
+}
+
+// stepAside is called by a push that holds the token and j.mu and waits
+// from now on (for its send, for the others, or because it is done): it
+// hands the token and the turn on and, when every push left is waiting,
+// sends what waits (see ready). It unlocks j.mu.
+func (t *jointTurn) stepAside(ctx context.Context) {
+	j := t.j
 	ready := j.ready()
 	j.mu.Unlock()
 	j.release()
@@ -189,13 +198,7 @@ func (t *jointTurn) await(ctx context.Context, keys []string) bool {
 	t.held = true
 	h := make(chan struct{})
 	j.held = append(j.held, h)
-	ready := j.ready()
-	j.mu.Unlock()
-	j.release()
-	t.next()
-	if ready != nil {
-		j.flush(ctx, ready)
-	}
+	t.stepAside(ctx)
 	<-h
 	j.acquire()
 	return true
@@ -219,13 +222,7 @@ func (t *jointTurn) transaction(ctx context.Context, body []byte, keys []string)
 	}
 	t.keys = append(t.keys, keys...)
 	j.waiting = append(j.waiting, js)
-	ready := j.ready()
-	j.mu.Unlock()
-	j.release()
-	t.next()
-	if ready != nil {
-		j.flush(ctx, ready)
-	}
+	t.stepAside(ctx)
 	<-js.done
 	j.acquire()
 	if js.alone == nil {
