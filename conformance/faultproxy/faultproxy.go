@@ -154,7 +154,12 @@ func New(target string, opts Options) (*Proxy, error) {
 			DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			MaxIdleConns:        100,
 			MaxIdleConnsPerHost: 100,
-			IdleConnTimeout:     90 * time.Second,
+			// Below the peer's (Node's) 5 s keep-alive: a connection
+			// reused just as the target closed it loses the request, and
+			// a write's body cannot be sent again (a 502 the EHR never
+			// gave). Go drops idle connections older than this before
+			// reuse.
+			IdleConnTimeout: 2 * time.Second,
 			// Pass the client's Accept-Encoding through rather than adding
 			// gzip and decoding behind its back.
 			DisableCompression: true,

@@ -1,6 +1,7 @@
 package faultproxy_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -883,5 +884,76 @@ func TestRequestLog(t *testing.T) {
 	}
 	if rec := byMethod["testPUTGoal/"+id]; rec.Seq != 0 || rec.Body != "Goal completed" || rec.Status != 200 {
 		t.Errorf("recorded line %+v", rec)
+	}
+}
+
+// TestIdleConnectionsOutlivingTheTargetsKeepAliveAreNotReused: the peer
+// (Node) closes a connection idle for 5 s. When the proxy reused one just
+// as Node closed it, the request got no answer and the proxy said 502
+// (syncer's TestPullRepairsWhatTheEHRDoesNotHoldAsWritten in CI: a retry
+// sent 5 s after the attempt it followed, heldTimeout). The target here
+// answers the first request on a connection and drops any later one
+// unanswered, as Node does at that instant; a request sent after the
+// proxy's idle limit (2 s) must go on a new connection.
+func TestIdleConnectionsOutlivingTheTargetsKeepAliveAreNotReused(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				br := bufio.NewReader(conn)
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				_, _ = io.Copy(io.Discard, req.Body)
+				_, _ = io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\nContent-Length: 2\r\n\r\n{}")
+				// The next request on this connection comes after its
+				// keep-alive ran out: read, then closed unanswered.
+				_, _ = http.ReadRequest(br)
+			}()
+		}
+	}()
+	p, err := faultproxy.New("http://"+ln.Addr().String()+"/fhir", faultproxy.Options{Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := p.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	// A PUT with a body, as the adapter's writes: Go's transport sends a
+	// bodiless GET again on its own when a reused connection fails, but
+	// not a request whose body it cannot read again.
+	get := func() int {
+		req, err := http.NewRequest(http.MethodPut, base+"/Patient/1", strings.NewReader(`{"resourceType":"Patient","id":"1"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/fhir+json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode
+	}
+	if s := get(); s != 200 {
+		t.Fatalf("first request: %d", s)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	if s := get(); s != 200 {
+		t.Fatalf("a request 2.5 s later: %d (%+v); want 200 on a new connection to the target", s, p.Stats())
 	}
 }
