@@ -178,19 +178,24 @@ func testOlderCopy(t *testing.T, bundles string, beforeLedger bool) {
 // and another worker may take them over: both then pushed the same client
 // at once, the race TestAnOlderCopyIsNotWrittenOverANewerPush is about.
 // Now an item whose lease has run half out is renewed before it starts,
-// and one another worker took over is left to it.
+// and one another worker took over is left to it. Both when the clients
+// are pushed one by one and when their transactions are joined (joint.go).
 func TestABatchItemTakenOverIsNotPushed(t *testing.T) {
 	t.Parallel()
-	for _, takenOver := range []bool{true, false} {
-		name := "taken over"
+	for _, tc := range []struct {
+		bundles   string
+		takenOver bool
+	}{{"none", true}, {"none", false}, {"transaction", true}, {"transaction", false}} {
+		takenOver := tc.takenOver
+		name := tc.bundles + ", taken over"
 		if !takenOver {
-			name = "not taken over"
+			name = tc.bundles + ", not taken over"
 		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			r := newRig(t, "")
 			ctx := t.Context()
-			r.conn.Plan.Bundles = "none"
+			r.conn.Plan.Bundles = tc.bundles
 			r.pushAll(t)
 			makeDue(t, r) // every client queued again
 			queued := len(r.cl.Clients)
