@@ -25,43 +25,16 @@ func topStrings(body []byte, keys ...string) ([]string, bool) {
 		if err != nil {
 			return nil, false
 		}
-		name, _ := tok.(string)
-		i := -1
-		for j, k := range keys {
-			if k == name && out[j] == "" {
-				i = j
-			}
-		}
-		if i < 0 {
-			var skip json.RawMessage
-			if dec.Decode(&skip) != nil {
-				return nil, false
-			}
-			continue
-		}
-		v, err := dec.Token()
-		if err != nil {
+		var v json.RawMessage
+		if dec.Decode(&v) != nil {
 			return nil, false
 		}
-		if s, ok := v.(string); ok {
-			out[i] = s
-			left--
-			continue
-		}
-		if d, ok := v.(json.Delim); ok && (d == '{' || d == '[') {
-			// Not a string: skip the rest of the value.
-			for depth := 1; depth > 0; {
-				t, err := dec.Token()
-				if err != nil {
-					return nil, false
-				}
-				if d, ok := t.(json.Delim); ok {
-					if d == '{' || d == '[' {
-						depth++
-					} else {
-						depth--
-					}
-				}
+		name, _ := tok.(string)
+		for i, k := range keys {
+			// The first member of a name counts; a value that is not a
+			// string is "".
+			if k == name && out[i] == "" && json.Unmarshal(v, &out[i]) == nil {
+				left--
 			}
 		}
 	}

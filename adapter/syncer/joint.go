@@ -1,7 +1,6 @@
 package syncer
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -309,19 +308,11 @@ func (j *joiner) send(ctx context.Context, group []*jointSend) *refusal {
 		group[0].resp, group[0].err = j.conn.EHR.Transaction(ctx, group[0].body, true)
 		return nil
 	}
-	var n int
-	body := []byte(`{"resourceType":"Bundle","type":"transaction","entry":[`)
+	var entries []json.RawMessage
 	for _, s := range group {
-		for _, en := range s.entries {
-			if n > 0 {
-				body = append(body, ',')
-			}
-			body = append(body, en...)
-			n++
-		}
+		entries = append(entries, s.entries...)
 	}
-	body = append(body, "]}"...)
-	resp, err := j.conn.EHR.Transaction(ctx, body, true)
+	resp, err := j.conn.EHR.Transaction(ctx, bundleJSON("transaction", entries), true)
 	switch {
 	case err == nil:
 		j.split(resp, group)
@@ -402,21 +393,26 @@ func (j *joiner) split(resp *ehr.Response, group []*jointSend) {
 	at := 0
 	for _, s := range group {
 		r := *resp
-		r.Body = []byte(`{"resourceType":"Bundle","type":"transaction-response","entry":[]}`)
+		var part []json.RawMessage
 		if readable {
-			r.Body = append(append([]byte(`{"resourceType":"Bundle","type":"transaction-response","entry":[`), bytes.Join(jsonBytes(b.Entry[at:at+len(s.entries)]), []byte(","))...), "]}"...)
+			part = b.Entry[at : at+len(s.entries)]
 		}
+		r.Body = bundleJSON("transaction-response", part)
 		at += len(s.entries)
 		s.resp = &r
 	}
 }
 
-func jsonBytes(rs []json.RawMessage) [][]byte {
-	out := make([][]byte, len(rs))
-	for i, r := range rs {
-		out[i] = r
+// bundleJSON writes a Bundle of type typ around entries, as they are.
+func bundleJSON(typ string, entries []json.RawMessage) []byte {
+	b := []byte(`{"resourceType":"Bundle","type":"` + typ + `","entry":[`)
+	for i, en := range entries {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, en...)
 	}
-	return out
+	return append(b, "]}"...)
 }
 
 // bundleEntries reads a transaction Bundle's entries and what each one

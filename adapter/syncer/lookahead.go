@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -101,7 +102,7 @@ func (e *Engine) lookAhead(ctx context.Context, conn *Connection, items []store.
 	}
 	if name, ok := conn.Plan.Type("Patient").Searches("identifier"); ok && conn.Plan.Allows("Patient", "search-type") && len(unknown) >= 2 {
 		la.patients = map[string][]string{}
-		for chunk := range chunks(unknown, lookaheadChunk) {
+		for chunk := range slices.Chunk(unknown, lookaheadChunk) {
 			found, err := e.searchPatients(ctx, conn, name, chunk)
 			if err != nil {
 				e.log().WarnContext(ctx, "joint patient search failed; searching client by client", "connection", conn.Name, "error_kind", errorToken(err), "status", statusOf(err))
@@ -145,7 +146,7 @@ func (e *Engine) lookAhead(ctx context.Context, conn *Connection, items []store.
 		return la, nil
 	}
 	la.plans = map[string]string{}
-	for chunk := range chunks(due, lookaheadChunk) {
+	for chunk := range slices.Chunk(due, lookaheadChunk) {
 		found, err := e.searchTreatmentPlans(ctx, conn, name, chunk)
 		if err != nil {
 			e.log().WarnContext(ctx, "joint treatment plan search failed; searching client by client", "connection", conn.Name, "error_kind", errorToken(err), "status", statusOf(err))
@@ -156,17 +157,6 @@ func (e *Engine) lookAhead(ctx context.Context, conn *Connection, items []store.
 		}
 	}
 	return la, nil
-}
-
-// chunks yields s in pieces of at most n.
-func chunks[T any](s []T, n int) func(func([]T) bool) {
-	return func(yield func([]T) bool) {
-		for i := 0; i < len(s); i += n {
-			if !yield(s[i:min(i+n, len(s))]) {
-				return
-			}
-		}
-	}
 }
 
 // patientKey is the ledger key of a client's Patient.
@@ -298,4 +288,14 @@ func (la *lookahead) patientIDs(pid ips.Identifier) []string {
 		return nil
 	}
 	return la.patients[pid.System+"|"+pid.Value]
+}
+
+// plan returns the treatment plan the joint search found for a patient
+// reference ("" for none), and whether it covered that patient at all.
+func (la *lookahead) plan(patientRef string) (string, bool) {
+	if la == nil {
+		return "", false
+	}
+	id, ok := la.plans[patientRef]
+	return id, ok
 }

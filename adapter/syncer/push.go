@@ -330,44 +330,40 @@ func (e *Engine) pushConnection(ctx context.Context, conn *Connection, total *Pu
 			e.recordRun(ctx, conn.Name, telemetry.DirectionPush, err)
 			return fmt.Errorf("push %s: %w", conn.Name, err)
 		}
-		le := *e
-		le.ahead = ahead
-		if j := e.newJoiner(conn, items); j != nil {
-			err := j.pushAll(ctx, items, func(i int, it store.OutboxItem, turn *jointTurn) error {
-				if skip, err := e.renewIfDue(ctx, conn, i, it, leased); skip || err != nil {
-					return err
-				}
-				ie := le
-				ie.joint = turn
-				s, err := ie.pushItem(ctx, conn, it)
-				total.add(s)
-				if e.Progress != nil {
-					e.Progress(*total)
-				}
-				return err
-			})
-			if err != nil {
-				e.recordRun(ctx, conn.Name, telemetry.DirectionPush, err)
+		// Item i of the lease, pushed by ie (e with the lease's joint
+		// answers, and its joint turn if any).
+		push := func(i int, it store.OutboxItem, ie Engine) error {
+			if skip, err := e.renewIfDue(ctx, conn, i, it, leased); skip || err != nil {
 				return err
 			}
-			continue
-		}
-		for i, it := range items {
-			if skip, err := e.renewIfDue(ctx, conn, i, it, leased); err != nil {
-				e.recordRun(ctx, conn.Name, telemetry.DirectionPush, err)
-				return err
-			} else if skip {
-				continue
-			}
-			s, err := le.pushItem(ctx, conn, it)
+			s, err := ie.pushItem(ctx, conn, it)
 			if err != nil {
-				e.recordRun(ctx, conn.Name, telemetry.DirectionPush, err)
 				return err
 			}
 			total.add(s)
 			if e.Progress != nil {
 				e.Progress(*total)
 			}
+			return nil
+		}
+		le := *e
+		le.ahead = ahead
+		if j := e.newJoiner(conn, items); j != nil {
+			err = j.pushAll(ctx, items, func(i int, it store.OutboxItem, turn *jointTurn) error {
+				ie := le
+				ie.joint = turn
+				return push(i, it, ie)
+			})
+		} else {
+			for i, it := range items {
+				if err = push(i, it, le); err != nil {
+					break
+				}
+			}
+		}
+		if err != nil {
+			e.recordRun(ctx, conn.Name, telemetry.DirectionPush, err)
+			return err
 		}
 	}
 	e.recordRun(ctx, conn.Name, telemetry.DirectionPush, nil)

@@ -154,9 +154,12 @@ func (e *Engine) pushBundle(ctx context.Context, conn *Connection, kind string, 
 		// Nothing, or one resource: the single request says more.
 		return s, nil, false, nil
 	}
-	keys := make([]string, len(changed))
-	for i, ch := range changed {
-		keys[i] = ledgerKey(ch.en.Key)
+	// The records this transaction writes, for a joint lease (see joint.go).
+	var keys []string
+	if e.joint != nil {
+		for _, ch := range changed {
+			keys = append(keys, ledgerKey(ch.en.Key))
+		}
 	}
 	if kind == "transaction" && e.joint != nil && e.joint.await(ctx, keys) {
 		// Another client's transaction of the lease writes one of these

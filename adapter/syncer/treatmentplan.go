@@ -105,12 +105,8 @@ func (e *Engine) treatmentPlanOf(ctx context.Context, conn *Connection, clientID
 	}
 	// A joint search of the lease's clients may have looked it up
 	// already (see lookahead.go).
-	id, ahead := "", false
-	if e.ahead != nil {
-		id, ahead = e.ahead.plans[patientRef]
-	}
-	err = nil
-	if !ahead {
+	id, ahead := e.ahead.plan(patientRef)
+	if err = nil; !ahead {
 		id, err = e.findTreatmentPlan(ctx, conn, patientRef)
 	}
 	if err != nil {
