@@ -51,8 +51,8 @@ const USAGE = `usage: node --experimental-websocket server.mjs [flags]
                             own mode: declare (and enforce) no conditional create
                             for these resource types, comma-separated (e.g. Goal):
                             an EHR that updates conditionally but cannot create so
-  --no-identifier-index     search identifier=system|value and _tag=system|code by
-                            linear scan (benchmarks)
+  --no-identifier-index     search identifier=system|value, _tag=system|code and
+                            patient=/subject=Type/id by linear scan (benchmarks)
   --no-expression-pruning   evaluate stock multi-type search expressions (benchmarks)
   --medplum-transaction-limits
                             keep Medplum's limits of 8 entries for transactions with
@@ -342,7 +342,7 @@ function pruneSearchExpressions(resourceTypes) {
 // map with one whose per-type maps see every write, whichever code path made it
 // (create, update, patch, conditional create/update, batch, transaction). That
 // one hook gives us: validation of every stored version (including PATCH
-// results), an identifier index, and a journal to roll back failed
+// results), identifier, tag and subject indexes, and a journal to roll back failed
 // transactions. The field names are MemoryRepository internals of 5.2.13; the
 // constructor checks them so an upgrade fails loudly instead of silently.
 
@@ -711,9 +711,10 @@ class PeerRepository extends MemoryRepository {
   }
 
   // Every search, conditional create/update/delete and batch lookup goes
-  // through searchSync (a MemoryRepository internal). For an `identifier`
-  // filter we hand it only the index candidates instead of every resource of
-  // the type; the engine's own matcher, sort, offset and count still apply.
+  // through searchSync (a MemoryRepository internal). For an `identifier`,
+  // `_tag`, `patient` or `subject` filter the indexes answer, we hand it only
+  // the candidates instead of every resource of the type; the engine's own
+  // matcher, sort, offset and count still apply.
   searchSync(searchRequest) {
     const candidates = this.identifierCandidates(searchRequest);
     if (!candidates) return super.searchSync(searchRequest);
